@@ -1,0 +1,146 @@
+/**
+ * Types of the native storage engine as the daemon sees it.
+ *
+ * Responsibility: the narrow seam between toondbd and storage: ordered bytes -> bytes, optimistic
+ * transactions, snapshot range reads, durability watermarks. `engine/index.ts` is the only file
+ * that loads the native addon and returns an object of this shape; nothing else imports the
+ * `.node` binary. A remote backend (FoundationDB, TiKV) could implement the same interface.
+ *
+ * Invariants:
+ * - `execute` runs its ops in array order on one libuv pool thread and returns one result per op,
+ *   in the same order. One op failing never fails the others (each result carries its own code).
+ * - Every result carries `seq`: for a write, the commit ticket that must be durable before the
+ *   write is acknowledged; for a read, the highest ticket the read could have observed. A reply
+ *   may be released once `durableSeq() >= seq` (only enforced in `sync` durability).
+ * - Engine error codes are registry codes from protocol/errors.ts.
+ */
+
+/** Operation kinds understood by `execute`. The numbers are part of the addon ABI. */
+export const OpKind = {
+  get: 1,
+  exists: 2,
+  put: 3,
+  delete: 4,
+  getBatch: 5,
+  putBatch: 6,
+  deleteBatch: 7,
+  scanOpen: 8,
+  scanNext: 9,
+  scanClose: 10,
+  listPath: 11,
+  begin: 12,
+  commit: 13,
+  abort: 14,
+} as const;
+export type OpKindValue = (typeof OpKind)[keyof typeof OpKind];
+
+export const IsolationKind = { serializable: 0, snapshot: 1 } as const;
+
+/**
+ * One operation. Which fields are read depends on `kind`:
+ * - get/exists/delete: key (+txn)            - put: key, value, ttlMs? (+txn)
+ * - getBatch/deleteBatch: keys (+txn)        - putBatch: keys, values (parallel), ttlMs? (+txn)
+ * - scanOpen: prefix in `key`, or range `key` (start, inclusive; absent = unbounded) .. `end`
+ *   (exclusive; absent = unbounded) with `range: true`; reverse, limit (0 = none), batchItems,
+ *   batchBytes (+txn)
+ * - scanNext/scanClose: cursor              - listPath: key (the encoded parent prefix), limit (+txn)
+ * - begin: isolation                        - commit/abort: txn
+ */
+export interface EngineOp {
+  kind: OpKindValue;
+  txn?: number;
+  key?: Buffer;
+  value?: Buffer;
+  keys?: Buffer[];
+  values?: Buffer[];
+  end?: Buffer;
+  range?: boolean;
+  ttlMs?: number;
+  cursor?: number;
+  reverse?: boolean;
+  limit?: number;
+  batchItems?: number;
+  batchBytes?: number;
+  isolation?: number;
+}
+
+/** Result of one op. `code`/`message` are set on failure and nothing else is meaningful then. */
+export interface EngineResult {
+  code?: string;
+  message?: string;
+  /** get: the value, or null when missing/expired. */
+  value?: Buffer | null;
+  /** exists: whether the key is present. */
+  found?: boolean;
+  /** getBatch: values in key order, null where missing. */
+  values?: (Buffer | null)[];
+  /** scanOpen/scanNext: keys and values of this batch (parallel arrays); listPath: child names. */
+  keys?: Buffer[];
+  vals?: Buffer[];
+  /** scanOpen/scanNext: no more entries after this batch (the cursor is already freed). */
+  done?: boolean;
+  /** scanOpen: handle for scanNext/scanClose (absent when done in the first batch). */
+  cursor?: number;
+  /** begin: the new transaction handle. */
+  txn?: number;
+  /** commit: the commit timestamp (the engine sequence number the commit became visible at). */
+  commitTs?: bigint;
+  /** Durability ticket; see the file header. */
+  seq: number;
+}
+
+export interface EngineOpenOptions {
+  /** Data directory; created if missing. */
+  path: string;
+  /** Block cache size in bytes. */
+  cacheBytes?: number;
+  keyBytesMax: number;
+  valueBytesMax: number;
+  txnBytesMax: number;
+  batchItemsMax: number;
+}
+
+export interface RecoveryReport {
+  /** Milliseconds spent opening the database (journal replay included). */
+  durationMs: number;
+  /** Journal files found on open (more means more replay work). */
+  journalCount: number;
+  /** Engine sequence number after recovery. */
+  seqno: bigint;
+  approximateKeys: number;
+}
+
+export interface EngineStats {
+  approximateKeys: number;
+  diskBytes: number;
+  journalBytes: number;
+  journalCount: number;
+  writeBufferBytes: number;
+  seqno: bigint;
+  openTransactions: number;
+  openCursors: number;
+}
+
+export interface CheckpointReport {
+  lsn: bigint;
+  durationMs: number;
+}
+
+export interface Engine {
+  readonly recovery: RecoveryReport;
+  /** Runs ops in order off the JS thread; never rejects for a per-op failure. */
+  execute(ops: EngineOp[]): Promise<EngineResult[]>;
+  /** fsyncs the journal (fdatasync) and resolves to the ticket now durable (group commit). */
+  sync(): Promise<number>;
+  /** Highest ticket known durable (cheap, synchronous). */
+  durableSeq(): number;
+  /** Highest ticket handed out to a write so far (cheap, synchronous). */
+  writtenSeq(): number;
+  /** Flushes memtables to tables and the journal to disk; bounds recovery work. */
+  checkpoint(): Promise<CheckpointReport>;
+  /** Removes up to `limit` expired keys; resolves to the number removed. */
+  sweepExpired(limit: number): Promise<number>;
+  stats(): Promise<EngineStats>;
+  /** Persists and releases everything. Further calls fail. */
+  close(): Promise<void>;
+}

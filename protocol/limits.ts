@@ -1,0 +1,167 @@
+/**
+ * Every limit in toondb, in one place.
+ *
+ * Responsibility: name each bound the protocol, daemon, engine and client rely on, and assert
+ * once, at load time, how the bounds relate (a maximal value must fit in a frame, a batch of
+ * maximal keys must fit in a frame, ...). Nothing else in the code base may hard-code a limit.
+ *
+ * Invariants (checked by `assertLimits()` below, which runs on import):
+ * - A single put of a maximal key and value fits in one frame, with room for the envelope.
+ * - Every per-connection registry (transactions, cursors, in-flight requests) is bounded.
+ * - The socket path limit is the smaller of Linux (108 incl. NUL) and macOS (104 incl. NUL).
+ *
+ * The daemon advertises the subset in `ServerLimits` in its `hello` reply, so a client (in any
+ * language) can size its requests without guessing.
+ */
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+/** Protocol version spoken by this build. Bumped on any incompatible wire change. */
+export const PROTOCOL_VERSION = 1;
+
+/** Bytes in the big-endian length prefix that precedes every frame body. */
+export const FRAME_HEADER_BYTES = 4;
+
+/** Largest frame body (after the length prefix) either side accepts. Larger frames are refused
+ * from the header alone, before any byte of the body is buffered. */
+export const FRAME_BYTES_MAX = 32 * MiB;
+
+/** Largest key, in bytes. fjall accepts up to 64 KiB; we keep keys small enough that a batch of
+ * them and their index entries stay cheap. */
+export const KEY_BYTES_MAX = 16 * KiB;
+
+/** Largest value, in bytes. */
+export const VALUE_BYTES_MAX = 16 * MiB;
+
+/** Bytes reserved in a frame for the envelope around a maximal key and value. */
+export const ENVELOPE_BYTES_MAX = 4 * KiB;
+
+/** Most items in one `getBatch` / `putBatch` / `deleteBatch`. */
+export const BATCH_ITEMS_MAX = 10_000;
+
+/** Most bytes (keys + values) one batch request may carry; a batch is applied atomically and
+ * buffered whole in memory, so it is bounded separately from the frame. */
+export const BATCH_BYTES_MAX = 24 * MiB;
+
+/** Requests one connection may have in flight at the daemon. Past it the daemon stops reading
+ * that socket until replies drain (backpressure, not an error). */
+export const IN_FLIGHT_PER_CONNECTION_MAX = 4096;
+
+/** Reply bytes the daemon buffers for one connection that does not read them. Past it the
+ * connection is closed: a client that never reads cannot grow the daemon's memory. */
+export const OUTPUT_BUFFER_BYTES_MAX = 64 * MiB;
+
+/** Connections the daemon serves at once; further ones are refused with `TOO_MANY_CONNECTIONS`. */
+export const CONNECTIONS_MAX = 1024;
+
+/** Open transactions one connection may hold. */
+export const TXNS_PER_CONNECTION_MAX = 64;
+
+/** An open transaction with no operation for this long is aborted by the daemon. */
+export const TXN_IDLE_MS_MAX = 60_000;
+
+/** Bytes (keys + values) one transaction may buffer before commit. */
+export const TXN_BYTES_MAX = 64 * MiB;
+
+/** Open scan cursors one connection may hold. */
+export const CURSORS_PER_CONNECTION_MAX = 64;
+
+/** An open cursor that is not pulled for this long is closed by the daemon. */
+export const CURSOR_IDLE_MS_MAX = 60_000;
+
+/** Default and largest number of entries in one scan batch. */
+export const SCAN_BATCH_ITEMS_DEFAULT = 256;
+export const SCAN_BATCH_ITEMS_MAX = 10_000;
+
+/** A scan batch stops early once it holds this many key + value bytes (at least one entry is
+ * always returned, so a single maximal value still streams). */
+export const SCAN_BATCH_BYTES_MAX = 4 * MiB;
+
+/** Longest TTL accepted, in seconds (100 years). */
+export const TTL_SECONDS_MAX = 100 * 365 * 24 * 3600;
+
+/** Time a new connection has to complete `hello` before the daemon drops it. */
+export const HANDSHAKE_TIMEOUT_MS = 5_000;
+
+/** Client defaults. */
+export const REQUEST_TIMEOUT_MS_DEFAULT = 30_000;
+export const CONNECT_TIMEOUT_MS_DEFAULT = 5_000;
+
+/** Bytes the client buffers for requests not yet accepted by the socket before callers wait. */
+export const CLIENT_WRITE_QUEUE_BYTES_MAX = 64 * MiB;
+
+/** Longest Unix socket path, in bytes, accepted by daemon and client alike: macOS allows 104
+ * bytes including the terminating NUL, Linux 108; Linux silently truncates longer paths. */
+export const SOCKET_PATH_BYTES_MAX = 103;
+
+/** Shutdown: how long in-flight requests get to finish before the daemon aborts them. */
+export const SHUTDOWN_DRAIN_MS_MAX = 10_000;
+
+/** Default fsync period for `--durability interval`. */
+export const SYNC_INTERVAL_MS_DEFAULT = 100;
+export const SYNC_INTERVAL_MS_MAX = 60_000;
+
+/** Largest number of path segments and bytes per segment in `putPath` and friends. */
+export const PATH_SEGMENTS_MAX = 64;
+
+/** Limits the daemon announces in its `hello` reply (see PROTOCOL.md). */
+export interface ServerLimits {
+  frameBytesMax: number;
+  keyBytesMax: number;
+  valueBytesMax: number;
+  batchItemsMax: number;
+  batchBytesMax: number;
+  inFlightPerConnectionMax: number;
+  txnsPerConnectionMax: number;
+  txnIdleMsMax: number;
+  txnBytesMax: number;
+  cursorsPerConnectionMax: number;
+  cursorIdleMsMax: number;
+  scanBatchItemsMax: number;
+  scanBatchBytesMax: number;
+  ttlSecondsMax: number;
+}
+
+export const DEFAULT_SERVER_LIMITS: Readonly<ServerLimits> = Object.freeze({
+  frameBytesMax: FRAME_BYTES_MAX,
+  keyBytesMax: KEY_BYTES_MAX,
+  valueBytesMax: VALUE_BYTES_MAX,
+  batchItemsMax: BATCH_ITEMS_MAX,
+  batchBytesMax: BATCH_BYTES_MAX,
+  inFlightPerConnectionMax: IN_FLIGHT_PER_CONNECTION_MAX,
+  txnsPerConnectionMax: TXNS_PER_CONNECTION_MAX,
+  txnIdleMsMax: TXN_IDLE_MS_MAX,
+  txnBytesMax: TXN_BYTES_MAX,
+  cursorsPerConnectionMax: CURSORS_PER_CONNECTION_MAX,
+  cursorIdleMsMax: CURSOR_IDLE_MS_MAX,
+  scanBatchItemsMax: SCAN_BATCH_ITEMS_MAX,
+  scanBatchBytesMax: SCAN_BATCH_BYTES_MAX,
+  ttlSecondsMax: TTL_SECONDS_MAX,
+});
+
+function check(condition: boolean, relation: string): void {
+  if (!condition) throw new Error(`toondb limits are inconsistent: ${relation}`);
+}
+
+/** Asserts the relationships between limits. Runs once on import; exported for the tests. */
+export function assertLimits(): void {
+  check(KEY_BYTES_MAX + VALUE_BYTES_MAX + ENVELOPE_BYTES_MAX <= FRAME_BYTES_MAX,
+    'a maximal put must fit in one frame');
+  check(BATCH_BYTES_MAX + BATCH_ITEMS_MAX * 16 + ENVELOPE_BYTES_MAX <= FRAME_BYTES_MAX,
+    'a maximal batch (with per-item msgpack headers) must fit in one frame');
+  check(SCAN_BATCH_BYTES_MAX + KEY_BYTES_MAX + VALUE_BYTES_MAX + SCAN_BATCH_ITEMS_MAX * 16 + ENVELOPE_BYTES_MAX <= FRAME_BYTES_MAX,
+    'a scan batch that overshoots by one maximal entry must fit in one frame');
+  check(VALUE_BYTES_MAX <= BATCH_BYTES_MAX, 'a batch can carry at least one maximal value');
+  check(TXN_BYTES_MAX >= BATCH_BYTES_MAX, 'a transaction can hold at least one maximal batch');
+  check(FRAME_BYTES_MAX < 2 ** 32, 'the frame length must fit the 4-byte prefix');
+  check(OUTPUT_BUFFER_BYTES_MAX >= FRAME_BYTES_MAX, 'one maximal reply must fit in the output buffer');
+  check(SCAN_BATCH_ITEMS_DEFAULT <= SCAN_BATCH_ITEMS_MAX, 'default scan batch within maximum');
+  check(SYNC_INTERVAL_MS_DEFAULT <= SYNC_INTERVAL_MS_MAX, 'default sync interval within maximum');
+  check(SOCKET_PATH_BYTES_MAX < 104, 'socket path must fit macOS sun_path with its NUL');
+  for (const value of Object.values(DEFAULT_SERVER_LIMITS)) {
+    check(Number.isSafeInteger(value) && value > 0, 'every advertised limit is a positive integer');
+  }
+}
+
+assertLimits();
