@@ -1,0 +1,68 @@
+/**
+ * Who may talk to the daemon: socket file mode and group, and the peer uid/gid allow-list.
+ *
+ * Responsibility: the two layers of access control. The socket file is created owner-only
+ * (umask 0177 around bind, so there is no window in which it is world-accessible); with a
+ * configured group it is chowned to that group and opened to 0660. Beyond file modes, the peer's
+ * uid/gid/pid are read from the kernel (SO_PEERCRED / getpeereid, through the native addon) and
+ * checked against `--allow-uid` / `--allow-gid` before the connection may send anything.
+ *
+ * Invariants: the daemon's own uid is always allowed (so `toondbd stop` and `status` work);
+ * with no allow-list configured every peer that can open the socket file is allowed.
+ */
+
+import { readFileSync } from 'node:fs';
+import { chmod, chown } from 'node:fs/promises';
+import type { Socket } from 'node:net';
+import { ToonDBError } from '../protocol/errors.js';
+import type { DaemonConfig } from './config.js';
+
+export interface PeerCredentials {
+  uid: number;
+  gid: number;
+  pid: number;
+}
+
+/** Resolves a group name (or numeric id) to a gid using /etc/group. */
+export function resolveGroupId(group: string): number {
+  if (/^\d+$/.test(group)) return Number(group);
+  let text = '';
+  try {
+    text = readFileSync('/etc/group', 'utf8');
+  } catch {
+    // fall through to the error below
+  }
+  for (const line of text.split('\n')) {
+    const [name, , gid] = line.split(':');
+    if (name === group && gid !== undefined) return Number(gid);
+  }
+  throw new ToonDBError('INVALID_ARGUMENT', `unknown group "${group}" (not in /etc/group)`);
+}
+
+/** Runs `bind` with a umask that creates the socket owner-only, then applies the group mode. */
+export async function listenPrivately(bind: () => Promise<void>, socketPath: string, config: DaemonConfig): Promise<void> {
+  const previous = process.umask(0o177);
+  try {
+    await bind();
+  } finally {
+    process.umask(previous);
+  }
+  if (config.socketGroup !== null) {
+    await chown(socketPath, -1, resolveGroupId(config.socketGroup));
+    await chmod(socketPath, 0o660);
+  } else {
+    await chmod(socketPath, 0o600);
+  }
+}
+
+/** The file descriptor behind a connected net.Socket (libuv keeps it on the handle). */
+export function socketFd(socket: Socket): number {
+  const handle = (socket as unknown as { _handle?: { fd?: number } })._handle;
+  return typeof handle?.fd === 'number' ? handle.fd : -1;
+}
+
+export function isPeerAllowed(peer: PeerCredentials, config: DaemonConfig): boolean {
+  if (config.allowUids.length === 0 && config.allowGids.length === 0) return true;
+  if (peer.uid === process.getuid?.()) return true;
+  return config.allowUids.includes(peer.uid) || config.allowGids.includes(peer.gid);
+}

@@ -1,0 +1,148 @@
+/**
+ * Daemon configuration: defaults, environment, config file and flags merged into one validated
+ * `DaemonConfig`.
+ *
+ * Responsibility: every knob toondbd has, where its default comes from, and the check that
+ * rejects a bad value with a one-line reason before anything is opened. Precedence, lowest to
+ * highest: built-in default < environment (TOONDB_SOCKET, TOONDB_DATA_DIR) < `--config FILE`
+ * (JSON, same keys as the flags in camelCase) < command-line flags.
+ *
+ * Invariants: a `DaemonConfig` returned from `resolveConfig` is complete and valid: absolute
+ * paths, a socket path within SOCKET_PATH_BYTES_MAX, a known durability mode and log level.
+ */
+
+import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import {
+  DEFAULT_SERVER_LIMITS,
+  SOCKET_PATH_BYTES_MAX,
+  SYNC_INTERVAL_MS_DEFAULT,
+  SYNC_INTERVAL_MS_MAX,
+  CONNECTIONS_MAX,
+  type ServerLimits,
+} from '../protocol/limits.js';
+import type { Durability } from '../protocol/messages.js';
+import { ToonDBError } from '../protocol/errors.js';
+
+export const DEFAULT_SOCKET_PATH = '/tmp/toondb.sock';
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+const DURABILITY_MODES: readonly Durability[] = ['sync', 'interval', 'off'];
+
+export interface DaemonConfig {
+  socketPath: string;
+  dataDir: string;
+  durability: Durability;
+  syncIntervalMs: number;
+  logLevel: LogLevel;
+  /** Group whose members may connect (socket mode 0660); null = owner only (0600). */
+  socketGroup: string | null;
+  /** Peer uid/gid allow-lists; empty = anyone who can open the socket file. */
+  allowUids: number[];
+  allowGids: number[];
+  connectionsMax: number;
+  limits: ServerLimits;
+}
+
+/** Raw, unvalidated settings as they come from flags or a config file. */
+export type ConfigInput = Partial<{
+  socket: string;
+  dataDir: string;
+  durability: string;
+  syncIntervalMs: number | string;
+  logLevel: string;
+  socketGroup: string;
+  allowUid: (number | string)[] | string;
+  allowGid: (number | string)[] | string;
+  connectionsMax: number | string;
+  limits: Partial<Record<keyof ServerLimits, number>>;
+}>;
+
+export function defaultDataDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.TOONDB_DATA_DIR) return env.TOONDB_DATA_DIR;
+  const xdg = env.XDG_DATA_HOME && env.XDG_DATA_HOME.startsWith('/') ? env.XDG_DATA_HOME : join(homedir(), '.local', 'share');
+  return join(xdg, 'toondb');
+}
+
+export function defaultSocketPath(env: NodeJS.ProcessEnv = process.env): string {
+  return env.TOONDB_SOCKET || DEFAULT_SOCKET_PATH;
+}
+
+function invalid(message: string): ToonDBError {
+  return new ToonDBError('INVALID_ARGUMENT', message);
+}
+
+/** Throws SOCKET_PATH_TOO_LONG for a path the kernel would truncate or refuse. */
+export function checkSocketPath(socketPath: string): void {
+  const bytes = Buffer.byteLength(socketPath);
+  if (bytes > SOCKET_PATH_BYTES_MAX) {
+    throw new ToonDBError('SOCKET_PATH_TOO_LONG',
+      `socket path is ${bytes} bytes, longer than the ${SOCKET_PATH_BYTES_MAX}-byte limit of Unix sockets: ${socketPath}`);
+  }
+  if (bytes === 0) throw invalid('socket path is empty');
+}
+
+function toInt(value: number | string, name: string, min: number, max: number): number {
+  const n = typeof value === 'number' ? value : Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) throw invalid(`${name} must be an integer in ${min}..${max}, got ${String(value)}`);
+  return n;
+}
+
+function toIdList(value: (number | string)[] | string | undefined, name: string): number[] {
+  if (value === undefined) return [];
+  const items = Array.isArray(value) ? value : value.split(',');
+  return items.map((item) => toInt(typeof item === 'string' ? item.trim() : item, name, 0, 0xffff_fffe));
+}
+
+export function readConfigFile(path: string): ConfigInput {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw invalid(`cannot read config file ${path}: ${(error as Error).message}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw invalid(`config file ${path} is not valid JSON: ${(error as Error).message}`);
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw invalid(`config file ${path} must hold a JSON object`);
+  return parsed as ConfigInput;
+}
+
+function resolveLimits(input: ConfigInput['limits']): ServerLimits {
+  const limits: ServerLimits = { ...DEFAULT_SERVER_LIMITS };
+  for (const [name, value] of Object.entries(input ?? {})) {
+    if (!(name in limits)) throw invalid(`unknown limit "${name}"`);
+    const key = name as keyof ServerLimits;
+    // A configured limit may only tighten the compiled-in one: the frame and engine sizes are
+    // asserted against each other in protocol/limits.ts.
+    limits[key] = toInt(value as number, `limits.${name}`, 1, DEFAULT_SERVER_LIMITS[key]);
+  }
+  return limits;
+}
+
+/** Merges file settings under flag settings and validates the result. */
+export function resolveConfig(flags: ConfigInput, file: ConfigInput = {}, env: NodeJS.ProcessEnv = process.env): DaemonConfig {
+  const input: ConfigInput = { ...file, ...Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined)) };
+  const socketPath = resolve(input.socket ?? defaultSocketPath(env));
+  checkSocketPath(socketPath);
+  const durability = (input.durability ?? 'sync') as Durability;
+  if (!DURABILITY_MODES.includes(durability)) throw invalid(`durability must be one of ${DURABILITY_MODES.join(', ')}, got ${input.durability}`);
+  const logLevel = (input.logLevel ?? 'info') as LogLevel;
+  if (!LOG_LEVELS.includes(logLevel)) throw invalid(`log level must be one of ${LOG_LEVELS.join(', ')}, got ${input.logLevel}`);
+  return {
+    socketPath,
+    dataDir: resolve(input.dataDir ?? defaultDataDir(env)),
+    durability,
+    syncIntervalMs: toInt(input.syncIntervalMs ?? SYNC_INTERVAL_MS_DEFAULT, 'sync interval (ms)', 1, SYNC_INTERVAL_MS_MAX),
+    logLevel,
+    socketGroup: input.socketGroup ?? null,
+    allowUids: toIdList(input.allowUid, 'allowed uid'),
+    allowGids: toIdList(input.allowGid, 'allowed gid'),
+    connectionsMax: toInt(input.connectionsMax ?? CONNECTIONS_MAX, 'connections max', 1, CONNECTIONS_MAX),
+    limits: resolveLimits(input.limits),
+  };
+}

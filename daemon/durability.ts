@@ -1,0 +1,127 @@
+/**
+ * Group commit: holds replies until the journal fsync that covers them has completed.
+ *
+ * Responsibility: implement the three durability modes on top of the engine's tickets
+ * (see engine/types.ts). Every engine result carries a ticket `seq`; in `sync` mode a reply is
+ * released only once `engine.durableSeq() >= seq`, for writes (the write is on stable storage)
+ * and for reads alike (a read never shows a write that a crash could still take back).
+ *
+ * How sharing works: at most one `engine.sync()` runs at a time. Writers that arrive while it
+ * runs wait for the next one, which then covers all of them with a single fdatasync; so the
+ * fsync rate stays at one per fsync latency however many writers there are, and throughput
+ * grows with concurrency.
+ *
+ * Modes:
+ * - sync: as above.
+ * - interval: fsync every `syncIntervalMs` if anything was written; replies are not held. A
+ *   crash (power loss) can lose writes acknowledged in the last interval; kill -9 of the
+ *   daemon loses nothing (writes reach the OS at commit).
+ * - off: never fsync except at checkpoint and shutdown; the OS writes back when it likes.
+ *
+ * Invariants: waiters are bounded by the daemon's in-flight limits; a failed fsync rejects
+ * every waiter with STORAGE_FAILED and poisons the gate (the engine refuses further writes).
+ */
+
+import type { Engine } from '../engine/types.js';
+import type { Durability } from '../protocol/messages.js';
+import { ToonDBError, toToonDBError } from '../protocol/errors.js';
+import type { Counters } from './counters.js';
+
+interface Waiter {
+  seq: number;
+  resolve: () => void;
+  reject: (error: ToonDBError) => void;
+}
+
+export class DurabilityGate {
+  private waiters: Waiter[] = [];
+  private syncing = false;
+  private failure: ToonDBError | null = null;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly engine: Engine,
+    readonly mode: Durability,
+    private readonly intervalMs: number,
+    private readonly counters: Counters,
+    private readonly onFatal: (error: ToonDBError) => void,
+  ) {
+    if (mode === 'interval') {
+      this.timer = setInterval(() => this.syncIfBehind(), intervalMs);
+      this.timer.unref();
+    }
+  }
+
+  /** Null when nothing needs waiting for (the common read path), else a promise. */
+  waitFor(seq: number): Promise<void> | null {
+    if (this.mode !== 'sync') return null;
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.engine.durableSeq() >= seq) return null;
+    return new Promise<void>((resolve, reject) => {
+      this.waiters.push({ seq, resolve, reject });
+      this.kick();
+    });
+  }
+
+  get pendingWrites(): number {
+    return Math.max(0, this.engine.writtenSeq() - this.engine.durableSeq());
+  }
+
+  private kick(): void {
+    if (this.syncing || this.waiters.length === 0) return;
+    this.syncing = true;
+    this.engine.sync().then(
+      (durable) => this.onSynced(durable),
+      (error: unknown) => this.onSyncFailed(toToonDBError(error)),
+    );
+  }
+
+  private onSynced(durable: number): void {
+    this.syncing = false;
+    this.counters.syncs += 1;
+    this.counters.lastSyncMs = Date.now();
+    const still: Waiter[] = [];
+    for (const waiter of this.waiters) {
+      if (waiter.seq <= durable) waiter.resolve();
+      else still.push(waiter);
+    }
+    this.waiters = still;
+    // Writes that finished while this fsync ran are covered by the next one.
+    this.kick();
+  }
+
+  private onSyncFailed(error: ToonDBError): void {
+    this.syncing = false;
+    const failure = error.code === 'DISK_FULL' || error.code === 'STORAGE_FAILED'
+      ? error
+      : new ToonDBError('STORAGE_FAILED', `journal fsync failed: ${error.message}`, { cause: error });
+    this.failure = failure;
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const waiter of waiters) waiter.reject(failure);
+    this.onFatal(failure);
+  }
+
+  private syncIfBehind(): void {
+    if (this.syncing || this.failure) return;
+    if (this.engine.writtenSeq() <= this.engine.durableSeq()) return;
+    this.syncing = true;
+    this.engine.sync().then(
+      () => {
+        this.syncing = false;
+        this.counters.syncs += 1;
+        this.counters.lastSyncMs = Date.now();
+      },
+      (error: unknown) => this.onSyncFailed(toToonDBError(error)),
+    );
+  }
+
+  /** Stops the interval timer and fails any waiter (used at shutdown after draining). */
+  close(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const waiter of waiters) waiter.reject(new ToonDBError('SHUTTING_DOWN', 'daemon is shutting down'));
+  }
+}

@@ -1,0 +1,84 @@
+/**
+ * Handlers of the `admin` family: hello, ping, stats, checkpoint, shutdown.
+ *
+ * Responsibility: answer requests about the daemon itself. Unlike data ops these do not go
+ * through the engine's batch path; they run in request order between batches of data ops (so a
+ * checkpoint covers every write sent before it on the same connection).
+ *
+ * Invariants: `stats` reports live figures only (nothing cached or invented); hello refuses an
+ * incompatible protocol version with VERSION_MISMATCH.
+ */
+
+import type { Engine } from '../../engine/types.js';
+import { ToonDBError } from '../../protocol/errors.js';
+import { PROTOCOL_VERSION, type ServerLimits } from '../../protocol/limits.js';
+import type { HelloRequest, HelloResult, PingResult, StatsResult } from '../../protocol/messages.js';
+import type { DaemonConfig } from '../config.js';
+import type { Counters } from '../counters.js';
+import type { DurabilityGate } from '../durability.js';
+
+/** What admin handlers may see of the daemon. */
+export interface DaemonContext {
+  readonly version: string;
+  readonly config: DaemonConfig;
+  readonly engine: Engine;
+  readonly gate: DurabilityGate;
+  readonly counters: Counters;
+  /** Live limits (SIGHUP may reload them). */
+  limits(): ServerLimits;
+  /** True once a graceful shutdown has begun: new requests get SHUTTING_DOWN. */
+  shuttingDown(): boolean;
+  /** Begins a graceful shutdown, as SIGTERM does. */
+  requestShutdown(reason: string): void;
+}
+
+export function hello(req: HelloRequest, ctx: DaemonContext, connectionId: number): HelloResult {
+  if (req.protocol !== PROTOCOL_VERSION) {
+    throw new ToonDBError('VERSION_MISMATCH', `daemon speaks protocol ${PROTOCOL_VERSION}, client asked for ${req.protocol}`);
+  }
+  return { protocol: PROTOCOL_VERSION, server: ctx.version, connectionId, limits: ctx.limits() };
+}
+
+export function ping(ctx: DaemonContext): PingResult {
+  return { version: ctx.version, timeMs: Date.now() };
+}
+
+export async function checkpoint(ctx: DaemonContext): Promise<{ lsn: bigint; durationMs: number }> {
+  const report = await ctx.engine.checkpoint();
+  ctx.counters.lastCheckpoint = { atMs: Date.now(), lsn: report.lsn, durationMs: report.durationMs };
+  return { lsn: report.lsn, durationMs: report.durationMs };
+}
+
+export async function stats(ctx: DaemonContext): Promise<StatsResult> {
+  const engine = await ctx.engine.stats();
+  const c = ctx.counters;
+  return {
+    version: ctx.version,
+    pid: process.pid,
+    uptimeMs: Date.now() - c.startedAtMs,
+    socketPath: ctx.config.socketPath,
+    dataDir: ctx.config.dataDir,
+    durability: ctx.config.durability,
+    connections: { active: c.connectionsActive, total: c.connectionsTotal, refused: c.connectionsRefused },
+    requests: { total: c.requestsTotal, errors: c.requestErrors, byFamily: { ...c.requestsByFamily } },
+    bytes: { in: c.bytesIn, out: c.bytesOut },
+    transactions: {
+      active: engine.openTransactions,
+      committed: c.txnsCommitted,
+      aborted: c.txnsAborted,
+      conflicts: c.txnConflicts,
+    },
+    cursors: { open: engine.openCursors },
+    engine: {
+      approximateKeys: engine.approximateKeys,
+      diskBytes: engine.diskBytes,
+      journalBytes: engine.journalBytes,
+      journalCount: engine.journalCount,
+      writeBufferBytes: engine.writeBufferBytes,
+      seqno: engine.seqno,
+    },
+    durable: { syncs: c.syncs, lastSyncMs: c.lastSyncMs, pendingWrites: ctx.gate.pendingWrites },
+    checkpoint: { last: c.lastCheckpoint },
+    latency: c.latency.snapshot(),
+  };
+}

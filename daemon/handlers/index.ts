@@ -1,0 +1,51 @@
+/**
+ * Routes a data request to its family's handler.
+ *
+ * Responsibility: one switch from op name to (prepare, finish), so the session's batch loop
+ * stays free of per-op knowledge and free of per-request closures.
+ *
+ * Invariants: every op in OP_FAMILIES whose family is not `admin` is routed here; admin ops are
+ * answered by the session itself (they need the daemon, not the engine's batch path).
+ */
+
+import type { EngineResult } from '../../engine/types.js';
+import type { Request } from '../../protocol/messages.js';
+import { finishKv, prepareKv } from './kv.js';
+import { finishScan, prepareScan } from './scan.js';
+import type { Outcome, Prepared, SessionScope } from './scope.js';
+import { finishTxn, prepareTxn } from './txn.js';
+
+export type DataRequest = Exclude<Request, { op: 'hello' | 'ping' | 'stats' | 'checkpoint' | 'shutdown' }>;
+
+export function isDataRequest(req: Request): req is DataRequest {
+  switch (req.op) {
+    case 'hello': case 'ping': case 'stats': case 'checkpoint': case 'shutdown':
+      return false;
+    default:
+      return true;
+  }
+}
+
+export function prepare(req: DataRequest, scope: SessionScope): Prepared {
+  switch (req.op) {
+    case 'get': case 'exists': case 'put': case 'delete':
+    case 'getBatch': case 'putBatch': case 'deleteBatch':
+      return prepareKv(req, scope);
+    case 'scan': case 'scanNext': case 'scanClose': case 'listPath':
+      return prepareScan(req, scope);
+    case 'begin': case 'commit': case 'abort':
+      return prepareTxn(req, scope);
+  }
+}
+
+export function finish(req: DataRequest, result: EngineResult, scope: SessionScope): Outcome {
+  switch (req.op) {
+    case 'get': case 'exists': case 'put': case 'delete':
+    case 'getBatch': case 'putBatch': case 'deleteBatch':
+      return finishKv(req, result, scope);
+    case 'scan': case 'scanNext': case 'scanClose': case 'listPath':
+      return finishScan(req, result, scope);
+    case 'begin': case 'commit': case 'abort':
+      return finishTxn(req, result, scope);
+  }
+}

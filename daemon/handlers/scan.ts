@@ -1,0 +1,86 @@
+/**
+ * Handlers of the `scan` family: cursor open / next / close, and listPath.
+ *
+ * Responsibility: keep the connection's cursor registry in step with the engine's cursors.
+ * A cursor slot is reserved before the engine opens it (so pipelined scans cannot exceed the
+ * per-connection limit), registered only if the first batch did not finish the scan, and
+ * forgotten as soon as the engine reports it done, failed or closed.
+ *
+ * Invariants: every cursor id on the wire was created by this connection; a done cursor is
+ * never registered; entries are `[key, value]` pairs in the engine's order.
+ */
+
+import { OpKind, type EngineResult } from '../../engine/types.js';
+import { ToonDBError } from '../../protocol/errors.js';
+import { SCAN_BATCH_ITEMS_DEFAULT } from '../../protocol/limits.js';
+import type { RequestOf } from '../../protocol/messages.js';
+import { bindTxn, engineError, fail, ok, type Outcome, type Prepared, type SessionScope } from './scope.js';
+
+type ScanRequest = RequestOf<'scan' | 'scanNext' | 'scanClose' | 'listPath'>;
+
+function cursorNotFound(cursor: number): ToonDBError {
+  return new ToonDBError('CURSOR_NOT_FOUND', `cursor ${cursor} is not open on this connection (finished, closed or expired)`);
+}
+
+export function prepareScan(req: ScanRequest, scope: SessionScope): Prepared {
+  switch (req.op) {
+    case 'scan': {
+      const txn = bindTxn(req.txn, scope);
+      if (typeof txn === 'object') return txn;
+      if (!scope.cursors.reserve()) {
+        return new ToonDBError('LIMIT_EXCEEDED', `this connection already has ${scope.cursors.max} open cursors; finish or close one first`);
+      }
+      const range = req.prefix === undefined;
+      return {
+        kind: OpKind.scanOpen,
+        txn,
+        key: (range ? req.start : req.prefix) as Buffer | undefined,
+        end: req.end as Buffer | undefined,
+        range,
+        reverse: req.reverse === true,
+        limit: req.limit ?? 0,
+        batchItems: req.batchSize ?? SCAN_BATCH_ITEMS_DEFAULT,
+        batchBytes: scope.limits.scanBatchBytesMax,
+      };
+    }
+    case 'scanNext':
+      if (!scope.cursors.touch(req.cursor, scope.nowMs)) return cursorNotFound(req.cursor);
+      return { kind: OpKind.scanNext, cursor: req.cursor, batchBytes: scope.limits.scanBatchBytesMax };
+    case 'scanClose':
+      if (!scope.cursors.delete(req.cursor)) return cursorNotFound(req.cursor);
+      return { kind: OpKind.scanClose, cursor: req.cursor };
+    case 'listPath': {
+      const txn = bindTxn(req.txn, scope);
+      if (typeof txn === 'object') return txn;
+      return { kind: OpKind.listPath, txn, key: req.prefix as Buffer, limit: req.limit ?? 0 };
+    }
+  }
+}
+
+function entriesOf(result: EngineResult): [Buffer, Buffer][] {
+  const keys = result.keys ?? [];
+  const vals = result.vals ?? [];
+  const entries = new Array<[Buffer, Buffer]>(keys.length);
+  for (let i = 0; i < keys.length; i++) entries[i] = [keys[i], vals[i]];
+  return entries;
+}
+
+export function finishScan(req: ScanRequest, result: EngineResult, scope: SessionScope): Outcome {
+  const error = engineError(result);
+  switch (req.op) {
+    case 'scan': {
+      const done = error !== null || result.done === true;
+      scope.cursors.settle(done ? undefined : result.cursor, scope.nowMs, req.txn === undefined ? undefined : Number(req.txn));
+      if (error) return fail(error);
+      return ok({ cursor: done ? 0 : result.cursor, entries: entriesOf(result), done });
+    }
+    case 'scanNext':
+      if (error || result.done === true) scope.cursors.delete(req.cursor);
+      if (error) return fail(error);
+      return ok({ cursor: result.done ? 0 : req.cursor, entries: entriesOf(result), done: result.done === true });
+    case 'scanClose':
+      return error ? fail(error) : ok(null);
+    case 'listPath':
+      return error ? fail(error) : ok(result.keys ?? []);
+  }
+}

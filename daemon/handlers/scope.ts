@@ -1,0 +1,51 @@
+/**
+ * What a data handler may see of its connection, and the shapes handlers return.
+ *
+ * Responsibility: the narrow interface between a session and the per-family handlers, so that
+ * handlers stay pure functions of (request, scope) -> engine op and (request, result, scope) ->
+ * reply, testable without sockets.
+ *
+ * Invariants: a handler never keeps a reference to a request or result after returning; all
+ * per-connection state lives in the scope's registries.
+ */
+
+import type { EngineOp, EngineResult } from '../../engine/types.js';
+import { ToonDBError, errorFromWire } from '../../protocol/errors.js';
+import type { ServerLimits } from '../../protocol/limits.js';
+import type { Counters } from '../counters.js';
+import type { HandleRegistry } from '../registry.js';
+
+export interface SessionScope {
+  readonly txns: HandleRegistry;
+  readonly cursors: HandleRegistry;
+  readonly counters: Counters;
+  readonly limits: ServerLimits;
+  /** Time of the batch being handled (one clock read per batch, not per request). */
+  nowMs: number;
+}
+
+/** A reply body: the `result` on success, or a coded error. */
+export type Outcome = { ok: true; result: unknown } | { ok: false; error: ToonDBError };
+
+export const ok = (result: unknown): Outcome => ({ ok: true, result });
+export const fail = (error: ToonDBError): Outcome => ({ ok: false, error });
+
+/** The engine op for a request, or the error that answers it without touching the engine. */
+export type Prepared = EngineOp | ToonDBError;
+
+/** The engine's per-op error, as a registry error (unknown codes become INTERNAL). */
+export function engineError(result: EngineResult): ToonDBError | null {
+  if (result.code === undefined || result.code === null) return null;
+  return errorFromWire({ code: result.code, message: result.message });
+}
+
+/** Resolves a wire transaction id to the engine handle this connection owns. */
+export function bindTxn(txn: bigint | undefined, scope: SessionScope): number | undefined | ToonDBError {
+  if (txn === undefined) return undefined;
+  const handle = Number(txn);
+  if (scope.txns.touch(handle, scope.nowMs)) return handle;
+  if (scope.txns.wasExpired(handle)) {
+    return new ToonDBError('TXN_EXPIRED', `transaction ${txn} was idle longer than ${scope.limits.txnIdleMsMax} ms and has been aborted`);
+  }
+  return new ToonDBError('NOT_IN_TRANSACTION', `transaction ${txn} is not open on this connection`);
+}

@@ -1,0 +1,259 @@
+/**
+ * toondbd: owns the data directory, the engine and the listening socket; runs sessions.
+ *
+ * Start order (each step must succeed before the next; READY is announced only at the end):
+ *   1. create the data dir, take the kernel lock on it (LOCKED if another daemon owns it);
+ *   2. open the engine (journal recovery; its duration is logged);
+ *   3. under a start-up lock on the socket path, refuse a live daemon, replace a stale socket
+ *      and listen owner-only (daemon/access.ts);
+ *   4. write the info file, notify systemd (READY=1).
+ * Stop order (SIGTERM, SIGINT, `shutdown` request): stop accepting; answer new requests with
+ * SHUTTING_DOWN; let in-flight requests finish up to SHUTDOWN_DRAIN_MS_MAX; close connections
+ * (their transactions abort); checkpoint; close the engine; remove socket and info file; unlock.
+ *
+ * Invariants: one daemon per data dir (kernel lock, released by the OS even on kill -9) and
+ * per socket path; `stop()` is idempotent and never rejects (failures are logged); the engine is
+ * closed exactly once, after every session that could use it is gone.
+ */
+
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { createServer, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
+import lockfile from 'proper-lockfile';
+import pino, { type Logger } from 'pino';
+import { lockDataDir, openEngine, peerCredentials, sdNotify } from '../engine/index.js';
+import type { Engine } from '../engine/types.js';
+import { ToonDBError, toToonDBError } from '../protocol/errors.js';
+import { SHUTDOWN_DRAIN_MS_MAX, type ServerLimits } from '../protocol/limits.js';
+import { CONNECTION_ERROR_ID } from '../protocol/messages.js';
+import { MessageCodec } from '../protocol/codec.js';
+import { isPeerAllowed, listenPrivately, socketFd, type PeerCredentials } from './access.js';
+import type { DaemonConfig } from './config.js';
+import { Counters } from './counters.js';
+import { DurabilityGate } from './durability.js';
+import type { DaemonContext } from './handlers/admin.js';
+import { Session } from './session.js';
+import { claimSocketPath } from './socket-path.js';
+import { VERSION } from './version.js';
+
+const IDLE_SWEEP_INTERVAL_MS = 1_000;
+const TTL_SWEEP_INTERVAL_MS = 1_000;
+const TTL_SWEEP_KEYS_MAX = 1_000;
+const ENGINE_CACHE_BYTES = 64 * 1024 * 1024;
+const DRAIN_POLL_MS = 10;
+export const INFO_FILE_NAME = 'toondbd.json';
+export const ENGINE_DIR_NAME = 'db';
+
+export interface DaemonInfo {
+  pid: number;
+  version: string;
+  socketPath: string;
+  dataDir: string;
+  startedAt: string;
+}
+
+export class Daemon implements DaemonContext {
+  readonly version = VERSION;
+  readonly counters = new Counters();
+  readonly gate: DurabilityGate;
+  /** Resolves once the daemon has fully stopped. */
+  readonly stopped: Promise<void>;
+  private readonly sessions = new Set<Session>();
+  private readonly timers: NodeJS.Timeout[] = [];
+  private nextConnectionId = 1;
+  private stopping: Promise<void> | null = null;
+  private markStopped!: () => void;
+  private ttlSweepRunning = false;
+
+  private constructor(
+    public config: DaemonConfig,
+    readonly engine: Engine,
+    readonly log: Logger,
+    private readonly server: Server,
+    private readonly releaseLock: () => void,
+  ) {
+    this.gate = new DurabilityGate(engine, config.durability, config.syncIntervalMs, this.counters, (error) => {
+      this.log.fatal({ code: error.code, err: error }, 'journal fsync failed: writes are refused until the daemon is restarted');
+    });
+    this.stopped = new Promise((resolve) => (this.markStopped = resolve));
+  }
+
+  /** Opens everything in order; on failure releases what was taken and rethrows (coded). */
+  static async start(config: DaemonConfig, log: Logger = createLogger(config)): Promise<Daemon> {
+    await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
+    const lock = lockDataDir(config.dataDir);
+    let engine: Engine | null = null;
+    try {
+      const openedAt = Date.now();
+      engine = await openEngine({
+        path: join(config.dataDir, ENGINE_DIR_NAME),
+        cacheBytes: ENGINE_CACHE_BYTES,
+        keyBytesMax: config.limits.keyBytesMax,
+        valueBytesMax: config.limits.valueBytesMax,
+        txnBytesMax: config.limits.txnBytesMax,
+        batchItemsMax: config.limits.batchItemsMax,
+      });
+      log.info({ ...engine.recovery, seqno: String(engine.recovery.seqno), openMs: Date.now() - openedAt, dataDir: config.dataDir },
+        'storage recovered');
+      const server = createServer({ allowHalfOpen: false, pauseOnConnect: false });
+      const daemon = new Daemon(config, engine, log, server, () => lock.release());
+      await daemon.listen();
+      return daemon;
+    } catch (error) {
+      if (engine) await engine.close().catch(() => undefined);
+      lock.release();
+      throw toToonDBError(error);
+    }
+  }
+
+  private async listen(): Promise<void> {
+    const { socketPath } = this.config;
+    const release = await lockfile.lock(socketPath, { realpath: false, stale: 10_000, retries: { retries: 40, minTimeout: 25, maxTimeout: 250 } });
+    try {
+      if (await claimSocketPath(socketPath)) this.log.warn({ socketPath }, 'replaced stale socket left by a daemon that died');
+      await listenPrivately(() => new Promise<void>((resolve, reject) => {
+        this.server.once('error', reject);
+        this.server.listen(socketPath, () => {
+          this.server.off('error', reject);
+          resolve();
+        });
+      }), socketPath, this.config);
+    } finally {
+      await release();
+    }
+    this.server.on('connection', (socket) => this.onConnection(socket));
+    this.server.on('error', (error) => this.log.error({ err: error }, 'listener error'));
+    this.timers.push(setInterval(() => this.sweepIdle(), IDLE_SWEEP_INTERVAL_MS));
+    this.timers.push(setInterval(() => this.sweepExpired(), TTL_SWEEP_INTERVAL_MS));
+    for (const timer of this.timers) timer.unref();
+    const info: DaemonInfo = { pid: process.pid, version: VERSION, socketPath, dataDir: this.config.dataDir, startedAt: new Date().toISOString() };
+    await writeFile(join(this.config.dataDir, INFO_FILE_NAME), JSON.stringify(info, null, 2) + '\n', { mode: 0o644 });
+    this.log.info({ socketPath, dataDir: this.config.dataDir, durability: this.config.durability, version: VERSION }, 'listening');
+    sdNotify(`READY=1\nSTATUS=listening on ${socketPath}\nMAINPID=${process.pid}`);
+  }
+
+  /**
+   * SIGHUP: takes the new log level, limits, allow-lists and connection maximum. New connections
+   * get the new limits; open ones keep theirs. Socket, data dir and durability need a restart.
+   */
+  reload(next: DaemonConfig): void {
+    const fixed = (['socketPath', 'dataDir', 'durability', 'syncIntervalMs', 'socketGroup'] as const)
+      .filter((key) => next[key] !== this.config[key]);
+    if (fixed.length > 0) this.log.warn({ settings: fixed }, 'these settings change only on restart');
+    this.log.level = next.logLevel;
+    this.config = { ...this.config, logLevel: next.logLevel, limits: next.limits, allowUids: next.allowUids, allowGids: next.allowGids, connectionsMax: next.connectionsMax };
+  }
+
+  limits(): ServerLimits {
+    return this.config.limits;
+  }
+
+  shuttingDown(): boolean {
+    return this.stopping !== null;
+  }
+
+  requestShutdown(reason: string): void {
+    void this.stop(reason);
+  }
+
+  private onConnection(socket: Socket): void {
+    const id = this.nextConnectionId++;
+    if (this.stopping || this.sessions.size >= this.config.connectionsMax) {
+      this.counters.connectionsRefused += 1;
+      const code = this.stopping ? 'SHUTTING_DOWN' : 'TOO_MANY_CONNECTIONS';
+      this.refuse(socket, new ToonDBError(code, this.stopping ? 'daemon is shutting down' : `daemon already serves ${this.config.connectionsMax} connections`));
+      return;
+    }
+    let peer: PeerCredentials | null = null;
+    try {
+      peer = peerCredentials(socketFd(socket));
+    } catch (error) {
+      this.log.warn({ err: error }, 'cannot read peer credentials');
+    }
+    const log = this.log.child({ conn: id });
+    if ((this.config.allowUids.length > 0 || this.config.allowGids.length > 0) && (peer === null || !isPeerAllowed(peer, this.config))) {
+      this.counters.connectionsRefused += 1;
+      log.warn({ peer }, 'refused peer not on the allow-list');
+      this.refuse(socket, new ToonDBError('ACCESS_DENIED', `peer uid ${peer?.uid ?? '?'} gid ${peer?.gid ?? '?'} is not allowed by this daemon`));
+      return;
+    }
+    this.counters.connectionsTotal += 1;
+    this.counters.connectionsActive += 1;
+    const session = new Session(id, socket, this, log, (closed) => {
+      this.sessions.delete(closed);
+      this.counters.connectionsActive -= 1;
+    });
+    this.sessions.add(session);
+    log.info({ peer }, 'connection opened');
+  }
+
+  private refuse(socket: Socket, error: ToonDBError): void {
+    socket.on('error', () => undefined);
+    socket.end(new MessageCodec().encode({ id: CONNECTION_ERROR_ID, error: { code: error.code, message: error.message } }));
+  }
+
+  private sweepIdle(): void {
+    const now = Date.now();
+    for (const session of this.sessions) session.sweepIdle(now);
+  }
+
+  private sweepExpired(): void {
+    if (this.ttlSweepRunning || this.stopping) return;
+    this.ttlSweepRunning = true;
+    this.engine.sweepExpired(TTL_SWEEP_KEYS_MAX).then(
+      (removed) => {
+        this.ttlSweepRunning = false;
+        if (removed > 0) this.log.debug({ removed }, 'reclaimed expired keys');
+      },
+      (error: unknown) => {
+        this.ttlSweepRunning = false;
+        this.log.warn({ err: error }, 'expired-key sweep failed');
+      },
+    );
+  }
+
+  /** Graceful, idempotent shutdown; resolves when everything is released. */
+  stop(reason: string): Promise<void> {
+    this.stopping ??= this.shutdown(reason);
+    return this.stopping;
+  }
+
+  private async shutdown(reason: string): Promise<void> {
+    this.log.info({ reason }, 'shutting down');
+    sdNotify('STOPPING=1');
+    for (const timer of this.timers) clearInterval(timer);
+    const closedListener = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const deadline = Date.now() + SHUTDOWN_DRAIN_MS_MAX;
+    while ([...this.sessions].some((s) => s.busy) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, DRAIN_POLL_MS));
+    }
+    for (const session of [...this.sessions]) session.end();
+    await closedListener;
+    this.gate.close();
+    await this.step('checkpoint', async () => {
+      const report = await this.engine.checkpoint();
+      this.log.info({ lsn: String(report.lsn), durationMs: report.durationMs }, 'checkpoint before exit');
+    });
+    await this.step('close engine', () => this.engine.close());
+    await this.step('remove info file', () => rm(join(this.config.dataDir, INFO_FILE_NAME), { force: true }));
+    this.releaseLock();
+    this.log.info('stopped');
+    this.markStopped();
+  }
+
+  private async step(name: string, action: () => Promise<unknown>): Promise<void> {
+    try {
+      await action();
+    } catch (error) {
+      this.log.error({ err: error, step: name }, 'shutdown step failed');
+    }
+  }
+}
+
+export function createLogger(config: Pick<DaemonConfig, 'logLevel'>): Logger {
+  return pino({
+    level: config.logLevel,
+    base: { pid: process.pid, name: 'toondbd' },
+    timestamp: pino.stdTimeFunctions.isoTime,
+  });
+}

@@ -1,0 +1,377 @@
+/**
+ * One client connection: framing, handshake, batched execution, durable replies, cleanup.
+ *
+ * Request path (designed for batching): every complete frame in a socket chunk is decoded and
+ * queued; the queue is taken whole and its data requests go to the engine in ONE `execute`
+ * call; the replies of that call are written with one corked socket write once the durability
+ * gate releases them. While a batch executes, newly arrived requests queue up and form the next
+ * batch, so a busy connection gets larger batches, not more engine calls.
+ *
+ * Invariants:
+ * - Requests of one connection execute in the order received (one engine call at a time per
+ *   connection); replies may leave in any order (matched by id).
+ * - In `sync` mode no reply leaves before the fsync covering every write it could show.
+ * - Memory per connection is bounded: one partial frame (FrameDecoder), at most
+ *   inFlightPerConnectionMax requests (reading pauses past it), at most OUTPUT_BUFFER_BYTES_MAX
+ *   of unread replies (the connection is closed past it).
+ * - A closed connection's transactions are aborted and its cursors freed, including ones the
+ *   engine created while the connection was closing.
+ * - Nothing a client sends can throw out of this class: every failure becomes a coded reply or
+ *   a coded connection-level error followed by a close.
+ */
+
+import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import type { Logger } from 'pino';
+import { OpKind, type EngineOp, type EngineResult } from '../engine/types.js';
+import { MessageCodec } from '../protocol/codec.js';
+import { ToonDBError, toToonDBError } from '../protocol/errors.js';
+import { FrameDecoder } from '../protocol/frame.js';
+import { HANDSHAKE_TIMEOUT_MS, OUTPUT_BUFFER_BYTES_MAX } from '../protocol/limits.js';
+import { CONNECTION_ERROR_ID, OP_FAMILIES, type Request } from '../protocol/messages.js';
+import { parseRequest, requestIdOf } from '../protocol/validate.js';
+import * as admin from './handlers/admin.js';
+import { finish, isDataRequest, prepare, type DataRequest } from './handlers/index.js';
+import { fail, ok, type Outcome, type SessionScope } from './handlers/scope.js';
+import { HandleRegistry } from './registry.js';
+
+interface Queued {
+  req: Request;
+  receivedAt: number;
+}
+
+interface Reply {
+  id: number;
+  outcome: Outcome;
+  receivedAt: number;
+}
+
+export class Session {
+  readonly scope: SessionScope;
+  private readonly decoder: FrameDecoder;
+  private readonly codec: MessageCodec;
+  private helloSeen = false;
+  private queue: Queued[] = [];
+  private executing = false;
+  private awaitingDurability = 0;
+  private inFlight = 0;
+  private readingPaused = false;
+  private closed = false;
+  private handshakeTimer: NodeJS.Timeout | null;
+
+  constructor(
+    readonly id: number,
+    private readonly socket: Socket,
+    private readonly ctx: admin.DaemonContext,
+    private readonly log: Logger,
+    private readonly onClosed: (session: Session) => void,
+  ) {
+    const limits = ctx.limits();
+    this.decoder = new FrameDecoder({ frameBytesMax: limits.frameBytesMax });
+    this.codec = new MessageCodec({ frameBytesMax: limits.frameBytesMax });
+    this.scope = {
+      txns: new HandleRegistry(limits.txnsPerConnectionMax, limits.txnIdleMsMax),
+      cursors: new HandleRegistry(limits.cursorsPerConnectionMax, limits.cursorIdleMsMax),
+      counters: ctx.counters,
+      limits,
+      nowMs: Date.now(),
+    };
+    this.handshakeTimer = setTimeout(() => {
+      this.failConnection(new ToonDBError('HANDSHAKE_REQUIRED', `no hello within ${HANDSHAKE_TIMEOUT_MS} ms`));
+    }, HANDSHAKE_TIMEOUT_MS);
+    this.handshakeTimer.unref();
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('drain', () => this.maybeResume());
+    socket.on('error', (error) => this.log.debug({ err: error }, 'connection error'));
+    socket.on('close', () => this.close('peer closed'));
+  }
+
+  /** True while requests are queued, executing, or waiting for an fsync. */
+  get busy(): boolean {
+    return this.queue.length > 0 || this.executing || this.awaitingDurability > 0;
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.closed) return;
+    this.ctx.counters.bytesIn += chunk.length;
+    let bodies: Buffer[];
+    try {
+      bodies = this.decoder.push(chunk);
+    } catch (error) {
+      this.failConnection(toToonDBError(error));
+      return;
+    }
+    const receivedAt = performance.now();
+    for (const body of bodies) {
+      if (!this.accept(body, receivedAt)) return;
+    }
+    if (this.inFlight >= this.scope.limits.inFlightPerConnectionMax) this.pauseReading();
+    this.pump();
+  }
+
+  /** Decodes and queues one request; false if the connection had to be closed. */
+  private accept(body: Buffer, receivedAt: number): boolean {
+    let raw: Record<string, unknown>;
+    try {
+      raw = this.codec.decode(body);
+    } catch (error) {
+      this.failConnection(toToonDBError(error));
+      return false;
+    }
+    const id = requestIdOf(raw);
+    if (id === undefined) {
+      this.failConnection(new ToonDBError('PROTOCOL_ERROR', 'request has no valid id (an integer in 1..2^32-1)'));
+      return false;
+    }
+    this.inFlight += 1;
+    this.ctx.counters.requestsTotal += 1;
+    let req: Request;
+    try {
+      req = parseRequest(raw, this.scope.limits);
+    } catch (error) {
+      this.send([{ id, outcome: fail(toToonDBError(error)), receivedAt }]);
+      return !this.closed;
+    }
+    this.ctx.counters.requestsByFamily[OP_FAMILIES[req.op]] += 1;
+    if (!this.helloSeen && req.op !== 'hello') {
+      this.send([{ id, outcome: fail(new ToonDBError('HANDSHAKE_REQUIRED', 'the first request on a connection must be hello')), receivedAt }]);
+      this.close('no handshake');
+      return false;
+    }
+    if (req.op === 'hello') this.helloSeen = true;
+    else if (this.ctx.shuttingDown()) {
+      this.send([{ id, outcome: fail(new ToonDBError('SHUTTING_DOWN', 'daemon is shutting down; retry against its successor')), receivedAt }]);
+      return !this.closed;
+    }
+    this.queue.push({ req, receivedAt });
+    return true;
+  }
+
+  private pump(): void {
+    if (this.executing || this.closed || this.queue.length === 0) return;
+    this.executing = true;
+    const batch = this.queue;
+    this.queue = [];
+    this.runBatch(batch)
+      .catch((error: unknown) => {
+        this.log.error({ err: error }, 'batch failed unexpectedly');
+        this.failConnection(new ToonDBError('INTERNAL', `batch failed: ${(error as Error).message}`));
+      })
+      .finally(() => {
+        this.executing = false;
+        if (this.closed) this.releaseHandles();
+        this.pump();
+      });
+  }
+
+  /** Runs data requests in engine batches, with admin requests as ordering barriers. */
+  private async runBatch(batch: Queued[]): Promise<void> {
+    let start = 0;
+    for (let i = 0; i < batch.length; i++) {
+      if (isDataRequest(batch[i].req)) continue;
+      if (i > start) await this.runData(batch, start, i);
+      await this.runAdmin(batch[i]);
+      start = i + 1;
+    }
+    if (start < batch.length) await this.runData(batch, start, batch.length);
+  }
+
+  private async runData(batch: Queued[], from: number, to: number): Promise<void> {
+    const scope = this.scope;
+    scope.nowMs = Date.now();
+    const prepared = new Array<EngineOp | ToonDBError>(to - from);
+    const ops: EngineOp[] = [];
+    for (let i = from; i < to; i++) {
+      const op = prepare(batch[i].req as DataRequest, scope);
+      prepared[i - from] = op;
+      if (!(op instanceof ToonDBError)) ops.push(op);
+    }
+    const results = ops.length > 0 ? await this.execute(ops) : [];
+    const replies = new Array<Reply>(to - from);
+    let maxSeq = 0;
+    let r = 0;
+    for (let i = from; i < to; i++) {
+      const op = prepared[i - from];
+      const req = batch[i].req as DataRequest;
+      let outcome: Outcome;
+      if (op instanceof ToonDBError) {
+        outcome = fail(op);
+      } else {
+        const result = results[r++];
+        if (result.seq > maxSeq) maxSeq = result.seq;
+        outcome = finish(req, result, scope);
+      }
+      replies[i - from] = { id: req.id, outcome, receivedAt: batch[i].receivedAt };
+    }
+    this.sendWhenDurable(replies, maxSeq);
+  }
+
+  /** engine.execute, turning a whole-call failure into one coded result per op. */
+  private async execute(ops: EngineOp[]): Promise<EngineResult[]> {
+    try {
+      const results = await this.ctx.engine.execute(ops);
+      if (results.length !== ops.length) throw new Error(`invariant: engine returned ${results.length} results for ${ops.length} ops`);
+      return results;
+    } catch (error) {
+      const coded = toToonDBError(error);
+      if (coded.code === 'INTERNAL') this.log.error({ err: error }, 'engine batch failed');
+      return ops.map(() => ({ code: coded.code, message: coded.message, seq: 0 }));
+    }
+  }
+
+  private sendWhenDurable(replies: Reply[], maxSeq: number): void {
+    const wait = this.ctx.gate.waitFor(maxSeq);
+    if (wait === null) {
+      this.send(replies);
+      return;
+    }
+    this.awaitingDurability += 1;
+    wait.then(
+      () => this.send(replies),
+      (error: unknown) => {
+        const coded = toToonDBError(error);
+        this.send(replies.map((reply) => ({ ...reply, outcome: fail(coded) })));
+      },
+    ).finally(() => {
+      this.awaitingDurability -= 1;
+    });
+  }
+
+  private async runAdmin(item: Queued): Promise<void> {
+    const req = item.req;
+    let outcome: Outcome;
+    try {
+      outcome = ok(await this.admin(req));
+    } catch (error) {
+      outcome = fail(toToonDBError(error));
+    }
+    this.send([{ id: req.id, outcome, receivedAt: item.receivedAt }]);
+    if (req.op === 'hello' && !outcome.ok) this.close('handshake refused');
+  }
+
+  private async admin(req: Request): Promise<unknown> {
+    switch (req.op) {
+      case 'hello': {
+        const result = admin.hello(req, this.ctx, this.id);
+        if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
+        this.handshakeTimer = null;
+        return result;
+      }
+      case 'ping': return admin.ping(this.ctx);
+      case 'stats': return admin.stats(this.ctx);
+      case 'checkpoint': return admin.checkpoint(this.ctx);
+      case 'shutdown':
+        this.ctx.requestShutdown(`shutdown requested by connection ${this.id}`);
+        return null;
+      default:
+        throw new Error(`invariant: ${req.op} is not an admin op`);
+    }
+  }
+
+  /** Encodes and writes replies with one corked write; accounts latency and errors. */
+  private send(replies: Reply[]): void {
+    this.inFlight -= replies.length;
+    if (this.closed) return;
+    const counters = this.ctx.counters;
+    const now = performance.now();
+    this.socket.cork();
+    for (const reply of replies) {
+      const frame = this.encodeReply(reply);
+      counters.bytesOut += frame.length;
+      counters.latency.record(now - reply.receivedAt);
+      this.socket.write(frame);
+    }
+    this.socket.uncork();
+    if (this.socket.writableLength > OUTPUT_BUFFER_BYTES_MAX) {
+      this.log.warn({ bufferedBytes: this.socket.writableLength }, 'closing connection that does not read its replies');
+      this.socket.destroy();
+      this.close('output buffer limit');
+      return;
+    }
+    this.maybeResume();
+  }
+
+  private encodeReply(reply: Reply): Buffer {
+    const counters = this.ctx.counters;
+    if (reply.outcome.ok) {
+      try {
+        return this.codec.encode({ id: reply.id, result: reply.outcome.result });
+      } catch (error) {
+        reply = { ...reply, outcome: fail(toToonDBError(error)) };
+      }
+    }
+    counters.requestErrors += 1;
+    const error = (reply.outcome as { error: ToonDBError }).error;
+    return this.codec.encode({ id: reply.id, error: { code: error.code, message: error.message } });
+  }
+
+  private pauseReading(): void {
+    if (this.readingPaused) return;
+    this.readingPaused = true;
+    this.socket.pause();
+  }
+
+  private maybeResume(): void {
+    if (!this.readingPaused || this.closed) return;
+    const limits = this.scope.limits;
+    if (this.inFlight < limits.inFlightPerConnectionMax / 2 && this.socket.writableLength < OUTPUT_BUFFER_BYTES_MAX / 4) {
+      this.readingPaused = false;
+      this.socket.resume();
+    }
+  }
+
+  /** Sends a connection-level error (request id 0) and closes. */
+  failConnection(error: ToonDBError): void {
+    if (this.closed) return;
+    this.log.warn({ code: error.code, reason: error.message }, 'closing connection after protocol error');
+    try {
+      this.socket.end(this.codec.encode({ id: CONNECTION_ERROR_ID, error: { code: error.code, message: error.message } }));
+    } catch {
+      this.socket.destroy();
+    }
+    this.close(error.code);
+  }
+
+  /** Aborts idle transactions and closes idle cursors (called periodically by the server). */
+  sweepIdle(nowMs: number): void {
+    const txns = this.scope.txns.takeIdle(nowMs);
+    const cursors = this.scope.cursors.takeIdle(nowMs);
+    if (txns.length + cursors.length === 0) return;
+    this.log.info({ txns: txns.length, cursors: cursors.length }, 'expired idle transactions/cursors');
+    this.abandon(txns, cursors);
+  }
+
+  private releaseHandles(): void {
+    this.abandon(this.scope.txns.takeAll(), this.scope.cursors.takeAll());
+  }
+
+  private abandon(txns: number[], cursors: number[]): void {
+    if (txns.length + cursors.length === 0) return;
+    const ops: EngineOp[] = [
+      ...cursors.map((cursor): EngineOp => ({ kind: OpKind.scanClose, cursor })),
+      ...txns.map((txn): EngineOp => ({ kind: OpKind.abort, txn })),
+    ];
+    this.ctx.counters.txnsAborted += txns.length;
+    this.ctx.engine.execute(ops).catch((error: unknown) => this.log.warn({ err: error }, 'could not release handles'));
+  }
+
+  /** Idempotent. Frees everything the connection owned. */
+  close(reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
+    this.handshakeTimer = null;
+    if (!this.socket.destroyed) this.socket.destroySoon();
+    this.queue = [];
+    if (!this.executing) this.releaseHandles();
+    this.log.info({ reason }, 'connection closed');
+    this.onClosed(this);
+  }
+
+  /** Ends the connection politely (shutdown): the socket is closed once replies are flushed. */
+  end(): void {
+    if (this.closed) return;
+    this.socket.end();
+    this.close('daemon shutdown');
+  }
+}
