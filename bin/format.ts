@@ -1,0 +1,43 @@
+/**
+ * Human-readable rendering of daemon statistics for `toondb stats`.
+ * Pure functions of their input; no I/O.
+ */
+
+import type { StatsResult } from '../protocol/messages.js';
+
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
+}
+
+function formatDuration(ms: number): string {
+  const s = Math.floor(ms / 1000);
+  const parts = [[Math.floor(s / 86400), 'd'], [Math.floor(s / 3600) % 24, 'h'], [Math.floor(s / 60) % 60, 'm'], [s % 60, 's']] as const;
+  const shown = parts.filter(([n], i) => n > 0 || i === parts.length - 1);
+  return shown.map(([n, u]) => `${n}${u}`).join(' ');
+}
+
+export function renderStats(s: StatsResult): string {
+  const rows: [string, string][] = [
+    ['version', `${s.version} (pid ${s.pid}, up ${formatDuration(s.uptimeMs)})`],
+    ['socket / data', `${s.socketPath}  ${s.dataDir}`],
+    ['durability', `${s.durability}; ${s.durable.syncs} fsyncs, ${s.durable.pendingWrites} writes pending`],
+    ['connections', `${s.connections.active} active, ${s.connections.total} total, ${s.connections.refused} refused`],
+    ['requests', `${s.requests.total} total, ${s.requests.errors} errors; ` +
+      Object.entries(s.requests.byFamily).map(([family, n]) => `${family} ${n}`).join(', ')],
+    ['bytes', `${formatBytes(s.bytes.in)} in, ${formatBytes(s.bytes.out)} out`],
+    ['transactions', `${s.transactions.active} active, ${s.transactions.committed} committed, ${s.transactions.aborted} aborted, ${s.transactions.conflicts} conflicts`],
+    ['cursors', `${s.cursors.open} open`],
+    ['engine', `~${s.engine.approximateKeys} keys, ${formatBytes(s.engine.diskBytes)} on disk, journal ${formatBytes(s.engine.journalBytes)} in ${s.engine.journalCount} file(s), seqno ${s.engine.seqno}`],
+    ['checkpoint', s.checkpoint.last ? `lsn ${s.checkpoint.last.lsn} at ${new Date(s.checkpoint.last.atMs).toISOString()} (${s.checkpoint.last.durationMs.toFixed(1)} ms)` : 'none since start'],
+    ['latency', `p50 ${s.latency.p50Ms} ms, p90 ${s.latency.p90Ms} ms, p99 ${s.latency.p99Ms} ms, max ${s.latency.maxMs} ms (${s.latency.samples} samples)`],
+  ];
+  const width = Math.max(...rows.map(([label]) => label.length));
+  return rows.map(([label, value]) => `${label.padEnd(width)}  ${value}`).join('\n');
+}

@@ -1,0 +1,153 @@
+#!/usr/bin/env node
+/**
+ * `toondb` — the admin CLI. Talks to a running toondbd through the public IpcClient only.
+ *
+ *   toondb ping                         round trip and daemon version
+ *   toondb stats [--json] [--watch S]   daemon, engine and transaction figures
+ *   toondb get KEY | put KEY VALUE [--ttl S] | del KEY
+ *   toondb scan PREFIX [--limit N] [--reverse] [--json]
+ *   toondb checkpoint
+ *
+ * Every command takes --socket (default $TOONDB_SOCKET, then /tmp/toondb.sock). Values print
+ * as UTF-8 when they are valid printable text, else use --hex or --base64 to choose. When the
+ * daemon is unreachable the CLI prints one line and exits 3; a usage error exits 2; any other
+ * failure exits 1 with the error code.
+ */
+
+import { Command } from 'commander';
+import { IpcClient } from '../ipc-client/index.js';
+import { toToonDBError } from '../protocol/errors.js';
+import type { StatsResult } from '../protocol/messages.js';
+import { renderStats } from './format.js';
+
+const EXIT_FAILURE = 1;
+const EXIT_USAGE = 2;
+const EXIT_UNREACHABLE = 3;
+
+interface Common {
+  socket?: string;
+  hex?: boolean;
+  base64?: boolean;
+}
+
+function fail(error: unknown): never {
+  const coded = toToonDBError(error);
+  const unreachable = coded.code === 'UNAVAILABLE' || coded.code === 'SOCKET_PATH_TOO_LONG';
+  process.stderr.write(`toondb: ${unreachable ? '' : coded.code + ': '}${coded.message}\n`);
+  process.exit(unreachable ? EXIT_UNREACHABLE : EXIT_FAILURE);
+}
+
+async function withClient<T>(flags: Common, run: (client: IpcClient) => Promise<T>): Promise<T> {
+  let client: IpcClient;
+  try {
+    client = await IpcClient.connect(flags.socket, { connectTimeoutMs: 3_000, clientName: 'toondb-cli' });
+  } catch (error) {
+    fail(error);
+  }
+  try {
+    return await run(client);
+  } catch (error) {
+    fail(error);
+  } finally {
+    await client.close();
+  }
+}
+
+function out(line: string): void {
+  process.stdout.write(line + '\n');
+}
+
+const program = new Command('toondb')
+  .description('admin CLI for a running toondbd')
+  .showHelpAfterError()
+  .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : EXIT_USAGE));
+
+function command(name: string, description: string): Command {
+  return program.command(name).description(description)
+    .option('--socket <path>', 'daemon socket (default $TOONDB_SOCKET or /tmp/toondb.sock)')
+    .option('--hex', 'print keys and values as hex')
+    .option('--base64', 'print keys and values as base64');
+}
+
+command('ping', 'check that the daemon answers, and how fast').action((flags: Common) =>
+  withClient(flags, async (client) => {
+    const { latencyMs, version } = await client.ping();
+    out(`PONG from toondbd ${version} in ${latencyMs.toFixed(3)} ms`);
+  }));
+
+command('stats', 'print daemon statistics')
+  .option('--json', 'print JSON')
+  .option('--watch <seconds>', 'redraw every N seconds until interrupted')
+  .action((flags: Common & { json?: boolean; watch?: string }) =>
+    withClient(flags, async (client) => {
+      const print = (stats: StatsResult) => out(flags.json ? JSON.stringify(stats, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)) : renderStats(stats));
+      if (!flags.watch) return print(await client.stats());
+      const periodMs = Math.max(0.1, Number(flags.watch)) * 1000;
+      for (;;) {
+        const stats = await client.stats();
+        if (process.stdout.isTTY && !flags.json) process.stdout.write('\x1b[2J\x1b[H');
+        print(stats);
+        await new Promise((resolve) => setTimeout(resolve, periodMs));
+      }
+    }));
+
+function display(bytes: Buffer, flags: Common): string {
+  if (flags.hex) return bytes.toString('hex');
+  if (flags.base64) return bytes.toString('base64');
+  const text = bytes.toString('utf8');
+  // Non-text bytes would corrupt the terminal: fall back to hex, marked so it is unambiguous.
+  return Buffer.from(text, 'utf8').equals(bytes) && !/[\x00-\x08\x0e-\x1f\x7f]/.test(text) ? text : `0x${bytes.toString('hex')}`;
+}
+
+function parseInput(text: string, flags: Common): Buffer {
+  if (flags.hex) return Buffer.from(text, 'hex');
+  if (flags.base64) return Buffer.from(text, 'base64');
+  return Buffer.from(text, 'utf8');
+}
+
+command('get', 'print the value of KEY (exit 1 if missing)').argument('<key>').action((key: string, flags: Common) =>
+  withClient(flags, async (client) => {
+    const value = await client.get(parseInput(key, flags));
+    if (value === null) {
+      process.stderr.write(`toondb: key not found\n`);
+      process.exitCode = EXIT_FAILURE;
+      return;
+    }
+    out(display(value, flags));
+  }));
+
+command('put', 'set KEY to VALUE').argument('<key>').argument('<value>').option('--ttl <seconds>', 'expire after N seconds')
+  .action((key: string, value: string, flags: Common & { ttl?: string }) =>
+    withClient(flags, async (client) => {
+      await client.put(parseInput(key, flags), parseInput(value, flags), flags.ttl ? { ttlSeconds: Number(flags.ttl) } : undefined);
+      out('OK');
+    }));
+
+command('del', 'delete KEY').argument('<key>').action((key: string, flags: Common) =>
+  withClient(flags, async (client) => {
+    await client.delete(parseInput(key, flags));
+    out('OK');
+  }));
+
+command('scan', 'list keys and values under PREFIX in key order').argument('[prefix]', 'key prefix', '')
+  .option('--limit <n>', 'stop after N entries').option('--reverse', 'descending key order').option('--json', 'one JSON object per line')
+  .action((prefix: string, flags: Common & { limit?: string; reverse?: boolean; json?: boolean }) =>
+    withClient(flags, async (client) => {
+      const scan = client.scan(parseInput(prefix, flags), { limit: flags.limit ? Number(flags.limit) : undefined, reverse: flags.reverse === true });
+      for await (const [key, value] of scan) {
+        out(flags.json ? JSON.stringify({ key: display(key, flags), value: display(value, flags) }) : `${display(key, flags)}\t${display(value, flags)}`);
+      }
+    }));
+
+command('checkpoint', 'flush everything to the engine files and bound recovery work').action((flags: Common) =>
+  withClient(flags, async (client) => {
+    const { lsn, durationMs } = await client.checkpoint();
+    out(`checkpoint at lsn ${lsn} in ${durationMs.toFixed(1)} ms`);
+  }));
+
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  fail(error);
+}

@@ -1,0 +1,170 @@
+#!/usr/bin/env node
+/**
+ * `toondbd` — run and control the toondb daemon.
+ *
+ *   toondbd start  [--socket PATH] [--data-dir DIR] [--durability sync|interval|off]
+ *                  [--sync-interval-ms N] [--log-level LEVEL] [--config FILE]
+ *                  [--socket-group NAME] [--allow-uid LIST] [--allow-gid LIST]
+ *   toondbd stop   [--socket PATH] [--timeout-ms N]
+ *   toondbd status [--socket PATH] [--json]
+ *
+ * `start` runs in the foreground (service managers supervise it; it never daemonises itself) and
+ * logs JSON lines to stdout. Exit codes: 0 ok; 1 runtime failure; 2 invalid configuration or
+ * usage; 3 (`status`/`stop`) no daemon running.
+ *
+ * The libuv pool runs the engine's disk work; its size must be fixed before the pool is first
+ * used, so this file sets it and only then imports the daemon.
+ */
+
+import { availableParallelism } from 'node:os';
+
+process.env.UV_THREADPOOL_SIZE ??= String(Math.min(16, Math.max(4, availableParallelism() * 2)));
+
+const { Command, Option } = await import('commander');
+const daemonModule = await import('../daemon/index.js');
+const { IpcClient } = await import('../ipc-client/index.js');
+const { ToonDBError, toToonDBError } = await import('../protocol/errors.js');
+
+const EXIT_RUNTIME = 1;
+const EXIT_CONFIG = 2;
+const EXIT_NOT_RUNNING = 3;
+const STOP_TIMEOUT_MS_DEFAULT = 30_000;
+
+interface StartFlags {
+  socket?: string;
+  dataDir?: string;
+  durability?: string;
+  syncIntervalMs?: string;
+  logLevel?: string;
+  config?: string;
+  socketGroup?: string;
+  allowUid?: string;
+  allowGid?: string;
+}
+
+function die(message: string, code: number): never {
+  process.stderr.write(`toondbd: ${message}\n`);
+  process.exit(code);
+}
+
+function loadConfig(flags: StartFlags) {
+  const file = flags.config ? daemonModule.readConfigFile(flags.config) : {};
+  const { config: _file, ...rest } = flags;
+  return daemonModule.resolveConfig(rest, file);
+}
+
+async function start(flags: StartFlags): Promise<void> {
+  let config;
+  try {
+    config = loadConfig(flags);
+  } catch (error) {
+    die(toToonDBError(error).message, EXIT_CONFIG);
+  }
+  const log = daemonModule.createLogger(config);
+  let daemon: InstanceType<typeof daemonModule.Daemon>;
+  try {
+    daemon = await daemonModule.Daemon.start(config, log);
+  } catch (error) {
+    const coded = toToonDBError(error);
+    log.fatal({ code: coded.code, err: error }, 'cannot start');
+    const configError = ['INVALID_ARGUMENT', 'SOCKET_PATH_TOO_LONG', 'ALREADY_RUNNING', 'LOCKED'].includes(coded.code);
+    die(`${coded.code}: ${coded.message}`, configError ? EXIT_CONFIG : EXIT_RUNTIME);
+  }
+  const stopAndExit = (signal: string) => {
+    daemon.stop(`received ${signal}`).then(() => process.exit(0), () => process.exit(EXIT_RUNTIME));
+  };
+  process.on('SIGTERM', () => stopAndExit('SIGTERM'));
+  process.on('SIGINT', () => stopAndExit('SIGINT'));
+  process.on('SIGHUP', () => {
+    try {
+      const next = loadConfig(flags);
+      log.level = next.logLevel;
+      daemon.reload(next);
+      log.info({ logLevel: next.logLevel }, 'configuration reloaded');
+    } catch (error) {
+      log.error({ err: error }, 'reload failed; keeping the running configuration');
+    }
+  });
+  process.on('uncaughtException', (error) => {
+    log.fatal({ err: error }, 'uncaught exception: stopping');
+    daemon.stop('uncaught exception').finally(() => process.exit(EXIT_RUNTIME));
+  });
+  await daemon.stopped;
+  process.exit(0);
+}
+
+async function connectOrExit(socket: string | undefined, quietNotRunning = false) {
+  try {
+    return await IpcClient.connect(socket, { connectTimeoutMs: 2_000, timeoutMs: 10_000 });
+  } catch (error) {
+    const coded = toToonDBError(error);
+    if (!quietNotRunning) process.stderr.write(`toondbd: not running: ${coded.message}\n`);
+    process.exit(coded.code === 'SOCKET_PATH_TOO_LONG' ? EXIT_CONFIG : EXIT_NOT_RUNNING);
+  }
+}
+
+async function status(flags: { socket?: string; json?: boolean }): Promise<void> {
+  const client = await connectOrExit(flags.socket);
+  const stats = await client.stats();
+  await client.close();
+  const summary = { running: true, pid: stats.pid, version: stats.version, socket: stats.socketPath, dataDir: stats.dataDir, uptimeMs: stats.uptimeMs, durability: stats.durability, connections: stats.connections.active };
+  if (flags.json) process.stdout.write(JSON.stringify(summary) + '\n');
+  else process.stdout.write(`toondbd ${stats.version} running: pid ${stats.pid}, socket ${stats.socketPath}, data ${stats.dataDir}, up ${(stats.uptimeMs / 1000).toFixed(1)} s, ${stats.connections.active} connection(s)\n`);
+}
+
+async function stop(flags: { socket?: string; timeoutMs?: string }): Promise<void> {
+  const timeoutMs = flags.timeoutMs ? Number(flags.timeoutMs) : STOP_TIMEOUT_MS_DEFAULT;
+  const client = await connectOrExit(flags.socket);
+  const { pid } = await client.stats();
+  await client.shutdown();
+  await client.close();
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      process.stdout.write(`toondbd (pid ${pid}) stopped\n`);
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  die(`daemon pid ${pid} did not stop within ${timeoutMs} ms`, EXIT_RUNTIME);
+}
+
+const program = new Command('toondbd')
+  .description('toondb daemon: one per machine, owns the data directory, serves clients on a Unix socket')
+  .version(daemonModule.VERSION)
+  .showHelpAfterError()
+  .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : EXIT_CONFIG));
+
+program.command('start')
+  .description('run the daemon in the foreground')
+  .option('--socket <path>', 'Unix socket path (default $TOONDB_SOCKET or /tmp/toondb.sock)')
+  .option('--data-dir <dir>', 'data directory (default $TOONDB_DATA_DIR or $XDG_DATA_HOME/toondb)')
+  .addOption(new Option('--durability <mode>', 'when writes are fsynced').choices(['sync', 'interval', 'off']))
+  .option('--sync-interval-ms <ms>', 'fsync period for --durability interval')
+  .addOption(new Option('--log-level <level>', 'log level').choices([...daemonModule.LOG_LEVELS]))
+  .option('--config <file>', 'JSON file with the same settings (flags win)')
+  .option('--socket-group <group>', 'let members of this group connect (socket mode 0660)')
+  .option('--allow-uid <uids>', 'comma-separated peer uids allowed to connect')
+  .option('--allow-gid <gids>', 'comma-separated peer gids allowed to connect')
+  .action((flags: StartFlags) => start(flags));
+
+program.command('stop')
+  .description('ask the running daemon to shut down cleanly and wait for it to exit')
+  .option('--socket <path>', 'Unix socket path')
+  .option('--timeout-ms <ms>', 'how long to wait for the daemon to exit')
+  .action((flags: { socket?: string; timeoutMs?: string }) => stop(flags));
+
+program.command('status')
+  .description('exit 0 if a daemon answers on the socket, 3 if not')
+  .option('--socket <path>', 'Unix socket path')
+  .option('--json', 'print machine-readable JSON')
+  .action((flags: { socket?: string; json?: boolean }) => status(flags));
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  const coded = error instanceof ToonDBError ? error : toToonDBError(error);
+  die(`${coded.code}: ${coded.message}`, EXIT_RUNTIME);
+}
