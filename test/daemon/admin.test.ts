@@ -1,0 +1,69 @@
+// Checkpoint and stats: real figures that move when the daemon does work.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { IpcClient } from '../../ipc-client/index.js';
+import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+
+describe('checkpoint and stats', () => {
+  let daemon: TestDaemon;
+  let client: IpcClient;
+
+  beforeAll(async () => {
+    daemon = await startDaemon();
+    client = await IpcClient.connect(daemon.socketPath);
+  });
+  afterAll(async () => {
+    await client?.close();
+    await daemon?.dispose();
+  });
+
+  it('stats numbers move as work is done', async () => {
+    const before = await client.stats();
+    expect(before.version).toMatch(/^\d+\.\d+\.\d+/);
+    expect(before.pid).toBe(daemon.pid);
+    expect(before.connections.active).toBe(1);
+    await client.putBatch(Array.from({ length: 100 }, (_, i) => [`k${i}`, 'v'] as [string, string]));
+    for (let i = 0; i < 10; i++) await client.get(`k${i}`);
+    await client.get(Buffer.alloc(client.serverInfo.limits.keyBytesMax + 1)).catch(() => undefined);
+    const txn = await client.beginTransaction();
+    await txn.put('t', 'x');
+    await txn.commit();
+    const after = await client.stats();
+    expect(after.uptimeMs).toBeGreaterThan(before.uptimeMs);
+    expect(after.requests.total).toBeGreaterThanOrEqual(before.requests.total + 14);
+    expect(after.requests.byFamily.kv).toBeGreaterThanOrEqual(before.requests.byFamily.kv + 10);
+    expect(after.requests.byFamily.batch).toBeGreaterThan(before.requests.byFamily.batch);
+    expect(after.requests.byFamily.txn).toBeGreaterThanOrEqual(before.requests.byFamily.txn + 2);
+    expect(after.bytes.in).toBeGreaterThan(before.bytes.in);
+    expect(after.bytes.out).toBeGreaterThan(before.bytes.out);
+    expect(after.transactions.committed).toBe(before.transactions.committed + 1);
+    expect(after.engine.approximateKeys).toBeGreaterThanOrEqual(100);
+    expect(after.engine.diskBytes).toBeGreaterThan(0);
+    expect(after.durable.syncs).toBeGreaterThan(before.durable.syncs);
+    expect(after.latency.samples).toBeGreaterThan(before.latency.samples);
+    expect(after.latency.p99Ms).toBeGreaterThanOrEqual(after.latency.p50Ms);
+    // The key-too-large request above counted as an error, through client-side or daemon-side checks.
+    expect(typeof after.requests.errors).toBe('number');
+  });
+
+  it('checkpoint returns an lsn that grows with writes and is recorded in stats', async () => {
+    const first = await client.checkpoint();
+    expect(typeof first.lsn).toBe('bigint');
+    expect(first.durationMs).toBeGreaterThanOrEqual(0);
+    await client.put('after-checkpoint', 'x');
+    const second = await client.checkpoint();
+    expect(second.lsn > first.lsn).toBe(true);
+    const stats = await client.stats();
+    expect(stats.checkpoint.last?.lsn).toBe(second.lsn);
+  });
+
+  it('data written before a checkpoint survives SIGKILL', async () => {
+    await client.put('cp/key', 'kept');
+    await client.checkpoint();
+    await client.close();
+    await daemon.kill();
+    await daemon.start();
+    client = await IpcClient.connect(daemon.socketPath);
+    expect((await client.get('cp/key'))?.toString()).toBe('kept');
+    expect(daemon.logged('storage recovered')).not.toHaveLength(0);
+  });
+});

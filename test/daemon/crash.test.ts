@@ -1,0 +1,104 @@
+// Crash safety: writers with many requests in flight record every acknowledgement; the daemon
+// is SIGKILLed at a random moment and restarted. Every acknowledged write must be present with
+// its exact value, and no transaction may be half-applied. Guards against acknowledging before
+// the journal write/fsync, and against torn multi-key commits.
+//
+// Knobs: TOONDB_CRASH_ROUNDS (default 2 in CI), TOONDB_CRASH_SEED (printed on every run).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execa, type ResultPromise } from 'execa';
+import { IpcClient } from '../../ipc-client/index.js';
+import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { CLIENT_MODULE } from '../helpers/paths.js';
+
+const ROUNDS = Number(process.env.TOONDB_CRASH_ROUNDS ?? 2);
+const SEED = Number(process.env.TOONDB_CRASH_SEED ?? Date.now() % 1_000_000);
+const WRITERS = 2;
+const IN_FLIGHT = 32;
+
+// Each writer: IN_FLIGHT concurrent loops alternating single puts and two-key transactions,
+// printing "P key value" / "T n" after each acknowledgement, until the daemon goes away.
+const WRITER = `
+const { IpcClient } = await import(process.env.CLIENT_MODULE);
+const name = process.env.NAME;
+const client = await IpcClient.connect(process.env.SOCKET, { timeoutMs: 10000 });
+let next = 0;
+let alive = true;
+async function loop() {
+  while (alive) {
+    const n = next++;
+    try {
+      if (n % 2 === 0) {
+        const key = name + '/p/' + n;
+        const value = 'v' + n + '-' + 'x'.repeat(n % 50);
+        await client.put(key, value);
+        process.stdout.write('P ' + key + ' ' + value + '\\n');
+      } else {
+        const txn = await client.beginTransaction();
+        await txn.put(name + '/t/' + n + '/a', String(n));
+        await txn.put(name + '/t/' + n + '/b', String(n));
+        await txn.commit();
+        process.stdout.write('T ' + n + '\\n');
+      }
+    } catch (error) {
+      if (error.code !== 'TXN_CONFLICT') alive = false;
+    }
+  }
+}
+await Promise.all(Array.from({ length: Number(process.env.IN_FLIGHT) }, loop));
+process.stdout.write('ATTEMPTED ' + next + '\\n');
+await client.close().catch(() => {});
+`;
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+describe('crash safety under SIGKILL', () => {
+  let daemon: TestDaemon;
+  beforeAll(async () => {
+    console.log(`crash test: TOONDB_CRASH_ROUNDS=${ROUNDS} TOONDB_CRASH_SEED=${SEED}`);
+    daemon = await startDaemon();
+  });
+  afterAll(async () => {
+    await daemon?.dispose();
+  });
+
+  it(`keeps every acknowledged write over ${ROUNDS} kill -9 rounds`, async () => {
+    const random = mulberry32(SEED);
+    for (let round = 0; round < ROUNDS; round++) {
+      const writers: ResultPromise[] = Array.from({ length: WRITERS }, (_, w) => execa('node', ['--input-type=module', '-e', WRITER], {
+        env: { CLIENT_MODULE, SOCKET: daemon.socketPath, NAME: `r${round}w${w}`, IN_FLIGHT: String(IN_FLIGHT) },
+        reject: false,
+      }));
+      await new Promise((resolve) => setTimeout(resolve, 300 + Math.floor(random() * 700)));
+      await daemon.kill();
+      const outputs = await Promise.all(writers);
+      await daemon.start();
+      const client = await IpcClient.connect(daemon.socketPath);
+      let acked = 0;
+      for (const [w, output] of outputs.entries()) {
+        const lines = String(output.stdout).split('\n').filter(Boolean);
+        const attempted = Number(lines.find((l) => l.startsWith('ATTEMPTED'))?.split(' ')[1] ?? 0);
+        const puts = lines.filter((l) => l.startsWith('P ')).map((l) => l.split(' '));
+        const values = await client.getBatch(puts.map(([, key]) => key));
+        puts.forEach(([, key, value], i) => expect(values[i]?.toString(), `acknowledged ${key}`).toBe(value));
+        const ackedTxns = new Set(lines.filter((l) => l.startsWith('T ')).map((l) => Number(l.split(' ')[1])));
+        for (let n = 1; n < attempted; n += 2) {
+          const [a, b] = await client.getBatch([`r${round}w${w}/t/${n}/a`, `r${round}w${w}/t/${n}/b`]);
+          expect(a === null, `transaction ${n} half-applied`).toBe(b === null);
+          if (ackedTxns.has(n)) expect(a?.toString(), `acknowledged transaction ${n}`).toBe(String(n));
+        }
+        acked += puts.length + ackedTxns.size;
+      }
+      expect(acked, 'writers made progress before the kill').toBeGreaterThan(0);
+      await client.close();
+    }
+  });
+});

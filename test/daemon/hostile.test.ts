@@ -1,0 +1,84 @@
+// A client that sends garbage or oversize frames gets a coded error and is disconnected; a
+// well-behaved client on the same daemon sees nothing change.
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { IpcClient } from '../../ipc-client/index.js';
+import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { RawPeer } from '../helpers/raw.js';
+
+describe('hostile clients', () => {
+  let daemon: TestDaemon;
+  let good: IpcClient;
+
+  beforeAll(async () => {
+    daemon = await startDaemon();
+    good = await IpcClient.connect(daemon.socketPath);
+    await good.put('stable', 'value');
+  });
+  afterAll(async () => {
+    await good?.close();
+    await daemon?.dispose();
+  });
+
+  it('refuses a frame larger than the limit from its header alone and hangs up', async () => {
+    const peer = await RawPeer.open(daemon.socketPath);
+    peer.hello();
+    await peer.waitFor(1);
+    const header = Buffer.alloc(4);
+    header.writeUInt32BE(0xffff_ffff);
+    peer.send(header);
+    await peer.closed;
+    const last = peer.messages.at(-1) as { id: number; error: { code: string } };
+    expect(last.id).toBe(0);
+    expect(last.error.code).toBe('FRAME_TOO_LARGE');
+    expect((await good.get('stable'))?.toString()).toBe('value');
+  });
+
+  it('answers a valid frame holding invalid MessagePack with PROTOCOL_ERROR and hangs up', async () => {
+    const peer = await RawPeer.open(daemon.socketPath);
+    const body = Buffer.from([0xc1, 0xc1, 0xc1]); // 0xc1 is never used in MessagePack
+    const frame = Buffer.alloc(4 + body.length);
+    frame.writeUInt32BE(body.length);
+    body.copy(frame, 4);
+    peer.send(frame);
+    await peer.closed;
+    expect(peer.messages.at(-1)).toMatchObject({ id: 0, error: { code: 'PROTOCOL_ERROR' } });
+  });
+
+  it('requires hello first', async () => {
+    const peer = await RawPeer.open(daemon.socketPath);
+    peer.request({ id: 7, op: 'get', key: Buffer.from('stable') });
+    await peer.closed;
+    expect(peer.messages[0]).toMatchObject({ id: 7, error: { code: 'HANDSHAKE_REQUIRED' } });
+  });
+
+  it('answers an unknown op and a wrong field type with coded errors and stays connected', async () => {
+    const peer = await RawPeer.open(daemon.socketPath);
+    peer.hello();
+    peer.request({ id: 2, op: 'frobnicate' });
+    peer.request({ id: 3, op: 'get', key: 42 });
+    peer.request({ id: 4, op: 'get', key: Buffer.from('stable') });
+    const messages = await peer.waitFor(4);
+    const byId = new Map(messages.map((m) => [m.id, m]));
+    expect(byId.get(2)).toMatchObject({ error: { code: 'UNKNOWN_OP' } });
+    expect(byId.get(3)).toMatchObject({ error: { code: 'INVALID_ARGUMENT' } });
+    expect(Buffer.from((byId.get(4) as { result: Uint8Array }).result).toString()).toBe('value');
+    peer.close();
+  });
+
+  it('survives random garbage from many connections while a good client keeps working', async () => {
+    for (let round = 0; round < 20; round++) {
+      const peer = await RawPeer.open(daemon.socketPath);
+      if (round % 2 === 0) peer.hello();
+      peer.send(randomBytes(1 + ((round * 977) % 4096)));
+      peer.socket.end();
+      await Promise.race([peer.closed, new Promise((resolve) => setTimeout(resolve, 2_000))]);
+      peer.close();
+      expect((await good.get('stable'))?.toString()).toBe('value');
+    }
+    await good.put('after-garbage', 'ok');
+    expect((await good.get('after-garbage'))?.toString()).toBe('ok');
+    const stats = await good.stats();
+    expect(stats.connections.active).toBe(1);
+  });
+});

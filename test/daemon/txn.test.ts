@@ -1,0 +1,145 @@
+// Transactions over IPC: isolation anomalies the contract promises to prevent (write skew,
+// lost updates, phantoms), own-writes visibility, and cleanup when a connection dies.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execa } from 'execa';
+import { IpcClient, TransactionConflictError } from '../../ipc-client/index.js';
+import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { CLIENT_MODULE } from '../helpers/paths.js';
+
+describe('transactions', () => {
+  let daemon: TestDaemon;
+  let a: IpcClient;
+  let b: IpcClient;
+
+  beforeAll(async () => {
+    daemon = await startDaemon();
+    a = await IpcClient.connect(daemon.socketPath);
+    b = await IpcClient.connect(daemon.socketPath);
+  });
+  afterAll(async () => {
+    await a?.close();
+    await b?.close();
+    await daemon?.dispose();
+  });
+
+  /** Two doctors on call; each goes off call only if the other is on call. */
+  async function writeSkew(isolation: 'serializable' | 'snapshot', prefix: string): Promise<PromiseSettledResult<bigint>[]> {
+    await a.putBatch([[`${prefix}/alice`, 'on'], [`${prefix}/bob`, 'on']]);
+    const t1 = await a.beginTransaction({ isolation });
+    const t2 = await b.beginTransaction({ isolation });
+    expect((await t1.get(`${prefix}/bob`))?.toString()).toBe('on');
+    expect((await t2.get(`${prefix}/alice`))?.toString()).toBe('on');
+    await t1.put(`${prefix}/alice`, 'off');
+    await t2.put(`${prefix}/bob`, 'off');
+    return Promise.allSettled([t1.commit(), t2.commit()]);
+  }
+
+  it('serializable: exactly one of two write-skewed commits fails with TXN_CONFLICT', async () => {
+    const results = await writeSkew('serializable', 'skew-s');
+    const failed = results.filter((r) => r.status === 'rejected');
+    expect(failed).toHaveLength(1);
+    expect((failed[0] as PromiseRejectedResult).reason).toBeInstanceOf(TransactionConflictError);
+    expect((failed[0] as PromiseRejectedResult).reason.code).toBe('TXN_CONFLICT');
+    const states = (await a.getBatch(['skew-s/alice', 'skew-s/bob'])).map((v) => v?.toString());
+    expect(states.filter((s) => s === 'on')).toHaveLength(1);
+  });
+
+  it('snapshot: both write-skewed commits succeed (the anomaly snapshot isolation allows)', async () => {
+    const results = await writeSkew('snapshot', 'skew-i');
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled']);
+    expect((await a.getBatch(['skew-i/alice', 'skew-i/bob'])).map((v) => v?.toString())).toEqual(['off', 'off']);
+  });
+
+  it('snapshot: concurrent writes to the same key conflict (first committer wins)', async () => {
+    const t1 = await a.beginTransaction({ isolation: 'snapshot' });
+    const t2 = await b.beginTransaction({ isolation: 'snapshot' });
+    await t1.put('ww', '1');
+    await t2.put('ww', '2');
+    await t1.commit();
+    await expect(t2.commit()).rejects.toMatchObject({ code: 'TXN_CONFLICT' });
+    expect((await a.get('ww'))?.toString()).toBe('1');
+  });
+
+  it('serializable: an insert into a scanned range conflicts (phantom)', async () => {
+    await a.putBatch([['ph/1', 'x'], ['ph/3', 'x']]);
+    const t1 = await a.beginTransaction();
+    const seen = await t1.scan('ph/').toArray();
+    expect(seen).toHaveLength(2);
+    await b.put('ph/2', 'x'); // a phantom appears in t1's range
+    await t1.put('ph-count', String(seen.length));
+    await expect(t1.commit()).rejects.toBeInstanceOf(TransactionConflictError);
+    expect(await a.get('ph-count')).toBeNull();
+  });
+
+  it('reads its own writes, and nothing is visible to others before commit', async () => {
+    const txn = await a.beginTransaction();
+    await txn.put('own/1', 'mine');
+    await txn.delete('own/0');
+    expect((await txn.get('own/1'))?.toString()).toBe('mine');
+    expect(await txn.exists('own/1')).toBe(true);
+    expect((await txn.scan('own/').toArray()).map(([k]) => k.toString())).toEqual(['own/1']);
+    expect(await b.get('own/1')).toBeNull();
+    const commitTs = await txn.commit();
+    expect(typeof commitTs).toBe('bigint');
+    expect((await b.get('own/1'))?.toString()).toBe('mine');
+  });
+
+  it('abort discards every write, and a finished transaction refuses further use', async () => {
+    const txn = await a.beginTransaction();
+    await txn.put('aborted/1', 'x');
+    await txn.abort();
+    expect(await a.get('aborted/1')).toBeNull();
+    await expect(txn.get('aborted/1')).rejects.toMatchObject({ code: 'NOT_IN_TRANSACTION' });
+    // Seed-style ids: another connection cannot commit a transaction it does not own.
+    const other = await a.beginTransaction();
+    await expect(b.commit(other.id)).rejects.toMatchObject({ code: 'NOT_IN_TRANSACTION' });
+    await a.abort(other.id);
+  });
+
+  it('commit timestamps increase', async () => {
+    const ts: bigint[] = [];
+    for (let i = 0; i < 3; i++) {
+      const txn = await a.beginTransaction();
+      await txn.put('ts', String(i));
+      ts.push(await txn.commit());
+    }
+    expect(ts[1] > ts[0] && ts[2] > ts[1]).toBe(true);
+  });
+
+  it('a dropped connection takes its open transaction with it', async () => {
+    const doomed = await IpcClient.connect(daemon.socketPath);
+    const txn = await doomed.beginTransaction();
+    await txn.put('dropped/1', 'never');
+    await txn.putBatch([['dropped/2', 'never'], ['dropped/3', 'never']]);
+    expect((await a.stats()).transactions.active).toBeGreaterThanOrEqual(1);
+    await doomed.close();
+    await expect.poll(async () => (await a.stats()).transactions.active, { timeout: 5_000 }).toBe(0);
+    expect(await a.getBatch(['dropped/1', 'dropped/2', 'dropped/3'])).toEqual([null, null, null]);
+  });
+
+  it('withTransaction retries conflicts: 4 processes x 50 increments end at exactly 200', async () => {
+    await a.put('counter', '0');
+    const child = `
+      const { IpcClient } = await import(process.env.CLIENT_MODULE);
+      const client = await IpcClient.connect(process.env.SOCKET);
+      for (let i = 0; i < 50; i++) {
+        await client.withTransaction(async (txn) => {
+          const n = Number((await txn.get('counter')).toString());
+          await txn.put('counter', String(n + 1));
+        }, { retries: 1000 });
+      }
+      await client.close();`;
+    await Promise.all(Array.from({ length: 4 }, () => execa('node', ['--input-type=module', '-e', child], {
+      env: { CLIENT_MODULE, SOCKET: daemon.socketPath },
+    })));
+    expect((await a.get('counter'))?.toString()).toBe('200');
+  });
+
+  it('withTransaction aborts and rethrows a non-conflict error', async () => {
+    await expect(a.withTransaction(async (txn) => {
+      await txn.put('wt/fail', 'x');
+      throw new Error('boom');
+    })).rejects.toThrow('boom');
+    expect(await a.get('wt/fail')).toBeNull();
+  });
+});

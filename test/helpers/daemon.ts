@@ -1,0 +1,133 @@
+/**
+ * Test helper: run a real `toondbd` (the compiled bin, as users run it) on a private temp socket
+ * and data dir, wait until it listens, and stop, kill or restart it.
+ *
+ * Every test gets its own directory under os.tmpdir(), kept short so the socket path stays far
+ * below the 103-byte limit. The daemon's JSON log lines are captured for assertions and printed
+ * when a start fails.
+ */
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa, type ResultPromise } from 'execa';
+import { TOONDBD_BIN } from './paths.js';
+
+export interface DaemonOptions {
+  dir?: string;
+  socketPath?: string;
+  dataDir?: string;
+  args?: string[];
+  env?: Record<string, string>;
+}
+
+export interface LogLine {
+  level: number;
+  msg: string;
+  [field: string]: unknown;
+}
+
+export class TestDaemon {
+  readonly logs: LogLine[] = [];
+  stderr = '';
+  private proc: ResultPromise | null = null;
+  private exited: Promise<number | null> | null = null;
+
+  constructor(readonly dir: string, readonly socketPath: string, readonly dataDir: string, private readonly args: string[], private readonly env: Record<string, string>) {}
+
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
+
+  /** Starts the daemon and resolves once it logs "listening"; rejects if it exits first. */
+  async start(): Promise<void> {
+    const proc = execa('node', [TOONDBD_BIN, 'start', '--socket', this.socketPath, '--data-dir', this.dataDir, '--log-level', 'debug', ...this.args], {
+      env: { ...this.env },
+      reject: false,
+      buffer: false,
+      stdin: 'ignore',
+    });
+    this.proc = proc;
+    this.stderr = '';
+    proc.stderr?.on('data', (chunk: Buffer) => (this.stderr += chunk.toString()));
+    let pending = '';
+    let onListening: () => void = () => undefined;
+    const listening = new Promise<void>((resolve) => (onListening = resolve));
+    proc.stdout?.on('data', (chunk: Buffer) => {
+      pending += chunk.toString();
+      const lines = pending.split('\n');
+      pending = lines.pop() ?? '';
+      for (const line of lines) {
+        if (!line.trim()) continue;
+        try {
+          const parsed = JSON.parse(line) as LogLine;
+          this.logs.push(parsed);
+          if (parsed.msg === 'listening') onListening();
+        } catch {
+          this.logs.push({ level: 0, msg: line });
+        }
+      }
+    });
+    this.exited = proc.then((result) => result.exitCode ?? null);
+    const exitedFirst = this.exited.then((code) => {
+      throw new Error(`toondbd exited with ${code} before listening\nstderr: ${this.stderr}\nlogs: ${this.logs.map((l) => JSON.stringify(l)).join('\n')}`);
+    });
+    await Promise.race([listening, exitedFirst]);
+    exitedFirst.catch(() => undefined);
+  }
+
+  /** Sends a signal and resolves with the exit code. */
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    if (!this.proc || !this.exited) return null;
+    this.proc.kill(signal);
+    const code = await this.exited;
+    this.proc = null;
+    return code;
+  }
+
+  /** SIGKILL: no cleanup at all, as in a crash. */
+  async kill(): Promise<void> {
+    await this.stop('SIGKILL');
+  }
+
+  async restart(): Promise<void> {
+    await this.stop();
+    await this.start();
+  }
+
+  /** Resolves with the exit code once the process exits on its own. */
+  waitForExit(): Promise<number | null> {
+    return this.exited ?? Promise.resolve(null);
+  }
+
+  logged(message: string): LogLine[] {
+    return this.logs.filter((line) => line.msg === message);
+  }
+
+  async dispose(): Promise<void> {
+    if (this.proc) await this.stop('SIGKILL');
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export function makeTempDir(prefix = 'tdb-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** Creates (but does not start) a daemon with its own temp dir. */
+export function createDaemon(options: DaemonOptions = {}): TestDaemon {
+  const dir = options.dir ?? makeTempDir();
+  return new TestDaemon(dir, options.socketPath ?? join(dir, 's.sock'), options.dataDir ?? join(dir, 'data'), options.args ?? [], options.env ?? {});
+}
+
+/** Creates and starts a daemon. */
+export async function startDaemon(options: DaemonOptions = {}): Promise<TestDaemon> {
+  const daemon = createDaemon(options);
+  try {
+    await daemon.start();
+  } catch (error) {
+    await daemon.dispose();
+    throw error;
+  }
+  return daemon;
+}
