@@ -7,6 +7,7 @@
  *   toondb get KEY | put KEY VALUE [--ttl S] | del KEY
  *   toondb scan PREFIX [--limit N] [--reverse] [--json]
  *   toondb checkpoint
+ *   toondb dump FILE | load FILE        consistent snapshot of all keys to a file, and back
  *
  * Every command takes --socket (default $TOONDB_SOCKET, then /tmp/toondb.sock). Values print
  * as UTF-8 when they are valid printable text, else use --hex or --base64 to choose. When the
@@ -18,6 +19,7 @@ import { Command } from 'commander';
 import { IpcClient } from '../ipc-client/index.js';
 import { toToonDBError } from '../protocol/errors.js';
 import type { StatsResult } from '../protocol/messages.js';
+import { dump, load, progressReporter } from './dump.js';
 import { renderStats } from './format.js';
 
 const EXIT_FAILURE = 1;
@@ -145,6 +147,20 @@ command('checkpoint', 'flush everything to the engine files and bound recovery w
     out(`checkpoint at lsn ${lsn} in ${durationMs.toFixed(1)} ms`);
   }));
 
+
+command('dump', 'write a consistent snapshot of every key and value to FILE').argument('<file>')
+  .action((file: string, flags: Common) =>
+    withClient(flags, async (client) => {
+      const count = await dump(client, file, progressReporter('dumped'));
+      out(`dumped ${count} keys to ${file}`);
+    }));
+
+command('load', 'write every key and value from a dump FILE into the daemon').argument('<file>')
+  .action((file: string, flags: Common) =>
+    withClient(flags, async (client) => {
+      const count = await load(client, file, progressReporter('loaded'));
+      out(`loaded ${count} keys from ${file}`);
+    }));
 
 try {
   await program.parseAsync(process.argv);

@@ -46,6 +46,84 @@ describe('toondb CLI', () => {
     expect((await toondb(['get', 'cli-key', '--socket', daemon.socketPath])).exitCode).toBe(1);
   });
 
+  it('scans a prefix as text, JSON, reversed and limited', async () => {
+    for (const k of ['scan/a', 'scan/b', 'scan/c']) await toondb(['put', k, `value of ${k}`, '--socket', daemon.socketPath]);
+    const plain = await toondb(['scan', 'scan/', '--socket', daemon.socketPath]);
+    expect(plain.stdout.split('\n')).toEqual(['scan/a\tvalue of scan/a', 'scan/b\tvalue of scan/b', 'scan/c\tvalue of scan/c']);
+    const reversed = await toondb(['scan', 'scan/', '--reverse', '--limit', '2', '--json', '--socket', daemon.socketPath]);
+    expect(reversed.stdout.split('\n').map((l) => JSON.parse(l).key)).toEqual(['scan/c', 'scan/b']);
+  });
+
+  it('reads and writes binary keys and values with --hex and --base64', async () => {
+    expect((await toondb(['put', '00ff', '0001fe', '--hex', '--socket', daemon.socketPath])).exitCode).toBe(0);
+    expect((await toondb(['get', '00ff', '--hex', '--socket', daemon.socketPath])).stdout).toBe('0001fe');
+    expect((await toondb(['get', 'AP8=', '--base64', '--socket', daemon.socketPath])).stdout).toBe('AAH+');
+    // Without a flag, non-text bytes print as marked hex instead of raw control bytes.
+    expect((await toondb(['get', 'AP8=', '--base64', '--socket', daemon.socketPath])).stdout).not.toContain('\u0000');
+  });
+
+  it('stores a key with --ttl that expires', async () => {
+    await toondb(['put', 'ttl-cli', 'x', '--ttl', '0.3', '--socket', daemon.socketPath]);
+    expect((await toondb(['get', 'ttl-cli', '--socket', daemon.socketPath])).exitCode).toBe(0);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect((await toondb(['get', 'ttl-cli', '--socket', daemon.socketPath])).exitCode).toBe(1);
+  });
+
+  it('checkpoints', async () => {
+    const result = await toondb(['checkpoint', '--socket', daemon.socketPath]);
+    expect(result.exitCode).toBe(0);
+    expect(result.stdout).toMatch(/^checkpoint at lsn \d+ in \d+\.\d ms$/);
+  });
+
+  it('redraws stats with --watch until stopped', async () => {
+    const proc = execa('node', [TOONDB_BIN, 'stats', '--json', '--watch', '0.2', '--socket', daemon.socketPath], { reject: false });
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    proc.kill('SIGINT');
+    const lines = String((await proc).stdout).split('\n').filter(Boolean);
+    expect(lines.length).toBeGreaterThanOrEqual(2);
+    expect(JSON.parse(lines[1]).uptimeMs).toBeGreaterThan(JSON.parse(lines[0]).uptimeMs);
+  });
+
+  it('dumps every key and loads them into an empty daemon', async () => {
+    const binary = Buffer.from([0, 1, 2, 255]);
+    await toondb(['put', binary.toString('hex'), 'ff00', '--hex', '--socket', daemon.socketPath]);
+    await toondb(['put', 'empty-value', '', '--socket', daemon.socketPath]);
+    const file = join(makeTempDir(), 'all.dump');
+    const dumped = await toondb(['dump', file, '--socket', daemon.socketPath]);
+    expect(dumped.exitCode).toBe(0);
+    expect(dumped.stderr).toBe(''); // no progress bar when stderr is not a terminal
+    const source = (await toondb(['scan', '--json', '--base64', '--socket', daemon.socketPath])).stdout.split('\n').length;
+    expect(source).toBeGreaterThan(5);
+    const fresh = await startDaemon();
+    try {
+      const loaded = await toondb(['load', file, '--socket', fresh.socketPath]);
+      expect(loaded.exitCode).toBe(0);
+      const before = (await toondb(['scan', '--json', '--base64', '--socket', daemon.socketPath])).stdout;
+      const after = (await toondb(['scan', '--json', '--base64', '--socket', fresh.socketPath])).stdout;
+      expect(after).toBe(before);
+      expect(after.split('\n')).toHaveLength(source);
+      expect(dumped.stdout).toBe(`dumped ${source} keys to ${file}`);
+      expect(loaded.stdout).toBe(`loaded ${source} keys from ${file}`);
+    } finally {
+      await fresh.dispose();
+    }
+  });
+
+  it('refuses a truncated dump with a clear error', async () => {
+    const file = join(makeTempDir(), 'cut.dump');
+    await toondb(['dump', file, '--socket', daemon.socketPath]);
+    const { truncateSync, statSync } = await import('node:fs');
+    truncateSync(file, statSync(file).size - 3);
+    const fresh = await startDaemon();
+    try {
+      const result = await toondb(['load', file, '--socket', fresh.socketPath]);
+      expect(result.exitCode).toBe(1);
+      expect(result.stderr).toMatch(/not a valid toondb dump: truncated/);
+    } finally {
+      await fresh.dispose();
+    }
+  });
+
   it('exits non-zero with one clear line when no daemon is reachable', async () => {
     const socket = join(makeTempDir(), 'none.sock');
     const result = await toondb(['ping', '--socket', socket]);

@@ -1,0 +1,117 @@
+// toondbd as a service: status exit codes, one daemon per data dir and per socket (also right
+// after kill -9), stale-socket recovery, graceful SIGTERM under load, SIGHUP without dropping
+// clients, config validation, and stop.
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { execa } from 'execa';
+import { IpcClient } from '../../ipc-client/index.js';
+import { createDaemon, makeTempDir, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { TOONDBD_BIN } from '../helpers/paths.js';
+
+const toondbd = (args: string[], env: Record<string, string> = {}) =>
+  execa('node', [TOONDBD_BIN, ...args], { reject: false, env, stdin: 'ignore', timeout: 30_000 });
+
+describe('daemon lifecycle', () => {
+  const daemons: TestDaemon[] = [];
+  const track = (d: TestDaemon) => (daemons.push(d), d);
+  afterEach(async () => {
+    for (const d of daemons.splice(0)) await d.dispose();
+  });
+
+  it('status exits 0 with details when running and 3 when not', async () => {
+    const daemon = track(await startDaemon());
+    const running = await toondbd(['status', '--socket', daemon.socketPath]);
+    expect(running.exitCode).toBe(0);
+    expect(running.stdout).toContain(`pid ${daemon.pid}`);
+    expect(running.stdout).toContain(daemon.dataDir);
+    const json = JSON.parse((await toondbd(['status', '--json', '--socket', daemon.socketPath])).stdout);
+    expect(json).toMatchObject({ running: true, pid: daemon.pid, socket: daemon.socketPath, dataDir: daemon.dataDir });
+    await daemon.stop();
+    const stopped = await toondbd(['status', '--socket', daemon.socketPath]);
+    expect(stopped.exitCode).toBe(3);
+  });
+
+  it('refuses a second daemon on the same data dir, and on the same live socket', async () => {
+    const first = track(await startDaemon());
+    const sameDir = track(createDaemon({ dataDir: first.dataDir, socketPath: join(first.dir, 'other.sock') }));
+    await expect(sameDir.start()).rejects.toThrow(/LOCKED/);
+    const sameSocket = track(createDaemon({ socketPath: first.socketPath }));
+    await expect(sameSocket.start()).rejects.toThrow(/ALREADY_RUNNING/);
+    // The first daemon is untouched.
+    const client = await IpcClient.connect(first.socketPath);
+    expect((await client.ping()).version).toBeTruthy();
+    await client.close();
+  });
+
+  it('reclaims a stale socket after kill -9 and keeps the data', async () => {
+    const daemon = track(await startDaemon());
+    const client = await IpcClient.connect(daemon.socketPath);
+    await client.put('survivor', 'yes');
+    await client.close();
+    await daemon.kill();
+    expect(existsSync(daemon.socketPath)).toBe(true); // left behind by the crash
+    await daemon.start();
+    expect(daemon.logged('replaced stale socket left by a daemon that died')).toHaveLength(1);
+    const again = await IpcClient.connect(daemon.socketPath);
+    expect((await again.get('survivor'))?.toString()).toBe('yes');
+    await again.close();
+  });
+
+  it('drains under load on SIGTERM, exits 0 and removes the socket', async () => {
+    const daemon = track(await startDaemon());
+    const client = await IpcClient.connect(daemon.socketPath);
+    const inflight = Array.from({ length: 400 }, (_, i) => client.put(`load/${i}`, 'x'.repeat(100)).then(() => 'ok', (e) => e.code));
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const code = await daemon.stop('SIGTERM');
+    expect(code).toBe(0);
+    expect(existsSync(daemon.socketPath)).toBe(false);
+    const outcomes = await Promise.all(inflight);
+    // Every request either completed or failed with a coded error; none hang.
+    for (const outcome of outcomes) expect(['ok', 'SHUTTING_DOWN', 'UNKNOWN_RESULT', 'CONNECTION_CLOSED']).toContain(outcome);
+    await client.close();
+    // Whatever was acknowledged is there after restart.
+    await daemon.start();
+    const check = await IpcClient.connect(daemon.socketPath);
+    const values = await check.getBatch(outcomes.map((_, i) => `load/${i}`));
+    outcomes.forEach((outcome, i) => { if (outcome === 'ok') expect(values[i]?.length).toBe(100); });
+    await check.close();
+  });
+
+  it('keeps connections across SIGHUP and applies the new log level', async () => {
+    const dir = makeTempDir();
+    const configFile = join(dir, 'config.json');
+    writeFileSync(configFile, JSON.stringify({ logLevel: 'info' }));
+    const daemon = track(await startDaemon({ dir, args: ['--config', configFile] }));
+    const client = await IpcClient.connect(daemon.socketPath);
+    await client.put('before-hup', '1');
+    writeFileSync(configFile, JSON.stringify({ logLevel: 'warn' }));
+    process.kill(daemon.pid!, 'SIGHUP');
+    await expect.poll(() => daemon.logs.some((l) => l.msg === 'configuration reloaded'), { timeout: 5_000 }).toBe(true);
+    expect((await client.get('before-hup'))?.toString()).toBe('1');
+    await client.close();
+  });
+
+  it('stop asks the daemon to exit and waits for it', async () => {
+    const daemon = track(await startDaemon());
+    const result = await toondbd(['stop', '--socket', daemon.socketPath]);
+    expect(result.exitCode).toBe(0);
+    expect(await daemon.waitForExit()).toBe(0);
+    expect((await toondbd(['stop', '--socket', daemon.socketPath])).exitCode).toBe(3);
+  });
+
+  it('rejects an over-long socket path and invalid configuration with exit 2 and one line', async () => {
+    const longPath = join(makeTempDir(), 'x'.repeat(120) + '.sock');
+    const result = await toondbd(['start', '--socket', longPath]);
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr).toMatch(/longer than the 103-byte limit/);
+    const badMode = await toondbd(['start', '--durability', 'sometimes']);
+    expect(badMode.exitCode).toBe(2);
+    const dir = makeTempDir();
+    writeFileSync(join(dir, 'bad.json'), '{ not json');
+    const badFile = await toondbd(['start', '--config', join(dir, 'bad.json')]);
+    expect(badFile.exitCode).toBe(2);
+    expect(badFile.stderr.trim().split('\n')).toHaveLength(1);
+    await expect(IpcClient.connect(longPath)).rejects.toMatchObject({ code: 'SOCKET_PATH_TOO_LONG' });
+  });
+});

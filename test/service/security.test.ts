@@ -1,0 +1,99 @@
+// Socket security: owner-only socket file (0660 with a group), peer credentials checked against
+// the allow-list before a single operation runs, and sd_notify readiness.
+import { chmodSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { execa } from 'execa';
+import { startDaemon, makeTempDir, type TestDaemon } from '../helpers/daemon.js';
+import { CLIENT_MODULE } from '../helpers/paths.js';
+
+const isRoot = process.getuid?.() === 0;
+const NOBODY_UID = 65534;
+
+const PROBE = `
+const { IpcClient } = await import(process.env.CLIENT_MODULE);
+try {
+  const client = await IpcClient.connect(process.env.SOCKET);
+  await client.put('from-' + process.getuid(), 'x');
+  process.stdout.write('OK');
+  await client.close();
+} catch (error) {
+  process.stdout.write(String(error.code));
+}`;
+
+describe('socket security', () => {
+  const daemons: TestDaemon[] = [];
+  afterEach(async () => {
+    for (const d of daemons.splice(0)) await d.dispose();
+  });
+
+  it('creates the socket owner-only by default', async () => {
+    const daemon = await startDaemon();
+    daemons.push(daemon);
+    expect(statSync(daemon.socketPath).mode & 0o777).toBe(0o600);
+  });
+
+  it('opens the socket to a configured group with 0660', async () => {
+    const gid = process.getgid!();
+    const daemon = await startDaemon({ args: ['--socket-group', String(gid)] });
+    daemons.push(daemon);
+    const stats = statSync(daemon.socketPath);
+    expect(stats.mode & 0o777).toBe(0o660);
+    expect(stats.gid).toBe(gid);
+  });
+
+  it.skipIf(!isRoot)('refuses a peer outside --allow-uid and admits one inside it', async () => {
+    const dir = makeTempDir();
+    chmodSync(dir, 0o755);
+    const daemon = await startDaemon({ dir, args: ['--allow-uid', '4242'] });
+    daemons.push(daemon);
+    chmodSync(daemon.socketPath, 0o666); // file mode would stop the peer first; test the allow-list itself
+    const asNobody = () => execa('node', ['--input-type=module', '-e', PROBE], { uid: NOBODY_UID, gid: NOBODY_UID, env: { CLIENT_MODULE, SOCKET: daemon.socketPath }, reject: false });
+    expect((await asNobody()).stdout).toBe('ACCESS_DENIED');
+    expect(daemon.logs.some((l) => l.msg === 'refused peer not on the allow-list' && (l.peer as { uid: number }).uid === NOBODY_UID)).toBe(true);
+
+    const allowed = await startDaemon({ dir: makeTempDir(), args: ['--allow-uid', String(NOBODY_UID)] });
+    daemons.push(allowed);
+    chmodSync(allowed.dir, 0o755);
+    chmodSync(allowed.socketPath, 0o666);
+    const ok = await execa('node', ['--input-type=module', '-e', PROBE], { uid: NOBODY_UID, gid: NOBODY_UID, env: { CLIENT_MODULE, SOCKET: allowed.socketPath }, reject: false });
+    expect(ok.stdout).toBe('OK');
+  });
+  if (!isRoot) console.log('skipping allow-uid test: it needs root to run a client as another uid');
+
+  it('logs peer credentials on connect', async () => {
+    const daemon = await startDaemon();
+    daemons.push(daemon);
+    await execa('node', ['--input-type=module', '-e', PROBE], { env: { CLIENT_MODULE, SOCKET: daemon.socketPath } });
+    const opened = daemon.logs.find((l) => l.msg === 'connection opened');
+    expect(opened?.peer).toMatchObject({ uid: process.getuid!(), gid: expect.any(Number), pid: expect.any(Number) });
+  });
+
+  it('sends READY=1 to NOTIFY_SOCKET only after it listens', async () => {
+    const dir = makeTempDir();
+    const notifySocket = join(dir, 'notify.sock');
+    // Node has no Unix datagram sockets; a tiny python listener records what systemd would see.
+    const listener = execa('python3', ['-c', `
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+print('bound', flush=True)
+s.settimeout(30)
+while True:
+    msg = s.recv(4096).decode()
+    print(msg.replace('\\n', '|'), flush=True)
+    if msg.startswith('STOPPING=1'):
+        break
+`, notifySocket], { reject: false });
+    await new Promise<void>((resolve) => listener.stdout?.on('data', (d: Buffer) => d.toString().includes('bound') && resolve()));
+    const daemon = await startDaemon({ dir, env: { NOTIFY_SOCKET: notifySocket } });
+    daemons.push(daemon);
+    const pid = daemon.pid;
+    await daemon.stop();
+    const out = (await listener).stdout;
+    const lines = String(out).split('\n');
+    expect(lines.find((l) => l.startsWith('READY=1'))).toContain(`MAINPID=${pid}`);
+    expect(lines.some((l) => l.startsWith('STOPPING=1'))).toBe(true);
+    expect(lines.findIndex((l) => l.startsWith('READY=1'))).toBeLessThan(lines.findIndex((l) => l.startsWith('STOPPING=1')));
+  });
+});
