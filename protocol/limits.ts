@@ -105,6 +105,14 @@ export const SYNC_INTERVAL_MS_MAX = 60_000;
 /** Largest number of path segments and bytes per segment in `putPath` and friends. */
 export const PATH_SEGMENTS_MAX = 64;
 
+/** Deepest nesting of arrays and maps in one message. The deepest legitimate message (a stats
+ * reply) nests 4 levels; the bound stops a hostile body of nested one-byte arrays from
+ * exhausting the decoder's stack. */
+export const MESSAGE_DEPTH_MAX = 32;
+
+/** Longest free-form client name a `hello` may carry (it is only logged). */
+export const CLIENT_NAME_BYTES_MAX = 256;
+
 /** Limits the daemon announces in its `hello` reply (see PROTOCOL.md). */
 export interface ServerLimits {
   frameBytesMax: number;
@@ -159,6 +167,7 @@ export function assertLimits(): void {
   check(SCAN_BATCH_ITEMS_DEFAULT <= SCAN_BATCH_ITEMS_MAX, 'default scan batch within maximum');
   check(SYNC_INTERVAL_MS_DEFAULT <= SYNC_INTERVAL_MS_MAX, 'default sync interval within maximum');
   check(SOCKET_PATH_BYTES_MAX < 104, 'socket path must fit macOS sun_path with its NUL');
+  check(MESSAGE_DEPTH_MAX >= 8, 'every protocol message (at most 4 levels deep) fits the depth bound');
   for (const value of Object.values(DEFAULT_SERVER_LIMITS)) {
     check(Number.isSafeInteger(value) && value > 0, 'every advertised limit is a positive integer');
   }
