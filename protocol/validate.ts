@@ -1,0 +1,282 @@
+/**
+ * Request validation: a decoded message body -> a typed `Request` (messages.ts).
+ *
+ * Responsibility: the single gate between untrusted wire data and the daemon's handlers. Every
+ * field a handler reads has been type-checked and bounded here, so handlers never re-check.
+ *
+ * Invariants:
+ * - A body without a valid `id` (integer 1..REQUEST_ID_MAX) cannot be answered: PROTOCOL_ERROR.
+ *   Every other failure is a ToonDBError the daemon answers under `requestIdOf(body)`.
+ * - Keys and values come out as Node Buffers (bin as is — a view, no copy; str as its UTF-8
+ *   bytes); transaction ids as bigint; every other integer as a safe-integer number, whichever
+ *   MessagePack integer width the peer chose (a 64-bit width decodes to bigint and is narrowed).
+ * - Sizes are checked against the limits passed in, never against constants, so the daemon can
+ *   reload them: key -> KEY_TOO_LARGE, value -> VALUE_TOO_LARGE, batch -> BATCH_TOO_LARGE.
+ * - An optional field may be absent or nil; unknown fields are ignored (forward compatibility).
+ * - Messages name the op and field and the expected type, e.g. "put.ttlSeconds must be ...".
+ */
+
+import { ToonDBError } from './errors.js';
+import { CLIENT_NAME_BYTES_MAX, type ServerLimits } from './limits.js';
+import {
+  REQUEST_ID_MAX, isOpName,
+  type Isolation, type OpName, type Request, type RequestOf, type WireBytes,
+} from './messages.js';
+
+type Body = Record<string, unknown>;
+
+const TXN_ID_MAX = 0xffff_ffff_ffff_ffffn;
+
+/** Returns the request id of `body` if it is a valid one (1..REQUEST_ID_MAX), else undefined. */
+export function requestIdOf(body: Body): number | undefined {
+  const id = body.id;
+  const value = typeof id === 'bigint' && id >= 1n && id <= BigInt(REQUEST_ID_MAX) ? Number(id) : id;
+  return typeof value === 'number' && Number.isInteger(value) && value >= 1 && value <= REQUEST_ID_MAX
+    ? value
+    : undefined;
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'nil';
+  if (Array.isArray(value)) return 'array';
+  if (value instanceof Uint8Array) return 'bin';
+  if (typeof value === 'number' && !Number.isInteger(value)) return `float ${value}`;
+  if (typeof value === 'number' || typeof value === 'bigint') return `integer ${value}`;
+  return typeof value;
+}
+
+/** Reads and checks the fields of one request body. */
+class Fields {
+  constructor(readonly body: Body, readonly op: OpName, readonly limits: ServerLimits) {}
+
+  fail(name: string, expected: string, value: unknown = this.body[name]): never {
+    throw new ToonDBError('INVALID_ARGUMENT', `${this.op}.${name} must be ${expected}, got ${describe(value)}`);
+  }
+
+  has(name: string): boolean {
+    const value = this.body[name];
+    return value !== undefined && value !== null;
+  }
+
+  /** Bytes from bin (as a Buffer view) or str (UTF-8). `what` names the field in messages. */
+  bytesOf(value: unknown, what: string): Buffer {
+    if (value instanceof Uint8Array) {
+      return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+    }
+    if (typeof value === 'string') return Buffer.from(value, 'utf8');
+    return this.fail(what, 'bin or str', value);
+  }
+
+  /** A non-empty key of at most keyBytesMax bytes. */
+  keyOf(value: unknown, what: string): Buffer {
+    const key = this.bytesOf(value, what);
+    if (key.length === 0) throw new ToonDBError('INVALID_ARGUMENT', `${this.op}.${what} must not be an empty key`);
+    return this.checkKeyLength(key, what);
+  }
+
+  /** A key bound or prefix: like a key, but may be empty (an empty prefix matches everything). */
+  boundOf(value: unknown, what: string): Buffer {
+    return this.checkKeyLength(this.bytesOf(value, what), what);
+  }
+
+  checkKeyLength(key: Buffer, what: string): Buffer {
+    if (key.length > this.limits.keyBytesMax) {
+      throw new ToonDBError('KEY_TOO_LARGE', `${this.op}.${what} is ${key.length} bytes, over the limit of ${this.limits.keyBytesMax}`);
+    }
+    return key;
+  }
+
+  valueOf(value: unknown, what: string): Buffer {
+    const bytes = this.bytesOf(value, what);
+    if (bytes.length > this.limits.valueBytesMax) {
+      throw new ToonDBError('VALUE_TOO_LARGE', `${this.op}.${what} is ${bytes.length} bytes, over the limit of ${this.limits.valueBytesMax}`);
+    }
+    return bytes;
+  }
+
+  key(name: string): Buffer {
+    return this.keyOf(this.body[name], name);
+  }
+
+  optionalBound(name: string): Buffer | undefined {
+    return this.has(name) ? this.boundOf(this.body[name], name) : undefined;
+  }
+
+  /** An integer in min..max (number or bigint on the wire), as a number. */
+  integer(name: string, min: number, max: number): number {
+    const raw = this.body[name];
+    const value = typeof raw === 'bigint' && raw >= BigInt(min) && raw <= BigInt(max) ? Number(raw) : raw;
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+      return this.fail(name, `an integer in ${min}..${max}`);
+    }
+    return value;
+  }
+
+  optionalInteger(name: string, min: number, max: number): number | undefined {
+    return this.has(name) ? this.integer(name, min, max) : undefined;
+  }
+
+  /** A transaction id: a positive 64-bit integer, as bigint. */
+  txnId(name: string): bigint {
+    const raw = this.body[name];
+    const value = typeof raw === 'number' && Number.isSafeInteger(raw) ? BigInt(raw) : raw;
+    if (typeof value !== 'bigint' || value < 1n || value > TXN_ID_MAX) {
+      return this.fail(name, 'a positive 64-bit integer transaction id');
+    }
+    return value;
+  }
+
+  optionalTxn(): bigint | undefined {
+    return this.has('txn') ? this.txnId('txn') : undefined;
+  }
+
+  optionalBoolean(name: string): boolean | undefined {
+    if (!this.has(name)) return undefined;
+    const value = this.body[name];
+    return typeof value === 'boolean' ? value : this.fail(name, 'a boolean');
+  }
+
+  /** Seconds to live: a positive finite number (fractions allowed) up to ttlSecondsMax. */
+  optionalTtl(): number | undefined {
+    if (!this.has('ttlSeconds')) return undefined;
+    const raw = this.body.ttlSeconds;
+    const value = typeof raw === 'bigint' && raw > 0n && raw <= BigInt(this.limits.ttlSecondsMax) ? Number(raw) : raw;
+    if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0 || value > this.limits.ttlSecondsMax) {
+      return this.fail('ttlSeconds', `a number of seconds in (0, ${this.limits.ttlSecondsMax}]`);
+    }
+    return value;
+  }
+
+  /** An array of at most batchItemsMax items (the item count is checked before any item). */
+  batch(name: string): unknown[] {
+    const value = this.body[name];
+    if (!Array.isArray(value)) return this.fail(name, 'an array');
+    if (value.length > this.limits.batchItemsMax) {
+      throw new ToonDBError('BATCH_TOO_LARGE', `${this.op}.${name} has ${value.length} items, over the limit of ${this.limits.batchItemsMax}`);
+    }
+    return value;
+  }
+
+  checkBatchBytes(name: string, bytes: number): void {
+    if (bytes > this.limits.batchBytesMax) {
+      throw new ToonDBError('BATCH_TOO_LARGE', `${this.op}.${name} carries more than ${this.limits.batchBytesMax} bytes`);
+    }
+  }
+}
+
+function batchKeys(f: Fields): WireBytes[] {
+  const items = f.batch('keys');
+  const keys = new Array<Buffer>(items.length);
+  let bytes = 0;
+  for (let i = 0; i < items.length; i++) {
+    keys[i] = f.keyOf(items[i], `keys[${i}]`);
+    bytes += keys[i].length;
+    f.checkBatchBytes('keys', bytes);
+  }
+  return keys;
+}
+
+function batchEntries(f: Fields): [WireBytes, WireBytes][] {
+  const items = f.batch('entries');
+  const entries = new Array<[Buffer, Buffer]>(items.length);
+  let bytes = 0;
+  for (let i = 0; i < items.length; i++) {
+    const pair = items[i];
+    if (!Array.isArray(pair) || pair.length !== 2) f.fail(`entries[${i}]`, 'a [key, value] array', pair);
+    const key = f.keyOf(pair[0], `entries[${i}][0]`);
+    const value = f.valueOf(pair[1], `entries[${i}][1]`);
+    entries[i] = [key, value];
+    bytes += key.length + value.length;
+    f.checkBatchBytes('entries', bytes);
+  }
+  return entries;
+}
+
+function parseHello(id: number, f: Fields): RequestOf<'hello'> {
+  const protocol = f.integer('protocol', 0, REQUEST_ID_MAX);
+  if (!f.has('client')) return { id, op: 'hello', protocol };
+  const client = f.body.client;
+  if (typeof client !== 'string' || Buffer.byteLength(client, 'utf8') > CLIENT_NAME_BYTES_MAX) {
+    return f.fail('client', `a str of at most ${CLIENT_NAME_BYTES_MAX} bytes`);
+  }
+  return { id, op: 'hello', protocol, client };
+}
+
+function parseScan(id: number, f: Fields): RequestOf<'scan'> {
+  const prefix = f.optionalBound('prefix');
+  const start = f.optionalBound('start');
+  const end = f.optionalBound('end');
+  if (prefix !== undefined && (start !== undefined || end !== undefined)) {
+    throw new ToonDBError('INVALID_ARGUMENT', 'scan takes either prefix or start/end, not both');
+  }
+  return withOptional<RequestOf<'scan'>>({ id, op: 'scan' }, {
+    txn: f.optionalTxn(),
+    prefix, start, end,
+    reverse: f.optionalBoolean('reverse'),
+    limit: f.optionalInteger('limit', 0, Number.MAX_SAFE_INTEGER),
+    batchSize: f.optionalInteger('batchSize', 1, f.limits.scanBatchItemsMax),
+  });
+}
+
+function parseIsolation(f: Fields): Isolation | undefined {
+  if (!f.has('isolation')) return undefined;
+  const value = f.body.isolation;
+  if (value === 'serializable' || value === 'snapshot') return value;
+  return f.fail('isolation', "'serializable' or 'snapshot'");
+}
+
+/** Adds the optional members only when present, so handlers can test `=== undefined`. */
+function withOptional<T extends object>(request: T, optional: Record<string, unknown>): T {
+  for (const [name, value] of Object.entries(optional)) {
+    if (value !== undefined) (request as Record<string, unknown>)[name] = value;
+  }
+  return request;
+}
+
+type Parser = (id: number, f: Fields) => Request;
+
+const PARSERS: { [Op in OpName]: Parser } = {
+  hello: parseHello,
+  ping: (id) => ({ id, op: 'ping' }),
+  stats: (id) => ({ id, op: 'stats' }),
+  checkpoint: (id) => ({ id, op: 'checkpoint' }),
+  shutdown: (id) => ({ id, op: 'shutdown' }),
+  get: (id, f) => withOptional({ id, op: 'get', key: f.key('key') }, { txn: f.optionalTxn() }),
+  exists: (id, f) => withOptional({ id, op: 'exists', key: f.key('key') }, { txn: f.optionalTxn() }),
+  put: (id, f) => withOptional(
+    { id, op: 'put', key: f.key('key'), value: f.valueOf(f.body.value, 'value') },
+    { txn: f.optionalTxn(), ttlSeconds: f.optionalTtl() }),
+  delete: (id, f) => withOptional({ id, op: 'delete', key: f.key('key') }, { txn: f.optionalTxn() }),
+  getBatch: (id, f) => withOptional({ id, op: 'getBatch', keys: batchKeys(f) }, { txn: f.optionalTxn() }),
+  deleteBatch: (id, f) => withOptional({ id, op: 'deleteBatch', keys: batchKeys(f) }, { txn: f.optionalTxn() }),
+  putBatch: (id, f) => withOptional(
+    { id, op: 'putBatch', entries: batchEntries(f) },
+    { txn: f.optionalTxn(), ttlSeconds: f.optionalTtl() }),
+  scan: parseScan,
+  scanNext: (id, f) => ({ id, op: 'scanNext', cursor: f.integer('cursor', 1, Number.MAX_SAFE_INTEGER) }),
+  scanClose: (id, f) => ({ id, op: 'scanClose', cursor: f.integer('cursor', 1, Number.MAX_SAFE_INTEGER) }),
+  listPath: (id, f) => withOptional(
+    { id, op: 'listPath', prefix: f.boundOf(f.body.prefix, 'prefix') },
+    { txn: f.optionalTxn(), limit: f.optionalInteger('limit', 0, Number.MAX_SAFE_INTEGER) }),
+  begin: (id, f) => withOptional({ id, op: 'begin' }, { isolation: parseIsolation(f) }),
+  commit: (id, f) => ({ id, op: 'commit', txn: f.txnId('txn') }),
+  abort: (id, f) => ({ id, op: 'abort', txn: f.txnId('txn') }),
+};
+
+/**
+ * Validates a decoded request body. Throws PROTOCOL_ERROR when the body has no valid id (no
+ * reply is possible), otherwise UNKNOWN_OP / INVALID_ARGUMENT / KEY_TOO_LARGE /
+ * VALUE_TOO_LARGE / BATCH_TOO_LARGE, to be answered under `requestIdOf(body)`.
+ */
+export function parseRequest(body: Body, limits: ServerLimits): Request {
+  const id = requestIdOf(body);
+  if (id === undefined) {
+    throw new ToonDBError('PROTOCOL_ERROR', `request id must be an integer in 1..${REQUEST_ID_MAX}, got ${describe(body.id)}`);
+  }
+  const op = body.op;
+  if (typeof op !== 'string') {
+    throw new ToonDBError('INVALID_ARGUMENT', `request op must be a str, got ${describe(op)}`);
+  }
+  if (!isOpName(op)) throw new ToonDBError('UNKNOWN_OP', `unknown op "${op.slice(0, 64)}"`);
+  return PARSERS[op](id, new Fields(body, op, limits));
+}
