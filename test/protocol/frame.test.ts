@@ -133,6 +133,22 @@ describe('FrameDecoder', () => {
     decoder.invariants();
   });
 
+  it('delivers the frames before an empty one when they arrive in earlier pushes, then refuses it', () => {
+    const stream = Buffer.concat([STREAM, Buffer.from([0, 0, 0, 0]), encodeFrame(Buffer.from('after'))]);
+    // Byte by byte: every fixture comes out before the empty frame's header is complete.
+    const decoder = new FrameDecoder();
+    const out: Buffer[] = [];
+    let thrown: unknown;
+    try {
+      for (let i = 0; i < stream.length; i++) out.push(...decoder.push(stream.subarray(i, i + 1)));
+    } catch (error) { thrown = error; }
+    expectBodies(out);
+    expect((thrown as ToonDBError).code).toBe('PROTOCOL_ERROR');
+    // One chunk: the push throws; frames completed in that same push are dropped with it
+    // (the connection is closed on this error anyway).
+    expect(() => new FrameDecoder().push(stream)).toThrowError(expect.objectContaining({ code: 'PROTOCOL_ERROR' }));
+  });
+
   it('stays poisoned after an error, even for valid input', () => {
     const decoder = new FrameDecoder({ frameBytesMax: 100 });
     const good = encodeFrame(Buffer.from('ok'));
