@@ -226,9 +226,9 @@ function parseIsolation(f: Fields): Isolation | undefined {
 }
 
 /** Adds the optional members only when present, so handlers can test `=== undefined`. */
-function withOptional<T extends object>(request: T, optional: Record<string, unknown>): T {
+function withOptional<T extends Request>(request: T, optional: Partial<T>): T {
   for (const [name, value] of Object.entries(optional)) {
-    if (value !== undefined) (request as Record<string, unknown>)[name] = value;
+    if (value !== undefined) (request as unknown as Record<string, unknown>)[name] = value;
   }
   return request;
 }
@@ -241,24 +241,24 @@ const PARSERS: { [Op in OpName]: Parser } = {
   stats: (id) => ({ id, op: 'stats' }),
   checkpoint: (id) => ({ id, op: 'checkpoint' }),
   shutdown: (id) => ({ id, op: 'shutdown' }),
-  get: (id, f) => withOptional({ id, op: 'get', key: f.key('key') }, { txn: f.optionalTxn() }),
-  exists: (id, f) => withOptional({ id, op: 'exists', key: f.key('key') }, { txn: f.optionalTxn() }),
-  put: (id, f) => withOptional(
+  get: (id, f) => withOptional<RequestOf<'get'>>({ id, op: 'get', key: f.key('key') }, { txn: f.optionalTxn() }),
+  exists: (id, f) => withOptional<RequestOf<'exists'>>({ id, op: 'exists', key: f.key('key') }, { txn: f.optionalTxn() }),
+  put: (id, f) => withOptional<RequestOf<'put'>>(
     { id, op: 'put', key: f.key('key'), value: f.valueOf(f.body.value, 'value') },
     { txn: f.optionalTxn(), ttlSeconds: f.optionalTtl() }),
-  delete: (id, f) => withOptional({ id, op: 'delete', key: f.key('key') }, { txn: f.optionalTxn() }),
-  getBatch: (id, f) => withOptional({ id, op: 'getBatch', keys: batchKeys(f) }, { txn: f.optionalTxn() }),
-  deleteBatch: (id, f) => withOptional({ id, op: 'deleteBatch', keys: batchKeys(f) }, { txn: f.optionalTxn() }),
-  putBatch: (id, f) => withOptional(
+  delete: (id, f) => withOptional<RequestOf<'delete'>>({ id, op: 'delete', key: f.key('key') }, { txn: f.optionalTxn() }),
+  getBatch: (id, f) => withOptional<RequestOf<'getBatch'>>({ id, op: 'getBatch', keys: batchKeys(f) }, { txn: f.optionalTxn() }),
+  deleteBatch: (id, f) => withOptional<RequestOf<'deleteBatch'>>({ id, op: 'deleteBatch', keys: batchKeys(f) }, { txn: f.optionalTxn() }),
+  putBatch: (id, f) => withOptional<RequestOf<'putBatch'>>(
     { id, op: 'putBatch', entries: batchEntries(f) },
     { txn: f.optionalTxn(), ttlSeconds: f.optionalTtl() }),
   scan: parseScan,
   scanNext: (id, f) => ({ id, op: 'scanNext', cursor: f.integer('cursor', 1, Number.MAX_SAFE_INTEGER) }),
   scanClose: (id, f) => ({ id, op: 'scanClose', cursor: f.integer('cursor', 1, Number.MAX_SAFE_INTEGER) }),
-  listPath: (id, f) => withOptional(
+  listPath: (id, f) => withOptional<RequestOf<'listPath'>>(
     { id, op: 'listPath', prefix: f.boundOf(f.body.prefix, 'prefix') },
     { txn: f.optionalTxn(), limit: f.optionalInteger('limit', 0, Number.MAX_SAFE_INTEGER) }),
-  begin: (id, f) => withOptional({ id, op: 'begin' }, { isolation: parseIsolation(f) }),
+  begin: (id, f) => withOptional<RequestOf<'begin'>>({ id, op: 'begin' }, { isolation: parseIsolation(f) }),
   commit: (id, f) => ({ id, op: 'commit', txn: f.txnId('txn') }),
   abort: (id, f) => ({ id, op: 'abort', txn: f.txnId('txn') }),
 };
