@@ -61,7 +61,7 @@ async function start(flags: StartFlags): Promise<void> {
     die(toToonDBError(error).message, EXIT_CONFIG);
   }
   const log = daemonModule.createLogger(config);
-  let daemon: InstanceType<typeof daemonModule.Daemon>;
+  let daemon: Awaited<ReturnType<typeof daemonModule.Daemon.start>>;
   try {
     daemon = await daemonModule.Daemon.start(config, log);
   } catch (error) {

@@ -85,7 +85,7 @@ export class Daemon implements DaemonContext {
     let engine: Engine | null = null;
     try {
       const openedAt = Date.now();
-      engine = await openEngine({
+      const opened: Engine = await openEngine({
         path: join(config.dataDir, ENGINE_DIR_NAME),
         cacheBytes: ENGINE_CACHE_BYTES,
         keyBytesMax: config.limits.keyBytesMax,
@@ -93,10 +93,11 @@ export class Daemon implements DaemonContext {
         txnBytesMax: config.limits.txnBytesMax,
         batchItemsMax: config.limits.batchItemsMax,
       });
-      log.info({ ...engine.recovery, seqno: String(engine.recovery.seqno), openMs: Date.now() - openedAt, dataDir: config.dataDir },
+      engine = opened;
+      log.info({ ...opened.recovery, seqno: String(opened.recovery.seqno), openMs: Date.now() - openedAt, dataDir: config.dataDir },
         'storage recovered');
       const server = createServer({ allowHalfOpen: false, pauseOnConnect: false });
-      const daemon = new Daemon(config, engine, log, server, () => lock.release());
+      const daemon = new Daemon(config, opened, log, server, () => lock.release());
       await daemon.listen();
       return daemon;
     } catch (error) {
