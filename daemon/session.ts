@@ -57,6 +57,8 @@ export class Session {
   private inFlight = 0;
   private readingPaused = false;
   private closed = false;
+  /** performance.now() of the last chunk received; checked when a frame stays incomplete. */
+  private lastDataAt = performance.now();
   private handshakeTimer: NodeJS.Timeout | null;
 
   constructor(
@@ -102,6 +104,7 @@ export class Session {
       return;
     }
     const receivedAt = performance.now();
+    this.lastDataAt = receivedAt;
     for (const body of bodies) {
       if (!this.accept(body, receivedAt)) return;
     }
@@ -332,8 +335,16 @@ export class Session {
     this.close(error.code);
   }
 
-  /** Aborts idle transactions and closes idle cursors (called periodically by the server). */
+  /**
+   * Called periodically by the server: closes a connection stuck on an incomplete frame, aborts
+   * idle transactions and closes idle cursors.
+   */
   sweepIdle(nowMs: number): void {
+    const stalledMs = performance.now() - this.lastDataAt;
+    if (this.decoder.bufferedBytes > 0 && stalledMs > this.scope.limits.partialFrameMsMax) {
+      this.failConnection(new ToonDBError('PROTOCOL_ERROR', `incomplete frame for ${Math.round(stalledMs)} ms`));
+      return;
+    }
     const txns = this.scope.txns.takeIdle(nowMs);
     const cursors = this.scope.cursors.takeIdle(nowMs);
     if (txns.length + cursors.length === 0) return;

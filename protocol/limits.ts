@@ -70,6 +70,10 @@ export const CURSORS_PER_CONNECTION_MAX = 64;
 /** An open cursor that is not pulled for this long is closed by the daemon. */
 export const CURSOR_IDLE_MS_MAX = 60_000;
 
+/** A connection holding part of a frame for this long without completing it is closed: a client
+ * that sends half a frame and goes silent cannot pin its buffer forever. */
+export const PARTIAL_FRAME_MS_MAX = 30_000;
+
 /** Default and largest number of entries in one scan batch. */
 export const SCAN_BATCH_ITEMS_DEFAULT = 256;
 export const SCAN_BATCH_ITEMS_MAX = 10_000;
@@ -129,6 +133,7 @@ export interface ServerLimits {
   scanBatchItemsMax: number;
   scanBatchBytesMax: number;
   ttlSecondsMax: number;
+  partialFrameMsMax: number;
 }
 
 export const DEFAULT_SERVER_LIMITS: Readonly<ServerLimits> = Object.freeze({
@@ -146,6 +151,7 @@ export const DEFAULT_SERVER_LIMITS: Readonly<ServerLimits> = Object.freeze({
   scanBatchItemsMax: SCAN_BATCH_ITEMS_MAX,
   scanBatchBytesMax: SCAN_BATCH_BYTES_MAX,
   ttlSecondsMax: TTL_SECONDS_MAX,
+  partialFrameMsMax: PARTIAL_FRAME_MS_MAX,
 });
 
 function check(condition: boolean, relation: string): void {
