@@ -7,7 +7,7 @@
  * when a start fails.
  */
 
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
@@ -19,6 +19,8 @@ export interface DaemonOptions {
   dataDir?: string;
   args?: string[];
   env?: Record<string, string>;
+  /** Written to DIR/config.json and passed with --config (e.g. tighter limits). */
+  config?: Record<string, unknown>;
 }
 
 export interface LogLine {
@@ -37,6 +39,14 @@ export class TestDaemon {
 
   get pid(): number | undefined {
     return this.proc?.pid;
+  }
+
+  /** Resident set size of the daemon process, in bytes (Linux /proc). */
+  rssBytes(): number {
+    const status = readFileSync(`/proc/${this.pid}/status`, 'utf8');
+    const kb = Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1]);
+    if (!Number.isFinite(kb)) throw new Error('cannot read VmRSS of the daemon');
+    return kb * 1024;
   }
 
   /** Starts the daemon and resolves once it logs "listening"; rejects if it exits first. */
@@ -117,7 +127,13 @@ export function makeTempDir(prefix = 'tdb-'): string {
 /** Creates (but does not start) a daemon with its own temp dir. */
 export function createDaemon(options: DaemonOptions = {}): TestDaemon {
   const dir = options.dir ?? makeTempDir();
-  return new TestDaemon(dir, options.socketPath ?? join(dir, 's.sock'), options.dataDir ?? join(dir, 'data'), options.args ?? [], options.env ?? {});
+  const args = [...(options.args ?? [])];
+  if (options.config) {
+    const file = join(dir, 'config.json');
+    writeFileSync(file, JSON.stringify(options.config));
+    args.push('--config', file);
+  }
+  return new TestDaemon(dir, options.socketPath ?? join(dir, 's.sock'), options.dataDir ?? join(dir, 'data'), args, options.env ?? {});
 }
 
 /** Creates and starts a daemon. */

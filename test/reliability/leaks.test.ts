@@ -1,0 +1,77 @@
+// Leak check in the spirit of @napi-rs/snappy's: 100k operations, failing ones included
+// (conflicts, bad arguments, closed cursors, missing transactions), must leave the daemon's and
+// the client's RSS flat. Knob: TOONDB_LEAK_OPS (default 100000).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execa } from 'execa';
+import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { CLIENT_MODULE } from '../helpers/paths.js';
+
+const OPS = Number(process.env.TOONDB_LEAK_OPS ?? 100_000);
+
+// Runs in a child process so the client's RSS is its own, not vitest's.
+const WORKLOAD = `
+const { IpcClient } = await import(process.env.CLIENT_MODULE);
+const client = await IpcClient.connect(process.env.SOCKET);
+const total = Number(process.env.OPS);
+const rss = () => process.memoryUsage().rss;
+let done = 0;
+let rssWarm = 0;
+async function round(i) {
+  const key = 'leak/' + (i % 1000);
+  switch (i % 10) {
+    case 0: await client.put(key, 'x'.repeat(100)); break;
+    case 1: await client.get(key); break;
+    case 2: await client.get(Buffer.alloc(20000)).catch(() => {}); break;           // KEY_TOO_LARGE
+    case 3: await client.commit(123456789n).catch(() => {}); break;                  // NOT_IN_TRANSACTION
+    case 4: { const t = await client.beginTransaction(); await t.get(key); await t.put(key, 'y'); await t.commit().catch(() => {}); break; }
+    case 5: { const t = await client.beginTransaction(); await t.put(key, 'z'); await t.abort(); break; }
+    case 6: { for await (const _ of client.scan('leak/', { batchSize: 5 })) break; break; } // early close
+    case 7: await client.getBatch([key, 'missing']); break;
+    case 8: await client.delete(key); break;
+    default: await client.exists(key);
+  }
+}
+while (done < total) {
+  await Promise.all(Array.from({ length: 50 }, (_, j) => round(done + j)));
+  done += 50;
+  if (!rssWarm && done >= total / 5) { globalThis.gc?.(); rssWarm = rss(); process.stdout.write('WARM\\n'); }
+}
+globalThis.gc?.();
+process.stdout.write(JSON.stringify({ rssWarm, rssEnd: rss() }) + '\\n');
+await client.close();
+`;
+
+describe('no leaks over 100k operations', () => {
+  let daemon: TestDaemon;
+  beforeAll(async () => {
+    daemon = await startDaemon({ args: ['--log-level', 'warn', '--durability', 'interval'] });
+  });
+  afterAll(async () => {
+    await daemon?.dispose();
+  });
+
+  it(`keeps daemon and client RSS flat over ${OPS} operations`, async () => {
+    let daemonWarm = 0;
+    const child = execa('node', ['--expose-gc', '--input-type=module', '-e', WORKLOAD], {
+      env: { CLIENT_MODULE, SOCKET: daemon.socketPath, OPS: String(OPS) },
+    });
+    child.stdout?.on('data', (chunk: Buffer) => {
+      if (chunk.toString().includes('WARM') && daemonWarm === 0) daemonWarm = daemon.rssBytes();
+    });
+    const result = await child;
+    const { rssWarm, rssEnd } = JSON.parse(String(result.stdout).trim().split('\n').at(-1)!);
+    const daemonEnd = daemon.rssBytes();
+    const mib = (n: number) => (n / 2 ** 20).toFixed(1);
+    console.log(`leaks: daemon ${mib(daemonWarm)} -> ${mib(daemonEnd)} MiB, client ${mib(rssWarm)} -> ${mib(rssEnd)} MiB`);
+    expect(daemonWarm).toBeGreaterThan(0);
+    expect(daemonEnd - daemonWarm).toBeLessThan(48 * 2 ** 20);
+    expect(rssEnd - rssWarm).toBeLessThan(32 * 2 ** 20);
+    const stats = await (await import('../../ipc-client/index.js')).IpcClient.connect(daemon.socketPath).then(async (c) => {
+      const s = await c.stats();
+      await c.close();
+      return s;
+    });
+    expect(stats.transactions.active).toBe(0);
+    expect(stats.cursors.open).toBe(0);
+  }, 240_000);
+});

@@ -1,0 +1,108 @@
+// Careless and stuck clients, and floods: every per-connection and per-daemon bound holds with a
+// clear coded refusal, the offender is cut off, and a well-behaved client is unaffected.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { IpcClient } from '../../ipc-client/index.js';
+import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { RawPeer } from '../helpers/raw.js';
+
+describe('slow, stuck and greedy clients', () => {
+  let daemon: TestDaemon;
+  let good: IpcClient;
+
+  beforeAll(async () => {
+    daemon = await startDaemon({
+      config: { connectionsMax: 12, limits: { txnIdleMsMax: 600, cursorIdleMsMax: 600, partialFrameMsMax: 800, txnsPerConnectionMax: 8, cursorsPerConnectionMax: 8 } },
+    });
+    good = await IpcClient.connect(daemon.socketPath);
+    await good.put('probe', 'ok');
+  });
+  afterAll(async () => {
+    await good?.close();
+    await daemon?.dispose();
+  });
+
+  const probe = async () => expect((await good.get('probe'))?.toString()).toBe('ok');
+
+  it('closes a connection that sends half a frame and goes silent', async () => {
+    const peer = await RawPeer.open(daemon.socketPath);
+    peer.hello();
+    await peer.waitFor(1);
+    const frame = peer.codec.encode({ id: 2, op: 'get', key: Buffer.from('probe') });
+    peer.send(frame.subarray(0, frame.length - 2));
+    const started = Date.now();
+    await peer.closed;
+    expect(Date.now() - started).toBeGreaterThanOrEqual(700);
+    expect(peer.messages.at(-1)).toMatchObject({ id: 0, error: { code: 'PROTOCOL_ERROR' } });
+    await probe();
+  });
+
+  it('closes a connection that never completes the handshake', async () => {
+    const peer = await RawPeer.open(daemon.socketPath);
+    await peer.closed; // HANDSHAKE_TIMEOUT_MS (5 s)
+    expect(peer.messages.at(-1)).toMatchObject({ id: 0, error: { code: 'HANDSHAKE_REQUIRED' } });
+    await probe();
+  }, 15_000);
+
+  it('cuts off a client that sends requests but never reads the replies', async () => {
+    await good.put('big', Buffer.alloc(1024 * 1024, 7));
+    const peer = await RawPeer.open(daemon.socketPath);
+    peer.hello();
+    await peer.waitFor(1);
+    peer.socket.pause(); // stop reading: replies pile up in the daemon
+    for (let i = 0; i < 400; i++) peer.request({ id: 10 + i, op: 'get', key: Buffer.from('big') });
+    const closed = await Promise.race([peer.closed.then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 20_000))]);
+    expect(closed).toBe(true);
+    expect(daemon.logs.some((l) => l.msg === 'closing connection that does not read its replies')).toBe(true);
+    await probe();
+  }, 30_000);
+
+  it('aborts a transaction held open past txnIdleMsMax and says so', async () => {
+    const client = await IpcClient.connect(daemon.socketPath);
+    const txn = await client.beginTransaction();
+    await txn.put('idle/1', 'x');
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    await expect(txn.put('idle/2', 'y')).rejects.toMatchObject({ code: 'TXN_EXPIRED' });
+    expect(await good.get('idle/1')).toBeNull();
+    expect((await good.stats()).transactions.active).toBe(0);
+    await client.close();
+  });
+
+  it('refuses transactions and cursors past the per-connection limits', async () => {
+    const client = await IpcClient.connect(daemon.socketPath);
+    await client.putBatch(Array.from({ length: 50 }, (_, i) => [`c/${i}`, 'v'] as [string, string]));
+    const txns = await Promise.all(Array.from({ length: 8 }, () => client.beginTransaction()));
+    await expect(client.beginTransaction()).rejects.toMatchObject({ code: 'LIMIT_EXCEEDED' });
+    await txns[0].abort();
+    const again = await client.beginTransaction();
+    const iterators = Array.from({ length: 8 }, () => client.scan('c/', { batchSize: 1 })[Symbol.asyncIterator]());
+    for (const it of iterators) await it.next(); // each holds an open cursor
+    const extra = client.scan('c/', { batchSize: 1 })[Symbol.asyncIterator]();
+    await expect(extra.next()).rejects.toMatchObject({ code: 'LIMIT_EXCEEDED' });
+    for (const it of iterators) await it.return?.();
+    await again.abort();
+    for (const txn of txns.slice(1)) await txn.abort();
+    await client.close();
+    await probe();
+  });
+
+  it('refuses connections beyond connectionsMax with TOO_MANY_CONNECTIONS and recovers', async () => {
+    const clients: IpcClient[] = [];
+    const refused: string[] = [];
+    for (let i = 0; i < 16; i++) {
+      try {
+        clients.push(await IpcClient.connect(daemon.socketPath, { connectTimeoutMs: 2_000 }));
+      } catch (error) {
+        refused.push((error as { code: string }).code);
+      }
+    }
+    expect(clients.length).toBe(11); // 12 minus `good`
+    expect(refused).toHaveLength(5);
+    expect(new Set(refused)).toEqual(new Set(['TOO_MANY_CONNECTIONS']));
+    await probe();
+    await Promise.all(clients.map((c) => c.close()));
+    await expect.poll(async () => (await good.stats()).connections.active, { timeout: 5_000 }).toBe(1);
+    const later = await IpcClient.connect(daemon.socketPath);
+    await later.close();
+    expect((await good.stats()).connections.refused).toBeGreaterThanOrEqual(5);
+  });
+});
