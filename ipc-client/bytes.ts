@@ -1,0 +1,134 @@
+/**
+ * Key and value normalisation, and the client-side size checks.
+ *
+ * Responsibility: turn the caller's `Bytes` (Uint8Array or UTF-8 string) into Buffers for the
+ * wire, and refuse locally, with the daemon's own codes, what the daemon would refuse anyway
+ * (KEY_TOO_LARGE, VALUE_TOO_LARGE, BATCH_TOO_LARGE, INVALID_ARGUMENT) using the limits the daemon
+ * announced in hello — no round trip, and an oversized value never occupies the socket.
+ *
+ * Invariants:
+ * - A Uint8Array is wrapped, not copied (the caller must not mutate it until the call settles).
+ * - Checks run in the daemon's order (batch item count, then each key/value, then batch bytes),
+ *   so the same bad request gets the same code locally and remotely.
+ * - Buffers handed back to callers do not pin a much larger socket chunk (`detach`).
+ */
+
+import { ToonDBError } from '../protocol/errors.js';
+import type { ServerLimits } from '../protocol/limits.js';
+
+/** Keys, values and bounds: raw bytes, or a string taken as its UTF-8 encoding. */
+export type Bytes = Uint8Array | string;
+
+/** Extra bytes a returned view may pin before it is copied out of its socket chunk. */
+const DETACH_SLACK_BYTES = 1024;
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  return typeof value;
+}
+
+/** The bytes of `value`; `what` names the argument in the error message. */
+export function toBuffer(value: Bytes, what: string): Buffer {
+  if (typeof value === 'string') return Buffer.from(value, 'utf8');
+  if (Buffer.isBuffer(value)) return value;
+  if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+  throw new ToonDBError('INVALID_ARGUMENT', `${what} must be a Uint8Array or a string, got ${describe(value)}`);
+}
+
+/** A key: 1..keyBytesMax bytes. */
+export function toKey(value: Bytes, limits: ServerLimits, what = 'key'): Buffer {
+  const key = toBuffer(value, what);
+  if (key.length === 0) throw new ToonDBError('INVALID_ARGUMENT', `${what} must not be empty`);
+  return checkKeyLength(key, limits, what);
+}
+
+/** A prefix or range bound: 0..keyBytesMax bytes (empty matches everything). */
+export function toBound(value: Bytes, limits: ServerLimits, what: string): Buffer {
+  return checkKeyLength(toBuffer(value, what), limits, what);
+}
+
+export function checkKeyLength(key: Buffer, limits: ServerLimits, what = 'key'): Buffer {
+  if (key.length > limits.keyBytesMax) {
+    throw new ToonDBError('KEY_TOO_LARGE', `${what} is ${key.length} bytes, over the limit of ${limits.keyBytesMax}`);
+  }
+  return key;
+}
+
+/** A value: 0..valueBytesMax bytes (an empty value is a value). */
+export function toValue(value: Bytes, limits: ServerLimits, what = 'value'): Buffer {
+  const bytes = toBuffer(value, what);
+  if (bytes.length > limits.valueBytesMax) {
+    throw new ToonDBError('VALUE_TOO_LARGE', `${what} is ${bytes.length} bytes, over the limit of ${limits.valueBytesMax}`);
+  }
+  return bytes;
+}
+
+function checkBatchItems(items: unknown, limits: ServerLimits, what: string): void {
+  if (!Array.isArray(items)) throw new ToonDBError('INVALID_ARGUMENT', `${what} must be an array, got ${describe(items)}`);
+  if (items.length > limits.batchItemsMax) {
+    throw new ToonDBError('BATCH_TOO_LARGE', `${what} has ${items.length} items, over the limit of ${limits.batchItemsMax}`);
+  }
+}
+
+function checkBatchBytes(bytes: number, limits: ServerLimits, what: string): void {
+  if (bytes > limits.batchBytesMax) {
+    throw new ToonDBError('BATCH_TOO_LARGE', `${what} carries more than ${limits.batchBytesMax} bytes`);
+  }
+}
+
+/** Keys of getBatch / deleteBatch. */
+export function toKeyBatch(keys: readonly Bytes[], limits: ServerLimits): Buffer[] {
+  checkBatchItems(keys, limits, 'keys');
+  const out = new Array<Buffer>(keys.length);
+  let bytes = 0;
+  for (let i = 0; i < keys.length; i++) {
+    out[i] = toKey(keys[i], limits, `keys[${i}]`);
+    bytes += out[i].length;
+    checkBatchBytes(bytes, limits, 'keys');
+  }
+  return out;
+}
+
+/** Entries of putBatch. */
+export function toEntryBatch(entries: readonly (readonly [Bytes, Bytes])[], limits: ServerLimits): [Buffer, Buffer][] {
+  checkBatchItems(entries, limits, 'entries');
+  const out = new Array<[Buffer, Buffer]>(entries.length);
+  let bytes = 0;
+  for (let i = 0; i < entries.length; i++) {
+    const pair = entries[i];
+    if (!Array.isArray(pair) || pair.length !== 2) {
+      throw new ToonDBError('INVALID_ARGUMENT', `entries[${i}] must be a [key, value] pair`);
+    }
+    const key = toKey(pair[0], limits, `entries[${i}][0]`);
+    const value = toValue(pair[1], limits, `entries[${i}][1]`);
+    out[i] = [key, value];
+    bytes += key.length + value.length;
+    checkBatchBytes(bytes, limits, 'entries');
+  }
+  return out;
+}
+
+/** ttlSeconds: absent, or a positive finite number up to ttlSecondsMax (fractions allowed). */
+export function toTtl(ttlSeconds: number | undefined, limits: ServerLimits): number | undefined {
+  if (ttlSeconds === undefined) return undefined;
+  if (typeof ttlSeconds !== 'number' || !Number.isFinite(ttlSeconds) || ttlSeconds <= 0 || ttlSeconds > limits.ttlSecondsMax) {
+    throw new ToonDBError('INVALID_ARGUMENT', `ttlSeconds must be a number of seconds in (0, ${limits.ttlSecondsMax}], got ${String(ttlSeconds)}`);
+  }
+  return ttlSeconds;
+}
+
+/** An optional non-negative integer option such as `limit`. */
+export function toCount(value: number | undefined, what: string, min: number, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new ToonDBError('INVALID_ARGUMENT', `${what} must be an integer in ${min}..${max}, got ${String(value)}`);
+  }
+  return value;
+}
+
+/** A Buffer that does not keep a much larger socket chunk alive: decoded values are views of
+ * the reply frame, so a small value kept by the caller would otherwise pin the whole chunk. */
+export function detach(view: Buffer): Buffer {
+  return view.buffer.byteLength > view.length * 2 + DETACH_SLACK_BYTES ? Buffer.from(view) : view;
+}

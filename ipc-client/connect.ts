@@ -1,0 +1,159 @@
+/**
+ * Opening a connection: socket path resolution, connect, and the hello handshake.
+ *
+ * Responsibility: everything between `IpcClient.connect(path?, options?)` and a Connection that
+ * has completed `hello`, with each way it can fail mapped to one clear coded error:
+ * - a path over SOCKET_PATH_BYTES_MAX bytes: SOCKET_PATH_TOO_LONG, before touching the socket
+ *   (Linux would silently truncate it and reach some other socket);
+ * - nothing listening (ENOENT, ECONNREFUSED), no permission (EACCES/EPERM), anything else the
+ *   connect fails with, or a daemon that hangs up during the handshake: UNAVAILABLE, with a
+ *   one-line message naming the path and what to do;
+ * - the daemon refusing us with a connection-level error (TOO_MANY_CONNECTIONS, ACCESS_DENIED,
+ *   SHUTTING_DOWN, ...) or the hello (VERSION_MISMATCH): that code;
+ * - connect + hello not done within connectTimeoutMs: TIMEOUT.
+ *
+ * Invariant: on any failure the socket is destroyed; nothing is left open or referenced.
+ */
+
+import { connect as netConnect, type Socket } from 'node:net';
+import { ToonDBError, toToonDBError } from '../protocol/errors.js';
+import {
+  CLIENT_NAME_BYTES_MAX, CONNECT_TIMEOUT_MS_DEFAULT, PROTOCOL_VERSION, REQUEST_TIMEOUT_MS_DEFAULT, SOCKET_PATH_BYTES_MAX,
+} from '../protocol/limits.js';
+import { Connection } from './connection.js';
+import { parseHello, type ServerInfo } from './results.js';
+import { CLIENT_VERSION } from './version.js';
+
+/** Where the daemon listens when neither the caller nor $TOONDB_SOCKET says otherwise. */
+export const DEFAULT_SOCKET_PATH = '/tmp/toondb.sock';
+
+/** Longest timeout accepted (setTimeout's 32-bit bound, about 24.8 days). */
+const TIMEOUT_MS_MAX = 2 ** 31 - 1;
+
+export interface ConnectOptions {
+  /** Per-request timeout in ms (TIMEOUT error); default 30 000; 0 = no timeout. */
+  timeoutMs?: number;
+  /** Bound on connect + hello in ms; default 5 000. */
+  connectTimeoutMs?: number;
+  /** Shown in the daemon's logs next to this library's name and version. */
+  clientName?: string;
+}
+
+export interface ResolvedConnectOptions {
+  socketPath: string;
+  timeoutMs: number;
+  connectTimeoutMs: number;
+  clientName: string;
+}
+
+function checkTimeout(value: number | undefined, fallback: number, what: string, min: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > TIMEOUT_MS_MAX) {
+    throw new ToonDBError('INVALID_ARGUMENT', `${what} must be an integer number of ms in ${min}..${TIMEOUT_MS_MAX}, got ${String(value)}`);
+  }
+  return value;
+}
+
+/** Applies the defaults and checks every option; throws before any I/O. */
+export function resolveConnectOptions(socketPath: string | undefined, options: ConnectOptions = {}): ResolvedConnectOptions {
+  const path = socketPath ?? (process.env.TOONDB_SOCKET || DEFAULT_SOCKET_PATH);
+  if (typeof path !== 'string' || path.length === 0) {
+    throw new ToonDBError('INVALID_ARGUMENT', 'socketPath must be a non-empty string');
+  }
+  const pathBytes = Buffer.byteLength(path, 'utf8');
+  if (pathBytes > SOCKET_PATH_BYTES_MAX) {
+    throw new ToonDBError('SOCKET_PATH_TOO_LONG',
+      `socket path ${path} is ${pathBytes} bytes, longer than the ${SOCKET_PATH_BYTES_MAX}-byte limit`);
+  }
+  const library = `toondb-node/${CLIENT_VERSION}`;
+  const clientName = options.clientName === undefined ? library : `${options.clientName} (${library})`;
+  if (typeof options.clientName !== 'undefined' && typeof options.clientName !== 'string') {
+    throw new ToonDBError('INVALID_ARGUMENT', 'clientName must be a string');
+  }
+  if (Buffer.byteLength(clientName, 'utf8') > CLIENT_NAME_BYTES_MAX) {
+    throw new ToonDBError('INVALID_ARGUMENT', `clientName is too long (the hello client field is at most ${CLIENT_NAME_BYTES_MAX} bytes)`);
+  }
+  return {
+    socketPath: path,
+    timeoutMs: checkTimeout(options.timeoutMs, REQUEST_TIMEOUT_MS_DEFAULT, 'timeoutMs', 0),
+    connectTimeoutMs: checkTimeout(options.connectTimeoutMs, CONNECT_TIMEOUT_MS_DEFAULT, 'connectTimeoutMs', 1),
+    clientName,
+  };
+}
+
+/** The UNAVAILABLE error for a failed connect, naming the path and the next step. */
+export function unavailable(path: string, error: NodeJS.ErrnoException): ToonDBError {
+  const code = error.code ?? 'error';
+  switch (code) {
+    case 'ENOENT':
+    case 'ECONNREFUSED':
+      return new ToonDBError('UNAVAILABLE', `no toondb daemon at ${path} (${code}); start one with \`toondbd start\``, { cause: error });
+    case 'EACCES':
+    case 'EPERM':
+      return new ToonDBError('UNAVAILABLE',
+        `no permission to connect to the toondb daemon at ${path} (${code}); the socket is owner-only unless the daemon grants a group`,
+        { cause: error });
+    default:
+      return new ToonDBError('UNAVAILABLE', `cannot reach a toondb daemon at ${path} (${code}: ${error.message})`, { cause: error });
+  }
+}
+
+function openSocket(path: string): { socket: Socket; connected: Promise<void> } {
+  const socket = netConnect({ path });
+  const connected = new Promise<void>((resolve, reject) => {
+    // Stays attached (a no-op once settled) so that no 'error' goes unheard before the
+    // Connection attaches its own listener.
+    socket.on('error', (error: NodeJS.ErrnoException) => reject(unavailable(path, error)));
+    socket.once('connect', () => resolve());
+  });
+  return { socket, connected };
+}
+
+/** Maps a failed hello to what the caller should see (see the header). */
+function handshakeError(error: unknown, connection: Connection, path: string): ToonDBError {
+  const coded = toToonDBError(error);
+  if (coded.code !== 'UNKNOWN_RESULT' && coded.code !== 'CONNECTION_CLOSED') return coded;
+  if (connection.daemonError) return connection.daemonError;
+  return new ToonDBError('UNAVAILABLE', `the toondb daemon at ${path} closed the connection during the handshake`, { cause: coded });
+}
+
+async function handshake(socket: Socket, connected: Promise<void>, options: ResolvedConnectOptions,
+  connectionOut: { current?: Connection }): Promise<{ connection: Connection; info: ServerInfo }> {
+  await connected;
+  const connection = new Connection(socket, options.timeoutMs);
+  connectionOut.current = connection;
+  let reply: unknown;
+  try {
+    reply = await connection.request({ op: 'hello', protocol: PROTOCOL_VERSION, client: options.clientName });
+  } catch (error) {
+    throw handshakeError(error, connection, options.socketPath);
+  }
+  const info = parseHello(reply);
+  if (info.protocol !== PROTOCOL_VERSION) {
+    throw new ToonDBError('VERSION_MISMATCH', `the toondb daemon at ${options.socketPath} speaks protocol ${info.protocol}, this client ${PROTOCOL_VERSION}`);
+  }
+  connection.frameBytesMax = info.limits.frameBytesMax;
+  return { connection, info };
+}
+
+/** Connects and completes hello within connectTimeoutMs. */
+export async function openConnection(options: ResolvedConnectOptions): Promise<{ connection: Connection; info: ServerInfo }> {
+  const { socket, connected } = openSocket(options.socketPath);
+  const holder: { current?: Connection } = {};
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new ToonDBError('TIMEOUT',
+      `no answer from a toondb daemon at ${options.socketPath} within ${options.connectTimeoutMs} ms (connect + hello)`)),
+    options.connectTimeoutMs);
+  });
+  try {
+    return await Promise.race([handshake(socket, connected, options, holder), deadline]);
+  } catch (error) {
+    const coded = toToonDBError(error);
+    if (holder.current) holder.current.destroy(coded);
+    else socket.destroy();
+    throw coded;
+  } finally {
+    clearTimeout(timer);
+  }
+}

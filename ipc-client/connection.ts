@@ -1,0 +1,315 @@
+/**
+ * Connection: one Unix socket to toondbd, multiplexing many requests.
+ *
+ * Responsibility: the socket, the write path (encode, coalesce, bounded queue), the read path
+ * (frames -> messages -> replies matched by id), request timeouts (via PendingTable) and what
+ * happens to every request when the connection ends. It knows nothing of the op semantics.
+ *
+ * Invariants:
+ * - Every request is settled exactly once: by its reply, its timeout, a local encode failure,
+ *   or the end of the connection. After the end, every call fails with CONNECTION_CLOSED.
+ * - Frames of requests made in the same tick leave in one socket write (a microtask flush);
+ *   small batches are concatenated, large ones go through cork/uncork (one writev, no copy).
+ * - Bounded writes: while the bytes handed to the socket and not yet flushed to the kernel
+ *   reach CLIENT_WRITE_QUEUE_BYTES_MAX, new requests wait, in order and unencoded, for 'drain'.
+ *   A waiting request still counts against its timeout.
+ * - On connection loss a request whose frame was handed to the socket fails UNKNOWN_RESULT (the
+ *   daemon may have applied it), one never handed over fails CONNECTION_CLOSED (it was not).
+ *   Exception: when the daemon's bytes cannot be decoded (frame or MessagePack error), every
+ *   pending request fails with that PROTOCOL_ERROR / FRAME_TOO_LARGE (neither is retryable).
+ *   A daemon's connection-level error (id 0) is kept as `daemonError` and as the `cause`.
+ *
+ * Process lifetime (a deliberate choice): the socket is ref()ed only while requests are
+ * pending and unref()ed when idle, and the timeout timer is always unref()ed. So an awaited
+ * request keeps the process alive until it settles, but an idle client that the script forgot
+ * to close() does not hang the process at exit (like a file handle, unlike a server). The cost:
+ * a process kept alive only by an idle client exits, closing the connection and so aborting
+ * its open transactions; such a process had no further work scheduled anyway.
+ */
+
+import type { Socket } from 'node:net';
+import { MessageCodec } from '../protocol/codec.js';
+import { ToonDBError, errorFromWire, toToonDBError } from '../protocol/errors.js';
+import { FrameDecoder } from '../protocol/frame.js';
+import { CLIENT_WRITE_QUEUE_BYTES_MAX, FRAME_BYTES_MAX, FRAME_HEADER_BYTES } from '../protocol/limits.js';
+import { CONNECTION_ERROR_ID } from '../protocol/messages.js';
+import { PendingTable, type Pending } from './pending.js';
+
+/** A request body without its id: `{ op, ...fields }`. */
+export interface RequestMessage {
+  op: string;
+  [field: string]: unknown;
+}
+
+/** Below this many bytes a tick's frames are concatenated into one buffer before writing;
+ * above it they are written corked (one writev) to avoid copying large values. */
+const CONCAT_BYTES_MAX = 64 * 1024;
+
+/** How long a graceful close() waits for replies still in flight before it hangs up. */
+export const CLOSE_DRAIN_MS_MAX = 2_000;
+
+interface Queued {
+  pending: Pending;
+  message: RequestMessage;
+}
+
+interface Encoded {
+  pending: Pending;
+  frame: Buffer;
+}
+
+/** How a connection ended: `passThrough` errors are given to pending requests as they are. */
+interface Ending {
+  reason: ToonDBError;
+  passThrough: boolean;
+  graceful: boolean;
+}
+
+export class Connection {
+  /** Largest request body the daemon accepts; set from its hello reply. */
+  frameBytesMax = FRAME_BYTES_MAX;
+  /** The daemon's connection-level (id 0) error, if it sent one before hanging up. */
+  daemonError: ToonDBError | null = null;
+  /** Called once when the connection ends; `null` when it was closed by close(). */
+  onClose: (reason: ToonDBError | null) => void = () => undefined;
+
+  private readonly codec = new MessageCodec();
+  private readonly decoder = new FrameDecoder();
+  private readonly pending: PendingTable;
+  private readonly waiting: Queued[] = [];
+  private batch: Encoded[] = [];
+  private batchBytes = 0;
+  private flushScheduled = false;
+  private reffed = true;
+  private accepting = true;
+  private ending: Ending | null = null;
+  private closing: Promise<void> | null = null;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(private readonly socket: Socket, timeoutMs: number) {
+    this.pending = new PendingTable(timeoutMs, () => this.updateRef());
+    socket.ref();
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('drain', () => this.admitWaiting());
+    socket.on('error', (error) => this.end({
+      reason: new ToonDBError('CONNECTION_CLOSED', `connection to the toondb daemon failed: ${error.message}`, { cause: error }),
+      passThrough: false,
+      graceful: false,
+    }));
+    socket.on('close', () => this.end({
+      reason: this.daemonError ?? new ToonDBError('CONNECTION_CLOSED', 'the toondb daemon closed the connection'),
+      passThrough: false,
+      graceful: false,
+    }));
+  }
+
+  /** True once close() was called or the connection ended. */
+  get closed(): boolean {
+    return !this.accepting;
+  }
+
+  /** Why the connection ended (null while open or after a graceful close). */
+  get endReason(): ToonDBError | null {
+    return this.ending && !this.ending.graceful ? this.ending.reason : null;
+  }
+
+  get pendingCount(): number {
+    return this.pending.size;
+  }
+
+  /** Sends `{ id, ...message }` and resolves with the reply's `result`. */
+  request(message: RequestMessage): Promise<unknown> {
+    if (!this.accepting) {
+      return Promise.reject(new ToonDBError('CONNECTION_CLOSED',
+        `${message.op} was not sent: ${this.ending?.reason.message ?? 'the client is closed'}`, { cause: this.ending?.reason }));
+    }
+    return new Promise((resolve, reject) => {
+      const pending = this.pending.add(message.op, resolve, reject);
+      this.updateRef();
+      if (this.waiting.length > 0 || this.unflushedBytes() >= CLIENT_WRITE_QUEUE_BYTES_MAX) {
+        this.waiting.push({ pending, message });
+      } else {
+        this.enqueue(pending, message);
+      }
+    });
+  }
+
+  /** Graceful close: stop accepting, wait (bounded) for replies in flight, then hang up. */
+  close(): Promise<void> {
+    this.closing ??= this.closeGracefully();
+    return this.closing;
+  }
+
+  /** Ends the connection now with `reason` (e.g. a connect timeout). */
+  destroy(reason: ToonDBError): void {
+    this.end({ reason, passThrough: true, graceful: false });
+  }
+
+  private async closeGracefully(): Promise<void> {
+    this.accepting = false;
+    if (this.ending === null && this.pending.size > 0) await this.waitIdle(CLOSE_DRAIN_MS_MAX);
+    this.end({ reason: new ToonDBError('CONNECTION_CLOSED', 'the client was closed'), passThrough: false, graceful: true });
+    if (!this.socket.closed) await new Promise((resolve) => this.socket.once('close', resolve));
+  }
+
+  private waitIdle(boundMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, boundMs);
+      timer.unref();
+      this.idleWaiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  private unflushedBytes(): number {
+    return this.batchBytes + this.socket.writableLength;
+  }
+
+  private enqueue(pending: Pending, message: RequestMessage): void {
+    let frame: Buffer;
+    try {
+      frame = this.codec.encode({ id: pending.id, ...message });
+      const bodyBytes = frame.length - FRAME_HEADER_BYTES;
+      if (bodyBytes > this.frameBytesMax) {
+        throw new ToonDBError('FRAME_TOO_LARGE',
+          `${message.op} request of ${bodyBytes} bytes exceeds the daemon's frame limit of ${this.frameBytesMax} bytes`);
+      }
+    } catch (error) {
+      if (this.pending.take(pending.id) !== undefined) this.updateRef();
+      pending.reject(toToonDBError(error));
+      return;
+    }
+    this.batch.push({ pending, frame });
+    this.batchBytes += frame.length;
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      queueMicrotask(() => this.flush());
+    }
+  }
+
+  /** Hands this tick's frames to the socket in one write. Timed-out requests are not sent. */
+  private flush(): void {
+    this.flushScheduled = false;
+    const batch = this.batch;
+    this.batch = [];
+    this.batchBytes = 0;
+    if (this.ending !== null) return; // end() already failed them
+    const live = batch.filter((item) => item.pending.live);
+    if (live.length === 0) return;
+    for (const item of live) item.pending.written = true;
+    if (live.length === 1) {
+      this.socket.write(live[0].frame);
+      return;
+    }
+    const totalBytes = live.reduce((sum, item) => sum + item.frame.length, 0);
+    if (totalBytes <= CONCAT_BYTES_MAX) {
+      this.socket.write(Buffer.concat(live.map((item) => item.frame), totalBytes));
+      return;
+    }
+    this.socket.cork();
+    for (const item of live) this.socket.write(item.frame);
+    this.socket.uncork();
+  }
+
+  /** After 'drain': lets waiting requests in, in order, until the bound is reached again. */
+  private admitWaiting(): void {
+    while (this.waiting.length > 0 && this.unflushedBytes() < CLIENT_WRITE_QUEUE_BYTES_MAX) {
+      const next = this.waiting.shift() as Queued;
+      if (next.pending.live) this.enqueue(next.pending, next.message);
+    }
+  }
+
+  private onData(chunk: Buffer): void {
+    let bodies: Buffer[];
+    try {
+      bodies = this.decoder.push(chunk);
+    } catch (error) {
+      this.protocolFailure(error);
+      return;
+    }
+    for (const body of bodies) {
+      if (this.ending !== null) return;
+      let message: Record<string, unknown>;
+      try {
+        message = this.codec.decode(body);
+      } catch (error) {
+        this.protocolFailure(error);
+        return;
+      }
+      this.dispatch(message);
+    }
+  }
+
+  private dispatch(message: Record<string, unknown>): void {
+    const rawId = message.id;
+    const id = typeof rawId === 'bigint' ? Number(rawId) : rawId;
+    if (typeof id !== 'number' || !Number.isInteger(id) || id < 0) {
+      this.protocolFailure(new ToonDBError('PROTOCOL_ERROR', 'the daemon sent a reply without a valid id'));
+      return;
+    }
+    const error = message.error;
+    if (id === CONNECTION_ERROR_ID) {
+      this.daemonError = errorFromWire(typeof error === 'object' && error !== null ? error : {});
+      this.end({ reason: this.daemonError, passThrough: false, graceful: false });
+      return;
+    }
+    const pending = this.pending.take(id);
+    if (pending === undefined) return; // a late reply to a request that timed out
+    this.updateRef();
+    if (error !== undefined && error !== null) {
+      pending.reject(errorFromWire(typeof error === 'object' ? error : { code: 'INTERNAL', message: String(error) }));
+    } else {
+      pending.resolve(message.result ?? null);
+    }
+  }
+
+  private protocolFailure(error: unknown): void {
+    const coded = toToonDBError(error);
+    const reason = coded.code === 'FRAME_TOO_LARGE' || coded.code === 'PROTOCOL_ERROR'
+      ? new ToonDBError(coded.code, `bad reply from the toondb daemon, connection closed: ${coded.message}`, { cause: error })
+      : new ToonDBError('PROTOCOL_ERROR', `bad reply from the toondb daemon, connection closed: ${coded.message}`, { cause: error });
+    this.end({ reason, passThrough: true, graceful: false });
+  }
+
+  /** The one way a connection ends: fail every request, hang up, tell the owner once. */
+  private end(ending: Ending): void {
+    if (this.ending !== null) return;
+    this.ending = ending;
+    this.accepting = false;
+    this.socket.destroy();
+    this.waiting.length = 0;
+    this.batch = [];
+    this.batchBytes = 0;
+    for (const pending of this.pending.drain()) pending.reject(lossError(pending, ending));
+    this.updateRef();
+    this.onClose(ending.graceful ? null : ending.reason);
+  }
+
+  /** Keeps the process alive exactly while requests are pending (see the header). */
+  private updateRef(): void {
+    const busy = this.pending.size > 0;
+    if (busy !== this.reffed) {
+      this.reffed = busy;
+      if (busy) this.socket.ref();
+      else this.socket.unref();
+    }
+    if (!busy && this.idleWaiters.length > 0) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const wake of waiters) wake();
+    }
+  }
+}
+
+function lossError(pending: Pending, ending: Ending): ToonDBError {
+  const { reason } = ending;
+  if (ending.passThrough) return reason;
+  if (pending.written) {
+    return new ToonDBError('UNKNOWN_RESULT',
+      `${pending.op} was sent but the connection ended before its reply (${reason.code}: ${reason.message}); it may or may not have been applied`,
+      { cause: reason });
+  }
+  return new ToonDBError('CONNECTION_CLOSED', `${pending.op} was not sent: ${reason.message}`, { cause: reason });
+}

@@ -1,0 +1,143 @@
+/**
+ * PendingTable: the requests of one connection that still await a reply, keyed by request id.
+ *
+ * Responsibility: allocate request ids, hold each request's settle callbacks until its reply
+ * (or failure) arrives, and time requests out with ONE timer for the whole table.
+ *
+ * Invariants:
+ * - Ids are 1..REQUEST_ID_MAX, allocated by a counter that wraps; an id still pending, or one
+ *   that timed out recently and may still get a late reply, is never handed out again. So a
+ *   reply can only ever settle the request it was sent for (a late reply to a timed-out
+ *   request finds no entry and is dropped: the connection never desynchronises).
+ * - Every request of a table shares one timeout, so insertion order is deadline order. The Map
+ *   iterates in insertion order, so the earliest deadline is always the first entry: one timer,
+ *   armed for the head, expires a prefix of the map and re-arms itself. No per-request timer.
+ * - The timer is unref()ed: it never keeps the process alive by itself (the connection refs
+ *   its socket while requests are pending; that is what keeps a waiting process alive).
+ * - A request is settled exactly once: `take`/`drain`/the sweep remove it before settling.
+ */
+
+import { performance } from 'node:perf_hooks';
+import { ToonDBError } from '../protocol/errors.js';
+import { REQUEST_ID_MAX } from '../protocol/messages.js';
+
+/** Timed-out ids remembered so that a late reply is dropped instead of matching a reused id.
+ * Bounded; with a 2^32 id space an evicted id is reused only after ~4 billion requests. */
+const TIMED_OUT_IDS_MAX = 65_536;
+
+export interface Pending {
+  readonly id: number;
+  readonly op: string;
+  /** performance.now() after which the request times out; Infinity for no timeout. */
+  readonly deadlineMs: number;
+  /** True once the frame was handed to the socket (decides UNKNOWN_RESULT vs CONNECTION_CLOSED). */
+  written: boolean;
+  /** False once removed from the table; a settled request is never settled again. */
+  live: boolean;
+  readonly resolve: (result: unknown) => void;
+  readonly reject: (error: ToonDBError) => void;
+}
+
+export class PendingTable {
+  private readonly byId = new Map<number, Pending>();
+  private readonly timedOut = new Set<number>();
+  private lastId = 0;
+  private timer: NodeJS.Timeout | null = null;
+
+  /**
+   * @param timeoutMs request timeout; 0 disables timeouts.
+   * @param onExpired called after each sweep that expired requests (already rejected).
+   */
+  constructor(
+    private readonly timeoutMs: number,
+    private readonly onExpired: () => void,
+  ) {}
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  /** Registers a request and returns it with its freshly allocated id. */
+  add(op: string, resolve: (result: unknown) => void, reject: (error: ToonDBError) => void): Pending {
+    const id = this.allocateId();
+    const deadlineMs = this.timeoutMs > 0 ? performance.now() + this.timeoutMs : Infinity;
+    const pending: Pending = { id, op, deadlineMs, written: false, live: true, resolve, reject };
+    this.byId.set(id, pending);
+    if (this.timer === null) this.arm();
+    return pending;
+  }
+
+  /** Removes and returns the request with this id, or undefined (unknown or timed out). */
+  take(id: number): Pending | undefined {
+    const pending = this.byId.get(id);
+    if (pending === undefined) {
+      this.timedOut.delete(id); // its late reply has arrived; the id may be reused now
+      return undefined;
+    }
+    this.byId.delete(id);
+    pending.live = false;
+    return pending;
+  }
+
+  /** Removes every request (in id allocation order) and stops the timer. */
+  drain(): Pending[] {
+    const all = [...this.byId.values()];
+    this.byId.clear();
+    for (const pending of all) pending.live = false;
+    this.stopTimer();
+    return all;
+  }
+
+  stopTimer(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  private allocateId(): number {
+    if (this.byId.size + this.timedOut.size >= REQUEST_ID_MAX) {
+      throw new ToonDBError('INTERNAL', 'request id space exhausted');
+    }
+    let id = this.lastId;
+    do {
+      id = id >= REQUEST_ID_MAX ? 1 : id + 1;
+    } while (this.byId.has(id) || this.timedOut.has(id));
+    this.lastId = id;
+    return id;
+  }
+
+  /** Arms the single timer for the earliest deadline (the first entry), if any. */
+  private arm(): void {
+    const head = this.byId.values().next();
+    if (head.done || head.value.deadlineMs === Infinity) return;
+    const delayMs = Math.max(0, Math.ceil(head.value.deadlineMs - performance.now()));
+    this.timer = setTimeout(() => this.sweep(), delayMs);
+    this.timer.unref();
+  }
+
+  private sweep(): void {
+    this.timer = null;
+    const now = performance.now();
+    const expired: Pending[] = [];
+    for (const pending of this.byId.values()) {
+      if (pending.deadlineMs > now) break; // insertion order is deadline order
+      this.byId.delete(pending.id);
+      pending.live = false;
+      if (pending.written) this.rememberTimedOut(pending.id); // an unsent one gets no reply
+      expired.push(pending);
+    }
+    this.arm();
+    for (const pending of expired) {
+      pending.reject(new ToonDBError('TIMEOUT',
+        `${pending.op} got no reply within ${this.timeoutMs} ms; it may or may not have been applied`));
+    }
+    if (expired.length > 0) this.onExpired();
+  }
+
+  private rememberTimedOut(id: number): void {
+    if (this.timedOut.size >= TIMED_OUT_IDS_MAX) {
+      const oldest = this.timedOut.values().next();
+      if (!oldest.done) this.timedOut.delete(oldest.value);
+    }
+    this.timedOut.add(id);
+  }
+}

@@ -1,0 +1,157 @@
+/**
+ * Wire results -> API values.
+ *
+ * Responsibility: check the shape of each reply the client relies on and convert it to the
+ * public types: 64-bit ids, timestamps and sequence numbers become bigint whatever integer
+ * width the daemon used, values become detached Buffers, the hello limits become a complete
+ * ServerLimits. A reply of the wrong shape fails its call with PROTOCOL_ERROR instead of
+ * surfacing as a TypeError somewhere in the caller.
+ */
+
+import { ToonDBError } from '../protocol/errors.js';
+import { DEFAULT_SERVER_LIMITS, type ServerLimits } from '../protocol/limits.js';
+import type { StatsResult } from '../protocol/messages.js';
+import { detach } from './bytes.js';
+
+/** What the daemon said about itself in its hello reply. */
+export interface ServerInfo {
+  /** Protocol version spoken. */
+  protocol: number;
+  /** Daemon version. */
+  server: string;
+  connectionId: number;
+  /** The limits this daemon enforces; the client checks requests against them locally. */
+  limits: Readonly<ServerLimits>;
+}
+
+export interface CheckpointInfo {
+  lsn: bigint;
+  durationMs: number;
+}
+
+export interface PingInfo {
+  latencyMs: number;
+  version: string;
+}
+
+export interface ScanBatch {
+  cursor: number;
+  entries: [Buffer, Buffer][];
+  done: boolean;
+}
+
+function malformed(op: string, what: string): ToonDBError {
+  return new ToonDBError('PROTOCOL_ERROR', `malformed ${op} reply from the toondb daemon: ${what}`);
+}
+
+function record(value: unknown, op: string): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || value instanceof Uint8Array) {
+    throw malformed(op, 'expected a map');
+  }
+  return value as Record<string, unknown>;
+}
+
+export function toBigInt(value: unknown, op: string, field: string): bigint {
+  if (typeof value === 'bigint') return value;
+  if (typeof value === 'number' && Number.isSafeInteger(value)) return BigInt(value);
+  throw malformed(op, `${field} is not an integer`);
+}
+
+function toNumber(value: unknown, op: string, field: string): number {
+  if (typeof value === 'number') return value;
+  if (typeof value === 'bigint') return Number(value);
+  throw malformed(op, `${field} is not a number`);
+}
+
+function toBytes(value: unknown, op: string, field: string): Buffer {
+  if (!Buffer.isBuffer(value)) throw malformed(op, `${field} is not bin`);
+  return detach(value);
+}
+
+export function parseHello(value: unknown): ServerInfo {
+  const result = record(value, 'hello');
+  const limitsIn = record(result.limits ?? {}, 'hello');
+  const limits: ServerLimits = { ...DEFAULT_SERVER_LIMITS };
+  for (const name of Object.keys(DEFAULT_SERVER_LIMITS) as (keyof ServerLimits)[]) {
+    const announced = limitsIn[name];
+    if (announced === undefined || announced === null) continue; // an older daemon: keep the default
+    const number = toNumber(announced, 'hello', `limits.${name}`);
+    if (!Number.isSafeInteger(number) || number < 1) throw malformed('hello', `limits.${name} is not a positive integer`);
+    limits[name] = number;
+  }
+  return {
+    protocol: toNumber(result.protocol, 'hello', 'protocol'),
+    server: typeof result.server === 'string' ? result.server : 'unknown',
+    connectionId: toNumber(result.connectionId ?? 0, 'hello', 'connectionId'),
+    limits: Object.freeze(limits),
+  };
+}
+
+export function parseValue(value: unknown, op: string): Buffer | null {
+  return value === null || value === undefined ? null : toBytes(value, op, 'value');
+}
+
+export function parseValues(value: unknown, op: string, count: number): (Buffer | null)[] {
+  if (!Array.isArray(value) || value.length !== count) throw malformed(op, `expected an array of ${count} values`);
+  return value.map((item) => parseValue(item, op));
+}
+
+export function parseBoolean(value: unknown, op: string): boolean {
+  if (typeof value !== 'boolean') throw malformed(op, 'expected a bool');
+  return value;
+}
+
+export function parseScanBatch(value: unknown, op: string): ScanBatch {
+  const result = record(value, op);
+  if (!Array.isArray(result.entries)) throw malformed(op, 'entries is not an array');
+  const entries = result.entries.map((pair: unknown, index): [Buffer, Buffer] => {
+    if (!Array.isArray(pair) || pair.length !== 2) throw malformed(op, `entries[${index}] is not a [key, value] pair`);
+    return [toBytes(pair[0], op, `entries[${index}][0]`), toBytes(pair[1], op, `entries[${index}][1]`)];
+  });
+  const done = result.done === true;
+  const cursor = toNumber(result.cursor ?? 0, op, 'cursor');
+  if (!done && (!Number.isInteger(cursor) || cursor < 1)) throw malformed(op, 'an unfinished scan needs a cursor');
+  return { cursor, entries, done };
+}
+
+export function parseSegments(value: unknown, op: string): Buffer[] {
+  if (!Array.isArray(value)) throw malformed(op, 'expected an array of segments');
+  return value.map((item, index) => toBytes(item, op, `[${index}]`));
+}
+
+export function parseTxnId(value: unknown): bigint {
+  return toBigInt(record(value, 'begin').txn, 'begin', 'txn');
+}
+
+export function parseCommitTs(value: unknown): bigint {
+  return toBigInt(record(value, 'commit').commitTs, 'commit', 'commitTs');
+}
+
+export function parseCheckpoint(value: unknown): CheckpointInfo {
+  const result = record(value, 'checkpoint');
+  return { lsn: toBigInt(result.lsn, 'checkpoint', 'lsn'), durationMs: toNumber(result.durationMs, 'checkpoint', 'durationMs') };
+}
+
+export function parsePing(value: unknown, latencyMs: number): PingInfo {
+  const result = record(value, 'ping');
+  return { latencyMs, version: typeof result.version === 'string' ? result.version : 'unknown' };
+}
+
+/** Stats pass through as sent, except the 64-bit fields, which become bigint. */
+export function parseStats(value: unknown): StatsResult {
+  const result = record(value, 'stats');
+  const engine = record(result.engine, 'stats');
+  const checkpoint = record(result.checkpoint ?? { last: null }, 'stats');
+  const last = checkpoint.last === null || checkpoint.last === undefined ? null : record(checkpoint.last, 'stats');
+  return {
+    ...(result as unknown as StatsResult),
+    engine: { ...(engine as unknown as StatsResult['engine']), seqno: toBigInt(engine.seqno ?? 0, 'stats', 'engine.seqno') },
+    checkpoint: {
+      last: last === null ? null : {
+        atMs: toNumber(last.atMs, 'stats', 'checkpoint.last.atMs'),
+        lsn: toBigInt(last.lsn, 'stats', 'checkpoint.last.lsn'),
+        durationMs: toNumber(last.durationMs, 'stats', 'checkpoint.last.durationMs'),
+      },
+    },
+  };
+}

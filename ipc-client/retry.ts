@@ -1,0 +1,70 @@
+/**
+ * withTransaction: run a function in a transaction, retrying the whole transaction on conflict.
+ *
+ * Responsibility: begin, run `fn`, commit; on TXN_CONFLICT (from commit, or thrown out of `fn`
+ * by anything it called) abort and start over after a jittered exponential backoff, at most
+ * `retries` times, then rethrow the conflict. Any other error aborts and is rethrown at once.
+ *
+ * Invariants:
+ * - A conflict means nothing of that attempt was applied (PROTOCOL.md), so re-running `fn` is
+ *   safe as long as `fn` has no side effects outside the transaction.
+ * - Every attempt's transaction is finished (committed, or aborted) before the next begins or
+ *   the call settles; an abort failure never hides the error that caused it.
+ * - If `fn` commits or aborts the transaction itself, its result is returned as is.
+ * - Backoff is "full jitter": uniform in [0, min(BACKOFF_MS_MAX, backoffMs * 2^attempt)], so
+ *   conflicting clients spread out instead of colliding again in lockstep.
+ */
+
+import { ToonDBError } from '../protocol/errors.js';
+import type { Isolation } from '../protocol/messages.js';
+import type { Transaction } from './transaction.js';
+
+export const WITH_TRANSACTION_RETRIES_DEFAULT = 3;
+export const BACKOFF_MS_DEFAULT = 10;
+/** Cap on one backoff sleep, however many attempts conflicted. */
+export const BACKOFF_MS_MAX = 250;
+
+export interface WithTransactionOptions {
+  /** Re-runs after a conflict (so at most retries + 1 attempts); default 3. */
+  retries?: number;
+  isolation?: Isolation;
+  /** Base of the exponential backoff in ms; default 10. */
+  backoffMs?: number;
+}
+
+function isConflict(error: unknown): boolean {
+  return error instanceof ToonDBError && error.code === 'TXN_CONFLICT';
+}
+
+function checkCount(value: number | undefined, fallback: number, what: string): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) {
+    throw new ToonDBError('INVALID_ARGUMENT', `${what} must be a non-negative integer, got ${String(value)}`);
+  }
+  return value;
+}
+
+export function backoffDelayMs(attempt: number, backoffMs: number): number {
+  return Math.random() * Math.min(BACKOFF_MS_MAX, backoffMs * 2 ** attempt);
+}
+
+export async function withTransaction<T>(
+  begin: (isolation: Isolation | undefined) => Promise<Transaction>,
+  fn: (txn: Transaction) => Promise<T>,
+  options: WithTransactionOptions = {},
+): Promise<T> {
+  const retries = checkCount(options.retries, WITH_TRANSACTION_RETRIES_DEFAULT, 'retries');
+  const backoffMs = checkCount(options.backoffMs, BACKOFF_MS_DEFAULT, 'backoffMs');
+  for (let attempt = 0; ; attempt++) {
+    const txn = await begin(options.isolation);
+    try {
+      const result = await fn(txn);
+      if (txn.state === 'active') await txn.commit();
+      return result;
+    } catch (error) {
+      await txn[Symbol.asyncDispose]();
+      if (!isConflict(error) || attempt >= retries) throw error;
+    }
+    await new Promise((resolve) => setTimeout(resolve, backoffDelayMs(attempt, backoffMs)));
+  }
+}

@@ -1,0 +1,149 @@
+/**
+ * ScanIterable: a lazily streamed, snapshot-consistent range read.
+ *
+ * Responsibility: turn the cursor protocol (`scan` -> first batch, `scanNext` -> next batch,
+ * `scanClose` -> give up early) into an AsyncIterable of [key, value] pairs.
+ *
+ * Invariants:
+ * - Lazy and bounded: nothing is sent until the first `next()`; `scanNext` is sent only when the
+ *   consumer has taken every entry of the current batch, so at most one batch is held. (No
+ *   prefetch: the daemon keeps the snapshot, so waiting costs latency per batch, not
+ *   consistency; one round trip per `batchSize` entries.)
+ * - Each `for await` (each `[Symbol.asyncIterator]()` call) opens a fresh cursor.
+ * - A cursor left early (`break`, `return()`, `throw()`, or an error in the loop body) is closed
+ *   with a fire-and-forget `scanClose` whose failure is swallowed (the daemon also closes idle
+ *   cursors after cursorIdleMsMax, and every cursor dies with its connection or transaction).
+ * - Calls on one iterator are serialised, so overlapping `next()` calls never reorder entries.
+ * - Argument errors surface as a rejected first `next()`, like every other failure of a scan.
+ */
+
+import { ToonDBError } from '../protocol/errors.js';
+import { parseScanBatch } from './results.js';
+
+export interface ScanOptions {
+  /** Descending key order. */
+  reverse?: boolean;
+  /** Most entries in total; 0 or absent = no limit. */
+  limit?: number;
+  /** Most entries per round trip, 1..scanBatchItemsMax (daemon default 256). */
+  batchSize?: number;
+}
+
+/** What a cursor needs from its owner (the client, or a transaction that binds `scan`). */
+export interface ScanSource {
+  /** Sends `scan` with these fields; resolves with the first batch. */
+  open(fields: Record<string, unknown>): Promise<unknown>;
+  /** Sends `scanNext`; resolves with the next batch. */
+  next(cursor: number): Promise<unknown>;
+  /** Sends `scanClose` without waiting; must never reject. */
+  close(cursor: number): void;
+}
+
+export type ScanEntry = [key: Buffer, value: Buffer];
+
+const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined });
+
+export class ScanIterable implements AsyncIterable<ScanEntry> {
+  /** @internal built by IpcClient.scan / scanRange and their Transaction twins. */
+  constructor(
+    private readonly source: ScanSource,
+    private readonly fields: () => Record<string, unknown>,
+  ) {}
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<ScanEntry> {
+    return new ScanCursor(this.source, this.fields);
+  }
+
+  /** Reads the whole scan into memory. Use a `limit` on scans of unknown size. */
+  async toArray(): Promise<ScanEntry[]> {
+    const all: ScanEntry[] = [];
+    for await (const entry of this) all.push(entry);
+    return all;
+  }
+}
+
+class ScanCursor implements AsyncIterableIterator<ScanEntry> {
+  private entries: ScanEntry[] = [];
+  private index = 0;
+  /** Open cursor id at the daemon, 0 when there is none (not opened yet, done, or closed). */
+  private cursor = 0;
+  private started = false;
+  private serverDone = false;
+  private finished = false;
+  private chain: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly source: ScanSource,
+    private readonly fields: () => Record<string, unknown>,
+  ) {}
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<ScanEntry> {
+    return this;
+  }
+
+  next(): Promise<IteratorResult<ScanEntry, undefined>> {
+    return this.serialise(() => this.step());
+  }
+
+  return(): Promise<IteratorResult<ScanEntry, undefined>> {
+    return this.serialise(async () => {
+      this.finish();
+      return DONE;
+    });
+  }
+
+  throw(error?: unknown): Promise<IteratorResult<ScanEntry, undefined>> {
+    return this.serialise(async () => {
+      this.finish();
+      throw error;
+    });
+  }
+
+  private serialise<T>(task: () => Promise<T>): Promise<T> {
+    const result = this.chain.then(task);
+    this.chain = result.catch(() => undefined);
+    return result;
+  }
+
+  private async step(): Promise<IteratorResult<ScanEntry, undefined>> {
+    for (;;) {
+      if (this.finished) return DONE;
+      if (this.index < this.entries.length) return { done: false, value: this.entries[this.index++] };
+      this.entries = []; // drained: let the batch go before asking for the next one
+      this.index = 0;
+      if (this.started && this.serverDone) {
+        this.finished = true;
+        return DONE;
+      }
+      await this.fetch();
+    }
+  }
+
+  private async fetch(): Promise<void> {
+    const first = !this.started;
+    this.started = true;
+    try {
+      const reply = first ? await this.source.open(this.fields()) : await this.source.next(this.cursor);
+      const batch = parseScanBatch(reply, first ? 'scan' : 'scanNext');
+      this.entries = batch.entries;
+      this.index = 0;
+      this.serverDone = batch.done;
+      this.cursor = batch.done ? 0 : batch.cursor;
+    } catch (error) {
+      // The cursor may still be open at the daemon (e.g. after a TIMEOUT): close it if it can be.
+      const gone = error instanceof ToonDBError && (error.code === 'CURSOR_NOT_FOUND' || error.code === 'NOT_IN_TRANSACTION');
+      if (gone) this.cursor = 0;
+      this.finish();
+      throw error;
+    }
+  }
+
+  /** Stops the iteration; closes the daemon's cursor if one is still open. */
+  private finish(): void {
+    this.finished = true;
+    this.entries = [];
+    this.index = 0;
+    if (this.cursor !== 0 && !this.serverDone) this.source.close(this.cursor);
+    this.cursor = 0;
+  }
+}

@@ -1,0 +1,141 @@
+// IpcClient.connect: path resolution, the errors a caller sees when there is no daemon, and the
+// hello handshake (limits kept, refusals passed through, timeouts).
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { IpcClient, ToonDBError } from '../../ipc-client/index.js';
+import { PROTOCOL_VERSION } from '../../protocol/limits.js';
+import { FakeServer, NO_REPLY } from './fake-server.js';
+
+let server: FakeServer | undefined;
+let client: IpcClient | undefined;
+const savedEnv = process.env.TOONDB_SOCKET;
+
+afterEach(async () => {
+  await client?.close();
+  await server?.close();
+  client = undefined;
+  server = undefined;
+  if (savedEnv === undefined) delete process.env.TOONDB_SOCKET;
+  else process.env.TOONDB_SOCKET = savedEnv;
+});
+
+function tempDir(): string {
+  return mkdtempSync(join(tmpdir(), 'toondb-client-'));
+}
+
+describe('IpcClient.connect', () => {
+  it('uses $TOONDB_SOCKET when no path is given and sends hello first', async () => {
+    server = await FakeServer.start();
+    process.env.TOONDB_SOCKET = server.path;
+    client = await IpcClient.connect();
+    expect(client.socketPath).toBe(server.path);
+    const hello = server.requests[0];
+    expect(hello).toMatchObject({ op: 'hello', protocol: PROTOCOL_VERSION });
+    expect(hello.client).toMatch(/^toondb-node\/\d+\.\d+\.\d+/);
+    expect(client.serverInfo).toMatchObject({ protocol: PROTOCOL_VERSION, server: '9.9.9-fake', connectionId: 7 });
+  });
+
+  it('falls back to /tmp/toondb.sock and names it when nothing listens there', async () => {
+    delete process.env.TOONDB_SOCKET;
+    const error = await IpcClient.connect(undefined, { connectTimeoutMs: 1_000 }).catch((e: unknown) => e);
+    // A developer machine may run a real daemon there; only check the message when it does not.
+    if (error instanceof IpcClient) {
+      await error.close();
+      return;
+    }
+    expect(error).toBeInstanceOf(ToonDBError);
+    expect((error as ToonDBError).message).toContain('/tmp/toondb.sock');
+  });
+
+  it('passes the client name to the daemon', async () => {
+    server = await FakeServer.start();
+    client = await IpcClient.connect(server.path, { clientName: 'my-app' });
+    expect(server.requests[0].client).toMatch(/^my-app \(toondb-node\//);
+  });
+
+  it('says UNAVAILABLE, naming the path and the fix, when the socket does not exist', async () => {
+    const path = join(tempDir(), 'missing.sock');
+    const error = await IpcClient.connect(path).catch((e: unknown) => e) as ToonDBError;
+    expect(error).toBeInstanceOf(ToonDBError);
+    expect(error.code).toBe('UNAVAILABLE');
+    expect(error.message).toBe(`no toondb daemon at ${path} (ENOENT); start one with \`toondbd start\``);
+    expect(error.message).not.toContain('\n');
+  });
+
+  it('says UNAVAILABLE (ECONNREFUSED) when nothing listens on the path', async () => {
+    const dir = tempDir();
+    const path = join(dir, 'stale.sock');
+    writeFileSync(path, ''); // connect() to a non-listening file is refused, like a stale socket
+    const error = await IpcClient.connect(path).catch((e: unknown) => e) as ToonDBError;
+    expect(error.code).toBe('UNAVAILABLE');
+    expect(error.message).toContain(`no toondb daemon at ${path} (ECONNREFUSED)`);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('refuses a socket path over 103 bytes before connecting', async () => {
+    const path = join(tempDir(), 'x'.repeat(120) + '.sock');
+    await expect(IpcClient.connect(path)).rejects.toMatchObject({ code: 'SOCKET_PATH_TOO_LONG' });
+    // 103 bytes exactly is allowed (and then simply not there).
+    const exact = '/tmp/' + 'y'.repeat(103 - '/tmp/'.length);
+    expect(Buffer.byteLength(exact)).toBe(103);
+    await expect(IpcClient.connect(exact)).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+  });
+
+  it('rejects invalid options with INVALID_ARGUMENT', async () => {
+    await expect(IpcClient.connect('/tmp/x.sock', { timeoutMs: -1 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(IpcClient.connect('/tmp/x.sock', { connectTimeoutMs: 0 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(IpcClient.connect('/tmp/x.sock', { clientName: 'n'.repeat(300) })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
+
+  it('times out connect + hello after connectTimeoutMs', async () => {
+    server = await FakeServer.start({ script: (request) => (request.op === 'hello' ? NO_REPLY : undefined) });
+    const started = Date.now();
+    const error = await IpcClient.connect(server.path, { connectTimeoutMs: 150 }).catch((e: unknown) => e) as ToonDBError;
+    expect(error.code).toBe('TIMEOUT');
+    expect(error.message).toContain(server.path);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(140);
+    await server.until(() => server!.last.socket.destroyed || server!.last.socket.readableEnded);
+  });
+
+  it('passes a connection-level refusal (id 0) through with its own code', async () => {
+    server = await FakeServer.start({
+      script: (_request, connection) => {
+        connection.send({ id: 0, error: { code: 'TOO_MANY_CONNECTIONS', message: 'daemon already serves 1 connections' } });
+        connection.socket.end();
+        return NO_REPLY;
+      },
+    });
+    const error = await IpcClient.connect(server.path).catch((e: unknown) => e) as ToonDBError;
+    expect(error.code).toBe('TOO_MANY_CONNECTIONS');
+    expect(error.message).toContain('1 connections');
+  });
+
+  it('reports VERSION_MISMATCH from the daemon', async () => {
+    server = await FakeServer.start({
+      script: (request) => (request.op === 'hello' ? { error: { code: 'VERSION_MISMATCH', message: 'protocol 1 not supported' } } : undefined),
+    });
+    await expect(IpcClient.connect(server.path)).rejects.toMatchObject({ code: 'VERSION_MISMATCH' });
+  });
+
+  it('says UNAVAILABLE when the daemon hangs up during the handshake', async () => {
+    server = await FakeServer.start({
+      script: (_request, connection) => {
+        connection.drop();
+        return NO_REPLY;
+      },
+    });
+    const error = await IpcClient.connect(server.path).catch((e: unknown) => e) as ToonDBError;
+    expect(error.code).toBe('UNAVAILABLE');
+    expect(error.message).toContain('during the handshake');
+  });
+
+  it('keeps the announced limits, filling in any the daemon did not send', async () => {
+    server = await FakeServer.start({ limits: { keyBytesMax: 10, valueBytesMax: 20 } });
+    client = await IpcClient.connect(server.path);
+    expect(client.serverInfo.limits.keyBytesMax).toBe(10);
+    expect(client.serverInfo.limits.valueBytesMax).toBe(20);
+    expect(client.serverInfo.limits.batchItemsMax).toBeGreaterThan(0);
+  });
+});
