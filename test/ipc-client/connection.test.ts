@@ -1,0 +1,245 @@
+// The multiplexed connection: replies matched by id whatever their order, timeouts that never
+// desynchronise later requests, what each pending request fails with when the connection ends,
+// write coalescing, the write-queue bound, and close.
+import { afterEach, describe, expect, it } from 'vitest';
+import { IpcClient, ToonDBError } from '../../ipc-client/index.js';
+import { FakeServer, NO_REPLY, type FakeConnection, type Request } from './fake-server.js';
+
+let server: FakeServer | undefined;
+let client: IpcClient | undefined;
+
+afterEach(async () => {
+  await client?.close();
+  await server?.close();
+  client = undefined;
+  server = undefined;
+});
+
+async function setup(script?: (request: Request, connection: FakeConnection) => ReturnType<NonNullable<FakeServer['script']>>,
+  timeoutMs?: number): Promise<{ server: FakeServer; client: IpcClient }> {
+  server = await FakeServer.start({ script });
+  client = await IpcClient.connect(server.path, { timeoutMs });
+  return { server, client };
+}
+
+function settle<T>(promise: Promise<T>): Promise<{ value?: T; error?: ToonDBError }> {
+  return promise.then((value) => ({ value }), (error: ToonDBError) => ({ error }));
+}
+
+describe('multiplexing', () => {
+  it('matches out-of-order replies by id', async () => {
+    const held: Request[] = [];
+    const { server, client } = await setup((request) => {
+      if (request.op !== 'get') return undefined;
+      held.push(request);
+      return NO_REPLY;
+    });
+    const gets = ['a', 'b', 'c', 'd'].map((key) => client.get(key));
+    await server.until(() => held.length === 4);
+    expect(new Set(held.map((r) => r.id)).size).toBe(4);
+    for (const request of [...held].reverse()) {
+      server.last.reply(request.id, Buffer.from(`value-of-${Buffer.from(request.key as Uint8Array).toString()}`));
+    }
+    expect((await Promise.all(gets)).map((v) => v?.toString())).toEqual(['value-of-a', 'value-of-b', 'value-of-c', 'value-of-d']);
+  });
+
+  it('times a request out with TIMEOUT, drops its late reply, and keeps later requests right', async () => {
+    let first: Request | undefined;
+    const { server, client } = await setup((request) => {
+      if (request.op === 'get' && first === undefined) {
+        first = request;
+        return NO_REPLY;
+      }
+      return undefined;
+    }, 100);
+    server.store.set('k', Buffer.from('right'));
+    const started = Date.now();
+    const timedOut = await settle(client.get('slow'));
+    expect(timedOut.error?.code).toBe('TIMEOUT');
+    expect(timedOut.error?.message).toContain('may or may not have been applied');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(90);
+    // The late reply arrives while the next request is in flight: it must not be taken for it.
+    const next = client.get('k');
+    server.last.reply(first!.id, Buffer.from('WRONG'));
+    expect((await next)?.toString()).toBe('right');
+    expect((await client.get('k'))?.toString()).toBe('right');
+    expect(client.closed).toBe(false);
+  });
+
+  it('times out many requests with one timer and keeps ids unique', async () => {
+    const { server, client } = await setup((request) => (request.op === 'exists' ? NO_REPLY : undefined), 50);
+    const results = await Promise.all(Array.from({ length: 50 }, (_, i) => settle(client.exists(`k${i}`))));
+    expect(results.every((r) => r.error?.code === 'TIMEOUT')).toBe(true);
+    const ids = server.ops('exists').map((r) => r.id);
+    expect(new Set(ids).size).toBe(50);
+    expect(await client.get('absent')).toBeNull();
+  });
+
+  it('does not time out when timeoutMs is 0', async () => {
+    let held: Request | undefined;
+    const { server, client } = await setup((request) => {
+      if (request.op !== 'ping') return undefined;
+      held = request;
+      return NO_REPLY;
+    }, 0);
+    const ping = client.ping();
+    await server.until(() => held !== undefined);
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    server.last.reply(held!.id, { version: 'v', timeMs: 1 });
+    expect((await ping).version).toBe('v');
+  });
+
+  it('coalesces the frames of one tick into one write', async () => {
+    const { server, client } = await setup();
+    const before = server.last.chunks;
+    await Promise.all(Array.from({ length: 200 }, (_, i) => client.put(`k${i}`, 'v')));
+    expect(server.ops('put')).toHaveLength(200);
+    expect(server.last.chunks - before).toBeLessThanOrEqual(3);
+  });
+
+  it('keeps call order on the wire for requests of one tick', async () => {
+    const { server, client } = await setup();
+    await Promise.all([client.put('a', '1'), client.delete('a'), client.exists('a')]);
+    expect(server.requests.slice(1).map((r) => r.op)).toEqual(['put', 'delete', 'exists']);
+    expect(server.store.has('a')).toBe(false);
+  });
+
+  it('maps daemon errors to coded errors and keeps the connection', async () => {
+    const { client } = await setup((request) =>
+      request.op === 'get' ? { error: { code: 'IO_ERROR', message: 'disk said no' } } : undefined);
+    await expect(client.get('x')).rejects.toMatchObject({ code: 'IO_ERROR', message: 'disk said no' });
+    expect(await client.exists('x')).toBe(false);
+  });
+
+  it('maps an unknown daemon error code to INTERNAL', async () => {
+    const { client } = await setup((request) =>
+      request.op === 'get' ? { error: { code: 'BRAND_NEW_CODE', message: 'from the future' } } : undefined);
+    const error = (await settle(client.get('x'))).error!;
+    expect(error.code).toBe('INTERNAL');
+    expect(error.message).toContain('BRAND_NEW_CODE');
+  });
+});
+
+describe('connection loss', () => {
+  it('fails sent requests with UNKNOWN_RESULT, unsent ones with CONNECTION_CLOSED, later ones too', async () => {
+    let seen = 0;
+    const { server, client } = await setup((request, connection) => {
+      if (request.op !== 'put') return undefined;
+      if (++seen === 3) connection.drop();
+      return NO_REPLY;
+    });
+    const closeEvents: (ToonDBError | null)[] = [];
+    client.on('close', (reason) => closeEvents.push(reason));
+    const sent = [client.put('a', '1'), client.put('b', '2'), client.put('c', '3')].map(settle);
+    const results = await Promise.all(sent);
+    expect(results.map((r) => r.error?.code)).toEqual(['UNKNOWN_RESULT', 'UNKNOWN_RESULT', 'UNKNOWN_RESULT']);
+    expect(results[0].error?.message).toContain('may or may not have been applied');
+    expect(client.closed).toBe(true);
+    expect((await settle(client.get('a'))).error?.code).toBe('CONNECTION_CLOSED');
+    expect(closeEvents).toHaveLength(1);
+    expect(closeEvents[0]?.code).toBe('CONNECTION_CLOSED');
+    expect(server.ops('get')).toHaveLength(0);
+  });
+
+  it('holds requests back once the write queue bound is reached; those fail CONNECTION_CLOSED', async () => {
+    // 16 MiB values: about four fill the 64 MiB bound while the daemon reads nothing.
+    const { server, client } = await setup((request) => (request.op === 'put' ? NO_REPLY : undefined));
+    server.last.socket.pause();
+    const value = Buffer.alloc(16 * 1024 * 1024, 1);
+    const puts = Array.from({ length: 8 }, (_, i) => settle(client.put(`big${i}`, value)));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    server.last.drop();
+    const codes = (await Promise.all(puts)).map((r) => r.error?.code);
+    const unknown = codes.filter((code) => code === 'UNKNOWN_RESULT').length;
+    const closed = codes.filter((code) => code === 'CONNECTION_CLOSED').length;
+    expect(unknown + closed).toBe(8);
+    expect(unknown).toBeGreaterThanOrEqual(1);
+    expect(unknown).toBeLessThanOrEqual(5); // at most the bound plus one frame went to the socket
+    expect(closed).toBeGreaterThanOrEqual(3);
+    // Order is kept: every request handed over came before every request held back.
+    expect(codes.indexOf('CONNECTION_CLOSED')).toBe(unknown);
+  });
+
+  it('rejects every pending request with PROTOCOL_ERROR when the daemon sends garbage', async () => {
+    const { server, client } = await setup((request) => (request.op === 'hello' ? undefined : NO_REPLY));
+    const pending = [client.get('a'), client.get('b'), client.exists('c')].map(settle);
+    await server.until(() => server.requests.length === 4); // hello + 3
+    server.last.socket.write(Buffer.from([0, 0, 0, 3, 0xc1, 0xc1, 0xc1]));
+    const results = await Promise.all(pending);
+    expect(results.map((r) => r.error?.code)).toEqual(['PROTOCOL_ERROR', 'PROTOCOL_ERROR', 'PROTOCOL_ERROR']);
+    expect(client.closed).toBe(true);
+    expect((await settle(client.ping())).error?.code).toBe('CONNECTION_CLOSED');
+  });
+
+  it('treats an oversized frame prefix as FRAME_TOO_LARGE for every pending request', async () => {
+    const { server, client } = await setup((request) => (request.op === 'get' ? NO_REPLY : undefined));
+    const pending = settle(client.get('a'));
+    await server.until(() => server.ops('get').length === 1);
+    server.last.socket.write(Buffer.from([0xff, 0xff, 0xff, 0xff]));
+    expect((await pending).error?.code).toBe('FRAME_TOO_LARGE');
+  });
+
+  it('treats a reply that is not a map as a protocol error', async () => {
+    const { server, client } = await setup((request) => (request.op === 'get' ? NO_REPLY : undefined));
+    const pending = settle(client.get('a'));
+    await server.until(() => server.ops('get').length === 1);
+    server.last.socket.write(Buffer.from([0, 0, 0, 1, 0x01]));
+    expect((await pending).error?.code).toBe('PROTOCOL_ERROR');
+  });
+
+  it('on an id-0 error fails sent requests with UNKNOWN_RESULT and keeps the reason as cause', async () => {
+    const { server, client } = await setup((request) => (request.op === 'put' ? NO_REPLY : undefined));
+    const errors: ToonDBError[] = [];
+    client.on('error', (error) => errors.push(error));
+    const pending = settle(client.put('a', '1'));
+    await server.until(() => server.ops('put').length === 1);
+    server.last.send({ id: 0, error: { code: 'SHUTTING_DOWN', message: 'daemon is shutting down' } });
+    const { error } = await pending;
+    expect(error?.code).toBe('UNKNOWN_RESULT');
+    expect(error?.message).toContain('SHUTTING_DOWN');
+    expect((error?.cause as ToonDBError).code).toBe('SHUTTING_DOWN');
+    expect(errors.map((e) => e.code)).toEqual(['SHUTTING_DOWN']);
+    expect(client.closed).toBe(true);
+  });
+});
+
+describe('close', () => {
+  it('waits for in-flight replies, then refuses new calls; close is idempotent', async () => {
+    let held: Request | undefined;
+    const { server, client } = await setup((request) => {
+      if (request.op !== 'get') return undefined;
+      held = request;
+      return NO_REPLY;
+    });
+    const get = client.get('k');
+    await server.until(() => held !== undefined);
+    const closing = client.close();
+    expect(client.closed).toBe(true);
+    await expect(client.put('x', 'y')).rejects.toMatchObject({ code: 'CONNECTION_CLOSED' });
+    server.last.reply(held!.id, Buffer.from('late but fine'));
+    expect((await get)?.toString()).toBe('late but fine');
+    await closing;
+    await client.close();
+    await server.until(() => server.last.socket.readableEnded || server.last.socket.destroyed);
+  });
+
+  it('closes through Symbol.asyncDispose (await using)', async () => {
+    server = await FakeServer.start();
+    let escaped: IpcClient;
+    {
+      await using scoped = await IpcClient.connect(server.path);
+      escaped = scoped;
+      expect(scoped.closed).toBe(false);
+    }
+    expect(escaped.closed).toBe(true);
+    await expect(escaped.ping()).rejects.toMatchObject({ code: 'CONNECTION_CLOSED' });
+  });
+
+  it('emits close with null after close()', async () => {
+    const { client } = await setup();
+    const reasons: (ToonDBError | null)[] = [];
+    client.on('close', (reason) => reasons.push(reason));
+    await client.close();
+    expect(reasons).toEqual([null]);
+  });
+});
