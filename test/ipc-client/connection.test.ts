@@ -162,7 +162,7 @@ describe('connection loss', () => {
 
   it('rejects every pending request with PROTOCOL_ERROR when the daemon sends garbage', async () => {
     const { server, client } = await setup((request) => (request.op === 'hello' ? undefined : NO_REPLY));
-    const pending = [client.get('a'), client.get('b'), client.exists('c')].map(settle);
+    const pending = [settle(client.get('a')), settle(client.get('b')), settle(client.exists('c'))];
     await server.until(() => server.requests.length === 4); // hello + 3
     server.last.socket.write(Buffer.from([0, 0, 0, 3, 0xc1, 0xc1, 0xc1]));
     const results = await Promise.all(pending);

@@ -1,0 +1,120 @@
+// Scans: cursors are pulled lazily (one batch held at a time), closed when the consumer stops
+// early, and every iteration starts a fresh cursor.
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { IpcClient } from '../../ipc-client/index.js';
+import { FakeServer, NO_REPLY } from './fake-server.js';
+
+let server: FakeServer;
+let client: IpcClient;
+
+beforeEach(async () => {
+  server = await FakeServer.start();
+  client = await IpcClient.connect(server.path);
+  for (let i = 0; i < 10; i++) server.store.set(`s/${i}`, Buffer.from(`v${i}`));
+  server.store.set('t/other', Buffer.from('x'));
+});
+
+afterEach(async () => {
+  await client.close();
+  await server.close();
+});
+
+const keys = (entries: [Buffer, Buffer][]) => entries.map(([k]) => k.toString());
+
+describe('scan', () => {
+  it('sends nothing until iterated, then pulls the next batch only once the current one is drained', async () => {
+    const scan = client.scan('s/', { batchSize: 3 });
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(server.ops('scan')).toHaveLength(0);
+    const seen: string[] = [];
+    const nextsWhenSeen: number[] = [];
+    for await (const [key, value] of scan) {
+      seen.push(`${key.toString()}=${value.toString()}`);
+      nextsWhenSeen.push(server.ops('scanNext').length);
+    }
+    expect(seen).toEqual(Array.from({ length: 10 }, (_, i) => `s/${i}=v${i}`));
+    // Entries 0-2 came with `scan`, 3-5 with the first scanNext, and so on: no read-ahead.
+    expect(nextsWhenSeen).toEqual([0, 0, 0, 1, 1, 1, 2, 2, 2, 3]);
+    expect(server.ops('scan')[0]).toMatchObject({ prefix: Buffer.from('s/'), batchSize: 3 });
+    expect(server.ops('scanClose')).toHaveLength(0); // finished cursors need no close
+  });
+
+  it('sends scanClose when the loop breaks early, and never pulls again', async () => {
+    for await (const [key] of client.scan('s/', { batchSize: 2 })) {
+      if (key.toString() === 's/2') break;
+    }
+    await server.until(() => server.ops('scanClose').length === 1);
+    expect(server.ops('scanNext')).toHaveLength(1);
+    expect(server.ops('scanClose')[0].cursor).toBe(server.ops('scanNext')[0].cursor);
+  });
+
+  it('closes the cursor when the loop body throws', async () => {
+    await expect((async () => {
+      for await (const _entry of client.scan('s/', { batchSize: 2 })) throw new Error('consumer failed');
+    })()).rejects.toThrow('consumer failed');
+    await server.until(() => server.ops('scanClose').length === 1);
+  });
+
+  it('a failing scanClose causes no unhandled rejection', async () => {
+    server.script = (request) => (request.op === 'scanClose' ? { error: { code: 'CURSOR_NOT_FOUND', message: 'gone' } } : undefined);
+    const iterator = client.scan('s/', { batchSize: 2 })[Symbol.asyncIterator]();
+    expect((await iterator.next()).done).toBe(false);
+    expect(await iterator.return?.()).toEqual({ done: true, value: undefined });
+    await server.until(() => server.ops('scanClose').length === 1);
+    expect(await iterator.next()).toEqual({ done: true, value: undefined });
+    await new Promise((resolve) => setTimeout(resolve, 10)); // vitest fails the file on an unhandled rejection
+  });
+
+  it('toArray collects everything, honouring limit and reverse', async () => {
+    expect(keys(await client.scan('s/').toArray())).toHaveLength(10);
+    expect(keys(await client.scan('s/', { limit: 3, reverse: true }).toArray())).toEqual(['s/9', 's/8', 's/7']);
+    expect(server.ops('scan')[1]).toMatchObject({ limit: 3, reverse: true });
+  });
+
+  it('each for-await starts a fresh scan', async () => {
+    const scan = client.scan('t/');
+    expect(keys(await scan.toArray())).toEqual(['t/other']);
+    server.store.set('t/new', Buffer.from('y'));
+    expect(keys(await scan.toArray())).toEqual(['t/new', 't/other']);
+    expect(server.ops('scan')).toHaveLength(2);
+  });
+
+  it('scanRange sends [start, end) and omits open bounds', async () => {
+    expect(keys(await client.scanRange('s/3', 's/6').toArray())).toEqual(['s/3', 's/4', 's/5']);
+    expect(keys(await client.scanRange(null, 's/2').toArray())).toEqual(['s/0', 's/1']);
+    expect(keys(await client.scanRange('t', undefined).toArray())).toEqual(['t/other']);
+    const [, open, openEnd] = server.ops('scan');
+    expect('start' in open).toBe(false);
+    expect('end' in openEnd).toBe(false);
+    expect('prefix' in open).toBe(false);
+  });
+
+  it('an error mid-scan rejects the iteration', async () => {
+    server.script = (request) => (request.op === 'scanNext' ? { error: { code: 'CURSOR_NOT_FOUND', message: 'expired' } } : undefined);
+    const seen: string[] = [];
+    await expect((async () => {
+      for await (const [key] of client.scan('s/', { batchSize: 4 })) seen.push(key.toString());
+    })()).rejects.toMatchObject({ code: 'CURSOR_NOT_FOUND' });
+    expect(seen).toHaveLength(4);
+    expect(server.ops('scanClose')).toHaveLength(0); // the daemon already forgot it
+  });
+
+  it('overlapping next() calls keep entries in order', async () => {
+    const iterator = client.scan('s/', { batchSize: 1 })[Symbol.asyncIterator]();
+    const results = await Promise.all(Array.from({ length: 11 }, () => iterator.next()));
+    expect(results.slice(0, 10).map((r) => (r.value as [Buffer, Buffer])[0].toString())).toEqual(Array.from({ length: 10 }, (_, i) => `s/${i}`));
+    expect(results[10].done).toBe(true);
+  });
+
+  it('close() gives a stalled scanNext the drain bound, then fails it UNKNOWN_RESULT', async () => {
+    server.script = (request) => (request.op === 'scanNext' ? NO_REPLY : undefined);
+    const iterator = client.scan('s/', { batchSize: 2 })[Symbol.asyncIterator]();
+    await iterator.next();
+    await iterator.next();
+    expect(server.ops('scanNext')).toHaveLength(0);
+    const third = iterator.next();
+    await server.until(() => server.ops('scanNext').length === 1);
+    await client.close().catch(() => undefined);
+    await expect(third).rejects.toMatchObject({ code: 'UNKNOWN_RESULT' });
+  }, 10_000);
+});

@@ -1,0 +1,206 @@
+// Transactions: every request carries the txn id, a finished transaction refuses use locally,
+// and withTransaction retries conflicts (only conflicts) with backoff.
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { IpcClient, ToonDBError, TransactionConflictError, type Transaction } from '../../ipc-client/index.js';
+import { BACKOFF_MS_MAX, backoffDelayMs } from '../../ipc-client/retry.js';
+import { FakeServer, type Request } from './fake-server.js';
+
+let server: FakeServer;
+let client: IpcClient;
+
+beforeEach(async () => {
+  server = await FakeServer.start();
+  client = await IpcClient.connect(server.path);
+});
+
+afterEach(async () => {
+  await client.close();
+  await server.close();
+});
+
+const conflict = { error: { code: 'TXN_CONFLICT', message: 'conflict' } };
+
+describe('Transaction', () => {
+  it('binds every data request to its bigint id', async () => {
+    const txn = await client.beginTransaction();
+    expect(typeof txn.id).toBe('bigint');
+    expect(txn.state).toBe('active');
+    expect(txn.isolation).toBe('serializable');
+    await txn.put('a', '1');
+    await txn.get('a');
+    await txn.exists('a');
+    await txn.delete('a');
+    await txn.putBatch([['b', '2']]);
+    await txn.getBatch(['b']);
+    await txn.deleteBatch(['b']);
+    await txn.putPath('p/q', 'v');
+    await txn.getPath('p/q');
+    await txn.deletePath('p/q');
+    await txn.listPath('p');
+    await txn.scan('').toArray();
+    await txn.scanRange('a', 'z').toArray();
+    const data = server.requests.filter((r) => !['hello', 'begin', 'commit', 'abort'].includes(r.op));
+    expect(data).toHaveLength(13);
+    for (const request of data) expect(request.txn).toBe(txn.id);
+    expect(typeof server.requests.find((r) => r.op === 'put')?.txn).toBe('bigint');
+  });
+
+  it('commit resolves with a bigint timestamp; afterwards every call fails locally', async () => {
+    const txn = await client.beginTransaction({ isolation: 'snapshot' });
+    expect(server.ops('begin')[0].isolation).toBe('snapshot');
+    await txn.put('a', '1');
+    const commitTs = await txn.commit();
+    expect(typeof commitTs).toBe('bigint');
+    expect(server.ops('commit')[0].txn).toBe(txn.id);
+    expect(txn.state).toBe('committed');
+    const before = server.requests.length;
+    await expect(txn.get('a')).rejects.toMatchObject({ code: 'NOT_IN_TRANSACTION' });
+    await expect(txn.scan('a').toArray()).rejects.toMatchObject({ code: 'NOT_IN_TRANSACTION' });
+    await expect(txn.commit()).rejects.toMatchObject({ code: 'NOT_IN_TRANSACTION' });
+    await expect(txn.abort()).rejects.toMatchObject({ code: 'NOT_IN_TRANSACTION' });
+    expect(server.requests.length).toBe(before);
+  });
+
+  it('abort ends it the same way', async () => {
+    const txn = await client.beginTransaction();
+    await txn.abort();
+    expect(txn.state).toBe('aborted');
+    await expect(txn.put('a', '1')).rejects.toMatchObject({ code: 'NOT_IN_TRANSACTION' });
+    expect(server.ops('put')).toHaveLength(0);
+  });
+
+  it('a conflicting commit throws TransactionConflictError and leaves the state aborted', async () => {
+    server.script = (request) => (request.op === 'commit' ? conflict : undefined);
+    const txn = await client.beginTransaction();
+    const error = await txn.commit().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TransactionConflictError);
+    expect(error).toBeInstanceOf(ToonDBError);
+    expect((error as ToonDBError).code).toBe('TXN_CONFLICT');
+    expect(txn.state).toBe('aborted');
+  });
+
+  it('refuses use while its commit is in flight', async () => {
+    const txn = await client.beginTransaction();
+    const committing = txn.commit();
+    await expect(txn.put('late', 'x')).rejects.toMatchObject({ code: 'NOT_IN_TRANSACTION' });
+    await committing;
+  });
+
+  it('await using aborts a transaction that is still active', async () => {
+    {
+      await using txn = await client.beginTransaction();
+      await txn.put('a', '1');
+    }
+    expect(server.ops('abort')).toHaveLength(1);
+    {
+      await using txn = await client.beginTransaction();
+      await txn.commit();
+    }
+    expect(server.ops('abort')).toHaveLength(1);
+  });
+
+  it('client.commit / client.abort take a bigint id', async () => {
+    const txn = await client.beginTransaction();
+    expect(typeof (await client.commit(txn.id))).toBe('bigint');
+    await client.abort(txn.id);
+    expect(server.ops('abort')[0].txn).toBe(txn.id);
+    await expect(client.commit('7' as unknown as bigint)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
+});
+
+describe('withTransaction', () => {
+  function conflictTimes(count: number): void {
+    let left = count;
+    server.script = (request: Request) => (request.op === 'commit' && left-- > 0 ? conflict : undefined);
+  }
+
+  it('commits and returns the function result', async () => {
+    const result = await client.withTransaction(async (txn) => {
+      await txn.put('k', 'v');
+      return 'done';
+    });
+    expect(result).toBe('done');
+    expect(server.ops('commit')).toHaveLength(1);
+    expect(server.ops('abort')).toHaveLength(0);
+  });
+
+  it('retries on TXN_CONFLICT until it commits', async () => {
+    conflictTimes(2);
+    let runs = 0;
+    const result = await client.withTransaction(async (txn) => {
+      runs++;
+      await txn.put('k', String(runs));
+      return runs;
+    }, { backoffMs: 1 });
+    expect(result).toBe(3);
+    expect(server.ops('begin')).toHaveLength(3);
+    expect(server.ops('commit')).toHaveLength(3);
+    // Each attempt ran in its own transaction.
+    expect(new Set(server.ops('put').map((r) => r.txn)).size).toBe(3);
+  });
+
+  it('gives up after `retries` re-runs and rethrows the conflict', async () => {
+    conflictTimes(100);
+    let runs = 0;
+    const error = await client.withTransaction(async () => {
+      runs++;
+    }, { retries: 2, backoffMs: 1 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TransactionConflictError);
+    expect(runs).toBe(3);
+  });
+
+  it('defaults to 3 retries', async () => {
+    conflictTimes(100);
+    let runs = 0;
+    await expect(client.withTransaction(async () => {
+      runs++;
+    }, { backoffMs: 0 })).rejects.toMatchObject({ code: 'TXN_CONFLICT' });
+    expect(runs).toBe(4);
+  });
+
+  it('retries a conflict thrown from inside the function, aborting that attempt', async () => {
+    let runs = 0;
+    const result = await client.withTransaction(async (txn: Transaction) => {
+      runs++;
+      if (runs === 1) throw new TransactionConflictError('read conflict');
+      await txn.put('k', 'v');
+      return runs;
+    }, { backoffMs: 1 });
+    expect(result).toBe(2);
+    expect(server.ops('abort')).toHaveLength(1);
+  });
+
+  it('aborts and rethrows any other error without retrying', async () => {
+    let runs = 0;
+    await expect(client.withTransaction(async (txn) => {
+      runs++;
+      await txn.put('k', 'v');
+      throw new Error('boom');
+    })).rejects.toThrow('boom');
+    expect(runs).toBe(1);
+    expect(server.ops('abort')).toHaveLength(1);
+    expect(server.ops('commit')).toHaveLength(0);
+  });
+
+  it('keeps the original error when the abort fails too', async () => {
+    server.script = (request) => (request.op === 'abort' ? { error: { code: 'IO_ERROR', message: 'abort failed' } } : undefined);
+    await expect(client.withTransaction(async () => {
+      throw new Error('first');
+    })).rejects.toThrow('first');
+  });
+
+  it('backs off between attempts by a jittered, capped, exponential delay', async () => {
+    conflictTimes(2);
+    const started = Date.now();
+    await client.withTransaction(async () => undefined, { backoffMs: 40 });
+    expect(Date.now() - started).toBeLessThan(40 + 80 + 100); // at most 40 then 80 ms, plus slack
+    for (let i = 0; i < 100; i++) {
+      const delay = backoffDelayMs(3, 10);
+      expect(delay).toBeGreaterThanOrEqual(0);
+      expect(delay).toBeLessThanOrEqual(80);
+    }
+    expect(backoffDelayMs(30, 10)).toBeLessThanOrEqual(BACKOFF_MS_MAX);
+    expect(new Set(Array.from({ length: 20 }, () => backoffDelayMs(2, 10))).size).toBeGreaterThan(1);
+    await expect(client.withTransaction(async () => undefined, { retries: -1 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
+});
