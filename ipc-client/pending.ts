@@ -127,8 +127,9 @@ export class PendingTable {
     }
     this.arm();
     for (const pending of expired) {
-      pending.reject(new ToonDBError('TIMEOUT',
-        `${pending.op} got no reply within ${this.timeoutMs} ms; it may or may not have been applied`));
+      pending.reject(new ToonDBError('TIMEOUT', pending.written
+        ? `${pending.op} got no reply within ${this.timeoutMs} ms; it may or may not have been applied`
+        : `${pending.op} waited ${this.timeoutMs} ms for room in the write queue and was not sent`));
     }
     if (expired.length > 0) this.onExpired();
   }
