@@ -197,7 +197,12 @@ export class Connection {
     this.batchBytes = 0;
     if (this.ending !== null) return; // end() already failed them
     const live = batch.filter((item) => item.pending.live);
-    if (live.length === 0) return;
+    if (live.length > 0) this.write(live);
+    // No 'drain' will come if the socket never filled up (e.g. every frame had timed out).
+    if (this.waiting.length > 0 && !this.socket.writableNeedDrain) this.admitWaiting();
+  }
+
+  private write(live: Encoded[]): void {
     for (const item of live) item.pending.written = true;
     if (live.length === 1) {
       this.socket.write(live[0].frame);
