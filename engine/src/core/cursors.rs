@@ -1,0 +1,179 @@
+//! Scan cursors and `listPath`.
+//!
+//! Responsibility: batched, snapshot-consistent range reads. A cursor stores no iterator (fjall
+//! iterators borrow nothing but would pin memtables for as long as a client idles): it stores
+//! its read source, its remaining bounds and what is left of its limit, and every batch re-seeks
+//! the range after the last key returned.
+//! - Outside a transaction the source is a fjall `Snapshot` taken at scanOpen, so every batch
+//!   reads the same point in time, whatever commits in between.
+//! - Inside a transaction the source is the transaction (see view.rs): own writes are visible
+//!   and, when serializable, each range read is marked for phantom detection.
+//!
+//! Invariants: handles increase from 1 and are never reused; a cursor that reports `done` is
+//! already freed; every batch holds at least one entry unless the scan is done; expired entries
+//! are never returned.
+
+use super::error::{EngineError, EngineResult};
+use super::pathkey;
+use super::store::Store;
+use super::txn;
+use super::value;
+use super::view::{prefix_bounds, Bounds, View};
+use fjall::Snapshot;
+use std::collections::HashMap;
+use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+pub const BATCH_ITEMS_DEFAULT: usize = 256;
+pub const BATCH_ITEMS_MAX: usize = 10_000;
+/// Used when the caller gives no byte budget: keeps one batch well inside a frame.
+pub const BATCH_BYTES_DEFAULT: usize = 4 * 1024 * 1024;
+
+pub enum Source {
+    Snap(Snapshot),
+    Txn(u64),
+}
+
+pub struct Cursor {
+    pub source: Source,
+    pub bounds: Bounds,
+    pub reverse: bool,
+    /// Entries still allowed by the scan's total limit (None = unlimited).
+    pub remaining: Option<u64>,
+    pub batch_items: usize,
+    pub batch_bytes: usize,
+}
+
+pub struct Batch {
+    pub keys: Vec<Vec<u8>>,
+    pub vals: Vec<Vec<u8>>,
+    pub done: bool,
+}
+
+#[derive(Default)]
+pub struct CursorRegistry {
+    next: AtomicU64,
+    open: Mutex<HashMap<u64, Cursor>>,
+}
+
+impl CursorRegistry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Cursor>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn insert(&self, cursor: Cursor) -> u64 {
+        let id = self.next.fetch_add(1, Ordering::SeqCst) + 1;
+        self.lock().insert(id, cursor);
+        id
+    }
+
+    /// Takes the cursor out while a batch is read; `put_back` returns it if not done.
+    pub fn take(&self, id: u64) -> EngineResult<Cursor> {
+        self.lock().remove(&id).ok_or(EngineError::CursorNotFound(id))
+    }
+
+    pub fn put_back(&self, id: u64, cursor: Cursor) {
+        self.lock().insert(id, cursor);
+    }
+
+    pub fn count(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+}
+
+/// Bounds of a scan: a prefix, or `[start, end)` with either side open.
+pub fn scan_bounds(key: Option<Vec<u8>>, end: Option<Vec<u8>>, range: bool) -> Bounds {
+    if range {
+        let lo = key.map_or(Bound::Unbounded, Bound::Included);
+        let hi = end.map_or(Bound::Unbounded, Bound::Excluded);
+        (lo, hi)
+    } else {
+        prefix_bounds(&key.unwrap_or_default())
+    }
+}
+
+/// Reads the next batch of `cursor` and advances it past the last entry returned.
+pub fn read_batch(store: &Store, cursor: &mut Cursor) -> EngineResult<Batch> {
+    let now = value::now_ms();
+    let max_items = cursor.remaining.map_or(cursor.batch_items, |r| (r as usize).min(cursor.batch_items));
+    let (bounds, reverse, max_bytes) = (cursor.bounds.clone(), cursor.reverse, cursor.batch_bytes);
+    let (entries, more) = match &cursor.source {
+        Source::Snap(snap) => collect(&View::Snap(snap), store, bounds, reverse, max_items, max_bytes, now)?,
+        Source::Txn(id) => txn::with_txn(store, *id, |state| {
+            collect(&state.view(), store, bounds, reverse, max_items, max_bytes, now)
+        })?,
+    };
+    if let Some((last, _)) = entries.last() {
+        if reverse {
+            cursor.bounds.1 = Bound::Excluded(last.clone());
+        } else {
+            cursor.bounds.0 = Bound::Excluded(last.clone());
+        }
+    }
+    if let Some(r) = cursor.remaining.as_mut() {
+        *r -= entries.len() as u64;
+    }
+    let done = !more || cursor.remaining == Some(0);
+    let (keys, vals) = entries.into_iter().unzip();
+    Ok(Batch { keys, vals, done })
+}
+
+/// Collects up to `max_items` live entries (stopping once `max_bytes` is reached, after at least
+/// one) and reports whether another live entry follows.
+fn collect(
+    view: &View<'_>,
+    store: &Store,
+    bounds: Bounds,
+    reverse: bool,
+    max_items: usize,
+    max_bytes: usize,
+    now: u64,
+) -> EngineResult<(Vec<(Vec<u8>, Vec<u8>)>, bool)> {
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    for entry in view.range(&store.data, bounds, reverse) {
+        let (key, stored) = entry?;
+        let Some(live) = value::live(&stored, now)? else { continue };
+        if out.len() >= max_items || (bytes >= max_bytes && !out.is_empty()) {
+            return Ok((out, true));
+        }
+        bytes += key.len() + live.len();
+        let live = live.to_vec();
+        out.push((key, live));
+    }
+    Ok((out, false))
+}
+
+/// Distinct child segments (still escaped) directly under `parent`, in order, seeking past each
+/// child's subtree instead of reading it.
+pub fn list_path(store: &Store, view: &View<'_>, parent: &[u8], limit: usize) -> EngineResult<Vec<Vec<u8>>> {
+    let now = value::now_ms();
+    let (mut lo, hi) = prefix_bounds(parent);
+    let mut children = Vec::new();
+    while limit == 0 || children.len() < limit {
+        let next = first_live(view, store, (lo, hi.clone()), now)?;
+        let Some(key) = next else { break };
+        let (child, _deeper) = pathkey::child_segment(&key[parent.len()..]);
+        let child = child.to_vec();
+        lo = Bound::Included(pathkey::after_child(parent, &child));
+        if !child.is_empty() {
+            children.push(child); // a key equal to the parent prefix itself is not a child
+        }
+    }
+    Ok(children)
+}
+
+fn first_live(view: &View<'_>, store: &Store, bounds: Bounds, now: u64) -> EngineResult<Option<Vec<u8>>> {
+    for entry in view.range(&store.data, bounds, false) {
+        let (key, stored) = entry?;
+        if value::live(&stored, now)?.is_some() {
+            return Ok(Some(key));
+        }
+    }
+    Ok(None)
+}

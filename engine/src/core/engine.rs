@@ -1,0 +1,114 @@
+//! The engine handle: an open store, or nothing once closed; plus the whole-call operations
+//! (sync, checkpoint, stats, sweep, close).
+//!
+//! Responsibility: own the `Arc<Store>` and hand clones to calls in flight, so `close` can drop
+//! the database while late calls fail cleanly with SHUTTING_DOWN instead of touching freed state.
+//!
+//! Invariants: after `close` returns, no new call gets the store; the database files are fsynced
+//! (SyncAll) before the store is released; open transactions and cursors are discarded.
+
+use super::error::{EngineError, EngineResult};
+use super::ops::{self, Op, OpOutput};
+use super::store::{OpenOptions, Recovery, Store};
+use super::ttl;
+use fjall::PersistMode;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Stats {
+    pub approximate_keys: u64,
+    pub disk_bytes: u64,
+    pub journal_bytes: u64,
+    pub journal_count: u64,
+    pub write_buffer_bytes: u64,
+    pub seqno: u64,
+    pub open_transactions: u64,
+    pub open_cursors: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Checkpoint {
+    pub lsn: u64,
+    pub duration_ms: f64,
+}
+
+pub struct Engine {
+    store: RwLock<Option<Arc<Store>>>,
+}
+
+impl Engine {
+    pub fn open(options: &OpenOptions) -> EngineResult<(Engine, Recovery)> {
+        let (store, recovery) = Store::open(options)?;
+        Ok((Engine { store: RwLock::new(Some(Arc::new(store))) }, recovery))
+    }
+
+    pub fn store(&self) -> EngineResult<Arc<Store>> {
+        let guard = self.store.read().unwrap_or_else(|p| p.into_inner());
+        guard.clone().ok_or(EngineError::ShuttingDown)
+    }
+
+    pub fn execute(&self, ops: Vec<Op>) -> EngineResult<Vec<OpOutput>> {
+        Ok(ops::execute(&*self.store()?, ops))
+    }
+
+    pub fn sync(&self) -> EngineResult<u64> {
+        self.store()?.sync()
+    }
+
+    pub fn durable_seq(&self) -> u64 {
+        self.store().map_or(0, |s| s.tickets.durable())
+    }
+
+    pub fn written_seq(&self) -> u64 {
+        self.store().map_or(0, |s| s.tickets.written())
+    }
+
+    pub fn sweep_expired(&self, limit: usize) -> EngineResult<u64> {
+        ttl::sweep_expired(&*self.store()?, limit)
+    }
+
+    /// Makes everything so far durable in table files: fsync the journal, seal the memtables
+    /// and wait until they are flushed, so older journals can be dropped and recovery is short.
+    pub fn checkpoint(&self) -> EngineResult<Checkpoint> {
+        let store = self.store()?;
+        let started = Instant::now();
+        let target = store.tickets.written();
+        store.persist(PersistMode::SyncAll)?;
+        store.tickets.mark_durable(target);
+        for ks in [&store.data, &store.ttl] {
+            ks.inner().rotate_memtable_and_wait()?;
+        }
+        Ok(Checkpoint {
+            lsn: store.db.inner().visible_seqno(),
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        })
+    }
+
+    pub fn stats(&self) -> EngineResult<Stats> {
+        let store = self.store()?;
+        let db = store.db.inner();
+        Ok(Stats {
+            approximate_keys: store.data.approximate_len() as u64,
+            disk_bytes: store.db.disk_space()?,
+            journal_bytes: db.journal_disk_space()?,
+            journal_count: store.db.journal_count() as u64,
+            write_buffer_bytes: store.db.write_buffer_size(),
+            seqno: db.visible_seqno(),
+            open_transactions: store.txns.count() as u64,
+            open_cursors: store.cursors.count() as u64,
+        })
+    }
+
+    /// Persists (SyncAll) and releases the store. Idempotent: a second close is a no-op.
+    pub fn close(&self) -> EngineResult<()> {
+        let taken = self.store.write().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(store) = taken else { return Ok(()) };
+        store.txns.clear();
+        store.cursors.clear();
+        let target = store.tickets.written();
+        store.persist(PersistMode::SyncAll)?;
+        store.tickets.mark_durable(target);
+        Ok(())
+    }
+}

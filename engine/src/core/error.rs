@@ -1,0 +1,177 @@
+//! Engine errors and their stable registry codes.
+//!
+//! Responsibility: one error enum for everything the core can fail with, a human `Display`, and
+//! the mapping to the string codes of protocol/errors.ts. Every fjall / lsm-tree error variant is
+//! mapped explicitly (with a fallback arm for their `#[non_exhaustive]` enums), so JS never sees a
+//! generic "GenericFailure".
+//!
+//! Invariants:
+//! - `EngineError::code()` only returns strings listed in `ALL_CODES`, and `ALL_CODES` is a subset
+//!   of the registry (checked by a JS test through `nativeErrorCodes()`).
+
+use std::fmt;
+
+/// Every code the native side can produce. Keep in sync with `EngineError::code`.
+pub const ALL_CODES: &[&str] = &[
+    "INVALID_ARGUMENT",
+    "KEY_TOO_LARGE",
+    "VALUE_TOO_LARGE",
+    "BATCH_TOO_LARGE",
+    "TXN_CONFLICT",
+    "NOT_IN_TRANSACTION",
+    "TXN_TOO_LARGE",
+    "CURSOR_NOT_FOUND",
+    "SHUTTING_DOWN",
+    "DISK_FULL",
+    "IO_ERROR",
+    "STORAGE_FAILED",
+    "CORRUPTION",
+    "LOCKED",
+    "INTERNAL",
+];
+
+#[derive(Debug)]
+pub enum EngineError {
+    InvalidArgument(String),
+    KeyTooLarge { len: usize, max: usize },
+    ValueTooLarge { len: usize, max: usize },
+    BatchTooLarge { items: usize, max: usize },
+    TxnConflict,
+    NotInTransaction(u64),
+    TxnTooLarge { bytes: u64, max: u64 },
+    CursorNotFound(u64),
+    ShuttingDown,
+    DiskFull(String),
+    Io(String),
+    StorageFailed(String),
+    Corruption(String),
+    Locked(String),
+    Internal(String),
+}
+
+pub type EngineResult<T> = Result<T, EngineError>;
+
+impl EngineError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidArgument(_) => "INVALID_ARGUMENT",
+            Self::KeyTooLarge { .. } => "KEY_TOO_LARGE",
+            Self::ValueTooLarge { .. } => "VALUE_TOO_LARGE",
+            Self::BatchTooLarge { .. } => "BATCH_TOO_LARGE",
+            Self::TxnConflict => "TXN_CONFLICT",
+            Self::NotInTransaction(_) => "NOT_IN_TRANSACTION",
+            Self::TxnTooLarge { .. } => "TXN_TOO_LARGE",
+            Self::CursorNotFound(_) => "CURSOR_NOT_FOUND",
+            Self::ShuttingDown => "SHUTTING_DOWN",
+            Self::DiskFull(_) => "DISK_FULL",
+            Self::Io(_) => "IO_ERROR",
+            Self::StorageFailed(_) => "STORAGE_FAILED",
+            Self::Corruption(_) => "CORRUPTION",
+            Self::Locked(_) => "LOCKED",
+            Self::Internal(_) => "INTERNAL",
+        }
+    }
+
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        Self::InvalidArgument(msg.into())
+    }
+
+    /// Maps an OS error: out of space / quota is DISK_FULL (retryable), the rest IO_ERROR.
+    pub fn from_io(context: &str, err: &std::io::Error) -> Self {
+        match err.raw_os_error() {
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) => Self::DiskFull(format!("{context}: {err}")),
+            _ => Self::Io(format!("{context}: {err}")),
+        }
+    }
+}
+
+impl fmt::Display for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidArgument(m) => write!(f, "invalid argument: {m}"),
+            Self::KeyTooLarge { len, max } => write!(f, "key is {len} bytes, the limit is {max}"),
+            Self::ValueTooLarge { len, max } => write!(f, "value is {len} bytes, the limit is {max}"),
+            Self::BatchTooLarge { items, max } => write!(f, "batch has {items} items, the limit is {max}"),
+            Self::TxnConflict => write!(f, "transaction conflicted with a concurrent commit; nothing was applied"),
+            Self::NotInTransaction(t) => write!(f, "transaction {t} is unknown, committed or aborted"),
+            Self::TxnTooLarge { bytes, max } => {
+                write!(f, "transaction buffered {bytes} bytes, over the limit of {max}; it was aborted")
+            }
+            Self::CursorNotFound(c) => write!(f, "cursor {c} is unknown, exhausted or closed"),
+            Self::ShuttingDown => write!(f, "the engine is closed"),
+            Self::DiskFull(m) => write!(f, "disk full: {m}"),
+            Self::Io(m) => write!(f, "I/O error: {m}"),
+            Self::StorageFailed(m) => write!(f, "storage failed, writes are refused until restart: {m}"),
+            Self::Corruption(m) => write!(f, "corruption: {m}"),
+            Self::Locked(m) => write!(f, "locked: {m}"),
+            Self::Internal(m) => write!(f, "internal error: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+fn from_lsm(err: &fjall::LsmError) -> EngineError {
+    use fjall::LsmError as L;
+    match err {
+        L::Io(io) => EngineError::from_io("storage", io),
+        L::Decompress(c) => EngineError::Corruption(format!("block failed to decompress ({c:?})")),
+        L::InvalidVersion(v) => EngineError::Corruption(format!("unknown table format version {v}")),
+        L::Unrecoverable => EngineError::Corruption("table is unrecoverable".into()),
+        L::ChecksumMismatch { got, expected } => {
+            EngineError::Corruption(format!("checksum mismatch: got {got:?}, expected {expected:?}"))
+        }
+        L::InvalidTag((what, tag)) => EngineError::Corruption(format!("invalid tag {tag} in {what}")),
+        L::InvalidTrailer => EngineError::Corruption("invalid table trailer".into()),
+        L::InvalidHeader(what) => EngineError::Corruption(format!("invalid header in {what}")),
+        L::Utf8(e) => EngineError::Corruption(format!("invalid UTF-8 in metadata: {e}")),
+        other => EngineError::Corruption(format!("storage error: {other:?}")),
+    }
+}
+
+impl From<fjall::Error> for EngineError {
+    fn from(err: fjall::Error) -> Self {
+        use fjall::Error as E;
+        match &err {
+            E::Storage(inner) => from_lsm(inner),
+            E::Io(io) => EngineError::from_io("journal", io),
+            E::JournalRecovery(r) => EngineError::Corruption(format!("journal recovery failed: {r}")),
+            E::InvalidVersion(v) => EngineError::Corruption(format!("unsupported data format version {v:?}")),
+            E::Decompress(c) => EngineError::Corruption(format!("journal entry failed to decompress ({c:?})")),
+            E::InvalidTrailer => EngineError::Corruption("invalid journal trailer".into()),
+            E::InvalidTag((what, tag)) => EngineError::Corruption(format!("invalid tag {tag} in {what}")),
+            E::Poisoned => EngineError::StorageFailed("an earlier journal write or fsync failed".into()),
+            E::KeyspaceDeleted => EngineError::Internal("keyspace was deleted under the engine".into()),
+            E::Locked => EngineError::Locked("the data directory is in use by another process".into()),
+            E::Unrecoverable => EngineError::Corruption("database is unrecoverable".into()),
+            other => EngineError::Internal(format!("unmapped fjall error: {other:?}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_listed() {
+        let samples = [
+            EngineError::invalid("x"),
+            EngineError::KeyTooLarge { len: 2, max: 1 },
+            EngineError::TxnConflict,
+            EngineError::from(fjall::Error::Poisoned),
+            EngineError::from(fjall::Error::Locked),
+            EngineError::from(fjall::Error::InvalidTrailer),
+            EngineError::from_io("t", &std::io::Error::from_raw_os_error(libc::ENOSPC)),
+            EngineError::from_io("t", &std::io::Error::from_raw_os_error(libc::EIO)),
+        ];
+        let codes: Vec<_> = samples.iter().map(|e| e.code()).collect();
+        assert_eq!(
+            codes,
+            ["INVALID_ARGUMENT", "KEY_TOO_LARGE", "TXN_CONFLICT", "STORAGE_FAILED", "LOCKED", "CORRUPTION", "DISK_FULL", "IO_ERROR"]
+        );
+        for code in codes {
+            assert!(ALL_CODES.contains(&code), "{code} missing from ALL_CODES");
+        }
+    }
+}

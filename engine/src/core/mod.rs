@@ -1,0 +1,19 @@
+//! The storage core: no napi types here, so everything is testable with `cargo test`.
+//!
+//! Layout: `engine` (open/close and whole-call operations) -> `ops` (one execute batch) ->
+//! `store` (fjall database, commit path, limits) with `txn`, `cursors`, `view`, `ttl`,
+//! `value` (stored value header), `pathkey`, `tickets` (durability counters), `error`, and `os`
+//! (data-dir lock, peer credentials, sd_notify).
+
+pub mod cursors;
+pub mod engine;
+pub mod error;
+pub mod ops;
+pub mod os;
+pub mod pathkey;
+pub mod store;
+pub mod tickets;
+pub mod ttl;
+pub mod txn;
+pub mod value;
+pub mod view;

@@ -1,0 +1,292 @@
+//! `execute`: the batch of operations one call runs, and the result of each.
+//!
+//! Responsibility: validate each op against the limits, route it to a plain read, a
+//! non-transactional write, a transaction or a cursor, and turn its outcome into an `OpOutput`.
+//!
+//! Invariants: ops run sequentially in array order and each gets exactly one output; a failing
+//! op sets `error` and never affects the others; a write's `seq` is its ticket, a read's `seq`
+//! is the issued-ticket counter loaded after the read (covers every commit the read could see).
+
+use super::cursors::{self, Cursor, Source, BATCH_BYTES_DEFAULT, BATCH_ITEMS_DEFAULT, BATCH_ITEMS_MAX};
+use super::error::{EngineError, EngineResult};
+use super::store::{Store, WriteItem};
+use super::txn::{self, Isolation};
+use super::value;
+use super::view::View;
+
+pub mod kind {
+    pub const GET: u32 = 1;
+    pub const EXISTS: u32 = 2;
+    pub const PUT: u32 = 3;
+    pub const DELETE: u32 = 4;
+    pub const GET_BATCH: u32 = 5;
+    pub const PUT_BATCH: u32 = 6;
+    pub const DELETE_BATCH: u32 = 7;
+    pub const SCAN_OPEN: u32 = 8;
+    pub const SCAN_NEXT: u32 = 9;
+    pub const SCAN_CLOSE: u32 = 10;
+    pub const LIST_PATH: u32 = 11;
+    pub const BEGIN: u32 = 12;
+    pub const COMMIT: u32 = 13;
+    pub const ABORT: u32 = 14;
+}
+
+/// One operation with owned inputs (mirrors `EngineOp` of engine/types.ts).
+#[derive(Default, Clone, Debug)]
+pub struct Op {
+    pub kind: u32,
+    pub txn: Option<u64>,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub keys: Option<Vec<Vec<u8>>>,
+    pub values: Option<Vec<Vec<u8>>>,
+    pub end: Option<Vec<u8>>,
+    pub range: bool,
+    pub ttl_ms: Option<f64>,
+    pub cursor: Option<u64>,
+    pub reverse: bool,
+    pub limit: Option<f64>,
+    pub batch_items: Option<f64>,
+    pub batch_bytes: Option<f64>,
+    pub isolation: Option<u32>,
+}
+
+/// Result of one op (mirrors `EngineResult`). `value: Some(None)` is a missing key (JS null).
+#[derive(Default, Debug)]
+pub struct OpOutput {
+    pub error: Option<EngineError>,
+    pub value: Option<Option<Vec<u8>>>,
+    pub found: Option<bool>,
+    pub values: Option<Vec<Option<Vec<u8>>>>,
+    pub keys: Option<Vec<Vec<u8>>>,
+    pub vals: Option<Vec<Vec<u8>>>,
+    pub done: Option<bool>,
+    pub cursor: Option<u64>,
+    pub txn: Option<u64>,
+    pub commit_ts: Option<u64>,
+    pub seq: u64,
+}
+
+/// Runs `ops` in order; never fails as a whole.
+pub fn execute(store: &Store, ops: Vec<Op>) -> Vec<OpOutput> {
+    ops.into_iter()
+        .map(|op| {
+            let ticket_floor = store.tickets.issued();
+            run_op(store, op).unwrap_or_else(|error| OpOutput { error: Some(error), seq: ticket_floor, ..Default::default() })
+        })
+        .collect()
+}
+
+fn run_op(store: &Store, op: Op) -> EngineResult<OpOutput> {
+    match op.kind {
+        kind::GET | kind::EXISTS | kind::GET_BATCH => read_op(store, op),
+        kind::PUT | kind::DELETE | kind::PUT_BATCH | kind::DELETE_BATCH => write_op(store, op),
+        kind::SCAN_OPEN => scan_open(store, op),
+        kind::SCAN_NEXT => scan_next(store, op),
+        kind::SCAN_CLOSE => {
+            store.cursors.take(need_handle(op.cursor, "cursor")?)?;
+            Ok(OpOutput { seq: store.tickets.issued(), ..Default::default() })
+        }
+        kind::LIST_PATH => list_path(store, op),
+        kind::BEGIN => begin(store, op),
+        kind::COMMIT => commit(store, op),
+        kind::ABORT => {
+            txn::abort(store, need_handle(op.txn, "txn")?)?;
+            Ok(OpOutput { seq: store.tickets.issued(), ..Default::default() })
+        }
+        other => Err(EngineError::invalid(format!("unknown op kind {other}"))),
+    }
+}
+
+fn need_handle(handle: Option<u64>, what: &str) -> EngineResult<u64> {
+    handle.ok_or_else(|| EngineError::invalid(format!("{what} is required")))
+}
+
+fn need<T>(field: Option<T>, what: &str) -> EngineResult<T> {
+    field.ok_or_else(|| EngineError::invalid(format!("{what} is required")))
+}
+
+/// A non-negative integer count from a JS number; `None` stays `None`.
+fn count(value: Option<f64>, what: &str) -> EngineResult<Option<u64>> {
+    match value {
+        None => Ok(None),
+        Some(v) if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v <= 9_007_199_254_740_991.0 => Ok(Some(v as u64)),
+        Some(v) => Err(EngineError::invalid(format!("{what} must be a non-negative integer, got {v}"))),
+    }
+}
+
+/// Runs `f` against the op's read view: its transaction, or a fresh snapshot.
+fn with_view<T>(store: &Store, txn: Option<u64>, f: impl FnOnce(&View<'_>) -> EngineResult<T>) -> EngineResult<T> {
+    match txn {
+        Some(id) => txn::with_txn(store, id, |state| f(&state.view())),
+        None => f(&View::Snap(&store.db.read_tx())),
+    }
+}
+
+fn read_op(store: &Store, op: Op) -> EngineResult<OpOutput> {
+    let now = value::now_ms();
+    let keys = match op.kind {
+        kind::GET_BATCH => need(op.keys, "keys")?,
+        _ => vec![need(op.key, "key")?],
+    };
+    store.check_batch(keys.len())?;
+    for key in &keys {
+        store.check_key(key)?;
+    }
+    let values = with_view(store, op.txn, |view| {
+        keys.iter()
+            .map(|key| match view.get(&store.data, key)? {
+                Some(stored) => Ok(value::live(&stored, now)?.map(<[u8]>::to_vec)),
+                None => Ok(None),
+            })
+            .collect::<EngineResult<Vec<_>>>()
+    })?;
+    let mut out = OpOutput { seq: store.tickets.issued(), ..Default::default() };
+    match op.kind {
+        kind::GET => out.value = values.into_iter().next(),
+        kind::EXISTS => out.found = Some(values[0].is_some()),
+        _ => out.values = Some(values),
+    }
+    Ok(out)
+}
+
+fn expiry_for(ttl_ms: Option<f64>) -> EngineResult<Option<u64>> {
+    match ttl_ms {
+        None => Ok(None),
+        Some(t) if t.is_finite() && t >= 1.0 => Ok(Some(value::now_ms().saturating_add(t as u64))),
+        Some(t) => Err(EngineError::invalid(format!("ttlMs must be a positive number, got {t}"))),
+    }
+}
+
+/// Validated (key, stored value or None for delete) pairs of a write op.
+fn write_items(store: &Store, op: Op) -> EngineResult<(Vec<(Vec<u8>, Option<Vec<u8>>)>, Option<u64>)> {
+    let expiry = expiry_for(op.ttl_ms)?;
+    let pairs: Vec<(Vec<u8>, Option<Vec<u8>>)> = match op.kind {
+        kind::PUT => vec![(need(op.key, "key")?, Some(need(op.value, "value")?))],
+        kind::DELETE => vec![(need(op.key, "key")?, None)],
+        kind::DELETE_BATCH => need(op.keys, "keys")?.into_iter().map(|k| (k, None)).collect(),
+        _ => {
+            let (keys, values) = (need(op.keys, "keys")?, need(op.values, "values")?);
+            if keys.len() != values.len() {
+                return Err(EngineError::invalid(format!("{} keys but {} values", keys.len(), values.len())));
+            }
+            keys.into_iter().zip(values).map(|(k, v)| (k, Some(v))).collect()
+        }
+    };
+    store.check_batch(pairs.len())?;
+    for (key, val) in &pairs {
+        store.check_key(key)?;
+        if let Some(v) = val {
+            store.check_value(v)?;
+        }
+    }
+    let stored = pairs.into_iter().map(|(k, v)| (k, v.map(|v| value::encode(&v, expiry)))).collect();
+    Ok((stored, expiry))
+}
+
+fn write_op(store: &Store, op: Op) -> EngineResult<OpOutput> {
+    let txn = op.txn;
+    let (items, expiry) = write_items(store, op)?;
+    if let Some(id) = txn {
+        txn::write(store, id, items)?;
+        return Ok(OpOutput { seq: store.tickets.issued(), ..Default::default() });
+    }
+    let batch = items
+        .into_iter()
+        .map(|(key, stored)| match stored {
+            Some(stored) => WriteItem::Put { key, stored, expiry_ms: expiry },
+            None => WriteItem::Delete { key },
+        })
+        .collect();
+    let committed = store.write_batch(batch);
+    committed.result?;
+    Ok(OpOutput { seq: committed.ticket, ..Default::default() })
+}
+
+fn scan_open(store: &Store, op: Op) -> EngineResult<OpOutput> {
+    if let Some(key) = &op.key {
+        store.check_key(key)?;
+    }
+    let source = match op.txn {
+        Some(id) => {
+            txn::with_txn(store, id, |_| Ok(()))?;
+            Source::Txn(id)
+        }
+        None => Source::Snap(store.db.read_tx()),
+    };
+    let limit = count(op.limit, "limit")?.filter(|&l| l > 0);
+    let mut cursor = Cursor {
+        source,
+        bounds: cursors::scan_bounds(op.key, op.end, op.range),
+        reverse: op.reverse,
+        remaining: limit,
+        batch_items: BATCH_ITEMS_DEFAULT,
+        batch_bytes: BATCH_BYTES_DEFAULT,
+    };
+    apply_batch_sizes(&mut cursor, op.batch_items, op.batch_bytes)?;
+    let batch = cursors::read_batch(store, &mut cursor)?;
+    let handle = if batch.done { None } else { Some(store.cursors.insert(cursor)) };
+    Ok(batch_output(store, batch, handle))
+}
+
+fn apply_batch_sizes(cursor: &mut Cursor, items: Option<f64>, bytes: Option<f64>) -> EngineResult<()> {
+    if let Some(n) = count(items, "batchItems")? {
+        cursor.batch_items = (n as usize).clamp(1, BATCH_ITEMS_MAX);
+    }
+    if let Some(n) = count(bytes, "batchBytes")? {
+        cursor.batch_bytes = (n as usize).max(1);
+    }
+    Ok(())
+}
+
+fn scan_next(store: &Store, op: Op) -> EngineResult<OpOutput> {
+    let id = need_handle(op.cursor, "cursor")?;
+    let mut cursor = store.cursors.take(id)?;
+    apply_batch_sizes(&mut cursor, op.batch_items, op.batch_bytes)?;
+    let batch = match cursors::read_batch(store, &mut cursor) {
+        Ok(batch) => batch,
+        // The cursor's transaction finished: the cursor is gone with it.
+        Err(EngineError::NotInTransaction(_)) => return Err(EngineError::CursorNotFound(id)),
+        Err(e) => return Err(e),
+    };
+    if !batch.done {
+        store.cursors.put_back(id, cursor);
+    }
+    Ok(batch_output(store, batch, Some(id)))
+}
+
+fn batch_output(store: &Store, batch: cursors::Batch, handle: Option<u64>) -> OpOutput {
+    OpOutput {
+        keys: Some(batch.keys),
+        vals: Some(batch.vals),
+        done: Some(batch.done),
+        cursor: handle,
+        seq: store.tickets.issued(),
+        ..Default::default()
+    }
+}
+
+fn list_path(store: &Store, op: Op) -> EngineResult<OpOutput> {
+    let parent = op.key.unwrap_or_default();
+    store.check_key(&parent)?;
+    let limit = count(op.limit, "limit")?.unwrap_or(0) as usize;
+    let children = with_view(store, op.txn, |view| cursors::list_path(store, view, &parent, limit))?;
+    Ok(OpOutput { keys: Some(children), seq: store.tickets.issued(), ..Default::default() })
+}
+
+fn begin(store: &Store, op: Op) -> EngineResult<OpOutput> {
+    let isolation = match op.isolation.unwrap_or(0) {
+        0 => Isolation::Serializable,
+        1 => Isolation::Snapshot,
+        other => return Err(EngineError::invalid(format!("unknown isolation {other}"))),
+    };
+    let id = txn::begin(store, isolation)?;
+    Ok(OpOutput { txn: Some(id), seq: store.tickets.issued(), ..Default::default() })
+}
+
+fn commit(store: &Store, op: Op) -> EngineResult<OpOutput> {
+    let id = need_handle(op.txn, "txn")?;
+    let (ticket, result) = txn::commit(store, id);
+    let commit_ts = result?;
+    Ok(OpOutput { commit_ts: Some(commit_ts), seq: ticket, ..Default::default() })
+}

@@ -1,0 +1,171 @@
+//! Operating-system services Node cannot reach on its own: the data-directory lock, the peer
+//! credentials of a Unix-socket connection, and systemd's sd_notify datagram.
+//!
+//! Responsibility: thin, checked wrappers over libc / std with errors in registry codes.
+//!
+//! Invariants:
+//! - `DirLock` holds an exclusive `flock` on `<dir>/toondbd.lock` for as long as it lives; the
+//!   kernel drops the lock when the process dies (also on SIGKILL), so a stale lock never blocks
+//!   a restart. The lock file is opened O_CLOEXEC, so a child process never inherits it.
+//! - `sd_notify` never fails the caller: without NOTIFY_SOCKET it does nothing and returns false.
+
+use super::error::{EngineError, EngineResult};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+pub const LOCK_FILE_NAME: &str = "toondbd.lock";
+
+/// An exclusive, process-lifetime lock on a data directory.
+pub struct DirLock {
+    path: PathBuf,
+    file: Option<File>,
+}
+
+impl DirLock {
+    /// Takes the lock without waiting; LOCKED if another process (or handle) holds it.
+    pub fn acquire(dir: &Path) -> EngineResult<DirLock> {
+        std::fs::create_dir_all(dir).map_err(|e| EngineError::from_io(&format!("creating {}", dir.display()), &e))?;
+        let path = dir.join(LOCK_FILE_NAME);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|e| EngineError::from_io(&format!("opening {}", path.display()), &e))?;
+        // SAFETY: flock on a file descriptor we own; no memory is passed.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let err = std::io::Error::last_os_error();
+            return Err(match err.raw_os_error() {
+                Some(libc::EWOULDBLOCK) => EngineError::Locked(format!(
+                    "data directory {} is in use by another toondbd (lock {})",
+                    dir.display(),
+                    path.display()
+                )),
+                _ => EngineError::from_io(&format!("locking {}", path.display()), &err),
+            });
+        }
+        // Diagnostics only: who holds the lock. Failure to write it does not matter.
+        let _ = file.set_len(0).and_then(|_| writeln!(file, "{}", std::process::id()));
+        Ok(DirLock { path, file: Some(file) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Releases the lock now (closing the descriptor drops the flock). Idempotent.
+    pub fn release(&mut self) {
+        self.file.take();
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerCredentials {
+    pub uid: u32,
+    pub gid: u32,
+    /// 0 when the platform cannot tell.
+    pub pid: i32,
+}
+
+/// Credentials of the process at the other end of a connected Unix socket.
+#[cfg(target_os = "linux")]
+pub fn peer_credentials(fd: i32) -> EngineResult<PeerCredentials> {
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` is a properly sized, writable ucred and `len` holds its size.
+    let rc = unsafe {
+        libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_PEERCRED, (&mut cred as *mut libc::ucred).cast(), &mut len)
+    };
+    if rc != 0 {
+        return Err(EngineError::from_io("reading peer credentials (SO_PEERCRED)", &std::io::Error::last_os_error()));
+    }
+    Ok(PeerCredentials { uid: cred.uid, gid: cred.gid, pid: cred.pid })
+}
+
+#[cfg(target_os = "macos")]
+pub fn peer_credentials(fd: i32) -> EngineResult<PeerCredentials> {
+    let (mut uid, mut gid) = (0 as libc::uid_t, 0 as libc::gid_t);
+    // SAFETY: out-pointers to two locals.
+    if unsafe { libc::getpeereid(fd, &mut uid, &mut gid) } != 0 {
+        return Err(EngineError::from_io("reading peer credentials (getpeereid)", &std::io::Error::last_os_error()));
+    }
+    let mut pid: libc::pid_t = 0;
+    let mut len = std::mem::size_of::<libc::pid_t>() as libc::socklen_t;
+    // SAFETY: `pid` is a writable pid_t and `len` holds its size. Failure leaves pid at 0.
+    let rc = unsafe { libc::getsockopt(fd, libc::SOL_LOCAL, libc::LOCAL_PEERPID, (&mut pid as *mut libc::pid_t).cast(), &mut len) };
+    Ok(PeerCredentials { uid, gid, pid: if rc == 0 { pid } else { 0 } })
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+pub fn peer_credentials(_fd: i32) -> EngineResult<PeerCredentials> {
+    Err(EngineError::invalid("peer credentials are not supported on this platform"))
+}
+
+/// Sends `state` (e.g. "READY=1") to systemd's notification socket. Returns whether it was sent.
+pub fn sd_notify(state: &str) -> bool {
+    let Some(target) = std::env::var_os("NOTIFY_SOCKET") else { return false };
+    let target = target.to_string_lossy().into_owned();
+    send_notify(&target, state.as_bytes()).is_ok()
+}
+
+fn send_notify(target: &str, payload: &[u8]) -> std::io::Result<()> {
+    let socket = std::os::unix::net::UnixDatagram::unbound()?;
+    if let Some(name) = target.strip_prefix('@') {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::linux::net::SocketAddrExt;
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+            socket.send_to_addr(payload, &addr)?;
+            return Ok(());
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = name;
+            return Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "abstract sockets are Linux-only"));
+        }
+    }
+    socket.send_to(payload, target)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_is_exclusive_and_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut first = DirLock::acquire(dir.path()).unwrap();
+        let second = DirLock::acquire(dir.path());
+        assert_eq!(second.err().map(|e| e.code()), Some("LOCKED"));
+        first.release();
+        assert!(DirLock::acquire(dir.path()).is_ok());
+    }
+
+    #[test]
+    fn peer_credentials_of_a_socketpair_are_ours() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let cred = peer_credentials(a.as_raw_fd()).unwrap();
+        // SAFETY: plain libc getters.
+        assert_eq!(cred.uid, unsafe { libc::getuid() });
+        assert_eq!(cred.gid, unsafe { libc::getgid() });
+    }
+
+    #[test]
+    fn sd_notify_reaches_a_listening_datagram_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
+        let listener = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        send_notify(path.to_str().unwrap(), b"READY=1").unwrap();
+        let mut buf = [0u8; 64];
+        let n = listener.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"READY=1");
+    }
+}

@@ -1,0 +1,226 @@
+//! The store: one fjall `OptimisticTxDatabase`, its keyspaces, the commit path and the tickets.
+//!
+//! Responsibility: open/recover the database, validate sizes against the open options, and run
+//! every commit (non-transactional writes, transactions, TTL sweeps) through `commit_tx`.
+//!
+//! Invariants:
+//! - Every fjall commit goes through `commit_tx`, which holds `commit_lock`: the ticket is issued
+//!   before the fjall commit and marked written after it, and the visible seqno read right after
+//!   the commit is this commit's (no other commit can run in between). Beginning a snapshot
+//!   transaction also takes `commit_lock`, so its snapshot and its write transaction see the same
+//!   seqno.
+//! - Writes reach the OS at commit (`PersistMode::Buffer`: the journal BufWriter is flushed, so a
+//!   `kill -9` loses nothing); fsync happens only in `sync`, `checkpoint` and `close`.
+//! - After a failed commit or fsync the store is poisoned: writes fail with STORAGE_FAILED,
+//!   reads keep working (fjall poisons itself too; our flag also covers conflict-free paths).
+
+use super::cursors::CursorRegistry;
+use super::error::{EngineError, EngineResult};
+use super::tickets::Tickets;
+use super::txn::TxnRegistry;
+use super::value;
+use fjall::{KeyspaceCreateOptions, OptimisticTxDatabase, OptimisticTxKeyspace, OptimisticWriteTx as WriteTransaction, PersistMode};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub key_bytes_max: usize,
+    pub value_bytes_max: usize,
+    pub txn_bytes_max: u64,
+    pub batch_items_max: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct OpenOptions {
+    pub path: String,
+    pub cache_bytes: Option<u64>,
+    pub limits: Limits,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Recovery {
+    pub duration_ms: f64,
+    pub journal_count: u64,
+    pub seqno: u64,
+    pub approximate_keys: u64,
+}
+
+/// One write of a non-transactional batch, already in stored form.
+pub enum WriteItem {
+    Put { key: Vec<u8>, stored: Vec<u8>, expiry_ms: Option<u64> },
+    Delete { key: Vec<u8> },
+}
+
+/// Outcome of one commit: the ticket always, the commit timestamp if it applied.
+pub struct Committed {
+    pub ticket: u64,
+    pub result: EngineResult<u64>,
+}
+
+pub struct Store {
+    pub db: OptimisticTxDatabase,
+    pub data: OptimisticTxKeyspace,
+    pub ttl: OptimisticTxKeyspace,
+    pub limits: Limits,
+    pub tickets: Tickets,
+    pub txns: TxnRegistry,
+    pub cursors: CursorRegistry,
+    commit_lock: Mutex<()>,
+    poisoned: AtomicBool,
+}
+
+impl Store {
+    pub fn open(options: &OpenOptions) -> EngineResult<(Store, Recovery)> {
+        validate_limits(&options.limits)?;
+        std::fs::create_dir_all(&options.path)
+            .map_err(|e| EngineError::from_io(&format!("creating {}", options.path), &e))?;
+        let started = Instant::now();
+        let mut builder = OptimisticTxDatabase::builder(&options.path).manual_journal_persist(false);
+        if let Some(bytes) = options.cache_bytes {
+            builder = builder.cache_size(bytes);
+        }
+        let db = builder.open()?;
+        let data = db.keyspace("data", KeyspaceCreateOptions::default)?;
+        let ttl = db.keyspace("ttl", KeyspaceCreateOptions::default)?;
+        let recovery = Recovery {
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            journal_count: db.journal_count() as u64,
+            seqno: db.inner().visible_seqno(),
+            approximate_keys: data.approximate_len() as u64,
+        };
+        let store = Store {
+            db,
+            data,
+            ttl,
+            limits: options.limits,
+            tickets: Tickets::default(),
+            txns: TxnRegistry::default(),
+            cursors: CursorRegistry::default(),
+            commit_lock: Mutex::new(()),
+            poisoned: AtomicBool::new(false),
+        };
+        Ok((store, recovery))
+    }
+
+    /// A write transaction whose commit only flushes the journal to the OS (no fsync).
+    pub fn write_tx(&self) -> EngineResult<WriteTransaction> {
+        Ok(self.db.write_tx()?.durability(Some(PersistMode::Buffer)))
+    }
+
+    /// Held while beginning a snapshot transaction, so no commit lands between its two reads.
+    pub fn lock_commits(&self) -> EngineResult<MutexGuard<'_, ()>> {
+        self.commit_lock.lock().map_err(|_| EngineError::Internal("commit lock poisoned".into()))
+    }
+
+    pub fn check_writable(&self) -> EngineResult<()> {
+        if self.poisoned.load(Ordering::SeqCst) {
+            return Err(EngineError::StorageFailed("an earlier journal write or fsync failed".into()));
+        }
+        Ok(())
+    }
+
+    pub fn poison(&self) {
+        self.poisoned.store(true, Ordering::SeqCst);
+    }
+
+    /// Commits `tx` under the commit lock with a fresh ticket. Conflicts and failures still
+    /// consume (and mark written) their ticket, so `written` never stalls behind them.
+    pub fn commit_tx(&self, tx: WriteTransaction) -> Committed {
+        if let Err(e) = self.check_writable() {
+            return Committed { ticket: self.tickets.issued(), result: Err(e) };
+        }
+        let guard = match self.lock_commits() {
+            Ok(g) => g,
+            Err(e) => return Committed { ticket: self.tickets.issued(), result: Err(e) },
+        };
+        let ticket = self.tickets.issue();
+        let outcome = tx.commit();
+        let visible = self.db.inner().visible_seqno();
+        self.tickets.mark_written(ticket);
+        drop(guard);
+        let result = match outcome {
+            Ok(Ok(())) => Ok(visible),
+            Ok(Err(_conflict)) => Err(EngineError::TxnConflict),
+            Err(e) => {
+                let mapped = EngineError::from(e);
+                if !matches!(mapped, EngineError::Locked(_)) {
+                    self.poison();
+                }
+                Err(mapped)
+            }
+        };
+        Committed { ticket, result }
+    }
+
+    /// Applies non-transactional writes atomically in one fjall write transaction.
+    pub fn write_batch(&self, items: Vec<WriteItem>) -> Committed {
+        let mut tx = match self.write_tx() {
+            Ok(tx) => tx,
+            Err(e) => return Committed { ticket: self.tickets.issued(), result: Err(e) },
+        };
+        for item in items {
+            match item {
+                WriteItem::Put { key, stored, expiry_ms } => {
+                    if let Some(at) = expiry_ms {
+                        tx.insert(&self.ttl, value::ttl_index_key(at, &key), Vec::new());
+                    }
+                    tx.insert(&self.data, key, stored);
+                }
+                WriteItem::Delete { key } => tx.remove(&self.data, key),
+            }
+        }
+        self.commit_tx(tx)
+    }
+
+    pub fn check_key(&self, key: &[u8]) -> EngineResult<()> {
+        if key.len() > self.limits.key_bytes_max {
+            return Err(EngineError::KeyTooLarge { len: key.len(), max: self.limits.key_bytes_max });
+        }
+        Ok(())
+    }
+
+    pub fn check_value(&self, value: &[u8]) -> EngineResult<()> {
+        if value.len() > self.limits.value_bytes_max {
+            return Err(EngineError::ValueTooLarge { len: value.len(), max: self.limits.value_bytes_max });
+        }
+        Ok(())
+    }
+
+    pub fn check_batch(&self, items: usize) -> EngineResult<()> {
+        if items > self.limits.batch_items_max {
+            return Err(EngineError::BatchTooLarge { items, max: self.limits.batch_items_max });
+        }
+        Ok(())
+    }
+
+    /// fsyncs the journal; resolves to the ticket now durable. Every ticket marked written
+    /// before the fsync started is in the OS buffers the fsync covers.
+    pub fn sync(&self) -> EngineResult<u64> {
+        let target = self.tickets.written();
+        self.persist(PersistMode::SyncData)?;
+        Ok(self.tickets.mark_durable(target))
+    }
+
+    pub fn persist(&self, mode: PersistMode) -> EngineResult<()> {
+        self.db.persist(mode).map_err(|e| {
+            self.poison();
+            EngineError::from(e)
+        })
+    }
+}
+
+fn validate_limits(limits: &Limits) -> EngineResult<()> {
+    // fjall refuses keys over 64 KiB; the ttl index adds 8 bytes to a key.
+    if limits.key_bytes_max == 0 || limits.key_bytes_max + 8 > 65_535 {
+        return Err(EngineError::invalid(format!("keyBytesMax {} must be 1..65527", limits.key_bytes_max)));
+    }
+    if limits.value_bytes_max + value::TTL_HEADER_BYTES > u32::MAX as usize {
+        return Err(EngineError::invalid("valueBytesMax is over the 4 GiB value limit"));
+    }
+    if limits.batch_items_max == 0 || limits.txn_bytes_max == 0 {
+        return Err(EngineError::invalid("batchItemsMax and txnBytesMax must be positive"));
+    }
+    Ok(())
+}

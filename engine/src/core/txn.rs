@@ -1,0 +1,198 @@
+//! Transactions: the registry of open transactions and what each one buffers.
+//!
+//! Responsibility: begin / write / commit / abort, for two isolation levels:
+//! - Serializable: fjall's optimistic SSI as is. Reads and range reads go through the fjall
+//!   `WriteTransaction`, which marks them; at commit the oracle rejects the transaction if any
+//!   transaction that committed after our snapshot wrote a key we read or a key inside a range
+//!   we scanned (write skew, lost updates, phantoms).
+//! - Snapshot: reads go through a `Snapshot` taken at the same seqno as the fjall transaction
+//!   (both are created under the store's commit lock) plus an own-write overlay, and are NOT
+//!   marked. At commit the overlay is written into the fjall transaction and each written key
+//!   is then marked as read (a `contains_key` that hits the transaction's own memtable), so the
+//!   oracle rejects the commit iff a transaction that committed after our snapshot wrote one of
+//!   our keys: first committer wins, write skew is allowed.
+//!
+//! Invariants: handles increase from 1 and are never reused; a finished transaction (committed,
+//! conflicted, aborted, too large) is removed from the registry before its result is returned;
+//! `bytes` counts keys + values written and never exceeds `txn_bytes_max` in a live transaction.
+
+use super::error::{EngineError, EngineResult};
+use super::store::Store;
+use super::value;
+use super::view::{Overlay, View};
+use fjall::{OptimisticWriteTx as WriteTransaction, Readable, Snapshot};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isolation {
+    Serializable,
+    Snapshot,
+}
+
+pub struct TxnState {
+    tx: WriteTransaction,
+    /// Snapshot isolation only: the read snapshot and the own writes (stored form).
+    iso: Option<(Snapshot, Overlay)>,
+    bytes: u64,
+    writes: u64,
+}
+
+impl TxnState {
+    pub fn view(&self) -> View<'_> {
+        match &self.iso {
+            None => View::Serial(&self.tx),
+            Some((snap, overlay)) => View::Iso { snap, overlay },
+        }
+    }
+}
+
+/// `None` once the transaction finished: a concurrent holder of the handle then sees
+/// NOT_IN_TRANSACTION instead of a half-committed transaction.
+pub type TxnHandle = Arc<Mutex<Option<TxnState>>>;
+
+#[derive(Default)]
+pub struct TxnRegistry {
+    next: AtomicU64,
+    open: Mutex<HashMap<u64, TxnHandle>>,
+}
+
+impl TxnRegistry {
+    pub fn get(&self, id: u64) -> EngineResult<TxnHandle> {
+        self.lock().get(&id).cloned().ok_or(EngineError::NotInTransaction(id))
+    }
+
+    fn remove(&self, id: u64) -> Option<TxnHandle> {
+        self.lock().remove(&id)
+    }
+
+    pub fn count(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, TxnHandle>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Runs `f` on the live state of transaction `id`.
+pub fn with_txn<T>(store: &Store, id: u64, f: impl FnOnce(&mut TxnState) -> EngineResult<T>) -> EngineResult<T> {
+    let handle = store.txns.get(id)?;
+    let mut guard = handle.lock().unwrap_or_else(|p| p.into_inner());
+    match guard.as_mut() {
+        Some(state) => f(state),
+        None => Err(EngineError::NotInTransaction(id)),
+    }
+}
+
+/// Removes transaction `id` from the registry and takes its state.
+fn take(store: &Store, id: u64) -> EngineResult<TxnState> {
+    let handle = store.txns.remove(id).ok_or(EngineError::NotInTransaction(id))?;
+    let mut guard = handle.lock().unwrap_or_else(|p| p.into_inner());
+    guard.take().ok_or(EngineError::NotInTransaction(id))
+}
+
+/// Starts a transaction and returns its handle.
+pub fn begin(store: &Store, isolation: Isolation) -> EngineResult<u64> {
+    let state = match isolation {
+        Isolation::Serializable => TxnState { tx: store.write_tx()?, iso: None, bytes: 0, writes: 0 },
+        Isolation::Snapshot => {
+            // No commit can land between the two: both see the same visible seqno.
+            let _commits = store.lock_commits()?;
+            let tx = store.write_tx()?;
+            let snap = store.db.read_tx();
+            TxnState { tx, iso: Some((snap, Overlay::new())), bytes: 0, writes: 0 }
+        }
+    };
+    let id = store.txns.next.fetch_add(1, Ordering::SeqCst) + 1;
+    store.txns.lock().insert(id, Arc::new(Mutex::new(Some(state))));
+    Ok(id)
+}
+
+/// Buffers a put (`stored` in value.rs form) or a delete (`None`) in transaction `id`.
+pub fn write(store: &Store, id: u64, items: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> EngineResult<()> {
+    let added: u64 = items.iter().map(|(k, v)| (k.len() + v.as_ref().map_or(0, Vec::len)) as u64).sum();
+    let outcome = with_txn(store, id, |state| {
+        if state.bytes + added > store.limits.txn_bytes_max {
+            return Err(EngineError::TxnTooLarge { bytes: state.bytes + added, max: store.limits.txn_bytes_max });
+        }
+        state.bytes += added;
+        state.writes += items.len() as u64;
+        for (key, stored) in items {
+            apply_write(store, state, key, stored)?;
+        }
+        Ok(())
+    });
+    if let Err(EngineError::TxnTooLarge { .. }) = &outcome {
+        let _ = take(store, id); // aborted: nothing of it may be committed later
+    }
+    outcome
+}
+
+fn apply_write(store: &Store, state: &mut TxnState, key: Vec<u8>, stored: Option<Vec<u8>>) -> EngineResult<()> {
+    if let Some((_, overlay)) = &mut state.iso {
+        overlay.insert(key, stored);
+        return Ok(());
+    }
+    match stored {
+        Some(v) => {
+            if let Some(at) = value::expiry_of(&v)? {
+                state.tx.insert(&store.ttl, value::ttl_index_key(at, &key), Vec::new());
+            }
+            state.tx.insert(&store.data, key, v);
+        }
+        None => state.tx.remove(&store.data, key),
+    }
+    Ok(())
+}
+
+/// Commits transaction `id`. Returns (ticket, commit timestamp).
+pub fn commit(store: &Store, id: u64) -> (u64, EngineResult<u64>) {
+    let state = match take(store, id) {
+        Ok(state) => state,
+        Err(e) => return (store.tickets.issued(), Err(e)),
+    };
+    if state.writes == 0 {
+        // Read-only: nothing to validate or apply. Reported at the current visible seqno.
+        return (store.tickets.issued(), Ok(store.db.inner().visible_seqno()));
+    }
+    let tx = match finish_snapshot_writes(store, state) {
+        Ok(tx) => tx,
+        Err(e) => return (store.tickets.issued(), Err(e)),
+    };
+    let committed = store.commit_tx(tx);
+    (committed.ticket, committed.result)
+}
+
+/// For snapshot isolation, moves the overlay into the fjall transaction and marks each written
+/// key as read, so a concurrent committed write to it makes the oracle refuse the commit.
+fn finish_snapshot_writes(store: &Store, state: TxnState) -> EngineResult<WriteTransaction> {
+    let TxnState { mut tx, iso, .. } = state;
+    let Some((_snap, overlay)) = iso else { return Ok(tx) };
+    let keys: Vec<Vec<u8>> = overlay.keys().cloned().collect();
+    for (key, stored) in overlay {
+        match stored {
+            Some(v) => {
+                if let Some(at) = value::expiry_of(&v)? {
+                    tx.insert(&store.ttl, value::ttl_index_key(at, &key), Vec::new());
+                }
+                tx.insert(&store.data, key, v);
+            }
+            None => tx.remove(&store.data, key),
+        }
+    }
+    for key in keys {
+        tx.contains_key(&store.data, &key)?;
+    }
+    Ok(tx)
+}
+
+/// Discards transaction `id`.
+pub fn abort(store: &Store, id: u64) -> EngineResult<()> {
+    take(store, id).map(|_| ())
+}
