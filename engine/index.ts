@@ -1,0 +1,175 @@
+/**
+ * Loader of the native storage engine (engine/index.node, built from engine/src by
+ * `npm run build:engine`).
+ *
+ * Responsibility: the only module that loads the `.node` binary. It gives the addon real types
+ * (the `Engine` contract of types.ts) and turns the addon's `[CODE] message` rejections into
+ * `ToonDBError`s with registry codes, so nothing above this file sees a napi "GenericFailure".
+ *
+ * Invariants:
+ * - Every function exported here either returns a typed value or throws/rejects a ToonDBError.
+ * - Per-op failures of `execute` are results (`code`/`message` set), never rejections.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { isErrorCode, ToonDBError } from '../protocol/errors.js';
+import type {
+  CheckpointReport,
+  Engine,
+  EngineOp,
+  EngineOpenOptions,
+  EngineResult,
+  EngineStats,
+  RecoveryReport,
+} from './types.js';
+
+export * from './types.js';
+
+/** The addon's own surface (see engine/src/binding.rs). */
+interface NativeEngine {
+  readonly recovery: RecoveryReport;
+  execute(ops: EngineOp[]): Promise<EngineResult[]>;
+  sync(): Promise<number>;
+  durableSeq(): number;
+  writtenSeq(): number;
+  checkpoint(): Promise<CheckpointReport>;
+  sweepExpired(limit: number): Promise<number>;
+  stats(): Promise<EngineStats>;
+  close(): Promise<void>;
+}
+
+interface NativeDataDirLock {
+  readonly path: string;
+  release(): void;
+}
+
+export interface PeerCredentials {
+  uid: number;
+  gid: number;
+  /** 0 when the platform cannot tell. */
+  pid: number;
+}
+
+interface NativeBinding {
+  openEngine(options: EngineOpenOptions): Promise<NativeEngine>;
+  lockDataDir(dir: string): NativeDataDirLock;
+  peerCredentials(fd: number): PeerCredentials;
+  sdNotify(state: string): boolean;
+  nativeErrorCodes(): string[];
+}
+
+const ADDON_FILE = 'index.node';
+
+/** engine/index.node seen from engine/ (sources, tests) or from dist/engine/ (compiled). */
+function addonPath(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const candidates = [join(here, ADDON_FILE), join(here, '..', '..', 'engine', ADDON_FILE)];
+  const found = candidates.find((p) => existsSync(p));
+  if (found === undefined) {
+    throw new ToonDBError('INTERNAL', `native engine not built (looked for ${candidates.join(', ')}); run "npm run build:engine"`);
+  }
+  return found;
+}
+
+const native = createRequire(import.meta.url)(addonPath()) as NativeBinding;
+
+const CODED_MESSAGE = /^\[([A-Z_]+)\] ([\s\S]*)$/;
+
+/** Maps an addon failure to a ToonDBError with its registry code. */
+export function fromNative(error: unknown): ToonDBError {
+  if (error instanceof ToonDBError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  const match = CODED_MESSAGE.exec(message);
+  if (match !== null && isErrorCode(match[1])) return new ToonDBError(match[1], match[2] ?? '', { cause: error });
+  return new ToonDBError('INTERNAL', `native engine: ${message}`, { cause: error });
+}
+
+async function coded<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (error) {
+    throw fromNative(error);
+  }
+}
+
+function codedSync<T>(call: () => T): T {
+  try {
+    return call();
+  } catch (error) {
+    throw fromNative(error);
+  }
+}
+
+class LoadedEngine implements Engine {
+  readonly recovery: RecoveryReport;
+
+  constructor(private readonly inner: NativeEngine) {
+    this.recovery = inner.recovery;
+  }
+
+  execute(ops: EngineOp[]): Promise<EngineResult[]> {
+    return coded(() => this.inner.execute(ops));
+  }
+
+  sync(): Promise<number> {
+    return coded(() => this.inner.sync());
+  }
+
+  durableSeq(): number {
+    return this.inner.durableSeq();
+  }
+
+  writtenSeq(): number {
+    return this.inner.writtenSeq();
+  }
+
+  checkpoint(): Promise<CheckpointReport> {
+    return coded(() => this.inner.checkpoint());
+  }
+
+  sweepExpired(limit: number): Promise<number> {
+    return coded(() => this.inner.sweepExpired(limit));
+  }
+
+  stats(): Promise<EngineStats> {
+    return coded(() => this.inner.stats());
+  }
+
+  close(): Promise<void> {
+    return coded(() => this.inner.close());
+  }
+}
+
+/** Opens (and recovers) the database at `options.path`. */
+export async function openEngine(options: EngineOpenOptions): Promise<Engine> {
+  return new LoadedEngine(await coded(() => native.openEngine(options)));
+}
+
+export interface DataDirLock {
+  readonly path: string;
+  /** Drops the lock now; also dropped by the OS when the process exits. Idempotent. */
+  release(): void;
+}
+
+/** Takes the exclusive kernel lock (`flock`) on `<dir>/toondbd.lock`; LOCKED if it is held. */
+export function lockDataDir(dir: string): DataDirLock {
+  const lock = codedSync(() => native.lockDataDir(dir));
+  return { path: lock.path, release: () => lock.release() };
+}
+
+/** uid/gid/pid of the process at the other end of a connected Unix socket. */
+export function peerCredentials(fd: number): PeerCredentials {
+  return codedSync(() => native.peerCredentials(fd));
+}
+
+/** Sends a state string to systemd (NOTIFY_SOCKET); false when not under systemd. */
+export function sdNotify(state: string): boolean {
+  return native.sdNotify(state);
+}
+
+/** Every error code the native engine can produce (all registry codes). */
+export function nativeErrorCodes(): string[] {
+  return native.nativeErrorCodes();
+}

@@ -1,0 +1,378 @@
+//! The napi-rs surface of the engine: the only code that knows about JavaScript values.
+//!
+//! Responsibility: copy JS inputs into owned Rust values on the JS thread, run every disk-touching
+//! call as an `AsyncTask` on the libuv pool, and turn outputs back into JS values.
+//!
+//! Invariants:
+//! - No JS value crosses into `compute`: buffers are copied into `Vec<u8>` before the task starts.
+//! - Whole-call failures reject with an `Error` whose message is `[CODE] text`, CODE being a
+//!   registry code (protocol/errors.ts); engine/index.ts turns that into a `ToonDBError`.
+//! - Result buffers are created with `napi_create_buffer_copy` (one V8-owned copy, no external
+//!   finalizer per value, which is far cheaper for the many small values of a batch).
+
+use crate::core::engine::{Checkpoint, Engine, Stats};
+use crate::core::error::{EngineError, ALL_CODES};
+use crate::core::ops::{Op, OpOutput};
+use crate::core::os;
+use crate::core::store::{Limits, OpenOptions, Recovery};
+use napi::bindgen_prelude::*;
+use napi::sys;
+use napi_derive::napi;
+use std::sync::Arc;
+
+fn to_js_error(err: EngineError) -> Error {
+    Error::new(Status::GenericFailure, format!("[{}] {}", err.code(), err))
+}
+
+/// Bytes returned to JS as a plain copied Buffer.
+pub struct Bytes(Vec<u8>);
+
+impl TypeName for Bytes {
+    fn type_name() -> &'static str {
+        "Buffer"
+    }
+    fn value_type() -> ValueType {
+        ValueType::Object
+    }
+}
+
+impl ToNapiValue for Bytes {
+    unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> Result<sys::napi_value> {
+        let mut out = std::ptr::null_mut();
+        let mut data = std::ptr::null_mut();
+        let status = if val.0.is_empty() {
+            unsafe { sys::napi_create_buffer(env, 0, &mut data, &mut out) }
+        } else {
+            unsafe { sys::napi_create_buffer_copy(env, val.0.len(), val.0.as_ptr().cast(), &mut data, &mut out) }
+        };
+        check_status!(status, "creating a result Buffer")?;
+        Ok(out)
+    }
+}
+
+fn bytes_list(list: Vec<Vec<u8>>) -> Vec<Bytes> {
+    list.into_iter().map(Bytes).collect()
+}
+
+#[napi(object)]
+pub struct OpenOptionsJs {
+    pub path: String,
+    pub cache_bytes: Option<f64>,
+    pub key_bytes_max: u32,
+    pub value_bytes_max: u32,
+    pub txn_bytes_max: f64,
+    pub batch_items_max: u32,
+}
+
+#[napi(object)]
+pub struct RecoveryJs {
+    pub duration_ms: f64,
+    pub journal_count: f64,
+    pub seqno: BigInt,
+    pub approximate_keys: f64,
+}
+
+impl From<Recovery> for RecoveryJs {
+    fn from(r: Recovery) -> Self {
+        RecoveryJs {
+            duration_ms: r.duration_ms,
+            journal_count: r.journal_count as f64,
+            seqno: BigInt::from(r.seqno),
+            approximate_keys: r.approximate_keys as f64,
+        }
+    }
+}
+
+#[napi(object)]
+pub struct StatsJs {
+    pub approximate_keys: f64,
+    pub disk_bytes: f64,
+    pub journal_bytes: f64,
+    pub journal_count: f64,
+    pub write_buffer_bytes: f64,
+    pub seqno: BigInt,
+    pub open_transactions: f64,
+    pub open_cursors: f64,
+}
+
+impl From<Stats> for StatsJs {
+    fn from(s: Stats) -> Self {
+        StatsJs {
+            approximate_keys: s.approximate_keys as f64,
+            disk_bytes: s.disk_bytes as f64,
+            journal_bytes: s.journal_bytes as f64,
+            journal_count: s.journal_count as f64,
+            write_buffer_bytes: s.write_buffer_bytes as f64,
+            seqno: BigInt::from(s.seqno),
+            open_transactions: s.open_transactions as f64,
+            open_cursors: s.open_cursors as f64,
+        }
+    }
+}
+
+#[napi(object)]
+pub struct CheckpointJs {
+    pub lsn: BigInt,
+    pub duration_ms: f64,
+}
+
+impl From<Checkpoint> for CheckpointJs {
+    fn from(c: Checkpoint) -> Self {
+        CheckpointJs { lsn: BigInt::from(c.lsn), duration_ms: c.duration_ms }
+    }
+}
+
+/// One op as JS sends it (see `EngineOp` in engine/types.ts).
+#[napi(object, object_to_js = false)]
+pub struct OpJs {
+    pub kind: u32,
+    pub txn: Option<f64>,
+    pub key: Option<Buffer>,
+    pub value: Option<Buffer>,
+    pub keys: Option<Vec<Buffer>>,
+    pub values: Option<Vec<Buffer>>,
+    pub end: Option<Buffer>,
+    pub range: Option<bool>,
+    pub ttl_ms: Option<f64>,
+    pub cursor: Option<f64>,
+    pub reverse: Option<bool>,
+    pub limit: Option<f64>,
+    pub batch_items: Option<f64>,
+    pub batch_bytes: Option<f64>,
+    pub isolation: Option<u32>,
+}
+
+fn handle(value: Option<f64>) -> Option<u64> {
+    // A handle that is not a positive safe integer can never name anything: map it to 0,
+    // which is never issued, so the op fails with NOT_IN_TRANSACTION / CURSOR_NOT_FOUND.
+    value.map(|v| if v.is_finite() && v >= 1.0 && v.fract() == 0.0 && v <= 9_007_199_254_740_991.0 { v as u64 } else { 0 })
+}
+
+fn owned(list: Option<Vec<Buffer>>) -> Option<Vec<Vec<u8>>> {
+    list.map(|l| l.iter().map(|b| b.to_vec()).collect())
+}
+
+impl From<OpJs> for Op {
+    fn from(js: OpJs) -> Self {
+        Op {
+            kind: js.kind,
+            txn: handle(js.txn),
+            key: js.key.map(|b| b.to_vec()),
+            value: js.value.map(|b| b.to_vec()),
+            keys: owned(js.keys),
+            values: owned(js.values),
+            end: js.end.map(|b| b.to_vec()),
+            range: js.range.unwrap_or(false),
+            ttl_ms: js.ttl_ms,
+            cursor: handle(js.cursor),
+            reverse: js.reverse.unwrap_or(false),
+            limit: js.limit,
+            batch_items: js.batch_items,
+            batch_bytes: js.batch_bytes,
+            isolation: js.isolation,
+        }
+    }
+}
+
+/// One result as JS receives it (see `EngineResult` in engine/types.ts). Absent fields are unset.
+#[napi(object, object_from_js = false)]
+pub struct ResultJs {
+    pub code: Option<String>,
+    pub message: Option<String>,
+    pub value: Option<Either<Bytes, Null>>,
+    pub found: Option<bool>,
+    pub values: Option<Vec<Option<Bytes>>>,
+    pub keys: Option<Vec<Bytes>>,
+    pub vals: Option<Vec<Bytes>>,
+    pub done: Option<bool>,
+    pub cursor: Option<f64>,
+    pub txn: Option<f64>,
+    pub commit_ts: Option<BigInt>,
+    pub seq: f64,
+}
+
+impl From<OpOutput> for ResultJs {
+    fn from(out: OpOutput) -> Self {
+        let (code, message) = match out.error {
+            Some(e) => (Some(e.code().to_string()), Some(e.to_string())),
+            None => (None, None),
+        };
+        ResultJs {
+            code,
+            message,
+            value: out.value.map(|v| match v {
+                Some(bytes) => Either::A(Bytes(bytes)),
+                None => Either::B(Null),
+            }),
+            found: out.found,
+            values: out.values.map(|vs| vs.into_iter().map(|v| v.map(Bytes)).collect()),
+            keys: out.keys.map(bytes_list),
+            vals: out.vals.map(bytes_list),
+            done: out.done,
+            cursor: out.cursor.map(|c| c as f64),
+            txn: out.txn.map(|t| t as f64),
+            commit_ts: out.commit_ts.map(BigInt::from),
+            seq: out.seq as f64,
+        }
+    }
+}
+
+/// A whole-call job on the libuv pool: `run` computes, `finish` converts on the JS thread.
+pub struct Job<T: Send + 'static, J> {
+    run: Option<Box<dyn FnOnce() -> std::result::Result<T, EngineError> + Send>>,
+    finish: fn(T) -> J,
+}
+
+impl<T: Send + 'static, J: ToNapiValue + TypeName> Task for Job<T, J> {
+    type Output = T;
+    type JsValue = J;
+
+    fn compute(&mut self) -> Result<T> {
+        let run = self.run.take().ok_or_else(|| Error::new(Status::GenericFailure, "[INTERNAL] job ran twice"))?;
+        run().map_err(to_js_error)
+    }
+
+    fn resolve(&mut self, _env: Env, output: T) -> Result<J> {
+        Ok((self.finish)(output))
+    }
+}
+
+// `Job` holds only Send closures and a fn pointer.
+unsafe impl<T: Send + 'static, J> Send for Job<T, J> {}
+
+fn job<T: Send + 'static, J>(
+    run: impl FnOnce() -> std::result::Result<T, EngineError> + Send + 'static,
+    finish: fn(T) -> J,
+) -> Job<T, J> {
+    Job { run: Some(Box::new(run)), finish }
+}
+
+/// An open engine. Methods returning promises run on the libuv pool.
+#[napi]
+pub struct NativeEngine {
+    inner: Arc<Engine>,
+    recovery: Recovery,
+}
+
+#[napi]
+impl NativeEngine {
+    #[napi(getter)]
+    pub fn recovery(&self) -> RecoveryJs {
+        self.recovery.into()
+    }
+
+    #[napi(ts_return_type = "Promise<ResultJs[]>")]
+    pub fn execute(&self, ops: Vec<OpJs>) -> AsyncTask<Job<Vec<OpOutput>, Vec<ResultJs>>> {
+        let ops: Vec<Op> = ops.into_iter().map(Op::from).collect();
+        let engine = self.inner.clone();
+        AsyncTask::new(job(move || engine.execute(ops), |outs| outs.into_iter().map(ResultJs::from).collect()))
+    }
+
+    #[napi(ts_return_type = "Promise<number>")]
+    pub fn sync(&self) -> AsyncTask<Job<u64, f64>> {
+        let engine = self.inner.clone();
+        AsyncTask::new(job(move || engine.sync(), |seq| seq as f64))
+    }
+
+    #[napi]
+    pub fn durable_seq(&self) -> f64 {
+        self.inner.durable_seq() as f64
+    }
+
+    #[napi]
+    pub fn written_seq(&self) -> f64 {
+        self.inner.written_seq() as f64
+    }
+
+    #[napi(ts_return_type = "Promise<CheckpointJs>")]
+    pub fn checkpoint(&self) -> AsyncTask<Job<Checkpoint, CheckpointJs>> {
+        let engine = self.inner.clone();
+        AsyncTask::new(job(move || engine.checkpoint(), CheckpointJs::from))
+    }
+
+    #[napi(ts_return_type = "Promise<number>")]
+    pub fn sweep_expired(&self, limit: u32) -> AsyncTask<Job<u64, f64>> {
+        let engine = self.inner.clone();
+        AsyncTask::new(job(move || engine.sweep_expired(limit as usize), |n| n as f64))
+    }
+
+    #[napi(ts_return_type = "Promise<StatsJs>")]
+    pub fn stats(&self) -> AsyncTask<Job<Stats, StatsJs>> {
+        let engine = self.inner.clone();
+        AsyncTask::new(job(move || engine.stats(), StatsJs::from))
+    }
+
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn close(&self) -> AsyncTask<Job<(), ()>> {
+        let engine = self.inner.clone();
+        AsyncTask::new(job(move || engine.close(), |()| ()))
+    }
+}
+
+#[napi(ts_return_type = "Promise<NativeEngine>")]
+pub fn open_engine(options: OpenOptionsJs) -> AsyncTask<Job<(Engine, Recovery), NativeEngine>> {
+    let open = OpenOptions {
+        path: options.path,
+        cache_bytes: options.cache_bytes.filter(|b| b.is_finite() && *b > 0.0).map(|b| b as u64),
+        limits: Limits {
+            key_bytes_max: options.key_bytes_max as usize,
+            value_bytes_max: options.value_bytes_max as usize,
+            txn_bytes_max: if options.txn_bytes_max.is_finite() && options.txn_bytes_max > 0.0 {
+                options.txn_bytes_max as u64
+            } else {
+                0
+            },
+            batch_items_max: options.batch_items_max as usize,
+        },
+    };
+    AsyncTask::new(job(move || Engine::open(&open), |(engine, recovery)| NativeEngine {
+        inner: Arc::new(engine),
+        recovery,
+    }))
+}
+
+/// An exclusive lock on a data directory, held until `release()` or process exit.
+#[napi]
+pub struct DataDirLock {
+    lock: os::DirLock,
+}
+
+#[napi]
+impl DataDirLock {
+    #[napi(getter)]
+    pub fn path(&self) -> String {
+        self.lock.path().display().to_string()
+    }
+
+    #[napi]
+    pub fn release(&mut self) {
+        self.lock.release();
+    }
+}
+
+#[napi]
+pub fn lock_data_dir(dir: String) -> Result<DataDirLock> {
+    os::DirLock::acquire(std::path::Path::new(&dir)).map(|lock| DataDirLock { lock }).map_err(to_js_error)
+}
+
+#[napi(object)]
+pub struct PeerCredentialsJs {
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: i32,
+}
+
+#[napi]
+pub fn peer_credentials(fd: i32) -> Result<PeerCredentialsJs> {
+    os::peer_credentials(fd).map(|c| PeerCredentialsJs { uid: c.uid, gid: c.gid, pid: c.pid }).map_err(to_js_error)
+}
+
+#[napi]
+pub fn sd_notify(state: String) -> bool {
+    os::sd_notify(&state)
+}
+
+#[napi]
+pub fn native_error_codes() -> Vec<String> {
+    ALL_CODES.iter().map(|c| c.to_string()).collect()
+}
