@@ -82,8 +82,26 @@ export class TestDaemon {
     const exitedFirst = this.exited.then((code) => {
       throw new Error(`toondbd exited with ${code} before listening\nstderr: ${this.stderr}\nlogs: ${this.logs.map((l) => JSON.stringify(l)).join('\n')}`);
     });
-    await Promise.race([listening, exitedFirst]);
+    // The "listening" line is info level; with a quieter --log-level, the info file the daemon
+    // writes right after listen (naming this very pid) is the signal.
+    let starting = true;
+    const connectable = (async () => {
+      while (starting && !this.infoFileNamesUs(proc.pid)) await sleep(READY_POLL_MS);
+    })();
+    try {
+      await Promise.race([listening, connectable, exitedFirst]);
+    } finally {
+      starting = false;
+    }
     exitedFirst.catch(() => undefined);
+  }
+
+  private infoFileNamesUs(pid: number | undefined): boolean {
+    try {
+      return (JSON.parse(readFileSync(join(this.dataDir, 'toondbd.json'), 'utf8')) as { pid?: number }).pid === pid;
+    } catch {
+      return false;
+    }
   }
 
   /** Sends a signal and resolves with the exit code. */
@@ -119,6 +137,10 @@ export class TestDaemon {
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
+
+const READY_POLL_MS = 25;
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export function makeTempDir(prefix = 'tdb-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
