@@ -1,0 +1,216 @@
+// The native engine through its typed loader (engine/index.ts), without the daemon: per-op
+// results, transactions at both isolation levels, cursors, TTL, durability tickets, recovery,
+// the data-dir lock and error codes.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  IsolationKind,
+  lockDataDir,
+  nativeErrorCodes,
+  OpKind,
+  openEngine,
+  type Engine,
+  type EngineOp,
+  type EngineResult,
+} from '../../engine/index.js';
+import { encodePath, pathPrefix } from '../../protocol/paths.js';
+import { ERROR_CODES } from '../../protocol/errors.js';
+
+const LIMITS = { keyBytesMax: 1024, valueBytesMax: 1 << 20, txnBytesMax: 1 << 20, batchItemsMax: 1000 };
+const b = (s: string) => Buffer.from(s);
+
+let dir: string;
+let engine: Engine;
+
+async function open(): Promise<Engine> {
+  return openEngine({ path: join(dir, 'db'), ...LIMITS });
+}
+
+async function one(op: EngineOp): Promise<EngineResult> {
+  const [result] = await engine.execute([op]);
+  return result!;
+}
+
+async function ok(op: EngineOp): Promise<EngineResult> {
+  const result = await one(op);
+  expect(result.code, result.message).toBeUndefined();
+  return result;
+}
+
+const put = (key: string, value: string, txn?: number) => ok({ kind: OpKind.put, key: b(key), value: b(value), txn });
+const get = async (key: string, txn?: number) => (await ok({ kind: OpKind.get, key: b(key), txn })).value?.toString() ?? null;
+const begin = async (isolation: number = IsolationKind.serializable) => (await ok({ kind: OpKind.begin, isolation })).txn!;
+const commit = (txn: number) => one({ kind: OpKind.commit, txn });
+
+beforeEach(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'tdb-engine-'));
+  engine = await open();
+});
+
+afterEach(async () => {
+  await engine.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('engine', () => {
+  it('only produces registry error codes', () => {
+    const codes = nativeErrorCodes();
+    expect(codes.length).toBeGreaterThan(10);
+    for (const code of codes) expect(Object.keys(ERROR_CODES)).toContain(code);
+  });
+
+  it('runs a batch in order and fails one op without touching the others', async () => {
+    const results = await engine.execute([
+      { kind: OpKind.put, key: b('a'), value: b('1') },
+      { kind: OpKind.put, key: Buffer.alloc(2000, 1), value: b('x') },
+      { kind: OpKind.get, key: b('a') },
+      { kind: OpKind.get, key: b('missing') },
+      { kind: OpKind.exists, key: b('a') },
+      { kind: OpKind.getBatch, keys: [b('missing'), b('a')] },
+    ]);
+    expect(results.map((r) => r.code)).toEqual([undefined, 'KEY_TOO_LARGE', undefined, undefined, undefined, undefined]);
+    expect(results[2]!.value).toEqual(b('1'));
+    expect(results[3]!.value).toBeNull();
+    expect(results[4]!.found).toBe(true);
+    expect(results[5]!.values).toEqual([null, b('1')]);
+  });
+
+  it('hands writes tickets that become durable only after sync', async () => {
+    const { seq } = await put('k', 'v');
+    expect(seq).toBeGreaterThan(0);
+    expect(engine.writtenSeq()).toBeGreaterThanOrEqual(seq);
+    expect(engine.durableSeq()).toBeLessThan(seq);
+    expect(await engine.sync()).toBeGreaterThanOrEqual(seq);
+    expect(engine.durableSeq()).toBeGreaterThanOrEqual(seq);
+    const read = await ok({ kind: OpKind.get, key: b('k') });
+    expect(read.seq).toBeGreaterThanOrEqual(seq);
+  });
+
+  it('serializable refuses write skew; snapshot allows it but keeps first-committer-wins', async () => {
+    for (const [isolation, skewCommits] of [[IsolationKind.serializable, false], [IsolationKind.snapshot, true]] as const) {
+      await put('x', '1');
+      await put('y', '1');
+      const t1 = await begin(isolation);
+      const t2 = await begin(isolation);
+      // Each reads both and zeroes a different one: fine alone, a skew together.
+      for (const t of [t1, t2]) expect([await get('x', t), await get('y', t)]).toEqual(['1', '1']);
+      await put('x', '0', t1);
+      await put('y', '0', t2);
+      expect((await commit(t1)).code).toBeUndefined();
+      expect((await commit(t2)).code).toBe(skewCommits ? undefined : 'TXN_CONFLICT');
+    }
+    const t3 = await begin(IsolationKind.snapshot);
+    const t4 = await begin(IsolationKind.snapshot);
+    await put('z', 'a', t3);
+    await put('z', 'b', t4);
+    expect((await commit(t3)).commitTs).toBeTypeOf('bigint');
+    expect((await commit(t4)).code).toBe('TXN_CONFLICT');
+    expect(await get('z')).toBe('a');
+  });
+
+  it('serializable catches a phantom inserted into a scanned range', async () => {
+    await put('r/1', 'a');
+    const t = await begin();
+    const scan = await ok({ kind: OpKind.scanOpen, key: b('r/'), txn: t });
+    expect(scan.keys).toEqual([b('r/1')]);
+    await put('r/2', 'phantom');
+    await put('summary', '1', t);
+    expect((await commit(t)).code).toBe('TXN_CONFLICT');
+    expect(await get('summary')).toBeNull();
+  });
+
+  it('reads own writes, hides them from others, discards on abort, and refuses a finished txn', async () => {
+    const t = await begin(IsolationKind.snapshot);
+    await put('own', 'mine', t);
+    expect(await get('own', t)).toBe('mine');
+    expect(await get('own')).toBeNull();
+    expect((await ok({ kind: OpKind.scanOpen, key: b('o'), txn: t })).keys).toEqual([b('own')]);
+    await ok({ kind: OpKind.abort, txn: t });
+    expect(await get('own')).toBeNull();
+    expect((await one({ kind: OpKind.put, key: b('own'), value: b('x'), txn: t })).code).toBe('NOT_IN_TRANSACTION');
+    expect((await commit(t)).code).toBe('NOT_IN_TRANSACTION');
+  });
+
+  it('streams a snapshot-consistent scan in batches, forward and reverse, and frees cursors', async () => {
+    await ok({ kind: OpKind.putBatch, keys: Array.from({ length: 50 }, (_, i) => b(`s/${String(i).padStart(2, '0')}`)), values: Array.from({ length: 50 }, () => b('v')) });
+    for (const reverse of [false, true]) {
+      const seen: string[] = [];
+      let result = await ok({ kind: OpKind.scanOpen, key: b('s/'), batchItems: 7, reverse });
+      await put('s/25x', 'late'); // after the snapshot: must not appear
+      for (;;) {
+        seen.push(...result.keys!.map((k) => k.toString()));
+        if (result.done) break;
+        expect(result.keys!.length).toBe(7);
+        result = await ok({ kind: OpKind.scanNext, cursor: result.cursor! });
+      }
+      const expected = Array.from({ length: 50 }, (_, i) => `s/${String(i).padStart(2, '0')}`);
+      expect(seen).toEqual(reverse ? expected.reverse() : expected);
+      await ok({ kind: OpKind.delete, key: b('s/25x') });
+    }
+    expect((await engine.stats()).openCursors).toBe(0);
+    const open = await ok({ kind: OpKind.scanOpen, key: b('s/'), batchItems: 1 });
+    await ok({ kind: OpKind.scanClose, cursor: open.cursor! });
+    expect((await one({ kind: OpKind.scanNext, cursor: open.cursor! })).code).toBe('CURSOR_NOT_FOUND');
+    const ranged = await ok({ kind: OpKind.scanOpen, key: b('s/10'), end: b('s/13'), range: true, limit: 2 });
+    expect(ranged.keys!.map(String)).toEqual(['s/10', 's/11']);
+    expect(ranged.done).toBe(true);
+  });
+
+  it('a cursor inside a transaction dies with the transaction', async () => {
+    await ok({ kind: OpKind.putBatch, keys: [b('c/1'), b('c/2')], values: [b('1'), b('2')] });
+    const t = await begin();
+    const scan = await ok({ kind: OpKind.scanOpen, key: b('c/'), batchItems: 1, txn: t });
+    await ok({ kind: OpKind.abort, txn: t });
+    expect((await one({ kind: OpKind.scanNext, cursor: scan.cursor! })).code).toBe('CURSOR_NOT_FOUND');
+  });
+
+  it('lists the distinct children of a path, even with separators inside segments', async () => {
+    for (const path of [['u', 'ann', 'age'], ['u', 'ann', 'name'], ['u', 'b/ob'], ['u', 'b', 'deep'], ['v', 'x']]) {
+      await ok({ kind: OpKind.put, key: encodePath(path), value: b('1') });
+    }
+    const listed = await ok({ kind: OpKind.listPath, key: pathPrefix(['u']) });
+    expect(listed.keys!.map(String)).toEqual(['ann', 'b', 'b/ob']);
+  });
+
+  it('hides expired keys at once and reclaims them in a sweep', async () => {
+    await ok({ kind: OpKind.put, key: b('t/short'), value: b('v'), ttlMs: 30 });
+    await ok({ kind: OpKind.put, key: b('t/long'), value: b('v'), ttlMs: 60_000 });
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    expect(await get('t/short')).toBeNull();
+    expect((await ok({ kind: OpKind.scanOpen, key: b('t/') })).keys!.map(String)).toEqual(['t/long']);
+    expect(await engine.sweepExpired(100)).toBe(1);
+    expect(await engine.sweepExpired(100)).toBe(0);
+    expect(await get('t/long')).toBe('v');
+  });
+
+  it('aborts a transaction that buffers more than txnBytesMax', async () => {
+    const t = await begin();
+    const big = Buffer.alloc(LIMITS.txnBytesMax / 2 + 1);
+    await ok({ kind: OpKind.put, key: b('big/1'), value: big, txn: t });
+    expect((await one({ kind: OpKind.put, key: b('big/2'), value: big, txn: t })).code).toBe('TXN_TOO_LARGE');
+    expect((await commit(t)).code).toBe('NOT_IN_TRANSACTION');
+  });
+
+  it('recovers writes after close and reopen, and checkpoints', async () => {
+    await put('keep', 'me');
+    const checkpoint = await engine.checkpoint();
+    expect(checkpoint.lsn).toBeTypeOf('bigint');
+    await put('after', 'checkpoint');
+    await engine.close();
+    await expect(engine.execute([{ kind: OpKind.get, key: b('keep') }])).rejects.toMatchObject({ code: 'SHUTTING_DOWN' });
+    engine = await open();
+    expect(engine.recovery.seqno).toBeGreaterThan(0n);
+    expect(await get('keep')).toBe('me');
+    expect(await get('after')).toBe('checkpoint');
+  });
+
+  it('locks a data directory exclusively until released', () => {
+    const lockDir = join(dir, 'locked');
+    const lock = lockDataDir(lockDir);
+    expect(() => lockDataDir(lockDir)).toThrow(expect.objectContaining({ code: 'LOCKED' }));
+    lock.release();
+    lockDataDir(lockDir).release();
+  });
+});
