@@ -61,21 +61,24 @@ async function start(flags: StartFlags): Promise<void> {
     die(toToonDBError(error).message, EXIT_CONFIG);
   }
   const log = daemonModule.createLogger(config);
-  let daemon: Awaited<ReturnType<typeof daemonModule.Daemon.start>>;
-  try {
-    daemon = await daemonModule.Daemon.start(config, log);
-  } catch (error) {
-    const coded = toToonDBError(error);
-    log.fatal({ code: coded.code, err: error }, 'cannot start');
-    const configError = ['INVALID_ARGUMENT', 'SOCKET_PATH_TOO_LONG', 'ALREADY_RUNNING', 'LOCKED'].includes(coded.code);
-    die(`${coded.code}: ${coded.message}`, configError ? EXIT_CONFIG : EXIT_RUNTIME);
-  }
+  // Handlers go in before startup: a SIGTERM during recovery or right after listen must stop
+  // the daemon cleanly (socket removed, exit 0), not kill it with the default action.
+  let daemon: Awaited<ReturnType<typeof daemonModule.Daemon.start>> | null = null;
+  let stopRequestedBy: string | null = null;
   const stopAndExit = (signal: string) => {
+    if (daemon === null) {
+      stopRequestedBy ??= signal;
+      return;
+    }
     daemon.stop(`received ${signal}`).then(() => process.exit(0), () => process.exit(EXIT_RUNTIME));
   };
   process.on('SIGTERM', () => stopAndExit('SIGTERM'));
   process.on('SIGINT', () => stopAndExit('SIGINT'));
   process.on('SIGHUP', () => {
+    if (daemon === null) {
+      log.warn('SIGHUP during startup ignored; send it again once the daemon listens');
+      return;
+    }
     try {
       const next = loadConfig(flags);
       log.level = next.logLevel;
@@ -87,8 +90,18 @@ async function start(flags: StartFlags): Promise<void> {
   });
   process.on('uncaughtException', (error) => {
     log.fatal({ err: error }, 'uncaught exception: stopping');
+    if (daemon === null) process.exit(EXIT_RUNTIME);
     daemon.stop('uncaught exception').finally(() => process.exit(EXIT_RUNTIME));
   });
+  try {
+    daemon = await daemonModule.Daemon.start(config, log);
+  } catch (error) {
+    const coded = toToonDBError(error);
+    log.fatal({ code: coded.code, err: error }, 'cannot start');
+    const configError = ['INVALID_ARGUMENT', 'SOCKET_PATH_TOO_LONG', 'ALREADY_RUNNING', 'LOCKED'].includes(coded.code);
+    die(`${coded.code}: ${coded.message}`, configError ? EXIT_CONFIG : EXIT_RUNTIME);
+  }
+  if (stopRequestedBy !== null) stopAndExit(stopRequestedBy);
   await daemon.stopped;
   process.exit(0);
 }

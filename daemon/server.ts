@@ -16,7 +16,7 @@
  * closed exactly once, after every session that could use it is gone.
  */
 
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import lockfile from 'proper-lockfile';
@@ -127,10 +127,22 @@ export class Daemon implements DaemonContext {
     this.timers.push(setInterval(() => this.sweepIdle(), IDLE_SWEEP_INTERVAL_MS));
     this.timers.push(setInterval(() => this.sweepExpired(), TTL_SWEEP_INTERVAL_MS));
     for (const timer of this.timers) timer.unref();
-    const info: DaemonInfo = { pid: process.pid, version: VERSION, socketPath, dataDir: this.config.dataDir, startedAt: new Date().toISOString() };
-    await writeFile(join(this.config.dataDir, INFO_FILE_NAME), JSON.stringify(info, null, 2) + '\n', { mode: 0o644 });
     this.log.info({ socketPath, dataDir: this.config.dataDir, durability: this.config.durability, version: VERSION }, 'listening');
-    sdNotify(`READY=1\nSTATUS=listening on ${socketPath}\nMAINPID=${process.pid}`);
+    this.notify(`READY=1\nSTATUS=listening on ${socketPath}\nMAINPID=${process.pid}`);
+    // Last step, and atomic (rename): whoever sees the info file sees a daemon that is ready.
+    const info: DaemonInfo = { pid: process.pid, version: VERSION, socketPath, dataDir: this.config.dataDir, startedAt: new Date().toISOString() };
+    const infoPath = join(this.config.dataDir, INFO_FILE_NAME);
+    await writeFile(`${infoPath}.tmp`, JSON.stringify(info, null, 2) + '\n', { mode: 0o644 });
+    await rename(`${infoPath}.tmp`, infoPath);
+  }
+
+  /** sd_notify; a failure to reach systemd is logged, never fatal. */
+  private notify(state: string): void {
+    try {
+      if (sdNotify(state)) this.log.debug({ state: state.split('\n')[0] }, 'sd_notify sent');
+    } catch (error) {
+      this.log.warn({ err: error, state: state.split('\n')[0] }, 'sd_notify failed');
+    }
   }
 
   /**
@@ -221,7 +233,7 @@ export class Daemon implements DaemonContext {
 
   private async shutdown(reason: string): Promise<void> {
     this.log.info({ reason }, 'shutting down');
-    sdNotify('STOPPING=1');
+    this.notify('STOPPING=1');
     for (const timer of this.timers) clearInterval(timer);
     const closedListener = new Promise<void>((resolve) => this.server.close(() => resolve()));
     const deadline = Date.now() + SHUTDOWN_DRAIN_MS_MAX;

@@ -164,9 +164,10 @@ export function peerCredentials(fd: number): PeerCredentials {
   return codedSync(() => native.peerCredentials(fd));
 }
 
-/** Sends a state string to systemd (NOTIFY_SOCKET); false when not under systemd. */
+/** Sends a state string to systemd (NOTIFY_SOCKET); false when not under systemd, IO_ERROR
+ * when the datagram could not be sent. */
 export function sdNotify(state: string): boolean {
-  return native.sdNotify(state);
+  return codedSync(() => native.sdNotify(state));
 }
 
 /** Every error code the native engine can produce (all registry codes). */

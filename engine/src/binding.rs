@@ -368,8 +368,8 @@ pub fn peer_credentials(fd: i32) -> Result<PeerCredentialsJs> {
 }
 
 #[napi]
-pub fn sd_notify(state: String) -> bool {
-    os::sd_notify(&state)
+pub fn sd_notify(state: String) -> Result<bool> {
+    os::sd_notify(&state).map_err(to_js_error)
 }
 
 #[napi]

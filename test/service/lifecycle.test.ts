@@ -78,6 +78,20 @@ describe('daemon lifecycle', () => {
     await check.close();
   });
 
+  it('stops cleanly on a SIGTERM that arrives while it is still starting', async () => {
+    // Regression: signal handlers were installed only after startup, so a SIGTERM between
+    // listen and "ready" killed the daemon with the default action and left its socket behind.
+    const dir = makeTempDir();
+    const socketPath = join(dir, 's.sock');
+    const proc = execa('node', [TOONDBD_BIN, 'start', '--socket', socketPath, '--data-dir', join(dir, 'data')], { reject: false, stdin: 'ignore' });
+    while (!existsSync(socketPath) && proc.exitCode === null) await new Promise((resolve) => setTimeout(resolve, 1));
+    proc.kill('SIGTERM');
+    const result = await proc;
+    expect(result.signal).toBeUndefined();
+    expect(result.exitCode).toBe(0);
+    expect(existsSync(socketPath)).toBe(false);
+  });
+
   it('keeps connections across SIGHUP and applies the new log level', async () => {
     const dir = makeTempDir();
     const configFile = join(dir, 'config.json');

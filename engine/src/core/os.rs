@@ -108,11 +108,14 @@ pub fn peer_credentials(_fd: i32) -> EngineResult<PeerCredentials> {
     Err(EngineError::invalid("peer credentials are not supported on this platform"))
 }
 
-/// Sends `state` (e.g. "READY=1") to systemd's notification socket. Returns whether it was sent.
-pub fn sd_notify(state: &str) -> bool {
-    let Some(target) = std::env::var_os("NOTIFY_SOCKET") else { return false };
+/// Sends `state` (e.g. "READY=1") to systemd's notification socket. Ok(false) when there is
+/// no NOTIFY_SOCKET (not under systemd), an IO_ERROR when the datagram could not be sent.
+pub fn sd_notify(state: &str) -> EngineResult<bool> {
+    let Some(target) = std::env::var_os("NOTIFY_SOCKET") else { return Ok(false) };
     let target = target.to_string_lossy().into_owned();
-    send_notify(&target, state.as_bytes()).is_ok()
+    send_notify(&target, state.as_bytes())
+        .map(|()| true)
+        .map_err(|e| EngineError::from_io(&format!("sd_notify to {target}"), &e))
 }
 
 fn send_notify(target: &str, payload: &[u8]) -> std::io::Result<()> {
