@@ -30,7 +30,7 @@ pub const ALL_CODES: &[&str] = &[
     "INTERNAL",
 ];
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum EngineError {
     InvalidArgument(String),
     KeyTooLarge { len: usize, max: usize },

@@ -68,13 +68,79 @@ pub struct OpOutput {
 }
 
 /// Runs `ops` in order; never fails as a whole.
+///
+/// Group commit inside a call: a run of consecutive non-transactional writes is validated op by
+/// op and applied as ONE fjall commit (one journal write, one ticket). Each op stays atomic (the
+/// merged commit is all-or-nothing, which is stronger), later ops override earlier ones on the
+/// same key (fjall keeps the last write of a key within a transaction), and any read after the
+/// run sees all of it, because a read ends the run.
 pub fn execute(store: &Store, ops: Vec<Op>) -> Vec<OpOutput> {
-    ops.into_iter()
-        .map(|op| {
-            let ticket_floor = store.tickets.issued();
-            run_op(store, op).unwrap_or_else(|error| OpOutput { error: Some(error), seq: ticket_floor, ..Default::default() })
+    let mut outputs: Vec<OpOutput> = Vec::with_capacity(ops.len());
+    let mut run = WriteRun::default();
+    for op in ops {
+        if is_plain_write(&op) {
+            let index = outputs.len();
+            outputs.push(OpOutput::default());
+            match plain_write_items(store, op) {
+                Ok(items) => run.add(index, items),
+                Err(error) => outputs[index] = failed(store, error),
+            }
+            continue;
+        }
+        run.commit(store, &mut outputs);
+        let ticket_floor = store.tickets.issued();
+        outputs.push(run_op(store, op).unwrap_or_else(|error| OpOutput { error: Some(error), seq: ticket_floor, ..Default::default() }));
+    }
+    run.commit(store, &mut outputs);
+    outputs
+}
+
+fn failed(store: &Store, error: EngineError) -> OpOutput {
+    OpOutput { error: Some(error), seq: store.tickets.issued(), ..Default::default() }
+}
+
+fn is_plain_write(op: &Op) -> bool {
+    op.txn.is_none() && matches!(op.kind, kind::PUT | kind::DELETE | kind::PUT_BATCH | kind::DELETE_BATCH)
+}
+
+/// Consecutive non-transactional writes waiting to be committed together.
+#[derive(Default)]
+struct WriteRun {
+    items: Vec<WriteItem>,
+    members: Vec<usize>,
+}
+
+impl WriteRun {
+    fn add(&mut self, index: usize, items: Vec<WriteItem>) {
+        self.items.extend(items);
+        self.members.push(index);
+    }
+
+    /// Commits the run (if any) and fills in the outputs of its members.
+    fn commit(&mut self, store: &Store, outputs: &mut [OpOutput]) {
+        if self.members.is_empty() {
+            return;
+        }
+        let committed = store.write_batch(std::mem::take(&mut self.items));
+        for index in self.members.drain(..) {
+            outputs[index] = match &committed.result {
+                Ok(_) => OpOutput { seq: committed.ticket, ..Default::default() },
+                Err(error) => OpOutput { error: Some(error.clone()), seq: committed.ticket, ..Default::default() },
+            };
+        }
+    }
+}
+
+/// The validated stored-form writes of one non-transactional write op.
+fn plain_write_items(store: &Store, op: Op) -> EngineResult<Vec<WriteItem>> {
+    let (items, expiry) = write_items(store, op)?;
+    Ok(items
+        .into_iter()
+        .map(|(key, stored)| match stored {
+            Some(stored) => WriteItem::Put { key, stored, expiry_ms: expiry },
+            None => WriteItem::Delete { key },
         })
-        .collect()
+        .collect())
 }
 
 fn run_op(store: &Store, op: Op) -> EngineResult<OpOutput> {
@@ -184,23 +250,12 @@ fn write_items(store: &Store, op: Op) -> EngineResult<(Vec<(Vec<u8>, Option<Vec<
     Ok((stored, expiry))
 }
 
+/// A write inside a transaction (plain writes are grouped by `execute`).
 fn write_op(store: &Store, op: Op) -> EngineResult<OpOutput> {
-    let txn = op.txn;
-    let (items, expiry) = write_items(store, op)?;
-    if let Some(id) = txn {
-        txn::write(store, id, items)?;
-        return Ok(OpOutput { seq: store.tickets.issued(), ..Default::default() });
-    }
-    let batch = items
-        .into_iter()
-        .map(|(key, stored)| match stored {
-            Some(stored) => WriteItem::Put { key, stored, expiry_ms: expiry },
-            None => WriteItem::Delete { key },
-        })
-        .collect();
-    let committed = store.write_batch(batch);
-    committed.result?;
-    Ok(OpOutput { seq: committed.ticket, ..Default::default() })
+    let id = need_handle(op.txn, "txn")?;
+    let (items, _expiry) = write_items(store, op)?;
+    txn::write(store, id, items)?;
+    Ok(OpOutput { seq: store.tickets.issued(), ..Default::default() })
 }
 
 fn scan_open(store: &Store, op: Op) -> EngineResult<OpOutput> {
@@ -289,4 +344,47 @@ fn commit(store: &Store, op: Op) -> EngineResult<OpOutput> {
     let (ticket, result) = txn::commit(store, id);
     let commit_ts = result?;
     Ok(OpOutput { commit_ts: Some(commit_ts), seq: ticket, ..Default::default() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::engine::Engine;
+    use crate::core::store::{Limits, OpenOptions};
+
+    fn open(dir: &std::path::Path) -> Engine {
+        let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, batch_items_max: 100 };
+        Engine::open(&OpenOptions { path: dir.to_str().unwrap().into(), cache_bytes: None, limits }).unwrap().0
+    }
+
+    fn put(key: &[u8], value: &[u8]) -> Op {
+        Op { kind: kind::PUT, key: Some(key.to_vec()), value: Some(value.to_vec()), ..Default::default() }
+    }
+
+    fn get(key: &[u8]) -> Op {
+        Op { kind: kind::GET, key: Some(key.to_vec()), ..Default::default() }
+    }
+
+    #[test]
+    fn consecutive_plain_writes_share_one_commit_and_keep_their_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = open(dir.path());
+        let out = engine
+            .execute(vec![
+                put(b"k", b"1"),
+                put(&[7u8; 65], b"too long a key"),
+                put(b"k", b"2"),
+                Op { kind: kind::DELETE, key: Some(b"gone".to_vec()), ..Default::default() },
+                get(b"k"),
+                put(b"k", b"3"),
+            ])
+            .unwrap();
+        assert_eq!(out[1].error.as_ref().map(EngineError::code), Some("KEY_TOO_LARGE"));
+        assert!(out[0].error.is_none() && out[2].error.is_none() && out[3].error.is_none());
+        assert_eq!(out[0].seq, out[2].seq, "one commit, one ticket for the whole run");
+        assert_eq!(out[4].value, Some(Some(b"2".to_vec())), "a read sees the run before it");
+        assert!(out[5].seq > out[2].seq, "a read ends the run");
+        let after = engine.execute(vec![get(b"k")]).unwrap();
+        assert_eq!(after[0].value, Some(Some(b"3".to_vec())));
+    }
 }
