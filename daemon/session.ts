@@ -2,10 +2,11 @@
  * One client connection: framing, handshake, batched execution, durable replies, cleanup.
  *
  * Request path (designed for batching): every complete frame in a socket chunk is decoded and
- * queued; the queue is taken whole and its data requests go to the engine in ONE `execute`
- * call; the replies of that call are written with one corked socket write once the durability
- * gate releases them. While a batch executes, newly arrived requests queue up and form the next
- * batch, so a busy connection gets larger batches, not more engine calls.
+ * queued; the queue is taken (at most ENGINE_BATCH_REQUESTS_MAX requests) and its data requests
+ * go to the engine in ONE `execute` call; the replies of that call are written with one corked
+ * socket write once the durability gate releases them. While a batch executes, newly arrived
+ * requests queue up and form the next batch, so a busy connection gets larger batches, not more
+ * engine calls, and a very busy one gets its first replies out while the rest execute.
  *
  * Invariants:
  * - Requests of one connection execute in the order received (one engine call at a time per
@@ -27,7 +28,7 @@ import { OpKind, type EngineOp, type EngineResult } from '../engine/types.js';
 import { MessageCodec } from '../protocol/codec.js';
 import { ToonDBError, toToonDBError } from '../protocol/errors.js';
 import { FrameDecoder } from '../protocol/frame.js';
-import { HANDSHAKE_TIMEOUT_MS, OUTPUT_BUFFER_BYTES_MAX } from '../protocol/limits.js';
+import { ENGINE_BATCH_REQUESTS_MAX, HANDSHAKE_TIMEOUT_MS, OUTPUT_BUFFER_BYTES_MAX } from '../protocol/limits.js';
 import { CONNECTION_ERROR_ID, OP_FAMILIES, type Request } from '../protocol/messages.js';
 import { parseRequest, requestIdOf } from '../protocol/validate.js';
 import * as admin from './handlers/admin.js';
@@ -153,8 +154,13 @@ export class Session {
   private pump(): void {
     if (this.executing || this.closed || this.queue.length === 0) return;
     this.executing = true;
-    const batch = this.queue;
-    this.queue = [];
+    let batch = this.queue;
+    if (batch.length > ENGINE_BATCH_REQUESTS_MAX) {
+      this.queue = batch.slice(ENGINE_BATCH_REQUESTS_MAX);
+      batch = batch.slice(0, ENGINE_BATCH_REQUESTS_MAX);
+    } else {
+      this.queue = [];
+    }
     this.runBatch(batch)
       .catch((error: unknown) => {
         this.log.error({ err: error }, 'batch failed unexpectedly');

@@ -48,6 +48,12 @@ export const BATCH_BYTES_MAX = 24 * MiB;
  * that socket until replies drain (backpressure, not an error). */
 export const IN_FLIGHT_PER_CONNECTION_MAX = 4096;
 
+/** Requests of one connection handed to the engine in one call. A connection with more queued
+ * runs them in several calls, so its first replies leave (and the client can send more) while
+ * the rest execute: the client and daemon overlap instead of trading one huge batch in lockstep.
+ * Daemon-internal tuning, not part of the wire contract. */
+export const ENGINE_BATCH_REQUESTS_MAX = 64;
+
 /** Reply bytes the daemon buffers for one connection that does not read them. Past it the
  * connection is closed: a client that never reads cannot grow the daemon's memory. */
 export const OUTPUT_BUFFER_BYTES_MAX = 64 * MiB;
