@@ -15,6 +15,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isErrorCode, ToonDBError } from '../protocol/errors.js';
+import { decodeResults, encodeOps } from './abi.js';
 import type {
   CheckpointReport,
   Engine,
@@ -30,7 +31,8 @@ export * from './types.js';
 /** The addon's own surface (see engine/src/binding.rs). */
 interface NativeEngine {
   readonly recovery: RecoveryReport;
-  execute(ops: EngineOp[]): Promise<EngineResult[]>;
+  /** ops and results in the binary layout of engine/abi.ts. */
+  execute(ops: Buffer): Promise<Buffer>;
   sync(): Promise<number>;
   durableSeq(): number;
   writtenSeq(): number;
@@ -109,8 +111,8 @@ class LoadedEngine implements Engine {
     this.recovery = inner.recovery;
   }
 
-  execute(ops: EngineOp[]): Promise<EngineResult[]> {
-    return coded(() => this.inner.execute(ops));
+  async execute(ops: EngineOp[]): Promise<EngineResult[]> {
+    return decodeResults(await coded(() => this.inner.execute(encodeOps(ops))));
   }
 
   sync(): Promise<number> {

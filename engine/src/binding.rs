@@ -7,51 +7,20 @@
 //! - No JS value crosses into `compute`: buffers are copied into `Vec<u8>` before the task starts.
 //! - Whole-call failures reject with an `Error` whose message is `[CODE] text`, CODE being a
 //!   registry code (protocol/errors.ts); engine/index.ts turns that into a `ToonDBError`.
-//! - Result buffers are created with `napi_create_buffer_copy` (one V8-owned copy, no external
-//!   finalizer per value, which is far cheaper for the many small values of a batch).
+//! - A batch of ops crosses as ONE buffer each way (layout in core/abi.rs): no JS object per op,
+//!   no napi Buffer per key or value.
 
 use crate::core::engine::{Checkpoint, Engine, Stats};
 use crate::core::error::{EngineError, ALL_CODES};
-use crate::core::ops::{Op, OpOutput};
+use crate::core::abi;
 use crate::core::os;
 use crate::core::store::{Limits, OpenOptions, Recovery};
 use napi::bindgen_prelude::*;
-use napi::sys;
 use napi_derive::napi;
 use std::sync::Arc;
 
 fn to_js_error(err: EngineError) -> Error {
     Error::new(Status::GenericFailure, format!("[{}] {}", err.code(), err))
-}
-
-/// Bytes returned to JS as a plain copied Buffer.
-pub struct Bytes(Vec<u8>);
-
-impl TypeName for Bytes {
-    fn type_name() -> &'static str {
-        "Buffer"
-    }
-    fn value_type() -> ValueType {
-        ValueType::Object
-    }
-}
-
-impl ToNapiValue for Bytes {
-    unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> Result<sys::napi_value> {
-        let mut out = std::ptr::null_mut();
-        let mut data = std::ptr::null_mut();
-        let status = if val.0.is_empty() {
-            unsafe { sys::napi_create_buffer(env, 0, &mut data, &mut out) }
-        } else {
-            unsafe { sys::napi_create_buffer_copy(env, val.0.len(), val.0.as_ptr().cast(), &mut data, &mut out) }
-        };
-        check_status!(status, "creating a result Buffer")?;
-        Ok(out)
-    }
-}
-
-fn bytes_list(list: Vec<Vec<u8>>) -> Vec<Bytes> {
-    list.into_iter().map(Bytes).collect()
 }
 
 #[napi(object)]
@@ -122,101 +91,6 @@ impl From<Checkpoint> for CheckpointJs {
     }
 }
 
-/// One op as JS sends it (see `EngineOp` in engine/types.ts).
-#[napi(object, object_to_js = false)]
-pub struct OpJs {
-    pub kind: u32,
-    pub txn: Option<f64>,
-    pub key: Option<Buffer>,
-    pub value: Option<Buffer>,
-    pub keys: Option<Vec<Buffer>>,
-    pub values: Option<Vec<Buffer>>,
-    pub end: Option<Buffer>,
-    pub range: Option<bool>,
-    pub ttl_ms: Option<f64>,
-    pub cursor: Option<f64>,
-    pub reverse: Option<bool>,
-    pub limit: Option<f64>,
-    pub batch_items: Option<f64>,
-    pub batch_bytes: Option<f64>,
-    pub isolation: Option<u32>,
-}
-
-fn handle(value: Option<f64>) -> Option<u64> {
-    // A handle that is not a positive safe integer can never name anything: map it to 0,
-    // which is never issued, so the op fails with NOT_IN_TRANSACTION / CURSOR_NOT_FOUND.
-    value.map(|v| if v.is_finite() && v >= 1.0 && v.fract() == 0.0 && v <= 9_007_199_254_740_991.0 { v as u64 } else { 0 })
-}
-
-fn owned(list: Option<Vec<Buffer>>) -> Option<Vec<Vec<u8>>> {
-    list.map(|l| l.iter().map(|b| b.to_vec()).collect())
-}
-
-impl From<OpJs> for Op {
-    fn from(js: OpJs) -> Self {
-        Op {
-            kind: js.kind,
-            txn: handle(js.txn),
-            key: js.key.map(|b| b.to_vec()),
-            value: js.value.map(|b| b.to_vec()),
-            keys: owned(js.keys),
-            values: owned(js.values),
-            end: js.end.map(|b| b.to_vec()),
-            range: js.range.unwrap_or(false),
-            ttl_ms: js.ttl_ms,
-            cursor: handle(js.cursor),
-            reverse: js.reverse.unwrap_or(false),
-            limit: js.limit,
-            batch_items: js.batch_items,
-            batch_bytes: js.batch_bytes,
-            isolation: js.isolation,
-        }
-    }
-}
-
-/// One result as JS receives it (see `EngineResult` in engine/types.ts). Absent fields are unset.
-#[napi(object, object_from_js = false)]
-pub struct ResultJs {
-    pub code: Option<String>,
-    pub message: Option<String>,
-    pub value: Option<Either<Bytes, Null>>,
-    pub found: Option<bool>,
-    pub values: Option<Vec<Option<Bytes>>>,
-    pub keys: Option<Vec<Bytes>>,
-    pub vals: Option<Vec<Bytes>>,
-    pub done: Option<bool>,
-    pub cursor: Option<f64>,
-    pub txn: Option<f64>,
-    pub commit_ts: Option<BigInt>,
-    pub seq: f64,
-}
-
-impl From<OpOutput> for ResultJs {
-    fn from(out: OpOutput) -> Self {
-        let (code, message) = match out.error {
-            Some(e) => (Some(e.code().to_string()), Some(e.to_string())),
-            None => (None, None),
-        };
-        ResultJs {
-            code,
-            message,
-            value: out.value.map(|v| match v {
-                Some(bytes) => Either::A(Bytes(bytes)),
-                None => Either::B(Null),
-            }),
-            found: out.found,
-            values: out.values.map(|vs| vs.into_iter().map(|v| v.map(Bytes)).collect()),
-            keys: out.keys.map(bytes_list),
-            vals: out.vals.map(bytes_list),
-            done: out.done,
-            cursor: out.cursor.map(|c| c as f64),
-            txn: out.txn.map(|t| t as f64),
-            commit_ts: out.commit_ts.map(BigInt::from),
-            seq: out.seq as f64,
-        }
-    }
-}
-
 /// A whole-call job on the libuv pool: `run` computes, `finish` converts on the JS thread.
 pub struct Job<T: Send + 'static, J> {
     run: Option<Box<dyn FnOnce() -> std::result::Result<T, EngineError> + Send>>,
@@ -261,11 +135,19 @@ impl NativeEngine {
         self.recovery.into()
     }
 
-    #[napi(ts_return_type = "Promise<ResultJs[]>")]
-    pub fn execute(&self, ops: Vec<OpJs>) -> AsyncTask<Job<Vec<OpOutput>, Vec<ResultJs>>> {
-        let ops: Vec<Op> = ops.into_iter().map(Op::from).collect();
+    /// Runs a batch of ops encoded by engine/abi.ts; resolves to the encoded results (core/abi.rs).
+    /// The input is copied on the JS thread; decoding, execution and encoding run on the pool.
+    #[napi(ts_return_type = "Promise<Buffer>")]
+    pub fn execute(&self, ops: Buffer) -> AsyncTask<Job<Vec<u8>, Buffer>> {
+        let input = ops.to_vec();
         let engine = self.inner.clone();
-        AsyncTask::new(job(move || engine.execute(ops), |outs| outs.into_iter().map(ResultJs::from).collect()))
+        AsyncTask::new(job(
+            move || {
+                let ops = abi::decode_ops(&input)?;
+                Ok(abi::encode_results(&engine.execute(ops)?))
+            },
+            Buffer::from,
+        ))
     }
 
     #[napi(ts_return_type = "Promise<number>")]

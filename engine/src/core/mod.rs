@@ -5,6 +5,7 @@
 //! `value` (stored value header), `pathkey`, `tickets` (durability counters), `error`, and `os`
 //! (data-dir lock, peer credentials, sd_notify).
 
+pub mod abi;
 pub mod cursors;
 pub mod engine;
 pub mod error;
