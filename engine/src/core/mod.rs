@@ -18,3 +18,4 @@ pub mod ttl;
 pub mod txn;
 pub mod value;
 pub mod view;
+pub mod watermark;

@@ -5,7 +5,8 @@
 //!
 //! Invariants: ops run sequentially in array order and each gets exactly one output; a failing
 //! op sets `error` and never affects the others; a write's `seq` is its ticket, a read's `seq`
-//! is the issued-ticket counter loaded after the read (covers every commit the read could see).
+//! is the issued-ticket counter loaded after the read (covers every commit the read could see),
+//! a failed op's `seq` is 0 (it showed and applied nothing, so it waits for no fsync).
 
 use super::cursors::{self, Cursor, Source, BATCH_BYTES_DEFAULT, BATCH_ITEMS_DEFAULT, BATCH_ITEMS_MAX};
 use super::error::{EngineError, EngineResult};
@@ -83,20 +84,20 @@ pub fn execute(store: &Store, ops: Vec<Op>) -> Vec<OpOutput> {
             outputs.push(OpOutput::default());
             match plain_write_items(store, op) {
                 Ok(items) => run.add(index, items),
-                Err(error) => outputs[index] = failed(store, error),
+                Err(error) => outputs[index] = failed(error),
             }
             continue;
         }
         run.commit(store, &mut outputs);
-        let ticket_floor = store.tickets.issued();
-        outputs.push(run_op(store, op).unwrap_or_else(|error| OpOutput { error: Some(error), seq: ticket_floor, ..Default::default() }));
+        outputs.push(run_op(store, op).unwrap_or_else(|error| failed(error)));
     }
     run.commit(store, &mut outputs);
     outputs
 }
 
-fn failed(store: &Store, error: EngineError) -> OpOutput {
-    OpOutput { error: Some(error), seq: store.tickets.issued(), ..Default::default() }
+/// A failed op showed nothing and applied nothing, so its reply waits for no fsync (seq 0).
+fn failed(error: EngineError) -> OpOutput {
+    OpOutput { error: Some(error), seq: 0, ..Default::default() }
 }
 
 fn is_plain_write(op: &Op) -> bool {
@@ -125,7 +126,7 @@ impl WriteRun {
         for index in self.members.drain(..) {
             outputs[index] = match &committed.result {
                 Ok(_) => OpOutput { seq: committed.ticket, ..Default::default() },
-                Err(error) => OpOutput { error: Some(error.clone()), seq: committed.ticket, ..Default::default() },
+                Err(error) => failed(error.clone()),
             };
         }
     }

@@ -19,8 +19,9 @@ use super::error::{EngineError, EngineResult};
 use super::tickets::Tickets;
 use super::txn::TxnRegistry;
 use super::value;
+use super::watermark::{self, Watermark};
 use fjall::{KeyspaceCreateOptions, OptimisticTxDatabase, OptimisticTxKeyspace, OptimisticWriteTx as WriteTransaction, PersistMode};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -69,6 +70,10 @@ pub struct Store {
     pub cursors: CursorRegistry,
     commit_lock: Mutex<()>,
     poisoned: AtomicBool,
+    watermark: Watermark,
+    /// Engine seqno right after the last data commit (fjall's visible seqno also moves on
+    /// internal work such as memtable rotation, which recovery does not reproduce).
+    last_commit_seqno: AtomicU64,
 }
 
 impl Store {
@@ -84,6 +89,9 @@ impl Store {
         let db = builder.open()?;
         let data = db.keyspace("data", KeyspaceCreateOptions::default)?;
         let ttl = db.keyspace("ttl", KeyspaceCreateOptions::default)?;
+        let watermark_path = watermark::path_for(&options.path);
+        watermark::verify(&watermark_path, db.inner().visible_seqno())?;
+        let watermark = Watermark::open(&watermark_path)?;
         let recovery = Recovery {
             duration_ms: started.elapsed().as_secs_f64() * 1000.0,
             journal_count: db.journal_count() as u64,
@@ -100,6 +108,8 @@ impl Store {
             cursors: CursorRegistry::default(),
             commit_lock: Mutex::new(()),
             poisoned: AtomicBool::new(false),
+            watermark,
+            last_commit_seqno: AtomicU64::new(recovery.seqno),
         };
         Ok((store, recovery))
     }
@@ -125,8 +135,8 @@ impl Store {
         self.poisoned.store(true, Ordering::SeqCst);
     }
 
-    /// Commits `tx` under the commit lock with a fresh ticket. Conflicts and failures still
-    /// consume (and mark written) their ticket, so `written` never stalls behind them.
+    /// Commits `tx` under the commit lock with a fresh ticket. A conflict or failure applies
+    /// nothing and gives its ticket back (the next commit reuses the number).
     pub fn commit_tx(&self, tx: WriteTransaction) -> Committed {
         if let Err(e) = self.check_writable() {
             return Committed { ticket: self.tickets.issued(), result: Err(e) };
@@ -137,13 +147,21 @@ impl Store {
         };
         let ticket = self.tickets.issue();
         let outcome = tx.commit();
-        let visible = self.db.inner().visible_seqno();
-        self.tickets.mark_written(ticket);
-        drop(guard);
         let result = match outcome {
-            Ok(Ok(())) => Ok(visible),
-            Ok(Err(_conflict)) => Err(EngineError::TxnConflict),
+            Ok(Ok(())) => {
+                let visible = self.db.inner().visible_seqno();
+                self.last_commit_seqno.fetch_max(visible, Ordering::SeqCst);
+                self.tickets.mark_written(ticket);
+                Ok(visible)
+            }
+            // Nothing became visible: the ticket goes back, so reads issued from now on do not
+            // wait for (and, once the store is poisoned, fail on) an fsync nothing needs.
+            Ok(Err(_conflict)) => {
+                self.tickets.give_back(ticket);
+                Err(EngineError::TxnConflict)
+            }
             Err(e) => {
+                self.tickets.give_back(ticket);
                 let mapped = EngineError::from(e);
                 if !matches!(mapped, EngineError::Locked(_)) {
                     self.poison();
@@ -151,6 +169,7 @@ impl Store {
                 Err(mapped)
             }
         };
+        drop(guard);
         Committed { ticket, result }
     }
 
@@ -203,11 +222,15 @@ impl Store {
         Ok(self.tickets.mark_durable(target))
     }
 
+    /// fsyncs the journal in `mode`, then records the seqno it covered in the watermark.
     pub fn persist(&self, mode: PersistMode) -> EngineResult<()> {
+        // Sampled before the fsync: every commit that returned is in the buffers it flushes.
+        let covered = self.last_commit_seqno.load(Ordering::SeqCst);
         self.db.persist(mode).map_err(|e| {
             self.poison();
             EngineError::from(e)
-        })
+        })?;
+        self.watermark.record(covered)
     }
 }
 

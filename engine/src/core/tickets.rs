@@ -6,9 +6,10 @@
 //! - `durable <= written <= issued`, all monotonic.
 //! - A ticket is issued (`issued` bumped) BEFORE its fjall commit starts, so a reader that
 //!   observes the commit and then loads `issued` sees a value >= that ticket.
-//! - `written` is only raised after the commit returned (successfully or not); tickets are issued
-//!   and written under the store's commit mutex, so `written` = the last issued ticket whenever
-//!   no commit is in progress.
+//! - `written` is only raised after a commit applied; a commit that applied nothing (conflict,
+//!   I/O failure) gives its ticket back instead. Tickets are issued, written and given back under
+//!   the store's commit mutex, so `written` = the last issued ticket whenever no commit is in
+//!   progress.
 //! - `durable` only rises to a `written` value that was sampled before the fsync started.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,7 +27,13 @@ impl Tickets {
         self.issued.fetch_add(1, Ordering::SeqCst) + 1
     }
 
-    /// Marks `ticket` written (its commit returned). Callers hold the commit mutex.
+    /// Returns the last issued `ticket`: its commit applied nothing. Callers hold the commit mutex.
+    pub fn give_back(&self, ticket: u64) {
+        let previous = self.issued.fetch_sub(1, Ordering::SeqCst);
+        assert_eq!(previous, ticket, "only the last issued ticket can be given back");
+    }
+
+    /// Marks `ticket` written (its commit applied). Callers hold the commit mutex.
     pub fn mark_written(&self, ticket: u64) {
         self.written.fetch_max(ticket, Ordering::SeqCst);
     }
