@@ -9,6 +9,7 @@ import { execa, type ResultPromise } from 'execa';
 import { IpcClient } from '../../ipc-client/index.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { CLIENT_MODULE } from '../helpers/paths.js';
+import { mulberry32 } from '../helpers/rng.js';
 
 const ROUNDS = Number(process.env.TOONDB_CRASH_ROUNDS ?? 2);
 const SEED = Number(process.env.TOONDB_CRASH_SEED ?? Date.now() % 1_000_000);
@@ -49,16 +50,6 @@ process.stdout.write('ATTEMPTED ' + next + '\\n');
 await client.close().catch(() => {});
 `;
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('crash safety under SIGKILL', () => {
   let daemon: TestDaemon;

@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { ToonDBError } from '../../protocol/errors.js';
 import { MessageCodec } from '../../protocol/codec.js';
 import { FrameDecoder } from '../../protocol/frame.js';
+import { mulberry32 as prng } from '../helpers/rng.js';
 
 const SEED = Number(process.env.TOONDB_FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 32));
 const ITERATIONS = Number(process.env.TOONDB_FUZZ_ITERATIONS ?? 1000);
@@ -18,17 +19,6 @@ expect.addEqualityTesters([
 ]);
 console.log(`fuzz seed: TOONDB_FUZZ_SEED=${SEED} (iterations ${ITERATIONS})`);
 
-/** mulberry32: small, fast, and good enough to drive a fuzzer reproducibly. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 class Gen {
   constructor(readonly random: () => number) {}
