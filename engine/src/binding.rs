@@ -95,6 +95,25 @@ impl From<Checkpoint> for CheckpointJs {
 pub struct Job<T: Send + 'static, J> {
     run: Option<Box<dyn FnOnce() -> std::result::Result<T, EngineError> + Send>>,
     finish: fn(T) -> J,
+    on_panic: fn(String) -> EngineError,
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_string()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "unknown panic".to_string()
+    }
+}
+
+fn panicked(message: String) -> EngineError {
+    EngineError::Internal(format!("the storage engine panicked: {message}"))
+}
+
+fn panicked_opening(message: String) -> EngineError {
+    EngineError::Corruption(format!("the storage engine panicked while opening the data files: {message}"))
 }
 
 impl<T: Send + 'static, J: ToNapiValue + TypeName> Task for Job<T, J> {
@@ -103,7 +122,13 @@ impl<T: Send + 'static, J: ToNapiValue + TypeName> Task for Job<T, J> {
 
     fn compute(&mut self) -> Result<T> {
         let run = self.run.take().ok_or_else(|| Error::new(Status::GenericFailure, "[INTERNAL] job ran twice"))?;
-        run().map_err(to_js_error)
+        // A panic must not cross the FFI boundary (it would abort the daemon with no code): it
+        // becomes a coded error. lsm-tree panics on some damaged metadata, so a panic while
+        // opening is reported as CORRUPTION.
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+            Ok(result) => result.map_err(to_js_error),
+            Err(payload) => Err(to_js_error((self.on_panic)(panic_message(payload.as_ref())))),
+        }
     }
 
     fn resolve(&mut self, _env: Env, output: T) -> Result<J> {
@@ -118,7 +143,7 @@ fn job<T: Send + 'static, J>(
     run: impl FnOnce() -> std::result::Result<T, EngineError> + Send + 'static,
     finish: fn(T) -> J,
 ) -> Job<T, J> {
-    Job { run: Some(Box::new(run)), finish }
+    Job { run: Some(Box::new(run)), finish, on_panic: panicked }
 }
 
 /// An open engine. Methods returning promises run on the libuv pool.
@@ -207,10 +232,9 @@ pub fn open_engine(options: OpenOptionsJs) -> AsyncTask<Job<(Engine, Recovery), 
             batch_items_max: options.batch_items_max as usize,
         },
     };
-    AsyncTask::new(job(move || Engine::open(&open), |(engine, recovery)| NativeEngine {
-        inner: Arc::new(engine),
-        recovery,
-    }))
+    let mut opening = job(move || Engine::open(&open), |(engine, recovery)| NativeEngine { inner: Arc::new(engine), recovery });
+    opening.on_panic = panicked_opening;
+    AsyncTask::new(opening)
 }
 
 /// An exclusive lock on a data directory, held until `release()` or process exit.

@@ -51,6 +51,23 @@ await client.close().catch(() => {});
 `;
 
 
+const FIRST_ACK_MS_MAX = 30_000;
+
+/** Resolves when any writer prints an acknowledgement line (or after `boundMs`). */
+function firstAcknowledgement(writers: ResultPromise[], boundMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, boundMs);
+    for (const writer of writers) {
+      writer.stdout?.on('data', (chunk: Buffer) => {
+        if (/^[PT] /m.test(chunk.toString())) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    }
+  });
+}
+
 describe('crash safety under SIGKILL', () => {
   let daemon: TestDaemon;
   beforeAll(async () => {
@@ -68,7 +85,10 @@ describe('crash safety under SIGKILL', () => {
         env: { CLIENT_MODULE, SOCKET: daemon.socketPath, NAME: `r${round}w${w}`, IN_FLIGHT: String(IN_FLIGHT) },
         reject: false,
       }));
-      await new Promise((resolve) => setTimeout(resolve, 300 + Math.floor(random() * 700)));
+      // Arm the kill once some write was acknowledged: on a loaded machine node start-up and
+      // connecting can eat a fixed delay, and a round without acknowledgements checks nothing.
+      await firstAcknowledgement(writers, FIRST_ACK_MS_MAX);
+      await new Promise((resolve) => setTimeout(resolve, 100 + Math.floor(random() * 600)));
       await daemon.kill();
       const outputs = await Promise.all(writers);
       await daemon.start();
