@@ -109,6 +109,9 @@ export class Daemon implements DaemonContext {
 
   private async listen(): Promise<void> {
     const { socketPath } = this.config;
+    // Attached before listen(): a client that connects while the socket's mode and ownership
+    // are still being set must be served, not left hanging on an accepted, unhandled socket.
+    this.server.on('connection', (socket) => this.onConnection(socket));
     const release = await lockfile.lock(socketPath, { realpath: false, stale: 10_000, retries: { retries: 40, minTimeout: 25, maxTimeout: 250 } });
     try {
       if (await claimSocketPath(socketPath)) this.log.warn({ socketPath }, 'replaced stale socket left by a daemon that died');
@@ -122,7 +125,6 @@ export class Daemon implements DaemonContext {
     } finally {
       await release();
     }
-    this.server.on('connection', (socket) => this.onConnection(socket));
     this.server.on('error', (error) => this.log.error({ err: error }, 'listener error'));
     this.timers.push(setInterval(() => this.sweepIdle(), IDLE_SWEEP_INTERVAL_MS));
     this.timers.push(setInterval(() => this.sweepExpired(), TTL_SWEEP_INTERVAL_MS));

@@ -92,6 +92,33 @@ describe('daemon lifecycle', () => {
     expect(existsSync(socketPath)).toBe(false);
   });
 
+  it('serves every connection accepted while it is still starting', async () => {
+    // Regression: the connection handler was attached only after chmod and the socket lock were
+    // done, so a client that connected in that gap was accepted and never answered.
+    const dir = makeTempDir();
+    const socketPath = join(dir, 's.sock');
+    const proc = execa('node', [TOONDBD_BIN, 'start', '--socket', socketPath, '--data-dir', join(dir, 'data')], { reject: false, stdin: 'ignore' });
+    const outcomes: string[] = [];
+    let served = 0;
+    const prober = async () => {
+      while (served < 20 && proc.exitCode === null) {
+        try {
+          const client = await IpcClient.connect(socketPath, { connectTimeoutMs: 3_000 });
+          served += 1;
+          await client.close();
+        } catch (error) {
+          outcomes.push((error as { code?: string }).code ?? String(error));
+          await new Promise((resolve) => setTimeout(resolve, 1));
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: 8 }, prober));
+    proc.kill('SIGTERM');
+    await proc;
+    expect(served).toBeGreaterThanOrEqual(20);
+    expect(outcomes.filter((code) => code !== 'UNAVAILABLE')).toEqual([]);
+  });
+
   it('keeps connections across SIGHUP and applies the new log level', async () => {
     const dir = makeTempDir();
     const configFile = join(dir, 'config.json');
