@@ -2,15 +2,16 @@
  * One client connection: framing, handshake, batched execution, durable replies, cleanup.
  *
  * Request path (designed for batching): every complete frame in a socket chunk is decoded and
- * queued; the queue is taken (at most ENGINE_BATCH_REQUESTS_MAX requests) and its data requests
+ * queued; the queue is taken (at most ENGINE_BATCH_REQUESTS_MAX requests / _KEYS_MAX keys) and its data requests
  * go to the engine in ONE `execute` call; the replies of that call are written with one corked
  * socket write once the durability gate releases them. While a batch executes, newly arrived
  * requests queue up and form the next batch, so a busy connection gets larger batches, not more
  * engine calls, and a very busy one gets its first replies out while the rest execute.
  *
  * Invariants:
- * - Requests of one connection execute in the order received (one engine call at a time per
- *   connection); replies may leave in any order (matched by id).
+ * - Requests of one connection execute in the order received, except that plain reads (no
+ *   transaction) may run concurrently with other plain reads; a read never runs before or
+ *   beside an earlier request that could write. Replies may leave in any order (matched by id).
  * - In `sync` mode no reply leaves before the fsync covering every write it could show.
  * - Memory per connection is bounded: one partial frame (FrameDecoder), at most
  *   inFlightPerConnectionMax requests (reading pauses past it), at most OUTPUT_BUFFER_BYTES_MAX
@@ -28,7 +29,7 @@ import { OpKind, type EngineOp, type EngineResult } from '../engine/types.js';
 import { MessageCodec } from '../protocol/codec.js';
 import { ToonDBError, toToonDBError } from '../protocol/errors.js';
 import { FrameDecoder } from '../protocol/frame.js';
-import { ENGINE_BATCH_REQUESTS_MAX, HANDSHAKE_TIMEOUT_MS, OUTPUT_BUFFER_BYTES_MAX } from '../protocol/limits.js';
+import { ENGINE_BATCH_KEYS_MAX, ENGINE_BATCH_REQUESTS_MAX, ENGINE_CALLS_PER_CONNECTION_MAX, HANDSHAKE_TIMEOUT_MS, OUTPUT_BUFFER_BYTES_MAX } from '../protocol/limits.js';
 import { CONNECTION_ERROR_ID, OP_FAMILIES, type Request } from '../protocol/messages.js';
 import { parseRequest, requestIdOf } from '../protocol/validate.js';
 import * as admin from './handlers/admin.js';
@@ -53,7 +54,9 @@ export class Session {
   private readonly codec: MessageCodec;
   private helloSeen = false;
   private queue: Queued[] = [];
-  private executing = false;
+  /** Engine calls (batches) in progress, and whether one of them may change state. */
+  private running = 0;
+  private runningMayWrite = false;
   private awaitingDurability = 0;
   private inFlight = 0;
   private readingPaused = false;
@@ -91,7 +94,7 @@ export class Session {
 
   /** True while requests are queued, executing, or waiting for an fsync. */
   get busy(): boolean {
-    return this.queue.length > 0 || this.executing || this.awaitingDurability > 0;
+    return this.queue.length > 0 || this.running > 0 || this.awaitingDurability > 0;
   }
 
   private onData(chunk: Buffer): void {
@@ -151,26 +154,36 @@ export class Session {
     return true;
   }
 
+  /**
+   * Starts engine calls for queued requests. A call that may change state (writes, transaction
+   * and cursor ops, admin ops) runs alone; plain reads outside transactions may run in up to
+   * ENGINE_CALLS_PER_CONNECTION_MAX calls at once, so the pool computes one call while this
+   * thread encodes the replies of another. Reads never pass a write of the same connection:
+   * a call starts only after every earlier call that could have written has finished.
+   */
   private pump(): void {
-    if (this.executing || this.closed || this.queue.length === 0) return;
-    this.executing = true;
-    let batch = this.queue;
-    if (batch.length > ENGINE_BATCH_REQUESTS_MAX) {
-      this.queue = batch.slice(ENGINE_BATCH_REQUESTS_MAX);
-      batch = batch.slice(0, ENGINE_BATCH_REQUESTS_MAX);
-    } else {
-      this.queue = [];
+    while (!this.closed && this.queue.length > 0) {
+      const take = batchLength(this.queue);
+      const readOnly = this.queue.slice(0, take).every((item) => isPlainRead(item.req));
+      const canStart = this.running === 0
+        || (readOnly && !this.runningMayWrite && this.running < ENGINE_CALLS_PER_CONNECTION_MAX);
+      if (!canStart) return;
+      const batch = take === this.queue.length ? this.queue : this.queue.slice(0, take);
+      this.queue = take === this.queue.length ? [] : this.queue.slice(take);
+      this.running += 1;
+      if (!readOnly) this.runningMayWrite = true;
+      this.runBatch(batch)
+        .catch((error: unknown) => {
+          this.log.error({ err: error }, 'batch failed unexpectedly');
+          this.failConnection(new ToonDBError('INTERNAL', `batch failed: ${(error as Error).message}`));
+        })
+        .finally(() => {
+          this.running -= 1;
+          if (!readOnly) this.runningMayWrite = false;
+          if (this.closed && this.running === 0) this.releaseHandles();
+          this.pump();
+        });
     }
-    this.runBatch(batch)
-      .catch((error: unknown) => {
-        this.log.error({ err: error }, 'batch failed unexpectedly');
-        this.failConnection(new ToonDBError('INTERNAL', `batch failed: ${(error as Error).message}`));
-      })
-      .finally(() => {
-        this.executing = false;
-        if (this.closed) this.releaseHandles();
-        this.pump();
-      });
   }
 
   /** Runs data requests in engine batches, with admin requests as ordering barriers. */
@@ -380,7 +393,7 @@ export class Session {
     this.handshakeTimer = null;
     if (!this.socket.destroyed) this.socket.destroySoon();
     this.queue = [];
-    if (!this.executing) this.releaseHandles();
+    if (this.running === 0) this.releaseHandles();
     this.log.info({ reason }, 'connection closed');
     this.onClosed(this);
   }
@@ -390,5 +403,42 @@ export class Session {
     if (this.closed) return;
     this.socket.end();
     this.close('daemon shutdown');
+  }
+}
+
+/** How many queued requests form the next engine call: at most ENGINE_BATCH_REQUESTS_MAX
+ * requests and ENGINE_BATCH_KEYS_MAX keys, and always at least one request. */
+function batchLength(queue: readonly Queued[]): number {
+  let keys = 0;
+  for (let i = 0; i < queue.length; i++) {
+    if (i === ENGINE_BATCH_REQUESTS_MAX) return i;
+    keys += keysOf(queue[i].req);
+    if (keys > ENGINE_BATCH_KEYS_MAX && i > 0) return i;
+  }
+  return queue.length;
+}
+
+/** A read outside any transaction: it changes no state, so it may run beside other reads. */
+function isPlainRead(req: Request): boolean {
+  switch (req.op) {
+    case 'get':
+    case 'exists':
+    case 'getBatch':
+    case 'listPath':
+      return req.txn === undefined;
+    default:
+      return false;
+  }
+}
+
+function keysOf(req: Request): number {
+  switch (req.op) {
+    case 'getBatch':
+    case 'deleteBatch':
+      return req.keys.length;
+    case 'putBatch':
+      return req.entries.length;
+    default:
+      return 1;
   }
 }

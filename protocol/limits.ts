@@ -54,6 +54,15 @@ export const IN_FLIGHT_PER_CONNECTION_MAX = 4096;
  * Daemon-internal tuning, not part of the wire contract. */
 export const ENGINE_BATCH_REQUESTS_MAX = 64;
 
+/** Keys (one per point request, one per item of a batch request) handed to the engine in one
+ * call, for the same reason: sixteen getBatch calls of 100 keys run as several engine calls,
+ * not one 1600-key call the client waits on as a whole. A single request is never split. */
+export const ENGINE_BATCH_KEYS_MAX = 256;
+
+/** Engine calls one connection may have running at once. Only calls made of plain reads run
+ * side by side (see daemon/session.ts); anything that may write runs alone, in order. */
+export const ENGINE_CALLS_PER_CONNECTION_MAX = 2;
+
 /** Reply bytes the daemon buffers for one connection that does not read them. Past it the
  * connection is closed: a client that never reads cannot grow the daemon's memory. */
 export const OUTPUT_BUFFER_BYTES_MAX = 64 * MiB;

@@ -61,6 +61,26 @@ describe('kv over IPC', () => {
     expect(values.map((v) => v?.toString())).toEqual(Array.from({ length: n }, (_, i) => `v${i}`));
   });
 
+  it('never lets a pipelined read pass an earlier write of the same connection', async () => {
+    // Plain reads may run in concurrent engine calls; a read must still see every write that
+    // was sent before it on its connection, and none sent after it.
+    const pending: Promise<unknown>[] = [];
+    const reads: Promise<Buffer | null>[] = [];
+    for (let i = 0; i < 600; i++) {
+      pending.push(client.put('order/k', String(i)));
+      reads.push(client.get('order/k'));
+      if (i % 3 === 0) reads.push(client.getBatch(['order/k']).then(([v]) => v));
+    }
+    await Promise.all(pending);
+    const seen = (await Promise.all(reads)).map((v) => Number(v?.toString()));
+    let expected = 0;
+    for (let r = 0, i = 0; i < 600; i++) {
+      expect(seen[r++]).toBe(expected);
+      if (i % 3 === 0) expect(seen[r++]).toBe(expected);
+      expected = i + 1;
+    }
+  });
+
   it('refuses an oversize key with a coded error and keeps the connection usable', async () => {
     const key = Buffer.alloc(client.serverInfo.limits.keyBytesMax + 1, 1);
     await expect(client.put(key, 'x')).rejects.toMatchObject({ code: 'KEY_TOO_LARGE' });
