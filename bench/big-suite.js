@@ -1,0 +1,149 @@
+/**
+ * The big workloads (config 'big'): bulk load of BENCH_BIG_KEYS keys, daemon RSS after it,
+ * a streamed prefix scan of all of them, and restart time after SIGKILL.
+ *
+ * Responsibility: per round and system (A/B order), one fresh server: load, measure RSS, scan,
+ * SIGKILL, restart on the same dir, check the data survived, stop.
+ *
+ * Invariants:
+ * - Servers: toondb `--durability interval`, Redis `appendfsync everysec`, as in 'fast'. Each
+ *   (round, system) gets a new server on an empty dir: the restart measurement consumes it, and
+ *   every load starts from nothing.
+ * - The load always runs (scan, RSS and restart need the data) even when only some of the big
+ *   workloads are selected; only the selected ones are recorded.
+ * - Nothing checkpoints or snapshots before the kill: toondb's restart replays its journal, and
+ *   Redis (no RDB, no AOF rewrite) replays its AOF. Restart time runs from spawn to the first
+ *   successful ping (Redis answers -LOADING until its AOF is loaded, which does not count).
+ * - The scan must see every key: exactly N for toondb (keys are unique, the scan is ordered);
+ *   at least N for Redis (SCAN may return a key twice); the rate is N over the scan's time.
+ * - After the restart the first and last loaded keys must read back: a kill -9 of the daemon
+ *   must not lose acknowledged writes in either system's mode.
+ */
+
+import { readFileSync } from 'node:fs';
+import { abOrder, failure, failureSettled, hungProbeNote, progress, toondbWarnings, withDriver } from './context.js';
+import { makeDriver } from './drivers.js';
+import { bulkLoad } from './load.js';
+import { formatRate, formatTrial, SYSTEM_NAMES } from './report.js';
+import { killHard, rssBytes, startRedis, startToondb } from './servers.js';
+import { median } from './stats.js';
+import { BIG_PREFIX, VALUE, keyName } from './workloads.js';
+
+/** The restarted toondbd logs at info: its 'storage recovered' line says how long the engine
+ * took to open (journal replay); Redis always logs its AOF load time. */
+const STARTERS = {
+  toondb: (dir, logLevel) => startToondb({ durability: 'interval', dir, logLevel }),
+  redis: (dir) => startRedis({ fsync: 'everysec', dir }),
+};
+const SYSTEM_ORDER = ['toondb', 'redis'];
+const LOAD = { chunkKeys: 1000, inFlight: 4 };
+const SCAN_BATCH_ITEMS = 1000;
+const MiB = 2 ** 20;
+/** The warning a restart after SIGKILL is supposed to log; not worth a note. */
+const EXPECTED_AFTER_KILL = /stale socket/;
+
+async function timedScan(driver, system, count) {
+  const t0 = process.hrtime.bigint();
+  const seen = await driver.scan(BIG_PREFIX, SCAN_BATCH_ITEMS);
+  const elapsedNs = Number(process.hrtime.bigint() - t0);
+  const complete = system === 'toondb' ? seen === count : seen >= count;
+  if (!complete) throw new Error(`the scan of prefix ${BIG_PREFIX} returned ${seen} entries, expected ${count}`);
+  return { keysPerSecond: count / (elapsedNs / 1e9) };
+}
+
+/** How long the restarted server spent loading its data, from its log (NaN if not logged). */
+function recoveryMs(server) {
+  let text = '';
+  try {
+    text = readFileSync(server.logFile, 'utf8');
+  } catch {
+    return NaN;
+  }
+  if (server.kind === 'redis') {
+    const seconds = [...text.matchAll(/DB loaded from append only file: ([\d.]+) seconds/g)].at(-1)?.[1];
+    return seconds === undefined ? NaN : Number(seconds) * 1000;
+  }
+  const line = text.split('\n').filter((l) => l.includes('"storage recovered"')).at(-1);
+  return line ? Number(JSON.parse(line).durationMs) : NaN;
+}
+
+async function checkSurvived(driver, count) {
+  const keys = [keyName(BIG_PREFIX, 0), keyName(BIG_PREFIX, count - 1)];
+  const values = await driver.getBatch(keys);
+  const lost = keys.filter((_, i) => !values[i] || !VALUE.equals(values[i]));
+  if (lost.length) throw new Error(`acknowledged keys missing or wrong after SIGKILL + restart: ${lost.join(', ')}`);
+}
+
+/** Load, RSS, scan, kill, restart on one fresh server; resolves a trial per special. */
+async function bigRound(system, knobs, notes) {
+  const count = knobs.bigKeys;
+  const first = await STARTERS[system]().catch((error) => { throw failure(`starting ${system} (big)`, null, error); });
+  let second = null;
+  let step = 'bulk load';
+  try {
+    const measured = await withDriver(makeDriver, first, async (driver) => {
+      const load = await bulkLoad(driver, BIG_PREFIX, count, LOAD);
+      step = 'RSS';
+      const rssMiB = rssBytes(first.pid) / MiB;
+      step = 'scan';
+      const scan = await timedScan(driver, system, count);
+      return { load, rssMiB, scan };
+    });
+    step = 'restart';
+    await killHard(first.child);
+    second = await STARTERS[system](first.dir, 'info');
+    step = 'read-back after restart';
+    await withDriver(makeDriver, second, (driver) => checkSurvived(driver, count));
+    for (const [server, when] of [[first, 'start (big)'], [second, 'restart after SIGKILL']]) {
+      const note = await hungProbeNote(server, when);
+      if (note) notes.push(note);
+    }
+    const { load, rssMiB, scan } = measured;
+    return {
+      load: { rate: load.keysPerSecond, p50Ns: load.histogram.quantileNs(0.5), p99Ns: load.histogram.quantileNs(0.99) },
+      rss: { rate: rssMiB, p50Ns: NaN, p99Ns: NaN },
+      scan: { rate: scan.keysPerSecond, p50Ns: NaN, p99Ns: NaN },
+      restart: { rate: second.readyMs, p50Ns: NaN, p99Ns: NaN, recoveryMs: recoveryMs(second) },
+    };
+  } catch (error) {
+    throw await failureSettled(`big workloads, ${step} of ${count} keys on ${SYSTEM_NAMES[system]}`, second ?? first, error);
+  } finally {
+    const last = second ?? first; // both write the same log file in the same dir
+    for (const { message, count: times } of toondbWarnings(last)) {
+      if (!EXPECTED_AFTER_KILL.test(message)) notes.push(`toondbd (big) logged ${times}× at warn+: ${message}`);
+    }
+    await last.stop();
+  }
+}
+
+/** Runs the selected big workloads (config 'big') and records their trials in `results`. */
+export async function runBigSuite(workloads, knobs, results, notes) {
+  const systems = SYSTEM_ORDER.filter((system) => workloads.some((w) => w.systems.includes(system)));
+  progress(`== config big: ${knobs.bigKeys} keys, ${systems.map((s) => SYSTEM_NAMES[s]).join(', ')}`);
+  for (let round = 0; round < knobs.rounds; round++) {
+    for (const system of abOrder(systems, round)) {
+      const trials = await bigRound(system, knobs, notes);
+      for (const workload of workloads) {
+        if (!workload.systems.includes(system)) continue;
+        const trial = trials[workload.special];
+        if (!trial) throw new Error(`workload ${workload.id}: unknown special ${workload.special}`);
+        results.record(workload.id, system, round, trial);
+        const recovery = trial.recoveryMs === undefined ? '' : ` (data load ${formatRate(trial.recoveryMs, 'ms')})`;
+        progress(`  [${workload.id}] round ${round + 1}/${knobs.rounds} ${SYSTEM_NAMES[system].padEnd(6)} ${formatTrial(trial, workload.unit)}${recovery}`);
+      }
+    }
+  }
+  if (workloads.some((w) => w.special === 'restart')) notes.push(restartBreakdown(results, systems));
+}
+
+/** One line: of each system's median restart, how much was loading its data. */
+function restartBreakdown(results, systems) {
+  const what = { toondb: 'opening the engine (journal replay)', redis: 'loading the AOF' };
+  const parts = systems.map((system) => {
+    const trials = results.trials('restart', system);
+    const total = median(trials.map((t) => t.rate));
+    const load = median(trials.map((t) => t.recoveryMs));
+    return `${SYSTEM_NAMES[system]} ${formatRate(total, 'ms')} spawn → first ping, of which ${formatRate(load, 'ms')} ${what[system]}`;
+  });
+  return `restart breakdown (medians): ${parts.join('; ')}.`;
+}

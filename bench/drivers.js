@@ -1,0 +1,110 @@
+/**
+ * Drivers: one op interface over the toondb IpcClient (against toondbd or the echo daemon) and
+ * over ioredis (against redis-server), so every workload runs the same code against every peer.
+ *
+ * Interface (all async): get(key), put(key, value), getBatch(keys), putBatch(keys, value),
+ * rmw(key, value) (read-modify-write in one transaction), scan(prefix, batchSize) -> entries
+ * seen, ping(), close().
+ *
+ * Invariants:
+ * - A driver is built from a plain, serialisable description `{ kind, socketPath }`, so a child
+ *   process (worker.js) can build the same driver as the parent.
+ * - Values come back as Buffers on both sides (ioredis `*Buffer` commands), so neither side pays
+ *   a UTF-8 decode the other does not.
+ * - Redis read-modify-write is one EVALSHA of a Lua GET+SET (atomic, one round trip); toondb's is
+ *   withTransaction get+put (begin, get, put, commit: four round trips, serializable).
+ * - Redis scan is SCAN MATCH prefix* COUNT batchSize, plus an MGET per batch so that keys *and*
+ *   values arrive, as with toondb's scan. Redis has no ordered scan; the db holds only the
+ *   scanned keys, so SCAN visits exactly them.
+ */
+
+import Redis from 'ioredis';
+import { loadClient } from './servers.js';
+
+/** Transaction retries for the F mix; zipfian hot keys conflict often at 64 in flight. */
+const RMW_RETRIES = 100;
+const RMW_LUA = "local v = redis.call('GET', KEYS[1]); redis.call('SET', KEYS[1], ARGV[1]); return v";
+
+export async function makeDriver({ kind, socketPath }) {
+  if (kind === 'redis') return RedisDriver.open(socketPath);
+  if (kind === 'toondb' || kind === 'echo') return ToondbDriver.open(socketPath);
+  throw new Error(`unknown driver kind ${kind}`);
+}
+
+class ToondbDriver {
+  static async open(socketPath) {
+    const { IpcClient } = await loadClient();
+    return new ToondbDriver(await IpcClient.connect(socketPath, { timeoutMs: 120_000, clientName: 'bench' }));
+  }
+
+  constructor(client) {
+    this.client = client;
+  }
+
+  get(key) { return this.client.get(key); }
+  put(key, value) { return this.client.put(key, value); }
+  getBatch(keys) { return this.client.getBatch(keys); }
+  putBatch(keys, value) { return this.client.putBatch(keys.map((key) => [key, value])); }
+  ping() { return this.client.ping(); }
+  close() { return this.client.close(); }
+
+  rmw(key, value) {
+    return this.client.withTransaction(async (txn) => {
+      await txn.get(key);
+      await txn.put(key, value);
+    }, { retries: RMW_RETRIES });
+  }
+
+  async scan(prefix, batchSize) {
+    let entries = 0;
+    for await (const entry of this.client.scan(prefix, { batchSize })) if (entry) entries++;
+    return entries;
+  }
+}
+
+class RedisDriver {
+  static async open(socketPath) {
+    const redis = new Redis({
+      path: socketPath,
+      lazyConnect: true,
+      enableAutoPipelining: process.env.BENCH_REDIS_AUTOPIPELINE === '1',
+      maxRetriesPerRequest: 0,
+      commandTimeout: 120_000,
+    });
+    redis.on('error', () => undefined); // surfaced by the failing command instead
+    await redis.connect();
+    redis.defineCommand('benchRmw', { numberOfKeys: 1, lua: RMW_LUA });
+    return new RedisDriver(redis);
+  }
+
+  constructor(redis) {
+    this.redis = redis;
+  }
+
+  get(key) { return this.redis.getBuffer(key); }
+  put(key, value) { return this.redis.set(key, value); }
+  getBatch(keys) { return this.redis.mgetBuffer(keys); }
+  ping() { return this.redis.ping(); }
+  rmw(key, value) { return this.redis.benchRmwBuffer(key, value); }
+
+  putBatch(keys, value) {
+    const args = new Array(keys.length * 2);
+    for (let i = 0; i < keys.length; i++) { args[2 * i] = keys[i]; args[2 * i + 1] = value; }
+    return this.redis.mset(args);
+  }
+
+  async scan(prefix, batchSize) {
+    let cursor = '0';
+    let entries = 0;
+    do {
+      const [next, keys] = await this.redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', batchSize);
+      if (keys.length) entries += (await this.redis.mgetBuffer(keys)).length;
+      cursor = next;
+    } while (cursor !== '0');
+    return entries;
+  }
+
+  async close() {
+    await this.redis.quit().catch(() => this.redis.disconnect());
+  }
+}

@@ -1,0 +1,117 @@
+/**
+ * Results and the printed report: per-round trials, their medians, the markdown table and the
+ * number formats.
+ *
+ * Invariants:
+ * - A trial is `{ rate, p50Ns, p99Ns }`: `rate` in the workload's unit (ops/s, keys/s,
+ *   commits/s, ms or MiB); a latency that was not measured is NaN and prints as "—".
+ * - Reported values are medians across rounds, each taken separately (rate, p50, p99), so one
+ *   disturbed round cannot move them.
+ * - Ratios are always toondb ÷ peer, on the reported medians. For units where lower is better
+ *   (ms, MiB) the legend under the table says so; a ratio is never inverted silently.
+ */
+
+import { median } from './stats.js';
+
+export const LOWER_IS_BETTER = new Set(['ms', 'MiB']);
+const PEERS = [['redis', 'Redis'], ['echo', 'echo']];
+export const SYSTEM_NAMES = { toondb: 'toondb', redis: 'Redis', echo: 'echo' };
+
+export class Results {
+  #trials = new Map();
+
+  record(workloadId, system, round, trial) {
+    const key = `${workloadId}\u0000${system}`;
+    if (!this.#trials.has(key)) this.#trials.set(key, []);
+    this.#trials.get(key)[round] = trial;
+  }
+
+  trials(workloadId, system) {
+    return (this.#trials.get(`${workloadId}\u0000${system}`) ?? []).filter(Boolean);
+  }
+
+  /** Medians across rounds, or null when the pair was not measured. */
+  summary(workloadId, system) {
+    const trials = this.trials(workloadId, system);
+    if (trials.length === 0) return null;
+    return {
+      rate: median(trials.map((t) => t.rate)),
+      p50Ns: median(trials.map((t) => t.p50Ns)),
+      p99Ns: median(trials.map((t) => t.p99Ns)),
+      rounds: trials.length,
+    };
+  }
+
+  /** toondb ÷ peer on the median rate (NaN if either is missing). */
+  ratio(workloadId, peer) {
+    return (this.summary(workloadId, 'toondb')?.rate ?? NaN) / (this.summary(workloadId, peer)?.rate ?? NaN);
+  }
+
+  toJSON(workloads) {
+    return workloads.map((w) => ({
+      id: w.id, title: w.title, config: w.config, unit: w.unit,
+      systems: Object.fromEntries(w.systems.map((s) => [s, { median: this.summary(w.id, s), rounds: this.trials(w.id, s) }])),
+    }));
+  }
+}
+
+const grouped = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
+
+export function formatRate(value, unit) {
+  if (!Number.isFinite(value)) return '—';
+  if (unit === 'MiB') return `${value.toFixed(1)} MiB`;
+  if (unit === 'ms') return `${grouped.format(value)} ms`;
+  return `${grouped.format(value)} ${unit}`;
+}
+
+export function formatLatency(ns) {
+  if (!Number.isFinite(ns)) return '—';
+  if (ns < 1e6) return `${(ns / 1e3).toFixed(ns < 1e5 ? 1 : 0)} µs`;
+  if (ns < 1e9) return `${(ns / 1e6).toFixed(ns < 1e8 ? 2 : 0)} ms`;
+  return `${(ns / 1e9).toFixed(2)} s`;
+}
+
+export function formatRatio(ratio) {
+  return Number.isFinite(ratio) ? `${ratio.toFixed(2)}×` : '—';
+}
+
+export function formatTrial(trial, unit) {
+  return `${formatRate(trial.rate, unit)}, p50 ${formatLatency(trial.p50Ns)}, p99 ${formatLatency(trial.p99Ns)}`;
+}
+
+function row(cells) {
+  return `| ${cells.join(' | ')} |`;
+}
+
+/** One markdown table: a row per (workload, system); ratios on the toondb row. */
+export function renderTable(workloads, results) {
+  const header = ['Workload', 'System', 'Result (median)', 'p50', 'p99', 'toondb ÷ Redis', 'toondb ÷ echo'];
+  const lines = [row(header), row(header.map((_, i) => (i >= 2 ? '---:' : '---')))];
+  for (const workload of workloads) {
+    workload.systems.forEach((system, index) => {
+      const summary = results.summary(workload.id, system);
+      const ratios = PEERS.map(([peer]) => (system === 'toondb' && workload.systems.includes(peer)
+        ? formatRatio(results.ratio(workload.id, peer)) : ''));
+      lines.push(row([
+        index === 0 ? `\`${workload.id}\` ${workload.title}` : '',
+        SYSTEM_NAMES[system],
+        summary ? formatRate(summary.rate, workload.unit) : 'not measured',
+        summary ? formatLatency(summary.p50Ns) : '—',
+        summary ? formatLatency(summary.p99Ns) : '—',
+        ...ratios,
+      ]));
+    });
+  }
+  return lines.join('\n');
+}
+
+export function tableLegend(workloads, knobs) {
+  const lowerBetter = workloads.filter((w) => LOWER_IS_BETTER.has(w.unit)).map((w) => `\`${w.id}\``);
+  const lines = [
+    `Medians over ${knobs.rounds} round(s), systems alternating A/B; ${knobs.seconds} s window after ${knobs.warmupSeconds} s warm-up per trial.`,
+    'Ratios are toondb ÷ peer on the medians: above 1 means toondb is faster for rates.',
+  ];
+  if (lowerBetter.length) lines.push(`For ${lowerBetter.join(', ')} lower is better, so a ratio below 1 favours toondb.`);
+  lines.push('Latency is per operation (per batch call for getBatch/putBatch/bulk load), measured in the client.');
+  return lines.join('\n');
+}

@@ -1,0 +1,102 @@
+/**
+ * One timed trial: a closed loop of in-flight slots, in this process or across N worker
+ * processes.
+ *
+ * Responsibility: measure ops/s and per-op latency with little overhead. Each slot issues its
+ * next request when the previous one resolves (closed loop); latency is hrtime.bigint around
+ * each op, recorded into a preallocated histogram (stats.js).
+ *
+ * Invariants:
+ * - A warm-up phase runs the same loop unrecorded; the measured window starts when it ends and
+ *   stops at a fixed deadline. Only ops that *complete* inside the window count, and elapsed is
+ *   the window length, so ops/s is not skewed by the drain of the last in-flight requests.
+ * - An op that fails fails the trial (a benchmark that swallows errors measures nothing).
+ * - Multi-process trials: every worker connects and reports ready before any starts (barrier);
+ *   ops/s is the sum of the workers' rates; histograms are merged.
+ */
+
+import { fork } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Histogram } from './stats.js';
+import { track } from './servers.js';
+
+const WORKER_BIN = join(dirname(fileURLToPath(import.meta.url)), 'worker.js');
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Runs `op` from `inFlight` slots: warm-up, then a window of `seconds`. A failing op ends the
+ * trial at once (no waiting out the window) and is rethrown once every slot has stopped. */
+export async function closedLoop(op, { inFlight, seconds, warmupSeconds }) {
+  const histogram = new Histogram();
+  let recording = false;
+  let running = true;
+  let ops = 0;
+  let failure = null;
+  let onFailure;
+  const failed = new Promise((resolve) => { onFailure = resolve; });
+  const wait = (ms) => Promise.race([sleep(ms), failed]);
+  const slot = async () => {
+    while (running && !failure) {
+      const t0 = process.hrtime.bigint();
+      try {
+        await op();
+      } catch (error) {
+        failure ??= error;
+        onFailure();
+        return;
+      }
+      if (recording && running) {
+        histogram.record(Number(process.hrtime.bigint() - t0));
+        ops++;
+      }
+    }
+  };
+  const slots = Array.from({ length: inFlight }, slot);
+  await wait(warmupSeconds * 1000);
+  const start = process.hrtime.bigint();
+  recording = true;
+  await wait(seconds * 1000);
+  running = false;
+  const elapsedNs = Number(process.hrtime.bigint() - start);
+  await Promise.all(slots);
+  if (failure) throw failure;
+  return { ops, elapsedNs, histogram };
+}
+
+/** Forks one worker and sends it `setup`; `ready` and `done` settle from its messages. */
+function startWorker(index, setup) {
+  const worker = track(fork(WORKER_BIN, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
+  const settle = {};
+  const ready = new Promise((resolve, reject) => { settle.ready = resolve; settle.failReady = reject; });
+  const done = new Promise((resolve, reject) => { settle.done = resolve; settle.failDone = reject; });
+  done.catch(() => undefined); // awaited later; keep an early failure from being "unhandled"
+  const fail = (error) => { settle.failReady(error); settle.failDone(error); };
+  worker.on('message', (message) => {
+    if (message.type === 'ready') settle.ready();
+    else if (message.type === 'result') settle.done(message);
+    else if (message.type === 'error') fail(new Error(`worker ${index}: ${message.error}`));
+  });
+  worker.once('exit', (code, signal) => fail(new Error(`worker ${index} exited (${code ?? signal})`)));
+  worker.send({ type: 'setup', ...setup, seed: setup.seed + index });
+  return { worker, ready, done };
+}
+
+/** Runs the trial in `procs` worker processes; resolves the merged result. */
+export async function multiProcess(procs, setup) {
+  const workers = Array.from({ length: procs }, (_, index) => startWorker(index, setup));
+  try {
+    await Promise.all(workers.map((w) => w.ready));
+    for (const { worker } of workers) worker.send({ type: 'go' });
+    const results = await Promise.all(workers.map((w) => w.done));
+    const histogram = new Histogram();
+    let opsPerSecond = 0;
+    for (const result of results) {
+      histogram.merge(new Histogram(result.counts));
+      opsPerSecond += result.ops / (result.elapsedNs / 1e9);
+    }
+    return { opsPerSecond, histogram };
+  } finally {
+    for (const { worker } of workers) if (worker.exitCode === null && worker.signalCode === null) worker.kill('SIGKILL');
+  }
+}

@@ -1,0 +1,115 @@
+/**
+ * The workloads: key naming, the op each workload issues, and the list the bench runs.
+ *
+ * Responsibility: say *what* is measured (keys, values, mixes, concurrency, which peers), never
+ * how (trial.js) or against what (servers.js, drivers.js).
+ *
+ * Invariants:
+ * - Keys are `PREFIX` + a 12-digit index: 16–17 bytes; values are 100 bytes. Every driver gets
+ *   the same strings and the same value Buffer.
+ * - Read workloads run over a preloaded keyspace, so a GET finds its key.
+ * - A workload's `make(driver, env)` returns a zero-argument op for one in-flight slot; all key
+ *   choice happens inside it so every peer pays the same client-side cost.
+ * - `config` picks the server setup: `fast` = toondb interval vs Redis everysec (plus echo),
+ *   `sync` = toondb sync vs Redis always, `big` = the 1M-key runs (see big-suite.js).
+ */
+
+import { Zipfian, makeRng } from './zipf.js';
+
+export const VALUE_BYTES = 100;
+export const VALUE = Buffer.alloc(VALUE_BYTES, 'v');
+export const KEY_PREFIX = 'user:';
+export const BIG_PREFIX = 'big:';
+export const BATCH_KEYS = 100;
+
+export function keyName(prefix, index) {
+  return prefix + String(index).padStart(12, '0');
+}
+
+/** The preloaded keyspace as strings (built once per process). */
+export function makeKeys(prefix, count) {
+  const keys = new Array(count);
+  for (let i = 0; i < count; i++) keys[i] = keyName(prefix, i);
+  return keys;
+}
+
+function uniform(env) {
+  const { keys, rng } = env;
+  return () => keys[Math.floor(rng() * keys.length)];
+}
+
+function zipfian(env) {
+  const { keys } = env;
+  const zipf = new Zipfian(keys.length, env.rng);
+  return () => keys[zipf.next()];
+}
+
+function mix(readFraction, writeOp) {
+  return (driver, env) => {
+    const pick = zipfian(env);
+    const { rng } = env;
+    return () => (rng() < readFraction ? driver.get(pick()) : writeOp(driver, pick()));
+  };
+}
+
+const put = (driver, key) => driver.put(key, VALUE);
+const rmw = (driver, key) => driver.rmw(key, VALUE);
+
+const OPS = {
+  get: (driver, env) => { const pick = uniform(env); return () => driver.get(pick()); },
+  put: (driver, env) => { const pick = uniform(env); return () => driver.put(pick(), VALUE); },
+  getBatch: (driver, env) => {
+    const pick = uniform(env);
+    return () => driver.getBatch(Array.from({ length: BATCH_KEYS }, pick));
+  },
+  putBatch: (driver, env) => {
+    const pick = uniform(env);
+    return () => driver.putBatch(Array.from({ length: BATCH_KEYS }, pick), VALUE);
+  },
+  ycsbA: mix(0.5, put),
+  ycsbB: mix(0.95, put),
+  ycsbC: mix(1, put),
+  ycsbF: mix(0.5, rmw),
+};
+
+/** The op factory for a workload kind; used in the parent and in worker.js. */
+export function opFactory(kind) {
+  const factory = OPS[kind];
+  if (!factory) throw new Error(`unknown workload kind ${kind}`);
+  return factory;
+}
+
+export function makeEnv(keyCount, seed) {
+  return { keys: makeKeys(KEY_PREFIX, keyCount), rng: makeRng(seed) };
+}
+
+const ALL = ['toondb', 'redis', 'echo'];
+const DB = ['toondb', 'redis'];
+/** YCSB mixes run 64 in flight: toondb allows 64 open transactions per connection (F). */
+const YCSB_IN_FLIGHT = 64;
+const BATCH_IN_FLIGHT = 16;
+
+function point(kind, inFlight, procs) {
+  const what = kind === 'get' ? 'GET' : 'PUT';
+  const where = procs === 1 ? '1 conn' : `${procs} procs × 1 conn`;
+  return { id: `${kind}-${inFlight}${procs > 1 ? `-x${procs}p` : ''}`, title: `${what}, ${inFlight} in flight, ${where}`,
+    config: 'fast', kind, inFlight, procs, systems: ALL, unit: 'ops/s', keysPerOp: 1 };
+}
+
+export const WORKLOADS = [
+  point('get', 1, 1), point('get', 256, 1), point('put', 1, 1), point('put', 256, 1),
+  point('get', 1, 4), point('get', 256, 4), point('put', 1, 4), point('put', 256, 4),
+  ...[['A', '50/50 read/update'], ['B', '95/5 read/update'], ['C', 'read-only'], ['F', '50 read / 50 read-modify-write']]
+    .map(([letter, what]) => ({ id: `ycsb-${letter.toLowerCase()}`, title: `YCSB-${letter} zipfian 0.99 (${what}), ${YCSB_IN_FLIGHT} in flight`,
+      config: 'fast', kind: `ycsb${letter}`, inFlight: YCSB_IN_FLIGHT, procs: 1, systems: DB, unit: 'ops/s', keysPerOp: 1 })),
+  { id: 'getBatch-100', title: `getBatch of ${BATCH_KEYS} (Redis MGET), ${BATCH_IN_FLIGHT} in flight`, config: 'fast', kind: 'getBatch',
+    inFlight: BATCH_IN_FLIGHT, procs: 1, systems: DB, unit: 'keys/s', keysPerOp: BATCH_KEYS },
+  { id: 'putBatch-100', title: `putBatch of ${BATCH_KEYS} (Redis MSET), ${BATCH_IN_FLIGHT} in flight`, config: 'fast', kind: 'putBatch',
+    inFlight: BATCH_IN_FLIGHT, procs: 1, systems: DB, unit: 'keys/s', keysPerOp: BATCH_KEYS },
+  ...[1, 16, 256].map((writers) => ({ id: `durable-put-${writers}`, title: `durable PUT, ${writers} writer${writers > 1 ? 's' : ''} on 1 conn (sync / always)`,
+    config: 'sync', kind: 'put', inFlight: writers, procs: 1, systems: DB, unit: 'commits/s', keysPerOp: 1 })),
+  { id: 'bulk-load', title: 'bulk load (putBatch / MSET of 1000, 4 in flight)', config: 'big', special: 'load', systems: DB, unit: 'keys/s' },
+  { id: 'scan', title: 'streamed prefix scan, batches of 1000 (Redis SCAN+MGET)', config: 'big', special: 'scan', systems: DB, unit: 'keys/s' },
+  { id: 'restart', title: 'restart: spawn → first ping (toondb journal / Redis AOF)', config: 'big', special: 'restart', systems: DB, unit: 'ms' },
+  { id: 'rss', title: 'daemon RSS after loading (VmRSS)', config: 'big', special: 'rss', systems: DB, unit: 'MiB' },
+];
