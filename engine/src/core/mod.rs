@@ -12,6 +12,7 @@ pub mod error;
 pub mod ops;
 pub mod os;
 pub mod pathkey;
+pub mod preflight;
 pub mod store;
 pub mod tickets;
 pub mod ttl;

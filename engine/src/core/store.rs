@@ -18,6 +18,7 @@ use super::cursors::CursorRegistry;
 use super::error::{EngineError, EngineResult};
 use super::tickets::Tickets;
 use super::txn::TxnRegistry;
+use super::preflight;
 use super::value;
 use super::watermark::{self, Watermark};
 use fjall::{KeyspaceCreateOptions, OptimisticTxDatabase, OptimisticTxKeyspace, OptimisticWriteTx as WriteTransaction, PersistMode};
@@ -82,6 +83,7 @@ impl Store {
         std::fs::create_dir_all(&options.path)
             .map_err(|e| EngineError::from_io(&format!("creating {}", options.path), &e))?;
         let started = Instant::now();
+        preflight::check(std::path::Path::new(&options.path))?;
         let mut builder = OptimisticTxDatabase::builder(&options.path).manual_journal_persist(false);
         if let Some(bytes) = options.cache_bytes {
             builder = builder.cache_size(bytes);

@@ -1,0 +1,211 @@
+//! Checks of fjall's on-disk files that fjall 3.1 / lsm-tree 3.1 do not make themselves, run
+//! before the database is opened.
+//!
+//! Why (found by test/reliability/corruption.test.ts, see test/RELIABILITY.md):
+//! - A journal batch's seqno sits in its Start marker, which the batch checksum does not cover.
+//!   A flipped bit replays an old write under a newer seqno, so recovery serves superseded values
+//!   (or brings a deleted key back). toondb commits one batch at a time, so batch seqnos must
+//!   strictly increase along the journals; a journal where they do not is damaged.
+//! - A keyspace's `current` file stores an xxh3-128 of the version file it names, but lsm-tree
+//!   never checks it. A damaged version file can then roll the keyspace back to its last flush
+//!   without an error, or panic lsm-tree while decoding.
+//!
+//! Layouts (fjall 3.1.13 / lsm-tree 3.1.10, little-endian):
+//!   journal `<n>.jnl` entries:  Start 01 | u32 item_count | u64 seqno                 (13 bytes)
+//!                               Item  02 | u8 type | u8 compression | u64 keyspace | u16 key_len
+//!                                        | u32 value_len | u32 disk_len | key | value (21 + ...)
+//!                               End   03 | u64 checksum | "FJL" 03                    (13 bytes)
+//!                               Clear 04 | u64 keyspace                               (9 bytes)
+//!   Anything else (zero padding of the preallocated file, a torn entry) ends the scan: what
+//!   follows is fjall's own recovery's business, and the watermark catches lost commits.
+//!   `keyspaces/<id>/current`:   u64 version id | u128 xxh3 of `v<id>` | u8 checksum type (0)
+//!
+//! Invariants: a healthy database always passes (both checks only compare what fjall itself
+//! wrote); every refusal is a CORRUPTION error naming the file.
+
+use super::error::{EngineError, EngineResult};
+use std::path::Path;
+
+const TAG_START: u8 = 1;
+const TAG_ITEM: u8 = 2;
+const TAG_END: u8 = 3;
+const TAG_CLEAR: u8 = 4;
+const START_BYTES: usize = 13;
+const ITEM_HEADER_BYTES: usize = 21;
+const END_BYTES: usize = 13;
+const CLEAR_BYTES: usize = 9;
+const CURRENT_FILE_BYTES: usize = 25;
+
+/// Runs every check on the database directory `dir` (a missing directory passes).
+pub fn check(dir: &Path) -> EngineResult<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    check_journal_seqnos(dir)?;
+    check_version_checksums(dir)
+}
+
+fn io(context: String, err: std::io::Error) -> EngineError {
+    EngineError::from_io(&context, &err)
+}
+
+/// Journal files of `dir` in the order fjall wrote them (by numeric id).
+fn journals(dir: &Path) -> EngineResult<Vec<(u64, std::path::PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| io(format!("listing {}", dir.display()), e))? {
+        let path = entry.map_err(|e| io(format!("listing {}", dir.display()), e))?.path();
+        let id = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".jnl"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(id) = id {
+            out.push((id, path));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn check_journal_seqnos(dir: &Path) -> EngineResult<()> {
+    let mut previous: Option<(u64, String)> = None;
+    for (_, path) in journals(dir)? {
+        let bytes = std::fs::read(&path).map_err(|e| io(format!("reading {}", path.display()), e))?;
+        for (offset, seqno) in batch_seqnos(&bytes) {
+            let here = format!("{} at byte {offset}", path.display());
+            if let Some((before, where_before)) = &previous {
+                if seqno <= *before {
+                    return Err(EngineError::Corruption(format!(
+                        "journal batch seqnos go backwards: seqno {seqno} in {here} follows seqno {before} in \
+                         {where_before} (a damaged batch header would replay an old write as the newest)"
+                    )));
+                }
+            }
+            previous = Some((seqno, here));
+        }
+    }
+    Ok(())
+}
+
+fn le_u64(bytes: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// (offset, seqno) of every Start marker up to the first entry that does not parse.
+fn batch_seqnos(bytes: &[u8]) -> Vec<(usize, u64)> {
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while at < bytes.len() {
+        let rest = bytes.len() - at;
+        let size = match bytes[at] {
+            TAG_START if rest >= START_BYTES => {
+                out.push((at, le_u64(bytes, at + 5)));
+                START_BYTES
+            }
+            TAG_ITEM if rest >= ITEM_HEADER_BYTES => {
+                let key_len = u16::from_le_bytes([bytes[at + 11], bytes[at + 12]]) as usize;
+                let disk_len = u32::from_le_bytes(bytes[at + 17..at + 21].try_into().expect("4 bytes")) as usize;
+                ITEM_HEADER_BYTES + key_len + disk_len
+            }
+            TAG_END if rest >= END_BYTES => END_BYTES,
+            TAG_CLEAR if rest >= CLEAR_BYTES => CLEAR_BYTES,
+            _ => break,
+        };
+        at += size;
+    }
+    out
+}
+
+fn check_version_checksums(dir: &Path) -> EngineResult<()> {
+    let keyspaces = dir.join("keyspaces");
+    if !keyspaces.exists() {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(&keyspaces).map_err(|e| io(format!("listing {}", keyspaces.display()), e))? {
+        let folder = entry.map_err(|e| io(format!("listing {}", keyspaces.display()), e))?.path();
+        let current = folder.join("current");
+        if !current.exists() {
+            continue;
+        }
+        let bytes = std::fs::read(&current).map_err(|e| io(format!("reading {}", current.display()), e))?;
+        if bytes.len() != CURRENT_FILE_BYTES || bytes[24] != 0 {
+            return Err(EngineError::Corruption(format!("{} is damaged ({} bytes)", current.display(), bytes.len())));
+        }
+        let version_id = le_u64(&bytes, 0);
+        let expected = u128::from_le_bytes(bytes[8..24].try_into().expect("16 bytes"));
+        let version = folder.join(format!("v{version_id}"));
+        let content = std::fs::read(&version).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => EngineError::Corruption(format!(
+                "{} names version file {} which does not exist",
+                current.display(),
+                version.display()
+            )),
+            _ => io(format!("reading {}", version.display()), e),
+        })?;
+        if xxhash_rust::xxh3::xxh3_128(&content) != expected {
+            return Err(EngineError::Corruption(format!(
+                "version file {} does not match the checksum recorded in {} (the table list is damaged)",
+                version.display(),
+                current.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::engine::Engine;
+    use crate::core::ops::{kind, Op};
+    use crate::core::store::{Limits, OpenOptions};
+
+    fn opts(dir: &Path) -> OpenOptions {
+        let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, batch_items_max: 100 };
+        OpenOptions { path: dir.join("db").to_str().unwrap().into(), cache_bytes: None, limits }
+    }
+
+    fn put(e: &Engine, key: &[u8], value: &[u8]) {
+        let op = Op { kind: kind::PUT, key: Some(key.to_vec()), value: Some(value.to_vec()), ..Default::default() };
+        assert!(e.execute(vec![op]).unwrap()[0].error.is_none());
+    }
+
+    #[test]
+    fn a_healthy_database_passes_and_damage_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (e, _) = Engine::open(&opts(dir.path())).unwrap();
+        for i in 0..20u8 {
+            put(&e, &[b'k', i % 3], &[i]);
+        }
+        e.checkpoint().unwrap();
+        for i in 0..5u8 {
+            put(&e, b"after", &[i]);
+        }
+        e.sync().unwrap();
+        drop(e); // no close: the journal still holds the last writes, as after kill -9
+        let db = dir.path().join("db");
+        check(&db).unwrap();
+
+        // A batch seqno raised above its successor's: refused.
+        let (_, journal) = journals(&db).unwrap().pop().unwrap();
+        let mut bytes = std::fs::read(&journal).unwrap();
+        let seqnos = batch_seqnos(&bytes);
+        assert!(seqnos.len() >= 2, "the journal holds the writes after the checkpoint");
+        let (offset, _) = seqnos[seqnos.len() - 2];
+        let original = bytes.clone();
+        bytes[offset + 5 + 3] ^= 0x08; // +2^27
+        std::fs::write(&journal, &bytes).unwrap();
+        assert_eq!(check(&db).unwrap_err().code(), "CORRUPTION");
+        std::fs::write(&journal, &original).unwrap();
+        check(&db).unwrap();
+
+        // A flipped byte in a version file: refused.
+        let ks = std::fs::read_dir(db.join("keyspaces")).unwrap().map(|e| e.unwrap().path()).find(|p| p.join("current").exists()).unwrap();
+        let current = std::fs::read(ks.join("current")).unwrap();
+        let version = ks.join(format!("v{}", le_u64(&current, 0)));
+        let mut content = std::fs::read(&version).unwrap();
+        content[0] ^= 1;
+        std::fs::write(&version, &content).unwrap();
+        assert_eq!(check(&db).unwrap_err().code(), "CORRUPTION");
+    }
+}
