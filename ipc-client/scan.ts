@@ -5,10 +5,10 @@
  * `scanClose` -> give up early) into an AsyncIterable of [key, value] pairs.
  *
  * Invariants:
- * - Lazy and bounded: nothing is sent until the first `next()`; `scanNext` is sent only when the
- *   consumer has taken every entry of the current batch, so at most one batch is held. (No
- *   prefetch: the daemon keeps the snapshot, so waiting costs latency per batch, not
- *   consistency; one round trip per `batchSize` entries.)
+ * - Lazy and bounded: nothing is sent until the first `next()`. When a batch arrives and more
+ *   follow, the `scanNext` for the one after it is sent at once (one batch of prefetch), so the
+ *   daemon reads and ships batch n+1 while the consumer works through batch n: at most two
+ *   batches are held, and a steady scan is not one idle round trip per batch.
  * - Each `for await` (each `[Symbol.asyncIterator]()` call) opens a fresh cursor.
  * - A cursor left early (`break`, `return()`, `throw()`, or an error in the loop body) is closed
  *   with a fire-and-forget `scanClose` whose failure is swallowed (the daemon also closes idle
@@ -71,6 +71,8 @@ class ScanCursor implements AsyncIterableIterator<ScanEntry> {
   private serverDone = false;
   private finished = false;
   private chain: Promise<unknown> = Promise.resolve();
+  /** The prefetched `scanNext` reply, if one was requested and not consumed yet. */
+  private prefetched: Promise<unknown> | null = null;
 
   constructor(
     private readonly source: ScanSource,
@@ -123,12 +125,15 @@ class ScanCursor implements AsyncIterableIterator<ScanEntry> {
     const first = !this.started;
     this.started = true;
     try {
-      const reply = first ? await this.source.open(this.fields()) : await this.source.next(this.cursor);
+      const pending = this.prefetched;
+      this.prefetched = null;
+      const reply = first ? await this.source.open(this.fields()) : await (pending ?? this.source.next(this.cursor));
       const batch = parseScanBatch(reply, first ? 'scan' : 'scanNext');
       this.entries = batch.entries;
       this.index = 0;
       this.serverDone = batch.done;
       this.cursor = batch.done ? 0 : batch.cursor;
+      if (!batch.done) this.prefetch();
     } catch (error) {
       // The cursor may still be open at the daemon (e.g. after a TIMEOUT): close it if it can be.
       const gone = error instanceof ToonDBError && (error.code === 'CURSOR_NOT_FOUND' || error.code === 'NOT_IN_TRANSACTION');
@@ -138,9 +143,19 @@ class ScanCursor implements AsyncIterableIterator<ScanEntry> {
     }
   }
 
-  /** Stops the iteration; closes the daemon's cursor if one is still open. */
+  /** Asks for the next batch now; its failure is reported when (if) it is consumed. */
+  private prefetch(): void {
+    const pending = this.source.next(this.cursor);
+    pending.catch(() => undefined); // consumed (and rethrown) by fetch(), or dropped by finish()
+    this.prefetched = pending;
+  }
+
+  /** Stops the iteration; closes the daemon's cursor if one is still open. A prefetched
+   * `scanNext` may still be in flight: the daemon runs it before the `scanClose` sent after
+   * it, and a cursor it already finished makes that close a swallowed CURSOR_NOT_FOUND. */
   private finish(): void {
     this.finished = true;
+    this.prefetched = null;
     this.entries = [];
     this.index = 0;
     if (this.cursor !== 0 && !this.serverDone) this.source.close(this.cursor);

@@ -39,13 +39,16 @@ describe('scan', () => {
     expect(server.ops('scanClose')).toHaveLength(0); // finished cursors need no close
   });
 
-  it('sends scanClose when the loop breaks early, and never pulls again', async () => {
+  it('sends scanClose when the loop breaks early, pulls at most one batch ahead, and never again', async () => {
     for await (const [key] of client.scan('s/', { batchSize: 2 })) {
       if (key.toString() === 's/2') break;
     }
     await server.until(() => server.ops('scanClose').length === 1);
-    expect(server.ops('scanNext')).toHaveLength(1);
+    // Batch 2 (s/2, s/3) was prefetched while batch 1 was consumed, and batch 3 while batch 2 was.
+    expect(server.ops('scanNext')).toHaveLength(2);
     expect(server.ops('scanClose')[0].cursor).toBe(server.ops('scanNext')[0].cursor);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(server.ops('scanNext')).toHaveLength(2);
   });
 
   it('closes the cursor when the loop body throws', async () => {
