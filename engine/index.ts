@@ -28,19 +28,11 @@ import type {
 
 export * from './types.js';
 
-/** The addon's own surface (see engine/src/binding.rs). */
-interface NativeEngine {
-  readonly recovery: RecoveryReport;
-  /** ops and results in the binary layout of engine/abi.ts. */
+/** The addon's own surface (see engine/src/binding.rs): the Engine contract, except that
+ * `execute` takes and returns the binary layout of engine/abi.ts. */
+type NativeEngine = Omit<Engine, 'execute'> & {
   execute(ops: Buffer): Promise<Buffer>;
-  sync(): Promise<number>;
-  durableSeq(): number;
-  writtenSeq(): number;
-  checkpoint(): Promise<CheckpointReport>;
-  sweepExpired(limit: number): Promise<number>;
-  stats(): Promise<EngineStats>;
-  close(): Promise<void>;
-}
+};
 
 interface NativeDataDirLock {
   readonly path: string;
