@@ -42,7 +42,7 @@ export class DurabilityGate {
   constructor(
     private readonly engine: Engine,
     readonly mode: Durability,
-    private readonly intervalMs: number,
+    intervalMs: number,
     private readonly counters: Counters,
     private readonly onFatal: (error: ToonDBError) => void,
   ) {
