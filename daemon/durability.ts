@@ -19,7 +19,8 @@
  * - off: never fsync except at checkpoint and shutdown; the OS writes back when it likes.
  *
  * Invariants: waiters are bounded by the daemon's in-flight limits; a failed fsync rejects
- * every waiter with STORAGE_FAILED and poisons the gate (the engine refuses further writes).
+ * every waiter with STORAGE_FAILED and poisons the gate (the engine refuses further writes);
+ * replies whose data was already durable are still released; the fatal alarm fires once.
  */
 
 import type { Engine } from '../engine/types.js';
@@ -37,6 +38,7 @@ export class DurabilityGate {
   private waiters: Waiter[] = [];
   private syncing = false;
   private failure: ToonDBError | null = null;
+  private storageFailureReported = false;
   private timer: NodeJS.Timeout | null = null;
 
   constructor(
@@ -55,8 +57,9 @@ export class DurabilityGate {
   /** Null when nothing needs waiting for (the common read path), else a promise. */
   waitFor(seq: number): Promise<void> | null {
     if (this.mode !== 'sync') return null;
-    if (this.failure) return Promise.reject(this.failure);
+    // Already durable data stays readable after a failure; only what is not durable fails.
     if (this.engine.durableSeq() >= seq) return null;
+    if (this.failure) return Promise.reject(this.failure);
     return new Promise<void>((resolve, reject) => {
       this.waiters.push({ seq, resolve, reject });
       this.kick();
@@ -99,7 +102,18 @@ export class DurabilityGate {
     const waiters = this.waiters;
     this.waiters = [];
     for (const waiter of waiters) waiter.reject(failure);
-    this.onFatal(failure);
+    this.reportStorageFailure(failure);
+  }
+
+  /**
+   * A journal write or fsync failed (the engine refuses writes from now on): raise the alarm
+   * once, however many requests fail after it. Called by the gate itself for a failed fsync and
+   * by sessions for a commit that failed with DISK_FULL / STORAGE_FAILED.
+   */
+  reportStorageFailure(error: ToonDBError): void {
+    if (this.storageFailureReported) return;
+    this.storageFailureReported = true;
+    this.onFatal(error);
   }
 
   private syncIfBehind(): void {

@@ -73,7 +73,7 @@ export class Daemon implements DaemonContext {
     private readonly releaseLock: () => void,
   ) {
     this.gate = new DurabilityGate(engine, config.durability, config.syncIntervalMs, this.counters, (error) => {
-      this.log.fatal({ code: error.code, err: error }, 'journal fsync failed: writes are refused until the daemon is restarted');
+      this.log.fatal({ code: error.code, err: error }, 'storage failed (journal write or fsync): writes are refused until the daemon is restarted');
     });
     this.stopped = new Promise((resolve) => (this.markStopped = resolve));
   }

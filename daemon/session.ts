@@ -2,9 +2,9 @@
  * One client connection: framing, handshake, batched execution, durable replies, cleanup.
  *
  * Request path (designed for batching): every complete frame in a socket chunk is decoded and
- * queued; the queue is taken (at most ENGINE_BATCH_REQUESTS_MAX requests / _KEYS_MAX keys) and its data requests
- * go to the engine in ONE `execute` call; the replies of that call are written with one corked
- * socket write once the durability gate releases them. While a batch executes, newly arrived
+ * queued; a bounded slice of the queue (ENGINE_BATCH_REQUESTS_MAX requests, ENGINE_BATCH_KEYS_MAX
+ * keys) goes to the engine in ONE `execute` call; the replies of that call are written with one
+ * corked socket write once the durability gate releases them. While a batch executes, newly arrived
  * requests queue up and form the next batch, so a busy connection gets larger batches, not more
  * engine calls, and a very busy one gets its first replies out while the rest execute.
  *
@@ -163,8 +163,7 @@ export class Session {
    */
   private pump(): void {
     while (!this.closed && this.queue.length > 0) {
-      const take = batchLength(this.queue);
-      const readOnly = this.queue.slice(0, take).every((item) => isPlainRead(item.req));
+      const { take, readOnly } = nextBatch(this.queue);
       const canStart = this.running === 0
         || (readOnly && !this.runningMayWrite && this.running < ENGINE_CALLS_PER_CONNECTION_MAX);
       if (!canStart) return;
@@ -221,6 +220,9 @@ export class Session {
       } else {
         const result = results[r++];
         if (result.seq > maxSeq) maxSeq = result.seq;
+        if (result.code === 'DISK_FULL' || result.code === 'STORAGE_FAILED') {
+          this.ctx.gate.reportStorageFailure(new ToonDBError(result.code, result.message ?? result.code));
+        }
         outcome = finish(req, result, scope);
       }
       replies[i - from] = { id: req.id, outcome, receivedAt: batch[i].receivedAt };
@@ -406,16 +408,19 @@ export class Session {
   }
 }
 
-/** How many queued requests form the next engine call: at most ENGINE_BATCH_REQUESTS_MAX
- * requests and ENGINE_BATCH_KEYS_MAX keys, and always at least one request. */
-function batchLength(queue: readonly Queued[]): number {
+/** How many queued requests form the next engine call (at most ENGINE_BATCH_REQUESTS_MAX
+ * requests and ENGINE_BATCH_KEYS_MAX keys, always at least one), and whether all are plain reads. */
+function nextBatch(queue: readonly Queued[]): { take: number; readOnly: boolean } {
   let keys = 0;
-  for (let i = 0; i < queue.length; i++) {
-    if (i === ENGINE_BATCH_REQUESTS_MAX) return i;
-    keys += keysOf(queue[i].req);
-    if (keys > ENGINE_BATCH_KEYS_MAX && i > 0) return i;
+  let readOnly = true;
+  let take = 0;
+  for (; take < queue.length && take < ENGINE_BATCH_REQUESTS_MAX; take++) {
+    const req = queue[take].req;
+    keys += keysOf(req);
+    if (keys > ENGINE_BATCH_KEYS_MAX && take > 0) break;
+    readOnly &&= isPlainRead(req);
   }
-  return queue.length;
+  return { take, readOnly };
 }
 
 /** A read outside any transaction: it changes no state, so it may run beside other reads. */

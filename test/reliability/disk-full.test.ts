@@ -173,6 +173,10 @@ describe.skipIf(skipReason !== null)('disk full', () => {
       if (again !== 'accepted') expect(FAIL_CODES).toContain(again);
       else acked.set('while-full', 'x');
 
+      // One loud line (fatal), not one per failing request.
+      const alarms = daemon.logs.filter((l) => l.level === 60 && String(l.msg).startsWith('storage failed'));
+      expect(alarms, 'a failed journal write must be logged at fatal level, once').toHaveLength(1);
+
       // Reads while full: every acknowledged key, with its value.
       const reads = await verifyAll(client, acked).then((wrong) => (wrong.length ? `${wrong.length} wrong` : 'ok'), codeOf);
       notes.push(`reads while full: ${reads}`);
