@@ -24,6 +24,8 @@
 //! wrote); every refusal is a CORRUPTION error naming the file.
 
 use super::error::{EngineError, EngineResult};
+use std::fs::File;
+use std::io::{BufReader, Read, Seek};
 use std::path::Path;
 
 const TAG_START: u8 = 1;
@@ -70,8 +72,10 @@ fn journals(dir: &Path) -> EngineResult<Vec<(u64, std::path::PathBuf)>> {
 fn check_journal_seqnos(dir: &Path) -> EngineResult<()> {
     let mut previous: Option<(u64, String)> = None;
     for (_, path) in journals(dir)? {
-        let bytes = std::fs::read(&path).map_err(|e| io(format!("reading {}", path.display()), e))?;
-        for (offset, seqno) in batch_seqnos(&bytes) {
+        let file = File::open(&path).map_err(|e| io(format!("reading {}", path.display()), e))?;
+        let len = file.metadata().map_err(|e| io(format!("reading {}", path.display()), e))?.len();
+        let seqnos = batch_seqnos(file, len).map_err(|e| io(format!("reading {}", path.display()), e))?;
+        for (offset, seqno) in seqnos {
             let here = format!("{} at byte {offset}", path.display());
             if let Some((before, where_before)) = &previous {
                 if seqno <= *before {
@@ -91,29 +95,40 @@ fn le_u64(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
 }
 
-/// (offset, seqno) of every Start marker up to the first entry that does not parse.
-fn batch_seqnos(bytes: &[u8]) -> Vec<(usize, u64)> {
+/// (offset, seqno) of every Start marker up to the first entry that does not parse. Streams the
+/// file (headers are read, item bodies skipped), so a large journal costs no memory.
+fn batch_seqnos(file: impl Read + Seek, len: u64) -> std::io::Result<Vec<(u64, u64)>> {
+    let mut reader = BufReader::new(file);
     let mut out = Vec::new();
-    let mut at = 0usize;
-    while at < bytes.len() {
-        let rest = bytes.len() - at;
-        let size = match bytes[at] {
-            TAG_START if rest >= START_BYTES => {
-                out.push((at, le_u64(bytes, at + 5)));
-                START_BYTES
-            }
-            TAG_ITEM if rest >= ITEM_HEADER_BYTES => {
-                let key_len = u16::from_le_bytes([bytes[at + 11], bytes[at + 12]]) as usize;
-                let disk_len = u32::from_le_bytes(bytes[at + 17..at + 21].try_into().expect("4 bytes")) as usize;
-                ITEM_HEADER_BYTES + key_len + disk_len
-            }
-            TAG_END if rest >= END_BYTES => END_BYTES,
-            TAG_CLEAR if rest >= CLEAR_BYTES => CLEAR_BYTES,
+    let mut at = 0u64;
+    let mut header = [0u8; ITEM_HEADER_BYTES];
+    while at < len {
+        let rest = len - at;
+        reader.read_exact(&mut header[..1])?;
+        let size = match header[0] {
+            TAG_START if rest >= START_BYTES as u64 => START_BYTES,
+            TAG_ITEM if rest >= ITEM_HEADER_BYTES as u64 => ITEM_HEADER_BYTES,
+            TAG_END if rest >= END_BYTES as u64 => END_BYTES,
+            TAG_CLEAR if rest >= CLEAR_BYTES as u64 => CLEAR_BYTES,
             _ => break,
         };
-        at += size;
+        reader.read_exact(&mut header[1..size])?;
+        if header[0] == TAG_START {
+            out.push((at, le_u64(&header, 5)));
+        }
+        // Only an item has a body after its header: the key and the on-disk value.
+        let body = if header[0] == TAG_ITEM {
+            u64::from(u16::from_le_bytes([header[11], header[12]])) + u64::from(u32::from_le_bytes(header[17..21].try_into().expect("4 bytes")))
+        } else {
+            0
+        };
+        if at + size as u64 + body > len {
+            break; // a torn last entry
+        }
+        reader.seek_relative(body as i64)?;
+        at += size as u64 + body;
     }
-    out
+    Ok(out)
 }
 
 fn check_version_checksums(dir: &Path) -> EngineResult<()> {
@@ -189,9 +204,9 @@ mod tests {
         // A batch seqno raised above its successor's: refused.
         let (_, journal) = journals(&db).unwrap().pop().unwrap();
         let mut bytes = std::fs::read(&journal).unwrap();
-        let seqnos = batch_seqnos(&bytes);
+        let seqnos = batch_seqnos(std::io::Cursor::new(&bytes), bytes.len() as u64).unwrap();
         assert!(seqnos.len() >= 2, "the journal holds the writes after the checkpoint");
-        let (offset, _) = seqnos[seqnos.len() - 2];
+        let offset = seqnos[seqnos.len() - 2].0 as usize;
         let original = bytes.clone();
         bytes[offset + 5 + 3] ^= 0x08; // +2^27
         std::fs::write(&journal, &bytes).unwrap();
