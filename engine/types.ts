@@ -10,8 +10,10 @@
  * - `execute` runs its ops in array order on one libuv pool thread and returns one result per op,
  *   in the same order. One op failing never fails the others (each result carries its own code).
  * - Every result carries `seq`: for a write, the commit ticket that must be durable before the
- *   write is acknowledged; for a read, the highest ticket the read could have observed. A reply
- *   may be released once `durableSeq() >= seq` (only enforced in `sync` durability).
+ *   write is acknowledged; for a read, the highest ticket the read could have observed; for a
+ *   failed op, 0 (it showed and applied nothing). A reply may be released once
+ *   `durableSeq() >= seq` (only enforced in `sync` durability).
+ * - Consecutive plain (non-transactional) writes in one `execute` share one commit and ticket.
  * - Engine error codes are registry codes from protocol/errors.ts.
  */
 
