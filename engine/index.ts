@@ -29,9 +29,10 @@ import type {
 export * from './types.js';
 
 /** The addon's own surface (see engine/src/binding.rs): the Engine contract, except that
- * `execute` takes and returns the binary layout of engine/abi.ts. */
-type NativeEngine = Omit<Engine, 'execute'> & {
+ * `execute` and `readCached` take and return the binary layout of engine/abi.ts. */
+type NativeEngine = Omit<Engine, 'execute' | 'readCached'> & {
   execute(ops: Buffer): Promise<Buffer>;
+  readCached(ops: Buffer): Buffer | null;
 };
 
 interface NativeDataDirLock {
@@ -105,6 +106,11 @@ class LoadedEngine implements Engine {
 
   async execute(ops: EngineOp[]): Promise<EngineResult[]> {
     return decodeResults(await coded(() => this.inner.execute(encodeOps(ops))));
+  }
+
+  readCached(ops: EngineOp[]): EngineResult[] | null {
+    const encoded = codedSync(() => this.inner.readCached(encodeOps(ops)));
+    return encoded === null ? null : decodeResults(encoded);
   }
 
   sync(): Promise<number> {

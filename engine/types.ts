@@ -96,6 +96,8 @@ export interface EngineOpenOptions {
   path: string;
   /** Block cache size in bytes. */
   cacheBytes?: number;
+  /** Row cache size in bytes (engine/src/core/rowcache.rs); absent for the default, 0 disables it. */
+  rowCacheBytes?: number;
   keyBytesMax: number;
   valueBytesMax: number;
   txnBytesMax: number;
@@ -121,6 +123,9 @@ export interface EngineStats {
   seqno: bigint;
   openTransactions: number;
   openCursors: number;
+  /** Rows in the row cache, and their weight (keys + stored values + per-row overhead). */
+  rowCacheRows: number;
+  rowCacheBytes: number;
 }
 
 export interface CheckpointReport {
@@ -132,6 +137,13 @@ export interface Engine {
   readonly recovery: RecoveryReport;
   /** Runs ops in order off the JS thread; never rejects for a per-op failure. */
   execute(ops: EngineOp[]): Promise<EngineResult[]>;
+  /**
+   * Answers plain reads (get / exists / getBatch without `txn`) from the engine's row cache,
+   * synchronously on the calling thread, with the results `execute` would give; or returns null,
+   * having done nothing, when any op is another kind, is invalid, or needs a row that is not in
+   * memory. Never touches storage, so it is safe on the JS thread.
+   */
+  readCached(ops: EngineOp[]): EngineResult[] | null;
   /** fsyncs the journal (fdatasync) and resolves to the ticket now durable (group commit). */
   sync(): Promise<number>;
   /** Highest ticket known durable (cheap, synchronous). */

@@ -27,6 +27,8 @@ fn to_js_error(err: EngineError) -> Error {
 pub struct OpenOptionsJs {
     pub path: String,
     pub cache_bytes: Option<f64>,
+    /// Row cache capacity in bytes (core/rowcache.rs); absent for the default, 0 disables it.
+    pub row_cache_bytes: Option<f64>,
     pub key_bytes_max: u32,
     pub value_bytes_max: u32,
     pub txn_bytes_max: f64,
@@ -62,6 +64,8 @@ pub struct StatsJs {
     pub seqno: BigInt,
     pub open_transactions: f64,
     pub open_cursors: f64,
+    pub row_cache_rows: f64,
+    pub row_cache_bytes: f64,
 }
 
 impl From<Stats> for StatsJs {
@@ -75,6 +79,8 @@ impl From<Stats> for StatsJs {
             seqno: BigInt::from(s.seqno),
             open_transactions: s.open_transactions as f64,
             open_cursors: s.open_cursors as f64,
+            row_cache_rows: s.row_cache_rows as f64,
+            row_cache_bytes: s.row_cache_bytes as f64,
         }
     }
 }
@@ -175,6 +181,22 @@ impl NativeEngine {
         ))
     }
 
+    /// Answers a batch of plain reads from the row cache alone, synchronously, or returns null
+    /// having done nothing (core/ops.rs `read_cached`). Memory only, never storage: this is the
+    /// one data call that runs on the JS thread. Encodings as for `execute`.
+    #[napi]
+    pub fn read_cached(&self, ops: Buffer) -> Result<Option<Buffer>> {
+        let engine = &self.inner;
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let ops = abi::decode_ops(&ops).ok()?;
+            engine.read_cached(&ops).map(|outputs| abi::encode_results(&outputs))
+        }));
+        match outcome {
+            Ok(encoded) => Ok(encoded.map(Buffer::from)),
+            Err(_) => Err(to_js_error(EngineError::Internal("panic in a row cache read".into()))),
+        }
+    }
+
     #[napi(ts_return_type = "Promise<number>")]
     pub fn sync(&self) -> AsyncTask<Job<u64, f64>> {
         let engine = self.inner.clone();
@@ -221,6 +243,7 @@ pub fn open_engine(options: OpenOptionsJs) -> AsyncTask<Job<(Engine, Recovery), 
     let open = OpenOptions {
         path: options.path,
         cache_bytes: options.cache_bytes.filter(|b| b.is_finite() && *b > 0.0).map(|b| b as u64),
+        row_cache_bytes: options.row_cache_bytes.filter(|b| b.is_finite() && *b >= 0.0).map(|b| b as u64),
         limits: Limits {
             key_bytes_max: options.key_bytes_max as usize,
             value_bytes_max: options.value_bytes_max as usize,

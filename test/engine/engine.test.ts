@@ -77,6 +77,33 @@ describe('engine', () => {
     expect(results[5]!.values).toEqual([null, b('1')]);
   });
 
+  it('answers cached plain reads synchronously with the results execute gives, and nothing else', async () => {
+    await put('a', '1');
+    const reads: EngineOp[] = [
+      { kind: OpKind.get, key: b('a') },
+      { kind: OpKind.exists, key: b('a') },
+      { kind: OpKind.getBatch, keys: [b('a'), b('a')] },
+    ];
+    const cached = engine.readCached(reads);
+    expect(cached).not.toBeNull();
+    expect(cached!.map(({ seq: _seq, ...rest }) => rest)).toEqual((await engine.execute(reads)).map(({ seq: _seq, ...rest }) => rest));
+    expect(cached![0]!.seq).toBeGreaterThan(0);
+    // Each of these needs storage or a transaction: refused, nothing done.
+    expect(engine.readCached([{ kind: OpKind.get, key: b('never-written') }])).toBeNull();
+    expect(engine.readCached([{ kind: OpKind.get, key: Buffer.alloc(2000, 1) }])).toBeNull();
+    expect(engine.readCached([{ kind: OpKind.put, key: b('a'), value: b('2') }])).toBeNull();
+    expect(await get('a')).toBe('1');
+    const t = await begin();
+    expect(engine.readCached([{ kind: OpKind.get, key: b('a'), txn: t }])).toBeNull();
+    await put('a', '2', t);
+    expect(engine.readCached([{ kind: OpKind.get, key: b('a') }])![0]!.value).toEqual(b('1'));
+    expect((await commit(t)).code).toBeUndefined();
+    // The commit evicted the row; a storage read brings it back.
+    expect(engine.readCached([{ kind: OpKind.get, key: b('a') }])).toBeNull();
+    expect(await get('a')).toBe('2');
+    expect(engine.readCached([{ kind: OpKind.get, key: b('a') }])![0]!.value).toEqual(b('2'));
+  });
+
   it('hands writes tickets that become durable only after sync', async () => {
     const { seq } = await put('k', 'v');
     expect(seq).toBeGreaterThan(0);

@@ -25,6 +25,8 @@ pub struct Stats {
     pub seqno: u64,
     pub open_transactions: u64,
     pub open_cursors: u64,
+    pub row_cache_rows: u64,
+    pub row_cache_bytes: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -50,6 +52,11 @@ impl Engine {
 
     pub fn execute(&self, ops: Vec<Op>) -> EngineResult<Vec<OpOutput>> {
         Ok(ops::execute(&*self.store()?, ops))
+    }
+
+    /// Plain reads answered from the row cache alone; None if any needs storage (or closed).
+    pub fn read_cached(&self, ops: &[Op]) -> Option<Vec<OpOutput>> {
+        ops::read_cached(&*self.store().ok()?, ops)
     }
 
     pub fn sync(&self) -> EngineResult<u64> {
@@ -88,6 +95,7 @@ impl Engine {
     pub fn stats(&self) -> EngineResult<Stats> {
         let store = self.store()?;
         let db = store.db.inner();
+        let (row_cache_rows, row_cache_bytes) = store.rows.stats();
         Ok(Stats {
             approximate_keys: store.data.approximate_len() as u64,
             disk_bytes: store.db.disk_space()?,
@@ -97,6 +105,8 @@ impl Engine {
             seqno: db.visible_seqno(),
             open_transactions: store.txns.count() as u64,
             open_cursors: store.cursors.count() as u64,
+            row_cache_rows,
+            row_cache_bytes,
         })
     }
 

@@ -13,6 +13,7 @@ pub mod ops;
 pub mod os;
 pub mod pathkey;
 pub mod preflight;
+pub mod rowcache;
 pub mod store;
 pub mod tickets;
 pub mod ttl;

@@ -10,6 +10,7 @@
 
 use super::cursors::{self, Cursor, Source, BATCH_BYTES_DEFAULT, BATCH_ITEMS_DEFAULT, BATCH_ITEMS_MAX};
 use super::error::{EngineError, EngineResult};
+use super::rowcache::Row;
 use super::store::{Store, WriteItem};
 use super::txn::{self, Isolation};
 use super::value;
@@ -192,29 +193,81 @@ fn with_view<T>(store: &Store, txn: Option<u64>, f: impl FnOnce(&View<'_>) -> En
 
 fn read_op(store: &Store, op: Op) -> EngineResult<OpOutput> {
     let now = value::now_ms();
+    let keys = read_keys(store, &op)?;
+    let values = match op.txn {
+        Some(id) => txn::with_txn(store, id, |state| {
+            let view = state.view();
+            keys.iter().map(|key| Ok(live_value(view.get(&store.data, key)?.as_deref(), now)?)).collect::<EngineResult<Vec<_>>>()
+        })?,
+        None => {
+            // Sampled before the snapshot: rows read at it may refill the row cache unless a
+            // commit overlapped (rowcache.rs).
+            let ticket = store.rows.fill_ticket();
+            let stored = {
+                let snap = store.db.read_tx();
+                let view = View::Snap(&snap);
+                keys.iter().map(|key| view.get(&store.data, key)).collect::<EngineResult<Vec<_>>>()?
+            };
+            let values = stored.iter().map(|row| live_value(row.as_deref(), now)).collect::<EngineResult<Vec<_>>>()?;
+            let found = keys.iter().zip(stored).filter_map(|(key, row)| Some((key.clone(), Row::from(row?))));
+            store.fill_rows(ticket, found);
+            values
+        }
+    };
+    Ok(read_output(store, op.kind, values))
+}
+
+/// The keys of a get / exists / getBatch, validated against the limits.
+fn read_keys(store: &Store, op: &Op) -> EngineResult<Vec<Vec<u8>>> {
     let keys = match op.kind {
-        kind::GET_BATCH => need(op.keys, "keys")?,
-        _ => vec![need(op.key, "key")?],
+        kind::GET_BATCH => need(op.keys.clone(), "keys")?,
+        _ => vec![need(op.key.clone(), "key")?],
     };
     store.check_batch(keys.len())?;
     for key in &keys {
         store.check_key(key)?;
     }
-    let values = with_view(store, op.txn, |view| {
-        keys.iter()
-            .map(|key| match view.get(&store.data, key)? {
-                Some(stored) => Ok(value::live(&stored, now)?.map(<[u8]>::to_vec)),
-                None => Ok(None),
-            })
-            .collect::<EngineResult<Vec<_>>>()
-    })?;
+    Ok(keys)
+}
+
+fn live_value(stored: Option<&[u8]>, now: u64) -> EngineResult<Option<Vec<u8>>> {
+    match stored {
+        Some(stored) => Ok(value::live(stored, now)?.map(<[u8]>::to_vec)),
+        None => Ok(None),
+    }
+}
+
+/// A read's output; its `seq` is loaded after the read (it covers every commit it could see).
+fn read_output(store: &Store, kind: u32, values: Vec<Option<Vec<u8>>>) -> OpOutput {
     let mut out = OpOutput { seq: store.tickets.issued(), ..Default::default() };
-    match op.kind {
+    match kind {
         kind::GET => out.value = values.into_iter().next(),
         kind::EXISTS => out.found = Some(values[0].is_some()),
         _ => out.values = Some(values),
     }
-    Ok(out)
+    out
+}
+
+/// Answers `ops` from the row cache alone, or returns None (having done nothing) if any op is
+/// not a plain read (get / exists / getBatch outside a transaction), fails validation, or needs
+/// a row that is not cached. No storage work: safe on the daemon's JS thread. Each op sees one
+/// consistent state (rowcache.rs), as it would on the storage path.
+pub fn read_cached(store: &Store, ops: &[Op]) -> Option<Vec<OpOutput>> {
+    let now = value::now_ms();
+    let mut outputs = Vec::with_capacity(ops.len());
+    for op in ops {
+        if op.txn.is_some() || !matches!(op.kind, kind::GET | kind::EXISTS | kind::GET_BATCH) {
+            return None;
+        }
+        let keys = read_keys(store, op).ok()?;
+        let rows = match keys.as_slice() {
+            [key] => vec![store.rows.lookup(key)?],
+            _ => store.rows.lookup_all(&keys)?,
+        };
+        let values = rows.iter().map(|row| live_value(Some(row), now)).collect::<EngineResult<Vec<_>>>().ok()?;
+        outputs.push(read_output(store, op.kind, values));
+    }
+    Some(outputs)
 }
 
 fn expiry_for(ttl_ms: Option<f64>) -> EngineResult<Option<u64>> {
@@ -355,7 +408,7 @@ mod tests {
 
     fn open(dir: &std::path::Path) -> Engine {
         let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, batch_items_max: 100 };
-        Engine::open(&OpenOptions { path: dir.to_str().unwrap().into(), cache_bytes: None, limits }).unwrap().0
+        Engine::open(&OpenOptions { path: dir.to_str().unwrap().into(), cache_bytes: None, row_cache_bytes: None, limits }).unwrap().0
     }
 
     fn put(key: &[u8], value: &[u8]) -> Op {
@@ -387,5 +440,101 @@ mod tests {
         assert!(out[5].seq > out[2].seq, "a read ends the run");
         let after = engine.execute(vec![get(b"k")]).unwrap();
         assert_eq!(after[0].value, Some(Some(b"3".to_vec())));
+    }
+
+    fn cached_value(engine: &Engine, key: &[u8]) -> Option<Option<Vec<u8>>> {
+        engine.read_cached(&[get(key)]).map(|mut out| out.remove(0).value.unwrap())
+    }
+
+    fn get_batch(keys: &[&[u8]]) -> Op {
+        Op { kind: kind::GET_BATCH, keys: Some(keys.iter().map(|k| k.to_vec()).collect()), ..Default::default() }
+    }
+
+    #[test]
+    fn the_row_cache_follows_plain_writes_transactions_and_expiry() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = open(dir.path());
+        engine.execute(vec![put(b"a", b"1"), put(b"b", b"1")]).unwrap();
+        assert_eq!(cached_value(&engine, b"a"), Some(Some(b"1".to_vec())), "written through");
+        assert!(engine.read_cached(&[get_batch(&[b"a", b"b"])]).is_some());
+        assert!(engine.read_cached(&[get_batch(&[b"a", b"nope"])]).is_none(), "one miss sends the op to storage");
+        assert!(engine.read_cached(&[get(b"a"), Op { txn: Some(1), ..get(b"a") }]).is_none(), "only plain reads");
+
+        engine.execute(vec![Op { kind: kind::DELETE, key: Some(b"a".to_vec()), ..Default::default() }]).unwrap();
+        assert_eq!(cached_value(&engine, b"a"), None, "a deleted row is not cached");
+        assert_eq!(engine.execute(vec![get(b"a")]).unwrap()[0].value, Some(None));
+
+        // A transaction's writes evict; the next storage read refills the cache.
+        let txn = engine.execute(vec![Op { kind: kind::BEGIN, isolation: Some(0), ..Default::default() }]).unwrap()[0].txn.unwrap();
+        engine.execute(vec![Op { txn: Some(txn), ..put(b"b", b"2") }]).unwrap();
+        assert_eq!(cached_value(&engine, b"b"), Some(Some(b"1".to_vec())), "uncommitted writes are invisible");
+        let committed = engine.execute(vec![Op { kind: kind::COMMIT, txn: Some(txn), ..Default::default() }]).unwrap();
+        assert!(committed[0].error.is_none());
+        assert_eq!(cached_value(&engine, b"b"), None, "evicted by the commit");
+        assert_eq!(engine.execute(vec![get(b"b")]).unwrap()[0].value, Some(Some(b"2".to_vec())));
+        assert_eq!(cached_value(&engine, b"b"), Some(Some(b"2".to_vec())), "refilled by the read");
+
+        // An expired row stays cached in stored form but reads as missing.
+        engine.execute(vec![Op { ttl_ms: Some(1.0), ..put(b"t", b"x") }]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert_eq!(cached_value(&engine, b"t"), Some(None));
+    }
+
+    #[test]
+    fn a_disabled_row_cache_answers_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, batch_items_max: 100 };
+        let engine = Engine::open(&OpenOptions { path: dir.path().to_str().unwrap().into(), cache_bytes: None, row_cache_bytes: Some(0), limits }).unwrap().0;
+        engine.execute(vec![put(b"a", b"1")]).unwrap();
+        engine.execute(vec![get(b"a")]).unwrap();
+        assert!(engine.read_cached(&[get(b"a")]).is_none());
+    }
+
+    /// Coherence under concurrency: one writer commits (a, b) = (i, i) atomically while readers
+    /// mix storage reads (which refill the cache) and cache reads. A cache read must never be
+    /// older than a storage read that finished before it, nor split one commit.
+    #[test]
+    fn cached_reads_are_never_stale_or_torn_under_concurrent_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = std::sync::Arc::new(open(dir.path()));
+        let number = |v: &Option<Vec<u8>>| v.as_ref().map_or(0, |v| u64::from_be_bytes(v.as_slice().try_into().unwrap()));
+        const COMMITS: u64 = 10_000;
+        let writer = {
+            let engine = engine.clone();
+            std::thread::spawn(move || {
+                for i in 1..=COMMITS {
+                    let v = i.to_be_bytes().to_vec();
+                    let op = Op { kind: kind::PUT_BATCH, keys: Some(vec![b"a".to_vec(), b"b".to_vec()]), values: Some(vec![v.clone(), v]), ..Default::default() };
+                    assert!(engine.execute(vec![op]).unwrap()[0].error.is_none());
+                }
+            })
+        };
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let engine = engine.clone();
+                std::thread::spawn(move || {
+                    let (mut hits, mut last) = (0u64, 0u64);
+                    while last < COMMITS {
+                        let stored = number(&engine.execute(vec![get(b"a")]).unwrap()[0].value.clone().unwrap());
+                        assert!(stored >= last, "storage went back from {last} to {stored}");
+                        last = stored;
+                        if let Some(out) = engine.read_cached(&[get(b"a")]) {
+                            let cached = number(out[0].value.as_ref().unwrap());
+                            assert!(cached >= last, "cache served {cached} after storage showed {last}");
+                            last = cached;
+                            hits += 1;
+                        }
+                        if let Some(out) = engine.read_cached(&[get_batch(&[b"a", b"b"])]) {
+                            let values = out[0].values.as_ref().unwrap();
+                            assert_eq!(number(&values[0]), number(&values[1]), "a getBatch split one commit");
+                        }
+                    }
+                    hits
+                })
+            })
+            .collect();
+        writer.join().unwrap();
+        let hits: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
+        assert!(hits > 0, "the cache answered some reads");
     }
 }

@@ -19,6 +19,7 @@ use super::error::{EngineError, EngineResult};
 use super::tickets::Tickets;
 use super::txn::TxnRegistry;
 use super::preflight;
+use super::rowcache::{RowCache, RowWrites, ROW_CACHE_BYTES_DEFAULT};
 use super::value;
 use super::watermark::{self, Watermark};
 use fjall::{KeyspaceCreateOptions, OptimisticTxDatabase, OptimisticTxKeyspace, OptimisticWriteTx as WriteTransaction, PersistMode};
@@ -38,6 +39,8 @@ pub struct Limits {
 pub struct OpenOptions {
     pub path: String,
     pub cache_bytes: Option<u64>,
+    /// Row cache capacity (rowcache.rs); None for the default, 0 to disable it.
+    pub row_cache_bytes: Option<u64>,
     pub limits: Limits,
 }
 
@@ -69,6 +72,7 @@ pub struct Store {
     pub tickets: Tickets,
     pub txns: TxnRegistry,
     pub cursors: CursorRegistry,
+    pub rows: RowCache,
     commit_lock: Mutex<()>,
     poisoned: AtomicBool,
     watermark: Watermark,
@@ -108,6 +112,7 @@ impl Store {
             tickets: Tickets::default(),
             txns: TxnRegistry::default(),
             cursors: CursorRegistry::default(),
+            rows: RowCache::new(options.row_cache_bytes.unwrap_or(ROW_CACHE_BYTES_DEFAULT)),
             commit_lock: Mutex::new(()),
             poisoned: AtomicBool::new(false),
             watermark,
@@ -126,6 +131,14 @@ impl Store {
         self.commit_lock.lock().map_err(|_| EngineError::Internal("commit lock poisoned".into()))
     }
 
+    /// Offers rows a plain read found in storage to the row cache. Skipped (never waited for)
+    /// while a commit holds the lock: the fill would be refused anyway.
+    pub fn fill_rows(&self, ticket: u64, read: impl IntoIterator<Item = (Vec<u8>, super::rowcache::Row)>) {
+        if let Ok(_guard) = self.commit_lock.try_lock() {
+            self.rows.fill(ticket, read);
+        }
+    }
+
     pub fn check_writable(&self) -> EngineResult<()> {
         if self.poisoned.load(Ordering::SeqCst) {
             return Err(EngineError::StorageFailed("an earlier journal write or fsync failed".into()));
@@ -138,8 +151,10 @@ impl Store {
     }
 
     /// Commits `tx` under the commit lock with a fresh ticket. A conflict or failure applies
-    /// nothing and gives its ticket back (the next commit reuses the number).
-    pub fn commit_tx(&self, tx: WriteTransaction) -> Committed {
+    /// nothing and gives its ticket back (the next commit reuses the number). `writes` names
+    /// every data key the commit writes: they leave the row cache before the commit becomes
+    /// visible, and its new rows enter it after (rowcache.rs).
+    pub fn commit_tx(&self, tx: WriteTransaction, writes: RowWrites) -> Committed {
         if let Err(e) = self.check_writable() {
             return Committed { ticket: self.tickets.issued(), result: Err(e) };
         }
@@ -148,7 +163,9 @@ impl Store {
             Err(e) => return Committed { ticket: self.tickets.issued(), result: Err(e) },
         };
         let ticket = self.tickets.issue();
+        self.rows.begin_commit(&writes);
         let outcome = tx.commit();
+        self.rows.end_commit(writes, matches!(outcome, Ok(Ok(()))));
         let result = match outcome {
             Ok(Ok(())) => {
                 let visible = self.db.inner().visible_seqno();
@@ -181,6 +198,10 @@ impl Store {
             Ok(tx) => tx,
             Err(e) => return Committed { ticket: self.tickets.issued(), result: Err(e) },
         };
+        let writes = RowWrites::of_run(items.iter().map(|item| match item {
+            WriteItem::Put { key, stored, .. } => (key.as_slice(), Some(stored.as_slice())),
+            WriteItem::Delete { key } => (key.as_slice(), None),
+        }));
         for item in items {
             match item {
                 WriteItem::Put { key, stored, expiry_ms } => {
@@ -192,7 +213,7 @@ impl Store {
                 WriteItem::Delete { key } => tx.remove(&self.data, key),
             }
         }
-        self.commit_tx(tx)
+        self.commit_tx(tx, writes)
     }
 
     pub fn check_key(&self, key: &[u8]) -> EngineResult<()> {

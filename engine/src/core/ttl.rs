@@ -13,6 +13,7 @@
 //! bounded by `limit` index entries.
 
 use super::error::{EngineError, EngineResult};
+use super::rowcache::RowWrites;
 use super::store::Store;
 use super::value;
 use fjall::Readable;
@@ -48,16 +49,17 @@ fn due_entries(store: &Store, now: u64, limit: usize) -> EngineResult<Vec<Vec<u8
 
 fn sweep_chunk(store: &Store, index_keys: &[Vec<u8>]) -> EngineResult<u64> {
     let mut tx = store.write_tx()?;
-    let mut removed = 0u64;
+    let mut removed_keys = Vec::new();
     for index_key in index_keys {
         let (at, key) = value::split_ttl_index_key(index_key)?;
         if let Some(stored) = tx.get(&store.data, key)? {
             if value::expiry_of(&stored)? == Some(at) {
                 tx.remove(&store.data, key.to_vec());
-                removed += 1;
+                removed_keys.push(key.to_vec());
             }
         }
         tx.remove(&store.ttl, index_key.clone());
     }
-    store.commit_tx(tx).result.map(|_| removed)
+    let removed = removed_keys.len() as u64;
+    store.commit_tx(tx, RowWrites::evict(removed_keys)).result.map(|_| removed)
 }

@@ -17,6 +17,7 @@
 //! `bytes` counts keys + values written and never exceeds `txn_bytes_max` in a live transaction.
 
 use super::error::{EngineError, EngineResult};
+use super::rowcache::RowWrites;
 use super::store::Store;
 use super::value;
 use super::view::{Overlay, View};
@@ -37,6 +38,9 @@ pub struct TxnState {
     iso: Option<(Snapshot, Overlay)>,
     bytes: u64,
     writes: u64,
+    /// Serializable only: every data key written, for the row cache (the overlay's keys are
+    /// these for snapshot isolation). Bounded with `bytes` by txn_bytes_max.
+    written_keys: Vec<Vec<u8>>,
 }
 
 impl TxnState {
@@ -100,13 +104,13 @@ fn take(store: &Store, id: u64) -> EngineResult<TxnState> {
 /// Starts a transaction and returns its handle.
 pub fn begin(store: &Store, isolation: Isolation) -> EngineResult<u64> {
     let state = match isolation {
-        Isolation::Serializable => TxnState { tx: store.write_tx()?, iso: None, bytes: 0, writes: 0 },
+        Isolation::Serializable => TxnState { tx: store.write_tx()?, iso: None, bytes: 0, writes: 0, written_keys: Vec::new() },
         Isolation::Snapshot => {
             // No commit can land between the two: both see the same visible seqno.
             let _commits = store.lock_commits()?;
             let tx = store.write_tx()?;
             let snap = store.db.read_tx();
-            TxnState { tx, iso: Some((snap, Overlay::new())), bytes: 0, writes: 0 }
+            TxnState { tx, iso: Some((snap, Overlay::new())), bytes: 0, writes: 0, written_keys: Vec::new() }
         }
     };
     let id = store.txns.next.fetch_add(1, Ordering::SeqCst) + 1;
@@ -139,6 +143,7 @@ fn apply_write(store: &Store, state: &mut TxnState, key: Vec<u8>, stored: Option
         overlay.insert(key, stored);
         return Ok(());
     }
+    state.written_keys.push(key.clone());
     match stored {
         Some(v) => {
             if let Some(at) = value::expiry_of(&v)? {
@@ -161,19 +166,20 @@ pub fn commit(store: &Store, id: u64) -> (u64, EngineResult<u64>) {
         // Read-only: nothing to validate or apply. Reported at the current visible seqno.
         return (store.tickets.issued(), Ok(store.db.inner().visible_seqno()));
     }
-    let tx = match finish_snapshot_writes(store, state) {
-        Ok(tx) => tx,
+    let (tx, written_keys) = match finish_snapshot_writes(store, state) {
+        Ok(finished) => finished,
         Err(e) => return (store.tickets.issued(), Err(e)),
     };
-    let committed = store.commit_tx(tx);
+    let committed = store.commit_tx(tx, RowWrites::evict(written_keys));
     (committed.ticket, committed.result)
 }
 
 /// For snapshot isolation, moves the overlay into the fjall transaction and marks each written
 /// key as read, so a concurrent committed write to it makes the oracle refuse the commit.
-fn finish_snapshot_writes(store: &Store, state: TxnState) -> EngineResult<WriteTransaction> {
-    let TxnState { mut tx, iso, .. } = state;
-    let Some((_snap, overlay)) = iso else { return Ok(tx) };
+/// Returns the transaction to commit and every data key it writes.
+fn finish_snapshot_writes(store: &Store, state: TxnState) -> EngineResult<(WriteTransaction, Vec<Vec<u8>>)> {
+    let TxnState { mut tx, iso, written_keys, .. } = state;
+    let Some((_snap, overlay)) = iso else { return Ok((tx, written_keys)) };
     let keys: Vec<Vec<u8>> = overlay.keys().cloned().collect();
     for (key, stored) in overlay {
         match stored {
@@ -186,10 +192,10 @@ fn finish_snapshot_writes(store: &Store, state: TxnState) -> EngineResult<WriteT
             None => tx.remove(&store.data, key),
         }
     }
-    for key in keys {
-        tx.contains_key(&store.data, &key)?;
+    for key in &keys {
+        tx.contains_key(&store.data, key)?;
     }
-    Ok(tx)
+    Ok((tx, keys))
 }
 
 /// Discards transaction `id`.
