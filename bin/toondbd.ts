@@ -5,6 +5,7 @@
  *   toondbd start  [--socket PATH] [--data-dir DIR] [--durability sync|interval|off]
  *                  [--sync-interval-ms N] [--log-level LEVEL] [--config FILE]
  *                  [--socket-group NAME] [--allow-uid LIST] [--allow-gid LIST]
+ *                  [--row-cache-mb MIB]
  *   toondbd stop   [--socket PATH] [--timeout-ms N]
  *   toondbd status [--socket PATH] [--json]
  *
@@ -24,6 +25,7 @@ const { Command, Option } = await import('commander');
 const daemonModule = await import('../daemon/index.js');
 const { IpcClient } = await import('../ipc-client/index.js');
 const { ToonDBError, toToonDBError } = await import('../protocol/errors.js');
+const { ROW_CACHE_MIB_DEFAULT } = await import('../protocol/limits.js');
 
 const EXIT_RUNTIME = 1;
 const EXIT_CONFIG = 2;
@@ -40,6 +42,7 @@ interface StartFlags {
   socketGroup?: string;
   allowUid?: string;
   allowGid?: string;
+  rowCacheMb?: string;
 }
 
 function die(message: string, code: number): never {
@@ -161,6 +164,7 @@ program.command('start')
   .option('--socket-group <group>', 'let members of this group connect (socket mode 0660)')
   .option('--allow-uid <uids>', 'comma-separated peer uids allowed to connect')
   .option('--allow-gid <gids>', 'comma-separated peer gids allowed to connect')
+  .option('--row-cache-mb <mib>', `memory for recently used rows, served without a storage read (default ${ROW_CACHE_MIB_DEFAULT}; 0 = off)`)
   .action((flags: StartFlags) => start(flags));
 
 program.command('stop')

@@ -20,6 +20,8 @@ import {
   SYNC_INTERVAL_MS_DEFAULT,
   SYNC_INTERVAL_MS_MAX,
   CONNECTIONS_MAX,
+  ROW_CACHE_MIB_DEFAULT,
+  ROW_CACHE_MIB_MAX,
   type ServerLimits,
 } from '../protocol/limits.js';
 import type { Durability } from '../protocol/messages.js';
@@ -42,6 +44,8 @@ export interface DaemonConfig {
   allowUids: number[];
   allowGids: number[];
   connectionsMax: number;
+  /** Row cache size in MiB (0 = off): plain reads it can answer skip the libuv pool. */
+  rowCacheMib: number;
   limits: ServerLimits;
 }
 
@@ -56,6 +60,7 @@ export type ConfigInput = Partial<{
   allowUid: (number | string)[] | string;
   allowGid: (number | string)[] | string;
   connectionsMax: number | string;
+  rowCacheMb: number | string;
   limits: Partial<Record<keyof ServerLimits, number>>;
 }>;
 
@@ -143,6 +148,7 @@ export function resolveConfig(flags: ConfigInput, file: ConfigInput = {}, env: N
     allowUids: toIdList(input.allowUid, 'allowed uid'),
     allowGids: toIdList(input.allowGid, 'allowed gid'),
     connectionsMax: toInt(input.connectionsMax ?? CONNECTIONS_MAX, 'connections max', 1, CONNECTIONS_MAX),
+    rowCacheMib: toInt(input.rowCacheMb ?? ROW_CACHE_MIB_DEFAULT, 'row cache (MiB)', 0, ROW_CACHE_MIB_MAX),
     limits: resolveLimits(input.limits),
   };
 }

@@ -24,7 +24,7 @@ import pino, { type Logger } from 'pino';
 import { lockDataDir, openEngine, peerCredentials, sdNotify } from '../engine/index.js';
 import type { Engine } from '../engine/types.js';
 import { ToonDBError, toToonDBError } from '../protocol/errors.js';
-import { SHUTDOWN_DRAIN_MS_MAX, type ServerLimits } from '../protocol/limits.js';
+import { ENGINE_BLOCK_CACHE_BYTES, SHUTDOWN_DRAIN_MS_MAX, type ServerLimits } from '../protocol/limits.js';
 import { CONNECTION_ERROR_ID } from '../protocol/messages.js';
 import { MessageCodec } from '../protocol/codec.js';
 import { isPeerAllowed, listenPrivately, socketFd, type PeerCredentials } from './access.js';
@@ -39,7 +39,6 @@ import { VERSION } from './version.js';
 const IDLE_SWEEP_INTERVAL_MS = 1_000;
 const TTL_SWEEP_INTERVAL_MS = 1_000;
 const TTL_SWEEP_KEYS_MAX = 1_000;
-const ENGINE_CACHE_BYTES = 64 * 1024 * 1024;
 const DRAIN_POLL_MS = 10;
 export const INFO_FILE_NAME = 'toondbd.json';
 export const ENGINE_DIR_NAME = 'db';
@@ -87,7 +86,8 @@ export class Daemon implements DaemonContext {
       const openedAt = Date.now();
       const opened: Engine = await openEngine({
         path: join(config.dataDir, ENGINE_DIR_NAME),
-        cacheBytes: ENGINE_CACHE_BYTES,
+        cacheBytes: ENGINE_BLOCK_CACHE_BYTES,
+        rowCacheBytes: config.rowCacheMib * 1024 * 1024,
         keyBytesMax: config.limits.keyBytesMax,
         valueBytesMax: config.limits.valueBytesMax,
         txnBytesMax: config.limits.txnBytesMax,
@@ -149,10 +149,11 @@ export class Daemon implements DaemonContext {
 
   /**
    * SIGHUP: takes the new log level, limits, allow-lists and connection maximum. New connections
-   * get the new limits; open ones keep theirs. Socket, data dir and durability need a restart.
+   * get the new limits; open ones keep theirs. Socket, data dir, durability and the row cache
+   * size need a restart.
    */
   reload(next: DaemonConfig): void {
-    const fixed = (['socketPath', 'dataDir', 'durability', 'syncIntervalMs', 'socketGroup'] as const)
+    const fixed = (['socketPath', 'dataDir', 'durability', 'syncIntervalMs', 'socketGroup', 'rowCacheMib'] as const)
       .filter((key) => next[key] !== this.config[key]);
     if (fixed.length > 0) this.log.warn({ settings: fixed }, 'these settings change only on restart');
     this.log.level = next.logLevel;

@@ -6,7 +6,9 @@
  * keys) goes to the engine in ONE `execute` call; the replies of that call are written with one
  * corked socket write once the durability gate releases them. While a batch executes, newly arrived
  * requests queue up and form the next batch, so a busy connection gets larger batches, not more
- * engine calls, and a very busy one gets its first replies out while the rest execute.
+ * engine calls, and a very busy one gets its first replies out while the rest execute. A slice
+ * of plain reads is first offered to the engine's row cache (`readCached`: memory only, on this
+ * thread, no pool round trip); only if a row is not in memory does it become an `execute` call.
  *
  * Invariants:
  * - Requests of one connection execute in the order received, except that plain reads (no
@@ -40,6 +42,12 @@ import { HandleRegistry } from './registry.js';
 interface Queued {
   req: Request;
   receivedAt: number;
+}
+
+/** A batch's engine ops, and per request its op or the validation error that replaced it. */
+interface Prepared {
+  each: (EngineOp | ToonDBError)[];
+  ops: EngineOp[];
 }
 
 interface Reply {
@@ -159,7 +167,9 @@ export class Session {
    * and cursor ops, admin ops) runs alone; plain reads outside transactions may run in up to
    * ENGINE_CALLS_PER_CONNECTION_MAX calls at once, so the pool computes one call while this
    * thread encodes the replies of another. Reads never pass a write of the same connection:
-   * a call starts only after every earlier call that could have written has finished.
+   * a call starts only after every earlier call that could have written has finished. A slice
+   * of plain reads answered from the row cache completes here, synchronously, under the same
+   * rule (it starts only where an engine call of it could start).
    */
   private pump(): void {
     while (!this.closed && this.queue.length > 0) {
@@ -169,9 +179,11 @@ export class Session {
       if (!canStart) return;
       const batch = take === this.queue.length ? this.queue : this.queue.slice(0, take);
       this.queue = take === this.queue.length ? [] : this.queue.slice(take);
+      const prepared = readOnly ? this.prepare(batch, 0, batch.length) : null;
+      if (prepared !== null && this.answerFromMemory(batch, prepared)) continue;
       this.running += 1;
       if (!readOnly) this.runningMayWrite = true;
-      this.runBatch(batch)
+      (prepared !== null ? this.runData(batch, 0, batch.length, prepared) : this.runBatch(batch))
         .catch((error: unknown) => {
           this.log.error({ err: error }, 'batch failed unexpectedly');
           this.failConnection(new ToonDBError('INTERNAL', `batch failed: ${(error as Error).message}`));
@@ -197,22 +209,55 @@ export class Session {
     if (start < batch.length) await this.runData(batch, start, batch.length);
   }
 
-  private async runData(batch: Queued[], from: number, to: number): Promise<void> {
+  private async runData(batch: Queued[], from: number, to: number, prepared = this.prepare(batch, from, to)): Promise<void> {
+    const results = prepared.ops.length > 0 ? await this.execute(prepared.ops) : [];
+    this.complete(batch, from, to, prepared, results);
+  }
+
+  /**
+   * Answers a batch of plain reads from the engine's row cache, on this thread (no pool round
+   * trip, no storage work); false, having done nothing, if any read needs storage.
+   */
+  private answerFromMemory(batch: Queued[], prepared: Prepared): boolean {
+    let results: EngineResult[] | null = [];
+    if (prepared.ops.length > 0) {
+      try {
+        results = this.ctx.engine.readCached(prepared.ops);
+      } catch (error) {
+        this.log.error({ err: error }, 'row cache read failed; using the storage path');
+        results = null;
+      }
+    }
+    if (results === null) return false;
+    if (results.length !== prepared.ops.length) {
+      throw new Error(`invariant: row cache answered ${results.length} of ${prepared.ops.length} ops`);
+    }
+    this.ctx.counters.requestsFromMemory += batch.length;
+    this.complete(batch, 0, batch.length, prepared, results);
+    return true;
+  }
+
+  /** Engine ops for batch[from, to), with a validation failure in place of each refused one. */
+  private prepare(batch: Queued[], from: number, to: number): Prepared {
     const scope = this.scope;
     scope.nowMs = Date.now();
-    const prepared = new Array<EngineOp | ToonDBError>(to - from);
+    const each = new Array<EngineOp | ToonDBError>(to - from);
     const ops: EngineOp[] = [];
     for (let i = from; i < to; i++) {
       const op = prepare(batch[i].req as DataRequest, scope);
-      prepared[i - from] = op;
+      each[i - from] = op;
       if (!(op instanceof ToonDBError)) ops.push(op);
     }
-    const results = ops.length > 0 ? await this.execute(ops) : [];
+    return { each, ops };
+  }
+
+  /** Turns the engine results of batch[from, to) into replies, sent once durable. */
+  private complete(batch: Queued[], from: number, to: number, prepared: Prepared, results: EngineResult[]): void {
     const replies = new Array<Reply>(to - from);
     let maxSeq = 0;
     let r = 0;
     for (let i = from; i < to; i++) {
-      const op = prepared[i - from];
+      const op = prepared.each[i - from];
       const req = batch[i].req as DataRequest;
       let outcome: Outcome;
       if (op instanceof ToonDBError) {
@@ -223,7 +268,7 @@ export class Session {
         if (result.code === 'DISK_FULL' || result.code === 'STORAGE_FAILED') {
           this.ctx.gate.reportStorageFailure(new ToonDBError(result.code, result.message ?? result.code));
         }
-        outcome = finish(req, result, scope);
+        outcome = finish(req, result, this.scope);
       }
       replies[i - from] = { id: req.id, outcome, receivedAt: batch[i].receivedAt };
     }

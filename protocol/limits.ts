@@ -117,6 +117,13 @@ export const SOCKET_PATH_BYTES_MAX = 103;
 /** Shutdown: how long in-flight requests get to finish before the daemon aborts them. */
 export const SHUTDOWN_DRAIN_MS_MAX = 10_000;
 
+/** Engine block cache (fjall) in bytes: decoded table blocks, shared by every read. */
+export const ENGINE_BLOCK_CACHE_BYTES = 64 * 1024 * 1024;
+/** Engine row cache (`--row-cache-mb`): recent rows answered on the daemon's JS thread without
+ * a pool round trip (engine/src/core/rowcache.rs). 0 turns it off. */
+export const ROW_CACHE_MIB_DEFAULT = 32;
+export const ROW_CACHE_MIB_MAX = 65_536;
+
 /** Default fsync period for `--durability interval`. */
 export const SYNC_INTERVAL_MS_DEFAULT = 100;
 export const SYNC_INTERVAL_MS_MAX = 60_000;

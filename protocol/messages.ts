@@ -127,7 +127,8 @@ export interface StatsResult {
   dataDir: string;
   durability: Durability;
   connections: { active: number; total: number; refused: number };
-  requests: { total: number; errors: number; byFamily: Record<OpFamily, number> };
+  /** `fromMemory`: data requests answered from the engine's row cache, without a storage read. */
+  requests: { total: number; errors: number; fromMemory: number; byFamily: Record<OpFamily, number> };
   bytes: { in: number; out: number };
   transactions: { active: number; committed: number; aborted: number; conflicts: number };
   cursors: { open: number };
@@ -138,6 +139,8 @@ export interface StatsResult {
     journalCount: number;
     writeBufferBytes: number;
     seqno: bigint;
+    rowCacheRows: number;
+    rowCacheBytes: number;
   };
   durable: { syncs: number; lastSyncMs: number | null; pendingWrites: number };
   checkpoint: { last: null | { atMs: number; lsn: bigint; durationMs: number } };

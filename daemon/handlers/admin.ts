@@ -60,7 +60,7 @@ export async function stats(ctx: DaemonContext): Promise<StatsResult> {
     dataDir: ctx.config.dataDir,
     durability: ctx.config.durability,
     connections: { active: c.connectionsActive, total: c.connectionsTotal, refused: c.connectionsRefused },
-    requests: { total: c.requestsTotal, errors: c.requestErrors, byFamily: { ...c.requestsByFamily } },
+    requests: { total: c.requestsTotal, errors: c.requestErrors, fromMemory: c.requestsFromMemory, byFamily: { ...c.requestsByFamily } },
     bytes: { in: c.bytesIn, out: c.bytesOut },
     transactions: {
       active: engine.openTransactions,
@@ -76,6 +76,8 @@ export async function stats(ctx: DaemonContext): Promise<StatsResult> {
       journalCount: engine.journalCount,
       writeBufferBytes: engine.writeBufferBytes,
       seqno: engine.seqno,
+      rowCacheRows: engine.rowCacheRows,
+      rowCacheBytes: engine.rowCacheBytes,
     },
     durable: { syncs: c.syncs, lastSyncMs: c.lastSyncMs, pendingWrites: ctx.gate.pendingWrites },
     checkpoint: { last: c.lastCheckpoint },

@@ -63,9 +63,11 @@ describe('toondb CLI', () => {
   });
 
   it('stores a key with --ttl that expires', async () => {
-    await toondb(['put', 'ttl-cli', 'x', '--ttl', '0.3', '--socket', daemon.socketPath]);
+    // Each CLI run is a Node process start (~0.3 s, more on a loaded CI machine): the TTL must
+    // outlast the second one.
+    await toondb(['put', 'ttl-cli', 'x', '--ttl', '2', '--socket', daemon.socketPath]);
     expect((await toondb(['get', 'ttl-cli', '--socket', daemon.socketPath])).exitCode).toBe(0);
-    await new Promise((resolve) => setTimeout(resolve, 400));
+    await new Promise((resolve) => setTimeout(resolve, 2_100));
     expect((await toondb(['get', 'ttl-cli', '--socket', daemon.socketPath])).exitCode).toBe(1);
   });
 

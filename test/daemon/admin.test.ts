@@ -37,6 +37,10 @@ describe('checkpoint and stats', () => {
     expect(after.bytes.out).toBeGreaterThan(before.bytes.out);
     expect(after.transactions.committed).toBe(before.transactions.committed + 1);
     expect(after.engine.approximateKeys).toBeGreaterThanOrEqual(100);
+    // putBatch wrote its rows through to the row cache, so the 10 gets never touched storage.
+    expect(after.requests.fromMemory).toBeGreaterThanOrEqual(before.requests.fromMemory + 10);
+    expect(after.engine.rowCacheRows).toBeGreaterThanOrEqual(100);
+    expect(after.engine.rowCacheBytes).toBeGreaterThan(100 * 3);
     expect(after.engine.diskBytes).toBeGreaterThan(0);
     expect(after.durable.syncs).toBeGreaterThan(before.durable.syncs);
     expect(after.latency.samples).toBeGreaterThan(before.latency.samples);

@@ -1,0 +1,95 @@
+// The row cache end to end: plain reads answered on the daemon's JS thread must behave exactly
+// like storage reads. Across connections, a read that starts after a write was acknowledged
+// sees it (or something newer), values never go back, and a getBatch never splits a putBatch
+// or a transaction. The same checks run with the cache off (--row-cache-mb 0) as the control.
+import { afterAll, describe, expect, it } from 'vitest';
+import { execa } from 'execa';
+import { IpcClient } from '../../ipc-client/index.js';
+import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { TOONDBD_BIN } from '../helpers/paths.js';
+
+/** Write rounds per run: each round is one putBatch or one transaction over keys a and b. */
+const ROUNDS = Number(process.env.TOONDB_ROW_CACHE_ROUNDS ?? 600);
+const READERS = 3;
+
+const number = (value: Buffer | null): number => (value === null ? 0 : Number(value.toString()));
+
+async function checkReadsAgainstWrites(daemon: TestDaemon): Promise<void> {
+  const writer = await IpcClient.connect(daemon.socketPath);
+  const readers = await Promise.all(Array.from({ length: READERS }, () => IpcClient.connect(daemon.socketPath)));
+  let acked = 0;
+  let done = false;
+  const write = async () => {
+    for (let i = 1; i <= ROUNDS; i++) {
+      const value = String(i);
+      if (i % 4 === 0) {
+        await writer.withTransaction(async (txn) => {
+          await txn.put('a', value);
+          await txn.put('b', value);
+        });
+      } else {
+        await writer.putBatch([['a', value], ['b', value], [`other/${i}`, value]]);
+      }
+      acked = i;
+    }
+    done = true;
+  };
+  const read = async (client: IpcClient) => {
+    let last = 0;
+    let reads = 0;
+    while (!done) {
+      const floor = acked;
+      const seen = number(await client.get('a'));
+      expect(seen, 'a read missed an acknowledged write or went back').toBeGreaterThanOrEqual(Math.max(floor, last));
+      last = seen;
+      const [a, b] = await client.getBatch(['a', 'b']);
+      expect(number(a!), 'a getBatch split one commit').toBe(number(b!));
+      expect(number(a!)).toBeGreaterThanOrEqual(last);
+      last = number(a!);
+      reads += 2;
+    }
+    return reads;
+  };
+  try {
+    const [, ...reads] = await Promise.all([write(), ...readers.map(read)]);
+    expect(reads.every((n) => n > 0)).toBe(true);
+    expect(number(await readers[0]!.get('a'))).toBe(ROUNDS);
+  } finally {
+    await Promise.all([writer, ...readers].map((client) => client.close()));
+  }
+}
+
+describe('row cache', () => {
+  const daemons: TestDaemon[] = [];
+  afterAll(async () => {
+    await Promise.all(daemons.map((daemon) => daemon.dispose()));
+  });
+
+  it('serves reads from memory that never miss an acknowledged write, go back, or split a commit', async () => {
+    const daemon = await startDaemon({ args: ['--durability', 'interval'] });
+    daemons.push(daemon);
+    await checkReadsAgainstWrites(daemon);
+    const client = await IpcClient.connect(daemon.socketPath);
+    const stats = await client.stats();
+    await client.close();
+    expect(stats.requests.fromMemory, 'the checks above ran through the cache').toBeGreaterThan(ROUNDS);
+  });
+
+  it('with --row-cache-mb 0 every read goes to storage, with the same results', async () => {
+    const daemon = await startDaemon({ args: ['--durability', 'interval', '--row-cache-mb', '0'] });
+    daemons.push(daemon);
+    await checkReadsAgainstWrites(daemon);
+    const client = await IpcClient.connect(daemon.socketPath);
+    const stats = await client.stats();
+    await client.close();
+    expect(stats.requests.fromMemory).toBe(0);
+    expect(stats.engine.rowCacheRows).toBe(0);
+  });
+
+  it('refuses a bad --row-cache-mb with exit 2 and one line', async () => {
+    const result = await execa('node', [TOONDBD_BIN, 'start', '--row-cache-mb', '-1'], { reject: false });
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr.trim().split('\n')).toHaveLength(1);
+    expect(result.stderr).toMatch(/row cache \(MiB\) must be an integer in 0\.\.65536/);
+  });
+});
