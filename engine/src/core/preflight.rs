@@ -95,11 +95,15 @@ fn le_u64(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
 }
 
-/// (offset, seqno) of every Start marker up to the first entry that does not parse. Streams the
-/// file (headers are read, item bodies skipped), so a large journal costs no memory.
+/// (offset, seqno) of the Start marker of every complete batch (one that reaches its End marker)
+/// up to the first entry that does not parse. A batch cut short is a torn tail, which fjall's
+/// recovery drops: its Start may be followed by the zeros of the preallocated file, which read
+/// as a seqno 0 that is no evidence of damage. Streams the file (headers are read, item bodies
+/// skipped), so a large journal costs no memory.
 fn batch_seqnos(file: impl Read + Seek, len: u64) -> std::io::Result<Vec<(u64, u64)>> {
     let mut reader = BufReader::new(file);
     let mut out = Vec::new();
+    let mut open_batch: Option<(u64, u64)> = None;
     let mut at = 0u64;
     let mut header = [0u8; ITEM_HEADER_BYTES];
     while at < len {
@@ -113,8 +117,10 @@ fn batch_seqnos(file: impl Read + Seek, len: u64) -> std::io::Result<Vec<(u64, u
             _ => break,
         };
         reader.read_exact(&mut header[1..size])?;
-        if header[0] == TAG_START {
-            out.push((at, le_u64(&header, 5)));
+        match header[0] {
+            TAG_START => open_batch = Some((at, le_u64(&header, 5))),
+            TAG_END => out.extend(open_batch.take()),
+            _ => {}
         }
         // Only an item has a body after its header: the key and the on-disk value.
         let body = if header[0] == TAG_ITEM {
@@ -213,6 +219,16 @@ mod tests {
         assert_eq!(check(&db).unwrap_err().code(), "CORRUPTION");
         std::fs::write(&journal, &original).unwrap();
         check(&db).unwrap();
+
+        // A torn batch after the last complete one (its Start cut short, then the zeros of the
+        // preallocated file, which read as seqno 0): fjall drops it, so it is no damage.
+        let end = original.windows(4).rposition(|w| w == b"FJL\x03").unwrap() + 4;
+        let mut torn = original[..end].to_vec();
+        torn.extend_from_slice(&[TAG_START, 1, 0]);
+        torn.resize(torn.len().max(original.len()) + 32, 0);
+        std::fs::write(&journal, &torn).unwrap();
+        check(&db).unwrap();
+        std::fs::write(&journal, &original).unwrap();
 
         // A flipped byte in a version file: refused.
         let ks = std::fs::read_dir(db.join("keyspaces")).unwrap().map(|e| e.unwrap().path()).find(|p| p.join("current").exists()).unwrap();
