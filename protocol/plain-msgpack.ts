@@ -24,34 +24,47 @@ function reject(reason: string, offset: number): never {
   throw new ToonDBError('PROTOCOL_ERROR', `invalid MessagePack at byte ${offset}: ${reason}`);
 }
 
-/** What one leading byte announces: a scalar with a payload to skip, or a container. */
-interface Item {
-  /** Bytes of the length field that follows the leading byte (0 if the length is implied). */
-  lengthBytes: number;
-  /** For scalars with an implied size, the payload size; ignored when lengthBytes > 0. */
-  payloadBytes: number;
-  kind: 'scalar' | 'str' | 'bin' | 'array' | 'map';
-}
+/** Kinds of items, by leading byte (KIND); 0 = not allowed. */
+const INVALID = 0;
+const SCALAR = 1;
+const STR = 2;
+const BIN = 3;
+const ARRAY = 4;
+const MAP = 5;
 
-const FIXED: Record<number, Item> = {};
-function fixed(kind: Item['kind'], lengthBytes: number, payloadBytes: number, ...codes: number[]): void {
-  for (const code of codes) FIXED[code] = { kind, lengthBytes, payloadBytes };
+/** Per leading byte: its kind, the width of the length field that follows it (0 if the size is
+ * implied), and for implied sizes the payload bytes (scalars) or the count (fix str/array/map). */
+const KIND = new Uint8Array(256);
+const LENGTH_BYTES = new Uint8Array(256);
+const IMPLIED = new Uint8Array(256);
+
+function define(kind: number, lengthBytes: number, implied: number, ...codes: number[]): void {
+  for (const code of codes) {
+    KIND[code] = kind;
+    LENGTH_BYTES[code] = lengthBytes;
+    IMPLIED[code] = implied;
+  }
 }
-fixed('scalar', 0, 0, 0xc0, 0xc2, 0xc3); // nil, false, true
-fixed('scalar', 0, 1, 0xcc, 0xd0); // uint8, int8
-fixed('scalar', 0, 2, 0xcd, 0xd1); // uint16, int16
-fixed('scalar', 0, 4, 0xca, 0xce, 0xd2); // float32, uint32, int32
-fixed('scalar', 0, 8, 0xcb, 0xcf, 0xd3); // float64, uint64, int64
-fixed('bin', 1, 0, 0xc4);
-fixed('bin', 2, 0, 0xc5);
-fixed('bin', 4, 0, 0xc6);
-fixed('str', 1, 0, 0xd9);
-fixed('str', 2, 0, 0xda);
-fixed('str', 4, 0, 0xdb);
-fixed('array', 2, 0, 0xdc);
-fixed('array', 4, 0, 0xdd);
-fixed('map', 2, 0, 0xde);
-fixed('map', 4, 0, 0xdf);
+for (let b = 0x00; b <= 0x7f; b++) define(SCALAR, 0, 0, b); // positive fixint
+for (let b = 0xe0; b <= 0xff; b++) define(SCALAR, 0, 0, b); // negative fixint
+for (let b = 0x80; b <= 0x8f; b++) define(MAP, 0, b & 0x0f, b);
+for (let b = 0x90; b <= 0x9f; b++) define(ARRAY, 0, b & 0x0f, b);
+for (let b = 0xa0; b <= 0xbf; b++) define(STR, 0, b & 0x1f, b);
+define(SCALAR, 0, 0, 0xc0, 0xc2, 0xc3); // nil, false, true
+define(SCALAR, 0, 1, 0xcc, 0xd0); // uint8, int8
+define(SCALAR, 0, 2, 0xcd, 0xd1); // uint16, int16
+define(SCALAR, 0, 4, 0xca, 0xce, 0xd2); // float32, uint32, int32
+define(SCALAR, 0, 8, 0xcb, 0xcf, 0xd3); // float64, uint64, int64
+define(BIN, 1, 0, 0xc4);
+define(BIN, 2, 0, 0xc5);
+define(BIN, 4, 0, 0xc6);
+define(STR, 1, 0, 0xd9);
+define(STR, 2, 0, 0xda);
+define(STR, 4, 0, 0xdb);
+define(ARRAY, 2, 0, 0xdc);
+define(ARRAY, 4, 0, 0xdd);
+define(MAP, 2, 0, 0xde);
+define(MAP, 4, 0, 0xdf);
 
 function describeRejected(byte: number): string {
   if (byte === 0xc1) return 'byte 0xc1 is never used in MessagePack';
@@ -61,59 +74,63 @@ function describeRejected(byte: number): string {
   return `unknown type byte 0x${byte.toString(16)}`;
 }
 
-function readLength(bytes: Uint8Array, offset: number, width: number): number {
-  let value = 0;
-  for (let i = 0; i < width; i++) value = value * 256 + bytes[offset + i];
-  return value;
-}
+const KIND_NAMES = ['invalid', 'scalar', 'str', 'bin', 'array', 'map'];
 
-/** Decodes the leading byte at `offset` into kind and length; returns [kind, count, headerEnd]. */
-function readItemHeader(bytes: Uint8Array, offset: number): [Item['kind'], number, number] {
-  const byte = bytes[offset];
-  if (byte <= 0x7f || byte >= 0xe0) return ['scalar', 0, offset + 1]; // fixint
-  if (byte <= 0x8f) return ['map', byte & 0x0f, offset + 1];
-  if (byte <= 0x9f) return ['array', byte & 0x0f, offset + 1];
-  if (byte <= 0xbf) return ['str', byte & 0x1f, offset + 1];
-  const item = FIXED[byte];
-  if (item === undefined) reject(describeRejected(byte), offset);
-  const lengthEnd = offset + 1 + item.lengthBytes;
-  if (lengthEnd > bytes.length) reject('truncated length field', offset);
-  const count = item.lengthBytes > 0 ? readLength(bytes, offset + 1, item.lengthBytes) : item.payloadBytes;
-  return [item.kind, count, lengthEnd];
-}
+/** The explicit stack, reused by every call (the check is synchronous and never re-entered):
+ * pending[d] = items still to read in the container at depth d (a map counts keys and values),
+ * isMap[d] = whether it is a map, so its next item is a key when pending[d] is even. */
+let pendingStack = new Float64Array(MESSAGE_DEPTH_MAX + 2);
+let isMapStack = new Uint8Array(MESSAGE_DEPTH_MAX + 2);
 
 /**
  * Throws PROTOCOL_ERROR unless `bytes` is exactly one plain MessagePack value nested at most
- * `depthMax` containers deep.
+ * `depthMax` containers deep. Allocates nothing on success (it runs on every message).
  */
 export function checkPlainMessagePack(bytes: Uint8Array, depthMax: number = MESSAGE_DEPTH_MAX): void {
+  if (pendingStack.length < depthMax + 2) {
+    pendingStack = new Float64Array(depthMax + 2);
+    isMapStack = new Uint8Array(depthMax + 2);
+  }
+  const pending = pendingStack;
+  const isMap = isMapStack;
   const end = bytes.length;
-  // pending[d]: items still to read in the container at depth d (a map counts keys and values);
-  // isMap[d]: whether that container is a map, so the next item is a key when pending is even.
-  const pending: number[] = [1];
-  const isMap: boolean[] = [false];
+  pending[0] = 1;
+  isMap[0] = 0;
   let depth = 0;
   let offset = 0;
   while (depth >= 0) {
-    if (pending[depth] === 0) {
+    const left = pending[depth];
+    if (left === 0) {
       depth--;
       continue;
     }
-    const isKey = isMap[depth] && pending[depth] % 2 === 0;
-    pending[depth]--;
+    const isKey = isMap[depth] === 1 && left % 2 === 0;
+    pending[depth] = left - 1;
     if (offset >= end) reject('truncated: a value is missing', offset);
-    const [kind, count, headerEnd] = readItemHeader(bytes, offset);
-    if (isKey && kind !== 'str') reject('map keys must be strings', offset);
-    if (kind === 'array' || kind === 'map') {
-      const items = kind === 'map' ? count * 2 : count;
-      if (items > end - headerEnd) reject(`${kind} declares ${count} entries but only ${end - headerEnd} bytes remain`, offset);
+    const byte = bytes[offset];
+    const kind = KIND[byte];
+    if (kind === INVALID) reject(describeRejected(byte), offset);
+    if (isKey && kind !== STR) reject('map keys must be strings', offset);
+    const lengthBytes = LENGTH_BYTES[byte];
+    const headerEnd = offset + 1 + lengthBytes;
+    let count: number;
+    if (lengthBytes === 0) {
+      count = IMPLIED[byte];
+    } else {
+      if (headerEnd > end) reject('truncated length field', offset);
+      count = bytes[offset + 1];
+      for (let i = 2; i <= lengthBytes; i++) count = count * 256 + bytes[offset + i];
+    }
+    if (kind === ARRAY || kind === MAP) {
+      const items = kind === MAP ? count * 2 : count;
+      if (items > end - headerEnd) reject(`${KIND_NAMES[kind]} declares ${count} entries but only ${end - headerEnd} bytes remain`, offset);
       if (depth + 1 > depthMax) reject(`nesting deeper than ${depthMax}`, offset);
       depth++;
       pending[depth] = items;
-      isMap[depth] = kind === 'map';
+      isMap[depth] = kind === MAP ? 1 : 0;
       offset = headerEnd;
     } else {
-      if (count > end - headerEnd) reject(`${kind} declares ${count} bytes but only ${end - headerEnd} remain`, offset);
+      if (count > end - headerEnd) reject(`${KIND_NAMES[kind]} declares ${count} bytes but only ${end - headerEnd} remain`, offset);
       offset = headerEnd + count;
     }
   }
