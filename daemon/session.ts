@@ -31,8 +31,12 @@ import { OpKind, type EngineOp, type EngineResult } from '../engine/types.js';
 import { MessageCodec } from '../protocol/codec.js';
 import { ToonDBError, toToonDBError } from '../protocol/errors.js';
 import { FrameDecoder } from '../protocol/frame.js';
-import { ENGINE_BATCH_KEYS_MAX, ENGINE_BATCH_REQUESTS_MAX, ENGINE_CALLS_PER_CONNECTION_MAX, HANDSHAKE_TIMEOUT_MS, OUTPUT_BUFFER_BYTES_MAX } from '../protocol/limits.js';
+import {
+  ENGINE_BATCH_KEYS_MAX, ENGINE_BATCH_REQUESTS_MAX, ENGINE_CALLS_PER_CONNECTION_MAX, HANDSHAKE_TIMEOUT_MS, OUTPUT_BUFFER_BYTES_MAX,
+  WRITE_COALESCE_BYTES_MAX,
+} from '../protocol/limits.js';
 import { CONNECTION_ERROR_ID, OP_FAMILIES, type Request } from '../protocol/messages.js';
+import { simpleReplyBytes, writeSimpleReply, type SimpleResult } from '../protocol/simple-frames.js';
 import { parseRequest, requestIdOf } from '../protocol/validate.js';
 import * as admin from './handlers/admin.js';
 import { finish, isDataRequest, prepare, type DataRequest } from './handlers/index.js';
@@ -337,20 +341,55 @@ export class Session {
     }
   }
 
-  /** Encodes and writes replies with one corked write; accounts latency and errors. */
+  /**
+   * Writes replies with one socket write (one corked writev past WRITE_COALESCE_BYTES_MAX);
+   * accounts latency and errors. Replies of the simple shapes (protocol/simple-frames.ts) are
+   * written straight into the outgoing buffer; others are encoded by the codec and copied in.
+   */
   private send(replies: Reply[]): void {
     this.inFlight -= replies.length;
     if (this.closed) return;
     const counters = this.ctx.counters;
     const now = performance.now();
-    this.socket.cork();
-    for (const reply of replies) {
-      const frame = this.encodeReply(reply);
-      counters.bytesOut += frame.length;
+    const frames = new Array<Buffer | null>(replies.length);
+    const sizes = new Array<number>(replies.length);
+    let totalBytes = 0;
+    for (let i = 0; i < replies.length; i++) {
+      const reply = replies[i];
       counters.latency.record(now - reply.receivedAt);
-      this.socket.write(frame);
+      let bytes = reply.outcome.ok ? simpleReplyBytes(reply.id, reply.outcome.result) : -1;
+      let frame: Buffer | null = null;
+      if (bytes < 0) {
+        frame = this.encodeReply(reply);
+        bytes = frame.length;
+      }
+      frames[i] = frame;
+      sizes[i] = bytes;
+      totalBytes += bytes;
     }
-    this.socket.uncork();
+    counters.bytesOut += totalBytes;
+    const simple = (i: number, target: Buffer, at: number): number =>
+      writeSimpleReply(target, at, replies[i].id, (replies[i].outcome as { result: SimpleResult }).result, sizes[i]);
+    if (totalBytes <= WRITE_COALESCE_BYTES_MAX) {
+      const out = Buffer.allocUnsafe(totalBytes);
+      let at = 0;
+      for (let i = 0; i < replies.length; i++) {
+        const frame = frames[i];
+        at = frame !== null ? at + frame.copy(out, at) : simple(i, out, at);
+      }
+      this.socket.write(out);
+    } else {
+      this.socket.cork();
+      for (let i = 0; i < replies.length; i++) {
+        let frame = frames[i];
+        if (frame === null) {
+          frame = Buffer.allocUnsafe(sizes[i]);
+          simple(i, frame, 0);
+        }
+        this.socket.write(frame);
+      }
+      this.socket.uncork();
+    }
     if (this.socket.writableLength > OUTPUT_BUFFER_BYTES_MAX) {
       this.log.warn({ bufferedBytes: this.socket.writableLength }, 'closing connection that does not read its replies');
       this.socket.destroy();

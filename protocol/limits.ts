@@ -117,6 +117,10 @@ export const SOCKET_PATH_BYTES_MAX = 103;
 /** Shutdown: how long in-flight requests get to finish before the daemon aborts them. */
 export const SHUTDOWN_DRAIN_MS_MAX = 10_000;
 
+/** Frames written together up to this many bytes are copied into one buffer and written with
+ * one call; a larger batch is written corked (one writev, no copy of big values). */
+export const WRITE_COALESCE_BYTES_MAX = 64 * 1024;
+
 /** Engine block cache (fjall) in bytes: decoded table blocks, shared by every read. */
 export const ENGINE_BLOCK_CACHE_BYTES = 64 * 1024 * 1024;
 /** Engine row cache (`--row-cache-mb`): recent rows answered on the daemon's JS thread without

@@ -1,0 +1,116 @@
+// The hand-written frames of protocol/simple-frames.ts must be exactly what MessageCodec writes
+// and reads: one wire format whichever path handled a message. Random messages of every size
+// class (fixint/uint8/16/32 ids, bin8/16/32 values, fixarray/array16 results) are compared byte
+// for byte; random mutations of reply bodies must never be accepted by the hand-written reader
+// unless MessageCodec decodes them to the same thing.
+import { describe, expect, it } from 'vitest';
+import { MessageCodec } from '../../protocol/codec.js';
+import { FRAME_HEADER_BYTES } from '../../protocol/limits.js';
+import {
+  readSimpleReply, simpleReplyBytes, simpleRequestBytes, writeSimpleReply, writeSimpleRequest, type SimpleResult,
+} from '../../protocol/simple-frames.js';
+import { mulberry32, seedFrom } from '../helpers/rng.js';
+
+const SEED = seedFrom('TOONDB_SIMPLE_FRAMES_SEED');
+const CASES = Number(process.env.TOONDB_SIMPLE_FRAMES_CASES ?? 3_000);
+const codec = new MessageCodec();
+
+function generators(random: () => number) {
+  const int = (max: number) => Math.floor(random() * max);
+  const id = () => [int(0x80), 0x80 + int(0x80), 0x100 + int(0xff00), 0x10000 + int(0xffff_0000 - 1), 0xffff_ffff][int(5)]!;
+  const bytes = () => {
+    const length = [int(32), int(256), 256 + int(2000), 0x10000 + int(2000)][random() < 0.97 ? int(3) : 3]!;
+    // Random bytes where content matters (short values); a filled buffer for the long ones.
+    return length <= 256 ? Buffer.from(Array.from({ length }, () => int(256))) : Buffer.alloc(length, int(256));
+  };
+  const result = (): SimpleResult => {
+    switch (int(5)) {
+      case 0: return null;
+      case 1: return random() < 0.5;
+      case 2: return bytes();
+      default: {
+        const count = random() < 0.9 ? int(20) : 16 + int(300);
+        return Array.from({ length: count }, () => (random() < 0.2 ? null : Buffer.from(Array.from({ length: int(40) }, () => int(256)))));
+      }
+    }
+  };
+  return { int, id, bytes, result };
+}
+
+/** Same id and result, comparing Buffers by content (deep equality on long Buffers is slow). */
+function sameReply(fast: { id: number; result: unknown }, decoded: Record<string, unknown>): boolean {
+  if (Object.keys(decoded).length !== 2 || decoded.id !== fast.id) return false;
+  const { result } = decoded;
+  return Buffer.isBuffer(fast.result) ? Buffer.isBuffer(result) && fast.result.equals(result) : fast.result === result;
+}
+
+describe('simple frames', () => {
+  it(`write replies exactly as MessageCodec does (seed ${SEED})`, () => {
+    const { id, result } = generators(mulberry32(SEED));
+    for (let i = 0; i < CASES; i++) {
+      const message = { id: id(), result: result() };
+      const expected = codec.encode(message);
+      const frameBytes = simpleReplyBytes(message.id, message.result);
+      expect(frameBytes).toBe(expected.length);
+      const target = Buffer.alloc(frameBytes + 6, 0xee);
+      expect(writeSimpleReply(target, 3, message.id, message.result, frameBytes)).toBe(3 + frameBytes);
+      expect(target.subarray(3, 3 + frameBytes).equals(expected), JSON.stringify({ id: message.id })).toBe(true);
+      expect(target.subarray(0, 3).equals(Buffer.alloc(3, 0xee)) && target.subarray(3 + frameBytes).equals(Buffer.alloc(3, 0xee))).toBe(true);
+    }
+  });
+
+  it(`write get/put/delete requests exactly as MessageCodec does (seed ${SEED})`, () => {
+    const { id, bytes, int } = generators(mulberry32(SEED + 1));
+    for (let i = 0; i < CASES; i++) {
+      const op = ['get', 'exists', 'delete', 'put'][int(4)]!;
+      const message = op === 'put' ? { id: id(), op, key: bytes(), value: bytes() } : { id: id(), op, key: bytes() };
+      const expected = codec.encode(message);
+      const value = 'value' in message ? message.value : undefined;
+      const frameBytes = simpleRequestBytes(message.id, op, message.key, value);
+      expect(frameBytes).toBe(expected.length);
+      const target = Buffer.alloc(frameBytes);
+      writeSimpleRequest(target, 0, message.id, op, message.key, value, frameBytes);
+      expect(target.equals(expected)).toBe(true);
+    }
+  });
+
+  it('refuse what they cannot write', () => {
+    expect(simpleReplyBytes(1, 3)).toBe(-1);
+    expect(simpleReplyBytes(1, { a: 1 })).toBe(-1);
+    expect(simpleReplyBytes(1, [Buffer.alloc(1), 'x'])).toBe(-1);
+    expect(simpleReplyBytes(-1, null)).toBe(-1);
+    expect(simpleReplyBytes(2 ** 32, null)).toBe(-1);
+    expect(simpleRequestBytes(1, 'get', 'text key', undefined)).toBe(-1);
+    expect(simpleRequestBytes(1, 'put', Buffer.alloc(1), 'text value')).toBe(-1);
+  });
+
+  it(`read replies as MessageCodec does, and nothing it would refuse or read differently (seed ${SEED})`, () => {
+    const { id, bytes, int, result } = generators(mulberry32(SEED + 2));
+    let accepted = 0;
+    for (let i = 0; i < CASES; i++) {
+      const plain = [null, true, false, bytes()][int(4)];
+      const body = codec.encode({ id: id(), result: plain }).subarray(FRAME_HEADER_BYTES);
+      const read = readSimpleReply(body);
+      const decoded = codec.decode(body);
+      if (decoded.id === 0) expect(read).toBeNull();
+      else expect(read !== null && sameReply(read, decoded)).toBe(true);
+      // Other shapes and damaged bodies: refused, or read exactly as MessageCodec reads them.
+      const others = [
+        codec.encode({ id: id(), error: { code: 'INTERNAL', message: 'x' } }),
+        codec.encode({ id: id(), result: result(), extra: 1 }),
+        codec.encode({ id: id(), result: [bytes()] }),
+      ].map((frame) => frame.subarray(FRAME_HEADER_BYTES));
+      const mutated = Buffer.from(body);
+      mutated[int(mutated.length)] = int(256);
+      const cut = body.subarray(0, int(body.length));
+      const longer = Buffer.concat([body, Buffer.from([int(256)])]);
+      for (const candidate of [...others, mutated, cut, longer]) {
+        const fast = readSimpleReply(candidate);
+        if (fast === null) continue;
+        accepted++;
+        expect(sameReply(fast, codec.decode(candidate))).toBe(true);
+      }
+    }
+    expect(accepted).toBeGreaterThan(0); // some mutations are still valid replies
+  });
+});
