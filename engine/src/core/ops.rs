@@ -537,4 +537,35 @@ mod tests {
         let hits: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
         assert!(hits > 0, "the cache answered some reads");
     }
+
+    /// Plain writes skip fjall's oracle only while no transaction is live; one that lands while a
+    /// serializable transaction is open must still make it conflict (lost update otherwise).
+    #[test]
+    fn a_plain_write_under_an_open_transaction_still_conflicts_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = open(dir.path());
+        engine.execute(vec![put(b"k", b"0")]).unwrap();
+        let begin = || engine.execute(vec![Op { kind: kind::BEGIN, isolation: Some(0), ..Default::default() }]).unwrap()[0].txn.unwrap();
+        let txn = begin();
+        assert_eq!(engine.execute(vec![Op { txn: Some(txn), ..get(b"k") }]).unwrap()[0].value, Some(Some(b"0".to_vec())));
+        assert!(engine.execute(vec![put(b"k", b"plain")]).unwrap()[0].error.is_none());
+        engine.execute(vec![Op { txn: Some(txn), ..put(b"k", b"from txn") }]).unwrap();
+        let out = engine.execute(vec![Op { kind: kind::COMMIT, txn: Some(txn), ..Default::default() }]).unwrap();
+        assert_eq!(out[0].error.as_ref().map(EngineError::code), Some("TXN_CONFLICT"));
+        assert_eq!(engine.execute(vec![get(b"k")]).unwrap()[0].value, Some(Some(b"plain".to_vec())));
+
+        // With no transaction live, plain writes take the batch path; a transaction begun
+        // after them sees them and commits.
+        assert_eq!(engine.store().unwrap().txns.live(), 0);
+        engine.execute(vec![put(b"k", b"1"), put(b"k", b"2"), Op { kind: kind::DELETE, key: Some(b"x".to_vec()), ..Default::default() }]).unwrap();
+        let txn = begin();
+        assert_eq!(engine.store().unwrap().txns.live(), 1);
+        assert_eq!(engine.execute(vec![Op { txn: Some(txn), ..get(b"k") }]).unwrap()[0].value, Some(Some(b"2".to_vec())));
+        engine.execute(vec![Op { txn: Some(txn), ..put(b"k", b"3") }]).unwrap();
+        assert!(engine.execute(vec![Op { kind: kind::COMMIT, txn: Some(txn), ..Default::default() }]).unwrap()[0].error.is_none());
+        assert_eq!(engine.store().unwrap().txns.live(), 0);
+        let aborted = begin();
+        engine.execute(vec![Op { kind: kind::ABORT, txn: Some(aborted), ..Default::default() }]).unwrap();
+        assert_eq!(engine.store().unwrap().txns.live(), 0, "an abort ends the count too");
+    }
 }

@@ -41,6 +41,21 @@ pub struct TxnState {
     /// Serializable only: every data key written, for the row cache (the overlay's keys are
     /// these for snapshot isolation). Bounded with `bytes` by txn_bytes_max.
     written_keys: Vec<Vec<u8>>,
+    /// Counts this transaction as live until its commit finished or it was dropped.
+    live: Option<LiveTxn>,
+}
+
+/// One count in `TxnRegistry::live`, from `begin` (taken under the commit lock, before the
+/// transaction's snapshot) until the transaction's commit has finished or its state is dropped
+/// (abort, too large, idle expiry, close). While the count is zero no transaction can have a
+/// snapshot older than the next commit, so plain writes may skip fjall's conflict oracle
+/// (`Store::write_batch`); that is the whole purpose of the count.
+pub struct LiveTxn(Arc<AtomicU64>);
+
+impl Drop for LiveTxn {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl TxnState {
@@ -60,6 +75,7 @@ pub type TxnHandle = Arc<Mutex<Option<TxnState>>>;
 pub struct TxnRegistry {
     next: AtomicU64,
     open: Mutex<HashMap<u64, TxnHandle>>,
+    live: Arc<AtomicU64>,
 }
 
 impl TxnRegistry {
@@ -73,6 +89,11 @@ impl TxnRegistry {
 
     pub fn count(&self) -> usize {
         self.lock().len()
+    }
+
+    /// Transactions begun and not yet finished (see LiveTxn). Read under the commit lock.
+    pub fn live(&self) -> u64 {
+        self.live.load(Ordering::SeqCst)
     }
 
     pub fn clear(&self) {
@@ -103,16 +124,19 @@ fn take(store: &Store, id: u64) -> EngineResult<TxnState> {
 
 /// Starts a transaction and returns its handle.
 pub fn begin(store: &Store, isolation: Isolation) -> EngineResult<u64> {
-    let state = match isolation {
-        Isolation::Serializable => TxnState { tx: store.write_tx()?, iso: None, bytes: 0, writes: 0, written_keys: Vec::new() },
-        Isolation::Snapshot => {
-            // No commit can land between the two: both see the same visible seqno.
-            let _commits = store.lock_commits()?;
-            let tx = store.write_tx()?;
-            let snap = store.db.read_tx();
-            TxnState { tx, iso: Some((snap, Overlay::new())), bytes: 0, writes: 0, written_keys: Vec::new() }
-        }
+    // Under the commit lock: the live count rises before the snapshot is taken, so a plain write
+    // that saw no live transaction has committed before this snapshot (see LiveTxn); and for
+    // snapshot isolation no commit lands between the transaction and its read snapshot.
+    let commits = store.lock_commits()?;
+    store.txns.live.fetch_add(1, Ordering::SeqCst);
+    let live = Some(LiveTxn(store.txns.live.clone()));
+    let tx = store.write_tx()?;
+    let iso = match isolation {
+        Isolation::Serializable => None,
+        Isolation::Snapshot => Some((store.db.read_tx(), Overlay::new())),
     };
+    drop(commits);
+    let state = TxnState { tx, iso, bytes: 0, writes: 0, written_keys: Vec::new(), live };
     let id = store.txns.next.fetch_add(1, Ordering::SeqCst) + 1;
     store.txns.lock().insert(id, Arc::new(Mutex::new(Some(state))));
     Ok(id)
@@ -158,7 +182,7 @@ fn apply_write(store: &Store, state: &mut TxnState, key: Vec<u8>, stored: Option
 
 /// Commits transaction `id`. Returns (ticket, commit timestamp).
 pub fn commit(store: &Store, id: u64) -> (u64, EngineResult<u64>) {
-    let state = match take(store, id) {
+    let mut state = match take(store, id) {
         Ok(state) => state,
         Err(e) => return (store.tickets.issued(), Err(e)),
     };
@@ -166,11 +190,15 @@ pub fn commit(store: &Store, id: u64) -> (u64, EngineResult<u64>) {
         // Read-only: nothing to validate or apply. Reported at the current visible seqno.
         return (store.tickets.issued(), Ok(store.db.inner().visible_seqno()));
     }
+    // Counted as live until its commit finished: a plain write meanwhile must go through the
+    // oracle, which this commit checks against.
+    let live = state.live.take();
     let (tx, written_keys) = match finish_snapshot_writes(store, state) {
         Ok(finished) => finished,
         Err(e) => return (store.tickets.issued(), Err(e)),
     };
     let committed = store.commit_tx(tx, RowWrites::evict(written_keys));
+    drop(live);
     (committed.ticket, committed.result)
 }
 
