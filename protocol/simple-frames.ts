@@ -5,13 +5,13 @@
  * and the client's CPU for point operations; these shapes are nearly all of that traffic.
  *
  * Shapes:
- * - replies `{ id, result }` whose result is nil, a boolean, a Buffer, or an array of Buffer/nil
- *   (get, exists, getBatch, and the nil of put, delete and the batch writes): `simpleReplyBytes`
- *   sizes one (or says it is not simple), `writeSimpleReply` writes the frame;
+ * - replies `{ id, result }` whose result is nil, a boolean, a Buffer, an array of Buffer/nil
+ *   (get, exists, getBatch, and the nil of put, delete and the batch writes) or a scan batch
+ *   `{ cursor, entries: [Buffer, Buffer][], done }` (scan, scanNext): `simpleReplyBytes` sizes
+ *   one (or says it is not simple), `writeSimpleReply` writes the frame;
  * - requests `{ id, op, key }` and `{ id, op, key, value }` (get, exists, delete, put):
  *   `simpleRequestBytes` / `writeSimpleRequest`;
- * - reading a reply `{ id, result }` whose result is nil, a boolean or a bin:
- *   `readSimpleReply`.
+ * - reading a reply `{ id, result }` whose result is any of those: `readSimpleReply`.
  *
  * Invariants:
  * - The writers produce exactly MessageCodec.encode's frame for the same message (a test compares
@@ -25,8 +25,15 @@
 
 import { FRAME_HEADER_BYTES } from './limits.js';
 
-/** A reply result these writers handle. */
-export type SimpleResult = null | boolean | Buffer | (Buffer | null)[];
+/** A scan batch as the daemon replies it (keys in this order). */
+export interface ScanBatchResult {
+  cursor: number;
+  entries: [Buffer, Buffer][];
+  done: boolean;
+}
+
+/** A reply result these writers and the reader handle. */
+export type SimpleResult = null | boolean | Buffer | (Buffer | null)[] | ScanBatchResult;
 
 const NIL = 0xc0;
 const FALSE = 0xc2;
@@ -50,6 +57,11 @@ const KEY_RESULT = Buffer.from([FIXSTR | 6, 0x72, 0x65, 0x73, 0x75, 0x6c, 0x74])
 const KEY_OP = Buffer.from([FIXSTR | 2, 0x6f, 0x70]);
 const KEY_KEY = Buffer.from([FIXSTR | 3, 0x6b, 0x65, 0x79]);
 const KEY_VALUE = Buffer.from([FIXSTR | 5, 0x76, 0x61, 0x6c, 0x75, 0x65]);
+const KEY_CURSOR = Buffer.from([FIXSTR | 6, ...Buffer.from('cursor')]);
+const KEY_ENTRIES = Buffer.from([FIXSTR | 7, ...Buffer.from('entries')]);
+const KEY_DONE = Buffer.from([FIXSTR | 4, ...Buffer.from('done')]);
+/** Bytes of a scan batch map around its entries: fixmap, three keys, the done flag. */
+const SCAN_BATCH_FIXED_BYTES = 1 + KEY_CURSOR.length + KEY_ENTRIES.length + KEY_DONE.length + 1;
 
 function uintBytes(value: number): number {
   return value < 0x80 ? 1 : value < 0x100 ? 2 : value < 0x10000 ? 3 : 5;
@@ -121,10 +133,33 @@ function isIdNumber(id: number): boolean {
   return Number.isInteger(id) && id >= 0 && id <= 0xffff_ffff;
 }
 
+/** True if `value` is a plain object with exactly `cursor`, `entries`, `done`, in that order. */
+function isScanBatchShape(value: object): value is ScanBatchResult {
+  if (Object.getPrototypeOf(value) !== Object.prototype) return false;
+  let index = 0;
+  for (const key in value) {
+    if (key !== (index === 0 ? 'cursor' : index === 1 ? 'entries' : index === 2 ? 'done' : '')) return false;
+    index++;
+  }
+  return index === 3;
+}
+
+function scanBatchBytes(batch: ScanBatchResult): number {
+  const { cursor, entries, done } = batch;
+  if (!isIdNumber(cursor) || typeof done !== 'boolean' || !Array.isArray(entries)) return -1;
+  let total = SCAN_BATCH_FIXED_BYTES + uintBytes(cursor) + arrayHeaderBytes(entries.length);
+  for (const entry of entries) {
+    if (!Array.isArray(entry) || entry.length !== 2 || !Buffer.isBuffer(entry[0]) || !Buffer.isBuffer(entry[1])) return -1;
+    total += 1 + binBytes(entry[0].length) + binBytes(entry[1].length);
+  }
+  return total;
+}
+
 /** Bytes of the MessagePack for `result`, or -1 if it is not a SimpleResult. */
 function resultBytes(result: unknown): number {
   if (result === null || typeof result === 'boolean') return 1;
   if (Buffer.isBuffer(result)) return binBytes(result.length);
+  if (typeof result === 'object' && !Array.isArray(result)) return isScanBatchShape(result) ? scanBatchBytes(result) : -1;
   if (!Array.isArray(result)) return -1;
   let total = arrayHeaderBytes(result.length);
   for (const item of result) {
@@ -157,9 +192,22 @@ export function writeSimpleReply(target: Buffer, at: number, id: number, result:
   else if (result === true) target[p++] = TRUE;
   else if (result === false) target[p++] = FALSE;
   else if (Buffer.isBuffer(result)) p = writeBin(target, p, result);
-  else {
+  else if (Array.isArray(result)) {
     p = writeArrayHeader(target, p, result.length);
     for (const item of result) p = item === null ? (target[p] = NIL, p + 1) : writeBin(target, p, item);
+  } else {
+    target[p++] = FIXMAP | 3;
+    p += KEY_CURSOR.copy(target, p);
+    p = writeUint(target, p, result.cursor);
+    p += KEY_ENTRIES.copy(target, p);
+    p = writeArrayHeader(target, p, result.entries.length);
+    for (const [key, value] of result.entries) {
+      target[p++] = FIXARRAY | 2;
+      p = writeBin(target, p, key);
+      p = writeBin(target, p, value);
+    }
+    p += KEY_DONE.copy(target, p);
+    target[p++] = result.done ? TRUE : FALSE;
   }
   if (p !== at + frameBytes) throw new Error(`invariant: simple reply wrote ${p - at} of ${frameBytes} bytes`);
   return p;
@@ -200,7 +248,7 @@ export function writeSimpleRequest(target: Buffer, at: number, id: number, op: s
 /** A reply read by readSimpleReply. */
 export interface SimpleReply {
   id: number;
-  result: null | boolean | Buffer;
+  result: SimpleResult;
 }
 
 function matches(body: Buffer, at: number, literal: Buffer): boolean {
@@ -209,52 +257,141 @@ function matches(body: Buffer, at: number, literal: Buffer): boolean {
   return true;
 }
 
-/**
- * Reads a reply body that is exactly `{ id: uint, result: nil | bool | bin }` in the encoding
- * above; null for anything else (decode it with MessageCodec instead).
- */
-export function readSimpleReply(body: Buffer): SimpleReply | null {
+/** Cursor of the reader: where the next item starts; -1 once something did not match. */
+let at = 0;
+
+/** Reads a uint as writeUint writes it (fixint, uint8/16/32); -1 (and at = -1) otherwise. */
+function readUint(body: Buffer): number {
   const end = body.length;
-  if (end < 12 || body[0] !== (FIXMAP | 2) || !matches(body, 1, KEY_ID)) return null;
-  let p = 1 + KEY_ID.length;
-  const tag = body[p];
-  let id: number;
+  if (at < 0 || at >= end) return (at = -1);
+  const tag = body[at];
+  let value: number;
   if (tag < 0x80) {
-    id = tag;
-    p += 1;
-  } else if (tag === UINT8 && p + 2 <= end) {
-    id = body[p + 1];
-    p += 2;
-  } else if (tag === UINT16 && p + 3 <= end) {
-    id = body.readUInt16BE(p + 1);
-    p += 3;
-  } else if (tag === UINT32 && p + 5 <= end) {
-    id = body.readUInt32BE(p + 1);
-    p += 5;
+    value = tag;
+    at += 1;
+  } else if (tag === UINT8 && at + 2 <= end) {
+    value = body[at + 1];
+    at += 2;
+  } else if (tag === UINT16 && at + 3 <= end) {
+    value = body.readUInt16BE(at + 1);
+    at += 3;
+  } else if (tag === UINT32 && at + 5 <= end) {
+    value = body.readUInt32BE(at + 1);
+    at += 5;
   } else {
-    return null;
+    return (at = -1);
   }
-  if (id === 0 || !matches(body, p, KEY_RESULT)) return null; // id 0 is a connection-level error
-  p += KEY_RESULT.length;
-  if (p >= end) return null;
-  const kind = body[p];
-  if (kind === NIL || kind === TRUE || kind === FALSE) {
-    return p + 1 === end ? { id, result: kind === NIL ? null : kind === TRUE } : null;
-  }
+  return value;
+}
+
+/** Reads a bin as a view of the body; null (and at = -1) for anything else. */
+function readBin(body: Buffer): Buffer | null {
+  const end = body.length;
+  if (at < 0 || at >= end) return ((at = -1), null);
+  const tag = body[at];
   let length: number;
   let start: number;
-  if (kind === BIN8 && p + 2 <= end) {
-    length = body[p + 1];
-    start = p + 2;
-  } else if (kind === BIN16 && p + 3 <= end) {
-    length = body.readUInt16BE(p + 1);
-    start = p + 3;
-  } else if (kind === BIN32 && p + 5 <= end) {
-    length = body.readUInt32BE(p + 1);
-    start = p + 5;
+  if (tag === BIN8 && at + 2 <= end) {
+    length = body[at + 1];
+    start = at + 2;
+  } else if (tag === BIN16 && at + 3 <= end) {
+    length = body.readUInt16BE(at + 1);
+    start = at + 3;
+  } else if (tag === BIN32 && at + 5 <= end) {
+    length = body.readUInt32BE(at + 1);
+    start = at + 5;
   } else {
-    return null;
+    return ((at = -1), null);
   }
-  if (start + length !== end) return null;
-  return { id, result: body.subarray(start, end) };
+  if (start + length > end) return ((at = -1), null);
+  at = start + length;
+  return body.subarray(start, at);
+}
+
+/** Reads an array header (fixarray, array16/32) whose count the remaining bytes can hold. */
+function readArrayHeader(body: Buffer): number {
+  const end = body.length;
+  if (at < 0 || at >= end) return (at = -1);
+  const tag = body[at];
+  let count: number;
+  if ((tag & 0xf0) === FIXARRAY) {
+    count = tag & 0x0f;
+    at += 1;
+  } else if (tag === ARRAY16 && at + 3 <= end) {
+    count = body.readUInt16BE(at + 1);
+    at += 3;
+  } else if (tag === ARRAY32 && at + 5 <= end) {
+    count = body.readUInt32BE(at + 1);
+    at += 5;
+  } else {
+    return (at = -1);
+  }
+  return count > end - at ? (at = -1) : count; // every item takes at least one byte
+}
+
+function readLiteral(body: Buffer, literal: Buffer): boolean {
+  if (at < 0 || !matches(body, at, literal)) return ((at = -1), false);
+  at += literal.length;
+  return true;
+}
+
+function readResult(body: Buffer): SimpleResult | undefined {
+  const tag = body[at];
+  if (tag === NIL || tag === TRUE || tag === FALSE) {
+    at += 1;
+    return tag === NIL ? null : tag === TRUE;
+  }
+  if (tag === BIN8 || tag === BIN16 || tag === BIN32) return readBin(body) ?? undefined;
+  if (tag === (FIXMAP | 3)) {
+    at += 1;
+    if (!readLiteral(body, KEY_CURSOR)) return undefined;
+    const cursor = readUint(body);
+    if (!readLiteral(body, KEY_ENTRIES)) return undefined;
+    const count = readArrayHeader(body);
+    if (at < 0) return undefined;
+    const entries = new Array<[Buffer, Buffer]>(count);
+    for (let i = 0; i < count; i++) {
+      if (body[at] !== (FIXARRAY | 2)) return undefined;
+      at += 1;
+      const key = readBin(body);
+      const value = readBin(body);
+      if (key === null || value === null) return undefined;
+      entries[i] = [key, value];
+    }
+    if (!readLiteral(body, KEY_DONE)) return undefined;
+    const done = body[at];
+    if (done !== TRUE && done !== FALSE) return undefined;
+    at += 1;
+    return { cursor, entries, done: done === TRUE };
+  }
+  const count = readArrayHeader(body);
+  if (at < 0) return undefined;
+  const items = new Array<Buffer | null>(count);
+  for (let i = 0; i < count; i++) {
+    if (body[at] === NIL) {
+      items[i] = null;
+      at += 1;
+    } else {
+      const item = readBin(body);
+      if (item === null) return undefined;
+      items[i] = item;
+    }
+  }
+  return items;
+}
+
+/**
+ * Reads a reply body that is exactly `{ id: uint, result }` with a SimpleResult in the encoding
+ * above; null for anything else (decode it with MessageCodec instead). `bin` values are views
+ * of the body, as MessageCodec's are.
+ */
+export function readSimpleReply(body: Buffer): SimpleReply | null {
+  if (body.length < 12 || body[0] !== (FIXMAP | 2)) return null;
+  at = 1;
+  if (!readLiteral(body, KEY_ID)) return null;
+  const id = readUint(body);
+  // id 0 is a connection-level error: always the codec's business.
+  if (id <= 0 || !readLiteral(body, KEY_RESULT) || at >= body.length) return null;
+  const result = readResult(body);
+  return result !== undefined && at === body.length ? { id, result } : null;
 }

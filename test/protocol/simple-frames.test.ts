@@ -23,25 +23,42 @@ function generators(random: () => number) {
     // Random bytes where content matters (short values); a filled buffer for the long ones.
     return length <= 256 ? Buffer.from(Array.from({ length }, () => int(256))) : Buffer.alloc(length, int(256));
   };
+  const small = () => Buffer.from(Array.from({ length: int(40) }, () => int(256)));
+  const scanBatch = (): SimpleResult => {
+    const count = random() < 0.9 ? int(20) : 16 + int(300);
+    return { cursor: id(), entries: Array.from({ length: count }, (): [Buffer, Buffer] => [small(), small()]), done: random() < 0.5 };
+  };
   const result = (): SimpleResult => {
-    switch (int(5)) {
+    switch (int(6)) {
+      case 5: return scanBatch();
       case 0: return null;
       case 1: return random() < 0.5;
       case 2: return bytes();
       default: {
         const count = random() < 0.9 ? int(20) : 16 + int(300);
-        return Array.from({ length: count }, () => (random() < 0.2 ? null : Buffer.from(Array.from({ length: int(40) }, () => int(256)))));
+        return Array.from({ length: count }, () => (random() < 0.2 ? null : small()));
       }
     }
   };
   return { int, id, bytes, result };
 }
 
-/** Same id and result, comparing Buffers by content (deep equality on long Buffers is slow). */
+/** Deep equality that compares Buffers by content (vitest's deep equality on long Buffers is
+ * slow) and requires the same keys in the same order. */
+function same(a: unknown, b: unknown): boolean {
+  if (Buffer.isBuffer(a) || Buffer.isBuffer(b)) return Buffer.isBuffer(a) && Buffer.isBuffer(b) && a.equals(b);
+  if (Array.isArray(a) || Array.isArray(b)) {
+    return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((item, i) => same(item, b[i]));
+  }
+  if (typeof a === 'object' && a !== null && typeof b === 'object' && b !== null) {
+    const keys = Object.keys(a);
+    return same(keys, Object.keys(b)) && keys.every((key) => same((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key]));
+  }
+  return a === b;
+}
+
 function sameReply(fast: { id: number; result: unknown }, decoded: Record<string, unknown>): boolean {
-  if (Object.keys(decoded).length !== 2 || decoded.id !== fast.id) return false;
-  const { result } = decoded;
-  return Buffer.isBuffer(fast.result) ? Buffer.isBuffer(result) && fast.result.equals(result) : fast.result === result;
+  return same({ id: fast.id, result: fast.result }, decoded);
 }
 
 describe('simple frames', () => {
@@ -88,7 +105,7 @@ describe('simple frames', () => {
     const { id, bytes, int, result } = generators(mulberry32(SEED + 2));
     let accepted = 0;
     for (let i = 0; i < CASES; i++) {
-      const plain = [null, true, false, bytes()][int(4)];
+      const plain = [null, true, false, bytes(), result()][int(5)];
       const body = codec.encode({ id: id(), result: plain }).subarray(FRAME_HEADER_BYTES);
       const read = readSimpleReply(body);
       const decoded = codec.decode(body);
