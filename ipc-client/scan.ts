@@ -71,6 +71,8 @@ class ScanCursor implements AsyncIterableIterator<ScanEntry> {
   private serverDone = false;
   private finished = false;
   private chain: Promise<unknown> = Promise.resolve();
+  /** Serialised tasks started and not yet settled. */
+  private tasksRunning = 0;
   /** The prefetched `scanNext` reply, if one was requested and not consumed yet. */
   private prefetched: Promise<unknown> | null = null;
 
@@ -84,6 +86,12 @@ class ScanCursor implements AsyncIterableIterator<ScanEntry> {
   }
 
   next(): Promise<IteratorResult<ScanEntry, undefined>> {
+    // The common case: an entry of the current batch and nothing queued before this call. It
+    // is answered at once instead of through the task chain (two promises and a microtask hop
+    // per entry otherwise); order is kept because no earlier call is still pending.
+    if (this.tasksRunning === 0 && !this.finished && this.index < this.entries.length) {
+      return Promise.resolve({ done: false, value: this.entries[this.index++] });
+    }
     return this.serialise(() => this.step());
   }
 
@@ -102,8 +110,12 @@ class ScanCursor implements AsyncIterableIterator<ScanEntry> {
   }
 
   private serialise<T>(task: () => Promise<T>): Promise<T> {
+    this.tasksRunning++;
     const result = this.chain.then(task);
-    this.chain = result.catch(() => undefined);
+    this.chain = result.then(
+      () => { this.tasksRunning--; },
+      () => { this.tasksRunning--; },
+    );
     return result;
   }
 
