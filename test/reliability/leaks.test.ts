@@ -14,8 +14,10 @@ const { IpcClient } = await import(process.env.CLIENT_MODULE);
 const client = await IpcClient.connect(process.env.SOCKET);
 const total = Number(process.env.OPS);
 const rss = () => process.memoryUsage().rss;
+const heap = () => process.memoryUsage().heapUsed;
 let done = 0;
 let rssWarm = 0;
+let heapWarm = 0;
 async function round(i) {
   const key = 'leak/' + (i % 1000);
   switch (i % 10) {
@@ -34,10 +36,12 @@ async function round(i) {
 while (done < total) {
   await Promise.all(Array.from({ length: 50 }, (_, j) => round(done + j)));
   done += 50;
-  if (!rssWarm && done >= total / 5) { globalThis.gc?.(); rssWarm = rss(); process.stdout.write('WARM\\n'); }
+  // Warm-up: glibc arenas and the V8 heap grow to their working size (10 % of the ops allocate a
+  // 20 KB key) before the first sample; a leak keeps growing after it.
+  if (!rssWarm && done >= total * 0.4) { globalThis.gc?.(); rssWarm = rss(); heapWarm = heap(); process.stdout.write('WARM\\n'); }
 }
 globalThis.gc?.();
-process.stdout.write(JSON.stringify({ rssWarm, rssEnd: rss() }) + '\\n');
+process.stdout.write(JSON.stringify({ rssWarm, rssEnd: rss(), heapWarm, heapEnd: heap() }) + '\\n');
 await client.close();
 `;
 
@@ -59,13 +63,14 @@ describe('no leaks over 100k operations', () => {
       if (chunk.toString().includes('WARM') && daemonWarm === 0) daemonWarm = daemon.rssBytes();
     });
     const result = await child;
-    const { rssWarm, rssEnd } = JSON.parse(String(result.stdout).trim().split('\n').at(-1)!);
+    const { rssWarm, rssEnd, heapWarm, heapEnd } = JSON.parse(String(result.stdout).trim().split('\n').at(-1)!);
     const daemonEnd = daemon.rssBytes();
     const mib = (n: number) => (n / 2 ** 20).toFixed(1);
-    console.log(`leaks: daemon ${mib(daemonWarm)} -> ${mib(daemonEnd)} MiB, client ${mib(rssWarm)} -> ${mib(rssEnd)} MiB`);
+    console.log(`leaks: daemon ${mib(daemonWarm)} -> ${mib(daemonEnd)} MiB, client ${mib(rssWarm)} -> ${mib(rssEnd)} MiB (JS heap after GC ${mib(heapWarm)} -> ${mib(heapEnd)} MiB)`);
     expect(daemonWarm).toBeGreaterThan(0);
     expect(daemonEnd - daemonWarm).toBeLessThan(48 * 2 ** 20);
     expect(rssEnd - rssWarm).toBeLessThan(32 * 2 ** 20);
+    expect(heapEnd - heapWarm).toBeLessThan(8 * 2 ** 20);
     const stats = await (await import('../../ipc-client/index.js')).IpcClient.connect(daemon.socketPath).then(async (c) => {
       const s = await c.stats();
       await c.close();
