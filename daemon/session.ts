@@ -36,7 +36,7 @@ import {
   WRITE_COALESCE_BYTES_MAX,
 } from '../protocol/limits.js';
 import { CONNECTION_ERROR_ID, OP_FAMILIES, type Request } from '../protocol/messages.js';
-import { simpleReplyBytes, writeSimpleReply, type SimpleResult } from '../protocol/simple-frames.js';
+import { readSimpleRequest, simpleReplyBytes, writeSimpleReply, type SimpleResult } from '../protocol/simple-frames.js';
 import { parseRequest, requestIdOf } from '../protocol/validate.js';
 import * as admin from './handlers/admin.js';
 import { finish, isDataRequest, prepare, type DataRequest } from './handlers/index.js';
@@ -132,7 +132,7 @@ export class Session {
   private accept(body: Buffer, receivedAt: number): boolean {
     let raw: Record<string, unknown>;
     try {
-      raw = this.codec.decode(body);
+      raw = readSimpleRequest(body) ?? this.codec.decode(body);
     } catch (error) {
       this.failConnection(toToonDBError(error));
       return false;

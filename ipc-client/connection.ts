@@ -10,7 +10,7 @@
  *   or the end of the connection. After the end, every call fails with CONNECTION_CLOSED.
  * - Frames of requests made in the same tick leave in one socket write (a microtask flush);
  *   small batches are concatenated, large ones go through cork/uncork (one writev, no copy).
- *   get/exists/delete/put frames and `{ id, result }` replies with a nil/bool/bin result take
+ *   get/exists/delete/put/getBatch/deleteBatch frames and `{ id, result }` replies with a nil/bool/bin result take
  *   the hand-written encoding of protocol/simple-frames.ts (same bytes, a fraction of the CPU).
  * - Bounded writes: while the bytes handed to the socket and not yet flushed to the kernel
  *   reach CLIENT_WRITE_QUEUE_BYTES_MAX, new requests wait, in order and unencoded, for 'drain'.
@@ -333,20 +333,23 @@ export class Connection {
   }
 }
 
-/** Frame bytes if `message` is a get/exists/delete/put with only its own fields and Buffer key
- * and value (protocol/simple-frames.ts writes it); -1 to encode it with the codec. */
+/** Frame bytes if `message` is a get/exists/delete/put/getBatch/deleteBatch with only its own
+ * fields and Buffer keys and value (protocol/simple-frames.ts writes it); -1 to encode it with
+ * the codec. */
 function simpleFrameBytes(id: number, message: RequestMessage): number {
   const { op } = message;
   let fields = 0;
   for (const _ in message) fields++;
   if (op === 'put') return fields === 3 ? simpleRequestBytes(id, op, message.key, message.value) : -1;
   if (op === 'get' || op === 'exists' || op === 'delete') return fields === 2 ? simpleRequestBytes(id, op, message.key, undefined) : -1;
+  if (op === 'getBatch' || op === 'deleteBatch') return fields === 2 && Array.isArray(message.keys) ? simpleRequestBytes(id, op, message.keys, undefined) : -1;
   return -1;
 }
 
 function writeSimple(target: Buffer, at: number, item: Encoded): number {
   const message = item.simple as RequestMessage;
-  return writeSimpleRequest(target, at, item.pending.id, message.op, message.key as Buffer, message.value as Buffer | undefined, item.frameBytes);
+  const key = (message.keys ?? message.key) as Buffer | Buffer[];
+  return writeSimpleRequest(target, at, item.pending.id, message.op, key, message.value as Buffer | undefined, item.frameBytes);
 }
 
 function lossError(pending: Pending, ending: Ending): ToonDBError {

@@ -9,14 +9,15 @@
  *   (get, exists, getBatch, and the nil of put, delete and the batch writes) or a scan batch
  *   `{ cursor, entries: [Buffer, Buffer][], done }` (scan, scanNext): `simpleReplyBytes` sizes
  *   one (or says it is not simple), `writeSimpleReply` writes the frame;
- * - requests `{ id, op, key }` and `{ id, op, key, value }` (get, exists, delete, put):
- *   `simpleRequestBytes` / `writeSimpleRequest`;
- * - reading a reply `{ id, result }` whose result is any of those: `readSimpleReply`.
+ * - requests `{ id, op, key }`, `{ id, op, key, value }` (get, exists, delete, put) and
+ *   `{ id, op, keys }` (getBatch, deleteBatch): `simpleRequestBytes` / `writeSimpleRequest`;
+ * - reading a reply `{ id, result }` whose result is any of those: `readSimpleReply`; reading
+ *   those requests back: `readSimpleRequest` (the daemon still validates what it returns).
  *
  * Invariants:
  * - The writers produce exactly MessageCodec.encode's frame for the same message (a test compares
  *   them on random messages), so the wire stays one format whichever path wrote it.
- * - `readSimpleReply` returns null for anything it does not fully recognise, including trailing
+ * - The readers return null for anything they do not fully recognise, including trailing
  *   bytes; the caller then decodes with MessageCodec. So it never accepts a body MessageCodec
  *   would refuse, and decodes what it accepts exactly as MessageCodec would (a `bin` is a view
  *   of the body, as there).
@@ -57,6 +58,7 @@ const KEY_RESULT = Buffer.from([FIXSTR | 6, 0x72, 0x65, 0x73, 0x75, 0x6c, 0x74])
 const KEY_OP = Buffer.from([FIXSTR | 2, 0x6f, 0x70]);
 const KEY_KEY = Buffer.from([FIXSTR | 3, 0x6b, 0x65, 0x79]);
 const KEY_VALUE = Buffer.from([FIXSTR | 5, 0x76, 0x61, 0x6c, 0x75, 0x65]);
+const KEY_KEYS = Buffer.from([FIXSTR | 4, ...Buffer.from('keys')]);
 const KEY_CURSOR = Buffer.from([FIXSTR | 6, ...Buffer.from('cursor')]);
 const KEY_ENTRIES = Buffer.from([FIXSTR | 7, ...Buffer.from('entries')]);
 const KEY_DONE = Buffer.from([FIXSTR | 4, ...Buffer.from('done')]);
@@ -213,11 +215,27 @@ export function writeSimpleReply(target: Buffer, at: number, id: number, result:
   return p;
 }
 
-/** Frame bytes of the request `{ id, op, key }` (value undefined) or `{ id, op, key, value }`,
- * or -1 if this module cannot write it. */
+/** Bytes of a `keys` array of Buffers, or -1. */
+function keysBytes(keys: unknown[]): number {
+  let total = arrayHeaderBytes(keys.length);
+  for (const key of keys) {
+    if (!Buffer.isBuffer(key)) return -1;
+    total += binBytes(key.length);
+  }
+  return total;
+}
+
+/** Frame bytes of the request `{ id, op, key }` (value undefined), `{ id, op, key, value }`, or,
+ * when `key` is an array, `{ id, op, keys }`; -1 if this module cannot write it. */
 export function simpleRequestBytes(id: number, op: string, key: unknown, value: unknown): number {
-  if (!isIdNumber(id) || op.length > FIXSTR_BYTES_MAX || !Buffer.isBuffer(key)) return -1;
-  let body = 1 + KEY_ID.length + uintBytes(id) + KEY_OP.length + 1 + Buffer.byteLength(op) + KEY_KEY.length + binBytes(key.length);
+  if (!isIdNumber(id) || op.length > FIXSTR_BYTES_MAX) return -1;
+  const head = 1 + KEY_ID.length + uintBytes(id) + KEY_OP.length + 1 + Buffer.byteLength(op);
+  if (Array.isArray(key)) {
+    const keys = keysBytes(key);
+    return keys < 0 || value !== undefined ? -1 : FRAME_HEADER_BYTES + head + KEY_KEYS.length + keys;
+  }
+  if (!Buffer.isBuffer(key)) return -1;
+  let body = head + KEY_KEY.length + binBytes(key.length);
   if (value !== undefined) {
     if (!Buffer.isBuffer(value)) return -1;
     body += KEY_VALUE.length + binBytes(value.length);
@@ -226,7 +244,7 @@ export function simpleRequestBytes(id: number, op: string, key: unknown, value: 
 }
 
 /** Writes the request frame sized by simpleRequestBytes at `at`; returns the offset after it. */
-export function writeSimpleRequest(target: Buffer, at: number, id: number, op: string, key: Buffer, value: Buffer | undefined, frameBytes: number): number {
+export function writeSimpleRequest(target: Buffer, at: number, id: number, op: string, key: Buffer | Buffer[], value: Buffer | undefined, frameBytes: number): number {
   target.writeUInt32BE(frameBytes - FRAME_HEADER_BYTES, at);
   let p = at + FRAME_HEADER_BYTES;
   target[p++] = FIXMAP | (value === undefined ? 3 : 4);
@@ -235,8 +253,14 @@ export function writeSimpleRequest(target: Buffer, at: number, id: number, op: s
   p += KEY_OP.copy(target, p);
   target[p] = FIXSTR | Buffer.byteLength(op);
   p += 1 + target.write(op, p + 1, 'latin1');
-  p += KEY_KEY.copy(target, p);
-  p = writeBin(target, p, key);
+  if (Array.isArray(key)) {
+    p += KEY_KEYS.copy(target, p);
+    p = writeArrayHeader(target, p, key.length);
+    for (const item of key) p = writeBin(target, p, item);
+  } else {
+    p += KEY_KEY.copy(target, p);
+    p = writeBin(target, p, key);
+  }
   if (value !== undefined) {
     p += KEY_VALUE.copy(target, p);
     p = writeBin(target, p, value);
@@ -394,4 +418,55 @@ export function readSimpleReply(body: Buffer): SimpleReply | null {
   if (id <= 0 || !readLiteral(body, KEY_RESULT) || at >= body.length) return null;
   const result = readResult(body);
   return result !== undefined && at === body.length ? { id, result } : null;
+}
+
+/** Longest op name readSimpleRequest accepts (every op name fits). */
+const OP_NAME_BYTES_MAX = 16;
+
+function isAsciiLetters(body: Buffer, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) {
+    const c = body[i] | 0x20; // folds upper to lower case
+    if (c < 0x61 || c > 0x7a) return false;
+  }
+  return true;
+}
+
+/**
+ * Reads a request body that is exactly `{ id: uint, op: str, key: bin }`, the same with
+ * `value: bin` after it, or `{ id, op, keys: [bin] }` (as writeSimpleRequest and MessageCodec
+ * write them), as the plain object MessageCodec.decode would return, for the daemon to validate as
+ * usual; null for anything else (decode it with MessageCodec). The op name must be ASCII
+ * letters, so reading it as Latin-1 equals MessageCodec's UTF-8.
+ */
+export function readSimpleRequest(body: Buffer): Record<string, unknown> | null {
+  const fields = body[0];
+  if (body.length < 12 || (fields !== (FIXMAP | 3) && fields !== (FIXMAP | 4))) return null;
+  at = 1;
+  if (!readLiteral(body, KEY_ID)) return null;
+  const id = readUint(body);
+  if (!readLiteral(body, KEY_OP) || at >= body.length) return null;
+  const opBytes = body[at] - FIXSTR;
+  const opStart = at + 1;
+  const opEnd = opStart + opBytes;
+  if (opBytes < 1 || opBytes > OP_NAME_BYTES_MAX || opEnd > body.length || !isAsciiLetters(body, opStart, opEnd)) return null;
+  at = opEnd;
+  if (fields === (FIXMAP | 3) && matches(body, at, KEY_KEYS)) {
+    at += KEY_KEYS.length;
+    const count = readArrayHeader(body);
+    if (at < 0) return null;
+    const keys = new Array<Buffer>(count);
+    for (let i = 0; i < count; i++) {
+      const item = readBin(body);
+      if (item === null) return null;
+      keys[i] = item;
+    }
+    return at === body.length ? { id, op: body.toString('latin1', opStart, opEnd), keys } : null;
+  }
+  if (!readLiteral(body, KEY_KEY)) return null;
+  const key = readBin(body);
+  if (key === null) return null;
+  if (fields === (FIXMAP | 3)) return at === body.length ? { id, op: body.toString('latin1', opStart, opEnd), key } : null;
+  if (!readLiteral(body, KEY_VALUE)) return null;
+  const value = readBin(body);
+  return value !== null && at === body.length ? { id, op: body.toString('latin1', opStart, opEnd), key, value } : null;
 }

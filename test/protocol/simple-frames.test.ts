@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { MessageCodec } from '../../protocol/codec.js';
 import { FRAME_HEADER_BYTES } from '../../protocol/limits.js';
 import {
-  readSimpleReply, simpleReplyBytes, simpleRequestBytes, writeSimpleReply, writeSimpleRequest, type SimpleResult,
+  readSimpleReply, readSimpleRequest, simpleReplyBytes, simpleRequestBytes, writeSimpleReply, writeSimpleRequest, type SimpleResult,
 } from '../../protocol/simple-frames.js';
 import { mulberry32, seedFrom } from '../helpers/rng.js';
 
@@ -40,7 +40,7 @@ function generators(random: () => number) {
       }
     }
   };
-  return { int, id, bytes, result };
+  return { int, id, bytes, result, small };
 }
 
 /** Deep equality that compares Buffers by content (vitest's deep equality on long Buffers is
@@ -61,6 +61,11 @@ function sameReply(fast: { id: number; result: unknown }, decoded: Record<string
   return same({ id: fast.id, result: fast.result }, decoded);
 }
 
+/** A batch size across the fixarray / array16 boundary. */
+function random3(int: (max: number) => number): number {
+  return int(10) < 8 ? int(16) : 16 + int(300);
+}
+
 describe('simple frames', () => {
   it(`write replies exactly as MessageCodec does (seed ${SEED})`, () => {
     const { id, result } = generators(mulberry32(SEED));
@@ -76,17 +81,19 @@ describe('simple frames', () => {
     }
   });
 
-  it(`write get/put/delete requests exactly as MessageCodec does (seed ${SEED})`, () => {
-    const { id, bytes, int } = generators(mulberry32(SEED + 1));
+  it(`write get/put/delete/getBatch requests exactly as MessageCodec does (seed ${SEED})`, () => {
+    const { id, bytes, int, small } = generators(mulberry32(SEED + 1));
     for (let i = 0; i < CASES; i++) {
-      const op = ['get', 'exists', 'delete', 'put'][int(4)]!;
-      const message = op === 'put' ? { id: id(), op, key: bytes(), value: bytes() } : { id: id(), op, key: bytes() };
+      const op = ['get', 'exists', 'delete', 'put', 'getBatch', 'deleteBatch'][int(6)]!;
+      const keys = op.endsWith('Batch') ? Array.from({ length: random3(int) }, small) : null;
+      const message = keys !== null ? { id: id(), op, keys } : op === 'put' ? { id: id(), op, key: bytes(), value: bytes() } : { id: id(), op, key: bytes() };
       const expected = codec.encode(message);
       const value = 'value' in message ? message.value : undefined;
-      const frameBytes = simpleRequestBytes(message.id, op, message.key, value);
+      const key = 'keys' in message ? message.keys : message.key;
+      const frameBytes = simpleRequestBytes(message.id, op, key, value);
       expect(frameBytes).toBe(expected.length);
       const target = Buffer.alloc(frameBytes);
-      writeSimpleRequest(target, 0, message.id, op, message.key, value, frameBytes);
+      writeSimpleRequest(target, 0, message.id, op, key, value, frameBytes);
       expect(target.equals(expected)).toBe(true);
     }
   });
@@ -129,5 +136,39 @@ describe('simple frames', () => {
       }
     }
     expect(accepted).toBeGreaterThan(0); // some mutations are still valid replies
+  });
+
+  it(`read requests as MessageCodec does, and nothing it would refuse or read differently (seed ${SEED})`, () => {
+    const { id, bytes, int, small } = generators(mulberry32(SEED + 3));
+    let accepted = 0;
+    for (let i = 0; i < CASES; i++) {
+      const op = ['get', 'exists', 'delete', 'put', 'getBatch', 'ping', 'Put', 'p\u00e9t', 'getBatch'][int(9)]!;
+      const message = op === 'put' || op === 'Put'
+        ? { id: id(), op, key: bytes(), value: bytes() }
+        : op === 'getBatch' && int(2) === 0 ? { id: id(), op, keys: Array.from({ length: random3(int) }, small) } : { id: id(), op, key: bytes() };
+      const body = codec.encode(message).subarray(FRAME_HEADER_BYTES);
+      const read = readSimpleRequest(body);
+      if (op === 'p\u00e9t') expect(read).toBeNull(); // not ASCII: left to MessageCodec
+      else expect(read !== null && same(read, codec.decode(body))).toBe(true);
+      const others = [
+        codec.encode({ id: id(), op: 'put', key: bytes(), value: bytes(), ttlSeconds: 5 }),
+        codec.encode({ id: id(), op: 'get', key: bytes(), txn: 3 }),
+        codec.encode({ op: 'get', id: id(), key: bytes() }),
+        codec.encode({ id: id(), op: 'get', key: 'text' }),
+        codec.encode({ id: id(), op: 'getBatch', keys: [small(), 'text'] }),
+        codec.encode({ id: id(), op: 'getBatch', keys: [small()], txn: 1 }),
+      ].map((frame) => frame.subarray(FRAME_HEADER_BYTES));
+      const mutated = Buffer.from(body);
+      mutated[int(mutated.length)] = int(256);
+      const cut = body.subarray(0, int(body.length));
+      const longer = Buffer.concat([body, Buffer.from([int(256)])]);
+      for (const candidate of [...others, mutated, cut, longer]) {
+        const fast = readSimpleRequest(candidate);
+        if (fast === null) continue;
+        accepted++;
+        expect(same(fast, codec.decode(candidate))).toBe(true);
+      }
+    }
+    expect(accepted).toBeGreaterThan(0);
   });
 });
