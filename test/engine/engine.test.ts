@@ -98,10 +98,11 @@ describe('engine', () => {
     await put('a', '2', t);
     expect(engine.readCached([{ kind: OpKind.get, key: b('a') }])![0]!.value).toEqual(b('1'));
     expect((await commit(t)).code).toBeUndefined();
-    // The commit evicted the row; a storage read brings it back.
-    expect(engine.readCached([{ kind: OpKind.get, key: b('a') }])).toBeNull();
-    expect(await get('a')).toBe('2');
+    // The commit wrote its row through to the cache; a delete leaves nothing cached.
     expect(engine.readCached([{ kind: OpKind.get, key: b('a') }])![0]!.value).toEqual(b('2'));
+    await ok({ kind: OpKind.delete, key: b('a') });
+    expect(engine.readCached([{ kind: OpKind.get, key: b('a') }])).toBeNull();
+    expect(await get('a')).toBeNull();
   });
 
   it('hands writes tickets that become durable only after sync', async () => {

@@ -464,13 +464,18 @@ mod tests {
         assert_eq!(cached_value(&engine, b"a"), None, "a deleted row is not cached");
         assert_eq!(engine.execute(vec![get(b"a")]).unwrap()[0].value, Some(None));
 
-        // A transaction's writes evict; the next storage read refills the cache.
+        // A transaction's commit caches its rows, like a plain write's.
         let txn = engine.execute(vec![Op { kind: kind::BEGIN, isolation: Some(0), ..Default::default() }]).unwrap()[0].txn.unwrap();
         engine.execute(vec![Op { txn: Some(txn), ..put(b"b", b"2") }]).unwrap();
         assert_eq!(cached_value(&engine, b"b"), Some(Some(b"1".to_vec())), "uncommitted writes are invisible");
         let committed = engine.execute(vec![Op { kind: kind::COMMIT, txn: Some(txn), ..Default::default() }]).unwrap();
         assert!(committed[0].error.is_none());
-        assert_eq!(cached_value(&engine, b"b"), None, "evicted by the commit");
+        assert_eq!(cached_value(&engine, b"b"), Some(Some(b"2".to_vec())), "written through by the commit");
+
+        // A storage read refills an evicted row (a TTL sweep only evicts; so does a failed commit).
+        engine.store().unwrap().rows.begin_commit(&crate::core::rowcache::RowWrites::evict(vec![b"b".to_vec()]));
+        engine.store().unwrap().rows.end_commit(crate::core::rowcache::RowWrites::default(), false);
+        assert_eq!(cached_value(&engine, b"b"), None);
         assert_eq!(engine.execute(vec![get(b"b")]).unwrap()[0].value, Some(Some(b"2".to_vec())));
         assert_eq!(cached_value(&engine, b"b"), Some(Some(b"2".to_vec())), "refilled by the read");
 

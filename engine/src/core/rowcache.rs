@@ -49,7 +49,7 @@ impl Weighter<Vec<u8>, Row> for RowWeighter {
 }
 
 /// What one commit does to the cache: every key it writes, and the stored rows it leaves
-/// (the last write of each key; deleted keys have none). Transactions and sweeps only evict.
+/// (the last write of each key; deleted keys have none). TTL sweeps only evict.
 #[derive(Default)]
 pub struct RowWrites {
     pub keys: Vec<Vec<u8>>,
@@ -154,7 +154,7 @@ impl RowWrites {
         writes
     }
 
-    /// A commit that only evicts `keys` (transactions, TTL sweeps).
+    /// A commit that only evicts `keys` (TTL sweeps).
     pub fn evict(keys: Vec<Vec<u8>>) -> RowWrites {
         RowWrites { keys, rows: Vec::new() }
     }

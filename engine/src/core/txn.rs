@@ -38,9 +38,10 @@ pub struct TxnState {
     iso: Option<(Snapshot, Overlay)>,
     bytes: u64,
     writes: u64,
-    /// Serializable only: every data key written, for the row cache (the overlay's keys are
-    /// these for snapshot isolation). Bounded with `bytes` by txn_bytes_max.
-    written_keys: Vec<Vec<u8>>,
+    /// Serializable only: every data write in order, (key, stored value or None for a delete),
+    /// for the row cache (the overlay holds these for snapshot isolation). Bounded with `bytes`
+    /// by txn_bytes_max.
+    written: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     /// Counts this transaction as live until its commit finished or it was dropped.
     live: Option<LiveTxn>,
 }
@@ -136,7 +137,7 @@ pub fn begin(store: &Store, isolation: Isolation) -> EngineResult<u64> {
         Isolation::Snapshot => Some((store.db.read_tx(), Overlay::new())),
     };
     drop(commits);
-    let state = TxnState { tx, iso, bytes: 0, writes: 0, written_keys: Vec::new(), live };
+    let state = TxnState { tx, iso, bytes: 0, writes: 0, written: Vec::new(), live };
     let id = store.txns.next.fetch_add(1, Ordering::SeqCst) + 1;
     store.txns.lock().insert(id, Arc::new(Mutex::new(Some(state))));
     Ok(id)
@@ -167,7 +168,7 @@ fn apply_write(store: &Store, state: &mut TxnState, key: Vec<u8>, stored: Option
         overlay.insert(key, stored);
         return Ok(());
     }
-    state.written_keys.push(key.clone());
+    state.written.push((key.clone(), stored.clone()));
     match stored {
         Some(v) => {
             if let Some(at) = value::expiry_of(&v)? {
@@ -193,22 +194,24 @@ pub fn commit(store: &Store, id: u64) -> (u64, EngineResult<u64>) {
     // Counted as live until its commit finished: a plain write meanwhile must go through the
     // oracle, which this commit checks against.
     let live = state.live.take();
-    let (tx, written_keys) = match finish_snapshot_writes(store, state) {
+    let (tx, written) = match finish_snapshot_writes(store, state) {
         Ok(finished) => finished,
         Err(e) => return (store.tickets.issued(), Err(e)),
     };
-    let committed = store.commit_tx(tx, RowWrites::evict(written_keys));
+    // Its rows go to the row cache after the commit, as plain writes' do (last write per key).
+    let rows = RowWrites::of_run(written.iter().map(|(key, stored)| (key.as_slice(), stored.as_deref())));
+    let committed = store.commit_tx(tx, rows);
     drop(live);
     (committed.ticket, committed.result)
 }
 
 /// For snapshot isolation, moves the overlay into the fjall transaction and marks each written
 /// key as read, so a concurrent committed write to it makes the oracle refuse the commit.
-/// Returns the transaction to commit and every data key it writes.
-fn finish_snapshot_writes(store: &Store, state: TxnState) -> EngineResult<(WriteTransaction, Vec<Vec<u8>>)> {
-    let TxnState { mut tx, iso, written_keys, .. } = state;
-    let Some((_snap, overlay)) = iso else { return Ok((tx, written_keys)) };
-    let keys: Vec<Vec<u8>> = overlay.keys().cloned().collect();
+/// Returns the transaction to commit and its data writes (key, stored value or None).
+fn finish_snapshot_writes(store: &Store, state: TxnState) -> EngineResult<(WriteTransaction, Vec<(Vec<u8>, Option<Vec<u8>>)>)> {
+    let TxnState { mut tx, iso, written, .. } = state;
+    let Some((_snap, overlay)) = iso else { return Ok((tx, written)) };
+    let written: Vec<(Vec<u8>, Option<Vec<u8>>)> = overlay.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     for (key, stored) in overlay {
         match stored {
             Some(v) => {
@@ -220,10 +223,10 @@ fn finish_snapshot_writes(store: &Store, state: TxnState) -> EngineResult<(Write
             None => tx.remove(&store.data, key),
         }
     }
-    for key in &keys {
+    for (key, _) in &written {
         tx.contains_key(&store.data, key)?;
     }
-    Ok((tx, keys))
+    Ok((tx, written))
 }
 
 /// Discards transaction `id`.
