@@ -1,0 +1,174 @@
+//! Tests of `execute` through a real engine: grouped plain writes, the row cache's coherence,
+//! and the conflict oracle that plain writes skip only while no transaction is live.
+
+use super::*;
+use crate::core::engine::Engine;
+use crate::core::store::{Limits, OpenOptions};
+
+fn open(dir: &std::path::Path) -> Engine {
+    let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, batch_items_max: 100 };
+    Engine::open(&OpenOptions { path: dir.to_str().unwrap().into(), cache_bytes: None, row_cache_bytes: None, limits }).unwrap().0
+}
+
+fn put(key: &[u8], value: &[u8]) -> Op {
+    Op { kind: kind::PUT, key: Some(key.to_vec()), value: Some(value.to_vec()), ..Default::default() }
+}
+
+fn get(key: &[u8]) -> Op {
+    Op { kind: kind::GET, key: Some(key.to_vec()), ..Default::default() }
+}
+
+#[test]
+fn consecutive_plain_writes_share_one_commit_and_keep_their_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    let out = engine
+        .execute(vec![
+            put(b"k", b"1"),
+            put(&[7u8; 65], b"too long a key"),
+            put(b"k", b"2"),
+            Op { kind: kind::DELETE, key: Some(b"gone".to_vec()), ..Default::default() },
+            get(b"k"),
+            put(b"k", b"3"),
+        ])
+        .unwrap();
+    assert_eq!(out[1].error.as_ref().map(EngineError::code), Some("KEY_TOO_LARGE"));
+    assert!(out[0].error.is_none() && out[2].error.is_none() && out[3].error.is_none());
+    assert_eq!(out[0].seq, out[2].seq, "one commit, one ticket for the whole run");
+    assert_eq!(out[4].value, Some(Some(b"2".to_vec())), "a read sees the run before it");
+    assert!(out[5].seq > out[2].seq, "a read ends the run");
+    let after = engine.execute(vec![get(b"k")]).unwrap();
+    assert_eq!(after[0].value, Some(Some(b"3".to_vec())));
+}
+
+fn cached_value(engine: &Engine, key: &[u8]) -> Option<Option<Vec<u8>>> {
+    engine.read_cached(&[get(key)]).map(|mut out| out.remove(0).value.unwrap())
+}
+
+fn get_batch(keys: &[&[u8]]) -> Op {
+    Op { kind: kind::GET_BATCH, keys: Some(keys.iter().map(|k| k.to_vec()).collect()), ..Default::default() }
+}
+
+#[test]
+fn the_row_cache_follows_plain_writes_transactions_and_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    engine.execute(vec![put(b"a", b"1"), put(b"b", b"1")]).unwrap();
+    assert_eq!(cached_value(&engine, b"a"), Some(Some(b"1".to_vec())), "written through");
+    assert!(engine.read_cached(&[get_batch(&[b"a", b"b"])]).is_some());
+    assert!(engine.read_cached(&[get_batch(&[b"a", b"nope"])]).is_none(), "one miss sends the op to storage");
+    assert!(engine.read_cached(&[get(b"a"), Op { txn: Some(1), ..get(b"a") }]).is_none(), "only plain reads");
+
+    engine.execute(vec![Op { kind: kind::DELETE, key: Some(b"a".to_vec()), ..Default::default() }]).unwrap();
+    assert_eq!(cached_value(&engine, b"a"), None, "a deleted row is not cached");
+    assert_eq!(engine.execute(vec![get(b"a")]).unwrap()[0].value, Some(None));
+
+    // A transaction's commit caches its rows, like a plain write's.
+    let txn = engine.execute(vec![Op { kind: kind::BEGIN, isolation: Some(0), ..Default::default() }]).unwrap()[0].txn.unwrap();
+    engine.execute(vec![Op { txn: Some(txn), ..put(b"b", b"2") }]).unwrap();
+    assert_eq!(cached_value(&engine, b"b"), Some(Some(b"1".to_vec())), "uncommitted writes are invisible");
+    let committed = engine.execute(vec![Op { kind: kind::COMMIT, txn: Some(txn), ..Default::default() }]).unwrap();
+    assert!(committed[0].error.is_none());
+    assert_eq!(cached_value(&engine, b"b"), Some(Some(b"2".to_vec())), "written through by the commit");
+
+    // A storage read refills an evicted row (a TTL sweep only evicts; so does a failed commit).
+    engine.store().unwrap().rows.begin_commit(&crate::core::rowcache::RowWrites::evict(vec![b"b".to_vec()]));
+    engine.store().unwrap().rows.end_commit(crate::core::rowcache::RowWrites::default(), false);
+    assert_eq!(cached_value(&engine, b"b"), None);
+    assert_eq!(engine.execute(vec![get(b"b")]).unwrap()[0].value, Some(Some(b"2".to_vec())));
+    assert_eq!(cached_value(&engine, b"b"), Some(Some(b"2".to_vec())), "refilled by the read");
+
+    // An expired row stays cached in stored form but reads as missing.
+    engine.execute(vec![Op { ttl_ms: Some(1.0), ..put(b"t", b"x") }]).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    assert_eq!(cached_value(&engine, b"t"), Some(None));
+}
+
+#[test]
+fn a_disabled_row_cache_answers_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, batch_items_max: 100 };
+    let engine = Engine::open(&OpenOptions { path: dir.path().to_str().unwrap().into(), cache_bytes: None, row_cache_bytes: Some(0), limits }).unwrap().0;
+    engine.execute(vec![put(b"a", b"1")]).unwrap();
+    engine.execute(vec![get(b"a")]).unwrap();
+    assert!(engine.read_cached(&[get(b"a")]).is_none());
+}
+
+/// Coherence under concurrency: one writer commits (a, b) = (i, i) atomically while readers
+/// mix storage reads (which refill the cache) and cache reads. A cache read must never be
+/// older than a storage read that finished before it, nor split one commit.
+#[test]
+fn cached_reads_are_never_stale_or_torn_under_concurrent_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = std::sync::Arc::new(open(dir.path()));
+    let number = |v: &Option<Vec<u8>>| v.as_ref().map_or(0, |v| u64::from_be_bytes(v.as_slice().try_into().unwrap()));
+    const COMMITS: u64 = 10_000;
+    let writer = {
+        let engine = engine.clone();
+        std::thread::spawn(move || {
+            for i in 1..=COMMITS {
+                let v = i.to_be_bytes().to_vec();
+                let op = Op { kind: kind::PUT_BATCH, keys: Some(vec![b"a".to_vec(), b"b".to_vec()]), values: Some(vec![v.clone(), v]), ..Default::default() };
+                assert!(engine.execute(vec![op]).unwrap()[0].error.is_none());
+            }
+        })
+    };
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let engine = engine.clone();
+            std::thread::spawn(move || {
+                let (mut hits, mut last) = (0u64, 0u64);
+                while last < COMMITS {
+                    let stored = number(&engine.execute(vec![get(b"a")]).unwrap()[0].value.clone().unwrap());
+                    assert!(stored >= last, "storage went back from {last} to {stored}");
+                    last = stored;
+                    if let Some(out) = engine.read_cached(&[get(b"a")]) {
+                        let cached = number(out[0].value.as_ref().unwrap());
+                        assert!(cached >= last, "cache served {cached} after storage showed {last}");
+                        last = cached;
+                        hits += 1;
+                    }
+                    if let Some(out) = engine.read_cached(&[get_batch(&[b"a", b"b"])]) {
+                        let values = out[0].values.as_ref().unwrap();
+                        assert_eq!(number(&values[0]), number(&values[1]), "a getBatch split one commit");
+                    }
+                }
+                hits
+            })
+        })
+        .collect();
+    writer.join().unwrap();
+    let hits: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
+    assert!(hits > 0, "the cache answered some reads");
+}
+
+/// Plain writes skip fjall's oracle only while no transaction is live; one that lands while a
+/// serializable transaction is open must still make it conflict (lost update otherwise).
+#[test]
+fn a_plain_write_under_an_open_transaction_still_conflicts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    engine.execute(vec![put(b"k", b"0")]).unwrap();
+    let begin = || engine.execute(vec![Op { kind: kind::BEGIN, isolation: Some(0), ..Default::default() }]).unwrap()[0].txn.unwrap();
+    let txn = begin();
+    assert_eq!(engine.execute(vec![Op { txn: Some(txn), ..get(b"k") }]).unwrap()[0].value, Some(Some(b"0".to_vec())));
+    assert!(engine.execute(vec![put(b"k", b"plain")]).unwrap()[0].error.is_none());
+    engine.execute(vec![Op { txn: Some(txn), ..put(b"k", b"from txn") }]).unwrap();
+    let out = engine.execute(vec![Op { kind: kind::COMMIT, txn: Some(txn), ..Default::default() }]).unwrap();
+    assert_eq!(out[0].error.as_ref().map(EngineError::code), Some("TXN_CONFLICT"));
+    assert_eq!(engine.execute(vec![get(b"k")]).unwrap()[0].value, Some(Some(b"plain".to_vec())));
+
+    // With no transaction live, plain writes take the batch path; a transaction begun
+    // after them sees them and commits.
+    assert_eq!(engine.store().unwrap().txns.live(), 0);
+    engine.execute(vec![put(b"k", b"1"), put(b"k", b"2"), Op { kind: kind::DELETE, key: Some(b"x".to_vec()), ..Default::default() }]).unwrap();
+    let txn = begin();
+    assert_eq!(engine.store().unwrap().txns.live(), 1);
+    assert_eq!(engine.execute(vec![Op { txn: Some(txn), ..get(b"k") }]).unwrap()[0].value, Some(Some(b"2".to_vec())));
+    engine.execute(vec![Op { txn: Some(txn), ..put(b"k", b"3") }]).unwrap();
+    assert!(engine.execute(vec![Op { kind: kind::COMMIT, txn: Some(txn), ..Default::default() }]).unwrap()[0].error.is_none());
+    assert_eq!(engine.store().unwrap().txns.live(), 0);
+    let aborted = begin();
+    engine.execute(vec![Op { kind: kind::ABORT, txn: Some(aborted), ..Default::default() }]).unwrap();
+    assert_eq!(engine.store().unwrap().txns.live(), 0, "an abort ends the count too");
+}
