@@ -65,70 +65,60 @@ const KEY_DONE = Buffer.from([FIXSTR | 4, ...Buffer.from('done')]);
 /** Bytes of a scan batch map around its entries: fixmap, three keys, the done flag. */
 const SCAN_BATCH_FIXED_BYTES = 1 + KEY_CURSOR.length + KEY_ENTRIES.length + KEY_DONE.length + 1;
 
-function uintBytes(value: number): number {
-  return value < 0x80 ? 1 : value < 0x100 ? 2 : value < 0x10000 ? 3 : 5;
+/**
+ * The tiered size forms of one MessagePack type: `fix | n` while n < fixLimit (types with a
+ * fix form), else a tag with an 8-, 16- or 32-bit big-endian size (tag8 null: no 8-bit form).
+ * For uint the "size" is the value itself.
+ */
+interface SizeForms {
+  fix: number;
+  fixLimit: number;
+  tag8: number | null;
+  tag16: number;
+  tag32: number;
+}
+const UINT_FORMS: SizeForms = { fix: 0x00, fixLimit: 0x80, tag8: UINT8, tag16: UINT16, tag32: UINT32 };
+const BIN_FORMS: SizeForms = { fix: 0, fixLimit: 0, tag8: BIN8, tag16: BIN16, tag32: BIN32 };
+const ARRAY_FORMS: SizeForms = { fix: FIXARRAY, fixLimit: 16, tag8: null, tag16: ARRAY16, tag32: ARRAY32 };
+
+/** Bytes of the header writeHeader writes for `n`. */
+function headerBytes(n: number, forms: SizeForms): number {
+  if (n < forms.fixLimit) return 1;
+  if (n < 0x100 && forms.tag8 !== null) return 2;
+  return n < 0x10000 ? 3 : 5;
 }
 
-function writeUint(target: Buffer, at: number, value: number): number {
-  if (value < 0x80) {
-    target[at] = value;
+/** Writes the smallest header of `forms` for `n` at `at`; returns the offset after it. */
+function writeHeader(target: Buffer, at: number, n: number, forms: SizeForms): number {
+  if (n < forms.fixLimit) {
+    target[at] = forms.fix | n;
     return at + 1;
   }
-  if (value < 0x100) {
-    target[at] = UINT8;
-    target[at + 1] = value;
+  if (n < 0x100 && forms.tag8 !== null) {
+    target[at] = forms.tag8;
+    target[at + 1] = n;
     return at + 2;
   }
-  if (value < 0x10000) {
-    target[at] = UINT16;
-    target.writeUInt16BE(value, at + 1);
+  if (n < 0x10000) {
+    target[at] = forms.tag16;
+    target.writeUInt16BE(n, at + 1);
     return at + 3;
   }
-  target[at] = UINT32;
-  target.writeUInt32BE(value, at + 1);
+  target[at] = forms.tag32;
+  target.writeUInt32BE(n, at + 1);
   return at + 5;
 }
 
-function binBytes(length: number): number {
-  return (length < 0x100 ? 2 : length < 0x10000 ? 3 : 5) + length;
-}
+const uintBytes = (value: number): number => headerBytes(value, UINT_FORMS);
+const writeUint = (target: Buffer, at: number, value: number): number => writeHeader(target, at, value, UINT_FORMS);
+const binBytes = (length: number): number => headerBytes(length, BIN_FORMS) + length;
+const arrayHeaderBytes = (count: number): number => headerBytes(count, ARRAY_FORMS);
+const writeArrayHeader = (target: Buffer, at: number, count: number): number => writeHeader(target, at, count, ARRAY_FORMS);
 
 function writeBin(target: Buffer, at: number, bytes: Uint8Array): number {
-  const length = bytes.length;
-  if (length < 0x100) {
-    target[at] = BIN8;
-    target[at + 1] = length;
-    at += 2;
-  } else if (length < 0x10000) {
-    target[at] = BIN16;
-    target.writeUInt16BE(length, at + 1);
-    at += 3;
-  } else {
-    target[at] = BIN32;
-    target.writeUInt32BE(length, at + 1);
-    at += 5;
-  }
-  target.set(bytes, at);
-  return at + length;
-}
-
-function arrayHeaderBytes(count: number): number {
-  return count < 16 ? 1 : count < 0x10000 ? 3 : 5;
-}
-
-function writeArrayHeader(target: Buffer, at: number, count: number): number {
-  if (count < 16) {
-    target[at] = FIXARRAY | count;
-    return at + 1;
-  }
-  if (count < 0x10000) {
-    target[at] = ARRAY16;
-    target.writeUInt16BE(count, at + 1);
-    return at + 3;
-  }
-  target[at] = ARRAY32;
-  target.writeUInt32BE(count, at + 1);
-  return at + 5;
+  const start = writeHeader(target, at, bytes.length, BIN_FORMS);
+  target.set(bytes, start);
+  return start + bytes.length;
 }
 
 function isIdNumber(id: number): boolean {
@@ -284,73 +274,48 @@ function matches(body: Buffer, at: number, literal: Buffer): boolean {
 /** Cursor of the reader: where the next item starts; -1 once something did not match. */
 let at = 0;
 
-/** Reads a uint as writeUint writes it (fixint, uint8/16/32); -1 (and at = -1) otherwise. */
-function readUint(body: Buffer): number {
+/**
+ * Reads a header of `forms` at `at` and returns its size (advancing `at` past the header), or
+ * -1 and at = -1 if the byte there is none of its forms or the header is cut.
+ */
+function readHeader(body: Buffer, forms: SizeForms): number {
   const end = body.length;
   if (at < 0 || at >= end) return (at = -1);
   const tag = body[at];
-  let value: number;
-  if (tag < 0x80) {
-    value = tag;
+  if (forms.fixLimit > 0 && tag >= forms.fix && tag < forms.fix + forms.fixLimit) {
     at += 1;
-  } else if (tag === UINT8 && at + 2 <= end) {
-    value = body[at + 1];
-    at += 2;
-  } else if (tag === UINT16 && at + 3 <= end) {
-    value = body.readUInt16BE(at + 1);
-    at += 3;
-  } else if (tag === UINT32 && at + 5 <= end) {
-    value = body.readUInt32BE(at + 1);
-    at += 5;
-  } else {
-    return (at = -1);
+    return tag - forms.fix;
   }
-  return value;
+  if (tag === forms.tag8 && at + 2 <= end) {
+    at += 2;
+    return body[at - 1];
+  }
+  if (tag === forms.tag16 && at + 3 <= end) {
+    at += 3;
+    return body.readUInt16BE(at - 2);
+  }
+  if (tag === forms.tag32 && at + 5 <= end) {
+    at += 5;
+    return body.readUInt32BE(at - 4);
+  }
+  return (at = -1);
 }
+
+/** Reads a uint as writeUint writes it (fixint, uint8/16/32); -1 (and at = -1) otherwise. */
+const readUint = (body: Buffer): number => readHeader(body, UINT_FORMS);
 
 /** Reads a bin as a view of the body; null (and at = -1) for anything else. */
 function readBin(body: Buffer): Buffer | null {
-  const end = body.length;
-  if (at < 0 || at >= end) return ((at = -1), null);
-  const tag = body[at];
-  let length: number;
-  let start: number;
-  if (tag === BIN8 && at + 2 <= end) {
-    length = body[at + 1];
-    start = at + 2;
-  } else if (tag === BIN16 && at + 3 <= end) {
-    length = body.readUInt16BE(at + 1);
-    start = at + 3;
-  } else if (tag === BIN32 && at + 5 <= end) {
-    length = body.readUInt32BE(at + 1);
-    start = at + 5;
-  } else {
-    return ((at = -1), null);
-  }
-  if (start + length > end) return ((at = -1), null);
-  at = start + length;
-  return body.subarray(start, at);
+  const length = readHeader(body, BIN_FORMS);
+  if (at < 0 || at + length > body.length) return ((at = -1), null);
+  at += length;
+  return body.subarray(at - length, at);
 }
 
 /** Reads an array header (fixarray, array16/32) whose count the remaining bytes can hold. */
 function readArrayHeader(body: Buffer): number {
-  const end = body.length;
-  if (at < 0 || at >= end) return (at = -1);
-  const tag = body[at];
-  let count: number;
-  if ((tag & 0xf0) === FIXARRAY) {
-    count = tag & 0x0f;
-    at += 1;
-  } else if (tag === ARRAY16 && at + 3 <= end) {
-    count = body.readUInt16BE(at + 1);
-    at += 3;
-  } else if (tag === ARRAY32 && at + 5 <= end) {
-    count = body.readUInt32BE(at + 1);
-    at += 5;
-  } else {
-    return (at = -1);
-  }
-  return count > end - at ? (at = -1) : count; // every item takes at least one byte
+  const count = readHeader(body, ARRAY_FORMS);
+  return at < 0 || count > body.length - at ? (at = -1) : count; // every item takes at least one byte
 }
 
 function readLiteral(body: Buffer, literal: Buffer): boolean {
