@@ -30,14 +30,12 @@ import type { Logger } from 'pino';
 import { OpKind, type EngineOp, type EngineResult } from '../engine/types.js';
 import { MessageCodec } from '../protocol/codec.js';
 import { ToonDBError, toToonDBError } from '../protocol/errors.js';
-import { FrameDecoder } from '../protocol/frame.js';
-import {
-  ENGINE_BATCH_KEYS_MAX, ENGINE_BATCH_REQUESTS_MAX, ENGINE_CALLS_PER_CONNECTION_MAX, HANDSHAKE_TIMEOUT_MS, OUTPUT_BUFFER_BYTES_MAX,
-  WRITE_COALESCE_BYTES_MAX,
-} from '../protocol/limits.js';
+import { FrameDecoder, frameBuffers } from '../protocol/frame.js';
+import { ENGINE_CALLS_PER_CONNECTION_MAX, HANDSHAKE_TIMEOUT_MS, OUTPUT_BUFFER_BYTES_MAX } from '../protocol/limits.js';
 import { CONNECTION_ERROR_ID, OP_FAMILIES, type Request } from '../protocol/messages.js';
 import { readSimpleRequest, simpleReplyBytes, writeSimpleReply, type SimpleResult } from '../protocol/simple-frames.js';
 import { parseRequest, requestIdOf } from '../protocol/validate.js';
+import { nextBatch } from './batching.js';
 import * as admin from './handlers/admin.js';
 import { finish, isDataRequest, prepare, type DataRequest } from './handlers/index.js';
 import { fail, ok, type Outcome, type SessionScope } from './handlers/scope.js';
@@ -342,9 +340,9 @@ export class Session {
   }
 
   /**
-   * Writes replies with one socket write (one corked writev past WRITE_COALESCE_BYTES_MAX);
-   * accounts latency and errors. Replies of the simple shapes (protocol/simple-frames.ts) are
-   * written straight into the outgoing buffer; others are encoded by the codec and copied in.
+   * Writes replies with one socket write (protocol/frame.ts frameBuffers); accounts latency and
+   * errors. Replies of the simple shapes (protocol/simple-frames.ts) are written straight into
+   * the outgoing buffer; others are encoded by the codec.
    */
   private send(replies: Reply[]): void {
     this.inFlight -= replies.length;
@@ -368,28 +366,12 @@ export class Session {
       totalBytes += bytes;
     }
     counters.bytesOut += totalBytes;
-    const simple = (i: number, target: Buffer, at: number): number =>
-      writeSimpleReply(target, at, replies[i].id, (replies[i].outcome as { result: SimpleResult }).result, sizes[i]);
-    if (totalBytes <= WRITE_COALESCE_BYTES_MAX) {
-      const out = Buffer.allocUnsafe(totalBytes);
-      let at = 0;
-      for (let i = 0; i < replies.length; i++) {
-        const frame = frames[i];
-        at = frame !== null ? at + frame.copy(out, at) : simple(i, out, at);
-      }
-      this.socket.write(out);
-    } else {
-      this.socket.cork();
-      for (let i = 0; i < replies.length; i++) {
-        let frame = frames[i];
-        if (frame === null) {
-          frame = Buffer.allocUnsafe(sizes[i]);
-          simple(i, frame, 0);
-        }
-        this.socket.write(frame);
-      }
-      this.socket.uncork();
-    }
+    this.writeAll(frameBuffers({
+      count: replies.length,
+      bytes: (i) => sizes[i],
+      ready: (i) => frames[i],
+      write: (i, target, at) => writeSimpleReply(target, at, replies[i].id, (replies[i].outcome as { result: SimpleResult }).result, sizes[i]),
+    }, totalBytes));
     if (this.socket.writableLength > OUTPUT_BUFFER_BYTES_MAX) {
       this.log.warn({ bufferedBytes: this.socket.writableLength }, 'closing connection that does not read its replies');
       this.socket.destroy();
@@ -397,6 +379,16 @@ export class Session {
       return;
     }
     this.maybeResume();
+  }
+
+  private writeAll(buffers: Buffer[]): void {
+    if (buffers.length === 1) {
+      this.socket.write(buffers[0]);
+      return;
+    }
+    this.socket.cork();
+    for (const buffer of buffers) this.socket.write(buffer);
+    this.socket.uncork();
   }
 
   private encodeReply(reply: Reply): Buffer {
@@ -489,45 +481,5 @@ export class Session {
     if (this.closed) return;
     this.socket.end();
     this.close('daemon shutdown');
-  }
-}
-
-/** How many queued requests form the next engine call (at most ENGINE_BATCH_REQUESTS_MAX
- * requests and ENGINE_BATCH_KEYS_MAX keys, always at least one), and whether all are plain reads. */
-function nextBatch(queue: readonly Queued[]): { take: number; readOnly: boolean } {
-  let keys = 0;
-  let readOnly = true;
-  let take = 0;
-  for (; take < queue.length && take < ENGINE_BATCH_REQUESTS_MAX; take++) {
-    const req = queue[take].req;
-    keys += keysOf(req);
-    if (keys > ENGINE_BATCH_KEYS_MAX && take > 0) break;
-    readOnly &&= isPlainRead(req);
-  }
-  return { take, readOnly };
-}
-
-/** A read outside any transaction: it changes no state, so it may run beside other reads. */
-function isPlainRead(req: Request): boolean {
-  switch (req.op) {
-    case 'get':
-    case 'exists':
-    case 'getBatch':
-    case 'listPath':
-      return req.txn === undefined;
-    default:
-      return false;
-  }
-}
-
-function keysOf(req: Request): number {
-  switch (req.op) {
-    case 'getBatch':
-    case 'deleteBatch':
-      return req.keys.length;
-    case 'putBatch':
-      return req.entries.length;
-    default:
-      return 1;
   }
 }

@@ -32,8 +32,8 @@
 import type { Socket } from 'node:net';
 import { MessageCodec } from '../protocol/codec.js';
 import { ToonDBError, errorFromWire, toToonDBError } from '../protocol/errors.js';
-import { FrameDecoder } from '../protocol/frame.js';
-import { CLIENT_WRITE_QUEUE_BYTES_MAX, FRAME_BYTES_MAX, FRAME_HEADER_BYTES, WRITE_COALESCE_BYTES_MAX } from '../protocol/limits.js';
+import { FrameDecoder, frameBuffers } from '../protocol/frame.js';
+import { CLIENT_WRITE_QUEUE_BYTES_MAX, FRAME_BYTES_MAX, FRAME_HEADER_BYTES } from '../protocol/limits.js';
 import { CONNECTION_ERROR_ID } from '../protocol/messages.js';
 import { readSimpleReply, simpleRequestBytes, writeSimpleRequest } from '../protocol/simple-frames.js';
 import { PendingTable, type Pending } from './pending.js';
@@ -215,21 +215,18 @@ export class Connection {
       item.pending.written = true;
       totalBytes += item.frameBytes;
     }
-    if (totalBytes <= WRITE_COALESCE_BYTES_MAX) {
-      const out = Buffer.allocUnsafe(totalBytes);
-      let at = 0;
-      for (const item of live) at = item.frame !== null ? at + item.frame.copy(out, at) : writeSimple(out, at, item);
-      this.socket.write(out);
+    const buffers = frameBuffers({
+      count: live.length,
+      bytes: (i) => live[i].frameBytes,
+      ready: (i) => live[i].frame,
+      write: (i, target, at) => writeSimple(target, at, live[i]),
+    }, totalBytes);
+    if (buffers.length === 1) {
+      this.socket.write(buffers[0]);
       return;
     }
     this.socket.cork();
-    for (const item of live) {
-      this.socket.write(item.frame ?? (() => {
-        const frame = Buffer.allocUnsafe(item.frameBytes);
-        writeSimple(frame, 0, item);
-        return frame;
-      })());
-    }
+    for (const buffer of buffers) this.socket.write(buffer);
     this.socket.uncork();
   }
 

@@ -9,7 +9,8 @@
  *                                                                    value (see codec.ts)
  *
  * Responsibility: turn an arbitrarily chunked byte stream into whole frame bodies (FrameDecoder),
- * and put the length prefix in front of a body (encodeFrame / writeFrameHeader). Pure: no I/O,
+ * put the length prefix in front of a body (encodeFrame / writeFrameHeader), and lay out a
+ * batch of outgoing frames for one write (frameBuffers). Pure: no I/O,
  * no timers, no MessagePack knowledge.
  *
  * Invariants (FrameDecoder, checked by `invariants()`):
@@ -28,7 +29,7 @@
  */
 
 import { ToonDBError } from './errors.js';
-import { FRAME_BYTES_MAX, FRAME_HEADER_BYTES } from './limits.js';
+import { FRAME_BYTES_MAX, FRAME_HEADER_BYTES, WRITE_COALESCE_BYTES_MAX } from './limits.js';
 
 /** Largest value the 4-byte prefix can carry. */
 const FRAME_LENGTH_PREFIX_MAX = 0xffff_ffff;
@@ -225,4 +226,43 @@ export function encodeFrame(body: Uint8Array, frameBytesMax: number = FRAME_BYTE
   writeFrameHeader(frame, 0, body.length);
   frame.set(body, FRAME_HEADER_BYTES);
   return frame;
+}
+
+/** A batch of outgoing frames, some already encoded, some written on demand. */
+export interface FrameSource {
+  readonly count: number;
+  /** Bytes of frame i, length prefix included. */
+  bytes(i: number): number;
+  /** Frame i if it is already encoded, else null (then `write` writes it). */
+  ready(i: number): Buffer | null;
+  /** Writes frame i at `at` of `target`; returns the offset after it. */
+  write(i: number, target: Buffer, at: number): number;
+}
+
+/**
+ * The buffers that carry a batch of frames in one socket write: a single buffer holding them
+ * all when they total at most WRITE_COALESCE_BYTES_MAX (small copies, one write call), else one
+ * buffer per frame, to be written corked (one writev, no copy of an encoded large frame).
+ */
+export function frameBuffers(source: FrameSource, totalBytes: number): Buffer[] {
+  if (totalBytes <= WRITE_COALESCE_BYTES_MAX) {
+    const out = Buffer.allocUnsafe(totalBytes);
+    let at = 0;
+    for (let i = 0; i < source.count; i++) {
+      const frame = source.ready(i);
+      at = frame !== null ? at + frame.copy(out, at) : source.write(i, out, at);
+    }
+    if (at !== totalBytes) throw new Error(`invariant: frames filled ${at} of ${totalBytes} bytes`);
+    return [out];
+  }
+  const buffers = new Array<Buffer>(source.count);
+  for (let i = 0; i < source.count; i++) {
+    let frame = source.ready(i);
+    if (frame === null) {
+      frame = Buffer.allocUnsafe(source.bytes(i));
+      source.write(i, frame, 0);
+    }
+    buffers[i] = frame;
+  }
+  return buffers;
 }

@@ -1,0 +1,52 @@
+/**
+ * How a connection's queued requests form engine calls.
+ *
+ * Responsibility: size the next engine call (at most ENGINE_BATCH_REQUESTS_MAX requests and
+ * ENGINE_BATCH_KEYS_MAX keys, always at least one request) and say whether it holds only plain
+ * reads, which are the calls that may run beside each other (daemon/session.ts pump()).
+ *
+ * Invariants: pure; the queue is only read.
+ */
+
+import { ENGINE_BATCH_KEYS_MAX, ENGINE_BATCH_REQUESTS_MAX } from '../protocol/limits.js';
+import type { Request } from '../protocol/messages.js';
+
+/** How many queued requests form the next engine call (at most ENGINE_BATCH_REQUESTS_MAX
+ * requests and ENGINE_BATCH_KEYS_MAX keys, always at least one), and whether all are plain reads. */
+export function nextBatch(queue: readonly { req: Request }[]): { take: number; readOnly: boolean } {
+  let keys = 0;
+  let readOnly = true;
+  let take = 0;
+  for (; take < queue.length && take < ENGINE_BATCH_REQUESTS_MAX; take++) {
+    const req = queue[take].req;
+    keys += keysOf(req);
+    if (keys > ENGINE_BATCH_KEYS_MAX && take > 0) break;
+    readOnly &&= isPlainRead(req);
+  }
+  return { take, readOnly };
+}
+
+/** A read outside any transaction: it changes no state, so it may run beside other reads. */
+function isPlainRead(req: Request): boolean {
+  switch (req.op) {
+    case 'get':
+    case 'exists':
+    case 'getBatch':
+    case 'listPath':
+      return req.txn === undefined;
+    default:
+      return false;
+  }
+}
+
+function keysOf(req: Request): number {
+  switch (req.op) {
+    case 'getBatch':
+    case 'deleteBatch':
+      return req.keys.length;
+    case 'putBatch':
+      return req.entries.length;
+    default:
+      return 1;
+  }
+}
