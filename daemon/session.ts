@@ -30,7 +30,7 @@ import type { Logger } from 'pino';
 import { OpKind, type EngineOp, type EngineResult } from '../engine/types.js';
 import { MessageCodec } from '../protocol/codec.js';
 import { ToonDBError, toToonDBError } from '../protocol/errors.js';
-import { FrameDecoder, frameBuffers } from '../protocol/frame.js';
+import { FrameDecoder, writeFrames } from '../protocol/frame.js';
 import { ENGINE_CALLS_PER_CONNECTION_MAX, HANDSHAKE_TIMEOUT_MS, OUTPUT_BUFFER_BYTES_MAX } from '../protocol/limits.js';
 import { CONNECTION_ERROR_ID, OP_FAMILIES, type Request } from '../protocol/messages.js';
 import { readSimpleRequest, simpleReplyBytes, writeSimpleReply, type SimpleResult } from '../protocol/simple-frames.js';
@@ -340,7 +340,7 @@ export class Session {
   }
 
   /**
-   * Writes replies with one socket write (protocol/frame.ts frameBuffers); accounts latency and
+   * Writes replies with one socket write (protocol/frame.ts writeFrames); accounts latency and
    * errors. Replies of the simple shapes (protocol/simple-frames.ts) are written straight into
    * the outgoing buffer; others are encoded by the codec.
    */
@@ -366,12 +366,12 @@ export class Session {
       totalBytes += bytes;
     }
     counters.bytesOut += totalBytes;
-    this.writeAll(frameBuffers({
+    writeFrames(this.socket, {
       count: replies.length,
       bytes: (i) => sizes[i],
       ready: (i) => frames[i],
       write: (i, target, at) => writeSimpleReply(target, at, replies[i].id, (replies[i].outcome as { result: SimpleResult }).result, sizes[i]),
-    }, totalBytes));
+    }, totalBytes);
     if (this.socket.writableLength > OUTPUT_BUFFER_BYTES_MAX) {
       this.log.warn({ bufferedBytes: this.socket.writableLength }, 'closing connection that does not read its replies');
       this.socket.destroy();
@@ -379,16 +379,6 @@ export class Session {
       return;
     }
     this.maybeResume();
-  }
-
-  private writeAll(buffers: Buffer[]): void {
-    if (buffers.length === 1) {
-      this.socket.write(buffers[0]);
-      return;
-    }
-    this.socket.cork();
-    for (const buffer of buffers) this.socket.write(buffer);
-    this.socket.uncork();
   }
 
   private encodeReply(reply: Reply): Buffer {

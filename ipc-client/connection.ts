@@ -32,7 +32,7 @@
 import type { Socket } from 'node:net';
 import { MessageCodec } from '../protocol/codec.js';
 import { ToonDBError, errorFromWire, toToonDBError } from '../protocol/errors.js';
-import { FrameDecoder, frameBuffers } from '../protocol/frame.js';
+import { FrameDecoder, writeFrames } from '../protocol/frame.js';
 import { CLIENT_WRITE_QUEUE_BYTES_MAX, FRAME_BYTES_MAX, FRAME_HEADER_BYTES } from '../protocol/limits.js';
 import { CONNECTION_ERROR_ID } from '../protocol/messages.js';
 import { readSimpleReply, simpleRequestBytes, writeSimpleRequest } from '../protocol/simple-frames.js';
@@ -215,19 +215,12 @@ export class Connection {
       item.pending.written = true;
       totalBytes += item.frameBytes;
     }
-    const buffers = frameBuffers({
+    writeFrames(this.socket, {
       count: live.length,
       bytes: (i) => live[i].frameBytes,
       ready: (i) => live[i].frame,
       write: (i, target, at) => writeSimple(target, at, live[i]),
     }, totalBytes);
-    if (buffers.length === 1) {
-      this.socket.write(buffers[0]);
-      return;
-    }
-    this.socket.cork();
-    for (const buffer of buffers) this.socket.write(buffer);
-    this.socket.uncork();
   }
 
   /** After 'drain': lets waiting requests in, in order, until the bound is reached again. */

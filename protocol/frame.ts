@@ -9,8 +9,8 @@
  *                                                                    value (see codec.ts)
  *
  * Responsibility: turn an arbitrarily chunked byte stream into whole frame bodies (FrameDecoder),
- * put the length prefix in front of a body (encodeFrame / writeFrameHeader), and lay out a
- * batch of outgoing frames for one write (frameBuffers). Pure: no I/O,
+ * put the length prefix in front of a body (encodeFrame / writeFrameHeader), and hand a batch
+ * of outgoing frames to a sink in one write (writeFrames; the sink, a socket, does the I/O). Pure: no I/O,
  * no timers, no MessagePack knowledge.
  *
  * Invariants (FrameDecoder, checked by `invariants()`):
@@ -239,12 +239,19 @@ export interface FrameSource {
   write(i: number, target: Buffer, at: number): number;
 }
 
+/** Where writeFrames puts a batch: a net.Socket, or anything with its write/cork/uncork. */
+export interface FrameSink {
+  write(chunk: Buffer): unknown;
+  cork(): void;
+  uncork(): void;
+}
+
 /**
- * The buffers that carry a batch of frames in one socket write: a single buffer holding them
- * all when they total at most WRITE_COALESCE_BYTES_MAX (small copies, one write call), else one
- * buffer per frame, to be written corked (one writev, no copy of an encoded large frame).
+ * Hands a batch of frames to `sink` as one write: a single buffer holding them all when they
+ * total at most WRITE_COALESCE_BYTES_MAX (small copies, one write call), else one buffer per
+ * frame inside cork/uncork (one writev, no copy of an encoded large frame).
  */
-export function frameBuffers(source: FrameSource, totalBytes: number): Buffer[] {
+export function writeFrames(sink: FrameSink, source: FrameSource, totalBytes: number): void {
   if (totalBytes <= WRITE_COALESCE_BYTES_MAX) {
     const out = Buffer.allocUnsafe(totalBytes);
     let at = 0;
@@ -253,16 +260,17 @@ export function frameBuffers(source: FrameSource, totalBytes: number): Buffer[] 
       at = frame !== null ? at + frame.copy(out, at) : source.write(i, out, at);
     }
     if (at !== totalBytes) throw new Error(`invariant: frames filled ${at} of ${totalBytes} bytes`);
-    return [out];
+    sink.write(out);
+    return;
   }
-  const buffers = new Array<Buffer>(source.count);
+  sink.cork();
   for (let i = 0; i < source.count; i++) {
     let frame = source.ready(i);
     if (frame === null) {
       frame = Buffer.allocUnsafe(source.bytes(i));
       source.write(i, frame, 0);
     }
-    buffers[i] = frame;
+    sink.write(frame);
   }
-  return buffers;
+  sink.uncork();
 }

@@ -1,10 +1,10 @@
-// FrameDecoder / encodeFrame. Guards against the classic framing bugs: a header split across
+// FrameDecoder / encodeFrame / writeFrames. Guards against the classic framing bugs: a header split across
 // chunks, several frames in one chunk, a returned body overwritten by a later push, buffering a
 // hostile announced length, and quietly continuing after a bad prefix.
 import { describe, expect, it } from 'vitest';
 import { ToonDBError } from '../../protocol/errors.js';
-import { FrameDecoder, encodeFrame, writeFrameHeader } from '../../protocol/frame.js';
-import { FRAME_BYTES_MAX, FRAME_HEADER_BYTES } from '../../protocol/limits.js';
+import { FrameDecoder, encodeFrame, writeFrameHeader, writeFrames } from '../../protocol/frame.js';
+import { FRAME_BYTES_MAX, FRAME_HEADER_BYTES, WRITE_COALESCE_BYTES_MAX } from '../../protocol/limits.js';
 
 function body(length: number, seed: number): Buffer {
   const bytes = Buffer.allocUnsafe(length);
@@ -202,5 +202,45 @@ describe('encodeFrame / writeFrameHeader', () => {
     expect(() => encodeFrame(new Uint8Array(11), 10)).toThrowError(expect.objectContaining({ code: 'FRAME_TOO_LARGE' }));
     expect(() => writeFrameHeader(new Uint8Array(4), 0, 2 ** 32)).toThrowError(expect.objectContaining({ code: 'FRAME_TOO_LARGE' }));
     expect(() => writeFrameHeader(new Uint8Array(4), 1, 5)).toThrowError(expect.objectContaining({ code: 'INTERNAL' }));
+  });
+});
+
+describe('writeFrames', () => {
+  function sink() {
+    const calls: string[] = [];
+    const chunks: Buffer[] = [];
+    return {
+      calls, chunks,
+      write(chunk: Buffer) { calls.push('write'); chunks.push(chunk); },
+      cork() { calls.push('cork'); },
+      uncork() { calls.push('uncork'); },
+    };
+  }
+  // Frame 0 is ready-made; frame 1 is written on demand (filled with 0xbb).
+  const source = (readyFrame: Buffer, writtenBytes: number) => ({
+    count: 2,
+    bytes: (i: number) => (i === 0 ? readyFrame.length : writtenBytes),
+    ready: (i: number) => (i === 0 ? readyFrame : null),
+    write: (_i: number, target: Buffer, at: number) => {
+      target.fill(0xbb, at, at + writtenBytes);
+      return at + writtenBytes;
+    },
+  });
+
+  it('coalesces a small batch into one write, in order', () => {
+    const out = sink();
+    const ready = Buffer.alloc(10, 0xaa);
+    writeFrames(out, source(ready, 6), 16);
+    expect(out.calls).toEqual(['write']);
+    expect(out.chunks[0]).toEqual(Buffer.concat([ready, Buffer.alloc(6, 0xbb)]));
+  });
+
+  it('writes a large batch corked, one buffer per frame, passing ready frames through uncopied', () => {
+    const out = sink();
+    const ready = Buffer.alloc(WRITE_COALESCE_BYTES_MAX, 0xaa);
+    writeFrames(out, source(ready, 6), WRITE_COALESCE_BYTES_MAX + 6);
+    expect(out.calls).toEqual(['cork', 'write', 'write', 'uncork']);
+    expect(out.chunks[0]).toBe(ready);
+    expect(out.chunks[1]).toEqual(Buffer.alloc(6, 0xbb));
   });
 });
