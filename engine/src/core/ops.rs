@@ -217,14 +217,15 @@ fn read_op(store: &Store, op: Op) -> EngineResult<OpOutput> {
     Ok(read_output(store, op.kind, values))
 }
 
-/// The keys of a get / exists / getBatch, validated against the limits.
-fn read_keys(store: &Store, op: &Op) -> EngineResult<Vec<Vec<u8>>> {
+/// The keys of a get / exists / getBatch (borrowed, both paths run per request), validated
+/// against the limits.
+fn read_keys<'a>(store: &Store, op: &'a Op) -> EngineResult<&'a [Vec<u8>]> {
     let keys = match op.kind {
-        kind::GET_BATCH => need(op.keys.clone(), "keys")?,
-        _ => vec![need(op.key.clone(), "key")?],
+        kind::GET_BATCH => need(op.keys.as_deref(), "keys")?,
+        _ => std::slice::from_ref(need(op.key.as_ref(), "key")?),
     };
     store.check_batch(keys.len())?;
-    for key in &keys {
+    for key in keys {
         store.check_key(key)?;
     }
     Ok(keys)
@@ -260,9 +261,9 @@ pub fn read_cached(store: &Store, ops: &[Op]) -> Option<Vec<OpOutput>> {
             return None;
         }
         let keys = read_keys(store, op).ok()?;
-        let rows = match keys.as_slice() {
+        let rows = match keys {
             [key] => vec![store.rows.lookup(key)?],
-            _ => store.rows.lookup_all(&keys)?,
+            _ => store.rows.lookup_all(keys)?,
         };
         let values = rows.iter().map(|row| live_value(Some(row), now)).collect::<EngineResult<Vec<_>>>().ok()?;
         outputs.push(read_output(store, op.kind, values));
