@@ -132,20 +132,30 @@ impl RowCache {
     }
 }
 
+/// For a run of writes applied in order, which item is the last write of its key (true): the
+/// one that wins. Short runs (the common case) find repeated keys by a scan instead of hashing.
+pub fn last_writes<T>(items: &[T], key: impl Fn(&T) -> &[u8]) -> Vec<bool> {
+    let mut last = vec![false; items.len()];
+    let mut seen = (items.len() > RUN_SCAN_ITEMS_MAX).then(std::collections::HashSet::new);
+    for index in (0..items.len()).rev() {
+        let here = key(&items[index]);
+        let repeated = match &mut seen {
+            Some(seen) => !seen.insert(here),
+            None => (index + 1..items.len()).any(|later| last[later] && key(&items[later]) == here),
+        };
+        last[index] = !repeated;
+    }
+    last
+}
+
 impl RowWrites {
-    /// The cache effect of a run of plain writes applied in order (later writes of a key win).
-    pub fn of_run<'a>(items: impl DoubleEndedIterator<Item = (&'a [u8], Option<&'a [u8]>)> + ExactSizeIterator) -> RowWrites {
+    /// The cache effect of a run of writes applied in order: `last` (from `last_writes`) marks
+    /// the write of each key that wins; `parts` gives an item's key and stored value (None for
+    /// a delete).
+    pub fn of_run<T>(items: &[T], last: &[bool], parts: impl Fn(&T) -> (&[u8], Option<&[u8]>)) -> RowWrites {
         let mut writes = RowWrites { keys: Vec::with_capacity(items.len()), rows: Vec::with_capacity(items.len()) };
-        // Short runs (the common case) find repeated keys by a scan instead of hashing.
-        let mut seen = (items.len() > RUN_SCAN_ITEMS_MAX).then(std::collections::HashSet::new);
-        for (key, stored) in items.rev() {
-            let repeated = match &mut seen {
-                Some(seen) => !seen.insert(key),
-                None => writes.keys.iter().any(|k| k.as_slice() == key),
-            };
-            if repeated {
-                continue;
-            }
+        for (item, _) in items.iter().zip(last).filter(|(_, last)| **last) {
+            let (key, stored) = parts(item);
             writes.keys.push(key.to_vec());
             if let Some(stored) = stored {
                 writes.rows.push((key.to_vec(), stored.to_vec()));
@@ -165,7 +175,7 @@ mod tests {
     use super::*;
 
     fn run(items: &[(&[u8], Option<&[u8]>)]) -> RowWrites {
-        RowWrites::of_run(items.iter().copied())
+        RowWrites::of_run(items, &last_writes(items, |(key, _)| key), |&(key, stored)| (key, stored))
     }
 
     #[test]
@@ -173,6 +183,18 @@ mod tests {
         let writes = run(&[(b"a", Some(b"1")), (b"a", None), (b"b", Some(b"1")), (b"b", Some(b"2"))]);
         assert_eq!(writes.keys.len(), 2);
         assert_eq!(writes.rows, vec![(b"b".to_vec(), b"2".to_vec())]);
+    }
+
+    #[test]
+    fn last_writes_agree_between_the_scan_and_the_hash_set() {
+        // Short runs scan, long runs hash: both must mark the last write of each key.
+        for len in [3usize, RUN_SCAN_ITEMS_MAX, RUN_SCAN_ITEMS_MAX + 1, 200] {
+            let keys: Vec<Vec<u8>> = (0..len).map(|i| vec![(i * 7 % 5) as u8]).collect();
+            let last = last_writes(&keys, |k| k);
+            for (i, key) in keys.iter().enumerate() {
+                assert_eq!(last[i], !keys[i + 1..].contains(key), "len {len}, item {i}");
+            }
+        }
     }
 
     #[test]

@@ -19,7 +19,7 @@ use super::error::{EngineError, EngineResult};
 use super::tickets::Tickets;
 use super::txn::TxnRegistry;
 use super::preflight;
-use super::rowcache::{RowCache, RowWrites, ROW_CACHE_BYTES_DEFAULT};
+use super::rowcache::{last_writes, RowCache, RowWrites, ROW_CACHE_BYTES_DEFAULT};
 use super::value;
 use super::watermark::{self, Watermark};
 use fjall::{KeyspaceCreateOptions, OptimisticTxDatabase, OptimisticTxKeyspace, OptimisticWriteTx as WriteTransaction, PersistMode};
@@ -56,6 +56,14 @@ pub struct Recovery {
 pub enum WriteItem {
     Put { key: Vec<u8>, stored: Vec<u8>, expiry_ms: Option<u64> },
     Delete { key: Vec<u8> },
+}
+
+impl WriteItem {
+    pub fn key(&self) -> &[u8] {
+        match self {
+            WriteItem::Put { key, .. } | WriteItem::Delete { key } => key,
+        }
+    }
 }
 
 /// Outcome of one commit: the ticket always, the commit timestamp if it applied.
@@ -208,11 +216,18 @@ impl Store {
     /// commit: measured ~30 % of a write-heavy daemon's CPU. With a live transaction the writes
     /// go through a write transaction and the oracle as before.
     pub fn write_batch(&self, items: Vec<WriteItem>) -> Committed {
-        let writes = RowWrites::of_run(items.iter().map(|item| match item {
+        // One fjall batch gives all its items one seqno, so it must not hold two writes of a key:
+        // keep the last of each (as a write transaction does), and cache exactly those.
+        let last = last_writes(&items, WriteItem::key);
+        let writes = RowWrites::of_run(&items, &last, |item| match item {
             WriteItem::Put { key, stored, .. } => (key.as_slice(), Some(stored.as_slice())),
             WriteItem::Delete { key } => (key.as_slice(), None),
-        }));
-        let items = last_write_per_key(items);
+        });
+        let items: Vec<WriteItem> = if last.iter().all(|&l| l) {
+            items
+        } else {
+            items.into_iter().zip(last).filter_map(|(item, last)| last.then_some(item)).collect()
+        };
         self.commit_with(writes, |transactions_live| {
             if transactions_live {
                 let mut tx = self.write_tx()?;
@@ -284,26 +299,6 @@ impl Store {
         })?;
         self.watermark.record(covered)
     }
-}
-
-/// The last write of each key, in their original order. One fjall batch gives all its items the
-/// same seqno, so it must not hold two writes of one key (a write transaction dedups the same
-/// way, keeping the last).
-fn last_write_per_key(items: Vec<WriteItem>) -> Vec<WriteItem> {
-    let key_of = |item: &WriteItem| match item {
-        WriteItem::Put { key, .. } | WriteItem::Delete { key } => key.clone(),
-    };
-    if items.len() < 2 {
-        return items;
-    }
-    let mut last = std::collections::HashMap::with_capacity(items.len());
-    for (index, item) in items.iter().enumerate() {
-        last.insert(key_of(item), index);
-    }
-    if last.len() == items.len() {
-        return items;
-    }
-    items.into_iter().enumerate().filter(|(index, item)| last[&key_of(item)] == *index).map(|(_, item)| item).collect()
 }
 
 fn validate_limits(limits: &Limits) -> EngineResult<()> {

@@ -17,7 +17,7 @@
 //! `bytes` counts keys + values written and never exceeds `txn_bytes_max` in a live transaction.
 
 use super::error::{EngineError, EngineResult};
-use super::rowcache::RowWrites;
+use super::rowcache::{last_writes, RowWrites};
 use super::store::Store;
 use super::value;
 use super::view::{Overlay, View};
@@ -199,7 +199,8 @@ pub fn commit(store: &Store, id: u64) -> (u64, EngineResult<u64>) {
         Err(e) => return (store.tickets.issued(), Err(e)),
     };
     // Its rows go to the row cache after the commit, as plain writes' do (last write per key).
-    let rows = RowWrites::of_run(written.iter().map(|(key, stored)| (key.as_slice(), stored.as_deref())));
+    let last = last_writes(&written, |(key, _)| key);
+    let rows = RowWrites::of_run(&written, &last, |(key, stored)| (key.as_slice(), stored.as_deref()));
     let committed = store.commit_tx(tx, rows);
     drop(live);
     (committed.ticket, committed.result)
