@@ -33,7 +33,7 @@ import { ToonDBError, toToonDBError } from '../protocol/errors.js';
 import { FrameDecoder, writeFrames } from '../protocol/frame.js';
 import { ENGINE_CALLS_PER_CONNECTION_MAX, HANDSHAKE_TIMEOUT_MS, OUTPUT_BUFFER_BYTES_MAX } from '../protocol/limits.js';
 import { CONNECTION_ERROR_ID, OP_FAMILIES, type Request } from '../protocol/messages.js';
-import { readSimpleRequest, simpleReplyBytes, writeSimpleReply, type SimpleResult } from '../protocol/simple-frames.js';
+import { encodableResult, readSimpleRequest, simpleReplyBytes, writeSimpleReply, type SimpleResult } from '../protocol/simple-frames.js';
 import { parseRequest, requestIdOf } from '../protocol/validate.js';
 import { nextBatch } from './batching.js';
 import * as admin from './handlers/admin.js';
@@ -385,7 +385,7 @@ export class Session {
     const counters = this.ctx.counters;
     if (reply.outcome.ok) {
       try {
-        return this.codec.encode({ id: reply.id, result: reply.outcome.result });
+        return this.codec.encode({ id: reply.id, result: encodableResult(reply.outcome.result) });
       } catch (error) {
         reply = { ...reply, outcome: fail(toToonDBError(error)) };
       }

@@ -12,6 +12,7 @@
  * - Absent optional fields stay absent in decoded results (never `undefined`-valued keys).
  */
 import { ToonDBError } from '../protocol/errors.js';
+import { PackedEntries } from '../protocol/simple-frames.js';
 import type { EngineOp, EngineResult } from './types.js';
 
 const F_TXN = 1 << 0;
@@ -36,7 +37,7 @@ const R_HAS_FOUND = 1 << 3;
 const R_FOUND = 1 << 4;
 const R_VALUES = 1 << 5;
 const R_KEYS = 1 << 6;
-const R_VALS = 1 << 7;
+const R_ENTRIES = 1 << 7;
 const R_HAS_DONE = 1 << 8;
 const R_DONE = 1 << 9;
 const R_CURSOR = 1 << 10;
@@ -166,7 +167,10 @@ export function decodeResults(buf: Buffer): EngineResult[] {
       result.values = values;
     }
     if (flags & R_KEYS) result.keys = list();
-    if (flags & R_VALS) result.vals = list();
+    if (flags & R_ENTRIES) {
+      const n = u32();
+      result.entries = new PackedEntries(n, bytes());
+    }
     if (flags & R_HAS_DONE) result.done = (flags & R_DONE) !== 0;
     if (flags & R_CURSOR) result.cursor = num();
     if (flags & R_TXN) result.txn = num();

@@ -17,6 +17,8 @@
  * - Engine error codes are registry codes from protocol/errors.ts.
  */
 
+import type { PackedEntries } from '../protocol/simple-frames.js';
+
 /** Operation kinds understood by `execute`. The numbers are part of the addon ABI. */
 export const OpKind = {
   get: 1,
@@ -76,9 +78,10 @@ export interface EngineResult {
   found?: boolean;
   /** getBatch: values in key order, null where missing. */
   values?: (Buffer | null)[];
-  /** scanOpen/scanNext: keys and values of this batch (parallel arrays); listPath: child names. */
+  /** listPath: the child segments. */
   keys?: Buffer[];
-  vals?: Buffer[];
+  /** scanOpen/scanNext: this batch's entries, already in wire form (a view of the result). */
+  entries?: PackedEntries;
   /** scanOpen/scanNext: no more entries after this batch (the cursor is already freed). */
   done?: boolean;
   /** scanOpen: handle for scanNext/scanClose (absent when done in the first batch). */

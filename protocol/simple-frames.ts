@@ -7,8 +7,9 @@
  * Shapes:
  * - replies `{ id, result }` whose result is nil, a boolean, a Buffer, an array of Buffer/nil
  *   (get, exists, getBatch, and the nil of put, delete and the batch writes) or a scan batch
- *   `{ cursor, entries: [Buffer, Buffer][], done }` (scan, scanNext): `simpleReplyBytes` sizes
- *   one (or says it is not simple), `writeSimpleReply` writes the frame;
+ *   `{ cursor, entries, done }` (scan, scanNext), its entries as `[Buffer, Buffer]` pairs or as
+ *   PackedEntries (the pairs already encoded, as the engine returns them):
+ *   `simpleReplyBytes` sizes one (or says it is not simple), `writeSimpleReply` writes the frame;
  * - requests `{ id, op, key }`, `{ id, op, key, value }` (get, exists, delete, put) and
  *   `{ id, op, keys }` (getBatch, deleteBatch): `simpleRequestBytes` / `writeSimpleRequest`;
  * - reading a reply `{ id, result }` whose result is any of those: `readSimpleReply`; reading
@@ -26,11 +27,47 @@
 
 import { FRAME_HEADER_BYTES } from './limits.js';
 
+/**
+ * The elements of a scan batch's `entries` array, already encoded: `count` times a fixarray of
+ * 2 followed by two `bin`s in their smallest form (engine/src/core/wire.rs writes them), which
+ * is exactly what MessageCodec writes for `[Buffer, Buffer]` pairs. The daemon copies `bytes`
+ * into its reply as one block instead of handling each entry.
+ */
+export class PackedEntries {
+  constructor(
+    readonly count: number,
+    readonly bytes: Buffer,
+  ) {}
+
+  /** The pairs, as views of `bytes` (for tests and diagnostics; the daemon never needs them).
+   * Throws if `bytes` is not exactly `count` such pairs. */
+  toPairs(): [Buffer, Buffer][] {
+    const body = this.bytes;
+    const pairs = new Array<[Buffer, Buffer]>(this.count);
+    at = 0;
+    for (let i = 0; i < this.count; i++) {
+      const pair = body[at] === (FIXARRAY | 2) ? ((at += 1), [readBin(body), readBin(body)]) : [null, null];
+      if (pair[0] === null || pair[1] === null) throw new Error(`invariant: packed entry ${i} of ${this.count} is not a [bin, bin] pair`);
+      pairs[i] = pair as [Buffer, Buffer];
+    }
+    if (at !== body.length) throw new Error(`invariant: packed entries have ${body.length - at} trailing bytes`);
+    return pairs;
+  }
+}
+
 /** A scan batch as the daemon replies it (keys in this order). */
 export interface ScanBatchResult {
   cursor: number;
-  entries: [Buffer, Buffer][];
+  entries: [Buffer, Buffer][] | PackedEntries;
   done: boolean;
+}
+
+/** `result` as MessageCodec can encode it: a scan batch's PackedEntries become pairs. For the
+ * rare reply the writers refuse; the pairs are views of the packed bytes. */
+export function encodableResult(result: unknown): unknown {
+  if (typeof result !== 'object' || result === null || !('entries' in result)) return result;
+  const { entries } = result as { entries: unknown };
+  return entries instanceof PackedEntries ? { ...result, entries: entries.toPairs() } : result;
 }
 
 /** A reply result these writers and the reader handle. */
@@ -45,6 +82,7 @@ const BIN32 = 0xc6;
 const UINT8 = 0xcc;
 const UINT16 = 0xcd;
 const UINT32 = 0xce;
+const FLOAT64 = 0xcb;
 const ARRAY16 = 0xdc;
 const ARRAY32 = 0xdd;
 const FIXMAP = 0x80;
@@ -115,6 +153,18 @@ const binBytes = (length: number): number => headerBytes(length, BIN_FORMS) + le
 const arrayHeaderBytes = (count: number): number => headerBytes(count, ARRAY_FORMS);
 const writeArrayHeader = (target: Buffer, at: number, count: number): number => writeHeader(target, at, count, ARRAY_FORMS);
 
+/** A cursor id: any safe integer. Over 32 bits msgpackr writes a number as float64, so do we. */
+function isCursorNumber(cursor: number): boolean {
+  return Number.isSafeInteger(cursor) && cursor >= 0;
+}
+const cursorBytes = (cursor: number): number => (cursor > 0xffff_ffff ? 9 : uintBytes(cursor));
+function writeCursor(target: Buffer, at: number, cursor: number): number {
+  if (cursor <= 0xffff_ffff) return writeUint(target, at, cursor);
+  target[at] = FLOAT64;
+  target.writeDoubleBE(cursor, at + 1);
+  return at + 9;
+}
+
 function writeBin(target: Buffer, at: number, bytes: Uint8Array): number {
   const start = writeHeader(target, at, bytes.length, BIN_FORMS);
   target.set(bytes, start);
@@ -138,8 +188,11 @@ function isScanBatchShape(value: object): value is ScanBatchResult {
 
 function scanBatchBytes(batch: ScanBatchResult): number {
   const { cursor, entries, done } = batch;
-  if (!isIdNumber(cursor) || typeof done !== 'boolean' || !Array.isArray(entries)) return -1;
-  let total = SCAN_BATCH_FIXED_BYTES + uintBytes(cursor) + arrayHeaderBytes(entries.length);
+  if (!isCursorNumber(cursor) || typeof done !== 'boolean') return -1;
+  const fixed = SCAN_BATCH_FIXED_BYTES + cursorBytes(cursor);
+  if (entries instanceof PackedEntries) return fixed + arrayHeaderBytes(entries.count) + entries.bytes.length;
+  if (!Array.isArray(entries)) return -1;
+  let total = fixed + arrayHeaderBytes(entries.length);
   for (const entry of entries) {
     if (!Array.isArray(entry) || entry.length !== 2 || !Buffer.isBuffer(entry[0]) || !Buffer.isBuffer(entry[1])) return -1;
     total += 1 + binBytes(entry[0].length) + binBytes(entry[1].length);
@@ -190,13 +243,20 @@ export function writeSimpleReply(target: Buffer, at: number, id: number, result:
   } else {
     target[p++] = FIXMAP | 3;
     p += KEY_CURSOR.copy(target, p);
-    p = writeUint(target, p, result.cursor);
+    p = writeCursor(target, p, result.cursor);
     p += KEY_ENTRIES.copy(target, p);
-    p = writeArrayHeader(target, p, result.entries.length);
-    for (const [key, value] of result.entries) {
-      target[p++] = FIXARRAY | 2;
-      p = writeBin(target, p, key);
-      p = writeBin(target, p, value);
+    const entries = result.entries;
+    if (entries instanceof PackedEntries) {
+      p = writeArrayHeader(target, p, entries.count);
+      target.set(entries.bytes, p);
+      p += entries.bytes.length;
+    } else {
+      p = writeArrayHeader(target, p, entries.length);
+      for (const [key, value] of entries) {
+        target[p++] = FIXARRAY | 2;
+        p = writeBin(target, p, key);
+        p = writeBin(target, p, value);
+      }
     }
     p += KEY_DONE.copy(target, p);
     target[p++] = result.done ? TRUE : FALSE;
@@ -304,6 +364,16 @@ function readHeader(body: Buffer, forms: SizeForms): number {
 /** Reads a uint as writeUint writes it (fixint, uint8/16/32); -1 (and at = -1) otherwise. */
 const readUint = (body: Buffer): number => readHeader(body, UINT_FORMS);
 
+/** Reads a cursor as writeCursor writes it: a uint, or a float64 (read as MessageCodec reads
+ * one, whatever its value; the client checks it). */
+function readCursor(body: Buffer): number {
+  if (at >= 0 && body[at] === FLOAT64 && at + 9 <= body.length) {
+    at += 9;
+    return body.readDoubleBE(at - 8);
+  }
+  return readUint(body);
+}
+
 /** Reads a bin as a view of the body; null (and at = -1) for anything else. */
 function readBin(body: Buffer): Buffer | null {
   const length = readHeader(body, BIN_FORMS);
@@ -334,7 +404,7 @@ function readResult(body: Buffer): SimpleResult | undefined {
   if (tag === (FIXMAP | 3)) {
     at += 1;
     if (!readLiteral(body, KEY_CURSOR)) return undefined;
-    const cursor = readUint(body);
+    const cursor = readCursor(body);
     if (!readLiteral(body, KEY_ENTRIES)) return undefined;
     const count = readArrayHeader(body);
     if (at < 0) return undefined;

@@ -7,16 +7,20 @@
  * forgotten as soon as the engine reports it done, failed or closed.
  *
  * Invariants: every cursor id on the wire was created by this connection; a done cursor is
- * never registered; entries are `[key, value]` pairs in the engine's order.
+ * never registered; entries are `[key, value]` pairs in the engine's order, passed on in the
+ * wire form the engine wrote (PackedEntries), never decoded here.
  */
 
 import { OpKind, type EngineResult } from '../../engine/types.js';
 import { ToonDBError } from '../../protocol/errors.js';
 import { SCAN_BATCH_ITEMS_DEFAULT } from '../../protocol/limits.js';
 import type { RequestOf } from '../../protocol/messages.js';
+import { PackedEntries } from '../../protocol/simple-frames.js';
 import { bindTxn, engineError, fail, ok, type Outcome, type Prepared, type SessionScope } from './scope.js';
 
 type ScanRequest = RequestOf<'scan' | 'scanNext' | 'scanClose' | 'listPath'>;
+
+const NO_ENTRIES = new PackedEntries(0, Buffer.alloc(0));
 
 function cursorNotFound(cursor: number): ToonDBError {
   return new ToonDBError('CURSOR_NOT_FOUND', `cursor ${cursor} is not open on this connection (finished, closed or expired)`);
@@ -57,12 +61,9 @@ export function prepareScan(req: ScanRequest, scope: SessionScope): Prepared {
   }
 }
 
-function entriesOf(result: EngineResult): [Buffer, Buffer][] {
-  const keys = result.keys ?? [];
-  const vals = result.vals ?? [];
-  const entries = new Array<[Buffer, Buffer]>(keys.length);
-  for (let i = 0; i < keys.length; i++) entries[i] = [keys[i], vals[i]];
-  return entries;
+/** The batch's entries as the engine encoded them: the reply copies them as one block. */
+function entriesOf(result: EngineResult): PackedEntries {
+  return result.entries ?? NO_ENTRIES;
 }
 
 export function finishScan(req: ScanRequest, result: EngineResult, scope: SessionScope): Outcome {

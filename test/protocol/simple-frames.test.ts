@@ -7,7 +7,8 @@ import { describe, expect, it } from 'vitest';
 import { MessageCodec } from '../../protocol/codec.js';
 import { FRAME_HEADER_BYTES } from '../../protocol/limits.js';
 import {
-  readSimpleReply, readSimpleRequest, simpleReplyBytes, simpleRequestBytes, writeSimpleReply, writeSimpleRequest, type SimpleResult,
+  encodableResult, PackedEntries, readSimpleReply, readSimpleRequest, simpleReplyBytes, simpleRequestBytes, writeSimpleReply, writeSimpleRequest,
+  type ScanBatchResult, type SimpleResult,
 } from '../../protocol/simple-frames.js';
 import { mulberry32, seedFrom } from '../helpers/rng.js';
 
@@ -26,7 +27,9 @@ function generators(random: () => number) {
   const small = () => Buffer.from(Array.from({ length: int(40) }, () => int(256)));
   const scanBatch = (): SimpleResult => {
     const count = random() < 0.9 ? int(20) : 16 + int(300);
-    return { cursor: id(), entries: Array.from({ length: count }, (): [Buffer, Buffer] => [small(), small()]), done: random() < 0.5 };
+    // Cursors over 32 bits are written as float64, as msgpackr writes such numbers.
+    const cursor = random() < 0.1 ? 0x1_0000_0000 + int(2 ** 40) : id();
+    return { cursor, entries: Array.from({ length: count }, (): [Buffer, Buffer] => [small(), small()]), done: random() < 0.5 };
   };
   const result = (): SimpleResult => {
     switch (int(6)) {
@@ -86,12 +89,25 @@ function random3(int: (max: number) => number): number {
   return int(10) < 8 ? int(16) : 16 + int(300);
 }
 
+/** `pairs` as the engine packs them, built here from msgpackr's own encoding of each pair. */
+function packed(pairs: [Buffer, Buffer][]): PackedEntries {
+  return new PackedEntries(pairs.length, Buffer.concat(pairs.map((pair) => codec.encode(pair).subarray(FRAME_HEADER_BYTES))));
+}
+
+/** A scan batch result with its entries packed (as the daemon replies them); others as they are. */
+function withPackedEntries(result: SimpleResult): SimpleResult {
+  if (result === null || typeof result !== 'object' || Buffer.isBuffer(result) || Array.isArray(result)) return result;
+  return { ...result, entries: packed(result.entries as [Buffer, Buffer][]) };
+}
+
 describe('simple frames', () => {
   it(`write replies exactly as MessageCodec does (seed ${SEED})`, () => {
-    const { id, result } = generators(mulberry32(SEED));
+    const { id, result, int } = generators(mulberry32(SEED));
     for (let i = 0; i < CASES; i++) {
-      const message = { id: id(), result: result() };
-      const expected = codec.encode(message);
+      const plain = result();
+      const expected = codec.encode({ id: id(), result: plain });
+      // Scan batches are written from pairs or from packed entries: the same bytes either way.
+      const message = { id: codec.decode(expected.subarray(FRAME_HEADER_BYTES)).id as number, result: int(2) === 0 ? withPackedEntries(plain) : plain };
       const frameBytes = simpleReplyBytes(message.id, message.result);
       expect(frameBytes).toBe(expected.length);
       const target = Buffer.alloc(frameBytes + 6, 0xee);
@@ -124,8 +140,26 @@ describe('simple frames', () => {
     expect(simpleReplyBytes(1, [Buffer.alloc(1), 'x'])).toBe(-1);
     expect(simpleReplyBytes(-1, null)).toBe(-1);
     expect(simpleReplyBytes(2 ** 32, null)).toBe(-1);
+    expect(simpleReplyBytes(1, { cursor: 1.5, entries: [], done: true })).toBe(-1);
+    expect(simpleReplyBytes(1, { cursor: 1, entries: {}, done: true })).toBe(-1);
     expect(simpleRequestBytes(1, 'get', 'text key', undefined)).toBe(-1);
     expect(simpleRequestBytes(1, 'put', Buffer.alloc(1), 'text value')).toBe(-1);
+  });
+
+  it('packed entries unpack to their pairs, refuse damaged bytes, and reach the codec as pairs', () => {
+    const pairs: [Buffer, Buffer][] = [[Buffer.from('k1'), Buffer.alloc(0)], [Buffer.from('k2'), Buffer.alloc(300, 7)], [Buffer.alloc(70_000, 1), Buffer.from('v')]];
+    const entries = packed(pairs);
+    expect(same(entries.toPairs(), pairs)).toBe(true);
+    expect(() => new PackedEntries(4, entries.bytes).toPairs()).toThrow(/packed entry 3 of 4/);
+    expect(() => new PackedEntries(2, entries.bytes).toPairs()).toThrow(/trailing bytes/);
+    expect(() => new PackedEntries(1, Buffer.from([0x92, 0xc4, 5, 1])).toPairs()).toThrow(/not a \[bin, bin\] pair/);
+    const batch: ScanBatchResult = { cursor: 3, entries, done: false };
+    const viaCodec = codec.encode({ id: 9, result: encodableResult(batch) });
+    const frameBytes = simpleReplyBytes(9, batch);
+    const written = Buffer.alloc(frameBytes);
+    writeSimpleReply(written, 0, 9, batch, frameBytes);
+    expect(written.equals(viaCodec)).toBe(true);
+    expect(encodableResult([Buffer.from('x')])).toEqual([Buffer.from('x')]);
   });
 
   it(`read replies as MessageCodec does, and nothing it would refuse or read differently (seed ${SEED})`, () => {

@@ -15,7 +15,8 @@
 //!   results: u32 count, then per result: u16 flags, seq num, then the present fields: code bytes
 //!            + message bytes (R_ERROR), value bytes (R_VALUE; R_VALUE_NULL alone means null),
 //!            values u32 n + per value u8 present + bytes if present (R_VALUES), keys u32 n + n
-//!            bytes (R_KEYS), vals u32 n + n bytes (R_VALS), cursor num (R_CURSOR), txn num
+//!            bytes (R_KEYS), entries u32 n + bytes holding n MessagePack `[bin, bin]` pairs
+//!            (R_ENTRIES, see wire.rs), cursor num (R_CURSOR), txn num
 //!            (R_TXN), commitTs u64 (R_COMMIT_TS); R_FOUND / R_DONE carry booleans with
 //!            R_HAS_FOUND / R_HAS_DONE saying they are present.
 //!
@@ -47,7 +48,7 @@ pub const R_HAS_FOUND: u16 = 1 << 3;
 pub const R_FOUND: u16 = 1 << 4;
 pub const R_VALUES: u16 = 1 << 5;
 pub const R_KEYS: u16 = 1 << 6;
-pub const R_VALS: u16 = 1 << 7;
+pub const R_ENTRIES: u16 = 1 << 7;
 pub const R_HAS_DONE: u16 = 1 << 8;
 pub const R_DONE: u16 = 1 << 9;
 pub const R_CURSOR: u16 = 1 << 10;
@@ -199,7 +200,7 @@ pub fn encode_results(outputs: &[OpOutput]) -> Vec<u8> {
         set(R_FOUND, o.found == Some(true));
         set(R_VALUES, o.values.is_some());
         set(R_KEYS, o.keys.is_some());
-        set(R_VALS, o.vals.is_some());
+        set(R_ENTRIES, o.entries.is_some());
         set(R_HAS_DONE, o.done.is_some());
         set(R_DONE, o.done == Some(true));
         set(R_CURSOR, o.cursor.is_some());
@@ -229,8 +230,9 @@ pub fn encode_results(outputs: &[OpOutput]) -> Vec<u8> {
         if let Some(keys) = &o.keys {
             put_list(&mut out, keys);
         }
-        if let Some(vals) = &o.vals {
-            put_list(&mut out, vals);
+        if let Some(entries) = &o.entries {
+            out.extend_from_slice(&entries.count.to_le_bytes());
+            put_bytes(&mut out, &entries.bytes);
         }
         if let Some(c) = o.cursor {
             put_num(&mut out, c as f64);
@@ -252,7 +254,8 @@ fn payload_bytes(o: &OpOutput) -> usize {
         _ => 0,
     };
     let values = o.values.as_ref().map_or(0, |vs| vs.iter().map(|v| v.as_ref().map_or(1, |v| v.len() + 5)).sum::<usize>() + 4);
-    value + values + list(&o.keys) + list(&o.vals) + 48
+    let entries = o.entries.as_ref().map_or(0, |e| e.bytes.len() + 8);
+    value + values + list(&o.keys) + entries + 48
 }
 
 #[cfg(test)]
@@ -284,16 +287,28 @@ mod tests {
 
     #[test]
     fn encodes_results_with_exact_size_hint() {
+        let mut packed = super::super::wire::PackedEntries::default();
+        packed.push(b"a", b"1");
+        packed.push(b"b", &[7u8; 300]);
         let outputs = vec![
             OpOutput { value: Some(Some(b"v".to_vec())), seq: 3, ..Default::default() },
             OpOutput { value: Some(None), ..Default::default() },
             OpOutput { values: Some(vec![None, Some(b"x".to_vec())]), keys: Some(vec![b"k".to_vec()]), done: Some(true), ..Default::default() },
             OpOutput { error: Some(EngineError::TxnConflict), commit_ts: Some(9), ..Default::default() },
+            OpOutput { entries: Some(packed.clone()), done: Some(false), cursor: Some(4), ..Default::default() },
         ];
         let out = encode_results(&outputs);
-        assert_eq!(u32::from_le_bytes(out[..4].try_into().unwrap()), 4);
+        assert_eq!(u32::from_le_bytes(out[..4].try_into().unwrap()), 5);
         let flags = u16::from_le_bytes(out[4..6].try_into().unwrap());
         assert_eq!(flags, R_VALUE);
         assert_eq!(f64::from_le_bytes(out[6..14].try_into().unwrap()), 3.0);
+        // The scan batch is last: flags, seq, count, the packed bytes, the cursor.
+        let tail = 2 + 8 + 4 + 4 + packed.bytes.len() + 8;
+        let last = &out[out.len() - tail..];
+        assert_eq!(u16::from_le_bytes(last[..2].try_into().unwrap()), R_ENTRIES | R_HAS_DONE | R_CURSOR);
+        assert_eq!(u32::from_le_bytes(last[10..14].try_into().unwrap()), 2);
+        assert_eq!(u32::from_le_bytes(last[14..18].try_into().unwrap()) as usize, packed.bytes.len());
+        assert_eq!(&last[18..18 + packed.bytes.len()], packed.bytes.as_slice());
+        assert!(out.capacity() >= out.len() && out.capacity() - out.len() <= 48 * outputs.len(), "the size hint covers the payload");
     }
 }

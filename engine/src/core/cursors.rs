@@ -19,7 +19,8 @@ use super::store::Store;
 use super::txn;
 use super::value;
 use super::view::{prefix_bounds, Bounds, View};
-use fjall::Snapshot;
+use super::wire::PackedEntries;
+use fjall::{Slice, Snapshot};
 use std::collections::HashMap;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,9 +46,9 @@ pub struct Cursor {
     pub batch_bytes: usize,
 }
 
+/// One batch of a scan: its entries already in wire form (wire.rs).
 pub struct Batch {
-    pub keys: Vec<Vec<u8>>,
-    pub vals: Vec<Vec<u8>>,
+    pub entries: PackedEntries,
     pub done: bool,
 }
 
@@ -102,29 +103,33 @@ pub fn read_batch(store: &Store, cursor: &mut Cursor) -> EngineResult<Batch> {
     let now = value::now_ms();
     let max_items = cursor.remaining.map_or(cursor.batch_items, |r| (r as usize).min(cursor.batch_items));
     let (bounds, reverse, max_bytes) = (cursor.bounds.clone(), cursor.reverse, cursor.batch_bytes);
-    let (entries, more) = match &cursor.source {
+    let (entries, last, more) = match &cursor.source {
         Source::Snap(snap) => collect(&View::Snap(snap), store, bounds, reverse, max_items, max_bytes, now)?,
         Source::Txn(id) => txn::with_txn(store, *id, |state| {
             collect(&state.view(), store, bounds, reverse, max_items, max_bytes, now)
         })?,
     };
-    if let Some((last, _)) = entries.last() {
+    if let Some(last) = last {
         if reverse {
-            cursor.bounds.1 = Bound::Excluded(last.clone());
+            cursor.bounds.1 = Bound::Excluded(last.to_vec());
         } else {
-            cursor.bounds.0 = Bound::Excluded(last.clone());
+            cursor.bounds.0 = Bound::Excluded(last.to_vec());
         }
     }
     if let Some(r) = cursor.remaining.as_mut() {
-        *r -= entries.len() as u64;
+        *r -= u64::from(entries.count);
     }
     let done = !more || cursor.remaining == Some(0);
-    let (keys, vals) = entries.into_iter().unzip();
-    Ok(Batch { keys, vals, done })
+    Ok(Batch { entries, done })
 }
 
-/// Collects up to `max_items` live entries (stopping once `max_bytes` is reached, after at least
-/// one) and reports whether another live entry follows.
+/// Room reserved for a batch's encoded entries up front: enough for a full batch of small
+/// entries (no regrowth on the common path), never more than the byte budget allows.
+const BATCH_RESERVE_BYTES_MAX: usize = 256 * 1024;
+const ENTRY_RESERVE_BYTES: usize = 160;
+
+/// Encodes up to `max_items` live entries (stopping once `max_bytes` is reached, after at least
+/// one); returns them, the last key encoded, and whether another live entry follows.
 fn collect(
     view: &View<'_>,
     store: &Store,
@@ -133,20 +138,22 @@ fn collect(
     max_items: usize,
     max_bytes: usize,
     now: u64,
-) -> EngineResult<(Vec<(Vec<u8>, Vec<u8>)>, bool)> {
-    let mut out = Vec::new();
+) -> EngineResult<(PackedEntries, Option<Slice>, bool)> {
+    let reserve = (max_items.saturating_mul(ENTRY_RESERVE_BYTES)).min(max_bytes).min(BATCH_RESERVE_BYTES_MAX);
+    let mut out = PackedEntries::with_capacity(reserve);
+    let mut last = None;
     let mut bytes = 0usize;
     for entry in view.range(&store.data, bounds, reverse) {
         let (key, stored) = entry?;
         let Some(live) = value::live(&stored, now)? else { continue };
-        if out.len() >= max_items || (bytes >= max_bytes && !out.is_empty()) {
-            return Ok((out, true));
+        if out.count as usize >= max_items || (bytes >= max_bytes && out.count > 0) {
+            return Ok((out, last, true));
         }
         bytes += key.len() + live.len();
-        let live = live.to_vec();
-        out.push((key, live));
+        out.push(&key, live);
+        last = Some(key);
     }
-    Ok((out, false))
+    Ok((out, last, false))
 }
 
 /// Distinct child segments (still escaped) directly under `parent`, in order, seeking past each
@@ -172,7 +179,7 @@ fn first_live(view: &View<'_>, store: &Store, bounds: Bounds, now: u64) -> Engin
     for entry in view.range(&store.data, bounds, false) {
         let (key, stored) = entry?;
         if value::live(&stored, now)?.is_some() {
-            return Ok(Some(key));
+            return Ok(Some(key.to_vec()));
         }
     }
     Ok(None)

@@ -21,3 +21,4 @@ pub mod txn;
 pub mod value;
 pub mod view;
 pub mod watermark;
+pub mod wire;

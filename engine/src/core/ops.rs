@@ -15,6 +15,7 @@ use super::store::{Store, WriteItem};
 use super::txn::{self, Isolation};
 use super::value;
 use super::view::View;
+use super::wire::PackedEntries;
 
 pub mod kind {
     pub const GET: u32 = 1;
@@ -60,8 +61,10 @@ pub struct OpOutput {
     pub value: Option<Option<Vec<u8>>>,
     pub found: Option<bool>,
     pub values: Option<Vec<Option<Vec<u8>>>>,
+    /// listPath: the child segments.
     pub keys: Option<Vec<Vec<u8>>>,
-    pub vals: Option<Vec<Vec<u8>>>,
+    /// scanOpen / scanNext: the batch's entries in wire form (wire.rs).
+    pub entries: Option<PackedEntries>,
     pub done: Option<bool>,
     pub cursor: Option<u64>,
     pub txn: Option<u64>,
@@ -367,8 +370,7 @@ fn scan_next(store: &Store, op: Op) -> EngineResult<OpOutput> {
 
 fn batch_output(store: &Store, batch: cursors::Batch, handle: Option<u64>) -> OpOutput {
     OpOutput {
-        keys: Some(batch.keys),
-        vals: Some(batch.vals),
+        entries: Some(batch.entries),
         done: Some(batch.done),
         cursor: handle,
         seq: store.tickets.issued(),

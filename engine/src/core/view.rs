@@ -8,15 +8,16 @@
 //!   marked; the overlay wins over the snapshot, `None` in it is a delete).
 //!
 //! Invariants: entries come out in bytewise key order (descending when reversed), each key once;
-//! values are in stored form (see value.rs) — callers filter expired entries.
+//! values are in stored form (see value.rs) — callers filter expired entries. Range entries are
+//! fjall's own `Slice`s, not copies of them: a scan copies each entry once, into its result.
 
 use super::error::EngineResult;
-use fjall::{OptimisticTxKeyspace, OptimisticWriteTx as WriteTransaction, Readable, Snapshot};
+use fjall::{OptimisticTxKeyspace, OptimisticWriteTx as WriteTransaction, Readable, Slice, Snapshot};
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
 pub type Overlay = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
-pub type Entry = (Vec<u8>, Vec<u8>);
+pub type Entry = (Slice, Slice);
 pub type Bounds = (Bound<Vec<u8>>, Bound<Vec<u8>>);
 type EntryIter<'a> = Box<dyn Iterator<Item = EngineResult<Entry>> + 'a>;
 
@@ -48,8 +49,10 @@ impl<'a> View<'a> {
             View::Snap(snap) => fjall_iter(snap.range(ks, bounds), reverse),
             View::Serial(tx) => fjall_iter(tx.range(ks, bounds), reverse),
             View::Iso { snap, overlay } => {
-                let own: Vec<(Vec<u8>, Option<Vec<u8>>)> =
-                    overlay.range(bounds.clone()).map(|(k, v)| (k.clone(), v.clone())).collect();
+                let own: Vec<(Slice, Option<Slice>)> = overlay
+                    .range(bounds.clone())
+                    .map(|(k, v)| (Slice::from(k.as_slice()), v.as_deref().map(Slice::from)))
+                    .collect();
                 let base = fjall_iter(snap.range(ks, bounds), reverse);
                 let own: Box<dyn Iterator<Item = _>> =
                     if reverse { Box::new(own.into_iter().rev()) } else { Box::new(own.into_iter()) };
@@ -60,10 +63,7 @@ impl<'a> View<'a> {
 }
 
 fn fjall_iter<'a>(iter: fjall::Iter, reverse: bool) -> EntryIter<'a> {
-    let convert = |guard: fjall::Guard| -> EngineResult<Entry> {
-        let (k, v) = guard.into_inner()?;
-        Ok((k.to_vec(), v.to_vec()))
-    };
+    let convert = |guard: fjall::Guard| -> EngineResult<Entry> { Ok(guard.into_inner()?) };
     if reverse {
         Box::new(iter.rev().map(convert))
     } else {
@@ -103,13 +103,13 @@ pub fn prefix_bounds(prefix: &[u8]) -> Bounds {
 }
 
 /// Merges own writes over base entries; on equal keys the own write wins (None hides the key).
-struct Merge<'a, O: Iterator<Item = (Vec<u8>, Option<Vec<u8>>)>> {
+struct Merge<'a, O: Iterator<Item = (Slice, Option<Slice>)>> {
     base: std::iter::Peekable<EntryIter<'a>>,
     own: std::iter::Peekable<O>,
     reverse: bool,
 }
 
-impl<'a, O: Iterator<Item = (Vec<u8>, Option<Vec<u8>>)>> Iterator for Merge<'a, O> {
+impl<'a, O: Iterator<Item = (Slice, Option<Slice>)>> Iterator for Merge<'a, O> {
     type Item = EngineResult<Entry>;
 
     fn next(&mut self) -> Option<Self::Item> {
