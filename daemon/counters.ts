@@ -21,6 +21,8 @@ export class Counters {
   requestErrors = 0;
   /** Data requests answered from the engine's row cache on the JS thread. */
   requestsFromMemory = 0;
+  /** scanNext requests answered with a batch read ahead (daemon/read-ahead.ts). */
+  scanBatchesReadAhead = 0;
   readonly requestsByFamily: Record<OpFamily, number> = { admin: 0, kv: 0, batch: 0, scan: 0, txn: 0 };
   bytesIn = 0;
   bytesOut = 0;

@@ -9,6 +9,8 @@
  * engine calls, and a very busy one gets its first replies out while the rest execute. A slice
  * of plain reads is first offered to the engine's row cache (`readCached`: memory only, on this
  * thread, no pool round trip); only if a row is not in memory does it become an `execute` call.
+ * A snapshot scan's next batch is read as soon as the previous one is answered (read-ahead.ts),
+ * and the client's scanNext takes it.
  *
  * Invariants:
  * - Requests of one connection execute in the order received, except that plain reads (no
@@ -39,6 +41,8 @@ import { nextBatch } from './batching.js';
 import * as admin from './handlers/admin.js';
 import { finish, isDataRequest, prepare, type DataRequest } from './handlers/index.js';
 import { fail, ok, type Outcome, type SessionScope } from './handlers/scope.js';
+import { readAheadCursor, scanNextOp } from './handlers/scan.js';
+import { leavesCursorOpen, ScanReadAhead } from './read-ahead.js';
 import { HandleRegistry } from './registry.js';
 
 interface Queued {
@@ -74,6 +78,8 @@ export class Session {
   /** performance.now() of the last chunk received; checked when a frame stays incomplete. */
   private lastDataAt = performance.now();
   private handshakeTimer: NodeJS.Timeout | null;
+  /** Next batches of snapshot cursors, read while the previous one travels. */
+  private readonly readAhead = new ScanReadAhead(async (cursor) => (await this.execute([scanNextOp(cursor, this.scope)]))[0]);
 
   constructor(
     readonly id: number,
@@ -102,9 +108,10 @@ export class Session {
     socket.on('close', () => this.close('peer closed'));
   }
 
-  /** True while requests are queued, executing, or waiting for an fsync. */
+  /** True while requests are queued, executing, or waiting for an fsync, or a scan batch is
+   * being read ahead. */
   get busy(): boolean {
-    return this.queue.length > 0 || this.running > 0 || this.awaitingDurability > 0;
+    return this.queue.length > 0 || this.running > 0 || this.awaitingDurability > 0 || this.readAhead.busy;
   }
 
   private onData(chunk: Buffer): void {
@@ -199,16 +206,39 @@ export class Session {
     }
   }
 
-  /** Runs data requests in engine batches, with admin requests as ordering barriers. */
+  /**
+   * Runs data requests in engine batches, with admin requests, and scan requests on a cursor
+   * that was read ahead, as ordering barriers.
+   */
   private async runBatch(batch: Queued[]): Promise<void> {
     let start = 0;
     for (let i = 0; i < batch.length; i++) {
-      if (isDataRequest(batch[i].req)) continue;
+      const req = batch[i].req;
+      const ahead = req.op === 'scanNext' || req.op === 'scanClose' ? this.readAhead.take(req.cursor) : undefined;
+      if (ahead === undefined && isDataRequest(req)) continue;
       if (i > start) await this.runData(batch, start, i);
-      await this.runAdmin(batch[i]);
+      await (ahead === undefined ? this.runAdmin(batch[i]) : this.runReadAhead(batch, i, await ahead));
       start = i + 1;
     }
     if (start < batch.length) await this.runData(batch, start, batch.length);
+  }
+
+  /**
+   * Answers batch[i], a scanNext or scanClose of a cursor that was read ahead, given the result
+   * of the read-ahead: a scanNext gets that batch; a scanClose closes what is still open.
+   */
+  private async runReadAhead(batch: Queued[], i: number, result: EngineResult): Promise<void> {
+    if (batch[i].req.op === 'scanClose' && leavesCursorOpen(result)) {
+      await this.runData(batch, i, i + 1);
+      return;
+    }
+    // A scanNext takes the batch read for it; a scanClose of a cursor the read-ahead finished
+    // has nothing left to close in the engine (its reply is the plain success of a close).
+    const prepared = this.prepare(batch, i, i + 1);
+    const isNext = batch[i].req.op === 'scanNext';
+    if (prepared.ops.length === 0 && isNext && leavesCursorOpen(result)) this.abandon([], [(batch[i].req as { cursor: number }).cursor]);
+    this.ctx.counters.scanBatchesReadAhead += isNext ? 1 : 0;
+    this.complete(batch, i, i + 1, prepared, [isNext ? result : { seq: 0 }]);
   }
 
   private async runData(batch: Queued[], from: number, to: number, prepared = this.prepare(batch, from, to)): Promise<void> {
@@ -271,6 +301,8 @@ export class Session {
           this.ctx.gate.reportStorageFailure(new ToonDBError(result.code, result.message ?? result.code));
         }
         outcome = finish(req, result, this.scope);
+        const readAhead = this.closed ? 0 : readAheadCursor(req, outcome, this.scope);
+        if (readAhead > 0) this.readAhead.start(readAhead);
       }
       replies[i - from] = { id: req.id, outcome, receivedAt: batch[i].receivedAt };
     }
@@ -312,31 +344,16 @@ export class Session {
     const req = item.req;
     let outcome: Outcome;
     try {
-      outcome = ok(await this.admin(req));
+      outcome = ok(await admin.answer(req, this.ctx, this.id));
     } catch (error) {
       outcome = fail(toToonDBError(error));
     }
+    if (req.op === 'hello' && this.handshakeTimer !== null) {
+      clearTimeout(this.handshakeTimer);
+      this.handshakeTimer = null;
+    }
     this.send([{ id: req.id, outcome, receivedAt: item.receivedAt }]);
     if (req.op === 'hello' && !outcome.ok) this.close('handshake refused');
-  }
-
-  private async admin(req: Request): Promise<unknown> {
-    switch (req.op) {
-      case 'hello': {
-        const result = admin.hello(req, this.ctx, this.id);
-        if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
-        this.handshakeTimer = null;
-        return result;
-      }
-      case 'ping': return admin.ping(this.ctx);
-      case 'stats': return admin.stats(this.ctx);
-      case 'checkpoint': return admin.checkpoint(this.ctx);
-      case 'shutdown':
-        this.ctx.requestShutdown(`shutdown requested by connection ${this.id}`);
-        return null;
-      default:
-        throw new Error(`invariant: ${req.op} is not an admin op`);
-    }
   }
 
   /**
@@ -443,10 +460,13 @@ export class Session {
     this.abandon(this.scope.txns.takeAll(), this.scope.cursors.takeAll());
   }
 
+  /** Aborts `txns` and closes `cursors` in the engine; a cursor being read ahead is closed
+   * once its read-ahead settles, if that left it open. */
   private abandon(txns: number[], cursors: number[]): void {
-    if (txns.length + cursors.length === 0) return;
+    const idle = this.readAhead.closable(cursors, (cursor) => this.abandon([], [cursor]));
+    if (txns.length + idle.length === 0) return;
     const ops: EngineOp[] = [
-      ...cursors.map((cursor): EngineOp => ({ kind: OpKind.scanClose, cursor })),
+      ...idle.map((cursor): EngineOp => ({ kind: OpKind.scanClose, cursor })),
       ...txns.map((txn): EngineOp => ({ kind: OpKind.abort, txn })),
     ];
     this.ctx.counters.txnsAborted += txns.length;

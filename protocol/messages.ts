@@ -131,7 +131,8 @@ export interface StatsResult {
   requests: { total: number; errors: number; fromMemory: number; byFamily: Record<OpFamily, number> };
   bytes: { in: number; out: number };
   transactions: { active: number; committed: number; aborted: number; conflicts: number };
-  cursors: { open: number };
+  /** `readAhead`: scanNext requests answered with a batch the daemon had read ahead. */
+  cursors: { open: number; readAhead: number };
   engine: {
     approximateKeys: number;
     diskBytes: number;

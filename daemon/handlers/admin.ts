@@ -12,7 +12,7 @@
 import type { Engine } from '../../engine/types.js';
 import { ToonDBError } from '../../protocol/errors.js';
 import { PROTOCOL_VERSION, type ServerLimits } from '../../protocol/limits.js';
-import type { HelloRequest, HelloResult, PingResult, StatsResult } from '../../protocol/messages.js';
+import type { HelloRequest, HelloResult, PingResult, Request, StatsResult } from '../../protocol/messages.js';
 import type { DaemonConfig } from '../config.js';
 import type { Counters } from '../counters.js';
 import type { DurabilityGate } from '../durability.js';
@@ -30,6 +30,22 @@ export interface DaemonContext {
   shuttingDown(): boolean;
   /** Begins a graceful shutdown, as SIGTERM does. */
   requestShutdown(reason: string): void;
+}
+
+/** The result of admin request `req` (hello, ping, stats, checkpoint, shutdown) on connection
+ * `connectionId`; throws a coded error when it fails. */
+export async function answer(req: Request, ctx: DaemonContext, connectionId: number): Promise<unknown> {
+  switch (req.op) {
+    case 'hello': return hello(req, ctx, connectionId);
+    case 'ping': return ping(ctx);
+    case 'stats': return stats(ctx);
+    case 'checkpoint': return checkpoint(ctx);
+    case 'shutdown':
+      ctx.requestShutdown(`shutdown requested by connection ${connectionId}`);
+      return null;
+    default:
+      throw new Error(`invariant: ${req.op} is not an admin op`);
+  }
 }
 
 export function hello(req: HelloRequest, ctx: DaemonContext, connectionId: number): HelloResult {
@@ -68,7 +84,7 @@ export async function stats(ctx: DaemonContext): Promise<StatsResult> {
       aborted: c.txnsAborted,
       conflicts: c.txnConflicts,
     },
-    cursors: { open: engine.openCursors },
+    cursors: { open: engine.openCursors, readAhead: c.scanBatchesReadAhead },
     engine: {
       approximateKeys: engine.approximateKeys,
       diskBytes: engine.diskBytes,

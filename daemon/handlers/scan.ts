@@ -11,11 +11,12 @@
  * wire form the engine wrote (PackedEntries), never decoded here.
  */
 
-import { OpKind, type EngineResult } from '../../engine/types.js';
+import { OpKind, type EngineOp, type EngineResult } from '../../engine/types.js';
 import { ToonDBError } from '../../protocol/errors.js';
 import { SCAN_BATCH_ITEMS_DEFAULT } from '../../protocol/limits.js';
 import type { RequestOf } from '../../protocol/messages.js';
 import { PackedEntries } from '../../protocol/simple-frames.js';
+import type { DataRequest } from './index.js';
 import { bindTxn, engineError, fail, ok, type Outcome, type Prepared, type SessionScope } from './scope.js';
 
 type ScanRequest = RequestOf<'scan' | 'scanNext' | 'scanClose' | 'listPath'>;
@@ -49,7 +50,7 @@ export function prepareScan(req: ScanRequest, scope: SessionScope): Prepared {
     }
     case 'scanNext':
       if (!scope.cursors.touch(req.cursor, scope.nowMs)) return cursorNotFound(req.cursor);
-      return { kind: OpKind.scanNext, cursor: req.cursor, batchBytes: scope.limits.scanBatchBytesMax };
+      return scanNextOp(req.cursor, scope);
     case 'scanClose':
       if (!scope.cursors.delete(req.cursor)) return cursorNotFound(req.cursor);
       return { kind: OpKind.scanClose, cursor: req.cursor };
@@ -59,6 +60,23 @@ export function prepareScan(req: ScanRequest, scope: SessionScope): Prepared {
       return { kind: OpKind.listPath, txn, key: req.prefix as Buffer, limit: req.limit ?? 0 };
     }
   }
+}
+
+/** The engine op reading a cursor's next batch (a client's scanNext, or a read-ahead). */
+export function scanNextOp(cursor: number, scope: SessionScope): EngineOp {
+  return { kind: OpKind.scanNext, cursor, batchBytes: scope.limits.scanBatchBytesMax };
+}
+
+/**
+ * The cursor whose next batch may be read ahead (daemon/read-ahead.ts) after this finished
+ * scan or scanNext, or 0: only a snapshot cursor (no transaction) that is still open.
+ */
+export function readAheadCursor(req: DataRequest, outcome: Outcome, scope: SessionScope): number {
+  if (!outcome.ok || (req.op !== 'scan' && req.op !== 'scanNext')) return 0;
+  const batch = outcome.result as { cursor: number; done: boolean };
+  if (batch.done || batch.cursor <= 0) return 0;
+  const entry = scope.cursors.touch(batch.cursor, scope.nowMs);
+  return entry !== undefined && entry.txn === undefined ? batch.cursor : 0;
 }
 
 /** The batch's entries as the engine encoded them: the reply copies them as one block. */

@@ -1,0 +1,117 @@
+// Scan read-ahead (daemon/read-ahead.ts): the daemon reads a snapshot cursor's next batch before
+// it is asked for it. Every scanNext of a streamed scan is answered from that batch, results are
+// the same as without it, transactional cursors are never read ahead, and a cursor that is being
+// (or was) read ahead is still freed in the engine by scanClose, by a disconnect and by idle
+// expiry.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { IpcClient } from '../../ipc-client/index.js';
+import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { RawPeer } from '../helpers/raw.js';
+
+const CURSOR_IDLE_MS = 400;
+const key = (i: number) => `ra/${String(i).padStart(4, '0')}`;
+
+describe('scan read-ahead', () => {
+  let daemon: TestDaemon;
+  let client: IpcClient;
+
+  beforeAll(async () => {
+    daemon = await startDaemon({ config: { limits: { cursorIdleMsMax: CURSOR_IDLE_MS } } });
+    client = await IpcClient.connect(daemon.socketPath);
+    await client.putBatch(Array.from({ length: 100 }, (_, i) => [key(i), `v${i}`] as [string, string]));
+  });
+  afterAll(async () => {
+    await client?.close();
+    await daemon?.dispose();
+  });
+
+  const readAheads = async () => (await client.stats()).cursors.readAhead;
+  /** Waits until the engine holds no cursor, then checks that none comes back (a read-ahead
+   * finishing late would put its cursor back). */
+  const noOpenCursors = async () => {
+    await expect.poll(async () => (await client.stats()).cursors.open, { timeout: 5_000 }).toBe(0);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect((await client.stats()).cursors.open).toBe(0);
+  };
+
+  /** A raw connection with a scan of `prefix` open in batches of `batchSize`; resolves its reply. */
+  async function rawScan(batchSize: number, prefix = 'ra/'): Promise<{ peer: RawPeer; cursor: number; entries: unknown[] }> {
+    const peer = await RawPeer.open(daemon.socketPath);
+    peer.hello();
+    peer.request({ id: 2, op: 'scan', prefix: Buffer.from(prefix), batchSize });
+    const [, reply] = await peer.waitFor(2);
+    const result = reply.result as { cursor: number; entries: unknown[]; done: boolean };
+    expect(result.done).toBe(false);
+    return { peer, cursor: result.cursor, entries: result.entries };
+  }
+
+  it('answers every scanNext of a streamed scan from the batch read ahead, in order', async () => {
+    const before = await readAheads();
+    const seen: string[] = [];
+    for await (const [k, v] of client.scan('ra/', { batchSize: 10 })) seen.push(`${k}=${v}`);
+    expect(seen).toEqual(Array.from({ length: 100 }, (_, i) => `${key(i)}=v${i}`));
+    // Ten batches: the first answers scan, the other nine answer scanNext from a read-ahead.
+    expect((await readAheads()) - before).toBe(9);
+    await noOpenCursors();
+  });
+
+  it('never reads a transaction cursor ahead: its later batches show the transaction\'s own later writes', async () => {
+    const before = await readAheads();
+    const seen: string[] = [];
+    const txn = await client.beginTransaction();
+    for await (const [k] of txn.scan('ra/', { batchSize: 10 })) {
+      seen.push(k.toString());
+      if (seen.length === 1) await txn.put(`${key(95)}x`, 'own');
+    }
+    await txn.abort();
+    expect(seen).toHaveLength(101);
+    expect(seen.indexOf(`${key(95)}x`)).toBe(96);
+    expect((await readAheads()) - before).toBe(0);
+  });
+
+  it('closes a cursor the read-ahead left open, and one it finished, with a plain success', async () => {
+    // Batches of 60 over 100 keys: the read-ahead finishes the cursor. Batches of 10: it does not.
+    for (const batchSize of [60, 10]) {
+      const { peer, cursor } = await rawScan(batchSize);
+      await new Promise((resolve) => setTimeout(resolve, 50)); // let the read-ahead land
+      peer.request({ id: 3, op: 'scanClose', cursor });
+      const [, , closed] = await peer.waitFor(3);
+      expect(closed).toEqual({ id: 3, result: null });
+      peer.request({ id: 4, op: 'scanNext', cursor });
+      const [, , , after] = await peer.waitFor(4);
+      expect(after).toMatchObject({ id: 4, error: { code: 'CURSOR_NOT_FOUND' } });
+      peer.close();
+      await noOpenCursors();
+    }
+  });
+
+  it('frees a read-ahead cursor when its connection goes away mid-scan, even mid-read', async () => {
+    const { peer } = await rawScan(10);
+    expect((await client.stats()).cursors.open).toBe(1);
+    peer.close();
+    await noOpenCursors();
+    // Batches of ~2 MiB take the engine milliseconds to read. The scanNext is answered from the
+    // first read-ahead and starts the next one; the connection closes while that read-ahead
+    // still owns the cursor, so the cursor must be closed after it.
+    const value = Buffer.alloc(2048, 7);
+    for (let start = 0; start < 4000; start += 1000) {
+      await client.putBatch(Array.from({ length: 1000 }, (_, i) => [`big/${start + i}`, value] as [string, Buffer]));
+    }
+    for (let round = 0; round < 3; round++) {
+      const { peer: reader, cursor } = await rawScan(1000, 'big/');
+      reader.request({ id: 3, op: 'scanNext', cursor });
+      reader.close();
+      await noOpenCursors();
+    }
+  });
+
+  it('expires an idle cursor that was read ahead, and frees it in the engine', async () => {
+    const { peer, cursor, entries } = await rawScan(10);
+    expect(entries).toHaveLength(10);
+    await noOpenCursors(); // the idle sweep closed it (cursorIdleMsMax, swept every second)
+    peer.request({ id: 3, op: 'scanNext', cursor });
+    const [, , expired] = await peer.waitFor(3);
+    expect(expired).toMatchObject({ id: 3, error: { code: 'CURSOR_NOT_FOUND' } });
+    peer.close();
+  });
+});
