@@ -10,7 +10,8 @@
  * - A Uint8Array is wrapped, not copied (the caller must not mutate it until the call settles).
  * - Checks run in the daemon's order (batch item count, then each key/value, then batch bytes),
  *   so the same bad request gets the same code locally and remotely.
- * - Buffers handed back to callers do not pin a much larger socket chunk (`detach`).
+ * - Buffers handed back to callers do not pin a socket chunk: the connection copies values out
+ *   of each reply as it reads it (ValueCopier, or the codec's copyBins).
  */
 
 import { ToonDBError } from '../protocol/errors.js';
@@ -18,9 +19,6 @@ import type { ServerLimits } from '../protocol/limits.js';
 
 /** Keys, values and bounds: raw bytes, or a string taken as its UTF-8 encoding. */
 export type Bytes = Uint8Array | string;
-
-/** Extra bytes a returned view may pin before it is copied out of its socket chunk. */
-const DETACH_SLACK_BYTES = 1024;
 
 function describe(value: unknown): string {
   if (value === null) return 'null';
@@ -127,8 +125,49 @@ export function toCount(value: number | undefined, what: string, min: number, ma
   return value;
 }
 
-/** A Buffer that does not keep a much larger socket chunk alive: decoded values are views of
- * the reply frame, so a small value kept by the caller would otherwise pin the whole chunk. */
-export function detach(view: Buffer): Buffer {
-  return view.buffer.byteLength > view.length * 2 + DETACH_SLACK_BYTES ? Buffer.from(view) : view;
+/**
+ * Copies values out of reply bodies as the simple reader reads them (a BinMaker). In a large
+ * reply (over Buffer.poolSize bytes: a scan batch, a getBatch) a small value becomes a view of a
+ * copied window of up to Buffer.poolSize bytes of the body, which the values after it in the
+ * same window share (one memcpy for dozens of scan entries instead of a copy each). A value of a
+ * small reply, or over half the pool size, gets a copy of its own. So a kept value pins at most
+ * one window, as a small Buffer from Node's own pool does, never the socket chunk.
+ *
+ * Call `reset` after each reply: the copier then holds no reference to its body.
+ */
+export class ValueCopier {
+  private readonly windowBytesMax = Buffer.poolSize;
+  private body: Buffer | null = null;
+  /** The window: a copy of body[windowStart, windowEnd), in `memory` from `memoryOffset`. */
+  private memory = new ArrayBuffer(0);
+  private memoryOffset = 0;
+  private windowStart = 0;
+  private windowEnd = 0;
+
+  readonly copy = (body: Buffer, start: number, end: number): Buffer => {
+    const length = end - start;
+    // A value of a small reply (a get) or a large value: a copy of its own (small ones from
+    // Node's pool), which costs less than a window would.
+    if (body.length <= this.windowBytesMax || length > this.windowBytesMax >>> 1) {
+      const own = Buffer.allocUnsafe(length);
+      body.copy(own, 0, start, end);
+      return own;
+    }
+    if (body !== this.body || start < this.windowStart || end > this.windowEnd) {
+      const windowEnd = Math.min(start + this.windowBytesMax, body.length);
+      // A short window (the tail of a reply) comes from Node's pool like any small Buffer.
+      const window = Buffer.allocUnsafe(windowEnd - start);
+      body.copy(window, 0, start, windowEnd);
+      this.memory = window.buffer;
+      this.memoryOffset = window.byteOffset;
+      this.body = body;
+      this.windowStart = start;
+      this.windowEnd = windowEnd;
+    }
+    return Buffer.from(this.memory, this.memoryOffset + start - this.windowStart, length);
+  };
+
+  reset(): void {
+    this.body = null;
+  }
 }

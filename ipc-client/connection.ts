@@ -36,6 +36,7 @@ import { FrameDecoder, writeFrames } from '../protocol/frame.js';
 import { CLIENT_WRITE_QUEUE_BYTES_MAX, FRAME_BYTES_MAX, FRAME_HEADER_BYTES } from '../protocol/limits.js';
 import { CONNECTION_ERROR_ID } from '../protocol/messages.js';
 import { readSimpleReply, simpleRequestBytes, writeSimpleRequest } from '../protocol/simple-frames.js';
+import { ValueCopier } from './bytes.js';
 import { PendingTable, type Pending } from './pending.js';
 
 /** A request body without its id: `{ op, ...fields }`. */
@@ -76,8 +77,11 @@ export class Connection {
   /** Called once when the connection ends; `null` when it was closed by close(). */
   onClose: (reason: ToonDBError | null) => void = () => undefined;
 
-  private readonly codec = new MessageCodec();
+  /** Decodes what the simple reader does not read, copying values like it (see `values`). */
+  private readonly codec = new MessageCodec({ copyBins: true });
   private readonly decoder = new FrameDecoder();
+  /** Values of simply-read replies are copied out as they are read (bytes.ts ValueCopier). */
+  private readonly values = new ValueCopier();
   private readonly pending: PendingTable;
   private readonly waiting: Queued[] = [];
   private batch: Encoded[] = [];
@@ -241,7 +245,8 @@ export class Connection {
     }
     for (const body of bodies) {
       if (this.ending !== null) return;
-      const simple = readSimpleReply(body);
+      const simple = readSimpleReply(body, this.values.copy);
+      this.values.reset();
       if (simple !== null) {
         this.settle(simple.id, undefined, simple.result);
         continue;

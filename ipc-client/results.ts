@@ -3,7 +3,8 @@
  *
  * Responsibility: check the shape of each reply the client relies on and convert it to the
  * public types: 64-bit ids, timestamps and sequence numbers become bigint whatever integer
- * width the daemon used, values become detached Buffers, the hello limits become a complete
+ * width the daemon used, values are checked to be Buffers (the connection already copied them
+ * out of the socket chunk), the hello limits become a complete
  * ServerLimits. A reply of the wrong shape fails its call with PROTOCOL_ERROR instead of
  * surfacing as a TypeError somewhere in the caller.
  */
@@ -11,7 +12,6 @@
 import { ToonDBError } from '../protocol/errors.js';
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from '../protocol/limits.js';
 import type { StatsResult } from '../protocol/messages.js';
-import { detach } from './bytes.js';
 
 /** What the daemon said about itself in its hello reply. */
 export interface ServerInfo {
@@ -63,9 +63,10 @@ function toNumber(value: unknown, op: string, field: string): number {
   throw malformed(op, `${field} is not a number`);
 }
 
+/** A value as the connection decoded it: already a copy of its own (connection.ts). */
 function toBytes(value: unknown, op: string, field: string): Buffer {
   if (!Buffer.isBuffer(value)) throw malformed(op, `${field} is not bin`);
-  return detach(value);
+  return value;
 }
 
 export function parseHello(value: unknown): ServerInfo {
@@ -104,10 +105,14 @@ export function parseBoolean(value: unknown, op: string): boolean {
 export function parseScanBatch(value: unknown, op: string): ScanBatch {
   const result = record(value, op);
   if (!Array.isArray(result.entries)) throw malformed(op, 'entries is not an array');
-  const entries = result.entries.map((pair: unknown, index): [Buffer, Buffer] => {
+  // The pairs as the connection decoded them, checked in place (their values are already copies).
+  const entries = result.entries as [Buffer, Buffer][];
+  for (let index = 0; index < entries.length; index++) {
+    const pair: unknown = entries[index];
     if (!Array.isArray(pair) || pair.length !== 2) throw malformed(op, `entries[${index}] is not a [key, value] pair`);
-    return [toBytes(pair[0], op, `entries[${index}][0]`), toBytes(pair[1], op, `entries[${index}][1]`)];
-  });
+    toBytes(pair[0], op, `entries[${index}][0]`);
+    toBytes(pair[1], op, `entries[${index}][1]`);
+  }
   const done = result.done === true;
   const cursor = toNumber(result.cursor ?? 0, op, 'cursor');
   if (!done && (!Number.isInteger(cursor) || cursor < 1)) throw malformed(op, 'an unfinished scan needs a cursor');

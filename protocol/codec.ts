@@ -33,6 +33,9 @@ import { checkPlainMessagePack } from './plain-msgpack.js';
 export interface MessageCodecOptions {
   /** Largest body `encode` produces; defaults to FRAME_BYTES_MAX. */
   frameBytesMax?: number;
+  /** Decode each `bin` as a copy (its own memory) instead of a view of the body: for a caller
+   * that hands decoded values out and must not let them pin the socket chunk. */
+  copyBins?: boolean;
 }
 
 /** msgpackr settings that keep the wire plain. `useBigInt64` is not in msgpackr 1.12's typings
@@ -67,9 +70,11 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 export class MessageCodec {
   readonly frameBytesMax: number;
   // Packr extends Unpackr: one instance both packs and unpacks with the same options.
-  private readonly packr = new Packr({ ...PACKR_OPTIONS }); // a copy: msgpackr may write to its options
+  private readonly packr: Packr;
 
   constructor(options: MessageCodecOptions = {}) {
+    // A copy of the options each: msgpackr may write to them.
+    this.packr = new Packr({ ...PACKR_OPTIONS, copyBuffers: options.copyBins === true });
     const max = options.frameBytesMax ?? FRAME_BYTES_MAX;
     if (!Number.isSafeInteger(max) || max < 1 || max > 0xffff_ffff) {
       throw new ToonDBError('INVALID_ARGUMENT', `frameBytesMax must be an integer in 1..${0xffff_ffff}, got ${max}`);

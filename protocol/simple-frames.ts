@@ -374,12 +374,21 @@ function readCursor(body: Buffer): number {
   return readUint(body);
 }
 
-/** Reads a bin as a view of the body; null (and at = -1) for anything else. */
+/** Makes the Buffer a reader returns for bytes [start, end) of `body`. */
+export type BinMaker = (body: Buffer, start: number, end: number) => Buffer;
+
+/** Views of the body, as MessageCodec returns. */
+const VIEW_BINS: BinMaker = (body, start, end) => body.subarray(start, end);
+
+/** The BinMaker of the reply being read (readSimpleReply's `bins`). */
+let makeBin = VIEW_BINS;
+
+/** Reads a bin (by default a view of the body); null (and at = -1) for anything else. */
 function readBin(body: Buffer): Buffer | null {
   const length = readHeader(body, BIN_FORMS);
   if (at < 0 || at + length > body.length) return ((at = -1), null);
   at += length;
-  return body.subarray(at - length, at);
+  return makeBin(body, at - length, at);
 }
 
 /** Reads an array header (fixarray, array16/32) whose count the remaining bytes can hold. */
@@ -442,17 +451,23 @@ function readResult(body: Buffer): SimpleResult | undefined {
 /**
  * Reads a reply body that is exactly `{ id: uint, result }` with a SimpleResult in the encoding
  * above; null for anything else (decode it with MessageCodec instead). `bin` values are views
- * of the body, as MessageCodec's are.
+ * of the body, as MessageCodec's are, or what `bins` makes of their bytes (e.g. copies, for a
+ * caller that hands values out and must not let them pin the body).
  */
-export function readSimpleReply(body: Buffer): SimpleReply | null {
+export function readSimpleReply(body: Buffer, bins: BinMaker = VIEW_BINS): SimpleReply | null {
   if (body.length < 12 || body[0] !== (FIXMAP | 2)) return null;
   at = 1;
   if (!readLiteral(body, KEY_ID)) return null;
   const id = readUint(body);
   // id 0 is a connection-level error: always the codec's business.
   if (id <= 0 || !readLiteral(body, KEY_RESULT) || at >= body.length) return null;
-  const result = readResult(body);
-  return result !== undefined && at === body.length ? { id, result } : null;
+  makeBin = bins;
+  try {
+    const result = readResult(body);
+    return result !== undefined && at === body.length ? { id, result } : null;
+  } finally {
+    makeBin = VIEW_BINS;
+  }
 }
 
 /** Longest op name readSimpleRequest accepts (every op name fits). */
