@@ -1,80 +1,112 @@
 /**
- * Read-ahead of snapshot scans: a cursor's next batch is read while the previous one travels.
+ * Read-ahead of snapshot scans: a cursor's next batches are read while earlier ones travel.
  *
  * Responsibility: once the daemon answers a batch of a snapshot cursor (a scan outside any
- * transaction) and more entries follow, it starts reading the next batch at once, so the engine
- * works while the reply crosses the socket, the client decodes it and its `scanNext` comes back;
- * that `scanNext` is then answered from the batch read ahead. A streamed scan stops being one
- * engine call, one reply and one client decode in a row per batch.
+ * transaction) and more entries follow, it keeps up to SCAN_READ_AHEAD_BATCHES further batches
+ * read or being read, one engine call after the other, so the engine works while replies cross
+ * the socket, the client decodes them and its scanNext requests come back; each scanNext is
+ * answered with the oldest batch read ahead. A streamed scan stops being one engine call, one
+ * reply and one client decode in a row per batch.
  *
  * Invariants:
  * - Only snapshot cursors are read ahead: their batches are fixed when the scan opens, so reading
  *   one early shows nothing a client could tell apart. Cursors inside a transaction never are
  *   (its later writes must show in later batches).
- * - At most one read-ahead per cursor, holding at most one batch (scanBatchBytesMax), so memory
- *   is bounded by cursorsPerConnectionMax batches per connection.
- * - While a read-ahead runs it owns the engine cursor: every other use of the cursor (its
- *   scanNext, its scanClose, its release on expiry or close) first `take`s the read-ahead and
- *   waits for it, so the engine never sees two calls on one cursor.
- * - A read-ahead never rejects: an engine failure is its result (a coded EngineResult), which
- *   the scanNext that takes it reports as it would its own.
+ * - Batches of a cursor are read one engine call at a time, in order, and handed out in that
+ *   order; at most SCAN_READ_AHEAD_BATCHES are held per cursor (each at most scanBatchBytesMax),
+ *   so memory is bounded by cursorsPerConnectionMax of them per connection.
+ * - While a read-ahead runs it owns the engine cursor: a scanNext takes the oldest read (and
+ *   waits for it), while a scanClose or a release on expiry or disconnect takes all of them and
+ *   acts only once the last has settled, so the engine never sees two calls on one cursor.
+ * - A read never rejects: an engine failure is its result (a coded EngineResult), which the
+ *   scanNext that takes it reports as it would its own. Nothing more is read after a result
+ *   that left the cursor closed (done or failed).
  */
 
 import type { EngineResult } from '../engine/types.js';
+import { SCAN_READ_AHEAD_BATCHES } from '../protocol/limits.js';
 
 /** True if the engine cursor is still open after this scanOpen / scanNext result. */
 export function leavesCursorOpen(result: EngineResult): boolean {
   return result.code === undefined && result.done !== true;
 }
 
+/** The reads of one cursor: oldest first; the last may still be running. */
+interface CursorReads {
+  queue: Promise<EngineResult>[];
+  reading: boolean;
+  /** False once a read left the engine cursor closed: nothing more is read. */
+  open: boolean;
+}
+
 export class ScanReadAhead {
-  private readonly reads = new Map<number, Promise<EngineResult>>();
+  private readonly cursors = new Map<number, CursorReads>();
   private running = 0;
 
   /** `read` runs one scanNext of the cursor in the engine and resolves its result, never
    * rejecting. */
   constructor(private readonly read: (cursor: number) => Promise<EngineResult>) {}
 
-  /** Read-aheads not yet taken. */
-  get size(): number {
-    return this.reads.size;
-  }
-
   /** True while an engine call of a read-ahead is in progress. */
   get busy(): boolean {
     return this.running > 0;
   }
 
-  /** Starts reading the next batch of `cursor`; it must not have a read-ahead already. */
+  /** Reads ahead on `cursor`, whose last batch was just answered and left it open, up to the
+   * depth (new cursor, or one whose oldest read was just taken). */
   start(cursor: number): void {
-    if (this.reads.has(cursor)) throw new Error(`invariant: cursor ${cursor} is already read ahead`);
+    let reads = this.cursors.get(cursor);
+    if (reads === undefined) {
+      reads = { queue: [], reading: false, open: true };
+      this.cursors.set(cursor, reads);
+    }
+    this.fill(cursor, reads);
+  }
+
+  private fill(cursor: number, reads: CursorReads): void {
+    if (reads.reading || !reads.open || reads.queue.length >= SCAN_READ_AHEAD_BATCHES) return;
+    reads.reading = true;
     this.running += 1;
-    const read = this.read(cursor).finally(() => {
+    const read = this.read(cursor).then((result) => {
       this.running -= 1;
+      reads.reading = false;
+      reads.open = leavesCursorOpen(result);
+      if (this.cursors.get(cursor) === reads) this.fill(cursor, reads);
+      return result;
     });
-    this.reads.set(cursor, read);
+    reads.queue.push(read);
+  }
+
+  /** Removes and returns the oldest read of `cursor` (for its scanNext), if it has one. */
+  takeNext(cursor: number): Promise<EngineResult> | undefined {
+    const reads = this.cursors.get(cursor);
+    const next = reads?.queue.shift();
+    if (reads !== undefined && reads.queue.length === 0 && !reads.reading) this.cursors.delete(cursor);
+    return next;
+  }
+
+  /** Removes every read of `cursor` (for its scanClose); resolves, once they have all settled,
+   * with the result of the last, which says whether the engine cursor is still open. */
+  takeAll(cursor: number): Promise<EngineResult> | undefined {
+    const reads = this.cursors.get(cursor);
+    if (reads === undefined) return undefined;
+    this.cursors.delete(cursor);
+    return reads.queue.at(-1);
   }
 
   /**
    * For cursors about to be closed (expired, or their connection closed): returns the ones with
-   * no read-ahead, free to close now, and takes the read-ahead of each other one, passing the
-   * cursor to `closeLater` once that read-ahead settles if it left the cursor open.
+   * no read-ahead, free to close now, and takes the reads of each other one, passing the cursor
+   * to `closeLater` once they have settled if they left it open.
    */
   closable(cursors: number[], closeLater: (cursor: number) => void): number[] {
     return cursors.filter((cursor) => {
-      const read = this.take(cursor);
-      if (read === undefined) return true;
-      void read.then((result) => {
+      const last = this.takeAll(cursor);
+      if (last === undefined) return true;
+      void last.then((result) => {
         if (leavesCursorOpen(result)) closeLater(cursor);
       });
       return false;
     });
-  }
-
-  /** Removes and returns the read-ahead of `cursor`, if it has one. */
-  take(cursor: number): Promise<EngineResult> | undefined {
-    const read = this.reads.get(cursor);
-    if (read !== undefined) this.reads.delete(cursor);
-    return read;
   }
 }

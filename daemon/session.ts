@@ -9,8 +9,8 @@
  * engine calls, and a very busy one gets its first replies out while the rest execute. A slice
  * of plain reads is first offered to the engine's row cache (`readCached`: memory only, on this
  * thread, no pool round trip); only if a row is not in memory does it become an `execute` call.
- * A snapshot scan's next batch is read as soon as the previous one is answered (read-ahead.ts),
- * and the client's scanNext takes it.
+ * A snapshot scan's next batches are read as soon as one is answered (read-ahead.ts), and the
+ * client's scanNext requests take them.
  *
  * Invariants:
  * - Requests of one connection execute in the order received, except that plain reads (no
@@ -78,7 +78,7 @@ export class Session {
   /** performance.now() of the last chunk received; checked when a frame stays incomplete. */
   private lastDataAt = performance.now();
   private handshakeTimer: NodeJS.Timeout | null;
-  /** Next batches of snapshot cursors, read while the previous one travels. */
+  /** Next batches of snapshot cursors, read while earlier ones travel. */
   private readonly readAhead = new ScanReadAhead(async (cursor) => (await this.execute([scanNextOp(cursor, this.scope)]))[0]);
 
   constructor(
@@ -214,7 +214,8 @@ export class Session {
     let start = 0;
     for (let i = 0; i < batch.length; i++) {
       const req = batch[i].req;
-      const ahead = req.op === 'scanNext' || req.op === 'scanClose' ? this.readAhead.take(req.cursor) : undefined;
+      const ahead = req.op === 'scanNext' ? this.readAhead.takeNext(req.cursor)
+        : req.op === 'scanClose' ? this.readAhead.takeAll(req.cursor) : undefined;
       if (ahead === undefined && isDataRequest(req)) continue;
       if (i > start) await this.runData(batch, start, i);
       await (ahead === undefined ? this.runAdmin(batch[i]) : this.runReadAhead(batch, i, await ahead));
@@ -225,7 +226,8 @@ export class Session {
 
   /**
    * Answers batch[i], a scanNext or scanClose of a cursor that was read ahead, given the result
-   * of the read-ahead: a scanNext gets that batch; a scanClose closes what is still open.
+   * of its oldest read (scanNext) or its last one (scanClose): a scanNext gets that batch; a
+   * scanClose closes what is still open.
    */
   private async runReadAhead(batch: Queued[], i: number, result: EngineResult): Promise<void> {
     if (batch[i].req.op === 'scanClose' && leavesCursorOpen(result)) {

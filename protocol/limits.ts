@@ -97,6 +97,11 @@ export const SCAN_BATCH_ITEMS_MAX = 10_000;
  * always returned, so a single maximal value still streams). */
 export const SCAN_BATCH_BYTES_MAX = 4 * MiB;
 
+/** Batches of a snapshot cursor the daemon reads ahead of the client's scanNext
+ * (daemon/read-ahead.ts). Two keep the engine reading while the client decodes one batch and the
+ * daemon sends the other. */
+export const SCAN_READ_AHEAD_BATCHES = 2;
+
 /** Longest TTL accepted, in seconds (100 years). */
 export const TTL_SECONDS_MAX = 100 * 365 * 24 * 3600;
 

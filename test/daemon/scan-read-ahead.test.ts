@@ -55,6 +55,18 @@ describe('scan read-ahead', () => {
     await noOpenCursors();
   });
 
+  it('answers pipelined scanNext requests in order from the batches read ahead', async () => {
+    const { peer, cursor, entries } = await rawScan(25);
+    for (let id = 3; id <= 5; id++) peer.request({ id, op: 'scanNext', cursor });
+    const replies = (await peer.waitFor(5)).slice(2) as { id: number; result: { entries: [Buffer, Buffer][]; done: boolean } }[];
+    expect(replies.map((reply) => reply.id)).toEqual([3, 4, 5]);
+    expect(replies.map((reply) => reply.result.done)).toEqual([false, false, true]);
+    const keys = [entries, ...replies.map((reply) => reply.result.entries)].flat().map((entry) => (entry as [Buffer, Buffer])[0].toString());
+    expect(keys).toEqual(Array.from({ length: 100 }, (_, i) => key(i)));
+    peer.close();
+    await noOpenCursors();
+  });
+
   it('never reads a transaction cursor ahead: its later batches show the transaction\'s own later writes', async () => {
     const before = await readAheads();
     const seen: string[] = [];
