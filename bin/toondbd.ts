@@ -73,7 +73,8 @@ async function start(flags: StartFlags): Promise<void> {
       stopRequestedBy ??= signal;
       return;
     }
-    daemon.stop(`received ${signal}`).then(() => process.exit(0), () => process.exit(EXIT_RUNTIME));
+    const stopping = daemon;
+    stopping.stop(`received ${signal}`).then(() => process.exit(exitCodeOf(stopping)), () => process.exit(EXIT_RUNTIME));
   };
   process.on('SIGTERM', () => stopAndExit('SIGTERM'));
   process.on('SIGINT', () => stopAndExit('SIGINT'));
@@ -106,7 +107,13 @@ async function start(flags: StartFlags): Promise<void> {
   }
   if (stopRequestedBy !== null) stopAndExit(stopRequestedBy);
   await daemon.stopped;
-  process.exit(0);
+  process.exit(exitCodeOf(daemon));
+}
+
+/** 0 after a clean run and stop; EXIT_RUNTIME if storage failed while running or a shutdown
+ * step failed (logged at fatal / error level), so a service manager sees it. */
+function exitCodeOf(daemon: { stopTrouble: string | null }): number {
+  return daemon.stopTrouble === null ? 0 : EXIT_RUNTIME;
 }
 
 async function connectOrExit(socket: string | undefined, quietNotRunning = false) {

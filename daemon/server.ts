@@ -61,6 +61,8 @@ export class Daemon implements DaemonContext {
   private readonly timers: NodeJS.Timeout[] = [];
   private nextConnectionId = 1;
   private stopping: Promise<void> | null = null;
+  /** Set when storage failed while running or a shutdown step failed: the stop was not clean. */
+  private trouble: string | null = null;
   private markStopped!: () => void;
   private ttlSweepRunning = false;
 
@@ -72,6 +74,7 @@ export class Daemon implements DaemonContext {
     private readonly releaseLock: () => void,
   ) {
     this.gate = new DurabilityGate(engine, config.durability, config.syncIntervalMs, this.counters, (error) => {
+      this.trouble ??= `storage failed: ${error.code}`;
       this.log.fatal({ code: error.code, err: error }, 'storage failed (journal write or fsync): writes are refused until the daemon is restarted');
     });
     this.stopped = new Promise((resolve) => (this.markStopped = resolve));
@@ -228,6 +231,13 @@ export class Daemon implements DaemonContext {
     );
   }
 
+  /** Why the daemon did not run and stop cleanly (storage failed while it ran, or a shutdown
+   * step failed), or null. `toondbd` exits non-zero when it is set, so a service manager sees
+   * the failure. */
+  get stopTrouble(): string | null {
+    return this.trouble;
+  }
+
   /** Graceful, idempotent shutdown; resolves when everything is released. */
   stop(reason: string): Promise<void> {
     this.stopping ??= this.shutdown(reason);
@@ -261,6 +271,7 @@ export class Daemon implements DaemonContext {
     try {
       await action();
     } catch (error) {
+      this.trouble ??= `shutdown step failed: ${name}`;
       this.log.error({ err: error, step: name }, 'shutdown step failed');
     }
   }

@@ -197,6 +197,7 @@ describe.skipIf(skipReason !== null)('disk full', () => {
       const exit = await daemon.stop();
       const failedSteps = daemon.logs.filter((l) => l.msg === 'shutdown step failed').map((l) => `${String(l.step)}: ${String((l.err as { code?: string })?.code)}`);
       notes.push(`graceful stop exit ${exit}${failedSteps.length ? ` (failed steps: ${failedSteps.join(', ')})` : ''}`);
+      expect(exit, 'a stop after a storage failure must not report success to the service manager').toBe(1);
       await daemon.start();
       const fresh = await IpcClient.connect(daemon.socketPath);
       expect(await verifyAll(fresh, acked), 'acknowledged writes missing or wrong after restart').toEqual([]);
