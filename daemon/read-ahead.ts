@@ -13,8 +13,9 @@
  *   one early shows nothing a client could tell apart. Cursors inside a transaction never are
  *   (its later writes must show in later batches).
  * - Batches of a cursor are read one engine call at a time, in order, and handed out in that
- *   order; at most SCAN_READ_AHEAD_BATCHES are held per cursor (each at most scanBatchBytesMax),
- *   so memory is bounded by cursorsPerConnectionMax of them per connection.
+ *   order; at most SCAN_READ_AHEAD_BATCHES are held or being read per cursor, and at most
+ *   SCAN_READ_AHEAD_BATCHES_PER_CONNECTION_MAX across the connection's cursors (each at most
+ *   scanBatchBytesMax). A cursor over the budget is simply read on demand.
  * - While a read-ahead runs it owns the engine cursor: a scanNext takes the oldest read (and
  *   waits for it), while a scanClose or a release on expiry or disconnect takes all of them and
  *   acts only once the last has settled, so the engine never sees two calls on one cursor.
@@ -24,7 +25,7 @@
  */
 
 import type { EngineResult } from '../engine/types.js';
-import { SCAN_READ_AHEAD_BATCHES } from '../protocol/limits.js';
+import { SCAN_READ_AHEAD_BATCHES, SCAN_READ_AHEAD_BATCHES_PER_CONNECTION_MAX } from '../protocol/limits.js';
 
 /** True if the engine cursor is still open after this scanOpen / scanNext result. */
 export function leavesCursorOpen(result: EngineResult): boolean {
@@ -42,10 +43,17 @@ interface CursorReads {
 export class ScanReadAhead {
   private readonly cursors = new Map<number, CursorReads>();
   private running = 0;
+  /** Reads held or running across all cursors (the per-connection budget). */
+  private held = 0;
 
   /** `read` runs one scanNext of the cursor in the engine and resolves its result, never
    * rejecting. */
   constructor(private readonly read: (cursor: number) => Promise<EngineResult>) {}
+
+  /** Reads held or running across all cursors. */
+  get heldBatches(): number {
+    return this.held;
+  }
 
   /** True while an engine call of a read-ahead is in progress. */
   get busy(): boolean {
@@ -65,6 +73,8 @@ export class ScanReadAhead {
 
   private fill(cursor: number, reads: CursorReads): void {
     if (reads.reading || !reads.open || reads.queue.length >= SCAN_READ_AHEAD_BATCHES) return;
+    if (this.held >= SCAN_READ_AHEAD_BATCHES_PER_CONNECTION_MAX) return;
+    this.held += 1;
     reads.reading = true;
     this.running += 1;
     const read = this.read(cursor).then((result) => {
@@ -81,6 +91,7 @@ export class ScanReadAhead {
   takeNext(cursor: number): Promise<EngineResult> | undefined {
     const reads = this.cursors.get(cursor);
     const next = reads?.queue.shift();
+    if (next !== undefined) this.held -= 1;
     if (reads !== undefined && reads.queue.length === 0 && !reads.reading) this.cursors.delete(cursor);
     return next;
   }
@@ -91,6 +102,7 @@ export class ScanReadAhead {
     const reads = this.cursors.get(cursor);
     if (reads === undefined) return undefined;
     this.cursors.delete(cursor);
+    this.held -= reads.queue.length;
     return reads.queue.at(-1);
   }
 

@@ -102,6 +102,10 @@ export const SCAN_BATCH_BYTES_MAX = 4 * MiB;
  * daemon sends the other. */
 export const SCAN_READ_AHEAD_BATCHES = 2;
 
+/** Batches read ahead (held or being read) across all cursors of one connection: bounds the
+ * daemon memory a connection with many open scans can pin to this many scanBatchBytesMax. */
+export const SCAN_READ_AHEAD_BATCHES_PER_CONNECTION_MAX = 4;
+
 /** Longest TTL accepted, in seconds (100 years). */
 export const TTL_SECONDS_MAX = 100 * 365 * 24 * 3600;
 

@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import type { EngineResult } from '../../engine/types.js';
 import { ScanReadAhead } from '../../daemon/read-ahead.js';
-import { SCAN_READ_AHEAD_BATCHES } from '../../protocol/limits.js';
+import { SCAN_READ_AHEAD_BATCHES, SCAN_READ_AHEAD_BATCHES_PER_CONNECTION_MAX } from '../../protocol/limits.js';
 
 /** Engine stand-in: each read is held until the test settles it. */
 function heldReads() {
@@ -65,5 +65,22 @@ describe('ScanReadAhead', () => {
     held[1].settle(batch(1));
     await tick();
     expect(closedLater).toEqual([2]);
+  });
+
+  it('holds at most SCAN_READ_AHEAD_BATCHES_PER_CONNECTION_MAX batches across cursors, and frees the budget as they are taken', async () => {
+    const { held, read } = heldReads();
+    const ahead = new ScanReadAhead(read);
+    const cursors = Array.from({ length: SCAN_READ_AHEAD_BATCHES_PER_CONNECTION_MAX + 3 }, (_, i) => i + 1);
+    for (let round = 0; round < SCAN_READ_AHEAD_BATCHES; round++) {
+      for (const cursor of cursors) ahead.start(cursor);
+      for (const h of held.splice(0)) h.settle(batch(round + 1));
+      await tick();
+    }
+    expect(ahead.heldBatches).toBe(SCAN_READ_AHEAD_BATCHES_PER_CONNECTION_MAX);
+    const withReads = cursors.filter((cursor) => ahead.takeNext(cursor) !== undefined);
+    expect(withReads.length).toBeGreaterThan(0);
+    expect(ahead.heldBatches).toBeLessThan(SCAN_READ_AHEAD_BATCHES_PER_CONNECTION_MAX);
+    for (const cursor of cursors) ahead.takeAll(cursor);
+    expect(ahead.heldBatches).toBe(0);
   });
 });
