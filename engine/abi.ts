@@ -12,7 +12,7 @@
  * - Absent optional fields stay absent in decoded results (never `undefined`-valued keys).
  */
 import { ToonDBError } from '../protocol/errors.js';
-import { PackedEntries } from '../protocol/simple-frames.js';
+import { PackedEntries } from '../protocol/packed-entries.js';
 import type { EngineOp, EngineResult } from './types.js';
 
 const F_TXN = 1 << 0;

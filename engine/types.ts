@@ -17,7 +17,7 @@
  * - Engine error codes are registry codes from protocol/errors.ts.
  */
 
-import type { PackedEntries } from '../protocol/simple-frames.js';
+import type { PackedEntries } from '../protocol/packed-entries.js';
 
 /** Operation kinds understood by `execute`. The numbers are part of the addon ABI. */
 export const OpKind = {

@@ -15,45 +15,25 @@
  * - reading a reply `{ id, result }` whose result is any of those: `readSimpleReply`; reading
  *   those requests back: `readSimpleRequest` (the daemon still validates what it returns).
  *
+ * The MessagePack forms themselves are in msgpack-forms.ts; engine-encoded scan entries in
+ * packed-entries.ts.
+ *
  * Invariants:
  * - The writers produce exactly MessageCodec.encode's frame for the same message (a test compares
  *   them on random messages), so the wire stays one format whichever path wrote it.
  * - The readers return null for anything they do not fully recognise, including trailing
  *   bytes; the caller then decodes with MessageCodec. So it never accepts a body MessageCodec
  *   would refuse, and decodes what it accepts exactly as MessageCodec would (a `bin` is a view
- *   of the body, as there).
+ *   of the body, as there, unless the caller asks for copies).
  * - Pure: no I/O; the writers write only inside the range they sized.
  */
 
 import { FRAME_HEADER_BYTES } from './limits.js';
-
-/**
- * The elements of a scan batch's `entries` array, already encoded: `count` times a fixarray of
- * 2 followed by two `bin`s in their smallest form (engine/src/core/wire.rs writes them), which
- * is exactly what MessageCodec writes for `[Buffer, Buffer]` pairs. The daemon copies `bytes`
- * into its reply as one block instead of handling each entry.
- */
-export class PackedEntries {
-  constructor(
-    readonly count: number,
-    readonly bytes: Buffer,
-  ) {}
-
-  /** The pairs, as views of `bytes` (for tests and diagnostics; the daemon never needs them).
-   * Throws if `bytes` is not exactly `count` such pairs. */
-  toPairs(): [Buffer, Buffer][] {
-    const body = this.bytes;
-    const pairs = new Array<[Buffer, Buffer]>(this.count);
-    at = 0;
-    for (let i = 0; i < this.count; i++) {
-      const pair = body[at] === (FIXARRAY | 2) ? ((at += 1), [readBin(body), readBin(body)]) : [null, null];
-      if (pair[0] === null || pair[1] === null) throw new Error(`invariant: packed entry ${i} of ${this.count} is not a [bin, bin] pair`);
-      pairs[i] = pair as [Buffer, Buffer];
-    }
-    if (at !== body.length) throw new Error(`invariant: packed entries have ${body.length - at} trailing bytes`);
-    return pairs;
-  }
-}
+import {
+  arrayHeaderBytes, BIN16, BIN32, BIN8, binBytes, FALSE, FIXARRAY, FIXMAP, FIXSTR, FIXSTR_BYTES_MAX, FLOAT64, MsgpackReader, NIL, TRUE,
+  uintBytes, VIEW_BINS, writeArrayHeader, writeBin, writeUint, type BinMaker,
+} from './msgpack-forms.js';
+import { PackedEntries } from './packed-entries.js';
 
 /** A scan batch as the daemon replies it (keys in this order). */
 export interface ScanBatchResult {
@@ -62,33 +42,8 @@ export interface ScanBatchResult {
   done: boolean;
 }
 
-/** `result` as MessageCodec can encode it: a scan batch's PackedEntries become pairs. For the
- * rare reply the writers refuse; the pairs are views of the packed bytes. */
-export function encodableResult(result: unknown): unknown {
-  if (typeof result !== 'object' || result === null || !('entries' in result)) return result;
-  const { entries } = result as { entries: unknown };
-  return entries instanceof PackedEntries ? { ...result, entries: entries.toPairs() } : result;
-}
-
 /** A reply result these writers and the reader handle. */
 export type SimpleResult = null | boolean | Buffer | (Buffer | null)[] | ScanBatchResult;
-
-const NIL = 0xc0;
-const FALSE = 0xc2;
-const TRUE = 0xc3;
-const BIN8 = 0xc4;
-const BIN16 = 0xc5;
-const BIN32 = 0xc6;
-const UINT8 = 0xcc;
-const UINT16 = 0xcd;
-const UINT32 = 0xce;
-const FLOAT64 = 0xcb;
-const ARRAY16 = 0xdc;
-const ARRAY32 = 0xdd;
-const FIXMAP = 0x80;
-const FIXARRAY = 0x90;
-const FIXSTR = 0xa0;
-const FIXSTR_BYTES_MAX = 31;
 
 /** `id`, `result`, `op`, `key`, `value` as fixstr map keys. */
 const KEY_ID = Buffer.from([FIXSTR | 2, 0x69, 0x64]);
@@ -103,56 +58,6 @@ const KEY_DONE = Buffer.from([FIXSTR | 4, ...Buffer.from('done')]);
 /** Bytes of a scan batch map around its entries: fixmap, three keys, the done flag. */
 const SCAN_BATCH_FIXED_BYTES = 1 + KEY_CURSOR.length + KEY_ENTRIES.length + KEY_DONE.length + 1;
 
-/**
- * The tiered size forms of one MessagePack type: `fix | n` while n < fixLimit (types with a
- * fix form), else a tag with an 8-, 16- or 32-bit big-endian size (tag8 null: no 8-bit form).
- * For uint the "size" is the value itself.
- */
-interface SizeForms {
-  fix: number;
-  fixLimit: number;
-  tag8: number | null;
-  tag16: number;
-  tag32: number;
-}
-const UINT_FORMS: SizeForms = { fix: 0x00, fixLimit: 0x80, tag8: UINT8, tag16: UINT16, tag32: UINT32 };
-const BIN_FORMS: SizeForms = { fix: 0, fixLimit: 0, tag8: BIN8, tag16: BIN16, tag32: BIN32 };
-const ARRAY_FORMS: SizeForms = { fix: FIXARRAY, fixLimit: 16, tag8: null, tag16: ARRAY16, tag32: ARRAY32 };
-
-/** Bytes of the header writeHeader writes for `n`. */
-function headerBytes(n: number, forms: SizeForms): number {
-  if (n < forms.fixLimit) return 1;
-  if (n < 0x100 && forms.tag8 !== null) return 2;
-  return n < 0x10000 ? 3 : 5;
-}
-
-/** Writes the smallest header of `forms` for `n` at `at`; returns the offset after it. */
-function writeHeader(target: Buffer, at: number, n: number, forms: SizeForms): number {
-  if (n < forms.fixLimit) {
-    target[at] = forms.fix | n;
-    return at + 1;
-  }
-  if (n < 0x100 && forms.tag8 !== null) {
-    target[at] = forms.tag8;
-    target[at + 1] = n;
-    return at + 2;
-  }
-  if (n < 0x10000) {
-    target[at] = forms.tag16;
-    target.writeUInt16BE(n, at + 1);
-    return at + 3;
-  }
-  target[at] = forms.tag32;
-  target.writeUInt32BE(n, at + 1);
-  return at + 5;
-}
-
-const uintBytes = (value: number): number => headerBytes(value, UINT_FORMS);
-const writeUint = (target: Buffer, at: number, value: number): number => writeHeader(target, at, value, UINT_FORMS);
-const binBytes = (length: number): number => headerBytes(length, BIN_FORMS) + length;
-const arrayHeaderBytes = (count: number): number => headerBytes(count, ARRAY_FORMS);
-const writeArrayHeader = (target: Buffer, at: number, count: number): number => writeHeader(target, at, count, ARRAY_FORMS);
-
 /** A cursor id: any safe integer. Over 32 bits msgpackr writes a number as float64, so do we. */
 function isCursorNumber(cursor: number): boolean {
   return Number.isSafeInteger(cursor) && cursor >= 0;
@@ -163,12 +68,6 @@ function writeCursor(target: Buffer, at: number, cursor: number): number {
   target[at] = FLOAT64;
   target.writeDoubleBE(cursor, at + 1);
   return at + 9;
-}
-
-function writeBin(target: Buffer, at: number, bytes: Uint8Array): number {
-  const start = writeHeader(target, at, bytes.length, BIN_FORMS);
-  target.set(bytes, start);
-  return start + bytes.length;
 }
 
 function isIdNumber(id: number): boolean {
@@ -325,127 +224,62 @@ export interface SimpleReply {
   result: SimpleResult;
 }
 
-function matches(body: Buffer, at: number, literal: Buffer): boolean {
-  if (at + literal.length > body.length) return false;
-  for (let i = 0; i < literal.length; i++) if (body[at + i] !== literal[i]) return false;
-  return true;
+/** The reader of the frame being read: one per module, reset by each read. */
+const reader = new MsgpackReader();
+
+/** A cursor as writeCursor writes it: a uint, or a float64 (read as MessageCodec reads one,
+ * whatever its value; the client checks it). */
+function readCursor(): number {
+  return reader.float64() ?? reader.uint();
 }
 
-/** Cursor of the reader: where the next item starts; -1 once something did not match. */
-let at = 0;
-
-/**
- * Reads a header of `forms` at `at` and returns its size (advancing `at` past the header), or
- * -1 and at = -1 if the byte there is none of its forms or the header is cut.
- */
-function readHeader(body: Buffer, forms: SizeForms): number {
-  const end = body.length;
-  if (at < 0 || at >= end) return (at = -1);
-  const tag = body[at];
-  if (forms.fixLimit > 0 && tag >= forms.fix && tag < forms.fix + forms.fixLimit) {
-    at += 1;
-    return tag - forms.fix;
-  }
-  if (tag === forms.tag8 && at + 2 <= end) {
-    at += 2;
-    return body[at - 1];
-  }
-  if (tag === forms.tag16 && at + 3 <= end) {
-    at += 3;
-    return body.readUInt16BE(at - 2);
-  }
-  if (tag === forms.tag32 && at + 5 <= end) {
-    at += 5;
-    return body.readUInt32BE(at - 4);
-  }
-  return (at = -1);
-}
-
-/** Reads a uint as writeUint writes it (fixint, uint8/16/32); -1 (and at = -1) otherwise. */
-const readUint = (body: Buffer): number => readHeader(body, UINT_FORMS);
-
-/** Reads a cursor as writeCursor writes it: a uint, or a float64 (read as MessageCodec reads
- * one, whatever its value; the client checks it). */
-function readCursor(body: Buffer): number {
-  if (at >= 0 && body[at] === FLOAT64 && at + 9 <= body.length) {
-    at += 9;
-    return body.readDoubleBE(at - 8);
-  }
-  return readUint(body);
-}
-
-/** Makes the Buffer a reader returns for bytes [start, end) of `body`. */
-export type BinMaker = (body: Buffer, start: number, end: number) => Buffer;
-
-/** Views of the body, as MessageCodec returns. */
-const VIEW_BINS: BinMaker = (body, start, end) => body.subarray(start, end);
-
-/** The BinMaker of the reply being read (readSimpleReply's `bins`). */
-let makeBin = VIEW_BINS;
-
-/** Reads a bin (by default a view of the body); null (and at = -1) for anything else. */
-function readBin(body: Buffer): Buffer | null {
-  const length = readHeader(body, BIN_FORMS);
-  if (at < 0 || at + length > body.length) return ((at = -1), null);
-  at += length;
-  return makeBin(body, at - length, at);
-}
-
-/** Reads an array header (fixarray, array16/32) whose count the remaining bytes can hold. */
-function readArrayHeader(body: Buffer): number {
-  const count = readHeader(body, ARRAY_FORMS);
-  return at < 0 || count > body.length - at ? (at = -1) : count; // every item takes at least one byte
-}
-
-function readLiteral(body: Buffer, literal: Buffer): boolean {
-  if (at < 0 || !matches(body, at, literal)) return ((at = -1), false);
-  at += literal.length;
-  return true;
-}
-
-function readResult(body: Buffer): SimpleResult | undefined {
-  const tag = body[at];
+function readResult(): SimpleResult | undefined {
+  const body = reader.body;
+  const tag = body[reader.at];
   if (tag === NIL || tag === TRUE || tag === FALSE) {
-    at += 1;
+    reader.at += 1;
     return tag === NIL ? null : tag === TRUE;
   }
-  if (tag === BIN8 || tag === BIN16 || tag === BIN32) return readBin(body) ?? undefined;
-  if (tag === (FIXMAP | 3)) {
-    at += 1;
-    if (!readLiteral(body, KEY_CURSOR)) return undefined;
-    const cursor = readCursor(body);
-    if (!readLiteral(body, KEY_ENTRIES)) return undefined;
-    const count = readArrayHeader(body);
-    if (at < 0) return undefined;
-    const entries = new Array<[Buffer, Buffer]>(count);
-    for (let i = 0; i < count; i++) {
-      if (body[at] !== (FIXARRAY | 2)) return undefined;
-      at += 1;
-      const key = readBin(body);
-      const value = readBin(body);
-      if (key === null || value === null) return undefined;
-      entries[i] = [key, value];
-    }
-    if (!readLiteral(body, KEY_DONE)) return undefined;
-    const done = body[at];
-    if (done !== TRUE && done !== FALSE) return undefined;
-    at += 1;
-    return { cursor, entries, done: done === TRUE };
-  }
-  const count = readArrayHeader(body);
-  if (at < 0) return undefined;
+  if (tag === (FIXMAP | 3)) return readScanBatch();
+  if (tag === BIN8 || tag === BIN16 || tag === BIN32) return reader.bin() ?? undefined;
+  const count = reader.arrayHeader();
+  if (reader.at < 0) return undefined;
   const items = new Array<Buffer | null>(count);
   for (let i = 0; i < count; i++) {
-    if (body[at] === NIL) {
+    if (body[reader.at] === NIL) {
       items[i] = null;
-      at += 1;
+      reader.at += 1;
     } else {
-      const item = readBin(body);
+      const item = reader.bin();
       if (item === null) return undefined;
       items[i] = item;
     }
   }
   return items;
+}
+
+function readScanBatch(): ScanBatchResult | undefined {
+  const body = reader.body;
+  reader.at += 1;
+  if (!reader.literal(KEY_CURSOR)) return undefined;
+  const cursor = readCursor();
+  if (!reader.literal(KEY_ENTRIES)) return undefined;
+  const count = reader.arrayHeader();
+  if (reader.at < 0) return undefined;
+  const entries = new Array<[Buffer, Buffer]>(count);
+  for (let i = 0; i < count; i++) {
+    if (body[reader.at] !== (FIXARRAY | 2)) return undefined;
+    reader.at += 1;
+    const key = reader.bin();
+    const value = reader.bin();
+    if (key === null || value === null) return undefined;
+    entries[i] = [key, value];
+  }
+  if (!reader.literal(KEY_DONE)) return undefined;
+  const done = body[reader.at];
+  if (done !== TRUE && done !== FALSE) return undefined;
+  reader.at += 1;
+  return { cursor, entries, done: done === TRUE };
 }
 
 /**
@@ -456,19 +290,20 @@ function readResult(body: Buffer): SimpleResult | undefined {
  */
 export function readSimpleReply(body: Buffer, bins: BinMaker = VIEW_BINS): SimpleReply | null {
   if (body.length < 12 || body[0] !== (FIXMAP | 2)) return null;
-  at = 1;
-  if (!readLiteral(body, KEY_ID)) return null;
-  const id = readUint(body);
-  // id 0 is a connection-level error: always the codec's business.
-  if (id <= 0 || !readLiteral(body, KEY_RESULT) || at >= body.length) return null;
-  makeBin = bins;
+  reader.reset(body, 1, bins);
   try {
-    const result = readResult(body);
-    return result !== undefined && at === body.length ? { id, result } : null;
+    if (!reader.literal(KEY_ID)) return null;
+    const id = reader.uint();
+    // id 0 is a connection-level error: always the codec's business.
+    if (id <= 0 || !reader.literal(KEY_RESULT) || reader.at >= body.length) return null;
+    const result = readResult();
+    return result !== undefined && reader.done ? { id, result } : null;
   } finally {
-    makeBin = VIEW_BINS;
+    reader.reset(EMPTY, 0); // keep no reference to the body or the caller's BinMaker
   }
 }
+
+const EMPTY = Buffer.alloc(0);
 
 /** Longest op name readSimpleRequest accepts (every op name fits). */
 const OP_NAME_BYTES_MAX = 16;
@@ -486,37 +321,37 @@ function isAsciiLetters(body: Buffer, start: number, end: number): boolean {
  * `value: bin` after it, or `{ id, op, keys: [bin] }` (as writeSimpleRequest and MessageCodec
  * write them), as the plain object MessageCodec.decode would return, for the daemon to validate as
  * usual; null for anything else (decode it with MessageCodec). The op name must be ASCII
- * letters, so reading it as Latin-1 equals MessageCodec's UTF-8.
+ * letters, so reading it as Latin-1 equals MessageCodec's UTF-8. Bins are views of the body.
  */
 export function readSimpleRequest(body: Buffer): Record<string, unknown> | null {
   const fields = body[0];
   if (body.length < 12 || (fields !== (FIXMAP | 3) && fields !== (FIXMAP | 4))) return null;
-  at = 1;
-  if (!readLiteral(body, KEY_ID)) return null;
-  const id = readUint(body);
-  if (!readLiteral(body, KEY_OP) || at >= body.length) return null;
-  const opBytes = body[at] - FIXSTR;
-  const opStart = at + 1;
+  reader.reset(body, 1);
+  if (!reader.literal(KEY_ID)) return null;
+  const id = reader.uint();
+  if (!reader.literal(KEY_OP) || reader.at >= body.length) return null;
+  const opBytes = body[reader.at] - FIXSTR;
+  const opStart = reader.at + 1;
   const opEnd = opStart + opBytes;
   if (opBytes < 1 || opBytes > OP_NAME_BYTES_MAX || opEnd > body.length || !isAsciiLetters(body, opStart, opEnd)) return null;
-  at = opEnd;
-  if (fields === (FIXMAP | 3) && matches(body, at, KEY_KEYS)) {
-    at += KEY_KEYS.length;
-    const count = readArrayHeader(body);
-    if (at < 0) return null;
+  reader.at = opEnd;
+  if (fields === (FIXMAP | 3) && reader.sees(KEY_KEYS)) {
+    reader.at += KEY_KEYS.length;
+    const count = reader.arrayHeader();
+    if (reader.at < 0) return null;
     const keys = new Array<Buffer>(count);
     for (let i = 0; i < count; i++) {
-      const item = readBin(body);
+      const item = reader.bin();
       if (item === null) return null;
       keys[i] = item;
     }
-    return at === body.length ? { id, op: body.toString('latin1', opStart, opEnd), keys } : null;
+    return reader.done ? { id, op: body.toString('latin1', opStart, opEnd), keys } : null;
   }
-  if (!readLiteral(body, KEY_KEY)) return null;
-  const key = readBin(body);
+  if (!reader.literal(KEY_KEY)) return null;
+  const key = reader.bin();
   if (key === null) return null;
-  if (fields === (FIXMAP | 3)) return at === body.length ? { id, op: body.toString('latin1', opStart, opEnd), key } : null;
-  if (!readLiteral(body, KEY_VALUE)) return null;
-  const value = readBin(body);
-  return value !== null && at === body.length ? { id, op: body.toString('latin1', opStart, opEnd), key, value } : null;
+  if (fields === (FIXMAP | 3)) return reader.done ? { id, op: body.toString('latin1', opStart, opEnd), key } : null;
+  if (!reader.literal(KEY_VALUE)) return null;
+  const value = reader.bin();
+  return value !== null && reader.done ? { id, op: body.toString('latin1', opStart, opEnd), key, value } : null;
 }

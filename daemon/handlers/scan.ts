@@ -15,7 +15,7 @@ import { OpKind, type EngineOp, type EngineResult } from '../../engine/types.js'
 import { ToonDBError } from '../../protocol/errors.js';
 import { SCAN_BATCH_ITEMS_DEFAULT } from '../../protocol/limits.js';
 import type { RequestOf } from '../../protocol/messages.js';
-import { PackedEntries } from '../../protocol/simple-frames.js';
+import { PackedEntries } from '../../protocol/packed-entries.js';
 import type { DataRequest } from './index.js';
 import { bindTxn, engineError, fail, ok, type Outcome, type Prepared, type SessionScope } from './scope.js';
 

@@ -6,9 +6,9 @@
 import { describe, expect, it } from 'vitest';
 import { MessageCodec } from '../../protocol/codec.js';
 import { FRAME_HEADER_BYTES } from '../../protocol/limits.js';
+import { encodableResult, PackedEntries } from '../../protocol/packed-entries.js';
 import {
-  encodableResult, PackedEntries, readSimpleReply, readSimpleRequest, simpleReplyBytes, simpleRequestBytes, writeSimpleReply, writeSimpleRequest,
-  type ScanBatchResult, type SimpleResult,
+  readSimpleReply, readSimpleRequest, simpleReplyBytes, simpleRequestBytes, writeSimpleReply, writeSimpleRequest, type ScanBatchResult, type SimpleResult,
 } from '../../protocol/simple-frames.js';
 import { mulberry32, seedFrom } from '../helpers/rng.js';
 

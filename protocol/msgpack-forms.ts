@@ -1,0 +1,180 @@
+/**
+ * The MessagePack building blocks the hand-written frames use (simple-frames.ts,
+ * packed-entries.ts): type tags, the tiered size forms of uint / bin / array headers, writers
+ * that pick the smallest form (what msgpackr writes), and a reader of the same forms.
+ *
+ * Invariants:
+ * - Writers write only inside the range their `…Bytes` twin sized.
+ * - The reader never reads past its body: every method checks the bytes it needs, and on
+ *   anything it does not recognise sets `at` to -1 (after which every method fails), so a
+ *   caller checks once at the end instead of after each item.
+ * - Pure: no I/O.
+ */
+
+export const NIL = 0xc0;
+export const FALSE = 0xc2;
+export const TRUE = 0xc3;
+export const BIN8 = 0xc4;
+export const BIN16 = 0xc5;
+export const BIN32 = 0xc6;
+export const FLOAT64 = 0xcb;
+export const FIXMAP = 0x80;
+export const FIXARRAY = 0x90;
+export const FIXSTR = 0xa0;
+export const FIXSTR_BYTES_MAX = 31;
+const UINT8 = 0xcc;
+const UINT16 = 0xcd;
+const UINT32 = 0xce;
+const ARRAY16 = 0xdc;
+const ARRAY32 = 0xdd;
+
+/**
+ * The tiered size forms of one MessagePack type: `fix | n` while n < fixLimit (types with a
+ * fix form), else a tag with an 8-, 16- or 32-bit big-endian size (tag8 null: no 8-bit form).
+ * For uint the "size" is the value itself.
+ */
+interface SizeForms {
+  fix: number;
+  fixLimit: number;
+  tag8: number | null;
+  tag16: number;
+  tag32: number;
+}
+const UINT_FORMS: SizeForms = { fix: 0x00, fixLimit: 0x80, tag8: UINT8, tag16: UINT16, tag32: UINT32 };
+const BIN_FORMS: SizeForms = { fix: 0, fixLimit: 0, tag8: BIN8, tag16: BIN16, tag32: BIN32 };
+const ARRAY_FORMS: SizeForms = { fix: FIXARRAY, fixLimit: 16, tag8: null, tag16: ARRAY16, tag32: ARRAY32 };
+
+/** Bytes of the header writeHeader writes for `n`. */
+function headerBytes(n: number, forms: SizeForms): number {
+  if (n < forms.fixLimit) return 1;
+  if (n < 0x100 && forms.tag8 !== null) return 2;
+  return n < 0x10000 ? 3 : 5;
+}
+
+/** Writes the smallest header of `forms` for `n` at `at`; returns the offset after it. */
+function writeHeader(target: Buffer, at: number, n: number, forms: SizeForms): number {
+  if (n < forms.fixLimit) {
+    target[at] = forms.fix | n;
+    return at + 1;
+  }
+  if (n < 0x100 && forms.tag8 !== null) {
+    target[at] = forms.tag8;
+    target[at + 1] = n;
+    return at + 2;
+  }
+  if (n < 0x10000) {
+    target[at] = forms.tag16;
+    target.writeUInt16BE(n, at + 1);
+    return at + 3;
+  }
+  target[at] = forms.tag32;
+  target.writeUInt32BE(n, at + 1);
+  return at + 5;
+}
+
+export const uintBytes = (value: number): number => headerBytes(value, UINT_FORMS);
+export const writeUint = (target: Buffer, at: number, value: number): number => writeHeader(target, at, value, UINT_FORMS);
+export const binBytes = (length: number): number => headerBytes(length, BIN_FORMS) + length;
+export const arrayHeaderBytes = (count: number): number => headerBytes(count, ARRAY_FORMS);
+export const writeArrayHeader = (target: Buffer, at: number, count: number): number => writeHeader(target, at, count, ARRAY_FORMS);
+
+export function writeBin(target: Buffer, at: number, bytes: Uint8Array): number {
+  const start = writeHeader(target, at, bytes.length, BIN_FORMS);
+  target.set(bytes, start);
+  return start + bytes.length;
+}
+
+/** Makes the Buffer a reader returns for bytes [start, end) of `body`. */
+export type BinMaker = (body: Buffer, start: number, end: number) => Buffer;
+
+/** Views of the body, as MessageCodec returns. */
+export const VIEW_BINS: BinMaker = (body, start, end) => body.subarray(start, end);
+
+/** Reads the forms above from one body at a time (`reset`); `at` is where the next item starts,
+ * -1 once something did not match. */
+export class MsgpackReader {
+  body: Buffer = Buffer.alloc(0);
+  at = 0;
+  /** What `bin` returns for a bin's bytes. */
+  makeBin: BinMaker = VIEW_BINS;
+
+  reset(body: Buffer, at: number, makeBin: BinMaker = VIEW_BINS): void {
+    this.body = body;
+    this.at = at;
+    this.makeBin = makeBin;
+  }
+
+  /** The size in a header of `forms` (advancing past it), or -1 (and at = -1). */
+  private header(forms: SizeForms): number {
+    const { body, at } = this;
+    if (at < 0 || at >= body.length) return (this.at = -1);
+    const tag = body[at];
+    if (forms.fixLimit > 0 && tag >= forms.fix && tag < forms.fix + forms.fixLimit) {
+      this.at = at + 1;
+      return tag - forms.fix;
+    }
+    if (tag === forms.tag8 && at + 2 <= body.length) {
+      this.at = at + 2;
+      return body[at + 1];
+    }
+    if (tag === forms.tag16 && at + 3 <= body.length) {
+      this.at = at + 3;
+      return body.readUInt16BE(at + 1);
+    }
+    if (tag === forms.tag32 && at + 5 <= body.length) {
+      this.at = at + 5;
+      return body.readUInt32BE(at + 1);
+    }
+    return (this.at = -1);
+  }
+
+  /** A uint as writeUint writes it (fixint, uint8/16/32); -1 (and at = -1) otherwise. */
+  uint(): number {
+    return this.header(UINT_FORMS);
+  }
+
+  /** A float64, if one is next (MessageCodec reads any float64 as a number); else undefined,
+   * having read nothing. */
+  float64(): number | undefined {
+    const { body, at } = this;
+    if (at < 0 || body[at] !== FLOAT64 || at + 9 > body.length) return undefined;
+    this.at = at + 9;
+    return body.readDoubleBE(at + 1);
+  }
+
+  /** A bin, made by `makeBin`; null (and at = -1) for anything else. */
+  bin(): Buffer | null {
+    const length = this.header(BIN_FORMS);
+    const start = this.at;
+    if (start < 0 || start + length > this.body.length) return ((this.at = -1), null);
+    this.at = start + length;
+    return this.makeBin(this.body, start, start + length);
+  }
+
+  /** An array header (fixarray, array16/32) whose count the remaining bytes can hold. */
+  arrayHeader(): number {
+    const count = this.header(ARRAY_FORMS);
+    // Every item takes at least one byte.
+    return this.at < 0 || count > this.body.length - this.at ? (this.at = -1) : count;
+  }
+
+  /** True if `literal`'s bytes come next (without reading them). */
+  sees(literal: Buffer): boolean {
+    const { body, at } = this;
+    if (at < 0 || at + literal.length > body.length) return false;
+    for (let i = 0; i < literal.length; i++) if (body[at + i] !== literal[i]) return false;
+    return true;
+  }
+
+  /** Reads `literal` if its bytes come next; false (and at = -1) otherwise. */
+  literal(literal: Buffer): boolean {
+    if (!this.sees(literal)) return ((this.at = -1), false);
+    this.at += literal.length;
+    return true;
+  }
+
+  /** True once the whole body was read, and nothing failed. */
+  get done(): boolean {
+    return this.at === this.body.length;
+  }
+}
