@@ -75,13 +75,26 @@ function checkBatchBytes(bytes: number, limits: ServerLimits, what: string): voi
   }
 }
 
+/** True for a Buffer toKey would return as it is (batch loops then skip building an item name,
+ * which only an error needs). */
+function isPlainKey(value: unknown, limits: ServerLimits): value is Buffer {
+  return Buffer.isBuffer(value) && value.length > 0 && value.length <= limits.keyBytesMax;
+}
+
+/** True for a Buffer toValue would return as it is. */
+function isPlainValue(value: unknown, limits: ServerLimits): value is Buffer {
+  return Buffer.isBuffer(value) && value.length <= limits.valueBytesMax;
+}
+
 /** Keys of getBatch / deleteBatch. */
 export function toKeyBatch(keys: readonly Bytes[], limits: ServerLimits): Buffer[] {
   checkBatchItems(keys, limits, 'keys');
   const out = new Array<Buffer>(keys.length);
   let bytes = 0;
   for (let i = 0; i < keys.length; i++) {
-    out[i] = toKey(keys[i], limits, `keys[${i}]`);
+    const key = keys[i];
+    // A valid Buffer as it is; anything else through toKey, which names the item in its error.
+    out[i] = isPlainKey(key, limits) ? key : toKey(key, limits, `keys[${i}]`);
     bytes += out[i].length;
     checkBatchBytes(bytes, limits, 'keys');
   }
@@ -98,8 +111,8 @@ export function toEntryBatch(entries: readonly (readonly [Bytes, Bytes])[], limi
     if (!Array.isArray(pair) || pair.length !== 2) {
       throw new ToonDBError('INVALID_ARGUMENT', `entries[${i}] must be a [key, value] pair`);
     }
-    const key = toKey(pair[0], limits, `entries[${i}][0]`);
-    const value = toValue(pair[1], limits, `entries[${i}][1]`);
+    const key = isPlainKey(pair[0], limits) ? pair[0] : toKey(pair[0], limits, `entries[${i}][0]`);
+    const value = isPlainValue(pair[1], limits) ? pair[1] : toValue(pair[1], limits, `entries[${i}][1]`);
     out[i] = [key, value];
     bytes += key.length + value.length;
     checkBatchBytes(bytes, limits, 'entries');

@@ -157,6 +157,17 @@ class Fields {
     return value;
   }
 
+  /** True for a Buffer that keyOf would return as it is: lets batch loops skip building an
+   * item name (`keys[7]`) per item, which only an error needs. */
+  isPlainKey(value: unknown): value is Buffer {
+    return Buffer.isBuffer(value) && value.length > 0 && value.length <= this.limits.keyBytesMax;
+  }
+
+  /** True for a Buffer that valueOf would return as it is (see isPlainKey). */
+  isPlainValue(value: unknown): value is Buffer {
+    return Buffer.isBuffer(value) && value.length <= this.limits.valueBytesMax;
+  }
+
   checkBatchBytes(name: string, bytes: number): void {
     if (bytes > this.limits.batchBytesMax) {
       throw new ToonDBError('BATCH_TOO_LARGE', `${this.op}.${name} carries more than ${this.limits.batchBytesMax} bytes`);
@@ -169,7 +180,8 @@ function batchKeys(f: Fields): WireBytes[] {
   const keys = new Array<Buffer>(items.length);
   let bytes = 0;
   for (let i = 0; i < items.length; i++) {
-    keys[i] = f.keyOf(items[i], `keys[${i}]`);
+    const item = items[i];
+    keys[i] = f.isPlainKey(item) ? item : f.keyOf(item, `keys[${i}]`);
     bytes += keys[i].length;
     f.checkBatchBytes('keys', bytes);
   }
@@ -183,8 +195,8 @@ function batchEntries(f: Fields): [WireBytes, WireBytes][] {
   for (let i = 0; i < items.length; i++) {
     const pair = items[i];
     if (!Array.isArray(pair) || pair.length !== 2) f.fail(`entries[${i}]`, 'a [key, value] array', pair);
-    const key = f.keyOf(pair[0], `entries[${i}][0]`);
-    const value = f.valueOf(pair[1], `entries[${i}][1]`);
+    const key = f.isPlainKey(pair[0]) ? pair[0] : f.keyOf(pair[0], `entries[${i}][0]`);
+    const value = f.isPlainValue(pair[1]) ? pair[1] : f.valueOf(pair[1], `entries[${i}][1]`);
     entries[i] = [key, value];
     bytes += key.length + value.length;
     f.checkBatchBytes('entries', bytes);
