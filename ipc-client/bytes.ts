@@ -140,16 +140,18 @@ export function toCount(value: number | undefined, what: string, min: number, ma
 
 /**
  * Copies values out of reply bodies as the simple reader reads them (a BinMaker). In a large
- * reply (over Buffer.poolSize bytes: a scan batch, a getBatch) a small value becomes a view of a
- * copied window of up to Buffer.poolSize bytes of the body, which the values after it in the
- * same window share (one memcpy for dozens of scan entries instead of a copy each). A value of a
- * small reply, or over half the pool size, gets a copy of its own. So a kept value pins at most
- * one window, as a small Buffer from Node's own pool does, never the socket chunk.
+ * reply (a scan batch, a getBatch) a small value becomes a view of a copied window of the body,
+ * which the values after it in the same window share (one memcpy for dozens of scan entries
+ * instead of a copy each). A window is just under half of Buffer.poolSize, so it comes from
+ * Node's pool like any small Buffer (a window of its own memory costs an ArrayBuffer each, and
+ * more GC). A value of a small reply, or over half a window, gets a copy of its own. So a kept
+ * value pins at most one pool slab, as any small Buffer does, never the socket chunk.
  *
  * Call `reset` after each reply: the copier then holds no reference to its body.
  */
 export class ValueCopier {
-  private readonly windowBytesMax = Buffer.poolSize;
+  /** Buffer.allocUnsafe serves sizes under half the pool size from the pool. */
+  private readonly windowBytesMax = (Buffer.poolSize >>> 1) - 1;
   private body: Buffer | null = null;
   /** The window: a copy of body[windowStart, windowEnd), in `memory` from `memoryOffset`. */
   private memory = new ArrayBuffer(0);
