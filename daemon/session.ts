@@ -35,7 +35,7 @@ import { ToonDBError, toToonDBError } from '../protocol/errors.js';
 import { FrameDecoder, writeFrames } from '../protocol/frame.js';
 import { ENGINE_CALLS_PER_CONNECTION_MAX, HANDSHAKE_TIMEOUT_MS, OUTPUT_BUFFER_BYTES_MAX } from '../protocol/limits.js';
 import { CONNECTION_ERROR_ID, OP_FAMILIES, type Request } from '../protocol/messages.js';
-import { encodableResult } from '../protocol/packed-entries.js';
+import { encodableResult } from '../protocol/packed-array.js';
 import { readSimpleRequest, simpleReplyBytes, writeSimpleReply, type SimpleResult } from '../protocol/simple-frames.js';
 import { parseRequest, requestIdOf } from '../protocol/validate.js';
 import { nextBatch } from './batching.js';

@@ -12,7 +12,7 @@
  * - Absent optional fields stay absent in decoded results (never `undefined`-valued keys).
  */
 import { ToonDBError } from '../protocol/errors.js';
-import { PackedEntries } from '../protocol/packed-entries.js';
+import { PackedArray } from '../protocol/packed-array.js';
 import type { EngineOp, EngineResult } from './types.js';
 
 const F_TXN = 1 << 0;
@@ -162,14 +162,12 @@ export function decodeResults(buf: Buffer): EngineResult[] {
     if (flags & R_HAS_FOUND) result.found = (flags & R_FOUND) !== 0;
     if (flags & R_VALUES) {
       const n = u32();
-      const values = new Array<Buffer | null>(n);
-      for (let j = 0; j < n; j++) values[j] = buf[at++] === 1 ? bytes() : null;
-      result.values = values;
+      result.values = new PackedArray(n, bytes());
     }
     if (flags & R_KEYS) result.keys = list();
     if (flags & R_ENTRIES) {
       const n = u32();
-      result.entries = new PackedEntries(n, bytes());
+      result.entries = new PackedArray(n, bytes());
     }
     if (flags & R_HAS_DONE) result.done = (flags & R_DONE) !== 0;
     if (flags & R_CURSOR) result.cursor = num();

@@ -17,7 +17,7 @@
  * - Engine error codes are registry codes from protocol/errors.ts.
  */
 
-import type { PackedEntries } from '../protocol/packed-entries.js';
+import type { PackedArray } from '../protocol/packed-array.js';
 
 /** Operation kinds understood by `execute`. The numbers are part of the addon ABI. */
 export const OpKind = {
@@ -76,12 +76,13 @@ export interface EngineResult {
   value?: Buffer | null;
   /** exists: whether the key is present. */
   found?: boolean;
-  /** getBatch: values in key order, null where missing. */
-  values?: (Buffer | null)[];
+  /** getBatch: the values in key order (nil where missing), already in wire form (a view of the
+   * result). */
+  values?: PackedArray;
   /** listPath: the child segments. */
   keys?: Buffer[];
   /** scanOpen/scanNext: this batch's entries, already in wire form (a view of the result). */
-  entries?: PackedEntries;
+  entries?: PackedArray;
   /** scanOpen/scanNext: no more entries after this batch (the cursor is already freed). */
   done?: boolean;
   /** scanOpen: handle for scanNext/scanClose (absent when done in the first batch). */

@@ -1,6 +1,6 @@
 /**
  * The MessagePack building blocks the hand-written frames use (simple-frames.ts,
- * packed-entries.ts): type tags, the tiered size forms of uint / bin / array headers, writers
+ * packed-array.ts): type tags, the tiered size forms of uint / bin / array headers, writers
  * that pick the smallest form (what msgpackr writes), and a reader of the same forms.
  *
  * Invariants:

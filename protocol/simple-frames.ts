@@ -7,16 +7,16 @@
  * Shapes:
  * - replies `{ id, result }` whose result is nil, a boolean, a Buffer, an array of Buffer/nil
  *   (get, exists, getBatch, and the nil of put, delete and the batch writes) or a scan batch
- *   `{ cursor, entries, done }` (scan, scanNext), its entries as `[Buffer, Buffer]` pairs or as
- *   PackedEntries (the pairs already encoded, as the engine returns them):
+ *   `{ cursor, entries, done }` (scan, scanNext); an array of values and a batch's entries may
+ *   also be a PackedArray (the elements already encoded, as the engine returns them):
  *   `simpleReplyBytes` sizes one (or says it is not simple), `writeSimpleReply` writes the frame;
  * - requests `{ id, op, key }`, `{ id, op, key, value }` (get, exists, delete, put) and
  *   `{ id, op, keys }` (getBatch, deleteBatch): `simpleRequestBytes` / `writeSimpleRequest`;
  * - reading a reply `{ id, result }` whose result is any of those: `readSimpleReply`; reading
  *   those requests back: `readSimpleRequest` (the daemon still validates what it returns).
  *
- * The MessagePack forms themselves are in msgpack-forms.ts; engine-encoded scan entries in
- * packed-entries.ts.
+ * The MessagePack forms themselves are in msgpack-forms.ts; engine-encoded arrays in
+ * packed-array.ts.
  *
  * Invariants:
  * - The writers produce exactly MessageCodec.encode's frame for the same message (a test compares
@@ -33,17 +33,17 @@ import {
   arrayHeaderBytes, BIN16, BIN32, BIN8, binBytes, FALSE, FIXARRAY, FIXMAP, FIXSTR, FIXSTR_BYTES_MAX, FLOAT64, MsgpackReader, NIL, TRUE,
   uintBytes, VIEW_BINS, writeArrayHeader, writeBin, writeUint, type BinMaker,
 } from './msgpack-forms.js';
-import { PackedEntries } from './packed-entries.js';
+import { PackedArray } from './packed-array.js';
 
 /** A scan batch as the daemon replies it (keys in this order). */
 export interface ScanBatchResult {
   cursor: number;
-  entries: [Buffer, Buffer][] | PackedEntries;
+  entries: [Buffer, Buffer][] | PackedArray;
   done: boolean;
 }
 
 /** A reply result these writers and the reader handle. */
-export type SimpleResult = null | boolean | Buffer | (Buffer | null)[] | ScanBatchResult;
+export type SimpleResult = null | boolean | Buffer | (Buffer | null)[] | PackedArray | ScanBatchResult;
 
 /** `id`, `result`, `op`, `key`, `value` as fixstr map keys. */
 const KEY_ID = Buffer.from([FIXSTR | 2, 0x69, 0x64]);
@@ -89,7 +89,7 @@ function scanBatchBytes(batch: ScanBatchResult): number {
   const { cursor, entries, done } = batch;
   if (!isCursorNumber(cursor) || typeof done !== 'boolean') return -1;
   const fixed = SCAN_BATCH_FIXED_BYTES + cursorBytes(cursor);
-  if (entries instanceof PackedEntries) return fixed + arrayHeaderBytes(entries.count) + entries.bytes.length;
+  if (entries instanceof PackedArray) return fixed + arrayHeaderBytes(entries.count) + entries.bytes.length;
   if (!Array.isArray(entries)) return -1;
   let total = fixed + arrayHeaderBytes(entries.length);
   for (const entry of entries) {
@@ -103,6 +103,7 @@ function scanBatchBytes(batch: ScanBatchResult): number {
 function resultBytes(result: unknown): number {
   if (result === null || typeof result === 'boolean') return 1;
   if (Buffer.isBuffer(result)) return binBytes(result.length);
+  if (result instanceof PackedArray) return arrayHeaderBytes(result.count) + result.bytes.length;
   if (typeof result === 'object' && !Array.isArray(result)) return isScanBatchShape(result) ? scanBatchBytes(result) : -1;
   if (!Array.isArray(result)) return -1;
   let total = arrayHeaderBytes(result.length);
@@ -136,6 +137,7 @@ export function writeSimpleReply(target: Buffer, at: number, id: number, result:
   else if (result === true) target[p++] = TRUE;
   else if (result === false) target[p++] = FALSE;
   else if (Buffer.isBuffer(result)) p = writeBin(target, p, result);
+  else if (result instanceof PackedArray) p = writePacked(target, p, result);
   else if (Array.isArray(result)) {
     p = writeArrayHeader(target, p, result.length);
     for (const item of result) p = item === null ? (target[p] = NIL, p + 1) : writeBin(target, p, item);
@@ -145,10 +147,8 @@ export function writeSimpleReply(target: Buffer, at: number, id: number, result:
     p = writeCursor(target, p, result.cursor);
     p += KEY_ENTRIES.copy(target, p);
     const entries = result.entries;
-    if (entries instanceof PackedEntries) {
-      p = writeArrayHeader(target, p, entries.count);
-      target.set(entries.bytes, p);
-      p += entries.bytes.length;
+    if (entries instanceof PackedArray) {
+      p = writePacked(target, p, entries);
     } else {
       p = writeArrayHeader(target, p, entries.length);
       for (const [key, value] of entries) {
@@ -162,6 +162,13 @@ export function writeSimpleReply(target: Buffer, at: number, id: number, result:
   }
   if (p !== at + frameBytes) throw new Error(`invariant: simple reply wrote ${p - at} of ${frameBytes} bytes`);
   return p;
+}
+
+/** Writes a PackedArray as the array it holds: the header, then its elements as one block. */
+function writePacked(target: Buffer, at: number, packed: PackedArray): number {
+  const p = writeArrayHeader(target, at, packed.count);
+  target.set(packed.bytes, p);
+  return p + packed.bytes.length;
 }
 
 /** Bytes of a `keys` array of Buffers, or -1. */

@@ -8,20 +8,20 @@
  *
  * Invariants: every cursor id on the wire was created by this connection; a done cursor is
  * never registered; entries are `[key, value]` pairs in the engine's order, passed on in the
- * wire form the engine wrote (PackedEntries), never decoded here.
+ * wire form the engine wrote (PackedArray), never decoded here.
  */
 
 import { OpKind, type EngineOp, type EngineResult } from '../../engine/types.js';
 import { ToonDBError } from '../../protocol/errors.js';
 import { SCAN_BATCH_ITEMS_DEFAULT } from '../../protocol/limits.js';
 import type { RequestOf } from '../../protocol/messages.js';
-import { PackedEntries } from '../../protocol/packed-entries.js';
+import { PackedArray } from '../../protocol/packed-array.js';
 import type { DataRequest } from './index.js';
 import { bindTxn, engineError, fail, ok, type Outcome, type Prepared, type SessionScope } from './scope.js';
 
 type ScanRequest = RequestOf<'scan' | 'scanNext' | 'scanClose' | 'listPath'>;
 
-const NO_ENTRIES = new PackedEntries(0, Buffer.alloc(0));
+const NO_ENTRIES = new PackedArray(0, Buffer.alloc(0));
 
 function cursorNotFound(cursor: number): ToonDBError {
   return new ToonDBError('CURSOR_NOT_FOUND', `cursor ${cursor} is not open on this connection (finished, closed or expired)`);
@@ -80,7 +80,7 @@ export function readAheadCursor(req: DataRequest, outcome: Outcome, scope: Sessi
 }
 
 /** The batch's entries as the engine encoded them: the reply copies them as one block. */
-function entriesOf(result: EngineResult): PackedEntries {
+function entriesOf(result: EngineResult): PackedArray {
   return result.entries ?? NO_ENTRIES;
 }
 

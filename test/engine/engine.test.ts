@@ -76,7 +76,7 @@ describe('engine', () => {
     expect(results[2]!.value).toEqual(b('1'));
     expect(results[3]!.value).toBeNull();
     expect(results[4]!.found).toBe(true);
-    expect(results[5]!.values).toEqual([null, b('1')]);
+    expect(results[5]!.values!.toValues()).toEqual([null, b('1')]);
   });
 
   it('answers cached plain reads synchronously with the results execute gives, and nothing else', async () => {

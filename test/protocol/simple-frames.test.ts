@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { MessageCodec } from '../../protocol/codec.js';
 import { FRAME_HEADER_BYTES } from '../../protocol/limits.js';
-import { encodableResult, PackedEntries } from '../../protocol/packed-entries.js';
+import { encodableResult, PackedArray } from '../../protocol/packed-array.js';
 import {
   readSimpleReply, readSimpleRequest, simpleReplyBytes, simpleRequestBytes, writeSimpleReply, writeSimpleRequest, type ScanBatchResult, type SimpleResult,
 } from '../../protocol/simple-frames.js';
@@ -89,14 +89,19 @@ function random3(int: (max: number) => number): number {
   return int(10) < 8 ? int(16) : 16 + int(300);
 }
 
-/** `pairs` as the engine packs them, built here from msgpackr's own encoding of each pair. */
-function packed(pairs: [Buffer, Buffer][]): PackedEntries {
-  return new PackedEntries(pairs.length, Buffer.concat(pairs.map((pair) => codec.encode(pair).subarray(FRAME_HEADER_BYTES))));
+/** `items` as the engine packs them, built here from msgpackr's own encoding of the array
+ * without its header. */
+function packed(items: ([Buffer, Buffer] | Buffer | null)[]): PackedArray {
+  const n = items.length;
+  const headerBytes = n < 16 ? 1 : n < 0x10000 ? 3 : 5;
+  return new PackedArray(n, codec.encode(items).subarray(FRAME_HEADER_BYTES + headerBytes));
 }
 
-/** A scan batch result with its entries packed (as the daemon replies them); others as they are. */
-function withPackedEntries(result: SimpleResult): SimpleResult {
-  if (result === null || typeof result !== 'object' || Buffer.isBuffer(result) || Array.isArray(result)) return result;
+/** A getBatch result or a scan batch's entries packed (as the daemon replies them); others as
+ * they are. */
+function withPackedArray(result: SimpleResult): SimpleResult {
+  if (Array.isArray(result)) return packed(result);
+  if (result === null || typeof result !== 'object' || Buffer.isBuffer(result) || result instanceof PackedArray) return result;
   return { ...result, entries: packed(result.entries as [Buffer, Buffer][]) };
 }
 
@@ -106,8 +111,8 @@ describe('simple frames', () => {
     for (let i = 0; i < CASES; i++) {
       const plain = result();
       const expected = codec.encode({ id: id(), result: plain });
-      // Scan batches are written from pairs or from packed entries: the same bytes either way.
-      const message = { id: codec.decode(expected.subarray(FRAME_HEADER_BYTES)).id as number, result: int(2) === 0 ? withPackedEntries(plain) : plain };
+      // Value arrays and scan entries are written from objects or packed: the same bytes either way.
+      const message = { id: codec.decode(expected.subarray(FRAME_HEADER_BYTES)).id as number, result: int(2) === 0 ? withPackedArray(plain) : plain };
       const frameBytes = simpleReplyBytes(message.id, message.result);
       expect(frameBytes).toBe(expected.length);
       const target = Buffer.alloc(frameBytes + 6, 0xee);
@@ -146,13 +151,27 @@ describe('simple frames', () => {
     expect(simpleRequestBytes(1, 'put', Buffer.alloc(1), 'text value')).toBe(-1);
   });
 
+  it('packed values unpack to their values, refuse damaged bytes, and reach the codec as values', () => {
+    const values = [Buffer.from('v1'), null, Buffer.alloc(300, 7), Buffer.alloc(0), null];
+    const array = packed(values);
+    expect(same(array.toValues(), values)).toBe(true);
+    expect(() => new PackedArray(6, array.bytes).toValues()).toThrow(/packed value 5 of 6/);
+    expect(() => new PackedArray(4, array.bytes).toValues()).toThrow(/trailing bytes/);
+    expect(() => new PackedArray(1, Buffer.from([0x92])).toValues()).toThrow(/neither bin nor nil/);
+    const frameBytes = simpleReplyBytes(9, array);
+    const written = Buffer.alloc(frameBytes);
+    writeSimpleReply(written, 0, 9, array, frameBytes);
+    expect(written.equals(codec.encode({ id: 9, result: encodableResult(array) }))).toBe(true);
+    expect(written.equals(codec.encode({ id: 9, result: values }))).toBe(true);
+  });
+
   it('packed entries unpack to their pairs, refuse damaged bytes, and reach the codec as pairs', () => {
     const pairs: [Buffer, Buffer][] = [[Buffer.from('k1'), Buffer.alloc(0)], [Buffer.from('k2'), Buffer.alloc(300, 7)], [Buffer.alloc(70_000, 1), Buffer.from('v')]];
     const entries = packed(pairs);
     expect(same(entries.toPairs(), pairs)).toBe(true);
-    expect(() => new PackedEntries(4, entries.bytes).toPairs()).toThrow(/packed entry 3 of 4/);
-    expect(() => new PackedEntries(2, entries.bytes).toPairs()).toThrow(/trailing bytes/);
-    expect(() => new PackedEntries(1, Buffer.from([0x92, 0xc4, 5, 1])).toPairs()).toThrow(/not a \[bin, bin\] pair/);
+    expect(() => new PackedArray(4, entries.bytes).toPairs()).toThrow(/packed entry 3 of 4/);
+    expect(() => new PackedArray(2, entries.bytes).toPairs()).toThrow(/trailing bytes/);
+    expect(() => new PackedArray(1, Buffer.from([0x92, 0xc4, 5, 1])).toPairs()).toThrow(/not a \[bin, bin\] pair/);
     const batch: ScanBatchResult = { cursor: 3, entries, done: false };
     const viaCodec = codec.encode({ id: 9, result: encodableResult(batch) });
     const frameBytes = simpleReplyBytes(9, batch);

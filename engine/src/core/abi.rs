@@ -14,7 +14,7 @@
 //!            F_REVERSE carry booleans.
 //!   results: u32 count, then per result: u16 flags, seq num, then the present fields: code bytes
 //!            + message bytes (R_ERROR), value bytes (R_VALUE; R_VALUE_NULL alone means null),
-//!            values u32 n + per value u8 present + bytes if present (R_VALUES), keys u32 n + n
+//!            values u32 n + bytes holding n MessagePack `bin`s or nils (R_VALUES), keys u32 n + n
 //!            bytes (R_KEYS), entries u32 n + bytes holding n MessagePack `[bin, bin]` pairs
 //!            (R_ENTRIES, see wire.rs), cursor num (R_CURSOR), txn num
 //!            (R_TXN), commitTs u64 (R_COMMIT_TS); R_FOUND / R_DONE carry booleans with
@@ -216,16 +216,8 @@ pub fn encode_results(outputs: &[OpOutput]) -> Vec<u8> {
             put_bytes(&mut out, v);
         }
         if let Some(values) = &o.values {
-            out.extend_from_slice(&(values.len() as u32).to_le_bytes());
-            for v in values {
-                match v {
-                    Some(v) => {
-                        out.push(1);
-                        put_bytes(&mut out, v);
-                    }
-                    None => out.push(0),
-                }
-            }
+            out.extend_from_slice(&values.count.to_le_bytes());
+            put_bytes(&mut out, &values.bytes);
         }
         if let Some(keys) = &o.keys {
             put_list(&mut out, keys);
@@ -253,7 +245,7 @@ fn payload_bytes(o: &OpOutput) -> usize {
         Some(Some(v)) => v.len() + 4,
         _ => 0,
     };
-    let values = o.values.as_ref().map_or(0, |vs| vs.iter().map(|v| v.as_ref().map_or(1, |v| v.len() + 5)).sum::<usize>() + 4);
+    let values = o.values.as_ref().map_or(0, |v| v.bytes.len() + 8);
     let entries = o.entries.as_ref().map_or(0, |e| e.bytes.len() + 8);
     value + values + list(&o.keys) + entries + 48
 }
@@ -287,13 +279,16 @@ mod tests {
 
     #[test]
     fn encodes_results_with_exact_size_hint() {
-        let mut packed = super::super::wire::PackedEntries::default();
-        packed.push(b"a", b"1");
-        packed.push(b"b", &[7u8; 300]);
+        let mut packed = super::super::wire::PackedArray::default();
+        packed.push_pair(b"a", b"1");
+        packed.push_pair(b"b", &[7u8; 300]);
+        let mut values = super::super::wire::PackedArray::default();
+        values.push_value(None);
+        values.push_value(Some(b"x"));
         let outputs = vec![
             OpOutput { value: Some(Some(b"v".to_vec())), seq: 3, ..Default::default() },
             OpOutput { value: Some(None), ..Default::default() },
-            OpOutput { values: Some(vec![None, Some(b"x".to_vec())]), keys: Some(vec![b"k".to_vec()]), done: Some(true), ..Default::default() },
+            OpOutput { values: Some(values), keys: Some(vec![b"k".to_vec()]), done: Some(true), ..Default::default() },
             OpOutput { error: Some(EngineError::TxnConflict), commit_ts: Some(9), ..Default::default() },
             OpOutput { entries: Some(packed.clone()), done: Some(false), cursor: Some(4), ..Default::default() },
         ];

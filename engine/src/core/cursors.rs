@@ -19,7 +19,7 @@ use super::store::Store;
 use super::txn;
 use super::value;
 use super::view::{prefix_bounds, Bounds, View};
-use super::wire::PackedEntries;
+use super::wire::PackedArray;
 use fjall::{Slice, Snapshot};
 use std::collections::HashMap;
 use std::ops::Bound;
@@ -48,7 +48,7 @@ pub struct Cursor {
 
 /// One batch of a scan: its entries already in wire form (wire.rs).
 pub struct Batch {
-    pub entries: PackedEntries,
+    pub entries: PackedArray,
     pub done: bool,
 }
 
@@ -138,9 +138,9 @@ fn collect(
     max_items: usize,
     max_bytes: usize,
     now: u64,
-) -> EngineResult<(PackedEntries, Option<Slice>, bool)> {
+) -> EngineResult<(PackedArray, Option<Slice>, bool)> {
     let reserve = (max_items.saturating_mul(ENTRY_RESERVE_BYTES)).min(max_bytes).min(BATCH_RESERVE_BYTES_MAX);
-    let mut out = PackedEntries::with_capacity(reserve);
+    let mut out = PackedArray::with_capacity(reserve);
     let mut last = None;
     let mut bytes = 0usize;
     for entry in view.range(&store.data, bounds, reverse) {
@@ -150,7 +150,7 @@ fn collect(
             return Ok((out, last, true));
         }
         bytes += key.len() + live.len();
-        out.push(&key, live);
+        out.push_pair(&key, live);
         last = Some(key);
     }
     Ok((out, last, false))

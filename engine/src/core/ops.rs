@@ -15,7 +15,7 @@ use super::store::{Store, WriteItem};
 use super::txn::{self, Isolation};
 use super::value;
 use super::view::View;
-use super::wire::PackedEntries;
+use super::wire::PackedArray;
 
 pub mod kind {
     pub const GET: u32 = 1;
@@ -60,11 +60,12 @@ pub struct OpOutput {
     pub error: Option<EngineError>,
     pub value: Option<Option<Vec<u8>>>,
     pub found: Option<bool>,
-    pub values: Option<Vec<Option<Vec<u8>>>>,
+    /// getBatch: the values in key order, in wire form (wire.rs): a bin each, nil where missing.
+    pub values: Option<PackedArray>,
     /// listPath: the child segments.
     pub keys: Option<Vec<Vec<u8>>>,
     /// scanOpen / scanNext: the batch's entries in wire form (wire.rs).
-    pub entries: Option<PackedEntries>,
+    pub entries: Option<PackedArray>,
     pub done: Option<bool>,
     pub cursor: Option<u64>,
     pub txn: Option<u64>,
@@ -197,11 +198,12 @@ fn with_view<T>(store: &Store, txn: Option<u64>, f: impl FnOnce(&View<'_>) -> En
 fn read_op(store: &Store, op: Op) -> EngineResult<OpOutput> {
     let now = value::now_ms();
     let keys = read_keys(store, &op)?;
-    let values = match op.txn {
+    match op.txn {
         Some(id) => txn::with_txn(store, id, |state| {
             let view = state.view();
-            keys.iter().map(|key| Ok(live_value(view.get(&store.data, key)?.as_deref(), now)?)).collect::<EngineResult<Vec<_>>>()
-        })?,
+            let stored = keys.iter().map(|key| view.get(&store.data, key)).collect::<EngineResult<Vec<_>>>()?;
+            read_output(store, op.kind, &stored, now)
+        }),
         None => {
             // Sampled before the snapshot: rows read at it may refill the row cache unless a
             // commit overlapped (rowcache.rs).
@@ -211,13 +213,12 @@ fn read_op(store: &Store, op: Op) -> EngineResult<OpOutput> {
                 let view = View::Snap(&snap);
                 keys.iter().map(|key| view.get(&store.data, key)).collect::<EngineResult<Vec<_>>>()?
             };
-            let values = stored.iter().map(|row| live_value(row.as_deref(), now)).collect::<EngineResult<Vec<_>>>()?;
+            let output = read_output(store, op.kind, &stored, now)?;
             let found = keys.iter().zip(stored).filter_map(|(key, row)| Some((key.clone(), Row::from(row?))));
             store.fill_rows(ticket, found);
-            values
+            Ok(output)
         }
-    };
-    Ok(read_output(store, op.kind, values))
+    }
 }
 
 /// The keys of a get / exists / getBatch (borrowed, both paths run per request), validated
@@ -234,22 +235,30 @@ fn read_keys<'a>(store: &Store, op: &'a Op) -> EngineResult<&'a [Vec<u8>]> {
     Ok(keys)
 }
 
-fn live_value(stored: Option<&[u8]>, now: u64) -> EngineResult<Option<Vec<u8>>> {
-    match stored {
-        Some(stored) => Ok(value::live(stored, now)?.map(<[u8]>::to_vec)),
-        None => Ok(None),
+/// A read's output from the stored rows it found (None: no row), in stored form; expired rows
+/// read as missing. Its `seq` is loaded after the read (it covers every commit it could see).
+/// A getBatch's values go straight into their wire form (wire.rs).
+fn read_output<R: AsRef<[u8]>>(store: &Store, kind: u32, stored: &[Option<R>], now: u64) -> EngineResult<OpOutput> {
+    fn live<R: AsRef<[u8]>>(row: &Option<R>, now: u64) -> EngineResult<Option<&[u8]>> {
+        match row {
+            Some(row) => value::live(row.as_ref(), now),
+            None => Ok(None),
+        }
     }
-}
-
-/// A read's output; its `seq` is loaded after the read (it covers every commit it could see).
-fn read_output(store: &Store, kind: u32, values: Vec<Option<Vec<u8>>>) -> OpOutput {
     let mut out = OpOutput { seq: store.tickets.issued(), ..Default::default() };
     match kind {
-        kind::GET => out.value = values.into_iter().next(),
-        kind::EXISTS => out.found = Some(values[0].is_some()),
-        _ => out.values = Some(values),
+        kind::GET => out.value = Some(live(&stored[0], now)?.map(<[u8]>::to_vec)),
+        kind::EXISTS => out.found = Some(live(&stored[0], now)?.is_some()),
+        _ => {
+            let bytes = stored.iter().map(|row| row.as_ref().map_or(1, |r| r.as_ref().len() + 5)).sum();
+            let mut values = PackedArray::with_capacity(bytes);
+            for row in stored {
+                values.push_value(live(row, now)?);
+            }
+            out.values = Some(values);
+        }
     }
-    out
+    Ok(out)
 }
 
 /// Answers `ops` from the row cache alone, or returns None (having done nothing) if any op is
@@ -265,11 +274,10 @@ pub fn read_cached(store: &Store, ops: &[Op]) -> Option<Vec<OpOutput>> {
         }
         let keys = read_keys(store, op).ok()?;
         let rows = match keys {
-            [key] => vec![store.rows.lookup(key)?],
-            _ => store.rows.lookup_all(keys)?,
+            [key] => vec![Some(store.rows.lookup(key)?)],
+            _ => store.rows.lookup_all(keys)?.into_iter().map(Some).collect(),
         };
-        let values = rows.iter().map(|row| live_value(Some(row), now)).collect::<EngineResult<Vec<_>>>().ok()?;
-        outputs.push(read_output(store, op.kind, values));
+        outputs.push(read_output(store, op.kind, &rows, now).ok()?);
     }
     Some(outputs)
 }

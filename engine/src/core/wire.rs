@@ -1,34 +1,38 @@
-//! The one piece of the client wire format the engine writes itself: the entries of a scan
-//! batch, as the MessagePack elements of the reply's `entries` array (protocol/PROTOCOL.md).
+//! The pieces of the client wire format the engine writes itself: the elements of the arrays
+//! that carry many values in a reply, a scan batch's `entries` (`[key, value]` pairs) and a
+//! getBatch's values (`bin` or nil) (protocol/PROTOCOL.md).
 //!
-//! Responsibility: encode each `[key, value]` pair straight from storage into one buffer, so a
-//! batch of a thousand entries crosses napi and the daemon as one block of bytes that the daemon
-//! splices into its reply, instead of two thousand buffers the daemon would read and re-encode.
+//! Responsibility: encode each element straight from storage into one buffer, so a batch crosses
+//! napi and the daemon as one block of bytes that the daemon splices into its reply, instead of
+//! one buffer per key and value that the daemon would read and re-encode.
 //!
-//! Invariants: each pair is a fixarray of 2 followed by two `bin`s, each in the smallest form
-//! (bin8 / bin16 / bin32), which is what msgpackr writes for a Buffer, so the daemon's reply is
-//! byte for byte what MessageCodec would write (test/protocol/simple-frames.test.ts checks the
-//! JS side against the codec, and `tests` below pin the forms). The array header is not
-//! included: its size depends on the count, which the caller only knows at the end.
+//! Invariants: a value is a `bin` in the smallest form (bin8 / bin16 / bin32), which is what
+//! msgpackr writes for a Buffer; a missing value is nil; a pair is a fixarray of 2 followed by
+//! two such `bin`s. So the daemon's reply is byte for byte what MessageCodec would write
+//! (test/protocol/simple-frames.test.ts checks the JS side against the codec, and `tests` below
+//! pin the forms). The array header is not included: its size depends on the count, which the
+//! caller only knows at the end.
 
 const FIXARRAY_2: u8 = 0x92;
+const NIL: u8 = 0xc0;
 const BIN8: u8 = 0xc4;
 const BIN16: u8 = 0xc5;
 const BIN32: u8 = 0xc6;
 
-/// Encoded `[key, value]` pairs and how many there are.
+/// Encoded array elements and how many there are.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct PackedEntries {
+pub struct PackedArray {
     pub count: u32,
     pub bytes: Vec<u8>,
 }
 
-impl PackedEntries {
-    pub fn with_capacity(bytes: usize) -> PackedEntries {
-        PackedEntries { count: 0, bytes: Vec::with_capacity(bytes) }
+impl PackedArray {
+    pub fn with_capacity(bytes: usize) -> PackedArray {
+        PackedArray { count: 0, bytes: Vec::with_capacity(bytes) }
     }
 
-    pub fn push(&mut self, key: &[u8], value: &[u8]) {
+    /// A `[key, value]` pair (scan entries).
+    pub fn push_pair(&mut self, key: &[u8], value: &[u8]) {
         self.bytes.reserve(1 + bin_bytes(key.len()) + bin_bytes(value.len()));
         self.bytes.push(FIXARRAY_2);
         put_bin(&mut self.bytes, key);
@@ -36,8 +40,20 @@ impl PackedEntries {
         self.count += 1;
     }
 
+    /// A value, or nil for a missing one (getBatch values).
+    pub fn push_value(&mut self, value: Option<&[u8]>) {
+        match value {
+            Some(value) => {
+                self.bytes.reserve(bin_bytes(value.len()));
+                put_bin(&mut self.bytes, value);
+            }
+            None => self.bytes.push(NIL),
+        }
+        self.count += 1;
+    }
+
     /// The pairs back as owned (key, value) vectors: for tests and diagnostics, not the hot path.
-    pub fn decode(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+    pub fn decode_pairs(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
         let buf = self.bytes.as_slice();
         let mut at = 0usize;
         let mut out = Vec::with_capacity(self.count as usize);
@@ -49,6 +65,23 @@ impl PackedEntries {
             out.push((key, value));
         }
         assert_eq!(at, buf.len(), "invariant: packed entries have trailing bytes");
+        out
+    }
+
+    /// The values back (None for nil): for tests and diagnostics, not the hot path.
+    pub fn decode_values(&self) -> Vec<Option<Vec<u8>>> {
+        let buf = self.bytes.as_slice();
+        let mut at = 0usize;
+        let mut out = Vec::with_capacity(self.count as usize);
+        for _ in 0..self.count {
+            if buf[at] == NIL {
+                at += 1;
+                out.push(None);
+            } else {
+                out.push(Some(read_bin(buf, &mut at)));
+            }
+        }
+        assert_eq!(at, buf.len(), "invariant: packed values have trailing bytes");
         out
     }
 }
@@ -89,10 +122,10 @@ mod tests {
 
     #[test]
     fn pairs_use_the_smallest_bin_form_and_decode_back() {
-        let mut packed = PackedEntries::default();
-        packed.push(b"k", b"");
-        packed.push(&[1u8; 255], &[2u8; 256]);
-        packed.push(b"big", &vec![3u8; 0x1_0000]);
+        let mut packed = PackedArray::default();
+        packed.push_pair(b"k", b"");
+        packed.push_pair(&[1u8; 255], &[2u8; 256]);
+        packed.push_pair(b"big", &vec![3u8; 0x1_0000]);
         assert_eq!(packed.count, 3);
         assert_eq!(&packed.bytes[..6], &[0x92, 0xc4, 1, b'k', 0xc4, 0]);
         assert_eq!(&packed.bytes[6..9], &[0x92, 0xc4, 255]);
@@ -100,9 +133,21 @@ mod tests {
         let third = 9 + 255 + 3 + 256;
         assert_eq!(&packed.bytes[third..third + 5], &[0x92, 0xc4, 3, b'b', b'i']);
         assert_eq!(&packed.bytes[third + 6..third + 11], &[0xc6, 0, 1, 0, 0]);
-        let decoded = packed.decode();
+        let decoded = packed.decode_pairs();
         assert_eq!(decoded[0], (b"k".to_vec(), Vec::new()));
         assert_eq!(decoded[1], (vec![1u8; 255], vec![2u8; 256]));
         assert_eq!(decoded[2], (b"big".to_vec(), vec![3u8; 0x1_0000]));
+    }
+
+    #[test]
+    fn values_are_bins_or_nil() {
+        let mut packed = PackedArray::default();
+        packed.push_value(Some(b"v"));
+        packed.push_value(None);
+        packed.push_value(Some(&[9u8; 300]));
+        assert_eq!(packed.count, 3);
+        assert_eq!(&packed.bytes[..4], &[0xc4, 1, b'v', 0xc0]);
+        assert_eq!(&packed.bytes[4..7], &[0xc5, 0x01, 0x2c]);
+        assert_eq!(packed.decode_values(), vec![Some(b"v".to_vec()), None, Some(vec![9u8; 300])]);
     }
 }

@@ -129,7 +129,7 @@ fn cached_reads_are_never_stale_or_torn_under_concurrent_commits() {
                         hits += 1;
                     }
                     if let Some(out) = engine.read_cached(&[get_batch(&[b"a", b"b"])]) {
-                        let values = out[0].values.as_ref().unwrap();
+                        let values = out[0].values.as_ref().unwrap().decode_values();
                         assert_eq!(number(&values[0]), number(&values[1]), "a getBatch split one commit");
                     }
                 }

@@ -1,0 +1,77 @@
+/**
+ * PackedArray: the elements of a MessagePack array, already encoded, as the engine returns them
+ * (engine/src/core/wire.rs): a scan batch's `entries` (each a fixarray of 2 followed by two
+ * `bin`s) or a getBatch's values (each a `bin`, or nil where missing).
+ *
+ * Responsibility: carry `count` elements in exactly the bytes MessageCodec writes for them
+ * (smallest `bin` forms), so the daemon copies `bytes` into its reply as one block instead of
+ * handling each key and value (simple-frames.ts writes it); and turn them back into values
+ * where something needs them.
+ *
+ * Invariants: `toPairs` / `toValues` accept exactly `count` well-formed elements of their kind
+ * and nothing after them; what they return are views of `bytes`. Pure: no I/O.
+ */
+
+import { FIXARRAY, MsgpackReader, NIL } from './msgpack-forms.js';
+
+export class PackedArray {
+  constructor(
+    readonly count: number,
+    readonly bytes: Buffer,
+  ) {}
+
+  /** The elements as `[key, value]` pairs (scan entries). Throws if `bytes` is not exactly
+   * `count` such pairs. For tests, diagnostics and the codec path; the daemon never needs them. */
+  toPairs(): [Buffer, Buffer][] {
+    const reader = this.reader();
+    const pairs = new Array<[Buffer, Buffer]>(this.count);
+    for (let i = 0; i < this.count; i++) {
+      const isPair = reader.literal(PAIR_HEADER);
+      const key = isPair ? reader.bin() : null;
+      const value = key !== null ? reader.bin() : null;
+      if (key === null || value === null) throw new Error(`invariant: packed entry ${i} of ${this.count} is not a [bin, bin] pair`);
+      pairs[i] = [key, value];
+    }
+    return this.checkedEnd(reader, pairs);
+  }
+
+  /** The elements as values, null for nil (getBatch). Throws if `bytes` is not exactly `count`
+   * bins or nils. */
+  toValues(): (Buffer | null)[] {
+    const reader = this.reader();
+    const values = new Array<Buffer | null>(this.count);
+    for (let i = 0; i < this.count; i++) {
+      if (this.bytes[reader.at] === NIL) {
+        reader.at += 1;
+        values[i] = null;
+        continue;
+      }
+      const value = reader.bin();
+      if (value === null) throw new Error(`invariant: packed value ${i} of ${this.count} is neither bin nor nil`);
+      values[i] = value;
+    }
+    return this.checkedEnd(reader, values);
+  }
+
+  private reader(): MsgpackReader {
+    const reader = new MsgpackReader();
+    reader.reset(this.bytes, 0);
+    return reader;
+  }
+
+  private checkedEnd<T>(reader: MsgpackReader, items: T): T {
+    if (!reader.done) throw new Error(`invariant: packed array has ${this.bytes.length - reader.at} trailing bytes`);
+    return items;
+  }
+}
+
+const PAIR_HEADER = Buffer.from([FIXARRAY | 2]);
+
+/** `result` as MessageCodec can encode it: a PackedArray (getBatch values, or a scan batch's
+ * entries) becomes its values or pairs. For the rare reply the hand-written writers refuse. */
+export function encodableResult(result: unknown): unknown {
+  if (result instanceof PackedArray) return result.toValues();
+  if (typeof result !== 'object' || result === null || !('entries' in result)) return result;
+  const { entries } = result as { entries: unknown };
+  return entries instanceof PackedArray ? { ...result, entries: entries.toPairs() } : result;
+}
