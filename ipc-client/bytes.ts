@@ -20,6 +20,20 @@ import type { ServerLimits } from '../protocol/limits.js';
 /** Keys, values and bounds: raw bytes, or a string taken as its UTF-8 encoding. */
 export type Bytes = Uint8Array | string;
 
+/** Key and value bytes as the simple-shaped requests carry them: a Buffer, or a string that
+ * the frame writer encodes straight into the frame as the `bin` of its UTF-8 bytes (saving a
+ * Buffer per key; never sent as a `str`, see connection.ts). */
+export type WireBytes = Buffer | string;
+
+function byteLengthOf(value: WireBytes): number {
+  return typeof value === 'string' ? Buffer.byteLength(value, 'utf8') : value.length;
+}
+
+/** `value` as sent: a string as it is, other bytes as a Buffer. */
+function toWire(value: Bytes, what: string): WireBytes {
+  return typeof value === 'string' ? value : toBuffer(value, what);
+}
+
 function describe(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
@@ -34,11 +48,15 @@ export function toBuffer(value: Bytes, what: string): Buffer {
   throw new ToonDBError('INVALID_ARGUMENT', `${what} must be a Uint8Array or a string, got ${describe(value)}`);
 }
 
-/** A key: 1..keyBytesMax bytes. */
-export function toKey(value: Bytes, limits: ServerLimits, what = 'key'): Buffer {
-  const key = toBuffer(value, what);
-  if (key.length === 0) throw new ToonDBError('INVALID_ARGUMENT', `${what} must not be empty`);
-  return checkKeyLength(key, limits, what);
+/** A key: 1..keyBytesMax bytes (a string is measured by its UTF-8 bytes). */
+export function toKey(value: Bytes, limits: ServerLimits, what = 'key'): WireBytes {
+  const key = toWire(value, what);
+  const length = byteLengthOf(key);
+  if (length === 0) throw new ToonDBError('INVALID_ARGUMENT', `${what} must not be empty`);
+  if (length > limits.keyBytesMax) {
+    throw new ToonDBError('KEY_TOO_LARGE', `${what} is ${length} bytes, over the limit of ${limits.keyBytesMax}`);
+  }
+  return key;
 }
 
 /** A prefix or range bound: 0..keyBytesMax bytes (empty matches everything). */
@@ -53,13 +71,20 @@ export function checkKeyLength(key: Buffer, limits: ServerLimits, what = 'key'):
   return key;
 }
 
-/** A value: 0..valueBytesMax bytes (an empty value is a value). */
-export function toValue(value: Bytes, limits: ServerLimits, what = 'value'): Buffer {
-  const bytes = toBuffer(value, what);
-  if (bytes.length > limits.valueBytesMax) {
-    throw new ToonDBError('VALUE_TOO_LARGE', `${what} is ${bytes.length} bytes, over the limit of ${limits.valueBytesMax}`);
+/** A value: 0..valueBytesMax bytes (an empty value is a value; a string is measured by its
+ * UTF-8 bytes). */
+export function toValue(value: Bytes, limits: ServerLimits, what = 'value'): WireBytes {
+  const bytes = toWire(value, what);
+  const length = byteLengthOf(bytes);
+  if (length > limits.valueBytesMax) {
+    throw new ToonDBError('VALUE_TOO_LARGE', `${what} is ${length} bytes, over the limit of ${limits.valueBytesMax}`);
   }
   return bytes;
+}
+
+/** Bytes as a Buffer (for requests the codec encodes, which would send a string as `str`). */
+export function asBuffer(bytes: WireBytes): Buffer {
+  return typeof bytes === 'string' ? Buffer.from(bytes, 'utf8') : bytes;
 }
 
 function checkBatchItems(items: unknown, limits: ServerLimits, what: string): void {
@@ -87,15 +112,16 @@ function isPlainValue(value: unknown, limits: ServerLimits): value is Buffer {
 }
 
 /** Keys of getBatch / deleteBatch. */
-export function toKeyBatch(keys: readonly Bytes[], limits: ServerLimits): Buffer[] {
+export function toKeyBatch(keys: readonly Bytes[], limits: ServerLimits): WireBytes[] {
   checkBatchItems(keys, limits, 'keys');
-  const out = new Array<Buffer>(keys.length);
+  const out = new Array<WireBytes>(keys.length);
   let bytes = 0;
   for (let i = 0; i < keys.length; i++) {
     const key = keys[i];
     // A valid Buffer as it is; anything else through toKey, which names the item in its error.
-    out[i] = isPlainKey(key, limits) ? key : toKey(key, limits, `keys[${i}]`);
-    bytes += out[i].length;
+    const wire = isPlainKey(key, limits) ? key : toKey(key, limits, `keys[${i}]`);
+    out[i] = wire;
+    bytes += byteLengthOf(wire);
     checkBatchBytes(bytes, limits, 'keys');
   }
   return out;
@@ -111,8 +137,9 @@ export function toEntryBatch(entries: readonly (readonly [Bytes, Bytes])[], limi
     if (!Array.isArray(pair) || pair.length !== 2) {
       throw new ToonDBError('INVALID_ARGUMENT', `entries[${i}] must be a [key, value] pair`);
     }
-    const key = isPlainKey(pair[0], limits) ? pair[0] : toKey(pair[0], limits, `entries[${i}][0]`);
-    const value = isPlainValue(pair[1], limits) ? pair[1] : toValue(pair[1], limits, `entries[${i}][1]`);
+    // putBatch goes through the codec: its keys and values travel as Buffers (bin).
+    const key = isPlainKey(pair[0], limits) ? pair[0] : asBuffer(toKey(pair[0], limits, `entries[${i}][0]`));
+    const value = isPlainValue(pair[1], limits) ? pair[1] : asBuffer(toValue(pair[1], limits, `entries[${i}][1]`));
     out[i] = [key, value];
     bytes += key.length + value.length;
     checkBatchBytes(bytes, limits, 'entries');

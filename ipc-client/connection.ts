@@ -36,7 +36,7 @@ import { FrameDecoder, writeFrames } from '../protocol/frame.js';
 import { CLIENT_WRITE_QUEUE_BYTES_MAX, FRAME_BYTES_MAX, FRAME_HEADER_BYTES } from '../protocol/limits.js';
 import { CONNECTION_ERROR_ID } from '../protocol/messages.js';
 import { readSimpleReply, simpleRequestBytes, writeSimpleRequest } from '../protocol/simple-frames.js';
-import { ValueCopier } from './bytes.js';
+import { asBuffer, ValueCopier, type WireBytes } from './bytes.js';
 import { PendingTable, type Pending } from './pending.js';
 
 /** A request body without its id: `{ op, ...fields }`. */
@@ -179,7 +179,7 @@ export class Connection {
     let frameBytes = simpleFrameBytes(pending.id, message);
     try {
       if (frameBytes < 0) {
-        frame = this.codec.encode({ id: pending.id, ...message });
+        frame = this.codec.encode({ id: pending.id, ...withBinFields(message) });
         frameBytes = frame.length;
       }
       const bodyBytes = frameBytes - FRAME_HEADER_BYTES;
@@ -329,8 +329,8 @@ export class Connection {
 }
 
 /** Frame bytes if `message` is a get/exists/delete/put/getBatch/deleteBatch with only its own
- * fields and Buffer keys and value (protocol/simple-frames.ts writes it); -1 to encode it with
- * the codec. */
+ * fields and Buffer or string keys and value (protocol/simple-frames.ts writes it, a string as
+ * the bin of its UTF-8 bytes); -1 to encode it with the codec. */
 function simpleFrameBytes(id: number, message: RequestMessage): number {
   const { op } = message;
   let fields = 0;
@@ -343,8 +343,20 @@ function simpleFrameBytes(id: number, message: RequestMessage): number {
 
 function writeSimple(target: Buffer, at: number, item: Encoded): number {
   const message = item.simple as RequestMessage;
-  const key = (message.keys ?? message.key) as Buffer | Buffer[];
-  return writeSimpleRequest(target, at, item.pending.id, message.op, key, message.value as Buffer | undefined, item.frameBytes);
+  const key = (message.keys ?? message.key) as WireBytes | WireBytes[];
+  return writeSimpleRequest(target, at, item.pending.id, message.op, key, message.value as WireBytes | undefined, item.frameBytes);
+}
+
+/** `message` for the codec: string keys and values (kept as strings for the simple writer,
+ * bytes.ts WireBytes) become Buffers, so they go out as `bin` like every key and value. */
+function withBinFields(message: RequestMessage): RequestMessage {
+  const { key, value, keys } = message;
+  if (typeof key !== 'string' && typeof value !== 'string' && !(Array.isArray(keys) && keys.some((k) => typeof k === 'string'))) return message;
+  const converted: RequestMessage = { ...message };
+  if (typeof key === 'string') converted.key = asBuffer(key);
+  if (typeof value === 'string') converted.value = asBuffer(value);
+  if (Array.isArray(keys)) converted.keys = keys.map((k: WireBytes) => asBuffer(k));
+  return converted;
 }
 
 function lossError(pending: Pending, ending: Ending): ToonDBError {

@@ -84,6 +84,23 @@ export function writeBin(target: Buffer, at: number, bytes: Uint8Array): number 
   return start + bytes.length;
 }
 
+/** Bytes and text as `bin`: a string is written as the bin of its UTF-8 bytes (not as a str). */
+export type BinSource = Uint8Array | string;
+
+/** Bytes binOfBytes writes for `source`, or -1 if it is neither bytes nor a string. */
+export function binOfBytes(source: unknown): number {
+  if (typeof source === 'string') return binBytes(Buffer.byteLength(source, 'utf8'));
+  return Buffer.isBuffer(source) ? binBytes(source.length) : -1;
+}
+
+/** Writes `source` as a bin (see BinSource); returns the offset after it. */
+export function writeBinOf(target: Buffer, at: number, source: BinSource): number {
+  if (typeof source !== 'string') return writeBin(target, at, source);
+  const length = Buffer.byteLength(source, 'utf8');
+  const start = writeHeader(target, at, length, BIN_FORMS);
+  return start + target.write(source, start, length, 'utf8');
+}
+
 /** Makes the Buffer a reader returns for bytes [start, end) of `body`. */
 export type BinMaker = (body: Buffer, start: number, end: number) => Buffer;
 

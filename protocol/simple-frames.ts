@@ -31,7 +31,7 @@
 import { FRAME_HEADER_BYTES } from './limits.js';
 import {
   arrayHeaderBytes, BIN16, BIN32, BIN8, binBytes, FALSE, FIXARRAY, FIXMAP, FIXSTR, FIXSTR_BYTES_MAX, FLOAT64, MsgpackReader, NIL, TRUE,
-  uintBytes, VIEW_BINS, writeArrayHeader, writeBin, writeUint, type BinMaker,
+  binOfBytes, uintBytes, VIEW_BINS, writeArrayHeader, writeBin, writeBinOf, writeUint, type BinMaker, type BinSource,
 } from './msgpack-forms.js';
 import { PackedArray } from './packed-array.js';
 
@@ -175,14 +175,17 @@ function writePacked(target: Buffer, at: number, packed: PackedArray): number {
 function keysBytes(keys: unknown[]): number {
   let total = arrayHeaderBytes(keys.length);
   for (const key of keys) {
-    if (!Buffer.isBuffer(key)) return -1;
-    total += binBytes(key.length);
+    const bytes = binOfBytes(key);
+    if (bytes < 0) return -1;
+    total += bytes;
   }
   return total;
 }
 
 /** Frame bytes of the request `{ id, op, key }` (value undefined), `{ id, op, key, value }`, or,
- * when `key` is an array, `{ id, op, keys }`; -1 if this module cannot write it. */
+ * when `key` is an array, `{ id, op, keys }`; -1 if this module cannot write it. Keys and
+ * values are Buffers or strings; a string is written as the bin of its UTF-8 bytes, exactly the
+ * frame MessageCodec writes for that Buffer. */
 export function simpleRequestBytes(id: number, op: string, key: unknown, value: unknown): number {
   if (!isIdNumber(id) || op.length > FIXSTR_BYTES_MAX) return -1;
   const head = 1 + KEY_ID.length + uintBytes(id) + KEY_OP.length + 1 + Buffer.byteLength(op);
@@ -190,17 +193,19 @@ export function simpleRequestBytes(id: number, op: string, key: unknown, value: 
     const keys = keysBytes(key);
     return keys < 0 || value !== undefined ? -1 : FRAME_HEADER_BYTES + head + KEY_KEYS.length + keys;
   }
-  if (!Buffer.isBuffer(key)) return -1;
-  let body = head + KEY_KEY.length + binBytes(key.length);
+  const keyBytes = binOfBytes(key);
+  if (keyBytes < 0) return -1;
+  let body = head + KEY_KEY.length + keyBytes;
   if (value !== undefined) {
-    if (!Buffer.isBuffer(value)) return -1;
-    body += KEY_VALUE.length + binBytes(value.length);
+    const valueBytes = binOfBytes(value);
+    if (valueBytes < 0) return -1;
+    body += KEY_VALUE.length + valueBytes;
   }
   return FRAME_HEADER_BYTES + body;
 }
 
 /** Writes the request frame sized by simpleRequestBytes at `at`; returns the offset after it. */
-export function writeSimpleRequest(target: Buffer, at: number, id: number, op: string, key: Buffer | Buffer[], value: Buffer | undefined, frameBytes: number): number {
+export function writeSimpleRequest(target: Buffer, at: number, id: number, op: string, key: BinSource | BinSource[], value: BinSource | undefined, frameBytes: number): number {
   target.writeUInt32BE(frameBytes - FRAME_HEADER_BYTES, at);
   let p = at + FRAME_HEADER_BYTES;
   target[p++] = FIXMAP | (value === undefined ? 3 : 4);
@@ -212,14 +217,14 @@ export function writeSimpleRequest(target: Buffer, at: number, id: number, op: s
   if (Array.isArray(key)) {
     p += KEY_KEYS.copy(target, p);
     p = writeArrayHeader(target, p, key.length);
-    for (const item of key) p = writeBin(target, p, item);
+    for (const item of key) p = writeBinOf(target, p, item);
   } else {
     p += KEY_KEY.copy(target, p);
-    p = writeBin(target, p, key);
+    p = writeBinOf(target, p, key);
   }
   if (value !== undefined) {
     p += KEY_VALUE.copy(target, p);
-    p = writeBin(target, p, value);
+    p = writeBinOf(target, p, value);
   }
   if (p !== at + frameBytes) throw new Error(`invariant: simple request wrote ${p - at} of ${frameBytes} bytes`);
   return p;

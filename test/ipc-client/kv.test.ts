@@ -30,6 +30,24 @@ describe('key/value calls', () => {
     expect(await client.get('absent')).toBeNull();
   });
 
+  it('sends string keys and values as the bin of their UTF-8 bytes, also when the codec writes the request', async () => {
+    await client.getBatch(['é1', 'ü2']);
+    const txn = await client.beginTransaction();
+    await txn.put('ß', 'wert'); // a transaction field: the codec path
+    await txn.get('ß');
+    await txn.getBatch(['ß', 'x']);
+    await txn.abort();
+    const sent = [...server.ops('getBatch'), ...server.ops('put'), ...server.ops('get')];
+    expect(sent).toHaveLength(4);
+    for (const request of sent) {
+      for (const bytes of [request.key, request.value, ...((request.keys as unknown[]) ?? [])].filter((b) => b !== undefined)) {
+        expect(Buffer.isBuffer(bytes), `${String(request.op)} sent ${typeof bytes}`).toBe(true);
+      }
+    }
+    expect(server.ops('getBatch')[0].keys).toEqual([Buffer.from('é1'), Buffer.from('ü2')]);
+    expect(server.ops('put')[0].key).toEqual(Buffer.from('ß'));
+  });
+
   it('returns an empty Buffer for an empty value, not null', async () => {
     await client.put('empty', '');
     const value = await client.get('empty');
@@ -71,6 +89,10 @@ describe('client-side limit checks use the limits from hello', () => {
   it('refuses with the daemon codes and sends nothing', async () => {
     const before = server.requests.length;
     await expect(client.put('123456789', 'v')).rejects.toMatchObject({ code: 'KEY_TOO_LARGE' });
+    // Strings are measured in UTF-8 bytes: 5 characters, 10 bytes.
+    await expect(client.get('ééééé')).rejects.toMatchObject({ code: 'KEY_TOO_LARGE', message: expect.stringContaining('10 bytes') });
+    await expect(client.getBatch(['a', 'ééééé'])).rejects.toMatchObject({ code: 'KEY_TOO_LARGE' });
+    await expect(client.put('k', 'é'.repeat(9))).rejects.toMatchObject({ code: 'VALUE_TOO_LARGE' });
     await expect(client.get(Buffer.alloc(9))).rejects.toMatchObject({ code: 'KEY_TOO_LARGE' });
     await expect(client.put('k', 'x'.repeat(17))).rejects.toMatchObject({ code: 'VALUE_TOO_LARGE' });
     await expect(client.put('', 'v')).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });

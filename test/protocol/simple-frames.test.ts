@@ -139,6 +139,26 @@ describe('simple frames', () => {
     }
   });
 
+  it(`write string keys and values as the bin of their UTF-8 bytes, as MessageCodec writes that Buffer (seed ${SEED})`, () => {
+    const { id, int } = generators(mulberry32(SEED + 4));
+    const alphabet = ['a', 'Z', '/', 'é', 'ß', '中', '😀', '\u0000'];
+    const text = (length: number) => Array.from({ length }, () => alphabet[int(alphabet.length)]).join('');
+    for (let i = 0; i < CASES / 3; i++) {
+      const op = ['get', 'put', 'getBatch'][int(3)]!;
+      const keys = op === 'getBatch' ? Array.from({ length: random3(int) }, () => (int(2) === 0 ? text(1 + int(20)) : Buffer.from(text(1 + int(5))))) : null;
+      const key = text(1 + [int(20), int(300), 20_000 + int(100)][int(3)]!);
+      const value = op === 'put' ? text(int(100)) : undefined;
+      const asBin = (item: string | Buffer) => (typeof item === 'string' ? Buffer.from(item) : item);
+      const message = keys !== null ? { id: id(), op, keys: keys.map(asBin) } : value !== undefined ? { id: id(), op, key: asBin(key), value: asBin(value) } : { id: id(), op, key: asBin(key) };
+      const expected = codec.encode(message);
+      const frameBytes = simpleRequestBytes(message.id, op, keys ?? key, value);
+      expect(frameBytes).toBe(expected.length);
+      const target = Buffer.alloc(frameBytes);
+      writeSimpleRequest(target, 0, message.id, op, keys ?? key, value, frameBytes);
+      expect(target.equals(expected)).toBe(true);
+    }
+  });
+
   it('refuse what they cannot write', () => {
     expect(simpleReplyBytes(1, 3)).toBe(-1);
     expect(simpleReplyBytes(1, { a: 1 })).toBe(-1);
@@ -147,8 +167,9 @@ describe('simple frames', () => {
     expect(simpleReplyBytes(2 ** 32, null)).toBe(-1);
     expect(simpleReplyBytes(1, { cursor: 1.5, entries: [], done: true })).toBe(-1);
     expect(simpleReplyBytes(1, { cursor: 1, entries: {}, done: true })).toBe(-1);
-    expect(simpleRequestBytes(1, 'get', 'text key', undefined)).toBe(-1);
-    expect(simpleRequestBytes(1, 'put', Buffer.alloc(1), 'text value')).toBe(-1);
+    expect(simpleRequestBytes(1, 'get', 7, undefined)).toBe(-1);
+    expect(simpleRequestBytes(1, 'put', Buffer.alloc(1), new Uint16Array(2))).toBe(-1);
+    expect(simpleRequestBytes(1, 'getBatch', [Buffer.alloc(1), null], undefined)).toBe(-1);
   });
 
   it('packed values unpack to their values, refuse damaged bytes, and reach the codec as values', () => {
