@@ -13,6 +13,10 @@
 //!   `kill -9` loses nothing); fsync happens only in `sync`, `checkpoint` and `close`.
 //! - After a failed commit or fsync the store is poisoned: writes fail with STORAGE_FAILED,
 //!   reads keep working (fjall poisons itself too; our flag also covers conflict-free paths).
+//! - Test hook: with `TOONDB_FAILPOINT_FSYNC_AFTER=N` in the environment at open, the journal
+//!   fsyncs after the first N fail as a failing disk would (fdatasync cannot be made to fail on
+//!   a healthy file system, and the daemon's reaction to it must be tested). Unset or not a
+//!   number: no failpoint.
 
 use super::cursors::CursorRegistry;
 use super::error::{EngineError, EngineResult};
@@ -87,7 +91,12 @@ pub struct Store {
     /// Engine seqno right after the last data commit (fjall's visible seqno also moves on
     /// internal work such as memtable rotation, which recovery does not reproduce).
     last_commit_seqno: AtomicU64,
+    /// Fsyncs left before the test failpoint fires (None: no failpoint; see the header).
+    fsyncs_before_failure: Option<AtomicU64>,
 }
+
+/// Environment variable of the fsync failpoint (test hook, see the module header).
+pub const FSYNC_FAILPOINT_ENV: &str = "TOONDB_FAILPOINT_FSYNC_AFTER";
 
 impl Store {
     pub fn open(options: &OpenOptions) -> EngineResult<(Store, Recovery)> {
@@ -125,6 +134,7 @@ impl Store {
             poisoned: AtomicBool::new(false),
             watermark,
             last_commit_seqno: AtomicU64::new(recovery.seqno),
+            fsyncs_before_failure: std::env::var(FSYNC_FAILPOINT_ENV).ok().and_then(|v| v.trim().parse().ok()).map(AtomicU64::new),
         };
         Ok((store, recovery))
     }
@@ -293,6 +303,12 @@ impl Store {
     pub fn persist(&self, mode: PersistMode) -> EngineResult<()> {
         // Sampled before the fsync: every commit that returned is in the buffers it flushes.
         let covered = self.last_commit_seqno.load(Ordering::SeqCst);
+        if let Some(left) = &self.fsyncs_before_failure {
+            if left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_err() {
+                self.poison();
+                return Err(EngineError::StorageFailed(format!("journal fsync failed (injected by {FSYNC_FAILPOINT_ENV})")));
+            }
+        }
         self.db.persist(mode).map_err(|e| {
             self.poison();
             EngineError::from(e)
