@@ -8,7 +8,9 @@
  * Invariants:
  * - `encodeOps` sizes its buffer exactly before writing (one allocation, no growth).
  * - Keys and values in decoded results are views (`subarray`) of the one result buffer: no
- *   copy per value. They stay valid as long as they are referenced.
+ *   copy per value. They stay valid as long as they are referenced. A getBatch's values and a
+ *   scan batch's entries stay in the wire form the engine wrote (PackedArray, one view each):
+ *   the daemon copies them into its reply as one block.
  * - Absent optional fields stay absent in decoded results (never `undefined`-valued keys).
  */
 import { ToonDBError } from '../protocol/errors.js';
