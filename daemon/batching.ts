@@ -12,18 +12,21 @@ import { ENGINE_BATCH_KEYS_MAX, ENGINE_BATCH_REQUESTS_MAX } from '../protocol/li
 import type { Request } from '../protocol/messages.js';
 
 /** How many queued requests form the next engine call (at most ENGINE_BATCH_REQUESTS_MAX
- * requests and ENGINE_BATCH_KEYS_MAX keys, always at least one), and whether all are plain reads. */
-export function nextBatch(queue: readonly { req: Request }[]): { take: number; readOnly: boolean } {
+ * requests and ENGINE_BATCH_KEYS_MAX keys, always at least one), whether all are plain reads,
+ * and how many plain reads it starts with (`readPrefix`, all of them when `readOnly`). */
+export function nextBatch(queue: readonly { req: Request }[]): { take: number; readOnly: boolean; readPrefix: number } {
   let keys = 0;
   let readOnly = true;
+  let readPrefix = 0;
   let take = 0;
   for (; take < queue.length && take < ENGINE_BATCH_REQUESTS_MAX; take++) {
     const req = queue[take].req;
     keys += keysOf(req);
     if (keys > ENGINE_BATCH_KEYS_MAX && take > 0) break;
     readOnly &&= isPlainRead(req);
+    if (readOnly) readPrefix = take + 1;
   }
-  return { take, readOnly };
+  return { take, readOnly, readPrefix };
 }
 
 /** A read outside any transaction: it changes no state, so it may run beside other reads. */

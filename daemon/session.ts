@@ -183,7 +183,17 @@ export class Session {
    */
   private pump(): void {
     while (!this.closed && this.queue.length > 0) {
-      const { take, readOnly } = nextBatch(this.queue);
+      const { take, readOnly, readPrefix } = nextBatch(this.queue);
+      // Plain reads ahead of a write in the queue: answered from memory on their own if they
+      // can be (no write is running, and they precede every write of the batch), so a mixed
+      // stream does not send every read through the pool; otherwise they go with the batch.
+      if (!readOnly && readPrefix > 0 && !this.runningMayWrite && this.running < ENGINE_CALLS_PER_CONNECTION_MAX) {
+        const reads = this.queue.slice(0, readPrefix);
+        if (this.answerFromMemory(reads, this.prepare(reads, 0, readPrefix))) {
+          this.queue = this.queue.slice(readPrefix);
+          continue;
+        }
+      }
       const canStart = this.running === 0
         || (readOnly && !this.runningMayWrite && this.running < ENGINE_CALLS_PER_CONNECTION_MAX);
       if (!canStart) return;

@@ -6,6 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
 import { IpcClient } from '../../ipc-client/index.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { RawPeer } from '../helpers/raw.js';
 import { TOONDBD_BIN } from '../helpers/paths.js';
 
 /** Write rounds per run: each round is one putBatch or one transaction over keys a and b. */
@@ -84,6 +85,36 @@ describe('row cache', () => {
     await client.close();
     expect(stats.requests.fromMemory).toBe(0);
     expect(stats.engine.rowCacheRows).toBe(0);
+  });
+
+  it('answers the reads ahead of a write from memory, and the reads after it only after the write', async () => {
+    const daemon = await startDaemon({ args: ['--durability', 'interval'] });
+    daemons.push(daemon);
+    const client = await IpcClient.connect(daemon.socketPath);
+    await client.putBatch([['p/a', '1'], ['p/b', '1']]);
+    const before = (await client.stats()).requests.fromMemory;
+    // One socket write: the daemon reads the whole pipeline in one chunk, as one queue.
+    const peer = await RawPeer.open(daemon.socketPath);
+    peer.hello();
+    await peer.waitFor(1);
+    const frames = [
+      { id: 2, op: 'get', key: Buffer.from('p/a') },
+      { id: 3, op: 'getBatch', keys: [Buffer.from('p/a'), Buffer.from('p/b')] },
+      { id: 4, op: 'putBatch', entries: [[Buffer.from('p/a'), Buffer.from('2')], [Buffer.from('p/b'), Buffer.from('2')]] },
+      { id: 5, op: 'get', key: Buffer.from('p/a') },
+      { id: 6, op: 'getBatch', keys: [Buffer.from('p/a'), Buffer.from('p/b')] },
+    ].map((message) => peer.codec.encode(message));
+    peer.send(Buffer.concat(frames));
+    const replies = new Map((await peer.waitFor(6)).slice(1).map((m) => [m.id as number, m.result]));
+    const text = (value: unknown) => (Array.isArray(value) ? value.map(String).join(',') : String(value));
+    expect(text(replies.get(2))).toBe('1');
+    expect(text(replies.get(3))).toBe('1,1');
+    expect(replies.get(4)).toBeNull();
+    expect(text(replies.get(5))).toBe('2');
+    expect(text(replies.get(6))).toBe('2,2');
+    peer.close();
+    expect((await client.stats()).requests.fromMemory - before, 'the two reads ahead of the write came from memory').toBeGreaterThanOrEqual(2);
+    await client.close();
   });
 
   it('refuses a bad --row-cache-mb with exit 2 and one line', async () => {
