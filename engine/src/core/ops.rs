@@ -205,6 +205,12 @@ fn read_op(store: &Store, op: Op) -> EngineResult<OpOutput> {
             read_output(store, op.kind, &stored, now)
         }),
         None => {
+            // The row cache first, as `read_cached` answers between calls: a plain read in a
+            // call that also writes (e.g. after a write of the same connection, which wrote
+            // its rows through) then costs a lookup, not a storage read.
+            if let Some(mut cached) = read_cached(store, std::slice::from_ref(&op)) {
+                return Ok(cached.remove(0));
+            }
             // Sampled before the snapshot: rows read at it may refill the row cache unless a
             // commit overlapped (rowcache.rs).
             let ticket = store.rows.fill_ticket();
