@@ -32,11 +32,10 @@ import type { Logger } from 'pino';
 import { OpKind, type EngineOp, type EngineResult } from '../engine/types.js';
 import { MessageCodec } from '../protocol/codec.js';
 import { ToonDBError, toToonDBError } from '../protocol/errors.js';
-import { FrameDecoder, writeFrames } from '../protocol/frame.js';
+import { FrameDecoder } from '../protocol/frame.js';
 import { ENGINE_CALLS_PER_CONNECTION_MAX, HANDSHAKE_TIMEOUT_MS, OUTPUT_BUFFER_BYTES_MAX } from '../protocol/limits.js';
 import { CONNECTION_ERROR_ID, OP_FAMILIES, type Request } from '../protocol/messages.js';
-import { encodableResult } from '../protocol/packed-array.js';
-import { readSimpleRequest, simpleReplyBytes, writeSimpleReply, type SimpleResult } from '../protocol/simple-frames.js';
+import { readSimpleRequest } from '../protocol/simple-frames.js';
 import { parseRequest, requestIdOf } from '../protocol/validate.js';
 import { nextBatch } from './batching.js';
 import * as admin from './handlers/admin.js';
@@ -45,6 +44,7 @@ import { fail, ok, type Outcome, type SessionScope } from './handlers/scope.js';
 import { readAheadCursor, scanNextOp } from './handlers/scan.js';
 import { leavesCursorOpen, ScanReadAhead } from './read-ahead.js';
 import { HandleRegistry } from './registry.js';
+import { writeReplies, type Reply } from './replies.js';
 
 interface Queued {
   req: Request;
@@ -57,11 +57,6 @@ interface Prepared {
   ops: EngineOp[];
 }
 
-interface Reply {
-  id: number;
-  outcome: Outcome;
-  receivedAt: number;
-}
 
 export class Session {
   readonly scope: SessionScope;
@@ -369,39 +364,11 @@ export class Session {
     if (req.op === 'hello' && !outcome.ok) this.close('handshake refused');
   }
 
-  /**
-   * Writes replies with one socket write (protocol/frame.ts writeFrames); accounts latency and
-   * errors. Replies of the simple shapes (protocol/simple-frames.ts) are written straight into
-   * the outgoing buffer; others are encoded by the codec.
-   */
+  /** Writes replies with one socket write (replies.ts); cuts off a client that does not read. */
   private send(replies: Reply[]): void {
     this.inFlight -= replies.length;
     if (this.closed) return;
-    const counters = this.ctx.counters;
-    const now = performance.now();
-    const frames = new Array<Buffer | null>(replies.length);
-    const sizes = new Array<number>(replies.length);
-    let totalBytes = 0;
-    for (let i = 0; i < replies.length; i++) {
-      const reply = replies[i];
-      counters.latency.record(now - reply.receivedAt);
-      let bytes = reply.outcome.ok ? simpleReplyBytes(reply.id, reply.outcome.result) : -1;
-      let frame: Buffer | null = null;
-      if (bytes < 0) {
-        frame = this.encodeReply(reply);
-        bytes = frame.length;
-      }
-      frames[i] = frame;
-      sizes[i] = bytes;
-      totalBytes += bytes;
-    }
-    counters.bytesOut += totalBytes;
-    writeFrames(this.socket, {
-      count: replies.length,
-      bytes: (i) => sizes[i],
-      ready: (i) => frames[i],
-      write: (i, target, at) => writeSimpleReply(target, at, replies[i].id, (replies[i].outcome as { result: SimpleResult }).result, sizes[i]),
-    }, totalBytes);
+    writeReplies(this.socket, replies, this.codec, this.ctx.counters);
     if (this.socket.writableLength > OUTPUT_BUFFER_BYTES_MAX) {
       this.log.warn({ bufferedBytes: this.socket.writableLength }, 'closing connection that does not read its replies');
       this.socket.destroy();
@@ -409,20 +376,6 @@ export class Session {
       return;
     }
     this.maybeResume();
-  }
-
-  private encodeReply(reply: Reply): Buffer {
-    const counters = this.ctx.counters;
-    if (reply.outcome.ok) {
-      try {
-        return this.codec.encode({ id: reply.id, result: encodableResult(reply.outcome.result) });
-      } catch (error) {
-        reply = { ...reply, outcome: fail(toToonDBError(error)) };
-      }
-    }
-    counters.requestErrors += 1;
-    const error = (reply.outcome as { error: ToonDBError }).error;
-    return this.codec.encode({ id: reply.id, error: { code: error.code, message: error.message } });
   }
 
   private pauseReading(): void {
