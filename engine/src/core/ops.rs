@@ -208,8 +208,8 @@ fn read_op(store: &Store, op: Op) -> EngineResult<OpOutput> {
             // The row cache first, as `read_cached` answers between calls: a plain read in a
             // call that also writes (e.g. after a write of the same connection, which wrote
             // its rows through) then costs a lookup, not a storage read.
-            if let Some(mut cached) = read_cached(store, std::slice::from_ref(&op)) {
-                return Ok(cached.remove(0));
+            if let Some(cached) = cached_output(store, op.kind, keys, now) {
+                return Ok(cached);
             }
             // Sampled before the snapshot: rows read at it may refill the row cache unless a
             // commit overlapped (rowcache.rs).
@@ -279,13 +279,19 @@ pub fn read_cached(store: &Store, ops: &[Op]) -> Option<Vec<OpOutput>> {
             return None;
         }
         let keys = read_keys(store, op).ok()?;
-        let rows = match keys {
-            [key] => vec![Some(store.rows.lookup(key)?)],
-            _ => store.rows.lookup_all(keys)?.into_iter().map(Some).collect(),
-        };
-        outputs.push(read_output(store, op.kind, &rows, now).ok()?);
+        outputs.push(cached_output(store, op.kind, keys, now)?);
     }
     Some(outputs)
+}
+
+/// A plain read of validated `keys` answered from the row cache alone, or None if a row is not
+/// cached (or a cached row is damaged: the storage path then reports it).
+fn cached_output(store: &Store, kind: u32, keys: &[Vec<u8>], now: u64) -> Option<OpOutput> {
+    let rows = match keys {
+        [key] => vec![Some(store.rows.lookup(key)?)],
+        _ => store.rows.lookup_all(keys)?.into_iter().map(Some).collect(),
+    };
+    read_output(store, kind, &rows, now).ok()
 }
 
 fn expiry_for(ttl_ms: Option<f64>) -> EngineResult<Option<u64>> {
