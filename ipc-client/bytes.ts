@@ -53,9 +53,7 @@ export function toKey(value: Bytes, limits: ServerLimits, what = 'key'): WireByt
   const key = toWire(value, what);
   const length = byteLengthOf(key);
   if (length === 0) throw new ToonDBError('INVALID_ARGUMENT', `${what} must not be empty`);
-  if (length > limits.keyBytesMax) {
-    throw new ToonDBError('KEY_TOO_LARGE', `${what} is ${length} bytes, over the limit of ${limits.keyBytesMax}`);
-  }
+  checkKeyBytes(length, limits, what);
   return key;
 }
 
@@ -65,10 +63,14 @@ export function toBound(value: Bytes, limits: ServerLimits, what: string): Buffe
 }
 
 export function checkKeyLength(key: Buffer, limits: ServerLimits, what = 'key'): Buffer {
-  if (key.length > limits.keyBytesMax) {
-    throw new ToonDBError('KEY_TOO_LARGE', `${what} is ${key.length} bytes, over the limit of ${limits.keyBytesMax}`);
-  }
+  checkKeyBytes(key.length, limits, what);
   return key;
+}
+
+function checkKeyBytes(length: number, limits: ServerLimits, what: string): void {
+  if (length > limits.keyBytesMax) {
+    throw new ToonDBError('KEY_TOO_LARGE', `${what} is ${length} bytes, over the limit of ${limits.keyBytesMax}`);
+  }
 }
 
 /** A value: 0..valueBytesMax bytes (an empty value is a value; a string is measured by its
