@@ -102,14 +102,17 @@ function checkBatchBytes(bytes: number, limits: ServerLimits, what: string): voi
   }
 }
 
-/** True for a Buffer toKey would return as it is (batch loops then skip building an item name,
- * which only an error needs). */
-function isPlainKey(value: unknown, limits: ServerLimits): value is Buffer {
+/** True for a Buffer or string toKey would return as it is (batch loops then skip building an
+ * item name, which only an error needs). A string qualifies when even at 3 UTF-8 bytes per
+ * UTF-16 unit (the most one takes) it fits, so no UTF-8 measure is needed here. */
+function isPlainKey(value: unknown, limits: ServerLimits): value is WireBytes {
+  if (typeof value === 'string') return value.length > 0 && value.length * 3 <= limits.keyBytesMax;
   return Buffer.isBuffer(value) && value.length > 0 && value.length <= limits.keyBytesMax;
 }
 
-/** True for a Buffer toValue would return as it is. */
-function isPlainValue(value: unknown, limits: ServerLimits): value is Buffer {
+/** True for a Buffer or string toValue would return as it is (see isPlainKey). */
+function isPlainValue(value: unknown, limits: ServerLimits): value is WireBytes {
+  if (typeof value === 'string') return value.length * 3 <= limits.valueBytesMax;
   return Buffer.isBuffer(value) && value.length <= limits.valueBytesMax;
 }
 
@@ -129,21 +132,22 @@ export function toKeyBatch(keys: readonly Bytes[], limits: ServerLimits): WireBy
   return out;
 }
 
-/** Entries of putBatch. */
-export function toEntryBatch(entries: readonly (readonly [Bytes, Bytes])[], limits: ServerLimits): [Buffer, Buffer][] {
+/** Entries of putBatch (fresh pairs: the caller may reuse its array once the call returns). */
+export function toEntryBatch(entries: readonly (readonly [Bytes, Bytes])[], limits: ServerLimits): [WireBytes, WireBytes][] {
   checkBatchItems(entries, limits, 'entries');
-  const out = new Array<[Buffer, Buffer]>(entries.length);
+  const out = new Array<[WireBytes, WireBytes]>(entries.length);
   let bytes = 0;
   for (let i = 0; i < entries.length; i++) {
     const pair = entries[i];
     if (!Array.isArray(pair) || pair.length !== 2) {
       throw new ToonDBError('INVALID_ARGUMENT', `entries[${i}] must be a [key, value] pair`);
     }
-    // putBatch goes through the codec: its keys and values travel as Buffers (bin).
-    const key = isPlainKey(pair[0], limits) ? pair[0] : asBuffer(toKey(pair[0], limits, `entries[${i}][0]`));
-    const value = isPlainValue(pair[1], limits) ? pair[1] : asBuffer(toValue(pair[1], limits, `entries[${i}][1]`));
+    // Valid Buffers and strings as they are; anything else through toKey / toValue, which name
+    // the item in their errors.
+    const key = isPlainKey(pair[0], limits) ? pair[0] : toKey(pair[0], limits, `entries[${i}][0]`);
+    const value = isPlainValue(pair[1], limits) ? pair[1] : toValue(pair[1], limits, `entries[${i}][1]`);
     out[i] = [key, value];
-    bytes += key.length + value.length;
+    bytes += byteLengthOf(key) + byteLengthOf(value);
     checkBatchBytes(bytes, limits, 'entries');
   }
   return out;

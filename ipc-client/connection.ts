@@ -35,7 +35,7 @@ import { ToonDBError, errorFromWire, toToonDBError } from '../protocol/errors.js
 import { FrameDecoder, writeFrames } from '../protocol/frame.js';
 import { CLIENT_WRITE_QUEUE_BYTES_MAX, FRAME_BYTES_MAX, FRAME_HEADER_BYTES } from '../protocol/limits.js';
 import { CONNECTION_ERROR_ID } from '../protocol/messages.js';
-import { readSimpleReply, simpleRequestBytes, writeSimpleRequest } from '../protocol/simple-frames.js';
+import { readSimpleReply, simpleRequestBytes, writeSimpleRequest, type SimpleRequest } from '../protocol/simple-frames.js';
 import { asBuffer, ValueCopier, type WireBytes } from './bytes.js';
 import { PendingTable, type Pending } from './pending.js';
 
@@ -53,8 +53,9 @@ interface Queued {
   message: RequestMessage;
 }
 
-/** A request ready to write: its frame, or (get/exists/delete/put) the parts that
- * protocol/simple-frames.ts writes straight into the outgoing buffer. */
+/** A request ready to write: its frame, or (a simple request: get/exists/delete/put,
+ * getBatch/deleteBatch, putBatch) the message protocol/simple-frames.ts writes straight into
+ * the outgoing buffer. */
 interface Encoded {
   pending: Pending;
   frame: Buffer | null;
@@ -176,7 +177,9 @@ export class Connection {
 
   private enqueue(pending: Pending, message: RequestMessage): void {
     let frame: Buffer | null = null;
-    let frameBytes = simpleFrameBytes(pending.id, message);
+    // A get/exists/delete/put, getBatch/deleteBatch or putBatch with only its own fields is
+    // written by protocol/simple-frames.ts (-1: anything else, encoded by the codec).
+    let frameBytes = simpleRequestBytes(pending.id, message);
     try {
       if (frameBytes < 0) {
         frame = this.codec.encode({ id: pending.id, ...withBinFields(message) });
@@ -328,34 +331,24 @@ export class Connection {
   }
 }
 
-/** Frame bytes if `message` is a get/exists/delete/put/getBatch/deleteBatch with only its own
- * fields and Buffer or string keys and value (protocol/simple-frames.ts writes it, a string as
- * the bin of its UTF-8 bytes); -1 to encode it with the codec. */
-function simpleFrameBytes(id: number, message: RequestMessage): number {
-  const { op } = message;
-  let fields = 0;
-  for (const _ in message) fields++;
-  if (op === 'put') return fields === 3 ? simpleRequestBytes(id, op, message.key, message.value) : -1;
-  if (op === 'get' || op === 'exists' || op === 'delete') return fields === 2 ? simpleRequestBytes(id, op, message.key, undefined) : -1;
-  if (op === 'getBatch' || op === 'deleteBatch') return fields === 2 && Array.isArray(message.keys) ? simpleRequestBytes(id, op, message.keys, undefined) : -1;
-  return -1;
-}
-
 function writeSimple(target: Buffer, at: number, item: Encoded): number {
-  const message = item.simple as RequestMessage;
-  const key = (message.keys ?? message.key) as WireBytes | WireBytes[];
-  return writeSimpleRequest(target, at, item.pending.id, message.op, key, message.value as WireBytes | undefined, item.frameBytes);
+  return writeSimpleRequest(target, at, item.pending.id, item.simple as SimpleRequest, item.frameBytes);
 }
 
 /** `message` for the codec: string keys and values (kept as strings for the simple writer,
  * bytes.ts WireBytes) become Buffers, so they go out as `bin` like every key and value. */
 function withBinFields(message: RequestMessage): RequestMessage {
-  const { key, value, keys } = message;
-  if (typeof key !== 'string' && typeof value !== 'string' && !(Array.isArray(keys) && keys.some((k) => typeof k === 'string'))) return message;
+  const { key, value } = message;
+  const keys = message.keys as WireBytes[] | undefined;
+  const entries = message.entries as [WireBytes, WireBytes][] | undefined;
+  const stringKeys = keys?.some((k) => typeof k === 'string') ?? false;
+  const stringEntries = entries?.some(([k, v]) => typeof k === 'string' || typeof v === 'string') ?? false;
+  if (typeof key !== 'string' && typeof value !== 'string' && !stringKeys && !stringEntries) return message;
   const converted: RequestMessage = { ...message };
   if (typeof key === 'string') converted.key = asBuffer(key);
   if (typeof value === 'string') converted.value = asBuffer(value);
-  if (Array.isArray(keys)) converted.keys = keys.map((k: WireBytes) => asBuffer(k));
+  if (stringKeys) converted.keys = keys?.map(asBuffer);
+  if (stringEntries) converted.entries = entries?.map(([k, v]) => [asBuffer(k), asBuffer(v)]);
   return converted;
 }
 

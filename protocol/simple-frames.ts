@@ -10,8 +10,9 @@
  *   `{ cursor, entries, done }` (scan, scanNext); an array of values and a batch's entries may
  *   also be a PackedArray (the elements already encoded, as the engine returns them):
  *   `simpleReplyBytes` sizes one (or says it is not simple), `writeSimpleReply` writes the frame;
- * - requests `{ id, op, key }`, `{ id, op, key, value }` (get, exists, delete, put) and
- *   `{ id, op, keys }` (getBatch, deleteBatch): `simpleRequestBytes` / `writeSimpleRequest`;
+ * - requests `{ id, op, key }`, `{ id, op, key, value }` (get, exists, delete, put),
+ *   `{ id, op, keys }` (getBatch, deleteBatch) and `{ id, op, entries }` (putBatch):
+ *   `simpleRequestBytes` / `writeSimpleRequest`, given the request without its id;
  * - reading a reply `{ id, result }` whose result is any of those: `readSimpleReply`; reading
  *   those requests back: `readSimpleRequest` (the daemon still validates what it returns).
  *
@@ -34,6 +35,9 @@ import {
   binOfBytes, uintBytes, VIEW_BINS, writeArrayHeader, writeBin, writeBinOf, writeUint, type BinMaker, type BinSource,
 } from './msgpack-forms.js';
 import { PackedArray } from './packed-array.js';
+
+/** Longest op name the request writer and reader accept (every op name fits). */
+const OP_NAME_BYTES_MAX = 16;
 
 /** A scan batch as the daemon replies it (keys in this order). */
 export interface ScanBatchResult {
@@ -171,8 +175,53 @@ function writePacked(target: Buffer, at: number, packed: PackedArray): number {
   return p + packed.bytes.length;
 }
 
-/** Bytes of a `keys` array of Buffers, or -1. */
-function keysBytes(keys: unknown[]): number {
+/** A request these writers handle, without its id: its own enumerable fields are exactly
+ * `op, key`, `op, key, value`, `op, keys` or `op, entries`, in that order (the order
+ * MessageCodec writes them in), with every key and value a Buffer or a string. */
+export interface SimpleRequest {
+  op: string;
+  key?: BinSource;
+  value?: BinSource;
+  keys?: readonly BinSource[];
+  entries?: readonly (readonly [BinSource, BinSource])[];
+}
+
+/** A request's shape: the names of its fields after `op` (null: none these writers handle). */
+type Shape = 'key' | 'key,value' | 'keys' | 'entries' | null;
+
+function shapeOf(request: object): Shape {
+  let shape: Shape = null;
+  let index = 0;
+  for (const field in request) {
+    if (index === 0) {
+      if (field !== 'op') return null;
+    } else if (index === 1) {
+      if (field !== 'key' && field !== 'keys' && field !== 'entries') return null;
+      shape = field;
+    } else if (index === 2 && shape === 'key' && field === 'value') {
+      shape = 'key,value';
+    } else {
+      return null;
+    }
+    index++;
+  }
+  return shape;
+}
+
+/** An op name these writers can write: 1..OP_NAME_BYTES_MAX ASCII letters (its UTF-8 bytes are
+ * its Latin-1 bytes, and it fits a fixstr). */
+function isOpName(op: unknown): op is string {
+  if (typeof op !== 'string' || op.length < 1 || op.length > OP_NAME_BYTES_MAX) return false;
+  for (let i = 0; i < op.length; i++) {
+    const c = op.charCodeAt(i) | 0x20; // folds upper to lower case
+    if (c < 0x61 || c > 0x7a) return false;
+  }
+  return true;
+}
+
+/** Bytes of a `keys` array of Buffers or strings, or -1. */
+function keysBytes(keys: unknown): number {
+  if (!Array.isArray(keys)) return -1;
   let total = arrayHeaderBytes(keys.length);
   for (const key of keys) {
     const bytes = binOfBytes(key);
@@ -182,49 +231,78 @@ function keysBytes(keys: unknown[]): number {
   return total;
 }
 
-/** Frame bytes of the request `{ id, op, key }` (value undefined), `{ id, op, key, value }`, or,
- * when `key` is an array, `{ id, op, keys }`; -1 if this module cannot write it. Keys and
- * values are Buffers or strings; a string is written as the bin of its UTF-8 bytes, exactly the
+/** Bytes of an `entries` array of [key, value] pairs of Buffers or strings, or -1. */
+function entriesBytes(entries: unknown): number {
+  if (!Array.isArray(entries)) return -1;
+  let total = arrayHeaderBytes(entries.length);
+  for (const pair of entries) {
+    if (!Array.isArray(pair) || pair.length !== 2) return -1;
+    const key = binOfBytes(pair[0]);
+    const value = binOfBytes(pair[1]);
+    if (key < 0 || value < 0) return -1;
+    total += 1 + key + value;
+  }
+  return total;
+}
+
+/** Frame bytes of `{ id, ...request }`, or -1 if this module cannot write it (then use
+ * MessageCodec). A string key or value is written as the bin of its UTF-8 bytes, exactly the
  * frame MessageCodec writes for that Buffer. */
-export function simpleRequestBytes(id: number, op: string, key: unknown, value: unknown): number {
-  if (!isIdNumber(id) || op.length > FIXSTR_BYTES_MAX) return -1;
-  const head = 1 + KEY_ID.length + uintBytes(id) + KEY_OP.length + 1 + Buffer.byteLength(op);
-  if (Array.isArray(key)) {
-    const keys = keysBytes(key);
-    return keys < 0 || value !== undefined ? -1 : FRAME_HEADER_BYTES + head + KEY_KEYS.length + keys;
+export function simpleRequestBytes(id: number, request: object): number {
+  const { op, key, value, keys, entries } = request as SimpleRequest;
+  if (!isIdNumber(id) || !isOpName(op)) return -1;
+  const head = FRAME_HEADER_BYTES + 1 + KEY_ID.length + uintBytes(id) + KEY_OP.length + 1 + op.length;
+  let body: number;
+  switch (shapeOf(request)) {
+    case 'key':
+      body = binOfBytes(key);
+      return body < 0 ? -1 : head + KEY_KEY.length + body;
+    case 'key,value': {
+      const keyBytes = binOfBytes(key);
+      const valueBytes = binOfBytes(value);
+      return keyBytes < 0 || valueBytes < 0 ? -1 : head + KEY_KEY.length + keyBytes + KEY_VALUE.length + valueBytes;
+    }
+    case 'keys':
+      body = keysBytes(keys);
+      return body < 0 ? -1 : head + KEY_KEYS.length + body;
+    case 'entries':
+      body = entriesBytes(entries);
+      return body < 0 ? -1 : head + KEY_ENTRIES.length + body;
+    default:
+      return -1;
   }
-  const keyBytes = binOfBytes(key);
-  if (keyBytes < 0) return -1;
-  let body = head + KEY_KEY.length + keyBytes;
-  if (value !== undefined) {
-    const valueBytes = binOfBytes(value);
-    if (valueBytes < 0) return -1;
-    body += KEY_VALUE.length + valueBytes;
-  }
-  return FRAME_HEADER_BYTES + body;
 }
 
 /** Writes the request frame sized by simpleRequestBytes at `at`; returns the offset after it. */
-export function writeSimpleRequest(target: Buffer, at: number, id: number, op: string, key: BinSource | BinSource[], value: BinSource | undefined, frameBytes: number): number {
+export function writeSimpleRequest(target: Buffer, at: number, id: number, request: SimpleRequest, frameBytes: number): number {
+  const { op, key, value, keys, entries } = request;
   target.writeUInt32BE(frameBytes - FRAME_HEADER_BYTES, at);
   let p = at + FRAME_HEADER_BYTES;
   target[p++] = FIXMAP | (value === undefined ? 3 : 4);
   p += KEY_ID.copy(target, p);
   p = writeUint(target, p, id);
   p += KEY_OP.copy(target, p);
-  target[p] = FIXSTR | Buffer.byteLength(op);
+  target[p] = FIXSTR | op.length;
   p += 1 + target.write(op, p + 1, 'latin1');
-  if (Array.isArray(key)) {
+  if (keys !== undefined) {
     p += KEY_KEYS.copy(target, p);
-    p = writeArrayHeader(target, p, key.length);
-    for (const item of key) p = writeBinOf(target, p, item);
+    p = writeArrayHeader(target, p, keys.length);
+    for (const item of keys) p = writeBinOf(target, p, item);
+  } else if (entries !== undefined) {
+    p += KEY_ENTRIES.copy(target, p);
+    p = writeArrayHeader(target, p, entries.length);
+    for (const [entryKey, entryValue] of entries) {
+      target[p++] = FIXARRAY | 2;
+      p = writeBinOf(target, p, entryKey);
+      p = writeBinOf(target, p, entryValue);
+    }
   } else {
     p += KEY_KEY.copy(target, p);
-    p = writeBinOf(target, p, key);
-  }
-  if (value !== undefined) {
-    p += KEY_VALUE.copy(target, p);
-    p = writeBinOf(target, p, value);
+    p = writeBinOf(target, p, key as BinSource);
+    if (value !== undefined) {
+      p += KEY_VALUE.copy(target, p);
+      p = writeBinOf(target, p, value);
+    }
   }
   if (p !== at + frameBytes) throw new Error(`invariant: simple request wrote ${p - at} of ${frameBytes} bytes`);
   return p;
@@ -317,9 +395,6 @@ export function readSimpleReply(body: Buffer, bins: BinMaker = VIEW_BINS): Simpl
 
 const EMPTY = Buffer.alloc(0);
 
-/** Longest op name readSimpleRequest accepts (every op name fits). */
-const OP_NAME_BYTES_MAX = 16;
-
 function isAsciiLetters(body: Buffer, start: number, end: number): boolean {
   for (let i = start; i < end; i++) {
     const c = body[i] | 0x20; // folds upper to lower case
@@ -330,8 +405,9 @@ function isAsciiLetters(body: Buffer, start: number, end: number): boolean {
 
 /**
  * Reads a request body that is exactly `{ id: uint, op: str, key: bin }`, the same with
- * `value: bin` after it, or `{ id, op, keys: [bin] }` (as writeSimpleRequest and MessageCodec
- * write them), as the plain object MessageCodec.decode would return, for the daemon to validate as
+ * `value: bin` after it, `{ id, op, keys: [bin] }` or `{ id, op, entries: [[bin, bin]] }` (as
+ * writeSimpleRequest and MessageCodec write them), as the plain object MessageCodec.decode would
+ * return, for the daemon to validate as
  * usual; null for anything else (decode it with MessageCodec). The op name must be ASCII
  * letters, so reading it as Latin-1 equals MessageCodec's UTF-8. Bins are views of the body.
  */
@@ -358,6 +434,21 @@ export function readSimpleRequest(body: Buffer): Record<string, unknown> | null 
       keys[i] = item;
     }
     return reader.done ? { id, op: body.toString('latin1', opStart, opEnd), keys } : null;
+  }
+  if (fields === (FIXMAP | 3) && reader.sees(KEY_ENTRIES)) {
+    reader.at += KEY_ENTRIES.length;
+    const count = reader.arrayHeader();
+    if (reader.at < 0) return null;
+    const entries = new Array<[Buffer, Buffer]>(count);
+    for (let i = 0; i < count; i++) {
+      if (body[reader.at] !== (FIXARRAY | 2)) return null;
+      reader.at += 1;
+      const key = reader.bin();
+      const value = reader.bin();
+      if (key === null || value === null) return null;
+      entries[i] = [key, value];
+    }
+    return reader.done ? { id, op: body.toString('latin1', opStart, opEnd), entries } : null;
   }
   if (!reader.literal(KEY_KEY)) return null;
   const key = reader.bin();

@@ -83,6 +83,20 @@ describe('key/value calls', () => {
     await client.putBatch([['c', '3']], { ttlSeconds: 5 });
     expect(server.ops('putBatch')[1].ttlSeconds).toBe(5);
   });
+
+  it('putBatch sends string and Buffer entries as bin, on both frame paths, and copies the caller\'s array', async () => {
+    const entries: [string | Buffer, string | Buffer][] = [['s/é', 'ü'], [Buffer.from('s/b'), Buffer.from([0, 255])], ['s/c', Buffer.alloc(0)]];
+    const sent = client.putBatch(entries);
+    entries.length = 0; // reused before the frame is written (the write happens in a microtask)
+    entries.push(['s/x', 'changed']);
+    await sent;
+    await client.putBatch([['s/t', 'é']], { ttlSeconds: 5 }); // with a ttl: encoded by the codec
+    expect(await client.getBatch(['s/é', 's/b', 's/c'])).toEqual([Buffer.from('ü'), Buffer.from([0, 255]), Buffer.alloc(0)]);
+    expect(await client.getBatch(['s/x', 's/t'])).toEqual([null, Buffer.from('é')]);
+    for (const request of server.ops('putBatch')) {
+      for (const [key, value] of request.entries as unknown[][]) expect(Buffer.isBuffer(key) && Buffer.isBuffer(value)).toBe(true);
+    }
+  });
 });
 
 describe('client-side limit checks use the limits from hello', () => {
@@ -93,6 +107,8 @@ describe('client-side limit checks use the limits from hello', () => {
     await expect(client.get('ééééé')).rejects.toMatchObject({ code: 'KEY_TOO_LARGE', message: expect.stringContaining('10 bytes') });
     await expect(client.getBatch(['a', 'ééééé'])).rejects.toMatchObject({ code: 'KEY_TOO_LARGE' });
     await expect(client.put('k', 'é'.repeat(9))).rejects.toMatchObject({ code: 'VALUE_TOO_LARGE' });
+    await expect(client.putBatch([['k', 'v'], ['k2', 'é'.repeat(9)]])).rejects.toMatchObject({ code: 'VALUE_TOO_LARGE', message: expect.stringContaining('entries[1][1]') });
+    await expect(client.putBatch([['ééééé', 'v']])).rejects.toMatchObject({ code: 'KEY_TOO_LARGE', message: expect.stringContaining('entries[0][0]') });
     await expect(client.get(Buffer.alloc(9))).rejects.toMatchObject({ code: 'KEY_TOO_LARGE' });
     await expect(client.put('k', 'x'.repeat(17))).rejects.toMatchObject({ code: 'VALUE_TOO_LARGE' });
     await expect(client.put('', 'v')).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });

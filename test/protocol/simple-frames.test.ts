@@ -8,7 +8,7 @@ import { MessageCodec } from '../../protocol/codec.js';
 import { FRAME_HEADER_BYTES } from '../../protocol/limits.js';
 import { encodableResult, PackedArray } from '../../protocol/packed-array.js';
 import {
-  readSimpleReply, readSimpleRequest, simpleReplyBytes, simpleRequestBytes, writeSimpleReply, writeSimpleRequest, type ScanBatchResult, type SimpleResult,
+  readSimpleReply, readSimpleRequest, simpleReplyBytes, simpleRequestBytes, writeSimpleReply, writeSimpleRequest, type ScanBatchResult, type SimpleRequest, type SimpleResult,
 } from '../../protocol/simple-frames.js';
 import { mulberry32, seedFrom } from '../helpers/rng.js';
 
@@ -122,20 +122,25 @@ describe('simple frames', () => {
     }
   });
 
-  it(`write get/put/delete/getBatch requests exactly as MessageCodec does (seed ${SEED})`, () => {
+  /** `{ id, ...request }` written by the simple writer, expected to equal `expected`. */
+  function expectWrittenAs(id: number, request: SimpleRequest, expected: Buffer): void {
+    const frameBytes = simpleRequestBytes(id, request);
+    expect(frameBytes).toBe(expected.length);
+    const target = Buffer.alloc(frameBytes);
+    expect(writeSimpleRequest(target, 0, id, request, frameBytes)).toBe(frameBytes);
+    expect(target.equals(expected)).toBe(true);
+  }
+
+  it(`write get/put/delete/getBatch/putBatch requests exactly as MessageCodec does (seed ${SEED})`, () => {
     const { id, bytes, int, small } = generators(mulberry32(SEED + 1));
     for (let i = 0; i < CASES; i++) {
-      const op = ['get', 'exists', 'delete', 'put', 'getBatch', 'deleteBatch'][int(6)]!;
-      const keys = op.endsWith('Batch') ? Array.from({ length: random3(int) }, small) : null;
-      const message = keys !== null ? { id: id(), op, keys } : op === 'put' ? { id: id(), op, key: bytes(), value: bytes() } : { id: id(), op, key: bytes() };
-      const expected = codec.encode(message);
-      const value = 'value' in message ? message.value : undefined;
-      const key = 'keys' in message ? message.keys : message.key;
-      const frameBytes = simpleRequestBytes(message.id, op, key, value);
-      expect(frameBytes).toBe(expected.length);
-      const target = Buffer.alloc(frameBytes);
-      writeSimpleRequest(target, 0, message.id, op, key, value, frameBytes);
-      expect(target.equals(expected)).toBe(true);
+      const op = ['get', 'exists', 'delete', 'put', 'getBatch', 'deleteBatch', 'putBatch'][int(7)]!;
+      const count = random3(int);
+      const request: SimpleRequest = op === 'putBatch' ? { op, entries: Array.from({ length: count }, (): [Buffer, Buffer] => [small(), int(5) === 0 ? bytes() : small()]) }
+        : op.endsWith('Batch') ? { op, keys: Array.from({ length: count }, small) }
+          : op === 'put' ? { op, key: bytes(), value: bytes() } : { op, key: bytes() };
+      const message = { id: id(), ...request };
+      expectWrittenAs(message.id, request, codec.encode(message));
     }
   });
 
@@ -143,19 +148,31 @@ describe('simple frames', () => {
     const { id, int } = generators(mulberry32(SEED + 4));
     const alphabet = ['a', 'Z', '/', 'é', 'ß', '中', '😀', '\u0000'];
     const text = (length: number) => Array.from({ length }, () => alphabet[int(alphabet.length)]).join('');
+    const textOrBytes = (length: number) => (int(2) === 0 ? text(length) : Buffer.from(text(length)));
+    const asBin = (item: string | Buffer) => (typeof item === 'string' ? Buffer.from(item) : item);
     for (let i = 0; i < CASES / 3; i++) {
-      const op = ['get', 'put', 'getBatch'][int(3)]!;
-      const keys = op === 'getBatch' ? Array.from({ length: random3(int) }, () => (int(2) === 0 ? text(1 + int(20)) : Buffer.from(text(1 + int(5))))) : null;
+      const op = ['get', 'put', 'getBatch', 'putBatch'][int(4)]!;
       const key = text(1 + [int(20), int(300), 20_000 + int(100)][int(3)]!);
-      const value = op === 'put' ? text(int(100)) : undefined;
-      const asBin = (item: string | Buffer) => (typeof item === 'string' ? Buffer.from(item) : item);
-      const message = keys !== null ? { id: id(), op, keys: keys.map(asBin) } : value !== undefined ? { id: id(), op, key: asBin(key), value: asBin(value) } : { id: id(), op, key: asBin(key) };
-      const expected = codec.encode(message);
-      const frameBytes = simpleRequestBytes(message.id, op, keys ?? key, value);
-      expect(frameBytes).toBe(expected.length);
-      const target = Buffer.alloc(frameBytes);
-      writeSimpleRequest(target, 0, message.id, op, keys ?? key, value, frameBytes);
-      expect(target.equals(expected)).toBe(true);
+      let request: SimpleRequest;
+      let asBuffers: SimpleRequest;
+      if (op === 'getBatch') {
+        const keys = Array.from({ length: random3(int) }, () => textOrBytes(1 + int(20)));
+        request = { op, keys };
+        asBuffers = { op, keys: keys.map(asBin) };
+      } else if (op === 'putBatch') {
+        const entries = Array.from({ length: random3(int) }, (): [string | Buffer, string | Buffer] => [textOrBytes(1 + int(20)), textOrBytes(int(100))]);
+        request = { op, entries };
+        asBuffers = { op, entries: entries.map(([k, v]) => [asBin(k), asBin(v)]) };
+      } else if (op === 'put') {
+        const value = text(int(100));
+        request = { op, key, value };
+        asBuffers = { op, key: asBin(key), value: asBin(value) };
+      } else {
+        request = { op, key };
+        asBuffers = { op, key: asBin(key) };
+      }
+      const message = { id: id(), ...asBuffers };
+      expectWrittenAs(message.id, request, codec.encode(message));
     }
   });
 
@@ -167,9 +184,22 @@ describe('simple frames', () => {
     expect(simpleReplyBytes(2 ** 32, null)).toBe(-1);
     expect(simpleReplyBytes(1, { cursor: 1.5, entries: [], done: true })).toBe(-1);
     expect(simpleReplyBytes(1, { cursor: 1, entries: {}, done: true })).toBe(-1);
-    expect(simpleRequestBytes(1, 'get', 7, undefined)).toBe(-1);
-    expect(simpleRequestBytes(1, 'put', Buffer.alloc(1), new Uint16Array(2))).toBe(-1);
-    expect(simpleRequestBytes(1, 'getBatch', [Buffer.alloc(1), null], undefined)).toBe(-1);
+    const key = Buffer.alloc(1);
+    expect(simpleRequestBytes(1, { op: 'get', key: 7 })).toBe(-1);
+    expect(simpleRequestBytes(1, { op: 'put', key, value: new Uint16Array(2) })).toBe(-1);
+    expect(simpleRequestBytes(1, { op: 'getBatch', keys: [key, null] })).toBe(-1);
+    expect(simpleRequestBytes(1, { op: 'putBatch', entries: [[key, key], [key]] })).toBe(-1);
+    expect(simpleRequestBytes(1, { op: 'putBatch', entries: [[key, 3]] })).toBe(-1);
+    // Other fields, another order, or an op name that is not ASCII letters: the codec's business.
+    expect(simpleRequestBytes(1, { op: 'put', key, value: key, ttlSeconds: 5 })).toBe(-1);
+    expect(simpleRequestBytes(1, { op: 'get', key, txn: 3 })).toBe(-1);
+    expect(simpleRequestBytes(1, { op: 'putBatch', entries: [], txn: 3 })).toBe(-1);
+    expect(simpleRequestBytes(1, { key, op: 'get' })).toBe(-1);
+    expect(simpleRequestBytes(1, { op: 'put', value: key, key })).toBe(-1);
+    expect(simpleRequestBytes(1, { op: 'g\u00e9t', key })).toBe(-1);
+    expect(simpleRequestBytes(1, { op: 'x'.repeat(17), key })).toBe(-1);
+    expect(simpleRequestBytes(2 ** 32, { op: 'get', key })).toBe(-1);
+    expect(simpleRequestBytes(1, { op: 'get', key })).toBeGreaterThan(0);
   });
 
   it('packed values unpack to their values, refuse damaged bytes, and reach the codec as values', () => {
@@ -227,10 +257,11 @@ describe('simple frames', () => {
     const { id, bytes, int, small } = generators(mulberry32(SEED + 3));
     let accepted = 0;
     for (let i = 0; i < CASES; i++) {
-      const op = ['get', 'exists', 'delete', 'put', 'getBatch', 'ping', 'Put', 'p\u00e9t', 'getBatch'][int(9)]!;
+      const op = ['get', 'exists', 'delete', 'put', 'getBatch', 'ping', 'Put', 'p\u00e9t', 'getBatch', 'putBatch'][int(10)]!;
       const message = op === 'put' || op === 'Put'
         ? { id: id(), op, key: bytes(), value: bytes() }
-        : op === 'getBatch' && int(2) === 0 ? { id: id(), op, keys: Array.from({ length: random3(int) }, small) } : { id: id(), op, key: bytes() };
+        : op === 'putBatch' ? { id: id(), op, entries: Array.from({ length: random3(int) }, (): [Buffer, Buffer] => [small(), small()]) }
+          : op === 'getBatch' && int(2) === 0 ? { id: id(), op, keys: Array.from({ length: random3(int) }, small) } : { id: id(), op, key: bytes() };
       const body = codec.encode(message).subarray(FRAME_HEADER_BYTES);
       const read = readSimpleRequest(body);
       if (op === 'p\u00e9t') expect(read).toBeNull(); // not ASCII: left to MessageCodec
@@ -242,6 +273,10 @@ describe('simple frames', () => {
         codec.encode({ id: id(), op: 'get', key: 'text' }),
         codec.encode({ id: id(), op: 'getBatch', keys: [small(), 'text'] }),
         codec.encode({ id: id(), op: 'getBatch', keys: [small()], txn: 1 }),
+        codec.encode({ id: id(), op: 'putBatch', entries: [[small(), small()]], ttlSeconds: 5 }),
+        codec.encode({ id: id(), op: 'putBatch', entries: [[small(), 'text']] }),
+        codec.encode({ id: id(), op: 'putBatch', entries: [[small(), small(), small()]] }),
+        codec.encode({ id: id(), op: 'putBatch', entries: [small()] }),
       ].map((frame) => frame.subarray(FRAME_HEADER_BYTES));
       accepted += readsAsCodec(readSimpleRequest, [...others, ...damaged(body, int)]);
     }
