@@ -2,13 +2,14 @@
  * One client connection: framing, handshake, batched execution, durable replies, cleanup.
  *
  * Request path (designed for batching): every complete frame in a socket chunk is decoded and
- * queued; a bounded slice of the queue (ENGINE_BATCH_REQUESTS_MAX requests, ENGINE_BATCH_KEYS_MAX
- * keys) goes to the engine in ONE `execute` call; the replies of that call are written with one
- * corked socket write once the durability gate releases them. While a batch executes, newly arrived
- * requests queue up and form the next batch, so a busy connection gets larger batches, not more
- * engine calls, and a very busy one gets its first replies out while the rest execute. A slice
- * of plain reads is first offered to the engine's row cache (`readCached`: memory only, on this
- * thread, no pool round trip); only if a row is not in memory does it become an `execute` call.
+ * queued; a bounded slice of the queue (ENGINE_BATCH_REQUESTS_MAX requests, and a bound on keys
+ * that is larger for calls that write, batching.ts) goes to the engine in ONE `execute` call;
+ * the replies of that call are written with one corked socket write once the durability gate
+ * releases them. While a batch executes, newly arrived requests queue up and form the next
+ * batch, so a busy connection gets larger batches, not more engine calls, and a very busy one
+ * gets its first replies out while the rest execute. A slice of plain reads is first offered
+ * to the engine's row cache (`readCached`: memory only, on this thread, no pool round trip);
+ * only if a row is not in memory does it become an `execute` call.
  * A snapshot scan's next batches are read as soon as one is answered (read-ahead.ts), and the
  * client's scanNext requests take them.
  *
