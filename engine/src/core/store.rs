@@ -31,6 +31,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
+/// Memtable size of the data keyspace (fjall's default is 64 MiB). A memtable is a skiplist
+/// whose inserts are bound by cache misses down its levels (~half of the engine's time per put
+/// in perf); a smaller one is cheaper to insert into, bounds the journal replayed at restart and
+/// the memory held, at the cost of more, smaller flushes. Measured against 64 MiB in the bench
+/// (1 round each): restart over 1M keys 730 -> 345 ms, daemon RSS 334 -> 235 MiB, scan and
+/// put workloads within noise or better. fjall keeps a keyspace's options from its creation,
+/// so data directories created with another size keep theirs.
+pub const DATA_MEMTABLE_BYTES: u64 = 16 * 1024 * 1024;
+
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     pub key_bytes_max: usize,
@@ -110,7 +119,7 @@ impl Store {
             builder = builder.cache_size(bytes);
         }
         let db = builder.open()?;
-        let data = db.keyspace("data", KeyspaceCreateOptions::default)?;
+        let data = db.keyspace("data", || KeyspaceCreateOptions::default().max_memtable_size(DATA_MEMTABLE_BYTES))?;
         let ttl = db.keyspace("ttl", KeyspaceCreateOptions::default)?;
         let watermark_path = watermark::path_for(&options.path);
         watermark::verify(&watermark_path, db.inner().visible_seqno())?;
