@@ -176,6 +176,17 @@ describe('simple frames', () => {
     }
   });
 
+  it('write strings at the edges of the ASCII loop as MessageCodec writes their UTF-8', () => {
+    const ascii = (n: number) => 'k'.repeat(n);
+    const keys = ['', 'a', ascii(63), ascii(64), ascii(65), ascii(255), ascii(256), `${ascii(63)}é`, `${ascii(62)}😀`, `é${ascii(63)}`,
+      `${ascii(20)}\u007f\u0080`, '\u0000'];
+    for (const key of keys) {
+      const request: SimpleRequest = { op: 'getBatch', keys: [key, key] };
+      expectWrittenAs(7, request, codec.encode({ id: 7, op: 'getBatch', keys: [Buffer.from(key), Buffer.from(key)] }));
+      expectWrittenAs(8, { op: 'put', key: 'k', value: key }, codec.encode({ id: 8, op: 'put', key: Buffer.from('k'), value: Buffer.from(key) }));
+    }
+  });
+
   it('refuse what they cannot write', () => {
     expect(simpleReplyBytes(1, 3)).toBe(-1);
     expect(simpleReplyBytes(1, { a: 1 })).toBe(-1);
