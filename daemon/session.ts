@@ -30,7 +30,7 @@
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import { OpKind, type EngineOp, type EngineResult } from '../engine/types.js';
+import { isMemoryStepCall, OpKind, type EngineOp, type EngineResult } from '../engine/types.js';
 import { MessageCodec } from '../protocol/codec.js';
 import { ToonDBError, toToonDBError } from '../protocol/errors.js';
 import { FrameDecoder } from '../protocol/frame.js';
@@ -318,10 +318,13 @@ export class Session {
     this.sendWhenDurable(replies, maxSeq);
   }
 
-  /** engine.execute, turning a whole-call failure into one coded result per op. */
+  /** engine.execute, turning a whole-call failure into one coded result per op. A call of
+   * memory-only transaction steps (begin, abort, writes inside a transaction) runs here on
+   * this thread when the engine can take it without waiting (`runInMemory`), which saves the
+   * pool round trip: a read-modify-write transaction makes two pool trips instead of four. */
   private async execute(ops: EngineOp[]): Promise<EngineResult[]> {
     try {
-      const results = await this.ctx.engine.execute(ops);
+      const results = (isMemoryStepCall(ops) ? this.ctx.engine.runInMemory(ops) : null) ?? await this.ctx.engine.execute(ops);
       if (results.length !== ops.length) throw new Error(`invariant: engine returned ${results.length} results for ${ops.length} ops`);
       return results;
     } catch (error) {

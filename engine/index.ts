@@ -29,10 +29,11 @@ import type {
 export * from './types.js';
 
 /** The addon's own surface (see engine/src/binding.rs): the Engine contract, except that
- * `execute` and `readCached` take and return the binary layout of engine/abi.ts. */
-type NativeEngine = Omit<Engine, 'execute' | 'readCached'> & {
+ * `execute`, `readCached` and `runInMemory` take and return the binary layout of engine/abi.ts. */
+type NativeEngine = Omit<Engine, 'execute' | 'readCached' | 'runInMemory'> & {
   execute(ops: Buffer): Promise<Buffer>;
   readCached(ops: Buffer): Buffer | null;
+  runInMemory(ops: Buffer): Buffer | null;
 };
 
 interface NativeDataDirLock {
@@ -110,6 +111,11 @@ class LoadedEngine implements Engine {
 
   readCached(ops: EngineOp[]): EngineResult[] | null {
     const encoded = codedSync(() => this.inner.readCached(encodeOps(ops)));
+    return encoded === null ? null : decodeResults(encoded);
+  }
+
+  runInMemory(ops: EngineOp[]): EngineResult[] | null {
+    const encoded = codedSync(() => this.inner.runInMemory(encodeOps(ops)));
     return encoded === null ? null : decodeResults(encoded);
   }
 

@@ -38,6 +38,27 @@ export const OpKind = {
 } as const;
 export type OpKindValue = (typeof OpKind)[keyof typeof OpKind];
 
+/** True if every op of a call is a memory-only transaction step, i.e. one `runInMemory` may
+ * take (the engine decides; this only saves encoding a call it would refuse). */
+export function isMemoryStepCall(ops: readonly EngineOp[]): boolean {
+  for (const op of ops) {
+    switch (op.kind) {
+      case OpKind.begin:
+      case OpKind.abort:
+        continue;
+      case OpKind.put:
+      case OpKind.delete:
+      case OpKind.putBatch:
+      case OpKind.deleteBatch:
+        if (op.txn !== undefined) continue;
+        return false;
+      default:
+        return false;
+    }
+  }
+  return ops.length > 0;
+}
+
 export const IsolationKind = { serializable: 0, snapshot: 1 } as const;
 
 /**
@@ -148,6 +169,14 @@ export interface Engine {
    * memory. Never touches storage, so it is safe on the JS thread.
    */
   readCached(ops: EngineOp[]): EngineResult[] | null;
+  /**
+   * Runs memory-only transaction steps (begin, abort, and put / delete / putBatch / deleteBatch
+   * with `txn`; see isMemoryStepCall) synchronously on the calling thread, with the results
+   * `execute` would give; or returns null, having done nothing, when any op is another kind,
+   * the call holds two begins, or its begin would wait for a running commit. Never touches
+   * storage, so it is safe on the JS thread.
+   */
+  runInMemory(ops: EngineOp[]): EngineResult[] | null;
   /** fsyncs the journal (fdatasync) and resolves to the ticket now durable (group commit). */
   sync(): Promise<number>;
   /** Highest ticket known durable (cheap, synchronous). */

@@ -224,6 +224,22 @@ impl NativeEngine {
         }
     }
 
+    /// Runs a batch of memory-only transaction steps (begin, abort, writes inside a transaction)
+    /// synchronously, or returns null having done nothing (core/ops.rs `run_in_memory`). Never
+    /// storage, never a wait on a commit. Encodings as for `execute`.
+    #[napi(ts_return_type = "Buffer | null")]
+    pub fn run_in_memory(&self, ops: Buffer) -> Result<Option<CopiedBuffer>> {
+        let engine = &self.inner;
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let ops = abi::decode_ops(&ops).ok()?;
+            engine.run_in_memory(ops).map(|outputs| abi::encode_results(&outputs))
+        }));
+        match outcome {
+            Ok(encoded) => Ok(encoded.map(CopiedBuffer)),
+            Err(payload) => Err(to_js_error(panicked(panic_message(payload.as_ref())))),
+        }
+    }
+
     #[napi(ts_return_type = "Promise<number>")]
     pub fn sync(&self) -> AsyncTask<Job<u64, f64>> {
         let engine = self.inner.clone();

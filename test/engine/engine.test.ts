@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   IsolationKind,
+  isMemoryStepCall,
   lockDataDir,
   nativeErrorCodes,
   OpKind,
@@ -105,6 +106,31 @@ describe('engine', () => {
     await ok({ kind: OpKind.delete, key: b('a') });
     expect(engine.readCached([{ kind: OpKind.get, key: b('a') }])).toBeNull();
     expect(await get('a')).toBeNull();
+  });
+
+  it('runs memory-only transaction steps synchronously, and refuses anything else untouched', async () => {
+    expect(isMemoryStepCall([{ kind: OpKind.begin }, { kind: OpKind.put, key: b('m'), value: b('1'), txn: 1 }])).toBe(true);
+    expect(isMemoryStepCall([{ kind: OpKind.put, key: b('m'), value: b('1') }])).toBe(false);
+    expect(isMemoryStepCall([{ kind: OpKind.begin }, { kind: OpKind.commit, txn: 1 }])).toBe(false);
+    expect(engine.runInMemory([{ kind: OpKind.put, key: b('m'), value: b('plain') }])).toBeNull();
+    expect(engine.runInMemory([{ kind: OpKind.begin }, { kind: OpKind.get, key: b('m') }])).toBeNull();
+    const [began] = engine.runInMemory([{ kind: OpKind.begin }])!;
+    const t = began!.txn!;
+    expect(t).toBeGreaterThan(0);
+    const [wrote, refused] = engine.runInMemory([
+      { kind: OpKind.put, key: b('m'), value: b('1'), txn: t },
+      { kind: OpKind.put, key: Buffer.alloc(2000, 1), value: b('x'), txn: t },
+    ])!;
+    expect(wrote!.code).toBeUndefined();
+    expect(refused!.code).toBe('KEY_TOO_LARGE');
+    expect(await get('m')).toBeNull(); // buffered in the transaction until it commits
+    expect((await commit(t)).code).toBeUndefined();
+    expect(await get('m')).toBe('1');
+    const [again] = engine.runInMemory([{ kind: OpKind.begin }])!;
+    const [aborted] = engine.runInMemory([{ kind: OpKind.put, key: b('m'), value: b('2'), txn: again!.txn }, { kind: OpKind.abort, txn: again!.txn }])!.slice(1);
+    expect(aborted!.code).toBeUndefined();
+    expect((await commit(again!.txn!)).code).toBe('NOT_IN_TRANSACTION');
+    expect(await get('m')).toBe('1');
   });
 
   it('hands writes tickets that become durable only after sync', async () => {

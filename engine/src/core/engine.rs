@@ -59,6 +59,12 @@ impl Engine {
         ops::read_cached(&*self.store().ok()?, ops)
     }
 
+    /// Memory-only transaction steps run on the calling thread; None if any needs more (or
+    /// closed). See `ops::run_in_memory`.
+    pub fn run_in_memory(&self, ops: Vec<Op>) -> Option<Vec<OpOutput>> {
+        ops::run_in_memory(&*self.store().ok()?, ops)
+    }
+
     pub fn sync(&self) -> EngineResult<u64> {
         self.store()?.sync()
     }

@@ -406,14 +406,60 @@ fn list_path(store: &Store, op: Op) -> EngineResult<OpOutput> {
     Ok(OpOutput { keys: Some(children), seq: store.tickets.issued(), ..Default::default() })
 }
 
+fn isolation_of(op: &Op) -> EngineResult<Isolation> {
+    match op.isolation.unwrap_or(0) {
+        0 => Ok(Isolation::Serializable),
+        1 => Ok(Isolation::Snapshot),
+        other => Err(EngineError::invalid(format!("unknown isolation {other}"))),
+    }
+}
+
 fn begin(store: &Store, op: Op) -> EngineResult<OpOutput> {
-    let isolation = match op.isolation.unwrap_or(0) {
-        0 => Isolation::Serializable,
-        1 => Isolation::Snapshot,
-        other => return Err(EngineError::invalid(format!("unknown isolation {other}"))),
-    };
-    let id = txn::begin(store, isolation)?;
+    let id = txn::begin(store, isolation_of(&op)?)?;
     Ok(OpOutput { txn: Some(id), seq: store.tickets.issued(), ..Default::default() })
+}
+
+/// A transaction step that touches memory only: begin (a snapshot and a registry entry), abort
+/// (drops the transaction), and a write inside a transaction (buffered in it until commit).
+fn is_memory_step(op: &Op) -> bool {
+    match op.kind {
+        kind::BEGIN | kind::ABORT => true,
+        kind::PUT | kind::DELETE | kind::PUT_BATCH | kind::DELETE_BATCH => op.txn.is_some(),
+        _ => false,
+    }
+}
+
+/// Runs `ops` on the calling thread if every one is a memory-only transaction step, with the
+/// outputs `execute` would give; or returns None, having done nothing, if one is another kind,
+/// the call holds more than one begin, or its begin would have to wait for the commit lock (a
+/// commit is running). No storage work and no waiting on a commit, so the daemon may call it on
+/// its JS thread: a transaction's begin and writes then cost no pool round trip. (A step waits
+/// only for its own transaction's lock, which nothing holds across storage work while the
+/// connection that owns the transaction runs this call.)
+pub fn run_in_memory(store: &Store, ops: Vec<Op>) -> Option<Vec<OpOutput>> {
+    if ops.is_empty() || !ops.iter().all(is_memory_step) {
+        return None;
+    }
+    let mut commits = match ops.iter().filter(|op| op.kind == kind::BEGIN).count() {
+        0 => None,
+        1 => Some(store.try_lock_commits()?),
+        _ => return None,
+    };
+    let mut outputs = Vec::with_capacity(ops.len());
+    for op in ops {
+        let output = match (op.kind, commits.take()) {
+            (kind::BEGIN, Some(guard)) => isolation_of(&op)
+                .and_then(|isolation| txn::begin_locked(store, isolation, guard))
+                .map(|id| OpOutput { txn: Some(id), seq: store.tickets.issued(), ..Default::default() }),
+            (kind::BEGIN, None) => unreachable!("invariant: the one begin of the call holds the commit lock"),
+            (_, guard) => {
+                commits = guard; // not this op's: kept for the begin later in the call
+                run_op(store, op)
+            }
+        };
+        outputs.push(output.unwrap_or_else(failed));
+    }
+    Some(outputs)
 }
 
 fn commit(store: &Store, op: Op) -> EngineResult<OpOutput> {

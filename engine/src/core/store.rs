@@ -158,6 +158,12 @@ impl Store {
         self.commit_lock.lock().map_err(|_| EngineError::Internal("commit lock poisoned".into()))
     }
 
+    /// The commit lock if it is free right now (None if held, or poisoned: the caller then takes
+    /// the path that waits, which reports a poisoned lock).
+    pub fn try_lock_commits(&self) -> Option<MutexGuard<'_, ()>> {
+        self.commit_lock.try_lock().ok()
+    }
+
     /// Offers rows a plain read found in storage to the row cache. Skipped (never waited for)
     /// while a commit holds the lock: the fill would be refused anyway.
     pub fn fill_rows(&self, ticket: u64, read: impl IntoIterator<Item = (Vec<u8>, super::rowcache::Row)>) {

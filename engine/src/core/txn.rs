@@ -24,7 +24,7 @@ use super::view::{Overlay, View};
 use fjall::{OptimisticWriteTx as WriteTransaction, Readable, Snapshot};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isolation {
@@ -125,10 +125,16 @@ fn take(store: &Store, id: u64) -> EngineResult<TxnState> {
 
 /// Starts a transaction and returns its handle.
 pub fn begin(store: &Store, isolation: Isolation) -> EngineResult<u64> {
+    let commits = store.lock_commits()?;
+    begin_locked(store, isolation, commits)
+}
+
+/// `begin` with the commit lock already held by the caller (`commits`, released here once the
+/// snapshot is taken).
+pub fn begin_locked(store: &Store, isolation: Isolation, commits: MutexGuard<'_, ()>) -> EngineResult<u64> {
     // Under the commit lock: the live count rises before the snapshot is taken, so a plain write
     // that saw no live transaction has committed before this snapshot (see LiveTxn); and for
     // snapshot isolation no commit lands between the transaction and its read snapshot.
-    let commits = store.lock_commits()?;
     store.txns.live.fetch_add(1, Ordering::SeqCst);
     let live = Some(LiveTxn(store.txns.live.clone()));
     let tx = store.write_tx()?;

@@ -172,3 +172,43 @@ fn a_plain_write_under_an_open_transaction_still_conflicts_it() {
     engine.execute(vec![Op { kind: kind::ABORT, txn: Some(aborted), ..Default::default() }]).unwrap();
     assert_eq!(engine.store().unwrap().txns.live(), 0, "an abort ends the count too");
 }
+
+fn in_txn(op: Op, txn: u64) -> Op {
+    Op { txn: Some(txn), ..op }
+}
+
+#[test]
+fn memory_steps_run_without_the_pool_and_anything_else_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    let store = engine.store().unwrap();
+    let begin = Op { kind: kind::BEGIN, ..Default::default() };
+    // Refused, having done nothing: other kinds, a mix, two begins, an empty call.
+    assert!(run_in_memory(&store, vec![put(b"k", b"plain")]).is_none());
+    assert!(run_in_memory(&store, vec![begin.clone(), get(b"k")]).is_none());
+    assert!(run_in_memory(&store, vec![begin.clone(), begin.clone()]).is_none());
+    assert!(run_in_memory(&store, vec![]).is_none());
+    assert_eq!(store.txns.count(), 0, "a refused call began nothing");
+    // A begin never waits for a commit: while the commit lock is held it is refused.
+    {
+        let _commit_running = store.lock_commits().unwrap();
+        assert!(run_in_memory(&store, vec![begin.clone()]).is_none());
+    }
+    let out = run_in_memory(&store, vec![begin.clone()]).unwrap();
+    let txn = out[0].txn.unwrap();
+    // Writes inside the transaction: buffered, a refused one fails alone, an unknown txn fails.
+    let out = run_in_memory(&store, vec![in_txn(put(b"k", b"1"), txn), in_txn(put(&[7u8; 65], b"x"), txn), in_txn(put(b"j", b"1"), 999)]).unwrap();
+    assert!(out[0].error.is_none());
+    assert_eq!(out[1].error.as_ref().map(EngineError::code), Some("KEY_TOO_LARGE"));
+    assert_eq!(out[2].error.as_ref().map(EngineError::code), Some("NOT_IN_TRANSACTION"));
+    assert_eq!(engine.execute(vec![get(b"k")]).unwrap()[0].value, Some(None), "not visible before commit");
+    let committed = engine.execute(vec![Op { kind: kind::COMMIT, txn: Some(txn), ..Default::default() }]).unwrap();
+    assert!(committed[0].error.is_none() && committed[0].commit_ts.is_some());
+    assert_eq!(engine.execute(vec![get(b"k")]).unwrap()[0].value, Some(Some(b"1".to_vec())));
+    // Abort in memory: the transaction is gone and its writes never land.
+    let txn = run_in_memory(&store, vec![begin]).unwrap()[0].txn.unwrap();
+    let out = run_in_memory(&store, vec![in_txn(put(b"k", b"2"), txn), Op { kind: kind::ABORT, txn: Some(txn), ..Default::default() }]).unwrap();
+    assert!(out.iter().all(|o| o.error.is_none()));
+    assert_eq!(store.txns.count(), 0);
+    assert_eq!(engine.execute(vec![get(b"k")]).unwrap()[0].value, Some(Some(b"1".to_vec())));
+}
