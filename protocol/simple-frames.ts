@@ -348,24 +348,31 @@ function readResult(): SimpleResult | undefined {
   return items;
 }
 
+/** An array of `[bin, bin]` pairs (scan entries, putBatch entries); null if anything else. */
+function readPairs(): [Buffer, Buffer][] | null {
+  const body = reader.body;
+  const count = reader.arrayHeader();
+  if (reader.at < 0) return null;
+  const pairs = new Array<[Buffer, Buffer]>(count);
+  for (let i = 0; i < count; i++) {
+    if (body[reader.at] !== (FIXARRAY | 2)) return null;
+    reader.at += 1;
+    const key = reader.bin();
+    const value = reader.bin();
+    if (key === null || value === null) return null;
+    pairs[i] = [key, value];
+  }
+  return pairs;
+}
+
 function readScanBatch(): ScanBatchResult | undefined {
   const body = reader.body;
   reader.at += 1;
   if (!reader.literal(KEY_CURSOR)) return undefined;
   const cursor = readCursor();
   if (!reader.literal(KEY_ENTRIES)) return undefined;
-  const count = reader.arrayHeader();
-  if (reader.at < 0) return undefined;
-  const entries = new Array<[Buffer, Buffer]>(count);
-  for (let i = 0; i < count; i++) {
-    if (body[reader.at] !== (FIXARRAY | 2)) return undefined;
-    reader.at += 1;
-    const key = reader.bin();
-    const value = reader.bin();
-    if (key === null || value === null) return undefined;
-    entries[i] = [key, value];
-  }
-  if (!reader.literal(KEY_DONE)) return undefined;
+  const entries = readPairs();
+  if (entries === null || !reader.literal(KEY_DONE)) return undefined;
   const done = body[reader.at];
   if (done !== TRUE && done !== FALSE) return undefined;
   reader.at += 1;
@@ -437,18 +444,8 @@ export function readSimpleRequest(body: Buffer): Record<string, unknown> | null 
   }
   if (fields === (FIXMAP | 3) && reader.sees(KEY_ENTRIES)) {
     reader.at += KEY_ENTRIES.length;
-    const count = reader.arrayHeader();
-    if (reader.at < 0) return null;
-    const entries = new Array<[Buffer, Buffer]>(count);
-    for (let i = 0; i < count; i++) {
-      if (body[reader.at] !== (FIXARRAY | 2)) return null;
-      reader.at += 1;
-      const key = reader.bin();
-      const value = reader.bin();
-      if (key === null || value === null) return null;
-      entries[i] = [key, value];
-    }
-    return reader.done ? { id, op: body.toString('latin1', opStart, opEnd), entries } : null;
+    const entries = readPairs();
+    return entries !== null && reader.done ? { id, op: body.toString('latin1', opStart, opEnd), entries } : null;
   }
   if (!reader.literal(KEY_KEY)) return null;
   const key = reader.bin();
