@@ -114,6 +114,12 @@ impl std::error::Error for EngineError {}
 fn from_lsm(err: &fjall::LsmError) -> EngineError {
     use fjall::LsmError as L;
     match err {
+        // A table file is complete and immutable before any version lists it: a read that runs
+        // past its end, or bytes std reports as invalid, mean the file is damaged, not that the
+        // OS failed (those errors carry an OS error number and stay IO_ERROR / DISK_FULL).
+        L::Io(io) if io.raw_os_error().is_none() && matches!(io.kind(), std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData) => {
+            EngineError::Corruption(format!("table file damaged: {io}"))
+        }
         L::Io(io) => EngineError::from_io("storage", io),
         L::Decompress(c) => EngineError::Corruption(format!("block failed to decompress ({c:?})")),
         L::InvalidVersion(v) => EngineError::Corruption(format!("unknown table format version {v}")),
@@ -173,5 +179,14 @@ mod tests {
         for code in codes {
             assert!(ALL_CODES.contains(&code), "{code} missing from ALL_CODES");
         }
+    }
+
+    #[test]
+    fn a_short_or_invalid_table_read_is_corruption_and_an_os_failure_is_not() {
+        let lsm = |io: std::io::Error| EngineError::from(fjall::Error::from(fjall::LsmError::Io(io))).code();
+        assert_eq!(lsm(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "short read")), "CORRUPTION");
+        assert_eq!(lsm(std::io::Error::new(std::io::ErrorKind::InvalidData, "bad bytes")), "CORRUPTION");
+        assert_eq!(lsm(std::io::Error::from_raw_os_error(libc::EIO)), "IO_ERROR");
+        assert_eq!(lsm(std::io::Error::from_raw_os_error(libc::ENOSPC)), "DISK_FULL");
     }
 }
