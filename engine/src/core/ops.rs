@@ -447,15 +447,13 @@ pub fn run_in_memory(store: &Store, ops: Vec<Op>) -> Option<Vec<OpOutput>> {
     };
     let mut outputs = Vec::with_capacity(ops.len());
     for op in ops {
-        let output = match (op.kind, commits.take()) {
-            (kind::BEGIN, Some(guard)) => isolation_of(&op)
+        let output = if op.kind == kind::BEGIN {
+            let guard = commits.take().expect("invariant: the one begin of the call holds the commit lock");
+            isolation_of(&op)
                 .and_then(|isolation| txn::begin_locked(store, isolation, guard))
-                .map(|id| OpOutput { txn: Some(id), seq: store.tickets.issued(), ..Default::default() }),
-            (kind::BEGIN, None) => unreachable!("invariant: the one begin of the call holds the commit lock"),
-            (_, guard) => {
-                commits = guard; // not this op's: kept for the begin later in the call
-                run_op(store, op)
-            }
+                .map(|id| OpOutput { txn: Some(id), seq: store.tickets.issued(), ..Default::default() })
+        } else {
+            run_op(store, op)
         };
         outputs.push(output.unwrap_or_else(failed));
     }
