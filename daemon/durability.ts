@@ -6,26 +6,28 @@
  * released only once `engine.durableSeq() >= seq`, for writes (the write is on stable storage)
  * and for reads alike (a read never shows a write that a crash could still take back).
  *
- * How sharing works: at most one `engine.sync()` runs at a time. Writers that arrive while it
- * runs wait for the next one, which then covers all of them with a single fdatasync; so the
- * fsync rate stays at one per fsync latency however many writers there are, and throughput
- * grows with concurrency.
+ * How sharing works: the engine's group-commit thread (engine/src/core/syncer.rs) fsyncs the
+ * journal back to back while a requested ticket is not durable, without holding fjall's
+ * journal lock, so commits go on during a fsync. Each fsync covers every write that returned
+ * before it started: the fsync rate stays at one per fsync latency however many writers there
+ * are, and throughput grows with concurrency. After fsyncs complete the thread calls
+ * `onSynced`, which releases every waiter the durable ticket now covers.
  *
  * Modes:
  * - sync: as above.
- * - interval: fsync every `syncIntervalMs` if anything was written; replies are not held. A
- *   crash (power loss) can lose writes acknowledged in the last interval; kill -9 of the
- *   daemon loses nothing (writes reach the OS at commit).
+ * - interval: every `syncIntervalMs`, if anything was written, ask the thread for a fsync;
+ *   replies are not held. A crash (power loss) can lose writes acknowledged in the last
+ *   interval; kill -9 of the daemon loses nothing (writes reach the OS at commit).
  * - off: never fsync except at checkpoint and shutdown; the OS writes back when it likes.
  *
  * Invariants: waiters are bounded by the daemon's in-flight limits; a failed fsync rejects
- * every waiter with STORAGE_FAILED and poisons the gate (the engine refuses further writes);
+ * every waiter with STORAGE_FAILED and fails the gate (the engine refuses further writes);
  * replies whose data was already durable are still released; the fatal alarm fires once.
  */
 
 import type { Engine } from '../engine/types.js';
 import type { Durability } from '../protocol/messages.js';
-import { ToonDBError, toToonDBError } from '../protocol/errors.js';
+import { ToonDBError } from '../protocol/errors.js';
 import type { Counters } from './counters.js';
 
 interface Waiter {
@@ -36,7 +38,8 @@ interface Waiter {
 
 export class DurabilityGate {
   private waiters: Waiter[] = [];
-  private syncing = false;
+  /** Highest ticket asked of the group-commit thread (it keeps the same maximum). */
+  private requested = 0;
   private failure: ToonDBError | null = null;
   private storageFailureReported = false;
   private timer: NodeJS.Timeout | null = null;
@@ -48,6 +51,8 @@ export class DurabilityGate {
     private readonly counters: Counters,
     private readonly onFatal: (error: ToonDBError) => void,
   ) {
+    if (mode === 'off') return;
+    engine.startSyncer((error) => (error === null ? this.onSynced() : this.onSyncFailed(error)));
     if (mode === 'interval') {
       this.timer = setInterval(() => this.syncIfBehind(), intervalMs);
       this.timer.unref();
@@ -62,7 +67,7 @@ export class DurabilityGate {
     if (this.failure) return Promise.reject(this.failure);
     return new Promise<void>((resolve, reject) => {
       this.waiters.push({ seq, resolve, reject });
-      this.kick();
+      this.request(seq);
     });
   }
 
@@ -70,31 +75,25 @@ export class DurabilityGate {
     return Math.max(0, this.engine.writtenSeq() - this.engine.durableSeq());
   }
 
-  private kick(): void {
-    if (this.syncing || this.waiters.length === 0) return;
-    this.syncing = true;
-    this.engine.sync().then(
-      (durable) => this.onSynced(durable),
-      (error: unknown) => this.onSyncFailed(toToonDBError(error)),
-    );
+  private request(seq: number): void {
+    if (seq <= this.requested) return;
+    this.requested = seq;
+    this.engine.requestSync(seq);
   }
 
-  private onSynced(durable: number): void {
-    this.syncing = false;
-    this.counters.syncs += 1;
+  private onSynced(): void {
     this.counters.lastSyncMs = Date.now();
+    if (this.waiters.length === 0) return;
+    const durable = this.engine.durableSeq();
     const still: Waiter[] = [];
     for (const waiter of this.waiters) {
       if (waiter.seq <= durable) waiter.resolve();
       else still.push(waiter);
     }
     this.waiters = still;
-    // Writes that finished while this fsync ran are covered by the next one.
-    this.kick();
   }
 
   private onSyncFailed(error: ToonDBError): void {
-    this.syncing = false;
     const failure = error.code === 'DISK_FULL' || error.code === 'STORAGE_FAILED'
       ? error
       : new ToonDBError('STORAGE_FAILED', `journal fsync failed: ${error.message}`, { cause: error });
@@ -117,20 +116,13 @@ export class DurabilityGate {
   }
 
   private syncIfBehind(): void {
-    if (this.syncing || this.failure) return;
-    if (this.engine.writtenSeq() <= this.engine.durableSeq()) return;
-    this.syncing = true;
-    this.engine.sync().then(
-      () => {
-        this.syncing = false;
-        this.counters.syncs += 1;
-        this.counters.lastSyncMs = Date.now();
-      },
-      (error: unknown) => this.onSyncFailed(toToonDBError(error)),
-    );
+    if (this.failure) return;
+    const written = this.engine.writtenSeq();
+    if (written > this.engine.durableSeq()) this.request(written);
   }
 
-  /** Stops the interval timer and fails any waiter (used at shutdown after draining). */
+  /** Stops the interval timer and fails any waiter (used at shutdown after draining; the
+   * engine's close ends the group-commit thread). */
   close(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;

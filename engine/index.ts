@@ -123,6 +123,14 @@ class LoadedEngine implements Engine {
     return coded(() => this.inner.sync());
   }
 
+  startSyncer(onSynced: (error: ToonDBError | null) => void): void {
+    codedSync(() => this.inner.startSyncer((error) => onSynced(error === null ? null : fromNative(error))));
+  }
+
+  requestSync(seq: number): void {
+    this.inner.requestSync(seq);
+  }
+
   durableSeq(): number {
     return this.inner.durableSeq();
   }

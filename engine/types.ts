@@ -17,6 +17,7 @@
  * - Engine error codes are registry codes from protocol/errors.ts.
  */
 
+import type { ToonDBError } from '../protocol/errors.js';
 import type { PackedArray } from '../protocol/packed-array.js';
 
 /** Operation kinds understood by `execute`. The numbers are part of the addon ABI. */
@@ -151,6 +152,8 @@ export interface EngineStats {
   /** Rows in the row cache, and their weight (keys + stored values + per-row overhead). */
   rowCacheRows: number;
   rowCacheBytes: number;
+  /** Journal fsyncs that succeeded so far (group commit, checkpoint, close). */
+  journalSyncs: number;
 }
 
 export interface CheckpointReport {
@@ -177,8 +180,18 @@ export interface Engine {
    * storage, so it is safe on the JS thread.
    */
   runInMemory(ops: EngineOp[]): EngineResult[] | null;
-  /** fsyncs the journal (fdatasync) and resolves to the ticket now durable (group commit). */
+  /** fsyncs the journal (fdatasync) on the libuv pool and resolves to the ticket now durable. */
   sync(): Promise<number>;
+  /**
+   * Starts the engine's group-commit thread, which fsyncs the journal back to back while a
+   * requested ticket is not durable. `onSynced` runs on the JS thread after fsyncs complete with
+   * null (read `durableSeq()`; several fsyncs may share one call, so the pending calls stay
+   * bounded), or once with the coded error of a failed fsync, after which the thread has ended.
+   * Starting it again replaces the thread; `close` ends it.
+   */
+  startSyncer(onSynced: (error: ToonDBError | null) => void): void;
+  /** Asks the group-commit thread for a fsync covering `seq` (cheap; returns at once). */
+  requestSync(seq: number): void;
   /** Highest ticket known durable (cheap, synchronous). */
   durableSeq(): number;
   /** Highest ticket handed out to a write so far (cheap, synchronous). */

@@ -15,7 +15,9 @@ use crate::core::error::{EngineError, ALL_CODES};
 use crate::core::abi;
 use crate::core::os;
 use crate::core::store::{Limits, OpenOptions, Recovery};
+use crate::core::syncer::Notice;
 use napi::bindgen_prelude::*;
+use napi::threadsafe_function::ThreadsafeFunctionCallMode;
 use napi_derive::napi;
 use std::sync::Arc;
 
@@ -66,6 +68,7 @@ pub struct StatsJs {
     pub open_cursors: f64,
     pub row_cache_rows: f64,
     pub row_cache_bytes: f64,
+    pub journal_syncs: f64,
 }
 
 impl From<Stats> for StatsJs {
@@ -81,6 +84,7 @@ impl From<Stats> for StatsJs {
             open_cursors: s.open_cursors as f64,
             row_cache_rows: s.row_cache_rows as f64,
             row_cache_bytes: s.row_cache_bytes as f64,
+            journal_syncs: s.journal_syncs as f64,
         }
     }
 }
@@ -244,6 +248,33 @@ impl NativeEngine {
     pub fn sync(&self) -> AsyncTask<Job<u64, f64>> {
         let engine = self.inner.clone();
         AsyncTask::new(job(move || engine.sync(), |seq| seq as f64))
+    }
+
+    /// Starts the group-commit thread (core/syncer.rs). `onSynced` runs on the JS thread after
+    /// a completed fsync with null (read `durableSeq()`; several fsyncs may share one call), or
+    /// once with `[CODE] message` when a fsync failed, after which the thread has ended.
+    #[napi(ts_args_type = "onSynced: (error: string | null) => void")]
+    pub fn start_syncer(&self, on_synced: Function<Option<String>, ()>) -> Result<()> {
+        let notify = on_synced
+            .build_threadsafe_function::<Notice>()
+            .callee_handled::<false>()
+            .weak::<true>()
+            .build_callback(|ctx| {
+                ctx.value.take();
+                Ok(ctx.value.error.map(|e| format!("[{}] {}", e.code(), e)))
+            })?;
+        self.inner
+            .start_syncer(Box::new(move |notice| {
+                // Fails only while the JS environment is shutting down, when nobody waits.
+                let _ = notify.call(notice, ThreadsafeFunctionCallMode::NonBlocking);
+            }))
+            .map_err(to_js_error)
+    }
+
+    /// Asks the group-commit thread for a fsync covering `ticket` (returns at once).
+    #[napi]
+    pub fn request_sync(&self, ticket: f64) {
+        self.inner.request_sync(ticket as u64);
     }
 
     #[napi]

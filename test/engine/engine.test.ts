@@ -144,6 +144,33 @@ describe('engine', () => {
     expect(read.seq).toBeGreaterThanOrEqual(seq);
   });
 
+  it('runs group commit on its own thread: a requested ticket becomes durable and onSynced runs', async () => {
+    const notices: (string | null)[] = [];
+    let synced!: () => void;
+    let wake = new Promise<void>((resolve) => (synced = resolve));
+    engine.startSyncer((error) => {
+      notices.push(error === null ? null : error.code);
+      synced();
+    });
+    for (let round = 0; round < 3; round++) {
+      const { seq } = await put(`k${round}`, 'v');
+      expect(engine.durableSeq()).toBeLessThan(seq);
+      engine.requestSync(seq);
+      while (engine.durableSeq() < seq) {
+        await wake;
+        wake = new Promise<void>((resolve) => (synced = resolve));
+      }
+    }
+    expect(notices.length).toBeGreaterThan(0);
+    expect(notices.every((n) => n === null)).toBe(true);
+    expect((await engine.stats()).journalSyncs).toBeGreaterThanOrEqual(1);
+    // A request for what is already durable starts no fsync.
+    const before = (await engine.stats()).journalSyncs;
+    engine.requestSync(engine.durableSeq());
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect((await engine.stats()).journalSyncs).toBe(before);
+  });
+
   it('serializable refuses write skew; snapshot allows it but keeps first-committer-wins', async () => {
     for (const [isolation, skewCommits] of [[IsolationKind.serializable, false], [IsolationKind.snapshot, true]] as const) {
       await put('x', '1');

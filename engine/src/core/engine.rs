@@ -4,15 +4,17 @@
 //! Responsibility: own the `Arc<Store>` and hand clones to calls in flight, so `close` can drop
 //! the database while late calls fail cleanly with SHUTTING_DOWN instead of touching freed state.
 //!
-//! Invariants: after `close` returns, no new call gets the store; the database files are fsynced
-//! (SyncAll) before the store is released; open transactions and cursors are discarded.
+//! Invariants: after `close` returns, no new call gets the store and the group-commit thread has
+//! ended; the database files are fsynced (SyncAll) before the store is released; open
+//! transactions and cursors are discarded.
 
 use super::error::{EngineError, EngineResult};
 use super::ops::{self, Op, OpOutput};
 use super::store::{OpenOptions, Recovery, Store};
+use super::syncer::{Notify, SyncTarget, Syncer};
 use super::ttl;
 use fjall::PersistMode;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -27,6 +29,7 @@ pub struct Stats {
     pub open_cursors: u64,
     pub row_cache_rows: u64,
     pub row_cache_bytes: u64,
+    pub journal_syncs: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -37,12 +40,28 @@ pub struct Checkpoint {
 
 pub struct Engine {
     store: RwLock<Option<Arc<Store>>>,
+    /// The group-commit thread, once started (syncer.rs).
+    syncer: Mutex<Option<Syncer>>,
+}
+
+impl SyncTarget for Arc<Store> {
+    fn written(&self) -> u64 {
+        self.tickets.written()
+    }
+
+    fn durable(&self) -> u64 {
+        self.tickets.durable()
+    }
+
+    fn fsync(&self) -> EngineResult<u64> {
+        self.sync()
+    }
 }
 
 impl Engine {
     pub fn open(options: &OpenOptions) -> EngineResult<(Engine, Recovery)> {
         let (store, recovery) = Store::open(options)?;
-        Ok((Engine { store: RwLock::new(Some(Arc::new(store))) }, recovery))
+        Ok((Engine { store: RwLock::new(Some(Arc::new(store))), syncer: Mutex::new(None) }, recovery))
     }
 
     pub fn store(&self) -> EngineResult<Arc<Store>> {
@@ -67,6 +86,24 @@ impl Engine {
 
     pub fn sync(&self) -> EngineResult<u64> {
         self.store()?.sync()
+    }
+
+    /// Starts the group-commit thread, which reports each completed fsync to `notify`
+    /// (syncer.rs); replaces a thread started before.
+    pub fn start_syncer(&self, notify: Notify) -> EngineResult<()> {
+        let syncer = Syncer::start(self.store()?, notify)?;
+        let replaced = self.syncer.lock().unwrap_or_else(|p| p.into_inner()).replace(syncer);
+        if let Some(old) = replaced {
+            old.stop();
+        }
+        Ok(())
+    }
+
+    /// Asks the group-commit thread for a fsync covering `ticket`; a no-op if none was started.
+    pub fn request_sync(&self, ticket: u64) {
+        if let Some(syncer) = self.syncer.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            syncer.request(ticket);
+        }
     }
 
     pub fn durable_seq(&self) -> u64 {
@@ -113,11 +150,17 @@ impl Engine {
             open_cursors: store.cursors.count() as u64,
             row_cache_rows,
             row_cache_bytes,
+            journal_syncs: store.fsyncs.load(std::sync::atomic::Ordering::Relaxed),
         })
     }
 
     /// Persists (SyncAll) and releases the store. Idempotent: a second close is a no-op.
     pub fn close(&self) -> EngineResult<()> {
+        // First the group-commit thread, which holds the store while it runs.
+        let syncer = self.syncer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(syncer) = syncer {
+            syncer.stop();
+        }
         let taken = self.store.write().unwrap_or_else(|p| p.into_inner()).take();
         let Some(store) = taken else { return Ok(()) };
         store.txns.clear();

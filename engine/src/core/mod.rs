@@ -2,19 +2,22 @@
 //!
 //! Layout: `engine` (open/close and whole-call operations) -> `ops` (one execute batch) ->
 //! `store` (fjall database, commit path, limits) with `txn`, `cursors`, `view`, `ttl`,
-//! `value` (stored value header), `pathkey`, `tickets` (durability counters), `error`, and `os`
-//! (data-dir lock, peer credentials, sd_notify).
+//! `value` (stored value header), `pathkey`, `tickets` (durability counters), `journal` and
+//! `syncer` (group commit: the fsync and its thread), `error`, and `os` (data-dir lock, peer
+//! credentials, sd_notify).
 
 pub mod abi;
 pub mod cursors;
 pub mod engine;
 pub mod error;
+pub mod journal;
 pub mod ops;
 pub mod os;
 pub mod pathkey;
 pub mod preflight;
 pub mod rowcache;
 pub mod store;
+pub mod syncer;
 pub mod tickets;
 pub mod ttl;
 pub mod txn;

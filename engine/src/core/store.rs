@@ -10,7 +10,8 @@
 //!   transaction also takes `commit_lock`, so its snapshot and its write transaction see the same
 //!   seqno.
 //! - Writes reach the OS at commit (`PersistMode::Buffer`: the journal BufWriter is flushed, so a
-//!   `kill -9` loses nothing); fsync happens only in `sync`, `checkpoint` and `close`.
+//!   `kill -9` loses nothing); fsync happens only in `sync` (through our own descriptor of the
+//!   active journal, beside running commits: journal.rs), `checkpoint` and `close`.
 //! - After a failed commit or fsync the store is poisoned: writes fail with STORAGE_FAILED,
 //!   reads keep working (fjall poisons itself too; our flag also covers conflict-free paths).
 //! - Test hook: with `TOONDB_FAILPOINT_FSYNC_AFTER=N` in the environment at open, the journal
@@ -20,6 +21,7 @@
 
 use super::cursors::CursorRegistry;
 use super::error::{EngineError, EngineResult};
+use super::journal::ActiveJournal;
 use super::tickets::Tickets;
 use super::txn::TxnRegistry;
 use super::preflight;
@@ -100,6 +102,10 @@ pub struct Store {
     /// Engine seqno right after the last data commit (fjall's visible seqno also moves on
     /// internal work such as memtable rotation, which recovery does not reproduce).
     last_commit_seqno: AtomicU64,
+    /// The journal file group commit fsyncs (journal.rs).
+    journal: ActiveJournal,
+    /// Journal fsyncs that succeeded (group commit, checkpoint, close).
+    pub fsyncs: AtomicU64,
     /// Fsyncs left before the test failpoint fires (None: no failpoint; see the header).
     fsyncs_before_failure: Option<AtomicU64>,
 }
@@ -142,6 +148,8 @@ impl Store {
             commit_lock: Mutex::new(()),
             poisoned: AtomicBool::new(false),
             watermark,
+            journal: ActiveJournal::new(std::path::Path::new(&options.path)),
+            fsyncs: AtomicU64::new(0),
             last_commit_seqno: AtomicU64::new(recovery.seqno),
             fsyncs_before_failure: std::env::var(FSYNC_FAILPOINT_ENV).ok().and_then(|v| v.trim().parse().ok()).map(AtomicU64::new),
         };
@@ -184,7 +192,7 @@ impl Store {
     }
 
     /// Commits `tx` under the commit lock with a fresh ticket. A conflict or failure applies
-    /// nothing and gives its ticket back (the next commit reuses the number). `writes` names
+    /// nothing and voids its ticket (tickets.rs). `writes` names
     /// every data key the commit writes: they leave the row cache before the commit becomes
     /// visible, and its new rows enter it after (rowcache.rs).
     pub fn commit_tx(&self, tx: WriteTransaction, writes: RowWrites) -> Committed {
@@ -213,14 +221,14 @@ impl Store {
                 self.tickets.mark_written(ticket);
                 Ok(visible)
             }
-            // Nothing became visible: the ticket goes back, so reads issued from now on do not
-            // wait for (and, once the store is poisoned, fail on) an fsync nothing needs.
+            // Nothing became visible: the ticket is voided, so reads do not wait for (and, once
+            // the store is poisoned, fail on) an fsync nothing needs.
             Ok(false) => {
-                self.tickets.give_back(ticket);
+                self.tickets.void(ticket);
                 Err(EngineError::TxnConflict)
             }
             Err(e) => {
-                self.tickets.give_back(ticket);
+                self.tickets.void(ticket);
                 if !matches!(e, EngineError::Locked(_)) {
                     self.poison();
                 }
@@ -306,16 +314,29 @@ impl Store {
         Ok(())
     }
 
-    /// fsyncs the journal; resolves to the ticket now durable. Every ticket marked written
-    /// before the fsync started is in the OS buffers the fsync covers.
+    /// fsyncs the journal (group commit); resolves to the ticket now durable. Every ticket
+    /// marked written before the fsync started is in the OS buffers the fsync covers. Commits
+    /// go on while it runs: it does not take fjall's journal lock (journal.rs).
     pub fn sync(&self) -> EngineResult<u64> {
         let target = self.tickets.written();
-        self.persist(PersistMode::SyncData)?;
+        self.fsync_with(|| self.journal.sync_data())?;
         Ok(self.tickets.mark_durable(target))
     }
 
-    /// fsyncs the journal in `mode`, then records the seqno it covered in the watermark.
+    /// The id of the journal group commit last fsynced (tests).
+    pub fn journal_synced(&self) -> Option<u64> {
+        self.journal.synced_id()
+    }
+
+    /// fsyncs the journal in `mode` through fjall, which holds its journal lock meanwhile
+    /// (checkpoint and close, where nothing else should run).
     pub fn persist(&self, mode: PersistMode) -> EngineResult<()> {
+        self.fsync_with(|| self.db.persist(mode).map_err(EngineError::from))
+    }
+
+    /// Runs one journal fsync; on success records the seqno it covered in the watermark, on
+    /// failure poisons the store.
+    fn fsync_with(&self, fsync: impl FnOnce() -> EngineResult<()>) -> EngineResult<()> {
         // Sampled before the fsync: every commit that returned is in the buffers it flushes.
         let covered = self.last_commit_seqno.load(Ordering::SeqCst);
         if let Some(left) = &self.fsyncs_before_failure {
@@ -324,10 +345,8 @@ impl Store {
                 return Err(EngineError::StorageFailed(format!("journal fsync failed (injected by {FSYNC_FAILPOINT_ENV})")));
             }
         }
-        self.db.persist(mode).map_err(|e| {
-            self.poison();
-            EngineError::from(e)
-        })?;
+        fsync().inspect_err(|_| self.poison())?;
+        self.fsyncs.fetch_add(1, Ordering::Relaxed);
         self.watermark.record(covered)
     }
 }

@@ -6,11 +6,15 @@
 //! - `durable <= written <= issued`, all monotonic.
 //! - A ticket is issued (`issued` bumped) BEFORE its fjall commit starts, so a reader that
 //!   observes the commit and then loads `issued` sees a value >= that ticket.
-//! - `written` is only raised after a commit applied; a commit that applied nothing (conflict,
-//!   I/O failure) gives its ticket back instead. Tickets are issued, written and given back under
-//!   the store's commit mutex, so `written` = the last issued ticket whenever no commit is in
-//!   progress.
-//! - `durable` only rises to a `written` value that was sampled before the fsync started.
+//! - Ticket numbers are never reused. A commit that applied nothing (conflict, I/O failure) has
+//!   its ticket voided: it counts as written, and as durable at once if every earlier ticket is,
+//!   since it put nothing in the journal that anyone must wait for. A read that overlapped that
+//!   commit (its seq is the voided ticket) so waits for no fsync of its own, and never for a
+//!   ticket that only a later commit would take (the hang a reused number caused).
+//! - Tickets are issued, written and voided under the store's commit mutex, so `written` = the
+//!   last issued ticket whenever no commit is in progress.
+//! - `durable` only rises to a `written` value that was sampled before the fsync started, or to
+//!   a voided ticket right after its predecessor.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -27,10 +31,13 @@ impl Tickets {
         self.issued.fetch_add(1, Ordering::SeqCst) + 1
     }
 
-    /// Returns the last issued `ticket`: its commit applied nothing. Callers hold the commit mutex.
-    pub fn give_back(&self, ticket: u64) {
-        let previous = self.issued.fetch_sub(1, Ordering::SeqCst);
-        assert_eq!(previous, ticket, "only the last issued ticket can be given back");
+    /// Settles the last issued `ticket`, whose commit applied nothing (see the header). Callers
+    /// hold the commit mutex.
+    pub fn void(&self, ticket: u64) {
+        assert_eq!(self.issued(), ticket, "only the last issued ticket can be voided");
+        self.written.fetch_max(ticket, Ordering::SeqCst);
+        // Fails harmlessly if an earlier ticket is not durable yet: the next fsync covers both.
+        let _ = self.durable.compare_exchange(ticket - 1, ticket, Ordering::SeqCst, Ordering::SeqCst);
     }
 
     /// Marks `ticket` written (its commit applied). Callers hold the commit mutex.
@@ -53,5 +60,27 @@ impl Tickets {
 
     pub fn durable(&self) -> u64 {
         self.durable.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_voided_ticket_is_settled_and_never_reused() {
+        let tickets = Tickets::default();
+        let first = tickets.issue();
+        tickets.mark_written(first);
+        let second = tickets.issue();
+        // An earlier ticket is not durable yet: the void waits for the fsync that covers it.
+        tickets.void(second);
+        assert_eq!((tickets.written(), tickets.durable()), (second, 0));
+        assert_eq!(tickets.mark_durable(tickets.written()), second);
+        // Everything before is durable: the void is durable at once, and numbers move on.
+        let third = tickets.issue();
+        tickets.void(third);
+        assert_eq!((tickets.written(), tickets.durable()), (third, third));
+        assert_eq!(tickets.issue(), third + 1);
     }
 }

@@ -212,3 +212,44 @@ fn memory_steps_run_without_the_pool_and_anything_else_is_refused_untouched() {
     assert_eq!(store.txns.count(), 0);
     assert_eq!(engine.execute(vec![get(b"k")]).unwrap()[0].value, Some(Some(b"1".to_vec())));
 }
+
+#[test]
+fn group_commit_fsyncs_the_journal_active_after_rotations() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits { key_bytes_max: 64, value_bytes_max: 1 << 20, txn_bytes_max: 1 << 20, batch_items_max: 100 };
+    let options = OpenOptions { path: dir.path().to_str().unwrap().into(), cache_bytes: None, row_cache_bytes: None, limits };
+    let engine = Engine::open(&options).unwrap().0;
+    let journals = || {
+        let mut ids: Vec<u64> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.unwrap().file_name().to_str()?.strip_suffix(".jnl")?.parse().ok())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let store = engine.store().unwrap();
+    engine.execute(vec![put(b"first", b"v")]).unwrap();
+    assert_eq!(store.sync().unwrap(), store.tickets.written(), "a sync covers every written ticket");
+    let first = store.journal_synced();
+    assert_eq!(first, journals().last().copied());
+    // fjall rotates the journal at a flush once it holds over 64 MB: write 70 MiB, checkpoint.
+    // Incompressible bytes (the journal may compress values).
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    for i in 0..70u32 {
+        let value: Vec<u8> = (0..1 << 20)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        engine.execute(vec![put(format!("big{i}").as_bytes(), &value)]).unwrap();
+    }
+    engine.checkpoint().unwrap();
+    engine.execute(vec![put(b"last", b"v")]).unwrap();
+    assert_eq!(store.sync().unwrap(), store.tickets.written());
+    let newest = journals().last().copied();
+    assert!(newest > first, "the journal rotated: {first:?} -> {newest:?}");
+    assert_eq!(store.journal_synced(), newest, "group commit follows the rotation to the newest journal");
+}

@@ -1,0 +1,118 @@
+//! Group-commit fsync of fjall's active journal, without holding fjall's journal lock.
+//!
+//! Why: fjall 3.1 fsyncs its journal (`Database::persist`) while holding the journal writer's
+//! mutex, and every commit takes that mutex to append. So in `sync` mode each fdatasync stalled
+//! every writer for its whole duration, and writes and fsyncs took turns instead of overlapping.
+//! fsync is a property of the file, not of the descriptor: fdatasync through our own descriptor
+//! of the same file makes the same bytes durable, while commits go on appending.
+//!
+//! Which file: fjall names journals `<id>.jnl` in the database folder; the active one is the
+//! highest id, and rotation creates `<id + 1>.jnl` only after fsyncing (SyncAll) the one it
+//! seals (fjall journal/writer.rs `rotate`).
+//!
+//! Invariants:
+//! - Every commit that returned before `sync_data` was called is durable when it returns Ok.
+//!   Our commits run with `PersistMode::Buffer` (store.rs), so a commit that returned has its
+//!   bytes in the OS page cache of the journal that was active then, whose id is at most the
+//!   active id resolved here. A lower journal was sealed by a rotation, which fsynced it first;
+//!   the active one is fdatasynced here.
+//! - One journal descriptor is kept open at a time; a superseded one is closed (a journal fjall
+//!   deletes after a flush stays valid to fsync through the open descriptor, with no effect).
+
+use super::error::{EngineError, EngineResult};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+const JOURNAL_SUFFIX: &str = ".jnl";
+
+struct Open {
+    id: u64,
+    file: File,
+}
+
+pub struct ActiveJournal {
+    folder: PathBuf,
+    open: Mutex<Option<Open>>,
+}
+
+impl ActiveJournal {
+    pub fn new(folder: &Path) -> ActiveJournal {
+        ActiveJournal { folder: folder.to_path_buf(), open: Mutex::new(None) }
+    }
+
+    /// fdatasyncs the active journal (see the header for what this covers).
+    pub fn sync_data(&self) -> EngineResult<()> {
+        let mut open = self.open.lock().map_err(|_| EngineError::Internal("journal descriptor lock poisoned".into()))?;
+        let id = match open.as_ref() {
+            Some(current) => self.newest_from(current.id),
+            None => self.newest_listed()?,
+        };
+        if open.as_ref().map(|current| current.id) != Some(id) {
+            let path = self.path_of(id);
+            let file = File::open(&path).map_err(|e| EngineError::from_io(&format!("opening journal {}", path.display()), &e))?;
+            *open = Some(Open { id, file });
+        }
+        let current = open.as_ref().expect("a journal descriptor was just opened");
+        current.file.sync_data().map_err(|e| EngineError::from_io(&format!("fsync of journal {}", self.path_of(id).display()), &e))
+    }
+
+    /// The id of the journal the last sync went through (tests).
+    pub fn synced_id(&self) -> Option<u64> {
+        self.open.lock().ok()?.as_ref().map(|open| open.id)
+    }
+
+    fn path_of(&self, id: u64) -> PathBuf {
+        self.folder.join(format!("{id}{JOURNAL_SUFFIX}"))
+    }
+
+    /// The active journal's id, given that `known` was active earlier: rotations since then
+    /// created `known + 1`, `known + 2`, ... in order.
+    fn newest_from(&self, known: u64) -> u64 {
+        let mut id = known;
+        while self.path_of(id + 1).exists() {
+            id += 1;
+        }
+        id
+    }
+
+    /// The active journal's id from a directory listing (first sync only).
+    fn newest_listed(&self) -> EngineResult<u64> {
+        let listing = std::fs::read_dir(&self.folder)
+            .map_err(|e| EngineError::from_io(&format!("listing {}", self.folder.display()), &e))?;
+        let mut newest = None;
+        for entry in listing {
+            let entry = entry.map_err(|e| EngineError::from_io(&format!("listing {}", self.folder.display()), &e))?;
+            let name = entry.file_name();
+            let id = name.to_str().and_then(|n| n.strip_suffix(JOURNAL_SUFFIX)).and_then(|n| n.parse::<u64>().ok());
+            if let Some(id) = id {
+                newest = newest.max(Some(id));
+            }
+        }
+        // Recovery opens (or creates) an active journal, so an open database always has one.
+        newest.map(|id| self.newest_from(id)).ok_or_else(|| {
+            EngineError::Corruption(format!("no journal file (*{JOURNAL_SUFFIX}) in {}", self.folder.display()))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn follows_rotations_and_needs_a_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = ActiveJournal::new(dir.path());
+        assert!(matches!(journal.sync_data(), Err(EngineError::Corruption(_))));
+        std::fs::write(dir.path().join("3.jnl"), b"a").unwrap();
+        std::fs::write(dir.path().join("7.jnl"), b"b").unwrap();
+        std::fs::write(dir.path().join("9.jnl.tmp"), b"c").unwrap();
+        journal.sync_data().unwrap();
+        assert_eq!(journal.synced_id(), Some(7));
+        std::fs::write(dir.path().join("8.jnl"), b"").unwrap();
+        std::fs::write(dir.path().join("9.jnl"), b"").unwrap();
+        journal.sync_data().unwrap();
+        assert_eq!(journal.synced_id(), Some(9));
+    }
+}
