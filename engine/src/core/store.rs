@@ -256,11 +256,12 @@ impl Store {
             WriteItem::Put { key, stored, .. } => (key.as_slice(), Some(stored.as_slice())),
             WriteItem::Delete { key } => (key.as_slice(), None),
         });
-        let items: Vec<WriteItem> = if last.iter().all(|&l| l) {
+        let mut items: Vec<WriteItem> = if last.iter().all(|&l| l) {
             items
         } else {
             items.into_iter().zip(last).filter_map(|(item, last)| last.then_some(item)).collect()
         };
+        items.sort_unstable_by(|a, b| a.key().cmp(b.key()));
         self.commit_with(writes, |transactions_live| {
             if transactions_live {
                 let mut tx = self.write_tx()?;
