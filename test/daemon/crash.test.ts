@@ -113,3 +113,26 @@ describe('crash safety under SIGKILL', () => {
     }
   });
 });
+
+describe('restarts without writes', () => {
+  it('reopens a data dir whose daemons never wrote, after SIGTERM and after SIGKILL', async () => {
+    // Creating the engine's keyspaces moves its seqno without a journal entry; a stop with no
+    // write in between used to record that seqno as durable, and the next start refused the
+    // data dir as damaged (CORRUPTION).
+    const daemon = await startDaemon();
+    try {
+      expect(await daemon.stop('SIGTERM')).toBe(0);
+      await daemon.start();
+      await daemon.stop('SIGKILL');
+      await daemon.start();
+      expect(await daemon.stop('SIGTERM')).toBe(0);
+      await daemon.start();
+      const client = await IpcClient.connect(daemon.socketPath);
+      await client.put('after', 'restarts');
+      expect((await client.get('after'))?.toString()).toBe('restarts');
+      await client.close();
+    } finally {
+      await daemon.dispose();
+    }
+  });
+});

@@ -99,8 +99,9 @@ pub struct Store {
     commit_lock: Mutex<()>,
     poisoned: AtomicBool,
     watermark: Watermark,
-    /// Engine seqno right after the last data commit (fjall's visible seqno also moves on
-    /// internal work such as memtable rotation, which recovery does not reproduce).
+    /// Engine seqno right after the last data commit of this process, 0 before the first
+    /// (fjall's visible seqno also moves on internal work, such as creating a keyspace or
+    /// rotating a memtable, which recovery does not reproduce).
     last_commit_seqno: AtomicU64,
     /// The journal file group commit fsyncs (journal.rs).
     journal: ActiveJournal,
@@ -150,7 +151,10 @@ impl Store {
             watermark,
             journal: ActiveJournal::new(std::path::Path::new(&options.path)),
             fsyncs: AtomicU64::new(0),
-            last_commit_seqno: AtomicU64::new(recovery.seqno),
+            // Not the seqno at open: creating the keyspaces moves it without a journal entry, so
+            // a reopen recovers less, and a close with no commit in between recorded it as the
+            // durable watermark and the next open refused the database as damaged.
+            last_commit_seqno: AtomicU64::new(0),
             fsyncs_before_failure: std::env::var(FSYNC_FAILPOINT_ENV).ok().and_then(|v| v.trim().parse().ok()).map(AtomicU64::new),
         };
         Ok((store, recovery))
