@@ -24,7 +24,7 @@ import pino, { type Logger } from 'pino';
 import { lockDataDir, openEngine, peerCredentials, sdNotify } from '../engine/index.js';
 import type { Engine } from '../engine/types.js';
 import { ToonDBError, toToonDBError } from '../protocol/errors.js';
-import { ENGINE_BLOCK_CACHE_BYTES, SHUTDOWN_DRAIN_MS_MAX, type ServerLimits } from '../protocol/limits.js';
+import { ENGINE_BLOCK_CACHE_BYTES, ENGINE_LANES, SHUTDOWN_DRAIN_MS_MAX, type ServerLimits } from '../protocol/limits.js';
 import { CONNECTION_ERROR_ID } from '../protocol/messages.js';
 import { MessageCodec } from '../protocol/codec.js';
 import { isPeerAllowed, listenPrivately, socketFd, type PeerCredentials } from './access.js';
@@ -73,6 +73,7 @@ export class Daemon implements DaemonContext {
     private readonly server: Server,
     private readonly releaseLock: () => void,
   ) {
+    engine.startLanes(ENGINE_LANES);
     this.gate = new DurabilityGate(engine, config.durability, config.syncIntervalMs, this.counters, (error) => {
       this.trouble ??= `storage failed: ${error.code}`;
       this.log.fatal({ code: error.code, err: error }, 'storage failed (journal write or fsync): writes are refused until the daemon is restarted');

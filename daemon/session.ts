@@ -3,8 +3,10 @@
  *
  * Request path (designed for batching): every complete frame in a socket chunk is decoded and
  * queued; a bounded slice of the queue (ENGINE_BATCH_REQUESTS_MAX requests, and a bound on keys
- * that is larger for calls that write, batching.ts) goes to the engine in ONE `execute` call;
- * the replies of that call are written with one corked socket write once the durability gate
+ * that is larger for calls that write, batching.ts) goes to the engine in ONE call: `execute`
+ * on the libuv pool for plain reads, `executeOrdered` on the connection's ordered lane for a
+ * call that may write (several of those may be in flight; the lane runs them in order). The
+ * replies of a call are written with one corked socket write once the durability gate
  * releases them. While a batch executes, newly arrived requests queue up and form the next
  * batch, so a busy connection gets larger batches, not more engine calls, and a very busy one
  * gets its first replies out while the rest execute. A slice of plain reads is first offered
@@ -34,7 +36,12 @@ import { isMemoryStepCall, OpKind, type EngineOp, type EngineResult } from '../e
 import { MessageCodec } from '../protocol/codec.js';
 import { ToonDBError, toToonDBError } from '../protocol/errors.js';
 import { FrameDecoder } from '../protocol/frame.js';
-import { ENGINE_CALLS_PER_CONNECTION_MAX, HANDSHAKE_TIMEOUT_MS, OUTPUT_BUFFER_BYTES_MAX } from '../protocol/limits.js';
+import {
+  ENGINE_CALLS_PER_CONNECTION_MAX,
+  ENGINE_LANE_CALLS_PER_CONNECTION_MAX,
+  HANDSHAKE_TIMEOUT_MS,
+  OUTPUT_BUFFER_BYTES_MAX,
+} from '../protocol/limits.js';
 import { CONNECTION_ERROR_ID, OP_FAMILIES, type Request } from '../protocol/messages.js';
 import { readSimpleRequest } from '../protocol/simple-frames.js';
 import { parseRequest, requestIdOf } from '../protocol/validate.js';
@@ -52,6 +59,16 @@ interface Queued {
   receivedAt: number;
 }
 
+/** True if queue[0, take) may run on the connection's lane: data requests only, no scans (a
+ * scan's cursor may be read ahead on the pool, see read-ahead.ts). */
+function isLaneBatch(queue: readonly Queued[], take: number): boolean {
+  for (let i = 0; i < take; i++) {
+    const req = queue[i].req;
+    if (!isDataRequest(req) || req.op === 'scan' || req.op === 'scanNext' || req.op === 'scanClose') return false;
+  }
+  return true;
+}
+
 /** A batch's engine ops, and per request its op or the validation error that replaced it. */
 interface Prepared {
   each: (EngineOp | ToonDBError)[];
@@ -65,9 +82,11 @@ export class Session {
   private readonly codec: MessageCodec;
   private helloSeen = false;
   private queue: Queued[] = [];
-  /** Engine calls (batches) in progress, and whether one of them may change state. */
+  /** Engine calls (batches) in progress; how many of them may change state; how many of
+   * those run on the connection's ordered lane. */
   private running = 0;
-  private runningMayWrite = false;
+  private runningWrites = 0;
+  private runningOnLane = 0;
   private awaitingDurability = 0;
   private inFlight = 0;
   private readingPaused = false;
@@ -169,13 +188,17 @@ export class Session {
   }
 
   /**
-   * Starts engine calls for queued requests. A call that may change state (writes, transaction
-   * and cursor ops, admin ops) runs alone; plain reads outside transactions may run in up to
-   * ENGINE_CALLS_PER_CONNECTION_MAX calls at once, so the pool computes one call while this
-   * thread encodes the replies of another. Reads never pass a write of the same connection:
-   * a call starts only after every earlier call that could have written has finished. A slice
-   * of plain reads answered from the row cache completes here, synchronously, under the same
-   * rule (it starts only where an engine call of it could start).
+   * Starts engine calls for queued requests. Plain reads outside transactions may run in up to
+   * ENGINE_CALLS_PER_CONNECTION_MAX calls at once on the pool, so the pool computes one call
+   * while this thread encodes the replies of another. A call that may write goes to the
+   * connection's ordered lane (engine.executeOrdered) once nothing else runs; while only lane
+   * calls run, further calls of data requests queue behind them on the lane (up to
+   * ENGINE_LANE_CALLS_PER_CONNECTION_MAX), so the engine works on the next while the replies of
+   * the last go out. Anything else (admin requests, scans) runs alone. Reads never pass a write
+   * of the same connection: a pool call starts only after every earlier call that could have
+   * written has finished, and the lane runs its calls in order. A slice of plain reads answered
+   * from the row cache completes here, synchronously, under the same rule (it starts only where
+   * a pool call of it could start).
    */
   private pump(): void {
     while (!this.closed && this.queue.length > 0) {
@@ -183,34 +206,59 @@ export class Session {
       // Plain reads ahead of a write in the queue: answered from memory on their own if they
       // can be (no write is running, and they precede every write of the batch), so a mixed
       // stream does not send every read through the pool; otherwise they go with the batch.
-      if (!readOnly && readPrefix > 0 && !this.runningMayWrite && this.running < ENGINE_CALLS_PER_CONNECTION_MAX) {
+      if (!readOnly && readPrefix > 0 && this.runningWrites === 0 && this.running < ENGINE_CALLS_PER_CONNECTION_MAX) {
         const reads = this.queue.slice(0, readPrefix);
         if (this.answerFromMemory(reads, this.prepare(reads, 0, readPrefix))) {
           this.queue = this.queue.slice(readPrefix);
           continue;
         }
       }
-      const canStart = this.running === 0
-        || (readOnly && !this.runningMayWrite && this.running < ENGINE_CALLS_PER_CONNECTION_MAX);
-      if (!canStart) return;
+      const onLane = this.runningOnLane > 0 && this.runningOnLane === this.running;
+      let route: 'pool' | 'lane';
+      if (onLane) {
+        if (this.runningOnLane >= ENGINE_LANE_CALLS_PER_CONNECTION_MAX || !isLaneBatch(this.queue, take)) return;
+        route = 'lane';
+      } else if (this.running === 0) {
+        route = !readOnly && isLaneBatch(this.queue, take) ? 'lane' : 'pool';
+      } else if (readOnly && this.runningWrites === 0 && this.running < ENGINE_CALLS_PER_CONNECTION_MAX) {
+        route = 'pool';
+      } else {
+        return;
+      }
       const batch = take === this.queue.length ? this.queue : this.queue.slice(0, take);
       this.queue = take === this.queue.length ? [] : this.queue.slice(take);
-      const prepared = readOnly ? this.prepare(batch, 0, batch.length) : null;
-      if (prepared !== null && this.answerFromMemory(batch, prepared)) continue;
+      const mayWrite = !readOnly || route === 'lane';
+      const prepared = readOnly || route === 'lane' ? this.prepare(batch, 0, batch.length) : null;
+      if (route === 'pool' && prepared !== null && this.answerFromMemory(batch, prepared)) continue;
       this.running += 1;
-      if (!readOnly) this.runningMayWrite = true;
-      (prepared !== null ? this.runData(batch, 0, batch.length, prepared) : this.runBatch(batch))
+      if (mayWrite) this.runningWrites += 1;
+      if (route === 'lane') this.runningOnLane += 1;
+      const call = route === 'lane' ? this.runOnLane(batch, prepared!, onLane)
+        : prepared !== null ? this.runData(batch, 0, batch.length, prepared) : this.runBatch(batch);
+      call
         .catch((error: unknown) => {
           this.log.error({ err: error }, 'batch failed unexpectedly');
           this.failConnection(new ToonDBError('INTERNAL', `batch failed: ${(error as Error).message}`));
         })
         .finally(() => {
           this.running -= 1;
-          if (!readOnly) this.runningMayWrite = false;
+          if (mayWrite) this.runningWrites -= 1;
+          if (route === 'lane') this.runningOnLane -= 1;
           if (this.closed && this.running === 0) this.releaseHandles();
           this.pump();
         });
     }
+  }
+
+  /** Runs a batch of data requests on the connection's lane; `behind` says earlier lane calls
+   * are still running, so it must not jump them by running memory-only steps here. */
+  private async runOnLane(batch: Queued[], prepared: Prepared, behind: boolean): Promise<void> {
+    let results: EngineResult[] = [];
+    if (prepared.ops.length > 0) {
+      const inMemory = behind ? null : this.tryInMemory(prepared.ops);
+      results = inMemory ?? await this.execute(prepared.ops, this.id);
+    }
+    this.complete(batch, 0, batch.length, prepared, results);
   }
 
   /**
@@ -251,7 +299,7 @@ export class Session {
   }
 
   private async runData(batch: Queued[], from: number, to: number, prepared = this.prepare(batch, from, to)): Promise<void> {
-    const results = prepared.ops.length > 0 ? await this.execute(prepared.ops) : [];
+    const results = prepared.ops.length > 0 ? this.tryInMemory(prepared.ops) ?? await this.execute(prepared.ops) : [];
     this.complete(batch, from, to, prepared, results);
   }
 
@@ -318,20 +366,41 @@ export class Session {
     this.sendWhenDurable(replies, maxSeq);
   }
 
-  /** engine.execute, turning a whole-call failure into one coded result per op. A call of
-   * memory-only transaction steps (begin, abort, writes inside a transaction) runs here on
-   * this thread when the engine can take it without waiting (`runInMemory`), which saves the
-   * pool round trip: a read-modify-write transaction makes two pool trips instead of four. */
-  private async execute(ops: EngineOp[]): Promise<EngineResult[]> {
+  /** A call of memory-only transaction steps (begin, abort, writes inside a transaction) run
+   * here on this thread when the engine can take it without waiting (`runInMemory`), which
+   * saves the engine round trip: a read-modify-write transaction makes two trips instead of
+   * four. Null when the call is not such a call or the engine declined it. */
+  private tryInMemory(ops: EngineOp[]): EngineResult[] | null {
+    if (!isMemoryStepCall(ops)) return null;
     try {
-      const results = (isMemoryStepCall(ops) ? this.ctx.engine.runInMemory(ops) : null) ?? await this.ctx.engine.execute(ops);
-      if (results.length !== ops.length) throw new Error(`invariant: engine returned ${results.length} results for ${ops.length} ops`);
-      return results;
+      return this.checked(ops, this.ctx.engine.runInMemory(ops));
     } catch (error) {
-      const coded = toToonDBError(error);
-      if (coded.code === 'INTERNAL') this.log.error({ err: error }, 'engine batch failed');
-      return ops.map(() => ({ code: coded.code, message: coded.message, seq: 0 }));
+      return this.failed(ops, error);
     }
+  }
+
+  /** engine.execute on the pool, or engine.executeOrdered on `lane`, turning a whole-call
+   * failure into one coded result per op. */
+  private async execute(ops: EngineOp[], lane?: number): Promise<EngineResult[]> {
+    try {
+      const results = lane === undefined ? await this.ctx.engine.execute(ops) : await this.ctx.engine.executeOrdered(lane, ops);
+      return this.checked(ops, results)!;
+    } catch (error) {
+      return this.failed(ops, error);
+    }
+  }
+
+  private checked(ops: EngineOp[], results: EngineResult[] | null): EngineResult[] | null {
+    if (results !== null && results.length !== ops.length) {
+      throw new Error(`invariant: engine returned ${results.length} results for ${ops.length} ops`);
+    }
+    return results;
+  }
+
+  private failed(ops: EngineOp[], error: unknown): EngineResult[] {
+    const coded = toToonDBError(error);
+    if (coded.code === 'INTERNAL') this.log.error({ err: error }, 'engine batch failed');
+    return ops.map(() => ({ code: coded.code, message: coded.message, seq: 0 }));
   }
 
   private sendWhenDurable(replies: Reply[], maxSeq: number): void {

@@ -183,3 +183,30 @@ export function decodeResults(buf: Buffer): EngineResult[] {
   if (at !== buf.length) throw new ToonDBError('INTERNAL', `engine result buffer has ${buf.length - at} trailing bytes`);
   return results;
 }
+
+/** One lane call's outcome (layout `done` in engine/src/core/abi.rs): its encoded results (a
+ * view of the done buffer), or the `[CODE] message` text of a whole-call failure. */
+export interface LaneDone {
+  call: number;
+  results?: Buffer;
+  failure?: string;
+}
+
+/** Unpacks the outcomes of finished lane calls. */
+export function decodeDone(buf: Buffer): LaneDone[] {
+  let at = 0;
+  const count = buf.readUInt32LE(at);
+  at += 4;
+  const done = new Array<LaneDone>(count);
+  for (let i = 0; i < count; i++) {
+    const call = buf.readUInt32LE(at);
+    const status = buf[at + 4];
+    const len = buf.readUInt32LE(at + 5);
+    at += 9;
+    const body = buf.subarray(at, at + len);
+    at += len;
+    done[i] = status === 0 ? { call, results: body } : { call, failure: body.toString('utf8') };
+  }
+  if (at !== buf.length) throw new ToonDBError('INTERNAL', `engine done buffer has ${buf.length - at} trailing bytes`);
+  return done;
+}

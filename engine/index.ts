@@ -15,7 +15,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isErrorCode, ToonDBError } from '../protocol/errors.js';
-import { decodeResults, encodeOps } from './abi.js';
+import { decodeDone, decodeResults, encodeOps } from './abi.js';
 import type {
   CheckpointReport,
   Engine,
@@ -29,11 +29,16 @@ import type {
 export * from './types.js';
 
 /** The addon's own surface (see engine/src/binding.rs): the Engine contract, except that
- * `execute`, `readCached` and `runInMemory` take and return the binary layout of engine/abi.ts. */
-type NativeEngine = Omit<Engine, 'execute' | 'readCached' | 'runInMemory'> & {
+ * calls take and return the binary layout of engine/abi.ts, lane calls are submitted and
+ * collected separately, and failures reach callbacks as `[CODE] message` text. */
+type NativeEngine = Omit<Engine, 'execute' | 'readCached' | 'runInMemory' | 'startSyncer' | 'startLanes' | 'executeOrdered'> & {
   execute(ops: Buffer): Promise<Buffer>;
   readCached(ops: Buffer): Buffer | null;
   runInMemory(ops: Buffer): Buffer | null;
+  startSyncer(onSynced: (error: string | null) => void): void;
+  startLanes(count: number, onDone: () => void): void;
+  submit(lane: number, call: number, ops: Buffer): void;
+  takeDone(): Buffer;
 };
 
 interface NativeDataDirLock {
@@ -98,8 +103,19 @@ function codedSync<T>(call: () => T): T {
   }
 }
 
+/** A lane call waiting for its outcome. */
+interface LaneCall {
+  resolve: (results: EngineResult[]) => void;
+  reject: (error: ToonDBError) => void;
+}
+
+/** Lane call ids wrap here; far more than can be in flight (the daemon bounds them). */
+const LANE_CALL_ID_MAX = 0xffff_ffff;
+
 class LoadedEngine implements Engine {
   readonly recovery: RecoveryReport;
+  private readonly laneCalls = new Map<number, LaneCall>();
+  private laneCallId = 0;
 
   constructor(private readonly inner: NativeEngine) {
     this.recovery = inner.recovery;
@@ -107,6 +123,30 @@ class LoadedEngine implements Engine {
 
   async execute(ops: EngineOp[]): Promise<EngineResult[]> {
     return decodeResults(await coded(() => this.inner.execute(encodeOps(ops))));
+  }
+
+  startLanes(count: number): void {
+    codedSync(() => this.inner.startLanes(count, () => this.settleLaneCalls()));
+  }
+
+  executeOrdered(lane: number, ops: EngineOp[]): Promise<EngineResult[]> {
+    const call = this.laneCallId = this.laneCallId === LANE_CALL_ID_MAX ? 1 : this.laneCallId + 1;
+    try {
+      this.inner.submit(lane, call, encodeOps(ops));
+    } catch (error) {
+      return Promise.reject(fromNative(error));
+    }
+    return new Promise<EngineResult[]>((resolve, reject) => this.laneCalls.set(call, { resolve, reject }));
+  }
+
+  private settleLaneCalls(): void {
+    for (const done of decodeDone(this.inner.takeDone())) {
+      const waiting = this.laneCalls.get(done.call);
+      if (waiting === undefined) throw new Error(`invariant: lane call ${done.call} finished twice or was never made`);
+      this.laneCalls.delete(done.call);
+      if (done.results !== undefined) waiting.resolve(decodeResults(done.results));
+      else waiting.reject(fromNative(done.failure));
+    }
   }
 
   readCached(ops: EngineOp[]): EngineResult[] | null {

@@ -166,6 +166,17 @@ export interface Engine {
   /** Runs ops in order off the JS thread; never rejects for a per-op failure. */
   execute(ops: EngineOp[]): Promise<EngineResult[]>;
   /**
+   * Starts `count` ordered lanes: engine threads that each run the calls given to them one at a
+   * time, in the order given (engine/src/core/lanes.rs). Call once, before `executeOrdered`.
+   */
+  startLanes(count: number): void;
+  /**
+   * Runs ops like `execute`, but on lane `lane` (any number; taken modulo the lane count) after
+   * every call given to that lane before, so one caller may have several calls in flight whose
+   * effects apply in order. Results settle in submission order per lane.
+   */
+  executeOrdered(lane: number, ops: EngineOp[]): Promise<EngineResult[]>;
+  /**
    * Answers plain reads (get / exists / getBatch without `txn`) from the engine's row cache,
    * synchronously on the calling thread, with the results `execute` would give; or returns null,
    * having done nothing, when any op is another kind, is invalid, or needs a row that is not in

@@ -60,16 +60,28 @@ export const ENGINE_BATCH_REQUESTS_MAX = 64;
  * the client waits on as a whole. A single request is never split. */
 export const ENGINE_READ_BATCH_KEYS_MAX = 256;
 
-/** Keys handed to the engine in one call that may write. A connection's writes run one call at
- * a time, and each call costs two cross-thread wake-ups and a gap in which the engine waits for
- * the daemon's thread, so they take more per call: putBatch of 100 at 16 in flight went from
- * 172-186k to 190-218k keys/s going from 256 to 1024 (a 1024-key call is ~4 ms of engine time).
- * Point writes stay bounded by ENGINE_BATCH_REQUESTS_MAX, which measured best at 64. */
+/** Keys handed to the engine in one call that may write. Each call costs cross-thread wake-ups,
+ * and one engine write batch sorts its keys for the memtable, so writes take more per call:
+ * putBatch of 100 at 16 in flight went from 172-186k to 190-218k keys/s going from 256 to 1024
+ * (measured when a connection's writes ran one call at a time; a 1024-key call is ~3 ms of
+ * engine time). Point writes stay bounded by ENGINE_BATCH_REQUESTS_MAX, which measured best
+ * at 64. */
 export const ENGINE_WRITE_BATCH_KEYS_MAX = 1024;
 
-/** Engine calls one connection may have running at once. Only calls made of plain reads run
- * side by side (see daemon/session.ts); anything that may write runs alone, in order. */
+/** Engine calls one connection may have running at once on the libuv pool. Only calls made of
+ * plain reads run side by side there (see daemon/session.ts); calls that may write go to the
+ * connection's ordered lane instead. */
 export const ENGINE_CALLS_PER_CONNECTION_MAX = 2;
+
+/** Ordered lanes the engine runs (engine/src/core/lanes.rs): threads that each run the calls
+ * given to them in order, so a connection may have several calls that write in flight. A
+ * connection always uses the same lane; the libuv pool keeps serving reads, fsyncs aside. */
+export const ENGINE_LANES = 2;
+
+/** Calls one connection may have queued or running on its lane: enough that the lane works on
+ * the next call while the daemon sends the replies of the last. Bounds each lane's queue at
+ * ENGINE_LANE_CALLS_PER_CONNECTION_MAX × CONNECTIONS_MAX calls. */
+export const ENGINE_LANE_CALLS_PER_CONNECTION_MAX = 4;
 
 /** Reply bytes the daemon buffers for one connection that does not read them. Past it the
  * connection is closed: a client that never reads cannot grow the daemon's memory. */

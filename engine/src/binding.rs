@@ -271,6 +271,38 @@ impl NativeEngine {
             .map_err(to_js_error)
     }
 
+    /// Starts `count` ordered lanes (core/lanes.rs). `onDone` runs on the JS thread when lane
+    /// calls have finished; `takeDone()` then returns their outcomes.
+    #[napi(ts_args_type = "count: number, onDone: (unused: number) => void")]
+    pub fn start_lanes(&self, count: u32, on_done: Function<u32, ()>) -> Result<()> {
+        let notify = on_done
+            .build_threadsafe_function::<u32>()
+            .callee_handled::<false>()
+            .weak::<true>()
+            .build_callback(|ctx| Ok(ctx.value))?;
+        self.inner
+            .start_lanes(
+                count as usize,
+                Arc::new(move || {
+                    // Fails only while the JS environment is shutting down, when nobody waits.
+                    let _ = notify.call(0, ThreadsafeFunctionCallMode::NonBlocking);
+                }),
+            )
+            .map_err(to_js_error)
+    }
+
+    /// Queues a call encoded by engine/abi.ts on lane `lane` (copied here, on the JS thread).
+    #[napi]
+    pub fn submit(&self, lane: u32, call: u32, ops: Buffer) -> Result<()> {
+        self.inner.submit(lane as usize, call, ops.to_vec()).map_err(to_js_error)
+    }
+
+    /// The outcomes of lane calls finished since the last take (layout `done` in core/abi.rs).
+    #[napi(ts_return_type = "Buffer")]
+    pub fn take_done(&self) -> CopiedBuffer {
+        CopiedBuffer(abi::encode_done(&self.inner.take_done()))
+    }
+
     /// Asks the group-commit thread for a fsync covering `ticket` (returns at once).
     #[napi]
     pub fn request_sync(&self, ticket: f64) {

@@ -171,6 +171,35 @@ describe('engine', () => {
     expect((await engine.stats()).journalSyncs).toBe(before);
   });
 
+  it('runs calls on ordered lanes: each lane in submission order, each call with its own results', async () => {
+    engine.startLanes(2);
+    const calls: Promise<EngineResult[]>[] = [];
+    for (let i = 0; i < 200; i++) {
+      const key = b(`lane${i % 2}`);
+      // On one lane a read queued behind a write sees it, however many calls are in flight.
+      calls.push(engine.executeOrdered(i % 2, [
+        { kind: OpKind.put, key, value: b(String(i)) },
+        { kind: OpKind.get, key },
+        { kind: 99 as EngineOp['kind'] },
+      ]));
+    }
+    const results = await Promise.all(calls);
+    results.forEach((call, i) => {
+      expect(call.map((r) => r.code)).toEqual([undefined, undefined, 'INVALID_ARGUMENT']);
+      expect(call[1]!.value?.toString()).toBe(String(i));
+    });
+    expect(await get('lane0')).toBe('198');
+    expect(await get('lane1')).toBe('199');
+  });
+
+  it('refuses lane calls once closed, and before lanes are started', async () => {
+    await expect(engine.executeOrdered(0, [{ kind: OpKind.get, key: b('k') }])).rejects.toMatchObject({ code: 'SHUTTING_DOWN' });
+    engine.startLanes(1);
+    await engine.close();
+    await expect(engine.executeOrdered(0, [{ kind: OpKind.get, key: b('k') }])).rejects.toMatchObject({ code: 'SHUTTING_DOWN' });
+    engine = await open();
+  });
+
   it('serializable refuses write skew; snapshot allows it but keeps first-committer-wins', async () => {
     for (const [isolation, skewCommits] of [[IsolationKind.serializable, false], [IsolationKind.snapshot, true]] as const) {
       await put('x', '1');

@@ -20,6 +20,10 @@
 //!            (R_TXN), commitTs u64 (R_COMMIT_TS); R_FOUND / R_DONE carry booleans with
 //!            R_HAS_FOUND / R_HAS_DONE saying they are present.
 //!
+//!   done:    the outcomes of lane calls (lanes.rs): u32 count, then per call: u32 call id, u8
+//!            status, bytes: status 0 = the call's results as above, 1 = a whole-call failure
+//!            as the UTF-8 text `[CODE] message`.
+//!
 //! Invariants: decoding never reads past the buffer (a short or malformed buffer is an
 //! INVALID_ARGUMENT for the whole call); the flag constants match engine/abi.ts.
 
@@ -180,6 +184,26 @@ fn put_list(out: &mut Vec<u8>, list: &[Vec<u8>]) {
 
 fn put_num(out: &mut Vec<u8>, value: f64) {
     out.extend_from_slice(&value.to_le_bytes());
+}
+
+pub fn encode_done(done: &[super::lanes::Done]) -> Vec<u8> {
+    let payload: usize = done.iter().map(|d| d.output.as_ref().map_or(64, Vec::len)).sum();
+    let mut out = Vec::with_capacity(4 + done.len() * 9 + payload);
+    out.extend_from_slice(&(done.len() as u32).to_le_bytes());
+    for d in done {
+        out.extend_from_slice(&d.call.to_le_bytes());
+        match &d.output {
+            Ok(results) => {
+                out.push(0);
+                put_bytes(&mut out, results);
+            }
+            Err(e) => {
+                out.push(1);
+                put_bytes(&mut out, format!("[{}] {}", e.code(), e).as_bytes());
+            }
+        }
+    }
+    out
 }
 
 pub fn encode_results(outputs: &[OpOutput]) -> Vec<u8> {

@@ -4,11 +4,13 @@
 //! Responsibility: own the `Arc<Store>` and hand clones to calls in flight, so `close` can drop
 //! the database while late calls fail cleanly with SHUTTING_DOWN instead of touching freed state.
 //!
-//! Invariants: after `close` returns, no new call gets the store and the group-commit thread has
-//! ended; the database files are fsynced (SyncAll) before the store is released; open
+//! Invariants: after `close` returns, no new call gets the store, and the lanes and the
+//! group-commit thread have ended; the database files are fsynced (SyncAll) before the store is released; open
 //! transactions and cursors are discarded.
 
+use super::abi;
 use super::error::{EngineError, EngineResult};
+use super::lanes::{self, Done, Lanes, Runner};
 use super::ops::{self, Op, OpOutput};
 use super::store::{OpenOptions, Recovery, Store};
 use super::syncer::{Notify, SyncTarget, Syncer};
@@ -42,6 +44,8 @@ pub struct Engine {
     store: RwLock<Option<Arc<Store>>>,
     /// The group-commit thread, once started (syncer.rs).
     syncer: Mutex<Option<Syncer>>,
+    /// The ordered lanes, once started (lanes.rs).
+    lanes: Mutex<Option<Lanes>>,
 }
 
 impl SyncTarget for Arc<Store> {
@@ -61,7 +65,7 @@ impl SyncTarget for Arc<Store> {
 impl Engine {
     pub fn open(options: &OpenOptions) -> EngineResult<(Engine, Recovery)> {
         let (store, recovery) = Store::open(options)?;
-        Ok((Engine { store: RwLock::new(Some(Arc::new(store))), syncer: Mutex::new(None) }, recovery))
+        Ok((Engine { store: RwLock::new(Some(Arc::new(store))), syncer: Mutex::new(None), lanes: Mutex::new(None) }, recovery))
     }
 
     pub fn store(&self) -> EngineResult<Arc<Store>> {
@@ -97,6 +101,32 @@ impl Engine {
             old.stop();
         }
         Ok(())
+    }
+
+    /// Starts `count` ordered lanes (lanes.rs) running encoded calls (abi.rs) as `execute`
+    /// does; replaces lanes started before, after they finish what they hold.
+    pub fn start_lanes(&self, count: usize, notify: lanes::Notify) -> EngineResult<()> {
+        let store = self.store()?;
+        let runner: Runner = Arc::new(move |input: Vec<u8>| Ok(abi::encode_results(&ops::execute(&store, abi::decode_ops(&input)?))));
+        let started = Lanes::start(count, runner, notify)?;
+        let replaced = self.lanes.lock().unwrap_or_else(|p| p.into_inner()).replace(started);
+        if let Some(old) = replaced {
+            old.stop();
+        }
+        Ok(())
+    }
+
+    /// Queues an encoded call on a lane (SHUTTING_DOWN if none runs: never started, or closed).
+    pub fn submit(&self, lane: usize, call: u32, input: Vec<u8>) -> EngineResult<()> {
+        match self.lanes.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            Some(lanes) => lanes.submit(lane, call, input),
+            None => Err(EngineError::ShuttingDown),
+        }
+    }
+
+    /// The outcomes of lane calls finished since the last take.
+    pub fn take_done(&self) -> Vec<Done> {
+        self.lanes.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map_or_else(Vec::new, Lanes::take_done)
     }
 
     /// Asks the group-commit thread for a fsync covering `ticket`; a no-op if none was started.
@@ -156,7 +186,12 @@ impl Engine {
 
     /// Persists (SyncAll) and releases the store. Idempotent: a second close is a no-op.
     pub fn close(&self) -> EngineResult<()> {
-        // First the group-commit thread, which holds the store while it runs.
+        // First the lanes (they finish the calls they hold) and the group-commit thread, which
+        // hold the store while they run.
+        let lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(lanes) = lanes {
+            lanes.stop();
+        }
         let syncer = self.syncer.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(syncer) = syncer {
             syncer.stop();

@@ -1,6 +1,7 @@
 //! The storage core: no napi types here, so everything is testable with `cargo test`.
 //!
-//! Layout: `engine` (open/close and whole-call operations) -> `ops` (one execute batch) ->
+//! Layout: `engine` (open/close and whole-call operations; `lanes` run ordered calls on threads
+//! of their own) -> `ops` (one execute batch) ->
 //! `store` (fjall database, commit path, limits) with `txn`, `cursors`, `view`, `ttl`,
 //! `value` (stored value header), `pathkey`, `tickets` (durability counters), `journal` and
 //! `syncer` (group commit: the fsync and its thread), `error`, and `os` (data-dir lock, peer
@@ -11,6 +12,7 @@ pub mod cursors;
 pub mod engine;
 pub mod error;
 pub mod journal;
+pub mod lanes;
 pub mod ops;
 pub mod os;
 pub mod pathkey;

@@ -1,0 +1,232 @@
+//! Ordered lanes: engine calls that run in submission order on a few long-lived threads.
+//!
+//! Why: a connection's calls that may write must apply in the order received, so on the libuv
+//! pool (where two calls may run at once on two threads) the daemon could only have one such
+//! call of a connection in flight at a time. Each call then cost two cross-thread wake-ups with
+//! nothing overlapping them: the client, the daemon's JS thread and the engine took turns. A
+//! lane runs its calls one after another on its own thread, so a connection may have several
+//! calls queued on its lane: the lane works on the next while JS sends the replies of the last,
+//! and a busy lane goes from call to call without sleeping.
+//!
+//! Invariants:
+//! - Calls submitted to one lane run one at a time, in submission order; their outcomes are
+//!   queued in completion order, so one lane's outcomes come out in submission order.
+//! - At most one "done" notice is pending with the owner at a time (sent when the first outcome
+//!   lands after the owner's last `take_done`); the owner takes every outcome queued at once.
+//! - Queues are bounded by the owner: it submits at most a bounded number of calls per
+//!   connection, for a bounded number of connections (daemon/session.ts).
+//! - A panic in a call becomes that call's INTERNAL error; the lane keeps running.
+//! - `stop` lets each lane finish the calls already queued, then joins the threads.
+
+use super::error::{EngineError, EngineResult};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+/// Runs one encoded call (abi.rs) to its encoded results.
+pub type Runner = Arc<dyn Fn(Vec<u8>) -> EngineResult<Vec<u8>> + Send + Sync>;
+/// Tells the owner that outcomes are waiting in `take_done`.
+pub type Notify = Arc<dyn Fn() + Send + Sync>;
+
+/// The outcome of one submitted call.
+pub struct Done {
+    pub call: u32,
+    pub output: EngineResult<Vec<u8>>,
+}
+
+#[derive(Default)]
+struct LaneState {
+    queue: VecDeque<(u32, Vec<u8>)>,
+    stopping: bool,
+}
+
+#[derive(Default)]
+struct Lane {
+    state: Mutex<LaneState>,
+    wake: Condvar,
+}
+
+struct Outbox {
+    done: Mutex<Vec<Done>>,
+    /// A notice was sent and the owner has not taken the outcomes since.
+    pending: AtomicBool,
+    notify: Notify,
+}
+
+pub struct Lanes {
+    lanes: Vec<Arc<Lane>>,
+    outbox: Arc<Outbox>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Lanes {
+    pub fn start(count: usize, runner: Runner, notify: Notify) -> EngineResult<Lanes> {
+        if count == 0 {
+            return Err(EngineError::invalid("at least one lane is needed"));
+        }
+        let outbox = Arc::new(Outbox { done: Mutex::new(Vec::new()), pending: AtomicBool::new(false), notify });
+        let lanes: Vec<Arc<Lane>> = (0..count).map(|_| Arc::new(Lane::default())).collect();
+        let mut threads = Vec::with_capacity(count);
+        for (index, lane) in lanes.iter().enumerate() {
+            let (lane, out, runner) = (lane.clone(), outbox.clone(), runner.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("toondb:lane{index}"))
+                .spawn(move || run(&lane, &out, &*runner))
+                .map_err(|e| EngineError::from_io("starting an engine lane", &e));
+            match spawned {
+                Ok(thread) => threads.push(thread),
+                Err(error) => {
+                    let started = Lanes { lanes, outbox, threads: Mutex::new(threads) };
+                    started.stop();
+                    return Err(error);
+                }
+            }
+        }
+        Ok(Lanes { lanes, outbox, threads: Mutex::new(threads) })
+    }
+
+    pub fn count(&self) -> usize {
+        self.lanes.len()
+    }
+
+    /// Queues `input` (an encoded call) on lane `lane` (taken modulo the lane count).
+    pub fn submit(&self, lane: usize, call: u32, input: Vec<u8>) -> EngineResult<()> {
+        let lane = &self.lanes[lane % self.lanes.len()];
+        let mut state = lane.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.stopping {
+            return Err(EngineError::ShuttingDown);
+        }
+        state.queue.push_back((call, input));
+        if state.queue.len() == 1 {
+            lane.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Every outcome queued so far, in completion order; re-arms the notice.
+    pub fn take_done(&self) -> Vec<Done> {
+        // Cleared before taking: an outcome queued after the take sends a new notice.
+        self.outbox.pending.store(false, Ordering::SeqCst);
+        std::mem::take(&mut *self.outbox.done.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Lets every lane finish what is queued, then joins them. Idempotent.
+    pub fn stop(&self) {
+        for lane in &self.lanes {
+            lane.state.lock().unwrap_or_else(|p| p.into_inner()).stopping = true;
+            lane.wake.notify_one();
+        }
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        for thread in threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Lanes {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn run(lane: &Lane, outbox: &Outbox, runner: &(dyn Fn(Vec<u8>) -> EngineResult<Vec<u8>> + Send + Sync)) {
+    loop {
+        let (call, input) = {
+            let mut state = lane.state.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                if let Some(job) = state.queue.pop_front() {
+                    break job;
+                }
+                if state.stopping {
+                    return;
+                }
+                state = lane.wake.wait(state).unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        let output = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runner(input)))
+            .unwrap_or_else(|_| Err(EngineError::Internal("the storage engine panicked in a lane call".into())));
+        outbox.done.lock().unwrap_or_else(|p| p.into_inner()).push(Done { call, output });
+        if !outbox.pending.swap(true, Ordering::SeqCst) {
+            (outbox.notify)();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    fn started(count: usize, runner: Runner) -> (Lanes, mpsc::Receiver<()>) {
+        let (sent, notices) = mpsc::channel();
+        let sent = Mutex::new(sent);
+        let lanes = Lanes::start(count, runner, Arc::new(move || sent.lock().unwrap().send(()).unwrap())).unwrap();
+        (lanes, notices)
+    }
+
+    fn drain(lanes: &Lanes, notices: &mpsc::Receiver<()>, want: usize) -> Vec<Done> {
+        let mut all = Vec::new();
+        while all.len() < want {
+            notices.recv_timeout(Duration::from_secs(5)).expect("a notice");
+            all.extend(lanes.take_done());
+        }
+        all
+    }
+
+    #[test]
+    fn runs_each_lanes_calls_in_order_and_reports_every_outcome() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let runner: Runner = {
+            let seen = seen.clone();
+            Arc::new(move |input: Vec<u8>| {
+                seen.lock().unwrap().push(input.clone());
+                if input == b"boom" {
+                    panic!("injected");
+                }
+                if input == b"bad" {
+                    return Err(EngineError::invalid("bad call"));
+                }
+                Ok(input.iter().rev().copied().collect())
+            })
+        };
+        let (lanes, notices) = started(2, runner);
+        for call in 0..50u32 {
+            let input = match call {
+                7 => b"boom".to_vec(),
+                9 => b"bad".to_vec(),
+                _ => format!("{call}").into_bytes(),
+            };
+            lanes.submit(call as usize, call, input).unwrap();
+        }
+        let done = drain(&lanes, &notices, 50);
+        for parity in 0..2 {
+            let calls: Vec<u32> = done.iter().map(|d| d.call).filter(|c| c % 2 == parity).collect();
+            assert!(calls.windows(2).all(|w| w[0] < w[1]), "one lane's outcomes come out in order: {calls:?}");
+            assert_eq!(calls.len(), 25);
+        }
+        let by_call = |call: u32| done.iter().find(|d| d.call == call).unwrap();
+        assert_eq!(by_call(12).output.as_ref().unwrap(), b"21");
+        assert!(matches!(by_call(7).output, Err(EngineError::Internal(_))), "a panic is that call's error");
+        assert!(matches!(by_call(9).output, Err(EngineError::InvalidArgument(_))));
+        assert_eq!(by_call(11).output.as_ref().unwrap(), b"11", "the lane ran on after the panic");
+        lanes.stop();
+        assert!(matches!(lanes.submit(0, 99, Vec::new()), Err(EngineError::ShuttingDown)));
+    }
+
+    #[test]
+    fn stop_finishes_queued_calls_first() {
+        let runner: Runner = Arc::new(|input: Vec<u8>| {
+            std::thread::sleep(Duration::from_millis(2));
+            Ok(input)
+        });
+        let (lanes, _notices) = started(1, runner);
+        for call in 0..10u32 {
+            lanes.submit(0, call, vec![call as u8]).unwrap();
+        }
+        lanes.stop();
+        let done = lanes.take_done();
+        assert_eq!(done.iter().map(|d| d.call).collect::<Vec<_>>(), (0..10).collect::<Vec<_>>());
+    }
+}
