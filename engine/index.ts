@@ -36,7 +36,7 @@ type NativeEngine = Omit<Engine, 'execute' | 'readCached' | 'runInMemory' | 'sta
   readCached(ops: Buffer): Buffer | null;
   runInMemory(ops: Buffer): Buffer | null;
   startSyncer(onSynced: (error: string | null) => void): void;
-  startLanes(count: number, onDone: () => void): void;
+  startLanes(count: number, syncResults: boolean, onDone: () => void): void;
   submit(lane: number, call: number, ops: Buffer): void;
   takeDone(): Buffer;
 };
@@ -125,8 +125,8 @@ class LoadedEngine implements Engine {
     return decodeResults(await coded(() => this.inner.execute(encodeOps(ops))));
   }
 
-  startLanes(count: number): void {
-    codedSync(() => this.inner.startLanes(count, () => this.settleLaneCalls()));
+  startLanes(count: number, options: { syncResults?: boolean } = {}): void {
+    codedSync(() => this.inner.startLanes(count, options.syncResults ?? false, () => this.settleLaneCalls()));
   }
 
   executeOrdered(lane: number, ops: EngineOp[]): Promise<EngineResult[]> {

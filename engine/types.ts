@@ -168,8 +168,10 @@ export interface Engine {
   /**
    * Starts `count` ordered lanes: engine threads that each run the calls given to them one at a
    * time, in the order given (engine/src/core/lanes.rs). Call once, before `executeOrdered`.
+   * With `syncResults`, each lane call asks the group-commit thread (`startSyncer`) for a fsync
+   * covering its results as soon as it ran, before they reach JS (for `sync` durability).
    */
-  startLanes(count: number): void;
+  startLanes(count: number, options?: { syncResults?: boolean }): void;
   /**
    * Runs ops like `execute`, but on lane `lane` (any number; taken modulo the lane count) after
    * every call given to that lane before, so one caller may have several calls in flight whose

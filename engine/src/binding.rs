@@ -272,9 +272,10 @@ impl NativeEngine {
     }
 
     /// Starts `count` ordered lanes (core/lanes.rs). `onDone` runs on the JS thread when lane
-    /// calls have finished; `takeDone()` then returns their outcomes.
-    #[napi(ts_args_type = "count: number, onDone: (unused: number) => void")]
-    pub fn start_lanes(&self, count: u32, on_done: Function<u32, ()>) -> Result<()> {
+    /// calls have finished; `takeDone()` then returns their outcomes. With `syncResults` each
+    /// call asks the group-commit thread for a fsync covering its results.
+    #[napi(ts_args_type = "count: number, syncResults: boolean, onDone: (unused: number) => void")]
+    pub fn start_lanes(&self, count: u32, sync_results: bool, on_done: Function<u32, ()>) -> Result<()> {
         let notify = on_done
             .build_threadsafe_function::<u32>()
             .callee_handled::<false>()
@@ -283,6 +284,7 @@ impl NativeEngine {
         self.inner
             .start_lanes(
                 count as usize,
+                sync_results,
                 Arc::new(move || {
                     // Fails only while the JS environment is shutting down, when nobody waits.
                     let _ = notify.call(0, ThreadsafeFunctionCallMode::NonBlocking);

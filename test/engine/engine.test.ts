@@ -192,6 +192,21 @@ describe('engine', () => {
     expect(await get('lane1')).toBe('199');
   });
 
+  it('with syncResults, a lane call asks for its own fsync: no requestSync from JS', async () => {
+    let synced!: () => void;
+    const fsynced = new Promise<void>((resolve) => (synced = resolve));
+    engine.startSyncer(() => synced());
+    engine.startLanes(1, { syncResults: true });
+    const [put] = await engine.executeOrdered(0, [{ kind: OpKind.put, key: b('k'), value: b('v') }]);
+    await fsynced;
+    expect(engine.durableSeq()).toBeGreaterThanOrEqual(put!.seq);
+    // Without it nothing asks: the write stays not durable.
+    engine.startLanes(1);
+    const [later] = await engine.executeOrdered(0, [{ kind: OpKind.put, key: b('k'), value: b('w') }]);
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    expect(engine.durableSeq()).toBeLessThan(later!.seq);
+  });
+
   it('refuses lane calls once closed, and before lanes are started', async () => {
     await expect(engine.executeOrdered(0, [{ kind: OpKind.get, key: b('k') }])).rejects.toMatchObject({ code: 'SHUTTING_DOWN' });
     engine.startLanes(1);

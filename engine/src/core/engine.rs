@@ -42,10 +42,17 @@ pub struct Checkpoint {
 
 pub struct Engine {
     store: RwLock<Option<Arc<Store>>>,
-    /// The group-commit thread, once started (syncer.rs).
-    syncer: Mutex<Option<Syncer>>,
+    /// The group-commit thread, once started (syncer.rs); shared with the lanes, which ask it
+    /// for fsyncs (an Arc of its own, so no lane ever holds the engine).
+    syncer: Arc<Mutex<Option<Syncer>>>,
     /// The ordered lanes, once started (lanes.rs).
     lanes: Mutex<Option<Lanes>>,
+}
+
+fn request_sync(syncer: &Mutex<Option<Syncer>>, ticket: u64) {
+    if let Some(syncer) = syncer.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        syncer.request(ticket);
+    }
 }
 
 impl SyncTarget for Arc<Store> {
@@ -65,7 +72,7 @@ impl SyncTarget for Arc<Store> {
 impl Engine {
     pub fn open(options: &OpenOptions) -> EngineResult<(Engine, Recovery)> {
         let (store, recovery) = Store::open(options)?;
-        Ok((Engine { store: RwLock::new(Some(Arc::new(store))), syncer: Mutex::new(None), lanes: Mutex::new(None) }, recovery))
+        Ok((Engine { store: RwLock::new(Some(Arc::new(store))), syncer: Arc::new(Mutex::new(None)), lanes: Mutex::new(None) }, recovery))
     }
 
     pub fn store(&self) -> EngineResult<Arc<Store>> {
@@ -104,10 +111,23 @@ impl Engine {
     }
 
     /// Starts `count` ordered lanes (lanes.rs) running encoded calls (abi.rs) as `execute`
-    /// does; replaces lanes started before, after they finish what they hold.
-    pub fn start_lanes(&self, count: usize, notify: lanes::Notify) -> EngineResult<()> {
+    /// does; replaces lanes started before, after they finish what they hold. With
+    /// `sync_results`, a lane asks the group-commit thread for a fsync covering each call's
+    /// results as soon as it ran (no trip through JS first): `sync` durability, where every
+    /// reply waits for one.
+    pub fn start_lanes(&self, count: usize, sync_results: bool, notify: lanes::Notify) -> EngineResult<()> {
         let store = self.store()?;
-        let runner: Runner = Arc::new(move |input: Vec<u8>| Ok(abi::encode_results(&ops::execute(&store, abi::decode_ops(&input)?))));
+        let syncer = self.syncer.clone();
+        let runner: Runner = Arc::new(move |input: Vec<u8>| {
+            let outputs = ops::execute(&store, abi::decode_ops(&input)?);
+            if sync_results {
+                let covering = outputs.iter().map(|o| o.seq).max().unwrap_or(0);
+                if covering > store.tickets.durable() {
+                    request_sync(&syncer, covering);
+                }
+            }
+            Ok(abi::encode_results(&outputs))
+        });
         let started = Lanes::start(count, runner, notify)?;
         let replaced = self.lanes.lock().unwrap_or_else(|p| p.into_inner()).replace(started);
         if let Some(old) = replaced {
@@ -131,9 +151,7 @@ impl Engine {
 
     /// Asks the group-commit thread for a fsync covering `ticket`; a no-op if none was started.
     pub fn request_sync(&self, ticket: u64) {
-        if let Some(syncer) = self.syncer.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            syncer.request(ticket);
-        }
+        request_sync(&self.syncer, ticket);
     }
 
     pub fn durable_seq(&self) -> u64 {
