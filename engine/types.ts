@@ -175,7 +175,9 @@ export interface Engine {
   /**
    * Runs ops like `execute`, but on lane `lane` (any number; taken modulo the lane count) after
    * every call given to that lane before, so one caller may have several calls in flight whose
-   * effects apply in order. Results settle in submission order per lane.
+   * effects apply in order. Results settle in submission order per lane. Like `startSyncer`'s
+   * callback, the lanes do not keep the event loop alive on their own (the daemon's listening
+   * socket does): a script awaiting only lane calls must hold some handle of its own.
    */
   executeOrdered(lane: number, ops: EngineOp[]): Promise<EngineResult[]>;
   /**
