@@ -200,17 +200,24 @@ describe('engine', () => {
     const [put] = await engine.executeOrdered(0, [{ kind: OpKind.put, key: b('k'), value: b('v') }]);
     await fsynced;
     expect(engine.durableSeq()).toBeGreaterThanOrEqual(put!.seq);
+    expect(() => engine.startLanes(1)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
     // Without it nothing asks: the write stays not durable.
+    await engine.close();
+    engine = await open();
+    engine.startSyncer(() => {});
     engine.startLanes(1);
     const [later] = await engine.executeOrdered(0, [{ kind: OpKind.put, key: b('k'), value: b('w') }]);
     await new Promise((resolve) => setTimeout(resolve, 30));
     expect(engine.durableSeq()).toBeLessThan(later!.seq);
   });
 
-  it('refuses lane calls once closed, and before lanes are started', async () => {
+  it('refuses lane calls before lanes start and once closed, after finishing the queued ones', async () => {
     await expect(engine.executeOrdered(0, [{ kind: OpKind.get, key: b('k') }])).rejects.toMatchObject({ code: 'SHUTTING_DOWN' });
     engine.startLanes(1);
+    // Calls queued when close starts are finished first, and their outcomes still arrive.
+    const queued = Array.from({ length: 20 }, (_, i) => engine.executeOrdered(0, [{ kind: OpKind.put, key: b(`c${i}`), value: b('v') }]));
     await engine.close();
+    expect((await Promise.all(queued)).map(([r]) => r!.code)).toEqual(Array.from({ length: 20 }, () => undefined));
     await expect(engine.executeOrdered(0, [{ kind: OpKind.get, key: b('k') }])).rejects.toMatchObject({ code: 'SHUTTING_DOWN' });
     engine = await open();
   });

@@ -45,8 +45,9 @@ pub struct Engine {
     /// The group-commit thread, once started (syncer.rs); shared with the lanes, which ask it
     /// for fsyncs (an Arc of its own, so no lane ever holds the engine).
     syncer: Arc<Mutex<Option<Syncer>>>,
-    /// The ordered lanes, once started (lanes.rs).
-    lanes: Mutex<Option<Lanes>>,
+    /// The ordered lanes, once started (lanes.rs). Kept after `close` stops them, so the
+    /// outcomes of the calls they finished on the way can still be taken.
+    lanes: Mutex<Option<Arc<Lanes>>>,
 }
 
 fn request_sync(syncer: &Mutex<Option<Syncer>>, ticket: u64) {
@@ -111,7 +112,8 @@ impl Engine {
     }
 
     /// Starts `count` ordered lanes (lanes.rs) running encoded calls (abi.rs) as `execute`
-    /// does; replaces lanes started before, after they finish what they hold. With
+    /// does; once per engine (INVALID_ARGUMENT the second time, whose calls would lose the
+    /// first lanes' outcomes). With
     /// `sync_results`, a lane asks the group-commit thread for a fsync covering each call's
     /// results as soon as it ran (no trip through JS first): `sync` durability, where every
     /// reply waits for one.
@@ -128,11 +130,11 @@ impl Engine {
             }
             Ok(abi::encode_results(&outputs))
         });
-        let started = Lanes::start(count, runner, notify)?;
-        let replaced = self.lanes.lock().unwrap_or_else(|p| p.into_inner()).replace(started);
-        if let Some(old) = replaced {
-            old.stop();
+        let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        if lanes.is_some() {
+            return Err(EngineError::invalid("the lanes are already started"));
         }
+        *lanes = Some(Arc::new(Lanes::start(count, runner, notify)?));
         Ok(())
     }
 
@@ -146,7 +148,7 @@ impl Engine {
 
     /// The outcomes of lane calls finished since the last take.
     pub fn take_done(&self) -> Vec<Done> {
-        self.lanes.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map_or_else(Vec::new, Lanes::take_done)
+        self.lanes.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map_or_else(Vec::new, |lanes| lanes.take_done())
     }
 
     /// Asks the group-commit thread for a fsync covering `ticket`; a no-op if none was started.
@@ -206,7 +208,7 @@ impl Engine {
     pub fn close(&self) -> EngineResult<()> {
         // First the lanes (they finish the calls they hold) and the group-commit thread, which
         // hold the store while they run.
-        let lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(lanes) = lanes {
             lanes.stop();
         }
