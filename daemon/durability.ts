@@ -75,8 +75,10 @@ export class DurabilityGate {
     return Math.max(0, this.engine.writtenSeq() - this.engine.durableSeq());
   }
 
+  /** Asks the thread for a fsync covering `seq`. A repeat of the last request is passed on:
+   * the thread may be polling for the write that ticket names (engine/src/core/syncer.rs). */
   private request(seq: number): void {
-    if (seq <= this.requested) return;
+    if (seq < this.requested) return;
     this.requested = seq;
     this.engine.requestSync(seq);
   }

@@ -79,10 +79,12 @@ impl Syncer {
         Ok(Syncer { shared, thread: Mutex::new(Some(thread)) })
     }
 
-    /// Asks for a fsync covering `ticket` (cheap: no system call unless the thread sleeps).
+    /// Asks for a fsync covering `ticket`. A request equal to the last one wakes the thread too:
+    /// it comes from the writer of a ticket a read asked for while its commit ran, and the
+    /// thread may be polling for that write (VOID_POLL).
     pub fn request(&self, ticket: u64) {
         let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
-        if ticket > state.requested {
+        if ticket >= state.requested {
             state.requested = ticket;
             self.shared.wake.notify_one();
         }
@@ -226,6 +228,21 @@ mod tests {
         assert_eq!(fake.fsyncs.load(Ordering::SeqCst), 3);
         syncer.stop();
         syncer.stop();
+    }
+
+    #[test]
+    fn a_ticket_requested_before_its_commit_wrote_is_fsynced_once_written() {
+        let fake = Fake::default();
+        let (syncer, notices) = started(&fake);
+        // A read asked for ticket 1 while its commit ran: nothing is written yet.
+        let ticket = fake.tickets.issue();
+        syncer.request(ticket);
+        assert!(notices.recv_timeout(Duration::from_millis(20)).is_err());
+        // The commit lands and its writer asks for the same ticket: fsynced and reported.
+        fake.tickets.mark_written(ticket);
+        syncer.request(ticket);
+        assert!(notices.recv_timeout(Duration::from_secs(5)).unwrap().error.is_none());
+        assert_eq!((fake.durable(), fake.fsyncs.load(Ordering::SeqCst)), (ticket, 1));
     }
 
     #[test]
