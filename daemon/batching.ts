@@ -1,15 +1,23 @@
 /**
- * How a connection's queued requests form engine calls.
+ * How a connection's queued requests form engine calls, and where each call runs.
  *
  * Responsibility: size the next engine call (at most ENGINE_BATCH_REQUESTS_MAX requests, and
  * ENGINE_READ_BATCH_KEYS_MAX keys for a call of plain reads or ENGINE_WRITE_BATCH_KEYS_MAX for
  * one that may write; always at least one request) and say whether it holds only plain reads,
- * which are the calls that may run beside each other (daemon/session.ts pump()).
+ * which are the calls that may run beside each other; then route it (daemon/session.ts pump()):
+ * to the libuv pool, to the connection's ordered lane, or nowhere yet.
  *
- * Invariants: pure; the queue is only read.
+ * Invariants: pure; the queue is only read. A call never starts beside an earlier call that
+ * could write unless both run on the lane, which keeps their order.
  */
 
-import { ENGINE_BATCH_REQUESTS_MAX, ENGINE_READ_BATCH_KEYS_MAX, ENGINE_WRITE_BATCH_KEYS_MAX } from '../protocol/limits.js';
+import {
+  ENGINE_BATCH_REQUESTS_MAX,
+  ENGINE_CALLS_PER_CONNECTION_MAX,
+  ENGINE_LANE_CALLS_PER_CONNECTION_MAX,
+  ENGINE_READ_BATCH_KEYS_MAX,
+  ENGINE_WRITE_BATCH_KEYS_MAX,
+} from '../protocol/limits.js';
 import type { Request } from '../protocol/messages.js';
 
 /** How many queued requests form the next engine call (within the bounds above, always at
@@ -54,4 +62,44 @@ function keysOf(req: Request): number {
     default:
       return 1;
   }
+}
+
+/** A connection's engine calls in progress: all of them, those that may write, and those on its
+ * ordered lane (all of which count as writing). */
+export interface RunningCalls {
+  all: number;
+  writes: number;
+  onLane: number;
+}
+
+export type Route = 'pool' | 'lane';
+
+/**
+ * Where the next call (queue[0, take), `readOnly` as nextBatch said) runs, or null to wait for
+ * running calls. Plain reads may run on the pool beside other plain reads (up to
+ * ENGINE_CALLS_PER_CONNECTION_MAX). A call that may write goes to the lane once nothing runs;
+ * while only lane calls run, any call of data requests queues behind them on the lane (up to
+ * ENGINE_LANE_CALLS_PER_CONNECTION_MAX). Anything else (admin requests, scans) runs alone.
+ */
+export function routeOf(running: RunningCalls, queue: readonly { req: Request }[], take: number, readOnly: boolean): Route | null {
+  if (running.onLane > 0 && running.onLane === running.all) {
+    return running.onLane < ENGINE_LANE_CALLS_PER_CONNECTION_MAX && isLaneBatch(queue, take) ? 'lane' : null;
+  }
+  if (running.all === 0) return !readOnly && isLaneBatch(queue, take) ? 'lane' : 'pool';
+  return readOnly && running.writes === 0 && running.all < ENGINE_CALLS_PER_CONNECTION_MAX ? 'pool' : null;
+}
+
+/** True if queue[0, take) may run on a lane: data requests only, no scans (a scan's cursor may
+ * be read ahead on the pool, see read-ahead.ts). */
+function isLaneBatch(queue: readonly { req: Request }[], take: number): boolean {
+  for (let i = 0; i < take; i++) {
+    switch (queue[i].req.op) {
+      case 'hello': case 'ping': case 'stats': case 'checkpoint': case 'shutdown':
+      case 'scan': case 'scanNext': case 'scanClose':
+        return false;
+      default:
+        continue;
+    }
+  }
+  return true;
 }

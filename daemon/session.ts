@@ -32,20 +32,16 @@
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import { isMemoryStepCall, OpKind, type EngineOp, type EngineResult } from '../engine/types.js';
+import { OpKind, type EngineOp, type EngineResult } from '../engine/types.js';
 import { MessageCodec } from '../protocol/codec.js';
 import { ToonDBError, toToonDBError } from '../protocol/errors.js';
 import { FrameDecoder } from '../protocol/frame.js';
-import {
-  ENGINE_CALLS_PER_CONNECTION_MAX,
-  ENGINE_LANE_CALLS_PER_CONNECTION_MAX,
-  HANDSHAKE_TIMEOUT_MS,
-  OUTPUT_BUFFER_BYTES_MAX,
-} from '../protocol/limits.js';
+import { ENGINE_CALLS_PER_CONNECTION_MAX, HANDSHAKE_TIMEOUT_MS, OUTPUT_BUFFER_BYTES_MAX } from '../protocol/limits.js';
 import { CONNECTION_ERROR_ID, OP_FAMILIES, type Request } from '../protocol/messages.js';
 import { readSimpleRequest } from '../protocol/simple-frames.js';
 import { parseRequest, requestIdOf } from '../protocol/validate.js';
-import { nextBatch } from './batching.js';
+import { nextBatch, routeOf, type Route, type RunningCalls } from './batching.js';
+import { EngineCalls } from './engine-calls.js';
 import * as admin from './handlers/admin.js';
 import { finish, isDataRequest, prepare, type DataRequest } from './handlers/index.js';
 import { fail, ok, type Outcome, type SessionScope } from './handlers/scope.js';
@@ -59,22 +55,11 @@ interface Queued {
   receivedAt: number;
 }
 
-/** True if queue[0, take) may run on the connection's lane: data requests only, no scans (a
- * scan's cursor may be read ahead on the pool, see read-ahead.ts). */
-function isLaneBatch(queue: readonly Queued[], take: number): boolean {
-  for (let i = 0; i < take; i++) {
-    const req = queue[i].req;
-    if (!isDataRequest(req) || req.op === 'scan' || req.op === 'scanNext' || req.op === 'scanClose') return false;
-  }
-  return true;
-}
-
 /** A batch's engine ops, and per request its op or the validation error that replaced it. */
 interface Prepared {
   each: (EngineOp | ToonDBError)[];
   ops: EngineOp[];
 }
-
 
 export class Session {
   readonly scope: SessionScope;
@@ -82,11 +67,8 @@ export class Session {
   private readonly codec: MessageCodec;
   private helloSeen = false;
   private queue: Queued[] = [];
-  /** Engine calls (batches) in progress; how many of them may change state; how many of
-   * those run on the connection's ordered lane. */
-  private running = 0;
-  private runningWrites = 0;
-  private runningOnLane = 0;
+  /** Engine calls (batches) in progress (batching.ts). */
+  private readonly running: RunningCalls = { all: 0, writes: 0, onLane: 0 };
   private awaitingDurability = 0;
   private inFlight = 0;
   private readingPaused = false;
@@ -94,8 +76,9 @@ export class Session {
   /** performance.now() of the last chunk received; checked when a frame stays incomplete. */
   private lastDataAt = performance.now();
   private handshakeTimer: NodeJS.Timeout | null;
+  private readonly calls: EngineCalls;
   /** Next batches of snapshot cursors, read while earlier ones travel. */
-  private readonly readAhead = new ScanReadAhead(async (cursor) => (await this.execute([scanNextOp(cursor, this.scope)]))[0]);
+  private readonly readAhead = new ScanReadAhead(async (cursor) => (await this.calls.run([scanNextOp(cursor, this.scope)]))[0]);
 
   constructor(
     readonly id: number,
@@ -105,6 +88,7 @@ export class Session {
     private readonly onClosed: (session: Session) => void,
   ) {
     const limits = ctx.limits();
+    this.calls = new EngineCalls(ctx.engine, log);
     this.decoder = new FrameDecoder({ frameBytesMax: limits.frameBytesMax });
     this.codec = new MessageCodec({ frameBytesMax: limits.frameBytesMax });
     this.scope = {
@@ -127,7 +111,7 @@ export class Session {
   /** True while requests are queued, executing, or waiting for an fsync, or a scan batch is
    * being read ahead. */
   get busy(): boolean {
-    return this.queue.length > 0 || this.running > 0 || this.awaitingDurability > 0 || this.readAhead.busy;
+    return this.queue.length > 0 || this.running.all > 0 || this.awaitingDurability > 0 || this.readAhead.busy;
   }
 
   private onData(chunk: Buffer): void {
@@ -206,34 +190,23 @@ export class Session {
       // Plain reads ahead of a write in the queue: answered from memory on their own if they
       // can be (no write is running, and they precede every write of the batch), so a mixed
       // stream does not send every read through the pool; otherwise they go with the batch.
-      if (!readOnly && readPrefix > 0 && this.runningWrites === 0 && this.running < ENGINE_CALLS_PER_CONNECTION_MAX) {
+      if (!readOnly && readPrefix > 0 && this.running.writes === 0 && this.running.all < ENGINE_CALLS_PER_CONNECTION_MAX) {
         const reads = this.queue.slice(0, readPrefix);
         if (this.answerFromMemory(reads, this.prepare(reads, 0, readPrefix))) {
           this.queue = this.queue.slice(readPrefix);
           continue;
         }
       }
-      const onLane = this.runningOnLane > 0 && this.runningOnLane === this.running;
-      let route: 'pool' | 'lane';
-      if (onLane) {
-        if (this.runningOnLane >= ENGINE_LANE_CALLS_PER_CONNECTION_MAX || !isLaneBatch(this.queue, take)) return;
-        route = 'lane';
-      } else if (this.running === 0) {
-        route = !readOnly && isLaneBatch(this.queue, take) ? 'lane' : 'pool';
-      } else if (readOnly && this.runningWrites === 0 && this.running < ENGINE_CALLS_PER_CONNECTION_MAX) {
-        route = 'pool';
-      } else {
-        return;
-      }
+      const route = routeOf(this.running, this.queue, take, readOnly);
+      if (route === null) return;
+      const behind = this.running.onLane > 0;
       const batch = take === this.queue.length ? this.queue : this.queue.slice(0, take);
       this.queue = take === this.queue.length ? [] : this.queue.slice(take);
       const mayWrite = !readOnly || route === 'lane';
       const prepared = readOnly || route === 'lane' ? this.prepare(batch, 0, batch.length) : null;
       if (route === 'pool' && prepared !== null && this.answerFromMemory(batch, prepared)) continue;
-      this.running += 1;
-      if (mayWrite) this.runningWrites += 1;
-      if (route === 'lane') this.runningOnLane += 1;
-      const call = route === 'lane' ? this.runOnLane(batch, prepared!, onLane)
+      this.count(route, mayWrite, 1);
+      const call = route === 'lane' ? this.runOnLane(batch, prepared!, behind)
         : prepared !== null ? this.runData(batch, 0, batch.length, prepared) : this.runBatch(batch);
       call
         .catch((error: unknown) => {
@@ -241,13 +214,17 @@ export class Session {
           this.failConnection(new ToonDBError('INTERNAL', `batch failed: ${(error as Error).message}`));
         })
         .finally(() => {
-          this.running -= 1;
-          if (mayWrite) this.runningWrites -= 1;
-          if (route === 'lane') this.runningOnLane -= 1;
-          if (this.closed && this.running === 0) this.releaseHandles();
+          this.count(route, mayWrite, -1);
+          if (this.closed && this.running.all === 0) this.releaseHandles();
           this.pump();
         });
     }
+  }
+
+  private count(route: Route, mayWrite: boolean, delta: 1 | -1): void {
+    this.running.all += delta;
+    if (mayWrite) this.running.writes += delta;
+    if (route === 'lane') this.running.onLane += delta;
   }
 
   /** Runs a batch of data requests on the connection's lane; `behind` says earlier lane calls
@@ -255,8 +232,8 @@ export class Session {
   private async runOnLane(batch: Queued[], prepared: Prepared, behind: boolean): Promise<void> {
     let results: EngineResult[] = [];
     if (prepared.ops.length > 0) {
-      const inMemory = behind ? null : this.tryInMemory(prepared.ops);
-      results = inMemory ?? await this.execute(prepared.ops, this.id);
+      const inMemory = behind ? null : this.calls.inMemory(prepared.ops);
+      results = inMemory ?? await this.calls.run(prepared.ops, this.id);
     }
     this.complete(batch, 0, batch.length, prepared, results);
   }
@@ -299,7 +276,7 @@ export class Session {
   }
 
   private async runData(batch: Queued[], from: number, to: number, prepared = this.prepare(batch, from, to)): Promise<void> {
-    const results = prepared.ops.length > 0 ? this.tryInMemory(prepared.ops) ?? await this.execute(prepared.ops) : [];
+    const results = prepared.ops.length > 0 ? this.calls.inMemory(prepared.ops) ?? await this.calls.run(prepared.ops) : [];
     this.complete(batch, from, to, prepared, results);
   }
 
@@ -364,43 +341,6 @@ export class Session {
       replies[i - from] = { id: req.id, outcome, receivedAt: batch[i].receivedAt };
     }
     this.sendWhenDurable(replies, maxSeq);
-  }
-
-  /** A call of memory-only transaction steps (begin, abort, writes inside a transaction) run
-   * here on this thread when the engine can take it without waiting (`runInMemory`), which
-   * saves the engine round trip: a read-modify-write transaction makes two trips instead of
-   * four. Null when the call is not such a call or the engine declined it. */
-  private tryInMemory(ops: EngineOp[]): EngineResult[] | null {
-    if (!isMemoryStepCall(ops)) return null;
-    try {
-      return this.checked(ops, this.ctx.engine.runInMemory(ops));
-    } catch (error) {
-      return this.failed(ops, error);
-    }
-  }
-
-  /** engine.execute on the pool, or engine.executeOrdered on `lane`, turning a whole-call
-   * failure into one coded result per op. */
-  private async execute(ops: EngineOp[], lane?: number): Promise<EngineResult[]> {
-    try {
-      const results = lane === undefined ? await this.ctx.engine.execute(ops) : await this.ctx.engine.executeOrdered(lane, ops);
-      return this.checked(ops, results)!;
-    } catch (error) {
-      return this.failed(ops, error);
-    }
-  }
-
-  private checked(ops: EngineOp[], results: EngineResult[] | null): EngineResult[] | null {
-    if (results !== null && results.length !== ops.length) {
-      throw new Error(`invariant: engine returned ${results.length} results for ${ops.length} ops`);
-    }
-    return results;
-  }
-
-  private failed(ops: EngineOp[], error: unknown): EngineResult[] {
-    const coded = toToonDBError(error);
-    if (coded.code === 'INTERNAL') this.log.error({ err: error }, 'engine batch failed');
-    return ops.map(() => ({ code: coded.code, message: coded.message, seq: 0 }));
   }
 
   private sendWhenDurable(replies: Reply[], maxSeq: number): void {
@@ -520,7 +460,7 @@ export class Session {
     this.handshakeTimer = null;
     if (!this.socket.destroyed) this.socket.destroySoon();
     this.queue = [];
-    if (this.running === 0) this.releaseHandles();
+    if (this.running.all === 0) this.releaseHandles();
     this.log.info({ reason }, 'connection closed');
     this.onClosed(this);
   }

@@ -31,7 +31,7 @@
 
 import { FRAME_HEADER_BYTES } from './limits.js';
 import {
-  arrayHeaderBytes, BIN16, BIN32, BIN8, binBytes, FALSE, FIXARRAY, FIXMAP, FIXSTR, FIXSTR_BYTES_MAX, FLOAT64, MsgpackReader, NIL, TRUE,
+  arrayHeaderBytes, BIN16, BIN32, BIN8, binBytes, FALSE, FIXARRAY, FIXMAP, FIXSTR, FLOAT64, MsgpackReader, NIL, TRUE,
   binOfBytes, uintBytes, VIEW_BINS, writeArrayHeader, writeBin, writeBinOf, writeUint, type BinMaker, type BinSource,
 } from './msgpack-forms.js';
 import { PackedArray } from './packed-array.js';

@@ -1,9 +1,10 @@
 // How a connection's queue becomes engine calls (daemon/batching.ts): the request and key
-// bounds, the larger key bound for calls that write, and the plain-read prefix.
+// bounds, the larger key bound for calls that write, the plain-read prefix, and the route.
 import { describe, expect, it } from 'vitest';
-import { nextBatch } from '../../daemon/batching.js';
+import { nextBatch, routeOf } from '../../daemon/batching.js';
 import {
-  ENGINE_BATCH_REQUESTS_MAX, ENGINE_READ_BATCH_KEYS_MAX, ENGINE_WRITE_BATCH_KEYS_MAX,
+  ENGINE_BATCH_REQUESTS_MAX, ENGINE_CALLS_PER_CONNECTION_MAX, ENGINE_LANE_CALLS_PER_CONNECTION_MAX,
+  ENGINE_READ_BATCH_KEYS_MAX, ENGINE_WRITE_BATCH_KEYS_MAX,
 } from '../../protocol/limits.js';
 import type { Request } from '../../protocol/messages.js';
 
@@ -44,5 +45,44 @@ describe('nextBatch', () => {
   it('stops the read prefix at the first request that is not a plain read', () => {
     const inTxn = { req: { id: nextId++, op: 'get', key, txn: 1 } as Request };
     expect(nextBatch([get(), get(), inTxn, get()])).toEqual({ take: 4, readOnly: false, readPrefix: 2 });
+  });
+});
+
+describe('routeOf', () => {
+  const idle = { all: 0, writes: 0, onLane: 0 };
+  const route = (running: typeof idle, queue: { req: Request }[]) => {
+    const { take, readOnly } = nextBatch(queue);
+    return routeOf(running, queue, take, readOnly);
+  };
+  const stats = (): { req: Request } => ({ req: { id: nextId++, op: 'stats' } as Request });
+  const scanNext = (): { req: Request } => ({ req: { id: nextId++, op: 'scanNext', cursor: 1 } as Request });
+
+  it('sends a call that writes to the lane, and plain reads to the pool, when nothing runs', () => {
+    expect(route(idle, [put(), get()])).toBe('lane');
+    expect(route(idle, [get(), getBatch(3)])).toBe('pool');
+    // Admin requests and scans run alone on the pool, wherever they sit in the call.
+    expect(route(idle, [put(), stats()])).toBe('pool');
+    expect(route(idle, [put(), scanNext()])).toBe('pool');
+  });
+
+  it('queues any data call behind running lane calls, up to the per-connection bound', () => {
+    const onLane = (n: number) => ({ all: n, writes: n, onLane: n });
+    expect(route(onLane(1), [put()])).toBe('lane');
+    expect(route(onLane(1), [get()])).toBe('lane');
+    expect(route(onLane(ENGINE_LANE_CALLS_PER_CONNECTION_MAX - 1), [put()])).toBe('lane');
+    expect(route(onLane(ENGINE_LANE_CALLS_PER_CONNECTION_MAX), [put()])).toBeNull();
+    expect(route(onLane(1), [stats()])).toBeNull();
+    expect(route(onLane(1), [scanNext()])).toBeNull();
+  });
+
+  it('lets plain reads run beside plain reads only, and nothing pass a pool call that writes', () => {
+    const reading = { all: 1, writes: 0, onLane: 0 };
+    expect(route(reading, [get()])).toBe('pool');
+    expect(route({ all: ENGINE_CALLS_PER_CONNECTION_MAX, writes: 0, onLane: 0 }, [get()])).toBeNull();
+    expect(route(reading, [put()])).toBeNull();
+    const writingOnPool = { all: 1, writes: 1, onLane: 0 };
+    expect(route(writingOnPool, [get()])).toBeNull();
+    // A lane call beside a pool read: the next call waits for both.
+    expect(route({ all: 2, writes: 1, onLane: 1 }, [put()])).toBeNull();
   });
 });
