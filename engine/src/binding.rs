@@ -1,7 +1,10 @@
 //! The napi-rs surface of the engine: the only code that knows about JavaScript values.
 //!
 //! Responsibility: copy JS inputs into owned Rust values on the JS thread, run every disk-touching
-//! call as an `AsyncTask` on the libuv pool, and turn outputs back into JS values.
+//! call off it (an `AsyncTask` on the libuv pool, or a call queued on an ordered lane; the
+//! group-commit thread fsyncs on its own), and turn outputs back into JS values. The lanes and
+//! the group-commit thread reach JS through weak threadsafe functions, at most one notice
+//! pending each.
 //!
 //! Invariants:
 //! - No JS value crosses into `compute`: buffers are copied into `Vec<u8>` before the task starts.

@@ -5,8 +5,8 @@
 //! the database while late calls fail cleanly with SHUTTING_DOWN instead of touching freed state.
 //!
 //! Invariants: after `close` returns, no new call gets the store, and the lanes and the
-//! group-commit thread have ended; the database files are fsynced (SyncAll) before the store is released; open
-//! transactions and cursors are discarded.
+//! group-commit thread have ended; the database files are fsynced (SyncAll) before the store is
+//! released; open transactions and cursors are discarded.
 
 use super::abi;
 use super::error::{EngineError, EngineResult};
@@ -113,10 +113,9 @@ impl Engine {
 
     /// Starts `count` ordered lanes (lanes.rs) running encoded calls (abi.rs) as `execute`
     /// does; once per engine (INVALID_ARGUMENT the second time, whose calls would lose the
-    /// first lanes' outcomes). With
-    /// `sync_results`, a lane asks the group-commit thread for a fsync covering each call's
-    /// results as soon as it ran (no trip through JS first): `sync` durability, where every
-    /// reply waits for one.
+    /// first lanes' outcomes). With `sync_results`, a lane asks the group-commit thread for a
+    /// fsync covering each call's results as soon as it ran (no trip through JS first): `sync`
+    /// durability, where every reply waits for one.
     pub fn start_lanes(&self, count: usize, sync_results: bool, notify: lanes::Notify) -> EngineResult<()> {
         let store = self.store()?;
         let syncer = self.syncer.clone();
