@@ -172,17 +172,13 @@ export class Session {
   }
 
   /**
-   * Starts engine calls for queued requests. Plain reads outside transactions may run in up to
-   * ENGINE_CALLS_PER_CONNECTION_MAX calls at once on the pool, so the pool computes one call
-   * while this thread encodes the replies of another. A call that may write goes to the
-   * connection's ordered lane (engine.executeOrdered) once nothing else runs; while only lane
-   * calls run, further calls of data requests queue behind them on the lane (up to
-   * ENGINE_LANE_CALLS_PER_CONNECTION_MAX), so the engine works on the next while the replies of
-   * the last go out. Anything else (admin requests, scans) runs alone. Reads never pass a write
-   * of the same connection: a pool call starts only after every earlier call that could have
-   * written has finished, and the lane runs its calls in order. A slice of plain reads answered
-   * from the row cache completes here, synchronously, under the same rule (it starts only where
-   * a pool call of it could start).
+   * Starts engine calls for queued requests, each where routeOf (batching.ts) sends it: plain
+   * reads to the pool, up to ENGINE_CALLS_PER_CONNECTION_MAX side by side, so the pool computes
+   * one call while this thread encodes the replies of another; calls that may write to the
+   * connection's ordered lane, where further data calls may queue behind them, so the engine
+   * works on the next while the replies of the last go out. Reads never pass a write of the
+   * same connection. A slice of plain reads answered from the row cache completes here,
+   * synchronously, under the same rule (it starts only where a pool call of it could start).
    */
   private pump(): void {
     while (!this.closed && this.queue.length > 0) {
