@@ -38,8 +38,6 @@ interface Waiter {
 
 export class DurabilityGate {
   private waiters: Waiter[] = [];
-  /** Highest ticket asked of the group-commit thread (it keeps the same maximum). */
-  private requested = 0;
   private failure: ToonDBError | null = null;
   private storageFailureReported = false;
   private timer: NodeJS.Timeout | null = null;
@@ -67,20 +65,12 @@ export class DurabilityGate {
     if (this.failure) return Promise.reject(this.failure);
     return new Promise<void>((resolve, reject) => {
       this.waiters.push({ seq, resolve, reject });
-      this.request(seq);
+      this.engine.requestSync(seq);
     });
   }
 
   get pendingWrites(): number {
     return Math.max(0, this.engine.writtenSeq() - this.engine.durableSeq());
-  }
-
-  /** Asks the thread for a fsync covering `seq`. A repeat of the last request is passed on:
-   * the thread may be polling for the write that ticket names (engine/src/core/syncer.rs). */
-  private request(seq: number): void {
-    if (seq < this.requested) return;
-    this.requested = seq;
-    this.engine.requestSync(seq);
   }
 
   private onSynced(): void {
@@ -120,7 +110,7 @@ export class DurabilityGate {
   private syncIfBehind(): void {
     if (this.failure) return;
     const written = this.engine.writtenSeq();
-    if (written > this.engine.durableSeq()) this.request(written);
+    if (written > this.engine.durableSeq()) this.engine.requestSync(written);
   }
 
   /** Stops the interval timer and fails any waiter (used at shutdown after draining; the

@@ -53,6 +53,8 @@ pub type Notify = Box<dyn Fn(Notice) + Send>;
 struct State {
     requested: u64,
     stopping: bool,
+    /// The thread sleeps in VOID_POLL waiting for the write of a requested ticket.
+    polling: bool,
 }
 
 #[derive(Default)]
@@ -79,13 +81,16 @@ impl Syncer {
         Ok(Syncer { shared, thread: Mutex::new(Some(thread)) })
     }
 
-    /// Asks for a fsync covering `ticket`. A request equal to the last one wakes the thread too:
-    /// it comes from the writer of a ticket a read asked for while its commit ran, and the
-    /// thread may be polling for that write (VOID_POLL).
+    /// Asks for a fsync covering `ticket`. A request that is not higher than the last one wakes
+    /// the thread only while it polls for a requested ticket's write (VOID_POLL): it then comes
+    /// from that ticket's writer. Otherwise it costs a lock and no system call, so a ticket asked
+    /// for twice (by its lane, then by the daemon's gate) is cheap.
     pub fn request(&self, ticket: u64) {
         let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
-        if ticket >= state.requested {
+        if ticket > state.requested {
             state.requested = ticket;
+            self.shared.wake.notify_one();
+        } else if state.polling {
             self.shared.wake.notify_one();
         }
     }
@@ -137,7 +142,10 @@ fn run(shared: &Shared, target: &impl SyncTarget, notify: &Notify, mut reported:
                     break Step::Report;
                 }
                 state = if state.requested > durable {
-                    shared.wake.wait_timeout(state, VOID_POLL).unwrap_or_else(|p| p.into_inner()).0
+                    state.polling = true;
+                    let mut woken = shared.wake.wait_timeout(state, VOID_POLL).unwrap_or_else(|p| p.into_inner()).0;
+                    woken.polling = false;
+                    woken
                 } else {
                     shared.wake.wait(state).unwrap_or_else(|p| p.into_inner())
                 };
