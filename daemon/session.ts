@@ -202,7 +202,7 @@ export class Session {
       const prepared = readOnly || route === 'lane' ? this.prepare(batch, 0, batch.length) : null;
       if (route === 'pool' && prepared !== null && this.answerFromMemory(batch, prepared)) continue;
       this.count(route, mayWrite, 1);
-      const call = route === 'lane' ? this.runOnLane(batch, prepared!, behind)
+      const call = route === 'lane' ? this.runData(batch, 0, batch.length, prepared!, { lane: this.id, behind })
         : prepared !== null ? this.runData(batch, 0, batch.length, prepared) : this.runBatch(batch);
       call
         .catch((error: unknown) => {
@@ -221,17 +221,6 @@ export class Session {
     this.running.all += delta;
     if (mayWrite) this.running.writes += delta;
     if (route === 'lane') this.running.onLane += delta;
-  }
-
-  /** Runs a batch of data requests on the connection's lane; `behind` says earlier lane calls
-   * are still running, so it must not jump them by running memory-only steps here. */
-  private async runOnLane(batch: Queued[], prepared: Prepared, behind: boolean): Promise<void> {
-    let results: EngineResult[] = [];
-    if (prepared.ops.length > 0) {
-      const inMemory = behind ? null : this.calls.inMemory(prepared.ops);
-      results = inMemory ?? await this.calls.run(prepared.ops, this.id);
-    }
-    this.complete(batch, 0, batch.length, prepared, results);
   }
 
   /**
@@ -271,8 +260,15 @@ export class Session {
     this.complete(batch, i, i + 1, prepared, [isNext ? result : { seq: 0 }]);
   }
 
-  private async runData(batch: Queued[], from: number, to: number, prepared = this.prepare(batch, from, to)): Promise<void> {
-    const results = prepared.ops.length > 0 ? this.calls.inMemory(prepared.ops) ?? await this.calls.run(prepared.ops) : [];
+  /**
+   * Runs batch[from, to) as one engine call: on the pool, or on `on.lane`. Memory-only
+   * transaction steps run here on this thread instead, unless earlier lane calls are still
+   * running (`on.behind`), which they would pass.
+   */
+  private async runData(batch: Queued[], from: number, to: number, prepared = this.prepare(batch, from, to),
+    on: { lane?: number; behind: boolean } = { behind: false }): Promise<void> {
+    const ops = prepared.ops;
+    const results = ops.length === 0 ? [] : (on.behind ? null : this.calls.inMemory(ops)) ?? await this.calls.run(ops, on.lane);
     this.complete(batch, from, to, prepared, results);
   }
 
