@@ -57,7 +57,8 @@ impl ActiveJournal {
         current.file.sync_data().map_err(|e| EngineError::from_io(&format!("fsync of journal {}", self.path_of(id).display()), &e))
     }
 
-    /// The id of the journal the last sync went through (tests).
+    /// The id of the journal the last sync went through.
+    #[cfg(test)]
     pub fn synced_id(&self) -> Option<u64> {
         self.open.lock().ok()?.as_ref().map(|open| open.id)
     }

@@ -328,7 +328,8 @@ impl Store {
         Ok(self.tickets.mark_durable(target))
     }
 
-    /// The id of the journal group commit last fsynced (tests).
+    /// The id of the journal group commit last fsynced.
+    #[cfg(test)]
     pub fn journal_synced(&self) -> Option<u64> {
         self.journal.synced_id()
     }
