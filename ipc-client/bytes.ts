@@ -96,10 +96,41 @@ function checkBatchItems(items: unknown, limits: ServerLimits, what: string): vo
   }
 }
 
-function checkBatchBytes(bytes: number, limits: ServerLimits, what: string): void {
-  if (bytes > limits.batchBytesMax) {
-    throw new ToonDBError('BATCH_TOO_LARGE', `${what} carries more than ${limits.batchBytesMax} bytes`);
+/**
+ * The bytes of a batch's keys and values as sent, checked against batchBytesMax item by item,
+ * in the daemon's order. A string first counts at its bound (3 UTF-8 bytes per UTF-16 unit);
+ * only once the running bound passes the limit are the items so far measured, then each later
+ * one: a batch that fits measures no string here, as the frame writer measures each anyway.
+ */
+class BatchBytes {
+  private bytes = 0;
+  private measuring = false;
+
+  /** `sent(n)`: the wires of the first n items (only called to start measuring). */
+  constructor(
+    private readonly limits: ServerLimits,
+    private readonly what: string,
+    private readonly sent: (items: number) => Iterable<WireBytes>,
+  ) {}
+
+  /** Counts item `index` (its key, and its value for an entry). */
+  add(index: number, key: WireBytes, value?: WireBytes): void {
+    const size = this.measuring ? byteLengthOf : byteBoundOf;
+    this.bytes += size(key) + (value === undefined ? 0 : size(value));
+    if (this.bytes <= this.limits.batchBytesMax) return;
+    if (!this.measuring) {
+      this.measuring = true;
+      this.bytes = 0;
+      for (const wire of this.sent(index + 1)) this.bytes += byteLengthOf(wire);
+      if (this.bytes <= this.limits.batchBytesMax) return;
+    }
+    throw new ToonDBError('BATCH_TOO_LARGE', `${this.what} carries more than ${this.limits.batchBytesMax} bytes`);
   }
+}
+
+/** The most UTF-8 bytes `value` takes: a string's UTF-16 units at 3 bytes each. */
+function byteBoundOf(value: WireBytes): number {
+  return typeof value === 'string' ? value.length * 3 : value.length;
 }
 
 /** True for a Buffer or string toKey would return as it is (batch loops then skip building an
@@ -120,14 +151,13 @@ function isPlainValue(value: unknown, limits: ServerLimits): value is WireBytes 
 export function toKeyBatch(keys: readonly Bytes[], limits: ServerLimits): WireBytes[] {
   checkBatchItems(keys, limits, 'keys');
   const out = new Array<WireBytes>(keys.length);
-  let bytes = 0;
+  const bytes = new BatchBytes(limits, 'keys', (items) => out.slice(0, items));
   for (let i = 0; i < keys.length; i++) {
     const key = keys[i];
     // A valid Buffer as it is; anything else through toKey, which names the item in its error.
     const wire = isPlainKey(key, limits) ? key : toKey(key, limits, `keys[${i}]`);
     out[i] = wire;
-    bytes += byteLengthOf(wire);
-    checkBatchBytes(bytes, limits, 'keys');
+    bytes.add(i, wire);
   }
   return out;
 }
@@ -136,7 +166,7 @@ export function toKeyBatch(keys: readonly Bytes[], limits: ServerLimits): WireBy
 export function toEntryBatch(entries: readonly (readonly [Bytes, Bytes])[], limits: ServerLimits): [WireBytes, WireBytes][] {
   checkBatchItems(entries, limits, 'entries');
   const out = new Array<[WireBytes, WireBytes]>(entries.length);
-  let bytes = 0;
+  const bytes = new BatchBytes(limits, 'entries', (items) => out.slice(0, items).flat());
   for (let i = 0; i < entries.length; i++) {
     const pair = entries[i];
     if (!Array.isArray(pair) || pair.length !== 2) {
@@ -147,8 +177,7 @@ export function toEntryBatch(entries: readonly (readonly [Bytes, Bytes])[], limi
     const key = isPlainKey(pair[0], limits) ? pair[0] : toKey(pair[0], limits, `entries[${i}][0]`);
     const value = isPlainValue(pair[1], limits) ? pair[1] : toValue(pair[1], limits, `entries[${i}][1]`);
     out[i] = [key, value];
-    bytes += byteLengthOf(key) + byteLengthOf(value);
-    checkBatchBytes(bytes, limits, 'entries');
+    bytes.add(i, key, value);
   }
   return out;
 }

@@ -123,6 +123,19 @@ describe('client-side limit checks use the limits from hello', () => {
     expect(server.requests.length).toBe(before);
     await expect(client.put('12345678', 'x'.repeat(16))).resolves.toBeUndefined(); // exactly at the limits
   });
+
+  it('counts batch bytes in UTF-8: a string bound over the limit is then measured', async () => {
+    // 'é' is 2 bytes: at 3 bytes per unit these entries would be 54 bytes, measured they are 33.
+    const fits: [string, string][] = [['a', 'ééééé'], ['b', 'ééééé'], ['c', 'ééééé']];
+    const sent = server.ops('putBatch').length;
+    await expect(client.putBatch(fits)).resolves.toBeUndefined();
+    expect(server.ops('putBatch').length).toBe(sent + 1);
+    // Measured 45 bytes: over the limit of 40.
+    await expect(client.putBatch([['a', 'ééééééé'], ['b', 'ééééééé'], ['c', 'ééééééé']]))
+      .rejects.toMatchObject({ code: 'BATCH_TOO_LARGE' });
+    await expect(client.getBatch(['éééé', 'éééé', 'éééé'])).resolves.toHaveLength(3);
+    expect(server.ops('putBatch').length).toBe(sent + 1);
+  });
 });
 
 describe('paths', () => {
