@@ -31,7 +31,6 @@ export class Counters {
   txnsAborted = 0;
   txnConflicts = 0;
   cursorsOpen = 0;
-  lastSyncMs: number | null = null;
   lastCheckpoint: { atMs: number; lsn: bigint; durationMs: number } | null = null;
   readonly latency = new LatencyHistogram();
 }

@@ -28,7 +28,6 @@
 import type { Engine } from '../engine/types.js';
 import type { Durability } from '../protocol/messages.js';
 import { ToonDBError } from '../protocol/errors.js';
-import type { Counters } from './counters.js';
 
 interface Waiter {
   seq: number;
@@ -46,7 +45,6 @@ export class DurabilityGate {
     private readonly engine: Engine,
     readonly mode: Durability,
     intervalMs: number,
-    private readonly counters: Counters,
     private readonly onFatal: (error: ToonDBError) => void,
   ) {
     if (mode === 'off') return;
@@ -74,7 +72,6 @@ export class DurabilityGate {
   }
 
   private onSynced(): void {
-    this.counters.lastSyncMs = Date.now();
     if (this.waiters.length === 0) return;
     const durable = this.engine.durableSeq();
     const still: Waiter[] = [];

@@ -74,7 +74,7 @@ export class Daemon implements DaemonContext {
     private readonly releaseLock: () => void,
   ) {
     engine.startLanes(ENGINE_LANES, { syncResults: config.durability === 'sync' });
-    this.gate = new DurabilityGate(engine, config.durability, config.syncIntervalMs, this.counters, (error) => {
+    this.gate = new DurabilityGate(engine, config.durability, config.syncIntervalMs, (error) => {
       this.trouble ??= `storage failed: ${error.code}`;
       this.log.fatal({ code: error.code, err: error }, 'storage failed (journal write or fsync): writes are refused until the daemon is restarted');
     });

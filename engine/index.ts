@@ -187,8 +187,10 @@ class LoadedEngine implements Engine {
     return coded(() => this.inner.sweepExpired(limit));
   }
 
-  stats(): Promise<EngineStats> {
-    return coded(() => this.inner.stats());
+  async stats(): Promise<EngineStats> {
+    const stats = await coded(() => this.inner.stats());
+    // napi leaves an absent Option out of the object; EngineStats says null.
+    return { ...stats, lastJournalSyncMs: stats.lastJournalSyncMs ?? null };
   }
 
   close(): Promise<void> {

@@ -154,6 +154,8 @@ export interface EngineStats {
   rowCacheBytes: number;
   /** Journal fsyncs that succeeded so far (group commit, checkpoint, close). */
   journalSyncs: number;
+  /** When the last of them completed (ms since the Unix epoch); null before the first. */
+  lastJournalSyncMs: number | null;
 }
 
 export interface CheckpointReport {

@@ -95,7 +95,7 @@ export async function stats(ctx: DaemonContext): Promise<StatsResult> {
       rowCacheRows: engine.rowCacheRows,
       rowCacheBytes: engine.rowCacheBytes,
     },
-    durable: { syncs: engine.journalSyncs, lastSyncMs: c.lastSyncMs, pendingWrites: ctx.gate.pendingWrites },
+    durable: { syncs: engine.journalSyncs, lastSyncMs: engine.lastJournalSyncMs, pendingWrites: ctx.gate.pendingWrites },
     checkpoint: { last: c.lastCheckpoint },
     latency: c.latency.snapshot(),
   };

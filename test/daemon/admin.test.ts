@@ -43,6 +43,9 @@ describe('checkpoint and stats', () => {
     expect(after.engine.rowCacheBytes).toBeGreaterThan(100 * 3);
     expect(after.engine.diskBytes).toBeGreaterThan(0);
     expect(after.durable.syncs).toBeGreaterThan(before.durable.syncs);
+    // The time of the last of those fsyncs, from the engine that ran them.
+    expect(after.durable.lastSyncMs).toBeGreaterThanOrEqual(before.durable.lastSyncMs ?? 0);
+    expect(after.durable.lastSyncMs).toBeLessThanOrEqual(Date.now());
     expect(after.latency.samples).toBeGreaterThan(before.latency.samples);
     expect(after.latency.p99Ms).toBeGreaterThanOrEqual(after.latency.p50Ms);
     // The key-too-large request above counted as an error, through client-side or daemon-side checks.

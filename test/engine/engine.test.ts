@@ -145,6 +145,8 @@ describe('engine', () => {
   });
 
   it('runs group commit on its own thread: a requested ticket becomes durable and onSynced runs', async () => {
+    expect((await engine.stats()).lastJournalSyncMs).toBeNull();
+    const startedMs = Date.now();
     const notices: (string | null)[] = [];
     let synced!: () => void;
     let wake = new Promise<void>((resolve) => (synced = resolve));
@@ -163,7 +165,10 @@ describe('engine', () => {
     }
     expect(notices.length).toBeGreaterThan(0);
     expect(notices.every((n) => n === null)).toBe(true);
-    expect((await engine.stats()).journalSyncs).toBeGreaterThanOrEqual(1);
+    const stats = await engine.stats();
+    expect(stats.journalSyncs).toBeGreaterThanOrEqual(1);
+    expect(stats.lastJournalSyncMs).toBeGreaterThanOrEqual(startedMs);
+    expect(stats.lastJournalSyncMs).toBeLessThanOrEqual(Date.now());
     // A request for what is already durable starts no fsync.
     const before = (await engine.stats()).journalSyncs;
     engine.requestSync(engine.durableSeq());

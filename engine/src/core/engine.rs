@@ -32,6 +32,8 @@ pub struct Stats {
     pub row_cache_rows: u64,
     pub row_cache_bytes: u64,
     pub journal_syncs: u64,
+    /// When the last of them completed (ms since the Unix epoch), None before the first.
+    pub last_journal_sync_ms: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -200,6 +202,7 @@ impl Engine {
             row_cache_rows,
             row_cache_bytes,
             journal_syncs: store.fsyncs.load(std::sync::atomic::Ordering::Relaxed),
+            last_journal_sync_ms: Some(store.last_fsync_ms.load(std::sync::atomic::Ordering::Relaxed)).filter(|&ms| ms > 0),
         })
     }
 

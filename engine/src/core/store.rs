@@ -107,6 +107,8 @@ pub struct Store {
     journal: ActiveJournal,
     /// Journal fsyncs that succeeded (group commit, checkpoint, close).
     pub fsyncs: AtomicU64,
+    /// Wall-clock ms (Unix epoch) at which the last of them completed, 0 before the first.
+    pub last_fsync_ms: AtomicU64,
     /// Fsyncs left before the test failpoint fires (None: no failpoint; see the header).
     fsyncs_before_failure: Option<AtomicU64>,
 }
@@ -151,6 +153,7 @@ impl Store {
             watermark,
             journal: ActiveJournal::new(std::path::Path::new(&options.path)),
             fsyncs: AtomicU64::new(0),
+            last_fsync_ms: AtomicU64::new(0),
             // Not the seqno at open: creating the keyspaces moves it without a journal entry, so
             // a reopen recovers less, and a close with no commit in between recorded it as the
             // durable watermark and the next open refused the database as damaged.
@@ -353,6 +356,7 @@ impl Store {
         }
         fsync().inspect_err(|_| self.poison())?;
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
+        self.last_fsync_ms.fetch_max(super::value::now_ms(), Ordering::Relaxed);
         self.watermark.record(covered)
     }
 }
