@@ -25,7 +25,7 @@ use super::journal::ActiveJournal;
 use super::tickets::Tickets;
 use super::txn::TxnRegistry;
 use super::preflight;
-use super::rowcache::{last_writes, RowCache, RowWrites, ROW_CACHE_BYTES_DEFAULT};
+use super::rowcache::{last_writes, CommitEnd, RowCache, RowWrites, ROW_CACHE_BYTES_DEFAULT};
 use super::value;
 use super::watermark::{self, Watermark};
 use fjall::{KeyspaceCreateOptions, OptimisticTxDatabase, OptimisticTxKeyspace, OptimisticWriteTx as WriteTransaction, PersistMode};
@@ -199,15 +199,15 @@ impl Store {
     }
 
     /// Commits `tx` under the commit lock with a fresh ticket. A conflict or failure applies
-    /// nothing and voids its ticket (tickets.rs). `writes` names
-    /// every data key the commit writes: they leave the row cache before the commit becomes
-    /// visible, and its new rows enter it after (rowcache.rs).
+    /// nothing and voids its ticket (tickets.rs). `writes` names every data key the commit
+    /// writes: the row cache stops answering them before the commit becomes visible, and takes
+    /// its new rows after (rowcache.rs).
     pub fn commit_tx(&self, tx: WriteTransaction, writes: RowWrites) -> Committed {
         self.commit_with(writes, |_| tx.commit().map(|outcome| outcome.is_ok()).map_err(EngineError::from))
     }
 
-    /// The commit protocol of every write: under the commit lock, issue a ticket, evict the
-    /// written rows, run `apply` (given whether a transaction is live; it returns whether the
+    /// The commit protocol of every write: under the commit lock, issue a ticket, hide the
+    /// written keys from the row cache, run `apply` (given whether a transaction is live; it returns whether the
     /// commit applied, false for a conflict), then record the outcome.
     fn commit_with(&self, writes: RowWrites, apply: impl FnOnce(bool) -> EngineResult<bool>) -> Committed {
         if let Err(e) = self.check_writable() {
@@ -220,7 +220,12 @@ impl Store {
         let ticket = self.tickets.issue();
         self.rows.begin_commit(&writes);
         let outcome = apply(self.txns.live() > 0);
-        self.rows.end_commit(writes, matches!(outcome, Ok(true)));
+        let end = match outcome {
+            Ok(true) => CommitEnd::Applied,
+            Ok(false) => CommitEnd::Refused,
+            Err(_) => CommitEnd::Failed,
+        };
+        self.rows.end_commit(writes, end);
         let result = match outcome {
             Ok(true) => {
                 let visible = self.db.inner().visible_seqno();

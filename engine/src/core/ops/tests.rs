@@ -72,8 +72,9 @@ fn the_row_cache_follows_plain_writes_transactions_and_expiry() {
     assert_eq!(cached_value(&engine, b"b"), Some(Some(b"2".to_vec())), "written through by the commit");
 
     // A storage read refills an evicted row (a TTL sweep only evicts; so does a failed commit).
-    engine.store().unwrap().rows.begin_commit(&crate::core::rowcache::RowWrites::evict(vec![b"b".to_vec()]));
-    engine.store().unwrap().rows.end_commit(crate::core::rowcache::RowWrites::default(), false);
+    let evicted = crate::core::rowcache::RowWrites::evict(vec![b"b".to_vec()]);
+    engine.store().unwrap().rows.begin_commit(&evicted);
+    engine.store().unwrap().rows.end_commit(evicted, crate::core::rowcache::CommitEnd::Applied);
     assert_eq!(cached_value(&engine, b"b"), None);
     assert_eq!(engine.execute(vec![get(b"b")]).unwrap()[0].value, Some(Some(b"2".to_vec())));
     assert_eq!(cached_value(&engine, b"b"), Some(Some(b"2".to_vec())), "refilled by the read");
