@@ -119,6 +119,7 @@ impl ToNapiValue for CopiedBuffer {
             unsafe { napi::sys::napi_create_buffer_copy(env, val.0.len(), val.0.as_ptr().cast(), std::ptr::null_mut(), &mut out) },
             "could not create a result Buffer"
         )?;
+        crate::core::spare::give_back(val.0);
         Ok(out)
     }
 }
@@ -211,7 +212,7 @@ impl NativeEngine {
         AsyncTask::new(job(
             move || {
                 let ops = abi::decode_ops(&input)?;
-                Ok(abi::encode_results(&engine.execute(ops)?))
+                Ok(abi::encode_results(engine.execute(ops)?))
             },
             CopiedBuffer,
         ))
@@ -225,7 +226,7 @@ impl NativeEngine {
         let engine = &self.inner;
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let ops = abi::decode_ops(&ops).ok()?;
-            engine.read_cached(&ops).map(|outputs| abi::encode_results(&outputs))
+            engine.read_cached(&ops).map(abi::encode_results)
         }));
         match outcome {
             Ok(encoded) => Ok(encoded.map(CopiedBuffer)),
@@ -241,7 +242,7 @@ impl NativeEngine {
         let engine = &self.inner;
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let ops = abi::decode_ops(&ops).ok()?;
-            engine.run_in_memory(ops).map(|outputs| abi::encode_results(&outputs))
+            engine.run_in_memory(ops).map(abi::encode_results)
         }));
         match outcome {
             Ok(encoded) => Ok(encoded.map(CopiedBuffer)),
@@ -307,7 +308,7 @@ impl NativeEngine {
     /// The outcomes of lane calls finished since the last take (layout `done` in core/abi.rs).
     #[napi(ts_return_type = "Buffer")]
     pub fn take_done(&self) -> CopiedBuffer {
-        CopiedBuffer(abi::encode_done(&self.inner.take_done()))
+        CopiedBuffer(abi::encode_done(self.inner.take_done()))
     }
 
     /// Asks the group-commit thread for a fsync covering `ticket` (returns at once).

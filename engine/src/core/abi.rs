@@ -186,16 +186,18 @@ fn put_num(out: &mut Vec<u8>, value: f64) {
     out.extend_from_slice(&value.to_le_bytes());
 }
 
-pub fn encode_done(done: &[super::lanes::Done]) -> Vec<u8> {
+/// Encodes lane outcomes, giving their results buffers back to spare.rs once copied.
+pub fn encode_done(done: Vec<super::lanes::Done>) -> Vec<u8> {
     let payload: usize = done.iter().map(|d| d.output.as_ref().map_or(64, Vec::len)).sum();
-    let mut out = Vec::with_capacity(4 + done.len() * 9 + payload);
+    let mut out = super::spare::take(4 + done.len() * 9 + payload);
     out.extend_from_slice(&(done.len() as u32).to_le_bytes());
     for d in done {
         out.extend_from_slice(&d.call.to_le_bytes());
-        match &d.output {
+        match d.output {
             Ok(results) => {
                 out.push(0);
-                put_bytes(&mut out, results);
+                put_bytes(&mut out, &results);
+                super::spare::give_back(results);
             }
             Err(e) => {
                 out.push(1);
@@ -206,9 +208,21 @@ pub fn encode_done(done: &[super::lanes::Done]) -> Vec<u8> {
     out
 }
 
-pub fn encode_results(outputs: &[OpOutput]) -> Vec<u8> {
+/// Encodes `outputs` (into a spare buffer when one is kept: the caller copies the results into a
+/// JS Buffer and gives it back) and gives their packed arrays back to spare.rs.
+pub fn encode_results(outputs: Vec<OpOutput>) -> Vec<u8> {
+    let out = encode_outputs(&outputs);
+    for output in outputs {
+        for packed in [output.entries, output.values].into_iter().flatten() {
+            super::spare::give_back(packed.bytes);
+        }
+    }
+    out
+}
+
+fn encode_outputs(outputs: &[OpOutput]) -> Vec<u8> {
     let payload: usize = outputs.iter().map(payload_bytes).sum();
-    let mut out = Vec::with_capacity(4 + outputs.len() * 16 + payload);
+    let mut out = super::spare::take(4 + outputs.len() * 16 + payload);
     out.extend_from_slice(&(outputs.len() as u32).to_le_bytes());
     for o in outputs {
         let mut flags = 0u16;
@@ -316,7 +330,7 @@ mod tests {
             OpOutput { error: Some(EngineError::TxnConflict), commit_ts: Some(9), ..Default::default() },
             OpOutput { entries: Some(packed.clone()), done: Some(false), cursor: Some(4), ..Default::default() },
         ];
-        let out = encode_results(&outputs);
+        let out = encode_outputs(&outputs);
         assert_eq!(u32::from_le_bytes(out[..4].try_into().unwrap()), 5);
         let flags = u16::from_le_bytes(out[4..6].try_into().unwrap());
         assert_eq!(flags, R_VALUE);

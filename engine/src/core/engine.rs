@@ -129,7 +129,7 @@ impl Engine {
                     request_sync(&syncer, covering);
                 }
             }
-            Ok(abi::encode_results(&outputs))
+            Ok(abi::encode_results(outputs))
         });
         let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
         if lanes.is_some() {

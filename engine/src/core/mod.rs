@@ -18,6 +18,7 @@ pub mod os;
 pub mod pathkey;
 pub mod preflight;
 pub mod rowcache;
+pub mod spare;
 pub mod store;
 pub mod syncer;
 pub mod tickets;

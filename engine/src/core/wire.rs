@@ -27,8 +27,10 @@ pub struct PackedArray {
 }
 
 impl PackedArray {
+    /// Room for `bytes` up front, in a spare buffer when one is kept (spare.rs): a packed array
+    /// is copied into the call's results and then given back.
     pub fn with_capacity(bytes: usize) -> PackedArray {
-        PackedArray { count: 0, bytes: Vec::with_capacity(bytes) }
+        PackedArray { count: 0, bytes: super::spare::take(bytes) }
     }
 
     /// A `[key, value]` pair (scan entries).
