@@ -12,7 +12,7 @@ use super::cursors::{self, Cursor, Source, BATCH_BYTES_DEFAULT, BATCH_ITEMS_DEFA
 use super::error::{EngineError, EngineResult};
 use super::rowcache::Row;
 use super::store::{Store, WriteItem};
-use super::txn::{self, Isolation};
+use super::txn::{self, Isolation, KeyWrites};
 use super::value;
 use super::view::View;
 use super::wire::PackedArray;
@@ -94,7 +94,7 @@ pub fn execute(store: &Store, ops: Vec<Op>) -> Vec<OpOutput> {
             continue;
         }
         run.commit(store, &mut outputs);
-        outputs.push(run_op(store, op).unwrap_or_else(|error| failed(error)));
+        outputs.push(run_op(store, op).unwrap_or_else(failed));
     }
     run.commit(store, &mut outputs);
     outputs
@@ -303,9 +303,9 @@ fn expiry_for(ttl_ms: Option<f64>) -> EngineResult<Option<u64>> {
 }
 
 /// Validated (key, stored value or None for delete) pairs of a write op.
-fn write_items(store: &Store, op: Op) -> EngineResult<(Vec<(Vec<u8>, Option<Vec<u8>>)>, Option<u64>)> {
+fn write_items(store: &Store, op: Op) -> EngineResult<(KeyWrites, Option<u64>)> {
     let expiry = expiry_for(op.ttl_ms)?;
-    let pairs: Vec<(Vec<u8>, Option<Vec<u8>>)> = match op.kind {
+    let pairs: KeyWrites = match op.kind {
         kind::PUT => vec![(need(op.key, "key")?, Some(need(op.value, "value")?))],
         kind::DELETE => vec![(need(op.key, "key")?, None)],
         kind::DELETE_BATCH => need(op.keys, "keys")?.into_iter().map(|k| (k, None)).collect(),

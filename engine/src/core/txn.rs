@@ -26,6 +26,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+/// Writes of keys, in order: each key with what is written to it (None: it is deleted).
+pub type KeyWrites = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isolation {
     Serializable,
@@ -41,7 +44,7 @@ pub struct TxnState {
     /// Serializable only: every data write in order, (key, stored value or None for a delete),
     /// for the row cache (the overlay holds these for snapshot isolation). Bounded with `bytes`
     /// by txn_bytes_max.
-    written: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    written: KeyWrites,
     /// Counts this transaction as live until its commit finished or it was dropped.
     live: Option<LiveTxn>,
 }
@@ -150,7 +153,7 @@ pub fn begin_locked(store: &Store, isolation: Isolation, commits: MutexGuard<'_,
 }
 
 /// Buffers a put (`stored` in value.rs form) or a delete (`None`) in transaction `id`.
-pub fn write(store: &Store, id: u64, items: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> EngineResult<()> {
+pub fn write(store: &Store, id: u64, items: KeyWrites) -> EngineResult<()> {
     let added: u64 = items.iter().map(|(k, v)| (k.len() + v.as_ref().map_or(0, Vec::len)) as u64).sum();
     let outcome = with_txn(store, id, |state| {
         if state.bytes + added > store.limits.txn_bytes_max {
@@ -215,10 +218,10 @@ pub fn commit(store: &Store, id: u64) -> (u64, EngineResult<u64>) {
 /// For snapshot isolation, moves the overlay into the fjall transaction and marks each written
 /// key as read, so a concurrent committed write to it makes the oracle refuse the commit.
 /// Returns the transaction to commit and its data writes (key, stored value or None).
-fn finish_snapshot_writes(store: &Store, state: TxnState) -> EngineResult<(WriteTransaction, Vec<(Vec<u8>, Option<Vec<u8>>)>)> {
+fn finish_snapshot_writes(store: &Store, state: TxnState) -> EngineResult<(WriteTransaction, KeyWrites)> {
     let TxnState { mut tx, iso, written, .. } = state;
     let Some((_snap, overlay)) = iso else { return Ok((tx, written)) };
-    let written: Vec<(Vec<u8>, Option<Vec<u8>>)> = overlay.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let written: KeyWrites = overlay.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     for (key, stored) in overlay {
         match stored {
             Some(v) => {
