@@ -4,8 +4,9 @@
 //! of their own) -> `ops` (one execute batch) ->
 //! `store` (fjall database, commit path, limits) with `txn`, `cursors`, `view`, `ttl`,
 //! `value` (stored value header), `pathkey`, `tickets` (durability counters), `journal` and
-//! `syncer` (group commit: the fsync and its thread), `error`, and `os` (data-dir lock, peer
-//! credentials, sd_notify).
+//! `syncer` (group commit: the fsync and its thread), `rowcache` (rows served from memory),
+//! `abi` and `wire` (the encodings calls cross napi in; `spare` keeps their large buffers),
+//! `error`, and `os` (data-dir lock, peer credentials, sd_notify).
 
 pub mod abi;
 pub mod cursors;
