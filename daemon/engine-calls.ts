@@ -2,8 +2,8 @@
  * A session's engine calls: where they run, and what a whole-call failure becomes.
  *
  * Responsibility: run a call's ops on the libuv pool (`execute`), on the connection's ordered
- * lane (`executeOrdered`), or, for memory-only transaction steps, on this thread
- * (`runInMemory`), and turn a failure of the whole call into one coded result per op, so the
+ * lane (`executeOrdered`), or on this thread: memory-only transaction steps (`runInMemory`)
+ * and plain writes whose commit can start at once (`writeNow`); and turn a failure of the whole call into one coded result per op, so the
  * session always has a result for every op it sent.
  *
  * Invariants: never rejects; an INTERNAL failure is logged once per call; an engine that
@@ -11,8 +11,9 @@
  */
 
 import type { Logger } from 'pino';
-import { isMemoryStepCall, type Engine, type EngineOp, type EngineResult } from '../engine/types.js';
+import { isMemoryStepCall, plainWriteKeys, type Engine, type EngineOp, type EngineResult } from '../engine/types.js';
 import { toToonDBError } from '../protocol/errors.js';
+import { ENGINE_WRITE_NOW_KEYS_MAX } from '../protocol/limits.js';
 
 export class EngineCalls {
   constructor(
@@ -21,16 +22,18 @@ export class EngineCalls {
   ) {}
 
   /**
-   * Runs a call of memory-only transaction steps (begin, abort, writes inside a transaction)
-   * here on this thread when the engine can take it without waiting, which saves the engine
-   * round trip: a read-modify-write transaction makes two trips instead of four. Null when the
-   * call is not such a call or the engine declined it. The caller makes sure no earlier call
-   * of the connection is still running (this one would pass it).
+   * Runs the call here on this thread when the engine can take it without waiting, which saves
+   * the engine round trip (two cross-CPU wake-ups): memory-only transaction steps (begin,
+   * abort, writes inside a transaction; a read-modify-write transaction makes two trips
+   * instead of four) and small calls of plain writes (ENGINE_WRITE_NOW_KEYS_MAX) whose commit
+   * can start at once. Null when the call is neither or the engine declined it. The caller makes sure no earlier call of the
+   * connection is still running (this one would pass it).
    */
-  inMemory(ops: EngineOp[]): EngineResult[] | null {
-    if (!isMemoryStepCall(ops)) return null;
+  now(ops: EngineOp[]): EngineResult[] | null {
+    const run = isMemoryStepCall(ops) ? this.engine.runInMemory : isSmallWriteCall(ops) ? this.engine.writeNow : null;
+    if (run === null) return null;
     try {
-      return checked(ops, this.engine.runInMemory(ops));
+      return checked(ops, run.call(this.engine, ops));
     } catch (error) {
       return this.failed(ops, error);
     }
@@ -51,6 +54,11 @@ export class EngineCalls {
     if (coded.code === 'INTERNAL') this.log.error({ err: error }, 'engine batch failed');
     return ops.map(() => ({ code: coded.code, message: coded.message, seq: 0 }));
   }
+}
+
+function isSmallWriteCall(ops: EngineOp[]): boolean {
+  const keys = plainWriteKeys(ops);
+  return keys > 0 && keys <= ENGINE_WRITE_NOW_KEYS_MAX;
 }
 
 function checked(ops: EngineOp[], results: EngineResult[] | null): EngineResult[] | null {

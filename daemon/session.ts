@@ -11,7 +11,9 @@
  * batch, so a busy connection gets larger batches, not more engine calls, and a very busy one
  * gets its first replies out while the rest execute. A slice of plain reads is first offered
  * to the engine's row cache (`readCached`: memory only, on this thread, no pool round trip);
- * only if a row is not in memory does it become an `execute` call.
+ * only if a row is not in memory does it become an `execute` call. Likewise a call of plain
+ * writes with nothing of its connection running is committed on this thread when the commit
+ * can start at once (`writeNow`), and goes to the lane otherwise.
  * A snapshot scan's next batches are read as soon as one is answered (read-ahead.ts), and the
  * client's scanNext requests take them.
  *
@@ -262,13 +264,14 @@ export class Session {
 
   /**
    * Runs batch[from, to) as one engine call: on the pool, or on `on.lane`. Memory-only
-   * transaction steps run here on this thread instead, unless earlier lane calls are still
-   * running (`on.behind`), which they would pass.
+   * transaction steps, and plain writes whose commit can start at once, run here on this
+   * thread instead (EngineCalls.now), unless earlier lane calls are still running
+   * (`on.behind`), which they would pass.
    */
   private async runData(batch: Queued[], from: number, to: number, prepared = this.prepare(batch, from, to),
     on: { lane?: number; behind: boolean } = { behind: false }): Promise<void> {
     const ops = prepared.ops;
-    const results = ops.length === 0 ? [] : (on.behind ? null : this.calls.inMemory(ops)) ?? await this.calls.run(ops, on.lane);
+    const results = ops.length === 0 ? [] : (on.behind ? null : this.calls.now(ops)) ?? await this.calls.run(ops, on.lane);
     this.complete(batch, from, to, prepared, results);
   }
 

@@ -31,10 +31,11 @@ export * from './types.js';
 /** The addon's own surface (see engine/src/binding.rs): the Engine contract, except that
  * calls take and return the binary layout of engine/abi.ts, lane calls are submitted and
  * collected separately, and failures reach callbacks as `[CODE] message` text. */
-type NativeEngine = Omit<Engine, 'execute' | 'readCached' | 'runInMemory' | 'startSyncer' | 'startLanes' | 'executeOrdered'> & {
+type NativeEngine = Omit<Engine, 'execute' | 'readCached' | 'runInMemory' | 'writeNow' | 'startSyncer' | 'startLanes' | 'executeOrdered'> & {
   execute(ops: Buffer): Promise<Buffer>;
   readCached(ops: Buffer): Buffer | null;
   runInMemory(ops: Buffer): Buffer | null;
+  writeNow(ops: Buffer): Buffer | null;
   startSyncer(onSynced: (error: string | null) => void): void;
   startLanes(count: number, syncResults: boolean, onDone: () => void): void;
   submit(lane: number, call: number, ops: Buffer): void;
@@ -156,6 +157,11 @@ class LoadedEngine implements Engine {
 
   runInMemory(ops: EngineOp[]): EngineResult[] | null {
     const encoded = codedSync(() => this.inner.runInMemory(encodeOps(ops)));
+    return encoded === null ? null : decodeResults(encoded);
+  }
+
+  writeNow(ops: EngineOp[]): EngineResult[] | null {
+    const encoded = codedSync(() => this.inner.writeNow(encodeOps(ops)));
     return encoded === null ? null : decodeResults(encoded);
   }
 

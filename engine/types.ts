@@ -39,6 +39,29 @@ export const OpKind = {
 } as const;
 export type OpKindValue = (typeof OpKind)[keyof typeof OpKind];
 
+/** The keys a call writes if every op of it is a plain write (put / delete / putBatch /
+ * deleteBatch without `txn`), i.e. one `writeNow` may take (the engine decides); else -1. */
+export function plainWriteKeys(ops: readonly EngineOp[]): number {
+  let keys = 0;
+  for (const op of ops) {
+    switch (op.kind) {
+      case OpKind.put:
+      case OpKind.delete:
+        if (op.txn !== undefined) return -1;
+        keys += 1;
+        continue;
+      case OpKind.putBatch:
+      case OpKind.deleteBatch:
+        if (op.txn !== undefined) return -1;
+        keys += op.keys?.length ?? 0;
+        continue;
+      default:
+        return -1;
+    }
+  }
+  return ops.length > 0 ? keys : -1;
+}
+
 /** True if every op of a call is a memory-only transaction step, i.e. one `runInMemory` may
  * take (the engine decides; this only saves encoding a call it would refuse). */
 export function isMemoryStepCall(ops: readonly EngineOp[]): boolean {
@@ -197,6 +220,15 @@ export interface Engine {
    * storage, so it is safe on the JS thread.
    */
   runInMemory(ops: EngineOp[]): EngineResult[] | null;
+  /**
+   * Commits plain writes (put / delete / putBatch / deleteBatch without `txn`; see
+   * isPlainWriteCall) synchronously on the calling thread, with the results `execute` would
+   * give; or returns null, having done nothing, when any op is another kind, a commit is
+   * running, or fjall is near holding writers back (a write stall). Costs what the commit costs
+   * (a journal write, no fsync); it can wait on fjall's journal lock while fjall seals a
+   * journal (one fsync per 16 MiB of writes).
+   */
+  writeNow(ops: EngineOp[]): EngineResult[] | null;
   /** fsyncs the journal (fdatasync) on the libuv pool and resolves to the ticket now durable. */
   sync(): Promise<number>;
   /**

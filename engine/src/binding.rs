@@ -16,6 +16,7 @@
 use crate::core::engine::{Checkpoint, Engine, Stats};
 use crate::core::error::{EngineError, ALL_CODES};
 use crate::core::abi;
+use crate::core::ops::{Op, OpOutput};
 use crate::core::os;
 use crate::core::store::{Limits, OpenOptions, Recovery};
 use crate::core::syncer::Notice;
@@ -103,6 +104,20 @@ pub struct CheckpointJs {
 impl From<Checkpoint> for CheckpointJs {
     fn from(c: Checkpoint) -> Self {
         CheckpointJs { lsn: BigInt::from(c.lsn), duration_ms: c.duration_ms }
+    }
+}
+
+/// Runs a call on the JS thread, synchronously: decodes `ops` and encodes what `run` answered;
+/// null if `run` declined the call or the ops do not decode (the call then takes the async
+/// path, which reports them). A panic becomes an INTERNAL error instead of unwinding into Node.
+fn run_here(ops: &[u8], run: impl FnOnce(Vec<Op>) -> Option<Vec<OpOutput>>) -> Result<Option<CopiedBuffer>> {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let ops = abi::decode_ops(ops).ok()?;
+        run(ops).map(abi::encode_results)
+    }));
+    match outcome {
+        Ok(encoded) => Ok(encoded.map(CopiedBuffer)),
+        Err(payload) => Err(to_js_error(panicked(panic_message(payload.as_ref())))),
     }
 }
 
@@ -219,19 +234,19 @@ impl NativeEngine {
     }
 
     /// Answers a batch of plain reads from the row cache alone, synchronously, or returns null
-    /// having done nothing (core/ops.rs `read_cached`). Memory only, never storage: this is the
-    /// one data call that runs on the JS thread. Encodings as for `execute`.
+    /// having done nothing (core/ops.rs `read_cached`). Memory only, never storage. Encodings as
+    /// for `execute`.
     #[napi(ts_return_type = "Buffer | null")]
     pub fn read_cached(&self, ops: Buffer) -> Result<Option<CopiedBuffer>> {
-        let engine = &self.inner;
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let ops = abi::decode_ops(&ops).ok()?;
-            engine.read_cached(&ops).map(abi::encode_results)
-        }));
-        match outcome {
-            Ok(encoded) => Ok(encoded.map(CopiedBuffer)),
-            Err(_) => Err(to_js_error(EngineError::Internal("panic in a row cache read".into()))),
-        }
+        run_here(&ops, |ops| self.inner.read_cached(&ops))
+    }
+
+    /// Commits a batch of plain writes (put, delete, putBatch, deleteBatch outside transactions)
+    /// synchronously when the commit can start at once, or returns null having done nothing
+    /// (core/ops.rs `write_now`). Encodings as for `execute`.
+    #[napi(ts_return_type = "Buffer | null")]
+    pub fn write_now(&self, ops: Buffer) -> Result<Option<CopiedBuffer>> {
+        run_here(&ops, |ops| self.inner.write_now(ops))
     }
 
     /// Runs a batch of memory-only transaction steps (begin, abort, writes inside a transaction)
@@ -239,15 +254,7 @@ impl NativeEngine {
     /// storage, never a wait on a commit. Encodings as for `execute`.
     #[napi(ts_return_type = "Buffer | null")]
     pub fn run_in_memory(&self, ops: Buffer) -> Result<Option<CopiedBuffer>> {
-        let engine = &self.inner;
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let ops = abi::decode_ops(&ops).ok()?;
-            engine.run_in_memory(ops).map(abi::encode_results)
-        }));
-        match outcome {
-            Ok(encoded) => Ok(encoded.map(CopiedBuffer)),
-            Err(payload) => Err(to_js_error(panicked(panic_message(payload.as_ref())))),
-        }
+        run_here(&ops, |ops| self.inner.run_in_memory(ops))
     }
 
     #[napi(ts_return_type = "Promise<number>")]

@@ -9,6 +9,7 @@ import {
   IsolationKind,
   isMemoryStepCall,
   lockDataDir,
+  plainWriteKeys,
   nativeErrorCodes,
   OpKind,
   openEngine,
@@ -106,6 +107,22 @@ describe('engine', () => {
     await ok({ kind: OpKind.delete, key: b('a') });
     expect(engine.readCached([{ kind: OpKind.get, key: b('a') }])).toBeNull();
     expect(await get('a')).toBeNull();
+  });
+
+  it('commits small plain writes synchronously when it can, and refuses anything else untouched', async () => {
+    const w = (key: string, value = 'v'): EngineOp => ({ kind: OpKind.put, key: b(key), value: b(value) });
+    expect(plainWriteKeys([w('a'), { kind: OpKind.putBatch, keys: [b('b'), b('c')], values: [b('1'), b('2')] }])).toBe(3);
+    expect(plainWriteKeys([w('a'), { kind: OpKind.get, key: b('a') }])).toBe(-1);
+    expect(plainWriteKeys([{ ...w('a'), txn: 1 }])).toBe(-1);
+    expect(plainWriteKeys([])).toBe(-1);
+    const [first, refused, second] = engine.writeNow([w('n', '1'), w('x'.repeat(2000)), w('m', '2')])!;
+    expect(first!.code).toBeUndefined();
+    expect(refused!.code).toBe('KEY_TOO_LARGE');
+    expect(second!.seq).toBe(first!.seq);
+    expect(engine.writtenSeq()).toBeGreaterThanOrEqual(first!.seq);
+    expect(await get('m')).toBe('2');
+    expect(engine.writeNow([w('n', '3'), { kind: OpKind.get, key: b('n') }])).toBeNull();
+    expect(await get('n')).toBe('1');
   });
 
   it('runs memory-only transaction steps synchronously, and refuses anything else untouched', async () => {

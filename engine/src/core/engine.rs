@@ -98,6 +98,12 @@ impl Engine {
         ops::run_in_memory(&*self.store().ok()?, ops)
     }
 
+    /// Plain writes committed on the calling thread; None if they would wait (or closed). See
+    /// `ops::write_now`.
+    pub fn write_now(&self, ops: Vec<Op>) -> Option<Vec<OpOutput>> {
+        ops::write_now(&*self.store().ok()?, ops)
+    }
+
     pub fn sync(&self) -> EngineResult<u64> {
         self.store()?.sync()
     }

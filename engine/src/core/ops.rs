@@ -16,6 +16,7 @@ use super::txn::{self, Isolation, KeyWrites};
 use super::value;
 use super::view::View;
 use super::wire::PackedArray;
+use std::sync::MutexGuard;
 
 pub mod kind {
     pub const GET: u32 = 1;
@@ -85,12 +86,7 @@ pub fn execute(store: &Store, ops: Vec<Op>) -> Vec<OpOutput> {
     let mut run = WriteRun::default();
     for op in ops {
         if is_plain_write(&op) {
-            let index = outputs.len();
-            outputs.push(OpOutput::default());
-            match plain_write_items(store, op) {
-                Ok(items) => run.add(index, items),
-                Err(error) => outputs[index] = failed(error),
-            }
+            run.add_op(store, op, &mut outputs);
             continue;
         }
         run.commit(store, &mut outputs);
@@ -117,17 +113,35 @@ struct WriteRun {
 }
 
 impl WriteRun {
-    fn add(&mut self, index: usize, items: Vec<WriteItem>) {
-        self.items.extend(items);
-        self.members.push(index);
+    /// Validates plain write `op` into the run and gives it the next output (its failure, if
+    /// it is refused).
+    fn add_op(&mut self, store: &Store, op: Op, outputs: &mut Vec<OpOutput>) {
+        let index = outputs.len();
+        outputs.push(OpOutput::default());
+        match plain_write_items(store, op) {
+            Ok(items) => {
+                self.items.extend(items);
+                self.members.push(index);
+            }
+            Err(error) => outputs[index] = failed(error),
+        }
     }
 
     /// Commits the run (if any) and fills in the outputs of its members.
     fn commit(&mut self, store: &Store, outputs: &mut [OpOutput]) {
+        self.commit_holding(store, None, outputs);
+    }
+
+    /// `commit`, under the commit lock if `held` is that lock.
+    fn commit_holding(&mut self, store: &Store, held: Option<MutexGuard<'_, ()>>, outputs: &mut [OpOutput]) {
         if self.members.is_empty() {
             return;
         }
-        let committed = store.write_batch(std::mem::take(&mut self.items));
+        let items = std::mem::take(&mut self.items);
+        let committed = match held {
+            Some(guard) => store.write_batch_locked(guard, items),
+            None => store.write_batch(items),
+        };
         for index in self.members.drain(..) {
             outputs[index] = match &committed.result {
                 Ok(_) => OpOutput { seq: committed.ticket, ..Default::default() },
@@ -417,6 +431,28 @@ fn isolation_of(op: &Op) -> EngineResult<Isolation> {
 fn begin(store: &Store, op: Op) -> EngineResult<OpOutput> {
     let id = txn::begin(store, isolation_of(&op)?)?;
     Ok(OpOutput { txn: Some(id), seq: store.tickets.issued(), ..Default::default() })
+}
+
+/// Runs `ops` on the calling thread if every one is a plain write (put, delete, putBatch or
+/// deleteBatch outside a transaction) and their commit can start at once: the commit lock is
+/// free and fjall is not near holding writers back (`Store::writes_may_stall`). Outputs as
+/// `execute` gives them. Otherwise returns None, having done nothing. The daemon calls it on
+/// its JS thread for a connection with nothing else running, so a single write costs no lane
+/// hand-off (two cross-CPU wake-ups). What it can still wait for is fjall's journal lock,
+/// which fjall's flush worker holds across one fsync when it seals a journal (once per
+/// memtable, 16 MiB of writes).
+pub fn write_now(store: &Store, ops: Vec<Op>) -> Option<Vec<OpOutput>> {
+    if ops.is_empty() || !ops.iter().all(is_plain_write) || store.writes_may_stall() {
+        return None;
+    }
+    let guard = store.try_lock_commits()?;
+    let mut outputs = Vec::with_capacity(ops.len());
+    let mut run = WriteRun::default();
+    for op in ops {
+        run.add_op(store, op, &mut outputs);
+    }
+    run.commit_holding(store, Some(guard), &mut outputs);
+    Some(outputs)
 }
 
 /// A transaction step that touches memory only: begin (a snapshot and a registry entry), abort

@@ -28,7 +28,7 @@ use super::preflight;
 use super::rowcache::{last_writes, CommitEnd, RowCache, RowWrites, ROW_CACHE_BYTES_DEFAULT};
 use super::value;
 use super::watermark::{self, Watermark};
-use fjall::{KeyspaceCreateOptions, OptimisticTxDatabase, OptimisticTxKeyspace, OptimisticWriteTx as WriteTransaction, PersistMode};
+use fjall::{AbstractTree, KeyspaceCreateOptions, OptimisticTxDatabase, OptimisticTxKeyspace, OptimisticWriteTx as WriteTransaction, PersistMode};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
@@ -114,6 +114,11 @@ pub struct Store {
 }
 
 /// Environment variable of the fsync failpoint (test hook, see the module header).
+/// `writes_may_stall`: margins below fjall's write stall (20 L0 runs) and halt (4 sealed
+/// memtables).
+const WRITE_NOW_L0_RUNS_MAX: usize = 16;
+const WRITE_NOW_SEALED_MEMTABLES_MAX: usize = 2;
+
 /// Snapshots opened and closed after each commit through fjall's oracle (`pace_oracle_gc`).
 const ORACLE_GC_SNAPSHOTS_PER_COMMIT: usize = 16;
 
@@ -206,9 +211,21 @@ impl Store {
     /// writes: the row cache stops answering them before the commit becomes visible, and takes
     /// its new rows after (rowcache.rs).
     pub fn commit_tx(&self, tx: WriteTransaction, writes: RowWrites) -> Committed {
-        let committed = self.commit_with(writes, |_| tx.commit().map(|outcome| outcome.is_ok()).map_err(EngineError::from));
+        let committed = self.commit_with(None, writes, |_| tx.commit().map(|outcome| outcome.is_ok()).map_err(EngineError::from));
         self.pace_oracle_gc();
         committed
+    }
+
+    /// True if fjall may hold a writer back now, or soon: it spins writers from 20 L0 runs on,
+    /// sleeps them from 30, and sleeps them while 4 sealed memtables wait for a flush (fjall
+    /// `keyspace/mod.rs` local_backpressure), checked after each commit. A writer that must
+    /// never sleep (`ops::write_now`) stays away well before: from WRITE_NOW_L0_RUNS_MAX runs or
+    /// WRITE_NOW_SEALED_MEMTABLES_MAX sealed memtables in either keyspace.
+    pub fn writes_may_stall(&self) -> bool {
+        [&self.data, &self.ttl].into_iter().any(|keyspace| {
+            let tree = &keyspace.inner().tree;
+            tree.l0_run_count() >= WRITE_NOW_L0_RUNS_MAX || tree.sealed_memtable_count() >= WRITE_NOW_SEALED_MEMTABLES_MAX
+        })
     }
 
     /// Brings fjall's snapshot GC round sooner, after a commit through its optimistic oracle.
@@ -225,14 +242,15 @@ impl Store {
         }
     }
 
-    /// The commit protocol of every write: under the commit lock, issue a ticket, hide the
-    /// written keys from the row cache, run `apply` (given whether a transaction is live; it returns whether the
-    /// commit applied, false for a conflict), then record the outcome.
-    fn commit_with(&self, writes: RowWrites, apply: impl FnOnce(bool) -> EngineResult<bool>) -> Committed {
+    /// The commit protocol of every write: under the commit lock (`held`, or taken here), issue
+    /// a ticket, hide the written keys from the row cache, run `apply` (given whether a
+    /// transaction is live; it returns whether the commit applied, false for a conflict), then
+    /// record the outcome.
+    fn commit_with(&self, held: Option<MutexGuard<'_, ()>>, writes: RowWrites, apply: impl FnOnce(bool) -> EngineResult<bool>) -> Committed {
         if let Err(e) = self.check_writable() {
             return Committed { ticket: self.tickets.issued(), result: Err(e) };
         }
-        let guard = match self.lock_commits() {
+        let guard = match held.map_or_else(|| self.lock_commits(), Ok) {
             Ok(g) => g,
             Err(e) => return Committed { ticket: self.tickets.issued(), result: Err(e) },
         };
@@ -280,6 +298,15 @@ impl Store {
     /// commit: measured ~30 % of a write-heavy daemon's CPU. With a live transaction the writes
     /// go through a write transaction and the oracle as before.
     pub fn write_batch(&self, items: Vec<WriteItem>) -> Committed {
+        self.write_batch_holding(None, items)
+    }
+
+    /// `write_batch` under a commit lock the caller took (`try_lock_commits`).
+    pub fn write_batch_locked(&self, guard: MutexGuard<'_, ()>, items: Vec<WriteItem>) -> Committed {
+        self.write_batch_holding(Some(guard), items)
+    }
+
+    fn write_batch_holding(&self, held: Option<MutexGuard<'_, ()>>, items: Vec<WriteItem>) -> Committed {
         // One fjall batch gives all its items one seqno, so it must not hold two writes of a key:
         // keep the last of each (as a write transaction does), and cache exactly those.
         let last = last_writes(&items, WriteItem::key);
@@ -294,7 +321,7 @@ impl Store {
         };
         items.sort_unstable_by(|a, b| a.key().cmp(b.key()));
         let mut through_oracle = false;
-        let committed = self.commit_with(writes, |transactions_live| {
+        let committed = self.commit_with(held, writes, |transactions_live| {
             through_oracle = transactions_live;
             if transactions_live {
                 let mut tx = self.write_tx()?;

@@ -271,3 +271,27 @@ fn a_database_closed_without_a_commit_reopens() {
     let engine = open(dir.path());
     assert_eq!(engine.execute(vec![get(b"k")]).unwrap()[0].value, Some(Some(b"v".to_vec())));
 }
+
+#[test]
+fn write_now_commits_plain_writes_here_or_does_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    let out = engine.write_now(vec![put(b"n", b"1"), put(&[7u8; 65], b"refused"), put(b"m", b"2")]).expect("a free commit lock");
+    assert!(out[0].error.is_none() && out[2].error.is_none());
+    assert_eq!(out[1].error.as_ref().map(EngineError::code), Some("KEY_TOO_LARGE"));
+    assert!(out[0].seq > 0 && out[0].seq == out[2].seq, "one commit for the call, as execute makes");
+    assert_eq!(engine.execute(vec![get(b"n"), get(b"m")]).unwrap()[1].value, Some(Some(b"2".to_vec())));
+
+    // Only plain writes: a read, or a write inside a transaction, is not taken.
+    assert!(engine.write_now(vec![put(b"n", b"3"), get(b"n")]).is_none());
+    assert!(engine.write_now(vec![Op { txn: Some(1), ..put(b"n", b"3") }]).is_none());
+    assert!(engine.write_now(Vec::new()).is_none());
+
+    // While a commit holds the lock it waits for nothing and writes nothing.
+    let store = engine.store().unwrap();
+    let held = store.lock_commits().unwrap();
+    assert!(engine.write_now(vec![put(b"n", b"4")]).is_none());
+    drop(held);
+    assert_eq!(engine.execute(vec![get(b"n")]).unwrap()[0].value, Some(Some(b"1".to_vec())));
+    assert!(!store.writes_may_stall(), "a fresh store is far from fjall's write stall");
+}
