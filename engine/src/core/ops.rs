@@ -2,6 +2,8 @@
 //!
 //! Responsibility: validate each op against the limits, route it to a plain read, a
 //! non-transactional write, a transaction or a cursor, and turn its outcome into an `OpOutput`.
+//! The calls that may run on the caller's thread instead (row-cache reads, memory-only
+//! transaction steps, small writes) are in `here.rs`.
 //!
 //! Invariants: ops run sequentially in array order and each gets exactly one output; a failing
 //! op sets `error` and never affects the others; a write's `seq` is its ticket, a read's `seq`
@@ -281,23 +283,6 @@ fn read_output<R: AsRef<[u8]>>(store: &Store, kind: u32, stored: &[Option<R>], n
     Ok(out)
 }
 
-/// Answers `ops` from the row cache alone, or returns None (having done nothing) if any op is
-/// not a plain read (get / exists / getBatch outside a transaction), fails validation, or needs
-/// a row that is not cached. No storage work: safe on the daemon's JS thread. Each op sees one
-/// consistent state (rowcache.rs), as it would on the storage path.
-pub fn read_cached(store: &Store, ops: &[Op]) -> Option<Vec<OpOutput>> {
-    let now = value::now_ms();
-    let mut outputs = Vec::with_capacity(ops.len());
-    for op in ops {
-        if op.txn.is_some() || !matches!(op.kind, kind::GET | kind::EXISTS | kind::GET_BATCH) {
-            return None;
-        }
-        let keys = read_keys(store, op).ok()?;
-        outputs.push(cached_output(store, op.kind, keys, now)?);
-    }
-    Some(outputs)
-}
-
 /// A plain read of validated `keys` answered from the row cache alone, or None if a row is not
 /// cached (or a cached row is damaged: the storage path then reports it).
 fn cached_output(store: &Store, kind: u32, keys: &[Vec<u8>], now: u64) -> Option<OpOutput> {
@@ -433,75 +418,15 @@ fn begin(store: &Store, op: Op) -> EngineResult<OpOutput> {
     Ok(OpOutput { txn: Some(id), seq: store.tickets.issued(), ..Default::default() })
 }
 
-/// Runs `ops` on the calling thread if every one is a plain write (put, delete, putBatch or
-/// deleteBatch outside a transaction) and their commit can start at once: the commit lock is
-/// free and fjall is not near holding writers back (`Store::writes_may_stall`). Outputs as
-/// `execute` gives them. Otherwise returns None, having done nothing. The daemon calls it on
-/// its JS thread for a connection with nothing else running, so a single write costs no lane
-/// hand-off (two cross-CPU wake-ups). What it can still wait for is fjall's journal lock,
-/// which fjall's flush worker holds across one fsync when it seals a journal (once per
-/// memtable, 16 MiB of writes).
-pub fn write_now(store: &Store, ops: Vec<Op>) -> Option<Vec<OpOutput>> {
-    if ops.is_empty() || !ops.iter().all(is_plain_write) || store.writes_may_stall() {
-        return None;
-    }
-    let guard = store.try_lock_commits()?;
-    let mut outputs = Vec::with_capacity(ops.len());
-    let mut run = WriteRun::default();
-    for op in ops {
-        run.add_op(store, op, &mut outputs);
-    }
-    run.commit_holding(store, Some(guard), &mut outputs);
-    Some(outputs)
-}
-
-/// A transaction step that touches memory only: begin (a snapshot and a registry entry), abort
-/// (drops the transaction), and a write inside a transaction (buffered in it until commit).
-fn is_memory_step(op: &Op) -> bool {
-    match op.kind {
-        kind::BEGIN | kind::ABORT => true,
-        kind::PUT | kind::DELETE | kind::PUT_BATCH | kind::DELETE_BATCH => op.txn.is_some(),
-        _ => false,
-    }
-}
-
-/// Runs `ops` on the calling thread if every one is a memory-only transaction step, with the
-/// outputs `execute` would give; or returns None, having done nothing, if one is another kind,
-/// the call holds more than one begin, or its begin would have to wait for the commit lock (a
-/// commit is running). No storage work and no waiting on a commit, so the daemon may call it on
-/// its JS thread: a transaction's begin and writes then cost no pool round trip. (A step waits
-/// only for its own transaction's lock, which nothing holds across storage work while the
-/// connection that owns the transaction runs this call.)
-pub fn run_in_memory(store: &Store, ops: Vec<Op>) -> Option<Vec<OpOutput>> {
-    if ops.is_empty() || !ops.iter().all(is_memory_step) {
-        return None;
-    }
-    let mut commits = match ops.iter().filter(|op| op.kind == kind::BEGIN).count() {
-        0 => None,
-        1 => Some(store.try_lock_commits()?),
-        _ => return None,
-    };
-    let mut outputs = Vec::with_capacity(ops.len());
-    for op in ops {
-        let output = if op.kind == kind::BEGIN {
-            let guard = commits.take().expect("invariant: the one begin of the call holds the commit lock");
-            isolation_of(&op)
-                .and_then(|isolation| txn::begin_locked(store, isolation, guard))
-                .map(|id| OpOutput { txn: Some(id), seq: store.tickets.issued(), ..Default::default() })
-        } else {
-            run_op(store, op)
-        };
-        outputs.push(output.unwrap_or_else(failed));
-    }
-    Some(outputs)
-}
-
 fn commit(store: &Store, op: Op) -> EngineResult<OpOutput> {
     let id = need_handle(op.txn, "txn")?;
     let (ticket, result) = txn::commit(store, id);
     let commit_ts = result?;
     Ok(OpOutput { commit_ts: Some(commit_ts), seq: ticket, ..Default::default() })
 }
+
+mod here;
+pub use here::{read_cached, run_in_memory, write_now};
 
 #[cfg(test)]
 mod tests;
