@@ -3,8 +3,9 @@
  *
  * Responsibility: run a call's ops on the libuv pool (`execute`), on the connection's ordered
  * lane (`executeOrdered`), or on this thread: memory-only transaction steps (`runInMemory`)
- * and plain writes whose commit can start at once (`writeNow`); and turn a failure of the whole call into one coded result per op, so the
- * session always has a result for every op it sent.
+ * and small plain writes whose commit can start at once (`writeNow`); and turn a failure of
+ * the whole call into one coded result per op, so the session always has a result for every
+ * op it sent.
  *
  * Invariants: never rejects; an INTERNAL failure is logged once per call; an engine that
  * returns a different number of results than ops breaks an invariant and throws.
@@ -26,14 +27,14 @@ export class EngineCalls {
    * the engine round trip (two cross-CPU wake-ups): memory-only transaction steps (begin,
    * abort, writes inside a transaction; a read-modify-write transaction makes two trips
    * instead of four) and small calls of plain writes (ENGINE_WRITE_NOW_KEYS_MAX) whose commit
-   * can start at once. Null when the call is neither or the engine declined it. The caller makes sure no earlier call of the
-   * connection is still running (this one would pass it).
+   * can start at once. Null when the call is neither or the engine declined it. The caller
+   * makes sure no earlier call of the connection is still running (this one would pass it).
    */
   now(ops: EngineOp[]): EngineResult[] | null {
-    const run = isMemoryStepCall(ops) ? this.engine.runInMemory : isSmallWriteCall(ops) ? this.engine.writeNow : null;
-    if (run === null) return null;
+    const memoryOnly = isMemoryStepCall(ops);
+    if (!memoryOnly && !isSmallWriteCall(ops)) return null;
     try {
-      return checked(ops, run.call(this.engine, ops));
+      return checked(ops, memoryOnly ? this.engine.runInMemory(ops) : this.engine.writeNow(ops));
     } catch (error) {
       return this.failed(ops, error);
     }

@@ -222,7 +222,7 @@ export interface Engine {
   runInMemory(ops: EngineOp[]): EngineResult[] | null;
   /**
    * Commits plain writes (put / delete / putBatch / deleteBatch without `txn`; see
-   * isPlainWriteCall) synchronously on the calling thread, with the results `execute` would
+   * plainWriteKeys) synchronously on the calling thread, with the results `execute` would
    * give; or returns null, having done nothing, when any op is another kind, a commit is
    * running, or fjall is near holding writers back (a write stall). Costs what the commit costs
    * (a journal write, no fsync); it can wait on fjall's journal lock while fjall seals a

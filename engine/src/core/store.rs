@@ -113,7 +113,6 @@ pub struct Store {
     fsyncs_before_failure: Option<AtomicU64>,
 }
 
-/// Environment variable of the fsync failpoint (test hook, see the module header).
 /// `writes_may_stall`: margins below fjall's write stall (20 L0 runs) and halt (4 sealed
 /// memtables).
 const WRITE_NOW_L0_RUNS_MAX: usize = 16;
@@ -122,6 +121,7 @@ const WRITE_NOW_SEALED_MEMTABLES_MAX: usize = 2;
 /// Snapshots opened and closed after each commit through fjall's oracle (`pace_oracle_gc`).
 const ORACLE_GC_SNAPSHOTS_PER_COMMIT: usize = 16;
 
+/// Environment variable of the fsync failpoint (test hook, see the module header).
 pub const FSYNC_FAILPOINT_ENV: &str = "TOONDB_FAILPOINT_FSYNC_AFTER";
 
 impl Store {
