@@ -226,7 +226,7 @@ export interface Engine {
    * give; or returns null, having done nothing, when any op is another kind, a commit is
    * running, or fjall is near holding writers back (a write stall). Costs what the commit costs
    * (a journal write, no fsync); it can wait on fjall's journal lock while fjall seals a
-   * journal (one fsync per 16 MiB of writes).
+   * journal and starts the next (three fsyncs, once per 64 MB of journal).
    */
   writeNow(ops: EngineOp[]): EngineResult[] | null;
   /** fsyncs the journal (fdatasync) on the libuv pool and resolves to the ticket now durable. */

@@ -29,8 +29,9 @@ pub fn read_cached(store: &Store, ops: &[Op]) -> Option<Vec<OpOutput>> {
 /// `execute` gives them. Otherwise returns None, having done nothing. The daemon calls it on
 /// its JS thread for a connection with nothing else running, so a single write costs no lane
 /// hand-off (two cross-CPU wake-ups). What it can still wait for is fjall's journal lock,
-/// which fjall's flush worker holds across one fsync when it seals a journal (once per
-/// memtable, 16 MiB of writes).
+/// which fjall's flush worker holds across three fsyncs when it seals a journal and starts the
+/// next (once per 64 MB of journal, fjall `worker_pool.rs`), and briefly when it rotates a
+/// memtable.
 pub fn write_now(store: &Store, ops: Vec<Op>) -> Option<Vec<OpOutput>> {
     if ops.is_empty() || !ops.iter().all(is_plain_write) || store.writes_may_stall() {
         return None;
