@@ -15,8 +15,9 @@
 //!   later one (stamps only grow: commits are serialised). The slot is read after the lookup,
 //!   so a commit that was visible before the lookup began, yet had not cached its row when the
 //!   lookup ran, is always caught. Slots are shared by hash: a lookup of a key that merely
-//!   shares a slot with a written one misses, which costs a storage read, never a stale row. (Evicting every written key before its commit, as this did first, made a
-//!   cache removal per write: ~15 % of a lane's time under putBatch.)
+//!   shares a slot with a written one misses, which costs a storage read, never a stale row.
+//!   (Evicting every written key before its commit, as this did first, cost a cache removal
+//!   per write: ~15 % of a lane's time under putBatch.)
 //! - A fill from a storage read is stale if a commit ran (or was running) between the read and
 //!   the fill; `fill` is given the epoch sampled before the read and refuses unless it was even
 //!   and is unchanged. Fills run under the commit lock, so no commit can start during one.
