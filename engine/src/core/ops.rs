@@ -91,10 +91,10 @@ pub fn execute(store: &Store, ops: Vec<Op>) -> Vec<OpOutput> {
             run.add_op(store, op, &mut outputs);
             continue;
         }
-        run.commit(store, &mut outputs);
+        run.commit(store, None, &mut outputs);
         outputs.push(run_op(store, op).unwrap_or_else(failed));
     }
-    run.commit(store, &mut outputs);
+    run.commit(store, None, &mut outputs);
     outputs
 }
 
@@ -129,21 +129,13 @@ impl WriteRun {
         }
     }
 
-    /// Commits the run (if any) and fills in the outputs of its members.
-    fn commit(&mut self, store: &Store, outputs: &mut [OpOutput]) {
-        self.commit_holding(store, None, outputs);
-    }
-
-    /// `commit`, under the commit lock if `held` is that lock.
-    fn commit_holding(&mut self, store: &Store, held: Option<MutexGuard<'_, ()>>, outputs: &mut [OpOutput]) {
+    /// Commits the run (if any; under `held`, the commit lock, if the caller took it) and fills
+    /// in the outputs of its members.
+    fn commit(&mut self, store: &Store, held: Option<MutexGuard<'_, ()>>, outputs: &mut [OpOutput]) {
         if self.members.is_empty() {
             return;
         }
-        let items = std::mem::take(&mut self.items);
-        let committed = match held {
-            Some(guard) => store.write_batch_locked(guard, items),
-            None => store.write_batch(items),
-        };
+        let committed = store.write_batch(held, std::mem::take(&mut self.items));
         for index in self.members.drain(..) {
             outputs[index] = match &committed.result {
                 Ok(_) => OpOutput { seq: committed.ticket, ..Default::default() },

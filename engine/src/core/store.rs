@@ -296,17 +296,9 @@ impl Store {
     /// oracle's commit step, which in fjall 3.1.13 scans every transaction committed since the
     /// snapshot tracker's last GC (one per 10,000 snapshots), i.e. thousands of entries per
     /// commit: measured ~30 % of a write-heavy daemon's CPU. With a live transaction the writes
-    /// go through a write transaction and the oracle as before.
-    pub fn write_batch(&self, items: Vec<WriteItem>) -> Committed {
-        self.write_batch_holding(None, items)
-    }
-
-    /// `write_batch` under a commit lock the caller took (`try_lock_commits`).
-    pub fn write_batch_locked(&self, guard: MutexGuard<'_, ()>, items: Vec<WriteItem>) -> Committed {
-        self.write_batch_holding(Some(guard), items)
-    }
-
-    fn write_batch_holding(&self, held: Option<MutexGuard<'_, ()>>, items: Vec<WriteItem>) -> Committed {
+    /// go through a write transaction and the oracle as before. `held`: the commit lock, if the
+    /// caller already took it (`try_lock_commits`); otherwise it is taken here.
+    pub fn write_batch(&self, held: Option<MutexGuard<'_, ()>>, items: Vec<WriteItem>) -> Committed {
         // One fjall batch gives all its items one seqno, so it must not hold two writes of a key:
         // keep the last of each (as a write transaction does), and cache exactly those.
         let last = last_writes(&items, WriteItem::key);

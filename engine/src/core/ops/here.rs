@@ -42,7 +42,7 @@ pub fn write_now(store: &Store, ops: Vec<Op>) -> Option<Vec<OpOutput>> {
     for op in ops {
         run.add_op(store, op, &mut outputs);
     }
-    run.commit_holding(store, Some(guard), &mut outputs);
+    run.commit(store, Some(guard), &mut outputs);
     Some(outputs)
 }
 
