@@ -103,6 +103,11 @@ pub struct Store {
     /// (fjall's visible seqno also moves on internal work, such as creating a keyspace or
     /// rotating a memtable, which recovery does not reproduce).
     last_commit_seqno: AtomicU64,
+    /// True while fjall may be flushing a sealed memtable (`writes_may_wait`): set by a commit
+    /// that waited for the commit lock and saw (or made) a sealed memtable, cleared by one that
+    /// saw none. Lets the JS thread decline without reading fjall's version, whose lock a
+    /// flush holds across a fsync when it installs the table.
+    flush_may_run: AtomicBool,
     /// The journal file group commit fsyncs (journal.rs).
     journal: ActiveJournal,
     /// Journal fsyncs that succeeded (group commit, checkpoint, close).
@@ -113,10 +118,14 @@ pub struct Store {
     fsyncs_before_failure: Option<AtomicU64>,
 }
 
-/// `writes_may_stall`: margins below fjall's write stall (20 L0 runs) and halt (4 sealed
-/// memtables).
+/// `writes_may_wait`: a margin below fjall's write stall (20 L0 runs).
 const WRITE_NOW_L0_RUNS_MAX: usize = 16;
-const WRITE_NOW_SEALED_MEMTABLES_MAX: usize = 2;
+
+/// Active memtable size at which a commit that waited for the commit lock rotates the memtable
+/// itself (`after_waiting_commit`), below fjall's own trigger (DATA_MEMTABLE_BYTES for data
+/// directories created now, 64 MiB for the TTL keyspace and older ones), so rotations happen
+/// where a writer can afford them and never under a commit on the JS thread.
+const MEMTABLE_ROTATE_BYTES: u64 = DATA_MEMTABLE_BYTES - 1024 * 1024;
 
 /// Snapshots opened and closed after each commit through fjall's oracle (`pace_oracle_gc`).
 const ORACLE_GC_SNAPSHOTS_PER_COMMIT: usize = 16;
@@ -166,8 +175,10 @@ impl Store {
             // a reopen recovers less, and a close with no commit in between recorded it as the
             // durable watermark and the next open refused the database as damaged.
             last_commit_seqno: AtomicU64::new(0),
+            flush_may_run: AtomicBool::new(true),
             fsyncs_before_failure: std::env::var(FSYNC_FAILPOINT_ENV).ok().and_then(|v| v.trim().parse().ok()).map(AtomicU64::new),
         };
+        store.note_sealed_memtables();
         Ok((store, recovery))
     }
 
@@ -216,16 +227,54 @@ impl Store {
         committed
     }
 
-    /// True if fjall may hold a writer back now, or soon: it spins writers from 20 L0 runs on,
-    /// sleeps them from 30, and sleeps them while 4 sealed memtables wait for a flush (fjall
-    /// `keyspace/mod.rs` local_backpressure), checked after each commit. A writer that must
-    /// never sleep (`ops::write_now`) stays away well before: from WRITE_NOW_L0_RUNS_MAX runs or
-    /// WRITE_NOW_SEALED_MEMTABLES_MAX sealed memtables in either keyspace.
-    pub fn writes_may_stall(&self) -> bool {
+    /// True if a write now may wait inside fjall, for a write stall or behind one of its locks
+    /// held across fsyncs. A writer that must never wait (`ops::write_now`, on the daemon's JS
+    /// thread, holding the commit lock so no commit of ours runs) stays away while any of these
+    /// holds (fjall 3.1 `worker_pool.rs`, `keyspace/mod.rs`; lsm-tree `version/super_version.rs`).
+    /// Measured with only the write-stall margins: back-to-back single-key writes on the JS
+    /// thread waited 1-78 ms ~200 times in 15 s, 1.4 s in all, on the journal and version locks.
+    /// - A compaction runs, or a flush is queued or may be running (`flush_may_run`, then the
+    ///   sealed memtable count): a flush starts by fsyncing the journal under the journal lock
+    ///   (three fsyncs when it also seals the journal), and a flush or compaction ends by
+    ///   installing a new version under the version lock, which every write reads, across a
+    ///   fsync of the version file. The atomics come first, so the version is read only when no
+    ///   flush or compaction is known to run.
+    /// - An active memtable is due for rotation (MEMTABLE_ROTATE_BYTES): rotating takes both
+    ///   locks.
+    /// - fjall is near its write stall: it spins writers from 20 L0 runs on and sleeps them from
+    ///   30, or while 4 sealed memtables wait (the margin: WRITE_NOW_L0_RUNS_MAX).
+    pub fn writes_may_wait(&self) -> bool {
+        let db = self.db.inner();
+        if self.flush_may_run.load(Ordering::Acquire) || db.active_compactions() > 0 || db.outstanding_flushes() > 0 {
+            return true;
+        }
         [&self.data, &self.ttl].into_iter().any(|keyspace| {
             let tree = &keyspace.inner().tree;
-            tree.l0_run_count() >= WRITE_NOW_L0_RUNS_MAX || tree.sealed_memtable_count() >= WRITE_NOW_SEALED_MEMTABLES_MAX
+            tree.sealed_memtable_count() > 0
+                || tree.active_memtable().size() >= MEMTABLE_ROTATE_BYTES
+                || tree.l0_run_count() >= WRITE_NOW_L0_RUNS_MAX
         })
+    }
+
+    /// After a commit that waited for the commit lock (on a lane or the pool, still holding
+    /// it): rotates each active memtable that reached MEMTABLE_ROTATE_BYTES (fjall then flushes
+    /// it on its worker; best effort, as fjall rotates at its own trigger otherwise), then
+    /// records whether a flush may be running (`flush_may_run`).
+    fn after_waiting_commit(&self) {
+        for keyspace in [&self.data, &self.ttl] {
+            let keyspace = keyspace.inner();
+            if keyspace.tree.active_memtable().size() >= MEMTABLE_ROTATE_BYTES {
+                let _ = keyspace.rotate_memtable();
+            }
+        }
+        self.note_sealed_memtables();
+    }
+
+    /// Sets `flush_may_run` from fjall's version: whether a sealed memtable waits for (or is in)
+    /// a flush. Reads the version lock, so never called on the JS thread.
+    fn note_sealed_memtables(&self) {
+        let sealed = [&self.data, &self.ttl].into_iter().any(|keyspace| keyspace.inner().tree.sealed_memtable_count() > 0);
+        self.flush_may_run.store(sealed, Ordering::Release);
     }
 
     /// Brings fjall's snapshot GC round sooner, after a commit through its optimistic oracle.
@@ -245,11 +294,13 @@ impl Store {
     /// The commit protocol of every write: under the commit lock (`held`, or taken here), issue
     /// a ticket, hide the written keys from the row cache, run `apply` (given whether a
     /// transaction is live; it returns whether the commit applied, false for a conflict), then
-    /// record the outcome.
+    /// record the outcome. `held` is given only by a commit that must not wait (`write_now`, on
+    /// the JS thread); it leaves a due memtable rotation to the next commit that took the lock.
     fn commit_with(&self, held: Option<MutexGuard<'_, ()>>, writes: RowWrites, apply: impl FnOnce(bool) -> EngineResult<bool>) -> Committed {
         if let Err(e) = self.check_writable() {
             return Committed { ticket: self.tickets.issued(), result: Err(e) };
         }
+        let may_wait = held.is_none();
         let guard = match held.map_or_else(|| self.lock_commits(), Ok) {
             Ok(g) => g,
             Err(e) => return Committed { ticket: self.tickets.issued(), result: Err(e) },
@@ -284,6 +335,9 @@ impl Store {
                 Err(e)
             }
         };
+        if may_wait && result.is_ok() {
+            self.after_waiting_commit();
+        }
         drop(guard);
         Committed { ticket, result }
     }

@@ -25,18 +25,22 @@ pub fn read_cached(store: &Store, ops: &[Op]) -> Option<Vec<OpOutput>> {
 
 /// Runs `ops` on the calling thread if every one is a plain write (put, delete, putBatch or
 /// deleteBatch outside a transaction) and their commit can start at once: the commit lock is
-/// free and fjall is not near holding writers back (`Store::writes_may_stall`). Outputs as
-/// `execute` gives them. Otherwise returns None, having done nothing. The daemon calls it on
-/// its JS thread for a connection with nothing else running, so a single write costs no lane
-/// hand-off (two cross-CPU wake-ups). What it can still wait for is fjall's journal lock,
-/// which fjall's flush worker holds across three fsyncs when it seals a journal and starts the
-/// next (once per 64 MB of journal, fjall `worker_pool.rs`), and briefly when it rotates a
-/// memtable.
+/// free and nothing in fjall that a write could wait for is running or due
+/// (`Store::writes_may_wait`). Outputs as `execute` gives them. Otherwise returns None, having
+/// done nothing. The daemon calls it on its JS thread for a connection with nothing else
+/// running, so a single write costs no lane hand-off (two cross-CPU wake-ups). What it can
+/// still meet is a fjall worker that starts between the check and the write (a window of a few
+/// microseconds) and the OS scheduling other threads.
 pub fn write_now(store: &Store, ops: Vec<Op>) -> Option<Vec<OpOutput>> {
-    if ops.is_empty() || !ops.iter().all(is_plain_write) || store.writes_may_stall() {
+    if ops.is_empty() || !ops.iter().all(is_plain_write) {
         return None;
     }
+    // The lock first: while a commit of ours runs (perhaps rotating a memtable), fjall's state
+    // is not read at all.
     let guard = store.try_lock_commits()?;
+    if store.writes_may_wait() {
+        return None;
+    }
     let mut outputs = Vec::with_capacity(ops.len());
     let mut run = WriteRun::default();
     for op in ops {

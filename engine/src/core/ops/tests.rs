@@ -293,5 +293,41 @@ fn write_now_commits_plain_writes_here_or_does_nothing() {
     assert!(engine.write_now(vec![put(b"n", b"4")]).is_none());
     drop(held);
     assert_eq!(engine.execute(vec![get(b"n")]).unwrap()[0].value, Some(Some(b"1".to_vec())));
-    assert!(!store.writes_may_stall(), "a fresh store is far from fjall's write stall");
+    assert!(!store.writes_may_wait(), "a fresh store has nothing a write could wait for");
+}
+
+#[test]
+fn write_now_stops_before_a_memtable_rotation_which_a_waiting_commit_makes() {
+    use fjall::AbstractTree;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    let store = engine.store().unwrap();
+    let value = [b'v'; 1024];
+    let tree = || &store.data.inner().tree;
+    // write_now fills the data memtable up to the rotation size, then declines (~15 MiB of
+    // 8 KiB calls), without ever rotating it on the caller's thread.
+    let mut calls = 0usize;
+    while let Some(out) = engine.write_now((0..8).map(|i| put(format!("k{calls:05}-{i}").as_bytes(), &value)).collect()) {
+        assert!(out.iter().all(|o| o.error.is_none()));
+        calls += 1;
+        assert!(calls < 4000, "write_now never declined as the memtable filled");
+    }
+    assert!(calls > 1000, "write_now declined after {calls} calls, long before the memtable filled");
+    assert!(store.writes_may_wait());
+    assert_eq!(tree().sealed_memtable_count(), 0, "nothing rotated on the caller's thread");
+
+    // A commit that waited for the lock rotates; fjall flushes the sealed memtable into a table.
+    // Until a commit that waited sees it flushed, write_now declines (the daemon's writes then
+    // go to a lane, whose commits see it); then it takes writes again.
+    assert!(engine.execute(vec![put(b"after", b"1")]).unwrap()[0].error.is_none());
+    assert!(engine.write_now(vec![put(b"again", b"2")]).is_none(), "a flush may run");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while engine.write_now(vec![put(b"again", b"2")]).is_none() {
+        assert!(std::time::Instant::now() < deadline, "the rotated memtable was never flushed");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert!(engine.execute(vec![put(b"lane", b"3")]).unwrap()[0].error.is_none());
+    }
+    assert!(tree().table_count() >= 1, "the rotated memtable became a table");
+    let read = engine.execute(vec![get(b"k00000-0"), get(b"after"), get(b"again")]).unwrap();
+    assert_eq!(read.iter().map(|o| o.value.clone()).collect::<Vec<_>>(), [Some(Some(value.to_vec())), Some(Some(b"1".to_vec())), Some(Some(b"2".to_vec()))]);
 }
