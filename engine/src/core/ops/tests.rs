@@ -304,10 +304,11 @@ fn write_now_stops_before_a_memtable_rotation_which_a_waiting_commit_makes() {
     let store = engine.store().unwrap();
     let value = [b'v'; 1024];
     let tree = || &store.data.inner().tree;
-    // write_now fills the data memtable up to the rotation size, then declines (~15 MiB of
-    // 8 KiB calls), without ever rotating it on the caller's thread.
+    // write_now fills the data memtable to 256 KiB short of its rotation (~16 MiB of 8 KiB
+    // calls), then declines, without ever rotating it on the caller's thread.
+    let batch = |prefix: &str, n: usize| -> Vec<Op> { (0..8).map(|i| put(format!("{prefix}{n:05}-{i}").as_bytes(), &value)).collect() };
     let mut calls = 0usize;
-    while let Some(out) = engine.write_now((0..8).map(|i| put(format!("k{calls:05}-{i}").as_bytes(), &value)).collect()) {
+    while let Some(out) = engine.write_now(batch("k", calls)) {
         assert!(out.iter().all(|o| o.error.is_none()));
         calls += 1;
         assert!(calls < 4000, "write_now never declined as the memtable filled");
@@ -316,18 +317,24 @@ fn write_now_stops_before_a_memtable_rotation_which_a_waiting_commit_makes() {
     assert!(store.writes_may_wait());
     assert_eq!(tree().sealed_memtable_count(), 0, "nothing rotated on the caller's thread");
 
-    // A commit that waited for the lock rotates; fjall flushes the sealed memtable into a table.
-    // Until a commit that waited sees it flushed, write_now declines (the daemon's writes then
-    // go to a lane, whose commits see it); then it takes writes again.
-    assert!(engine.execute(vec![put(b"after", b"1")]).unwrap()[0].error.is_none());
-    assert!(engine.write_now(vec![put(b"again", b"2")]).is_none(), "a flush may run");
+    // Commits that wait for the lock (a lane's) go on; the one that fills the memtable rotates
+    // it, and fjall flushes it into a table.
+    let mut lane_calls = 0usize;
+    while tree().sealed_memtable_count() == 0 && tree().table_count() == 0 {
+        assert!(engine.execute(batch("l", lane_calls)).unwrap().iter().all(|o| o.error.is_none()));
+        lane_calls += 1;
+        assert!(lane_calls < 1000, "no commit rotated the full memtable");
+    }
+    assert!(lane_calls > 16, "the memtable rotated after {lane_calls} lane calls, not at its full size");
+    // Until a commit that waited sees the flush done, write_now declines (the daemon's writes
+    // then go to a lane, whose commits see it); then it takes writes again.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while engine.write_now(vec![put(b"again", b"2")]).is_none() {
         assert!(std::time::Instant::now() < deadline, "the rotated memtable was never flushed");
         std::thread::sleep(std::time::Duration::from_millis(5));
-        assert!(engine.execute(vec![put(b"lane", b"3")]).unwrap()[0].error.is_none());
+        assert!(engine.execute(vec![put(b"after", b"1")]).unwrap()[0].error.is_none());
     }
     assert!(tree().table_count() >= 1, "the rotated memtable became a table");
-    let read = engine.execute(vec![get(b"k00000-0"), get(b"after"), get(b"again")]).unwrap();
-    assert_eq!(read.iter().map(|o| o.value.clone()).collect::<Vec<_>>(), [Some(Some(value.to_vec())), Some(Some(b"1".to_vec())), Some(Some(b"2".to_vec()))]);
+    let read = engine.execute(vec![get(b"k00000-0"), get(b"l00000-7"), get(b"again")]).unwrap();
+    assert_eq!(read.iter().map(|o| o.value.clone()).collect::<Vec<_>>(), [Some(Some(value.to_vec())), Some(Some(value.to_vec())), Some(Some(b"2".to_vec()))]);
 }
