@@ -22,10 +22,6 @@ describe('checkpoint and stats', () => {
     expect(before.pid).toBe(daemon.pid);
     expect(before.connections.active).toBe(1);
     await client.putBatch(Array.from({ length: 100 }, (_, i) => [`k${i}`, 'v'] as [string, string]));
-    // A putBatch of 100 rows caches none (large commits only refresh cached rows); the first
-    // gets fill the row cache from storage, so the second ones never touch it.
-    for (let i = 0; i < 10; i++) await client.get(`k${i}`);
-    const filled = await client.stats();
     for (let i = 0; i < 10; i++) await client.get(`k${i}`);
     await client.get(Buffer.alloc(client.serverInfo.limits.keyBytesMax + 1)).catch(() => undefined);
     const txn = await client.beginTransaction();
@@ -41,10 +37,10 @@ describe('checkpoint and stats', () => {
     expect(after.bytes.out).toBeGreaterThan(before.bytes.out);
     expect(after.transactions.committed).toBe(before.transactions.committed + 1);
     expect(after.engine.approximateKeys).toBeGreaterThanOrEqual(100);
-    expect(filled.engine.rowCacheRows).toBeGreaterThanOrEqual(10);
-    expect(filled.engine.rowCacheRows).toBeLessThan(before.engine.rowCacheRows + 100);
-    expect(after.requests.fromMemory).toBeGreaterThanOrEqual(filled.requests.fromMemory + 10);
-    expect(after.engine.rowCacheBytes).toBeGreaterThan(10 * 3);
+    // putBatch wrote its rows through to the row cache, so the 10 gets never touched storage.
+    expect(after.requests.fromMemory).toBeGreaterThanOrEqual(before.requests.fromMemory + 10);
+    expect(after.engine.rowCacheRows).toBeGreaterThanOrEqual(100);
+    expect(after.engine.rowCacheBytes).toBeGreaterThan(100 * 3);
     expect(after.engine.diskBytes).toBeGreaterThan(0);
     expect(after.durable.syncs).toBeGreaterThan(before.durable.syncs);
     // The time of the last of those fsyncs, from the engine that ran them.

@@ -1,12 +1,9 @@
-//! The row cache: recently read rows of the data keyspace, and rows of small writes, in memory.
+//! The row cache: recently written or read rows of the data keyspace, in memory.
 //!
 //! Responsibility: answer plain point reads (get, exists, getBatch outside transactions) without
 //! any storage work, so the daemon can serve them on its JS thread instead of paying a libuv
 //! pool round trip (a cross-CPU wake-up: ~35 µs on a 2-vCPU VM, against ~1 µs for the lookup).
-//! Misses go to the pool as before; those reads refill the cache. A commit of at most
-//! INSERT_RUN_ROWS_MAX rows caches them (a key just written is often read next); a larger one
-//! (a putBatch, a bulk load) only refreshes the rows already cached, so bulk writes do not push
-//! out the rows being read, and cost one probe per key instead of an insert.
+//! Misses go to the pool as before; those reads refill the cache.
 //!
 //! Invariants:
 //! - Coherence: a hit never shows a row older than one any reader could already have seen.
@@ -42,11 +39,6 @@ const ROW_OVERHEAD_BYTES: u64 = 64;
 
 /// Default capacity; `OpenOptions::row_cache_bytes` overrides it (0 disables the cache).
 pub const ROW_CACHE_BYTES_DEFAULT: u64 = 32 * 1024 * 1024;
-
-/// Commits of up to this many rows insert them; larger ones only replace cached rows (header).
-/// Engine alone, putBatch of 100 random keys of 100k: inserting every row 345-356k keys/s,
-/// replacing only cached ones 512-525k.
-pub const INSERT_RUN_ROWS_MAX: usize = 8;
 
 /// Runs up to this many writes find repeated keys by a linear scan (no hash set).
 const RUN_SCAN_ITEMS_MAX: usize = 16;
@@ -173,15 +165,8 @@ impl RowCache {
                     for key in &writes.deleted {
                         rows.remove(key.as_slice());
                     }
-                    if writes.rows.len() <= INSERT_RUN_ROWS_MAX {
-                        for (key, row) in writes.rows {
-                            rows.insert(key, row);
-                        }
-                    } else {
-                        for (key, row) in writes.rows {
-                            // Err: the key was not cached, which leaves nothing stale.
-                            let _ = rows.replace(key, row, false);
-                        }
+                    for (key, row) in writes.rows {
+                        rows.insert(key, row);
                     }
                 }
                 CommitEnd::Refused => {}
@@ -334,27 +319,6 @@ mod tests {
             reader.join().unwrap();
         }
         assert!(hits.load(Ordering::SeqCst) >= 10_000, "the readers hit while commits ran");
-    }
-
-    #[test]
-    fn small_commits_cache_their_rows_and_large_ones_refresh_only_cached_rows() {
-        let cache = filled(&[(b"hot", b"old")]);
-        let small: Vec<(Vec<u8>, Option<&[u8]>)> = (0..INSERT_RUN_ROWS_MAX).map(|i| (format!("s{i}").into_bytes(), Some(&b"v"[..]))).collect();
-        let writes = run(&small.iter().map(|(k, v)| (k.as_slice(), *v)).collect::<Vec<_>>());
-        cache.begin_commit(&writes);
-        cache.end_commit(writes, CommitEnd::Applied);
-        assert!(small.iter().all(|(key, _)| cache.lookup(key).is_some()), "a small commit caches every row");
-
-        let mut large: Vec<(Vec<u8>, Option<&[u8]>)> = (0..INSERT_RUN_ROWS_MAX).map(|i| (format!("l{i}").into_bytes(), Some(&b"v"[..]))).collect();
-        large.push((b"hot".to_vec(), Some(&b"new"[..])));
-        large.push((b"s0".to_vec(), None));
-        let writes = run(&large.iter().map(|(k, v)| (k.as_slice(), *v)).collect::<Vec<_>>());
-        cache.begin_commit(&writes);
-        cache.end_commit(writes, CommitEnd::Applied);
-        assert!(large[..INSERT_RUN_ROWS_MAX].iter().all(|(key, _)| cache.lookup(key).is_none()), "a large commit caches no new row");
-        assert_eq!(cache.lookup(b"hot").as_deref(), Some(&b"new"[..]), "it refreshes a cached one");
-        assert!(cache.lookup(b"s0").is_none(), "and drops the ones it deletes");
-        assert!(cache.lookup(b"s1").is_some());
     }
 
     #[test]
