@@ -12,6 +12,9 @@
 //! - Writes reach the OS at commit (`PersistMode::Buffer`: the journal BufWriter is flushed, so a
 //!   `kill -9` loses nothing); fsync happens only in `sync` (through our own descriptor of the
 //!   active journal, beside running commits: journal.rs), `checkpoint` and `close`.
+//! - Memtables are rotated by commits that waited for the commit lock (`after_waiting_commit`,
+//!   on a lane or the pool), never by a commit on the JS thread, which declines while fjall may
+//!   make a writer wait (`writes_may_wait`).
 //! - After a failed commit or fsync the store is poisoned: writes fail with STORAGE_FAILED,
 //!   reads keep working (fjall poisons itself too; our flag also covers conflict-free paths).
 //! - Test hook: with `TOONDB_FAILPOINT_FSYNC_AFTER=N` in the environment at open, the journal
