@@ -224,9 +224,9 @@ export interface Engine {
    * Commits plain writes (put / delete / putBatch / deleteBatch without `txn`; see
    * plainWriteKeys) synchronously on the calling thread, with the results `execute` would
    * give; or returns null, having done nothing, when any op is another kind, a commit is
-   * running, or fjall may make a writer wait (a write stall, or a flush, compaction or memtable
-   * rotation that holds its locks across fsyncs; see Store::writes_may_wait). Costs what the
-   * commit costs (a journal write, no fsync).
+   * running, or fjall may make a writer wait (a write stall, or a checkpoint, flush,
+   * compaction or memtable rotation that holds its locks across fsyncs; see
+   * Store::writes_may_wait). Costs what the commit costs (a journal write, no fsync).
    */
   writeNow(ops: EngineOp[]): EngineResult[] | null;
   /** fsyncs the journal (fdatasync) on the libuv pool and resolves to the ticket now durable. */

@@ -179,6 +179,7 @@ impl Engine {
     /// and wait until they are flushed, so older journals can be dropped and recovery is short.
     pub fn checkpoint(&self) -> EngineResult<Checkpoint> {
         let store = self.store()?;
+        let _running = store.checkpoint_running();
         let started = Instant::now();
         let target = store.tickets.written();
         store.persist(PersistMode::SyncAll)?;

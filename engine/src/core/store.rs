@@ -32,7 +32,7 @@ use super::rowcache::{last_writes, CommitEnd, RowCache, RowWrites, ROW_CACHE_BYT
 use super::value;
 use super::watermark::{self, Watermark};
 use fjall::{AbstractTree, KeyspaceCreateOptions, OptimisticTxDatabase, OptimisticTxKeyspace, OptimisticWriteTx as WriteTransaction, PersistMode};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -111,6 +111,9 @@ pub struct Store {
     /// saw none. Lets the JS thread decline without reading fjall's version, whose lock a
     /// flush holds across a fsync when it installs the table.
     flush_may_run: AtomicBool,
+    /// Checkpoints in progress (`checkpoint_running`): each fsyncs the journal under fjall's
+    /// journal lock, then seals and flushes every memtable, outside the commit lock.
+    checkpoints_running: AtomicUsize,
     /// The journal file group commit fsyncs (journal.rs).
     journal: ActiveJournal,
     /// Journal fsyncs that succeeded (group commit, checkpoint, close).
@@ -119,6 +122,15 @@ pub struct Store {
     pub last_fsync_ms: AtomicU64,
     /// Fsyncs left before the test failpoint fires (None: no failpoint; see the header).
     fsyncs_before_failure: Option<AtomicU64>,
+}
+
+/// A checkpoint in progress (`Store::checkpoint_running`); ends when dropped.
+pub struct CheckpointRunning<'a>(&'a AtomicUsize);
+
+impl Drop for CheckpointRunning<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// `writes_may_wait`: a margin below fjall's write stall (20 L0 runs).
@@ -190,6 +202,7 @@ impl Store {
             // durable watermark and the next open refused the database as damaged.
             last_commit_seqno: AtomicU64::new(0),
             flush_may_run: AtomicBool::new(true),
+            checkpoints_running: AtomicUsize::new(0),
             fsyncs_before_failure: std::env::var(FSYNC_FAILPOINT_ENV).ok().and_then(|v| v.trim().parse().ok()).map(AtomicU64::new),
         };
         store.note_sealed_memtables();
@@ -247,6 +260,7 @@ impl Store {
     /// holds (fjall 3.1 `worker_pool.rs`, `keyspace/mod.rs`; lsm-tree `version/super_version.rs`).
     /// Measured with only the write-stall margins: back-to-back single-key writes on the JS
     /// thread waited 1-78 ms ~200 times in 15 s, 1.4 s in all, on the journal and version locks.
+    /// - A checkpoint runs (`checkpoint_running`).
     /// - A compaction runs, or a flush is queued or may be running (`flush_may_run`, then the
     ///   sealed memtable count): a flush starts by fsyncing the journal under the journal lock
     ///   (three fsyncs when it also seals the journal), and a flush or compaction ends by
@@ -259,7 +273,11 @@ impl Store {
     ///   30, or while 4 sealed memtables wait (the margin: WRITE_NOW_L0_RUNS_MAX).
     pub fn writes_may_wait(&self) -> bool {
         let db = self.db.inner();
-        if self.flush_may_run.load(Ordering::Acquire) || db.active_compactions() > 0 || db.outstanding_flushes() > 0 {
+        if self.checkpoints_running.load(Ordering::Acquire) > 0
+            || self.flush_may_run.load(Ordering::Acquire)
+            || db.active_compactions() > 0
+            || db.outstanding_flushes() > 0
+        {
             return true;
         }
         [&self.data, &self.ttl].into_iter().any(|keyspace| {
@@ -282,6 +300,13 @@ impl Store {
             }
         }
         self.note_sealed_memtables();
+    }
+
+    /// Marks a checkpoint as running until the guard drops, so `writes_may_wait` sends writes to
+    /// the lanes meanwhile.
+    pub fn checkpoint_running(&self) -> CheckpointRunning<'_> {
+        self.checkpoints_running.fetch_add(1, Ordering::AcqRel);
+        CheckpointRunning(&self.checkpoints_running)
     }
 
     /// Sets `flush_may_run` from fjall's version: whether a sealed memtable waits for (or is in)

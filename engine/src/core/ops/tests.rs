@@ -294,6 +294,12 @@ fn write_now_commits_plain_writes_here_or_does_nothing() {
     drop(held);
     assert_eq!(engine.execute(vec![get(b"n")]).unwrap()[0].value, Some(Some(b"1".to_vec())));
     assert!(!store.writes_may_wait(), "a fresh store has nothing a write could wait for");
+
+    // Nor while a checkpoint runs (it fsyncs and flushes outside the commit lock).
+    let running = store.checkpoint_running();
+    assert!(engine.write_now(vec![put(b"n", b"5")]).is_none());
+    drop(running);
+    assert!(engine.write_now(vec![put(b"n", b"5")]).is_some());
 }
 
 #[test]
