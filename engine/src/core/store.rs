@@ -14,7 +14,7 @@
 //!   active journal, beside running commits: journal.rs), `checkpoint` and `close`.
 //! - Memtables are rotated by commits that waited for the commit lock (`after_waiting_commit`,
 //!   on a lane or the pool), never by a commit on the JS thread, which declines while fjall may
-//!   make a writer wait (`writes_may_wait`).
+//!   make a writer wait (`writes_may_wait`; both in store/waits.rs).
 //! - After a failed commit or fsync the store is poisoned: writes fail with STORAGE_FAILED,
 //!   reads keep working (fjall poisons itself too; our flag also covers conflict-free paths).
 //! - Test hook: with `TOONDB_FAILPOINT_FSYNC_AFTER=N` in the environment at open, the journal
@@ -31,10 +31,13 @@ use super::preflight;
 use super::rowcache::{last_writes, CommitEnd, RowCache, RowWrites, ROW_CACHE_BYTES_DEFAULT};
 use super::value;
 use super::watermark::{self, Watermark};
-use fjall::{AbstractTree, KeyspaceCreateOptions, OptimisticTxDatabase, OptimisticTxKeyspace, OptimisticWriteTx as WriteTransaction, PersistMode};
+use fjall::{KeyspaceCreateOptions, OptimisticTxDatabase, OptimisticTxKeyspace, OptimisticWriteTx as WriteTransaction, PersistMode};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
+
+mod waits;
+pub use waits::CheckpointRunning;
 
 /// Memtable size of the data keyspace (fjall's default is 64 MiB). A memtable is a skiplist
 /// whose inserts are bound by cache misses down its levels (~half of the engine's time per put
@@ -123,35 +126,6 @@ pub struct Store {
     /// Fsyncs left before the test failpoint fires (None: no failpoint; see the header).
     fsyncs_before_failure: Option<AtomicU64>,
 }
-
-/// A checkpoint in progress (`Store::checkpoint_running`); ends when dropped.
-pub struct CheckpointRunning<'a>(&'a AtomicUsize);
-
-impl Drop for CheckpointRunning<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// `writes_may_wait`: a margin below fjall's write stall (20 L0 runs).
-const WRITE_NOW_L0_RUNS_MAX: usize = 16;
-
-/// Active memtable size at which a commit that waited for the commit lock rotates the memtable
-/// itself (`after_waiting_commit`): fjall's own trigger for data directories created now, and
-/// below it for the TTL keyspace and older directories (64 MiB), so rotations happen where a
-/// writer can afford them, never under a commit on the JS thread. Equal to fjall's, not below:
-/// fjall seals its journal only at a flush that finds it past 64 MB, and recovery replays the
-/// whole active journal, so where flushes fall decides what a restart reads (after the bench's
-/// 1M-key load: 9.5 MB rotating at 16 MiB, 66 MB at 15 MiB; 94 against 490 ms to open).
-const MEMTABLE_ROTATE_BYTES: u64 = DATA_MEMTABLE_BYTES;
-
-/// Active memtable size from which `writes_may_wait` sends writes to the lanes, whose commits
-/// then reach MEMTABLE_ROTATE_BYTES and rotate. The margin is small, as every write in it takes
-/// the lane (back-to-back single-key writes: 11-15 % went to the lane with 1 MiB, 9 % with
-/// 256 KiB). A write on the JS thread with values large enough to jump it passes fjall's
-/// trigger instead: fjall's worker rotates the memtable after that commit, and the checks of
-/// `writes_may_wait` see the rotation and the flush.
-const WRITE_NOW_MEMTABLE_BYTES_MAX: u64 = MEMTABLE_ROTATE_BYTES - 256 * 1024;
 
 /// Snapshots opened and closed after each commit through fjall's oracle (`pace_oracle_gc`).
 const ORACLE_GC_SNAPSHOTS_PER_COMMIT: usize = 16;
@@ -252,68 +226,6 @@ impl Store {
         let committed = self.commit_with(None, writes, |_| tx.commit().map(|outcome| outcome.is_ok()).map_err(EngineError::from));
         self.pace_oracle_gc();
         committed
-    }
-
-    /// True if a write now may wait inside fjall, for a write stall or behind one of its locks
-    /// held across fsyncs. A writer that must never wait (`ops::write_now`, on the daemon's JS
-    /// thread, holding the commit lock so no commit of ours runs) stays away while any of these
-    /// holds (fjall 3.1 `worker_pool.rs`, `keyspace/mod.rs`; lsm-tree `version/super_version.rs`).
-    /// Measured with only the write-stall margins: back-to-back single-key writes on the JS
-    /// thread waited 1-78 ms ~200 times in 15 s, 1.4 s in all, on the journal and version locks.
-    /// - A checkpoint runs (`checkpoint_running`).
-    /// - A compaction runs, or a flush is queued or may be running (`flush_may_run`, then the
-    ///   sealed memtable count): a flush starts by fsyncing the journal under the journal lock
-    ///   (three fsyncs when it also seals the journal), and a flush or compaction ends by
-    ///   installing a new version under the version lock, which every write reads, across a
-    ///   fsync of the version file. The atomics come first, so the version is read only when no
-    ///   flush or compaction is known to run.
-    /// - An active memtable is near its rotation (WRITE_NOW_MEMTABLE_BYTES_MAX): rotating takes
-    ///   both locks.
-    /// - fjall is near its write stall: it spins writers from 20 L0 runs on and sleeps them from
-    ///   30, or while 4 sealed memtables wait (the margin: WRITE_NOW_L0_RUNS_MAX).
-    pub fn writes_may_wait(&self) -> bool {
-        let db = self.db.inner();
-        if self.checkpoints_running.load(Ordering::Acquire) > 0
-            || self.flush_may_run.load(Ordering::Acquire)
-            || db.active_compactions() > 0
-            || db.outstanding_flushes() > 0
-        {
-            return true;
-        }
-        [&self.data, &self.ttl].into_iter().any(|keyspace| {
-            let tree = &keyspace.inner().tree;
-            tree.sealed_memtable_count() > 0
-                || tree.active_memtable().size() >= WRITE_NOW_MEMTABLE_BYTES_MAX
-                || tree.l0_run_count() >= WRITE_NOW_L0_RUNS_MAX
-        })
-    }
-
-    /// After a commit that waited for the commit lock (on a lane or the pool, still holding
-    /// it): rotates each active memtable that reached MEMTABLE_ROTATE_BYTES (fjall then flushes
-    /// it on its worker; best effort, as fjall rotates at its own trigger otherwise), then
-    /// records whether a flush may be running (`flush_may_run`).
-    fn after_waiting_commit(&self) {
-        for keyspace in [&self.data, &self.ttl] {
-            let keyspace = keyspace.inner();
-            if keyspace.tree.active_memtable().size() >= MEMTABLE_ROTATE_BYTES {
-                let _ = keyspace.rotate_memtable();
-            }
-        }
-        self.note_sealed_memtables();
-    }
-
-    /// Marks a checkpoint as running until the guard drops, so `writes_may_wait` sends writes to
-    /// the lanes meanwhile.
-    pub fn checkpoint_running(&self) -> CheckpointRunning<'_> {
-        self.checkpoints_running.fetch_add(1, Ordering::AcqRel);
-        CheckpointRunning(&self.checkpoints_running)
-    }
-
-    /// Sets `flush_may_run` from fjall's version: whether a sealed memtable waits for (or is in)
-    /// a flush. Reads the version lock, so never called on the JS thread.
-    fn note_sealed_memtables(&self) {
-        let sealed = [&self.data, &self.ttl].into_iter().any(|keyspace| keyspace.inner().tree.sealed_memtable_count() > 0);
-        self.flush_may_run.store(sealed, Ordering::Release);
     }
 
     /// Brings fjall's snapshot GC round sooner, after a commit through its optimistic oracle.
