@@ -13,9 +13,13 @@
  *   one early shows nothing a client could tell apart. Cursors inside a transaction never are
  *   (its later writes must show in later batches).
  * - Batches of a cursor are read one engine call at a time, in order, and handed out in that
- *   order; at most SCAN_READ_AHEAD_BATCHES are held or being read per cursor, and at most
- *   SCAN_READ_AHEAD_BATCHES_PER_CONNECTION_MAX across the connection's cursors (each at most
- *   scanBatchBytesMax). A cursor over the budget is simply read on demand.
+ *   order; at most SCAN_READ_AHEAD_BATCHES are held or being read per cursor.
+ * - Memory is bounded in bytes, per connection (SCAN_READ_AHEAD_BYTES_PER_CONNECTION_MAX) and
+ *   across the daemon (SCAN_READ_AHEAD_BYTES_MAX, one ReadAheadBudget shared by all sessions): a
+ *   read starts only if both budgets have room for a whole batch (scanBatchBytesMax), holds that
+ *   much while it runs, then the size of the batch it read (which may pass scanBatchBytesMax by
+ *   one entry), until its scanNext takes it or the cursor is released. A cursor that finds no
+ *   room is simply read on demand.
  * - While a read-ahead runs it owns the engine cursor: a scanNext takes the oldest read (and
  *   waits for it), while a scanClose or a release on expiry or disconnect takes all of them and
  *   acts only once the last has settled, so the engine never sees two calls on one cursor.
@@ -25,16 +29,50 @@
  */
 
 import type { EngineResult } from '../engine/types.js';
-import { SCAN_READ_AHEAD_BATCHES, SCAN_READ_AHEAD_BATCHES_PER_CONNECTION_MAX } from '../protocol/limits.js';
+import { PackedArray } from '../protocol/packed-array.js';
+import { SCAN_READ_AHEAD_BATCHES, SCAN_READ_AHEAD_BYTES_PER_CONNECTION_MAX } from '../protocol/limits.js';
 
 /** True if the engine cursor is still open after this scanOpen / scanNext result. */
 export function leavesCursorOpen(result: EngineResult): boolean {
   return result.code === undefined && result.done !== true;
 }
 
+/** Bytes a batch read ahead keeps in memory until it is sent: its entries in wire form. */
+function batchBytes(result: EngineResult): number {
+  return result.entries instanceof PackedArray ? result.entries.bytes.length : 0;
+}
+
+/** Bytes that batches read ahead may hold: one per connection, and one for the whole daemon. */
+export class ReadAheadBudget {
+  private bytes = 0;
+
+  constructor(readonly bytesMax: number) {}
+
+  get heldBytes(): number {
+    return this.bytes;
+  }
+
+  hasRoom(bytes: number): boolean {
+    return this.bytes + bytes <= this.bytesMax;
+  }
+
+  /** Moves a hold from `from` to `to` bytes (take: from 0; give back: to 0). */
+  change(from: number, to: number): void {
+    this.bytes += to - from;
+    if (this.bytes < 0) throw new Error(`invariant: read-ahead budget went negative (${this.bytes} bytes)`);
+  }
+}
+
+/** One read of a cursor: its result, and the bytes it holds in both budgets until it is taken. */
+interface Read {
+  result: Promise<EngineResult>;
+  bytes: number;
+  taken: boolean;
+}
+
 /** The reads of one cursor: oldest first; the last may still be running. */
 interface CursorReads {
-  queue: Promise<EngineResult>[];
+  queue: Read[];
   reading: boolean;
   /** False once a read left the engine cursor closed: nothing more is read. */
   open: boolean;
@@ -43,16 +81,29 @@ interface CursorReads {
 export class ScanReadAhead {
   private readonly cursors = new Map<number, CursorReads>();
   private running = 0;
-  /** Reads held or running across all cursors (the per-connection budget). */
+  /** Reads held or running across all cursors. */
   private held = 0;
+  private readonly connection = new ReadAheadBudget(SCAN_READ_AHEAD_BYTES_PER_CONNECTION_MAX);
 
-  /** `read` runs one scanNext of the cursor in the engine and resolves its result, never
-   * rejecting. */
-  constructor(private readonly read: (cursor: number) => Promise<EngineResult>) {}
+  /**
+   * `read` runs one scanNext of the cursor in the engine and resolves its result, never
+   * rejecting; `shared` is the daemon-wide budget; `batchBytesMax` gives the live
+   * scanBatchBytesMax, what a read holds while it runs.
+   */
+  constructor(
+    private readonly read: (cursor: number) => Promise<EngineResult>,
+    private readonly shared: ReadAheadBudget,
+    private readonly batchBytesMax: () => number,
+  ) {}
 
   /** Reads held or running across all cursors. */
   get heldBatches(): number {
     return this.held;
+  }
+
+  /** Bytes held by this connection's reads (running ones count a whole batch). */
+  get heldBytes(): number {
+    return this.connection.heldBytes;
   }
 
   /** True while an engine call of a read-ahead is in progress. */
@@ -73,27 +124,48 @@ export class ScanReadAhead {
 
   private fill(cursor: number, reads: CursorReads): void {
     if (reads.reading || !reads.open || reads.queue.length >= SCAN_READ_AHEAD_BATCHES) return;
-    if (this.held >= SCAN_READ_AHEAD_BATCHES_PER_CONNECTION_MAX) return;
+    const bytes = this.batchBytesMax();
+    if (!this.connection.hasRoom(bytes) || !this.shared.hasRoom(bytes)) return;
+    this.hold(0, bytes);
     this.held += 1;
     reads.reading = true;
     this.running += 1;
-    const read = this.read(cursor).then((result) => {
+    const read: Read = { result: undefined as unknown as Promise<EngineResult>, bytes, taken: false };
+    read.result = this.read(cursor).then((result) => {
       this.running -= 1;
       reads.reading = false;
       reads.open = leavesCursorOpen(result);
+      if (!read.taken) {
+        const size = batchBytes(result);
+        this.hold(read.bytes, size);
+        read.bytes = size;
+      }
       if (this.cursors.get(cursor) === reads) this.fill(cursor, reads);
       return result;
     });
     reads.queue.push(read);
   }
 
+  private hold(from: number, to: number): void {
+    this.connection.change(from, to);
+    this.shared.change(from, to);
+  }
+
+  /** Gives back what a read holds; it is the caller's from now on. */
+  private take(read: Read): Promise<EngineResult> {
+    read.taken = true;
+    this.hold(read.bytes, 0);
+    read.bytes = 0;
+    this.held -= 1;
+    return read.result;
+  }
+
   /** Removes and returns the oldest read of `cursor` (for its scanNext), if it has one. */
   takeNext(cursor: number): Promise<EngineResult> | undefined {
     const reads = this.cursors.get(cursor);
     const next = reads?.queue.shift();
-    if (next !== undefined) this.held -= 1;
     if (reads !== undefined && reads.queue.length === 0 && !reads.reading) this.cursors.delete(cursor);
-    return next;
+    return next === undefined ? undefined : this.take(next);
   }
 
   /** Removes every read of `cursor` (for its scanClose); resolves, once they have all settled,
@@ -102,8 +174,8 @@ export class ScanReadAhead {
     const reads = this.cursors.get(cursor);
     if (reads === undefined) return undefined;
     this.cursors.delete(cursor);
-    this.held -= reads.queue.length;
-    return reads.queue.at(-1);
+    const results = reads.queue.map((read) => this.take(read));
+    return results.at(-1);
   }
 
   /**

@@ -24,7 +24,8 @@ import pino, { type Logger } from 'pino';
 import { lockDataDir, openEngine, peerCredentials, sdNotify } from '../engine/index.js';
 import type { Engine } from '../engine/types.js';
 import { ToonDBError, toToonDBError } from '../protocol/errors.js';
-import { ENGINE_BLOCK_CACHE_BYTES, ENGINE_LANES, SHUTDOWN_DRAIN_MS_MAX, type ServerLimits } from '../protocol/limits.js';
+import { ENGINE_BLOCK_CACHE_BYTES, ENGINE_LANES, SCAN_READ_AHEAD_BYTES_MAX, SHUTDOWN_DRAIN_MS_MAX, type ServerLimits } from '../protocol/limits.js';
+import { ReadAheadBudget } from './read-ahead.js';
 import { CONNECTION_ERROR_ID } from '../protocol/messages.js';
 import { MessageCodec } from '../protocol/codec.js';
 import { isPeerAllowed, listenPrivately, socketFd, type PeerCredentials } from './access.js';
@@ -54,6 +55,7 @@ export interface DaemonInfo {
 export class Daemon implements DaemonContext {
   readonly version = VERSION;
   readonly counters = new Counters();
+  readonly readAheadBudget = new ReadAheadBudget(SCAN_READ_AHEAD_BYTES_MAX);
   readonly gate: DurabilityGate;
   /** Resolves once the daemon has fully stopped. */
   readonly stopped: Promise<void>;

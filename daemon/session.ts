@@ -80,7 +80,7 @@ export class Session {
   private handshakeTimer: NodeJS.Timeout | null;
   private readonly calls: EngineCalls;
   /** Next batches of snapshot cursors, read while earlier ones travel. */
-  private readonly readAhead = new ScanReadAhead(async (cursor) => (await this.calls.run([scanNextOp(cursor, this.scope)]))[0]);
+  private readonly readAhead: ScanReadAhead;
 
   constructor(
     readonly id: number,
@@ -91,6 +91,11 @@ export class Session {
   ) {
     const limits = ctx.limits();
     this.calls = new EngineCalls(ctx.engine, log);
+    this.readAhead = new ScanReadAhead(
+      async (cursor) => (await this.calls.run([scanNextOp(cursor, this.scope)]))[0],
+      ctx.readAheadBudget,
+      () => this.scope.limits.scanBatchBytesMax,
+    );
     this.decoder = new FrameDecoder({ frameBytesMax: limits.frameBytesMax });
     this.codec = new MessageCodec({ frameBytesMax: limits.frameBytesMax });
     this.scope = {

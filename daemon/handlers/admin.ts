@@ -16,6 +16,7 @@ import type { HelloRequest, HelloResult, PingResult, Request, StatsResult } from
 import type { DaemonConfig } from '../config.js';
 import type { Counters } from '../counters.js';
 import type { DurabilityGate } from '../durability.js';
+import type { ReadAheadBudget } from '../read-ahead.js';
 
 /** What admin handlers may see of the daemon. */
 export interface DaemonContext {
@@ -24,6 +25,8 @@ export interface DaemonContext {
   readonly engine: Engine;
   readonly gate: DurabilityGate;
   readonly counters: Counters;
+  /** Bytes that scan reads ahead may hold across all connections (daemon/read-ahead.ts). */
+  readonly readAheadBudget: ReadAheadBudget;
   /** Live limits (SIGHUP may reload them). */
   limits(): ServerLimits;
   /** True once a graceful shutdown has begun: new requests get SHUTTING_DOWN. */
