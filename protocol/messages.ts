@@ -131,8 +131,9 @@ export interface StatsResult {
   requests: { total: number; errors: number; fromMemory: number; byFamily: Record<OpFamily, number> };
   bytes: { in: number; out: number };
   transactions: { active: number; committed: number; aborted: number; conflicts: number };
-  /** `readAhead`: scanNext requests answered with a batch the daemon had read ahead. */
-  cursors: { open: number; readAhead: number };
+  /** `readAhead`: scanNext requests answered with a batch the daemon had read ahead;
+   * `readAheadBytes`: bytes that batches read ahead hold now, across all connections. */
+  cursors: { open: number; readAhead: number; readAheadBytes: number };
   engine: {
     approximateKeys: number;
     diskBytes: number;

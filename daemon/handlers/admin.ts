@@ -87,7 +87,7 @@ export async function stats(ctx: DaemonContext): Promise<StatsResult> {
       aborted: c.txnsAborted,
       conflicts: c.txnConflicts,
     },
-    cursors: { open: engine.openCursors, readAhead: c.scanBatchesReadAhead },
+    cursors: { open: engine.openCursors, readAhead: c.scanBatchesReadAhead, readAheadBytes: ctx.readAheadBudget.heldBytes },
     engine: {
       approximateKeys: engine.approximateKeys,
       diskBytes: engine.diskBytes,

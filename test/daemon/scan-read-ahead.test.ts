@@ -2,7 +2,7 @@
 // it is asked for it. Every scanNext of a streamed scan is answered from that batch, results are
 // the same as without it, transactional cursors are never read ahead, and a cursor that is being
 // (or was) read ahead is still freed in the engine by scanClose, by a disconnect and by idle
-// expiry.
+// expiry, each of which also gives back the bytes its batches held in the read-ahead budget.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IpcClient } from '../../ipc-client/index.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
@@ -31,7 +31,9 @@ describe('scan read-ahead', () => {
   const noOpenCursors = async () => {
     await expect.poll(async () => (await client.stats()).cursors.open, { timeout: 5_000 }).toBe(0);
     await new Promise((resolve) => setTimeout(resolve, 100));
-    expect((await client.stats()).cursors.open).toBe(0);
+    const { open, readAheadBytes } = (await client.stats()).cursors;
+    expect(open).toBe(0);
+    expect(readAheadBytes).toBe(0);
   };
 
   /** A raw connection with a scan of `prefix` open in batches of `batchSize`; resolves its reply. */
@@ -52,6 +54,21 @@ describe('scan read-ahead', () => {
     expect(seen).toEqual(Array.from({ length: 100 }, (_, i) => `${key(i)}=v${i}`));
     // Ten batches: the first answers scan, the other nine answer scanNext from a read-ahead.
     expect((await readAheads()) - before).toBe(9);
+    await noOpenCursors();
+  });
+
+  it('holds bytes for the batches it reads ahead, up to four per cursor, and gives them back on close', async () => {
+    const { peer, cursor } = await rawScan(10);
+    // Ninety keys follow in batches of ten: four are read ahead, each holding its batch's size.
+    await expect.poll(async () => (await client.stats()).cursors.readAheadBytes, { timeout: 5_000 }).toBeGreaterThan(0);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const held = (await client.stats()).cursors.readAheadBytes;
+    const batchBytes = 10 * (2 + key(0).length + 2 + 'v00'.length + 1); // pair header, key bin, value bin
+    expect(held).toBeGreaterThanOrEqual(4 * (batchBytes - 10));
+    expect(held).toBeLessThanOrEqual(4 * batchBytes);
+    peer.request({ id: 3, op: 'scanClose', cursor });
+    await peer.waitFor(3);
+    peer.close();
     await noOpenCursors();
   });
 

@@ -96,6 +96,7 @@ describe('scan stress: read-ahead scans stay snapshot-consistent and leak no cur
     expect(commits).toBeGreaterThan(0);
     expect(stats.cursors.readAhead - before, 'multi-batch scans were read ahead').toBeGreaterThan(0);
     await expect.poll(async () => (await writer.stats()).cursors.open, { timeout: 5_000 }).toBe(0);
+    await expect.poll(async () => (await writer.stats()).cursors.readAheadBytes, { timeout: 5_000 }).toBe(0);
     const final = await writer.scan('sa/').toArray();
     expect(final.reduce((total, [, value]) => total + Number(value.toString()), 0)).toBe(TOTAL);
     for (const reader of readers) await reader.close();
