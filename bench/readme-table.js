@@ -1,0 +1,61 @@
+#!/usr/bin/env node
+/**
+ * The README's bench table, from the raw results of `npm run bench` (BENCH_JSON).
+ *
+ * Usage: node bench/readme-table.js CURRENT.json [PREVIOUS.json]
+ *
+ * Responsibility: one row per workload with each system's median rate and its p50 / p99, toondb's
+ * ratio to each peer, and (given a previous run) toondb's rate and Redis ratio there, so the
+ * README shows what the run printed in fewer rows and a reader can see what moved.
+ *
+ * Invariants: numbers are the run's medians, formatted as the run's own report formats them
+ * (report.js); ratios are toondb ÷ peer, never inverted (the workload's unit says whether lower
+ * is better, as in the run's legend); a workload missing from the previous run gets an empty cell.
+ */
+
+import { readFileSync } from 'node:fs';
+import { formatLatency, formatRate, formatRatio, LOWER_IS_BETTER } from './report.js';
+
+function load(path) {
+  return JSON.parse(readFileSync(path, 'utf8'));
+}
+
+/** `rate (p50 / p99)`; only the rate where latencies were not measured (scan, restart, RSS). */
+function cell(summary, unit) {
+  if (!summary) return '';
+  const rate = formatRate(summary.rate, unit);
+  return Number.isFinite(summary.p50Ns) ? `${rate} (${formatLatency(summary.p50Ns)} / ${formatLatency(summary.p99Ns)})` : rate;
+}
+
+function ratio(workload, peer) {
+  const ours = workload.systems.toondb?.median;
+  const theirs = workload.systems[peer]?.median;
+  if (!ours || !theirs) return '';
+  const text = formatRatio(ours.rate / theirs.rate);
+  return LOWER_IS_BETTER.has(workload.unit) ? `${text} (lower is better)` : text;
+}
+
+function previousCell(workload) {
+  const ours = workload?.systems.toondb?.median;
+  if (!ours) return '';
+  const redis = workload.systems.redis?.median;
+  return formatRate(ours.rate, workload.unit) + (redis ? ` (${formatRatio(ours.rate / redis.rate)})` : '');
+}
+
+function main([currentPath, previousPath]) {
+  if (!currentPath) throw new Error('usage: node bench/readme-table.js CURRENT.json [PREVIOUS.json]');
+  const current = load(currentPath);
+  const previous = previousPath ? new Map(load(previousPath).workloads.map((w) => [w.id, w])) : null;
+  const header = ['Workload', 'toondb (p50 / p99)', 'Redis (p50 / p99)', 'echo (p50 / p99)', 'toondb ÷ Redis', 'toondb ÷ echo'];
+  if (previous) header.push('previous run: toondb (÷ Redis)');
+  const lines = [`| ${header.join(' | ')} |`, `|---|${header.slice(1).map(() => '---:').join('|')}|`];
+  for (const w of current.workloads) {
+    const cells = [w.title, cell(w.systems.toondb?.median, w.unit), cell(w.systems.redis?.median, w.unit),
+      cell(w.systems.echo?.median, w.unit), ratio(w, 'redis'), ratio(w, 'echo')];
+    if (previous) cells.push(previousCell(previous.get(w.id)));
+    lines.push(`| ${cells.join(' | ')} |`);
+  }
+  console.log(lines.join('\n'));
+}
+
+main(process.argv.slice(2));
