@@ -130,19 +130,22 @@ export class ScanReadAhead {
     this.held += 1;
     reads.reading = true;
     this.running += 1;
-    const read: Read = { result: undefined as unknown as Promise<EngineResult>, bytes, taken: false };
-    read.result = this.read(cursor).then((result) => {
-      this.running -= 1;
-      reads.reading = false;
-      reads.open = leavesCursorOpen(result);
-      if (!read.taken) {
-        const size = batchBytes(result);
-        this.hold(read.bytes, size);
-        read.bytes = size;
-      }
-      if (this.cursors.get(cursor) === reads) this.fill(cursor, reads);
-      return result;
-    });
+    const read: Read = {
+      bytes,
+      taken: false,
+      result: this.read(cursor).then((result) => {
+        this.running -= 1;
+        reads.reading = false;
+        reads.open = leavesCursorOpen(result);
+        if (!read.taken) {
+          const size = batchBytes(result);
+          this.hold(read.bytes, size);
+          read.bytes = size;
+        }
+        if (this.cursors.get(cursor) === reads) this.fill(cursor, reads);
+        return result;
+      }),
+    };
     reads.queue.push(read);
   }
 

@@ -25,7 +25,6 @@ import { lockDataDir, openEngine, peerCredentials, sdNotify } from '../engine/in
 import type { Engine } from '../engine/types.js';
 import { ToonDBError, toToonDBError } from '../protocol/errors.js';
 import { ENGINE_BLOCK_CACHE_BYTES, ENGINE_LANES, SCAN_READ_AHEAD_BYTES_MAX, SHUTDOWN_DRAIN_MS_MAX, type ServerLimits } from '../protocol/limits.js';
-import { ReadAheadBudget } from './read-ahead.js';
 import { CONNECTION_ERROR_ID } from '../protocol/messages.js';
 import { MessageCodec } from '../protocol/codec.js';
 import { isPeerAllowed, listenPrivately, socketFd, type PeerCredentials } from './access.js';
@@ -33,6 +32,7 @@ import type { DaemonConfig } from './config.js';
 import { Counters } from './counters.js';
 import { DurabilityGate } from './durability.js';
 import type { DaemonContext } from './handlers/admin.js';
+import { ReadAheadBudget } from './read-ahead.js';
 import { Session } from './session.js';
 import { claimSocketPath } from './socket-path.js';
 import { VERSION } from './version.js';
