@@ -60,6 +60,18 @@ describe('transactions', () => {
     expect((await a.get('ww'))?.toString()).toBe('1');
   });
 
+  it('takes the snapshot at the first operation: a commit between begin and it is seen and does not conflict', async () => {
+    for (const isolation of ['serializable', 'snapshot'] as const) {
+      await a.put('lazy', '1');
+      const txn = await a.beginTransaction({ isolation });
+      await b.put('lazy', '2'); // after begin, before the transaction's first operation
+      expect((await txn.get('lazy'))?.toString()).toBe('2');
+      await txn.put('lazy', '3');
+      await txn.commit();
+      expect((await b.get('lazy'))?.toString()).toBe('3');
+    }
+  });
+
   it('serializable: an insert into a scanned range conflicts (phantom)', async () => {
     await a.putBatch([['ph/1', 'x'], ['ph/3', 'x']]);
     const t1 = await a.beginTransaction();

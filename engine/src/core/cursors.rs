@@ -106,7 +106,7 @@ pub fn read_batch(store: &Store, cursor: &mut Cursor) -> EngineResult<Batch> {
     let (entries, last, more) = match &cursor.source {
         Source::Snap(snap) => collect(&View::Snap(snap), store, bounds, reverse, max_items, max_bytes, now)?,
         Source::Txn(id) => txn::with_txn(store, *id, |state| {
-            collect(&state.view(), store, bounds, reverse, max_items, max_bytes, now)
+            collect(&state.view(store)?, store, bounds, reverse, max_items, max_bytes, now)
         })?,
     };
     if let Some(last) = last {

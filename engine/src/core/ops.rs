@@ -198,7 +198,7 @@ fn count(value: Option<f64>, what: &str) -> EngineResult<Option<u64>> {
 /// Runs `f` against the op's read view: its transaction, or a fresh snapshot.
 fn with_view<T>(store: &Store, txn: Option<u64>, f: impl FnOnce(&View<'_>) -> EngineResult<T>) -> EngineResult<T> {
     match txn {
-        Some(id) => txn::with_txn(store, id, |state| f(&state.view())),
+        Some(id) => txn::with_txn(store, id, |state| f(&state.view(store)?)),
         None => f(&View::Snap(&store.db.read_tx())),
     }
 }
@@ -208,7 +208,7 @@ fn read_op(store: &Store, op: Op) -> EngineResult<OpOutput> {
     let keys = read_keys(store, &op)?;
     match op.txn {
         Some(id) => txn::with_txn(store, id, |state| {
-            let view = state.view();
+            let view = state.view(store)?;
             let stored = keys.iter().map(|key| view.get(&store.data, key)).collect::<EngineResult<Vec<_>>>()?;
             read_output(store, op.kind, &stored, now)
         }),
@@ -406,7 +406,7 @@ fn isolation_of(op: &Op) -> EngineResult<Isolation> {
 }
 
 fn begin(store: &Store, op: Op) -> EngineResult<OpOutput> {
-    let id = txn::begin(store, isolation_of(&op)?)?;
+    let id = txn::begin(store, isolation_of(&op)?);
     Ok(OpOutput { txn: Some(id), seq: store.tickets.issued(), ..Default::default() })
 }
 

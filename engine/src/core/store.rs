@@ -6,9 +6,9 @@
 //! Invariants:
 //! - Every fjall commit goes through `commit_tx`, which holds `commit_lock`: the ticket is issued
 //!   before the fjall commit and marked written after it, and the visible seqno read right after
-//!   the commit is this commit's (no other commit can run in between). Beginning a snapshot
-//!   transaction also takes `commit_lock`, so its snapshot and its write transaction see the same
-//!   seqno.
+//!   the commit is this commit's (no other commit can run in between). A transaction takes its
+//!   snapshot (at its first operation, txn.rs) under `commit_lock` too, so for snapshot isolation
+//!   its read snapshot and its write transaction see the same seqno.
 //! - Writes reach the OS at commit (`PersistMode::Buffer`: the journal BufWriter is flushed, so a
 //!   `kill -9` loses nothing); fsync happens only in `sync` (through our own descriptor of the
 //!   active journal, beside running commits: journal.rs), `checkpoint` and `close`.
@@ -188,7 +188,8 @@ impl Store {
         Ok(self.db.write_tx()?.durability(Some(PersistMode::Buffer)))
     }
 
-    /// Held while beginning a snapshot transaction, so no commit lands between its two reads.
+    /// Held while a transaction takes its snapshot (txn.rs), so no commit lands between its fjall
+    /// transaction and its read snapshot.
     pub fn lock_commits(&self) -> EngineResult<MutexGuard<'_, ()>> {
         self.commit_lock.lock().map_err(|_| EngineError::Internal("commit lock poisoned".into()))
     }

@@ -12,9 +12,15 @@
 //!   oracle rejects the commit iff a transaction that committed after our snapshot wrote one of
 //!   our keys: first committer wins, write skew is allowed.
 //!
+//! A transaction's snapshot (the fjall transaction, and the read snapshot for snapshot isolation)
+//! is taken at its first operation (read, write, scan or commit), not at begin, as PostgreSQL and
+//! InnoDB take theirs at the first statement: a read-modify-write's conflict window then opens
+//! with its read, one round trip after begin. Begin is only a registry entry, so it never waits.
+//!
 //! Invariants: handles increase from 1 and are never reused; a finished transaction (committed,
 //! conflicted, aborted, too large) is removed from the registry before its result is returned;
-//! `bytes` counts keys + values written and never exceeds `txn_bytes_max` in a live transaction.
+//! `bytes` counts keys + values written and never exceeds `txn_bytes_max` in a live transaction;
+//! a snapshot is taken under the commit lock, after the transaction was counted as live.
 
 use super::error::{EngineError, EngineResult};
 use super::rowcache::{last_writes, RowWrites};
@@ -36,9 +42,10 @@ pub enum Isolation {
 }
 
 pub struct TxnState {
-    tx: WriteTransaction,
-    /// Snapshot isolation only: the read snapshot and the own writes (stored form).
-    iso: Option<(Snapshot, Overlay)>,
+    /// Snapshot isolation only: the own writes (stored form), from begin.
+    overlay: Option<Overlay>,
+    /// The fjall transaction and read snapshot, from the first operation (`start`).
+    started: Option<Started>,
     bytes: u64,
     writes: u64,
     /// Serializable only: every data write in order, (key, stored value or None for a delete),
@@ -49,11 +56,19 @@ pub struct TxnState {
     live: Option<LiveTxn>,
 }
 
-/// One count in `TxnRegistry::live`, from `begin` (taken under the commit lock, before the
-/// transaction's snapshot) until the transaction's commit has finished or its state is dropped
-/// (abort, too large, idle expiry, close). While the count is zero no transaction can have a
-/// snapshot older than the next commit, so plain writes may skip fjall's conflict oracle
-/// (`Store::write_batch`); that is the whole purpose of the count.
+/// What a transaction reads through, once it has started.
+struct Started {
+    tx: WriteTransaction,
+    /// Snapshot isolation only: the read snapshot, at the same seqno as `tx`.
+    snap: Option<Snapshot>,
+}
+
+/// One count in `TxnRegistry::live`, from `begin` until the transaction's commit has finished or
+/// its state is dropped (abort, too large, idle expiry, close). The count rises before the
+/// transaction's snapshot, which is taken later under the commit lock: so a plain write that saw
+/// no live transaction (it reads the count under that lock and holds the lock through its
+/// commit) has committed before any live transaction's snapshot, and may skip fjall's conflict
+/// oracle (`Store::write_batch`); that is the whole purpose of the count.
 pub struct LiveTxn(Arc<AtomicU64>);
 
 impl Drop for LiveTxn {
@@ -63,12 +78,57 @@ impl Drop for LiveTxn {
 }
 
 impl TxnState {
-    pub fn view(&self) -> View<'_> {
-        match &self.iso {
-            None => View::Serial(&self.tx),
-            Some((snap, overlay)) => View::Iso { snap, overlay },
-        }
+    /// The transaction's read view; takes its snapshot first if this is its first operation.
+    pub fn view(&mut self, store: &Store) -> EngineResult<View<'_>> {
+        self.start(store)?;
+        let started = self.started.as_ref().expect("invariant: started above");
+        Ok(match (&started.snap, &self.overlay) {
+            (Some(snap), Some(overlay)) => View::Iso { snap, overlay },
+            _ => View::Serial(&started.tx),
+        })
     }
+
+    /// Takes the transaction's snapshot if it has none yet, under the commit lock, which it may
+    /// wait for (the daemon's JS thread starts transactions with `try_start` instead).
+    fn start(&mut self, store: &Store) -> EngineResult<()> {
+        if self.started.is_none() {
+            let commits = store.lock_commits()?;
+            self.start_locked(store, &commits)?;
+        }
+        Ok(())
+    }
+
+    /// Takes the snapshot with the commit lock held, so no commit lands between the fjall
+    /// transaction and the read snapshot, and every plain write that skipped the oracle
+    /// (it saw no live transaction) has committed before it.
+    fn start_locked(&mut self, store: &Store, _commits: &MutexGuard<'_, ()>) -> EngineResult<()> {
+        if self.started.is_none() {
+            let tx = store.write_tx()?;
+            let snap = self.overlay.as_ref().map(|_| store.db.read_tx());
+            self.started = Some(Started { tx, snap });
+        }
+        Ok(())
+    }
+}
+
+/// Takes the snapshot of transaction `id` now if it has none yet, with the commit lock the
+/// caller holds; None, having done nothing, if another thread holds the transaction (it never
+/// waits). An unknown or finished transaction is left to the op, which reports it.
+pub fn try_start(store: &Store, id: u64, commits: &MutexGuard<'_, ()>) -> Option<EngineResult<()>> {
+    let Ok(handle) = store.txns.get(id) else { return Some(Ok(())) };
+    let mut guard = match handle.try_lock() {
+        Ok(guard) => guard,
+        Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+        Err(std::sync::TryLockError::WouldBlock) => return None,
+    };
+    Some(guard.as_mut().map_or(Ok(()), |state| state.start_locked(store, commits)))
+}
+
+/// True if transaction `id` exists and has not taken its snapshot yet (its next operation will).
+pub fn unstarted(store: &Store, id: u64) -> bool {
+    let Ok(handle) = store.txns.get(id) else { return false };
+    let guard = handle.lock().unwrap_or_else(|p| p.into_inner());
+    guard.as_ref().is_some_and(|state| state.started.is_none())
 }
 
 /// `None` once the transaction finished: a concurrent holder of the handle then sees
@@ -126,30 +186,19 @@ fn take(store: &Store, id: u64) -> EngineResult<TxnState> {
     guard.take().ok_or(EngineError::NotInTransaction(id))
 }
 
-/// Starts a transaction and returns its handle.
-pub fn begin(store: &Store, isolation: Isolation) -> EngineResult<u64> {
-    let commits = store.lock_commits()?;
-    begin_locked(store, isolation, commits)
-}
-
-/// `begin` with the commit lock already held by the caller (`commits`, released here once the
-/// snapshot is taken).
-pub fn begin_locked(store: &Store, isolation: Isolation, commits: MutexGuard<'_, ()>) -> EngineResult<u64> {
-    // Under the commit lock: the live count rises before the snapshot is taken, so a plain write
-    // that saw no live transaction has committed before this snapshot (see LiveTxn); and for
-    // snapshot isolation no commit lands between the transaction and its read snapshot.
+/// Begins a transaction and returns its handle: a registry entry, counted as live; its snapshot
+/// is taken at its first operation (`TxnState::start`). Never waits.
+pub fn begin(store: &Store, isolation: Isolation) -> u64 {
     store.txns.live.fetch_add(1, Ordering::SeqCst);
     let live = Some(LiveTxn(store.txns.live.clone()));
-    let tx = store.write_tx()?;
-    let iso = match isolation {
+    let overlay = match isolation {
         Isolation::Serializable => None,
-        Isolation::Snapshot => Some((store.db.read_tx(), Overlay::new())),
+        Isolation::Snapshot => Some(Overlay::new()),
     };
-    drop(commits);
-    let state = TxnState { tx, iso, bytes: 0, writes: 0, written: Vec::new(), live };
+    let state = TxnState { overlay, started: None, bytes: 0, writes: 0, written: Vec::new(), live };
     let id = store.txns.next.fetch_add(1, Ordering::SeqCst) + 1;
     store.txns.lock().insert(id, Arc::new(Mutex::new(Some(state))));
-    Ok(id)
+    id
 }
 
 /// Buffers a put (`stored` in value.rs form) or a delete (`None`) in transaction `id`.
@@ -173,19 +222,26 @@ pub fn write(store: &Store, id: u64, items: KeyWrites) -> EngineResult<()> {
 }
 
 fn apply_write(store: &Store, state: &mut TxnState, key: Vec<u8>, stored: Option<Vec<u8>>) -> EngineResult<()> {
-    if let Some((_, overlay)) = &mut state.iso {
+    state.start(store)?;
+    if let Some(overlay) = &mut state.overlay {
         overlay.insert(key, stored);
         return Ok(());
     }
     state.written.push((key.clone(), stored.clone()));
+    let started = state.started.as_mut().expect("invariant: started above");
+    insert_write(store, &mut started.tx, key, stored)
+}
+
+/// A data write (and its TTL index entry) into a fjall transaction.
+fn insert_write(store: &Store, tx: &mut WriteTransaction, key: Vec<u8>, stored: Option<Vec<u8>>) -> EngineResult<()> {
     match stored {
         Some(v) => {
             if let Some(at) = value::expiry_of(&v)? {
-                state.tx.insert(&store.ttl, value::ttl_index_key(at, &key), Vec::new());
+                tx.insert(&store.ttl, value::ttl_index_key(at, &key), Vec::new());
             }
-            state.tx.insert(&store.data, key, v);
+            tx.insert(&store.data, key, v);
         }
-        None => state.tx.remove(&store.data, key),
+        None => tx.remove(&store.data, key),
     }
     Ok(())
 }
@@ -203,7 +259,7 @@ pub fn commit(store: &Store, id: u64) -> (u64, EngineResult<u64>) {
     // Counted as live until its commit finished: a plain write meanwhile must go through the
     // oracle, which this commit checks against.
     let live = state.live.take();
-    let (tx, written) = match finish_snapshot_writes(store, state) {
+    let (tx, written) = match finish_writes(store, state) {
         Ok(finished) => finished,
         Err(e) => return (store.tickets.issued(), Err(e)),
     };
@@ -215,23 +271,18 @@ pub fn commit(store: &Store, id: u64) -> (u64, EngineResult<u64>) {
     (committed.ticket, committed.result)
 }
 
-/// For snapshot isolation, moves the overlay into the fjall transaction and marks each written
-/// key as read, so a concurrent committed write to it makes the oracle refuse the commit.
-/// Returns the transaction to commit and its data writes (key, stored value or None).
-fn finish_snapshot_writes(store: &Store, state: TxnState) -> EngineResult<(WriteTransaction, KeyWrites)> {
-    let TxnState { mut tx, iso, written, .. } = state;
-    let Some((_snap, overlay)) = iso else { return Ok((tx, written)) };
+/// Starts the transaction if this commit is its first operation, and for snapshot isolation
+/// moves the overlay into the fjall transaction and marks each written key as read, so
+/// a concurrent committed write to it makes the oracle refuse the commit. Returns the
+/// transaction to commit and its data writes (key, stored value or None).
+fn finish_writes(store: &Store, mut state: TxnState) -> EngineResult<(WriteTransaction, KeyWrites)> {
+    state.start(store)?;
+    let TxnState { overlay, started, written, .. } = state;
+    let Started { mut tx, .. } = started.expect("invariant: started just above");
+    let Some(overlay) = overlay else { return Ok((tx, written)) };
     let written: KeyWrites = overlay.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     for (key, stored) in overlay {
-        match stored {
-            Some(v) => {
-                if let Some(at) = value::expiry_of(&v)? {
-                    tx.insert(&store.ttl, value::ttl_index_key(at, &key), Vec::new());
-                }
-                tx.insert(&store.data, key, v);
-            }
-            None => tx.remove(&store.data, key),
-        }
+        insert_write(store, &mut tx, key, stored)?;
     }
     for (key, _) in &written {
         tx.contains_key(&store.data, key)?;

@@ -50,8 +50,9 @@ pub fn write_now(store: &Store, ops: Vec<Op>) -> Option<Vec<OpOutput>> {
     Some(outputs)
 }
 
-/// A transaction step that touches memory only: begin (a snapshot and a registry entry), abort
-/// (drops the transaction), and a write inside a transaction (buffered in it until commit).
+/// A transaction step that touches memory only: begin (a registry entry), abort (drops the
+/// transaction), and a write inside a transaction (buffered in it until commit; a first
+/// operation also takes the transaction's snapshot, see `run_in_memory`).
 fn is_memory_step(op: &Op) -> bool {
     match op.kind {
         kind::BEGIN | kind::ABORT => true,
@@ -62,31 +63,25 @@ fn is_memory_step(op: &Op) -> bool {
 
 /// Runs `ops` on the calling thread if every one is a memory-only transaction step, with the
 /// outputs `execute` would give; or returns None, having done nothing, if one is another kind,
-/// the call holds more than one begin, or its begin would have to wait for the commit lock (a
-/// commit is running). No storage work and no waiting on a commit, so the daemon may call it on
-/// its JS thread: a transaction's begin and writes then cost no pool round trip. (A step waits
-/// only for its own transaction's lock, which nothing holds across storage work while the
-/// connection that owns the transaction runs this call.)
+/// or a write is its transaction's first operation (which takes the snapshot, under the commit
+/// lock) while a commit holds that lock. No storage work and no waiting on a commit, so the
+/// daemon may call it on its JS thread: a transaction's begin and writes then cost no pool round
+/// trip. (A step waits only for its own transaction's lock, which nothing holds across storage
+/// work while the connection that owns the transaction runs this call.)
 pub fn run_in_memory(store: &Store, ops: Vec<Op>) -> Option<Vec<OpOutput>> {
     if ops.is_empty() || !ops.iter().all(is_memory_step) {
         return None;
     }
-    let mut commits = match ops.iter().filter(|op| op.kind == kind::BEGIN).count() {
-        0 => None,
-        1 => Some(store.try_lock_commits()?),
-        _ => return None,
-    };
-    let mut outputs = Vec::with_capacity(ops.len());
-    for op in ops {
-        let output = if op.kind == kind::BEGIN {
-            let guard = commits.take().expect("invariant: the one begin of the call holds the commit lock");
-            isolation_of(&op)
-                .and_then(|isolation| txn::begin_locked(store, isolation, guard))
-                .map(|id| OpOutput { txn: Some(id), seq: store.tickets.issued(), ..Default::default() })
-        } else {
-            run_op(store, op)
-        };
-        outputs.push(output.unwrap_or_else(failed));
+    let unstarted: Vec<u64> = ops.iter().filter(|op| op.kind != kind::ABORT).filter_map(|op| op.txn).filter(|&id| txn::unstarted(store, id)).collect();
+    if !unstarted.is_empty() {
+        let commits = store.try_lock_commits()?;
+        for id in unstarted {
+            // A failure to start is left to the pool, which reports it as execute does.
+            if !matches!(txn::try_start(store, id, &commits), Some(Ok(()))) {
+                return None;
+            }
+        }
     }
+    let outputs = ops.into_iter().map(|op| run_op(store, op).unwrap_or_else(failed)).collect();
     Some(outputs)
 }

@@ -184,21 +184,32 @@ fn memory_steps_run_without_the_pool_and_anything_else_is_refused_untouched() {
     let engine = open(dir.path());
     let store = engine.store().unwrap();
     let begin = Op { kind: kind::BEGIN, ..Default::default() };
-    // Refused, having done nothing: other kinds, a mix, two begins, an empty call.
+    // Refused, having done nothing: other kinds, a mix, an empty call.
     assert!(run_in_memory(&store, vec![put(b"k", b"plain")]).is_none());
     assert!(run_in_memory(&store, vec![begin.clone(), get(b"k")]).is_none());
-    assert!(run_in_memory(&store, vec![begin.clone(), begin.clone()]).is_none());
     assert!(run_in_memory(&store, vec![]).is_none());
     assert_eq!(store.txns.count(), 0, "a refused call began nothing");
-    // A begin never waits for a commit: while the commit lock is held it is refused.
+    // A begin takes no snapshot, so it never waits for a commit: it runs while one holds the
+    // commit lock, two in one call too.
+    let out = {
+        let _commit_running = store.lock_commits().unwrap();
+        run_in_memory(&store, vec![begin.clone(), begin.clone()]).unwrap()
+    };
+    let txn = out[0].txn.unwrap();
+    assert_eq!(out[1].txn, Some(txn + 1));
+    assert!(run_in_memory(&store, vec![Op { kind: kind::ABORT, txn: Some(txn + 1), ..Default::default() }]).unwrap()[0].error.is_none());
+    // A first write takes the transaction's snapshot under the commit lock: refused, untouched,
+    // while a commit holds it; a later write runs regardless.
     {
         let _commit_running = store.lock_commits().unwrap();
-        assert!(run_in_memory(&store, vec![begin.clone()]).is_none());
+        assert!(run_in_memory(&store, vec![in_txn(put(b"k", b"1"), txn)]).is_none());
     }
-    let out = run_in_memory(&store, vec![begin.clone()]).unwrap();
-    let txn = out[0].txn.unwrap();
+    assert_eq!(engine.execute(vec![in_txn(get(b"k"), txn)]).unwrap()[0].value, Some(None), "the refused write left nothing");
     // Writes inside the transaction: buffered, a refused one fails alone, an unknown txn fails.
-    let out = run_in_memory(&store, vec![in_txn(put(b"k", b"1"), txn), in_txn(put(&[7u8; 65], b"x"), txn), in_txn(put(b"j", b"1"), 999)]).unwrap();
+    let out = {
+        let _commit_running = store.lock_commits().unwrap();
+        run_in_memory(&store, vec![in_txn(put(b"k", b"1"), txn), in_txn(put(&[7u8; 65], b"x"), txn), in_txn(put(b"j", b"1"), 999)]).unwrap()
+    };
     assert!(out[0].error.is_none());
     assert_eq!(out[1].error.as_ref().map(EngineError::code), Some("KEY_TOO_LARGE"));
     assert_eq!(out[2].error.as_ref().map(EngineError::code), Some("NOT_IN_TRANSACTION"));
@@ -343,4 +354,41 @@ fn write_now_stops_before_a_memtable_rotation_which_a_waiting_commit_makes() {
     assert!(tree().table_count() >= 1, "the rotated memtable became a table");
     let read = engine.execute(vec![get(b"k00000-0"), get(b"l00000-7"), get(b"again")]).unwrap();
     assert_eq!(read.iter().map(|o| o.value.clone()).collect::<Vec<_>>(), [Some(Some(value.to_vec())), Some(Some(value.to_vec())), Some(Some(b"2".to_vec()))]);
+}
+
+#[test]
+fn a_transaction_takes_its_snapshot_at_its_first_read_and_replays_writes_made_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    let op = |kind, txn| Op { kind, txn: Some(txn), ..Default::default() };
+    let begin = |isolation| engine.execute(vec![Op { kind: kind::BEGIN, isolation: Some(isolation), ..Default::default() }]).unwrap()[0].txn.unwrap();
+    engine.execute(vec![put(b"k", b"1")]).unwrap();
+    for isolation in [0u32, 1] {
+        // A commit between begin and the first read is seen, and does not conflict.
+        let txn = begin(isolation);
+        engine.execute(vec![put(b"k", b"2")]).unwrap();
+        let read = engine.execute(vec![in_txn(get(b"k"), txn)]).unwrap();
+        assert_eq!(read[0].value, Some(Some(b"2".to_vec())), "isolation {isolation}");
+        engine.execute(vec![in_txn(put(b"k", b"3"), txn)]).unwrap();
+        assert!(engine.execute(vec![op(kind::COMMIT, txn)]).unwrap()[0].error.is_none(), "isolation {isolation}");
+        // A commit between the first read and the commit conflicts, as before.
+        let txn = begin(isolation);
+        engine.execute(vec![in_txn(get(b"k"), txn)]).unwrap();
+        engine.execute(vec![put(b"k", b"4")]).unwrap();
+        engine.execute(vec![in_txn(put(b"k", b"5"), txn)]).unwrap();
+        let committed = engine.execute(vec![op(kind::COMMIT, txn)]).unwrap();
+        assert_eq!(committed[0].error.as_ref().map(EngineError::code), Some("TXN_CONFLICT"), "isolation {isolation}");
+        // Writes before the first read are the transaction's own: read back, then committed.
+        let txn = begin(isolation);
+        engine.execute(vec![in_txn(put(b"w", b"6"), txn), in_txn(Op { kind: kind::DELETE, key: Some(b"k".to_vec()), ..Default::default() }, txn)]).unwrap();
+        let read = engine.execute(vec![in_txn(get(b"w"), txn), in_txn(get(b"k"), txn)]).unwrap();
+        assert_eq!((read[0].value.clone(), read[1].value.clone()), (Some(Some(b"6".to_vec())), Some(None)), "isolation {isolation}");
+        assert!(engine.execute(vec![op(kind::COMMIT, txn)]).unwrap()[0].error.is_none());
+        assert_eq!(engine.execute(vec![get(b"w"), get(b"k")]).unwrap().iter().map(|o| o.value.clone()).collect::<Vec<_>>(), vec![Some(Some(b"6".to_vec())), Some(None)]);
+        // A write-only transaction starts at its commit and commits.
+        let txn = begin(isolation);
+        engine.execute(vec![in_txn(put(b"k", b"1"), txn)]).unwrap();
+        assert!(engine.execute(vec![op(kind::COMMIT, txn)]).unwrap()[0].error.is_none());
+        assert_eq!(engine.execute(vec![get(b"k")]).unwrap()[0].value, Some(Some(b"1".to_vec())));
+    }
 }
