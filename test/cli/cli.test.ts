@@ -32,9 +32,11 @@ describe('toondb CLI', () => {
     const table = await toondb(['stats', '--socket', daemon.socketPath]);
     expect(table.exitCode).toBe(0);
     expect(table.stdout).toMatch(/connections\s+\d+ active/);
+    expect(table.stdout).toMatch(/cursors\s+0 open, \d+ batches read ahead, 0 bytes held ahead/);
     const json = await toondb(['stats', '--json', '--socket', daemon.socketPath]);
     const stats = JSON.parse(json.stdout);
     expect(stats.pid).toBe(daemon.pid);
+    expect(stats.cursors).toEqual({ open: 0, readAhead: expect.any(Number), readAheadBytes: 0 });
     expect(stats.requests.total).toBeGreaterThan(0);
     expect(stats.durability).toBe('sync');
   });
