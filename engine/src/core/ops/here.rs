@@ -62,9 +62,11 @@ fn is_memory_step(op: &Op) -> bool {
 }
 
 /// Runs `ops` on the calling thread if every one is a memory-only transaction step, with the
-/// outputs `execute` would give; or returns None, having done nothing, if one is another kind,
-/// or a write is its transaction's first operation (which takes the snapshot, under the commit
-/// lock) while a commit holds that lock. No storage work and no waiting on a commit, so the
+/// outputs `execute` would give; or returns None if one is another kind, or a write is its
+/// transaction's first operation (which takes the snapshot, under the commit lock) while a
+/// commit holds that lock. None means nothing was done, except perhaps another transaction of
+/// the call taking its snapshot a moment before its write runs on the pool, which no client can
+/// tell from taking it then. No storage work and no waiting on a commit, so the
 /// daemon may call it on its JS thread: a transaction's begin and writes then cost no pool round
 /// trip. (A step waits only for its own transaction's lock, which nothing holds across storage
 /// work while the connection that owns the transaction runs this call.)
@@ -72,7 +74,8 @@ pub fn run_in_memory(store: &Store, ops: Vec<Op>) -> Option<Vec<OpOutput>> {
     if ops.is_empty() || !ops.iter().all(is_memory_step) {
         return None;
     }
-    let unstarted: Vec<u64> = ops.iter().filter(|op| op.kind != kind::ABORT).filter_map(|op| op.txn).filter(|&id| txn::unstarted(store, id)).collect();
+    let unstarted: Vec<u64> =
+        ops.iter().filter(|op| op.kind != kind::ABORT).filter_map(|op| op.txn).filter(|&id| txn::unstarted(store, id)).collect();
     if !unstarted.is_empty() {
         let commits = store.try_lock_commits()?;
         for id in unstarted {
