@@ -74,8 +74,11 @@ pub fn run_in_memory(store: &Store, ops: Vec<Op>) -> Option<Vec<OpOutput>> {
     if ops.is_empty() || !ops.iter().all(is_memory_step) {
         return None;
     }
-    let unstarted: Vec<u64> =
-        ops.iter().filter(|op| op.kind != kind::ABORT).filter_map(|op| op.txn).filter(|&id| txn::unstarted(store, id)).collect();
+    // A call's writes usually share one transaction: look each one up once.
+    let mut txns: Vec<u64> = ops.iter().filter(|op| op.kind != kind::ABORT).filter_map(|op| op.txn).collect();
+    txns.sort_unstable();
+    txns.dedup();
+    let unstarted: Vec<u64> = txns.into_iter().filter(|&id| txn::unstarted(store, id)).collect();
     if !unstarted.is_empty() {
         let commits = store.try_lock_commits()?;
         for id in unstarted {
