@@ -18,6 +18,7 @@ use super::txn::{self, Isolation, KeyWrites};
 use super::value;
 use super::view::View;
 use super::wire::PackedArray;
+use fjall::Slice;
 use std::sync::MutexGuard;
 
 pub mod kind {
@@ -147,12 +148,12 @@ impl WriteRun {
 
 /// The validated stored-form writes of one non-transactional write op.
 fn plain_write_items(store: &Store, op: Op) -> EngineResult<Vec<WriteItem>> {
-    let (items, expiry) = write_items(store, op)?;
-    Ok(items
+    let (pairs, expiry) = write_items(store, op)?;
+    Ok(pairs
         .into_iter()
-        .map(|(key, stored)| match stored {
-            Some(stored) => WriteItem::Put { key, stored, expiry_ms: expiry },
-            None => WriteItem::Delete { key },
+        .map(|(key, value)| match value {
+            Some(value) => WriteItem::Put { key: Slice::from(key), stored: value::encode_slice(&value, expiry), expiry_ms: expiry },
+            None => WriteItem::Delete { key: Slice::from(key) },
         })
         .collect())
 }
@@ -228,7 +229,7 @@ fn read_op(store: &Store, op: Op) -> EngineResult<OpOutput> {
                 keys.iter().map(|key| view.get(&store.data, key)).collect::<EngineResult<Vec<_>>>()?
             };
             let output = read_output(store, op.kind, &stored, now)?;
-            let found = keys.iter().zip(stored).filter_map(|(key, row)| Some((key.clone(), Row::from(row?))));
+            let found = keys.iter().zip(stored).filter_map(|(key, row)| Some((Slice::from(key.as_slice()), Row::from(row?))));
             store.fill_rows(ticket, found);
             Ok(output)
         }
@@ -293,7 +294,7 @@ fn expiry_for(ttl_ms: Option<f64>) -> EngineResult<Option<u64>> {
     }
 }
 
-/// Validated (key, stored value or None for delete) pairs of a write op.
+/// Validated (key, user value or None for delete) pairs of a write op, and its expiry.
 fn write_items(store: &Store, op: Op) -> EngineResult<(KeyWrites, Option<u64>)> {
     let expiry = expiry_for(op.ttl_ms)?;
     let pairs: KeyWrites = match op.kind {
@@ -315,14 +316,14 @@ fn write_items(store: &Store, op: Op) -> EngineResult<(KeyWrites, Option<u64>)> 
             store.check_value(v)?;
         }
     }
-    let stored = pairs.into_iter().map(|(k, v)| (k, v.map(|v| value::encode(&v, expiry)))).collect();
-    Ok((stored, expiry))
+    Ok((pairs, expiry))
 }
 
 /// A write inside a transaction (plain writes are grouped by `execute`).
 fn write_op(store: &Store, op: Op) -> EngineResult<OpOutput> {
     let id = need_handle(op.txn, "txn")?;
-    let (items, _expiry) = write_items(store, op)?;
+    let (pairs, expiry) = write_items(store, op)?;
+    let items = pairs.into_iter().map(|(key, value)| (key, value.map(|value| value::encode(&value, expiry)))).collect();
     txn::write(store, id, items)?;
     Ok(OpOutput { seq: store.tickets.issued(), ..Default::default() })
 }

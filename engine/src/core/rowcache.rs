@@ -28,13 +28,15 @@
 //!   cache evicts (S3-FIFO, quick_cache) beyond it. No lock of the cache is held across I/O.
 //! - Values are kept in stored form (value.rs: TTL header + bytes), so an expired row is caught
 //!   by the same `value::live` check as a row read from storage.
+//! - Keys and rows are fjall `Slice`s: a commit caches the very value it hands to fjall (a
+//!   reference count, no copy), and a key of up to 20 bytes lives inline (no allocation).
 
+use fjall::Slice;
 use quick_cache::sync::Cache;
 use quick_cache::Weighter;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
-/// Bookkeeping per cached row on top of its key and value bytes (entry, Arc header, hashing).
+/// Bookkeeping per cached row on top of its key and value bytes (entry, slice headers, hashing).
 const ROW_OVERHEAD_BYTES: u64 = 64;
 
 /// Default capacity; `OpenOptions::row_cache_bytes` overrides it (0 disables the cache).
@@ -47,14 +49,14 @@ const RUN_SCAN_ITEMS_MAX: usize = 16;
 /// n / WRITING_SLOTS of the other keys' lookups miss while it runs.
 const WRITING_SLOTS: usize = 4096;
 
-/// A row in stored form, shared between the cache and the lookups that hit it.
-pub type Row = Arc<[u8]>;
+/// A row in stored form, shared between the cache, fjall and the lookups that hit it.
+pub type Row = Slice;
 
 #[derive(Clone)]
 struct RowWeighter;
 
-impl Weighter<Vec<u8>, Row> for RowWeighter {
-    fn weight(&self, key: &Vec<u8>, row: &Row) -> u64 {
+impl Weighter<Slice, Row> for RowWeighter {
+    fn weight(&self, key: &Slice, row: &Row) -> u64 {
         key.len() as u64 + row.len() as u64 + ROW_OVERHEAD_BYTES
     }
 }
@@ -63,13 +65,13 @@ impl Weighter<Vec<u8>, Row> for RowWeighter {
 /// and the keys it deletes. TTL sweeps only delete.
 #[derive(Default)]
 pub struct RowWrites {
-    pub rows: Vec<(Vec<u8>, Row)>,
-    pub deleted: Vec<Vec<u8>>,
+    pub rows: Vec<(Slice, Row)>,
+    pub deleted: Vec<Slice>,
 }
 
 impl RowWrites {
     fn keys(&self) -> impl Iterator<Item = &[u8]> {
-        self.rows.iter().map(|(key, _)| key.as_slice()).chain(self.deleted.iter().map(Vec::as_slice))
+        self.rows.iter().map(|(key, _)| &**key).chain(self.deleted.iter().map(|key| &**key))
     }
 }
 
@@ -85,7 +87,7 @@ pub enum CommitEnd {
 }
 
 pub struct RowCache {
-    rows: Option<Cache<Vec<u8>, Row, RowWeighter>>,
+    rows: Option<Cache<Slice, Row, RowWeighter>>,
     /// Odd while a commit is in progress; +2 per commit.
     epoch: AtomicU64,
     /// Per key-hash slot: the (odd) epoch of the last commit that wrote a key of that slot.
@@ -136,7 +138,7 @@ impl RowCache {
 
     /// Caches rows read from storage, unless a commit ran or was running since `ticket` was
     /// taken. Caller holds the commit lock (no commit can start meanwhile).
-    pub fn fill(&self, ticket: u64, read: impl IntoIterator<Item = (Vec<u8>, Row)>) {
+    pub fn fill(&self, ticket: u64, read: impl IntoIterator<Item = (Slice, Row)>) {
         let Some(rows) = &self.rows else { return };
         if ticket & 1 == 1 || self.epoch.load(Ordering::SeqCst) != ticket {
             return;
@@ -163,7 +165,7 @@ impl RowCache {
             match end {
                 CommitEnd::Applied => {
                     for key in &writes.deleted {
-                        rows.remove(key.as_slice());
+                        rows.remove(&**key);
                     }
                     for (key, row) in writes.rows {
                         rows.insert(key, row);
@@ -204,37 +206,38 @@ pub fn last_writes<T>(items: &[T], key: impl Fn(&T) -> &[u8]) -> Vec<bool> {
 impl RowWrites {
     /// The cache effect of a run of writes applied in order: `last` (from `last_writes`) marks
     /// the write of each key that wins; `parts` gives an item's key and stored value (None for
-    /// a delete).
-    pub fn of_run<T>(items: &[T], last: &[bool], parts: impl Fn(&T) -> (&[u8], Option<&[u8]>)) -> RowWrites {
+    /// a delete), as slices (clones of the ones the commit hands to fjall are cheap).
+    pub fn of_run<T>(items: &[T], last: &[bool], parts: impl Fn(&T) -> (Slice, Option<Row>)) -> RowWrites {
         let mut writes = RowWrites { rows: Vec::with_capacity(items.len()), deleted: Vec::new() };
         for (item, _) in items.iter().zip(last).filter(|(_, last)| **last) {
             match parts(item) {
-                (key, Some(stored)) => writes.rows.push((key.to_vec(), Row::from(stored))),
-                (key, None) => writes.deleted.push(key.to_vec()),
+                (key, Some(stored)) => writes.rows.push((key, stored)),
+                (key, None) => writes.deleted.push(key),
             }
         }
         writes
     }
 
     /// A commit that only deletes `keys` (TTL sweeps).
-    pub fn evict(keys: Vec<Vec<u8>>) -> RowWrites {
-        RowWrites { rows: Vec::new(), deleted: keys }
+    pub fn evict(keys: &[Vec<u8>]) -> RowWrites {
+        RowWrites { rows: Vec::new(), deleted: keys.iter().map(|key| Slice::from(key.as_slice())).collect() }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn run(items: &[(&[u8], Option<&[u8]>)]) -> RowWrites {
-        RowWrites::of_run(items, &last_writes(items, |(key, _)| key), |&(key, stored)| (key, stored))
+        RowWrites::of_run(items, &last_writes(items, |(key, _)| key), |&(key, stored)| (Slice::from(key), stored.map(Row::from)))
     }
 
     #[test]
     fn last_write_of_a_key_wins_in_a_run() {
         let writes = run(&[(b"a", Some(b"1")), (b"a", None), (b"b", Some(b"1")), (b"b", Some(b"2"))]);
-        assert_eq!(writes.deleted, vec![b"a".to_vec()]);
-        assert_eq!(writes.rows, vec![(b"b".to_vec(), Row::from(&b"2"[..]))]);
+        assert_eq!(writes.deleted, vec![Slice::from(b"a")]);
+        assert_eq!(writes.rows, vec![(Slice::from(b"b"), Row::from(b"2"))]);
     }
 
     #[test]
@@ -251,7 +254,7 @@ mod tests {
 
     fn filled(rows: &[(&[u8], &[u8])]) -> RowCache {
         let cache = RowCache::new(1 << 20);
-        cache.fill(cache.fill_ticket(), rows.iter().map(|&(key, row)| (key.to_vec(), Row::from(row))));
+        cache.fill(cache.fill_ticket(), rows.iter().map(|&(key, row)| (Slice::from(key), Row::from(row))));
         cache
     }
 
@@ -341,14 +344,14 @@ mod tests {
         let writes = run(&[(b"k", None)]);
         cache.begin_commit(&writes);
         cache.end_commit(writes, CommitEnd::Applied);
-        cache.fill(ticket, [(b"k".to_vec(), Row::from(&b"stale"[..]))]);
+        cache.fill(ticket, [(Slice::from(b"k"), Row::from(b"stale"))]);
         assert!(cache.lookup(b"k").is_none());
         // Sampled during a commit: refused too.
         let writes = run(&[(b"j", None)]);
         cache.begin_commit(&writes);
         let during = cache.fill_ticket();
         cache.end_commit(writes, CommitEnd::Refused);
-        cache.fill(during, [(b"j".to_vec(), Row::from(&b"x"[..]))]);
+        cache.fill(during, [(Slice::from(b"j"), Row::from(b"x"))]);
         assert!(cache.lookup(b"j").is_none());
     }
 
@@ -362,7 +365,7 @@ mod tests {
             assert!(cache.lookup(b"k").is_none());
         }
         let off = RowCache::new(0);
-        off.fill(off.fill_ticket(), [(b"k".to_vec(), Row::from(&b"v"[..]))]);
+        off.fill(off.fill_ticket(), [(Slice::from(b"k"), Row::from(b"v"))]);
         assert!(off.lookup(b"k").is_none());
     }
 }

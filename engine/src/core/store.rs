@@ -31,7 +31,7 @@ use super::preflight;
 use super::rowcache::{last_writes, CommitEnd, RowCache, RowWrites, ROW_CACHE_BYTES_DEFAULT};
 use super::value;
 use super::watermark::{self, Watermark};
-use fjall::{KeyspaceCreateOptions, OptimisticTxDatabase, OptimisticTxKeyspace, OptimisticWriteTx as WriteTransaction, PersistMode};
+use fjall::{KeyspaceCreateOptions, OptimisticTxDatabase, OptimisticTxKeyspace, OptimisticWriteTx as WriteTransaction, PersistMode, Slice};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
@@ -95,8 +95,8 @@ pub struct Recovery {
 
 /// One write of a non-transactional batch, already in stored form.
 pub enum WriteItem {
-    Put { key: Vec<u8>, stored: Vec<u8>, expiry_ms: Option<u64> },
-    Delete { key: Vec<u8> },
+    Put { key: Slice, stored: Slice, expiry_ms: Option<u64> },
+    Delete { key: Slice },
 }
 
 impl WriteItem {
@@ -225,7 +225,7 @@ impl Store {
 
     /// Offers rows a plain read found in storage to the row cache. Skipped (never waited for)
     /// while a commit holds the lock: the fill would be refused anyway.
-    pub fn fill_rows(&self, ticket: u64, read: impl IntoIterator<Item = (Vec<u8>, super::rowcache::Row)>) {
+    pub fn fill_rows(&self, ticket: u64, read: impl IntoIterator<Item = (Slice, super::rowcache::Row)>) {
         if let Ok(_guard) = self.commit_lock.try_lock() {
             self.rows.fill(ticket, read);
         }
@@ -332,8 +332,8 @@ impl Store {
         // keep the last of each (as a write transaction does), and cache exactly those.
         let last = last_writes(&items, WriteItem::key);
         let writes = RowWrites::of_run(&items, &last, |item| match item {
-            WriteItem::Put { key, stored, .. } => (key.as_slice(), Some(stored.as_slice())),
-            WriteItem::Delete { key } => (key.as_slice(), None),
+            WriteItem::Put { key, stored, .. } => (key.clone(), Some(stored.clone())),
+            WriteItem::Delete { key } => (key.clone(), None),
         });
         let mut items: Vec<WriteItem> = if last.iter().all(|&l| l) {
             items

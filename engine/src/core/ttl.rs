@@ -61,5 +61,5 @@ fn sweep_chunk(store: &Store, index_keys: &[Vec<u8>]) -> EngineResult<u64> {
         tx.remove(&store.ttl, index_key.clone());
     }
     let removed = removed_keys.len() as u64;
-    store.commit_tx(tx, RowWrites::evict(removed_keys)).result.map(|_| removed)
+    store.commit_tx(tx, RowWrites::evict(&removed_keys)).result.map(|_| removed)
 }

@@ -27,7 +27,7 @@ use super::rowcache::{last_writes, RowWrites};
 use super::store::Store;
 use super::value;
 use super::view::{Overlay, View};
-use fjall::{OptimisticWriteTx as WriteTransaction, Readable, Snapshot};
+use fjall::{OptimisticWriteTx as WriteTransaction, Readable, Slice, Snapshot};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -265,7 +265,7 @@ pub fn commit(store: &Store, id: u64) -> (u64, EngineResult<u64>) {
     };
     // Its rows go to the row cache after the commit, as plain writes' do (last write per key).
     let last = last_writes(&written, |(key, _)| key);
-    let rows = RowWrites::of_run(&written, &last, |(key, stored)| (key.as_slice(), stored.as_deref()));
+    let rows = RowWrites::of_run(&written, &last, |(key, stored)| (Slice::from(key.as_slice()), stored.as_deref().map(Slice::from)));
     let committed = store.commit_tx(tx, rows);
     drop(live);
     (committed.ticket, committed.result)

@@ -14,6 +14,8 @@
 //! never reads past the stored bytes (a truncated header is reported as corruption).
 
 use super::error::{EngineError, EngineResult};
+use fjall::Slice;
+use std::io::Read;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const FLAG_TTL: u8 = 0x01;
@@ -23,23 +25,33 @@ pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
-/// Builds the stored form of `value` with an optional absolute expiry.
-pub fn encode(value: &[u8], expiry_ms: Option<u64>) -> Vec<u8> {
+/// The header of a stored value with an optional absolute expiry: its bytes and its length.
+fn header(expiry_ms: Option<u64>) -> ([u8; TTL_HEADER_BYTES], usize) {
+    let mut header = [0u8; TTL_HEADER_BYTES];
     match expiry_ms {
-        None => {
-            let mut out = Vec::with_capacity(1 + value.len());
-            out.push(0);
-            out.extend_from_slice(value);
-            out
-        }
+        None => (header, 1),
         Some(at) => {
-            let mut out = Vec::with_capacity(TTL_HEADER_BYTES + value.len());
-            out.push(FLAG_TTL);
-            out.extend_from_slice(&at.to_be_bytes());
-            out.extend_from_slice(value);
-            out
+            header[0] = FLAG_TTL;
+            header[1..].copy_from_slice(&at.to_be_bytes());
+            (header, TTL_HEADER_BYTES)
         }
     }
+}
+
+/// Builds the stored form of `value` with an optional absolute expiry.
+pub fn encode(value: &[u8], expiry_ms: Option<u64>) -> Vec<u8> {
+    let (header, len) = header(expiry_ms);
+    let mut out = Vec::with_capacity(len + value.len());
+    out.extend_from_slice(&header[..len]);
+    out.extend_from_slice(value);
+    out
+}
+
+/// `encode` straight into a fjall slice (one allocation, which fjall and the row cache share).
+pub fn encode_slice(value: &[u8], expiry_ms: Option<u64>) -> Slice {
+    let (header, len) = header(expiry_ms);
+    let mut parts = (&header[..len]).chain(value);
+    Slice::from_reader(&mut parts, len + value.len()).expect("invariant: in-memory bytes of exactly the length read")
 }
 
 /// Splits a stored value into (expiry, user value).
@@ -92,6 +104,9 @@ mod tests {
     #[test]
     fn round_trips_and_expires() {
         assert_eq!(decode(&encode(b"", None)).unwrap(), (None, &b""[..]));
+        for expiry in [None, Some(100)] {
+            assert_eq!(&*encode_slice(b"value", expiry), &encode(b"value", expiry)[..]);
+        }
         let stored = encode(b"v", Some(100));
         assert_eq!(live(&stored, 99).unwrap(), Some(&b"v"[..]));
         assert_eq!(live(&stored, 100).unwrap(), None);

@@ -72,7 +72,7 @@ fn the_row_cache_follows_plain_writes_transactions_and_expiry() {
     assert_eq!(cached_value(&engine, b"b"), Some(Some(b"2".to_vec())), "written through by the commit");
 
     // A storage read refills an evicted row (a TTL sweep only evicts; so does a failed commit).
-    let evicted = crate::core::rowcache::RowWrites::evict(vec![b"b".to_vec()]);
+    let evicted = crate::core::rowcache::RowWrites::evict(&[b"b".to_vec()]);
     engine.store().unwrap().rows.begin_commit(&evicted);
     engine.store().unwrap().rows.end_commit(evicted, crate::core::rowcache::CommitEnd::Applied);
     assert_eq!(cached_value(&engine, b"b"), None);
