@@ -57,9 +57,9 @@ pub const DATA_MEMTABLE_BYTES: u64 = 16 * 1024 * 1024;
 /// whose other CPU runs the commits. One worker runs flushes and compactions in turn (a flush
 /// may wait behind a compaction; fjall halts writers only once 4 sealed memtables wait, 64 MiB
 /// here) and never spins. Measured on 2 vCPUs, 2 workers -> 1: random putBatch of 100 over 5M
-/// keys for 25 s 165-186k -> 207-212k keys/s with fjall's CPU 17.5-18.8 -> 12.7 s, p99 32-51 ->
-/// 30 ms; over 100k keys +3-11 % in 5 pairs; sequential bulk load of 8M keys and durable PUT
-/// within noise. Larger machines keep fjall's default (not measured here).
+/// keys for 25 s 165-186k -> 207-218k keys/s with fjall's CPU 17.5-18.8 -> 12.6-12.7 s, p99
+/// 32-51 -> 30 ms; over 100k keys +3-11 % in 5 pairs; sequential bulk load of 8M keys and
+/// durable PUT within noise. Larger machines keep fjall's default (not measured here).
 pub fn background_workers(cores: usize) -> usize {
     if cores <= 2 {
         1
