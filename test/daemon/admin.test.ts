@@ -1,4 +1,5 @@
-// Checkpoint and stats: real figures that move when the daemon does work.
+// Checkpoint, stats and the engine threads: real figures that move when the daemon does work.
+import { availableParallelism } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IpcClient } from '../../ipc-client/index.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
@@ -50,6 +51,24 @@ describe('checkpoint and stats', () => {
     expect(after.latency.p99Ms).toBeGreaterThanOrEqual(after.latency.p50Ms);
     // The key-too-large request above counted as an error, through client-side or daemon-side checks.
     expect(typeof after.requests.errors).toBe('number');
+  });
+
+  it.runIf(process.platform === 'linux')('runs its engine threads: two lanes, group commit, fjall background workers', () => {
+    const threads = daemon.threadNames();
+    expect(threads.get('toondb:lane0')).toBe(1);
+    expect(threads.get('toondb:lane1')).toBe(1);
+    expect(threads.get('toondb:sync')).toBe(1);
+    // One on up to two cores (fjall's second worker would spin through every compaction),
+    // fjall's default min(cores, 4) above that (engine/src/core/store.rs background_workers).
+    // The engine counts cores after cgroup quotas, which Node does not: it may see fewer.
+    const cores = availableParallelism();
+    const workers = threads.get('fjall:worker') ?? 0;
+    if (cores <= 2) {
+      expect(workers).toBe(1);
+    } else {
+      expect(workers).toBeGreaterThanOrEqual(1);
+      expect(workers).toBeLessThanOrEqual(Math.min(cores, 4));
+    }
   });
 
   it('checkpoint returns an lsn that grows with writes and is recorded in stats', async () => {

@@ -7,7 +7,7 @@
  * when a start fails.
  */
 
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
@@ -47,6 +47,16 @@ export class TestDaemon {
     const kb = Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1]);
     if (!Number.isFinite(kb)) throw new Error('cannot read VmRSS of the daemon');
     return kb * 1024;
+  }
+
+  /** How many of the daemon's threads carry each name (Linux /proc). */
+  threadNames(): Map<string, number> {
+    const counts = new Map<string, number>();
+    for (const tid of readdirSync(`/proc/${this.pid}/task`)) {
+      const name = readFileSync(`/proc/${this.pid}/task/${tid}/comm`, 'utf8').trim();
+      counts.set(name, (counts.get(name) ?? 0) + 1);
+    }
+    return counts;
   }
 
   /** Starts the daemon and resolves once it logs "listening"; rejects if it exits first. */
