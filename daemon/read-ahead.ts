@@ -81,8 +81,6 @@ interface CursorReads {
 export class ScanReadAhead {
   private readonly cursors = new Map<number, CursorReads>();
   private running = 0;
-  /** Reads held or running across all cursors. */
-  private held = 0;
   private readonly connection = new ReadAheadBudget(SCAN_READ_AHEAD_BYTES_PER_CONNECTION_MAX);
 
   /**
@@ -96,9 +94,11 @@ export class ScanReadAhead {
     private readonly batchBytesMax: () => number,
   ) {}
 
-  /** Reads held or running across all cursors. */
+  /** Reads held or running across all cursors (counted on demand: a batch may hold 0 bytes). */
   get heldBatches(): number {
-    return this.held;
+    let reads = 0;
+    for (const cursor of this.cursors.values()) reads += cursor.queue.length;
+    return reads;
   }
 
   /** Bytes held by this connection's reads (running ones count a whole batch). */
@@ -127,7 +127,6 @@ export class ScanReadAhead {
     const bytes = this.batchBytesMax();
     if (!this.connection.hasRoom(bytes) || !this.shared.hasRoom(bytes)) return;
     this.hold(0, bytes);
-    this.held += 1;
     reads.reading = true;
     this.running += 1;
     const read: Read = {
@@ -159,7 +158,6 @@ export class ScanReadAhead {
     read.taken = true;
     this.hold(read.bytes, 0);
     read.bytes = 0;
-    this.held -= 1;
     return read.result;
   }
 
