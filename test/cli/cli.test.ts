@@ -1,7 +1,7 @@
 // The admin CLI as a user runs it: compiled bin, real daemon, exit codes and output.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { execa } from 'execa';
-import { startDaemon, makeTempDir, type TestDaemon } from '../helpers/daemon.js';
+import { makeTempDir, startDaemon, suiteDaemon } from '../helpers/daemon.js';
 import { TOONDB_BIN } from '../helpers/paths.js';
 import { join } from 'node:path';
 
@@ -9,78 +9,72 @@ const toondb = (args: string[], env: Record<string, string> = {}) =>
   execa('node', [TOONDB_BIN, ...args], { reject: false, env, stdin: 'ignore' });
 
 describe('toondb CLI', () => {
-  let daemon: TestDaemon;
-  beforeAll(async () => {
-    daemon = await startDaemon();
-  });
-  afterAll(async () => {
-    await daemon?.dispose();
-  });
+  const daemon = suiteDaemon();
 
   it('pings the daemon', async () => {
-    const result = await toondb(['ping', '--socket', daemon.socketPath]);
+    const result = await toondb(['ping', '--socket', daemon().socketPath]);
     expect(result.exitCode).toBe(0);
     expect(result.stdout).toMatch(/^PONG from toondbd \d+\.\d+\.\d+ in \d+\.\d+ ms$/);
   });
 
   it('honours TOONDB_SOCKET', async () => {
-    const result = await toondb(['ping'], { TOONDB_SOCKET: daemon.socketPath });
+    const result = await toondb(['ping'], { TOONDB_SOCKET: daemon().socketPath });
     expect(result.exitCode).toBe(0);
   });
 
   it('prints stats as a table and as JSON with real numbers', async () => {
-    const table = await toondb(['stats', '--socket', daemon.socketPath]);
+    const table = await toondb(['stats', '--socket', daemon().socketPath]);
     expect(table.exitCode).toBe(0);
     expect(table.stdout).toMatch(/connections\s+\d+ active/);
     expect(table.stdout).toMatch(/cursors\s+0 open, \d+ batches read ahead, 0 bytes held ahead/);
-    const json = await toondb(['stats', '--json', '--socket', daemon.socketPath]);
+    const json = await toondb(['stats', '--json', '--socket', daemon().socketPath]);
     const stats = JSON.parse(json.stdout);
-    expect(stats.pid).toBe(daemon.pid);
+    expect(stats.pid).toBe(daemon().pid);
     expect(stats.cursors).toEqual({ open: 0, readAhead: expect.any(Number), readAheadBytes: 0 });
     expect(stats.requests.total).toBeGreaterThan(0);
     expect(stats.durability).toBe('sync');
   });
 
   it('puts, gets and deletes from the command line', async () => {
-    expect((await toondb(['put', 'cli-key', 'cli value', '--socket', daemon.socketPath])).stdout).toBe('OK');
-    expect((await toondb(['get', 'cli-key', '--socket', daemon.socketPath])).stdout).toBe('cli value');
-    expect((await toondb(['del', 'cli-key', '--socket', daemon.socketPath])).exitCode).toBe(0);
-    expect((await toondb(['get', 'cli-key', '--socket', daemon.socketPath])).exitCode).toBe(1);
+    expect((await toondb(['put', 'cli-key', 'cli value', '--socket', daemon().socketPath])).stdout).toBe('OK');
+    expect((await toondb(['get', 'cli-key', '--socket', daemon().socketPath])).stdout).toBe('cli value');
+    expect((await toondb(['del', 'cli-key', '--socket', daemon().socketPath])).exitCode).toBe(0);
+    expect((await toondb(['get', 'cli-key', '--socket', daemon().socketPath])).exitCode).toBe(1);
   });
 
   it('scans a prefix as text, JSON, reversed and limited', async () => {
-    for (const k of ['scan/a', 'scan/b', 'scan/c']) await toondb(['put', k, `value of ${k}`, '--socket', daemon.socketPath]);
-    const plain = await toondb(['scan', 'scan/', '--socket', daemon.socketPath]);
+    for (const k of ['scan/a', 'scan/b', 'scan/c']) await toondb(['put', k, `value of ${k}`, '--socket', daemon().socketPath]);
+    const plain = await toondb(['scan', 'scan/', '--socket', daemon().socketPath]);
     expect(plain.stdout.split('\n')).toEqual(['scan/a\tvalue of scan/a', 'scan/b\tvalue of scan/b', 'scan/c\tvalue of scan/c']);
-    const reversed = await toondb(['scan', 'scan/', '--reverse', '--limit', '2', '--json', '--socket', daemon.socketPath]);
+    const reversed = await toondb(['scan', 'scan/', '--reverse', '--limit', '2', '--json', '--socket', daemon().socketPath]);
     expect(reversed.stdout.split('\n').map((l) => JSON.parse(l).key)).toEqual(['scan/c', 'scan/b']);
   });
 
   it('reads and writes binary keys and values with --hex and --base64', async () => {
-    expect((await toondb(['put', '00ff', '0001fe', '--hex', '--socket', daemon.socketPath])).exitCode).toBe(0);
-    expect((await toondb(['get', '00ff', '--hex', '--socket', daemon.socketPath])).stdout).toBe('0001fe');
-    expect((await toondb(['get', 'AP8=', '--base64', '--socket', daemon.socketPath])).stdout).toBe('AAH+');
+    expect((await toondb(['put', '00ff', '0001fe', '--hex', '--socket', daemon().socketPath])).exitCode).toBe(0);
+    expect((await toondb(['get', '00ff', '--hex', '--socket', daemon().socketPath])).stdout).toBe('0001fe');
+    expect((await toondb(['get', 'AP8=', '--base64', '--socket', daemon().socketPath])).stdout).toBe('AAH+');
     // Without a flag, non-text bytes print as marked hex instead of raw control bytes.
-    expect((await toondb(['get', 'AP8=', '--base64', '--socket', daemon.socketPath])).stdout).not.toContain('\u0000');
+    expect((await toondb(['get', 'AP8=', '--base64', '--socket', daemon().socketPath])).stdout).not.toContain('\u0000');
   });
 
   it('stores a key with --ttl that expires', async () => {
     // Each CLI run is a Node process start (~0.3 s, more on a loaded CI machine): the TTL must
     // outlast the second one.
-    await toondb(['put', 'ttl-cli', 'x', '--ttl', '2', '--socket', daemon.socketPath]);
-    expect((await toondb(['get', 'ttl-cli', '--socket', daemon.socketPath])).exitCode).toBe(0);
+    await toondb(['put', 'ttl-cli', 'x', '--ttl', '2', '--socket', daemon().socketPath]);
+    expect((await toondb(['get', 'ttl-cli', '--socket', daemon().socketPath])).exitCode).toBe(0);
     await new Promise((resolve) => setTimeout(resolve, 2_100));
-    expect((await toondb(['get', 'ttl-cli', '--socket', daemon.socketPath])).exitCode).toBe(1);
+    expect((await toondb(['get', 'ttl-cli', '--socket', daemon().socketPath])).exitCode).toBe(1);
   });
 
   it('checkpoints', async () => {
-    const result = await toondb(['checkpoint', '--socket', daemon.socketPath]);
+    const result = await toondb(['checkpoint', '--socket', daemon().socketPath]);
     expect(result.exitCode).toBe(0);
     expect(result.stdout).toMatch(/^checkpoint at lsn \d+ in \d+\.\d ms$/);
   });
 
   it('redraws stats with --watch until stopped', async () => {
-    const proc = execa('node', [TOONDB_BIN, 'stats', '--json', '--watch', '0.2', '--socket', daemon.socketPath], { reject: false });
+    const proc = execa('node', [TOONDB_BIN, 'stats', '--json', '--watch', '0.2', '--socket', daemon().socketPath], { reject: false });
     await new Promise((resolve) => setTimeout(resolve, 1_500));
     proc.kill('SIGINT');
     const lines = String((await proc).stdout).split('\n').filter(Boolean);
@@ -90,19 +84,19 @@ describe('toondb CLI', () => {
 
   it('dumps every key and loads them into an empty daemon', async () => {
     const binary = Buffer.from([0, 1, 2, 255]);
-    await toondb(['put', binary.toString('hex'), 'ff00', '--hex', '--socket', daemon.socketPath]);
-    await toondb(['put', 'empty-value', '', '--socket', daemon.socketPath]);
+    await toondb(['put', binary.toString('hex'), 'ff00', '--hex', '--socket', daemon().socketPath]);
+    await toondb(['put', 'empty-value', '', '--socket', daemon().socketPath]);
     const file = join(makeTempDir(), 'all.dump');
-    const dumped = await toondb(['dump', file, '--socket', daemon.socketPath]);
+    const dumped = await toondb(['dump', file, '--socket', daemon().socketPath]);
     expect(dumped.exitCode).toBe(0);
     expect(dumped.stderr).toBe(''); // no progress bar when stderr is not a terminal
-    const source = (await toondb(['scan', '--json', '--base64', '--socket', daemon.socketPath])).stdout.split('\n').length;
+    const source = (await toondb(['scan', '--json', '--base64', '--socket', daemon().socketPath])).stdout.split('\n').length;
     expect(source).toBeGreaterThan(5);
     const fresh = await startDaemon();
     try {
       const loaded = await toondb(['load', file, '--socket', fresh.socketPath]);
       expect(loaded.exitCode).toBe(0);
-      const before = (await toondb(['scan', '--json', '--base64', '--socket', daemon.socketPath])).stdout;
+      const before = (await toondb(['scan', '--json', '--base64', '--socket', daemon().socketPath])).stdout;
       const after = (await toondb(['scan', '--json', '--base64', '--socket', fresh.socketPath])).stdout;
       expect(after).toBe(before);
       expect(after.split('\n')).toHaveLength(source);
@@ -115,7 +109,7 @@ describe('toondb CLI', () => {
 
   it('refuses a truncated dump with a clear error', async () => {
     const file = join(makeTempDir(), 'cut.dump');
-    await toondb(['dump', file, '--socket', daemon.socketPath]);
+    await toondb(['dump', file, '--socket', daemon().socketPath]);
     const { truncateSync, statSync } = await import('node:fs');
     truncateSync(file, statSync(file).size - 3);
     const fresh = await startDaemon();

@@ -1,9 +1,9 @@
 // Several OS processes share one daemon at once: each child connects with the compiled client,
 // writes its own keys and reads the others', while the test process talks to the daemon too.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { execa } from 'execa';
 import { IpcClient } from '../../ipc-client/index.js';
-import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { suiteDaemon } from '../helpers/daemon.js';
 import { CLIENT_MODULE } from '../helpers/paths.js';
 
 const CHILD = `
@@ -19,20 +19,14 @@ await client.close();
 `;
 
 describe('many processes, one daemon', () => {
-  let daemon: TestDaemon;
-  beforeAll(async () => {
-    daemon = await startDaemon();
-  });
-  afterAll(async () => {
-    await daemon?.dispose();
-  });
+  const daemon = suiteDaemon();
 
   it('serves two child processes and the test process at the same time', async () => {
     const count = 300;
     const run = (name: string) => execa('node', ['--input-type=module', '-e', CHILD], {
-      env: { CLIENT_MODULE, SOCKET: daemon.socketPath, NAME: name, COUNT: String(count) },
+      env: { CLIENT_MODULE, SOCKET: daemon().socketPath, NAME: name, COUNT: String(count) },
     });
-    const client = await IpcClient.connect(daemon.socketPath);
+    const client = await IpcClient.connect(daemon().socketPath);
     const [a, b] = await Promise.all([run('a'), run('b'), client.put('parent', 'here')]);
     expect(JSON.parse(a.stdout)).toEqual({ me: 'a', seen: count });
     expect(JSON.parse(b.stdout)).toEqual({ me: 'b', seen: count });

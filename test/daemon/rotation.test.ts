@@ -3,9 +3,9 @@
 // come back byte for byte. Covers the hand-over around a full memtable: writeNow declines near
 // the rotation size and while fjall flushes or compacts (store.rs `writes_may_wait`), the lane
 // rotates the memtable itself, and nothing acknowledged is lost on either path.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { IpcClient } from '../../ipc-client/index.js';
-import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { suiteDaemon } from '../helpers/daemon.js';
 
 const MiB = 1024 * 1024;
 /** Data memtable size (engine/src/core/store.rs DATA_MEMTABLE_BYTES). */
@@ -19,17 +19,10 @@ const keyOf = (i: number) => `rot/${String(i).padStart(5, '0')}`;
 const valueOf = (i: number) => Buffer.alloc(VALUE_BYTES, i % 251);
 
 describe('single puts across memtable rotations', () => {
-  let daemon: TestDaemon;
-
-  beforeAll(async () => {
-    daemon = await startDaemon();
-  });
-  afterAll(async () => {
-    await daemon?.dispose();
-  });
+  const daemon = suiteDaemon();
 
   it('keeps every acknowledged value through rotations, flushes and a SIGKILL', async () => {
-    const client = await IpcClient.connect(daemon.socketPath);
+    const client = await IpcClient.connect(daemon().socketPath);
     // One in flight: each put arrives alone, so the daemon offers it to writeNow.
     for (let i = 0; i < PUTS; i++) await client.put(keyOf(i), valueOf(i));
 
@@ -44,9 +37,9 @@ describe('single puts across memtable rotations', () => {
     expect(stats.engine.writeBufferBytes).toBeLessThanOrEqual(MEMTABLE_BYTES + 2 * MiB);
     await client.close();
 
-    await daemon.kill();
-    await daemon.start();
-    const reader = await IpcClient.connect(daemon.socketPath);
+    await daemon().kill();
+    await daemon().start();
+    const reader = await IpcClient.connect(daemon().socketPath);
     try {
       for (let first = 0; first < PUTS; first += READ_BATCH_KEYS) {
         const indexes = Array.from({ length: Math.min(READ_BATCH_KEYS, PUTS - first) }, (_, k) => first + k);

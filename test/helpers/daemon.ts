@@ -11,6 +11,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
+import { afterAll, beforeAll } from 'vitest';
 import { TOONDBD_BIN } from './paths.js';
 
 export interface DaemonOptions {
@@ -178,4 +179,22 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<TestDaem
     throw error;
   }
   return daemon;
+}
+
+/**
+ * A daemon shared by the tests of one describe block: started before them, disposed after them
+ * (also when one fails). Call it in the block's body; the returned function gives the daemon.
+ */
+export function suiteDaemon(options: DaemonOptions = {}): () => TestDaemon {
+  let daemon: TestDaemon | undefined;
+  beforeAll(async () => {
+    daemon = await startDaemon(options);
+  });
+  afterAll(async () => {
+    await daemon?.dispose();
+  });
+  return () => {
+    if (daemon === undefined) throw new Error('the suite daemon is used before it started');
+    return daemon;
+  };
 }
