@@ -50,6 +50,7 @@ export function toBuffer(value: Bytes, what: string): Buffer {
 
 /** A key: 1..keyBytesMax bytes (a string is measured by its UTF-8 bytes). */
 export function toKey(value: Bytes, limits: ServerLimits, what = 'key'): WireBytes {
+  if (isPlainKey(value, limits)) return value; // short enough that its UTF-8 need not be counted
   const key = toWire(value, what);
   const length = byteLengthOf(key);
   if (length === 0) throw new ToonDBError('INVALID_ARGUMENT', `${what} must not be empty`);
@@ -76,6 +77,7 @@ function checkKeyBytes(length: number, limits: ServerLimits, what: string): void
 /** A value: 0..valueBytesMax bytes (an empty value is a value; a string is measured by its
  * UTF-8 bytes). */
 export function toValue(value: Bytes, limits: ServerLimits, what = 'value'): WireBytes {
+  if (isPlainValue(value, limits)) return value;
   const bytes = toWire(value, what);
   const length = byteLengthOf(bytes);
   if (length > limits.valueBytesMax) {

@@ -24,7 +24,7 @@ import type { ServerLimits } from '../protocol/limits.js';
 import type { Isolation, StatsResult } from '../protocol/messages.js';
 import { openConnection, resolveConnectOptions, type ConnectOptions } from './connect.js';
 import type { Connection, RequestMessage } from './connection.js';
-import { DataOperations, type DataOp } from './operations.js';
+import { DataOperations, type DataRequest } from './operations.js';
 import { parseCheckpoint, parseCommitTs, parsePing, parseStats, parseTxnId } from './results.js';
 import type { CheckpointInfo, PingInfo, ServerInfo } from './results.js';
 import { withTransaction, type WithTransactionOptions } from './retry.js';
@@ -157,8 +157,8 @@ export class IpcClient extends DataOperations {
     return this.close();
   }
 
-  protected send(op: DataOp, fields: Record<string, unknown>): Promise<unknown> {
-    return this.#connection.request({ op, ...fields });
+  protected send(request: DataRequest): Promise<unknown> {
+    return this.#connection.request(request);
   }
 
   protected serverLimits(): ServerLimits {

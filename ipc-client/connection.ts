@@ -48,21 +48,6 @@ export interface RequestMessage {
 /** How long a graceful close() waits for replies still in flight before it hangs up. */
 export const CLOSE_DRAIN_MS_MAX = 2_000;
 
-interface Queued {
-  pending: Pending;
-  message: RequestMessage;
-}
-
-/** A request ready to write: its frame, or (a simple request: get/exists/delete/put,
- * getBatch/deleteBatch, putBatch) the message protocol/simple-frames.ts writes straight into
- * the outgoing buffer. */
-interface Encoded {
-  pending: Pending;
-  frame: Buffer | null;
-  simple: RequestMessage | null;
-  frameBytes: number;
-}
-
 /** How a connection ended: `passThrough` errors are given to pending requests as they are. */
 interface Ending {
   reason: ToonDBError;
@@ -83,9 +68,11 @@ export class Connection {
   private readonly decoder = new FrameDecoder();
   /** Values of simply-read replies are copied out as they are read (bytes.ts ValueCopier). */
   private readonly values = new ValueCopier();
-  private readonly pending: PendingTable;
-  private readonly waiting: Queued[] = [];
-  private batch: Encoded[] = [];
+  private readonly pending: PendingTable<RequestMessage>;
+  /** Requests waiting for room in the write queue, unencoded, in order. */
+  private readonly waiting: Pending<RequestMessage>[] = [];
+  /** This tick's encoded requests, written together by flush(). */
+  private batch: Pending<RequestMessage>[] = [];
   private batchBytes = 0;
   private flushScheduled = false;
   private reffed = true;
@@ -132,12 +119,12 @@ export class Connection {
         `${message.op} was not sent: ${this.ending?.reason.message ?? 'the client is closed'}`, { cause: this.ending?.reason }));
     }
     return new Promise((resolve, reject) => {
-      const pending = this.pending.add(message.op, resolve, reject);
+      const pending = this.pending.add(message, resolve, reject);
       this.updateRef();
       if (this.waiting.length > 0 || this.unflushedBytes() >= CLIENT_WRITE_QUEUE_BYTES_MAX) {
-        this.waiting.push({ pending, message });
+        this.waiting.push(pending);
       } else {
-        this.enqueue(pending, message);
+        this.enqueue(pending);
       }
     });
   }
@@ -175,15 +162,16 @@ export class Connection {
     return this.batchBytes + this.socket.writableLength;
   }
 
-  private enqueue(pending: Pending, message: RequestMessage): void {
-    let frame: Buffer | null = null;
+  /** Sizes (or, if not simple, encodes) the request's frame and adds it to this tick's batch. */
+  private enqueue(pending: Pending<RequestMessage>): void {
+    const message = pending.request as RequestMessage;
     // A get/exists/delete/put, getBatch/deleteBatch or putBatch with only its own fields is
     // written by protocol/simple-frames.ts (-1: anything else, encoded by the codec).
     let frameBytes = simpleRequestBytes(pending.id, message);
     try {
       if (frameBytes < 0) {
-        frame = this.codec.encode({ id: pending.id, ...withBinFields(message) });
-        frameBytes = frame.length;
+        pending.frame = this.codec.encode({ id: pending.id, ...withBinFields(message) });
+        frameBytes = pending.frame.length;
       }
       const bodyBytes = frameBytes - FRAME_HEADER_BYTES;
       if (bodyBytes > this.frameBytesMax) {
@@ -195,7 +183,8 @@ export class Connection {
       pending.reject(toToonDBError(error));
       return;
     }
-    this.batch.push({ pending, frame, simple: frame === null ? message : null, frameBytes });
+    pending.frameBytes = frameBytes;
+    this.batch.push(pending);
     this.batchBytes += frameBytes;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
@@ -210,31 +199,35 @@ export class Connection {
     this.batch = [];
     this.batchBytes = 0;
     if (this.ending !== null) return; // end() already failed them
-    const live = batch.filter((item) => item.pending.live);
+    const live = everyLive(batch) ? batch : batch.filter((pending) => pending.live);
     if (live.length > 0) this.write(live);
     // No 'drain' will come if the socket never filled up (e.g. every frame had timed out).
     if (this.waiting.length > 0 && !this.socket.writableNeedDrain) this.admitWaiting();
   }
 
-  private write(live: Encoded[]): void {
+  private write(live: Pending<RequestMessage>[]): void {
     let totalBytes = 0;
-    for (const item of live) {
-      item.pending.written = true;
-      totalBytes += item.frameBytes;
+    for (const pending of live) {
+      pending.written = true;
+      totalBytes += pending.frameBytes;
     }
     writeFrames(this.socket, {
       count: live.length,
       bytes: (i) => live[i].frameBytes,
       ready: (i) => live[i].frame,
-      write: (i, target, at) => writeSimple(target, at, live[i]),
+      write: (i, target, at) => writeSimpleRequest(target, at, live[i].id, live[i].request as SimpleRequest, live[i].frameBytes),
     }, totalBytes);
+    for (const pending of live) {
+      pending.request = null;
+      pending.frame = null;
+    }
   }
 
   /** After 'drain': lets waiting requests in, in order, until the bound is reached again. */
   private admitWaiting(): void {
     while (this.waiting.length > 0 && this.unflushedBytes() < CLIENT_WRITE_QUEUE_BYTES_MAX) {
-      const next = this.waiting.shift() as Queued;
-      if (next.pending.live) this.enqueue(next.pending, next.message);
+      const next = this.waiting.shift() as Pending<RequestMessage>;
+      if (next.live) this.enqueue(next);
     }
   }
 
@@ -331,8 +324,9 @@ export class Connection {
   }
 }
 
-function writeSimple(target: Buffer, at: number, item: Encoded): number {
-  return writeSimpleRequest(target, at, item.pending.id, item.simple as SimpleRequest, item.frameBytes);
+function everyLive(batch: readonly Pending<RequestMessage>[]): boolean {
+  for (const pending of batch) if (!pending.live) return false;
+  return true;
 }
 
 /** `message` for the codec: string keys and values (kept as strings for the simple writer,
@@ -352,7 +346,7 @@ function withBinFields(message: RequestMessage): RequestMessage {
   return converted;
 }
 
-function lossError(pending: Pending, ending: Ending): ToonDBError {
+function lossError(pending: Pending<RequestMessage>, ending: Ending): ToonDBError {
   const { reason } = ending;
   if (ending.passThrough) return reason;
   if (pending.written) {

@@ -42,10 +42,10 @@ export type DataOp = Extract<OpName, 'get' | 'exists' | 'put' | 'delete' | 'getB
 
 type Fields = Record<string, unknown>;
 
-function withTtl(fields: Fields, options: PutOptions | undefined, limits: ServerLimits): Fields {
+function withTtl(request: DataRequest, options: PutOptions | undefined, limits: ServerLimits): DataRequest {
   const ttlSeconds = toTtl(options?.ttlSeconds, limits);
-  if (ttlSeconds !== undefined) fields.ttlSeconds = ttlSeconds;
-  return fields;
+  if (ttlSeconds !== undefined) request.ttlSeconds = ttlSeconds;
+  return request;
 }
 
 function scanFields(fields: Fields, options: ScanOptions, limits: ServerLimits): Fields {
@@ -64,69 +64,124 @@ function pathKey(path: PathLike, limits: ServerLimits): Buffer {
   return checkKeyLength(encodePath(path), limits, 'encoded path');
 }
 
+/** A data request as sent: its op first, then its fields (a Transaction adds `txn`). */
+export interface DataRequest {
+  op: DataOp;
+  [field: string]: unknown;
+}
+
+// Each single-request method builds its request inside try (an argument error becomes a
+// rejected promise and sends nothing) and returns `send(...).then(mapper)`: not an async
+// function, whose coroutine frame and await per call cost more than writing the request.
+const toVoid = (): void => undefined;
+const toValueResult = (result: unknown): Buffer | null => parseValue(result, 'get');
+const toExistsResult = (result: unknown): boolean => parseBoolean(result, 'exists');
+
 export abstract class DataOperations {
-  /** Sends one data request and resolves with its raw result. */
-  protected abstract send(op: DataOp, fields: Fields): Promise<unknown>;
+  /** Sends one data request and resolves with its raw result. Never throws synchronously. */
+  protected abstract send(request: DataRequest): Promise<unknown>;
   /** The limits the daemon announced (client-side checks use them). */
   protected abstract serverLimits(): ServerLimits;
   /** Where this object's scans open and pull their cursors. */
   protected abstract scanSource(): ScanSource;
 
   /** The value of `key`, or null if absent. An empty value is an empty Buffer, not null. */
-  async get(key: Bytes): Promise<Buffer | null> {
-    return parseValue(await this.send('get', { key: toKey(key, this.serverLimits()) }), 'get');
+  get(key: Bytes): Promise<Buffer | null> {
+    try {
+      return this.send({ op: 'get', key: toKey(key, this.serverLimits()) }).then(toValueResult);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
-  async exists(key: Bytes): Promise<boolean> {
-    return parseBoolean(await this.send('exists', { key: toKey(key, this.serverLimits()) }), 'exists');
+  exists(key: Bytes): Promise<boolean> {
+    try {
+      return this.send({ op: 'exists', key: toKey(key, this.serverLimits()) }).then(toExistsResult);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
-  async put(key: Bytes, value: Bytes, options?: PutOptions): Promise<void> {
-    const limits = this.serverLimits();
-    await this.send('put', withTtl({ key: toKey(key, limits), value: toValue(value, limits) }, options, limits));
+  put(key: Bytes, value: Bytes, options?: PutOptions): Promise<void> {
+    try {
+      const limits = this.serverLimits();
+      return this.send(withTtl({ op: 'put', key: toKey(key, limits), value: toValue(value, limits) }, options, limits))
+        .then(toVoid);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /** Deletes `key`; resolves also when it was absent. */
-  async delete(key: Bytes): Promise<void> {
-    await this.send('delete', { key: toKey(key, this.serverLimits()) });
+  delete(key: Bytes): Promise<void> {
+    try {
+      return this.send({ op: 'delete', key: toKey(key, this.serverLimits()) }).then(toVoid);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /** Values of `keys` in order, null where absent; read from one consistent snapshot. */
-  async getBatch(keys: readonly Bytes[]): Promise<(Buffer | null)[]> {
-    const wireKeys = toKeyBatch(keys, this.serverLimits());
-    return parseValues(await this.send('getBatch', { keys: wireKeys }), 'getBatch', wireKeys.length);
+  getBatch(keys: readonly Bytes[]): Promise<(Buffer | null)[]> {
+    try {
+      const wireKeys = toKeyBatch(keys, this.serverLimits());
+      return this.send({ op: 'getBatch', keys: wireKeys }).then((result) => parseValues(result, 'getBatch', wireKeys.length));
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /** Writes every entry atomically (all or nothing). */
-  async putBatch(entries: readonly (readonly [Bytes, Bytes])[], options?: PutOptions): Promise<void> {
-    const limits = this.serverLimits();
-    await this.send('putBatch', withTtl({ entries: toEntryBatch(entries, limits) }, options, limits));
+  putBatch(entries: readonly (readonly [Bytes, Bytes])[], options?: PutOptions): Promise<void> {
+    try {
+      const limits = this.serverLimits();
+      return this.send(withTtl({ op: 'putBatch', entries: toEntryBatch(entries, limits) }, options, limits)).then(toVoid);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /** Deletes every key atomically. */
-  async deleteBatch(keys: readonly Bytes[]): Promise<void> {
-    await this.send('deleteBatch', { keys: toKeyBatch(keys, this.serverLimits()) });
+  deleteBatch(keys: readonly Bytes[]): Promise<void> {
+    try {
+      return this.send({ op: 'deleteBatch', keys: toKeyBatch(keys, this.serverLimits()) }).then(toVoid);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
-  async getPath(path: PathLike): Promise<Buffer | null> {
-    return parseValue(await this.send('get', { key: pathKey(path, this.serverLimits()) }), 'get');
+  getPath(path: PathLike): Promise<Buffer | null> {
+    try {
+      return this.send({ op: 'get', key: pathKey(path, this.serverLimits()) }).then(toValueResult);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
-  async putPath(path: PathLike, value: Bytes, options?: PutOptions): Promise<void> {
-    const limits = this.serverLimits();
-    await this.send('put', withTtl({ key: pathKey(path, limits), value: toValue(value, limits) }, options, limits));
+  putPath(path: PathLike, value: Bytes, options?: PutOptions): Promise<void> {
+    try {
+      const limits = this.serverLimits();
+      return this.send(withTtl({ op: 'put', key: pathKey(path, limits), value: toValue(value, limits) }, options, limits))
+        .then(toVoid);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
-  async deletePath(path: PathLike): Promise<void> {
-    await this.send('delete', { key: pathKey(path, this.serverLimits()) });
+  deletePath(path: PathLike): Promise<void> {
+    try {
+      return this.send({ op: 'delete', key: pathKey(path, this.serverLimits()) }).then(toVoid);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /** Names of the children directly under `path` ('' or [] for the top level), in key order. */
   async listPath(path: PathLike, options: ListPathOptions = {}): Promise<string[]> {
-    const fields: Fields = { prefix: checkKeyLength(pathPrefix(path), this.serverLimits(), 'encoded path prefix') };
+    const request: DataRequest = { op: 'listPath', prefix: checkKeyLength(pathPrefix(path), this.serverLimits(), 'encoded path prefix') };
     const limit = toCount(options.limit, 'limit', 0, Number.MAX_SAFE_INTEGER);
-    if (limit !== undefined && limit > 0) fields.limit = limit;
-    const segments = parseSegments(await this.send('listPath', fields), 'listPath');
+    if (limit !== undefined && limit > 0) request.limit = limit;
+    const segments = parseSegments(await this.send(request), 'listPath');
     return segments.map((segment) => decodeSegment(segment));
   }
 

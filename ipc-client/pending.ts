@@ -25,9 +25,22 @@ import { REQUEST_ID_MAX } from '../protocol/messages.js';
  * Bounded; with a 2^32 id space an evicted id is reused only after ~4 billion requests. */
 const TIMED_OUT_IDS_MAX = 65_536;
 
-export interface Pending {
+/** What the table needs of a request: its op, to name it in errors. */
+export interface NamedRequest {
+  readonly op: string;
+}
+
+/** One request from its call until it is settled; the connection writes it from here too (one
+ * object per request: no separate queue or batch entries). */
+export interface Pending<R extends NamedRequest> {
   readonly id: number;
   readonly op: string;
+  /** The request until its frame is written (then null: its buffers are not held to the reply). */
+  request: R | null;
+  /** Its frame if the codec encoded it, until written; null when written by hand from `request`. */
+  frame: Buffer | null;
+  /** Size of its frame, header included, once sized for writing (0 before). */
+  frameBytes: number;
   /** performance.now() after which the request times out; Infinity for no timeout. */
   readonly deadlineMs: number;
   /** True once the frame was handed to the socket (decides UNKNOWN_RESULT vs CONNECTION_CLOSED). */
@@ -38,8 +51,8 @@ export interface Pending {
   readonly reject: (error: ToonDBError) => void;
 }
 
-export class PendingTable {
-  private readonly byId = new Map<number, Pending>();
+export class PendingTable<R extends NamedRequest> {
+  private readonly byId = new Map<number, Pending<R>>();
   private readonly timedOut = new Set<number>();
   private lastId = 0;
   private timer: NodeJS.Timeout | null = null;
@@ -58,17 +71,17 @@ export class PendingTable {
   }
 
   /** Registers a request and returns it with its freshly allocated id. */
-  add(op: string, resolve: (result: unknown) => void, reject: (error: ToonDBError) => void): Pending {
+  add(request: R, resolve: (result: unknown) => void, reject: (error: ToonDBError) => void): Pending<R> {
     const id = this.allocateId();
     const deadlineMs = this.timeoutMs > 0 ? performance.now() + this.timeoutMs : Infinity;
-    const pending: Pending = { id, op, deadlineMs, written: false, live: true, resolve, reject };
+    const pending: Pending<R> = { id, op: request.op, request, frame: null, frameBytes: 0, deadlineMs, written: false, live: true, resolve, reject };
     this.byId.set(id, pending);
     if (this.timer === null) this.arm();
     return pending;
   }
 
   /** Removes and returns the request with this id, or undefined (unknown or timed out). */
-  take(id: number): Pending | undefined {
+  take(id: number): Pending<R> | undefined {
     const pending = this.byId.get(id);
     if (pending === undefined) {
       this.timedOut.delete(id); // its late reply has arrived; the id may be reused now
@@ -80,7 +93,7 @@ export class PendingTable {
   }
 
   /** Removes every request (in id allocation order) and stops the timer. */
-  drain(): Pending[] {
+  drain(): Pending<R>[] {
     const all = [...this.byId.values()];
     this.byId.clear();
     for (const pending of all) pending.live = false;
@@ -117,7 +130,7 @@ export class PendingTable {
   private sweep(): void {
     this.timer = null;
     const now = performance.now();
-    const expired: Pending[] = [];
+    const expired: Pending<R>[] = [];
     for (const pending of this.byId.values()) {
       if (pending.deadlineMs > now) break; // insertion order is deadline order
       this.byId.delete(pending.id);

@@ -20,7 +20,7 @@ import { ToonDBError } from '../protocol/errors.js';
 import type { ServerLimits } from '../protocol/limits.js';
 import type { Isolation } from '../protocol/messages.js';
 import type { RequestMessage } from './connection.js';
-import { DataOperations, type DataOp } from './operations.js';
+import { DataOperations, type DataRequest } from './operations.js';
 import { parseCommitTs } from './results.js';
 import type { ScanSource } from './scan.js';
 
@@ -77,10 +77,11 @@ export class Transaction extends DataOperations {
     await this.abort().catch(() => undefined);
   }
 
-  protected send(op: DataOp, fields: Record<string, unknown>): Promise<unknown> {
-    const refused = this.#refusal(op);
+  protected send(request: DataRequest): Promise<unknown> {
+    const refused = this.#refusal(request.op);
     if (refused) return Promise.reject(refused);
-    return this.#host.request({ op, txn: this.id, ...fields });
+    request.txn = this.id;
+    return this.#host.request(request);
   }
 
   protected serverLimits(): ServerLimits {
@@ -89,7 +90,7 @@ export class Transaction extends DataOperations {
 
   protected scanSource(): ScanSource {
     return {
-      open: (fields) => this.send('scan', fields),
+      open: (fields) => this.send({ op: 'scan', ...fields }),
       next: (cursor) => {
         const refused = this.#refusal('scanNext');
         return refused ? Promise.reject(refused) : this.#host.request({ op: 'scanNext', cursor });

@@ -113,6 +113,10 @@ describe('client-side limit checks use the limits from hello', () => {
     await expect(client.put('k', 'x'.repeat(17))).rejects.toMatchObject({ code: 'VALUE_TOO_LARGE' });
     await expect(client.put('', 'v')).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     await expect(client.get(42 as unknown as string)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(client.exists(null as unknown as string)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(client.delete({} as unknown as string)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(client.put('k', 7 as unknown as string)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(client.put('k', 'v', { ttlSeconds: -1 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     await expect(client.getBatch(['a', 'b', 'c', 'd'])).rejects.toMatchObject({ code: 'BATCH_TOO_LARGE' });
     await expect(client.putBatch([['a', 'x'.repeat(16)], ['b', 'x'.repeat(16)], ['c', 'x'.repeat(16)]]))
       .rejects.toMatchObject({ code: 'BATCH_TOO_LARGE' });
@@ -122,6 +126,7 @@ describe('client-side limit checks use the limits from hello', () => {
     await expect(client.scan('a', { batchSize: 6 }).toArray()).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     expect(server.requests.length).toBe(before);
     await expect(client.put('12345678', 'x'.repeat(16))).resolves.toBeUndefined(); // exactly at the limits
+    await expect(client.put('1234567é', 'v')).rejects.toMatchObject({ code: 'KEY_TOO_LARGE' }); // 8 units, 9 bytes
   });
 
   it('counts batch bytes in UTF-8: a string bound over the limit is then measured', async () => {
