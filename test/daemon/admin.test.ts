@@ -1,34 +1,23 @@
 // Checkpoint, stats and the engine threads: real figures that move when the daemon does work.
 import { availableParallelism } from 'node:os';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IpcClient } from '../../ipc-client/index.js';
-import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { describe, expect, it } from 'vitest';
+import { suiteClient } from '../helpers/daemon.js';
 
 describe('checkpoint and stats', () => {
-  let daemon: TestDaemon;
-  let client: IpcClient;
-
-  beforeAll(async () => {
-    daemon = await startDaemon();
-    client = await IpcClient.connect(daemon.socketPath);
-  });
-  afterAll(async () => {
-    await client?.close();
-    await daemon?.dispose();
-  });
+  const { daemon, client, reconnect } = suiteClient();
 
   it('stats numbers move as work is done', async () => {
-    const before = await client.stats();
+    const before = await client().stats();
     expect(before.version).toMatch(/^\d+\.\d+\.\d+/);
-    expect(before.pid).toBe(daemon.pid);
+    expect(before.pid).toBe(daemon().pid);
     expect(before.connections.active).toBe(1);
-    await client.putBatch(Array.from({ length: 100 }, (_, i) => [`k${i}`, 'v'] as [string, string]));
-    for (let i = 0; i < 10; i++) await client.get(`k${i}`);
-    await client.get(Buffer.alloc(client.serverInfo.limits.keyBytesMax + 1)).catch(() => undefined);
-    const txn = await client.beginTransaction();
+    await client().putBatch(Array.from({ length: 100 }, (_, i) => [`k${i}`, 'v'] as [string, string]));
+    for (let i = 0; i < 10; i++) await client().get(`k${i}`);
+    await client().get(Buffer.alloc(client().serverInfo.limits.keyBytesMax + 1)).catch(() => undefined);
+    const txn = await client().beginTransaction();
     await txn.put('t', 'x');
     await txn.commit();
-    const after = await client.stats();
+    const after = await client().stats();
     expect(after.uptimeMs).toBeGreaterThan(before.uptimeMs);
     expect(after.requests.total).toBeGreaterThanOrEqual(before.requests.total + 14);
     expect(after.requests.byFamily.kv).toBeGreaterThanOrEqual(before.requests.byFamily.kv + 10);
@@ -54,7 +43,7 @@ describe('checkpoint and stats', () => {
   });
 
   it.runIf(process.platform === 'linux')('runs its engine threads: two lanes, group commit, fjall background workers', () => {
-    const threads = daemon.threadNames();
+    const threads = daemon().threadNames();
     expect(threads.get('toondb:lane0')).toBe(1);
     expect(threads.get('toondb:lane1')).toBe(1);
     expect(threads.get('toondb:sync')).toBe(1);
@@ -72,24 +61,24 @@ describe('checkpoint and stats', () => {
   });
 
   it('checkpoint returns an lsn that grows with writes and is recorded in stats', async () => {
-    const first = await client.checkpoint();
+    const first = await client().checkpoint();
     expect(typeof first.lsn).toBe('bigint');
     expect(first.durationMs).toBeGreaterThanOrEqual(0);
-    await client.put('after-checkpoint', 'x');
-    const second = await client.checkpoint();
+    await client().put('after-checkpoint', 'x');
+    const second = await client().checkpoint();
     expect(second.lsn > first.lsn).toBe(true);
-    const stats = await client.stats();
+    const stats = await client().stats();
     expect(stats.checkpoint.last?.lsn).toBe(second.lsn);
   });
 
   it('data written before a checkpoint survives SIGKILL', async () => {
-    await client.put('cp/key', 'kept');
-    await client.checkpoint();
-    await client.close();
-    await daemon.kill();
-    await daemon.start();
-    client = await IpcClient.connect(daemon.socketPath);
-    expect((await client.get('cp/key'))?.toString()).toBe('kept');
-    expect(daemon.logged('storage recovered')).not.toHaveLength(0);
+    await client().put('cp/key', 'kept');
+    await client().checkpoint();
+    await client().close();
+    await daemon().kill();
+    await daemon().start();
+    await reconnect();
+    expect((await client().get('cp/key'))?.toString()).toBe('kept');
+    expect(daemon().logged('storage recovered')).not.toHaveLength(0);
   });
 });

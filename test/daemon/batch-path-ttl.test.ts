@@ -1,65 +1,54 @@
 // Atomic batches, path keys (including segments that contain '/'), listPath, and TTL expiry.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IpcClient } from '../../ipc-client/index.js';
-import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { describe, expect, it } from 'vitest';
+import { suiteClient } from '../helpers/daemon.js';
 
 describe('batches, paths and TTL', () => {
-  let daemon: TestDaemon;
-  let client: IpcClient;
-
-  beforeAll(async () => {
-    daemon = await startDaemon();
-    client = await IpcClient.connect(daemon.socketPath);
-  });
-  afterAll(async () => {
-    await client?.close();
-    await daemon?.dispose();
-  });
+  const { daemon, client } = suiteClient();
 
   it('putBatch / getBatch / deleteBatch keep positions, with null for missing keys', async () => {
-    await client.putBatch([['b/1', 'one'], ['b/2', ''], ['b/3', 'three']]);
-    const values = await client.getBatch(['b/1', 'missing', 'b/2', 'b/3']);
+    await client().putBatch([['b/1', 'one'], ['b/2', ''], ['b/3', 'three']]);
+    const values = await client().getBatch(['b/1', 'missing', 'b/2', 'b/3']);
     expect(values.map((v) => (v === null ? null : v.toString()))).toEqual(['one', null, '', 'three']);
-    await client.deleteBatch(['b/1', 'b/3']);
-    expect((await client.getBatch(['b/1', 'b/2', 'b/3'])).map((v) => (v === null ? null : v.toString()))).toEqual([null, '', null]);
+    await client().deleteBatch(['b/1', 'b/3']);
+    expect((await client().getBatch(['b/1', 'b/2', 'b/3'])).map((v) => (v === null ? null : v.toString()))).toEqual([null, '', null]);
   });
 
   it('rejects a whole batch with an invalid item and applies none of it', async () => {
-    const tooBig = Buffer.alloc(client.serverInfo.limits.keyBytesMax + 1);
-    await expect(client.putBatch([['atomic/1', 'x'], [tooBig, 'y']])).rejects.toMatchObject({ code: 'KEY_TOO_LARGE' });
-    expect(await client.get('atomic/1')).toBeNull();
+    const tooBig = Buffer.alloc(client().serverInfo.limits.keyBytesMax + 1);
+    await expect(client().putBatch([['atomic/1', 'x'], [tooBig, 'y']])).rejects.toMatchObject({ code: 'KEY_TOO_LARGE' });
+    expect(await client().get('atomic/1')).toBeNull();
   });
 
   it('stores path keys and lists child names', async () => {
-    await client.putPath('users/alice/name', 'Alice');
-    await client.putPath(['users', 'alice', 'email'], 'a@example.com');
-    await client.putPath('users/bob/name', 'Bob');
-    await client.putPath(['users', 'carol/dave'], 'slash inside a segment');
-    expect((await client.getPath(['users', 'alice', 'name']))?.toString()).toBe('Alice');
-    expect((await client.getPath('users/bob/name'))?.toString()).toBe('Bob');
-    expect(await client.listPath('users/')).toEqual(['alice', 'bob', 'carol/dave']);
-    expect(await client.listPath(['users', 'alice'])).toEqual(['email', 'name']);
+    await client().putPath('users/alice/name', 'Alice');
+    await client().putPath(['users', 'alice', 'email'], 'a@example.com');
+    await client().putPath('users/bob/name', 'Bob');
+    await client().putPath(['users', 'carol/dave'], 'slash inside a segment');
+    expect((await client().getPath(['users', 'alice', 'name']))?.toString()).toBe('Alice');
+    expect((await client().getPath('users/bob/name'))?.toString()).toBe('Bob');
+    expect(await client().listPath('users/')).toEqual(['alice', 'bob', 'carol/dave']);
+    expect(await client().listPath(['users', 'alice'])).toEqual(['email', 'name']);
     // 'carol/dave' as one segment does not collide with the deeper path carol -> dave.
-    expect(await client.getPath('users/carol/dave')).toBeNull();
-    await client.deletePath('users/bob/name');
-    expect(await client.listPath('users')).toEqual(['alice', 'carol/dave']);
+    expect(await client().getPath('users/carol/dave')).toBeNull();
+    await client().deletePath('users/bob/name');
+    expect(await client().listPath('users')).toEqual(['alice', 'carol/dave']);
   });
 
   it('hides an expired key from every read at once', async () => {
-    await client.put('ttl/short', 'soon gone', { ttlSeconds: 0.3 });
-    await client.put('ttl/long', 'stays', { ttlSeconds: 3600 });
-    expect((await client.get('ttl/short'))?.toString()).toBe('soon gone');
+    await client().put('ttl/short', 'soon gone', { ttlSeconds: 0.3 });
+    await client().put('ttl/long', 'stays', { ttlSeconds: 3600 });
+    expect((await client().get('ttl/short'))?.toString()).toBe('soon gone');
     await new Promise((resolve) => setTimeout(resolve, 400));
-    expect(await client.get('ttl/short')).toBeNull();
-    expect(await client.exists('ttl/short')).toBe(false);
-    expect(await client.getBatch(['ttl/short', 'ttl/long'])).toEqual([null, Buffer.from('stays')]);
-    expect((await client.scan('ttl/').toArray()).map(([k]) => k.toString())).toEqual(['ttl/long']);
+    expect(await client().get('ttl/short')).toBeNull();
+    expect(await client().exists('ttl/short')).toBe(false);
+    expect(await client().getBatch(['ttl/short', 'ttl/long'])).toEqual([null, Buffer.from('stays')]);
+    expect((await client().scan('ttl/').toArray()).map(([k]) => k.toString())).toEqual(['ttl/long']);
   });
 
   it('a put without TTL clears an earlier TTL', async () => {
-    await client.put('ttl/reset', 'v1', { ttlSeconds: 0.2 });
-    await client.put('ttl/reset', 'v2');
+    await client().put('ttl/reset', 'v1', { ttlSeconds: 0.2 });
+    await client().put('ttl/reset', 'v2');
     await new Promise((resolve) => setTimeout(resolve, 300));
-    expect((await client.get('ttl/reset'))?.toString()).toBe('v2');
+    expect((await client().get('ttl/reset'))?.toString()).toBe('v2');
   });
 });

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll } from 'vitest';
+import { IpcClient } from '../../ipc-client/index.js';
 import { TOONDBD_BIN } from './paths.js';
 
 export interface DaemonOptions {
@@ -196,5 +197,44 @@ export function suiteDaemon(options: DaemonOptions = {}): () => TestDaemon {
   return () => {
     if (daemon === undefined) throw new Error('the suite daemon is used before it started');
     return daemon;
+  };
+}
+
+/** A describe block's shared daemon and a client connected to it (see suiteClient). */
+export interface SuiteClient {
+  daemon(): TestDaemon;
+  client(): IpcClient;
+  /** Replaces the client (closing the old one) by a new connection, e.g. after a restart. */
+  reconnect(): Promise<IpcClient>;
+}
+
+/**
+ * A daemon and one client shared by the tests of one describe block: both started before
+ * them, closed and disposed after them (also when one fails). Call it in the block's body.
+ */
+export function suiteClient(options: DaemonOptions = {}): SuiteClient {
+  let daemon: TestDaemon | undefined;
+  let client: IpcClient | undefined;
+  beforeAll(async () => {
+    daemon = await startDaemon(options);
+    client = await IpcClient.connect(daemon.socketPath);
+  });
+  afterAll(async () => {
+    await client?.close();
+    await daemon?.dispose();
+  });
+  const started = (): { daemon: TestDaemon; client: IpcClient } => {
+    if (daemon === undefined || client === undefined) throw new Error('the suite daemon is used before it started');
+    return { daemon, client };
+  };
+  return {
+    daemon: () => started().daemon,
+    client: () => started().client,
+    reconnect: async () => {
+      const { daemon: running, client: old } = started();
+      await old.close();
+      client = await IpcClient.connect(running.socketPath);
+      return client;
+    },
   };
 }
