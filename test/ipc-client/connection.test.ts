@@ -160,6 +160,21 @@ describe('connection loss', () => {
     expect(codes.indexOf('CONNECTION_CLOSED')).toBe(unknown);
   });
 
+  it('sends held-back requests, in call order, once the daemon reads again', async () => {
+    const { server, client } = await setup();
+    server.last.socket.pause();
+    const value = Buffer.alloc(16 * 1024 * 1024, 2);
+    const puts = Array.from({ length: 6 }, (_, i) => client.put(`big${i}`, value));
+    const small = client.put('small', 'after'); // queued behind the big ones, not beside them
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(server.ops('put')).toHaveLength(0);
+    server.last.socket.resume();
+    await Promise.all([...puts, small]);
+    expect(server.ops('put').map((r) => Buffer.from(r.key as Uint8Array).toString()))
+      .toEqual(['big0', 'big1', 'big2', 'big3', 'big4', 'big5', 'small']);
+    expect(server.store.get('small')?.toString()).toBe('after');
+  });
+
   it('rejects every pending request with PROTOCOL_ERROR when the daemon sends garbage', async () => {
     const { server, client } = await setup((request) => (request.op === 'hello' ? undefined : NO_REPLY));
     const pending = [settle(client.get('a')), settle(client.get('b')), settle(client.exists('c'))];
