@@ -164,7 +164,8 @@ export class Connection {
 
   /** Sizes (or, if not simple, encodes) the request's frame and adds it to this tick's batch. */
   private enqueue(pending: Pending<RequestMessage>): void {
-    const message = pending.request as RequestMessage;
+    const message = pending.request;
+    if (message === null) throw new Error(`invariant: request ${pending.id} enqueued after it was written`);
     // A get/exists/delete/put, getBatch/deleteBatch or putBatch with only its own fields is
     // written by protocol/simple-frames.ts (-1: anything else, encoded by the codec).
     let frameBytes = simpleRequestBytes(pending.id, message);
