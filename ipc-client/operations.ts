@@ -19,7 +19,7 @@ import type { ServerLimits } from '../protocol/limits.js';
 import type { OpName } from '../protocol/messages.js';
 import { decodeSegment, encodePath, pathPrefix } from '../protocol/paths.js';
 import {
-  checkKeyLength, toBound, toCount, toEntryBatch, toKey, toKeyBatch, toTtl, toValue, type Bytes,
+  checkKeyLength, toBound, toCount, toEntryBatch, toKey, toKeyBatch, toTtl, toValue, type Bytes, type WireBytes,
 } from './bytes.js';
 import { parseBoolean, parseSegments, parseValue, parseValues } from './results.js';
 import { ScanIterable, type ScanOptions, type ScanSource } from './scan.js';
@@ -64,6 +64,15 @@ function pathKey(path: PathLike, limits: ServerLimits): Buffer {
   return checkKeyLength(encodePath(path), limits, 'encoded path');
 }
 
+/** How a single-key call names its key: as bytes (get/put/...) or as a path (getPath/...). */
+const BYTES_KEY = 0;
+const PATH_KEY = 1;
+type KeyForm = typeof BYTES_KEY | typeof PATH_KEY;
+
+function wireKeyOf(key: Bytes | PathLike, keyForm: KeyForm, limits: ServerLimits): WireBytes {
+  return keyForm === PATH_KEY ? pathKey(key as PathLike, limits) : toKey(key as Bytes, limits);
+}
+
 /** A data request as sent: its op first, then its fields (a Transaction adds `txn`). */
 export interface DataRequest {
   op: DataOp;
@@ -87,38 +96,20 @@ export abstract class DataOperations {
 
   /** The value of `key`, or null if absent. An empty value is an empty Buffer, not null. */
   get(key: Bytes): Promise<Buffer | null> {
-    try {
-      return this.send({ op: 'get', key: toKey(key, this.serverLimits()) }).then(toValueResult);
-    } catch (error) {
-      return Promise.reject(error);
-    }
+    return this.sendKeyed('get', key, BYTES_KEY, toValueResult);
   }
 
   exists(key: Bytes): Promise<boolean> {
-    try {
-      return this.send({ op: 'exists', key: toKey(key, this.serverLimits()) }).then(toExistsResult);
-    } catch (error) {
-      return Promise.reject(error);
-    }
+    return this.sendKeyed('exists', key, BYTES_KEY, toExistsResult);
   }
 
   put(key: Bytes, value: Bytes, options?: PutOptions): Promise<void> {
-    try {
-      const limits = this.serverLimits();
-      return this.send(withTtl({ op: 'put', key: toKey(key, limits), value: toValue(value, limits) }, options, limits))
-        .then(toVoid);
-    } catch (error) {
-      return Promise.reject(error);
-    }
+    return this.sendPut(key, BYTES_KEY, value, options);
   }
 
   /** Deletes `key`; resolves also when it was absent. */
   delete(key: Bytes): Promise<void> {
-    try {
-      return this.send({ op: 'delete', key: toKey(key, this.serverLimits()) }).then(toVoid);
-    } catch (error) {
-      return Promise.reject(error);
-    }
+    return this.sendKeyed('delete', key, BYTES_KEY, toVoid);
   }
 
   /** Values of `keys` in order, null where absent; read from one consistent snapshot. */
@@ -151,29 +142,15 @@ export abstract class DataOperations {
   }
 
   getPath(path: PathLike): Promise<Buffer | null> {
-    try {
-      return this.send({ op: 'get', key: pathKey(path, this.serverLimits()) }).then(toValueResult);
-    } catch (error) {
-      return Promise.reject(error);
-    }
+    return this.sendKeyed('get', path, PATH_KEY, toValueResult);
   }
 
   putPath(path: PathLike, value: Bytes, options?: PutOptions): Promise<void> {
-    try {
-      const limits = this.serverLimits();
-      return this.send(withTtl({ op: 'put', key: pathKey(path, limits), value: toValue(value, limits) }, options, limits))
-        .then(toVoid);
-    } catch (error) {
-      return Promise.reject(error);
-    }
+    return this.sendPut(path, PATH_KEY, value, options);
   }
 
   deletePath(path: PathLike): Promise<void> {
-    try {
-      return this.send({ op: 'delete', key: pathKey(path, this.serverLimits()) }).then(toVoid);
-    } catch (error) {
-      return Promise.reject(error);
-    }
+    return this.sendKeyed('delete', path, PATH_KEY, toVoid);
   }
 
   /** Names of the children directly under `path` ('' or [] for the top level), in key order. */
@@ -202,5 +179,26 @@ export abstract class DataOperations {
       if (end !== null && end !== undefined) fields.end = toBound(end, limits, 'end');
       return scanFields(fields, options, limits);
     });
+  }
+
+  /** A get, exists or delete of `key` (bytes, or a path when `keyForm` is PATH_KEY). */
+  private sendKeyed<T>(op: 'get' | 'exists' | 'delete', key: Bytes | PathLike, keyForm: KeyForm,
+    toResult: (result: unknown) => T): Promise<T> {
+    try {
+      return this.send({ op, key: wireKeyOf(key, keyForm, this.serverLimits()) }).then(toResult);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** A put of `key` (bytes, or a path when `keyForm` is PATH_KEY). */
+  private sendPut(key: Bytes | PathLike, keyForm: KeyForm, value: Bytes, options: PutOptions | undefined): Promise<void> {
+    try {
+      const limits = this.serverLimits();
+      const wireKey = wireKeyOf(key, keyForm, limits);
+      return this.send(withTtl({ op: 'put', key: wireKey, value: toValue(value, limits) }, options, limits)).then(toVoid);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 }
