@@ -209,31 +209,29 @@ export interface SuiteClient {
 }
 
 /**
- * A daemon and one client shared by the tests of one describe block: both started before
- * them, closed and disposed after them (also when one fails). Call it in the block's body.
+ * A suite daemon (suiteDaemon) and one client connected to it before the block's tests and
+ * closed after them. Hooks run as a stack (vitest's default), so the client connects after the
+ * daemon starts and closes before it is disposed. Call it in the block's body.
  */
 export function suiteClient(options: DaemonOptions = {}): SuiteClient {
-  let daemon: TestDaemon | undefined;
+  const daemon = suiteDaemon(options);
   let client: IpcClient | undefined;
   beforeAll(async () => {
-    daemon = await startDaemon(options);
-    client = await IpcClient.connect(daemon.socketPath);
+    client = await IpcClient.connect(daemon().socketPath);
   });
   afterAll(async () => {
     await client?.close();
-    await daemon?.dispose();
   });
-  const started = (): { daemon: TestDaemon; client: IpcClient } => {
-    if (daemon === undefined || client === undefined) throw new Error('the suite daemon is used before it started');
-    return { daemon, client };
+  const connected = (): IpcClient => {
+    if (client === undefined) throw new Error('the suite client is used before it connected');
+    return client;
   };
   return {
-    daemon: () => started().daemon,
-    client: () => started().client,
+    daemon,
+    client: connected,
     reconnect: async () => {
-      const { daemon: running, client: old } = started();
-      await old.close();
-      client = await IpcClient.connect(running.socketPath);
+      await connected().close();
+      client = await IpcClient.connect(daemon().socketPath);
       return client;
     },
   };
