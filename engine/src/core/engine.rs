@@ -11,6 +11,7 @@
 use super::abi;
 use super::error::{EngineError, EngineResult};
 use super::lanes::{self, Done, Lanes, Runner};
+use super::rowcache;
 use super::ops::{self, Op, OpOutput};
 use super::store::{OpenOptions, Recovery, Store};
 use super::syncer::{Notify, SyncTarget, Syncer};
@@ -127,7 +128,10 @@ impl Engine {
     pub fn start_lanes(&self, count: usize, sync_results: bool, notify: lanes::Notify) -> EngineResult<()> {
         let store = self.store()?;
         let syncer = self.syncer.clone();
+        let idle_store = store.clone();
+        let idle: lanes::Idle = Arc::new(move || idle_store.rows.apply_deferred());
         let runner: Runner = Arc::new(move |input: Vec<u8>| {
+            rowcache::defer_cache_effects_on_this_thread();
             let outputs = ops::execute(&store, abi::decode_ops(&input)?);
             if sync_results {
                 let covering = outputs.iter().map(|o| o.seq).max().unwrap_or(0);
@@ -141,7 +145,7 @@ impl Engine {
         if lanes.is_some() {
             return Err(EngineError::invalid("the lanes are already started"));
         }
-        *lanes = Some(Arc::new(Lanes::start(count, runner, notify)?));
+        *lanes = Some(Arc::new(Lanes::start(count, runner, notify, idle)?));
         Ok(())
     }
 

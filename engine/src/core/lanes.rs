@@ -15,6 +15,8 @@
 //!   lands after the owner's last `take_done`); the owner takes every outcome queued at once.
 //! - Queues are bounded by the owner: it submits at most a bounded number of calls per
 //!   connection, for a bounded number of connections (daemon/session.ts).
+//! - A lane with no call to run calls `idle` (outside its locks) before it sleeps, and again
+//!   before it stops: the engine applies the row-cache effects its commits left (rowcache.rs).
 //! - A panic in a call becomes that call's INTERNAL error; the lane keeps running.
 //! - `stop` lets each lane finish the calls already queued, then joins the threads.
 
@@ -28,6 +30,8 @@ use std::thread::JoinHandle;
 pub type Runner = Arc<dyn Fn(Vec<u8>) -> EngineResult<Vec<u8>> + Send + Sync>;
 /// Tells the owner that outcomes are waiting in `take_done`.
 pub type Notify = Arc<dyn Fn() + Send + Sync>;
+/// Work a lane does when it has no call to run.
+pub type Idle = Arc<dyn Fn() + Send + Sync>;
 
 /// The outcome of one submitted call.
 pub struct Done {
@@ -61,7 +65,7 @@ pub struct Lanes {
 }
 
 impl Lanes {
-    pub fn start(count: usize, runner: Runner, notify: Notify) -> EngineResult<Lanes> {
+    pub fn start(count: usize, runner: Runner, notify: Notify, idle: Idle) -> EngineResult<Lanes> {
         if count == 0 {
             return Err(EngineError::invalid("at least one lane is needed"));
         }
@@ -69,10 +73,10 @@ impl Lanes {
         let lanes: Vec<Arc<Lane>> = (0..count).map(|_| Arc::new(Lane::default())).collect();
         let mut threads = Vec::with_capacity(count);
         for (index, lane) in lanes.iter().enumerate() {
-            let (lane, out, runner) = (lane.clone(), outbox.clone(), runner.clone());
+            let (lane, out, runner, idle) = (lane.clone(), outbox.clone(), runner.clone(), idle.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("toondb:lane{index}"))
-                .spawn(move || run(&lane, &out, &*runner))
+                .spawn(move || run(&lane, &out, &*runner, &*idle))
                 .map_err(|e| EngineError::from_io("starting an engine lane", &e));
             match spawned {
                 Ok(thread) => threads.push(thread),
@@ -130,19 +134,21 @@ impl Drop for Lanes {
     }
 }
 
-fn run(lane: &Lane, outbox: &Outbox, runner: &(dyn Fn(Vec<u8>) -> EngineResult<Vec<u8>> + Send + Sync)) {
+fn run(lane: &Lane, outbox: &Outbox, runner: &(dyn Fn(Vec<u8>) -> EngineResult<Vec<u8>> + Send + Sync), idle: &(dyn Fn() + Send + Sync)) {
     loop {
-        let (call, input) = {
+        let next = lane.state.lock().unwrap_or_else(|p| p.into_inner()).queue.pop_front();
+        let Some((call, input)) = next else {
+            idle();
             let mut state = lane.state.lock().unwrap_or_else(|p| p.into_inner());
-            loop {
-                if let Some(job) = state.queue.pop_front() {
-                    break job;
-                }
+            while state.queue.is_empty() {
                 if state.stopping {
+                    drop(state);
+                    idle();
                     return;
                 }
                 state = lane.wake.wait(state).unwrap_or_else(|p| p.into_inner());
             }
+            continue;
         };
         let output = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runner(input)))
             .unwrap_or_else(|_| Err(EngineError::Internal("the storage engine panicked in a lane call".into())));
@@ -156,13 +162,14 @@ fn run(lane: &Lane, outbox: &Outbox, runner: &(dyn Fn(Vec<u8>) -> EngineResult<V
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicUsize;
     use std::sync::mpsc;
     use std::time::Duration;
 
     fn started(count: usize, runner: Runner) -> (Lanes, mpsc::Receiver<()>) {
         let (sent, notices) = mpsc::channel();
         let sent = Mutex::new(sent);
-        let lanes = Lanes::start(count, runner, Arc::new(move || sent.lock().unwrap().send(()).unwrap())).unwrap();
+        let lanes = Lanes::start(count, runner, Arc::new(move || sent.lock().unwrap().send(()).unwrap()), Arc::new(|| ())).unwrap();
         (lanes, notices)
     }
 
@@ -213,6 +220,39 @@ mod tests {
         assert_eq!(by_call(11).output.as_ref().unwrap(), b"11", "the lane ran on after the panic");
         lanes.stop();
         assert!(matches!(lanes.submit(0, 99, Vec::new()), Err(EngineError::ShuttingDown)));
+    }
+
+    #[test]
+    fn a_lane_goes_idle_only_when_it_has_no_call_to_run() {
+        // The idle hook counts the calls that ran before it: with calls queued back to back it
+        // is not called between them, and it is called once they are all done.
+        let ran = Arc::new(AtomicUsize::new(0));
+        let idle_after = Arc::new(Mutex::new(Vec::new()));
+        let runner: Runner = {
+            let ran = ran.clone();
+            Arc::new(move |input: Vec<u8>| {
+                std::thread::sleep(Duration::from_millis(2));
+                ran.fetch_add(1, Ordering::SeqCst);
+                Ok(input)
+            })
+        };
+        let idle: Idle = {
+            let (ran, idle_after) = (ran.clone(), idle_after.clone());
+            Arc::new(move || idle_after.lock().unwrap().push(ran.load(Ordering::SeqCst)))
+        };
+        let lanes = Lanes::start(1, runner, Arc::new(|| ()), idle).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while idle_after.lock().unwrap().is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for call in 0..5u32 {
+            lanes.submit(0, call, vec![call as u8]).unwrap();
+        }
+        lanes.stop();
+        let seen = idle_after.lock().unwrap().clone();
+        assert_eq!(seen.first(), Some(&0), "idle before the first call");
+        assert_eq!(seen.last(), Some(&5), "idle once every call ran");
+        assert!(seen.iter().filter(|&&n| n > 0 && n < 5).count() <= 1, "not between queued calls: {seen:?}");
     }
 
     #[test]

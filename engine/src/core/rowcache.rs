@@ -18,6 +18,18 @@
 //!   shares a slot with a written one misses, which costs a storage read, never a stale row.
 //!   (Evicting every written key before its commit, as this did first, cost a cache removal
 //!   per write: ~15 % of a lane's time under putBatch.)
+//! - Deferred cache effects: a lane (lanes.rs) leaves a commit's cache effect (new rows in,
+//!   deleted keys out) in a queue instead of applying it under the commit lock, and applies
+//!   the queue when it has no call to run, so the writes' results and their fsync request do
+//!   not wait for ~20 % of a lane's work (cache inserts and releasing the replaced rows). Until
+//!   an effect is applied its keys' slots count it in `unapplied`, and a lookup in a slot with
+//!   any unapplied effect misses; it reads that count BEFORE its cache read, so a count of 0
+//!   means every effect of the commits visible by then is already in the cache. Effects apply
+//!   one at a time, in commit order (they are queued under the commit lock and applied under
+//!   `applying`), so the last one of a key wins. Commits on other threads apply the queue,
+//!   theirs included, before they return (the JS thread's `write_now` declines while effects
+//!   are queued, so it never applies a lane's). The queue holds at most DEFERRED_KEYS_MAX
+//!   keys: past that a lane applies it before going on.
 //! - A fill from a storage read is stale if a commit ran (or was running) between the read and
 //!   the fill; `fill` is given the epoch sampled before the read and refuses unless it was even
 //!   and is unchanged. Fills run under the commit lock, so no commit can start during one.
@@ -34,7 +46,10 @@
 use fjall::Slice;
 use quick_cache::sync::Cache;
 use quick_cache::Weighter;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 /// Bookkeeping per cached row on top of its key and value bytes (entry, slice headers, hashing).
 const ROW_OVERHEAD_BYTES: u64 = 64;
@@ -45,9 +60,23 @@ pub const ROW_CACHE_BYTES_DEFAULT: u64 = 32 * 1024 * 1024;
 /// Runs up to this many writes find repeated keys by a linear scan (no hash set).
 const RUN_SCAN_ITEMS_MAX: usize = 16;
 
-/// Slots of the `writing` stamps (a power of two; 32 KiB). A commit of n keys makes about
-/// n / WRITING_SLOTS of the other keys' lookups miss while it runs.
+/// Key-hash slots (a power of two; 16 bytes each, 64 KiB). A commit of n keys makes about
+/// n / WRITING_SLOTS of the other keys' lookups miss while it runs (or its effect is queued).
 const WRITING_SLOTS: usize = 4096;
+
+/// Keys whose cache effects a lane may leave queued before it applies them itself.
+const DEFERRED_KEYS_MAX: usize = 8192;
+
+thread_local! {
+    /// Whether commits on this thread leave their cache effects queued (lane threads).
+    static DEFERS_HERE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Makes this thread's commits leave their cache effects queued; the thread must then call
+/// `apply_deferred` whenever it runs out of work (the lanes do, lanes.rs).
+pub fn defer_cache_effects_on_this_thread() {
+    DEFERS_HERE.with(|defers| defers.set(true));
+}
 
 /// A row in stored form, shared between the cache, fjall and the lookups that hit it.
 pub type Row = Slice;
@@ -86,13 +115,26 @@ pub enum CommitEnd {
     Failed,
 }
 
+/// What the cache knows of the keys that hash to one slot (read and written together).
+#[derive(Default)]
+struct Slot {
+    /// The (odd) epoch of the last commit that wrote a key of this slot. Only ever grows.
+    writing: AtomicU64,
+    /// Keys of this slot in cache effects that are queued and not applied yet.
+    unapplied: AtomicU64,
+}
+
 pub struct RowCache {
     rows: Option<Cache<Slice, Row, RowWeighter>>,
     /// Odd while a commit is in progress; +2 per commit.
     epoch: AtomicU64,
-    /// Per key-hash slot: the (odd) epoch of the last commit that wrote a key of that slot.
-    /// Only ever grows.
-    writing: Box<[AtomicU64]>,
+    slots: Box<[Slot]>,
+    /// Cache effects of visible commits, in commit order, not applied yet.
+    deferred: Mutex<VecDeque<(RowWrites, CommitEnd)>>,
+    /// Keys in `deferred`.
+    deferred_keys: AtomicUsize,
+    /// Held while applying effects, so they apply one at a time in queue order.
+    applying: Mutex<()>,
 }
 
 fn slot_of(key: &[u8]) -> usize {
@@ -106,17 +148,29 @@ impl RowCache {
             let items = (capacity_bytes / (ROW_OVERHEAD_BYTES + 128)).max(16) as usize;
             Cache::with_weighter(items, capacity_bytes, RowWeighter)
         });
-        let writing = (0..WRITING_SLOTS).map(|_| AtomicU64::new(0)).collect();
-        RowCache { rows, epoch: AtomicU64::new(0), writing }
+        let slots = (0..WRITING_SLOTS).map(|_| Slot::default()).collect();
+        RowCache {
+            rows,
+            epoch: AtomicU64::new(0),
+            slots,
+            deferred: Mutex::new(VecDeque::new()),
+            deferred_keys: AtomicUsize::new(0),
+            applying: Mutex::new(()),
+        }
     }
 
     /// The stored row of `key`, if cached and current (see the header).
     pub fn lookup(&self, key: &[u8]) -> Option<Row> {
         let rows = self.rows.as_ref()?;
         let before = self.epoch.load(Ordering::SeqCst);
+        let slot = &self.slots[slot_of(key)];
+        // Every effect of the commits visible by now is in the cache (read before the cache).
+        if slot.unapplied.load(Ordering::SeqCst) != 0 {
+            return None;
+        }
         let row = rows.get(key)?;
         // Not a key of the commit running at `before` or of any later one (stamps only grow).
-        (self.writing[slot_of(key)].load(Ordering::SeqCst) < before | 1).then_some(row)
+        (slot.writing.load(Ordering::SeqCst) < before | 1).then_some(row)
     }
 
     /// The stored rows of all `keys` from one consistent state, or None if any is not cached
@@ -124,7 +178,7 @@ impl RowCache {
     pub fn lookup_all(&self, keys: &[Vec<u8>]) -> Option<Vec<Row>> {
         let rows = self.rows.as_ref()?;
         let before = self.epoch.load(Ordering::SeqCst);
-        if before & 1 == 1 {
+        if before & 1 == 1 || keys.iter().any(|key| self.slots[slot_of(key)].unapplied.load(Ordering::SeqCst) != 0) {
             return None;
         }
         let found = keys.iter().map(|key| rows.get(key.as_slice())).collect::<Option<Vec<_>>>()?;
@@ -154,32 +208,74 @@ impl RowCache {
         assert!(before & 1 == 0, "invariant: row cache commits overlap");
         if self.rows.is_some() {
             for key in writes.keys() {
-                self.writing[slot_of(key)].store(before + 1, Ordering::SeqCst);
+                let slot = &self.slots[slot_of(key)];
+                slot.writing.store(before + 1, Ordering::SeqCst);
+                slot.unapplied.fetch_add(1, Ordering::SeqCst);
             }
         }
     }
 
-    /// Caller holds the commit lock; `end` says how the commit ended.
+    /// Caller holds the commit lock; `end` says how the commit ended. The cache effect is
+    /// queued; a lane leaves it there (up to DEFERRED_KEYS_MAX keys), other threads apply the
+    /// queue before returning.
     pub fn end_commit(&self, writes: RowWrites, end: CommitEnd) {
-        if let Some(rows) = &self.rows {
-            match end {
-                CommitEnd::Applied => {
-                    for key in &writes.deleted {
-                        rows.remove(&**key);
-                    }
-                    for (key, row) in writes.rows {
-                        rows.insert(key, row);
-                    }
-                }
-                CommitEnd::Refused => {}
-                CommitEnd::Failed => {
-                    for key in writes.keys() {
-                        rows.remove(key);
-                    }
-                }
+        if self.rows.is_some() {
+            if end == CommitEnd::Refused {
+                writes.keys().for_each(|key| self.count_applied(key));
+            } else {
+                let keys = writes.rows.len() + writes.deleted.len();
+                self.deferred.lock().unwrap_or_else(|p| p.into_inner()).push_back((writes, end));
+                self.deferred_keys.fetch_add(keys, Ordering::SeqCst);
             }
         }
         self.epoch.fetch_add(1, Ordering::SeqCst);
+        if self.deferred_keys.load(Ordering::SeqCst) > DEFERRED_KEYS_MAX || !DEFERS_HERE.with(Cell::get) {
+            self.apply_deferred();
+        }
+    }
+
+    /// Whether cache effects are queued (or being applied).
+    pub fn has_deferred(&self) -> bool {
+        self.deferred_keys.load(Ordering::SeqCst) > 0
+    }
+
+    /// Applies every queued cache effect, in commit order. Returns at once if another thread
+    /// is applying them (it takes the ones queued meanwhile too).
+    pub fn apply_deferred(&self) {
+        let Some(rows) = &self.rows else { return };
+        while self.deferred_keys.load(Ordering::SeqCst) > 0 {
+            let Ok(_applying) = self.applying.try_lock() else { return };
+            loop {
+                let next = self.deferred.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+                let Some((writes, end)) = next else { break };
+                let keys = writes.rows.len() + writes.deleted.len();
+                // Each key's count drops after its own effect is in the cache.
+                for key in &writes.deleted {
+                    rows.remove(&**key);
+                    self.count_applied(key);
+                }
+                for (key, row) in writes.rows {
+                    let slot = slot_of(&key);
+                    match end {
+                        CommitEnd::Applied => rows.insert(key, row),
+                        _ => drop(rows.remove(&*key)),
+                    }
+                    self.count_applied_in(slot);
+                }
+                self.deferred_keys.fetch_sub(keys, Ordering::SeqCst);
+            }
+            // Released before the loop's check: an effect queued by a thread that found this
+            // one applying is taken on the next pass.
+        }
+    }
+
+    fn count_applied(&self, key: &[u8]) {
+        self.count_applied_in(slot_of(key));
+    }
+
+    fn count_applied_in(&self, slot: usize) {
+        let before = self.slots[slot].unapplied.fetch_sub(1, Ordering::SeqCst);
+        assert!(before > 0, "invariant: a slot's unapplied count went below zero");
     }
 
     pub fn stats(&self) -> (u64, u64) {
@@ -225,147 +321,4 @@ impl RowWrites {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::Arc;
-
-    fn run(items: &[(&[u8], Option<&[u8]>)]) -> RowWrites {
-        RowWrites::of_run(items, &last_writes(items, |(key, _)| key), |&(key, stored)| (Slice::from(key), stored.map(Row::from)))
-    }
-
-    #[test]
-    fn last_write_of_a_key_wins_in_a_run() {
-        let writes = run(&[(b"a", Some(b"1")), (b"a", None), (b"b", Some(b"1")), (b"b", Some(b"2"))]);
-        assert_eq!(writes.deleted, vec![Slice::from(b"a")]);
-        assert_eq!(writes.rows, vec![(Slice::from(b"b"), Row::from(b"2"))]);
-    }
-
-    #[test]
-    fn last_writes_agree_between_the_scan_and_the_hash_set() {
-        // Short runs scan, long runs hash: both must mark the last write of each key.
-        for len in [3usize, RUN_SCAN_ITEMS_MAX, RUN_SCAN_ITEMS_MAX + 1, 200] {
-            let keys: Vec<Vec<u8>> = (0..len).map(|i| vec![(i * 7 % 5) as u8]).collect();
-            let last = last_writes(&keys, |k| k);
-            for (i, key) in keys.iter().enumerate() {
-                assert_eq!(last[i], !keys[i + 1..].contains(key), "len {len}, item {i}");
-            }
-        }
-    }
-
-    fn filled(rows: &[(&[u8], &[u8])]) -> RowCache {
-        let cache = RowCache::new(1 << 20);
-        cache.fill(cache.fill_ticket(), rows.iter().map(|&(key, row)| (Slice::from(key), Row::from(row))));
-        cache
-    }
-
-    /// A key that shares no `writing` slot with `key`.
-    fn other_slot_key(key: &[u8]) -> Vec<u8> {
-        (0u32..).map(|i| format!("other{i}").into_bytes()).find(|other| slot_of(other) != slot_of(key)).unwrap()
-    }
-
-    #[test]
-    fn a_commit_hides_its_keys_while_it_runs_and_caches_its_rows_after() {
-        let other = other_slot_key(b"k");
-        let cache = filled(&[(b"k", b"old"), (b"gone", b"x"), (&other, b"o")]);
-        assert_eq!(cache.lookup(b"k").as_deref(), Some(&b"old"[..]));
-        let writes = run(&[(b"k", Some(b"new")), (b"gone", None)]);
-        cache.begin_commit(&writes);
-        assert!(cache.lookup(b"k").is_none(), "a written key misses while its commit runs");
-        assert!(cache.lookup(b"gone").is_none(), "so does a deleted one");
-        assert_eq!(cache.lookup(&other).as_deref(), Some(&b"o"[..]), "other keys still hit");
-        assert!(cache.lookup_all(&[other.clone(), other.clone()]).is_none(), "multi-key lookups wait for the commit");
-        cache.end_commit(writes, CommitEnd::Applied);
-        assert_eq!(cache.lookup_all(&[b"k".to_vec()]).unwrap()[0].as_ref(), b"new");
-        assert_eq!(cache.lookup(b"k").as_deref(), Some(&b"new"[..]));
-        assert!(cache.lookup(b"gone").is_none());
-        // The stamp of an ended commit hides nothing from the next one.
-        cache.begin_commit(&run(&[(&other, Some(b"o2"))]));
-        assert_eq!(cache.lookup(b"k").as_deref(), Some(&b"new"[..]));
-    }
-
-    #[test]
-    fn a_hit_is_never_older_than_what_was_visible_before_the_lookup() {
-        // A writer commits 1, 2, 3, ... to one key ("visible" stands for fjall's visible row)
-        // while readers look it up: a hit must be at least the value visible when it began.
-        use std::sync::atomic::AtomicBool;
-        let cache = Arc::new(filled(&[(b"k", &0u64.to_le_bytes())]));
-        let visible = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let hits = Arc::new(AtomicU64::new(0));
-        let readers: Vec<_> = (0..2)
-            .map(|_| {
-                let (cache, visible, stop, hits) = (cache.clone(), visible.clone(), stop.clone(), hits.clone());
-                std::thread::spawn(move || {
-                    while !stop.load(Ordering::SeqCst) {
-                        let floor = visible.load(Ordering::SeqCst);
-                        if let Some(row) = cache.lookup(b"k") {
-                            let seen = u64::from_le_bytes(row[..8].try_into().unwrap());
-                            assert!(seen >= floor, "hit {seen} after {floor} was visible");
-                            hits.fetch_add(1, Ordering::SeqCst);
-                        }
-                    }
-                })
-            })
-            .collect();
-        // Until the readers have hit often (bounded: a machine too busy to run them fails).
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        let mut value = 0u64;
-        while (value < 20_000 || hits.load(Ordering::SeqCst) < 10_000) && std::time::Instant::now() < deadline {
-            value += 1;
-            let writes = run(&[(b"k", Some(&value.to_le_bytes()))]);
-            cache.begin_commit(&writes);
-            visible.store(value, Ordering::SeqCst);
-            cache.end_commit(writes, CommitEnd::Applied);
-        }
-        stop.store(true, Ordering::SeqCst);
-        for reader in readers {
-            reader.join().unwrap();
-        }
-        assert!(hits.load(Ordering::SeqCst) >= 10_000, "the readers hit while commits ran");
-    }
-
-    #[test]
-    fn refused_commits_keep_the_cached_rows_and_failed_ones_drop_them() {
-        let cache = filled(&[(b"k", b"old")]);
-        let writes = run(&[(b"k", Some(b"new"))]);
-        cache.begin_commit(&writes);
-        cache.end_commit(writes, CommitEnd::Refused);
-        assert_eq!(cache.lookup(b"k").as_deref(), Some(&b"old"[..]), "a conflict applied nothing");
-        let writes = run(&[(b"k", Some(b"new"))]);
-        cache.begin_commit(&writes);
-        cache.end_commit(writes, CommitEnd::Failed);
-        assert!(cache.lookup(b"k").is_none(), "a failure may have applied anything");
-    }
-
-    #[test]
-    fn a_fill_that_overlapped_a_commit_is_refused() {
-        let cache = RowCache::new(1 << 20);
-        let ticket = cache.fill_ticket();
-        let writes = run(&[(b"k", None)]);
-        cache.begin_commit(&writes);
-        cache.end_commit(writes, CommitEnd::Applied);
-        cache.fill(ticket, [(Slice::from(b"k"), Row::from(b"stale"))]);
-        assert!(cache.lookup(b"k").is_none());
-        // Sampled during a commit: refused too.
-        let writes = run(&[(b"j", None)]);
-        cache.begin_commit(&writes);
-        let during = cache.fill_ticket();
-        cache.end_commit(writes, CommitEnd::Refused);
-        cache.fill(during, [(Slice::from(b"j"), Row::from(b"x"))]);
-        assert!(cache.lookup(b"j").is_none());
-    }
-
-    #[test]
-    fn unapplied_commits_cache_nothing_and_capacity_zero_disables() {
-        let cache = RowCache::new(1 << 20);
-        for end in [CommitEnd::Refused, CommitEnd::Failed] {
-            let writes = run(&[(b"k", Some(b"v"))]);
-            cache.begin_commit(&writes);
-            cache.end_commit(writes, end);
-            assert!(cache.lookup(b"k").is_none());
-        }
-        let off = RowCache::new(0);
-        off.fill(off.fill_ticket(), [(Slice::from(b"k"), Row::from(b"v"))]);
-        assert!(off.lookup(b"k").is_none());
-    }
-}
+mod tests;

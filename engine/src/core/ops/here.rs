@@ -38,7 +38,9 @@ pub fn write_now(store: &Store, ops: Vec<Op>) -> Option<Vec<OpOutput>> {
     // The lock first: while a commit of ours runs (perhaps rotating a memtable), fjall's state
     // is not read at all.
     let guard = store.try_lock_commits()?;
-    if store.writes_may_wait() {
+    // Queued row-cache effects of lane commits would be applied here, before this commit's
+    // own (rowcache.rs): the lane that left them applies them once it runs out of calls.
+    if store.writes_may_wait() || store.rows.has_deferred() {
         return None;
     }
     let mut outputs = Vec::with_capacity(ops.len());
