@@ -15,8 +15,9 @@
 //!   lands after the owner's last `take_done`); the owner takes every outcome queued at once.
 //! - Queues are bounded by the owner: it submits at most a bounded number of calls per
 //!   connection, for a bounded number of connections (daemon/session.ts).
-//! - A lane with no call to run calls `idle` (outside its locks) before it sleeps, and again
-//!   before it stops: the engine applies the row-cache effects its commits left (rowcache.rs).
+//! - A lane with no call to run calls `idle` (outside its locks; a panic in it is contained)
+//!   before it sleeps, and again before it stops: the engine applies the row-cache effects its
+//!   commits left (rowcache.rs).
 //! - A panic in a call becomes that call's INTERNAL error; the lane keeps running.
 //! - `stop` lets each lane finish the calls already queued, then joins the threads.
 
@@ -138,12 +139,12 @@ fn run(lane: &Lane, outbox: &Outbox, runner: &(dyn Fn(Vec<u8>) -> EngineResult<V
     loop {
         let next = lane.state.lock().unwrap_or_else(|p| p.into_inner()).queue.pop_front();
         let Some((call, input)) = next else {
-            idle();
+            idle_safely(idle);
             let mut state = lane.state.lock().unwrap_or_else(|p| p.into_inner());
             while state.queue.is_empty() {
                 if state.stopping {
                     drop(state);
-                    idle();
+                    idle_safely(idle);
                     return;
                 }
                 state = lane.wake.wait(state).unwrap_or_else(|p| p.into_inner());
@@ -157,6 +158,12 @@ fn run(lane: &Lane, outbox: &Outbox, runner: &(dyn Fn(Vec<u8>) -> EngineResult<V
             (outbox.notify)();
         }
     }
+}
+
+/// Runs the idle work; a panic in it (a broken invariant) must not end the lane, whose queued
+/// and future calls would then never be answered.
+fn idle_safely(idle: &(dyn Fn() + Send + Sync)) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(idle));
 }
 
 #[cfg(test)]

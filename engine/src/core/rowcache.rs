@@ -240,7 +240,9 @@ impl RowCache {
     }
 
     /// Applies every queued cache effect, in commit order. Returns at once if another thread
-    /// is applying them (it takes the ones queued meanwhile too).
+    /// is applying them (it takes the ones queued meanwhile too). After a panic here (a broken
+    /// invariant) `applying` stays poisoned and nothing more is applied: lookups in the slots
+    /// of unapplied effects then miss and read storage, never a stale row.
     pub fn apply_deferred(&self) {
         let Some(rows) = &self.rows else { return };
         while self.deferred_keys.load(Ordering::SeqCst) > 0 {
