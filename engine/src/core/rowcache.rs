@@ -224,8 +224,13 @@ impl RowCache {
                 writes.keys().for_each(|key| self.count_applied(key));
             } else {
                 let keys = writes.rows.len() + writes.deleted.len();
-                self.deferred.lock().unwrap_or_else(|p| p.into_inner()).push_back((writes, end));
-                self.deferred_keys.fetch_add(keys, Ordering::SeqCst);
+                if keys > 0 {
+                    // Counted with the push, under the queue's lock, and uncounted only once
+                    // applied: the count never falls below the keys queued.
+                    let mut queue = self.deferred.lock().unwrap_or_else(|p| p.into_inner());
+                    queue.push_back((writes, end));
+                    self.deferred_keys.fetch_add(keys, Ordering::SeqCst);
+                }
             }
         }
         self.epoch.fetch_add(1, Ordering::SeqCst);
