@@ -29,7 +29,7 @@ import { parseCheckpoint, parseCommitTs, parsePing, parseStats, parseTxnId } fro
 import type { CheckpointInfo, PingInfo, ServerInfo } from './results.js';
 import { withTransaction, type WithTransactionOptions } from './retry.js';
 import type { ScanSource } from './scan.js';
-import { Transaction } from './transaction.js';
+import { Transaction, type TransactionHost } from './transaction.js';
 
 export interface BeginOptions {
   /** 'serializable' (default) also catches write skew and phantoms; 'snapshot' checks only
@@ -60,14 +60,14 @@ export class IpcClient extends DataOperations {
   readonly socketPath: string;
   readonly #connection: Connection;
   readonly #events = new EventEmitter();
-  readonly #host: { request(message: RequestMessage): Promise<unknown>; readonly limits: ServerLimits };
+  readonly #host: TransactionHost;
 
   private constructor(connection: Connection, serverInfo: ServerInfo, socketPath: string) {
     super();
     this.#connection = connection;
     this.serverInfo = serverInfo;
     this.socketPath = socketPath;
-    this.#host = { request: (message) => connection.request(message), limits: serverInfo.limits };
+    this.#host = { request: (message, map) => connection.request(message, map), limits: serverInfo.limits };
     connection.onClose = (reason) => this.#onClose(reason);
   }
 
@@ -157,8 +157,8 @@ export class IpcClient extends DataOperations {
     return this.close();
   }
 
-  protected send(request: DataRequest): Promise<unknown> {
-    return this.#connection.request(request);
+  protected send<T = unknown>(request: DataRequest, map?: (result: unknown) => T): Promise<T> {
+    return this.#connection.request(request, map);
   }
 
   protected serverLimits(): ServerLimits {

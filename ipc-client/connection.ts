@@ -112,14 +112,14 @@ export class Connection {
     return this.pending.size;
   }
 
-  /** Sends `{ id, ...message }` and resolves with the reply's `result`. */
-  request(message: RequestMessage): Promise<unknown> {
+  /** Sends `{ id, ...message }` and resolves with the reply's `result`, through `map` if given. */
+  request<T = unknown>(message: RequestMessage, map?: (result: unknown) => T): Promise<T> {
     if (!this.accepting) {
       return Promise.reject(new ToonDBError('CONNECTION_CLOSED',
         `${message.op} was not sent: ${this.ending?.reason.message ?? 'the client is closed'}`, { cause: this.ending?.reason }));
     }
-    return new Promise((resolve, reject) => {
-      const pending = this.pending.add(message, resolve, reject);
+    return new Promise<T>((resolve, reject) => {
+      const pending = this.pending.add(message, resolve as (result: unknown) => void, reject, map ?? null);
       this.updateRef();
       if (this.waiting.length > 0 || this.unflushedBytes() >= CLIENT_WRITE_QUEUE_BYTES_MAX) {
         this.waiting.push(pending);
@@ -282,8 +282,17 @@ export class Connection {
     this.updateRef();
     if (error !== undefined && error !== null) {
       pending.reject(errorFromWire(typeof error === 'object' ? error : { code: 'INTERNAL', message: String(error) }));
-    } else {
+    } else if (pending.map === null) {
       pending.resolve(result ?? null);
+    } else {
+      let mapped: unknown;
+      try {
+        mapped = pending.map(result ?? null);
+      } catch (mapError) {
+        pending.reject(toToonDBError(mapError));
+        return;
+      }
+      pending.resolve(mapped);
     }
   }
 

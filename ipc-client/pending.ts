@@ -25,6 +25,10 @@ import { REQUEST_ID_MAX } from '../protocol/messages.js';
  * Bounded; with a 2^32 id space an evicted id is reused only after ~4 billion requests. */
 const TIMED_OUT_IDS_MAX = 65_536;
 
+/** Turns a reply's result into what the caller's promise resolves with (it may throw, e.g. a
+ * PROTOCOL_ERROR for a malformed result: the promise then rejects with that). */
+export type ResultMap = (result: unknown) => unknown;
+
 /** What the table needs of a request: its op, to name it in errors. */
 export interface NamedRequest {
   readonly op: string;
@@ -49,6 +53,8 @@ export interface Pending<R extends NamedRequest> {
   live: boolean;
   readonly resolve: (result: unknown) => void;
   readonly reject: (error: ToonDBError) => void;
+  /** Applied to the result before `resolve` (no `.then` and microtask hop per request). */
+  readonly map: ResultMap | null;
 }
 
 export class PendingTable<R extends NamedRequest> {
@@ -71,10 +77,10 @@ export class PendingTable<R extends NamedRequest> {
   }
 
   /** Registers a request and returns it with its freshly allocated id. */
-  add(request: R, resolve: (result: unknown) => void, reject: (error: ToonDBError) => void): Pending<R> {
+  add(request: R, resolve: (result: unknown) => void, reject: (error: ToonDBError) => void, map: ResultMap | null = null): Pending<R> {
     const id = this.allocateId();
     const deadlineMs = this.timeoutMs > 0 ? performance.now() + this.timeoutMs : Infinity;
-    const pending: Pending<R> = { id, op: request.op, request, frame: null, frameBytes: 0, deadlineMs, written: false, live: true, resolve, reject };
+    const pending: Pending<R> = { id, op: request.op, request, frame: null, frameBytes: 0, deadlineMs, written: false, live: true, resolve, reject, map };
     this.byId.set(id, pending);
     if (this.timer === null) this.arm();
     return pending;

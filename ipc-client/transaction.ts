@@ -28,7 +28,7 @@ export type TransactionState = 'active' | 'committed' | 'aborted';
 
 /** What a transaction needs from the client that began it. */
 export interface TransactionHost {
-  request(message: RequestMessage): Promise<unknown>;
+  request<T = unknown>(message: RequestMessage, map?: (result: unknown) => T): Promise<T>;
   readonly limits: ServerLimits;
 }
 
@@ -77,11 +77,11 @@ export class Transaction extends DataOperations {
     await this.abort().catch(() => undefined);
   }
 
-  protected send(request: DataRequest): Promise<unknown> {
+  protected send<T = unknown>(request: DataRequest, map?: (result: unknown) => T): Promise<T> {
     const refused = this.#refusal(request.op);
     if (refused) return Promise.reject(refused);
     request.txn = this.id;
-    return this.#host.request(request);
+    return this.#host.request(request, map);
   }
 
   protected serverLimits(): ServerLimits {

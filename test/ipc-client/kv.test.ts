@@ -192,6 +192,11 @@ describe('admin calls', () => {
     await expect(client.checkpoint()).rejects.toMatchObject({ code: 'PROTOCOL_ERROR' });
     server.script = (request) => (request.op === 'get' ? { result: 'not bytes' } : undefined);
     await expect(client.get('k')).rejects.toMatchObject({ code: 'PROTOCOL_ERROR' });
+    // Mapped as the reply settles: a result of the wrong length rejects that call alone.
+    server.script = (request) => (request.op === 'getBatch' ? { result: [Buffer.from('v')] } : undefined);
+    const [short, next] = await Promise.allSettled([client.getBatch(['a', 'b']), client.checkpoint()]);
+    expect(short).toMatchObject({ status: 'rejected', reason: { code: 'PROTOCOL_ERROR' } });
+    expect(next.status).toBe('fulfilled');
   });
 
   it('shutdown sends the shutdown op', async () => {
