@@ -11,8 +11,8 @@
 use super::abi;
 use super::error::{EngineError, EngineResult};
 use super::lanes::{self, Done, Lanes, Runner};
-use super::rowcache;
 use super::ops::{self, Op, OpOutput};
+use super::rowcache;
 use super::store::{OpenOptions, Recovery, Store};
 use super::syncer::{Notify, SyncTarget, Syncer};
 use super::ttl;

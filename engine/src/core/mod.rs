@@ -5,7 +5,8 @@
 //! `store` (fjall database, commit path, limits; `store/waits` keeps JS-thread commits off
 //! fjall's locks) with `txn`, `cursors`, `view`, `ttl`,
 //! `value` (stored value header), `pathkey`, `tickets` (durability counters), `journal` and
-//! `syncer` (group commit: the fsync and its thread), `rowcache` (rows served from memory),
+//! `syncer` (group commit: the fsync and its thread), `rowcache` (rows served from memory; lanes
+//! apply its updates when idle),
 //! `abi` and `wire` (the encodings calls cross napi in; `spare` keeps their large buffers),
 //! `error`, and `os` (data-dir lock, peer credentials, sd_notify).
 
