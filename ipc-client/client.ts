@@ -26,6 +26,7 @@ import { openConnection, resolveConnectOptions, type ConnectOptions } from './co
 import type { Connection, RequestMessage } from './connection.js';
 import { DataOperations, type DataRequest } from './operations.js';
 import { parseCheckpoint, parseCommitTs, parsePing, parseStats, parseTxnId } from './results.js';
+import type { ResultMap } from './pending.js';
 import type { CheckpointInfo, PingInfo, ServerInfo } from './results.js';
 import { withTransaction, type WithTransactionOptions } from './retry.js';
 import type { ScanSource } from './scan.js';
@@ -157,7 +158,7 @@ export class IpcClient extends DataOperations {
     return this.close();
   }
 
-  protected send<T = unknown>(request: DataRequest, map?: (result: unknown) => T): Promise<T> {
+  protected send<T = unknown>(request: DataRequest, map?: ResultMap<T>): Promise<T> {
     return this.#connection.request(request, map);
   }
 

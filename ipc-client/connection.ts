@@ -37,7 +37,7 @@ import { CLIENT_WRITE_QUEUE_BYTES_MAX, FRAME_BYTES_MAX, FRAME_HEADER_BYTES } fro
 import { CONNECTION_ERROR_ID } from '../protocol/messages.js';
 import { readSimpleReply, simpleRequestBytes, writeSimpleRequest, type SimpleRequest } from '../protocol/simple-frames.js';
 import { asBuffer, ValueCopier, type WireBytes } from './bytes.js';
-import { PendingTable, type Pending } from './pending.js';
+import { PendingTable, type Pending, type ResultMap } from './pending.js';
 
 /** A request body without its id: `{ op, ...fields }`. */
 export interface RequestMessage {
@@ -113,7 +113,7 @@ export class Connection {
   }
 
   /** Sends `{ id, ...message }` and resolves with the reply's `result`, through `map` if given. */
-  request<T = unknown>(message: RequestMessage, map?: (result: unknown) => T): Promise<T> {
+  request<T = unknown>(message: RequestMessage, map?: ResultMap<T>): Promise<T> {
     if (!this.accepting) {
       return Promise.reject(new ToonDBError('CONNECTION_CLOSED',
         `${message.op} was not sent: ${this.ending?.reason.message ?? 'the client is closed'}`, { cause: this.ending?.reason }));

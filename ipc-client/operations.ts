@@ -21,6 +21,7 @@ import { decodeSegment, encodePath, pathPrefix } from '../protocol/paths.js';
 import {
   checkKeyLength, toBound, toCount, toEntryBatch, toKey, toKeyBatch, toTtl, toValue, type Bytes, type WireBytes,
 } from './bytes.js';
+import type { ResultMap } from './pending.js';
 import { parseBoolean, parseSegments, parseValue, parseValues } from './results.js';
 import { ScanIterable, type ScanOptions, type ScanSource } from './scan.js';
 
@@ -90,7 +91,7 @@ const toExistsResult = (result: unknown): boolean => parseBoolean(result, 'exist
 export abstract class DataOperations {
   /** Sends one data request and resolves with its result through `map` (the raw result
    * without one). Never throws synchronously. */
-  protected abstract send<T = unknown>(request: DataRequest, map?: (result: unknown) => T): Promise<T>;
+  protected abstract send<T = unknown>(request: DataRequest, map?: ResultMap<T>): Promise<T>;
   /** The limits the daemon announced (client-side checks use them). */
   protected abstract serverLimits(): ServerLimits;
   /** Where this object's scans open and pull their cursors. */
@@ -185,7 +186,7 @@ export abstract class DataOperations {
 
   /** A get, exists or delete of `key` (bytes, or a path when `keyForm` is PATH_KEY). */
   private sendKeyed<T>(op: 'get' | 'exists' | 'delete', key: Bytes | PathLike, keyForm: KeyForm,
-    toResult: (result: unknown) => T): Promise<T> {
+    toResult: ResultMap<T>): Promise<T> {
     try {
       return this.send({ op, key: wireKeyOf(key, keyForm, this.serverLimits()) }, toResult);
     } catch (error) {

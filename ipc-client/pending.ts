@@ -27,7 +27,7 @@ const TIMED_OUT_IDS_MAX = 65_536;
 
 /** Turns a reply's result into what the caller's promise resolves with (it may throw, e.g. a
  * PROTOCOL_ERROR for a malformed result: the promise then rejects with that). */
-export type ResultMap = (result: unknown) => unknown;
+export type ResultMap<T = unknown> = (result: unknown) => T;
 
 /** What the table needs of a request: its op, to name it in errors. */
 export interface NamedRequest {

@@ -21,6 +21,7 @@ import type { ServerLimits } from '../protocol/limits.js';
 import type { Isolation } from '../protocol/messages.js';
 import type { RequestMessage } from './connection.js';
 import { DataOperations, type DataRequest } from './operations.js';
+import type { ResultMap } from './pending.js';
 import { parseCommitTs } from './results.js';
 import type { ScanSource } from './scan.js';
 
@@ -28,7 +29,7 @@ export type TransactionState = 'active' | 'committed' | 'aborted';
 
 /** What a transaction needs from the client that began it. */
 export interface TransactionHost {
-  request<T = unknown>(message: RequestMessage, map?: (result: unknown) => T): Promise<T>;
+  request<T = unknown>(message: RequestMessage, map?: ResultMap<T>): Promise<T>;
   readonly limits: ServerLimits;
 }
 
@@ -77,7 +78,7 @@ export class Transaction extends DataOperations {
     await this.abort().catch(() => undefined);
   }
 
-  protected send<T = unknown>(request: DataRequest, map?: (result: unknown) => T): Promise<T> {
+  protected send<T = unknown>(request: DataRequest, map?: ResultMap<T>): Promise<T> {
     const refused = this.#refusal(request.op);
     if (refused) return Promise.reject(refused);
     request.txn = this.id;
