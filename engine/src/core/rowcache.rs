@@ -99,6 +99,11 @@ pub struct RowWrites {
 }
 
 impl RowWrites {
+    /// Keys written or deleted.
+    fn len(&self) -> usize {
+        self.rows.len() + self.deleted.len()
+    }
+
     fn keys(&self) -> impl Iterator<Item = &[u8]> {
         self.rows.iter().map(|(key, _)| &**key).chain(self.deleted.iter().map(|key| &**key))
     }
@@ -223,7 +228,7 @@ impl RowCache {
             if end == CommitEnd::Refused {
                 writes.keys().for_each(|key| self.count_applied(key));
             } else {
-                let keys = writes.rows.len() + writes.deleted.len();
+                let keys = writes.len();
                 if keys > 0 {
                     // Counted with the push, under the queue's lock, and uncounted only once
                     // applied: the count never falls below the keys queued.
@@ -255,7 +260,7 @@ impl RowCache {
             loop {
                 let next = self.deferred.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
                 let Some((writes, end)) = next else { break };
-                let keys = writes.rows.len() + writes.deleted.len();
+                let keys = writes.len();
                 // Each key's count drops after its own effect is in the cache.
                 for key in &writes.deleted {
                     rows.remove(&**key);
