@@ -34,7 +34,7 @@ export function renderStats(s: StatsResult): string {
     ['bytes', `${formatBytes(s.bytes.in)} in, ${formatBytes(s.bytes.out)} out`],
     ['transactions', `${s.transactions.active} active, ${s.transactions.committed} committed, ${s.transactions.aborted} aborted, ${s.transactions.conflicts} conflicts`],
     ['cursors', `${s.cursors.open} open, ${s.cursors.readAhead} batches read ahead, ${s.cursors.readAheadBytes} bytes held ahead`],
-    ['engine', `~${s.engine.approximateKeys} keys, ${formatBytes(s.engine.diskBytes)} on disk, journal ${formatBytes(s.engine.journalBytes)} in ${s.engine.journalCount} file(s), seqno ${s.engine.seqno}; row cache ${s.engine.rowCacheRows} rows, ${formatBytes(s.engine.rowCacheBytes)}`],
+    ['engine', `~${s.engine.approximateKeys} keys, ${formatBytes(s.engine.diskBytes)} on disk, journal ${formatBytes(s.engine.journalBytes)} in ${s.engine.journalCount} file(s), seqno ${s.engine.seqno}; row cache ${s.engine.rowCacheRows} rows, ${formatBytes(s.engine.rowCacheBytes)}, ${s.engine.rowCacheQueuedKeys} keys queued`],
     ['checkpoint', s.checkpoint.last ? `lsn ${s.checkpoint.last.lsn} at ${new Date(s.checkpoint.last.atMs).toISOString()} (${s.checkpoint.last.durationMs.toFixed(1)} ms)` : 'none since start'],
     ['latency', `p50 ${s.latency.p50Ms} ms, p90 ${s.latency.p90Ms} ms, p99 ${s.latency.p99Ms} ms, max ${s.latency.maxMs} ms (${s.latency.samples} samples)`],
   ];

@@ -175,6 +175,9 @@ export interface EngineStats {
   /** Rows in the row cache, and their weight (keys + stored values + per-row overhead). */
   rowCacheRows: number;
   rowCacheBytes: number;
+  /** Keys of commits whose row-cache updates a lane has queued and not applied yet (reads of
+   * those keys go to storage until then); 0 whenever the lanes are idle. */
+  rowCacheQueuedKeys: number;
   /** Journal fsyncs that succeeded so far (group commit, checkpoint, close). */
   journalSyncs: number;
   /** When the last of them completed (ms since the Unix epoch); null before the first. */

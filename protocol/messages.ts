@@ -143,6 +143,7 @@ export interface StatsResult {
     seqno: bigint;
     rowCacheRows: number;
     rowCacheBytes: number;
+    rowCacheQueuedKeys: number;
   };
   durable: { syncs: number; lastSyncMs: number | null; pendingWrites: number };
   checkpoint: { last: null | { atMs: number; lsn: bigint; durationMs: number } };

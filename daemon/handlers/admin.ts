@@ -97,6 +97,7 @@ export async function stats(ctx: DaemonContext): Promise<StatsResult> {
       seqno: engine.seqno,
       rowCacheRows: engine.rowCacheRows,
       rowCacheBytes: engine.rowCacheBytes,
+      rowCacheQueuedKeys: engine.rowCacheQueuedKeys,
     },
     durable: { syncs: engine.journalSyncs, lastSyncMs: engine.lastJournalSyncMs, pendingWrites: ctx.gate.pendingWrites },
     checkpoint: { last: c.lastCheckpoint },

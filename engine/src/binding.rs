@@ -72,6 +72,7 @@ pub struct StatsJs {
     pub open_cursors: f64,
     pub row_cache_rows: f64,
     pub row_cache_bytes: f64,
+    pub row_cache_queued_keys: f64,
     pub journal_syncs: f64,
     pub last_journal_sync_ms: Option<f64>,
 }
@@ -89,6 +90,7 @@ impl From<Stats> for StatsJs {
             open_cursors: s.open_cursors as f64,
             row_cache_rows: s.row_cache_rows as f64,
             row_cache_bytes: s.row_cache_bytes as f64,
+            row_cache_queued_keys: s.row_cache_queued_keys as f64,
             journal_syncs: s.journal_syncs as f64,
             last_journal_sync_ms: s.last_journal_sync_ms.map(|ms| ms as f64),
         }

@@ -31,6 +31,8 @@ describe('checkpoint and stats', () => {
     expect(after.requests.fromMemory).toBeGreaterThanOrEqual(before.requests.fromMemory + 10);
     expect(after.engine.rowCacheRows).toBeGreaterThanOrEqual(100);
     expect(after.engine.rowCacheBytes).toBeGreaterThan(100 * 3);
+    // Lanes apply the row-cache updates they queued once they have no call to run.
+    await expect.poll(async () => (await client().stats()).engine.rowCacheQueuedKeys).toBe(0);
     expect(after.engine.diskBytes).toBeGreaterThan(0);
     expect(after.durable.syncs).toBeGreaterThan(before.durable.syncs);
     // The time of the last of those fsyncs, from the engine that ran them.

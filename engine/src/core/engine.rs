@@ -32,6 +32,8 @@ pub struct Stats {
     pub open_cursors: u64,
     pub row_cache_rows: u64,
     pub row_cache_bytes: u64,
+    /// Keys of commits whose row-cache effects a lane has queued and not applied yet.
+    pub row_cache_queued_keys: u64,
     pub journal_syncs: u64,
     /// When the last of them completed (ms since the Unix epoch), None before the first.
     pub last_journal_sync_ms: Option<u64>,
@@ -212,6 +214,7 @@ impl Engine {
             open_cursors: store.cursors.count() as u64,
             row_cache_rows,
             row_cache_bytes,
+            row_cache_queued_keys: store.rows.queued_keys(),
             journal_syncs: store.fsyncs.load(std::sync::atomic::Ordering::Relaxed),
             last_journal_sync_ms: Some(store.last_fsync_ms.load(std::sync::atomic::Ordering::Relaxed)).filter(|&ms| ms > 0),
         })

@@ -293,6 +293,12 @@ impl RowCache {
     pub fn stats(&self) -> (u64, u64) {
         self.rows.as_ref().map_or((0, 0), |rows| (rows.len() as u64, rows.weight()))
     }
+
+    /// Keys in queued cache effects (their slots miss until applied). Stays above 0 for good
+    /// only if `applying` was poisoned by a panic (see `apply_deferred`).
+    pub fn queued_keys(&self) -> u64 {
+        self.deferred_keys.load(Ordering::SeqCst) as u64
+    }
 }
 
 /// For a run of writes applied in order, which item is the last write of its key (true): the

@@ -113,11 +113,13 @@ fn a_lane_commit_misses_until_its_effect_is_applied_then_hits_the_new_row() {
         cache.end_commit(writes, CommitEnd::Applied);
     }
     assert!(cache.has_deferred());
+    assert_eq!(cache.queued_keys(), 4, "two commits of two keys each");
     assert!(cache.lookup(b"k").is_none(), "never the replaced row while the effect is queued");
     assert!(cache.lookup_all(&[b"k".to_vec(), other.clone()]).is_none());
     assert_eq!(cache.lookup(&other).as_deref(), Some(&b"o"[..]), "other slots still hit");
     cache.apply_deferred();
     assert!(!cache.has_deferred());
+    assert_eq!(cache.queued_keys(), 0);
     assert_eq!(cache.lookup(b"k").as_deref(), Some(&b"v2"[..]), "effects apply in commit order");
     assert!(cache.lookup(b"gone").is_none());
     assert_eq!(cache.lookup_all(&[b"k".to_vec(), other]).unwrap()[0].as_ref(), b"v2");
