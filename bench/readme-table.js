@@ -6,7 +6,8 @@
  *
  * Responsibility: one row per workload with each system's median rate and its p50 / p99, toondb's
  * ratio to each peer, and (given a previous run) toondb's rate and Redis ratio there, so the
- * README shows what the run printed in fewer rows and a reader can see what moved.
+ * README shows what the run printed in fewer rows and a reader can see what moved; then the
+ * engine's ceiling (fjall alone), when the run measured it.
  *
  * Invariants: numbers are the run's medians, formatted as the run's own report formats them
  * (report.js); ratios are toondb ÷ peer, never inverted (the workload's unit says whether lower
@@ -14,6 +15,7 @@
  */
 
 import { readFileSync } from 'node:fs';
+import { renderCeiling } from './ceiling.js';
 import { formatLatency, formatRate, formatRatio, LOWER_IS_BETTER } from './report.js';
 
 function load(path) {
@@ -56,6 +58,7 @@ function main([currentPath, previousPath]) {
     lines.push(`| ${cells.join(' | ')} |`);
   }
   console.log(lines.join('\n'));
+  if (current.ceiling) console.log(`\n${renderCeiling(current.ceiling)}`);
 }
 
 main(process.argv.slice(2));

@@ -3,9 +3,10 @@
  * `npm run bench`: toondb against Redis and a bare Node echo daemon, on this machine.
  *
  * Responsibility: wiring only. Read the knobs (knobs.js), make sure redis-server exists, print
- * the machine, run the closed-loop suites ('fast', then 'sync') and the big suite, then print
- * one markdown table, the issue's targets (PASS/FAIL/SKIP) and any warnings toondbd logged;
- * optionally write everything as JSON (BENCH_JSON).
+ * the machine, measure fjall alone when putBatch runs (ceiling.js), run the closed-loop suites
+ * ('fast', then 'sync') and the big suite, then print one markdown table, the engine's ceiling,
+ * the issue's targets (PASS/FAIL/SKIP) and any warnings toondbd logged; optionally write
+ * everything as JSON (BENCH_JSON).
  *
  * Invariants:
  * - installCleanup() runs first: no server, worker or temp dir outlives the bench, whatever
@@ -17,6 +18,7 @@
 
 import { writeFileSync } from 'node:fs';
 import { runBigSuite } from './big-suite.js';
+import { measureFjallCeiling, renderCeiling } from './ceiling.js';
 import { runClosedLoopSuite } from './closed-loop-suite.js';
 import { progress } from './context.js';
 import { readKnobs, selectWorkloads } from './knobs.js';
@@ -53,6 +55,7 @@ async function main() {
   const startedMs = Date.now();
   const results = new Results();
   const notes = [];
+  const ceiling = workloads.some((w) => w.id === 'putBatch-100') ? measureFjallCeiling(knobs) : null;
   for (const config of CLOSED_LOOP_CONFIGS) {
     const list = workloads.filter((w) => w.config === config);
     if (list.length) await runClosedLoopSuite(config, list, knobs, results, notes);
@@ -63,14 +66,15 @@ async function main() {
 
   console.log(renderTable(workloads, results));
   console.log(`\n${tableLegend(workloads, knobs)}\n`);
-  const targets = evaluateTargets(results, knobs);
+  if (ceiling) console.log(`## Engine ceiling\n\n${renderCeiling(ceiling)}\n`);
+  const targets = evaluateTargets(results, knobs, ceiling);
   console.log('## Targets\n');
   console.log(renderTargets(targets));
   const uniqueNotes = dedupe(notes);
   if (uniqueNotes.length) console.log(`\n## Notes\n\n${uniqueNotes.map((note) => `- ${note}`).join('\n')}`);
 
   if (knobs.jsonPath) {
-    const report = { machine, knobs, durationMs: Date.now() - startedMs, workloads: results.toJSON(workloads), targets, notes: uniqueNotes };
+    const report = { machine, knobs, durationMs: Date.now() - startedMs, workloads: results.toJSON(workloads), ceiling, targets, notes: uniqueNotes };
     writeFileSync(knobs.jsonPath, `${JSON.stringify(report, null, 2)}\n`);
     progress(`raw results written to ${knobs.jsonPath}`);
   }

@@ -1,10 +1,11 @@
 //! toondb-engine: fjall 3 behind a thin napi-rs layer. `core` holds all logic (tested with
-//! `cargo test`); `binding` is the napi surface, left out of test builds, which have no Node
-//! host to resolve napi symbols against.
+//! `cargo test`); `binding` is the napi surface, left out of test builds and of builds without
+//! the `addon` feature (the bench's fjall_ceiling example), which have no Node host to resolve
+//! napi symbols against.
 
 pub mod core;
 
-#[cfg(not(test))]
+#[cfg(all(not(test), feature = "addon"))]
 mod binding;
 
 /// The engine allocates small buffers per key and value (journal items, memtable entries, row
