@@ -25,7 +25,12 @@ const CARGO_ARGS = ['--release', '--no-default-features', '--features', 'ceiling
 /** { keysPerSecond, writerCpuUsPerKey, processCpuUsPerKey, batchKeys, keySpace, runs } */
 export function measureFjallCeiling(knobs) {
   progress(`== fjall alone (engine/examples/${EXAMPLE}.rs): batches of ${BATCH_KEYS} over ${knobs.keys} keys`);
-  execFileSync('cargo', ['build', ...CARGO_ARGS], { cwd: ENGINE_DIR, stdio: ['ignore', 'inherit', 'inherit'] });
+  try {
+    execFileSync('cargo', ['build', ...CARGO_ARGS], { cwd: ENGINE_DIR, stdio: ['ignore', 'inherit', 'inherit'] });
+  } catch (error) {
+    const why = error.code === 'ENOENT' ? 'cargo is not on PATH (rustup puts it in ~/.cargo/bin)' : error.message;
+    throw new Error(`building engine/examples/${EXAMPLE}.rs failed: ${why}`, { cause: error });
+  }
   const runs = [];
   for (let round = 0; round < knobs.rounds; round++) {
     const line = execFileSync('cargo', ['run', ...CARGO_ARGS, '--', String(knobs.seconds), String(BATCH_KEYS), String(knobs.keys)],
