@@ -88,4 +88,29 @@ describe('scans', () => {
     const found = await client.scan(Buffer.from([0xff])).toArray();
     expect(found.map(([k]) => k.toString('hex'))).toEqual(['ff', 'ff00', 'ffff']);
   });
+
+  it('sends batches of hundreds of KB intact, forwards and in reverse', async () => {
+    // 1000 entries of 300 bytes per batch: ~310 KB replies, written corked rather than
+    // coalesced (WRITE_COALESCE_BYTES_MAX), and read by the client across many socket reads.
+    const value = (i: number) => Buffer.alloc(300, i % 251);
+    const bigKey = (i: number) => `big/${String(i).padStart(5, '0')}`;
+    const count = 3_500;
+    for (let start = 0; start < count; start += 500) {
+      await writer.putBatch(Array.from({ length: 500 }, (_, j) => [bigKey(start + j), value(start + j)] as [string, Buffer]));
+    }
+    for (const reverse of [false, true]) {
+      let seen = 0;
+      for await (const [k, v] of client.scan('big/', { batchSize: 1000, reverse })) {
+        const i = reverse ? count - 1 - seen : seen;
+        expect(k.toString()).toBe(bigKey(i));
+        expect(v.equals(value(i))).toBe(true);
+        seen++;
+      }
+      expect(seen).toBe(count);
+    }
+    // A getBatch reply of ~300 KB, with missing keys among the values.
+    const keys = Array.from({ length: 1000 }, (_, i) => (i % 10 === 9 ? 'big/missing' : bigKey(i * 3)));
+    const values = await client.getBatch(keys);
+    values.forEach((v, i) => expect(i % 10 === 9 ? v : v?.equals(value(i * 3))).toBe(i % 10 === 9 ? null : true));
+  });
 });
