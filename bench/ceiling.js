@@ -16,7 +16,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { progress } from './context.js';
 import { median } from './stats.js';
-import { BATCH_KEYS } from './workloads.js';
+import { BATCH_KEYS, KEY_PREFIX, VALUE_BYTES } from './workloads.js';
 
 const ENGINE_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'engine');
 const EXAMPLE = 'fjall_ceiling';
@@ -33,7 +33,8 @@ export function measureFjallCeiling(knobs) {
   }
   const runs = [];
   for (let round = 0; round < knobs.rounds; round++) {
-    const line = execFileSync('cargo', ['run', ...CARGO_ARGS, '--', String(knobs.seconds), String(BATCH_KEYS), String(knobs.keys)],
+    const args = [knobs.seconds, BATCH_KEYS, knobs.keys, VALUE_BYTES, KEY_PREFIX].map(String);
+    const line = execFileSync('cargo', ['run', ...CARGO_ARGS, '--', ...args],
       { cwd: ENGINE_DIR, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
     const run = JSON.parse(line.trim());
     progress(`  round ${round + 1}/${knobs.rounds}: ${Math.round(run.keysPerSecond)} keys/s, `

@@ -3,26 +3,25 @@
 //! store configures it (store.rs: 16 MiB data memtable, background workers for this machine,
 //! journal flushed to the OS per batch as the `interval` mode does).
 //!
-//! Run: `cargo run --release --no-default-features --features ceiling --example fjall_ceiling
-//! [seconds] [batch keys] [key space]` (bench/ceiling.js does, and the bench prints the figure
-//! under its table). Prints one JSON line: keys/s, and the CPU of the writing thread and of the
-//! whole process per key.
+//! Run: `cargo run --release --no-default-features --features ceiling --example fjall_ceiling --
+//! SECONDS BATCH_KEYS KEY_SPACE VALUE_BYTES KEY_PREFIX` (bench/ceiling.js does, with its own
+//! workload's figures, and prints the result under the bench table). Keys are KEY_PREFIX and a
+//! 12-digit index, as bench/workloads.js `keyName` makes them. Prints one JSON line: keys/s,
+//! and the CPU of the writing thread and of the whole process per key.
 
 use fjall::{KeyspaceCreateOptions, OptimisticTxDatabase, PersistMode};
 use std::time::{Duration, Instant};
 use toondb_engine::core::store::{background_workers, DATA_MEMTABLE_BYTES};
 
-const VALUE_BYTES: usize = 100;
-/// Keys as the bench names them (bench/workloads.js `keyName`): 17 bytes.
-const KEY_PREFIX: &str = "user:";
 const PRELOAD_BATCH_KEYS: u64 = 1000;
+const USAGE: &str = "usage: fjall_ceiling SECONDS BATCH_KEYS KEY_SPACE VALUE_BYTES KEY_PREFIX";
 
-fn arg(index: usize, default: f64) -> f64 {
-    std::env::args().nth(index).map_or(default, |a| a.parse().expect("a number"))
+fn arg(index: usize) -> String {
+    std::env::args().nth(index).expect(USAGE)
 }
 
-fn key_name(index: u64) -> Vec<u8> {
-    format!("{KEY_PREFIX}{index:012}").into_bytes()
+fn number(index: usize) -> f64 {
+    arg(index).parse().expect(USAGE)
 }
 
 /// CPU seconds (user + system) of this thread or of the whole process, from getrusage.
@@ -35,17 +34,17 @@ fn cpu_seconds(who: libc::c_int) -> f64 {
 }
 
 fn main() {
-    let seconds = arg(1, 3.0);
-    let batch_keys = arg(2, 100.0) as u64;
-    let key_space = arg(3, 100_000.0) as u64;
-    assert!(seconds > 0.0 && batch_keys > 0 && key_space > 0, "usage: fjall_ceiling [seconds] [batch keys] [key space]");
+    let (seconds, batch_keys, key_space, value_bytes) = (number(1), number(2) as u64, number(3) as u64, number(4) as usize);
+    let key_prefix = arg(5);
+    assert!(seconds > 0.0 && batch_keys > 0 && key_space > 0, "{USAGE}");
+    let key_name = |index: u64| format!("{key_prefix}{index:012}").into_bytes();
     let dir = tempfile::tempdir().expect("a temp dir");
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let db = OptimisticTxDatabase::builder(dir.path()).worker_threads(background_workers(cores)).open().expect("open fjall");
     let data = db
         .keyspace("data", || KeyspaceCreateOptions::default().max_memtable_size(DATA_MEMTABLE_BYTES))
         .expect("open the keyspace");
-    let value = vec![b'v'; VALUE_BYTES];
+    let value = vec![b'v'; value_bytes];
     let write = |keys: &mut dyn Iterator<Item = u64>| {
         let mut batch = db.inner().batch().durability(Some(PersistMode::Buffer));
         for index in keys {
