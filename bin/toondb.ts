@@ -8,6 +8,7 @@
  *   toondb scan PREFIX [--limit N] [--reverse] [--json]
  *   toondb checkpoint
  *   toondb dump FILE | load FILE        consistent snapshot of all keys to a file, and back
+ *   toondb --version                    this package's version (`ping` shows the daemon's)
  *
  * Every command takes --socket (default $TOONDB_SOCKET, then /tmp/toondb.sock). Values print
  * as UTF-8 when they are valid printable text, else use --hex or --base64 to choose. When the
@@ -17,6 +18,7 @@
 
 import { Command } from 'commander';
 import { IpcClient } from '../ipc-client/index.js';
+import { CLIENT_VERSION } from '../ipc-client/version.js';
 import { toToonDBError } from '../protocol/errors.js';
 import type { StatsResult } from '../protocol/messages.js';
 import { dump, load, progressReporter } from './dump.js';
@@ -61,6 +63,7 @@ function out(line: string): void {
 
 const program = new Command('toondb')
   .description('admin CLI for a running toondbd')
+  .version(CLIENT_VERSION)
   .showHelpAfterError()
   .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : EXIT_USAGE));
 

@@ -11,6 +11,13 @@ const toondb = (args: string[], env: Record<string, string> = {}) =>
 describe('toondb CLI', () => {
   const daemon = suiteDaemon();
 
+  it('prints its version, the package version the daemon reports too', async () => {
+    const result = await toondb(['--version']);
+    expect(result.exitCode).toBe(0);
+    const ping = await toondb(['ping', '--socket', daemon().socketPath]);
+    expect(ping.stdout).toContain(`toondbd ${result.stdout} in`);
+  });
+
   it('pings the daemon', async () => {
     const result = await toondb(['ping', '--socket', daemon().socketPath]);
     expect(result.exitCode).toBe(0);
