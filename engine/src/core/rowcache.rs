@@ -246,7 +246,7 @@ impl RowCache {
 
     /// Whether cache effects are queued (or being applied).
     pub fn has_deferred(&self) -> bool {
-        self.deferred_keys.load(Ordering::SeqCst) > 0
+        self.queued_keys() > 0
     }
 
     /// Applies every queued cache effect, in commit order. Returns at once if another thread
