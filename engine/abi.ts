@@ -31,6 +31,7 @@ const F_LIMIT = 1 << 10;
 const F_BATCH_ITEMS = 1 << 11;
 const F_BATCH_BYTES = 1 << 12;
 const F_ISOLATION = 1 << 13;
+const F_WRITES = 1 << 14;
 
 const R_ERROR = 1 << 0;
 const R_VALUE = 1 << 1;
@@ -69,6 +70,7 @@ function opBytes(op: EngineOp): number {
   if (op.batchItems !== undefined) total += NUM_BYTES;
   if (op.batchBytes !== undefined) total += NUM_BYTES;
   if (op.isolation !== undefined) total += 4;
+  if (op.writes !== undefined) total += NUM_BYTES;
   return total;
 }
 
@@ -105,6 +107,7 @@ export function encodeOps(ops: readonly EngineOp[]): Buffer {
     if (op.batchItems !== undefined) flags |= F_BATCH_ITEMS;
     if (op.batchBytes !== undefined) flags |= F_BATCH_BYTES;
     if (op.isolation !== undefined) flags |= F_ISOLATION;
+    if (op.writes !== undefined) flags |= F_WRITES;
     at = out.writeUInt8(op.kind, at);
     at = out.writeUInt16LE(flags, at);
     if (op.txn !== undefined) num(op.txn);
@@ -119,6 +122,7 @@ export function encodeOps(ops: readonly EngineOp[]): Buffer {
     if (op.batchItems !== undefined) num(op.batchItems);
     if (op.batchBytes !== undefined) num(op.batchBytes);
     if (op.isolation !== undefined) at = out.writeUInt32LE(op.isolation, at);
+    if (op.writes !== undefined) num(op.writes);
   }
   if (at !== size) throw new Error(`invariant: encoded ${at} of ${size} op bytes`);
   return out;

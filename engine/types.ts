@@ -93,7 +93,9 @@ export const IsolationKind = { serializable: 0, snapshot: 1 } as const;
  *   (exclusive; absent = unbounded) with `range: true`; reverse, limit (0 = none), batchItems,
  *   batchBytes (+txn)
  * - scanNext/scanClose: cursor              - listPath: key (the encoded parent prefix), limit (+txn)
- * - begin: isolation                        - commit/abort: txn
+ * - begin: isolation, txn (the handle to give it: the daemon chooses them, daemon/handlers/txn.ts)
+ * - commit: txn, writes? (how many write ops of the transaction it covers; a different count
+ *   applied aborts it with TXN_WRITE_FAILED)  - abort: txn
  */
 export interface EngineOp {
   kind: OpKindValue;
@@ -111,6 +113,7 @@ export interface EngineOp {
   batchItems?: number;
   batchBytes?: number;
   isolation?: number;
+  writes?: number;
 }
 
 /** Result of one op. `code`/`message` are set on failure and nothing else is meaningful then. */
@@ -219,7 +222,8 @@ export interface Engine {
    * Runs memory-only transaction steps (begin, abort, and put / delete / putBatch / deleteBatch
    * with `txn`; see isMemoryStepCall) synchronously on the calling thread, with the results
    * `execute` would give; or returns null, having done nothing, when any op is another kind,
-   * the call holds two begins, or its begin would wait for a running commit. Never touches
+   * the call writes into a transaction it begins, or a transaction's first write would wait
+   * for a running commit. Never touches
    * storage, so it is safe on the JS thread.
    */
   runInMemory(ops: EngineOp[]): EngineResult[] | null;

@@ -10,7 +10,7 @@
 //!            txn num (F_TXN), key bytes (F_KEY), value bytes (F_VALUE), keys u32 n + n bytes
 //!            (F_KEYS), values u32 n + n bytes (F_VALUES), end bytes (F_END), ttlMs num (F_TTL),
 //!            cursor num (F_CURSOR), limit num (F_LIMIT), batchItems num (F_BATCH_ITEMS),
-//!            batchBytes num (F_BATCH_BYTES), isolation u32 (F_ISOLATION); flags F_RANGE and
+//!            batchBytes num (F_BATCH_BYTES), isolation u32 (F_ISOLATION), writes num (F_WRITES); flags F_RANGE and
 //!            F_REVERSE carry booleans.
 //!   results: u32 count, then per result: u16 flags, seq num, then the present fields: code bytes
 //!            + message bytes (R_ERROR), value bytes (R_VALUE; R_VALUE_NULL alone means null),
@@ -44,6 +44,7 @@ pub const F_LIMIT: u16 = 1 << 10;
 pub const F_BATCH_ITEMS: u16 = 1 << 11;
 pub const F_BATCH_BYTES: u16 = 1 << 12;
 pub const F_ISOLATION: u16 = 1 << 13;
+pub const F_WRITES: u16 = 1 << 14;
 
 pub const R_ERROR: u16 = 1 << 0;
 pub const R_VALUE: u16 = 1 << 1;
@@ -161,6 +162,9 @@ pub fn decode_ops(buf: &[u8]) -> EngineResult<Vec<Op>> {
         }
         if has(F_ISOLATION) {
             op.isolation = Some(r.u32()?);
+        }
+        if has(F_WRITES) {
+            op.writes = Some(r.num()?);
         }
         ops.push(op);
     }

@@ -20,6 +20,7 @@ pub const ALL_CODES: &[&str] = &[
     "TXN_CONFLICT",
     "NOT_IN_TRANSACTION",
     "TXN_TOO_LARGE",
+    "TXN_WRITE_FAILED",
     "CURSOR_NOT_FOUND",
     "SHUTTING_DOWN",
     "DISK_FULL",
@@ -39,6 +40,8 @@ pub enum EngineError {
     TxnConflict,
     NotInTransaction(u64),
     TxnTooLarge { bytes: u64, max: u64 },
+    /// A commit that named how many write requests it covers found fewer applied.
+    TxnWriteFailed { txn: u64, expected: u64, applied: u64 },
     CursorNotFound(u64),
     ShuttingDown,
     DiskFull(String),
@@ -61,6 +64,7 @@ impl EngineError {
             Self::TxnConflict => "TXN_CONFLICT",
             Self::NotInTransaction(_) => "NOT_IN_TRANSACTION",
             Self::TxnTooLarge { .. } => "TXN_TOO_LARGE",
+            Self::TxnWriteFailed { .. } => "TXN_WRITE_FAILED",
             Self::CursorNotFound(_) => "CURSOR_NOT_FOUND",
             Self::ShuttingDown => "SHUTTING_DOWN",
             Self::DiskFull(_) => "DISK_FULL",
@@ -97,6 +101,11 @@ impl fmt::Display for EngineError {
             Self::TxnTooLarge { bytes, max } => {
                 write!(f, "transaction buffered {bytes} bytes, over the limit of {max}; it was aborted")
             }
+            Self::TxnWriteFailed { txn, expected, applied } => write!(
+                f,
+                "transaction {txn} was committed as covering {expected} write requests, but {applied} of them were applied \
+                 (the others failed); it was aborted and nothing was committed"
+            ),
             Self::CursorNotFound(c) => write!(f, "cursor {c} is unknown, exhausted or closed"),
             Self::ShuttingDown => write!(f, "the engine is closed"),
             Self::DiskFull(m) => write!(f, "disk full: {m}"),

@@ -56,6 +56,9 @@ pub struct Op {
     pub batch_items: Option<f64>,
     pub batch_bytes: Option<f64>,
     pub isolation: Option<u32>,
+    /// commit: how many write requests (write ops) of the transaction it covers, when the
+    /// caller sent them without waiting for their results (txn.rs `commit`).
+    pub writes: Option<f64>,
 }
 
 /// Result of one op (mirrors `EngineResult`). `value: Some(None)` is a missing key (JS null).
@@ -407,13 +410,18 @@ fn isolation_of(op: &Op) -> EngineResult<Isolation> {
 }
 
 fn begin(store: &Store, op: Op) -> EngineResult<OpOutput> {
-    let id = txn::begin(store, isolation_of(&op)?);
+    let id = txn::begin(store, isolation_of(&op)?, op.txn)?;
     Ok(OpOutput { txn: Some(id), seq: store.tickets.issued(), ..Default::default() })
 }
 
 fn commit(store: &Store, op: Op) -> EngineResult<OpOutput> {
     let id = need_handle(op.txn, "txn")?;
-    let (ticket, result) = txn::commit(store, id);
+    let writes = match op.writes {
+        None => None,
+        Some(n) if n.is_finite() && n >= 0.0 && n.fract() == 0.0 => Some(n as u64),
+        Some(n) => return Err(EngineError::invalid(format!("writes must be a non-negative integer, got {n}"))),
+    };
+    let (ticket, result) = txn::commit(store, id, writes);
     let commit_ts = result?;
     Ok(OpOutput { commit_ts: Some(commit_ts), seq: ticket, ..Default::default() })
 }

@@ -17,7 +17,16 @@
 //! InnoDB take theirs at the first statement: a read-modify-write's conflict window then opens
 //! with its read, one round trip after begin. Begin is only a registry entry, so it never waits.
 //!
-//! Invariants: handles increase from 1 and are never reused; a finished transaction (committed,
+//! A caller may choose a transaction's handle (the daemon does, so that a client can send the
+//! transaction's first operations right behind its begin, before the begin has run); handles
+//! the engine chooses are above every handle it has seen, so the two never meet.
+//!
+//! A commit may name how many write requests it covers (`expected_writes`): a client that sends
+//! writes without waiting for their results cannot know, when it sends the commit, whether one
+//! failed. Each write op that was applied whole counts one; a commit that finds a different count
+//! aborts the transaction instead (TXN_WRITE_FAILED).
+//!
+//! Invariants: a handle is never open twice; a finished transaction (committed,
 //! conflicted, aborted, too large) is removed from the registry before its result is returned;
 //! `bytes` counts keys + values written and never exceeds `txn_bytes_max` in a live transaction;
 //! a snapshot is taken under the commit lock, after the transaction was counted as live.
@@ -47,7 +56,10 @@ pub struct TxnState {
     /// The fjall transaction and read snapshot, from the first operation (`start`).
     started: Option<Started>,
     bytes: u64,
+    /// Keys written (puts and deletes).
     writes: u64,
+    /// Write ops (requests) applied whole; compared with a commit's `expected_writes`.
+    write_ops: u64,
     /// Serializable only: every data write in order, (key, stored value or None for a delete),
     /// for the row cache (the overlay holds these for snapshot isolation). Bounded with `bytes`
     /// by txn_bytes_max.
@@ -186,19 +198,29 @@ fn take(store: &Store, id: u64) -> EngineResult<TxnState> {
     guard.take().ok_or(EngineError::NotInTransaction(id))
 }
 
-/// Begins a transaction and returns its handle: a registry entry, counted as live; its snapshot
-/// is taken at its first operation (`TxnState::start`). Never waits.
-pub fn begin(store: &Store, isolation: Isolation) -> u64 {
-    store.txns.live.fetch_add(1, Ordering::SeqCst);
-    let live = Some(LiveTxn(store.txns.live.clone()));
+/// Begins a transaction and returns its handle (`id` if the caller chose one): a registry
+/// entry, counted as live; its snapshot is taken at its first operation (`TxnState::start`).
+/// Never waits. A chosen handle must be above 0 and not open.
+pub fn begin(store: &Store, isolation: Isolation, id: Option<u64>) -> EngineResult<u64> {
     let overlay = match isolation {
         Isolation::Serializable => None,
         Isolation::Snapshot => Some(Overlay::new()),
     };
-    let state = TxnState { overlay, started: None, bytes: 0, writes: 0, written: Vec::new(), live };
-    let id = store.txns.next.fetch_add(1, Ordering::SeqCst) + 1;
-    store.txns.lock().insert(id, Arc::new(Mutex::new(Some(state))));
-    id
+    let mut open = store.txns.lock();
+    let id = match id {
+        Some(0) => return Err(EngineError::invalid("transaction handle 0 is reserved")),
+        Some(id) if open.contains_key(&id) => return Err(EngineError::invalid(format!("transaction handle {id} is in use"))),
+        Some(id) => {
+            store.txns.next.fetch_max(id, Ordering::SeqCst);
+            id
+        }
+        None => store.txns.next.fetch_add(1, Ordering::SeqCst) + 1,
+    };
+    store.txns.live.fetch_add(1, Ordering::SeqCst);
+    let live = Some(LiveTxn(store.txns.live.clone()));
+    let state = TxnState { overlay, started: None, bytes: 0, writes: 0, write_ops: 0, written: Vec::new(), live };
+    open.insert(id, Arc::new(Mutex::new(Some(state))));
+    Ok(id)
 }
 
 /// Buffers a put (`stored` in value.rs form) or a delete (`None`) in transaction `id`.
@@ -213,6 +235,7 @@ pub fn write(store: &Store, id: u64, items: KeyWrites) -> EngineResult<()> {
         for (key, stored) in items {
             apply_write(store, state, key, stored)?;
         }
+        state.write_ops += 1;
         Ok(())
     });
     if let Err(EngineError::TxnTooLarge { .. }) = &outcome {
@@ -246,12 +269,17 @@ fn insert_write(store: &Store, tx: &mut WriteTransaction, key: Vec<u8>, stored: 
     Ok(())
 }
 
-/// Commits transaction `id`. Returns (ticket, commit timestamp).
-pub fn commit(store: &Store, id: u64) -> (u64, EngineResult<u64>) {
+/// Commits transaction `id`, or aborts it if `expected_writes` is given and differs from the
+/// write ops it applied (one of them failed). Returns (ticket, commit timestamp).
+pub fn commit(store: &Store, id: u64, expected_writes: Option<u64>) -> (u64, EngineResult<u64>) {
     let mut state = match take(store, id) {
         Ok(state) => state,
         Err(e) => return (store.tickets.issued(), Err(e)),
     };
+    if let Some(expected) = expected_writes.filter(|&n| n != state.write_ops) {
+        let applied = state.write_ops;
+        return (store.tickets.issued(), Err(EngineError::TxnWriteFailed { txn: id, expected, applied }));
+    }
     if state.writes == 0 {
         // Read-only: nothing to validate or apply. Reported at the current visible seqno.
         return (store.tickets.issued(), Ok(store.db.inner().visible_seqno()));

@@ -392,3 +392,63 @@ fn a_transaction_takes_its_snapshot_at_its_first_read_and_replays_writes_made_be
         assert_eq!(engine.execute(vec![get(b"k")]).unwrap()[0].value, Some(Some(b"1".to_vec())));
     }
 }
+
+/// The daemon chooses transaction handles so that a client may send a transaction's first
+/// operations right behind its begin: a chosen handle is used as is, one in use is refused,
+/// and handles the engine chooses stay above every chosen one.
+#[test]
+fn a_begin_takes_the_handle_its_caller_chose() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    engine.execute(vec![put(b"k", b"0")]).unwrap();
+    let begin = |txn: Option<u64>| Op { kind: kind::BEGIN, txn, ..Default::default() };
+    let out = engine.execute(vec![begin(Some(40)), in_txn(get(b"k"), 40), begin(Some(40)), begin(Some(0)), begin(None)]).unwrap();
+    assert_eq!(out[0].txn, Some(40));
+    assert_eq!(out[1].value, Some(Some(b"0".to_vec())), "an op right behind its begin runs in it");
+    assert_eq!(out[2].error.as_ref().map(EngineError::code), Some("INVALID_ARGUMENT"), "40 is open");
+    assert_eq!(out[3].error.as_ref().map(EngineError::code), Some("INVALID_ARGUMENT"), "0 is reserved");
+    assert_eq!(out[4].txn, Some(41), "the engine's own handles stay above chosen ones");
+    let store = engine.store().unwrap();
+    assert_eq!(store.txns.count(), 2);
+    // In memory (the daemon's JS thread), a write into a transaction begun by the same call is
+    // left to the pool: it would take its snapshot under the commit lock after the begin.
+    assert!(run_in_memory(&store, vec![begin(Some(7)), in_txn(put(b"k", b"1"), 7)]).is_none());
+    assert_eq!(store.txns.count(), 2, "a refused call began nothing");
+    let out = run_in_memory(&store, vec![begin(Some(7)), in_txn(put(b"k", b"1"), 40)]).unwrap();
+    assert_eq!((out[0].txn, out[1].error.is_none()), (Some(7), true));
+}
+
+/// A commit sent right behind writes it did not wait for names how many write requests it
+/// covers; if one of them failed, it aborts instead of committing the rest.
+#[test]
+fn a_commit_that_counts_its_writes_commits_only_if_all_were_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    let begin = |txn: u64| Op { kind: kind::BEGIN, txn: Some(txn), ..Default::default() };
+    let commit = |txn: u64, writes: Option<f64>| Op { kind: kind::COMMIT, txn: Some(txn), writes, ..Default::default() };
+    let too_long = vec![b'x'; 65];
+    let out = engine.execute(vec![
+        begin(1),
+        in_txn(put(b"a", b"1"), 1),
+        in_txn(put(&too_long, b"1"), 1),
+        in_txn(put(b"b", b"1"), 1),
+        commit(1, Some(3.0)),
+    ]).unwrap();
+    assert_eq!(out[2].error.as_ref().map(EngineError::code), Some("KEY_TOO_LARGE"));
+    assert_eq!(out[4].error.as_ref().map(EngineError::code), Some("TXN_WRITE_FAILED"));
+    assert!(out[4].error.as_ref().unwrap().to_string().contains("3 write requests, but 2"));
+    assert_eq!(engine.execute(vec![get(b"a"), get(b"b")]).unwrap().iter().map(|o| o.value.clone()).collect::<Vec<_>>(), vec![Some(None), Some(None)]);
+    assert_eq!(engine.store().unwrap().txns.count(), 0, "the transaction is gone");
+
+    // The same count with every write applied commits; a batch counts as one request.
+    let batch = Op { kind: kind::PUT_BATCH, keys: Some(vec![b"c".to_vec(), b"d".to_vec()]), values: Some(vec![b"2".to_vec(), b"2".to_vec()]), ..Default::default() };
+    let out = engine.execute(vec![begin(2), in_txn(put(b"a", b"2"), 2), in_txn(batch, 2), commit(2, Some(2.0))]).unwrap();
+    assert!(out[3].error.is_none() && out[3].commit_ts.is_some());
+    assert_eq!(engine.execute(vec![get(b"d")]).unwrap()[0].value, Some(Some(b"2".to_vec())));
+    // Without a count, a commit keeps the writes that were applied, as before.
+    let out = engine.execute(vec![begin(3), in_txn(put(&too_long, b"1"), 3), in_txn(put(b"e", b"3"), 3), commit(3, None)]).unwrap();
+    assert!(out[3].error.is_none());
+    assert_eq!(engine.execute(vec![get(b"e")]).unwrap()[0].value, Some(Some(b"3".to_vec())));
+    let out = engine.execute(vec![begin(4), commit(4, Some(-1.0))]).unwrap();
+    assert_eq!(out[1].error.as_ref().map(EngineError::code), Some("INVALID_ARGUMENT"));
+}
