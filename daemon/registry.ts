@@ -1,17 +1,21 @@
 /**
  * Per-connection registry of engine handles (open transactions or scan cursors).
  *
- * Responsibility: remember which handles a connection owns, refuse a new one past the
- * per-connection maximum, find the ones idle for too long, and remember recently expired
- * handles so that a late request on one gets an "expired" error rather than "unknown".
+ * Responsibility: remember which handles a connection owns, under the id the connection names
+ * each by (a cursor's id is its engine handle; a transaction's is the id its client chose at
+ * `begin`, or else its engine handle), refuse a new one past the per-connection maximum, find
+ * the ones idle for too long, and remember recently expired ids so that a late request on one
+ * gets an "expired" error rather than "unknown".
  *
- * Invariants: `size + reserved <= max` at all times (a handle is reserved while the engine
- * creates it, so pipelined `begin`s cannot overshoot); the expired set is bounded.
+ * Invariants: `size + reserved <= max` at all times (a cursor's handle is reserved while the
+ * engine creates it; a transaction is added before its begin runs, so pipelined `begin`s cannot
+ * overshoot); the expired set is bounded; ids are unique within a registry.
  */
 
 const EXPIRED_REMEMBERED_MAX = 256;
 
 export interface HandleEntry {
+  /** The engine's handle. */
   handle: number;
   lastUsedMs: number;
   /** For cursors: the transaction they read through, if any. */
@@ -36,65 +40,72 @@ export class HandleRegistry {
     return true;
   }
 
-  /** Gives back a reservation, and registers the handle if the engine created one. */
+  /** Registers engine handle `handle` under `id` at once; false when the connection is at its
+   * max. The caller makes sure `id` is not in use (`has`). */
+  add(id: number, handle: number, nowMs: number): boolean {
+    if (this.entries.size + this.reserved >= this.max) return false;
+    if (this.entries.has(id)) throw new Error(`invariant: id ${id} added twice`);
+    this.entries.set(id, { handle, lastUsedMs: nowMs });
+    this.expired.delete(id);
+    return true;
+  }
+
+  /** Gives back a reservation, and registers the handle (as its own id) if the engine created one. */
   settle(handle: number | undefined, nowMs: number, txn?: number): void {
     if (this.reserved <= 0) throw new Error('invariant: settle without reserve');
     this.reserved -= 1;
     if (handle !== undefined && handle > 0) this.entries.set(handle, { handle, lastUsedMs: nowMs, txn });
   }
 
-  /** Looks a handle up and marks it used. */
-  touch(handle: number, nowMs: number): HandleEntry | undefined {
-    const entry = this.entries.get(handle);
+  /** Looks an id up and marks it used. */
+  touch(id: number, nowMs: number): HandleEntry | undefined {
+    const entry = this.entries.get(id);
     if (entry) entry.lastUsedMs = nowMs;
     return entry;
   }
 
-  has(handle: number): boolean {
-    return this.entries.has(handle);
+  has(id: number): boolean {
+    return this.entries.has(id);
   }
 
-  delete(handle: number): boolean {
-    return this.entries.delete(handle);
+  delete(id: number): boolean {
+    return this.entries.delete(id);
   }
 
-  wasExpired(handle: number): boolean {
-    return this.expired.has(handle);
+  wasExpired(id: number): boolean {
+    return this.expired.has(id);
   }
 
-  /** Removes and returns the handles idle for longer than idleMsMax. */
+  /** Removes the entries idle for longer than idleMsMax; returns their engine handles. */
   takeIdle(nowMs: number): number[] {
-    const idle: number[] = [];
-    for (const entry of this.entries.values()) {
-      if (nowMs - entry.lastUsedMs > this.idleMsMax) idle.push(entry.handle);
-    }
-    for (const handle of idle) {
-      this.entries.delete(handle);
-      this.rememberExpired(handle);
-    }
-    return idle;
+    return this.takeWhere((entry) => nowMs - entry.lastUsedMs > this.idleMsMax, true);
   }
 
-  /** Removes the entries matching `predicate` (e.g. cursors of a finished transaction). */
-  takeWhere(predicate: (entry: HandleEntry) => boolean): number[] {
+  /** Removes the entries matching `predicate` (e.g. cursors of a finished transaction), and
+   * remembers their ids as expired if `expired`; returns their engine handles. */
+  takeWhere(predicate: (entry: HandleEntry) => boolean, expired = false): number[] {
     const taken: number[] = [];
-    for (const entry of this.entries.values()) if (predicate(entry)) taken.push(entry.handle);
-    for (const handle of taken) this.entries.delete(handle);
+    for (const [id, entry] of this.entries) {
+      if (!predicate(entry)) continue;
+      taken.push(entry.handle);
+      this.entries.delete(id); // deleting the visited entry keeps a Map's iteration valid
+      if (expired) this.rememberExpired(id);
+    }
     return taken;
   }
 
-  /** Removes and returns every handle (connection closing). */
+  /** Removes every entry (connection closing); returns their engine handles. */
   takeAll(): number[] {
-    const all = [...this.entries.keys()];
+    const all = [...this.entries.values()].map((entry) => entry.handle);
     this.entries.clear();
     return all;
   }
 
-  private rememberExpired(handle: number): void {
+  private rememberExpired(id: number): void {
     if (this.expired.size >= EXPIRED_REMEMBERED_MAX) {
       const oldest = this.expired.values().next().value;
       if (oldest !== undefined) this.expired.delete(oldest);
     }
-    this.expired.add(handle);
+    this.expired.add(id);
   }
 }

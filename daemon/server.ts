@@ -57,11 +57,15 @@ export class Daemon implements DaemonContext {
   readonly counters = new Counters();
   readonly readAheadBudget = new ReadAheadBudget(SCAN_READ_AHEAD_BYTES_MAX);
   readonly gate: DurabilityGate;
+  /** Engine transaction handles: 1, 2, 3, ... for the daemon's lifetime (never reused; 2^53
+   * would take 285 years at a million transactions a second). */
+  readonly takeTxnHandle = (): number => ++this.lastTxnHandle;
   /** Resolves once the daemon has fully stopped. */
   readonly stopped: Promise<void>;
   private readonly sessions = new Set<Session>();
   private readonly timers: NodeJS.Timeout[] = [];
   private nextConnectionId = 1;
+  private lastTxnHandle = 0;
   private stopping: Promise<void> | null = null;
   /** Set when storage failed while running or a shutdown step failed: the stop was not clean. */
   private trouble: string | null = null;

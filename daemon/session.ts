@@ -103,6 +103,7 @@ export class Session {
       cursors: new HandleRegistry(limits.cursorsPerConnectionMax, limits.cursorIdleMsMax),
       counters: ctx.counters,
       limits,
+      takeTxnHandle: ctx.takeTxnHandle,
       nowMs: Date.now(),
     };
     this.handshakeTimer = setTimeout(() => {
@@ -334,7 +335,7 @@ export class Session {
         if (result.code === 'DISK_FULL' || result.code === 'STORAGE_FAILED') {
           this.ctx.gate.reportStorageFailure(new ToonDBError(result.code, result.message ?? result.code));
         }
-        outcome = finish(req, result, this.scope);
+        outcome = finish(req, result, this.scope, op);
         const readAhead = this.closed ? 0 : readAheadCursor(req, outcome, this.scope);
         if (readAhead > 0) this.readAhead.start(readAhead);
       }

@@ -17,8 +17,12 @@
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
-/** Protocol version spoken by this build. Bumped on any incompatible wire change. */
-export const PROTOCOL_VERSION = 1;
+/** Protocol version spoken by this build. Bumped on any incompatible wire change, or when a
+ * client needs to know that the daemon understands a field (2: `begin.txn`, `commit.writes`). */
+export const PROTOCOL_VERSION = 2;
+
+/** Oldest protocol version the daemon still serves (its clients use none of the later fields). */
+export const PROTOCOL_VERSION_MIN = 1;
 
 /** Bytes in the big-endian length prefix that precedes every frame body. */
 export const FRAME_HEADER_BYTES = 4;
@@ -100,6 +104,10 @@ export const CONNECTIONS_MAX = 1024;
 
 /** Open transactions one connection may hold. */
 export const TXNS_PER_CONNECTION_MAX = 64;
+
+/** Largest transaction id a client may choose in `begin` (2^53 - 1: every language's float
+ * and integer types hold it exactly, and the daemon's handle maps key on it). */
+export const TXN_ID_CHOSEN_MAX = Number.MAX_SAFE_INTEGER;
 
 /** An open transaction with no operation for this long is aborted by the daemon. */
 export const TXN_IDLE_MS_MAX = 60_000;

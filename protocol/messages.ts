@@ -87,8 +87,10 @@ export interface ScanNextRequest extends RequestBase<'scanNext'> { cursor: numbe
 export interface ScanCloseRequest extends RequestBase<'scanClose'> { cursor: number }
 /** Distinct child segments directly under a path prefix (already encoded as a key prefix). */
 export interface ListPathRequest extends RequestBase<'listPath'>, InTxn { prefix: WireBytes; limit?: number }
-export interface BeginRequest extends RequestBase<'begin'> { isolation?: Isolation }
-export interface CommitRequest extends RequestBase<'commit'> { txn: bigint }
+/** `txn`, when present, is the id the client chose for the new transaction (PROTOCOL.md). */
+export interface BeginRequest extends RequestBase<'begin'>, InTxn { isolation?: Isolation }
+/** `writes`, when present, is how many write requests of the transaction the commit covers. */
+export interface CommitRequest extends RequestBase<'commit'> { txn: bigint; writes?: number }
 export interface AbortRequest extends RequestBase<'abort'> { txn: bigint }
 
 export type Request =

@@ -17,7 +17,7 @@
  */
 
 import { ToonDBError } from './errors.js';
-import { CLIENT_NAME_BYTES_MAX, type ServerLimits } from './limits.js';
+import { CLIENT_NAME_BYTES_MAX, TXN_ID_CHOSEN_MAX, type ServerLimits } from './limits.js';
 import {
   REQUEST_ID_MAX, isOpName,
   type Isolation, type OpName, type Request, type RequestOf, type WireBytes,
@@ -275,8 +275,13 @@ const PARSERS: { [Op in OpName]: Parser } = {
   listPath: (id, f) => withOptional<RequestOf<'listPath'>>(
     { id, op: 'listPath', prefix: f.boundOf(f.body.prefix, 'prefix') },
     { txn: f.optionalTxn(), limit: f.optionalInteger('limit', 0, Number.MAX_SAFE_INTEGER) }),
-  begin: (id, f) => withOptional<RequestOf<'begin'>>({ id, op: 'begin' }, { isolation: parseIsolation(f) }),
-  commit: (id, f) => ({ id, op: 'commit', txn: f.txnId('txn') }),
+  begin: (id, f) => withOptional<RequestOf<'begin'>>({ id, op: 'begin' }, {
+    isolation: parseIsolation(f),
+    txn: f.has('txn') ? BigInt(f.integer('txn', 1, TXN_ID_CHOSEN_MAX)) : undefined,
+  }),
+  commit: (id, f) => withOptional<RequestOf<'commit'>>({ id, op: 'commit', txn: f.txnId('txn') }, {
+    writes: f.optionalInteger('writes', 0, Number.MAX_SAFE_INTEGER),
+  }),
   abort: (id, f) => ({ id, op: 'abort', txn: f.txnId('txn') }),
 };
 

@@ -11,7 +11,7 @@
 
 import type { Engine } from '../../engine/types.js';
 import { ToonDBError } from '../../protocol/errors.js';
-import { PROTOCOL_VERSION, type ServerLimits } from '../../protocol/limits.js';
+import { PROTOCOL_VERSION, PROTOCOL_VERSION_MIN, type ServerLimits } from '../../protocol/limits.js';
 import type { HelloRequest, HelloResult, PingResult, Request, StatsResult } from '../../protocol/messages.js';
 import type { DaemonConfig } from '../config.js';
 import type { Counters } from '../counters.js';
@@ -27,6 +27,8 @@ export interface DaemonContext {
   readonly counters: Counters;
   /** Bytes that scan reads ahead may hold across all connections (daemon/read-ahead.ts). */
   readonly readAheadBudget: ReadAheadBudget;
+  /** The next engine transaction handle: one sequence for the whole daemon (SessionScope). */
+  readonly takeTxnHandle: () => number;
   /** Live limits (SIGHUP may reload them). */
   limits(): ServerLimits;
   /** True once a graceful shutdown has begun: new requests get SHUTTING_DOWN. */
@@ -52,10 +54,11 @@ export async function answer(req: Request, ctx: DaemonContext, connectionId: num
 }
 
 export function hello(req: HelloRequest, ctx: DaemonContext, connectionId: number): HelloResult {
-  if (req.protocol !== PROTOCOL_VERSION) {
-    throw new ToonDBError('VERSION_MISMATCH', `daemon speaks protocol ${PROTOCOL_VERSION}, client asked for ${req.protocol}`);
+  if (req.protocol < PROTOCOL_VERSION_MIN || req.protocol > PROTOCOL_VERSION) {
+    throw new ToonDBError('VERSION_MISMATCH', `daemon speaks protocol ${PROTOCOL_VERSION_MIN}..${PROTOCOL_VERSION}, client asked for ${req.protocol}`);
   }
-  return { protocol: PROTOCOL_VERSION, server: ctx.version, connectionId, limits: ctx.limits() };
+  // Answered in the client's version: every version up to ours is a subset of it.
+  return { protocol: req.protocol, server: ctx.version, connectionId, limits: ctx.limits() };
 }
 
 export function ping(ctx: DaemonContext): PingResult {

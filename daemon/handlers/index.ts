@@ -8,7 +8,7 @@
  * answered by the session itself (they need the daemon, not the engine's batch path).
  */
 
-import type { EngineResult } from '../../engine/types.js';
+import type { EngineOp, EngineResult } from '../../engine/types.js';
 import type { Request } from '../../protocol/messages.js';
 import { finishKv, prepareKv } from './kv.js';
 import { finishScan, prepareScan } from './scan.js';
@@ -38,7 +38,8 @@ export function prepare(req: DataRequest, scope: SessionScope): Prepared {
   }
 }
 
-export function finish(req: DataRequest, result: EngineResult, scope: SessionScope): Outcome {
+/** The reply to `req` from its engine `result`; `op` is the engine op prepare() made for it. */
+export function finish(req: DataRequest, result: EngineResult, scope: SessionScope, op: EngineOp): Outcome {
   switch (req.op) {
     case 'get': case 'exists': case 'put': case 'delete':
     case 'getBatch': case 'putBatch': case 'deleteBatch':
@@ -46,6 +47,6 @@ export function finish(req: DataRequest, result: EngineResult, scope: SessionSco
     case 'scan': case 'scanNext': case 'scanClose': case 'listPath':
       return finishScan(req, result, scope);
     case 'begin': case 'commit': case 'abort':
-      return finishTxn(req, result, scope);
+      return finishTxn(req, result, scope, op);
   }
 }

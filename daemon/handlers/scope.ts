@@ -20,6 +20,9 @@ export interface SessionScope {
   readonly cursors: HandleRegistry;
   readonly counters: Counters;
   readonly limits: ServerLimits;
+  /** The next engine transaction handle from the daemon-wide sequence (unique across
+   * connections, so the daemon, not the engine, can name a transaction before it exists). */
+  takeTxnHandle(): number;
   /** Time of the batch being handled (one clock read per batch, not per request). */
   nowMs: number;
 }
@@ -42,9 +45,10 @@ export function engineError(result: EngineResult): ToonDBError | null {
 /** Resolves a wire transaction id to the engine handle this connection owns. */
 export function bindTxn(txn: bigint | undefined, scope: SessionScope): number | undefined | ToonDBError {
   if (txn === undefined) return undefined;
-  const handle = Number(txn);
-  if (scope.txns.touch(handle, scope.nowMs)) return handle;
-  if (scope.txns.wasExpired(handle)) {
+  const id = Number(txn);
+  const entry = scope.txns.touch(id, scope.nowMs);
+  if (entry) return entry.handle;
+  if (scope.txns.wasExpired(id)) {
     return new ToonDBError('TXN_EXPIRED', `transaction ${txn} was idle longer than ${scope.limits.txnIdleMsMax} ms and has been aborted`);
   }
   return new ToonDBError('NOT_IN_TRANSACTION', `transaction ${txn} is not open on this connection`);
