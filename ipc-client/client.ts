@@ -20,7 +20,7 @@
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { ToonDBError } from '../protocol/errors.js';
-import type { ServerLimits } from '../protocol/limits.js';
+import { TXN_ID_CHOSEN_MAX, type ServerLimits } from '../protocol/limits.js';
 import type { Isolation, StatsResult } from '../protocol/messages.js';
 import { openConnection, resolveConnectOptions, type ConnectOptions } from './connect.js';
 import type { Connection, RequestMessage } from './connection.js';
@@ -62,6 +62,8 @@ export class IpcClient extends DataOperations {
   readonly #connection: Connection;
   readonly #events = new EventEmitter();
   readonly #host: TransactionHost;
+  /** The last transaction id this connection chose (ids are per connection). */
+  #lastTxnId = 0;
 
   private constructor(connection: Connection, serverInfo: ServerInfo, socketPath: string) {
     super();
@@ -107,10 +109,17 @@ export class IpcClient extends DataOperations {
     if (!ISOLATIONS.includes(isolation)) {
       throw new ToonDBError('INVALID_ARGUMENT', `isolation must be 'serializable' or 'snapshot', got ${String(isolation)}`);
     }
-    const message: RequestMessage = { op: 'begin' };
+    // The id is ours to choose (protocol 2), so the transaction's first requests follow the
+    // begin at once instead of a round trip later; a failed begin is their error (Transaction).
+    const id = this.#lastTxnId += 1;
+    if (id > TXN_ID_CHOSEN_MAX) throw new ToonDBError('LIMIT_EXCEEDED', 'this connection has used every transaction id; reconnect');
+    const message: RequestMessage = { op: 'begin', txn: id };
     if (options.isolation !== undefined) message.isolation = isolation;
-    const id = parseTxnId(await this.#connection.request(message));
-    return new Transaction(this.#host, id, isolation);
+    const txnId = BigInt(id);
+    const begun = this.#connection.request(message, (result) => {
+      if (parseTxnId(result) !== txnId) throw new ToonDBError('PROTOCOL_ERROR', `begin answered with another transaction id than ${id}`);
+    });
+    return new Transaction(this.#host, txnId, isolation, begun);
   }
 
   /** Seed-style alias: commits the transaction with this id; resolves with its commit timestamp. */

@@ -97,6 +97,12 @@ export abstract class DataOperations {
   /** Where this object's scans open and pull their cursors. */
   protected abstract scanSource(): ScanSource;
 
+  /** The rejected promise of a call of `op` whose arguments were refused (nothing was sent);
+   * a Transaction also remembers a refused write, which its commit must not pass over. */
+  protected refuse(_op: DataOp, error: unknown): Promise<never> {
+    return Promise.reject(error);
+  }
+
   /** The value of `key`, or null if absent. An empty value is an empty Buffer, not null. */
   get(key: Bytes): Promise<Buffer | null> {
     return this.sendKeyed('get', key, BYTES_KEY, toValueResult);
@@ -121,7 +127,7 @@ export abstract class DataOperations {
       const wireKeys = toKeyBatch(keys, this.serverLimits());
       return this.send({ op: 'getBatch', keys: wireKeys }, (result) => parseValues(result, 'getBatch', wireKeys.length));
     } catch (error) {
-      return Promise.reject(error);
+      return this.refuse('getBatch', error);
     }
   }
 
@@ -131,7 +137,7 @@ export abstract class DataOperations {
       const limits = this.serverLimits();
       return this.send(withTtl({ op: 'putBatch', entries: toEntryBatch(entries, limits) }, options, limits), toVoid);
     } catch (error) {
-      return Promise.reject(error);
+      return this.refuse('putBatch', error);
     }
   }
 
@@ -140,7 +146,7 @@ export abstract class DataOperations {
     try {
       return this.send({ op: 'deleteBatch', keys: toKeyBatch(keys, this.serverLimits()) }, toVoid);
     } catch (error) {
-      return Promise.reject(error);
+      return this.refuse('deleteBatch', error);
     }
   }
 
@@ -190,7 +196,7 @@ export abstract class DataOperations {
     try {
       return this.send({ op, key: wireKeyOf(key, keyForm, this.serverLimits()) }, toResult);
     } catch (error) {
-      return Promise.reject(error);
+      return this.refuse(op, error);
     }
   }
 
@@ -201,7 +207,7 @@ export abstract class DataOperations {
       const wireKey = wireKeyOf(key, keyForm, limits);
       return this.send(withTtl({ op: 'put', key: wireKey, value: toValue(value, limits) }, options, limits), toVoid);
     } catch (error) {
-      return Promise.reject(error);
+      return this.refuse('put', error);
     }
   }
 }

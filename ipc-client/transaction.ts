@@ -3,24 +3,33 @@
  * began it.
  *
  * Responsibility: add `txn: id` to every data request, and track the lifecycle locally:
- * 'active' -> 'committed' | 'aborted'.
+ * 'active' -> 'committed' | 'aborted'. The id is chosen by the client (IpcClient), so the
+ * begin is pipelined: the transaction's requests go out right behind it, without waiting for
+ * its reply. Writes may be pipelined too: the commit tells the daemon how many write requests
+ * it covers, and the daemon aborts instead of committing if one of them failed.
  *
  * Invariants:
  * - Once commit() or abort() has been called, every further call (including a second commit or
  *   abort, and pulling a scan opened inside it) fails locally with NOT_IN_TRANSACTION and sends
  *   nothing: the daemon forgets the transaction at commit/abort whatever the outcome.
+ * - A failed begin is the error of every call of the transaction (including commit): the
+ *   daemon never opened it, and its own answers would only say NOT_IN_TRANSACTION.
+ * - A commit applies every write request of the transaction or nothing: one refused here (an
+ *   argument error, nothing sent) or by the daemon makes the commit fail with
+ *   TXN_WRITE_FAILED, even if the write's promise was never awaited. Such a promise never
+ *   counts as an unhandled rejection (the commit reports it).
  * - A commit that fails for any reason leaves the state 'aborted' (nothing usable is left). With
- *   TXN_CONFLICT nothing was applied; with UNKNOWN_RESULT or TIMEOUT the outcome is unknown,
- *   and the error says so.
+ *   TXN_CONFLICT or TXN_WRITE_FAILED nothing was applied; with UNKNOWN_RESULT or TIMEOUT the
+ *   outcome is unknown, and the error says so.
  * - `await using txn = ...` (Symbol.asyncDispose) aborts a still-active transaction and never
  *   throws; committing inside the block is how its work is kept.
  */
 
-import { ToonDBError } from '../protocol/errors.js';
+import { ToonDBError, toToonDBError } from '../protocol/errors.js';
 import type { ServerLimits } from '../protocol/limits.js';
 import type { Isolation } from '../protocol/messages.js';
 import type { RequestMessage } from './connection.js';
-import { DataOperations, type DataRequest } from './operations.js';
+import { DataOperations, type DataOp, type DataRequest } from './operations.js';
 import type { ResultMap } from './pending.js';
 import { parseCommitTs } from './results.js';
 import type { ScanSource } from './scan.js';
@@ -33,27 +42,53 @@ export interface TransactionHost {
   readonly limits: ServerLimits;
 }
 
+const ignore = (): void => undefined;
+
+function isWrite(op: DataOp): boolean {
+  return op === 'put' || op === 'delete' || op === 'putBatch' || op === 'deleteBatch';
+}
+
 export class Transaction extends DataOperations {
   readonly #host: TransactionHost;
   #state: TransactionState = 'active';
   /** True from the moment commit() or abort() is called. */
   #ending = false;
+  /** The begin's reply until it has succeeded (then null: calls skip the check). */
+  #begin: Promise<unknown> | null;
+  /** Why the begin failed, once it has. */
+  #beginError: ToonDBError | null = null;
+  /** Write requests sent: the commit says it covers this many. */
+  #writesSent = 0;
+  /** The first write refused before it was sent (an argument error). */
+  #writeRefused: ToonDBError | null = null;
 
-  /** @internal created by IpcClient.beginTransaction. */
-  constructor(host: TransactionHost, readonly id: bigint, readonly isolation: Isolation) {
+  /** @internal created by IpcClient.beginTransaction with the begin request `begin` sent. */
+  constructor(host: TransactionHost, readonly id: bigint, readonly isolation: Isolation, begin: Promise<unknown>) {
     super();
     this.#host = host;
+    this.#begin = begin;
+    begin.then(
+      () => { this.#begin = null; },
+      (error: unknown) => { this.#beginError = toToonDBError(error); },
+    );
   }
 
   get state(): TransactionState {
     return this.#state;
   }
 
-  /** Commits; resolves with the commit timestamp. TransactionConflictError on TXN_CONFLICT. */
+  /** Commits; resolves with the commit timestamp. TransactionConflictError on TXN_CONFLICT;
+   * TXN_WRITE_FAILED (nothing applied) if a write request of the transaction failed. */
   async commit(): Promise<bigint> {
     this.#markEnding('commit');
     try {
-      const commitTs = parseCommitTs(await this.#host.request({ op: 'commit', txn: this.id }));
+      if (this.#writeRefused !== null) {
+        this.#request({ op: 'abort', txn: this.id }).catch(ignore);
+        const refused = this.#writeRefused;
+        throw new ToonDBError('TXN_WRITE_FAILED',
+          `transaction ${this.id} was aborted, not committed: one of its writes was refused before it was sent (${refused.code}: ${refused.message})`);
+      }
+      const commitTs = parseCommitTs(await this.#request({ op: 'commit', txn: this.id, writes: this.#writesSent }));
       this.#state = 'committed';
       return commitTs;
     } catch (error) {
@@ -64,9 +99,16 @@ export class Transaction extends DataOperations {
 
   /** Discards every write of the transaction. */
   async abort(): Promise<void> {
+    if (this.#beginError !== null && !this.#ending) {
+      this.#ending = true; // never opened: nothing to discard
+      this.#state = 'aborted';
+      return;
+    }
     this.#markEnding('abort');
     try {
-      await this.#host.request({ op: 'abort', txn: this.id });
+      await this.#request({ op: 'abort', txn: this.id });
+    } catch (error) {
+      if (this.#beginError === null) throw error; // else there was nothing to discard
     } finally {
       this.#state = 'aborted';
     }
@@ -75,14 +117,27 @@ export class Transaction extends DataOperations {
   /** Aborts if still active; never throws (for `await using` and cleanup paths). */
   async [Symbol.asyncDispose](): Promise<void> {
     if (this.#ending) return;
-    await this.abort().catch(() => undefined);
+    await this.abort().catch(ignore);
   }
 
   protected send<T = unknown>(request: DataRequest, map?: ResultMap<T>): Promise<T> {
     const refused = this.#refusal(request.op);
     if (refused) return Promise.reject(refused);
     request.txn = this.id;
-    return this.#host.request(request, map);
+    const reply = this.#request(request, map);
+    if (!isWrite(request.op)) return reply;
+    this.#writesSent += 1;
+    reply.catch(ignore); // a failure the caller leaves unawaited is reported by the commit
+    return reply;
+  }
+
+  protected override refuse(op: DataOp, error: unknown): Promise<never> {
+    const refused = Promise.reject(error);
+    if (isWrite(op)) {
+      this.#writeRefused ??= toToonDBError(error);
+      refused.catch(ignore);
+    }
+    return refused;
   }
 
   protected serverLimits(): ServerLimits {
@@ -94,22 +149,39 @@ export class Transaction extends DataOperations {
       open: (fields) => this.send({ op: 'scan', ...fields }),
       next: (cursor) => {
         const refused = this.#refusal('scanNext');
-        return refused ? Promise.reject(refused) : this.#host.request({ op: 'scanNext', cursor });
+        return refused ? Promise.reject(refused) : this.#request({ op: 'scanNext', cursor });
       },
       close: (cursor) => {
         if (this.#ending) return; // the daemon closed the cursor with the transaction
-        this.#host.request({ op: 'scanClose', cursor }).catch(() => undefined);
+        this.#host.request({ op: 'scanClose', cursor }).catch(ignore);
       },
     };
   }
 
+  /** Sends a request of this transaction; while the begin is unsettled, a failure is reported
+   * as the begin's if the begin failed. */
+  #request<T>(message: RequestMessage, map?: ResultMap<T>): Promise<T> {
+    const reply = this.#host.request(message, map);
+    const begin = this.#begin;
+    if (begin === null) return reply;
+    return reply.catch(async (error: unknown) => {
+      await begin.catch(ignore);
+      throw this.#beginError ?? error;
+    });
+  }
+
   #markEnding(op: 'commit' | 'abort'): void {
     const refused = this.#refusal(op);
+    if (refused === this.#beginError) {
+      this.#ending = true;
+      this.#state = 'aborted';
+    }
     if (refused) throw refused;
     this.#ending = true;
   }
 
   #refusal(op: string): ToonDBError | null {
+    if (this.#beginError !== null && !this.#ending) return this.#beginError;
     if (!this.#ending) return null;
     const where = this.#state === 'active' ? 'is being committed or aborted' : `is already ${this.#state}`;
     return new ToonDBError('NOT_IN_TRANSACTION', `transaction ${this.id} ${where}; ${op} refused`);

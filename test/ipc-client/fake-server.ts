@@ -145,8 +145,8 @@ export class FakeServer {
         return this.cursors.delete(Number(request.cursor)) ? { result: null } : { error: { code: 'CURSOR_NOT_FOUND', message: 'gone' } };
       case 'listPath':
         return { result: this.children(Buffer.from(request.prefix as Uint8Array)) };
-      case 'begin':
-        return { result: { txn: this.nextTxn++ } };
+      case 'begin': // the id the client chose (protocol 2), else one of ours
+        return { result: { txn: request.txn ?? this.nextTxn++ } };
       case 'commit':
         return { result: { commitTs: this.commitTs++ } };
       case 'abort':

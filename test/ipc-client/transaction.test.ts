@@ -3,7 +3,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { IpcClient, ToonDBError, TransactionConflictError, type Transaction } from '../../ipc-client/index.js';
 import { BACKOFF_MS_MAX, backoffDelayMs } from '../../ipc-client/retry.js';
-import { FakeServer, type Request } from './fake-server.js';
+import { FakeServer, NO_REPLY, type FakeConnection, type Request } from './fake-server.js';
 
 let server: FakeServer;
 let client: IpcClient;
@@ -47,8 +47,8 @@ describe('Transaction', () => {
 
   it('commit resolves with a bigint timestamp; afterwards every call fails locally', async () => {
     const txn = await client.beginTransaction({ isolation: 'snapshot' });
-    expect(server.ops('begin')[0].isolation).toBe('snapshot');
     await txn.put('a', '1');
+    expect(server.ops('begin')[0].isolation).toBe('snapshot');
     const commitTs = await txn.commit();
     expect(typeof commitTs).toBe('bigint');
     expect(server.ops('commit')[0].txn).toBe(txn.id);
@@ -97,6 +97,66 @@ describe('Transaction', () => {
       await txn.commit();
     }
     expect(server.ops('abort')).toHaveLength(1);
+  });
+
+  it('chooses its id and sends its requests right behind the begin, before its reply', async () => {
+    let held: { connection: FakeConnection; id: number } | undefined;
+    server.script = (request, connection) => {
+      if (request.op !== 'begin' || held) return undefined;
+      held = { connection, id: request.id };
+      return NO_REPLY;
+    };
+    const txn = await client.beginTransaction();
+    const got = txn.get('a');
+    await expect.poll(() => server.ops('get').length).toBe(1);
+    expect(server.ops('begin')[0].txn).toBe(Number(txn.id));
+    expect(server.ops('get')[0].txn).toBe(txn.id);
+    held!.connection.reply(held!.id, { txn: txn.id });
+    await expect(got).resolves.toBeNull();
+    const next = await client.beginTransaction();
+    expect(next.id).toBe(txn.id + 1n);
+  });
+
+  it('a failed begin is the error of every later call, which sends nothing', async () => {
+    server.script = (request) => {
+      if (request.op === 'begin') return { error: { code: 'LIMIT_EXCEEDED', message: 'too many' } };
+      if (request.txn !== undefined) return { error: { code: 'NOT_IN_TRANSACTION', message: 'unknown' } };
+      return undefined;
+    };
+    const txn = await client.beginTransaction();
+    await expect(txn.get('a')).rejects.toMatchObject({ code: 'LIMIT_EXCEEDED' });
+    const sent = server.requests.length;
+    await expect(txn.put('a', '1')).rejects.toMatchObject({ code: 'LIMIT_EXCEEDED' });
+    await expect(txn.commit()).rejects.toMatchObject({ code: 'LIMIT_EXCEEDED' });
+    expect(txn.state).toBe('aborted');
+    await expect(txn.abort()).rejects.toMatchObject({ code: 'NOT_IN_TRANSACTION' });
+    expect(server.requests.length).toBe(sent);
+    const other = await client.beginTransaction();
+    await expect(other.abort()).resolves.toBeUndefined(); // nothing to discard
+  });
+
+  it('commit names the write requests it covers, awaited or not', async () => {
+    const txn = await client.beginTransaction();
+    void txn.put('a', '1');
+    void txn.putBatch([['b', '2'], ['c', '3']]);
+    void txn.deletePath('p/q');
+    await txn.get('a');
+    await txn.commit();
+    expect(server.ops('commit')[0]).toMatchObject({ txn: txn.id, writes: 3 });
+  });
+
+  it('a write refused before it was sent makes the commit abort with TXN_WRITE_FAILED', async () => {
+    const txn = await client.beginTransaction();
+    const tooLong = 'k'.repeat(client.serverInfo.limits.keyBytesMax + 1);
+    void txn.put(tooLong, 'v'); // never awaited: no unhandled rejection, the commit reports it
+    await txn.put('ok', 'v');
+    const error = await txn.commit().catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'TXN_WRITE_FAILED' });
+    expect((error as Error).message).toMatch(/KEY_TOO_LARGE/);
+    expect(txn.state).toBe('aborted');
+    await expect.poll(() => server.ops('abort').length).toBe(1);
+    expect(server.ops('commit')).toHaveLength(0);
+    await expect(txn.put('ok', 'v')).rejects.toMatchObject({ code: 'NOT_IN_TRANSACTION' });
   });
 
   it('client.commit / client.abort take a bigint id', async () => {
