@@ -11,7 +11,8 @@
 import { createServer } from 'node:net';
 import { Packr } from 'msgpackr';
 
-const HELLO = { protocol: 1, server: 'echo', connectionId: 1, limits: {} };
+/** The hello result, in the protocol version the client asked for (as toondbd answers). */
+const hello = (protocol) => ({ protocol, server: 'echo', connectionId: 1, limits: {} });
 createServer((socket) => {
   const packr = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType: 'bigint' });
   let pending = Buffer.alloc(0);
@@ -21,8 +22,8 @@ createServer((socket) => {
     let at = 0;
     while (pending.length - at >= 4 && pending.length - at - 4 >= pending.readUInt32BE(at)) {
       const end = at + 4 + pending.readUInt32BE(at);
-      const { id, op } = packr.unpack(pending.subarray(at + 4, end));
-      const body = packr.pack({ id, result: op === 'hello' ? HELLO : null });
+      const { id, op, protocol } = packr.unpack(pending.subarray(at + 4, end));
+      const body = packr.pack({ id, result: op === 'hello' ? hello(protocol) : null });
       const head = Buffer.allocUnsafe(4);
       head.writeUInt32BE(body.length);
       out.push(head, body);
