@@ -104,6 +104,11 @@ export class IpcClient extends DataOperations {
     return this;
   }
 
+  /**
+   * Begins a transaction. Resolves at once, without waiting for the daemon: the begin goes out
+   * with the transaction's first request, and if the daemon refuses it (LIMIT_EXCEEDED, ...)
+   * that error is the first call's (see Transaction).
+   */
   async beginTransaction(options: BeginOptions = {}): Promise<Transaction> {
     const isolation = options.isolation ?? 'serializable';
     if (!ISOLATIONS.includes(isolation)) {
