@@ -72,6 +72,12 @@ export class HandleRegistry {
     return this.entries.delete(id);
   }
 
+  /** Deletes `id` if it still names engine handle `handle` (a client may reuse a finished
+   * transaction's id, so a late result about the old one must not drop the new one). */
+  forget(id: number, handle: number | undefined): void {
+    if (this.entries.get(id)?.handle === handle) this.entries.delete(id);
+  }
+
   wasExpired(id: number): boolean {
     return this.expired.has(id);
   }

@@ -43,7 +43,7 @@ export function finish(req: DataRequest, result: EngineResult, scope: SessionSco
   switch (req.op) {
     case 'get': case 'exists': case 'put': case 'delete':
     case 'getBatch': case 'putBatch': case 'deleteBatch':
-      return finishKv(req, result, scope);
+      return finishKv(req, result, scope, op);
     case 'scan': case 'scanNext': case 'scanClose': case 'listPath':
       return finishScan(req, result, scope);
     case 'begin': case 'commit': case 'abort':

@@ -9,7 +9,7 @@
  * request order; TTLs travel to the engine in milliseconds.
  */
 
-import { OpKind, type EngineResult } from '../../engine/types.js';
+import { OpKind, type EngineOp, type EngineResult } from '../../engine/types.js';
 import type { RequestOf } from '../../protocol/messages.js';
 import { bindTxn, engineError, fail, ok, type Outcome, type Prepared, type SessionScope } from './scope.js';
 
@@ -40,12 +40,12 @@ export function prepareKv(req: KvRequest, scope: SessionScope): Prepared {
   }
 }
 
-export function finishKv(req: KvRequest, result: EngineResult, scope: SessionScope): Outcome {
+export function finishKv(req: KvRequest, result: EngineResult, scope: SessionScope, op: EngineOp): Outcome {
   const error = engineError(result);
   if (error) {
     if (req.txn !== undefined && (error.code === 'TXN_TOO_LARGE' || error.code === 'NOT_IN_TRANSACTION')) {
       // The engine has dropped the transaction; forget it here too.
-      scope.txns.delete(Number(req.txn));
+      scope.txns.forget(Number(req.txn), op.txn);
     }
     return fail(error);
   }

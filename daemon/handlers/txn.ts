@@ -57,7 +57,7 @@ export function finishTxn(req: TxnRequest, result: EngineResult, scope: SessionS
     case 'begin': {
       const id = req.txn ?? BigInt(op.txn ?? 0);
       if (error) {
-        scope.txns.delete(Number(id));
+        scope.txns.forget(Number(id), op.txn);
         return fail(error);
       }
       return ok({ txn: id });

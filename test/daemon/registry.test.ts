@@ -1,0 +1,52 @@
+// The per-connection handle registry: ids (as the connection names a handle) against engine
+// handles, the per-connection maximum, idle expiry, and a late result about a finished
+// transaction whose id a client has already chosen again.
+import { describe, expect, it } from 'vitest';
+import { HandleRegistry } from '../../daemon/registry.js';
+
+describe('HandleRegistry', () => {
+  it('keys transactions by the id their client chose and resolves them to engine handles', () => {
+    const txns = new HandleRegistry(2, 1_000);
+    expect(txns.add(5, 101, 0)).toBe(true);
+    expect(() => txns.add(5, 104, 0)).toThrow(/invariant/); // callers check has() first
+    expect(txns.add(6, 102, 0)).toBe(true);
+    expect(txns.add(7, 103, 0)).toBe(false); // at the max
+    expect(txns.touch(5, 10)?.handle).toBe(101);
+    expect(txns.takeAll().sort()).toEqual([101, 102]);
+    expect(txns.size).toBe(0);
+  });
+
+  it('a late result about a finished transaction does not drop the one that reuses its id', () => {
+    const txns = new HandleRegistry(4, 1_000);
+    txns.add(5, 101, 0);
+    txns.delete(5); // committed
+    txns.add(5, 102, 0); // the client chose 5 again
+    txns.forget(5, 101); // e.g. the old one's write failed with NOT_IN_TRANSACTION
+    expect(txns.touch(5, 0)?.handle).toBe(102);
+    txns.forget(5, 102);
+    expect(txns.has(5)).toBe(false);
+  });
+
+  it('expires idle entries by id, returns their handles, and forgets the mark when an id is reused', () => {
+    const txns = new HandleRegistry(4, 1_000);
+    txns.add(5, 101, 0);
+    txns.add(6, 102, 900);
+    expect(txns.takeIdle(1_500)).toEqual([101]);
+    expect(txns.wasExpired(5)).toBe(true);
+    expect(txns.has(6)).toBe(true);
+    txns.add(5, 103, 1_500);
+    expect(txns.wasExpired(5)).toBe(false);
+  });
+
+  it('reserves cursor slots against the same maximum and registers a cursor under its handle', () => {
+    const cursors = new HandleRegistry(2, 1_000);
+    expect(cursors.reserve()).toBe(true);
+    expect(cursors.reserve()).toBe(true);
+    expect(cursors.reserve()).toBe(false);
+    cursors.settle(9, 0, 5);
+    cursors.settle(undefined, 0); // the scan finished in its first batch
+    expect(cursors.touch(9, 0)).toMatchObject({ handle: 9, txn: 5 });
+    expect(cursors.takeWhere((entry) => entry.txn === 5)).toEqual([9]);
+    expect(cursors.size).toBe(0);
+  });
+});
