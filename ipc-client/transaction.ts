@@ -27,7 +27,7 @@
 
 import { ToonDBError, toToonDBError } from '../protocol/errors.js';
 import type { ServerLimits } from '../protocol/limits.js';
-import type { Isolation } from '../protocol/messages.js';
+import { isWriteOp, type Isolation } from '../protocol/messages.js';
 import type { RequestMessage } from './connection.js';
 import { DataOperations, type DataOp, type DataRequest } from './operations.js';
 import type { ResultMap } from './pending.js';
@@ -43,10 +43,6 @@ export interface TransactionHost {
 }
 
 const ignore = (): void => undefined;
-
-function isWrite(op: DataOp): boolean {
-  return op === 'put' || op === 'delete' || op === 'putBatch' || op === 'deleteBatch';
-}
 
 export class Transaction extends DataOperations {
   readonly #host: TransactionHost;
@@ -125,7 +121,7 @@ export class Transaction extends DataOperations {
     if (refused) return Promise.reject(refused);
     request.txn = this.id;
     const reply = this.#request(request, map);
-    if (!isWrite(request.op)) return reply;
+    if (!isWriteOp(request.op)) return reply;
     this.#writesSent += 1;
     reply.catch(ignore); // a failure the caller leaves unawaited is reported by the commit
     return reply;
@@ -133,7 +129,7 @@ export class Transaction extends DataOperations {
 
   protected override refuse(op: DataOp, error: unknown): Promise<never> {
     const refused = Promise.reject(error);
-    if (isWrite(op)) {
+    if (isWriteOp(op)) {
       this.#writeRefused ??= toToonDBError(error);
       refused.catch(ignore);
     }

@@ -46,6 +46,11 @@ export type OpName = keyof typeof OP_FAMILIES;
 export type OpFamily = (typeof OP_FAMILIES)[OpName];
 export const OP_NAMES = Object.freeze(Object.keys(OP_FAMILIES)) as readonly OpName[];
 
+/** The write requests: what a `commit`'s `writes` count covers (PROTOCOL.md, `commit`). */
+export function isWriteOp(op: OpName): boolean {
+  return op === 'put' || op === 'delete' || op === 'putBatch' || op === 'deleteBatch';
+}
+
 export function isOpName(value: unknown): value is OpName {
   return typeof value === 'string' && Object.prototype.hasOwnProperty.call(OP_FAMILIES, value);
 }
