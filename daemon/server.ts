@@ -284,10 +284,16 @@ export class Daemon implements DaemonContext {
   }
 }
 
+/**
+ * JSON lines on stdout, written synchronously: the daemon logs per connection and per event,
+ * never per request, so a line costs one write(2), and in exchange a line is out before the
+ * reply that follows it, and a fatal line is never lost in a buffer to a crash. A stdout that
+ * stops being read stalls the daemon instead of growing a buffer without bound.
+ */
 export function createLogger(config: Pick<DaemonConfig, 'logLevel'>): Logger {
   return pino({
     level: config.logLevel,
     base: { pid: process.pid, name: 'toondbd' },
     timestamp: pino.stdTimeFunctions.isoTime,
-  });
+  }, pino.destination({ dest: 1, sync: true }));
 }
