@@ -144,6 +144,14 @@ export class TestDaemon {
     return this.logs.filter((line) => line.msg === message);
   }
 
+  /**
+   * The fatal "storage failed" alarms received so far. Log lines reach this process through a
+   * pipe of their own, so one can arrive after a reply the daemon sent later: poll for it.
+   */
+  storageAlarms(): LogLine[] {
+    return this.logs.filter((line) => line.level === 60 && String(line.msg).startsWith('storage failed'));
+  }
+
   async dispose(): Promise<void> {
     if (this.proc) await this.stop('SIGKILL');
     rmSync(this.dir, { recursive: true, force: true });

@@ -173,9 +173,9 @@ describe.skipIf(skipReason !== null)('disk full', () => {
       if (again !== 'accepted') expect(FAIL_CODES).toContain(again);
       else acked.set('while-full', 'x');
 
-      // One loud line (fatal), not one per failing request.
-      const alarms = daemon.logs.filter((l) => l.level === 60 && String(l.msg).startsWith('storage failed'));
-      expect(alarms, 'a failed journal write must be logged at fatal level, once').toHaveLength(1);
+      // One loud line (fatal), not one per failing request (counted again once the daemon
+      // has exited and flushed its log).
+      await expect.poll(() => daemon.storageAlarms().length, { timeout: 5_000, message: 'a failed journal write must be logged at fatal level' }).toBe(1);
 
       // Reads while full: every acknowledged key, with its value.
       const reads = await verifyAll(client, acked).then((wrong) => (wrong.length ? `${wrong.length} wrong` : 'ok'), codeOf);
@@ -198,6 +198,7 @@ describe.skipIf(skipReason !== null)('disk full', () => {
       const failedSteps = daemon.logs.filter((l) => l.msg === 'shutdown step failed').map((l) => `${String(l.step)}: ${String((l.err as { code?: string })?.code)}`);
       notes.push(`graceful stop exit ${exit}${failedSteps.length ? ` (failed steps: ${failedSteps.join(', ')})` : ''}`);
       expect(exit, 'a stop after a storage failure must not report success to the service manager').toBe(1);
+      expect(daemon.storageAlarms(), 'a failed journal write must be logged at fatal level, once').toHaveLength(1);
       await daemon.start();
       const fresh = await IpcClient.connect(daemon.socketPath);
       expect(await verifyAll(fresh, acked), 'acknowledged writes missing or wrong after restart').toEqual([]);

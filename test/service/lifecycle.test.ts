@@ -52,7 +52,7 @@ describe('daemon lifecycle', () => {
     await daemon.kill();
     expect(existsSync(daemon.socketPath)).toBe(true); // left behind by the crash
     await daemon.start();
-    expect(daemon.logged('replaced stale socket left by a daemon that died')).toHaveLength(1);
+    await expect.poll(() => daemon.logged('replaced stale socket left by a daemon that died').length, { timeout: 5_000 }).toBe(1);
     const again = await IpcClient.connect(daemon.socketPath);
     expect((await again.get('survivor'))?.toString()).toBe('yes');
     await again.close();

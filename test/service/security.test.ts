@@ -50,7 +50,8 @@ describe('socket security', () => {
     chmodSync(daemon.socketPath, 0o666); // file mode would stop the peer first; test the allow-list itself
     const asNobody = () => execa('node', ['--input-type=module', '-e', PROBE], { uid: NOBODY_UID, gid: NOBODY_UID, env: { CLIENT_MODULE, SOCKET: daemon.socketPath }, reject: false });
     expect((await asNobody()).stdout).toBe('ACCESS_DENIED');
-    expect(daemon.logs.some((l) => l.msg === 'refused peer not on the allow-list' && (l.peer as { uid: number }).uid === NOBODY_UID)).toBe(true);
+    // Log lines reach this process through a pipe of their own: they can trail the reply.
+    await expect.poll(() => daemon.logs.some((l) => l.msg === 'refused peer not on the allow-list' && (l.peer as { uid: number }).uid === NOBODY_UID), { timeout: 5_000 }).toBe(true);
 
     const allowed = await startDaemon({ dir: makeTempDir(), args: ['--allow-uid', String(NOBODY_UID)] });
     daemons.push(allowed);
@@ -65,6 +66,7 @@ describe('socket security', () => {
     const daemon = await startDaemon();
     daemons.push(daemon);
     await execa('node', ['--input-type=module', '-e', PROBE], { env: { CLIENT_MODULE, SOCKET: daemon.socketPath } });
+    await expect.poll(() => daemon.logged('connection opened').length, { timeout: 5_000 }).toBeGreaterThan(0);
     const opened = daemon.logs.find((l) => l.msg === 'connection opened');
     expect(opened?.peer).toMatchObject({ uid: process.getuid!(), gid: expect.any(Number), pid: expect.any(Number) });
   });
