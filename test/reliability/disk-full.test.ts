@@ -174,7 +174,7 @@ describe.skipIf(skipReason !== null)('disk full', () => {
       else acked.set('while-full', 'x');
 
       // One loud line (fatal), not one per failing request (counted again once the daemon
-      // has exited and flushed its log).
+      // has exited and all its output has been read).
       await expect.poll(() => daemon.storageAlarms().length, { timeout: 5_000, message: 'a failed journal write must be logged at fatal level' }).toBe(1);
 
       // Reads while full: every acknowledged key, with its value.
