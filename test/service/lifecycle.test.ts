@@ -1,7 +1,7 @@
 // toondbd as a service: status exit codes, one daemon per data dir and per socket (also right
 // after kill -9), stale-socket recovery, graceful SIGTERM under load, SIGHUP without dropping
-// clients, config validation, and stop.
-import { existsSync, writeFileSync } from 'node:fs';
+// clients, a stdout whose reader went away, config validation, and stop.
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
@@ -139,6 +139,37 @@ describe('daemon lifecycle', () => {
     expect(result.exitCode).toBe(0);
     expect(await daemon.waitForExit()).toBe(0);
     expect((await toondbd(['stop', '--socket', daemon.socketPath])).exitCode).toBe(3);
+  });
+
+  it('keeps serving when the reader of its stdout goes away, and still stops cleanly', async () => {
+    // Its log lines are written synchronously (daemon/server.ts createLogger): a write to a
+    // stdout nobody reads any more fails (EPIPE) and must not take the daemon down.
+    const dir = makeTempDir();
+    const socketPath = join(dir, 'd.sock');
+    const proc = execa('node', [TOONDBD_BIN, 'start', '--socket', socketPath, '--data-dir', join(dir, 'data'), '--log-level', 'info'], {
+      reject: false, buffer: false, stdin: 'ignore', stdout: 'pipe',
+    });
+    try {
+      await new Promise((resolve) => proc.stdout!.once('data', resolve));
+      await expect.poll(() => existsSync(socketPath), { timeout: 10_000 }).toBe(true);
+      proc.stdout!.destroy();
+      for (let i = 0; i < 5; i++) {
+        // Each connection logs when it opens and closes.
+        const client = await IpcClient.connect(socketPath);
+        await client.put(`k${i}`, 'v');
+        await client.close();
+      }
+      const client = await IpcClient.connect(socketPath);
+      expect((await client.get('k4'))?.toString()).toBe('v');
+      await client.close();
+      expect(proc.exitCode).toBeNull();
+      proc.kill('SIGTERM');
+      expect((await proc).exitCode).toBe(0);
+    } finally {
+      proc.kill('SIGKILL');
+      await proc;
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('rejects an over-long socket path and invalid configuration with exit 2 and one line', async () => {
