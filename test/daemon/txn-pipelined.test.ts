@@ -1,30 +1,20 @@
 // Pipelined transactions (protocol 2): the client chooses a transaction's id, so its requests
 // follow the begin without waiting; a commit names the write requests it covers, so writes need
 // not be awaited either, and a commit never passes over a write that failed.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IpcClient } from '../../ipc-client/index.js';
+import { describe, expect, it } from 'vitest';
 import { TXN_ID_CHOSEN_MAX } from '../../protocol/limits.js';
-import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { suiteClient } from '../helpers/daemon.js';
 import { RawPeer } from '../helpers/raw.js';
 
 type Message = Record<string, unknown> & { id: number; error?: { code: string; message: string }; result?: unknown };
 
 describe('pipelined transactions', () => {
-  let daemon: TestDaemon;
-  let client: IpcClient;
-
-  beforeAll(async () => {
-    daemon = await startDaemon();
-    client = await IpcClient.connect(daemon.socketPath);
-  });
-  afterAll(async () => {
-    await client?.close();
-    await daemon?.dispose();
-  });
+  const suite = suiteClient();
+  const client = () => suite.client();
 
   /** Sends `requests` (after hello, id 1) in ONE socket write and returns the replies by id. */
   async function exchange(requests: Record<string, unknown>[], protocol = 2): Promise<Map<number, Message>> {
-    const peer = await RawPeer.open(daemon.socketPath);
+    const peer = await RawPeer.open(suite.daemon().socketPath);
     try {
       const frames = [{ id: 1, op: 'hello', protocol }, ...requests].map((message) => peer.codec.encode(message));
       peer.send(Buffer.concat(frames));
@@ -51,16 +41,16 @@ describe('pipelined transactions', () => {
     expect(typeof (replies.get(6)?.result as { commitTs: unknown }).commitTs).toBe('bigint');
     expect(Number((replies.get(7)?.result as { txn: bigint }).txn)).toBe(5);
     expect(replies.get(8)?.error).toBeUndefined();
-    expect((await client.getBatch(['pipe/a', 'pipe/b'])).map((v) => v?.toString())).toEqual(['1', '2']);
+    expect((await client().getBatch(['pipe/a', 'pipe/b'])).map((v) => v?.toString())).toEqual(['1', '2']);
   });
 
   it('a commit covering a write that failed aborts, and applies nothing', async () => {
-    const tooLong = Buffer.alloc(client.serverInfo.limits.keyBytesMax + 1, 0x61);
+    const tooLong = Buffer.alloc(client().serverInfo.limits.keyBytesMax + 1, 0x61);
     const replies = await exchange([
       { id: 2, op: 'begin', txn: 9 },
       { id: 3, op: 'put', txn: 9, key: Buffer.from('fail/a'), value: Buffer.from('1') },
       { id: 4, op: 'put', txn: 9, key: tooLong, value: Buffer.from('1') }, // refused by validation
-      { id: 5, op: 'put', txn: 9, key: Buffer.from('fail/b'), value: Buffer.alloc(client.serverInfo.limits.valueBytesMax + 1) },
+      { id: 5, op: 'put', txn: 9, key: Buffer.from('fail/b'), value: Buffer.alloc(client().serverInfo.limits.valueBytesMax + 1) },
       { id: 6, op: 'commit', txn: 9, writes: 3 },
       { id: 7, op: 'begin', txn: 10 },
       { id: 8, op: 'put', txn: 10, key: Buffer.from('fail/c'), value: Buffer.from('1') },
@@ -71,8 +61,8 @@ describe('pipelined transactions', () => {
     expect(replies.get(6)?.error?.code).toBe('TXN_WRITE_FAILED');
     expect(replies.get(6)?.error?.message).toMatch(/3 write requests, but 1 of them were applied/);
     expect(replies.get(9)?.error?.code).toBe('TXN_WRITE_FAILED');
-    expect(await client.getBatch(['fail/a', 'fail/b', 'fail/c'])).toEqual([null, null, null]);
-    await expect.poll(async () => (await client.stats()).transactions.active).toBe(0);
+    expect(await client().getBatch(['fail/a', 'fail/b', 'fail/c'])).toEqual([null, null, null]);
+    await expect.poll(async () => (await client().stats()).transactions.active).toBe(0);
   });
 
   it('refuses a chosen id that is open, zero or too large; its own ids avoid the chosen ones', async () => {
@@ -103,25 +93,25 @@ describe('pipelined transactions', () => {
   });
 
   it('64 concurrent read-modify-writes with unawaited puts on one connection end exact', async () => {
-    await client.put('pipe/counter', '0');
-    await Promise.all(Array.from({ length: 64 }, () => client.withTransaction(async (txn) => {
+    await client().put('pipe/counter', '0');
+    await Promise.all(Array.from({ length: 64 }, () => client().withTransaction(async (txn) => {
       const n = Number((await txn.get('pipe/counter'))?.toString());
       void txn.put('pipe/counter', String(n + 1)); // the commit checks that it was applied
     }, { retries: 1000, backoffMs: 1 })));
-    expect((await client.get('pipe/counter'))?.toString()).toBe('64');
+    expect((await client().get('pipe/counter'))?.toString()).toBe('64');
   });
 
   it('a failed begin is the error of every call of its transaction', async () => {
-    const max = client.serverInfo.limits.txnsPerConnectionMax;
-    const open = await Promise.all(Array.from({ length: max }, () => client.beginTransaction()));
-    const over = await client.beginTransaction(); // sent at once: its failure arrives later
+    const max = client().serverInfo.limits.txnsPerConnectionMax;
+    const open = await Promise.all(Array.from({ length: max }, () => client().beginTransaction()));
+    const over = await client().beginTransaction(); // sent at once: its failure arrives later
     await expect(over.get('pipe/x')).rejects.toMatchObject({ code: 'LIMIT_EXCEEDED' });
     await expect(over.put('pipe/x', '1')).rejects.toMatchObject({ code: 'LIMIT_EXCEEDED' });
     await expect(over.commit()).rejects.toMatchObject({ code: 'LIMIT_EXCEEDED' });
     expect(over.state).toBe('aborted');
-    await expect(client.withTransaction(async (txn) => txn.get('pipe/x'))).rejects.toMatchObject({ code: 'LIMIT_EXCEEDED' });
+    await expect(client().withTransaction(async (txn) => txn.get('pipe/x'))).rejects.toMatchObject({ code: 'LIMIT_EXCEEDED' });
     await Promise.all(open.map((txn) => txn.abort()));
-    expect(await client.get('pipe/x')).toBeNull();
-    await expect(client.withTransaction(async (txn) => txn.get('pipe/x'))).resolves.toBeNull();
+    expect(await client().get('pipe/x')).toBeNull();
+    await expect(client().withTransaction(async (txn) => txn.get('pipe/x'))).resolves.toBeNull();
   });
 });
