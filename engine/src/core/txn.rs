@@ -83,6 +83,13 @@ struct Started {
 /// oracle (`Store::write_batch`); that is the whole purpose of the count.
 pub struct LiveTxn(Arc<AtomicU64>);
 
+/// Counts a writer that is not a client transaction (the TTL sweep) as live, for as long as the
+/// returned guard lives; it must take its snapshot under the commit lock after this returns.
+pub fn hold_live(store: &Store) -> LiveTxn {
+    store.txns.live.fetch_add(1, Ordering::SeqCst);
+    LiveTxn(store.txns.live.clone())
+}
+
 impl Drop for LiveTxn {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
@@ -216,8 +223,7 @@ pub fn begin(store: &Store, isolation: Isolation, id: Option<u64>) -> EngineResu
         }
         None => store.txns.next.fetch_add(1, Ordering::SeqCst) + 1,
     };
-    store.txns.live.fetch_add(1, Ordering::SeqCst);
-    let live = Some(LiveTxn(store.txns.live.clone()));
+    let live = Some(hold_live(store));
     let state = TxnState { overlay, started: None, bytes: 0, writes: 0, write_ops: 0, written: Vec::new(), live };
     open.insert(id, Arc::new(Mutex::new(Some(state))));
     Ok(id)
