@@ -16,8 +16,11 @@
 //!   bytes in the OS page cache of the journal that was active then, whose id is at most the
 //!   active id resolved here. A lower journal was sealed by a rotation, which fsynced it first;
 //!   the active one is fdatasynced here.
-//! - One journal descriptor is kept open at a time; a superseded one is closed (a journal fjall
-//!   deletes after a flush stays valid to fsync through the open descriptor, with no effect).
+//! - One journal descriptor is kept open at a time; a superseded one is closed.
+//! - The active journal is found by stepping on from the last one synced (`id + 1`, `id + 2`,
+//!   ...), or by a listing once that one is gone: fjall deletes flushed journals oldest first,
+//!   so two rotations between syncs can leave a gap the steps cannot cross. An fsync through
+//!   the descriptor of a deleted journal would succeed and cover nothing.
 
 use super::error::{EngineError, EngineResult};
 use std::fs::File;
@@ -44,17 +47,43 @@ impl ActiveJournal {
     /// fdatasyncs the active journal (see the header for what this covers).
     pub fn sync_data(&self) -> EngineResult<()> {
         let mut open = self.open.lock().map_err(|_| EngineError::Internal("journal descriptor lock poisoned".into()))?;
-        let id = match open.as_ref() {
-            Some(current) => self.newest_from(current.id),
-            None => self.newest_listed()?,
-        };
-        if open.as_ref().map(|current| current.id) != Some(id) {
-            let path = self.path_of(id);
-            let file = File::open(&path).map_err(|e| EngineError::from_io(&format!("opening journal {}", path.display()), &e))?;
-            *open = Some(Open { id, file });
+        let mut listed = false;
+        loop {
+            let id = match open.as_ref() {
+                Some(current) if !listed => self.newest_from(current.id),
+                _ => self.newest_listed()?,
+            };
+            // fjall deletes sealed journals oldest first once they are flushed, so a gap after
+            // the last journal synced shows as that journal gone: the steps above stopped short,
+            // and only a listing finds the active one. A journal deleted between the listing and
+            // the open below was sealed (fsynced) by then: list again.
+            if !self.path_of(id).exists() {
+                listed = Self::list_again(listed, id)?;
+                continue;
+            }
+            if open.as_ref().map(|current| current.id) != Some(id) {
+                let path = self.path_of(id);
+                match File::open(&path) {
+                    Ok(file) => *open = Some(Open { id, file }),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        listed = Self::list_again(listed, id)?;
+                        continue;
+                    }
+                    Err(e) => return Err(EngineError::from_io(&format!("opening journal {}", path.display()), &e)),
+                }
+            }
+            let current = open.as_ref().expect("a journal descriptor was just opened");
+            return current.file.sync_data().map_err(|e| EngineError::from_io(&format!("fsync of journal {}", self.path_of(id).display()), &e));
         }
-        let current = open.as_ref().expect("a journal descriptor was just opened");
-        current.file.sync_data().map_err(|e| EngineError::from_io(&format!("fsync of journal {}", self.path_of(id).display()), &e))
+    }
+
+    /// Whether to resolve the active journal by a listing next; fails if a listing already
+    /// named a journal that is gone (fjall deleted the active journal: it should never).
+    fn list_again(listed: bool, id: u64) -> EngineResult<bool> {
+        if listed {
+            return Err(EngineError::Corruption(format!("the newest journal ({id}{JOURNAL_SUFFIX}) vanished while it was being fsynced")));
+        }
+        Ok(true)
     }
 
     /// The id of the journal the last sync went through.
@@ -115,5 +144,26 @@ mod tests {
         std::fs::write(dir.path().join("9.jnl"), b"").unwrap();
         journal.sync_data().unwrap();
         assert_eq!(journal.synced_id(), Some(9));
+    }
+
+    // Regression: two rotations between two syncs, with fjall deleting the flushed journals
+    // oldest first. Stepping on from the last journal synced found no `id + 1` and kept
+    // fsyncing the deleted file (through its open descriptor) while reporting writes in the
+    // active journal durable.
+    #[test]
+    fn finds_the_active_journal_after_the_last_one_synced_was_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = ActiveJournal::new(dir.path());
+        std::fs::write(dir.path().join("4.jnl"), b"a").unwrap();
+        journal.sync_data().unwrap();
+        assert_eq!(journal.synced_id(), Some(4));
+        std::fs::write(dir.path().join("5.jnl"), b"b").unwrap();
+        std::fs::write(dir.path().join("6.jnl"), b"c").unwrap();
+        std::fs::remove_file(dir.path().join("4.jnl")).unwrap();
+        std::fs::remove_file(dir.path().join("5.jnl")).unwrap();
+        journal.sync_data().unwrap();
+        assert_eq!(journal.synced_id(), Some(6));
+        std::fs::remove_file(dir.path().join("6.jnl")).unwrap();
+        assert!(matches!(journal.sync_data(), Err(EngineError::Corruption(_))), "no journal left is not a silent success");
     }
 }
