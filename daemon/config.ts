@@ -16,6 +16,7 @@ import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import {
   DEFAULT_SERVER_LIMITS,
+  brokenLimitRelation,
   SOCKET_PATH_BYTES_MAX,
   SYNC_INTERVAL_MS_DEFAULT,
   SYNC_INTERVAL_MS_MAX,
@@ -126,6 +127,8 @@ function resolveLimits(input: ConfigInput['limits']): ServerLimits {
     // asserted against each other in protocol/limits.ts.
     limits[key] = toInt(value as number, `limits.${name}`, 1, DEFAULT_SERVER_LIMITS[key]);
   }
+  const broken = brokenLimitRelation(limits);
+  if (broken !== null) throw invalid(`limits do not fit together: ${broken}`);
   return limits;
 }
 

@@ -6,16 +6,18 @@
  * (protocol/simple-frames.ts) are written straight into the outgoing buffer; others, and every
  * error, are encoded by the codec. Records each reply's latency, the bytes sent and the errors.
  *
- * Invariants: every reply becomes exactly one frame; a result the codec cannot encode becomes
- * that request's coded error instead of failing the batch; nothing here closes the socket (the
+ * Invariants: every reply becomes exactly one frame, never over frameBytesMax; a result the
+ * codec cannot encode (or too large a one, which the limits rule out) becomes that request's
+ * coded error instead of failing the batch; nothing here closes the socket (the
  * session decides what to do about a reader that falls behind).
  */
 
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { MessageCodec } from '../protocol/codec.js';
-import { toToonDBError, type ToonDBError } from '../protocol/errors.js';
+import { toToonDBError, ToonDBError } from '../protocol/errors.js';
 import { writeFrames } from '../protocol/frame.js';
+import { FRAME_HEADER_BYTES } from '../protocol/limits.js';
 import { encodableResult } from '../protocol/packed-array.js';
 import { simpleReplyBytes, writeSimpleReply, type SimpleResult } from '../protocol/simple-frames.js';
 import type { Counters } from './counters.js';
@@ -38,6 +40,7 @@ export function writeReplies(socket: Socket, replies: Reply[], codec: MessageCod
     const reply = replies[i];
     counters.latency.record(now - reply.receivedAt);
     let bytes = reply.outcome.ok ? simpleReplyBytes(reply.id, reply.outcome.result) : -1;
+    if (bytes - FRAME_HEADER_BYTES > codec.frameBytesMax) bytes = -1; // the codec refuses it, below
     let frame: Buffer | null = null;
     if (bytes < 0) {
       frame = encodeReply(reply, codec, counters);
@@ -63,7 +66,10 @@ function encodeReply(reply: Reply, codec: MessageCodec, counters: Counters): Buf
     try {
       return codec.encode({ id: reply.id, result: encodableResult(reply.outcome.result) });
     } catch (error) {
-      reply = { ...reply, outcome: fail(toToonDBError(error)) };
+      const coded = toToonDBError(error);
+      // Every reply is bounded to fit a frame (protocol/limits.ts): one that does not is a bug,
+      // reported to its request alone; the client must never receive a frame it refuses.
+      reply = { ...reply, outcome: fail(coded.code === 'FRAME_TOO_LARGE' ? new ToonDBError('INTERNAL', `invariant: ${coded.message}`) : coded) };
     }
   }
   counters.requestErrors += 1;

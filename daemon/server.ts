@@ -102,6 +102,7 @@ export class Daemon implements DaemonContext {
         valueBytesMax: config.limits.valueBytesMax,
         txnBytesMax: config.limits.txnBytesMax,
         batchItemsMax: config.limits.batchItemsMax,
+        batchBytesMax: config.limits.batchBytesMax,
       });
       engine = opened;
       log.info({ ...opened.recovery, seqno: String(opened.recovery.seqno), openMs: Date.now() - openedAt, dataDir: config.dataDir },

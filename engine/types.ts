@@ -154,6 +154,8 @@ export interface EngineOpenOptions {
   valueBytesMax: number;
   txnBytesMax: number;
   batchItemsMax: number;
+  /** Bytes a putBatch may carry, and a getBatch or listPath reply (BATCH_TOO_LARGE past it). */
+  batchBytesMax: number;
 }
 
 export interface RecoveryReport {

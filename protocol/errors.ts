@@ -24,7 +24,7 @@ export const ERROR_CODES = {
   INVALID_ARGUMENT: { description: 'A request field is missing, of the wrong type, or out of range.', retryable: false },
   KEY_TOO_LARGE: { description: 'A key is longer than the keyBytesMax limit.', retryable: false },
   VALUE_TOO_LARGE: { description: 'A value is longer than the valueBytesMax limit.', retryable: false },
-  BATCH_TOO_LARGE: { description: 'A batch has more items or bytes than batchItemsMax / batchBytesMax.', retryable: false },
+  BATCH_TOO_LARGE: { description: 'A batch request has more items or bytes than batchItemsMax / batchBytesMax, or a getBatch / listPath reply would carry more than batchBytesMax bytes.', retryable: false },
   FRAME_TOO_LARGE: { description: 'A frame length prefix exceeds frameBytesMax; the connection is closed.', retryable: false },
   PROTOCOL_ERROR: { description: 'A frame could not be decoded or is not a valid message; the connection is closed.', retryable: false },
   UNKNOWN_OP: { description: 'The request names an operation this daemon does not know.', retryable: false },

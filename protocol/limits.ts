@@ -45,7 +45,9 @@ export const ENVELOPE_BYTES_MAX = 4 * KiB;
 export const BATCH_ITEMS_MAX = 10_000;
 
 /** Most bytes (keys + values) one batch request may carry; a batch is applied atomically and
- * buffered whole in memory, so it is bounded separately from the frame. */
+ * buffered whole in memory, so it is bounded separately from the frame. A getBatch or listPath
+ * reply is bounded by it too (its values or names, each with 5 bytes of header): the engine
+ * stops reading past it, so keys that repeat cannot make it build a reply of any size. */
 export const BATCH_BYTES_MAX = 24 * MiB;
 
 /** Requests one connection may have in flight at the daemon. Past it the daemon stops reading
@@ -233,16 +235,27 @@ function check(condition: boolean, relation: string): void {
   if (!condition) throw new Error(`toondb limits are inconsistent: ${relation}`);
 }
 
+/** The relations between advertised limits that every message relies on; the first one broken,
+ * or null. Checked for the compiled-in limits on import and for a daemon's configured ones
+ * (daemon/config.ts), which may each be lowered but must still fit together. */
+export function brokenLimitRelation(limits: ServerLimits): string | null {
+  const { frameBytesMax, keyBytesMax, valueBytesMax, batchBytesMax, batchItemsMax, scanBatchBytesMax, scanBatchItemsMax } = limits;
+  if (keyBytesMax + valueBytesMax + ENVELOPE_BYTES_MAX > frameBytesMax) return 'a maximal put must fit in one frame';
+  if (batchBytesMax + batchItemsMax * 16 + ENVELOPE_BYTES_MAX > frameBytesMax) {
+    return 'a maximal batch or getBatch reply (with per-item msgpack headers) must fit in one frame';
+  }
+  if (scanBatchBytesMax + keyBytesMax + valueBytesMax + scanBatchItemsMax * 16 + ENVELOPE_BYTES_MAX > frameBytesMax) {
+    return 'a scan batch that overshoots by one maximal entry must fit in one frame';
+  }
+  if (valueBytesMax > batchBytesMax) return 'a batch can carry at least one maximal value';
+  if (limits.txnBytesMax < batchBytesMax) return 'a transaction can hold at least one maximal batch';
+  return null;
+}
+
 /** Asserts the relationships between limits. Runs once on import; exported for the tests. */
 export function assertLimits(): void {
-  check(KEY_BYTES_MAX + VALUE_BYTES_MAX + ENVELOPE_BYTES_MAX <= FRAME_BYTES_MAX,
-    'a maximal put must fit in one frame');
-  check(BATCH_BYTES_MAX + BATCH_ITEMS_MAX * 16 + ENVELOPE_BYTES_MAX <= FRAME_BYTES_MAX,
-    'a maximal batch (with per-item msgpack headers) must fit in one frame');
-  check(SCAN_BATCH_BYTES_MAX + KEY_BYTES_MAX + VALUE_BYTES_MAX + SCAN_BATCH_ITEMS_MAX * 16 + ENVELOPE_BYTES_MAX <= FRAME_BYTES_MAX,
-    'a scan batch that overshoots by one maximal entry must fit in one frame');
-  check(VALUE_BYTES_MAX <= BATCH_BYTES_MAX, 'a batch can carry at least one maximal value');
-  check(TXN_BYTES_MAX >= BATCH_BYTES_MAX, 'a transaction can hold at least one maximal batch');
+  const broken = brokenLimitRelation(DEFAULT_SERVER_LIMITS);
+  check(broken === null, broken ?? '');
   check(FRAME_BYTES_MAX < 2 ** 32, 'the frame length must fit the 4-byte prefix');
   check(OUTPUT_BUFFER_BYTES_MAX >= FRAME_BYTES_MAX, 'one maximal reply must fit in the output buffer');
   check(SCAN_BATCH_ITEMS_DEFAULT <= SCAN_BATCH_ITEMS_MAX, 'default scan batch within maximum');

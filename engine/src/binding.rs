@@ -39,6 +39,7 @@ pub struct OpenOptionsJs {
     pub value_bytes_max: u32,
     pub txn_bytes_max: f64,
     pub batch_items_max: u32,
+    pub batch_bytes_max: u32,
 }
 
 #[napi(object)]
@@ -376,6 +377,7 @@ pub fn open_engine(options: OpenOptionsJs) -> AsyncTask<Job<(Engine, Recovery), 
                 0
             },
             batch_items_max: options.batch_items_max as usize,
+            batch_bytes_max: options.batch_bytes_max as usize,
         },
     };
     let mut opening = job(move || Engine::open(&open), |(engine, recovery)| NativeEngine { inner: Arc::new(engine), recovery });

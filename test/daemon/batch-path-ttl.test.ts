@@ -52,3 +52,37 @@ describe('batches, paths and TTL', () => {
     expect((await client().get('ttl/reset'))?.toString()).toBe('v2');
   });
 });
+
+// Regression: getBatch and listPath replies had no byte bound. Keys may repeat, so a few keys
+// naming one large value made a reply over frameBytesMax (the client refused the frame and lost
+// its connection), and ten thousand of them made the daemon build 160 GB and die. Both replies
+// are now bounded by batchBytesMax (5 bytes counted per item), refused with BATCH_TOO_LARGE.
+describe('batch replies over batchBytesMax', () => {
+  const { client } = suiteClient({ config: { limits: { valueBytesMax: 1024, batchBytesMax: 4096 } } });
+
+  it('refuses a getBatch whose values would not fit, and the connection carries on', async () => {
+    await client().put('big', Buffer.alloc(1000, 7));
+    expect(await client().getBatch(['big', 'big', 'big', 'big'])).toHaveLength(4); // 4 x 1005 bytes
+    const bystander = client().get('big');
+    const refused = client().getBatch(['big', 'big', 'big', 'big', 'big']);
+    await expect(refused).rejects.toMatchObject({ code: 'BATCH_TOO_LARGE', message: expect.stringContaining('getBatch reply') });
+    expect((await bystander)?.length).toBe(1000);
+    expect(client().closed).toBe(false);
+  });
+
+  it('refuses a transaction\'s getBatch alike', async () => {
+    await client().put('big', Buffer.alloc(1000, 7));
+    const txn = await client().beginTransaction();
+    await expect(txn.getBatch(['big', 'big', 'big', 'big', 'big'])).rejects.toMatchObject({ code: 'BATCH_TOO_LARGE' });
+    await txn.abort();
+  });
+
+  it('refuses a listPath whose names would not fit unless it sets a limit', async () => {
+    const names = Array.from({ length: 300 }, (_, i) => `child-${String(i).padStart(4, '0')}`); // 10 + 5 bytes each
+    for (let i = 0; i < names.length; i += 100) {
+      await Promise.all(names.slice(i, i + 100).map((name) => client().putPath(['dir', name], 'v')));
+    }
+    await expect(client().listPath('dir')).rejects.toMatchObject({ code: 'BATCH_TOO_LARGE' });
+    expect(await client().listPath('dir', { limit: 200 })).toEqual(names.slice(0, 200));
+  });
+});

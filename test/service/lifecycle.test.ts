@@ -184,6 +184,11 @@ describe('daemon lifecycle', () => {
     const badFile = await toondbd(['start', '--config', join(dir, 'bad.json')]);
     expect(badFile.exitCode).toBe(2);
     expect(badFile.stderr.trim().split('\n')).toHaveLength(1);
+    // Each limit may be lowered, but not so that a maximal put or reply outgrows a frame.
+    writeFileSync(join(dir, 'limits.json'), JSON.stringify({ limits: { frameBytesMax: 1024 * 1024 } }));
+    const badLimits = await toondbd(['start', '--config', join(dir, 'limits.json')]);
+    expect(badLimits.exitCode).toBe(2);
+    expect(badLimits.stderr).toMatch(/limits do not fit together: a maximal put must fit in one frame/);
     await expect(IpcClient.connect(longPath)).rejects.toMatchObject({ code: 'SOCKET_PATH_TOO_LONG' });
   });
 });

@@ -15,7 +15,7 @@
 
 use super::error::{EngineError, EngineResult};
 use super::pathkey;
-use super::store::Store;
+use super::store::{Store, ITEM_OVERHEAD_BYTES};
 use super::txn;
 use super::value;
 use super::view::{prefix_bounds, Bounds, View};
@@ -162,6 +162,7 @@ pub fn list_path(store: &Store, view: &View<'_>, parent: &[u8], limit: usize) ->
     let now = value::now_ms();
     let (mut lo, hi) = prefix_bounds(parent);
     let mut children = Vec::new();
+    let mut reply_bytes = 0;
     while limit == 0 || children.len() < limit {
         let next = first_live(view, store, (lo, hi.clone()), now)?;
         let Some(key) = next else { break };
@@ -169,6 +170,8 @@ pub fn list_path(store: &Store, view: &View<'_>, parent: &[u8], limit: usize) ->
         let child = child.to_vec();
         lo = Bound::Included(pathkey::after_child(parent, &child));
         if !child.is_empty() {
+            reply_bytes += child.len() + ITEM_OVERHEAD_BYTES;
+            store.check_reply_bytes("listPath", reply_bytes)?;
             children.push(child); // a key equal to the parent prefix itself is not a child
         }
     }

@@ -37,6 +37,8 @@ pub enum EngineError {
     KeyTooLarge { len: usize, max: usize },
     ValueTooLarge { len: usize, max: usize },
     BatchTooLarge { items: usize, max: usize },
+    /// A getBatch or listPath reply over batchBytesMax (code BATCH_TOO_LARGE).
+    ReplyTooLarge { what: &'static str, bytes: usize, max: usize },
     TxnConflict,
     NotInTransaction(u64),
     TxnTooLarge { bytes: u64, max: u64 },
@@ -60,7 +62,7 @@ impl EngineError {
             Self::InvalidArgument(_) => "INVALID_ARGUMENT",
             Self::KeyTooLarge { .. } => "KEY_TOO_LARGE",
             Self::ValueTooLarge { .. } => "VALUE_TOO_LARGE",
-            Self::BatchTooLarge { .. } => "BATCH_TOO_LARGE",
+            Self::BatchTooLarge { .. } | Self::ReplyTooLarge { .. } => "BATCH_TOO_LARGE",
             Self::TxnConflict => "TXN_CONFLICT",
             Self::NotInTransaction(_) => "NOT_IN_TRANSACTION",
             Self::TxnTooLarge { .. } => "TXN_TOO_LARGE",
@@ -96,6 +98,9 @@ impl fmt::Display for EngineError {
             Self::KeyTooLarge { len, max } => write!(f, "key is {len} bytes, the limit is {max}"),
             Self::ValueTooLarge { len, max } => write!(f, "value is {len} bytes, the limit is {max}"),
             Self::BatchTooLarge { items, max } => write!(f, "batch has {items} items, the limit is {max}"),
+            Self::ReplyTooLarge { what, bytes, max } => {
+                write!(f, "the {what} reply needs at least {bytes} bytes, more than the batchBytesMax limit of {max}")
+            }
             Self::TxnConflict => write!(f, "transaction conflicted with a concurrent commit; nothing was applied"),
             Self::NotInTransaction(t) => write!(f, "transaction {t} is unknown, committed or aborted"),
             Self::TxnTooLarge { bytes, max } => {

@@ -13,7 +13,7 @@
 use super::cursors::{self, Cursor, Source, BATCH_BYTES_DEFAULT, BATCH_ITEMS_DEFAULT, BATCH_ITEMS_MAX};
 use super::error::{EngineError, EngineResult};
 use super::rowcache::Row;
-use super::store::{Store, WriteItem};
+use super::store::{Store, WriteItem, ITEM_OVERHEAD_BYTES};
 use super::txn::{self, Isolation, KeyWrites};
 use super::value;
 use super::view::View;
@@ -212,8 +212,7 @@ fn read_op(store: &Store, op: Op) -> EngineResult<OpOutput> {
     let keys = read_keys(store, &op)?;
     match op.txn {
         Some(id) => txn::with_txn(store, id, |state| {
-            let view = state.view(store)?;
-            let stored = keys.iter().map(|key| view.get(&store.data, key)).collect::<EngineResult<Vec<_>>>()?;
+            let stored = read_rows(store, op.kind, &state.view(store)?, keys, now)?;
             read_output(store, op.kind, &stored, now)
         }),
         None => {
@@ -226,17 +225,38 @@ fn read_op(store: &Store, op: Op) -> EngineResult<OpOutput> {
             // Sampled before the snapshot: rows read at it may refill the row cache unless a
             // commit overlapped (rowcache.rs).
             let ticket = store.rows.fill_ticket();
-            let stored = {
-                let snap = store.db.read_tx();
-                let view = View::Snap(&snap);
-                keys.iter().map(|key| view.get(&store.data, key)).collect::<EngineResult<Vec<_>>>()?
-            };
+            let stored = read_rows(store, op.kind, &View::Snap(&store.db.read_tx()), keys, now)?;
             let output = read_output(store, op.kind, &stored, now)?;
             let found = keys.iter().zip(stored).filter_map(|(key, row)| Some((Slice::from(key.as_slice()), Row::from(row?))));
             store.fill_rows(ticket, found);
             Ok(output)
         }
     }
+}
+
+/// The stored rows of `keys` read through `view`. A getBatch stops with BATCH_TOO_LARGE as soon
+/// as the live values read so far could not fit its reply: reads copy their rows, and ten
+/// thousand keys naming one 16 MiB value must not first cost 160 GB.
+fn read_rows(store: &Store, kind: u32, view: &View<'_>, keys: &[Vec<u8>], now: u64) -> EngineResult<Vec<Option<Vec<u8>>>> {
+    let mut reply_bytes = 0usize;
+    let mut rows = Vec::with_capacity(keys.len());
+    for key in keys {
+        let row = view.get(&store.data, key)?;
+        if kind == kind::GET_BATCH {
+            reply_bytes += reply_item_bytes(row.as_deref(), now)?;
+            store.check_reply_bytes("getBatch", reply_bytes)?;
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// What one getBatch item adds to its reply: the live value with its header, or a nil.
+fn reply_item_bytes(row: Option<&[u8]>, now: u64) -> EngineResult<usize> {
+    Ok(match row {
+        Some(row) => value::live(row, now)?.map_or(1, |v| v.len() + ITEM_OVERHEAD_BYTES),
+        None => 1,
+    })
 }
 
 /// The keys of a get / exists / getBatch (borrowed, both paths run per request), validated
@@ -268,7 +288,11 @@ fn read_output<R: AsRef<[u8]>>(store: &Store, kind: u32, stored: &[Option<R>], n
         kind::GET => out.value = Some(live(&stored[0], now)?.map(<[u8]>::to_vec)),
         kind::EXISTS => out.found = Some(live(&stored[0], now)?.is_some()),
         _ => {
-            let bytes = stored.iter().map(|row| row.as_ref().map_or(1, |r| r.as_ref().len() + 5)).sum();
+            let mut bytes = 0;
+            for row in stored {
+                bytes += reply_item_bytes(row.as_ref().map(AsRef::as_ref), now)?;
+            }
+            store.check_reply_bytes("getBatch", bytes)?;
             let mut values = PackedArray::with_capacity(bytes);
             for row in stored {
                 values.push_value(live(row, now)?);

@@ -68,12 +68,19 @@ pub fn background_workers(cores: usize) -> usize {
     }
 }
 
+/// Bytes counted for each item of a getBatch or listPath reply besides its value or name: its
+/// MessagePack header at most (bin 32 / str 32 is 5 bytes).
+pub const ITEM_OVERHEAD_BYTES: usize = 5;
+
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     pub key_bytes_max: usize,
     pub value_bytes_max: usize,
     pub txn_bytes_max: u64,
     pub batch_items_max: usize,
+    /// Bytes one batch may carry: a putBatch's keys and values, or a getBatch or listPath
+    /// reply's values or names (each counted with ITEM_OVERHEAD_BYTES; `check_reply_bytes`).
+    pub batch_bytes_max: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -393,6 +400,15 @@ impl Store {
         Ok(())
     }
 
+    /// Refuses a getBatch or listPath reply of `bytes` (ITEM_OVERHEAD_BYTES per item included)
+    /// over batch_bytes_max: a reply is built whole in memory and must fit one frame.
+    pub fn check_reply_bytes(&self, what: &'static str, bytes: usize) -> EngineResult<()> {
+        if bytes > self.limits.batch_bytes_max {
+            return Err(EngineError::ReplyTooLarge { what, bytes, max: self.limits.batch_bytes_max });
+        }
+        Ok(())
+    }
+
     pub fn check_batch(&self, items: usize) -> EngineResult<()> {
         if items > self.limits.batch_items_max {
             return Err(EngineError::BatchTooLarge { items, max: self.limits.batch_items_max });
@@ -447,8 +463,8 @@ fn validate_limits(limits: &Limits) -> EngineResult<()> {
     if limits.value_bytes_max + value::TTL_HEADER_BYTES > u32::MAX as usize {
         return Err(EngineError::invalid("valueBytesMax is over the 4 GiB value limit"));
     }
-    if limits.batch_items_max == 0 || limits.txn_bytes_max == 0 {
-        return Err(EngineError::invalid("batchItemsMax and txnBytesMax must be positive"));
+    if limits.batch_items_max == 0 || limits.batch_bytes_max == 0 || limits.txn_bytes_max == 0 {
+        return Err(EngineError::invalid("batchItemsMax, batchBytesMax and txnBytesMax must be positive"));
     }
     Ok(())
 }

@@ -104,7 +104,7 @@ mod tests {
     use std::time::Duration;
 
     fn open(dir: &std::path::Path) -> Engine {
-        let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, batch_items_max: 1000 };
+        let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, batch_items_max: 1000, batch_bytes_max: 1 << 24 };
         Engine::open(&OpenOptions { path: dir.to_str().unwrap().into(), cache_bytes: None, row_cache_bytes: None, limits }).unwrap().0
     }
 

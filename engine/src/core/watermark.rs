@@ -157,7 +157,7 @@ mod engine_tests {
     #[test]
     fn no_false_alarm_after_checkpoint_close_and_reopen_but_loss_is_caught() {
         let dir = tempfile::tempdir().unwrap();
-        let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, batch_items_max: 100 };
+        let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, batch_items_max: 100, batch_bytes_max: 1 << 24 };
         let opts = OpenOptions { path: dir.path().join("db").to_str().unwrap().into(), cache_bytes: None, row_cache_bytes: None, limits };
         let (e, _) = Engine::open(&opts).unwrap();
         put(&e, b"a");

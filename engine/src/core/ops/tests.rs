@@ -6,7 +6,7 @@ use crate::core::engine::Engine;
 use crate::core::store::{Limits, OpenOptions};
 
 fn open(dir: &std::path::Path) -> Engine {
-    let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, batch_items_max: 100 };
+    let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, batch_items_max: 100, batch_bytes_max: 1 << 24 };
     Engine::open(&OpenOptions { path: dir.to_str().unwrap().into(), cache_bytes: None, row_cache_bytes: None, limits }).unwrap().0
 }
 
@@ -88,7 +88,7 @@ fn the_row_cache_follows_plain_writes_transactions_and_expiry() {
 #[test]
 fn a_disabled_row_cache_answers_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, batch_items_max: 100 };
+    let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, batch_items_max: 100, batch_bytes_max: 1 << 24 };
     let engine = Engine::open(&OpenOptions { path: dir.path().to_str().unwrap().into(), cache_bytes: None, row_cache_bytes: Some(0), limits }).unwrap().0;
     engine.execute(vec![put(b"a", b"1")]).unwrap();
     engine.execute(vec![get(b"a")]).unwrap();
@@ -228,7 +228,7 @@ fn memory_steps_run_without_the_pool_and_anything_else_is_refused_untouched() {
 #[test]
 fn group_commit_fsyncs_the_journal_active_after_rotations() {
     let dir = tempfile::tempdir().unwrap();
-    let limits = Limits { key_bytes_max: 64, value_bytes_max: 1 << 20, txn_bytes_max: 1 << 20, batch_items_max: 100 };
+    let limits = Limits { key_bytes_max: 64, value_bytes_max: 1 << 20, txn_bytes_max: 1 << 20, batch_items_max: 100, batch_bytes_max: 1 << 24 };
     let options = OpenOptions { path: dir.path().to_str().unwrap().into(), cache_bytes: None, row_cache_bytes: None, limits };
     let engine = Engine::open(&options).unwrap().0;
     let journals = || {
@@ -451,4 +451,48 @@ fn a_commit_that_counts_its_writes_commits_only_if_all_were_applied() {
     assert_eq!(engine.execute(vec![get(b"e")]).unwrap()[0].value, Some(Some(b"3".to_vec())));
     let out = engine.execute(vec![begin(4), commit(4, Some(-1.0))]).unwrap();
     assert_eq!(out[1].error.as_ref().map(EngineError::code), Some("INVALID_ARGUMENT"));
+}
+
+// Regression: a getBatch reply had no byte bound. Ten thousand keys naming one 16 MiB value
+// made the daemon copy 160 GB before replying (killed for lack of memory), and a few keys past
+// the frame limit broke the client's connection. Reads stop at batchBytesMax, counted as
+// ITEM_OVERHEAD_BYTES plus each live value (a missing one is a 1-byte nil).
+#[test]
+fn get_batch_and_list_path_replies_are_bounded_by_batch_bytes_max() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, batch_items_max: 1000, batch_bytes_max: 1000 };
+    let engine = Engine::open(&OpenOptions { path: dir.path().to_str().unwrap().into(), cache_bytes: None, row_cache_bytes: Some(0), limits }).unwrap().0;
+    let value = [7u8; 300];
+    engine.execute(vec![put(b"k", &value), Op { ttl_ms: Some(1.0), ..put(b"expired", &value) }]).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let code = |out: &OpOutput| out.error.as_ref().map(EngineError::code);
+    // 3 x (300 + 5) = 915 bytes fit; a fourth value does not; expired and missing keys are nils.
+    let fits = engine.execute(vec![get_batch(&[b"k", b"k", b"k", b"expired", b"nope"])]).unwrap();
+    assert_eq!(code(&fits[0]), None);
+    let over = engine.execute(vec![get_batch(&[b"k", b"k", b"k", b"k"])]).unwrap();
+    assert_eq!(code(&over[0]), Some("BATCH_TOO_LARGE"));
+    assert!(over[0].error.as_ref().unwrap().to_string().contains("getBatch reply"), "{:?}", over[0].error);
+    let txn = engine.execute(vec![Op { kind: kind::BEGIN, ..Default::default() }]).unwrap()[0].txn.unwrap();
+    let in_txn = engine.execute(vec![Op { txn: Some(txn), ..get_batch(&[b"k", b"k", b"k", b"k"]) }]).unwrap();
+    assert_eq!(code(&in_txn[0]), Some("BATCH_TOO_LARGE"), "inside a transaction too");
+
+    let child = |i: usize| [&b"a"[..], &crate::core::pathkey::SEP, format!("x{i:03}").as_bytes()].concat();
+    let writes: Vec<Op> = (0..200).map(|i| put(&child(i), b"v")).collect();
+    engine.execute(writes).unwrap();
+    let parent = [&b"a"[..], &crate::core::pathkey::SEP].concat();
+    let list = |limit: Option<f64>| Op { kind: kind::LIST_PATH, key: Some(parent.clone()), limit, ..Default::default() };
+    // 200 names of 4 bytes: 200 x 9 = 1800 bytes; 100 of them (900) fit.
+    let out = engine.execute(vec![list(None), list(Some(100.0))]).unwrap();
+    assert_eq!(code(&out[0]), Some("BATCH_TOO_LARGE"));
+    assert_eq!(out[1].keys.as_ref().map(Vec::len), Some(100));
+}
+
+#[test]
+fn a_cached_get_batch_is_bounded_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, batch_items_max: 1000, batch_bytes_max: 1000 };
+    let engine = Engine::open(&OpenOptions { path: dir.path().to_str().unwrap().into(), cache_bytes: None, row_cache_bytes: None, limits }).unwrap().0;
+    engine.execute(vec![put(b"k", &[7u8; 300])]).unwrap();
+    assert!(engine.read_cached(&[get_batch(&[b"k", b"k", b"k"])]).is_some(), "written through, and fits");
+    assert!(engine.read_cached(&[get_batch(&[b"k", b"k", b"k", b"k"])]).is_none(), "left to the storage path, which refuses it");
 }
