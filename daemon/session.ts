@@ -157,6 +157,12 @@ export class Session {
     }
     this.inFlight += 1;
     this.ctx.counters.requestsTotal += 1;
+    // Before its hello a connection gets nothing else, not even a parse error.
+    if (!this.helloSeen && raw.op !== 'hello') {
+      this.send([{ id, outcome: fail(new ToonDBError('HANDSHAKE_REQUIRED', 'the first request on a connection must be hello')), receivedAt }]);
+      this.close('no handshake');
+      return false;
+    }
     let req: Request;
     try {
       req = parseRequest(raw, this.scope.limits);
@@ -165,11 +171,6 @@ export class Session {
       return !this.closed;
     }
     this.ctx.counters.requestsByFamily[OP_FAMILIES[req.op]] += 1;
-    if (!this.helloSeen && req.op !== 'hello') {
-      this.send([{ id, outcome: fail(new ToonDBError('HANDSHAKE_REQUIRED', 'the first request on a connection must be hello')), receivedAt }]);
-      this.close('no handshake');
-      return false;
-    }
     if (req.op === 'hello') this.helloSeen = true;
     else if (this.ctx.shuttingDown()) {
       this.send([{ id, outcome: fail(new ToonDBError('SHUTTING_DOWN', 'daemon is shutting down; retry against its successor')), receivedAt }]);
@@ -244,6 +245,8 @@ export class Session {
       if (ahead === undefined && isDataRequest(req)) continue;
       if (i > start) await this.runData(batch, start, i);
       await (ahead === undefined ? this.runAdmin(batch[i]) : this.runReadAhead(batch, i, await ahead));
+      // A refused hello closed the connection: what was pipelined behind it must not run.
+      if (this.closed) return;
       start = i + 1;
     }
     if (start < batch.length) await this.runData(batch, start, batch.length);

@@ -52,6 +52,29 @@ describe('hostile clients', () => {
     expect(peer.messages[0]).toMatchObject({ id: 7, error: { code: 'HANDSHAKE_REQUIRED' } });
   });
 
+  // Regression: requests were parsed before the handshake check, so an unknown op or a bad get
+  // before hello got UNKNOWN_OP / INVALID_ARGUMENT and the connection stayed open.
+  it('requires hello first from malformed requests too', async () => {
+    for (const request of [{ id: 1, op: 'frobnicate' }, { id: 1, op: 'get', key: 42 }]) {
+      const peer = await RawPeer.open(daemon.socketPath);
+      peer.request(request);
+      await peer.closed;
+      expect(peer.messages).toMatchObject([{ id: 1, error: { code: 'HANDSHAKE_REQUIRED' } }]);
+    }
+  });
+
+  // Regression: a write pipelined in the same chunk behind a hello the daemon refused still ran.
+  it('runs nothing pipelined behind a refused hello', async () => {
+    const peer = await RawPeer.open(daemon.socketPath);
+    peer.send(Buffer.concat([
+      peer.codec.encode({ id: 1, op: 'hello', protocol: 99 }),
+      peer.codec.encode({ id: 2, op: 'put', key: Buffer.from('behind-refused-hello'), value: Buffer.from('x') }),
+    ]));
+    await peer.closed;
+    expect(peer.messages).toMatchObject([{ id: 1, error: { code: 'VERSION_MISMATCH' } }]);
+    expect(await good.get('behind-refused-hello')).toBeNull();
+  });
+
   it('answers an unknown op and a wrong field type with coded errors and stays connected', async () => {
     const peer = await RawPeer.open(daemon.socketPath);
     peer.hello();
