@@ -48,9 +48,13 @@ export function prepareScan(req: ScanRequest, scope: SessionScope): Prepared {
         batchBytes: scope.limits.scanBatchBytesMax,
       };
     }
-    case 'scanNext':
-      if (!scope.cursors.touch(req.cursor, scope.nowMs)) return cursorNotFound(req.cursor);
+    case 'scanNext': {
+      const cursor = scope.cursors.touch(req.cursor, scope.nowMs);
+      if (!cursor) return cursorNotFound(req.cursor);
+      // Pulling a transaction's cursor uses the transaction: it must not expire as idle.
+      if (cursor.txn !== undefined) scope.txns.touch(cursor.txn, scope.nowMs);
       return scanNextOp(req.cursor, scope);
+    }
     case 'scanClose':
       if (!scope.cursors.delete(req.cursor)) return cursorNotFound(req.cursor);
       return { kind: OpKind.scanClose, cursor: req.cursor };

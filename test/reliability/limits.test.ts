@@ -73,6 +73,24 @@ describe('slow, stuck and greedy clients', () => {
     await client.close();
   });
 
+  // Regression: pulling a transaction's cursor did not count as using the transaction, so a
+  // transactional scan consumed slowly was aborted as idle in the middle (TXN_EXPIRED).
+  it('keeps a transaction alive while its scan is being pulled', async () => {
+    const client = await IpcClient.connect(daemon.socketPath);
+    await client.putBatch(Array.from({ length: 8 }, (_, i) => [`tscan/${i}`, 'v'] as [string, string]));
+    const txn = await client.beginTransaction();
+    await txn.put('tscan-result', 'x');
+    const keys: string[] = [];
+    for await (const [key] of txn.scan('tscan/', { batchSize: 1 })) {
+      keys.push(key.toString());
+      await new Promise((resolve) => setTimeout(resolve, 250)); // 8 x 250 ms, txnIdleMsMax 600
+    }
+    expect(keys).toHaveLength(8);
+    await txn.commit();
+    expect((await good.get('tscan-result'))?.toString()).toBe('x');
+    await client.close();
+  });
+
   it('refuses transactions and cursors past the per-connection limits', async () => {
     const client = await IpcClient.connect(daemon.socketPath);
     await client.putBatch(Array.from({ length: 50 }, (_, i) => [`c/${i}`, 'v'] as [string, string]));
