@@ -38,7 +38,7 @@ import { OpKind, type EngineOp, type EngineResult } from '../engine/types.js';
 import { MessageCodec } from '../protocol/codec.js';
 import { ToonDBError, toToonDBError } from '../protocol/errors.js';
 import { FrameDecoder } from '../protocol/frame.js';
-import { ENGINE_CALLS_PER_CONNECTION_MAX, HANDSHAKE_TIMEOUT_MS, OUTPUT_BUFFER_BYTES_MAX } from '../protocol/limits.js';
+import { ENGINE_CALLS_PER_CONNECTION_MAX, HANDSHAKE_TIMEOUT_MS, OUTPUT_BUFFER_BYTES_MAX, REQUEST_ITEMS_MAX } from '../protocol/limits.js';
 import { CONNECTION_ERROR_ID, OP_FAMILIES, type Request } from '../protocol/messages.js';
 import { readSimpleRequest } from '../protocol/simple-frames.js';
 import { parseRequest, requestIdOf } from '../protocol/validate.js';
@@ -97,7 +97,7 @@ export class Session {
       () => this.scope.limits.scanBatchBytesMax,
     );
     this.decoder = new FrameDecoder({ frameBytesMax: limits.frameBytesMax });
-    this.codec = new MessageCodec({ frameBytesMax: limits.frameBytesMax });
+    this.codec = new MessageCodec({ frameBytesMax: limits.frameBytesMax, decodeItemsMax: REQUEST_ITEMS_MAX });
     this.scope = {
       txns: new HandleRegistry(limits.txnsPerConnectionMax, limits.txnIdleMsMax),
       cursors: new HandleRegistry(limits.cursorsPerConnectionMax, limits.cursorIdleMsMax),

@@ -36,6 +36,9 @@ export interface MessageCodecOptions {
   /** Decode each `bin` as a copy (its own memory) instead of a view of the body: for a caller
    * that hands decoded values out and must not let them pin the socket chunk. */
   copyBins?: boolean;
+  /** Most MessagePack items `decode` accepts in one body (the daemon: REQUEST_ITEMS_MAX);
+   * unbounded by default. */
+  decodeItemsMax?: number;
 }
 
 /** msgpackr settings that keep the wire plain. `useBigInt64` is not in msgpackr 1.12's typings
@@ -71,8 +74,10 @@ export class MessageCodec {
   readonly frameBytesMax: number;
   // Packr extends Unpackr: one instance both packs and unpacks with the same options.
   private readonly packr: Packr;
+  private readonly decodeItemsMax: number;
 
   constructor(options: MessageCodecOptions = {}) {
+    this.decodeItemsMax = options.decodeItemsMax ?? Infinity;
     // A copy of the options each: msgpackr may write to them.
     this.packr = new Packr({ ...PACKR_OPTIONS, copyBuffers: options.copyBins === true });
     const max = options.frameBytesMax ?? FRAME_BYTES_MAX;
@@ -111,7 +116,7 @@ export class MessageCodec {
     if (bytes.length > this.frameBytesMax) {
       throw new ToonDBError('FRAME_TOO_LARGE', `body of ${bytes.length} bytes exceeds the frame limit of ${this.frameBytesMax} bytes`);
     }
-    checkPlainMessagePack(bytes, MESSAGE_DEPTH_MAX);
+    checkPlainMessagePack(bytes, MESSAGE_DEPTH_MAX, this.decodeItemsMax);
     let value: unknown;
     try {
       value = this.packr.unpack(bytes);

@@ -191,6 +191,16 @@ export const PATH_SEGMENTS_MAX = 64;
  * exhausting the decoder's stack. */
 export const MESSAGE_DEPTH_MAX = 32;
 
+/** Most entries in one MessagePack map. The largest legitimate map is a stats reply section
+ * (a few dozen fields); the bound stops one frame of millions of keys from holding the
+ * receiver's thread for seconds while it builds the object. */
+export const MESSAGE_MAP_ENTRIES_MAX = 256;
+
+/** Most MessagePack items (scalars, strings, containers) in one request the daemon decodes with
+ * msgpackr: room for a maximal putBatch (an array of [key, value] pairs, 3 items an entry) and
+ * its fields. Replies are not bounded this way (a listPath reply may list millions of names). */
+export const REQUEST_ITEMS_MAX = 3 * BATCH_ITEMS_MAX + 1024;
+
 /** Longest free-form client name a `hello` may carry (it is only logged). */
 export const CLIENT_NAME_BYTES_MAX = 256;
 

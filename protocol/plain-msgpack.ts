@@ -6,7 +6,8 @@
  * (all widths), float 32/64, str, bin, array and map with str keys. Rejected: every ext type
  * (fixext, ext 8/16/32 — this covers msgpackr records, structured clone, timestamps, typed
  * arrays, bundled strings), the never-used byte 0xc1, non-str map keys, nesting deeper than the
- * depth limit, declared lengths that the remaining bytes cannot hold, and trailing bytes.
+ * depth limit, maps of more than MESSAGE_MAP_ENTRIES_MAX entries, more items than the caller
+ * allows, declared lengths that the remaining bytes cannot hold, and trailing bytes.
  *
  * Invariants:
  * - Runs in time linear in the number of MessagePack items (str/bin payloads are skipped, not
@@ -18,7 +19,7 @@
  */
 
 import { ToonDBError } from './errors.js';
-import { MESSAGE_DEPTH_MAX } from './limits.js';
+import { MESSAGE_DEPTH_MAX, MESSAGE_MAP_ENTRIES_MAX } from './limits.js';
 
 function reject(reason: string, offset: number): never {
   throw new ToonDBError('PROTOCOL_ERROR', `invalid MessagePack at byte ${offset}: ${reason}`);
@@ -84,9 +85,10 @@ let isMapStack = new Uint8Array(MESSAGE_DEPTH_MAX + 2);
 
 /**
  * Throws PROTOCOL_ERROR unless `bytes` is exactly one plain MessagePack value nested at most
- * `depthMax` containers deep. Allocates nothing on success (it runs on every message).
+ * `depthMax` containers deep, of at most `itemsMax` items in all (the value itself, each element,
+ * each map key and value). Allocates nothing on success (it runs on every message).
  */
-export function checkPlainMessagePack(bytes: Uint8Array, depthMax: number = MESSAGE_DEPTH_MAX): void {
+export function checkPlainMessagePack(bytes: Uint8Array, depthMax: number = MESSAGE_DEPTH_MAX, itemsMax = Infinity): void {
   if (pendingStack.length < depthMax + 2) {
     pendingStack = new Float64Array(depthMax + 2);
     isMapStack = new Uint8Array(depthMax + 2);
@@ -98,6 +100,7 @@ export function checkPlainMessagePack(bytes: Uint8Array, depthMax: number = MESS
   isMap[0] = 0;
   let depth = 0;
   let offset = 0;
+  let itemsLeft = itemsMax - 1;
   while (depth >= 0) {
     const left = pending[depth];
     if (left === 0) {
@@ -124,6 +127,9 @@ export function checkPlainMessagePack(bytes: Uint8Array, depthMax: number = MESS
     if (kind === ARRAY || kind === MAP) {
       const items = kind === MAP ? count * 2 : count;
       if (items > end - headerEnd) reject(`${KIND_NAMES[kind]} declares ${count} entries but only ${end - headerEnd} bytes remain`, offset);
+      if (kind === MAP && count > MESSAGE_MAP_ENTRIES_MAX) reject(`map of ${count} entries, over the limit of ${MESSAGE_MAP_ENTRIES_MAX}`, offset);
+      itemsLeft -= items;
+      if (itemsLeft < 0) reject(`more than ${itemsMax} items in one message`, offset);
       if (depth + 1 > depthMax) reject(`nesting deeper than ${depthMax}`, offset);
       depth++;
       pending[depth] = items;

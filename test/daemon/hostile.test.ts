@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IpcClient } from '../../ipc-client/index.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { RawPeer } from '../helpers/raw.js';
+import { REQUEST_ITEMS_MAX } from '../../protocol/limits.js';
 
 describe('hostile clients', () => {
   let daemon: TestDaemon;
@@ -73,6 +74,22 @@ describe('hostile clients', () => {
     await peer.closed;
     expect(peer.messages).toMatchObject([{ id: 1, error: { code: 'VERSION_MISMATCH' } }]);
     expect(await good.get('behind-refused-hello')).toBeNull();
+  });
+
+  it('refuses a request of more MessagePack items than REQUEST_ITEMS_MAX before decoding it', async () => {
+    const peer = await RawPeer.open(daemon.socketPath);
+    peer.hello();
+    await peer.waitFor(1);
+    const keys = Buffer.alloc(5 + REQUEST_ITEMS_MAX, 0xc0); // an array of nils
+    keys[0] = 0xdd;
+    keys.writeUInt32BE(REQUEST_ITEMS_MAX, 1);
+    const body = Buffer.concat([Buffer.from([0x83, 0xa2, 0x69, 0x64, 0x02, 0xa2, 0x6f, 0x70]), Buffer.from([0xa8]), Buffer.from('getBatch'), Buffer.from([0xa4]), Buffer.from('keys'), keys]);
+    const header = Buffer.alloc(4);
+    header.writeUInt32BE(body.length);
+    peer.send(Buffer.concat([header, body]));
+    await peer.closed;
+    expect(peer.messages.at(-1)).toMatchObject({ error: { code: 'PROTOCOL_ERROR', message: expect.stringContaining(`more than ${REQUEST_ITEMS_MAX} items`) } });
+    expect((await good.get('stable'))?.toString()).toBe('value');
   });
 
   it('answers an unknown op and a wrong field type with coded errors and stays connected', async () => {

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { ToonDBError } from '../../protocol/errors.js';
 import { MessageCodec } from '../../protocol/codec.js';
 import { checkPlainMessagePack } from '../../protocol/plain-msgpack.js';
-import { FRAME_HEADER_BYTES, MESSAGE_DEPTH_MAX } from '../../protocol/limits.js';
+import { FRAME_HEADER_BYTES, MESSAGE_DEPTH_MAX, MESSAGE_MAP_ENTRIES_MAX } from '../../protocol/limits.js';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 const bodyOf = (frame: Buffer): Buffer => frame.subarray(FRAME_HEADER_BYTES);
@@ -138,6 +138,30 @@ describe('MessageCodec.decode', () => {
     // At the limit: MESSAGE_DEPTH_MAX containers deep in total is accepted.
     const ok = Buffer.concat([hex('81 a1 61'), Buffer.alloc(MESSAGE_DEPTH_MAX - 1, 0x91), hex('01')]);
     expect(() => codec.decode(ok)).not.toThrow();
+  });
+
+  // Regression: one 32 MiB frame holding a map of millions of keys held the daemon's thread
+  // for ~5 s while msgpackr built the object, stalling every other client.
+  it('rejects a map of more than MESSAGE_MAP_ENTRIES_MAX entries before decoding it', () => {
+    const mapOf = (n: number) => {
+      const entries = Array.from({ length: n }, (_, i) => Buffer.concat([hex('a6'), Buffer.from(`k${String(i).padStart(5, '0')}`), hex('c0')]));
+      const header = Buffer.alloc(3);
+      header[0] = 0xde;
+      header.writeUInt16BE(n, 1);
+      return Buffer.concat([header, ...entries]);
+    };
+    expect(() => codec.decode(mapOf(MESSAGE_MAP_ENTRIES_MAX))).not.toThrow();
+    expect(expectProtocolError(codec, mapOf(MESSAGE_MAP_ENTRIES_MAX + 1)).message).toMatch(/map of 257 entries/);
+  });
+
+  it('rejects a request of more items than decodeItemsMax, counting every element, key and value', () => {
+    const bounded = new MessageCodec({ decodeItemsMax: 10 });
+    // { a: [1, 2, 3] } is 1 map + key + array + 3 = 6 items; { a: [1..7] } is 10; { a: [1..8] } is 11.
+    const withArray = (n: number) => Buffer.concat([hex('81 a1 61'), Buffer.from([0x90 | n]), Buffer.from(Array.from({ length: n }, (_, i) => i))]);
+    expect(bounded.decode(withArray(3))).toEqual({ a: [0, 1, 2] });
+    expect(() => bounded.decode(withArray(7))).not.toThrow();
+    expect(expectProtocolError(bounded, withArray(8)).message).toMatch(/more than 10 items/);
+    expect(() => codec.decode(withArray(8))).not.toThrow();
   });
 
   it('rejects every ext type, including msgpackr records and timestamps', () => {
