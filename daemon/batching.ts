@@ -103,3 +103,10 @@ function isLaneBatch(queue: readonly { req: Request }[], take: number): boolean 
   }
   return true;
 }
+
+/** Counts a call starting (+1) or ending (-1) in `running`. */
+export function countCall(running: RunningCalls, route: Route, mayWrite: boolean, delta: 1 | -1): void {
+  running.all += delta;
+  if (mayWrite) running.writes += delta;
+  if (route === 'lane') running.onLane += delta;
+}

@@ -1,20 +1,21 @@
 /**
  * A session's engine calls: where they run, and what a whole-call failure becomes.
  *
- * Responsibility: run a call's ops on the libuv pool (`execute`), on the connection's ordered
- * lane (`executeOrdered`), or on this thread: memory-only transaction steps (`runInMemory`)
- * and small plain writes whose commit can start at once (`writeNow`); and turn a failure of
- * the whole call into one coded result per op, so the session always has a result for every
- * op it sent.
+ * Responsibility: run a call's ops on the libuv pool (`execute`, or `executeReads` for plain
+ * reads, which may answer only a prefix), on the connection's ordered lane (`executeOrdered`),
+ * or on this thread: memory-only transaction steps (`runInMemory`) and small plain writes whose
+ * commit can start at once (`writeNow`); and turn a failure of the whole call into one coded
+ * result per op, so the session always has a result for every op it sent.
  *
  * Invariants: never rejects; an INTERNAL failure is logged once per call; an engine that
- * returns a different number of results than ops breaks an invariant and throws.
+ * returns a different number of results than ops (but for `reads`: at least one, at most as
+ * many) breaks an invariant.
  */
 
 import type { Logger } from 'pino';
 import { isMemoryStepCall, plainWriteKeys, type Engine, type EngineOp, type EngineResult } from '../engine/types.js';
 import { toToonDBError } from '../protocol/errors.js';
-import { ENGINE_WRITE_NOW_KEYS_MAX } from '../protocol/limits.js';
+import { ENGINE_CALL_OUTPUT_BYTES_MAX, ENGINE_WRITE_NOW_KEYS_MAX } from '../protocol/limits.js';
 
 export class EngineCalls {
   constructor(
@@ -45,6 +46,20 @@ export class EngineCalls {
     try {
       const results = lane === undefined ? await this.engine.execute(ops) : await this.engine.executeOrdered(lane, ops);
       return checked(ops, results)!;
+    } catch (error) {
+      return this.failed(ops, error);
+    }
+  }
+
+  /** Runs a call of plain reads on the pool; it may end early once its results are large
+   * (ENGINE_CALL_OUTPUT_BYTES_MAX), with results for a prefix of `ops`, at least one. */
+  async reads(ops: EngineOp[]): Promise<EngineResult[]> {
+    try {
+      const results = await this.engine.executeReads(ops, ENGINE_CALL_OUTPUT_BYTES_MAX);
+      if (results.length === 0 || results.length > ops.length) {
+        throw new Error(`invariant: engine returned ${results.length} results for a prefix of ${ops.length} reads`);
+      }
+      return results;
     } catch (error) {
       return this.failed(ops, error);
     }

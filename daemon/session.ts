@@ -23,8 +23,10 @@
  *   beside an earlier request that could write. Replies may leave in any order (matched by id).
  * - In `sync` mode no reply leaves before the fsync covering every write it could show.
  * - Memory per connection is bounded: one partial frame (FrameDecoder), at most
- *   inFlightPerConnectionMax requests (reading pauses past it), at most OUTPUT_BUFFER_BYTES_MAX
- *   of unread replies (the connection is closed past it).
+ *   inFlightPerConnectionMax requests (reading pauses past it), and unread replies: no new work
+ *   starts past OUTPUT_PAUSE_BYTES, a call of plain reads ends early past
+ *   ENGINE_CALL_OUTPUT_BYTES_MAX (the rest runs later), and a client that leaves more than
+ *   OUTPUT_BUFFER_BYTES_MAX unread, or reads nothing for unreadRepliesMsMax, is cut off (flow.ts).
  * - A closed connection's transactions are aborted and its cursors freed, including ones the
  *   engine created while the connection was closing.
  * - Nothing a client sends can throw out of this class: every failure becomes a coded reply or
@@ -38,14 +40,17 @@ import { OpKind, type EngineOp, type EngineResult } from '../engine/types.js';
 import { MessageCodec } from '../protocol/codec.js';
 import { ToonDBError, toToonDBError } from '../protocol/errors.js';
 import { FrameDecoder } from '../protocol/frame.js';
-import { ENGINE_CALLS_PER_CONNECTION_MAX, HANDSHAKE_TIMEOUT_MS, OUTPUT_BUFFER_BYTES_MAX, REQUEST_ITEMS_MAX } from '../protocol/limits.js';
+import {
+  ENGINE_CALL_OUTPUT_BYTES_MAX, ENGINE_CALLS_PER_CONNECTION_MAX, HANDSHAKE_TIMEOUT_MS, REQUEST_ITEMS_MAX,
+} from '../protocol/limits.js';
 import { CONNECTION_ERROR_ID, OP_FAMILIES, type Request } from '../protocol/messages.js';
 import { readSimpleRequest } from '../protocol/simple-frames.js';
 import { parseRequest, requestIdOf } from '../protocol/validate.js';
-import { nextBatch, routeOf, type Route, type RunningCalls } from './batching.js';
+import { countCall, nextBatch, routeOf, type RunningCalls } from './batching.js';
 import { EngineCalls } from './engine-calls.js';
+import { Flow } from './flow.js';
 import * as admin from './handlers/admin.js';
-import { finish, isDataRequest, prepare, type DataRequest } from './handlers/index.js';
+import { finish, isDataRequest, prepareBatch, requestsCovered, type DataRequest, type PreparedBatch as Prepared } from './handlers/index.js';
 import { fail, ok, type Outcome, type SessionScope } from './handlers/scope.js';
 import { readAheadCursor, scanNextOp } from './handlers/scan.js';
 import { leavesCursorOpen, ScanReadAhead } from './read-ahead.js';
@@ -55,12 +60,6 @@ import { writeReplies, type Reply } from './replies.js';
 interface Queued {
   req: Request;
   receivedAt: number;
-}
-
-/** A batch's engine ops, and per request its op or the validation error that replaced it. */
-interface Prepared {
-  each: (EngineOp | ToonDBError)[];
-  ops: EngineOp[];
 }
 
 export class Session {
@@ -73,14 +72,13 @@ export class Session {
   private readonly running: RunningCalls = { all: 0, writes: 0, onLane: 0 };
   private awaitingDurability = 0;
   private inFlight = 0;
-  private readingPaused = false;
   private closed = false;
-  /** performance.now() of the last chunk received; checked when a frame stays incomplete. */
-  private lastDataAt = performance.now();
   private handshakeTimer: NodeJS.Timeout | null;
   private readonly calls: EngineCalls;
   /** Next batches of snapshot cursors, read while earlier ones travel. */
   private readonly readAhead: ScanReadAhead;
+  /** Reading paused or not, and the replies the client has not read yet (flow.ts). */
+  private readonly flow: Flow;
 
   constructor(
     readonly id: number,
@@ -91,6 +89,7 @@ export class Session {
   ) {
     const limits = ctx.limits();
     this.calls = new EngineCalls(ctx.engine, log);
+    this.flow = new Flow(socket);
     this.readAhead = new ScanReadAhead(
       async (cursor) => (await this.calls.run([scanNextOp(cursor, this.scope)]))[0],
       ctx.readAheadBudget,
@@ -111,7 +110,10 @@ export class Session {
     }, HANDSHAKE_TIMEOUT_MS);
     this.handshakeTimer.unref();
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('drain', () => this.maybeResume());
+    socket.on('drain', () => {
+      this.maybeResume();
+      if (this.flow.drained()) this.pump();
+    });
     socket.on('error', (error) => this.log.debug({ err: error }, 'connection error'));
     socket.on('close', () => this.close('peer closed'));
   }
@@ -133,11 +135,11 @@ export class Session {
       return;
     }
     const receivedAt = performance.now();
-    this.lastDataAt = receivedAt;
+    this.flow.dataArrived(receivedAt);
     for (const body of bodies) {
       if (!this.accept(body, receivedAt)) return;
     }
-    if (this.inFlight >= this.scope.limits.inFlightPerConnectionMax) this.pauseReading();
+    if (this.inFlight >= this.scope.limits.inFlightPerConnectionMax) this.flow.pauseReading();
     this.pump();
   }
 
@@ -191,14 +193,16 @@ export class Session {
    */
   private pump(): void {
     while (!this.closed && this.queue.length > 0) {
+      if (this.flow.full()) return; // resumed on 'drain' (see the constructor)
       const { take, readOnly, readPrefix } = nextBatch(this.queue);
       // Plain reads ahead of a write in the queue: answered from memory on their own if they
       // can be (no write is running, and they precede every write of the batch), so a mixed
       // stream does not send every read through the pool; otherwise they go with the batch.
       if (!readOnly && readPrefix > 0 && this.running.writes === 0 && this.running.all < ENGINE_CALLS_PER_CONNECTION_MAX) {
         const reads = this.queue.slice(0, readPrefix);
-        if (this.answerFromMemory(reads, this.prepare(reads, 0, readPrefix))) {
-          this.queue = this.queue.slice(readPrefix);
+        const answered = this.answerFromMemory(reads, this.prepare(reads, 0, readPrefix));
+        if (answered > 0) {
+          this.queue = this.queue.slice(answered);
           continue;
         }
       }
@@ -209,27 +213,27 @@ export class Session {
       this.queue = take === this.queue.length ? [] : this.queue.slice(take);
       const mayWrite = !readOnly || route === 'lane';
       const prepared = readOnly || route === 'lane' ? this.prepare(batch, 0, batch.length) : null;
-      if (route === 'pool' && prepared !== null && this.answerFromMemory(batch, prepared)) continue;
-      this.count(route, mayWrite, 1);
+      if (route === 'pool' && prepared !== null) {
+        const answered = this.answerFromMemory(batch, prepared);
+        if (answered > 0) {
+          if (answered < batch.length) this.queue = batch.slice(answered).concat(this.queue);
+          continue;
+        }
+      }
+      countCall(this.running, route, mayWrite, 1);
       const call = route === 'lane' ? this.runData(batch, 0, batch.length, prepared!, { lane: this.id, behind })
-        : prepared !== null ? this.runData(batch, 0, batch.length, prepared) : this.runBatch(batch);
+        : prepared !== null ? this.runReads(batch, prepared) : this.runBatch(batch);
       call
         .catch((error: unknown) => {
           this.log.error({ err: error }, 'batch failed unexpectedly');
           this.failConnection(new ToonDBError('INTERNAL', `batch failed: ${(error as Error).message}`));
         })
         .finally(() => {
-          this.count(route, mayWrite, -1);
+          countCall(this.running, route, mayWrite, -1);
           if (this.closed && this.running.all === 0) this.releaseHandles();
           this.pump();
         });
     }
-  }
-
-  private count(route: Route, mayWrite: boolean, delta: 1 | -1): void {
-    this.running.all += delta;
-    if (mayWrite) this.running.writes += delta;
-    if (route === 'lane') this.running.onLane += delta;
   }
 
   /**
@@ -285,40 +289,57 @@ export class Session {
   }
 
   /**
-   * Answers a batch of plain reads from the engine's row cache, on this thread (no pool round
-   * trip, no storage work); false, having done nothing, if any read needs storage.
+   * Runs a batch of plain reads on the pool as one engine call, which may end early once its
+   * results are large (ENGINE_CALL_OUTPUT_BYTES_MAX): the requests it did not reach go back to
+   * the front of the queue, where no write can have passed them (none starts while reads run).
    */
-  private answerFromMemory(batch: Queued[], prepared: Prepared): boolean {
+  private async runReads(batch: Queued[], prepared: Prepared): Promise<void> {
+    const results = prepared.ops.length === 0 ? [] : await this.calls.reads(prepared.ops);
+    const answered = this.completePrefix(batch, prepared, results);
+    if (answered < batch.length) this.queue = batch.slice(answered).concat(this.queue);
+  }
+
+  /**
+   * Answers a batch of plain reads from the engine's row cache, on this thread (no pool round
+   * trip, no storage work): all of them, or the first ones once their results are large
+   * (ENGINE_CALL_OUTPUT_BYTES_MAX). Returns how many requests it answered: 0, having done
+   * nothing, if a read needs storage.
+   */
+  private answerFromMemory(batch: Queued[], prepared: Prepared): number {
     let results: EngineResult[] | null = [];
     if (prepared.ops.length > 0) {
       try {
-        results = this.ctx.engine.readCached(prepared.ops);
+        results = this.ctx.engine.readCached(prepared.ops, ENGINE_CALL_OUTPUT_BYTES_MAX);
       } catch (error) {
         this.log.error({ err: error }, 'row cache read failed; using the storage path');
         results = null;
       }
     }
-    if (results === null) return false;
-    if (results.length !== prepared.ops.length) {
-      throw new Error(`invariant: row cache answered ${results.length} of ${prepared.ops.length} ops`);
-    }
-    this.ctx.counters.requestsFromMemory += batch.length;
-    this.complete(batch, 0, batch.length, prepared, results);
-    return true;
+    if (results === null) return 0;
+    const answered = this.completePrefix(batch, prepared, results);
+    this.ctx.counters.requestsFromMemory += answered;
+    return answered;
   }
+
+  /** Completes the requests of `batch` that `results` (one per op of a prefix of
+   * `prepared.ops`, at least one) answer, with the refused ones among them; returns how many. */
+  private completePrefix(batch: Queued[], prepared: Prepared, results: EngineResult[]): number {
+    if (results.length === prepared.ops.length) {
+      this.complete(batch, 0, batch.length, prepared, results);
+      return batch.length;
+    }
+    if (results.length === 0 || results.length > prepared.ops.length) {
+      throw new Error(`invariant: the engine answered ${results.length} of ${prepared.ops.length} reads`);
+    }
+    const cut = requestsCovered(prepared, results.length);
+    this.complete(batch, 0, cut, { each: prepared.each.slice(0, cut), ops: prepared.ops.slice(0, results.length) }, results);
+    return cut;
+  }
+
 
   /** Engine ops for batch[from, to), with a validation failure in place of each refused one. */
   private prepare(batch: Queued[], from: number, to: number): Prepared {
-    const scope = this.scope;
-    scope.nowMs = Date.now();
-    const each = new Array<EngineOp | ToonDBError>(to - from);
-    const ops: EngineOp[] = [];
-    for (let i = from; i < to; i++) {
-      const op = prepare(batch[i].req as DataRequest, scope);
-      each[i - from] = op;
-      if (!(op instanceof ToonDBError)) ops.push(op);
-    }
-    return { each, ops };
+    return prepareBatch(batch, from, to, this.scope);
   }
 
   /** Turns the engine results of batch[from, to) into replies, sent once durable. */
@@ -385,29 +406,23 @@ export class Session {
   private send(replies: Reply[]): void {
     this.inFlight -= replies.length;
     if (this.closed) return;
-    writeReplies(this.socket, replies, this.codec, this.ctx.counters);
-    if (this.socket.writableLength > OUTPUT_BUFFER_BYTES_MAX) {
-      this.log.warn({ bufferedBytes: this.socket.writableLength }, 'closing connection that does not read its replies');
-      this.socket.destroy();
-      this.close('output buffer limit');
+    if (this.flow.overflowing()) {
+      this.cutOff('output buffer limit');
       return;
     }
+    writeReplies(this.socket, replies, this.codec, this.ctx.counters);
     this.maybeResume();
   }
 
-  private pauseReading(): void {
-    if (this.readingPaused) return;
-    this.readingPaused = true;
-    this.socket.pause();
+  /** Closes a connection whose client does not read its replies (flow.ts). */
+  private cutOff(reason: string): void {
+    this.log.warn({ bufferedBytes: this.flow.unreadBytes, reason }, 'closing connection that does not read its replies');
+    this.socket.destroy();
+    this.close(reason);
   }
 
   private maybeResume(): void {
-    if (!this.readingPaused || this.closed) return;
-    const limits = this.scope.limits;
-    if (this.inFlight < limits.inFlightPerConnectionMax / 2 && this.socket.writableLength < OUTPUT_BUFFER_BYTES_MAX / 4) {
-      this.readingPaused = false;
-      this.socket.resume();
-    }
+    if (!this.closed) this.flow.maybeResume(this.inFlight, this.scope.limits.inFlightPerConnectionMax);
   }
 
   /** Sends a connection-level error (request id 0) and closes. */
@@ -427,9 +442,14 @@ export class Session {
    * idle transactions and closes idle cursors.
    */
   sweepIdle(nowMs: number): void {
-    const stalledMs = performance.now() - this.lastDataAt;
+    const stalledMs = this.flow.incompleteFrameMs();
     if (this.decoder.bufferedBytes > 0 && stalledMs > this.scope.limits.partialFrameMsMax) {
       this.failConnection(new ToonDBError('PROTOCOL_ERROR', `incomplete frame for ${Math.round(stalledMs)} ms`));
+      return;
+    }
+    const unreadMs = this.flow.unreadStalledMs(nowMs);
+    if (unreadMs > this.scope.limits.unreadRepliesMsMax) {
+      this.cutOff(`replies unread for ${unreadMs} ms`);
       return;
     }
     const txns = this.scope.txns.takeIdle(nowMs);

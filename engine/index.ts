@@ -31,9 +31,10 @@ export * from './types.js';
 /** The addon's own surface (see engine/src/binding.rs): the Engine contract, except that
  * calls take and return the binary layout of engine/abi.ts, lane calls are submitted and
  * collected separately, and failures reach callbacks as `[CODE] message` text. */
-type NativeEngine = Omit<Engine, 'execute' | 'readCached' | 'runInMemory' | 'writeNow' | 'startSyncer' | 'startLanes' | 'executeOrdered'> & {
+type NativeEngine = Omit<Engine, 'execute' | 'executeReads' | 'readCached' | 'runInMemory' | 'writeNow' | 'startSyncer' | 'startLanes' | 'executeOrdered'> & {
   execute(ops: Buffer): Promise<Buffer>;
-  readCached(ops: Buffer): Buffer | null;
+  executeReads(ops: Buffer, outputBytesMax: number): Promise<Buffer>;
+  readCached(ops: Buffer, outputBytesMax: number): Buffer | null;
   runInMemory(ops: Buffer): Buffer | null;
   writeNow(ops: Buffer): Buffer | null;
   startSyncer(onSynced: (error: string | null) => void): void;
@@ -126,6 +127,10 @@ class LoadedEngine implements Engine {
     return decodeResults(await coded(() => this.inner.execute(encodeOps(ops))));
   }
 
+  async executeReads(ops: EngineOp[], outputBytesMax: number): Promise<EngineResult[]> {
+    return decodeResults(await coded(() => this.inner.executeReads(encodeOps(ops), outputBytesMax)));
+  }
+
   startLanes(count: number, options: { syncResults?: boolean } = {}): void {
     codedSync(() => this.inner.startLanes(count, options.syncResults ?? false, () => this.settleLaneCalls()));
   }
@@ -150,8 +155,8 @@ class LoadedEngine implements Engine {
     }
   }
 
-  readCached(ops: EngineOp[]): EngineResult[] | null {
-    const encoded = codedSync(() => this.inner.readCached(encodeOps(ops)));
+  readCached(ops: EngineOp[], outputBytesMax = Infinity): EngineResult[] | null {
+    const encoded = codedSync(() => this.inner.readCached(encodeOps(ops), outputBytesMax));
     return encoded === null ? null : decodeResults(encoded);
   }
 

@@ -199,6 +199,13 @@ export interface Engine {
   /** Runs ops in order off the JS thread; never rejects for a per-op failure. */
   execute(ops: EngineOp[]): Promise<EngineResult[]>;
   /**
+   * Runs a call of plain reads (get / exists / getBatch / listPath without `txn`) like
+   * `execute`, but ends it early, after at least one op, once its results carry
+   * `outputBytesMax` bytes of data: the results are then those of a prefix of `ops`, and the
+   * caller runs the rest in a later call. A call with any other op runs whole.
+   */
+  executeReads(ops: EngineOp[], outputBytesMax: number): Promise<EngineResult[]>;
+  /**
    * Starts `count` ordered lanes: engine threads that each run the calls given to them one at a
    * time, in the order given (engine/src/core/lanes.rs). Call once, before `executeOrdered`.
    * With `syncResults`, each lane call asks the group-commit thread (`startSyncer`) for a fsync
@@ -217,9 +224,11 @@ export interface Engine {
    * Answers plain reads (get / exists / getBatch without `txn`) from the engine's row cache,
    * synchronously on the calling thread, with the results `execute` would give; or returns null,
    * having done nothing, when any op is another kind, is invalid, or needs a row that is not in
-   * memory. Never touches storage, so it is safe on the JS thread.
+   * memory. Never touches storage, so it is safe on the JS thread. With `outputBytesMax` it
+   * answers only a prefix of `ops` (at least one) once its results carry that many bytes, as
+   * `executeReads` does.
    */
-  readCached(ops: EngineOp[]): EngineResult[] | null;
+  readCached(ops: EngineOp[], outputBytesMax?: number): EngineResult[] | null;
   /**
    * Runs memory-only transaction steps (begin, abort, and put / delete / putBatch / deleteBatch
    * with `txn`; see isMemoryStepCall) synchronously on the calling thread, with the results

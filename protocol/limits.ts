@@ -97,8 +97,19 @@ export const ENGINE_LANES = 2;
  * ENGINE_LANE_CALLS_PER_CONNECTION_MAX × CONNECTIONS_MAX calls. */
 export const ENGINE_LANE_CALLS_PER_CONNECTION_MAX = 4;
 
-/** Reply bytes the daemon buffers for one connection that does not read them. Past it the
- * connection is closed: a client that never reads cannot grow the daemon's memory. */
+/** Bytes of data (values, names, scan entries) one engine call of plain reads returns before
+ * it ends early; the daemon runs the rest of the call later (`executeReads`). With
+ * OUTPUT_PAUSE_BYTES it keeps a connection's replies bounded however many reads of large values
+ * the client pipelines. Daemon-internal. */
+export const ENGINE_CALL_OUTPUT_BYTES_MAX = 16 * MiB;
+
+/** Unread reply bytes at which a connection gets no new engine work until its client has read
+ * them all (backpressure: the requests wait, nothing fails). Daemon-internal. */
+export const OUTPUT_PAUSE_BYTES = 8 * MiB;
+
+/** Reply bytes the daemon buffers for one connection that does not read them. A connection
+ * that has more unread when its next replies are ready is closed, as is one whose unread
+ * replies stay at OUTPUT_PAUSE_BYTES or more for `unreadRepliesMsMax` while it reads none. */
 export const OUTPUT_BUFFER_BYTES_MAX = 64 * MiB;
 
 /** Connections the daemon serves at once; further ones are refused with `TOO_MANY_CONNECTIONS`. */
@@ -126,6 +137,11 @@ export const CURSOR_IDLE_MS_MAX = 60_000;
 /** A connection holding part of a frame for this long without completing it is closed: a client
  * that sends half a frame and goes silent cannot pin its buffer forever. */
 export const PARTIAL_FRAME_MS_MAX = 30_000;
+
+/** A connection whose unread replies stay at OUTPUT_PAUSE_BYTES or more this long, while its
+ * client reads none of them, is closed: a client that stopped reading cannot hold the daemon's
+ * memory forever. */
+export const UNREAD_REPLIES_MS_MAX = 30_000;
 
 /** Default and largest number of entries in one scan batch. */
 export const SCAN_BATCH_ITEMS_DEFAULT = 256;
@@ -221,6 +237,7 @@ export interface ServerLimits {
   scanBatchBytesMax: number;
   ttlSecondsMax: number;
   partialFrameMsMax: number;
+  unreadRepliesMsMax: number;
 }
 
 export const DEFAULT_SERVER_LIMITS: Readonly<ServerLimits> = Object.freeze({
@@ -239,6 +256,7 @@ export const DEFAULT_SERVER_LIMITS: Readonly<ServerLimits> = Object.freeze({
   scanBatchBytesMax: SCAN_BATCH_BYTES_MAX,
   ttlSecondsMax: TTL_SECONDS_MAX,
   partialFrameMsMax: PARTIAL_FRAME_MS_MAX,
+  unreadRepliesMsMax: UNREAD_REPLIES_MS_MAX,
 });
 
 function check(condition: boolean, relation: string): void {

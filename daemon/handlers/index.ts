@@ -9,6 +9,7 @@
  */
 
 import type { EngineOp, EngineResult } from '../../engine/types.js';
+import { ToonDBError } from '../../protocol/errors.js';
 import type { Request } from '../../protocol/messages.js';
 import { finishKv, prepareKv } from './kv.js';
 import { finishScan, prepareScan } from './scan.js';
@@ -49,4 +50,36 @@ export function finish(req: DataRequest, result: EngineResult, scope: SessionSco
     case 'begin': case 'commit': case 'abort':
       return finishTxn(req, result, scope, op);
   }
+}
+
+/** A batch's engine ops, and per request its op or the validation error that replaced it. */
+export interface PreparedBatch {
+  each: Prepared[];
+  ops: EngineOp[];
+}
+
+/** Prepares the data requests batch[from, to) at this moment (`scope.nowMs`). */
+export function prepareBatch(batch: readonly { req: Request }[], from: number, to: number, scope: SessionScope): PreparedBatch {
+  scope.nowMs = Date.now();
+  const each = new Array<Prepared>(to - from);
+  const ops: EngineOp[] = [];
+  for (let i = from; i < to; i++) {
+    const op = prepare(batch[i].req as DataRequest, scope);
+    each[i - from] = op;
+    if (!(op instanceof ToonDBError)) ops.push(op);
+  }
+  return { each, ops };
+}
+
+/**
+ * How many requests of `prepared` an engine call answered that ran only its first `opsRan` ops:
+ * those requests, and the refused ones right after them, which need no engine work.
+ */
+export function requestsCovered(prepared: PreparedBatch, opsRan: number): number {
+  const { each } = prepared;
+  let covered = 0;
+  for (let ran = 0; covered < each.length && (ran < opsRan || each[covered] instanceof ToonDBError); covered++) {
+    if (!(each[covered] instanceof ToonDBError)) ran++;
+  }
+  return covered;
 }

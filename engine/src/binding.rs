@@ -113,6 +113,11 @@ impl From<Checkpoint> for CheckpointJs {
 /// Runs a call on the JS thread, synchronously: decodes `ops` and encodes what `run` answered;
 /// null if `run` declined the call or the ops do not decode (the call then takes the async
 /// path, which reports them). A panic becomes an INTERNAL error instead of unwinding into Node.
+/// An output budget from JS: a positive number of bytes, anything else none at all.
+fn bytes_budget(bytes: f64) -> usize {
+    if bytes.is_finite() && bytes >= 1.0 { bytes as usize } else { usize::MAX }
+}
+
 fn run_here(ops: &[u8], run: impl FnOnce(Vec<Op>) -> Option<Vec<OpOutput>>) -> Result<Option<CopiedBuffer>> {
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let ops = abi::decode_ops(ops).ok()?;
@@ -236,12 +241,29 @@ impl NativeEngine {
         ))
     }
 
+    /// Runs a batch of plain reads like `execute`, but may end it early once its results hold
+    /// `output_bytes_max` bytes: the results are then those of a prefix of the ops (at least
+    /// one), and the caller runs the rest in a later call (core/ops.rs `execute_reads`).
+    #[napi(ts_return_type = "Promise<Buffer>")]
+    pub fn execute_reads(&self, ops: Buffer, output_bytes_max: f64) -> AsyncTask<Job<Vec<u8>, CopiedBuffer>> {
+        let input = ops.to_vec();
+        let engine = self.inner.clone();
+        let budget = bytes_budget(output_bytes_max);
+        AsyncTask::new(job(
+            move || {
+                let ops = abi::decode_ops(&input)?;
+                Ok(abi::encode_results(engine.execute_reads(ops, budget)?))
+            },
+            CopiedBuffer,
+        ))
+    }
+
     /// Answers a batch of plain reads from the row cache alone, synchronously, or returns null
     /// having done nothing (core/ops.rs `read_cached`). Memory only, never storage. Encodings as
     /// for `execute`.
     #[napi(ts_return_type = "Buffer | null")]
-    pub fn read_cached(&self, ops: Buffer) -> Result<Option<CopiedBuffer>> {
-        run_here(&ops, |ops| self.inner.read_cached(&ops))
+    pub fn read_cached(&self, ops: Buffer, output_bytes_max: f64) -> Result<Option<CopiedBuffer>> {
+        run_here(&ops, |ops| self.inner.read_cached(&ops, bytes_budget(output_bytes_max)))
     }
 
     /// Commits a batch of plain writes (put, delete, putBatch, deleteBatch outside transactions)

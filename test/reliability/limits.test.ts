@@ -11,7 +11,7 @@ describe('slow, stuck and greedy clients', () => {
 
   beforeAll(async () => {
     daemon = await startDaemon({
-      config: { connectionsMax: 12, limits: { txnIdleMsMax: 600, cursorIdleMsMax: 600, partialFrameMsMax: 800, txnsPerConnectionMax: 8, cursorsPerConnectionMax: 8 } },
+      config: { connectionsMax: 12, limits: { txnIdleMsMax: 600, cursorIdleMsMax: 600, partialFrameMsMax: 800, unreadRepliesMsMax: 800, txnsPerConnectionMax: 8, cursorsPerConnectionMax: 8 } },
     });
     good = await IpcClient.connect(daemon.socketPath);
     await good.put('probe', 'ok');
@@ -60,6 +60,23 @@ describe('slow, stuck and greedy clients', () => {
     // It was cut off well before all 400 MiB of replies could have been buffered for it.
     expect(peer.messages.length).toBeLessThan(400);
     await probe();
+  }, 30_000);
+
+  // Regression: replies were bounded only by cutting the connection off past 64 MiB unread, so
+  // a client that reads everything but pipelined five gets of a 16 MiB value lost them all
+  // (UNKNOWN_RESULT), and one engine call could build a reply batch of any size. Calls of plain
+  // reads now end early past 16 MiB of results, and no new work starts past 8 MiB unread.
+  it('serves a reader that pipelines many reads of large values, without cutting it off', async () => {
+    const client = await IpcClient.connect(daemon.socketPath);
+    const value = Buffer.alloc(4 * 1024 * 1024, 3);
+    await client.put('large', value);
+    const gets = await Promise.all(Array.from({ length: 40 }, () => client.get('large')));
+    expect(gets.every((got) => got !== null && got.equals(value))).toBe(true);
+    const batches = await Promise.all(Array.from({ length: 8 }, () => client.getBatch(['large', 'large', 'large', 'large', 'nope'])));
+    expect(batches.flat().filter((got) => got !== null && got.equals(value))).toHaveLength(32);
+    expect(client.closed).toBe(false);
+    expect(daemon.logs.some((l) => l.msg === 'closing connection that does not read its replies' && l.reason === 'output buffer limit')).toBe(false);
+    await client.close();
   }, 30_000);
 
   it('aborts a transaction held open past txnIdleMsMax and says so', async () => {

@@ -90,9 +90,16 @@ impl Engine {
         Ok(ops::execute(&*self.store()?, ops))
     }
 
-    /// Plain reads answered from the row cache alone; None if any needs storage (or closed).
-    pub fn read_cached(&self, ops: &[Op]) -> Option<Vec<OpOutput>> {
-        ops::read_cached(&*self.store().ok()?, ops)
+    /// Runs a call of plain reads that may end early, once its outputs hold `output_bytes_max`
+    /// bytes, with the outputs of a prefix of `ops` (`ops::execute_reads`).
+    pub fn execute_reads(&self, ops: Vec<Op>, output_bytes_max: usize) -> EngineResult<Vec<OpOutput>> {
+        Ok(ops::execute_reads(&*self.store()?, ops, output_bytes_max))
+    }
+
+    /// Plain reads answered from the row cache alone, a prefix of them once their outputs hold
+    /// `output_bytes_max` bytes; None if any needs storage (or closed).
+    pub fn read_cached(&self, ops: &[Op], output_bytes_max: usize) -> Option<Vec<OpOutput>> {
+        ops::read_cached(&*self.store().ok()?, ops, output_bytes_max)
     }
 
     /// Memory-only transaction steps run on the calling thread; None if any needs more (or

@@ -102,9 +102,44 @@ pub fn execute(store: &Store, ops: Vec<Op>) -> Vec<OpOutput> {
     outputs
 }
 
+/// Runs a call of plain reads like `execute`, but ends it early, after at least one op, once its
+/// outputs hold `output_bytes_max` bytes: the outputs are then those of a prefix of `ops`, and
+/// the caller runs the rest in a later call. A connection's replies stay bounded that way however
+/// many reads of large values it pipelines (the daemon sends one call's replies before it starts
+/// the next once they pile up). A call with any other op runs whole, as `execute`.
+pub fn execute_reads(store: &Store, ops: Vec<Op>, output_bytes_max: usize) -> Vec<OpOutput> {
+    if !ops.iter().all(is_plain_read) {
+        return execute(store, ops);
+    }
+    let mut outputs: Vec<OpOutput> = Vec::with_capacity(ops.len());
+    let mut bytes = 0;
+    for op in ops {
+        if bytes >= output_bytes_max {
+            break;
+        }
+        let output = run_op(store, op).unwrap_or_else(failed);
+        bytes += output_bytes(&output);
+        outputs.push(output);
+    }
+    outputs
+}
+
+/// The bytes of data an output carries (values, names, entries), for `execute_reads`.
+fn output_bytes(output: &OpOutput) -> usize {
+    let value = output.value.as_ref().and_then(Option::as_ref).map_or(0, Vec::len);
+    let values = output.values.as_ref().map_or(0, |v| v.bytes.len());
+    let keys = output.keys.as_ref().map_or(0, |keys| keys.iter().map(|k| k.len() + ITEM_OVERHEAD_BYTES).sum());
+    let entries = output.entries.as_ref().map_or(0, |e| e.bytes.len());
+    value + values + keys + entries
+}
+
 /// A failed op showed nothing and applied nothing, so its reply waits for no fsync (seq 0).
 fn failed(error: EngineError) -> OpOutput {
     OpOutput { error: Some(error), seq: 0, ..Default::default() }
+}
+
+fn is_plain_read(op: &Op) -> bool {
+    op.txn.is_none() && matches!(op.kind, kind::GET | kind::EXISTS | kind::GET_BATCH | kind::LIST_PATH)
 }
 
 fn is_plain_write(op: &Op) -> bool {

@@ -9,16 +9,23 @@ use super::*;
 /// Answers `ops` from the row cache alone, or returns None (having done nothing) if any op is
 /// not a plain read (get / exists / getBatch outside a transaction), fails validation, or needs
 /// a row that is not cached. No storage work: safe on the daemon's JS thread. Each op sees one
-/// consistent state (rowcache.rs), as it would on the storage path.
-pub fn read_cached(store: &Store, ops: &[Op]) -> Option<Vec<OpOutput>> {
+/// consistent state (rowcache.rs), as it would on the storage path. Like `execute_reads`, it
+/// answers only a prefix of `ops` (at least one) once its outputs hold `output_bytes_max` bytes.
+pub fn read_cached(store: &Store, ops: &[Op], output_bytes_max: usize) -> Option<Vec<OpOutput>> {
     let now = value::now_ms();
     let mut outputs = Vec::with_capacity(ops.len());
+    let mut bytes = 0;
     for op in ops {
         if op.txn.is_some() || !matches!(op.kind, kind::GET | kind::EXISTS | kind::GET_BATCH) {
             return None;
         }
+        if bytes >= output_bytes_max {
+            break;
+        }
         let keys = read_keys(store, op).ok()?;
-        outputs.push(cached_output(store, op.kind, keys, now)?);
+        let output = cached_output(store, op.kind, keys, now)?;
+        bytes += output_bytes(&output);
+        outputs.push(output);
     }
     Some(outputs)
 }

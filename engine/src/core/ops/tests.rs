@@ -14,6 +14,11 @@ fn put(key: &[u8], value: &[u8]) -> Op {
     Op { kind: kind::PUT, key: Some(key.to_vec()), value: Some(value.to_vec()), ..Default::default() }
 }
 
+/// Row-cache answers with no output budget (see `execute_reads` for the budget).
+fn read_cached_all(engine: &Engine, ops: &[Op]) -> Option<Vec<OpOutput>> {
+    engine.read_cached(ops, usize::MAX)
+}
+
 fn get(key: &[u8]) -> Op {
     Op { kind: kind::GET, key: Some(key.to_vec()), ..Default::default() }
 }
@@ -42,7 +47,7 @@ fn consecutive_plain_writes_share_one_commit_and_keep_their_order() {
 }
 
 fn cached_value(engine: &Engine, key: &[u8]) -> Option<Option<Vec<u8>>> {
-    engine.read_cached(&[get(key)]).map(|mut out| out.remove(0).value.unwrap())
+    read_cached_all(&engine, &[get(key)]).map(|mut out| out.remove(0).value.unwrap())
 }
 
 fn get_batch(keys: &[&[u8]]) -> Op {
@@ -55,9 +60,9 @@ fn the_row_cache_follows_plain_writes_transactions_and_expiry() {
     let engine = open(dir.path());
     engine.execute(vec![put(b"a", b"1"), put(b"b", b"1")]).unwrap();
     assert_eq!(cached_value(&engine, b"a"), Some(Some(b"1".to_vec())), "written through");
-    assert!(engine.read_cached(&[get_batch(&[b"a", b"b"])]).is_some());
-    assert!(engine.read_cached(&[get_batch(&[b"a", b"nope"])]).is_none(), "one miss sends the op to storage");
-    assert!(engine.read_cached(&[get(b"a"), Op { txn: Some(1), ..get(b"a") }]).is_none(), "only plain reads");
+    assert!(read_cached_all(&engine, &[get_batch(&[b"a", b"b"])]).is_some());
+    assert!(read_cached_all(&engine, &[get_batch(&[b"a", b"nope"])]).is_none(), "one miss sends the op to storage");
+    assert!(read_cached_all(&engine, &[get(b"a"), Op { txn: Some(1), ..get(b"a") }]).is_none(), "only plain reads");
 
     engine.execute(vec![Op { kind: kind::DELETE, key: Some(b"a".to_vec()), ..Default::default() }]).unwrap();
     assert_eq!(cached_value(&engine, b"a"), None, "a deleted row is not cached");
@@ -92,7 +97,7 @@ fn a_disabled_row_cache_answers_nothing() {
     let engine = Engine::open(&OpenOptions { path: dir.path().to_str().unwrap().into(), cache_bytes: None, row_cache_bytes: Some(0), limits }).unwrap().0;
     engine.execute(vec![put(b"a", b"1")]).unwrap();
     engine.execute(vec![get(b"a")]).unwrap();
-    assert!(engine.read_cached(&[get(b"a")]).is_none());
+    assert!(read_cached_all(&engine, &[get(b"a")]).is_none());
 }
 
 /// Coherence under concurrency: one writer commits (a, b) = (i, i) atomically while readers
@@ -123,13 +128,13 @@ fn cached_reads_are_never_stale_or_torn_under_concurrent_commits() {
                     let stored = number(&engine.execute(vec![get(b"a")]).unwrap()[0].value.clone().unwrap());
                     assert!(stored >= last, "storage went back from {last} to {stored}");
                     last = stored;
-                    if let Some(out) = engine.read_cached(&[get(b"a")]) {
+                    if let Some(out) = read_cached_all(&engine, &[get(b"a")]) {
                         let cached = number(out[0].value.as_ref().unwrap());
                         assert!(cached >= last, "cache served {cached} after storage showed {last}");
                         last = cached;
                         hits += 1;
                     }
-                    if let Some(out) = engine.read_cached(&[get_batch(&[b"a", b"b"])]) {
+                    if let Some(out) = read_cached_all(&engine, &[get_batch(&[b"a", b"b"])]) {
                         let values = out[0].values.as_ref().unwrap().decode_values();
                         assert_eq!(number(&values[0]), number(&values[1]), "a getBatch split one commit");
                     }
@@ -493,6 +498,29 @@ fn a_cached_get_batch_is_bounded_too() {
     let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, batch_items_max: 1000, batch_bytes_max: 1000 };
     let engine = Engine::open(&OpenOptions { path: dir.path().to_str().unwrap().into(), cache_bytes: None, row_cache_bytes: None, limits }).unwrap().0;
     engine.execute(vec![put(b"k", &[7u8; 300])]).unwrap();
-    assert!(engine.read_cached(&[get_batch(&[b"k", b"k", b"k"])]).is_some(), "written through, and fits");
-    assert!(engine.read_cached(&[get_batch(&[b"k", b"k", b"k", b"k"])]).is_none(), "left to the storage path, which refuses it");
+    assert!(read_cached_all(&engine, &[get_batch(&[b"k", b"k", b"k"])]).is_some(), "written through, and fits");
+    assert!(read_cached_all(&engine, &[get_batch(&[b"k", b"k", b"k", b"k"])]).is_none(), "left to the storage path, which refuses it");
+}
+
+// A call of plain reads ends early once its outputs hold the budget, after at least one op: the
+// daemon runs the rest later, so a pipeline of large reads never builds one huge reply batch.
+#[test]
+fn a_call_of_plain_reads_ends_early_at_its_output_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    engine.execute(vec![put(b"k", &[7u8; 300])]).unwrap();
+    let gets = || vec![get(b"k"), get(b"k"), get(b"k"), get_batch(&[b"k", b"k"])];
+    let lens = |budget| engine.execute_reads(gets(), budget).unwrap().len();
+    assert_eq!(lens(usize::MAX), 4);
+    assert_eq!(lens(500), 2, "300 bytes, then 600: over 500, so it stops");
+    assert_eq!(lens(1), 1, "at least one op runs");
+    assert_eq!(lens(900), 3);
+    let outputs = engine.execute_reads(gets(), 500).unwrap();
+    assert!(outputs.iter().all(|o| o.error.is_none() && o.value == Some(Some(vec![7u8; 300]))));
+    let with_write = vec![get(b"k"), put(b"k2", b"v"), get(b"k")];
+    assert_eq!(engine.execute_reads(with_write, 1).unwrap().len(), 3, "a call that writes runs whole");
+    let cached = |budget| engine.read_cached(&gets(), budget).map(|out| out.len());
+    assert_eq!(cached(usize::MAX), Some(4));
+    assert_eq!(cached(500), Some(2));
+    assert_eq!(cached(1), Some(1));
 }

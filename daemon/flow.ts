@@ -1,0 +1,97 @@
+/**
+ * Flow control of one connection, both ways: when its session reads requests, when it may start
+ * new work given the replies its client has not read, and when a stuck client is cut off.
+ *
+ * Responsibility: the input side pauses the socket while too many requests are in flight and
+ * tells how long a frame has stayed incomplete through no fault of the daemon; the output side
+ * judges the bytes the socket still holds for the client (`writableLength`: replies written by
+ * the session and not yet taken by the kernel, which the client empties by reading).
+ *
+ * Invariants:
+ * - Reading pauses at inFlightPerConnectionMax requests and resumes below half of it with less
+ *   than a quarter of OUTPUT_BUFFER_BYTES_MAX unread. A frame left incomplete while reading was
+ *   paused is not counted against the client.
+ * - From OUTPUT_PAUSE_BYTES of unread replies the output is `full`: the session starts no engine
+ *   work (its requests wait in its bounded queue) until the socket reports 'drain', i.e. the
+ *   client read everything. Work already running still adds its replies, which engine calls
+ *   bound in bytes (ENGINE_CALL_OUTPUT_BYTES_MAX, batchBytesMax).
+ * - `overflowing` past OUTPUT_BUFFER_BYTES_MAX: replies about to be written would pile onto a
+ *   client that has not kept up with what it already asked for.
+ * - `unreadStalledMs` is how long the output has stayed full without shrinking (the client read
+ *   nothing), as sampled by the periodic sweep; 0 when it is not full or it shrank.
+ */
+
+import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { OUTPUT_BUFFER_BYTES_MAX, OUTPUT_PAUSE_BYTES } from '../protocol/limits.js';
+
+export class Flow {
+  private paused = false;
+  /** performance.now() of the last chunk received (or of the last resume). */
+  private lastDataAt = performance.now();
+  /** Whether `full` held work back since the last drain. */
+  private heldWork = false;
+  /** When the output was first seen full and not shrinking; -1 when it is not. */
+  private stalledSinceMs = -1;
+  private sampledBytes = 0;
+
+  constructor(private readonly socket: Socket) {}
+
+  dataArrived(atMs: number): void {
+    this.lastDataAt = atMs;
+  }
+
+  pauseReading(): void {
+    if (this.paused) return;
+    this.paused = true;
+    this.socket.pause();
+  }
+
+  /** Resumes reading if it was paused and the connection is back under its bounds. */
+  maybeResume(inFlight: number, inFlightMax: number): void {
+    if (!this.paused || inFlight >= inFlightMax / 2 || this.socket.writableLength >= OUTPUT_BUFFER_BYTES_MAX / 4) return;
+    this.paused = false;
+    this.lastDataAt = performance.now();
+    this.socket.resume();
+  }
+
+  /** How long the decoder's partial frame has waited for the client's next bytes; 0 while the
+   * daemon itself is not reading. */
+  incompleteFrameMs(): number {
+    return this.paused ? 0 : performance.now() - this.lastDataAt;
+  }
+
+  get unreadBytes(): number {
+    return this.socket.writableLength;
+  }
+
+  /** True while new work must wait for the client to read. */
+  full(): boolean {
+    if (this.socket.writableLength < OUTPUT_PAUSE_BYTES) return false;
+    this.heldWork = true;
+    return true;
+  }
+
+  /** Called on the socket's 'drain': whether work was held back and may start now. */
+  drained(): boolean {
+    const held = this.heldWork;
+    this.heldWork = false;
+    return held;
+  }
+
+  overflowing(): boolean {
+    return this.socket.writableLength > OUTPUT_BUFFER_BYTES_MAX;
+  }
+
+  unreadStalledMs(nowMs: number): number {
+    const bytes = this.socket.writableLength;
+    const shrank = bytes < this.sampledBytes;
+    this.sampledBytes = bytes;
+    if (bytes < OUTPUT_PAUSE_BYTES || shrank) {
+      this.stalledSinceMs = -1;
+      return 0;
+    }
+    if (this.stalledSinceMs < 0) this.stalledSinceMs = nowMs;
+    return nowMs - this.stalledSinceMs;
+  }
+}
