@@ -103,6 +103,7 @@ export class Session {
       counters: ctx.counters,
       limits,
       takeTxnHandle: ctx.takeTxnHandle,
+      releaseTxn: (handle) => this.abandon([handle], [], false),
       nowMs: Date.now(),
     };
     this.handshakeTimer = setTimeout(() => {
@@ -463,16 +464,16 @@ export class Session {
     this.abandon(this.scope.txns.takeAll(), this.scope.cursors.takeAll());
   }
 
-  /** Aborts `txns` and closes `cursors` in the engine; a cursor being read ahead is closed
-   * once its read-ahead settles, if that left it open. */
-  private abandon(txns: number[], cursors: number[]): void {
+  /** Aborts `txns` (counted as aborted unless they were already) and closes `cursors` in the
+   * engine; a cursor being read ahead is closed once its read-ahead settles, if that left it open. */
+  private abandon(txns: number[], cursors: number[], countAborts = true): void {
     const idle = this.readAhead.closable(cursors, (cursor) => this.abandon([], [cursor]));
     if (txns.length + idle.length === 0) return;
     const ops: EngineOp[] = [
       ...idle.map((cursor): EngineOp => ({ kind: OpKind.scanClose, cursor })),
       ...txns.map((txn): EngineOp => ({ kind: OpKind.abort, txn })),
     ];
-    this.ctx.counters.txnsAborted += txns.length;
+    if (countAborts) this.ctx.counters.txnsAborted += txns.length;
     this.ctx.engine.execute(ops).catch((error: unknown) => this.log.warn({ err: error }, 'could not release handles'));
   }
 

@@ -23,6 +23,9 @@ export interface SessionScope {
   /** The next engine transaction handle from the daemon-wide sequence (unique across
    * connections, so the daemon, not the engine, can name a transaction before it exists). */
   takeTxnHandle(): number;
+  /** Aborts engine transaction `handle` in the background, if it still exists: for a commit or
+   * abort whose whole engine call failed before it ran (INTERNAL). */
+  releaseTxn(handle: number): void;
   /** Time of the batch being handled (one clock read per batch, not per request). */
   nowMs: number;
 }

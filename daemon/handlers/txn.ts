@@ -53,6 +53,9 @@ function prepareBegin(req: RequestOf<'begin'>, scope: SessionScope): Prepared {
 export function finishTxn(req: TxnRequest, result: EngineResult, scope: SessionScope, op: EngineOp): Outcome {
   const error = engineError(result);
   const counters = scope.counters;
+  // The registry let the transaction go when its commit or abort was sent; an engine call that
+  // failed as a whole (a bug) may not have reached it, so it is released in the engine too.
+  if (error?.code === 'INTERNAL' && req.op !== 'begin' && op.txn !== undefined) scope.releaseTxn(op.txn);
   switch (req.op) {
     case 'begin': {
       const id = req.txn ?? BigInt(op.txn ?? 0);
