@@ -94,6 +94,8 @@ interface Filled {
   acked: Map<string, string>;
   firstFailure: string;
   writesBeforeFailure: number;
+  /** Keys whose write failed with a definite code (DISK_FULL / STORAGE_FAILED): never applied. */
+  refused: string[];
 }
 
 /**
@@ -122,6 +124,7 @@ async function fillDaemon(daemon: TestDaemon, mount: string, writers: number): P
   }
   const filler = fill(mount, SLACK_BYTES);
   let firstFailure = '';
+  const refused: string[] = [];
   let next = 0;
   const loop = async () => {
     while (next < WRITES_MAX && !firstFailure) {
@@ -132,13 +135,14 @@ async function fillDaemon(daemon: TestDaemon, mount: string, writers: number): P
         acked.set(`fill/${i}`, value);
       } catch (error) {
         firstFailure ||= codeOf(error);
+        if (FAIL_CODES.includes(codeOf(error))) refused.push(`fill/${i}`);
         return;
       }
     }
   };
   await Promise.all(Array.from({ length: writers }, loop));
   expect(firstFailure, `no write failed after ${WRITES_MAX} writes into ${SLACK_BYTES} bytes of space`).not.toBe('');
-  return { daemon, client, mount, filler, acked, firstFailure, writesBeforeFailure: acked.size - 50 };
+  return { daemon, client, mount, filler, acked, firstFailure, writesBeforeFailure: acked.size - 50, refused };
 }
 
 async function verifyAll(client: IpcClient, acked: Map<string, string>): Promise<string[]> {
@@ -160,7 +164,7 @@ describe.skipIf(skipReason !== null)('disk full', () => {
   });
 
   it.each([['sync', 1], ['sync', 16], ['interval', 1]])('durability %s, %i writers: coded failures, daemon stays up, every acknowledged write survives a restart', async (durability, writers) => {
-    const { daemon, client, mount, filler, acked, firstFailure, writesBeforeFailure } = await fillUp(durability, writers);
+    const { daemon, client, mount, filler, acked, firstFailure, writesBeforeFailure, refused } = await fillUp(durability, writers);
     const notes: string[] = [`first failure after ${writesBeforeFailure} writes: ${firstFailure}`];
     try {
       expect(FAIL_CODES).toContain(firstFailure);
@@ -170,8 +174,10 @@ describe.skipIf(skipReason !== null)('disk full', () => {
       let again = '';
       await client.put('while-full', 'x').then(() => (again = 'accepted'), (error) => (again = codeOf(error)));
       notes.push(`next write while full: ${again}`);
-      if (again !== 'accepted') expect(FAIL_CODES).toContain(again);
-      else acked.set('while-full', 'x');
+      if (again !== 'accepted') {
+        expect(FAIL_CODES).toContain(again);
+        refused.push('while-full');
+      } else acked.set('while-full', 'x');
 
       // One loud line (fatal), not one per failing request (counted again once the daemon
       // has exited and all its output has been read).
@@ -202,6 +208,10 @@ describe.skipIf(skipReason !== null)('disk full', () => {
       await daemon.start();
       const fresh = await IpcClient.connect(daemon.socketPath);
       expect(await verifyAll(fresh, acked), 'acknowledged writes missing or wrong after restart').toEqual([]);
+      // A write refused with DISK_FULL / STORAGE_FAILED applied nothing, even once space is back.
+      const reappeared = (await fresh.getBatch(refused)).flatMap((value, i) => (value === null ? [] : [refused[i]]));
+      notes.push(`refused writes absent after restart: ${refused.length - reappeared.length} of ${refused.length}`);
+      expect(reappeared, 'writes that failed with a definite storage error reappeared after restart').toEqual([]);
       await fresh.put('after-restart', 'z');
       expect((await fresh.get('after-restart'))?.toString()).toBe('z');
       await fresh.close();

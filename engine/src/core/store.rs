@@ -32,6 +32,7 @@ use super::rowcache::{last_writes, CommitEnd, RowCache, RowWrites, ROW_CACHE_BYT
 use super::value;
 use super::watermark::{self, Watermark};
 use fjall::{KeyspaceCreateOptions, OptimisticTxDatabase, OptimisticTxKeyspace, OptimisticWriteTx as WriteTransaction, PersistMode, Slice};
+use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
@@ -121,7 +122,8 @@ pub struct Committed {
 }
 
 pub struct Store {
-    pub db: OptimisticTxDatabase,
+    /// Dropped by `Store::drop`, unless the store is poisoned (see there).
+    pub db: ManuallyDrop<OptimisticTxDatabase>,
     pub data: OptimisticTxKeyspace,
     pub ttl: OptimisticTxKeyspace,
     pub limits: Limits,
@@ -187,7 +189,7 @@ impl Store {
             approximate_keys: data.approximate_len() as u64,
         };
         let store = Store {
-            db,
+            db: ManuallyDrop::new(db),
             data,
             ttl,
             limits: options.limits,
@@ -434,6 +436,8 @@ impl Store {
     /// fsyncs the journal in `mode` through fjall, which holds its journal lock meanwhile
     /// (checkpoint and close, where nothing else should run).
     pub fn persist(&self, mode: PersistMode) -> EngineResult<()> {
+        // Never once poisoned: it would flush what a failed write left in fjall's buffer.
+        self.check_writable()?;
         self.fsync_with(|| self.db.persist(mode).map_err(EngineError::from))
     }
 
@@ -452,6 +456,21 @@ impl Store {
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
         self.last_fsync_ms.fetch_max(super::value::now_ms(), Ordering::Relaxed);
         self.watermark.record(covered)
+    }
+}
+
+impl Drop for Store {
+    /// A poisoned store (a journal write or fsync failed) is left as a crash would leave it: its
+    /// fjall database is never dropped. fjall's journal flushes and fsyncs its write buffer when
+    /// dropped, and that buffer may still hold the batch whose write failed, which its client
+    /// was told was not applied (DISK_FULL); once space is back, the drop would write it and the
+    /// next start would replay it. The process exits after closing a poisoned engine (its stop
+    /// exits 1), and recovery treats what is on disk as after a crash: a torn tail is dropped.
+    fn drop(&mut self) {
+        if !self.poisoned.load(Ordering::SeqCst) {
+            // SAFETY: `db` is dropped only here, once, and the store is not used after drop.
+            unsafe { ManuallyDrop::drop(&mut self.db) };
+        }
     }
 }
 
