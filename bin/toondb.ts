@@ -11,7 +11,8 @@
  *   toondb --version                    this package's version (`ping` shows the daemon's)
  *
  * Every command takes --socket (default $TOONDB_SOCKET, then /tmp/toondb.sock). Values print
- * as UTF-8 when they are valid printable text, else use --hex or --base64 to choose. When the
+ * as UTF-8 when they are valid printable text, else as `0x` and hex (always hex: text that
+ * starts with `0x` prints as hex too); --hex or --base64 choose, for input and output alike. When the
  * daemon is unreachable the CLI prints one line and exits 3; a usage error exits 2; any other
  * failure exits 1 with the error code.
  */
@@ -87,7 +88,7 @@ command('stats', 'print daemon statistics')
     withClient(flags, async (client) => {
       const print = (stats: StatsResult) => out(flags.json ? JSON.stringify(stats, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)) : renderStats(stats));
       if (!flags.watch) return print(await client.stats());
-      const periodMs = Math.max(0.1, Number(flags.watch)) * 1000;
+      const periodMs = Math.max(0.1, positive(flags.watch, '--watch')!) * 1000;
       for (;;) {
         const stats = await client.stats();
         if (process.stdout.isTTY && !flags.json) process.stdout.write('\x1b[2J\x1b[H');
@@ -96,18 +97,41 @@ command('stats', 'print daemon statistics')
       }
     }));
 
-function display(bytes: Buffer, flags: Common): string {
+/** Bytes as text when they are printable UTF-8, else `0x` and hex. Text that itself starts
+ * with `0x` prints as hex too, so a `0x…` output is always hex. `oneLine` (scan's line format)
+ * also sends text with tabs or line breaks to hex. */
+function display(bytes: Buffer, flags: Common, oneLine = false): string {
   if (flags.hex) return bytes.toString('hex');
   if (flags.base64) return bytes.toString('base64');
   const text = bytes.toString('utf8');
-  // Non-text bytes would corrupt the terminal: fall back to hex, marked so it is unambiguous.
-  return Buffer.from(text, 'utf8').equals(bytes) && !/[\x00-\x08\x0e-\x1f\x7f]/.test(text) ? text : `0x${bytes.toString('hex')}`;
+  const printable = Buffer.from(text, 'utf8').equals(bytes) && !/[\x00-\x08\x0e-\x1f\x7f]/.test(text)
+    && !text.startsWith('0x') && !(oneLine && /[\t\n\r\v\f]/.test(text));
+  return printable ? text : `0x${bytes.toString('hex')}`;
 }
 
 function parseInput(text: string, flags: Common): Buffer {
-  if (flags.hex) return Buffer.from(text, 'hex');
-  if (flags.base64) return Buffer.from(text, 'base64');
+  if (flags.hex) {
+    if (!/^([0-9a-fA-F]{2})*$/.test(text)) usage(`--hex input must be an even number of hex digits, got "${text}"`);
+    return Buffer.from(text, 'hex');
+  }
+  if (flags.base64) {
+    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text) || text.length % 4 !== 0) usage(`--base64 input must be padded base64, got "${text}"`);
+    return Buffer.from(text, 'base64');
+  }
   return Buffer.from(text, 'utf8');
+}
+
+/** A positive number from an option, or a usage error. */
+function positive(text: string | undefined, option: string): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!Number.isFinite(n) || n <= 0) usage(`${option} must be a positive number, got "${text}"`);
+  return n;
+}
+
+function usage(message: string): never {
+  process.stderr.write(`toondb: ${message}\n`);
+  process.exit(EXIT_USAGE);
 }
 
 command('get', 'print the value of KEY (exit 1 if missing)').argument('<key>').action((key: string, flags: Common) =>
@@ -124,7 +148,8 @@ command('get', 'print the value of KEY (exit 1 if missing)').argument('<key>').a
 command('put', 'set KEY to VALUE').argument('<key>').argument('<value>').option('--ttl <seconds>', 'expire after N seconds')
   .action((key: string, value: string, flags: Common & { ttl?: string }) =>
     withClient(flags, async (client) => {
-      await client.put(parseInput(key, flags), parseInput(value, flags), flags.ttl ? { ttlSeconds: Number(flags.ttl) } : undefined);
+      const ttlSeconds = positive(flags.ttl, '--ttl');
+      await client.put(parseInput(key, flags), parseInput(value, flags), ttlSeconds === undefined ? undefined : { ttlSeconds });
       out('OK');
     }));
 
@@ -138,9 +163,11 @@ command('scan', 'list keys and values under PREFIX in key order').argument('[pre
   .option('--limit <n>', 'stop after N entries').option('--reverse', 'descending key order').option('--json', 'one JSON object per line')
   .action((prefix: string, flags: Common & { limit?: string; reverse?: boolean; json?: boolean }) =>
     withClient(flags, async (client) => {
-      const scan = client.scan(parseInput(prefix, flags), { limit: flags.limit ? Number(flags.limit) : undefined, reverse: flags.reverse === true });
+      const limit = positive(flags.limit, '--limit');
+      if (limit !== undefined && !Number.isSafeInteger(limit)) usage(`--limit must be a whole number, got "${flags.limit}"`);
+      const scan = client.scan(parseInput(prefix, flags), { limit, reverse: flags.reverse === true });
       for await (const [key, value] of scan) {
-        out(flags.json ? JSON.stringify({ key: display(key, flags), value: display(value, flags) }) : `${display(key, flags)}\t${display(value, flags)}`);
+        out(flags.json ? JSON.stringify({ key: display(key, flags), value: display(value, flags) }) : `${display(key, flags, true)}\t${display(value, flags, true)}`);
       }
     }));
 

@@ -68,6 +68,7 @@ async function start(flags: StartFlags): Promise<void> {
   // the daemon cleanly (socket removed, exit 0), not kill it with the default action.
   let daemon: Awaited<ReturnType<typeof daemonModule.Daemon.start>> | null = null;
   let stopRequestedBy: string | null = null;
+  let reloadRequested = false;
   const stopAndExit = (signal: string) => {
     if (daemon === null) {
       stopRequestedBy ??= signal;
@@ -78,20 +79,21 @@ async function start(flags: StartFlags): Promise<void> {
   };
   process.on('SIGTERM', () => stopAndExit('SIGTERM'));
   process.on('SIGINT', () => stopAndExit('SIGINT'));
-  process.on('SIGHUP', () => {
+  const reload = () => {
     if (daemon === null) {
-      log.warn('SIGHUP during startup ignored; send it again once the daemon listens');
+      reloadRequested = true; // applied once startup is done
       return;
     }
     try {
       const next = loadConfig(flags);
-      log.level = next.logLevel;
       daemon.reload(next);
+      log.level = next.logLevel;
       log.info({ logLevel: next.logLevel }, 'configuration reloaded');
     } catch (error) {
       log.error({ err: error }, 'reload failed; keeping the running configuration');
     }
-  });
+  };
+  process.on('SIGHUP', reload);
   process.on('uncaughtException', (error) => {
     log.fatal({ err: error }, 'uncaught exception: stopping');
     if (daemon === null) process.exit(EXIT_RUNTIME);
@@ -106,6 +108,7 @@ async function start(flags: StartFlags): Promise<void> {
     die(`${coded.code}: ${coded.message}`, configError ? EXIT_CONFIG : EXIT_RUNTIME);
   }
   if (stopRequestedBy !== null) stopAndExit(stopRequestedBy);
+  else if (reloadRequested) reload();
   await daemon.stopped;
   process.exit(exitCodeOf(daemon));
 }
@@ -116,12 +119,16 @@ function exitCodeOf(daemon: { stopTrouble: string | null }): number {
   return daemon.stopTrouble === null ? 0 : EXIT_RUNTIME;
 }
 
-async function connectOrExit(socket: string | undefined, quietNotRunning = false) {
+/** A client of the daemon on `socket`, or an exit: 3 when no daemon answers there, 1 when one
+ * answers but refuses this user (ACCESS_DENIED) or does not complete the handshake (TIMEOUT):
+ * it is running, and a "start it if it is not running" script must not try to start another. */
+async function connectOrExit(socket: string | undefined) {
   try {
     return await IpcClient.connect(socket, { connectTimeoutMs: 2_000, timeoutMs: 10_000 });
   } catch (error) {
     const coded = toToonDBError(error);
-    if (!quietNotRunning) process.stderr.write(`toondbd: not running: ${coded.message}\n`);
+    if (coded.code === 'ACCESS_DENIED' || coded.code === 'TIMEOUT') die(`running, but unusable: ${coded.code}: ${coded.message}`, EXIT_RUNTIME);
+    process.stderr.write(`toondbd: not running: ${coded.message}\n`);
     process.exit(coded.code === 'SOCKET_PATH_TOO_LONG' ? EXIT_CONFIG : EXIT_NOT_RUNNING);
   }
 }
@@ -136,7 +143,8 @@ async function status(flags: { socket?: string; json?: boolean }): Promise<void>
 }
 
 async function stop(flags: { socket?: string; timeoutMs?: string }): Promise<void> {
-  const timeoutMs = flags.timeoutMs ? Number(flags.timeoutMs) : STOP_TIMEOUT_MS_DEFAULT;
+  const timeoutMs = flags.timeoutMs === undefined ? STOP_TIMEOUT_MS_DEFAULT : Number(flags.timeoutMs);
+  if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1) die(`--timeout-ms must be a positive integer, got ${flags.timeoutMs}`, EXIT_CONFIG);
   const client = await connectOrExit(flags.socket);
   const { pid } = await client.stats();
   await client.shutdown();
@@ -145,9 +153,12 @@ async function stop(flags: { socket?: string; timeoutMs?: string }): Promise<voi
   while (Date.now() < deadline) {
     try {
       process.kill(pid, 0);
-    } catch {
-      process.stdout.write(`toondbd (pid ${pid}) stopped\n`);
-      return;
+    } catch (error) {
+      // EPERM: alive, run by another user (the service's own); only ESRCH means it is gone.
+      if ((error as NodeJS.ErrnoException).code !== 'EPERM') {
+        process.stdout.write(`toondbd (pid ${pid}) stopped\n`);
+        return;
+      }
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }

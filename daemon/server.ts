@@ -9,7 +9,8 @@
  *   4. write the info file, notify systemd (READY=1).
  * Stop order (SIGTERM, SIGINT, `shutdown` request): stop accepting; answer new requests with
  * SHUTTING_DOWN; let in-flight requests finish up to SHUTDOWN_DRAIN_MS_MAX; close connections
- * (their transactions abort); checkpoint; close the engine; remove socket and info file; unlock.
+ * (their transactions abort), cutting off after SHUTDOWN_FLUSH_MS_MAX the ones whose clients
+ * read nothing; checkpoint; close the engine; remove socket and info file; unlock.
  *
  * Invariants: one daemon per data dir (kernel lock, released by the OS even on kill -9) and
  * per socket path; `stop()` is idempotent and never rejects (failures are logged); the engine is
@@ -17,6 +18,7 @@
  */
 
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { setTimeout as delay } from 'node:timers/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import lockfile from 'proper-lockfile';
@@ -24,7 +26,10 @@ import pino, { type Logger } from 'pino';
 import { lockDataDir, openEngine, peerCredentials, sdNotify } from '../engine/index.js';
 import type { Engine } from '../engine/types.js';
 import { ToonDBError, toToonDBError } from '../protocol/errors.js';
-import { ENGINE_BLOCK_CACHE_BYTES, ENGINE_LANES, SCAN_READ_AHEAD_BYTES_MAX, SHUTDOWN_DRAIN_MS_MAX, type ServerLimits } from '../protocol/limits.js';
+import {
+  brokenLimitRelation, ENGINE_BLOCK_CACHE_BYTES, ENGINE_LANES, SCAN_READ_AHEAD_BYTES_MAX, SHUTDOWN_DRAIN_MS_MAX, SHUTDOWN_FLUSH_MS_MAX,
+  type ServerLimits,
+} from '../protocol/limits.js';
 import { CONNECTION_ERROR_ID } from '../protocol/messages.js';
 import { MessageCodec } from '../protocol/codec.js';
 import { isPeerAllowed, listenPrivately, socketFd, type PeerCredentials } from './access.js';
@@ -41,6 +46,9 @@ const IDLE_SWEEP_INTERVAL_MS = 1_000;
 const TTL_SWEEP_INTERVAL_MS = 1_000;
 const TTL_SWEEP_KEYS_MAX = 1_000;
 const DRAIN_POLL_MS = 10;
+
+/** Limits the engine is opened with (Daemon.start), which a reload cannot change. */
+const ENGINE_LIMITS = ['keyBytesMax', 'valueBytesMax', 'txnBytesMax', 'batchItemsMax', 'batchBytesMax'] as const;
 export const INFO_FILE_NAME = 'toondbd.json';
 export const ENGINE_DIR_NAME = 'db';
 
@@ -63,6 +71,11 @@ export class Daemon implements DaemonContext {
   /** Resolves once the daemon has fully stopped. */
   readonly stopped: Promise<void>;
   private readonly sessions = new Set<Session>();
+  /** Every accepted socket until it closes, refused ones included (shutdown cuts off the ones
+   * that do not close). */
+  private readonly sockets = new Set<Socket>();
+  /** The loggers of open connections (pino children keep the level they were made with). */
+  private readonly connectionLogs = new Set<Logger>();
   private readonly timers: NodeJS.Timeout[] = [];
   private nextConnectionId = 1;
   private lastTxnHandle = 0;
@@ -167,8 +180,16 @@ export class Daemon implements DaemonContext {
     const fixed = (['socketPath', 'dataDir', 'durability', 'syncIntervalMs', 'socketGroup', 'rowCacheMib'] as const)
       .filter((key) => next[key] !== this.config[key]);
     if (fixed.length > 0) this.log.warn({ settings: fixed }, 'these settings change only on restart');
+    // The engine enforces these as it was opened with them: announcing others would mislead.
+    const limits = { ...next.limits };
+    const pinned = ENGINE_LIMITS.filter((key) => limits[key] !== this.config.limits[key]);
+    for (const key of ENGINE_LIMITS) limits[key] = this.config.limits[key];
+    if (pinned.length > 0) this.log.warn({ limits: pinned }, 'these limits change only on restart (the engine enforces them)');
+    const broken = brokenLimitRelation(limits);
+    if (broken !== null) throw new ToonDBError('INVALID_ARGUMENT', `limits do not fit together with the engine's: ${broken}`);
     this.log.level = next.logLevel;
-    this.config = { ...this.config, logLevel: next.logLevel, limits: next.limits, allowUids: next.allowUids, allowGids: next.allowGids, connectionsMax: next.connectionsMax };
+    for (const log of this.connectionLogs) log.level = next.logLevel;
+    this.config = { ...this.config, logLevel: next.logLevel, limits, allowUids: next.allowUids, allowGids: next.allowGids, connectionsMax: next.connectionsMax };
   }
 
   limits(): ServerLimits {
@@ -185,6 +206,8 @@ export class Daemon implements DaemonContext {
 
   private onConnection(socket: Socket): void {
     const id = this.nextConnectionId++;
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
     if (this.stopping || this.sessions.size >= this.config.connectionsMax) {
       this.counters.connectionsRefused += 1;
       const code = this.stopping ? 'SHUTTING_DOWN' : 'TOO_MANY_CONNECTIONS';
@@ -206,8 +229,10 @@ export class Daemon implements DaemonContext {
     }
     this.counters.connectionsTotal += 1;
     this.counters.connectionsActive += 1;
+    this.connectionLogs.add(log);
     const session = new Session(id, socket, this, log, (closed) => {
       this.sessions.delete(closed);
+      this.connectionLogs.delete(log);
       this.counters.connectionsActive -= 1;
     });
     this.sessions.add(session);
@@ -262,7 +287,14 @@ export class Daemon implements DaemonContext {
       await new Promise((resolve) => setTimeout(resolve, DRAIN_POLL_MS));
     }
     for (const session of [...this.sessions]) session.end();
-    await closedListener;
+    // A client that reads no replies keeps its socket, and so the listener, open forever: give
+    // the replies SHUTDOWN_FLUSH_MS_MAX to go out, then cut such connections off.
+    const flushed = await Promise.race([closedListener.then(() => true), delay(SHUTDOWN_FLUSH_MS_MAX).then(() => false)]);
+    if (!flushed) {
+      this.log.warn({ connections: this.sockets.size }, 'cutting off connections whose replies were not read');
+      for (const socket of this.sockets) socket.destroy();
+      await closedListener;
+    }
     this.gate.close();
     await this.step('checkpoint', async () => {
       const report = await this.engine.checkpoint();

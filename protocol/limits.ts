@@ -184,6 +184,10 @@ export const SOCKET_PATH_BYTES_MAX = 103;
 /** Shutdown: how long in-flight requests get to finish before the daemon aborts them. */
 export const SHUTDOWN_DRAIN_MS_MAX = 10_000;
 
+/** Shutdown: how long the last replies get to reach their clients once connections are ended;
+ * a connection still open then (its client reads nothing) is cut off. */
+export const SHUTDOWN_FLUSH_MS_MAX = 2_000;
+
 /** Frames written together up to this many bytes are copied into one buffer and written with
  * one call; a larger batch is written corked (one writev, no copy of big values). */
 export const WRITE_COALESCE_BYTES_MAX = 64 * 1024;

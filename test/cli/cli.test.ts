@@ -129,6 +129,51 @@ describe('toondb CLI', () => {
     }
   });
 
+  // Regressions from review: load split batches by item count only (BATCH_TOO_LARGE halfway
+  // into a daemon with a smaller batchBytesMax), a flipped byte in a batch loaded silently, and
+  // a dump wrote its file in place (a failed dump destroyed the previous one).
+  it('loads into a daemon with smaller batches, refuses a damaged batch, and writes dumps whole', async () => {
+    for (let i = 0; i < 20; i++) await toondb(['put', `big/${i}`, 'x'.repeat(900), '--socket', daemon().socketPath]);
+    const dir = makeTempDir();
+    const file = join(dir, 'all.dump');
+    expect((await toondb(['dump', file, '--socket', daemon().socketPath])).exitCode).toBe(0);
+    const { readdirSync, readFileSync, writeFileSync } = await import('node:fs');
+    expect(readdirSync(dir)).toEqual(['all.dump']); // written to a temporary file, then renamed
+    const small = await startDaemon({ config: { limits: { valueBytesMax: 1024, batchBytesMax: 4096 } } });
+    try {
+      const loaded = await toondb(['load', file, '--socket', small.socketPath]);
+      expect(loaded.exitCode, loaded.stderr).toBe(0);
+      const bytes = readFileSync(file);
+      const at = bytes.indexOf('x'.repeat(900));
+      bytes[at + 100] ^= 0x01;
+      writeFileSync(join(dir, 'bad.dump'), bytes);
+      const refused = await toondb(['load', join(dir, 'bad.dump'), '--socket', small.socketPath]);
+      expect(refused.exitCode).toBe(1);
+      expect(refused.stderr).toMatch(/fails its checksum after 0 entries \(nothing was written\)/);
+    } finally {
+      await small.dispose();
+    }
+    const failed = await toondb(['dump', join(dir, 'no-such-dir', 'x.dump'), '--socket', daemon().socketPath]);
+    expect(failed.exitCode).toBe(1);
+    expect(failed.stderr.trim()).toMatch(/^toondb: INVALID_ARGUMENT: cannot write .*x\.dump: ENOENT$/);
+  });
+
+  it('refuses malformed --hex, --base64 and numeric options with a usage error', async () => {
+    for (const args of [['put', 'abc', '01', '--hex'], ['get', 'YQ', '--base64'], ['put', 'k', 'v', '--ttl', 'soon'], ['scan', '--limit', 'all'], ['stats', '--watch', 'abc']]) {
+      const result = await toondb([...args, '--socket', daemon().socketPath]);
+      expect(result.exitCode, args.join(' ')).toBe(2);
+      expect(result.stderr.trim().split('\n')).toHaveLength(1);
+    }
+  });
+
+  it('prints text that looks like hex as hex, so 0x… output is always hex', async () => {
+    await toondb(['put', '0x00', 'text key', '--socket', daemon().socketPath]);
+    await toondb(['put', '00', Buffer.from('binary key').toString('hex'), '--hex', '--socket', daemon().socketPath]);
+    const lines = (await toondb(['scan', '', '--socket', daemon().socketPath])).stdout.split('\n');
+    expect(lines).toContain('0x00\tbinary key');
+    expect(lines).toContain('0x30783030\ttext key');
+  });
+
   it('exits non-zero with one clear line when no daemon is reachable', async () => {
     const socket = join(makeTempDir(), 'none.sock');
     const result = await toondb(['ping', '--socket', socket]);

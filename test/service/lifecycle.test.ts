@@ -5,6 +5,7 @@ import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
+import { RawPeer } from '../helpers/raw.js';
 import { IpcClient } from '../../ipc-client/index.js';
 import { createDaemon, makeTempDir, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { TOONDBD_BIN } from '../helpers/paths.js';
@@ -132,6 +133,41 @@ describe('daemon lifecycle', () => {
     expect((await client.get('before-hup'))?.toString()).toBe('1');
     await client.close();
   });
+
+  // Regression: a reload announced new engine limits (key, value, batch, transaction sizes)
+  // that the engine, opened with the old ones, went on enforcing.
+  it('keeps the limits the engine enforces across SIGHUP, and applies the others', async () => {
+    const dir = makeTempDir();
+    const configFile = join(dir, 'config.json');
+    writeFileSync(configFile, JSON.stringify({ limits: { valueBytesMax: 1024 * 1024, txnIdleMsMax: 60_000 } }));
+    const daemon = track(await startDaemon({ dir, args: ['--config', configFile] }));
+    writeFileSync(configFile, JSON.stringify({ limits: { txnIdleMsMax: 30_000 } }));
+    process.kill(daemon.pid!, 'SIGHUP');
+    await expect.poll(() => daemon.logs.some((l) => l.msg === 'configuration reloaded'), { timeout: 5_000 }).toBe(true);
+    expect(daemon.logs.some((l) => l.msg === 'these limits change only on restart (the engine enforces them)')).toBe(true);
+    const client = await IpcClient.connect(daemon.socketPath);
+    expect(client.serverInfo.limits).toMatchObject({ valueBytesMax: 1024 * 1024, txnIdleMsMax: 30_000 });
+    await client.close();
+  });
+
+  // Regression: shutdown waited for every connection to flush its replies, so one client that
+  // stopped reading kept the daemon (and its data-dir lock) alive forever after SIGTERM.
+  it('stops on SIGTERM even while a client reads none of its replies', async () => {
+    const daemon = track(await startDaemon());
+    const client = await IpcClient.connect(daemon.socketPath);
+    await client.put('big', Buffer.alloc(1024 * 1024, 1));
+    await client.close();
+    const peer = await RawPeer.open(daemon.socketPath);
+    peer.hello();
+    await peer.waitFor(1);
+    peer.socket.pause();
+    for (let i = 0; i < 200; i++) peer.request({ id: 10 + i, op: 'get', key: Buffer.from('big') });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    process.kill(daemon.pid!, 'SIGTERM');
+    expect(await daemon.waitForExit()).toBe(0);
+    expect(daemon.logs.some((l) => l.msg === 'cutting off connections whose replies were not read')).toBe(true);
+    peer.socket.destroy();
+  }, 30_000);
 
   it('stop asks the daemon to exit and waits for it', async () => {
     const daemon = track(await startDaemon());

@@ -52,6 +52,7 @@ describe('systemd unit', () => {
     expect(unitValue('Type')).toBe('notify');
     expect(unitValue('ExecReload')).toBe('/bin/kill -HUP $MAINPID');
     expect(unitValue('Restart')).toBe('on-failure');
+    expect(unitValue('RestartPreventExitStatus')).toBe('2'); // configuration errors do not loop
     expect(unitValue('StateDirectory')).toBe('toondb');
     expect(unitValue('ProtectSystem')).toBe('strict');
     expect(unitValue('RestrictAddressFamilies')).toBe('AF_UNIX');
