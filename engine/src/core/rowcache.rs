@@ -104,6 +104,11 @@ impl RowWrites {
         self.rows.len() + self.deleted.len()
     }
 
+    /// True for a commit that writes no data key.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     fn keys(&self) -> impl Iterator<Item = &[u8]> {
         self.rows.iter().map(|(key, _)| &**key).chain(self.deleted.iter().map(|key| &**key))
     }

@@ -134,9 +134,10 @@ pub struct Store {
     commit_lock: Mutex<()>,
     poisoned: AtomicBool,
     watermark: Watermark,
-    /// Engine seqno right after the last data commit of this process, 0 before the first
-    /// (fjall's visible seqno also moves on internal work, such as creating a keyspace or
-    /// rotating a memtable, which recovery does not reproduce).
+    /// A lower bound of (the seqno of the last commit of this process that wrote data keys) + 1,
+    /// 0 before the first (see `commit_with`): what recovery must at least give back. fjall's
+    /// visible seqno also moves on internal work (creating a keyspace, installing a flush's or
+    /// compaction's version), which recovery does not reproduce.
     last_commit_seqno: AtomicU64,
     /// True while fjall may be flushing a sealed memtable (`writes_may_wait`): set by a commit
     /// that waited for the commit lock and saw (or made) a sealed memtable, cleared by one that
@@ -290,6 +291,13 @@ impl Store {
             Err(e) => return Committed { ticket: self.tickets.issued(), result: Err(e) },
         };
         let ticket = self.tickets.issue();
+        // The watermark's value for this commit (watermark.rs): fjall gives its batch a seqno of
+        // at least this (flushes and compactions take some too, outside our lock), and recovery
+        // restores the highest item seqno + 1, so `floor + 1` is never above what its surviving
+        // batch gives back. Not `visible_seqno()` after it: version installs move that without
+        // an item, and a commit of no keys (an empty batch) takes no seqno at all.
+        let seqno_floor = self.db.inner().seqno();
+        let wrote_keys = !writes.is_empty();
         self.rows.begin_commit(&writes);
         let outcome = apply(self.txns.live() > 0);
         let end = match outcome {
@@ -301,7 +309,9 @@ impl Store {
         let result = match outcome {
             Ok(true) => {
                 let visible = self.db.inner().visible_seqno();
-                self.last_commit_seqno.fetch_max(visible, Ordering::SeqCst);
+                if wrote_keys {
+                    self.last_commit_seqno.fetch_max(seqno_floor + 1, Ordering::SeqCst);
+                }
                 self.tickets.mark_written(ticket);
                 Ok(visible)
             }
