@@ -44,9 +44,27 @@ impl ActiveJournal {
         ActiveJournal { folder: folder.to_path_buf(), open: Mutex::new(None) }
     }
 
-    /// fdatasyncs the active journal (see the header for what this covers).
-    pub fn sync_data(&self) -> EngineResult<()> {
-        let mut open = self.open.lock().map_err(|_| EngineError::Internal("journal descriptor lock poisoned".into()))?;
+    /// fdatasyncs the active journal (see the header for what this covers); returns its id.
+    pub fn sync_data(&self) -> EngineResult<u64> {
+        let mut open = self.lock()?;
+        let id = self.resolve(&mut open)?;
+        let current = open.as_ref().expect("invariant: resolve leaves the active journal open");
+        current.file.sync_data().map_err(|e| EngineError::from_io(&format!("fsync of journal {}", self.path_of(id).display()), &e))?;
+        Ok(id)
+    }
+
+    /// The active journal's id, without fsyncing it.
+    pub fn active_id(&self) -> EngineResult<u64> {
+        let mut open = self.lock()?;
+        self.resolve(&mut open)
+    }
+
+    fn lock(&self) -> EngineResult<std::sync::MutexGuard<'_, Option<Open>>> {
+        self.open.lock().map_err(|_| EngineError::Internal("journal descriptor lock poisoned".into()))
+    }
+
+    /// Finds the active journal and leaves a descriptor of it in `open`; returns its id.
+    fn resolve(&self, open: &mut Option<Open>) -> EngineResult<u64> {
         let mut listed = false;
         loop {
             let id = match open.as_ref() {
@@ -72,8 +90,7 @@ impl ActiveJournal {
                     Err(e) => return Err(EngineError::from_io(&format!("opening journal {}", path.display()), &e)),
                 }
             }
-            let current = open.as_ref().expect("a journal descriptor was just opened");
-            return current.file.sync_data().map_err(|e| EngineError::from_io(&format!("fsync of journal {}", self.path_of(id).display()), &e));
+            return Ok(id);
         }
     }
 

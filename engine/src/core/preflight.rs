@@ -38,13 +38,15 @@ const END_BYTES: usize = 13;
 const CLEAR_BYTES: usize = 9;
 const CURRENT_FILE_BYTES: usize = 25;
 
-/// Runs every check on the database directory `dir` (a missing directory passes).
-pub fn check(dir: &Path) -> EngineResult<()> {
+/// Runs every check on the database directory `dir` (a missing directory passes); returns the
+/// ids of its journal files, in order (for the watermark's check, watermark.rs).
+pub fn check(dir: &Path) -> EngineResult<Vec<u64>> {
     if !dir.exists() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     check_journal_seqnos(dir)?;
-    check_version_checksums(dir)
+    check_version_checksums(dir)?;
+    Ok(journals(dir)?.into_iter().map(|(id, _)| id).collect())
 }
 
 fn io(context: String, err: std::io::Error) -> EngineError {

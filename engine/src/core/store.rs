@@ -169,7 +169,7 @@ impl Store {
         std::fs::create_dir_all(&options.path)
             .map_err(|e| EngineError::from_io(&format!("creating {}", options.path), &e))?;
         let started = Instant::now();
-        preflight::check(std::path::Path::new(&options.path))?;
+        let journals = preflight::check(std::path::Path::new(&options.path))?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut builder = OptimisticTxDatabase::builder(&options.path)
             .manual_journal_persist(false)
@@ -181,7 +181,7 @@ impl Store {
         let data = db.keyspace("data", || KeyspaceCreateOptions::default().max_memtable_size(DATA_MEMTABLE_BYTES))?;
         let ttl = db.keyspace("ttl", KeyspaceCreateOptions::default)?;
         let watermark_path = watermark::path_for(&options.path);
-        watermark::verify(&watermark_path, db.inner().visible_seqno())?;
+        watermark::verify(&watermark_path, db.inner().visible_seqno(), &journals)?;
         let watermark = Watermark::open(&watermark_path)?;
         let recovery = Recovery {
             duration_ms: started.elapsed().as_secs_f64() * 1000.0,
@@ -448,12 +448,18 @@ impl Store {
     pub fn persist(&self, mode: PersistMode) -> EngineResult<()> {
         // Never once poisoned: it would flush what a failed write left in fjall's buffer.
         self.check_writable()?;
-        self.fsync_with(|| self.db.persist(mode).map_err(EngineError::from))
+        // The journal active before fjall's fsync: a rotation meanwhile fsynced it as it sealed it.
+        self.fsync_with(|| {
+            let journal = self.journal.active_id()?;
+            self.db.persist(mode).map_err(EngineError::from)?;
+            Ok(journal)
+        })
     }
 
-    /// Runs one journal fsync; on success records the seqno it covered in the watermark, on
-    /// failure poisons the store.
-    fn fsync_with(&self, fsync: impl FnOnce() -> EngineResult<()>) -> EngineResult<()> {
+    /// Runs one journal fsync (`fsync` returns the id of the journal it synced); on success
+    /// records the seqno it covered and that journal in the watermark, on failure poisons the
+    /// store.
+    fn fsync_with(&self, fsync: impl FnOnce() -> EngineResult<u64>) -> EngineResult<()> {
         // Sampled before the fsync: every commit that returned is in the buffers it flushes.
         let covered = self.last_commit_seqno.load(Ordering::SeqCst);
         if let Some(left) = &self.fsyncs_before_failure {
@@ -462,10 +468,10 @@ impl Store {
                 return Err(EngineError::StorageFailed(format!("journal fsync failed (injected by {FSYNC_FAILPOINT_ENV})")));
             }
         }
-        fsync().inspect_err(|_| self.poison())?;
+        let journal = fsync().inspect_err(|_| self.poison())?;
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
         self.last_fsync_ms.fetch_max(super::value::now_ms(), Ordering::Relaxed);
-        self.watermark.record(covered)
+        self.watermark.record(covered, journal)
     }
 }
 

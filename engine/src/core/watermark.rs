@@ -5,18 +5,25 @@
 //! vanish without an error (see test/RELIABILITY.md). toondb acknowledges a `sync`-mode write
 //! only after the fsync covering it, so it knows a lower bound of what must survive.
 //!
-//! How: after every successful journal fsync the store records the engine seqno that fsync
-//! covered in `<engine dir>.watermark` (one 24-byte pwrite, no extra fsync). On open, if fjall
-//! recovered a lower seqno than the watermark, acknowledged commits were lost and the open fails
-//! with CORRUPTION instead of serving a database with holes. An operator who accepts the loss
-//! removes the watermark file (the error says so).
+//! How: after every successful journal fsync the store records, in `<engine dir>.watermark`
+//! (one 32-byte pwrite, no extra fsync), a lower bound of what recovery must give back for the
+//! commits that fsync covered (their batch seqno + 1, store.rs `commit_with`) and the id of the
+//! journal it fsynced, which holds those commits or follows the ones that do. On open, if
+//! fjall recovered a lower seqno while that journal is still on disk, or no journal from it on
+//! is, acknowledged commits were lost and the open fails with CORRUPTION instead of serving a
+//! database with holes. If fjall has deleted that journal (it does once everything in it is
+//! flushed to tables, oldest first, after creating newer ones), the commits are in tables,
+//! which lsm-tree checksums, and a lower recovered seqno is expected: compaction drops the
+//! tombstones of deletes, and recovery restores only the highest seqno an item still holds.
+//! An operator who accepts a loss removes the watermark file (the error says so).
 //!
 //! Invariants:
 //! - The watermark only ever names a seqno whose journal bytes were fsynced before it was
 //!   written, so it is never above what an intact journal recovers (no false alarm). It is not
 //!   itself fsynced: after power loss it may be older than the truth, which only weakens the
 //!   check, never breaks it.
-//! - A torn or foreign watermark file (bad magic or check word) is reported and ignored.
+//! - A torn or foreign watermark file (bad magic or check word) is reported and ignored; a
+//!   version-1 file (no journal id) is checked as before: strictly.
 
 use super::error::{EngineError, EngineResult};
 use std::fs::{File, OpenOptions};
@@ -25,8 +32,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-const MAGIC: &[u8; 8] = b"TDBWMK01";
-const FILE_BYTES: usize = 24;
+const MAGIC_V1: &[u8; 8] = b"TDBWMK01";
+const FILE_BYTES_V1: usize = 24;
+const MAGIC: &[u8; 8] = b"TDBWMK02";
+const FILE_BYTES: usize = 32;
 
 pub fn path_for(engine_dir: &str) -> PathBuf {
     PathBuf::from(format!("{}.watermark", engine_dir.trim_end_matches('/')))
@@ -37,7 +46,12 @@ pub fn path_for(engine_dir: &str) -> PathBuf {
 pub enum Recorded {
     Missing,
     Unreadable,
-    Seqno(u64),
+    /// The durable seqno, and the journal its fsync went through (None in a version-1 file).
+    Seqno(u64, Option<u64>),
+}
+
+fn check_word(seqno: u64, journal: u64) -> u64 {
+    !seqno ^ journal.rotate_left(32)
 }
 
 pub fn read(path: &Path) -> EngineResult<Recorded> {
@@ -46,12 +60,12 @@ pub fn read(path: &Path) -> EngineResult<Recorded> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Recorded::Missing),
         Err(e) => return Err(EngineError::from_io(&format!("reading {}", path.display()), &e)),
     };
-    if bytes.len() != FILE_BYTES || &bytes[..8] != MAGIC {
-        return Ok(Recorded::Unreadable);
-    }
-    let seqno = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
-    let check = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
-    Ok(if check == !seqno { Recorded::Seqno(seqno) } else { Recorded::Unreadable })
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+    Ok(match (bytes.len(), &bytes[..8.min(bytes.len())]) {
+        (FILE_BYTES, magic) if magic == MAGIC && word(24) == check_word(word(8), word(16)) => Recorded::Seqno(word(8), Some(word(16))),
+        (FILE_BYTES_V1, magic) if magic == MAGIC_V1 && word(16) == !word(8) => Recorded::Seqno(word(8), None),
+        _ => Recorded::Unreadable,
+    })
 }
 
 /// How far recovery may legitimately get past the last recorded durable seqno: commits after
@@ -60,10 +74,11 @@ pub fn read(path: &Path) -> EngineResult<Recorded> {
 /// (fjall 3.1 does not checksum a batch's seqno), which would replay an old write as the newest.
 pub const SEQNO_AHEAD_MAX: u64 = 1 << 40;
 
-/// Fails with CORRUPTION when the recovered seqno is below the recorded durable one (lost
-/// acknowledged commits) or implausibly far above it (a damaged batch seqno).
-pub fn verify(path: &Path, recovered: u64) -> EngineResult<()> {
-    if let Recorded::Seqno(durable) = read(path)? {
+/// Fails with CORRUPTION when the recovered seqno is below the recorded durable one while the
+/// journals should still hold it (lost acknowledged commits; see the header), or implausibly far
+/// above it (a damaged batch seqno). `journals`: the journal ids on disk before recovery.
+pub fn verify(path: &Path, recovered: u64, journals: &[u64]) -> EngineResult<()> {
+    if let Recorded::Seqno(durable, journal) = read(path)? {
         if recovered > durable.saturating_add(SEQNO_AHEAD_MAX) {
             return Err(EngineError::Corruption(format!(
                 "journal recovery reached seqno {recovered}, implausibly far past the last durable seqno {durable}: \
@@ -71,7 +86,8 @@ pub fn verify(path: &Path, recovered: u64) -> EngineResult<()> {
                  from a dump or backup"
             )));
         }
-        if recovered < durable {
+        let flushed_away = journal.is_some_and(|j| !journals.contains(&j) && journals.iter().any(|&id| id > j));
+        if recovered < durable && !flushed_away {
             return Err(EngineError::Corruption(format!(
                 "journal recovery lost acknowledged commits: recovered up to seqno {recovered}, but seqno {durable} \
                  was fsynced and acknowledged (the journal is damaged). Restore from a dump or backup; to accept \
@@ -101,8 +117,10 @@ impl Watermark {
         Ok(Watermark { file: Mutex::new(file), recorded: AtomicU64::new(0) })
     }
 
-    /// Records that everything up to `seqno` is durable (no-op if not higher than before).
-    pub fn record(&self, seqno: u64) -> EngineResult<()> {
+    /// Records that everything up to `seqno` is durable, by an fsync of journal `journal`
+    /// (no-op if not higher than before: the journal of the first fsync that covered a seqno is
+    /// the one that holds its commit, or follows it).
+    pub fn record(&self, seqno: u64, journal: u64) -> EngineResult<()> {
         let file = self.file.lock().unwrap_or_else(|p| p.into_inner());
         if seqno <= self.recorded.load(Ordering::SeqCst) {
             return Ok(());
@@ -110,7 +128,8 @@ impl Watermark {
         let mut bytes = [0u8; FILE_BYTES];
         bytes[..8].copy_from_slice(MAGIC);
         bytes[8..16].copy_from_slice(&seqno.to_le_bytes());
-        bytes[16..24].copy_from_slice(&(!seqno).to_le_bytes());
+        bytes[16..24].copy_from_slice(&journal.to_le_bytes());
+        bytes[24..32].copy_from_slice(&check_word(seqno, journal).to_le_bytes());
         file.write_all_at(&bytes, 0).map_err(|e| EngineError::from_io("writing the durable watermark", &e))?;
         self.recorded.store(seqno, Ordering::SeqCst);
         Ok(())
@@ -127,18 +146,35 @@ mod tests {
         let path = path_for(dir.path().join("db").to_str().unwrap());
         assert_eq!(read(&path).unwrap(), Recorded::Missing);
         let mark = Watermark::open(&path).unwrap();
-        mark.record(10).unwrap();
-        mark.record(5).unwrap(); // never goes down
-        assert_eq!(read(&path).unwrap(), Recorded::Seqno(10));
-        assert!(verify(&path, 10).is_ok());
-        assert!(verify(&path, 11).is_ok());
-        assert_eq!(verify(&path, 10 + SEQNO_AHEAD_MAX + 1).unwrap_err().code(), "CORRUPTION");
-        assert_eq!(verify(&path, 9).unwrap_err().code(), "CORRUPTION");
+        mark.record(10, 3).unwrap();
+        mark.record(5, 4).unwrap(); // never goes down
+        mark.record(10, 4).unwrap(); // nor moves to a later journal for the same seqno
+        assert_eq!(read(&path).unwrap(), Recorded::Seqno(10, Some(3)));
+        assert!(verify(&path, 10, &[3]).is_ok());
+        assert!(verify(&path, 11, &[3]).is_ok());
+        assert_eq!(verify(&path, 10 + SEQNO_AHEAD_MAX + 1, &[3]).unwrap_err().code(), "CORRUPTION");
+        assert_eq!(verify(&path, 9, &[3]).unwrap_err().code(), "CORRUPTION", "its journal is there: a commit was lost");
+        assert_eq!(verify(&path, 9, &[2, 3, 4]).unwrap_err().code(), "CORRUPTION");
+        assert_eq!(verify(&path, 9, &[]).unwrap_err().code(), "CORRUPTION", "no journal from it on: they were lost");
+        assert_eq!(verify(&path, 9, &[1, 2]).unwrap_err().code(), "CORRUPTION");
+        assert!(verify(&path, 9, &[4]).is_ok(), "fjall flushed and deleted journal 3: its commits are in tables");
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[20] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
         assert_eq!(read(&path).unwrap(), Recorded::Unreadable);
-        assert!(verify(&path, 0).is_ok());
+        assert!(verify(&path, 0, &[]).is_ok());
+    }
+
+    #[test]
+    fn reads_a_version_1_file_and_checks_it_strictly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path_for(dir.path().join("db").to_str().unwrap());
+        let mut bytes = Vec::from(&MAGIC_V1[..]);
+        bytes.extend_from_slice(&7u64.to_le_bytes());
+        bytes.extend_from_slice(&(!7u64).to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(read(&path).unwrap(), Recorded::Seqno(7, None));
+        assert_eq!(verify(&path, 6, &[9]).unwrap_err().code(), "CORRUPTION");
     }
 }
 
@@ -171,8 +207,8 @@ mod engine_tests {
         drop(e);
         // Pretend a later acknowledged commit existed that the journal no longer has.
         let path = super::path_for(&opts.path);
-        let super::Recorded::Seqno(durable) = super::read(&path).unwrap() else { panic!("no watermark") };
-        super::Watermark::open(&path).unwrap().record(durable + 1).unwrap();
+        let super::Recorded::Seqno(durable, Some(journal)) = super::read(&path).unwrap() else { panic!("no watermark") };
+        super::Watermark::open(&path).unwrap().record(durable + 1, journal).unwrap();
         let err = Engine::open(&opts).err().expect("a lost acknowledged commit must refuse the open");
         assert_eq!(err.code(), "CORRUPTION");
     }
@@ -198,6 +234,54 @@ mod engine_tests {
             if clean { e.close().unwrap() } else { e.sync().map(|_| ()).unwrap() }
             drop(e);
             assert!(Engine::open(&opts).is_ok(), "an undamaged database was refused (clean close: {clean})");
+        }
+    }
+
+    // Regression (review): the last commit a delete, its journal sealed (past 64 MB) and deleted
+    // once flushed, and a compaction into the last level dropping its tombstones: recovery then
+    // restores a seqno below the watermark's from an undamaged database. The journal the
+    // watermark names is gone, flushed, so its commits are in tables: no alarm.
+    #[test]
+    fn a_delete_flushed_away_with_its_journal_and_compacted_away_is_no_loss() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = Limits { key_bytes_max: 64, value_bytes_max: 1 << 20, txn_bytes_max: 1 << 26, batch_items_max: 100_000, batch_bytes_max: 1 << 26 };
+        let opts = OpenOptions { path: dir.path().join("db").to_str().unwrap().into(), cache_bytes: None, row_cache_bytes: None, limits };
+        let (e, _) = Engine::open(&opts).unwrap();
+        let batch = |kind, keys: Vec<Vec<u8>>, value: Option<Vec<u8>>| {
+            let values = value.map(|v| vec![v; keys.len()]);
+            let out = e.execute(vec![Op { kind, keys: Some(keys), values, ..Default::default() }]).unwrap();
+            assert!(out[0].error.is_none(), "{:?}", out[0].error);
+        };
+        batch(kind::PUT_BATCH, (0..100).map(|i| format!("a{i:03}").into_bytes()).collect(), Some(vec![1; 100]));
+        // fjall deletes a journal only once every keyspace has tables: give the ttl index one.
+        let expiring = Op { kind: kind::PUT, key: Some(b"t".to_vec()), value: Some(vec![1]), ttl_ms: Some(3_600_000.0), ..Default::default() };
+        assert!(e.execute(vec![expiring]).unwrap()[0].error.is_none());
+        e.checkpoint().unwrap();
+        // ~63 MB of values (random: the journal may compress): below the 64 MB past which
+        // fjall's next flush seals the journal.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for i in 0..63 {
+            let value = (0..1_000_000).map(|_| { x ^= x << 13; x ^= x >> 7; x ^= x << 17; x as u8 }).collect();
+            batch(kind::PUT_BATCH, vec![format!("f{i:03}").into_bytes()], Some(value));
+        }
+        // The last commit deletes the a-keys, with enough tombstones to take the journal past 64 MB.
+        let mut doomed: Vec<Vec<u8>> = (0..100).map(|i| format!("a{i:03}").into_bytes()).collect();
+        doomed.extend((0..25_000).map(|i| format!("z{i:063}").into_bytes()));
+        batch(kind::DELETE_BATCH, doomed, None);
+        e.sync().unwrap();
+        e.checkpoint().unwrap(); // its flush seals journal 0; once flushed, fjall deletes it
+        let first = dir.path().join("db").join("0.jnl");
+        for _ in 0..100 {
+            if !first.exists() { break; }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let listing: Vec<String> = std::fs::read_dir(dir.path().join("db")).unwrap().map(|d| d.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert!(!first.exists(), "fjall kept journal 0: {listing:?}");
+        e.store().unwrap().data.inner().major_compact().unwrap(); // the tombstones leave
+        e.close().unwrap();
+        drop(e);
+        if let Err(err) = Engine::open(&opts) {
+            panic!("a clean restart was refused: {err}");
         }
     }
 
