@@ -32,7 +32,7 @@ import {
 } from '../protocol/limits.js';
 import { CONNECTION_ERROR_ID } from '../protocol/messages.js';
 import { MessageCodec } from '../protocol/codec.js';
-import { isPeerAllowed, listenPrivately, socketFd, type PeerCredentials } from './access.js';
+import { isPeerAllowed, listenPrivately, resolveGroupId, socketFd, type PeerCredentials } from './access.js';
 import type { DaemonConfig } from './config.js';
 import { Counters } from './counters.js';
 import { DurabilityGate } from './durability.js';
@@ -102,9 +102,12 @@ export class Daemon implements DaemonContext {
 
   /** Opens everything in order; on failure releases what was taken and rethrows (coded). */
   static async start(config: DaemonConfig, log: Logger = createLogger(config)): Promise<Daemon> {
+    // A configuration error is reported before recovery runs and before anything is created.
+    if (config.socketGroup !== null) resolveGroupId(config.socketGroup);
     await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
     const lock = lockDataDir(config.dataDir);
     let engine: Engine | null = null;
+    let server: Server | null = null;
     try {
       const openedAt = Date.now();
       const opened: Engine = await openEngine({
@@ -120,11 +123,13 @@ export class Daemon implements DaemonContext {
       engine = opened;
       log.info({ ...opened.recovery, seqno: String(opened.recovery.seqno), openMs: Date.now() - openedAt, dataDir: config.dataDir },
         'storage recovered');
-      const server = createServer({ allowHalfOpen: false, pauseOnConnect: false });
+      server = createServer({ allowHalfOpen: false, pauseOnConnect: false });
       const daemon = new Daemon(config, opened, log, server, () => lock.release());
       await daemon.listen();
       return daemon;
     } catch (error) {
+      // A listener already bound would leave its socket file behind.
+      if (server?.listening) await new Promise((resolve) => server!.close(resolve));
       if (engine) await engine.close().catch(() => undefined);
       lock.release();
       throw toToonDBError(error);
@@ -136,7 +141,11 @@ export class Daemon implements DaemonContext {
     // Attached before listen(): a client that connects while the socket's mode and ownership
     // are still being set must be served, not left hanging on an accepted, unhandled socket.
     this.server.on('connection', (socket) => this.onConnection(socket));
-    const release = await lockfile.lock(socketPath, { realpath: false, stale: 10_000, retries: { retries: 40, minTimeout: 25, maxTimeout: 250 } });
+    const release = await lockfile.lock(socketPath, { realpath: false, stale: 10_000, retries: { retries: 40, minTimeout: 25, maxTimeout: 250 } })
+      .catch((error: NodeJS.ErrnoException) => {
+        if (error.code !== 'ELOCKED') throw error;
+        throw new ToonDBError('ALREADY_RUNNING', `another toondbd is starting on ${socketPath}`);
+      });
     try {
       if (await claimSocketPath(socketPath)) this.log.warn({ socketPath }, 'replaced stale socket left by a daemon that died');
       await listenPrivately(() => new Promise<void>((resolve, reject) => {

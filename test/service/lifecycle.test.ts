@@ -225,6 +225,13 @@ describe('daemon lifecycle', () => {
     const badLimits = await toondbd(['start', '--config', join(dir, 'limits.json')]);
     expect(badLimits.exitCode).toBe(2);
     expect(badLimits.stderr).toMatch(/limits do not fit together: a maximal put must fit in one frame/);
+    // An unknown socket group was found only after recovery and bind, leaving the socket file.
+    const socket = join(dir, 'group.sock');
+    const badGroup = await toondbd(['start', '--socket', socket, '--data-dir', join(dir, 'data'), '--socket-group', 'no-such-group-here']);
+    expect(badGroup.exitCode).toBe(2);
+    expect(badGroup.stderr).toMatch(/unknown group "no-such-group-here"/);
+    expect(existsSync(socket)).toBe(false);
+    expect(existsSync(join(dir, 'data'))).toBe(false);
     await expect(IpcClient.connect(longPath)).rejects.toMatchObject({ code: 'SOCKET_PATH_TOO_LONG' });
   });
 });
