@@ -40,6 +40,13 @@ impl Tickets {
         let _ = self.durable.compare_exchange(ticket - 1, ticket, Ordering::SeqCst, Ordering::SeqCst);
     }
 
+    /// Issues the next ticket for a commit that settles it through the returned guard, which
+    /// voids it if dropped unsettled (a panic inside the commit): reads that observed it then
+    /// never wait for a write that will not come. Callers hold the commit mutex.
+    pub fn issue_guarded(&self) -> Issued<'_> {
+        Issued { tickets: self, ticket: self.issue(), settled: false }
+    }
+
     /// Marks `ticket` written (its commit applied). Callers hold the commit mutex.
     pub fn mark_written(&self, ticket: u64) {
         self.written.fetch_max(ticket, Ordering::SeqCst);
@@ -63,6 +70,39 @@ impl Tickets {
     }
 }
 
+/// A ticket whose commit is in progress (`Tickets::issue_guarded`).
+pub struct Issued<'a> {
+    tickets: &'a Tickets,
+    pub ticket: u64,
+    settled: bool,
+}
+
+impl Issued<'_> {
+    /// The commit applied.
+    pub fn written(mut self) {
+        self.settled = true;
+        self.tickets.mark_written(self.ticket);
+    }
+
+    /// The commit applied nothing.
+    pub fn void(mut self) {
+        self.settled = true;
+        self.tickets.void(self.ticket);
+    }
+}
+
+impl Drop for Issued<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            // Unwinding from a panic: whether the commit applied is unknown, so the ticket counts
+            // as written (the next fsync covers whatever it put in the journal, and the reads
+            // that observed it wait for that fsync, not forever). The commit lock the panic
+            // poisoned refuses every later write.
+            self.tickets.mark_written(self.ticket);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,5 +122,18 @@ mod tests {
         tickets.void(third);
         assert_eq!((tickets.written(), tickets.durable()), (third, third));
         assert_eq!(tickets.issue(), third + 1);
+    }
+
+    #[test]
+    fn a_ticket_dropped_unsettled_by_a_panic_is_settled() {
+        let tickets = Tickets::default();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _issued = tickets.issue_guarded();
+            panic!("injected: a commit panicked");
+        }));
+        assert!(outcome.is_err());
+        assert_eq!((tickets.issued(), tickets.written(), tickets.durable()), (1, 1, 0), "reads wait for the next fsync only");
+        tickets.issue_guarded().void();
+        assert_eq!((tickets.written(), tickets.durable()), (2, 0));
     }
 }
