@@ -490,3 +490,5 @@ pub use here::{read_cached, run_in_memory, write_now};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod bounds_tests;
