@@ -181,13 +181,19 @@ export class IpcClient extends DataOperations {
   }
 
   protected scanSource(): ScanSource {
+    const close = (cursor: number): void => {
+      if (this.#connection.closed) return; // the cursor dies with the connection
+      this.#connection.request({ op: 'scanClose', cursor }).catch(() => undefined);
+    };
     return {
-      open: (fields) => this.#connection.request({ op: 'scan', ...fields }),
+      // A scan that timed out may still open its cursor: its late reply closes it, or the
+      // cursor would count against the connection's cursors until the daemon expires it.
+      open: (fields) => this.#connection.request({ op: 'scan', ...fields }, undefined, (result) => {
+        const batch = result as { cursor?: unknown; done?: unknown } | null;
+        if (typeof batch?.cursor === 'number' && batch.cursor > 0 && batch.done !== true) close(batch.cursor);
+      }),
       next: (cursor) => this.#connection.request({ op: 'scanNext', cursor }),
-      close: (cursor) => {
-        if (this.#connection.closed) return; // the cursor dies with the connection
-        this.#connection.request({ op: 'scanClose', cursor }).catch(() => undefined);
-      },
+      close,
     };
   }
 

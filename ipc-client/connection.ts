@@ -37,7 +37,7 @@ import { CLIENT_WRITE_QUEUE_BYTES_MAX, FRAME_BYTES_MAX, FRAME_HEADER_BYTES } fro
 import { CONNECTION_ERROR_ID } from '../protocol/messages.js';
 import { readSimpleReply, simpleRequestBytes, writeSimpleRequest, type SimpleRequest } from '../protocol/simple-frames.js';
 import { asBuffer, ValueCopier, type WireBytes } from './bytes.js';
-import { PendingTable, type Pending, type ResultMap } from './pending.js';
+import { PendingTable, type LateResult, type Pending, type ResultMap } from './pending.js';
 
 /** A request body without its id: `{ op, ...fields }`. */
 export interface RequestMessage {
@@ -112,14 +112,15 @@ export class Connection {
     return this.pending.size;
   }
 
-  /** Sends `{ id, ...message }` and resolves with the reply's `result`, through `map` if given. */
-  request<T = unknown>(message: RequestMessage, map?: ResultMap<T>): Promise<T> {
+  /** Sends `{ id, ...message }` and resolves with the reply's `result`, through `map` if given;
+   * `onLateResult` gets the result of a reply that comes after the request timed out. */
+  request<T = unknown>(message: RequestMessage, map?: ResultMap<T>, onLateResult?: LateResult): Promise<T> {
     if (!this.accepting) {
       return Promise.reject(new ToonDBError('CONNECTION_CLOSED',
         `${message.op} was not sent: ${this.ending?.reason.message ?? 'the client is closed'}`, { cause: this.ending?.reason }));
     }
     return new Promise<T>((resolve, reject) => {
-      const pending = this.pending.add(message, resolve as (result: unknown) => void, reject, map ?? null);
+      const pending = this.pending.add(message, resolve as (result: unknown) => void, reject, map ?? null, onLateResult ?? null);
       this.updateRef();
       if (this.waiting.length > 0 || this.unflushedBytes() >= CLIENT_WRITE_QUEUE_BYTES_MAX) {
         this.waiting.push(pending);
@@ -278,7 +279,11 @@ export class Connection {
   /** Settles the request `id` with its reply's error or result. */
   private settle(id: number, error: unknown, result: unknown): void {
     const pending = this.pending.take(id);
-    if (pending === undefined) return; // a late reply to a request that timed out
+    if (pending === undefined) { // a late reply to a request that timed out
+      const late = this.pending.takeLate(id);
+      if (late !== null && (error === undefined || error === null)) late(result ?? null);
+      return;
+    }
     this.updateRef();
     if (error !== undefined && error !== null) {
       pending.reject(errorFromWire(typeof error === 'object' ? error : { code: 'INTERNAL', message: String(error) }));

@@ -8,7 +8,8 @@
  * - Ids are 1..REQUEST_ID_MAX, allocated by a counter that wraps; an id still pending, or one
  *   that timed out recently and may still get a late reply, is never handed out again. So a
  *   reply can only ever settle the request it was sent for (a late reply to a timed-out
- *   request finds no entry and is dropped: the connection never desynchronises).
+ *   request finds no entry: it settles nothing, and only its request's `onLateResult`, if
+ *   any, sees its result; the connection never desynchronises).
  * - Every request of a table shares one timeout, so insertion order is deadline order. The Map
  *   iterates in insertion order, so the earliest deadline is always the first entry: one timer,
  *   armed for the head, expires a prefix of the map and re-arms itself. No per-request timer.
@@ -28,6 +29,10 @@ const TIMED_OUT_IDS_MAX = 65_536;
 /** Turns a reply's result into what the caller's promise resolves with (it may throw, e.g. a
  * PROTOCOL_ERROR for a malformed result: the promise then rejects with that). */
 export type ResultMap<T = unknown> = (result: unknown) => T;
+
+/** Called with the result of a request's reply that came after the request timed out (e.g. to
+ * close the cursor a timed-out `scan` opened). Must not throw. */
+export type LateResult = (result: unknown) => void;
 
 /** What the table needs of a request: its op, to name it in errors. */
 export interface NamedRequest {
@@ -55,11 +60,14 @@ export interface Pending<R extends NamedRequest> {
   readonly reject: (error: ToonDBError) => void;
   /** Applied to the result before `resolve` (no `.then` and microtask hop per request). */
   readonly map: ResultMap | null;
+  /** Given a successful reply that arrives after the request timed out. */
+  readonly onLateResult: LateResult | null;
 }
 
 export class PendingTable<R extends NamedRequest> {
   private readonly byId = new Map<number, Pending<R>>();
-  private readonly timedOut = new Set<number>();
+  /** Timed-out ids still expecting a late reply, with what to do with its result. */
+  private readonly timedOut = new Map<number, LateResult | null>();
   private lastId = 0;
   private timer: NodeJS.Timeout | null = null;
 
@@ -77,25 +85,34 @@ export class PendingTable<R extends NamedRequest> {
   }
 
   /** Registers a request and returns it with its freshly allocated id. */
-  add(request: R, resolve: (result: unknown) => void, reject: (error: ToonDBError) => void, map: ResultMap | null = null): Pending<R> {
+  add(request: R, resolve: (result: unknown) => void, reject: (error: ToonDBError) => void, map: ResultMap | null = null,
+    onLateResult: LateResult | null = null): Pending<R> {
     const id = this.allocateId();
     const deadlineMs = this.timeoutMs > 0 ? performance.now() + this.timeoutMs : Infinity;
-    const pending: Pending<R> = { id, op: request.op, request, frame: null, frameBytes: 0, deadlineMs, written: false, live: true, resolve, reject, map };
+    const pending: Pending<R> = {
+      id, op: request.op, request, frame: null, frameBytes: 0, deadlineMs, written: false, live: true, resolve, reject, map, onLateResult,
+    };
     this.byId.set(id, pending);
     if (this.timer === null) this.arm();
     return pending;
   }
 
-  /** Removes and returns the request with this id, or undefined (unknown or timed out). */
+  /** Removes and returns the request with this id, or undefined (unknown or timed out: then
+   * see `takeLate`). */
   take(id: number): Pending<R> | undefined {
     const pending = this.byId.get(id);
-    if (pending === undefined) {
-      this.timedOut.delete(id); // its late reply has arrived; the id may be reused now
-      return undefined;
-    }
+    if (pending === undefined) return undefined;
     this.byId.delete(id);
     pending.live = false;
     return pending;
+  }
+
+  /** For the late reply to timed-out request `id`: forgets the id (it may be reused now) and
+   * returns what to do with the reply's result, or null. */
+  takeLate(id: number): LateResult | null {
+    const late = this.timedOut.get(id) ?? null;
+    this.timedOut.delete(id);
+    return late;
   }
 
   /** Removes every request (in id allocation order) and stops the timer. */
@@ -141,7 +158,7 @@ export class PendingTable<R extends NamedRequest> {
       if (pending.deadlineMs > now) break; // insertion order is deadline order
       this.byId.delete(pending.id);
       pending.live = false;
-      if (pending.written) this.rememberTimedOut(pending.id); // an unsent one gets no reply
+      if (pending.written) this.rememberTimedOut(pending); // an unsent one gets no reply
       expired.push(pending);
     }
     this.arm();
@@ -153,11 +170,11 @@ export class PendingTable<R extends NamedRequest> {
     if (expired.length > 0) this.onExpired();
   }
 
-  private rememberTimedOut(id: number): void {
+  private rememberTimedOut(pending: Pending<R>): void {
     if (this.timedOut.size >= TIMED_OUT_IDS_MAX) {
-      const oldest = this.timedOut.values().next();
+      const oldest = this.timedOut.keys().next();
       if (!oldest.done) this.timedOut.delete(oldest.value);
     }
-    this.timedOut.add(id);
+    this.timedOut.set(pending.id, pending.onLateResult);
   }
 }

@@ -66,6 +66,28 @@ describe('multiplexing', () => {
     expect(client.closed).toBe(false);
   });
 
+  // Regression (review): a first `scan` that timed out left the cursor its late reply opened at
+  // the daemon, counted against the connection's cursors until the daemon expired it.
+  it('closes the cursor that a timed-out scan opens when its reply comes late', async () => {
+    let opened: Request | undefined;
+    const { server, client } = await setup((request) => {
+      if (request.op !== 'scan') return undefined;
+      opened = request;
+      return NO_REPLY;
+    }, 100);
+    const iterator = client.scan('p/')[Symbol.asyncIterator]();
+    expect((await settle(iterator.next())).error?.code).toBe('TIMEOUT');
+    server.last.reply(opened!.id, { cursor: 42, entries: [], done: false });
+    await server.until(() => server.requests.some((r) => r.op === 'scanClose'));
+    expect(server.requests.filter((r) => r.op === 'scanClose').map((r) => Number(r.cursor))).toEqual([42]);
+    // A late reply of a scan that finished at once leaves nothing to close.
+    const finished = client.scan('q/')[Symbol.asyncIterator]();
+    expect((await settle(finished.next())).error?.code).toBe('TIMEOUT');
+    server.last.reply(opened!.id, { cursor: 0, entries: [], done: true });
+    expect((await client.ping()).version).toBeTruthy();
+    expect(server.requests.filter((r) => r.op === 'scanClose')).toHaveLength(1);
+  });
+
   it('times out many requests with one timer and keeps ids unique', async () => {
     const { server, client } = await setup((request) => (request.op === 'exists' ? NO_REPLY : undefined), 50);
     const results = await Promise.all(Array.from({ length: 50 }, (_, i) => settle(client.exists(`k${i}`))));
