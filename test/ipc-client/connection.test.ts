@@ -78,14 +78,14 @@ describe('multiplexing', () => {
     const iterator = client.scan('p/')[Symbol.asyncIterator]();
     expect((await settle(iterator.next())).error?.code).toBe('TIMEOUT');
     server.last.reply(opened!.id, { cursor: 42, entries: [], done: false });
-    await server.until(() => server.requests.some((r) => r.op === 'scanClose'));
-    expect(server.requests.filter((r) => r.op === 'scanClose').map((r) => Number(r.cursor))).toEqual([42]);
+    await server.until(() => server.ops('scanClose').length > 0);
+    expect(server.ops('scanClose').map((r) => Number(r.cursor))).toEqual([42]);
     // A late reply of a scan that finished at once leaves nothing to close.
     const finished = client.scan('q/')[Symbol.asyncIterator]();
     expect((await settle(finished.next())).error?.code).toBe('TIMEOUT');
     server.last.reply(opened!.id, { cursor: 0, entries: [], done: true });
     expect((await client.ping()).version).toBeTruthy();
-    expect(server.requests.filter((r) => r.op === 'scanClose')).toHaveLength(1);
+    expect(server.ops('scanClose')).toHaveLength(1);
   });
 
   it('times out many requests with one timer and keeps ids unique', async () => {
