@@ -9,11 +9,15 @@
  * - Every error a call rejects with is a ToonDBError with a registry code (daemon errors via
  *   errorFromWire, so TXN_CONFLICT is a TransactionConflictError).
  * - Transaction ids, commit timestamps and LSNs are bigint.
- * - After close() (or once the connection has ended) every call fails with CONNECTION_CLOSED
- *   and `closed` is true. close() is idempotent and graceful (in-flight replies get up to
- *   CLOSE_DRAIN_MS_MAX to arrive).
- * - 'close' is emitted once, with the reason unless close() was called; 'error' is emitted
- *   only when a listener exists (an unheard 'error' must not crash the host process).
+ * - When the connection ends (a daemon restart), the requests in flight fail (UNKNOWN_RESULT if
+ *   sent), and so do later calls of transactions and scans begun on it (CONNECTION_CLOSED); the
+ *   next other call connects again (link.ts), and 'disconnect' and 'reconnect' say when. With
+ *   `reconnect: false`, every call after the end fails with CONNECTION_CLOSED instead.
+ * - After close() every call fails with CONNECTION_CLOSED and `closed` is true. close() is
+ *   idempotent and graceful (in-flight replies get up to CLOSE_DRAIN_MS_MAX to arrive).
+ * - 'close' is emitted once: with null after close(), or with the reason when the connection
+ *   ended and `reconnect` is off. 'error' (each lost connection) is emitted only when a listener
+ *   exists (an unheard 'error' must not crash the host process).
  * - An idle client does not keep the process alive (see connection.ts for why).
  */
 
@@ -22,8 +26,9 @@ import { performance } from 'node:perf_hooks';
 import { ToonDBError } from '../protocol/errors.js';
 import { TXN_ID_CHOSEN_MAX, type ServerLimits } from '../protocol/limits.js';
 import type { Isolation, StatsResult } from '../protocol/messages.js';
-import { openConnection, resolveConnectOptions, type ConnectOptions } from './connect.js';
+import { openConnection, resolveConnectOptions, type ConnectOptions, type ResolvedConnectOptions } from './connect.js';
 import type { Connection, RequestMessage } from './connection.js';
+import { Link, type Opened } from './link.js';
 import { DataOperations, type DataRequest } from './operations.js';
 import { parseCheckpoint, parseCommitTs, parsePing, parseStats, parseTxnId } from './results.js';
 import type { ResultMap } from './pending.js';
@@ -41,6 +46,10 @@ export interface BeginOptions {
 export interface ClientEvents {
   close: [reason: ToonDBError | null];
   error: [error: ToonDBError];
+  /** The connection ended; the next call connects again. */
+  disconnect: [reason: ToonDBError];
+  /** A new connection is up (its hello reply). */
+  reconnect: [info: ServerInfo];
 }
 
 const ISOLATIONS: readonly Isolation[] = ['serializable', 'snapshot'];
@@ -55,23 +64,36 @@ function toTxnId(txnId: bigint): bigint {
 }
 
 export class IpcClient extends DataOperations {
-  /** The daemon's hello reply: version, connection id, and the limits it enforces. */
-  readonly serverInfo: ServerInfo;
   /** The socket path this client connected to. */
   readonly socketPath: string;
-  readonly #connection: Connection;
+  readonly #link: Link;
   readonly #events = new EventEmitter();
-  readonly #host: TransactionHost;
-  /** The last transaction id this connection chose (ids are per connection). */
+  /** The last transaction id the current connection chose (ids are per connection). */
   #lastTxnId = 0;
 
-  private constructor(connection: Connection, serverInfo: ServerInfo, socketPath: string) {
+  private constructor(opened: Opened, options: ResolvedConnectOptions) {
     super();
-    this.#connection = connection;
-    this.serverInfo = serverInfo;
-    this.socketPath = socketPath;
-    this.#host = { request: (message, map) => connection.request(message, map), limits: serverInfo.limits };
-    connection.onClose = (reason) => this.#onClose(reason);
+    this.socketPath = options.socketPath;
+    this.#link = new Link(opened, options, {
+      disconnected: (reason) => {
+        this.#emitError(reason);
+        this.#events.emit('disconnect', reason);
+      },
+      reconnected: (info) => {
+        this.#lastTxnId = 0;
+        this.#events.emit('reconnect', info);
+      },
+      ended: (reason) => {
+        if (reason !== null) this.#emitError(reason);
+        this.#events.emit('close', reason);
+      },
+    });
+  }
+
+  /** The daemon's hello reply on the current connection: version, connection id, and the
+   * limits it enforces. */
+  get serverInfo(): ServerInfo {
+    return this.#link.info;
   }
 
   /**
@@ -80,13 +102,17 @@ export class IpcClient extends DataOperations {
    */
   static async connect(socketPath?: string, options: ConnectOptions = {}): Promise<IpcClient> {
     const resolved = resolveConnectOptions(socketPath, options);
-    const { connection, info } = await openConnection(resolved);
-    return new IpcClient(connection, info, resolved.socketPath);
+    return new IpcClient(await openConnection(resolved), resolved);
   }
 
-  /** True once close() was called or the connection ended. */
+  /** True once close() was called, or the connection ended with `reconnect` off. */
   get closed(): boolean {
-    return this.#connection.closed;
+    return this.#link.closed;
+  }
+
+  /** True while the connection is open (false between a loss and the next call's reconnect). */
+  get connected(): boolean {
+    return this.#link.connected;
   }
 
   on<E extends keyof ClientEvents>(event: E, listener: (...args: ClientEvents[E]) => void): this {
@@ -114,6 +140,8 @@ export class IpcClient extends DataOperations {
     if (!ISOLATIONS.includes(isolation)) {
       throw new ToonDBError('INVALID_ARGUMENT', `isolation must be 'serializable' or 'snapshot', got ${String(isolation)}`);
     }
+    // The transaction lives on this connection: if it ends, so does the transaction.
+    const connection = await this.#link.live();
     // The id is ours to choose (protocol 2), so the transaction's first requests follow the
     // begin at once instead of a round trip later; a failed begin is their error (Transaction).
     const id = this.#lastTxnId += 1;
@@ -121,20 +149,21 @@ export class IpcClient extends DataOperations {
     const message: RequestMessage = { op: 'begin', txn: id };
     if (options.isolation !== undefined) message.isolation = isolation;
     const txnId = BigInt(id);
-    const begun = this.#connection.request(message, (result) => {
+    const begun = connection.request(message, (result) => {
       if (parseTxnId(result) !== txnId) throw new ToonDBError('PROTOCOL_ERROR', `begin answered with another transaction id than ${id}`);
     });
-    return new Transaction(this.#host, txnId, isolation, begun);
+    const host: TransactionHost = { request: (request, map) => connection.request(request, map), limits: this.serverInfo.limits };
+    return new Transaction(host, txnId, isolation, begun);
   }
 
   /** Seed-style alias: commits the transaction with this id; resolves with its commit timestamp. */
   async commit(txnId: bigint): Promise<bigint> {
-    return parseCommitTs(await this.#connection.request({ op: 'commit', txn: toTxnId(txnId) }));
+    return parseCommitTs(await this.#link.request({ op: 'commit', txn: toTxnId(txnId) }));
   }
 
   /** Seed-style alias: aborts the transaction with this id. */
   async abort(txnId: bigint): Promise<void> {
-    await this.#connection.request({ op: 'abort', txn: toTxnId(txnId) });
+    await this.#link.request({ op: 'abort', txn: toTxnId(txnId) });
   }
 
   /** Runs `fn` in a transaction and commits it, re-running it on TXN_CONFLICT (see retry.ts). */
@@ -144,28 +173,28 @@ export class IpcClient extends DataOperations {
 
   /** Makes everything acknowledged so far durable in the engine's files. */
   async checkpoint(): Promise<CheckpointInfo> {
-    return parseCheckpoint(await this.#connection.request({ op: 'checkpoint' }));
+    return parseCheckpoint(await this.#link.request({ op: 'checkpoint' }));
   }
 
   async stats(): Promise<StatsResult> {
-    return parseStats(await this.#connection.request({ op: 'stats' }));
+    return parseStats(await this.#link.request({ op: 'stats' }));
   }
 
   /** Round trip to the daemon. */
   async ping(): Promise<PingInfo> {
     const startedMs = performance.now();
-    const reply = await this.#connection.request({ op: 'ping' });
+    const reply = await this.#link.request({ op: 'ping' });
     return parsePing(reply, performance.now() - startedMs);
   }
 
   /** Asks the daemon to shut down gracefully (as SIGTERM does); used by `toondbd stop`. */
   async shutdown(): Promise<void> {
-    await this.#connection.request({ op: 'shutdown' });
+    await this.#link.request({ op: 'shutdown' });
   }
 
   /** Closes the connection after in-flight replies arrive (bounded wait). Idempotent. */
   close(): Promise<void> {
-    return this.#connection.close();
+    return this.#link.close();
   }
 
   [Symbol.asyncDispose](): Promise<void> {
@@ -173,32 +202,39 @@ export class IpcClient extends DataOperations {
   }
 
   protected send<T = unknown>(request: DataRequest, map?: ResultMap<T>): Promise<T> {
-    return this.#connection.request(request, map);
+    return this.#link.request(request, map);
   }
 
   protected serverLimits(): ServerLimits {
     return this.serverInfo.limits;
   }
 
+  /** One cursor's source (scan.ts asks for one per iteration), bound when it opens to the
+   * connection it opens on: its cursor id means nothing on another. */
   protected scanSource(): ScanSource {
+    let connection: Connection | null = null;
     const close = (cursor: number): void => {
-      if (this.#connection.closed) return; // the cursor dies with the connection
-      this.#connection.request({ op: 'scanClose', cursor }).catch(() => undefined);
+      if (connection === null || connection.closed) return; // the cursor dies with the connection
+      connection.request({ op: 'scanClose', cursor }).catch(() => undefined);
     };
     return {
-      // A scan that timed out may still open its cursor: its late reply closes it, or the
-      // cursor would count against the connection's cursors until the daemon expires it.
-      open: (fields) => this.#connection.request({ op: 'scan', ...fields }, undefined, (result) => {
-        const batch = result as { cursor?: unknown; done?: unknown } | null;
-        if (typeof batch?.cursor === 'number' && batch.cursor > 0 && batch.done !== true) close(batch.cursor);
-      }),
-      next: (cursor) => this.#connection.request({ op: 'scanNext', cursor }),
+      open: async (fields) => {
+        const bound = connection = await this.#link.live();
+        // A scan that timed out may still open its cursor: its late reply closes it, or the
+        // cursor would count against the connection's cursors until the daemon expires it.
+        return bound.request({ op: 'scan', ...fields }, undefined, (result) => {
+          const batch = result as { cursor?: unknown; done?: unknown } | null;
+          if (typeof batch?.cursor === 'number' && batch.cursor > 0 && batch.done !== true) close(batch.cursor);
+        });
+      },
+      next: (cursor) => connection === null
+        ? Promise.reject(new Error('invariant: scanNext before the scan opened'))
+        : connection.request({ op: 'scanNext', cursor }),
       close,
     };
   }
 
-  #onClose(reason: ToonDBError | null): void {
-    if (reason !== null && this.#events.listenerCount('error') > 0) this.#events.emit('error', reason);
-    this.#events.emit('close', reason);
+  #emitError(reason: ToonDBError): void {
+    if (this.#events.listenerCount('error') > 0) this.#events.emit('error', reason);
   }
 }

@@ -37,6 +37,9 @@ export interface ConnectOptions {
   connectTimeoutMs?: number;
   /** Shown in the daemon's logs next to this library's name and version. */
   clientName?: string;
+  /** Connect again on the next call after the connection ended (daemon restarted); default
+   * true. False: every call after the end fails with CONNECTION_CLOSED (see link.ts). */
+  reconnect?: boolean;
 }
 
 export interface ResolvedConnectOptions {
@@ -44,6 +47,7 @@ export interface ResolvedConnectOptions {
   timeoutMs: number;
   connectTimeoutMs: number;
   clientName: string;
+  reconnect: boolean;
 }
 
 function checkTimeout(value: number | undefined, fallback: number, what: string, min: number): number {
@@ -73,11 +77,15 @@ export function resolveConnectOptions(socketPath: string | undefined, options: C
   if (Buffer.byteLength(clientName, 'utf8') > CLIENT_NAME_BYTES_MAX) {
     throw new ToonDBError('INVALID_ARGUMENT', `clientName is too long (the hello client field is at most ${CLIENT_NAME_BYTES_MAX} bytes)`);
   }
+  if (options.reconnect !== undefined && typeof options.reconnect !== 'boolean') {
+    throw new ToonDBError('INVALID_ARGUMENT', `reconnect must be a boolean, got ${String(options.reconnect)}`);
+  }
   return {
     socketPath: path,
     timeoutMs: checkTimeout(options.timeoutMs, REQUEST_TIMEOUT_MS_DEFAULT, 'timeoutMs', 0),
     connectTimeoutMs: checkTimeout(options.connectTimeoutMs, CONNECT_TIMEOUT_MS_DEFAULT, 'connectTimeoutMs', 1),
     clientName,
+    reconnect: options.reconnect ?? true,
   };
 }
 

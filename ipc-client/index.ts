@@ -14,9 +14,10 @@
  * ```
  *
  * Wiring only: the modules are connection.ts (socket, pending map, write queue, timeouts),
- * connect.ts (path, connect, hello), client.ts (IpcClient), operations.ts (data calls shared with
- * transactions), transaction.ts, retry.ts (withTransaction), scan.ts (cursors), bytes.ts (key
- * and value checks), results.ts (reply shapes).
+ * connect.ts (path, connect, hello), link.ts (the current connection, and reconnecting after a
+ * loss), client.ts (IpcClient), operations.ts (data calls shared with transactions),
+ * transaction.ts, retry.ts (withTransaction), scan.ts (cursors), bytes.ts (key and value
+ * checks), results.ts (reply shapes).
  */
 
 export { IpcClient } from './client.js';

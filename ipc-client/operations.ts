@@ -94,7 +94,7 @@ export abstract class DataOperations {
   protected abstract send<T = unknown>(request: DataRequest, map?: ResultMap<T>): Promise<T>;
   /** The limits the daemon announced (client-side checks use them). */
   protected abstract serverLimits(): ServerLimits;
-  /** Where this object's scans open and pull their cursors. */
+  /** Where one scan cursor of this object opens and pulls its batches (one per iteration). */
   protected abstract scanSource(): ScanSource;
 
   /** The rejected promise of a call of `op` whose arguments were refused (nothing was sent);
@@ -173,7 +173,7 @@ export abstract class DataOperations {
 
   /** Every entry whose key starts with `prefix` (empty = all keys), streamed in batches. */
   scan(prefix: Bytes, options: ScanOptions = {}): ScanIterable {
-    return new ScanIterable(this.scanSource(), () => {
+    return new ScanIterable(() => this.scanSource(), () => {
       const limits = this.serverLimits();
       return scanFields({ prefix: toBound(prefix, limits, 'prefix') }, options, limits);
     });
@@ -181,7 +181,7 @@ export abstract class DataOperations {
 
   /** Every entry with start <= key < end; a null or undefined bound is open. */
   scanRange(start: Bytes | null | undefined, end: Bytes | null | undefined, options: ScanOptions = {}): ScanIterable {
-    return new ScanIterable(this.scanSource(), () => {
+    return new ScanIterable(() => this.scanSource(), () => {
       const limits = this.serverLimits();
       const fields: Fields = {};
       if (start !== null && start !== undefined) fields.start = toBound(start, limits, 'start');

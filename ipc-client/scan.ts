@@ -44,14 +44,15 @@ export type ScanEntry = [key: Buffer, value: Buffer];
 const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined });
 
 export class ScanIterable implements AsyncIterable<ScanEntry> {
-  /** @internal built by IpcClient.scan / scanRange and their Transaction twins. */
+  /** @internal built by IpcClient.scan / scanRange and their Transaction twins; `source`
+   * gives each cursor its own (a client's binds to the connection the cursor opens on). */
   constructor(
-    private readonly source: ScanSource,
+    private readonly source: () => ScanSource,
     private readonly fields: () => Record<string, unknown>,
   ) {}
 
   [Symbol.asyncIterator](): AsyncIterableIterator<ScanEntry> {
-    return new ScanCursor(this.source, this.fields);
+    return new ScanCursor(this.source(), this.fields);
   }
 
   /** Reads the whole scan into memory. Use a `limit` on scans of unknown size. */

@@ -16,9 +16,9 @@ afterEach(async () => {
 });
 
 async function setup(script?: (request: Request, connection: FakeConnection) => ReturnType<NonNullable<FakeServer['script']>>,
-  timeoutMs?: number): Promise<{ server: FakeServer; client: IpcClient }> {
+  timeoutMs?: number, reconnect?: boolean): Promise<{ server: FakeServer; client: IpcClient }> {
   server = await FakeServer.start({ script });
-  client = await IpcClient.connect(server.path, { timeoutMs });
+  client = await IpcClient.connect(server.path, { timeoutMs, reconnect });
   return { server, client };
 }
 
@@ -143,13 +143,13 @@ describe('multiplexing', () => {
 });
 
 describe('connection loss', () => {
-  it('fails sent requests with UNKNOWN_RESULT, unsent ones with CONNECTION_CLOSED, later ones too', async () => {
+  it('fails sent requests with UNKNOWN_RESULT, unsent ones with CONNECTION_CLOSED, later ones too (no reconnect)', async () => {
     let seen = 0;
     const { server, client } = await setup((request, connection) => {
       if (request.op !== 'put') return undefined;
       if (++seen === 3) connection.drop();
       return NO_REPLY;
-    });
+    }, undefined, false);
     const closeEvents: (ToonDBError | null)[] = [];
     client.on('close', (reason) => closeEvents.push(reason));
     const sent = [client.put('a', '1'), client.put('b', '2'), client.put('c', '3')].map(settle);
@@ -198,7 +198,7 @@ describe('connection loss', () => {
   });
 
   it('rejects every pending request with PROTOCOL_ERROR when the daemon sends garbage', async () => {
-    const { server, client } = await setup((request) => (request.op === 'hello' ? undefined : NO_REPLY));
+    const { server, client } = await setup((request) => (request.op === 'hello' ? undefined : NO_REPLY), undefined, false);
     const pending = [settle(client.get('a')), settle(client.get('b')), settle(client.exists('c'))];
     await server.until(() => server.requests.length === 4); // hello + 3
     server.last.socket.write(Buffer.from([0, 0, 0, 3, 0xc1, 0xc1, 0xc1]));
@@ -225,7 +225,7 @@ describe('connection loss', () => {
   });
 
   it('on an id-0 error fails sent requests with UNKNOWN_RESULT and keeps the reason as cause', async () => {
-    const { server, client } = await setup((request) => (request.op === 'put' ? NO_REPLY : undefined));
+    const { server, client } = await setup((request) => (request.op === 'put' ? NO_REPLY : undefined), undefined, false);
     const errors: ToonDBError[] = [];
     client.on('error', (error) => errors.push(error));
     const pending = settle(client.put('a', '1'));
@@ -237,6 +237,103 @@ describe('connection loss', () => {
     expect((error?.cause as ToonDBError).code).toBe('SHUTTING_DOWN');
     expect(errors.map((e) => e.code)).toEqual(['SHUTTING_DOWN']);
     expect(client.closed).toBe(true);
+  });
+});
+
+describe('reconnect (the default)', () => {
+  it('connects again on the next call after a loss, once for all the calls waiting on it', async () => {
+    const { server, client } = await setup((request, connection) => {
+      if (request.op === 'put' && Buffer.from(request.key as Uint8Array).toString() === 'doomed') {
+        connection.drop();
+        return NO_REPLY;
+      }
+      return undefined;
+    });
+    const events: string[] = [];
+    client.on('disconnect', (reason) => events.push(`disconnect ${reason.code}`));
+    client.on('reconnect', (info) => events.push(`reconnect ${info.connectionId}`));
+    client.on('close', () => events.push('close'));
+    expect(client.serverInfo.connectionId).toBe(7);
+    expect((await settle(client.put('doomed', 'x'))).error?.code).toBe('UNKNOWN_RESULT');
+    expect(client.connected).toBe(false);
+    expect(client.closed).toBe(false);
+    await client.put('k', 'v');
+    const values = await Promise.all([client.get('k'), client.get('k'), client.exists('k')]);
+    expect(values.map(String)).toEqual(['v', 'v', 'true']);
+    expect(server.ops('hello')).toHaveLength(2);
+    expect(events).toEqual(['disconnect CONNECTION_CLOSED', 'reconnect 8']);
+    expect(client.connected).toBe(true);
+    expect(client.serverInfo.connectionId).toBe(8);
+    // The request that was lost in flight is never sent again.
+    expect(server.ops('put').map((r) => Buffer.from(r.key as Uint8Array).toString())).toEqual(['doomed', 'k']);
+  });
+
+  it('fails later calls of a transaction or a scan begun on the lost connection, sending nothing', async () => {
+    const { server, client } = await setup();
+    server.store.set('a', Buffer.from('1'));
+    server.store.set('b', Buffer.from('2'));
+    const txn = await client.beginTransaction();
+    await txn.put('t', 'x');
+    const cursor = client.scan('', { batchSize: 1 })[Symbol.asyncIterator]();
+    expect((await cursor.next()).value?.[0].toString()).toBe('a');
+    server.last.drop();
+    await server.until(() => !client.connected);
+    const afterLoss = server.requests.length;
+    expect((await settle(txn.get('t'))).error?.code).toBe('CONNECTION_CLOSED');
+    expect((await settle(txn.commit())).error?.code).toBe('CONNECTION_CLOSED');
+    expect((await settle(cursor.next())).error?.code).toMatch(/^(CONNECTION_CLOSED|UNKNOWN_RESULT)$/);
+    expect(server.requests.length).toBe(afterLoss);
+    // The client itself carries on, with new transactions and scans on the new connection.
+    const fresh = await client.beginTransaction();
+    await fresh.put('t', 'y');
+    await fresh.commit();
+    expect(server.store.get('t')?.toString()).toBe('y');
+    expect((await client.scan('').toArray()).map(([key]) => key.toString())).toEqual(['a', 'b', 't']);
+  });
+
+  it('fails the waiting calls with the connect error when the daemon is gone, and tries again on the next call', async () => {
+    const { server, client } = await setup();
+    const path = server.path;
+    await server.close();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const attempts = await Promise.all([settle(client.get('a')), settle(client.ping())]);
+    expect(attempts.map((r) => r.error?.code)).toEqual(['UNAVAILABLE', 'UNAVAILABLE']);
+    expect(attempts[0].error?.message).toContain(path);
+    expect(client.closed).toBe(false);
+    const second = await settle(client.get('a'));
+    expect(second.error?.code).toBe('UNAVAILABLE');
+  });
+
+  it('does not reconnect after close(), and emits close once with null', async () => {
+    const { server, client } = await setup();
+    const closes: (ToonDBError | null)[] = [];
+    client.on('close', (reason) => closes.push(reason));
+    server.last.drop();
+    await server.until(() => !client.connected);
+    await client.close();
+    await client.close();
+    expect((await settle(client.get('a'))).error?.code).toBe('CONNECTION_CLOSED');
+    await expect(client.beginTransaction()).resolves.toBeDefined(); // resolves; its calls fail
+    expect(server.ops('hello')).toHaveLength(1);
+    expect(client.closed).toBe(true);
+    expect(closes).toEqual([null]);
+  });
+
+  it('closes a connection that a reconnect opens after close() was called', async () => {
+    const { server, client } = await setup();
+    server.last.drop();
+    await server.until(() => !client.connected);
+    const waiting = settle(client.get('a'));
+    const closing = client.close();
+    expect((await waiting).error?.code).toBe('CONNECTION_CLOSED');
+    await closing;
+    await server.until(() => server.connections.every((connection) => connection.socket.destroyed || connection.socket.readableEnded));
+    expect(client.closed).toBe(true);
+  });
+
+  it('refuses a reconnect option that is not a boolean', async () => {
+    server = await FakeServer.start();
+    await expect(IpcClient.connect(server.path, { reconnect: 'yes' as unknown as boolean })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
   });
 });
 

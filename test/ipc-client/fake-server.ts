@@ -116,7 +116,7 @@ export class FakeServer {
     const key = (bytes: unknown) => Buffer.from(bytes as Uint8Array).toString('latin1');
     switch (request.op) {
       case 'hello':
-        return { result: { protocol: PROTOCOL_VERSION, server: '9.9.9-fake', connectionId: 7, limits: this.limits } };
+        return { result: { protocol: PROTOCOL_VERSION, server: '9.9.9-fake', connectionId: 6 + this.connections.length, limits: this.limits } };
       case 'ping':
         return { result: { version: '9.9.9-fake', timeMs: Date.now() } };
       case 'get':

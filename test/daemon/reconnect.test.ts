@@ -1,0 +1,77 @@
+// One IpcClient across daemon restarts: a real toondbd is SIGKILLed and restarted (and stopped
+// gracefully and restarted) under a connected client, which must carry on by itself: calls fail
+// while no daemon runs (UNAVAILABLE, one connect attempt each), the next call after the restart
+// connects again and sees every acknowledged write, and what lived on the old connection (an
+// open transaction) is gone with it rather than answered by the new one.
+import { afterEach, describe, expect, it } from 'vitest';
+import { IpcClient, type ToonDBError } from '../../ipc-client/index.js';
+import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+
+let daemon: TestDaemon | undefined;
+let client: IpcClient | undefined;
+
+afterEach(async () => {
+  await client?.close();
+  await daemon?.dispose();
+  client = undefined;
+  daemon = undefined;
+});
+
+function settle<T>(promise: Promise<T>): Promise<{ value?: T; error?: ToonDBError }> {
+  return promise.then((value) => ({ value }), (error: ToonDBError) => ({ error }));
+}
+
+describe('a client across daemon restarts', () => {
+  it('after SIGKILL: fails while the daemon is down, then reconnects and reads what was acknowledged', async () => {
+    daemon = await startDaemon({ args: ['--durability', 'sync'] });
+    client = await IpcClient.connect(daemon.socketPath);
+    const events: string[] = [];
+    client.on('disconnect', (reason) => events.push(`disconnect ${reason.code}`));
+    client.on('reconnect', () => events.push('reconnect'));
+    const firstHello = client.serverInfo;
+    await client.put('kept', 'before the crash');
+    const txn = await client.beginTransaction();
+    await txn.put('uncommitted', 'never');
+
+    await daemon.kill();
+    // The client learns of the loss from its socket, in its own time; a call made before that
+    // goes out on the dead connection and fails UNKNOWN_RESULT.
+    while (client.connected) await new Promise((resolve) => setTimeout(resolve, 5));
+    const down = await settle(client.get('kept'));
+    expect(down.error?.code).toBe('UNAVAILABLE');
+    expect(client.closed).toBe(false);
+
+    await daemon.start();
+    expect((await client.get('kept'))?.toString()).toBe('before the crash');
+    expect(await client.get('uncommitted')).toBeNull();
+    expect((await settle(txn.commit())).error?.code).toBe('CONNECTION_CLOSED');
+    expect(events).toEqual(['disconnect CONNECTION_CLOSED', 'reconnect']);
+    expect(client.connected).toBe(true);
+    expect(client.serverInfo).not.toBe(firstHello); // the new daemon's hello
+
+    // Transactions and scans work on the new connection.
+    await client.withTransaction(async (fresh) => {
+      await fresh.put('after', 'the restart');
+    });
+    expect((await client.scan('').toArray()).map(([key]) => key.toString())).toEqual(['after', 'kept']);
+  });
+
+  it('after a graceful restart: the next call reaches the new daemon without an error', async () => {
+    daemon = await startDaemon();
+    client = await IpcClient.connect(daemon.socketPath);
+    await client.put('k', 'v');
+    await daemon.restart();
+    expect((await client.get('k'))?.toString()).toBe('v');
+    expect((await client.ping()).version).toBe(client.serverInfo.server);
+  });
+
+  it('with reconnect off, stays closed after the restart', async () => {
+    daemon = await startDaemon();
+    client = await IpcClient.connect(daemon.socketPath, { reconnect: false });
+    const closed = new Promise<ToonDBError | null>((resolve) => client!.once('close', resolve));
+    await daemon.restart();
+    expect((await closed)?.code).toMatch(/^(SHUTTING_DOWN|CONNECTION_CLOSED)$/);
+    expect((await settle(client.get('k'))).error?.code).toBe('CONNECTION_CLOSED');
+    expect(client.closed).toBe(true);
+  });
+});
