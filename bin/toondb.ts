@@ -81,6 +81,9 @@ command('ping', 'check that the daemon answers, and how fast').action((flags: Co
     out(`PONG from toondbd ${version} in ${latencyMs.toFixed(3)} ms`);
   }));
 
+/** Errors of `stats --watch` that a daemon restart causes: the watch goes on. */
+const WATCH_RIDES_THROUGH = new Set<string>(['UNAVAILABLE', 'UNKNOWN_RESULT', 'CONNECTION_CLOSED', 'SHUTTING_DOWN', 'TIMEOUT']);
+
 command('stats', 'print daemon statistics')
   .option('--json', 'print JSON')
   .option('--watch <seconds>', 'redraw every N seconds until interrupted')
@@ -89,10 +92,19 @@ command('stats', 'print daemon statistics')
       const print = (stats: StatsResult) => out(flags.json ? JSON.stringify(stats, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)) : renderStats(stats));
       if (!flags.watch) return print(await client.stats());
       const periodMs = Math.max(0.1, positive(flags.watch, '--watch')!) * 1000;
+      // A daemon restart does not end the watch: the client reconnects on the next call, and
+      // until a daemon answers each round says why on stderr.
       for (;;) {
-        const stats = await client.stats();
-        if (process.stdout.isTTY && !flags.json) process.stdout.write('\x1b[2J\x1b[H');
-        print(stats);
+        const stats = await client.stats().catch((error: unknown) => {
+          const coded = toToonDBError(error);
+          if (!WATCH_RIDES_THROUGH.has(coded.code)) throw coded;
+          process.stderr.write(`toondb: ${coded.message}; retrying every ${periodMs / 1000} s\n`);
+          return null;
+        });
+        if (stats !== null) {
+          if (process.stdout.isTTY && !flags.json) process.stdout.write('\x1b[2J\x1b[H');
+          print(stats);
+        }
         await new Promise((resolve) => setTimeout(resolve, periodMs));
       }
     }));

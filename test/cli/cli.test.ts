@@ -89,6 +89,32 @@ describe('toondb CLI', () => {
     expect(JSON.parse(lines[1]).uptimeMs).toBeGreaterThan(JSON.parse(lines[0]).uptimeMs);
   });
 
+  it('keeps watching stats across a daemon restart', async () => {
+    const own = await startDaemon();
+    try {
+      const proc = execa('node', [TOONDB_BIN, 'stats', '--json', '--watch', '0.1', '--socket', own.socketPath], { reject: false });
+      let stdout = '';
+      proc.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+      const rounds = async (n: number) => {
+        while (stdout.split('\n').filter(Boolean).length < n) await new Promise((resolve) => setTimeout(resolve, 20));
+      };
+      await rounds(1);
+      await own.kill();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await own.start();
+      const before = stdout.split('\n').filter(Boolean).length;
+      await rounds(before + 1);
+      proc.kill('SIGINT');
+      const result = await proc;
+      const printed = stdout.split('\n').filter(Boolean).map((line) => JSON.parse(line) as { uptimeMs: number });
+      // The new daemon's uptime starts again from zero.
+      expect(printed.some((stats, i) => i > 0 && stats.uptimeMs < printed[i - 1].uptimeMs)).toBe(true);
+      expect(String(result.stderr)).toMatch(/retrying every 0\.1 s/);
+    } finally {
+      await own.dispose();
+    }
+  });
+
   it('dumps every key and loads them into an empty daemon', async () => {
     const binary = Buffer.from([0, 1, 2, 255]);
     await toondb(['put', binary.toString('hex'), 'ff00', '--hex', '--socket', daemon().socketPath]);
