@@ -1,19 +1,26 @@
 /**
  * `toondb dump FILE` / `toondb load FILE`: a portable snapshot of every key and value.
  *
- * File format (version 2), a sequence of frames in the wire protocol's framing (4-byte
+ * File format (version 3), a sequence of frames in the wire protocol's framing (4-byte
  * big-endian length + one MessagePack map), so any language with MessagePack can read it:
- *   1. header  { format: 'toondb-dump', version: 2, createdAt: ISO-8601 string, server: string }
- *   2. batches { entries: [[key bin, value bin], ...], crc32: uint }   (zero or more, in key
- *      order; crc32 (zlib's) runs over each entry as keyLength u32 BE, key, valueLength u32 BE,
- *      value, in order)
+ *   1. header  { format: 'toondb-dump', version: 3, createdAt: ISO-8601 string, server: string }
+ *   2. batches { entries: [entry, ...], crc32: uint }   (zero or more, in key order). An entry
+ *      is [key bin, value bin] for a key without TTL and [key bin, value bin, expiresAtMs] for
+ *      one with (ms since the Unix epoch, a number). crc32 (zlib's) runs over each entry as
+ *      keyLength u32 BE, key, valueLength u32 BE, value, then, for a triple only, the expiry as
+ *      a u64 BE, in order.
  *   3. trailer { end: true, count: <entries written> }
- * `load` also reads version 1 (the same without crc32). A batch whose checksum does not match
- * is refused before anything of it is written; a file without the trailer is truncated. Either
- * way `load` says how many entries it had written (the batches before the damage).
+ * `load` also reads versions 2 (pairs only) and 1 (pairs, no crc32). A batch whose checksum
+ * does not match is refused before anything of it is written; a file without the trailer is
+ * truncated. Either way `load` says how many entries it had written (the batches before the
+ * damage).
+ *
+ * TTLs: `load` gives a key its original expiry (as a TTL of what is left of it, so to within
+ * the few ms the put takes); a key whose expiry passed before its load is not written, and
+ * counts as expired, not loaded.
  *
  * Consistency: the dump is one scan cursor, which reads one snapshot: concurrent writes never
- * produce a mix of versions. TTLs are not carried (keys are written back without expiry).
+ * produce a mix of versions.
  * A dump is written to a temporary file, fsynced and renamed over FILE only when complete, so
  * a failed dump never destroys an earlier one. Memory: both directions stream one batch at a
  * time.
@@ -28,22 +35,31 @@ import { toToonDBError, ToonDBError } from '../protocol/errors.js';
 import { FrameDecoder } from '../protocol/frame.js';
 
 export const DUMP_FORMAT = 'toondb-dump';
-export const DUMP_VERSION = 2;
-const DUMP_VERSIONS_READ = [1, 2];
+export const DUMP_VERSION = 3;
+const DUMP_VERSIONS_READ = [1, 2, 3];
 const DUMP_BATCH_ITEMS = 1_000;
 const DUMP_BATCH_BYTES = 4 * 1024 * 1024;
 
 export type Progress = (entries: number, bytes: number, done: boolean) => void;
 
+/** A dump entry: a key without TTL, or one with its expiry (ms since the Unix epoch). */
+type DumpEntry = [Buffer, Buffer] | [Buffer, Buffer, number];
+
 /** crc32 of a batch's entries as the header describes. */
-function entriesCrc(entries: readonly [Uint8Array, Uint8Array][]): number {
+function entriesCrc(entries: readonly DumpEntry[]): number {
   let crc = 0;
   const length = Buffer.alloc(4);
-  for (const [key, value] of entries) {
+  const expiry = Buffer.alloc(8);
+  for (const entry of entries) {
+    const [key, value] = entry;
     length.writeUInt32BE(key.length);
     crc = crc32(key, crc32(length, crc));
     length.writeUInt32BE(value.length);
     crc = crc32(value, crc32(length, crc));
+    if (entry.length === 3) {
+      expiry.writeBigUInt64BE(BigInt(entry[2]));
+      crc = crc32(expiry, crc);
+    }
   }
   return crc;
 }
@@ -74,10 +90,10 @@ async function dumpTo(client: IpcClient, writeBytes: (bytes: Buffer) => Promise<
   await write({ format: DUMP_FORMAT, version: DUMP_VERSION, createdAt: new Date().toISOString(), server: client.serverInfo.server });
   let count = 0;
   let bytes = 0;
-  let batch: [Buffer, Buffer][] = [];
+  let batch: DumpEntry[] = [];
   let batchBytes = 0;
-  for await (const [key, value] of client.scan(Buffer.alloc(0), { batchSize: DUMP_BATCH_ITEMS })) {
-    batch.push([key, value]);
+  for await (const [key, value, expiresAtMs] of client.scan(Buffer.alloc(0), { batchSize: DUMP_BATCH_ITEMS, withExpiry: true })) {
+    batch.push(typeof expiresAtMs === 'number' ? [key, value, expiresAtMs] : [key, value]);
     batchBytes += key.length + value.length;
     if (batch.length >= DUMP_BATCH_ITEMS || batchBytes >= DUMP_BATCH_BYTES) {
       await write({ entries: batch, crc32: entriesCrc(batch) });
@@ -100,9 +116,17 @@ function corrupt(file: string, why: string): ToonDBError {
   return new ToonDBError('INVALID_ARGUMENT', `${file} is not a valid toondb dump: ${why}`);
 }
 
-/** Writes every entry of dump `file` into the daemon (see the header); returns how many. */
-export async function load(client: IpcClient, file: string, progress: Progress): Promise<number> {
-  const loaded = { count: 0, bytes: 0 };
+/** What a load did: entries read from the file, and of them those not written because their
+ * expiry had passed. */
+export interface Loaded {
+  count: number;
+  expired: number;
+  bytes: number;
+}
+
+/** Writes every entry of dump `file` into the daemon (see the header). */
+export async function load(client: IpcClient, file: string, progress: Progress): Promise<Loaded> {
+  const loaded: Loaded = { count: 0, expired: 0, bytes: 0 };
   try {
     await loadFrom(client, file, loaded, progress);
   } catch (error) {
@@ -112,10 +136,10 @@ export async function load(client: IpcClient, file: string, progress: Progress):
     throw new ToonDBError(coded.code, message + where, { cause: error });
   }
   progress(loaded.count, loaded.bytes, true);
-  return loaded.count;
+  return loaded;
 }
 
-async function loadFrom(client: IpcClient, file: string, loaded: { count: number; bytes: number }, progress: Progress): Promise<void> {
+async function loadFrom(client: IpcClient, file: string, loaded: Loaded, progress: Progress): Promise<void> {
   const codec = new MessageCodec();
   const decoder = new FrameDecoder();
   let version = 0;
@@ -131,9 +155,9 @@ async function loadFrom(client: IpcClient, file: string, loaded: { count: number
       } else if (trailer !== null) {
         throw corrupt(file, 'data after the trailer');
       } else if (Array.isArray(message.entries)) {
-        const entries = message.entries as [Buffer, Buffer][];
+        const entries = checkedEntries(message.entries, version, file, loaded.count);
         if (version >= 2 && message.crc32 !== entriesCrc(entries)) throw corrupt(file, `a batch fails its checksum after ${loaded.count} entries`);
-        await putAll(client, entries);
+        loaded.expired += await putAll(client, entries);
         loaded.count += entries.length;
         for (const [k, v] of entries) loaded.bytes += k.length + v.length;
         progress(loaded.count, loaded.bytes, false);
@@ -158,9 +182,32 @@ async function* readFile(file: string): AsyncGenerator<Buffer> {
   }
 }
 
+/** A batch's entries, each checked to be a pair (any version) or a triple (version 3). */
+function checkedEntries(entries: unknown[], version: number, file: string, before: number): DumpEntry[] {
+  for (let i = 0; i < entries.length; i++) {
+    const entry = entries[i];
+    const fits = Array.isArray(entry) && Buffer.isBuffer(entry[0]) && Buffer.isBuffer(entry[1])
+      && (entry.length === 2 || (version >= 3 && entry.length === 3 && Number.isSafeInteger(entry[2]) && entry[2] >= 0));
+    if (!fits) throw corrupt(file, `entry ${before + i + 1} is not a [key, value] or [key, value, expiresAtMs] entry`);
+  }
+  return entries as DumpEntry[];
+}
+
+/** Writes a batch of the file: keys without TTL in putBatch calls, keys with one in puts with
+ * what is left of it. Returns how many were not written because they had expired. */
+async function putAll(client: IpcClient, entries: DumpEntry[]): Promise<number> {
+  const plain = entries.filter((entry): entry is [Buffer, Buffer] => entry.length === 2);
+  await putBatches(client, plain);
+  if (plain.length === entries.length) return 0;
+  const nowMs = Date.now();
+  const live = entries.filter((entry): entry is [Buffer, Buffer, number] => entry.length === 3 && entry[2] > nowMs);
+  await Promise.all(live.map(([key, value, expiresAtMs]) => client.put(key, value, { ttlSeconds: (expiresAtMs - nowMs) / 1000 })));
+  return entries.length - plain.length - live.length;
+}
+
 /** putBatch calls within the daemon's batch limits (items and bytes), whatever the file's
  * batches were written with. */
-async function putAll(client: IpcClient, entries: [Buffer, Buffer][]): Promise<void> {
+async function putBatches(client: IpcClient, entries: [Buffer, Buffer][]): Promise<void> {
   const { batchItemsMax, batchBytesMax } = client.serverInfo.limits;
   let start = 0;
   let bytes = 0;

@@ -200,8 +200,8 @@ command('dump', 'write a consistent snapshot of every key and value to FILE').ar
 command('load', 'write every key and value from a dump FILE into the daemon').argument('<file>')
   .action((file: string, flags: Common) =>
     withClient(flags, async (client) => {
-      const count = await load(client, file, progressReporter('loaded'));
-      out(`loaded ${count} keys from ${file}`);
+      const { count, expired } = await load(client, file, progressReporter('loaded'));
+      out(`loaded ${count - expired} keys from ${file}${expired > 0 ? ` (${expired} more had expired since the dump)` : ''}`);
     }));
 
 try {

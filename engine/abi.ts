@@ -32,6 +32,7 @@ const F_BATCH_ITEMS = 1 << 11;
 const F_BATCH_BYTES = 1 << 12;
 const F_ISOLATION = 1 << 13;
 const F_WRITES = 1 << 14;
+const F_EXPIRY = 1 << 15;
 
 const R_ERROR = 1 << 0;
 const R_VALUE = 1 << 1;
@@ -103,6 +104,7 @@ export function encodeOps(ops: readonly EngineOp[]): Buffer {
     if (op.ttlMs !== undefined) flags |= F_TTL;
     if (op.cursor !== undefined) flags |= F_CURSOR;
     if (op.reverse === true) flags |= F_REVERSE;
+    if (op.withExpiry === true) flags |= F_EXPIRY;
     if (op.limit !== undefined) flags |= F_LIMIT;
     if (op.batchItems !== undefined) flags |= F_BATCH_ITEMS;
     if (op.batchBytes !== undefined) flags |= F_BATCH_BYTES;

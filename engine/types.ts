@@ -90,8 +90,8 @@ export const IsolationKind = { serializable: 0, snapshot: 1 } as const;
  * - get/exists/delete: key (+txn)            - put: key, value, ttlMs? (+txn)
  * - getBatch/deleteBatch: keys (+txn)        - putBatch: keys, values (parallel), ttlMs? (+txn)
  * - scanOpen: prefix in `key`, or range `key` (start, inclusive; absent = unbounded) .. `end`
- *   (exclusive; absent = unbounded) with `range: true`; reverse, limit (0 = none), batchItems,
- *   batchBytes (+txn)
+ *   (exclusive; absent = unbounded) with `range: true`; reverse, withExpiry (entries become
+ *   `[key, value, expiry]` triples), limit (0 = none), batchItems, batchBytes (+txn)
  * - scanNext/scanClose: cursor              - listPath: key (the encoded parent prefix), limit (+txn)
  * - begin: isolation, txn (the handle to give it: the daemon chooses them, daemon/handlers/txn.ts)
  * - commit: txn, writes? (how many write ops of the transaction it covers; a different count
@@ -109,6 +109,7 @@ export interface EngineOp {
   ttlMs?: number;
   cursor?: number;
   reverse?: boolean;
+  withExpiry?: boolean;
   limit?: number;
   batchItems?: number;
   batchBytes?: number;

@@ -58,6 +58,10 @@ function scanFields(fields: Fields, options: ScanOptions, limits: ServerLimits):
   if (limit !== undefined && limit > 0) fields.limit = limit;
   const batchSize = toCount(options.batchSize, 'batchSize', 1, limits.scanBatchItemsMax);
   if (batchSize !== undefined) fields.batchSize = batchSize;
+  if (options.withExpiry !== undefined) {
+    if (typeof options.withExpiry !== 'boolean') throw new ToonDBError('INVALID_ARGUMENT', 'withExpiry must be a boolean');
+    if (options.withExpiry) fields.withExpiry = true;
+  }
   return fields;
 }
 

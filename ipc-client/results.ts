@@ -12,6 +12,7 @@
 import { ToonDBError } from '../protocol/errors.js';
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from '../protocol/limits.js';
 import type { StatsResult } from '../protocol/messages.js';
+import type { ScanEntry } from './scan.js';
 
 /** What the daemon said about itself in its hello reply. */
 export interface ServerInfo {
@@ -36,7 +37,8 @@ export interface PingInfo {
 
 export interface ScanBatch {
   cursor: number;
-  entries: [Buffer, Buffer][];
+  /** `[key, value]`, or `[key, value, expiresAtMs | null]` for a scan opened `withExpiry`. */
+  entries: ScanEntry[];
   done: boolean;
 }
 
@@ -105,13 +107,18 @@ export function parseBoolean(value: unknown, op: string): boolean {
 export function parseScanBatch(value: unknown, op: string): ScanBatch {
   const result = record(value, op);
   if (!Array.isArray(result.entries)) throw malformed(op, 'entries is not an array');
-  // The pairs as the connection decoded them, checked in place (their values are already copies).
-  const entries = result.entries as [Buffer, Buffer][];
+  // The entries as the connection decoded them, checked in place (their values are already copies).
+  const entries = result.entries as ScanEntry[];
   for (let index = 0; index < entries.length; index++) {
-    const pair: unknown = entries[index];
-    if (!Array.isArray(pair) || pair.length !== 2) throw malformed(op, `entries[${index}] is not a [key, value] pair`);
-    toBytes(pair[0], op, `entries[${index}][0]`);
-    toBytes(pair[1], op, `entries[${index}][1]`);
+    const entry: unknown = entries[index];
+    if (!Array.isArray(entry) || (entry.length !== 2 && entry.length !== 3)) {
+      throw malformed(op, `entries[${index}] is not a [key, value] pair or a [key, value, expiresAtMs] triple`);
+    }
+    toBytes(entry[0], op, `entries[${index}][0]`);
+    toBytes(entry[1], op, `entries[${index}][1]`);
+    if (entry.length === 3 && entry[2] !== null && !Number.isSafeInteger(entry[2])) {
+      throw malformed(op, `entries[${index}][2] is neither an expiry in ms nor null`);
+    }
   }
   const done = result.done === true;
   const cursor = toNumber(result.cursor ?? 0, op, 'cursor');

@@ -27,6 +27,9 @@ export interface ScanOptions {
   limit?: number;
   /** Most entries per round trip, 1..scanBatchItemsMax (daemon default 256). */
   batchSize?: number;
+  /** Each entry also carries its expiry: `[key, value, expiresAtMs]`, in ms since the Unix
+   * epoch, null for a key without TTL (dumps use it). */
+  withExpiry?: boolean;
 }
 
 /** What a cursor needs from its owner (the client, or a transaction that binds `scan`). */
@@ -39,7 +42,8 @@ export interface ScanSource {
   close(cursor: number): void;
 }
 
-export type ScanEntry = [key: Buffer, value: Buffer];
+/** `[key, value]`; with `withExpiry`, also the key's expiry (ms since the epoch, or null). */
+export type ScanEntry = [key: Buffer, value: Buffer, expiresAtMs?: number | null];
 
 const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined });
 

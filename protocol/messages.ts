@@ -85,6 +85,8 @@ export interface ScanRequest extends RequestBase<'scan'>, InTxn {
   start?: WireBytes;
   end?: WireBytes;
   reverse?: boolean;
+  /** Each entry also carries its expiry: `[key, value, expiresAtMs | nil]`. */
+  withExpiry?: boolean;
   limit?: number;
   batchSize?: number;
 }
@@ -117,7 +119,8 @@ export interface PingResult { version: string; timeMs: number }
 export interface ScanBatchResult {
   /** Cursor to pass to scanNext; 0 when `done`. */
   cursor: number;
-  entries: [WireBytes, WireBytes][];
+  /** `[key, value]`, or `[key, value, expiresAtMs | null]` for a scan opened `withExpiry`. */
+  entries: ([WireBytes, WireBytes] | [WireBytes, WireBytes, number | null])[];
   done: boolean;
 }
 export interface BeginResult { txn: bigint }

@@ -1,18 +1,22 @@
 /**
  * PackedArray: the elements of a MessagePack array, already encoded, as the engine returns them
  * (engine/src/core/wire.rs): a scan batch's `entries` (each a fixarray of 2 followed by two
- * `bin`s) or a getBatch's values (each a `bin`, or nil where missing).
+ * `bin`s, or for a scan opened `withExpiry` a fixarray of 3 whose third element is a `float 64`
+ * or nil) or a getBatch's values (each a `bin`, or nil where missing).
  *
  * Responsibility: carry `count` elements in exactly the bytes MessageCodec writes for them
  * (smallest `bin` forms), so the daemon copies `bytes` into its reply as one block instead of
  * handling each key and value (simple-frames.ts writes it); and turn them back into values
  * where something needs them.
  *
- * Invariants: `toPairs` / `toValues` accept exactly `count` well-formed elements of their kind
+ * Invariants: `toEntries` / `toValues` accept exactly `count` well-formed elements of their kind
  * and nothing after them; what they return are views of `bytes`. Pure: no I/O.
  */
 
 import { FIXARRAY, MsgpackReader, NIL } from './msgpack-forms.js';
+
+/** A scan entry: `[key, value]`, or `[key, value, expiresAtMs | null]` with `withExpiry`. */
+export type PackedEntry = [Buffer, Buffer] | [Buffer, Buffer, number | null];
 
 export class PackedArray {
   constructor(
@@ -20,19 +24,29 @@ export class PackedArray {
     readonly bytes: Buffer,
   ) {}
 
-  /** The elements as `[key, value]` pairs (scan entries). Throws if `bytes` is not exactly
-   * `count` such pairs. For tests, diagnostics and the codec path; the daemon never needs them. */
-  toPairs(): [Buffer, Buffer][] {
+  /** The elements as scan entries: `[key, value]` pairs or `[key, value, expiry]` triples.
+   * Throws if `bytes` is not exactly `count` such entries. For tests, diagnostics and the codec
+   * path; the daemon never needs them. */
+  toEntries(): PackedEntry[] {
     const reader = this.reader();
-    const pairs = new Array<[Buffer, Buffer]>(this.count);
+    const entries = new Array<PackedEntry>(this.count);
     for (let i = 0; i < this.count; i++) {
-      const isPair = reader.literal(PAIR_HEADER);
-      const key = isPair ? reader.bin() : null;
+      const isTriple = reader.sees(TRIPLE_HEADER);
+      const isEntry = reader.literal(isTriple ? TRIPLE_HEADER : PAIR_HEADER);
+      const key = isEntry ? reader.bin() : null;
       const value = key !== null ? reader.bin() : null;
-      if (key === null || value === null) throw new Error(`invariant: packed entry ${i} of ${this.count} is not a [bin, bin] pair`);
-      pairs[i] = [key, value];
+      if (key === null || value === null) throw new Error(`invariant: packed entry ${i} of ${this.count} is not a [bin, bin] pair or triple`);
+      if (!isTriple) {
+        entries[i] = [key, value];
+        continue;
+      }
+      const isNil = reader.sees(NIL_BYTE);
+      if (isNil) reader.at += 1;
+      const expiry = isNil ? null : reader.float64();
+      if (expiry === undefined) throw new Error(`invariant: packed entry ${i} of ${this.count} has an expiry that is neither float 64 nor nil`);
+      entries[i] = [key, value, expiry];
     }
-    return this.checkedEnd(reader, pairs);
+    return this.checkedEnd(reader, entries);
   }
 
   /** The elements as values, null for nil (getBatch). Throws if `bytes` is not exactly `count`
@@ -66,6 +80,8 @@ export class PackedArray {
 }
 
 const PAIR_HEADER = Buffer.from([FIXARRAY | 2]);
+const TRIPLE_HEADER = Buffer.from([FIXARRAY | 3]);
+const NIL_BYTE = Buffer.from([NIL]);
 
 /** `result` as MessageCodec can encode it: a PackedArray (getBatch values, or a scan batch's
  * entries) becomes its values or pairs. For the rare reply the hand-written writers refuse. */
@@ -73,5 +89,5 @@ export function encodableResult(result: unknown): unknown {
   if (result instanceof PackedArray) return result.toValues();
   if (typeof result !== 'object' || result === null || !('entries' in result)) return result;
   const { entries } = result as { entries: unknown };
-  return entries instanceof PackedArray ? { ...result, entries: entries.toPairs() } : result;
+  return entries instanceof PackedArray ? { ...result, entries: entries.toEntries() } : result;
 }

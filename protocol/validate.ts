@@ -225,6 +225,7 @@ function parseScan(id: number, f: Fields): RequestOf<'scan'> {
     txn: f.optionalTxn(),
     prefix, start, end,
     reverse: f.optionalBoolean('reverse'),
+    withExpiry: f.optionalBoolean('withExpiry'),
     limit: f.optionalInteger('limit', 0, Number.MAX_SAFE_INTEGER),
     batchSize: f.optionalInteger('batchSize', 1, f.limits.scanBatchItemsMax),
   });

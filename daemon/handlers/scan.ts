@@ -43,6 +43,7 @@ export function prepareScan(req: ScanRequest, scope: SessionScope): Prepared {
         end: req.end as Buffer | undefined,
         range,
         reverse: req.reverse === true,
+        withExpiry: req.withExpiry === true,
         limit: req.limit ?? 0,
         batchItems: req.batchSize ?? SCAN_BATCH_ITEMS_DEFAULT,
         batchBytes: scope.limits.scanBatchBytesMax,

@@ -36,6 +36,30 @@ describe('scans', () => {
     expect(i).toBe(total);
   });
 
+  it('carries each entry expiry with withExpiry, in and out of a transaction, across batches', async () => {
+    const before = Date.now();
+    await writer.putBatch([['x/ttl/a', '1'], ['x/ttl/b', '2']], { ttlSeconds: 120 });
+    await writer.put('x/ttl/c', '3');
+    await writer.put('x/ttl/d', '4', { ttlSeconds: 0.001 });
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    const plain = await client.scan('x/ttl/').toArray();
+    expect(plain.map((entry) => entry.length)).toEqual([2, 2, 2]);
+    const check = (entries: [Buffer, Buffer, (number | null)?][]) => {
+      expect(entries.map(([k, v, at]) => [k.toString(), v.toString(), at === null ? null : typeof at])).toEqual([
+        ['x/ttl/a', '1', 'number'], ['x/ttl/b', '2', 'number'], ['x/ttl/c', '3', null],
+      ]);
+      for (const [, , at] of entries.slice(0, 2)) {
+        expect(at).toBeGreaterThanOrEqual(before + 120_000);
+        expect(at).toBeLessThanOrEqual(Date.now() + 120_000);
+      }
+    };
+    check(await client.scan('x/ttl/', { withExpiry: true, batchSize: 1 }).toArray());
+    const txn = await client.beginTransaction();
+    check(await txn.scan('x/ttl/', { withExpiry: true }).toArray());
+    await txn.abort();
+    await expect(client.scan('x/ttl/', { withExpiry: 'yes' as unknown as boolean }).toArray()).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
+
   it('is snapshot-consistent while another client writes into the range', async () => {
     let i = 0;
     let writes = 0;

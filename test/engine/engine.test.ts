@@ -46,7 +46,7 @@ const get = async (key: string, txn?: number) => (await ok({ kind: OpKind.get, k
 const begin = async (isolation: number = IsolationKind.serializable) => (await ok({ kind: OpKind.begin, isolation })).txn!;
 const commit = (txn: number) => one({ kind: OpKind.commit, txn });
 /** The keys of a scan batch (the engine returns its entries already encoded for the wire). */
-const scanKeys = (result: EngineResult) => result.entries!.toPairs().map(([key]) => key);
+const scanKeys = (result: EngineResult) => result.entries!.toEntries().map(([key]) => key);
 
 beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), 'tdb-engine-'));
@@ -310,7 +310,7 @@ describe('engine', () => {
     await ok({ kind: OpKind.scanClose, cursor: open.cursor! });
     expect((await one({ kind: OpKind.scanNext, cursor: open.cursor! })).code).toBe('CURSOR_NOT_FOUND');
     const ranged = await ok({ kind: OpKind.scanOpen, key: b('s/10'), end: b('s/13'), range: true, limit: 2 });
-    expect(ranged.entries!.toPairs().map(([k, v]) => `${k}=${v}`)).toEqual(['s/10=v', 's/11=v']);
+    expect(ranged.entries!.toEntries().map(([k, v]) => `${k}=${v}`)).toEqual(['s/10=v', 's/11=v']);
     expect(ranged.done).toBe(true);
   });
 

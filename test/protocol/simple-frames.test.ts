@@ -230,10 +230,10 @@ describe('simple frames', () => {
   it('packed entries unpack to their pairs, refuse damaged bytes, and reach the codec as pairs', () => {
     const pairs: [Buffer, Buffer][] = [[Buffer.from('k1'), Buffer.alloc(0)], [Buffer.from('k2'), Buffer.alloc(300, 7)], [Buffer.alloc(70_000, 1), Buffer.from('v')]];
     const entries = packed(pairs);
-    expect(same(entries.toPairs(), pairs)).toBe(true);
-    expect(() => new PackedArray(4, entries.bytes).toPairs()).toThrow(/packed entry 3 of 4/);
-    expect(() => new PackedArray(2, entries.bytes).toPairs()).toThrow(/trailing bytes/);
-    expect(() => new PackedArray(1, Buffer.from([0x92, 0xc4, 5, 1])).toPairs()).toThrow(/not a \[bin, bin\] pair/);
+    expect(same(entries.toEntries(), pairs)).toBe(true);
+    expect(() => new PackedArray(4, entries.bytes).toEntries()).toThrow(/packed entry 3 of 4/);
+    expect(() => new PackedArray(2, entries.bytes).toEntries()).toThrow(/trailing bytes/);
+    expect(() => new PackedArray(1, Buffer.from([0x92, 0xc4, 5, 1])).toEntries()).toThrow(/not a \[bin, bin\] pair/);
     const batch: ScanBatchResult = { cursor: 3, entries, done: false };
     const viaCodec = codec.encode({ id: 9, result: encodableResult(batch) });
     const frameBytes = simpleReplyBytes(9, batch);
@@ -241,6 +241,19 @@ describe('simple frames', () => {
     writeSimpleReply(written, 0, 9, batch, frameBytes);
     expect(written.equals(viaCodec)).toBe(true);
     expect(encodableResult([Buffer.from('x')])).toEqual([Buffer.from('x')]);
+  });
+
+  it('packed entries with expiry unpack to triples and reach the codec as triples', () => {
+    const triples: [Buffer, Buffer, number | null][] = [[Buffer.from('k1'), Buffer.from('v'), 1_764_000_000_123], [Buffer.from('k2'), Buffer.alloc(0), null]];
+    const entries = packed(triples as unknown as [Buffer, Buffer][]);
+    expect(entries.bytes[0]).toBe(0x93);
+    expect(entries.toEntries()).toEqual(triples);
+    expect(() => new PackedArray(1, Buffer.from([0x93, 0xc4, 1, 1, 0xc4, 0, 0x01])).toEntries()).toThrow(/neither float 64 nor nil/);
+    const batch: ScanBatchResult = { cursor: 0, entries, done: true };
+    const frameBytes = simpleReplyBytes(4, batch);
+    const written = Buffer.alloc(frameBytes);
+    writeSimpleReply(written, 0, 4, batch, frameBytes);
+    expect(written.equals(codec.encode({ id: 4, result: encodableResult(batch) }))).toBe(true);
   });
 
   it(`read replies as MessageCodec does, and nothing it would refuse or read differently (seed ${SEED})`, () => {

@@ -10,13 +10,13 @@
 //!            txn num (F_TXN), key bytes (F_KEY), value bytes (F_VALUE), keys u32 n + n bytes
 //!            (F_KEYS), values u32 n + n bytes (F_VALUES), end bytes (F_END), ttlMs num (F_TTL),
 //!            cursor num (F_CURSOR), limit num (F_LIMIT), batchItems num (F_BATCH_ITEMS),
-//!            batchBytes num (F_BATCH_BYTES), isolation u32 (F_ISOLATION), writes num (F_WRITES); flags F_RANGE and
-//!            F_REVERSE carry booleans.
+//!            batchBytes num (F_BATCH_BYTES), isolation u32 (F_ISOLATION), writes num (F_WRITES); flags F_RANGE,
+//!            F_REVERSE and F_EXPIRY carry booleans.
 //!   results: u32 count, then per result: u16 flags, seq num, then the present fields: code bytes
 //!            + message bytes (R_ERROR), value bytes (R_VALUE; R_VALUE_NULL alone means null),
 //!            values u32 n + bytes holding n MessagePack `bin`s or nils (R_VALUES), keys u32 n + n
-//!            bytes (R_KEYS), entries u32 n + bytes holding n MessagePack `[bin, bin]` pairs
-//!            (R_ENTRIES, see wire.rs), cursor num (R_CURSOR), txn num
+//!            bytes (R_KEYS), entries u32 n + bytes holding n MessagePack `[bin, bin]` pairs, or
+//!            `[bin, bin, expiry]` triples for a scan opened with F_EXPIRY (R_ENTRIES, see wire.rs), cursor num (R_CURSOR), txn num
 //!            (R_TXN), commitTs u64 (R_COMMIT_TS); R_FOUND / R_DONE carry booleans with
 //!            R_HAS_FOUND / R_HAS_DONE saying they are present.
 //!
@@ -45,6 +45,7 @@ pub const F_BATCH_ITEMS: u16 = 1 << 11;
 pub const F_BATCH_BYTES: u16 = 1 << 12;
 pub const F_ISOLATION: u16 = 1 << 13;
 pub const F_WRITES: u16 = 1 << 14;
+pub const F_EXPIRY: u16 = 1 << 15;
 
 pub const R_ERROR: u16 = 1 << 0;
 pub const R_VALUE: u16 = 1 << 1;
@@ -126,7 +127,7 @@ pub fn decode_ops(buf: &[u8]) -> EngineResult<Vec<Op>> {
         let kind = r.u8()? as u32;
         let flags = r.u16()?;
         let has = |f: u16| flags & f != 0;
-        let mut op = Op { kind, range: has(F_RANGE), reverse: has(F_REVERSE), ..Default::default() };
+        let mut op = Op { kind, range: has(F_RANGE), reverse: has(F_REVERSE), expiry: has(F_EXPIRY), ..Default::default() };
         if has(F_TXN) {
             op.txn = Some(handle(r.num()?));
         }

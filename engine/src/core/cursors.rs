@@ -40,6 +40,8 @@ pub struct Cursor {
     pub source: Source,
     pub bounds: Bounds,
     pub reverse: bool,
+    /// Entries are `[key, value, expiry]` triples (expiry: ms since the epoch, or nil).
+    pub with_expiry: bool,
     /// Entries still allowed by the scan's total limit (None = unlimited).
     pub remaining: Option<u64>,
     pub batch_items: usize,
@@ -100,17 +102,20 @@ pub fn scan_bounds(key: Option<Vec<u8>>, end: Option<Vec<u8>>, range: bool) -> B
 
 /// Reads the next batch of `cursor` and advances it past the last entry returned.
 pub fn read_batch(store: &Store, cursor: &mut Cursor) -> EngineResult<Batch> {
-    let now = value::now_ms();
-    let max_items = cursor.remaining.map_or(cursor.batch_items, |r| (r as usize).min(cursor.batch_items));
-    let (bounds, reverse, max_bytes) = (cursor.bounds.clone(), cursor.reverse, cursor.batch_bytes);
+    let plan = BatchPlan {
+        bounds: cursor.bounds.clone(),
+        reverse: cursor.reverse,
+        with_expiry: cursor.with_expiry,
+        max_items: cursor.remaining.map_or(cursor.batch_items, |r| (r as usize).min(cursor.batch_items)),
+        max_bytes: cursor.batch_bytes,
+        now: value::now_ms(),
+    };
     let (entries, last, more) = match &cursor.source {
-        Source::Snap(snap) => collect(&View::Snap(snap), store, bounds, reverse, max_items, max_bytes, now)?,
-        Source::Txn(id) => txn::with_txn(store, *id, |state| {
-            collect(&state.view(store)?, store, bounds, reverse, max_items, max_bytes, now)
-        })?,
+        Source::Snap(snap) => collect(&View::Snap(snap), store, plan)?,
+        Source::Txn(id) => txn::with_txn(store, *id, |state| collect(&state.view(store)?, store, plan))?,
     };
     if let Some(last) = last {
-        if reverse {
+        if cursor.reverse {
             cursor.bounds.1 = Bound::Excluded(last.to_vec());
         } else {
             cursor.bounds.0 = Bound::Excluded(last.to_vec());
@@ -128,29 +133,40 @@ pub fn read_batch(store: &Store, cursor: &mut Cursor) -> EngineResult<Batch> {
 const BATCH_RESERVE_BYTES_MAX: usize = 256 * 1024;
 const ENTRY_RESERVE_BYTES: usize = 160;
 
-/// Encodes up to `max_items` live entries (stopping once `max_bytes` is reached, after at least
-/// one); returns them, the last key encoded, and whether another live entry follows.
-fn collect(
-    view: &View<'_>,
-    store: &Store,
+/// What one batch reads: where, in which direction, in which entry form, and how much.
+struct BatchPlan {
     bounds: Bounds,
     reverse: bool,
+    with_expiry: bool,
     max_items: usize,
     max_bytes: usize,
+    /// Entries that expire at or before this instant (ms since the epoch) are skipped.
     now: u64,
-) -> EngineResult<(PackedArray, Option<Slice>, bool)> {
-    let reserve = (max_items.saturating_mul(ENTRY_RESERVE_BYTES)).min(max_bytes).min(BATCH_RESERVE_BYTES_MAX);
+}
+
+/// Encodes up to `plan.max_items` live entries (stopping once `plan.max_bytes` is reached,
+/// after at least one); returns them, the last key encoded, and whether another live entry
+/// follows.
+fn collect(view: &View<'_>, store: &Store, plan: BatchPlan) -> EngineResult<(PackedArray, Option<Slice>, bool)> {
+    let reserve = (plan.max_items.saturating_mul(ENTRY_RESERVE_BYTES)).min(plan.max_bytes).min(BATCH_RESERVE_BYTES_MAX);
     let mut out = PackedArray::with_capacity(reserve);
     let mut last = None;
     let mut bytes = 0usize;
-    for entry in view.range(&store.data, bounds, reverse) {
+    for entry in view.range(&store.data, plan.bounds, plan.reverse) {
         let (key, stored) = entry?;
-        let Some(live) = value::live(&stored, now)? else { continue };
-        if out.count as usize >= max_items || (bytes >= max_bytes && out.count > 0) {
+        let (expiry, live) = value::decode(&stored)?;
+        if expiry.is_some_and(|at| at <= plan.now) {
+            continue;
+        }
+        if out.count as usize >= plan.max_items || (bytes >= plan.max_bytes && out.count > 0) {
             return Ok((out, last, true));
         }
         bytes += key.len() + live.len();
-        out.push_pair(&key, live);
+        if plan.with_expiry {
+            out.push_entry_with_expiry(&key, live, expiry);
+        } else {
+            out.push_pair(&key, live);
+        }
         last = Some(key);
     }
     Ok((out, last, false))

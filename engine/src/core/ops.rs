@@ -52,6 +52,8 @@ pub struct Op {
     pub ttl_ms: Option<f64>,
     pub cursor: Option<u64>,
     pub reverse: bool,
+    /// scanOpen: each entry also carries its expiry (wire.rs `push_entry`).
+    pub expiry: bool,
     pub limit: Option<f64>,
     pub batch_items: Option<f64>,
     pub batch_bytes: Option<f64>,
@@ -406,6 +408,7 @@ fn scan_open(store: &Store, op: Op) -> EngineResult<OpOutput> {
         source,
         bounds: cursors::scan_bounds(op.key, op.end, op.range),
         reverse: op.reverse,
+        with_expiry: op.expiry,
         remaining: limit,
         batch_items: BATCH_ITEMS_DEFAULT,
         batch_bytes: BATCH_BYTES_DEFAULT,
@@ -492,3 +495,5 @@ pub use here::{read_cached, run_in_memory, write_now};
 mod tests;
 #[cfg(test)]
 mod bounds_tests;
+#[cfg(test)]
+mod scan_tests;

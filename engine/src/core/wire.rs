@@ -14,7 +14,9 @@
 //! caller only knows at the end.
 
 const FIXARRAY_2: u8 = 0x92;
+const FIXARRAY_3: u8 = 0x93;
 const NIL: u8 = 0xc0;
+const FLOAT64: u8 = 0xcb;
 const BIN8: u8 = 0xc4;
 const BIN16: u8 = 0xc5;
 const BIN32: u8 = 0xc6;
@@ -42,6 +44,24 @@ impl PackedArray {
         self.count += 1;
     }
 
+    /// A `[key, value, expiry]` triple (scan entries with expiry): the expiry in ms since the
+    /// Unix epoch as a `float 64` (how the protocol writes integers above 32 bits that are not
+    /// ids), or nil for a value that does not expire.
+    pub fn push_entry_with_expiry(&mut self, key: &[u8], value: &[u8], expiry_ms: Option<u64>) {
+        self.bytes.reserve(1 + bin_bytes(key.len()) + bin_bytes(value.len()) + 9);
+        self.bytes.push(FIXARRAY_3);
+        put_bin(&mut self.bytes, key);
+        put_bin(&mut self.bytes, value);
+        match expiry_ms {
+            Some(at) => {
+                self.bytes.push(FLOAT64);
+                self.bytes.extend_from_slice(&(at as f64).to_be_bytes());
+            }
+            None => self.bytes.push(NIL),
+        }
+        self.count += 1;
+    }
+
     /// A value, or nil for a missing one (getBatch values).
     pub fn push_value(&mut self, value: Option<&[u8]>) {
         match value {
@@ -60,10 +80,14 @@ impl PackedArray {
         let mut at = 0usize;
         let mut out = Vec::with_capacity(self.count as usize);
         for _ in 0..self.count {
-            assert_eq!(buf[at], FIXARRAY_2, "invariant: packed entry is not a pair");
+            let triple = buf[at] == FIXARRAY_3;
+            assert!(triple || buf[at] == FIXARRAY_2, "invariant: packed entry is not a pair or a triple");
             at += 1;
             let key = read_bin(buf, &mut at);
             let value = read_bin(buf, &mut at);
+            if triple {
+                at += if buf[at] == NIL { 1 } else { 9 };
+            }
             out.push((key, value));
         }
         assert_eq!(at, buf.len(), "invariant: packed entries have trailing bytes");
@@ -139,6 +163,19 @@ mod tests {
         assert_eq!(decoded[0], (b"k".to_vec(), Vec::new()));
         assert_eq!(decoded[1], (vec![1u8; 255], vec![2u8; 256]));
         assert_eq!(decoded[2], (b"big".to_vec(), vec![3u8; 0x1_0000]));
+    }
+
+    #[test]
+    fn triples_end_with_a_float64_expiry_or_nil() {
+        let mut packed = PackedArray::default();
+        packed.push_entry_with_expiry(b"k", b"v", Some(1_764_000_000_000));
+        packed.push_entry_with_expiry(b"p", b"", None);
+        assert_eq!(packed.count, 2);
+        let mut first = vec![0x93, 0xc4, 1, b'k', 0xc4, 1, b'v', 0xcb];
+        first.extend_from_slice(&1_764_000_000_000f64.to_be_bytes());
+        assert_eq!(&packed.bytes[..first.len()], &first[..]);
+        assert_eq!(&packed.bytes[first.len()..], &[0x93, 0xc4, 1, b'p', 0xc4, 0, 0xc0]);
+        assert_eq!(packed.decode_pairs(), vec![(b"k".to_vec(), b"v".to_vec()), (b"p".to_vec(), Vec::new())]);
     }
 
     #[test]
