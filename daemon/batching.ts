@@ -64,12 +64,14 @@ function keysOf(req: Request): number {
   }
 }
 
-/** A connection's engine calls in progress: all of them, those that may write, and those on its
- * ordered lane (all of which count as writing). */
+/** A connection's engine calls in progress: all of them, those that may write, those on its
+ * ordered lane (all of which count as writing), and those that ended early or were skipped and
+ * are running again (`replaying`: see daemon/session.ts runData). */
 export interface RunningCalls {
   all: number;
   writes: number;
   onLane: number;
+  replaying: number;
 }
 
 export type Route = 'pool' | 'lane';
@@ -79,11 +81,14 @@ export type Route = 'pool' | 'lane';
  * running calls. Plain reads may run on the pool beside other plain reads (up to
  * ENGINE_CALLS_PER_CONNECTION_MAX). A call that may write goes to the lane once nothing runs;
  * while only lane calls run, any call of data requests queues behind them on the lane (up to
- * ENGINE_LANE_CALLS_PER_CONNECTION_MAX). Anything else (admin requests, scans) runs alone.
+ * ENGINE_LANE_CALLS_PER_CONNECTION_MAX), except while one of them is `replaying`: the rest of a
+ * call that ended early, and the calls the engine skipped behind it, must run before anything
+ * sent after them. Anything else (admin requests, scans) runs alone.
  */
 export function routeOf(running: RunningCalls, queue: readonly { req: Request }[], take: number, readOnly: boolean): Route | null {
   if (running.onLane > 0 && running.onLane === running.all) {
-    return running.onLane < ENGINE_LANE_CALLS_PER_CONNECTION_MAX && isLaneBatch(queue, take) ? 'lane' : null;
+    const mayFollow = running.onLane < ENGINE_LANE_CALLS_PER_CONNECTION_MAX && running.replaying === 0;
+    return mayFollow && isLaneBatch(queue, take) ? 'lane' : null;
   }
   if (running.all === 0) return !readOnly && isLaneBatch(queue, take) ? 'lane' : 'pool';
   return readOnly && running.writes === 0 && running.all < ENGINE_CALLS_PER_CONNECTION_MAX ? 'pool' : null;

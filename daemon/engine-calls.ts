@@ -1,15 +1,16 @@
 /**
  * A session's engine calls: where they run, and what a whole-call failure becomes.
  *
- * Responsibility: run a call's ops on the libuv pool (`execute`, or `executeReads` for plain
- * reads, which may answer only a prefix), on the connection's ordered lane (`executeOrdered`),
+ * Responsibility: run a call's ops on the libuv pool (`executeBounded`) or on the connection's
+ * ordered lane (`executeOrdered`), either of which may answer only a prefix once the results
+ * are large (ENGINE_CALL_OUTPUT_BYTES_MAX),
  * or on this thread: memory-only transaction steps (`runInMemory`) and small plain writes whose
  * commit can start at once (`writeNow`); and turn a failure of the whole call into one coded
  * result per op, so the session always has a result for every op it sent.
  *
  * Invariants: never rejects; an INTERNAL failure is logged once per call; an engine that
- * returns a different number of results than ops (but for `reads`: at least one, at most as
- * many) breaks an invariant.
+ * returns a different number of results than ops (for `run`: none, or more than ops) breaks an
+ * invariant.
  */
 
 import type { Logger } from 'pino';
@@ -41,23 +42,17 @@ export class EngineCalls {
     }
   }
 
-  /** Runs the call on the pool, or after every earlier call of `lane` on that lane. */
-  async run(ops: EngineOp[], lane?: number): Promise<EngineResult[]> {
+  /** Runs the call on the pool, or after every earlier call of `lane` on that lane (`resume`: the
+   * rest of a lane call that ended early). It may end early once its results are large
+   * (ENGINE_CALL_OUTPUT_BYTES_MAX), with results for a prefix of `ops`, at least one: the caller
+   * runs the rest. A lane call may also come back with none, skipped behind an earlier call of
+   * `lane` that ended early (Engine.executeOrdered): the caller runs it again after that one. */
+  async run(ops: EngineOp[], lane?: number, resume = false): Promise<EngineResult[]> {
     try {
-      const results = lane === undefined ? await this.engine.execute(ops) : await this.engine.executeOrdered(lane, ops);
-      return checked(ops, results)!;
-    } catch (error) {
-      return this.failed(ops, error);
-    }
-  }
-
-  /** Runs a call of plain reads on the pool; it may end early once its results are large
-   * (ENGINE_CALL_OUTPUT_BYTES_MAX), with results for a prefix of `ops`, at least one. */
-  async reads(ops: EngineOp[]): Promise<EngineResult[]> {
-    try {
-      const results = await this.engine.executeReads(ops, ENGINE_CALL_OUTPUT_BYTES_MAX);
-      if (results.length === 0 || results.length > ops.length) {
-        throw new Error(`invariant: engine returned ${results.length} results for a prefix of ${ops.length} reads`);
+      const results = lane === undefined ? await this.engine.executeBounded(ops, ENGINE_CALL_OUTPUT_BYTES_MAX)
+        : await this.engine.executeOrdered(lane, ops, resume);
+      if ((results.length === 0 && (lane === undefined || resume)) || results.length > ops.length) {
+        throw new Error(`invariant: engine returned ${results.length} results for a prefix of ${ops.length} ops`);
       }
       return results;
     } catch (error) {

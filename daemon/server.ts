@@ -27,7 +27,7 @@ import { lockDataDir, openEngine, peerCredentials, sdNotify } from '../engine/in
 import type { Engine } from '../engine/types.js';
 import { ToonDBError, toToonDBError } from '../protocol/errors.js';
 import {
-  brokenLimitRelation, ENGINE_BLOCK_CACHE_BYTES, ENGINE_LANES, SCAN_READ_AHEAD_BYTES_MAX, SHUTDOWN_DRAIN_MS_MAX, SHUTDOWN_FLUSH_MS_MAX,
+  brokenLimitRelation, ENGINE_BLOCK_CACHE_BYTES, ENGINE_CALL_OUTPUT_BYTES_MAX, ENGINE_LANES, SCAN_READ_AHEAD_BYTES_MAX, SHUTDOWN_DRAIN_MS_MAX, SHUTDOWN_FLUSH_MS_MAX,
   type ServerLimits,
 } from '../protocol/limits.js';
 import { CONNECTION_ERROR_ID } from '../protocol/messages.js';
@@ -92,7 +92,7 @@ export class Daemon implements DaemonContext {
     private readonly server: Server,
     private readonly releaseLock: () => void,
   ) {
-    engine.startLanes(ENGINE_LANES, { syncResults: config.durability === 'sync' });
+    engine.startLanes(ENGINE_LANES, { syncResults: config.durability === 'sync', outputBytesMax: ENGINE_CALL_OUTPUT_BYTES_MAX });
     this.gate = new DurabilityGate(engine, config.durability, config.syncIntervalMs, (error) => {
       this.trouble ??= `storage failed: ${error.code}`;
       this.log.fatal({ code: error.code, err: error }, 'storage failed (journal write or fsync): writes are refused until the daemon is restarted');

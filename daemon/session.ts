@@ -24,9 +24,10 @@
  * - In `sync` mode no reply leaves before the fsync covering every write it could show.
  * - Memory per connection is bounded: one partial frame (FrameDecoder), at most
  *   inFlightPerConnectionMax requests (reading pauses past it), and unread replies: no new work
- *   starts past OUTPUT_PAUSE_BYTES, a call of plain reads ends early past
- *   ENGINE_CALL_OUTPUT_BYTES_MAX (the rest runs later), and a client that leaves more than
- *   OUTPUT_BUFFER_BYTES_MAX unread, or reads nothing for unreadRepliesMsMax, is cut off (flow.ts).
+ *   starts past OUTPUT_PAUSE_BYTES, an engine call ends early past ENGINE_CALL_OUTPUT_BYTES_MAX
+ *   (plain reads: the rest runs later; a call that may write: once its replies were read), and
+ *   a client that leaves more than OUTPUT_BUFFER_BYTES_MAX unread, or reads nothing for
+ *   unreadRepliesMsMax, is cut off (flow.ts, outbox.ts).
  * - A closed connection's transactions are aborted and its cursors freed, including ones the
  *   engine created while the connection was closing.
  * - Nothing a client sends can throw out of this class: every failure becomes a coded reply or
@@ -50,12 +51,14 @@ import { countCall, nextBatch, routeOf, type RunningCalls } from './batching.js'
 import { EngineCalls } from './engine-calls.js';
 import { Flow } from './flow.js';
 import * as admin from './handlers/admin.js';
-import { finish, isDataRequest, prepareBatch, requestsCovered, type DataRequest, type PreparedBatch as Prepared } from './handlers/index.js';
+import { isDataRequest, prepareBatch, repliesOf, requestsCovered, type PreparedBatch as Prepared } from './handlers/index.js';
 import { fail, ok, type Outcome, type SessionScope } from './handlers/scope.js';
 import { readAheadCursor, scanNextOp } from './handlers/scan.js';
 import { leavesCursorOpen, ScanReadAhead } from './read-ahead.js';
 import { HandleRegistry } from './registry.js';
-import { writeReplies, type Reply } from './replies.js';
+import { Outbox } from './outbox.js';
+
+const ignore = (): void => undefined;
 
 interface Queued {
   req: Request;
@@ -69,8 +72,9 @@ export class Session {
   private helloSeen = false;
   private queue: Queued[] = [];
   /** Engine calls (batches) in progress (batching.ts). */
-  private readonly running: RunningCalls = { all: 0, writes: 0, onLane: 0 };
-  private awaitingDurability = 0;
+  private readonly running: RunningCalls = { all: 0, writes: 0, onLane: 0, replaying: 0 };
+  /** Settles when the last lane call started has finished (all of it: runData). */
+  private laneTail: Promise<void> = Promise.resolve();
   private inFlight = 0;
   private closed = false;
   private handshakeTimer: NodeJS.Timeout | null;
@@ -79,6 +83,8 @@ export class Session {
   private readonly readAhead: ScanReadAhead;
   /** Reading paused or not, and the replies the client has not read yet (flow.ts). */
   private readonly flow: Flow;
+  /** Replies held for durability, written, or waited on to be read (outbox.ts). */
+  private readonly outbox: Outbox;
 
   constructor(
     readonly id: number,
@@ -97,6 +103,14 @@ export class Session {
     );
     this.decoder = new FrameDecoder({ frameBytesMax: limits.frameBytesMax });
     this.codec = new MessageCodec({ frameBytesMax: limits.frameBytesMax, decodeItemsMax: REQUEST_ITEMS_MAX });
+    this.outbox = new Outbox(socket, this.flow, this.codec, ctx.gate, ctx.counters, {
+      onSent: (count) => {
+        this.inFlight -= count;
+        this.maybeResume();
+      },
+      isClosed: () => this.closed,
+      cutOff: (reason) => this.cutOff(reason),
+    });
     this.scope = {
       txns: new HandleRegistry(limits.txnsPerConnectionMax, limits.txnIdleMsMax),
       cursors: new HandleRegistry(limits.cursorsPerConnectionMax, limits.cursorIdleMsMax),
@@ -112,6 +126,7 @@ export class Session {
     this.handshakeTimer.unref();
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => {
+      this.outbox.releaseWaiters();
       this.maybeResume();
       if (this.flow.drained()) this.pump();
     });
@@ -122,7 +137,7 @@ export class Session {
   /** True while requests are queued, executing, or waiting for an fsync, or a scan batch is
    * being read ahead. */
   get busy(): boolean {
-    return this.queue.length > 0 || this.running.all > 0 || this.awaitingDurability > 0 || this.readAhead.busy;
+    return this.queue.length > 0 || this.running.all > 0 || this.outbox.awaiting > 0 || this.readAhead.busy;
   }
 
   private onData(chunk: Buffer): void {
@@ -162,7 +177,7 @@ export class Session {
     this.ctx.counters.requestsTotal += 1;
     // Before its hello a connection gets nothing else, not even a parse error.
     if (!this.helloSeen && raw.op !== 'hello') {
-      this.send([{ id, outcome: fail(new ToonDBError('HANDSHAKE_REQUIRED', 'the first request on a connection must be hello')), receivedAt }]);
+      this.outbox.send([{ id, outcome: fail(new ToonDBError('HANDSHAKE_REQUIRED', 'the first request on a connection must be hello')), receivedAt }]);
       this.close('no handshake');
       return false;
     }
@@ -170,13 +185,13 @@ export class Session {
     try {
       req = parseRequest(raw, this.scope.limits);
     } catch (error) {
-      this.send([{ id, outcome: fail(toToonDBError(error)), receivedAt }]);
+      this.outbox.send([{ id, outcome: fail(toToonDBError(error)), receivedAt }]);
       return !this.closed;
     }
     this.ctx.counters.requestsByFamily[OP_FAMILIES[req.op]] += 1;
     if (req.op === 'hello') this.helloSeen = true;
     else if (this.ctx.shuttingDown()) {
-      this.send([{ id, outcome: fail(new ToonDBError('SHUTTING_DOWN', 'daemon is shutting down; retry against its successor')), receivedAt }]);
+      this.outbox.send([{ id, outcome: fail(new ToonDBError('SHUTTING_DOWN', 'daemon is shutting down; retry against its successor')), receivedAt }]);
       return !this.closed;
     }
     this.queue.push({ req, receivedAt });
@@ -222,8 +237,9 @@ export class Session {
         }
       }
       countCall(this.running, route, mayWrite, 1);
-      const call = route === 'lane' ? this.runData(batch, 0, batch.length, prepared!, { lane: this.id, behind })
+      const call = route === 'lane' ? this.runData(batch, 0, batch.length, prepared!, { lane: this.id, behind, previous: this.laneTail })
         : prepared !== null ? this.runReads(batch, prepared) : this.runBatch(batch);
+      if (route === 'lane') this.laneTail = call.then(ignore, ignore);
       call
         .catch((error: unknown) => {
           this.log.error({ err: error }, 'batch failed unexpectedly');
@@ -280,13 +296,41 @@ export class Session {
    * Runs batch[from, to) as one engine call: on the pool, or on `on.lane`. Memory-only
    * transaction steps, and plain writes whose commit can start at once, run here on this
    * thread instead (EngineCalls.now), unless earlier lane calls are still running
-   * (`on.behind`), which they would pass.
+   * (`on.behind`), which they would pass. A call that ends early (its results reached
+   * ENGINE_CALL_OUTPUT_BYTES_MAX) has its replies sent and read before the rest of it runs (on
+   * a lane: `resume`, which lets the lane run the calls it skipped behind it), and a lane call
+   * skipped that way runs again once `on.previous` (the call before it) has finished; the ops
+   * prepared are kept (preparing registers and releases transactions). Meanwhile the call is
+   * `replaying`, and no new call joins the lane (routeOf).
    */
   private async runData(batch: Queued[], from: number, to: number, prepared = this.prepare(batch, from, to),
-    on: { lane?: number; behind: boolean } = { behind: false }): Promise<void> {
-    const ops = prepared.ops;
-    const results = ops.length === 0 ? [] : (on.behind ? null : this.calls.now(ops)) ?? await this.calls.run(ops, on.lane);
-    this.complete(batch, from, to, prepared, results);
+    on: { lane?: number; behind: boolean; previous?: Promise<void> } = { behind: false }): Promise<void> {
+    let resume = false;
+    let replaying = false;
+    try {
+      for (let skipped = 0; ; ) {
+        const ops = prepared.ops;
+        const results: EngineResult[] = ops.length === 0 ? [] : (on.behind || replaying ? null : this.calls.now(ops)) ?? await this.calls.run(ops, on.lane, resume);
+        if (!replaying && results.length < ops.length) this.running.replaying += 1;
+        replaying ||= results.length < ops.length;
+        if (results.length === 0 && ops.length > 0) {
+          // Only a call behind one that ended early is skipped, and only until that one is done.
+          if (on.previous === undefined || ++skipped > 1) throw new Error('invariant: a lane call was skipped with no halted call before it');
+          await on.previous;
+          resume = false;
+          continue;
+        }
+        const { covered, sent } = this.completePrefix(batch, from, prepared, results);
+        if (from + covered === to) return;
+        from += covered;
+        prepared = { each: prepared.each.slice(covered), ops: ops.slice(results.length) };
+        await sent;
+        await this.outbox.whenWritable();
+        resume = on.lane !== undefined;
+      }
+    } finally {
+      if (replaying) this.running.replaying -= 1;
+    }
   }
 
   /**
@@ -295,8 +339,8 @@ export class Session {
    * the front of the queue, where no write can have passed them (none starts while reads run).
    */
   private async runReads(batch: Queued[], prepared: Prepared): Promise<void> {
-    const results = prepared.ops.length === 0 ? [] : await this.calls.reads(prepared.ops);
-    const answered = this.completePrefix(batch, prepared, results);
+    const results = prepared.ops.length === 0 ? [] : await this.calls.run(prepared.ops);
+    const answered = this.completePrefix(batch, 0, prepared, results).covered;
     if (answered < batch.length) this.queue = batch.slice(answered).concat(this.queue);
   }
 
@@ -317,74 +361,40 @@ export class Session {
       }
     }
     if (results === null) return 0;
-    const answered = this.completePrefix(batch, prepared, results);
+    const answered = this.completePrefix(batch, 0, prepared, results).covered;
     this.ctx.counters.requestsFromMemory += answered;
     return answered;
   }
 
-  /** Completes the requests of `batch` that `results` (one per op of a prefix of
-   * `prepared.ops`, at least one) answer, with the refused ones among them; returns how many. */
-  private completePrefix(batch: Queued[], prepared: Prepared, results: EngineResult[]): number {
-    if (results.length === prepared.ops.length) {
-      this.complete(batch, 0, batch.length, prepared, results);
-      return batch.length;
+  /** Completes the requests of batch[from, ...) (prepared as `prepared`) that `results`, one per
+   * op of a prefix of `prepared.ops` (at least one, or all), answer, with the refused ones among
+   * them; returns how many, and when their replies are sent. */
+  private completePrefix(batch: Queued[], from: number, prepared: Prepared, results: EngineResult[]): { covered: number; sent: Promise<void> } {
+    const { each, ops } = prepared;
+    if (results.length === ops.length) return { covered: each.length, sent: this.complete(batch, from, from + each.length, prepared, results) };
+    if (results.length === 0 || results.length > ops.length) {
+      throw new Error(`invariant: the engine answered ${results.length} of ${ops.length} ops`);
     }
-    if (results.length === 0 || results.length > prepared.ops.length) {
-      throw new Error(`invariant: the engine answered ${results.length} of ${prepared.ops.length} reads`);
-    }
-    const cut = requestsCovered(prepared, results.length);
-    this.complete(batch, 0, cut, { each: prepared.each.slice(0, cut), ops: prepared.ops.slice(0, results.length) }, results);
-    return cut;
+    const covered = requestsCovered(prepared, results.length);
+    const part = { each: each.slice(0, covered), ops: ops.slice(0, results.length) };
+    return { covered, sent: this.complete(batch, from, from + covered, part, results) };
   }
-
-
   /** Engine ops for batch[from, to), with a validation failure in place of each refused one. */
   private prepare(batch: Queued[], from: number, to: number): Prepared {
     return prepareBatch(batch, from, to, this.scope);
   }
 
-  /** Turns the engine results of batch[from, to) into replies, sent once durable. */
-  private complete(batch: Queued[], from: number, to: number, prepared: Prepared, results: EngineResult[]): void {
-    const replies = new Array<Reply>(to - from);
-    let maxSeq = 0;
-    let r = 0;
-    for (let i = from; i < to; i++) {
-      const op = prepared.each[i - from];
-      const req = batch[i].req as DataRequest;
-      let outcome: Outcome;
-      if (op instanceof ToonDBError) {
-        outcome = fail(op);
-      } else {
-        const result = results[r++];
-        if (result.seq > maxSeq) maxSeq = result.seq;
-        if (result.code === 'DISK_FULL' || result.code === 'STORAGE_FAILED') {
-          this.ctx.gate.reportStorageFailure(new ToonDBError(result.code, result.message ?? result.code));
-        }
-        outcome = finish(req, result, this.scope, op);
-        const readAhead = this.closed ? 0 : readAheadCursor(req, outcome, this.scope);
-        if (readAhead > 0) this.readAhead.start(readAhead);
+  /** Turns the engine results of batch[from, to) into replies, sent once durable; resolves when
+   * they are. */
+  private complete(batch: Queued[], from: number, to: number, prepared: Prepared, results: EngineResult[]): Promise<void> {
+    const { replies, maxSeq } = repliesOf(batch, from, to, prepared, results, this.scope, (req, result, outcome) => {
+      if (result.code === 'DISK_FULL' || result.code === 'STORAGE_FAILED') {
+        this.ctx.gate.reportStorageFailure(new ToonDBError(result.code, result.message ?? result.code));
       }
-      replies[i - from] = { id: req.id, outcome, receivedAt: batch[i].receivedAt };
-    }
-    this.sendWhenDurable(replies, maxSeq);
-  }
-
-  private sendWhenDurable(replies: Reply[], maxSeq: number): void {
-    const wait = this.ctx.gate.waitFor(maxSeq);
-    if (wait === null) {
-      this.send(replies);
-      return;
-    }
-    this.awaitingDurability += 1;
-    wait.then(
-      () => this.send(replies),
-      (error: unknown) => {
-        const coded = toToonDBError(error);
-        this.send(replies.map((reply) => ({ ...reply, outcome: fail(coded) })));
-      },
-    ).finally(() => {
-      this.awaitingDurability -= 1;
+      const readAhead = this.closed ? 0 : readAheadCursor(req, outcome, this.scope);
+      if (readAhead > 0) this.readAhead.start(readAhead);
     });
+    return this.outbox.sendWhenDurable(replies, maxSeq);
   }
 
   private async runAdmin(item: Queued): Promise<void> {
@@ -399,20 +409,8 @@ export class Session {
       clearTimeout(this.handshakeTimer);
       this.handshakeTimer = null;
     }
-    this.send([{ id: req.id, outcome, receivedAt: item.receivedAt }]);
+    this.outbox.send([{ id: req.id, outcome, receivedAt: item.receivedAt }]);
     if (req.op === 'hello' && !outcome.ok) this.close('handshake refused');
-  }
-
-  /** Writes replies with one socket write (replies.ts); cuts off a client that does not read. */
-  private send(replies: Reply[]): void {
-    this.inFlight -= replies.length;
-    if (this.closed) return;
-    if (this.flow.overflowing()) {
-      this.cutOff('output buffer limit');
-      return;
-    }
-    writeReplies(this.socket, replies, this.codec, this.ctx.counters);
-    this.maybeResume();
   }
 
   /** Closes a connection whose client does not read its replies (flow.ts). */
@@ -485,6 +483,7 @@ export class Session {
     this.handshakeTimer = null;
     if (!this.socket.destroyed) this.socket.destroySoon();
     this.queue = [];
+    this.outbox.releaseWaiters();
     if (this.running.all === 0) this.releaseHandles();
     this.log.info({ reason }, 'connection closed');
     this.onClosed(this);

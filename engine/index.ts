@@ -31,15 +31,15 @@ export * from './types.js';
 /** The addon's own surface (see engine/src/binding.rs): the Engine contract, except that
  * calls take and return the binary layout of engine/abi.ts, lane calls are submitted and
  * collected separately, and failures reach callbacks as `[CODE] message` text. */
-type NativeEngine = Omit<Engine, 'execute' | 'executeReads' | 'readCached' | 'runInMemory' | 'writeNow' | 'startSyncer' | 'startLanes' | 'executeOrdered'> & {
+type NativeEngine = Omit<Engine, 'execute' | 'executeBounded' | 'readCached' | 'runInMemory' | 'writeNow' | 'startSyncer' | 'startLanes' | 'executeOrdered'> & {
   execute(ops: Buffer): Promise<Buffer>;
-  executeReads(ops: Buffer, outputBytesMax: number): Promise<Buffer>;
+  executeBounded(ops: Buffer, outputBytesMax: number): Promise<Buffer>;
   readCached(ops: Buffer, outputBytesMax: number): Buffer | null;
   runInMemory(ops: Buffer): Buffer | null;
   writeNow(ops: Buffer): Buffer | null;
   startSyncer(onSynced: (error: string | null) => void): void;
-  startLanes(count: number, syncResults: boolean, onDone: () => void): void;
-  submit(lane: number, call: number, ops: Buffer): void;
+  startLanes(count: number, syncResults: boolean, outputBytesMax: number, onDone: () => void): void;
+  submit(lane: number, call: number, ops: Buffer, resume: boolean): void;
   takeDone(): Buffer;
 };
 
@@ -127,18 +127,19 @@ class LoadedEngine implements Engine {
     return decodeResults(await coded(() => this.inner.execute(encodeOps(ops))));
   }
 
-  async executeReads(ops: EngineOp[], outputBytesMax: number): Promise<EngineResult[]> {
-    return decodeResults(await coded(() => this.inner.executeReads(encodeOps(ops), outputBytesMax)));
+  async executeBounded(ops: EngineOp[], outputBytesMax: number): Promise<EngineResult[]> {
+    return decodeResults(await coded(() => this.inner.executeBounded(encodeOps(ops), outputBytesMax)));
   }
 
-  startLanes(count: number, options: { syncResults?: boolean } = {}): void {
-    codedSync(() => this.inner.startLanes(count, options.syncResults ?? false, () => this.settleLaneCalls()));
+  startLanes(count: number, options: { syncResults?: boolean; outputBytesMax?: number } = {}): void {
+    const outputBytesMax = options.outputBytesMax ?? Infinity;
+    codedSync(() => this.inner.startLanes(count, options.syncResults ?? false, outputBytesMax, () => this.settleLaneCalls()));
   }
 
-  executeOrdered(lane: number, ops: EngineOp[]): Promise<EngineResult[]> {
+  executeOrdered(lane: number, ops: EngineOp[], resume = false): Promise<EngineResult[]> {
     const call = this.laneCallId = this.laneCallId === LANE_CALL_ID_MAX ? 1 : this.laneCallId + 1;
     try {
-      this.inner.submit(lane, call, encodeOps(ops));
+      this.inner.submit(lane, call, encodeOps(ops), resume);
     } catch (error) {
       return Promise.reject(fromNative(error));
     }

@@ -200,27 +200,32 @@ export interface Engine {
   /** Runs ops in order off the JS thread; never rejects for a per-op failure. */
   execute(ops: EngineOp[]): Promise<EngineResult[]>;
   /**
-   * Runs a call of plain reads (get / exists / getBatch / listPath without `txn`) like
-   * `execute`, but ends it early, after at least one op, once its results carry
-   * `outputBytesMax` bytes of data: the results are then those of a prefix of `ops`, and the
-   * caller runs the rest in a later call. A call with any other op runs whole.
+   * Runs ops like `execute`, but ends the call early, after at least one op, once its results
+   * carry `outputBytesMax` bytes of data (values, names, entries: only reads count, so it ends
+   * right after a read): the results are then those of a prefix of `ops`, every op of which was
+   * applied and none after it, and the caller runs the rest in a later call.
    */
-  executeReads(ops: EngineOp[], outputBytesMax: number): Promise<EngineResult[]>;
+  executeBounded(ops: EngineOp[], outputBytesMax: number): Promise<EngineResult[]>;
   /**
    * Starts `count` ordered lanes: engine threads that each run the calls given to them one at a
    * time, in the order given (engine/src/core/lanes.rs). Call once, before `executeOrdered`.
    * With `syncResults`, each lane call asks the group-commit thread (`startSyncer`) for a fsync
    * covering its results as soon as it ran, before they reach JS (for `sync` durability).
+   * With `outputBytesMax`, a lane call ends early as `executeBounded` does (default: never).
    */
-  startLanes(count: number, options?: { syncResults?: boolean }): void;
+  startLanes(count: number, options?: { syncResults?: boolean; outputBytesMax?: number }): void;
   /**
    * Runs ops like `execute`, but on lane `lane` (any number; taken modulo the lane count) after
    * every call given to that lane before, so one caller may have several calls in flight whose
-   * effects apply in order. Results settle in submission order per lane. Like `startSyncer`'s
-   * callback, the lanes do not keep the event loop alive on their own (the daemon's listening
-   * socket does): a script awaiting only lane calls must hold some handle of its own.
+   * effects apply in order. Results settle in submission order per lane. A call may end early
+   * (`startLanes` outputBytesMax), with results for a prefix of `ops`: it then halts `lane`, and
+   * the calls given to it afterwards settle with no results (none of their ops ran) until the
+   * caller gives the rest of the halted call with `resume`; the caller then gives those calls
+   * again, in order (engine/src/core/engine.rs `start_lanes`). Like `startSyncer`'s callback,
+   * the lanes do not keep the event loop alive on their own (the daemon's listening socket
+   * does): a script awaiting only lane calls must hold some handle of its own.
    */
-  executeOrdered(lane: number, ops: EngineOp[]): Promise<EngineResult[]>;
+  executeOrdered(lane: number, ops: EngineOp[], resume?: boolean): Promise<EngineResult[]>;
   /**
    * Answers plain reads (get / exists / getBatch without `txn`) from the engine's row cache,
    * synchronously on the calling thread, with the results `execute` would give; or returns null,

@@ -13,7 +13,8 @@ import { ToonDBError } from '../../protocol/errors.js';
 import type { Request } from '../../protocol/messages.js';
 import { finishKv, prepareKv } from './kv.js';
 import { finishScan, prepareScan } from './scan.js';
-import type { Outcome, Prepared, SessionScope } from './scope.js';
+import type { Reply } from '../replies.js';
+import { fail, type Outcome, type Prepared, type SessionScope } from './scope.js';
 import { finishTxn, prepareTxn } from './txn.js';
 
 export type DataRequest = Exclude<Request, { op: 'hello' | 'ping' | 'stats' | 'checkpoint' | 'shutdown' }>;
@@ -69,6 +70,34 @@ export function prepareBatch(batch: readonly { req: Request }[], from: number, t
     if (!(op instanceof ToonDBError)) ops.push(op);
   }
   return { each, ops };
+}
+
+/**
+ * The replies to the data requests batch[from, to) from the engine results of their ops
+ * (`results`: one per op of `prepared.ops`, in order), a refused request's with its validation
+ * error; `onResult` sees each request that ran with its result and outcome. Returns them with
+ * the highest ticket they show (the fsync their release waits for in `sync` mode).
+ */
+export function repliesOf(batch: readonly { req: Request; receivedAt: number }[], from: number, to: number, prepared: PreparedBatch,
+  results: EngineResult[], scope: SessionScope, onResult: (req: DataRequest, result: EngineResult, outcome: Outcome) => void): { replies: Reply[]; maxSeq: number } {
+  const replies = new Array<Reply>(to - from);
+  let maxSeq = 0;
+  let r = 0;
+  for (let i = from; i < to; i++) {
+    const op = prepared.each[i - from];
+    const req = batch[i].req as DataRequest;
+    let outcome: Outcome;
+    if (op instanceof ToonDBError) {
+      outcome = fail(op);
+    } else {
+      const result = results[r++];
+      if (result.seq > maxSeq) maxSeq = result.seq;
+      outcome = finish(req, result, scope, op);
+      onResult(req, result, outcome);
+    }
+    replies[i - from] = { id: req.id, outcome, receivedAt: batch[i].receivedAt };
+  }
+  return { replies, maxSeq };
 }
 
 /**

@@ -241,18 +241,18 @@ impl NativeEngine {
         ))
     }
 
-    /// Runs a batch of plain reads like `execute`, but may end it early once its results hold
+    /// Runs a batch like `execute`, but may end it early once its results hold
     /// `output_bytes_max` bytes: the results are then those of a prefix of the ops (at least
-    /// one), and the caller runs the rest in a later call (core/ops.rs `execute_reads`).
+    /// one), and the caller runs the rest in a later call (core/ops.rs `execute_bounded`).
     #[napi(ts_return_type = "Promise<Buffer>")]
-    pub fn execute_reads(&self, ops: Buffer, output_bytes_max: f64) -> AsyncTask<Job<Vec<u8>, CopiedBuffer>> {
+    pub fn execute_bounded(&self, ops: Buffer, output_bytes_max: f64) -> AsyncTask<Job<Vec<u8>, CopiedBuffer>> {
         let input = ops.to_vec();
         let engine = self.inner.clone();
         let budget = bytes_budget(output_bytes_max);
         AsyncTask::new(job(
             move || {
                 let ops = abi::decode_ops(&input)?;
-                Ok(abi::encode_results(engine.execute_reads(ops, budget)?))
+                Ok(abi::encode_results(engine.execute_bounded(ops, budget)?))
             },
             CopiedBuffer,
         ))
@@ -311,9 +311,10 @@ impl NativeEngine {
 
     /// Starts `count` ordered lanes (core/lanes.rs). `onDone` runs on the JS thread when lane
     /// calls have finished; `takeDone()` then returns their outcomes. With `syncResults` each
-    /// call asks the group-commit thread for a fsync covering its results.
-    #[napi(ts_args_type = "count: number, syncResults: boolean, onDone: (unused: number) => void")]
-    pub fn start_lanes(&self, count: u32, sync_results: bool, on_done: Function<u32, ()>) -> Result<()> {
+    /// call asks the group-commit thread for a fsync covering its results. A call ends early
+    /// once its results hold `outputBytesMax` bytes, as `executeBounded`.
+    #[napi(ts_args_type = "count: number, syncResults: boolean, outputBytesMax: number, onDone: (unused: number) => void")]
+    pub fn start_lanes(&self, count: u32, sync_results: bool, output_bytes_max: f64, on_done: Function<u32, ()>) -> Result<()> {
         let notify = on_done
             .build_threadsafe_function::<u32>()
             .callee_handled::<false>()
@@ -323,6 +324,7 @@ impl NativeEngine {
             .start_lanes(
                 count as usize,
                 sync_results,
+                bytes_budget(output_bytes_max),
                 Arc::new(move || {
                     // Fails only while the JS environment is shutting down, when nobody waits.
                     let _ = notify.call(0, ThreadsafeFunctionCallMode::NonBlocking);
@@ -331,10 +333,11 @@ impl NativeEngine {
             .map_err(to_js_error)
     }
 
-    /// Queues a call encoded by engine/abi.ts on lane `lane` (copied here, on the JS thread).
+    /// Queues a call encoded by engine/abi.ts on lane `lane` (copied here, on the JS thread);
+    /// `resume` runs the rest of a call that ended early (core/engine.rs `start_lanes`).
     #[napi]
-    pub fn submit(&self, lane: u32, call: u32, ops: Buffer) -> Result<()> {
-        self.inner.submit(lane as usize, call, ops.to_vec()).map_err(to_js_error)
+    pub fn submit(&self, lane: u32, call: u32, ops: Buffer, resume: bool) -> Result<()> {
+        self.inner.submit(lane as usize, call, ops.to_vec(), resume).map_err(to_js_error)
     }
 
     /// The outcomes of lane calls finished since the last take (layout `done` in core/abi.rs).

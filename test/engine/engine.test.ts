@@ -214,6 +214,27 @@ describe('engine', () => {
     expect(await get('lane1')).toBe('199');
   });
 
+  it('halts a lane caller whose call ended early: its later calls are skipped until it resumes', async () => {
+    engine.startLanes(1, { outputBytesMax: 1000 });
+    await put('big', 'x'.repeat(600));
+    const read = { kind: OpKind.get, key: b('big') };
+    const write = (value: string) => ({ kind: OpKind.put, key: b('w'), value: b(value) });
+    // Two reads of 600 bytes pass the 1000-byte bound: the call ends after the second, and the
+    // write behind them does not run. Caller 0's next call is skipped; caller 1 runs as usual.
+    const first = engine.executeOrdered(0, [read, write('1'), read, write('2'), read]);
+    const skipped = engine.executeOrdered(0, [write('3')]);
+    const other = engine.executeOrdered(1, [write('other')]);
+    expect((await first).map((r) => r.value?.length)).toEqual([600, undefined, 600]);
+    expect(await skipped).toEqual([]);
+    expect((await other)[0]!.code).toBeUndefined();
+    expect(await get('w')).toBe('other');
+    // The rest, with resume, lifts the halt; the skipped call then runs when sent again.
+    expect((await engine.executeOrdered(0, [write('2'), read], true)).map((r) => r.code)).toEqual([undefined, undefined]);
+    expect(await get('w')).toBe('2');
+    expect(await engine.executeOrdered(0, [write('3')])).toHaveLength(1);
+    expect(await get('w')).toBe('3');
+  });
+
   it('with syncResults, a lane call asks for its own fsync: no requestSync from JS', async () => {
     let synced!: () => void;
     const fsynced = new Promise<void>((resolve) => (synced = resolve));

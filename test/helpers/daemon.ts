@@ -45,9 +45,18 @@ export class TestDaemon {
 
   /** Resident set size of the daemon process, in bytes (Linux /proc). */
   rssBytes(): number {
+    return this.statusBytes('VmRSS');
+  }
+
+  /** The most the daemon's resident set has been since it started, in bytes (Linux /proc). */
+  peakRssBytes(): number {
+    return this.statusBytes('VmHWM');
+  }
+
+  private statusBytes(field: string): number {
     const status = readFileSync(`/proc/${this.pid}/status`, 'utf8');
-    const kb = Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1]);
-    if (!Number.isFinite(kb)) throw new Error('cannot read VmRSS of the daemon');
+    const kb = Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1]);
+    if (!Number.isFinite(kb)) throw new Error(`cannot read ${field} of the daemon`);
     return kb * 1024;
   }
 

@@ -10,13 +10,14 @@
 
 use super::abi;
 use super::error::{EngineError, EngineResult};
-use super::lanes::{self, Done, Lanes, Runner};
+use super::lanes::{self, Done, LaneCall, Lanes, Runner};
 use super::ops::{self, Op, OpOutput};
 use super::rowcache;
 use super::store::{OpenOptions, Recovery, Store};
 use super::syncer::{Notify, SyncTarget, Syncer};
 use super::ttl;
 use fjall::PersistMode;
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
@@ -90,10 +91,10 @@ impl Engine {
         Ok(ops::execute(&*self.store()?, ops))
     }
 
-    /// Runs a call of plain reads that may end early, once its outputs hold `output_bytes_max`
-    /// bytes, with the outputs of a prefix of `ops` (`ops::execute_reads`).
-    pub fn execute_reads(&self, ops: Vec<Op>, output_bytes_max: usize) -> EngineResult<Vec<OpOutput>> {
-        Ok(ops::execute_reads(&*self.store()?, ops, output_bytes_max))
+    /// Runs a call that may end early, once its outputs hold `output_bytes_max` bytes, with the
+    /// outputs of a prefix of `ops` (`ops::execute_bounded`).
+    pub fn execute_bounded(&self, ops: Vec<Op>, output_bytes_max: usize) -> EngineResult<Vec<OpOutput>> {
+        Ok(ops::execute_bounded(&*self.store()?, ops, output_bytes_max))
     }
 
     /// Plain reads answered from the row cache alone, a prefix of them once their outputs hold
@@ -129,19 +130,43 @@ impl Engine {
         Ok(())
     }
 
-    /// Starts `count` ordered lanes (lanes.rs) running encoded calls (abi.rs) as `execute`
-    /// does; once per engine (INVALID_ARGUMENT the second time, whose calls would lose the
-    /// first lanes' outcomes). With `sync_results`, a lane asks the group-commit thread for a
-    /// fsync covering each call's results as soon as it ran (no trip through JS first): `sync`
-    /// durability, where every reply waits for one.
-    pub fn start_lanes(&self, count: usize, sync_results: bool, notify: lanes::Notify) -> EngineResult<()> {
+    /// Starts `count` ordered lanes (lanes.rs) running encoded calls (abi.rs) as
+    /// `execute_bounded` does with `output_bytes_max`; once per engine (INVALID_ARGUMENT the
+    /// second time, whose calls would lose the first lanes' outcomes).
+    ///
+    /// A call that ends early halts its caller (its lane key): the caller's calls queued behind
+    /// it are skipped (no results: none of their ops ran) until the caller submits the rest of
+    /// the halted call with `resume`, which lifts the halt and runs. The caller then submits
+    /// the skipped calls again, in order, so nothing of it ever runs before the rest of a call
+    /// it sent earlier, while calls that cannot end early still queue back to back.
+    ///
+    /// With `sync_results`, a lane asks the group-commit thread for a fsync covering each call's
+    /// results as soon as it ran (no trip through JS first): `sync` durability, where every
+    /// reply waits for one.
+    pub fn start_lanes(&self, count: usize, sync_results: bool, output_bytes_max: usize, notify: lanes::Notify) -> EngineResult<()> {
         let store = self.store()?;
         let syncer = self.syncer.clone();
         let idle_store = store.clone();
         let idle: lanes::Idle = Arc::new(move || idle_store.rows.apply_deferred());
-        let runner: Runner = Arc::new(move |input: Vec<u8>| {
+        // Callers halted by a call that ended early; each leaves when it resumes, which it
+        // always does (the daemon runs the rest of every call), so the set stays small.
+        let halted: Mutex<HashSet<usize>> = Mutex::default();
+        let runner: Runner = Arc::new(move |call: LaneCall| {
+            {
+                let mut halted = halted.lock().unwrap_or_else(|p| p.into_inner());
+                if call.resume {
+                    halted.remove(&call.key);
+                } else if halted.contains(&call.key) {
+                    return Ok(abi::encode_results(Vec::new()));
+                }
+            }
             rowcache::defer_cache_effects_on_this_thread();
-            let outputs = ops::execute(&store, abi::decode_ops(&input)?);
+            let ops = abi::decode_ops(&call.input)?;
+            let count = ops.len();
+            let outputs = ops::execute_bounded(&store, ops, output_bytes_max);
+            if outputs.len() < count {
+                halted.lock().unwrap_or_else(|p| p.into_inner()).insert(call.key);
+            }
             if sync_results {
                 let covering = outputs.iter().map(|o| o.seq).max().unwrap_or(0);
                 if covering > store.tickets.durable() {
@@ -158,10 +183,11 @@ impl Engine {
         Ok(())
     }
 
-    /// Queues an encoded call on a lane (SHUTTING_DOWN if none runs: never started, or closed).
-    pub fn submit(&self, lane: usize, call: u32, input: Vec<u8>) -> EngineResult<()> {
+    /// Queues an encoded call on a lane (SHUTTING_DOWN if none runs: never started, or closed);
+    /// `resume` as `start_lanes` describes.
+    pub fn submit(&self, lane: usize, call: u32, input: Vec<u8>, resume: bool) -> EngineResult<()> {
         match self.lanes.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            Some(lanes) => lanes.submit(lane, call, input),
+            Some(lanes) => lanes.submit(lane, call, input, resume),
             None => Err(EngineError::ShuttingDown),
         }
     }

@@ -27,8 +27,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-/// Runs one encoded call (abi.rs) to its encoded results.
-pub type Runner = Arc<dyn Fn(Vec<u8>) -> EngineResult<Vec<u8>> + Send + Sync>;
+/// What a lane runs: an encoded call (abi.rs) of the caller `key` (the number it was submitted
+/// under, whichever lane that maps to), with `resume` as the caller gave it (engine.rs).
+pub struct LaneCall {
+    pub key: usize,
+    pub resume: bool,
+    pub input: Vec<u8>,
+}
+
+/// Runs one call to its encoded results.
+pub type Runner = Arc<dyn Fn(LaneCall) -> EngineResult<Vec<u8>> + Send + Sync>;
 /// Tells the owner that outcomes are waiting in `take_done`.
 pub type Notify = Arc<dyn Fn() + Send + Sync>;
 /// Work a lane does when it has no call to run.
@@ -42,7 +50,7 @@ pub struct Done {
 
 #[derive(Default)]
 struct LaneState {
-    queue: VecDeque<(u32, Vec<u8>)>,
+    queue: VecDeque<(u32, LaneCall)>,
     stopping: bool,
 }
 
@@ -95,14 +103,15 @@ impl Lanes {
         self.lanes.len()
     }
 
-    /// Queues `input` (an encoded call) on lane `lane` (taken modulo the lane count).
-    pub fn submit(&self, lane: usize, call: u32, input: Vec<u8>) -> EngineResult<()> {
-        let lane = &self.lanes[lane % self.lanes.len()];
+    /// Queues `input` (an encoded call) on lane `key` (taken modulo the lane count); the runner
+    /// gets `key` and `resume` with it.
+    pub fn submit(&self, key: usize, call: u32, input: Vec<u8>, resume: bool) -> EngineResult<()> {
+        let lane = &self.lanes[key % self.lanes.len()];
         let mut state = lane.state.lock().unwrap_or_else(|p| p.into_inner());
         if state.stopping {
             return Err(EngineError::ShuttingDown);
         }
-        state.queue.push_back((call, input));
+        state.queue.push_back((call, LaneCall { key, resume, input }));
         if state.queue.len() == 1 {
             lane.wake.notify_one();
         }
@@ -135,10 +144,10 @@ impl Drop for Lanes {
     }
 }
 
-fn run(lane: &Lane, outbox: &Outbox, runner: &(dyn Fn(Vec<u8>) -> EngineResult<Vec<u8>> + Send + Sync), idle: &(dyn Fn() + Send + Sync)) {
+fn run(lane: &Lane, outbox: &Outbox, runner: &(dyn Fn(LaneCall) -> EngineResult<Vec<u8>> + Send + Sync), idle: &(dyn Fn() + Send + Sync)) {
     loop {
         let next = lane.state.lock().unwrap_or_else(|p| p.into_inner()).queue.pop_front();
-        let Some((call, input)) = next else {
+        let Some((call, lane_call)) = next else {
             idle_safely(idle);
             let mut state = lane.state.lock().unwrap_or_else(|p| p.into_inner());
             while state.queue.is_empty() {
@@ -151,7 +160,7 @@ fn run(lane: &Lane, outbox: &Outbox, runner: &(dyn Fn(Vec<u8>) -> EngineResult<V
             }
             continue;
         };
-        let output = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runner(input)))
+        let output = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runner(lane_call)))
             .unwrap_or_else(|_| Err(EngineError::Internal("the storage engine panicked in a lane call".into())));
         outbox.done.lock().unwrap_or_else(|p| p.into_inner()).push(Done { call, output });
         if !outbox.pending.swap(true, Ordering::SeqCst) {
@@ -194,7 +203,10 @@ mod tests {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let runner: Runner = {
             let seen = seen.clone();
-            Arc::new(move |input: Vec<u8>| {
+            Arc::new(move |call: LaneCall| {
+                let input = call.input;
+                assert_eq!(call.key.to_string().into_bytes() == input, !matches!(call.key, 7 | 9));
+                assert_eq!(call.resume, call.key == 12);
                 seen.lock().unwrap().push(input.clone());
                 if input == b"boom" {
                     panic!("injected");
@@ -212,7 +224,7 @@ mod tests {
                 9 => b"bad".to_vec(),
                 _ => format!("{call}").into_bytes(),
             };
-            lanes.submit(call as usize, call, input).unwrap();
+            lanes.submit(call as usize, call, input, call == 12).unwrap();
         }
         let done = drain(&lanes, &notices, 50);
         for parity in 0..2 {
@@ -226,7 +238,7 @@ mod tests {
         assert!(matches!(by_call(9).output, Err(EngineError::InvalidArgument(_))));
         assert_eq!(by_call(11).output.as_ref().unwrap(), b"11", "the lane ran on after the panic");
         lanes.stop();
-        assert!(matches!(lanes.submit(0, 99, Vec::new()), Err(EngineError::ShuttingDown)));
+        assert!(matches!(lanes.submit(0, 99, Vec::new(), false), Err(EngineError::ShuttingDown)));
     }
 
     #[test]
@@ -237,10 +249,10 @@ mod tests {
         let idle_after = Arc::new(Mutex::new(Vec::new()));
         let runner: Runner = {
             let ran = ran.clone();
-            Arc::new(move |input: Vec<u8>| {
+            Arc::new(move |call: LaneCall| {
                 std::thread::sleep(Duration::from_millis(2));
                 ran.fetch_add(1, Ordering::SeqCst);
-                Ok(input)
+                Ok(call.input)
             })
         };
         let idle: Idle = {
@@ -253,7 +265,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(1));
         }
         for call in 0..5u32 {
-            lanes.submit(0, call, vec![call as u8]).unwrap();
+            lanes.submit(0, call, vec![call as u8], false).unwrap();
         }
         lanes.stop();
         let seen = idle_after.lock().unwrap().clone();
@@ -264,13 +276,13 @@ mod tests {
 
     #[test]
     fn stop_finishes_queued_calls_first() {
-        let runner: Runner = Arc::new(|input: Vec<u8>| {
+        let runner: Runner = Arc::new(|call: LaneCall| {
             std::thread::sleep(Duration::from_millis(2));
-            Ok(input)
+            Ok(call.input)
         });
         let (lanes, _notices) = started(1, runner);
         for call in 0..10u32 {
-            lanes.submit(0, call, vec![call as u8]).unwrap();
+            lanes.submit(0, call, vec![call as u8], false).unwrap();
         }
         lanes.stop();
         let done = lanes.take_done();

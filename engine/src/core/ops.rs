@@ -90,43 +90,38 @@ pub struct OpOutput {
 /// same key (fjall keeps the last write of a key within a transaction), and any read after the
 /// run sees all of it, because a read ends the run.
 pub fn execute(store: &Store, ops: Vec<Op>) -> Vec<OpOutput> {
-    let mut outputs: Vec<OpOutput> = Vec::with_capacity(ops.len());
-    let mut run = WriteRun::default();
-    for op in ops {
-        if is_plain_write(&op) {
-            run.add_op(store, op, &mut outputs);
-            continue;
-        }
-        run.commit(store, None, &mut outputs);
-        outputs.push(run_op(store, op).unwrap_or_else(failed));
-    }
-    run.commit(store, None, &mut outputs);
-    outputs
+    execute_bounded(store, ops, usize::MAX)
 }
 
-/// Runs a call of plain reads like `execute`, but ends it early, after at least one op, once its
-/// outputs hold `output_bytes_max` bytes: the outputs are then those of a prefix of `ops`, and
-/// the caller runs the rest in a later call. A connection's replies stay bounded that way however
-/// many reads of large values it pipelines (the daemon sends one call's replies before it starts
-/// the next once they pile up). A call with any other op runs whole, as `execute`.
-pub fn execute_reads(store: &Store, ops: Vec<Op>, output_bytes_max: usize) -> Vec<OpOutput> {
-    if !ops.iter().all(is_plain_read) {
-        return execute(store, ops);
-    }
+/// Runs `ops` like `execute`, but ends the call early, after at least one op, once its outputs
+/// hold `output_bytes_max` bytes: the outputs are then those of a prefix of `ops`, every op of
+/// which was applied, and none after it; the caller runs the rest in a later call. Only reads
+/// have outputs that count (values, names, entries), so a call ends only right after a read,
+/// where no run of writes is pending. A connection's replies stay bounded that way however many
+/// reads of large values it pipelines, alone or between writes (the daemon lets one call's
+/// replies leave before it runs the rest).
+pub fn execute_bounded(store: &Store, ops: Vec<Op>, output_bytes_max: usize) -> Vec<OpOutput> {
     let mut outputs: Vec<OpOutput> = Vec::with_capacity(ops.len());
+    let mut run = WriteRun::default();
     let mut bytes = 0;
     for op in ops {
         if bytes >= output_bytes_max {
             break;
         }
+        if is_plain_write(&op) {
+            run.add_op(store, op, &mut outputs);
+            continue;
+        }
+        run.commit(store, None, &mut outputs);
         let output = run_op(store, op).unwrap_or_else(failed);
         bytes += output_bytes(&output);
         outputs.push(output);
     }
+    run.commit(store, None, &mut outputs);
     outputs
 }
 
-/// The bytes of data an output carries (values, names, entries), for `execute_reads`.
+/// The bytes of data an output carries (values, names, entries), for `execute_bounded`.
 fn output_bytes(output: &OpOutput) -> usize {
     let value = output.value.as_ref().and_then(Option::as_ref).map_or(0, Vec::len);
     let values = output.values.as_ref().map_or(0, |v| v.bytes.len());
@@ -138,10 +133,6 @@ fn output_bytes(output: &OpOutput) -> usize {
 /// A failed op showed nothing and applied nothing, so its reply waits for no fsync (seq 0).
 fn failed(error: EngineError) -> OpOutput {
     OpOutput { error: Some(error), seq: 0, ..Default::default() }
-}
-
-fn is_plain_read(op: &Op) -> bool {
-    op.txn.is_none() && matches!(op.kind, kind::GET | kind::EXISTS | kind::GET_BATCH | kind::LIST_PATH)
 }
 
 fn is_plain_write(op: &Op) -> bool {

@@ -1,5 +1,5 @@
 //! Tests of what bounds a call's results: getBatch and listPath replies by batchBytesMax, and
-//! calls of plain reads ending early at their output budget (`execute_reads`, `read_cached`).
+//! calls ending early at their output budget (`execute_bounded`, `read_cached`).
 
 use super::tests::{get, get_batch, open, put, read_cached_all};
 use super::*;
@@ -50,23 +50,31 @@ fn a_cached_get_batch_is_bounded_too() {
     assert!(read_cached_all(&engine, &[get_batch(&[b"k", b"k", b"k", b"k"])]).is_none(), "left to the storage path, which refuses it");
 }
 
-// A call of plain reads ends early once its outputs hold the budget, after at least one op: the
-// daemon runs the rest later, so a pipeline of large reads never builds one huge reply batch.
+// A call ends early once its outputs hold the budget, after at least one op: the daemon runs the
+// rest later, so a pipeline of large reads never builds one huge reply batch.
 #[test]
-fn a_call_of_plain_reads_ends_early_at_its_output_budget() {
+fn a_call_ends_early_at_its_output_budget() {
     let dir = tempfile::tempdir().unwrap();
     let engine = open(dir.path());
     engine.execute(vec![put(b"k", &[7u8; 300])]).unwrap();
     let gets = || vec![get(b"k"), get(b"k"), get(b"k"), get_batch(&[b"k", b"k"])];
-    let lens = |budget| engine.execute_reads(gets(), budget).unwrap().len();
+    let lens = |budget| engine.execute_bounded(gets(), budget).unwrap().len();
     assert_eq!(lens(usize::MAX), 4);
     assert_eq!(lens(500), 2, "300 bytes, then 600: over 500, so it stops");
     assert_eq!(lens(1), 1, "at least one op runs");
     assert_eq!(lens(900), 3);
-    let outputs = engine.execute_reads(gets(), 500).unwrap();
+    let outputs = engine.execute_bounded(gets(), 500).unwrap();
     assert!(outputs.iter().all(|o| o.error.is_none() && o.value == Some(Some(vec![7u8; 300]))));
-    let with_write = vec![get(b"k"), put(b"k2", b"v"), get(b"k")];
-    assert_eq!(engine.execute_reads(with_write, 1).unwrap().len(), 3, "a call that writes runs whole");
+    // Between writes, it ends right after a read: the writes before it are applied (their run is
+    // committed before the read runs), none after it.
+    let mixed = || vec![put(b"a", b"1"), put(b"b", b"2"), get(b"k"), put(b"c", b"3"), get(b"k")];
+    let outputs = engine.execute_bounded(mixed(), 200).unwrap();
+    assert_eq!(outputs.len(), 3);
+    assert!(outputs.iter().all(|o| o.error.is_none()));
+    let present = |key: &[u8]| engine.execute(vec![get(key)]).unwrap()[0].value.clone().unwrap().is_some();
+    assert!(present(b"a") && present(b"b") && !present(b"c"));
+    assert_eq!(engine.execute_bounded(mixed(), 500).unwrap().len(), 5, "300, then 600 only after the last op");
+    assert!(present(b"c"));
     let cached = |budget| engine.read_cached(&gets(), budget).map(|out| out.len());
     assert_eq!(cached(usize::MAX), Some(4));
     assert_eq!(cached(500), Some(2));

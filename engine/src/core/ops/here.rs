@@ -9,7 +9,7 @@ use super::*;
 /// Answers `ops` from the row cache alone, or returns None (having done nothing) if any op is
 /// not a plain read (get / exists / getBatch outside a transaction), fails validation, or needs
 /// a row that is not cached. No storage work: safe on the daemon's JS thread. Each op sees one
-/// consistent state (rowcache.rs), as it would on the storage path. Like `execute_reads`, it
+/// consistent state (rowcache.rs), as it would on the storage path. Like `execute_bounded`, it
 /// answers only a prefix of `ops` (at least one) once its outputs hold `output_bytes_max` bytes.
 pub fn read_cached(store: &Store, ops: &[Op], output_bytes_max: usize) -> Option<Vec<OpOutput>> {
     let now = value::now_ms();

@@ -14,7 +14,7 @@ pub(super) fn put(key: &[u8], value: &[u8]) -> Op {
     Op { kind: kind::PUT, key: Some(key.to_vec()), value: Some(value.to_vec()), ..Default::default() }
 }
 
-/// Row-cache answers with no output budget (see `execute_reads` for the budget).
+/// Row-cache answers with no output budget (see `execute_bounded` for the budget).
 pub(super) fn read_cached_all(engine: &Engine, ops: &[Op]) -> Option<Vec<OpOutput>> {
     engine.read_cached(ops, usize::MAX)
 }
