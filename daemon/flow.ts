@@ -17,8 +17,10 @@
  *   bound in bytes (ENGINE_CALL_OUTPUT_BYTES_MAX, batchBytesMax).
  * - `overflowing` past OUTPUT_BUFFER_BYTES_MAX: replies about to be written would pile onto a
  *   client that has not kept up with what it already asked for.
- * - `unreadStalledMs` is how long the output has stayed full without shrinking (the client read
- *   nothing), as sampled by the periodic sweep; 0 when it is not full or it shrank.
+ * - `unreadStalledMs` is how long the output has stayed full with no sign that the client reads
+ *   (it neither shrank between two samples of the periodic sweep nor drained in between); 0 when
+ *   it is not full or the client read. A drain counts because a client that keeps reading may
+ *   be sampled at the same size each time: drained, then refilled by the next bounded call.
  */
 
 import type { Socket } from 'node:net';
@@ -34,6 +36,8 @@ export class Flow {
   /** When the output was first seen full and not shrinking; -1 when it is not. */
   private stalledSinceMs = -1;
   private sampledBytes = 0;
+  /** The socket drained (the client read everything) since the last sample. */
+  private drainedSinceSample = false;
 
   constructor(private readonly socket: Socket) {}
 
@@ -74,6 +78,7 @@ export class Flow {
 
   /** Called on the socket's 'drain': whether work was held back and may start now. */
   drained(): boolean {
+    this.drainedSinceSample = true;
     const held = this.heldWork;
     this.heldWork = false;
     return held;
@@ -85,9 +90,10 @@ export class Flow {
 
   unreadStalledMs(nowMs: number): number {
     const bytes = this.socket.writableLength;
-    const shrank = bytes < this.sampledBytes;
+    const read = bytes < this.sampledBytes || this.drainedSinceSample;
     this.sampledBytes = bytes;
-    if (bytes < OUTPUT_PAUSE_BYTES || shrank) {
+    this.drainedSinceSample = false;
+    if (bytes < OUTPUT_PAUSE_BYTES || read) {
       this.stalledSinceMs = -1;
       return 0;
     }
