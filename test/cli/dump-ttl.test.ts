@@ -47,6 +47,16 @@ function batchCrc(entries: Entry[]): number {
   return crc;
 }
 
+/** Writes a dump of one batch at `path` as the format describes; returns the path. */
+function handMadeDump(path: string, version: number, entries: Entry[]): string {
+  writeFileSync(path, Buffer.concat([
+    codec.encode({ format: 'toondb-dump', version, createdAt: new Date().toISOString(), server: 'test' }),
+    codec.encode({ entries, crc32: batchCrc(entries) }),
+    codec.encode({ end: true, count: entries.length }),
+  ]));
+  return path;
+}
+
 describe('dump and load with TTLs', () => {
   let source: TestDaemon;
   let target: TestDaemon;
@@ -97,12 +107,7 @@ describe('dump and load with TTLs', () => {
       [Buffer.from('hand/expired'), Buffer.from('x'), Date.now() - 1_000],
       [Buffer.from('hand/live'), Buffer.from('y'), Date.now() + 600_000],
     ];
-    const file = join(dir, 'hand.dump');
-    writeFileSync(file, Buffer.concat([
-      codec.encode({ format: 'toondb-dump', version: 3, createdAt: new Date().toISOString(), server: 'test' }),
-      codec.encode({ entries, crc32: batchCrc(entries) }),
-      codec.encode({ end: true, count: 2 }),
-    ]));
+    const file = handMadeDump(join(dir, 'hand.dump'), 3, entries);
     const loaded = await toondb(['load', file, '--socket', target.socketPath]);
     expect(loaded.stdout, loaded.stderr).toBe(`loaded 1 keys from ${file} (1 more had expired since the dump)`);
     const restored = await contents(target);
@@ -112,12 +117,7 @@ describe('dump and load with TTLs', () => {
 
   it('refuses an expiry in a version 2 file, before writing anything of its batch', async () => {
     const entries: Entry[] = [[Buffer.from('v2/a'), Buffer.from('a'), Date.now() + 60_000]];
-    const file = join(dir, 'v2.dump');
-    writeFileSync(file, Buffer.concat([
-      codec.encode({ format: 'toondb-dump', version: 2, createdAt: new Date().toISOString(), server: 'test' }),
-      codec.encode({ entries, crc32: batchCrc(entries) }),
-      codec.encode({ end: true, count: 1 }),
-    ]));
+    const file = handMadeDump(join(dir, 'v2.dump'), 2, entries);
     const refused = await toondb(['load', file, '--socket', target.socketPath]);
     expect(refused.exitCode).toBe(1);
     expect(refused.stderr).toMatch(/entry 1 is not a \[key, value\] or \[key, value, expiresAtMs\] entry \(nothing was written\)/);
