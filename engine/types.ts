@@ -232,7 +232,7 @@ export interface Engine {
    * having done nothing, when any op is another kind, is invalid, or needs a row that is not in
    * memory. Never touches storage, so it is safe on the JS thread. With `outputBytesMax` it
    * answers only a prefix of `ops` (at least one) once its results carry that many bytes, as
-   * `executeReads` does.
+   * `executeBounded` does.
    */
   readCached(ops: EngineOp[], outputBytesMax?: number): EngineResult[] | null;
   /**

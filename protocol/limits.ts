@@ -97,8 +97,9 @@ export const ENGINE_LANES = 2;
  * ENGINE_LANE_CALLS_PER_CONNECTION_MAX × CONNECTIONS_MAX calls. */
 export const ENGINE_LANE_CALLS_PER_CONNECTION_MAX = 4;
 
-/** Bytes of data (values, names, scan entries) one engine call of plain reads returns before
- * it ends early; the daemon runs the rest of the call later (`executeReads`). With
+/** Bytes of data (values, names, scan entries) one engine call returns before it ends early;
+ * the daemon runs the rest of the call once those replies are read (`executeBounded`, lane
+ * calls likewise: daemon/session.ts runData). With
  * OUTPUT_PAUSE_BYTES it keeps a connection's replies bounded however many reads of large values
  * the client pipelines. Daemon-internal. */
 export const ENGINE_CALL_OUTPUT_BYTES_MAX = 16 * MiB;
