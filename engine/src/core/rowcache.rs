@@ -49,7 +49,7 @@ use quick_cache::Weighter;
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, TryLockError};
 
 /// Bookkeeping per cached row on top of its key and value bytes (entry, slice headers, hashing).
 const ROW_OVERHEAD_BYTES: u64 = 64;
@@ -256,12 +256,17 @@ impl RowCache {
 
     /// Applies every queued cache effect, in commit order. Returns at once if another thread
     /// is applying them (it takes the ones queued meanwhile too). After a panic here (a broken
-    /// invariant) `applying` stays poisoned and nothing more is applied: lookups in the slots
-    /// of unapplied effects then miss and read storage, never a stale row.
+    /// invariant) `applying` stays poisoned and nothing more is applied: queued effects are
+    /// dropped instead (the queue stays bounded), and their keys' slots keep counting them as
+    /// unapplied for good, so lookups there miss and read storage, never a stale row.
     pub fn apply_deferred(&self) {
         let Some(rows) = &self.rows else { return };
         while self.deferred_keys.load(Ordering::SeqCst) > 0 {
-            let Ok(_applying) = self.applying.try_lock() else { return };
+            let _applying = match self.applying.try_lock() {
+                Ok(guard) => guard,
+                Err(TryLockError::WouldBlock) => return,
+                Err(TryLockError::Poisoned(_)) => return self.drop_deferred(),
+            };
             loop {
                 let next = self.deferred.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
                 let Some((writes, end)) = next else { break };
@@ -286,6 +291,14 @@ impl RowCache {
         }
     }
 
+    /// Empties the queue without applying it (the cache is broken, see `apply_deferred`); the
+    /// slots' unapplied counts are left raised.
+    fn drop_deferred(&self) {
+        let mut queue = self.deferred.lock().unwrap_or_else(|p| p.into_inner());
+        let keys: usize = queue.drain(..).map(|(writes, _)| writes.len()).sum();
+        self.deferred_keys.fetch_sub(keys, Ordering::SeqCst);
+    }
+
     fn count_applied(&self, key: &[u8]) {
         self.count_applied_in(slot_of(key));
     }
@@ -299,8 +312,7 @@ impl RowCache {
         self.rows.as_ref().map_or((0, 0), |rows| (rows.len() as u64, rows.weight()))
     }
 
-    /// Keys in queued cache effects (their slots miss until applied). Stays above 0 for good
-    /// only if `applying` was poisoned by a panic (see `apply_deferred`).
+    /// Keys in queued cache effects (their slots miss until applied).
     pub fn queued_keys(&self) -> u64 {
         self.deferred_keys.load(Ordering::SeqCst) as u64
     }

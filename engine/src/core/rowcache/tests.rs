@@ -185,6 +185,40 @@ fn a_lane_applies_its_queue_itself_past_the_bound() {
 }
 
 #[test]
+fn after_a_panic_while_applying_the_queue_stays_bounded_and_written_keys_miss_for_good() {
+    defer_cache_effects_on_this_thread();
+    let other = other_slot_key(b"k");
+    let cache = Arc::new(filled(&[(b"k", b"old"), (&other, b"o")]));
+    {
+        let cache = cache.clone();
+        let poisoned = std::thread::spawn(move || {
+            let _applying = cache.applying.lock().unwrap();
+            panic!("a broken invariant while applying");
+        });
+        assert!(poisoned.join().is_err());
+    }
+    assert!(cache.applying.is_poisoned());
+    let writes = run(&[(b"k", Some(b"new"))]);
+    cache.begin_commit(&writes);
+    cache.end_commit(writes, CommitEnd::Applied);
+    assert_eq!(cache.queued_keys(), 1, "a lane still queues its effect");
+    cache.apply_deferred();
+    assert_eq!(cache.queued_keys(), 0, "dropped, not kept forever");
+    assert!(!cache.has_deferred());
+    assert!(cache.lookup(b"k").is_none(), "neither the replaced row nor a later fill of the old one");
+    cache.fill(cache.fill_ticket(), [(Slice::from(b"k"), Row::from(b"old"))]);
+    assert!(cache.lookup(b"k").is_none());
+    assert_eq!(cache.lookup(&other).as_deref(), Some(&b"o"[..]), "keys not written since still hit");
+    // Past the lane's bound, commits go on without growing the queue.
+    let keys: Vec<Vec<u8>> = (0..DEFERRED_KEYS_MAX + 1).map(|i| format!("key{i}").into_bytes()).collect();
+    let items: Vec<(&[u8], Option<&[u8]>)> = keys.iter().map(|key| (key.as_slice(), Some(&b"v"[..]))).collect();
+    let writes = run(&items);
+    cache.begin_commit(&writes);
+    cache.end_commit(writes, CommitEnd::Applied);
+    assert_eq!(cache.queued_keys(), 0);
+}
+
+#[test]
 fn a_hit_is_never_older_than_what_was_visible_before_the_lookup() {
     hits_against_a_writer(false);
 }
