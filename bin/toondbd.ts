@@ -120,14 +120,15 @@ function exitCodeOf(daemon: { stopTrouble: string | null }): number {
 }
 
 /** A client of the daemon on `socket`, or an exit: 3 when no daemon answers there, 1 when one
- * answers but refuses this user (ACCESS_DENIED) or does not complete the handshake (TIMEOUT):
- * it is running, and a "start it if it is not running" script must not try to start another. */
+ * answers but refuses this user (ACCESS_DENIED), does not complete the handshake (TIMEOUT) or
+ * is served by a user this client does not trust (SERVER_NOT_TRUSTED): something is running,
+ * and a "start it if it is not running" script must not try to start another. */
 async function connectOrExit(socket: string | undefined) {
   try {
     return await IpcClient.connect(socket, { connectTimeoutMs: 2_000, timeoutMs: 10_000 });
   } catch (error) {
     const coded = toToonDBError(error);
-    if (coded.code === 'ACCESS_DENIED' || coded.code === 'TIMEOUT') die(`running, but unusable: ${coded.code}: ${coded.message}`, EXIT_RUNTIME);
+    if (coded.code === 'ACCESS_DENIED' || coded.code === 'TIMEOUT' || coded.code === 'SERVER_NOT_TRUSTED') die(`running, but unusable: ${coded.code}: ${coded.message}`, EXIT_RUNTIME);
     process.stderr.write(`toondbd: not running: ${coded.message}\n`);
     process.exit(coded.code === 'SOCKET_PATH_TOO_LONG' ? EXIT_CONFIG : EXIT_NOT_RUNNING);
   }

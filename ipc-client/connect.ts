@@ -5,6 +5,8 @@
  * has completed `hello`, with each way it can fail mapped to one clear coded error:
  * - a path over SOCKET_PATH_BYTES_MAX bytes: SOCKET_PATH_TOO_LONG, before touching the socket
  *   (Linux would silently truncate it and reach some other socket);
+ * - a socket owned by a user not trusted to be the daemon: SERVER_NOT_TRUSTED, before a byte is
+ *   sent (server-trust.ts);
  * - nothing listening (ENOENT, ECONNREFUSED), no permission (EACCES/EPERM), anything else the
  *   connect fails with, or a daemon that hangs up during the handshake: UNAVAILABLE, with a
  *   one-line message naming the path and what to do;
@@ -12,7 +14,8 @@
  *   SHUTTING_DOWN, ...) or the hello (VERSION_MISMATCH): that code;
  * - connect + hello not done within connectTimeoutMs: TIMEOUT.
  *
- * Invariant: on any failure the socket is destroyed; nothing is left open or referenced.
+ * Invariants: on any failure the socket is destroyed; nothing is left open or referenced. The
+ * owner check runs on every connect, the first and each reconnect (link.ts).
  */
 
 import { connect as netConnect, type Socket } from 'node:net';
@@ -22,6 +25,7 @@ import {
 } from '../protocol/limits.js';
 import { Connection } from './connection.js';
 import { parseHello, type ServerInfo } from './results.js';
+import { beforeConnect, resolveTrustPolicy, type ServerUid, type TrustPolicy } from './server-trust.js';
 import { CLIENT_VERSION } from './version.js';
 
 /** Where the daemon listens when neither the caller nor $TOONDB_SOCKET says otherwise. */
@@ -40,6 +44,10 @@ export interface ConnectOptions {
   /** Connect again on the next call after the connection ended (daemon restarted); default
    * true. False: every call after the end fails with CONNECTION_CLOSED (see link.ts). */
   reconnect?: boolean;
+  /** Who must own the socket for the client to talk to it (server-trust.ts): a uid, or 'any'
+   * for no check. Default: $TOONDB_SERVER_UID if set, else this process's own uid, root or a
+   * system account. Anyone else gets SERVER_NOT_TRUSTED before a byte is sent. */
+  serverUid?: ServerUid;
 }
 
 export interface ResolvedConnectOptions {
@@ -48,6 +56,7 @@ export interface ResolvedConnectOptions {
   connectTimeoutMs: number;
   clientName: string;
   reconnect: boolean;
+  trust: TrustPolicy;
 }
 
 function checkTimeout(value: number | undefined, fallback: number, what: string, min: number): number {
@@ -86,6 +95,7 @@ export function resolveConnectOptions(socketPath: string | undefined, options: C
     connectTimeoutMs: checkTimeout(options.connectTimeoutMs, CONNECT_TIMEOUT_MS_DEFAULT, 'connectTimeoutMs', 1),
     clientName,
     reconnect: options.reconnect ?? true,
+    trust: resolveTrustPolicy(options.serverUid),
   };
 }
 
@@ -125,11 +135,24 @@ function handshakeError(error: unknown, connection: Connection, path: string): T
   return new ToonDBError('UNAVAILABLE', `the toondb daemon at ${path} closed the connection during the handshake`, { cause: coded });
 }
 
-async function handshake(socket: Socket, connected: Promise<void>, options: ResolvedConnectOptions,
-  connectionOut: { current?: Connection }): Promise<{ connection: Connection; info: ServerInfo }> {
+/** What a connect attempt has opened so far, for the cleanup of a failed one. */
+interface Opening {
+  socket?: Socket;
+  connection?: Connection;
+  /** Set once the attempt failed (e.g. timed out): a handshake still running opens nothing more. */
+  abandoned?: boolean;
+}
+
+async function handshake(options: ResolvedConnectOptions, opening: Opening): Promise<{ connection: Connection; info: ServerInfo }> {
+  const checkServer = await beforeConnect(options.socketPath, options.trust);
+  if (opening.abandoned) throw new ToonDBError('CONNECTION_CLOSED', 'the connect attempt was given up');
+  const { socket, connected } = openSocket(options.socketPath);
+  opening.socket = socket;
   await connected;
+  await checkServer();
+  if (opening.abandoned) throw new ToonDBError('CONNECTION_CLOSED', 'the connect attempt was given up');
   const connection = new Connection(socket, options.timeoutMs);
-  connectionOut.current = connection;
+  opening.connection = connection;
   let reply: unknown;
   try {
     reply = await connection.request({ op: 'hello', protocol: PROTOCOL_VERSION, client: options.clientName });
@@ -146,8 +169,7 @@ async function handshake(socket: Socket, connected: Promise<void>, options: Reso
 
 /** Connects and completes hello within connectTimeoutMs. */
 export async function openConnection(options: ResolvedConnectOptions): Promise<{ connection: Connection; info: ServerInfo }> {
-  const { socket, connected } = openSocket(options.socketPath);
-  const holder: { current?: Connection } = {};
+  const opening: Opening = {};
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new ToonDBError('TIMEOUT',
@@ -155,11 +177,12 @@ export async function openConnection(options: ResolvedConnectOptions): Promise<{
     options.connectTimeoutMs);
   });
   try {
-    return await Promise.race([handshake(socket, connected, options, holder), deadline]);
+    return await Promise.race([handshake(options, opening), deadline]);
   } catch (error) {
     const coded = toToonDBError(error);
-    if (holder.current) holder.current.destroy(coded);
-    else socket.destroy();
+    opening.abandoned = true;
+    if (opening.connection) opening.connection.destroy(coded);
+    else opening.socket?.destroy();
     throw coded;
   } finally {
     clearTimeout(timer);

@@ -14,16 +14,17 @@
  * ```
  *
  * Wiring only: the modules are connection.ts (socket, pending map, write queue, timeouts),
- * connect.ts (path, connect, hello), link.ts (the current connection, and reconnecting after a
- * loss), client.ts (IpcClient), operations.ts (data calls shared with transactions),
- * transaction.ts, retry.ts (withTransaction), scan.ts (cursors), bytes.ts (key and value
- * checks), results.ts (reply shapes).
+ * connect.ts (path, connect, hello), server-trust.ts (who may own the socket), link.ts (the
+ * current connection, and reconnecting after a loss), client.ts (IpcClient), operations.ts
+ * (data calls shared with transactions), transaction.ts, retry.ts (withTransaction), scan.ts
+ * (cursors), bytes.ts (key and value checks), results.ts (reply shapes).
  */
 
 export { IpcClient } from './client.js';
 export type { BeginOptions, ClientEvents } from './client.js';
 export { DEFAULT_SOCKET_PATH } from './connect.js';
 export type { ConnectOptions } from './connect.js';
+export type { ServerUid } from './server-trust.js';
 export { Transaction } from './transaction.js';
 export type { TransactionState } from './transaction.js';
 export type { ScanIterable, ScanOptions, ScanEntry } from './scan.js';

@@ -52,6 +52,7 @@ export const ERROR_CODES = {
   ALREADY_RUNNING: { description: 'A live daemon already listens on the socket path.', retryable: false },
   SOCKET_PATH_TOO_LONG: { description: 'The socket path is longer than the 103-byte portable limit.', retryable: false },
   INTERNAL: { description: 'A bug: an invariant was broken. The message says which.', retryable: false },
+  SERVER_NOT_TRUSTED: { description: 'The socket is owned by a user the client does not trust to be the daemon (see serverUid); nothing was sent.', retryable: false },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

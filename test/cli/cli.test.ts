@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { execa } from 'execa';
 import { makeTempDir, startDaemon, suiteDaemon } from '../helpers/daemon.js';
-import { TOONDB_BIN } from '../helpers/paths.js';
+import { TOONDB_BIN, TOONDBD_BIN } from '../helpers/paths.js';
 import { join } from 'node:path';
 
 const toondb = (args: string[], env: Record<string, string> = {}) =>
@@ -27,6 +27,18 @@ describe('toondb CLI', () => {
   it('honours TOONDB_SOCKET', async () => {
     const result = await toondb(['ping'], { TOONDB_SOCKET: daemon().socketPath });
     expect(result.exitCode).toBe(0);
+  });
+
+  it('refuses a daemon whose socket owner TOONDB_SERVER_UID does not name, and honours one it does', async () => {
+    const self = process.getuid?.() ?? 0;
+    const stranger = { TOONDB_SERVER_UID: String(self + 1) };
+    const refused = await toondb(['ping', '--socket', daemon().socketPath], stranger);
+    expect(refused.exitCode).toBe(1);
+    expect(refused.stderr).toContain(`SERVER_NOT_TRUSTED: the socket ${daemon().socketPath} is owned by uid ${self}`);
+    const status = await execa('node', [TOONDBD_BIN, 'status', '--socket', daemon().socketPath], { reject: false, env: stranger, stdin: 'ignore' });
+    expect(status.exitCode, 'something runs there: not "not running" (3)').toBe(1);
+    expect(status.stderr).toContain('SERVER_NOT_TRUSTED');
+    expect((await toondb(['ping', '--socket', daemon().socketPath], { TOONDB_SERVER_UID: String(self) })).exitCode).toBe(0);
   });
 
   it('prints stats as a table and as JSON with real numbers', async () => {

@@ -1,0 +1,112 @@
+/**
+ * Server trust: whether the process behind a socket path may be the toondb daemon.
+ *
+ * Responsibility: before a client sends its first byte, check who owns the socket it connected
+ * to. A Unix socket file belongs to the user whose process bound it, and in a directory such as
+ * /tmp (world-writable, sticky) any user can bind `/tmp/toondb.sock` while the real daemon is
+ * down; without this check every client on the machine would hand that user its data.
+ *
+ * Policy (`serverUid`, from the connect option, else $TOONDB_SERVER_UID, else the default):
+ * - default: the owner is this process's own uid, root, or a system account
+ *   (uid 1..SYSTEM_UID_MAX: 999 on Linux, as systemd-sysusers and useradd --system allocate;
+ *   499 on macOS). The shipped systemd unit's `toondb` user is such an account; `nobody` and
+ *   regular users other than oneself are not.
+ * - a uid: exactly that owner (for a daemon run by another regular user).
+ * - 'any': no check.
+ *
+ * Invariants:
+ * - The file is stat'ed (following symlinks, as connect does) before the connect and again after
+ *   it; both must be the same file (device and inode) with a trusted owner. A socket owned by a
+ *   user cannot be replaced by another user in a sticky directory, so a file that passes both
+ *   is the one connected to. A path missing before the connect is checked after it only.
+ * - A refusal is SERVER_NOT_TRUSTED naming the owner and how to trust it; the connection is
+ *   closed by the caller before anything is written to it.
+ * - Pure policy (`ownerProblem`) is separate from the file system calls, and platforms without
+ *   uids (Windows) skip the check.
+ */
+
+import { stat } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import { ToonDBError } from '../protocol/errors.js';
+
+/** The `serverUid` connect option: a uid, or 'any' for no check. */
+export type ServerUid = number | 'any';
+
+/** Highest uid of a system account: Linux distributions allocate them below 1000. */
+export const SYSTEM_UID_MAX_LINUX = 999;
+/** macOS gives system accounts uids below 500 (users start at 501). */
+export const SYSTEM_UID_MAX_DARWIN = 499;
+/** Largest uid the option accepts (uid_t is 32 bits; 2^32 - 1 means "no uid"). */
+const UID_MAX = 2 ** 32 - 2;
+
+/** What the caller asked for: 'default' when neither the option nor the environment says. */
+export type TrustPolicy = ServerUid | 'default';
+
+function parseUid(value: unknown, what: string): ServerUid {
+  if (value === 'any') return 'any';
+  const uid = typeof value === 'string' && /^\d+$/.test(value.trim()) ? Number(value.trim()) : value;
+  if (typeof uid !== 'number' || !Number.isInteger(uid) || uid < 0 || uid > UID_MAX) {
+    throw new ToonDBError('INVALID_ARGUMENT', `${what} must be a uid (an integer in 0..${UID_MAX}) or 'any', got ${JSON.stringify(value)}`);
+  }
+  return uid;
+}
+
+/** The policy from the option, else $TOONDB_SERVER_UID; throws INVALID_ARGUMENT for a bad one. */
+export function resolveTrustPolicy(option: unknown, env: NodeJS.ProcessEnv = process.env): TrustPolicy {
+  if (option !== undefined) return parseUid(option, 'serverUid');
+  const fromEnv = env.TOONDB_SERVER_UID;
+  if (fromEnv === undefined || fromEnv.trim() === '') return 'default';
+  return parseUid(fromEnv.trim(), 'TOONDB_SERVER_UID');
+}
+
+function systemUidMax(platform: NodeJS.Platform): number {
+  return platform === 'darwin' ? SYSTEM_UID_MAX_DARWIN : SYSTEM_UID_MAX_LINUX;
+}
+
+/** Why a socket owned by `ownerUid` is not trusted under `policy`, or null if it is. */
+export function ownerProblem(ownerUid: number, policy: TrustPolicy, selfUid: number, platform: NodeJS.Platform = process.platform): string | null {
+  if (policy === 'any') return null;
+  if (policy !== 'default') return ownerUid === policy ? null : `serverUid asks for uid ${policy}`;
+  if (ownerUid === selfUid || ownerUid === 0) return null;
+  const max = systemUidMax(platform);
+  if (ownerUid >= 1 && ownerUid <= max) return null;
+  return `this client trusts its own uid ${selfUid}, root and system accounts (uid 1..${max})`;
+}
+
+/** The socket file's identity and owner, or null if it cannot be stat'ed. */
+async function socketFile(path: string): Promise<Stats | null> {
+  try {
+    return await stat(path);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Stats `path` before a connect; call the returned check once connected. The check resolves if
+ * the server is trusted and rejects with SERVER_NOT_TRUSTED otherwise.
+ */
+export async function beforeConnect(path: string, policy: TrustPolicy): Promise<() => Promise<void>> {
+  const selfUid = process.getuid?.();
+  if (policy === 'any' || selfUid === undefined) return async () => undefined;
+  const before = await socketFile(path);
+  if (before !== null) refuseUntrusted(path, before.uid, policy, selfUid);
+  return async () => {
+    const after = await socketFile(path);
+    if (after === null) {
+      throw new ToonDBError('SERVER_NOT_TRUSTED', `the socket ${path} disappeared as it was connected to, so its owner cannot be checked`);
+    }
+    if (before !== null && (before.dev !== after.dev || before.ino !== after.ino)) {
+      throw new ToonDBError('SERVER_NOT_TRUSTED', `the socket ${path} was replaced by another file as it was connected to`);
+    }
+    refuseUntrusted(path, after.uid, policy, selfUid);
+  };
+}
+
+function refuseUntrusted(path: string, ownerUid: number, policy: TrustPolicy, selfUid: number): void {
+  const problem = ownerProblem(ownerUid, policy, selfUid);
+  if (problem === null) return;
+  throw new ToonDBError('SERVER_NOT_TRUSTED',
+    `the socket ${path} is owned by uid ${ownerUid}, which is not trusted to be the toondb daemon (${problem}); `
+    + `if that user runs your daemon, connect with { serverUid: ${ownerUid} } or set TOONDB_SERVER_UID=${ownerUid}`);
+}
