@@ -12,6 +12,7 @@
 import { ToonDBError } from '../protocol/errors.js';
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from '../protocol/limits.js';
 import type { StatsResult } from '../protocol/messages.js';
+import { ReadScanBatch } from '../protocol/simple-frames.js';
 import type { ScanEntry } from './scan.js';
 
 /** What the daemon said about itself in its hello reply. */
@@ -105,6 +106,7 @@ export function parseBoolean(value: unknown, op: string): boolean {
 }
 
 export function parseScanBatch(value: unknown, op: string): ScanBatch {
+  if (value instanceof ReadScanBatch) return checkedCursor(value.cursor, value.entries, value.done, op);
   const result = record(value, op);
   if (!Array.isArray(result.entries)) throw malformed(op, 'entries is not an array');
   // The entries as the connection decoded them, checked in place (their values are already copies).
@@ -120,8 +122,10 @@ export function parseScanBatch(value: unknown, op: string): ScanBatch {
       throw malformed(op, `entries[${index}][2] is neither an expiry in ms nor null`);
     }
   }
-  const done = result.done === true;
-  const cursor = toNumber(result.cursor ?? 0, op, 'cursor');
+  return checkedCursor(toNumber(result.cursor ?? 0, op, 'cursor'), entries, result.done === true, op);
+}
+
+function checkedCursor(cursor: number, entries: ScanEntry[], done: boolean, op: string): ScanBatch {
   if (!done && (!Number.isInteger(cursor) || cursor < 1)) throw malformed(op, 'an unfinished scan needs a cursor');
   return { cursor, entries, done };
 }

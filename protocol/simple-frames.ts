@@ -47,6 +47,16 @@ export interface ScanBatchResult {
   done: boolean;
 }
 
+/** A scan batch as readSimpleReply read it: its entries are already known to be `[bin, bin]`
+ * pairs, so a reader of the reply need not walk them again. */
+export class ReadScanBatch implements ScanBatchResult {
+  constructor(
+    readonly cursor: number,
+    readonly entries: [Buffer, Buffer][],
+    readonly done: boolean,
+  ) {}
+}
+
 /** A reply result these writers and the reader handle. */
 export type SimpleResult = null | boolean | Buffer | (Buffer | null)[] | PackedArray | ScanBatchResult;
 
@@ -377,7 +387,7 @@ function readScanBatch(): ScanBatchResult | undefined {
   const done = body[reader.at];
   if (done !== TRUE && done !== FALSE) return undefined;
   reader.at += 1;
-  return { cursor, entries, done: done === TRUE };
+  return new ReadScanBatch(cursor, entries, done === TRUE);
 }
 
 /**

@@ -197,6 +197,16 @@ describe('admin calls', () => {
     const [short, next] = await Promise.allSettled([client.getBatch(['a', 'b']), client.checkpoint()]);
     expect(short).toMatchObject({ status: 'rejected', reason: { code: 'PROTOCOL_ERROR' } });
     expect(next.status).toBe('fulfilled');
+    // Scan batches, in the shape the fast reader takes (it checks the entries) and in others.
+    const batches = [
+      { cursor: 0, entries: [], done: false },
+      { cursor: 5, entries: [['k', Buffer.from('v')]], done: false },
+      { cursor: 5, entries: [[Buffer.from('k')]], done: true },
+    ];
+    for (const batch of batches) {
+      server.script = (request) => (request.op === 'scan' ? { result: batch } : undefined);
+      await expect(client.scan('p').toArray(), JSON.stringify(batch)).rejects.toMatchObject({ code: 'PROTOCOL_ERROR' });
+    }
   });
 
   it('shutdown sends the shutdown op', async () => {
