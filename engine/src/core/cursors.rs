@@ -155,7 +155,7 @@ fn collect(view: &View<'_>, store: &Store, plan: BatchPlan) -> EngineResult<(Pac
     for entry in view.range(&store.data, plan.bounds, plan.reverse) {
         let (key, stored) = entry?;
         let (expiry, live) = value::decode(&stored)?;
-        if expiry.is_some_and(|at| at <= plan.now) {
+        if value::expired(expiry, plan.now) {
             continue;
         }
         if out.count as usize >= plan.max_items || (bytes >= plan.max_bytes && out.count > 0) {

@@ -67,13 +67,15 @@ pub fn decode(stored: &[u8]) -> EngineResult<(Option<u64>, &[u8])> {
     }
 }
 
+/// Whether a value with this expiry is gone at `now` (the one expiry rule every read applies).
+pub fn expired(expiry: Option<u64>, now: u64) -> bool {
+    expiry.is_some_and(|at| at <= now)
+}
+
 /// The user value if it is still live at `now`.
 pub fn live(stored: &[u8], now: u64) -> EngineResult<Option<&[u8]>> {
     let (expiry, value) = decode(stored)?;
-    Ok(match expiry {
-        Some(at) if at <= now => None,
-        _ => Some(value),
-    })
+    Ok((!expired(expiry, now)).then_some(value))
 }
 
 pub fn expiry_of(stored: &[u8]) -> EngineResult<Option<u64>> {
