@@ -66,6 +66,11 @@ const program = new Command('toondb')
   .description('admin CLI for a running toondbd')
   .version(CLIENT_VERSION)
   .showHelpAfterError()
+  .addHelpText('after', `
+Environment:
+  TOONDB_SOCKET      the daemon's socket when --socket is not given
+  TOONDB_SERVER_UID  the uid that must own the socket (default: yours, root or a system
+                     account; 'any' for no check)`)
   .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : EXIT_USAGE));
 
 function command(name: string, description: string): Command {
