@@ -18,7 +18,12 @@
  * - The file is stat'ed (following symlinks, as connect does) before the connect and again after
  *   it; both must be the same file (device and inode) with a trusted owner. A socket owned by a
  *   user cannot be replaced by another user in a sticky directory, so a file that passes both
- *   is the one connected to. A path missing before the connect is checked after it only.
+ *   is the one connected to, with one exception Node leaves open (it has no SO_PEERCRED for a
+ *   client): if, within the connect, the real daemon removes its socket, another user binds
+ *   the path, the client connects to that, and that user removes it again before the real
+ *   daemon binds the path anew, a reused inode number would hide the swap. That needs the
+ *   daemon to stop and start again inside one connect. A path missing before the connect is
+ *   checked after it only.
  * - A refusal is SERVER_NOT_TRUSTED naming the owner and how to trust it; the connection is
  *   closed by the caller before anything is written to it.
  * - Pure policy (`ownerProblem`) is separate from the file system calls, and platforms without

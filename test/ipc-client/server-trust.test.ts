@@ -1,10 +1,13 @@
 // The client's check of who owns the socket (ipc-client/server-trust.ts): the policy itself, and
 // a real connect to a fake daemon, refused before a byte is sent. Changing a socket's owner needs
 // root, so the tests that do are skipped for other users; the policy tests cover the same rules.
-import { chownSync } from 'node:fs';
+import { chownSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { IpcClient, ToonDBError } from '../../ipc-client/index.js';
-import { ownerProblem, resolveTrustPolicy, SYSTEM_UID_MAX_DARWIN, SYSTEM_UID_MAX_LINUX } from '../../ipc-client/server-trust.js';
+import { beforeConnect, ownerProblem, resolveTrustPolicy, SYSTEM_UID_MAX_DARWIN, SYSTEM_UID_MAX_LINUX } from '../../ipc-client/server-trust.js';
 import { FakeServer } from './fake-server.js';
 
 const SELF = process.getuid?.() ?? 0;
@@ -60,6 +63,36 @@ describe('server trust policy', () => {
       expect(() => resolveTrustPolicy(bad, {})).toThrow(/serverUid must be a uid/);
     }
     expect(() => resolveTrustPolicy(undefined, { TOONDB_SERVER_UID: 'toondb' })).toThrow(/TOONDB_SERVER_UID must be a uid/);
+  });
+});
+
+describe('the check around a connect', () => {
+  const listen = (path: string) => new Promise<Server>((resolve) => {
+    const server = createServer();
+    server.listen(path, () => resolve(server));
+  });
+  const close = (server: Server) => new Promise<void>((resolve) => server.close(() => resolve()));
+
+  it('refuses a socket replaced by another file, or gone, between the stat and the connect', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'toondb-trust-'));
+    const path = join(dir, 's.sock');
+    try {
+      const first = await listen(path);
+      const checkFirst = await beforeConnect(path, 'default');
+      await checkFirst(); // the same file, owned by this process's user
+      // Moved away rather than removed, so the new socket cannot reuse its inode number.
+      renameSync(path, `${path}.old`);
+      const second = await listen(path);
+      const replaced = await refusal(checkFirst());
+      expect(replaced.code).toBe('SERVER_NOT_TRUSTED');
+      expect(replaced.message).toContain('replaced by another file');
+      await close(first);
+      const checkSecond = await beforeConnect(path, 'default');
+      await close(second);
+      expect((await refusal(checkSecond())).message).toContain('disappeared');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
