@@ -10,8 +10,9 @@
  * - A Uint8Array is wrapped, not copied (the caller must not mutate it until the call settles).
  * - Checks run in the daemon's order (batch item count, then each key/value, then batch bytes),
  *   so the same bad request gets the same code locally and remotely.
- * - Buffers handed back to callers do not pin a socket chunk: the connection copies values out
- *   of each reply as it reads it (ValueCopier, or the codec's copyBins).
+ * - Buffers handed back to callers are copies: the connection reads into one buffer that the
+ *   next read overwrites (socket-reader.ts), so it copies values out of each reply as it reads
+ *   it (ValueCopier, or the codec's copyBins).
  */
 
 import { ToonDBError } from '../protocol/errors.js';
@@ -209,7 +210,8 @@ export function toCount(value: number | undefined, what: string, min: number, ma
  * instead of a copy each). A window is just under half of Buffer.poolSize, so it comes from
  * Node's pool like any small Buffer (a window of its own memory costs an ArrayBuffer each, and
  * more GC). A value of a small reply, or over half a window, gets a copy of its own. So a kept
- * value pins at most one pool slab, as any small Buffer does, never the socket chunk.
+ * value pins at most one pool slab, as any small Buffer does, and never aliases the read buffer
+ * (which the next socket read overwrites).
  *
  * Call `reset` after each reply: the copier then holds no reference to its body.
  */

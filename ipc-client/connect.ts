@@ -18,13 +18,14 @@
  * owner check runs on every connect, the first and each reconnect (link.ts).
  */
 
-import { connect as netConnect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { ToonDBError, toToonDBError } from '../protocol/errors.js';
 import {
   CLIENT_NAME_BYTES_MAX, CONNECT_TIMEOUT_MS_DEFAULT, PROTOCOL_VERSION, REQUEST_TIMEOUT_MS_DEFAULT, SOCKET_PATH_BYTES_MAX,
 } from '../protocol/limits.js';
 import { Connection } from './connection.js';
 import { parseHello, type ServerInfo } from './results.js';
+import { SocketReader } from './socket-reader.js';
 import { beforeConnect, resolveTrustPolicy, type ServerUid, type TrustPolicy } from './server-trust.js';
 import { CLIENT_VERSION } from './version.js';
 
@@ -116,15 +117,16 @@ export function unavailable(path: string, error: NodeJS.ErrnoException): ToonDBE
   }
 }
 
-function openSocket(path: string): { socket: Socket; connected: Promise<void> } {
-  const socket = netConnect({ path });
+function openSocket(path: string): { reader: SocketReader; connected: Promise<void> } {
+  const reader = new SocketReader(path);
+  const { socket } = reader;
   const connected = new Promise<void>((resolve, reject) => {
     // Stays attached (a no-op once settled) so that no 'error' goes unheard before the
     // Connection attaches its own listener.
     socket.on('error', (error: NodeJS.ErrnoException) => reject(unavailable(path, error)));
     socket.once('connect', () => resolve());
   });
-  return { socket, connected };
+  return { reader, connected };
 }
 
 /** Maps a failed hello to what the caller should see (see the header). */
@@ -146,12 +148,12 @@ interface Opening {
 async function handshake(options: ResolvedConnectOptions, opening: Opening): Promise<{ connection: Connection; info: ServerInfo }> {
   const checkServer = await beforeConnect(options.socketPath, options.trust);
   if (opening.abandoned) throw new ToonDBError('CONNECTION_CLOSED', 'the connect attempt was given up');
-  const { socket, connected } = openSocket(options.socketPath);
-  opening.socket = socket;
+  const { reader, connected } = openSocket(options.socketPath);
+  opening.socket = reader.socket;
   await connected;
   await checkServer();
   if (opening.abandoned) throw new ToonDBError('CONNECTION_CLOSED', 'the connect attempt was given up');
-  const connection = new Connection(socket, options.timeoutMs);
+  const connection = new Connection(reader, options.timeoutMs);
   opening.connection = connection;
   let reply: unknown;
   try {

@@ -17,8 +17,9 @@
  * - `decode` throws only ToonDBError('PROTOCOL_ERROR') for bad input: the body is checked
  *   structurally first (depth, declared lengths, ext types, trailing bytes), so msgpackr never
  *   sees hostile structure, and any exception it still raises is wrapped with its reason.
- * - A decoded `bin` is a Node Buffer that is a view of the body (no copy); bodies from
- *   FrameDecoder are never reused, so the view stays valid.
+ * - A decoded `bin` is a Node Buffer that is a view of the body (no copy), valid as long as the
+ *   body's memory is: for the daemon, whose bodies are views of socket chunks that are never
+ *   reused, for good; the client reads into one reused buffer and decodes with `copyBins`.
  * - `__proto__` keys cannot pollute prototypes: msgpackr stores them as the own key `__proto_`.
  * - A frame returned by `encode` stays valid after later calls (msgpackr advances past it in its
  *   shared buffer instead of reusing it).
@@ -34,7 +35,7 @@ export interface MessageCodecOptions {
   /** Largest body `encode` produces; defaults to FRAME_BYTES_MAX. */
   frameBytesMax?: number;
   /** Decode each `bin` as a copy (its own memory) instead of a view of the body: for a caller
-   * that hands decoded values out and must not let them pin the socket chunk. */
+   * that hands decoded values out while the body's memory is reused (the client's read buffer). */
   copyBins?: boolean;
   /** Most MessagePack items `decode` accepts in one body (the daemon: REQUEST_ITEMS_MAX);
    * unbounded by default. */

@@ -178,6 +178,10 @@ export const CONNECT_TIMEOUT_MS_DEFAULT = 5_000;
 /** Bytes the client buffers for requests not yet accepted by the socket before callers wait. */
 export const CLIENT_WRITE_QUEUE_BYTES_MAX = 64 * MiB;
 
+/** The client's one read buffer per connection, reused by every socket read (ipc-client/
+ * socket-reader.ts): large enough that a default-sized scan batch arrives in one read. */
+export const CLIENT_READ_BUFFER_BYTES = 256 * KiB;
+
 /** Longest Unix socket path, in bytes, accepted by daemon and client alike: macOS allows 104
  * bytes including the terminating NUL, Linux 108; Linux silently truncates longer paths. */
 export const SOCKET_PATH_BYTES_MAX = 103;

@@ -5,6 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { IpcClient, ToonDBError } from '../../ipc-client/index.js';
+import { createServer } from 'node:net';
+import { MessageCodec } from '../../protocol/codec.js';
 import { PROTOCOL_VERSION } from '../../protocol/limits.js';
 import { FakeServer, NO_REPLY } from './fake-server.js';
 
@@ -110,6 +112,23 @@ describe('IpcClient.connect', () => {
     const error = await IpcClient.connect(server.path).catch((e: unknown) => e) as ToonDBError;
     expect(error.code).toBe('TOO_MANY_CONNECTIONS');
     expect(error.message).toContain('1 connections');
+  });
+
+  it('keeps a refusal the daemon sends at accept, before the client has read anything', async () => {
+    const dir = tempDir();
+    const path = join(dir, 'refuses.sock');
+    const refusing = createServer((socket) => {
+      socket.end(new MessageCodec().encode({ id: 0, error: { code: 'TOO_MANY_CONNECTIONS', message: 'at accept' } }));
+    });
+    await new Promise<void>((resolve) => refusing.listen(path, resolve));
+    try {
+      const error = await IpcClient.connect(path).catch((e: unknown) => e) as ToonDBError;
+      expect(error.code).toBe('TOO_MANY_CONNECTIONS');
+      expect(error.message).toBe('at accept');
+    } finally {
+      await new Promise((resolve) => refusing.close(resolve));
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('reports VERSION_MISMATCH from the daemon', async () => {
