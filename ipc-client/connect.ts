@@ -145,14 +145,19 @@ interface Opening {
   abandoned?: boolean;
 }
 
+/** Throws once the attempt was given up, so a handshake still running stops at its next step. */
+function stopIfAbandoned(opening: Opening): void {
+  if (opening.abandoned) throw new ToonDBError('CONNECTION_CLOSED', 'the connect attempt was given up');
+}
+
 async function handshake(options: ResolvedConnectOptions, opening: Opening): Promise<{ connection: Connection; info: ServerInfo }> {
   const checkServer = await beforeConnect(options.socketPath, options.trust);
-  if (opening.abandoned) throw new ToonDBError('CONNECTION_CLOSED', 'the connect attempt was given up');
+  stopIfAbandoned(opening);
   const { reader, connected } = openSocket(options.socketPath);
   opening.socket = reader.socket;
   await connected;
   await checkServer();
-  if (opening.abandoned) throw new ToonDBError('CONNECTION_CLOSED', 'the connect attempt was given up');
+  stopIfAbandoned(opening);
   const connection = new Connection(reader, options.timeoutMs);
   opening.connection = connection;
   let reply: unknown;
