@@ -14,7 +14,8 @@
  * ```
  *
  * Wiring only: the modules are connection.ts (socket, pending map, write queue, timeouts),
- * connect.ts (path, connect, hello), server-trust.ts (who may own the socket), link.ts (the
+ * socket-reader.ts (reads into one reused buffer), connect.ts (path, connect, hello),
+ * server-trust.ts (who may own the socket), link.ts (the
  * current connection, and reconnecting after a loss), client.ts (IpcClient), operations.ts
  * (data calls shared with transactions), transaction.ts, retry.ts (withTransaction), scan.ts
  * (cursors), bytes.ts (key and value checks), results.ts (reply shapes).
