@@ -40,8 +40,8 @@ import { CLIENT_WRITE_QUEUE_BYTES_MAX, FRAME_BYTES_MAX, FRAME_HEADER_BYTES } fro
 import { CONNECTION_ERROR_ID } from '../protocol/messages.js';
 import { readSimpleReply, simpleRequestBytes, writeSimpleRequest, type SimpleRequest } from '../protocol/simple-frames.js';
 import { asBuffer, ValueCopier, type WireBytes } from './bytes.js';
-import type { SocketReader } from './socket-reader.js';
 import { PendingTable, type LateResult, type Pending, type ResultMap } from './pending.js';
+import type { SocketReader } from './socket-reader.js';
 
 /** A request body without its id: `{ op, ...fields }`. */
 export interface RequestMessage {
@@ -88,8 +88,7 @@ export class Connection {
   private readonly socket: Socket;
 
   constructor(reader: SocketReader, timeoutMs: number) {
-    const socket = reader.socket;
-    this.socket = socket;
+    const socket = (this.socket = reader.socket);
     this.pending = new PendingTable(timeoutMs, () => this.updateRef());
     socket.ref();
     reader.attach((chunk) => this.onData(chunk));
