@@ -1,7 +1,8 @@
 // The admin CLI as a user runs it: compiled bin, real daemon, exit codes and output.
 import { describe, expect, it } from 'vitest';
 import { execa } from 'execa';
-import { makeTempDir, startDaemon, suiteDaemon } from '../helpers/daemon.js';
+import { startDaemon, suiteDaemon } from '../helpers/daemon.js';
+import { makeTempDir } from '../helpers/temp-dir.js';
 import { TOONDB_BIN, TOONDBD_BIN } from '../helpers/paths.js';
 import { join } from 'node:path';
 

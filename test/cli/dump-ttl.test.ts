@@ -9,7 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IpcClient } from '../../ipc-client/index.js';
 import { MessageCodec } from '../../protocol/codec.js';
 import { FrameDecoder } from '../../protocol/frame.js';
-import { makeTempDir, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { makeTempDir } from '../helpers/temp-dir.js';
 import { TOONDB_BIN } from '../helpers/paths.js';
 
 const toondb = (args: string[]) => execa('node', [TOONDB_BIN, ...args], { reject: false, stdin: 'ignore' });

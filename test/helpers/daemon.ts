@@ -7,13 +7,13 @@
  * when a start fails.
  */
 
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll } from 'vitest';
 import { IpcClient } from '../../ipc-client/index.js';
 import { TOONDBD_BIN } from './paths.js';
+import { makeTempDir } from './temp-dir.js';
 
 export interface DaemonOptions {
   dir?: string;
@@ -171,9 +171,7 @@ const READY_POLL_MS = 25;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-export function makeTempDir(prefix = 'tdb-'): string {
-  return mkdtempSync(join(tmpdir(), prefix));
-}
+
 
 /** Creates (but does not start) a daemon with its own temp dir. */
 export function createDaemon(options: DaemonOptions = {}): TestDaemon {

@@ -1,7 +1,6 @@
 // IpcClient.connect: path resolution, the errors a caller sees when there is no daemon, and the
 // hello handshake (limits kept, refusals passed through, timeouts).
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { IpcClient, ToonDBError } from '../../ipc-client/index.js';
@@ -9,6 +8,7 @@ import { createServer } from 'node:net';
 import { MessageCodec } from '../../protocol/codec.js';
 import { PROTOCOL_VERSION } from '../../protocol/limits.js';
 import { FakeServer, NO_REPLY } from './fake-server.js';
+import { makeTempDir } from '../helpers/temp-dir.js';
 
 let server: FakeServer | undefined;
 let client: IpcClient | undefined;
@@ -22,10 +22,6 @@ afterEach(async () => {
   if (savedEnv === undefined) delete process.env.TOONDB_SOCKET;
   else process.env.TOONDB_SOCKET = savedEnv;
 });
-
-function tempDir(): string {
-  return mkdtempSync(join(tmpdir(), 'toondb-client-'));
-}
 
 describe('IpcClient.connect', () => {
   it('uses $TOONDB_SOCKET when no path is given and sends hello first', async () => {
@@ -58,7 +54,7 @@ describe('IpcClient.connect', () => {
   });
 
   it('says UNAVAILABLE, naming the path and the fix, when the socket does not exist', async () => {
-    const path = join(tempDir(), 'missing.sock');
+    const path = join(makeTempDir('toondb-client-'), 'missing.sock');
     const error = await IpcClient.connect(path).catch((e: unknown) => e) as ToonDBError;
     expect(error).toBeInstanceOf(ToonDBError);
     expect(error.code).toBe('UNAVAILABLE');
@@ -67,7 +63,7 @@ describe('IpcClient.connect', () => {
   });
 
   it('says UNAVAILABLE (ECONNREFUSED) when nothing listens on the path', async () => {
-    const dir = tempDir();
+    const dir = makeTempDir('toondb-client-');
     const path = join(dir, 'stale.sock');
     writeFileSync(path, ''); // connect() to a non-listening file is refused, like a stale socket
     const error = await IpcClient.connect(path).catch((e: unknown) => e) as ToonDBError;
@@ -77,7 +73,7 @@ describe('IpcClient.connect', () => {
   });
 
   it('refuses a socket path over 103 bytes before connecting', async () => {
-    const path = join(tempDir(), 'x'.repeat(120) + '.sock');
+    const path = join(makeTempDir('toondb-client-'), 'x'.repeat(120) + '.sock');
     await expect(IpcClient.connect(path)).rejects.toMatchObject({ code: 'SOCKET_PATH_TOO_LONG' });
     // 103 bytes exactly is allowed (and then simply not there).
     const exact = '/tmp/' + 'y'.repeat(103 - '/tmp/'.length);
@@ -115,7 +111,7 @@ describe('IpcClient.connect', () => {
   });
 
   it('keeps a refusal the daemon sends at accept, before the client has read anything', async () => {
-    const dir = tempDir();
+    const dir = makeTempDir('toondb-client-');
     const path = join(dir, 'refuses.sock');
     const refusing = createServer((socket) => {
       socket.end(new MessageCodec().encode({ id: 0, error: { code: 'TOO_MANY_CONNECTIONS', message: 'at accept' } }));

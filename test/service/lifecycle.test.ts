@@ -7,7 +7,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
 import { RawPeer } from '../helpers/raw.js';
 import { IpcClient } from '../../ipc-client/index.js';
-import { createDaemon, makeTempDir, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { createDaemon, startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { makeTempDir } from '../helpers/temp-dir.js';
 import { TOONDBD_BIN } from '../helpers/paths.js';
 
 const toondbd = (args: string[], env: Record<string, string> = {}) =>

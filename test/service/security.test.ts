@@ -4,7 +4,8 @@ import { chmodSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
-import { startDaemon, makeTempDir, type TestDaemon } from '../helpers/daemon.js';
+import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { makeTempDir } from '../helpers/temp-dir.js';
 import { CLIENT_MODULE } from '../helpers/paths.js';
 
 const isRoot = process.getuid?.() === 0;

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { execa } from 'execa';
 import { IpcClient } from '../../ipc-client/index.js';
-import { makeTempDir } from '../helpers/daemon.js';
+import { makeTempDir } from '../helpers/temp-dir.js';
 import { REPO_ROOT, TOONDBD_BIN } from '../helpers/paths.js';
 
 const UNIT = readFileSync(join(REPO_ROOT, 'systemd', 'toondbd.service'), 'utf8');
