@@ -277,7 +277,7 @@ fn hits_against_a_writer(deferred: bool) {
         cache.begin_commit(&writes);
         visible.store(value, Ordering::SeqCst);
         cache.end_commit(writes, CommitEnd::Applied);
-        if deferred && value % 4 == 0 {
+        if deferred && value.is_multiple_of(4) {
             cache.apply_deferred();
         }
         if value >= 20_000 {
