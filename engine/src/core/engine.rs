@@ -223,9 +223,7 @@ impl Engine {
         let target = store.tickets.written();
         store.persist(PersistMode::SyncAll)?;
         store.tickets.mark_durable(target);
-        for ks in [&store.data, &store.ttl] {
-            ks.inner().rotate_memtable_and_wait()?;
-        }
+        store.seal_memtables_and_wait()?;
         Ok(Checkpoint {
             lsn: store.db.inner().visible_seqno(),
             duration_ms: started.elapsed().as_secs_f64() * 1000.0,

@@ -38,6 +38,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 mod fsync;
+mod reaper;
 mod waits;
 pub use waits::CheckpointRunning;
 
@@ -49,6 +50,13 @@ pub use waits::CheckpointRunning;
 /// put workloads within noise or better. fjall keeps a keyspace's options from its creation,
 /// so data directories created with another size keep theirs.
 pub const DATA_MEMTABLE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// fjall's own rotation trigger for data keyspaces created now, above DATA_MEMTABLE_BYTES where
+/// our commits rotate (store/waits.rs). fjall asks its worker to rotate after the commit that
+/// passes its trigger, so with equal sizes the worker and our commit raced, and a memtable the
+/// worker rotated out was freed inside fjall's version lock instead of by the reaper (in one
+/// test run of five). fjall's trigger still catches a write that jumps past both.
+const FJALL_MEMTABLE_BYTES: u64 = DATA_MEMTABLE_BYTES + 1024 * 1024;
 
 /// fjall's background threads (memtable flushes and compactions) on a machine with `cores`.
 /// fjall 3.1 defaults to min(cores, 4), and with more than one its worker 0 keeps itself free
@@ -156,6 +164,8 @@ pub struct Store {
     pub last_fsync_ms: AtomicU64,
     /// Fsyncs left before the test failpoint fires (None: no failpoint; see the header).
     fsyncs_before_failure: Option<AtomicU64>,
+    /// Frees the memtables our rotations seal, outside fjall's locks (store/reaper.rs).
+    reaper: reaper::MemtableReaper,
 }
 
 /// Snapshots opened and closed after each commit through fjall's oracle (`pace_oracle_gc`).
@@ -179,7 +189,7 @@ impl Store {
             builder = builder.cache_size(bytes);
         }
         let db = builder.open()?;
-        let data = db.keyspace("data", || KeyspaceCreateOptions::default().max_memtable_size(DATA_MEMTABLE_BYTES))?;
+        let data = db.keyspace("data", || KeyspaceCreateOptions::default().max_memtable_size(FJALL_MEMTABLE_BYTES))?;
         let ttl = db.keyspace("ttl", KeyspaceCreateOptions::default)?;
         let watermark_path = watermark::path_for(&options.path);
         watermark::verify(&watermark_path, db.inner().visible_seqno(), &journals)?;
@@ -212,6 +222,7 @@ impl Store {
             flush_may_run: AtomicBool::new(true),
             checkpoints_running: AtomicUsize::new(0),
             fsyncs_before_failure: std::env::var(FSYNC_FAILPOINT_ENV).ok().and_then(|v| v.trim().parse().ok()).map(AtomicU64::new),
+            reaper: reaper::MemtableReaper::start()?,
         };
         store.note_sealed_memtables();
         Ok((store, recovery))

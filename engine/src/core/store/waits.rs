@@ -3,7 +3,7 @@
 //!
 //! Responsibility: `Store::writes_may_wait` (asked by `ops::write_now` before a commit on the JS
 //! thread), `after_waiting_commit` (run by every commit that took the commit lock the waiting
-//! way: a lane's or the pool's), and the checkpoint mark.
+//! way: a lane's or the pool's), and a checkpoint's mark and memtable seal.
 //!
 //! Invariants:
 //! - fjall holds its journal lock across a fsync when a flush starts and when it seals a
@@ -12,13 +12,15 @@
 //!   lsm-tree `version/super_version.rs`). A commit on the JS thread starts only when none of
 //!   that runs or is due, as far as atomics and a version read taken while nothing is known to
 //!   run can tell; what is left is a window of microseconds.
-//! - Only a commit holding the commit lock the waiting way rotates a memtable, at fjall's own
-//!   trigger size, so flushes (and with them journal seals and restart work) fall where fjall
-//!   would put them.
+//! - Only a commit holding the commit lock the waiting way rotates a memtable, at the data
+//!   memtable's size, just below fjall's own trigger, so flushes (and with them journal seals
+//!   and restart work) fall where fjall would put them; a checkpoint seals them all. Each memtable we rotate out is handed to the
+//!   reaper first, so it is freed there, not inside fjall's version lock (store/reaper.rs).
 //! - These read fjall 3.1 internals (active compactions, queued flushes, sealed memtables, the
 //!   active memtable's size, L0 runs); re-check them on a fjall upgrade.
 
 use super::{Store, DATA_MEMTABLE_BYTES};
+use crate::core::error::EngineResult;
 use fjall::AbstractTree;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -35,12 +37,15 @@ impl Drop for CheckpointRunning<'_> {
 const WRITE_NOW_L0_RUNS_MAX: usize = 16;
 
 /// Active memtable size at which a commit that waited for the commit lock rotates the memtable
-/// itself (`after_waiting_commit`): fjall's own trigger for data directories created now, and
-/// below it for the TTL keyspace and older directories (64 MiB), so rotations happen where a
-/// writer can afford them, never under a commit on the JS thread. Equal to fjall's, not below:
-/// fjall seals its journal only at a flush that finds it past 64 MB, and recovery replays the
-/// whole active journal, so where flushes fall decides what a restart reads (after the bench's
-/// 1M-key load: 9.5 MB rotating at 16 MiB, 66 MB at 15 MiB; 94 against 490 ms to open).
+/// itself (`after_waiting_commit`): the data memtable's size, just below fjall's own trigger
+/// for data directories created now (`FJALL_MEMTABLE_BYTES`), and below it for the TTL
+/// keyspace and older directories (64 MiB), so rotations happen where a writer can afford them,
+/// never under a commit on the JS thread, and the reaper frees what they rotate out. Not below
+/// 16 MiB: fjall seals its journal only at a flush that finds it past 64 MB, and recovery
+/// replays the whole active journal, so where flushes fall decides what a restart reads (after
+/// the bench's 1M-key load: 9.5 MB rotating at 16 MiB, 66 MB at 15 MiB; 94 against 490 ms to
+/// open). In data directories created with fjall's trigger at 16 MiB, fjall's worker sometimes
+/// rotates first, and fjall frees that memtable itself.
 const MEMTABLE_ROTATE_BYTES: u64 = DATA_MEMTABLE_BYTES;
 
 /// Active memtable size from which `writes_may_wait` sends writes to the lanes, whose commits
@@ -93,11 +98,32 @@ impl Store {
     pub(super) fn after_waiting_commit(&self) {
         for keyspace in [&self.data, &self.ttl] {
             let keyspace = keyspace.inner();
-            if keyspace.tree.active_memtable().size() >= MEMTABLE_ROTATE_BYTES {
+            let active = keyspace.tree.active_memtable();
+            if active.size() >= MEMTABLE_ROTATE_BYTES {
+                self.reaper.retire(active);
                 let _ = keyspace.rotate_memtable();
             }
         }
         self.note_sealed_memtables();
+    }
+
+    /// Memtables rotated out and not yet freed by the reaper (store/reaper.rs).
+    pub fn retired_memtables(&self) -> usize {
+        self.reaper.holding()
+    }
+
+    /// Seals every non-empty memtable and waits until fjall has flushed them (a checkpoint),
+    /// the reaper taking each one first, as `after_waiting_commit` does.
+    pub fn seal_memtables_and_wait(&self) -> EngineResult<()> {
+        for keyspace in [&self.data, &self.ttl] {
+            let keyspace = keyspace.inner();
+            let active = keyspace.tree.active_memtable();
+            if !active.is_empty() {
+                self.reaper.retire(active);
+            }
+            keyspace.rotate_memtable_and_wait()?;
+        }
+        Ok(())
     }
 
     /// Marks a checkpoint as running until the guard drops, so `writes_may_wait` sends writes to
