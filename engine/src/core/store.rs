@@ -164,8 +164,9 @@ pub struct Store {
     pub last_fsync_ms: AtomicU64,
     /// Fsyncs left before the test failpoint fires (None: no failpoint; see the header).
     fsyncs_before_failure: Option<AtomicU64>,
-    /// Frees the memtables our rotations seal, outside fjall's locks (store/reaper.rs).
-    reaper: reaper::MemtableReaper,
+    /// Frees the memtables our rotations seal, and unlinks replaced tables, outside fjall's
+    /// locks (store/reaper.rs).
+    reaper: reaper::Reaper,
 }
 
 /// Snapshots opened and closed after each commit through fjall's oracle (`pace_oracle_gc`).
@@ -222,7 +223,7 @@ impl Store {
             flush_may_run: AtomicBool::new(true),
             checkpoints_running: AtomicUsize::new(0),
             fsyncs_before_failure: std::env::var(FSYNC_FAILPOINT_ENV).ok().and_then(|v| v.trim().parse().ok()).map(AtomicU64::new),
-            reaper: reaper::MemtableReaper::start()?,
+            reaper: reaper::Reaper::start()?,
         };
         store.note_sealed_memtables();
         Ok((store, recovery))

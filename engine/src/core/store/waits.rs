@@ -96,12 +96,14 @@ impl Store {
     /// it on its worker; best effort, as fjall rotates at its own trigger otherwise), then
     /// records whether a flush may be running (`flush_may_run`).
     pub(super) fn after_waiting_commit(&self) {
-        for keyspace in [&self.data, &self.ttl] {
+        for (index, keyspace) in [&self.data, &self.ttl].into_iter().enumerate() {
             let keyspace = keyspace.inner();
             let active = keyspace.tree.active_memtable();
             if active.size() >= MEMTABLE_ROTATE_BYTES {
-                self.reaper.retire(active);
+                let version = keyspace.tree.current_version();
+                self.reaper.retire_memtable(active);
                 let _ = keyspace.rotate_memtable();
+                self.reaper.retire_version(index, Box::new(version));
             }
         }
         self.note_sealed_memtables();
@@ -109,7 +111,7 @@ impl Store {
 
     /// Memtables rotated out and not yet freed by the reaper (store/reaper.rs).
     pub fn retired_memtables(&self) -> usize {
-        self.reaper.holding()
+        self.reaper.memtables()
     }
 
     /// Seals every non-empty memtable and waits until fjall has flushed them (a checkpoint),
@@ -119,7 +121,7 @@ impl Store {
             let keyspace = keyspace.inner();
             let active = keyspace.tree.active_memtable();
             if !active.is_empty() {
-                self.reaper.retire(active);
+                self.reaper.retire_memtable(active);
             }
             keyspace.rotate_memtable_and_wait()?;
         }
