@@ -14,8 +14,10 @@
 //!   run can tell; what is left is a window of microseconds.
 //! - Only a commit holding the commit lock the waiting way rotates a memtable, at the data
 //!   memtable's size, just below fjall's own trigger, so flushes (and with them journal seals
-//!   and restart work) fall where fjall would put them; a checkpoint seals them all. Each memtable we rotate out is handed to the
-//!   reaper first, so it is freed there, not inside fjall's version lock (store/reaper.rs).
+//!   and restart work) fall where fjall would put them; a checkpoint seals them all. Each
+//!   memtable we rotate out, and the tree's version as the rotation began, go to the reaper,
+//!   so the memtable is freed and the tables a compaction replaces are unlinked there, not
+//!   inside fjall's version lock (store/reaper.rs).
 //! - These read fjall 3.1 internals (active compactions, queued flushes, sealed memtables, the
 //!   active memtable's size, L0 runs); re-check them on a fjall upgrade.
 
