@@ -322,7 +322,7 @@ impl RowCache {
 /// one that wins. Short runs (the common case) find repeated keys by a scan instead of hashing.
 pub fn last_writes<T>(items: &[T], key: impl Fn(&T) -> &[u8]) -> Vec<bool> {
     let mut last = vec![false; items.len()];
-    let mut seen = (items.len() > RUN_SCAN_ITEMS_MAX).then(std::collections::HashSet::new);
+    let mut seen = (items.len() > RUN_SCAN_ITEMS_MAX).then(|| std::collections::HashSet::with_capacity(items.len()));
     for index in (0..items.len()).rev() {
         let here = key(&items[index]);
         let repeated = match &mut seen {
