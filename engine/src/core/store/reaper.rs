@@ -18,7 +18,8 @@
 //!   names open; a compaction that replaces one then leaves its unlink to whoever drops the
 //!   last reference. The reaper drops a keyspace's version when that keyspace's next one
 //!   arrives (that rotation's version collection has run, so this drop is usually the last) or
-//!   VERSION_HOLD_MAX after it arrived (writes stopped: replaced files stay on disk no longer).
+//!   at its first look VERSION_HOLD_MAX after it arrived, at most RETIRED_POLL_MAX later (writes
+//!   stopped: replaced files stay on disk no longer than that).
 //! - Bounded: at most RETIRED_QUEUE_MAX items wait in the channel, RETIRED_HELD_MAX memtables
 //!   and one version per keyspace are held; `retire_*` on a full channel keeps no reference,
 //!   and fjall frees that one where it would have anyway.
