@@ -9,7 +9,9 @@
 //! `syncer` (group commit: the fsync and its thread), `rowcache` (rows served from memory; lanes
 //! apply its updates when idle),
 //! `abi` and `wire` (the encodings calls cross napi in; `spare` keeps their large buffers),
-//! `error`, and `os` (data-dir lock, peer credentials, sd_notify).
+//! `preflight` (checks of fjall's files before it opens them) and `watermark` (refuses a
+//! recovery that lost acknowledged commits), `error`, and `os` (data-dir lock, peer
+//! credentials, sd_notify).
 
 pub mod abi;
 pub mod cursors;
