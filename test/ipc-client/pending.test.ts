@@ -1,0 +1,146 @@
+// PendingTable on its own: ids never shared while pending or remembered as timed out, growth
+// and shrinking of its slot array, and requests leaving in allocation order (sweep, drain).
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { ToonDBError } from '../../protocol/errors.js';
+import { REQUEST_ID_MAX } from '../../protocol/messages.js';
+import { PendingTable, type Pending } from '../../ipc-client/pending.js';
+
+interface Req {
+  op: string;
+}
+
+interface Added {
+  pending: Pending<Req>;
+  outcome: () => unknown;
+}
+
+function adder(table: PendingTable<Req>): (op?: string) => Added {
+  return (op = 'get') => {
+    let outcome: unknown = 'unsettled';
+    const pending = table.add({ op }, (result) => { outcome = result; }, (error: ToonDBError) => { outcome = error.code; });
+    return { pending, outcome: () => outcome };
+  };
+}
+
+/** Moves the table's id counter, as if `lastId` had just been handed out (to reach the wrap). */
+function countFrom(table: PendingTable<Req>, lastId: number): PendingTable<Req> {
+  (table as unknown as { lastId: number }).lastId = lastId;
+  return table;
+}
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('PendingTable', () => {
+  it('finds each pending request by its id, and an id only while pending', () => {
+    const table = new PendingTable<Req>(0, () => undefined);
+    const add = adder(table);
+    const requests = Array.from({ length: 5 }, () => add());
+    expect(requests.map((r) => r.pending.id)).toEqual([1, 2, 3, 4, 5]);
+    expect(table.size).toBe(5);
+    expect(table.take(3)).toBe(requests[2].pending);
+    expect(requests[2].pending.live).toBe(false);
+    expect(table.take(3)).toBeUndefined();
+    // Ids that were never handed out, or fall on a taken id's slot, find nothing.
+    expect(table.take(3 + 1024)).toBeUndefined();
+    expect(table.take(2 ** 40 + 1)).toBeUndefined();
+    expect(table.take(0)).toBeUndefined();
+    expect(table.size).toBe(4);
+  });
+
+  it('grows past its first slots and keeps every request findable, never sharing an id', () => {
+    const table = new PendingTable<Req>(0, () => undefined);
+    const add = adder(table);
+    const live = new Map<number, Pending<Req>>();
+    // Take every third request so live ids are scattered when the array doubles.
+    for (let i = 0; i < 5000; i += 1) {
+      const { pending } = add();
+      expect(live.has(pending.id)).toBe(false);
+      live.set(pending.id, pending);
+      if (i % 3 === 0) {
+        const victim = live.keys().next().value as number;
+        expect(table.take(victim)).toBe(live.get(victim));
+        live.delete(victim);
+      }
+    }
+    expect(table.size).toBe(live.size);
+    for (const [id, pending] of live) expect(table.take(id)).toBe(pending);
+    expect(table.size).toBe(0);
+  });
+
+  it('skips ids still pending when the counter wraps, and ids that may get a late reply', () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] });
+    const table = new PendingTable<Req>(100, () => undefined);
+    const add = adder(table);
+    const timedOut = add(); // id 1: written, then times out and may still get a late reply
+    timedOut.pending.written = true;
+    vi.advanceTimersByTime(101);
+    expect(timedOut.outcome()).toBe('TIMEOUT');
+    const held = add(); // id 2: stays pending
+    expect([timedOut.pending.id, held.pending.id]).toEqual([1, 2]);
+    countFrom(table, REQUEST_ID_MAX - 1);
+    expect(add().pending.id).toBe(REQUEST_ID_MAX);
+    expect(add().pending.id).toBe(3); // wrapped past 1 (timed out) and 2 (pending)
+    // The late reply to 1 arrives: the id is forgotten and may be handed out again.
+    expect(table.takeLate(1)).toBeNull();
+    table.take(2);
+    countFrom(table, REQUEST_ID_MAX);
+    expect(add().pending.id).toBe(1);
+    expect(add().pending.id).toBe(2);
+  });
+
+  it('times requests out at their deadline, in allocation order, and only those past it', () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] });
+    let sweeps = 0;
+    const table = new PendingTable<Req>(1000, () => { sweeps += 1; });
+    const add = adder(table);
+    const first = Array.from({ length: 3 }, () => add('put'));
+    vi.advanceTimersByTime(500);
+    const second = Array.from({ length: 2 }, () => add('get'));
+    const order: number[] = [];
+    for (const r of [...first, ...second]) {
+      const reject = r.pending.reject;
+      (r.pending as { reject: (error: ToonDBError) => void }).reject = (error) => { order.push(r.pending.id); reject(error); };
+    }
+    table.take(first[1].pending.id);
+    vi.advanceTimersByTime(499);
+    expect(first[0].outcome()).toBe('unsettled');
+    vi.advanceTimersByTime(2);
+    expect(first.map((r) => r.outcome())).toEqual(['TIMEOUT', 'unsettled', 'TIMEOUT']);
+    expect(second.map((r) => r.outcome())).toEqual(['unsettled', 'unsettled']);
+    expect(sweeps).toBe(1);
+    expect(table.size).toBe(2);
+    vi.advanceTimersByTime(500);
+    expect(second.map((r) => r.outcome())).toEqual(['TIMEOUT', 'TIMEOUT']);
+    expect(order).toEqual([first[0].pending.id, first[2].pending.id, second[0].pending.id, second[1].pending.id]);
+    expect(table.size).toBe(0);
+    expect(sweeps).toBe(2);
+  });
+
+  it('drains every request in allocation order across the id wrap', () => {
+    const table = countFrom(new PendingTable<Req>(0, () => undefined), REQUEST_ID_MAX - 2);
+    const add = adder(table);
+    const ids = Array.from({ length: 6 }, () => add().pending.id);
+    expect(ids).toEqual([REQUEST_ID_MAX - 1, REQUEST_ID_MAX, 1, 2, 3, 4]);
+    table.take(2);
+    const drained = table.drain();
+    expect(drained.map((p) => p.id)).toEqual([REQUEST_ID_MAX - 1, REQUEST_ID_MAX, 1, 3, 4]);
+    expect(drained.every((p) => !p.live)).toBe(true);
+    expect(table.size).toBe(0);
+  });
+
+  it('shrinks back after a burst, and keeps working', () => {
+    const table = new PendingTable<Req>(0, () => undefined);
+    const add = adder(table);
+    const burst = Array.from({ length: 20_000 }, () => add().pending.id);
+    expect(new Set(burst).size).toBe(burst.length);
+    const slotsOf = (t: PendingTable<Req>): number => (t as unknown as { slots: unknown[] }).slots.length;
+    expect(slotsOf(table)).toBeGreaterThanOrEqual(40_000);
+    for (const id of burst) expect(table.take(id)?.id).toBe(id);
+    expect(slotsOf(table)).toBe(1024);
+    const after = add();
+    expect(after.pending.id).toBe(20_001);
+    expect(table.take(20_001)).toBe(after.pending);
+  });
+});
