@@ -15,6 +15,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isErrorCode, ToonDBError } from '../protocol/errors.js';
+import { IdSlots } from '../protocol/id-slots.js';
 import { decodeDone, decodeResults, encodeOps } from './abi.js';
 import type {
   CheckpointReport,
@@ -105,8 +106,9 @@ function codedSync<T>(call: () => T): T {
   }
 }
 
-/** A lane call waiting for its outcome. */
+/** A lane call waiting for its outcome, under the call id it was submitted with. */
 interface LaneCall {
+  readonly id: number;
   resolve: (results: EngineResult[]) => void;
   reject: (error: ToonDBError) => void;
 }
@@ -116,8 +118,8 @@ const LANE_CALL_ID_MAX = 0xffff_ffff;
 
 class LoadedEngine implements Engine {
   readonly recovery: RecoveryReport;
-  private readonly laneCalls = new Map<number, LaneCall>();
-  private laneCallId = 0;
+  /** Lane calls submitted and not yet settled (IdSlots: protocol/id-slots.ts says why not a Map). */
+  private readonly laneCalls = new IdSlots<LaneCall>(LANE_CALL_ID_MAX);
 
   constructor(private readonly inner: NativeEngine) {
     this.recovery = inner.recovery;
@@ -137,20 +139,19 @@ class LoadedEngine implements Engine {
   }
 
   executeOrdered(lane: number, ops: EngineOp[], resume = false): Promise<EngineResult[]> {
-    const call = this.laneCallId = this.laneCallId === LANE_CALL_ID_MAX ? 1 : this.laneCallId + 1;
+    const call = this.laneCalls.allocate();
     try {
       this.inner.submit(lane, call, encodeOps(ops), resume);
     } catch (error) {
-      return Promise.reject(fromNative(error));
+      return Promise.reject(fromNative(error)); // the id is dropped: its slot stays free
     }
-    return new Promise<EngineResult[]>((resolve, reject) => this.laneCalls.set(call, { resolve, reject }));
+    return new Promise<EngineResult[]>((resolve, reject) => this.laneCalls.put({ id: call, resolve, reject }));
   }
 
   private settleLaneCalls(): void {
     for (const done of decodeDone(this.inner.takeDone())) {
-      const waiting = this.laneCalls.get(done.call);
+      const waiting = this.laneCalls.take(done.call);
       if (waiting === undefined) throw new Error(`invariant: lane call ${done.call} finished twice or was never made`);
-      this.laneCalls.delete(done.call);
       if (done.results !== undefined) waiting.resolve(decodeResults(done.results));
       else waiting.reject(fromNative(done.failure));
     }
