@@ -38,6 +38,7 @@ fn main() {
     let key_prefix = arg(5);
     assert!(seconds > 0.0 && batch_keys > 0 && key_space > 0, "{USAGE}");
     let key_name = |index: u64| format!("{key_prefix}{index:012}").into_bytes();
+    toondb_engine::core::alloc::tune(); // as Store::open does
     let dir = tempfile::tempdir().expect("a temp dir");
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let db = OptimisticTxDatabase::builder(dir.path()).worker_threads(background_workers(cores)).open().expect("open fjall");

@@ -10,10 +10,11 @@
 //! apply its updates when idle),
 //! `abi` and `wire` (the encodings calls cross napi in; `spare` keeps their large buffers),
 //! `preflight` (checks of fjall's files before it opens them) and `watermark` (refuses a
-//! recovery that lost acknowledged commits), `error`, and `os` (data-dir lock, peer
-//! credentials, sd_notify).
+//! recovery that lost acknowledged commits), `error`, `os` (data-dir lock, peer credentials,
+//! sd_notify), and `alloc` (mimalloc's settings, made before the store opens).
 
 pub mod abi;
+pub mod alloc;
 pub mod cursors;
 pub mod engine;
 pub mod error;

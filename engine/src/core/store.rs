@@ -178,6 +178,7 @@ pub const FSYNC_FAILPOINT_ENV: &str = "TOONDB_FAILPOINT_FSYNC_AFTER";
 impl Store {
     pub fn open(options: &OpenOptions) -> EngineResult<(Store, Recovery)> {
         validate_limits(&options.limits)?;
+        super::alloc::tune();
         std::fs::create_dir_all(&options.path)
             .map_err(|e| EngineError::from_io(&format!("creating {}", options.path), &e))?;
         let started = Instant::now();
