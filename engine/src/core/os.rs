@@ -1,5 +1,6 @@
 //! Operating-system services Node cannot reach on its own: the data-directory lock, the peer
-//! credentials of a Unix-socket connection, and systemd's sd_notify datagram.
+//! credentials of a Unix-socket connection, systemd's sd_notify datagram, and the scheduling
+//! priority of threads other code started.
 //!
 //! Responsibility: thin, checked wrappers over libc / std with errors in registry codes.
 //!
@@ -106,6 +107,38 @@ pub fn peer_credentials(fd: i32) -> EngineResult<PeerCredentials> {
 #[cfg(not(any(target_os = "linux", target_os = "macos")))]
 pub fn peer_credentials(_fd: i32) -> EngineResult<PeerCredentials> {
     Err(EngineError::invalid("peer credentials are not supported on this platform"))
+}
+
+/// Raises the nice value of every thread of this process named `name` to `nice` (never lowers
+/// it: a thread already nicer keeps its value). Linux only (a thread is a task under
+/// /proc/self/task, and setpriority on a task id sets that thread alone); elsewhere nothing.
+/// Best effort: returns how many threads now run at `nice` or nicer.
+pub fn nice_threads_named(name: &str, nice: i32) -> usize {
+    #[cfg(target_os = "linux")]
+    {
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0 };
+        let mut done = 0;
+        for task in tasks.flatten() {
+            let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<libc::id_t>().ok()) else { continue };
+            let Ok(comm) = std::fs::read_to_string(task.path().join("comm")) else { continue };
+            if comm.trim_end() != name {
+                continue;
+            }
+            // SAFETY: plain syscalls on a task id; a task that ended meanwhile fails with ESRCH.
+            let ok = unsafe {
+                *libc::__errno_location() = 0;
+                let current = libc::getpriority(libc::PRIO_PROCESS, tid);
+                *libc::__errno_location() == 0 && (current >= nice || libc::setpriority(libc::PRIO_PROCESS, tid, nice) == 0)
+            };
+            done += usize::from(ok);
+        }
+        done
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (name, nice);
+        0
+    }
 }
 
 /// Sends `state` (e.g. "READY=1") to systemd's notification socket. Ok(false) when there is
