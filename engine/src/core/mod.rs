@@ -3,7 +3,8 @@
 //! Layout: `engine` (open/close and whole-call operations; `lanes` run ordered calls on threads
 //! of their own) -> `ops` (one execute batch) ->
 //! `store` (fjall database, commit path, limits; `store/waits` keeps JS-thread commits off
-//! fjall's locks, `store/reaper` frees what rotations leave behind off them) with `txn`,
+//! fjall's locks, `store/reaper` frees what rotations leave behind off them, `store/workers`
+//! sizes fjall's background workers and lowers their priority) with `txn`,
 //! `cursors`, `view`, `ttl`,
 //! `value` (stored value header), `pathkey`, `tickets` (durability counters), `journal` and
 //! `syncer` (group commit: the fsync and its thread), `rowcache` (rows served from memory; lanes
