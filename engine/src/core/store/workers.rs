@@ -40,9 +40,11 @@ pub const FJALL_WORKER_THREAD_NAME: &str = "fjall:worker";
 /// that workload's p99 (a timeline of completions beside perf sched_switch). At nice 5 (CFS
 /// weight 335 against 1024) the worker still gets a CPU whenever the foreground leaves one
 /// idle, which on this workload is most of the time, and a third of its CPU under full load.
-/// Measured on 2 vCPUs, six interleaved pairs: time in stalls of 3 ms or more 4.8-6.4 % ->
-/// 3.6-4.3 %; durable PUT-256 rate within noise (mean +3 %); putBatch over 1M keys +3-9 %,
-/// with ~25 MiB more RSS while flushes lag. The reaper at nice 19 as well changed nothing.
+/// Measured on 2 vCPUs, six interleaved pairs with the worker reniced by a script: time in
+/// stalls of 3 ms or more 4.8-6.4 % -> 3.6-4.3 %; then this code against itself with the worker
+/// put back to nice 0, three pairs: durable PUT-256 151-155k -> 163-165k commits/s. putBatch
+/// over 1M keys +3-9 %, with ~25 MiB more RSS while flushes lag. The reaper at nice 19 as well
+/// changed nothing measurable.
 pub const FJALL_WORKER_NICE: i32 = 5;
 
 /// How long Store::open waits for fjall's new workers to carry their name (a thread names
