@@ -75,12 +75,6 @@ export class IdSlots<T extends Identified> {
     this.count += 1;
   }
 
-  /** The entry with this id, if it is in the table. */
-  get(id: number): T | undefined {
-    const entry = this.slots[id & this.mask];
-    return entry !== undefined && entry.id === id ? entry : undefined;
-  }
-
   /** Removes and returns the entry with this id, or undefined. */
   take(id: number): T | undefined {
     const slot = id & this.mask;

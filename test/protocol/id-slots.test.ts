@@ -17,19 +17,18 @@ function added(slots: IdSlots<Entry>, label = ''): Entry {
 const slotCount = (slots: IdSlots<Entry>): number => (slots as unknown as { slots: unknown[] }).slots.length;
 
 describe('IdSlots', () => {
-  it('finds an entry only under its own id, and only until it is taken', () => {
+  it('takes an entry only under its own id, and only once', () => {
     const slots = new IdSlots<Entry>(1000);
     const entries = Array.from({ length: 5 }, (_, i) => added(slots, `e${i}`));
     expect(entries.map((e) => e.id)).toEqual([1, 2, 3, 4, 5]);
-    expect(slots.get(3)).toBe(entries[2]);
-    // Same slot, other id; ids never handed out; not an id at all.
-    expect(slots.get(3 + 1024)).toBeUndefined();
-    expect(slots.get(2 ** 40 + 3)).toBeUndefined();
-    expect(slots.get(0)).toBeUndefined();
-    expect(slots.get(Number.NaN)).toBeUndefined();
+    // Same slot, other id; ids never handed out; not an id at all: nothing is taken.
+    expect(slots.take(3 + 1024)).toBeUndefined();
+    expect(slots.take(2 ** 40 + 3)).toBeUndefined();
+    expect(slots.take(0)).toBeUndefined();
+    expect(slots.take(Number.NaN)).toBeUndefined();
+    expect(slots.size).toBe(5);
     expect(slots.take(3)).toBe(entries[2]);
     expect(slots.take(3)).toBeUndefined();
-    expect(slots.get(3)).toBeUndefined();
     expect(slots.size).toBe(4);
   });
 
@@ -48,7 +47,8 @@ describe('IdSlots', () => {
     }
     expect(slotCount(slots)).toBeGreaterThanOrEqual(2 * live.size);
     expect(slots.size).toBe(live.size);
-    for (const [id, entry] of live) expect(slots.get(id)).toBe(entry);
+    for (const [id, entry] of live) expect(slots.take(id)).toBe(entry);
+    expect(slots.size).toBe(0);
   });
 
   it('skips ids whose slot is taken and ids named reserved, across the wrap', () => {
@@ -65,13 +65,13 @@ describe('IdSlots', () => {
     for (let i = 0; i < 998; i += 1) turn.take(added(turn).id); // 1000, 1 .. 997
     expect(turn.allocate()).toBe(998);
     expect(turn.allocate()).toBe(1000); // 999 is still held
-    expect(turn.get(stuck.id)).toBe(stuck);
+    expect(turn.take(stuck.id)).toBe(stuck);
     // An id whose slot a live entry holds is skipped too (1025 & 1023 === 1 & 1023).
     const shared = new IdSlots<Entry>(0xffff_ffff);
     const one = added(shared);
     for (let i = 0; i < 1023; i += 1) shared.take(added(shared).id); // 2 .. 1024
     expect(shared.allocate()).toBe(1026);
-    expect(shared.get(one.id)).toBe(one);
+    expect(shared.take(one.id)).toBe(one);
   });
 
   it('removes entries together in allocation order, across the wrap', () => {
@@ -97,7 +97,7 @@ describe('IdSlots', () => {
     expect(slotCount(slots)).toBe(1024);
     const next = added(slots);
     expect(next.id).toBe(20_001);
-    expect(slots.get(20_001)).toBe(next);
+    expect(slots.take(20_001)).toBe(next);
   });
 
   it('refuses a taken slot and out-of-range bounds as broken invariants', () => {

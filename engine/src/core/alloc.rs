@@ -47,15 +47,15 @@ pub fn tune() {
     });
 }
 
-/// The generic-collect interval in force (for tests).
-pub fn generic_collect_every() -> c_long {
-    // SAFETY: as above.
-    unsafe { mi_option_get(MI_OPTION_GENERIC_COLLECT) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The generic-collect interval in force.
+    fn generic_collect_every() -> c_long {
+        // SAFETY: a plain option getter, as in `tune`.
+        unsafe { mi_option_get(MI_OPTION_GENERIC_COLLECT) }
+    }
 
     #[test]
     fn tune_sets_the_collect_interval_once_and_keeps_it() {
