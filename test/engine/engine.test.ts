@@ -1,7 +1,7 @@
 // The native engine through its typed loader (engine/index.ts), without the daemon: per-op
 // results, transactions at both isolation levels, cursors, TTL, durability tickets, recovery,
 // the data-dir lock and error codes.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -381,6 +381,33 @@ describe('engine', () => {
     expect(engine.recovery.seqno).toBeGreaterThan(0n);
     expect(await get('keep')).toBe('me');
     expect(await get('after')).toBe('checkpoint');
+  });
+
+  // engine/src/core/store/workers.rs: FJALL_WORKER_NICE. Each vitest file runs in its own
+  // process, so the threads counted are this file's stores' only.
+  const FJALL_WORKER_NICE = 5;
+  /** The nice value of every live fjall worker thread of this process (Linux /proc). */
+  const fjallWorkerNices = () =>
+    readdirSync('/proc/self/task').flatMap((task) => {
+      try {
+        if (readFileSync(`/proc/self/task/${task}/comm`, 'utf8').trimEnd() !== 'fjall:worker') return [];
+        const stat = readFileSync(`/proc/self/task/${task}/stat`, 'utf8');
+        // After the ")" that ends comm: state is the 1st field, nice the 17th.
+        return [Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16])];
+      } catch {
+        return []; // the thread ended while being read
+      }
+    });
+
+  it.runIf(process.platform === 'linux')('runs the fjall workers of every store in the process nicer, not only the first', async () => {
+    const second = await openEngine({ path: join(dir, 'db2'), ...LIMITS });
+    try {
+      const nices = fjallWorkerNices();
+      expect(nices.length).toBeGreaterThanOrEqual(2); // the beforeEach store's and this one's
+      expect(nices.every((nice) => nice >= FJALL_WORKER_NICE), `nice values ${nices}`).toBe(true);
+    } finally {
+      await second.close();
+    }
   });
 
   it('locks a data directory exclusively until released', () => {

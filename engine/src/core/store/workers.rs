@@ -51,12 +51,23 @@ pub const FJALL_WORKER_NICE: i32 = 5;
 /// itself once it runs), so that they can be found and reniced.
 const WORKER_NAME_WAIT_MAX: Duration = Duration::from_millis(100);
 
+/// How many of fjall's workers in this process already run at FJALL_WORKER_NICE or nicer,
+/// renicing any found at a higher priority. Store::open counts them before it opens the
+/// database, so that it waits for its own new workers and not for those of a store opened
+/// earlier in the same process (tests open many; the daemon one).
+pub(super) fn niced_fjall_workers() -> usize {
+    os::nice_threads_named(FJALL_WORKER_THREAD_NAME, FJALL_WORKER_NICE)
+}
+
 /// Sets FJALL_WORKER_NICE on fjall's workers, once `expected` of them are found by name (or
 /// WORKER_NAME_WAIT_MAX has passed: a priority is not worth failing or stalling an open for).
-/// The count covers every store of the process (the daemon opens one; tests open several).
+/// `expected` counts every store's workers in the process: those niced before this open plus
+/// this store's. Two stores opened at the same moment may each count the other's, so one may
+/// stop waiting before its own workers carry their name; they stay at nice 0 until the next
+/// open in the process renices them.
 pub(super) fn nice_fjall_workers(expected: usize) {
     let deadline = Instant::now() + WORKER_NAME_WAIT_MAX;
-    while os::nice_threads_named(FJALL_WORKER_THREAD_NAME, FJALL_WORKER_NICE) < expected && cfg!(target_os = "linux") && Instant::now() < deadline {
+    while niced_fjall_workers() < expected && cfg!(target_os = "linux") && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(1));
     }
 }
