@@ -43,7 +43,7 @@ mod waits;
 mod workers;
 pub use waits::CheckpointRunning;
 pub use workers::background_workers;
-use workers::{nice_fjall_workers, niced_fjall_workers};
+use workers::open_with_niced_workers;
 
 /// Memtable size of the data keyspace (fjall's default is 64 MiB). A memtable is a skiplist
 /// whose inserts are bound by cache misses down its levels (~half of the engine's time per put
@@ -173,9 +173,7 @@ impl Store {
         if let Some(bytes) = options.cache_bytes {
             builder = builder.cache_size(bytes);
         }
-        let niced_before = niced_fjall_workers();
-        let db = builder.open()?;
-        nice_fjall_workers(niced_before + background_workers(cores));
+        let db = open_with_niced_workers(background_workers(cores), || builder.open())?;
         let data = db.keyspace("data", || KeyspaceCreateOptions::default().max_memtable_size(FJALL_MEMTABLE_BYTES))?;
         let ttl = db.keyspace("ttl", KeyspaceCreateOptions::default)?;
         let watermark_path = watermark::path_for(&options.path);

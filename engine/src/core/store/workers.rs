@@ -4,9 +4,11 @@
 //! Invariants: the count is fixed per machine size (`background_workers`); after Store::open
 //! the workers run at FJALL_WORKER_NICE or nicer on Linux (best effort: a thread that cannot be
 //! found or reniced is left as it is, and open never fails or waits more than
-//! WORKER_NAME_WAIT_MAX for it).
+//! WORKER_NAME_WAIT_MAX for it). Opens in one process take turns (`open_with_niced_workers`),
+//! so each one waits for its own new workers, never counting another store's.
 
 use super::super::os;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// fjall's background threads (memtable flushes and compactions) on a machine with `cores`.
@@ -51,25 +53,30 @@ pub const FJALL_WORKER_NICE: i32 = 5;
 /// itself once it runs), so that they can be found and reniced.
 const WORKER_NAME_WAIT_MAX: Duration = Duration::from_millis(100);
 
-/// How many of fjall's workers in this process already run at FJALL_WORKER_NICE or nicer,
-/// renicing any found at a higher priority. Store::open counts them before it opens the
-/// database, so that it waits for its own new workers and not for those of a store opened
-/// earlier in the same process (tests open many; the daemon one).
-pub(super) fn niced_fjall_workers() -> usize {
-    os::nice_threads_named(FJALL_WORKER_THREAD_NAME, FJALL_WORKER_NICE)
-}
+/// Held by an open from before it counts the niced workers until its own have been reniced.
+static OPENING: Mutex<()> = Mutex::new(());
 
-/// Sets FJALL_WORKER_NICE on fjall's workers, once `expected` of them are found by name (or
-/// WORKER_NAME_WAIT_MAX has passed: a priority is not worth failing or stalling an open for).
-/// `expected` counts every store's workers in the process: those niced before this open plus
-/// this store's. Two stores opened at the same moment may each count the other's, so one may
-/// stop waiting before its own workers carry their name; they stay at nice 0 until the next
-/// open in the process renices them.
-pub(super) fn nice_fjall_workers(expected: usize) {
+/// Runs `open` (fjall's, which starts `workers` background threads) and sets FJALL_WORKER_NICE
+/// on the threads it started. Opens in this process take turns here: the workers niced before
+/// `open` are counted, and after it this waits until that many more carry their name (a thread
+/// names itself once it runs) or WORKER_NAME_WAIT_MAX has passed, since a priority is not worth
+/// failing or stalling an open for. A store dropped meanwhile only makes the wait run out. A
+/// failed open waits for nothing.
+pub(super) fn open_with_niced_workers<T, E>(workers: usize, open: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+    let _turn = OPENING.lock().unwrap_or_else(PoisonError::into_inner);
+    let expected = niced_fjall_workers() + workers;
+    let opened = open()?;
     let deadline = Instant::now() + WORKER_NAME_WAIT_MAX;
     while niced_fjall_workers() < expected && cfg!(target_os = "linux") && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(1));
     }
+    Ok(opened)
+}
+
+/// How many of fjall's workers in this process run at FJALL_WORKER_NICE or nicer, renicing any
+/// found at a higher priority.
+fn niced_fjall_workers() -> usize {
+    os::nice_threads_named(FJALL_WORKER_THREAD_NAME, FJALL_WORKER_NICE)
 }
 
 #[cfg(test)]
@@ -83,17 +90,20 @@ mod tests {
     }
 
     #[cfg(target_os = "linux")]
-    #[test]
-    fn fjalls_workers_run_nicer_than_the_threads_that_commit() {
-        use super::super::{Limits, OpenOptions, Store};
-        use super::{FJALL_WORKER_NICE, FJALL_WORKER_THREAD_NAME};
-        let dir = tempfile::tempdir().unwrap();
-        let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, batch_items_max: 100, batch_bytes_max: 1 << 24 };
-        let options = OpenOptions { path: dir.path().join("db").to_string_lossy().into_owned(), cache_bytes: None, row_cache_bytes: None, limits };
-        let (store, _) = Store::open(&options).unwrap();
-        // (name, nice) of every thread of this process; other tests open stores at the same
-        // time, so this store's workers are counted among all of them.
-        let threads = || -> Vec<(String, i32)> {
+    mod linux {
+        use super::super::super::{Limits, OpenOptions, Store};
+        use super::super::{background_workers, FJALL_WORKER_NICE, FJALL_WORKER_THREAD_NAME, OPENING};
+        use std::path::Path;
+        use std::sync::{Barrier, PoisonError};
+
+        fn open_at(dir: &Path) -> Store {
+            let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, batch_items_max: 100, batch_bytes_max: 1 << 24 };
+            let options = OpenOptions { path: dir.join("db").to_string_lossy().into_owned(), cache_bytes: None, row_cache_bytes: None, limits };
+            Store::open(&options).unwrap().0
+        }
+
+        /// (name, nice) of every thread of this process, from /proc.
+        fn threads() -> Vec<(String, i32)> {
             std::fs::read_dir("/proc/self/task")
                 .unwrap()
                 .flatten()
@@ -105,14 +115,53 @@ mod tests {
                     Some((comm.trim_end().to_string(), nice))
                 })
                 .collect()
-        };
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let niced = threads().iter().filter(|(name, nice)| name == FJALL_WORKER_THREAD_NAME && *nice >= FJALL_WORKER_NICE).count();
-        assert!(niced >= background_workers(cores), "{:?}", threads());
-        // This thread, which opened the store (and commits in the daemon), keeps its priority.
-        // SAFETY: getpriority on the calling thread.
-        let own = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
-        assert!(own < FJALL_WORKER_NICE, "the opening thread runs at nice {own}");
-        drop(store);
+        }
+
+        #[test]
+        fn fjalls_workers_run_nicer_than_the_threads_that_commit() {
+            let dir = tempfile::tempdir().unwrap();
+            let store = open_at(dir.path());
+            // Other tests open stores at the same time, so this store's workers are counted
+            // among all of them.
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let all = threads();
+            let niced = all.iter().filter(|(name, nice)| name == FJALL_WORKER_THREAD_NAME && *nice >= FJALL_WORKER_NICE).count();
+            assert!(niced >= background_workers(cores), "{all:?}");
+            // This thread, which opened the store (and commits in the daemon), keeps its priority.
+            // SAFETY: getpriority on the calling thread.
+            let own = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+            assert!(own < FJALL_WORKER_NICE, "the opening thread runs at nice {own}");
+            drop(store);
+        }
+
+        /// Each open used to count the niced workers of the whole process, so of two stores
+        /// opened at once one could count the other's workers as its own and stop waiting
+        /// while its own were not named yet, leaving them at nice 0.
+        #[test]
+        fn stores_opened_at_once_each_renice_their_own_workers() {
+            let dirs: Vec<_> = (0..8).map(|_| tempfile::tempdir().unwrap()).collect();
+            let barrier = Barrier::new(dirs.len());
+            let stores: Vec<Store> = std::thread::scope(|scope| {
+                let opening: Vec<_> = dirs
+                    .iter()
+                    .map(|dir| {
+                        let barrier = &barrier;
+                        scope.spawn(move || {
+                            barrier.wait();
+                            open_at(dir.path())
+                        })
+                    })
+                    .collect();
+                opening.into_iter().map(|open| open.join().unwrap()).collect()
+            });
+            // With OPENING held no open is under way, in this test or any other: every worker
+            // of a finished open has been reniced.
+            let turn = OPENING.lock().unwrap_or_else(PoisonError::into_inner);
+            let all = threads();
+            drop(turn);
+            let left: Vec<_> = all.iter().filter(|(name, nice)| name == FJALL_WORKER_THREAD_NAME && *nice < FJALL_WORKER_NICE).collect();
+            assert!(left.is_empty(), "fjall workers left at a higher priority: {left:?} of {all:?}");
+            drop(stores);
+        }
     }
 }
