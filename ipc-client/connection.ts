@@ -38,7 +38,7 @@ import { ToonDBError, errorFromWire, toToonDBError } from '../protocol/errors.js
 import { FrameDecoder, writeFrames } from '../protocol/frame.js';
 import { CLIENT_WRITE_QUEUE_BYTES_MAX, FRAME_BYTES_MAX, FRAME_HEADER_BYTES } from '../protocol/limits.js';
 import { CONNECTION_ERROR_ID } from '../protocol/messages.js';
-import { readSimpleReply, simpleRequestBytes, writeSimpleRequest, type SimpleRequest } from '../protocol/simple-frames.js';
+import { readSimpleReply, simpleRequestBytesMax, writeSimpleRequest, type SimpleRequest } from '../protocol/simple-frames.js';
 import { asBuffer, ValueCopier, type WireBytes } from './bytes.js';
 import { PendingTable, type LateResult, type Pending, type ResultMap } from './pending.js';
 import type { SocketReader } from './socket-reader.js';
@@ -175,10 +175,12 @@ export class Connection {
     const message = pending.request;
     if (message === null) throw new Error(`invariant: request ${pending.id} enqueued after it was written`);
     // A get/exists/delete/put, getBatch/deleteBatch or putBatch with only its own fields is
-    // written by protocol/simple-frames.ts (-1: anything else, encoded by the codec).
-    let frameBytes = simpleRequestBytes(pending.id, message);
+    // written by protocol/simple-frames.ts (-1: anything else, encoded by the codec). Its size
+    // is a bound (short strings are not measured), so one whose bound passes the daemon's
+    // frame limit is encoded by the codec too, and refused only if its exact size does.
+    let frameBytes = simpleRequestBytesMax(pending.id, message);
     try {
-      if (frameBytes < 0) {
+      if (frameBytes < 0 || frameBytes - FRAME_HEADER_BYTES > this.frameBytesMax) {
         pending.frame = this.codec.encode({ id: pending.id, ...withBinFields(message) });
         frameBytes = pending.frame.length;
       }

@@ -51,7 +51,8 @@ export interface Pending<R extends NamedRequest> {
   request: R | null;
   /** Its frame if the codec encoded it, until written; null when written by hand from `request`. */
   frame: Buffer | null;
-  /** Size of its frame, header included, once sized for writing (0 before). */
+  /** Size of its frame, header included, once sized for writing (0 before): exact for a frame
+   * the codec encoded, a bound for one written by hand (simpleRequestBytesMax). */
   frameBytes: number;
   /** performance.now() after which the request times out; Infinity for no timeout. */
   readonly deadlineMs: number;

@@ -231,11 +231,13 @@ export function encodeFrame(body: Uint8Array, frameBytesMax: number = FRAME_BYTE
 /** A batch of outgoing frames, some already encoded, some written on demand. */
 export interface FrameSource {
   readonly count: number;
-  /** Bytes of frame i, length prefix included. */
+  /** Bytes of frame i, length prefix included: exact for a ready frame, at most this many for
+   * one `write` writes (a client request's size is a bound, simple-frames.ts). */
   bytes(i: number): number;
   /** Frame i if it is already encoded, else null (then `write` writes it). */
   ready(i: number): Buffer | null;
-  /** Writes frame i at `at` of `target`; returns the offset after it. */
+  /** Writes frame i at `at` of `target`, in at most `bytes(i)` bytes; returns the offset after
+   * it. */
   write(i: number, target: Buffer, at: number): number;
 }
 
@@ -257,10 +259,11 @@ export function writeFrames(sink: FrameSink, source: FrameSource, totalBytes: nu
     let at = 0;
     for (let i = 0; i < source.count; i++) {
       const frame = source.ready(i);
-      at = frame !== null ? at + frame.copy(out, at) : source.write(i, out, at);
+      const end = frame !== null ? at + frame.copy(out, at) : source.write(i, out, at);
+      if (end > at + source.bytes(i)) throw new Error(`invariant: frame ${i} took ${end - at} of ${source.bytes(i)} bytes`);
+      at = end;
     }
-    if (at !== totalBytes) throw new Error(`invariant: frames filled ${at} of ${totalBytes} bytes`);
-    sink.write(out);
+    sink.write(at === totalBytes ? out : out.subarray(0, at));
     return;
   }
   sink.cork();
@@ -268,7 +271,8 @@ export function writeFrames(sink: FrameSink, source: FrameSource, totalBytes: nu
     let frame = source.ready(i);
     if (frame === null) {
       frame = Buffer.allocUnsafe(source.bytes(i));
-      source.write(i, frame, 0);
+      const end = source.write(i, frame, 0);
+      if (end < frame.length) frame = frame.subarray(0, end);
     }
     sink.write(frame);
   }

@@ -12,7 +12,9 @@
  *   `simpleReplyBytes` sizes one (or says it is not simple), `writeSimpleReply` writes the frame;
  * - requests `{ id, op, key }`, `{ id, op, key, value }` (get, exists, delete, put),
  *   `{ id, op, keys }` (getBatch, deleteBatch) and `{ id, op, entries }` (putBatch):
- *   `simpleRequestBytes` / `writeSimpleRequest`, given the request without its id;
+ *   `simpleRequestBytesMax` bounds one's frame (short strings are not measured, see
+ *   msgpack-forms.ts binOfBytesMax) and `writeSimpleRequest` writes it, given the request
+ *   without its id;
  * - reading a reply `{ id, result }` whose result is any of those: `readSimpleReply`; reading
  *   those requests back: `readSimpleRequest` (the daemon still validates what it returns).
  *
@@ -26,14 +28,15 @@
  *   bytes; the caller then decodes with MessageCodec. So it never accepts a body MessageCodec
  *   would refuse, and decodes what it accepts exactly as MessageCodec would (a `bin` is a view
  *   of the body, as there, unless the caller asks for copies).
- * - Pure: no I/O; the writers write only inside the range they sized.
+ * - Pure: no I/O; the writers write only inside the range they sized (for a request, the
+ *   bound), and a request's frame header gives the bytes actually written.
  */
 
 import { FRAME_HEADER_BYTES } from './limits.js';
 import { OP_NAMES } from './messages.js';
 import {
   arrayHeaderBytes, BIN16, BIN32, BIN8, binBytes, FALSE, FIXARRAY, FIXMAP, FIXSTR, FLOAT64, MsgpackReader, NIL, TRUE,
-  binOfBytes, uintBytes, VIEW_BINS, writeArrayHeader, writeBin, writeBinOf, writeUint, type BinMaker, type BinSource,
+  binOfBytesMax, uintBytes, VIEW_BINS, writeArrayHeader, writeBin, writeBinOf, writeUint, type BinMaker, type BinSource,
 } from './msgpack-forms.js';
 import { PackedArray } from './packed-array.js';
 
@@ -230,64 +233,65 @@ function isOpName(op: unknown): op is string {
   return true;
 }
 
-/** Bytes of a `keys` array of Buffers or strings, or -1. */
-function keysBytes(keys: unknown): number {
+/** Most bytes of a `keys` array of Buffers or strings, or -1. */
+function keysBytesMax(keys: unknown): number {
   if (!Array.isArray(keys)) return -1;
   let total = arrayHeaderBytes(keys.length);
   for (const key of keys) {
-    const bytes = binOfBytes(key);
+    const bytes = binOfBytesMax(key);
     if (bytes < 0) return -1;
     total += bytes;
   }
   return total;
 }
 
-/** Bytes of an `entries` array of [key, value] pairs of Buffers or strings, or -1. */
-function entriesBytes(entries: unknown): number {
+/** Most bytes of an `entries` array of [key, value] pairs of Buffers or strings, or -1. */
+function entriesBytesMax(entries: unknown): number {
   if (!Array.isArray(entries)) return -1;
   let total = arrayHeaderBytes(entries.length);
   for (const pair of entries) {
     if (!Array.isArray(pair) || pair.length !== 2) return -1;
-    const key = binOfBytes(pair[0]);
-    const value = binOfBytes(pair[1]);
+    const key = binOfBytesMax(pair[0]);
+    const value = binOfBytesMax(pair[1]);
     if (key < 0 || value < 0) return -1;
     total += 1 + key + value;
   }
   return total;
 }
 
-/** Frame bytes of `{ id, ...request }`, or -1 if this module cannot write it (then use
- * MessageCodec). A string key or value is written as the bin of its UTF-8 bytes, exactly the
- * frame MessageCodec writes for that Buffer. */
-export function simpleRequestBytes(id: number, request: object): number {
+/** The most bytes writeSimpleRequest writes for `{ id, ...request }` (exact unless the request
+ * holds strings of up to 64 units, which are not measured), or -1 if this module cannot write
+ * it (then use MessageCodec). A string key or value is written as the bin of its UTF-8 bytes,
+ * exactly the frame MessageCodec writes for that Buffer. */
+export function simpleRequestBytesMax(id: number, request: object): number {
   const { op, key, value, keys, entries } = request as SimpleRequest;
   if (!isIdNumber(id) || !isOpName(op)) return -1;
   const head = FRAME_HEADER_BYTES + 1 + KEY_ID.length + uintBytes(id) + KEY_OP.length + 1 + op.length;
   let body: number;
   switch (shapeOf(request)) {
     case 'key':
-      body = binOfBytes(key);
+      body = binOfBytesMax(key);
       return body < 0 ? -1 : head + KEY_KEY.length + body;
     case 'key,value': {
-      const keyBytes = binOfBytes(key);
-      const valueBytes = binOfBytes(value);
+      const keyBytes = binOfBytesMax(key);
+      const valueBytes = binOfBytesMax(value);
       return keyBytes < 0 || valueBytes < 0 ? -1 : head + KEY_KEY.length + keyBytes + KEY_VALUE.length + valueBytes;
     }
     case 'keys':
-      body = keysBytes(keys);
+      body = keysBytesMax(keys);
       return body < 0 ? -1 : head + KEY_KEYS.length + body;
     case 'entries':
-      body = entriesBytes(entries);
+      body = entriesBytesMax(entries);
       return body < 0 ? -1 : head + KEY_ENTRIES.length + body;
     default:
       return -1;
   }
 }
 
-/** Writes the request frame sized by simpleRequestBytes at `at`; returns the offset after it. */
-export function writeSimpleRequest(target: Buffer, at: number, id: number, request: SimpleRequest, frameBytes: number): number {
+/** Writes the request frame bounded by simpleRequestBytesMax (`frameBytesMax`) at `at`; returns
+ * the offset after it, which may be short of `at + frameBytesMax`. */
+export function writeSimpleRequest(target: Buffer, at: number, id: number, request: SimpleRequest, frameBytesMax: number): number {
   const { op, key, value, keys, entries } = request;
-  target.writeUInt32BE(frameBytes - FRAME_HEADER_BYTES, at);
   let p = at + FRAME_HEADER_BYTES;
   target[p++] = FIXMAP | (value === undefined ? 3 : 4);
   p += KEY_ID.copy(target, p);
@@ -315,7 +319,8 @@ export function writeSimpleRequest(target: Buffer, at: number, id: number, reque
       p = writeBinOf(target, p, value);
     }
   }
-  if (p !== at + frameBytes) throw new Error(`invariant: simple request wrote ${p - at} of ${frameBytes} bytes`);
+  if (p > at + frameBytesMax) throw new Error(`invariant: simple request wrote ${p - at} bytes, past its bound of ${frameBytesMax}`);
+  target.writeUInt32BE(p - at - FRAME_HEADER_BYTES, at);
   return p;
 }
 

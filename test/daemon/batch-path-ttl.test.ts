@@ -86,3 +86,24 @@ describe('batch replies over batchBytesMax', () => {
     expect(await client().listPath('dir', { limit: 200 })).toEqual(names.slice(0, 200));
   });
 });
+
+// The client sizes a hand-written request frame by a bound (strings of up to 64 units count 3
+// bytes a unit, not measured), so a request may have a bound over frameBytesMax and an exact
+// size under it. Such a request must still be sent (the codec sizes it exactly), not refused.
+describe('a batch whose size bound passes the frame limit but whose frame does not', () => {
+  const limits = {
+    frameBytesMax: 128 * 1024, keyBytesMax: 1024, valueBytesMax: 8192, batchItemsMax: 1500, batchBytesMax: 96 * 1024,
+    scanBatchItemsMax: 1000, scanBatchBytesMax: 64 * 1024,
+  };
+  const { client } = suiteClient({ config: { limits } });
+
+  it('is sent and applied whole', async () => {
+    // 1400 entries of 20 + 40 ASCII bytes: an ~91 KB frame, bounded at ~259 KB.
+    const entries = Array.from({ length: 1400 }, (_, i): [string, string] => [`bound/${String(i).padStart(14, '0')}`, `v${String(i).padStart(39, '0')}`]);
+    expect(client().serverInfo.limits.frameBytesMax).toBe(limits.frameBytesMax);
+    await client().putBatch(entries);
+    const values = await client().getBatch(entries.map(([key]) => key));
+    expect(values.map((value) => value?.toString())).toEqual(entries.map(([, value]) => value));
+    expect(client().closed).toBe(false);
+  });
+});

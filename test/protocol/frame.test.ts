@@ -216,10 +216,11 @@ describe('writeFrames', () => {
       uncork() { calls.push('uncork'); },
     };
   }
-  // Frame 0 is ready-made; frame 1 is written on demand (filled with 0xbb).
-  const source = (readyFrame: Buffer, writtenBytes: number) => ({
-    count: 2,
-    bytes: (i: number) => (i === 0 ? readyFrame.length : writtenBytes),
+  // Frame 0 is ready-made; frames 1.. are written on demand (filled with 0xbb), each sized
+  // `boundBytes` and taking `writtenBytes` of it (a client request's size is a bound).
+  const source = (readyFrame: Buffer, writtenBytes: number, boundBytes = writtenBytes, written = 1) => ({
+    count: 1 + written,
+    bytes: (i: number) => (i === 0 ? readyFrame.length : boundBytes),
     ready: (i: number) => (i === 0 ? readyFrame : null),
     write: (_i: number, target: Buffer, at: number) => {
       target.fill(0xbb, at, at + writtenBytes);
@@ -242,5 +243,23 @@ describe('writeFrames', () => {
     expect(out.calls).toEqual(['cork', 'write', 'write', 'uncork']);
     expect(out.chunks[0]).toBe(ready);
     expect(out.chunks[1]).toEqual(Buffer.alloc(6, 0xbb));
+  });
+
+  it('sends only the bytes written when frames take less than their bound', () => {
+    const ready = Buffer.alloc(10, 0xaa);
+    const small = sink();
+    writeFrames(small, source(ready, 6, 9, 2), 28);
+    expect(small.calls).toEqual(['write']);
+    expect(small.chunks[0]).toEqual(Buffer.concat([ready, Buffer.alloc(12, 0xbb)]));
+    const large = sink();
+    const readyLarge = Buffer.alloc(WRITE_COALESCE_BYTES_MAX, 0xaa);
+    writeFrames(large, source(readyLarge, 6, 9), WRITE_COALESCE_BYTES_MAX + 9);
+    expect(large.calls).toEqual(['cork', 'write', 'write', 'uncork']);
+    expect(large.chunks[1]).toEqual(Buffer.alloc(6, 0xbb));
+  });
+
+  it('refuses a frame written past its bound (a broken invariant)', () => {
+    // (a total of 19 bytes leaves the target room for the overrun, so the check is what fails)
+    expect(() => writeFrames(sink(), source(Buffer.alloc(10, 0xaa), 9, 6), 19)).toThrow(/invariant/);
   });
 });

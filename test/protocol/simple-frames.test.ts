@@ -8,7 +8,7 @@ import { MessageCodec } from '../../protocol/codec.js';
 import { FRAME_HEADER_BYTES } from '../../protocol/limits.js';
 import { encodableResult, PackedArray } from '../../protocol/packed-array.js';
 import {
-  readSimpleReply, readSimpleRequest, simpleReplyBytes, simpleRequestBytes, writeSimpleReply, writeSimpleRequest, type ScanBatchResult, type SimpleRequest, type SimpleResult,
+  readSimpleReply, readSimpleRequest, simpleReplyBytes, simpleRequestBytesMax, writeSimpleReply, writeSimpleRequest, type ScanBatchResult, type SimpleRequest, type SimpleResult,
 } from '../../protocol/simple-frames.js';
 import { mulberry32, seedFrom } from '../helpers/rng.js';
 
@@ -122,13 +122,21 @@ describe('simple frames', () => {
     }
   });
 
-  /** `{ id, ...request }` written by the simple writer, expected to equal `expected`. */
+  /** `{ id, ...request }` written by the simple writer inside its bound, expected to equal
+   * `expected`, and nothing written outside it. The bound is exact without strings, and over
+   * by at most 2 bytes per unit of a string of up to 64 units (which it does not measure). */
   function expectWrittenAs(id: number, request: SimpleRequest, expected: Buffer): void {
-    const frameBytes = simpleRequestBytes(id, request);
-    expect(frameBytes).toBe(expected.length);
-    const target = Buffer.alloc(frameBytes);
-    expect(writeSimpleRequest(target, 0, id, request, frameBytes)).toBe(frameBytes);
-    expect(target.equals(expected)).toBe(true);
+    const frameBytesMax = simpleRequestBytesMax(id, request);
+    const strings = [request.key, request.value, ...(request.keys ?? []), ...(request.entries ?? []).flat()]
+      .filter((item): item is string => typeof item === 'string');
+    const slackMax = strings.reduce((sum, text) => sum + (text.length <= 64 ? 2 * text.length : 0), 0);
+    expect(frameBytesMax).toBeGreaterThanOrEqual(expected.length);
+    expect(frameBytesMax - expected.length).toBeLessThanOrEqual(slackMax);
+    const target = Buffer.alloc(frameBytesMax + 6, 0xee);
+    expect(writeSimpleRequest(target, 3, id, request, frameBytesMax)).toBe(3 + expected.length);
+    expect(target.subarray(3, 3 + expected.length).equals(expected)).toBe(true);
+    expect(target.subarray(0, 3).equals(Buffer.alloc(3, 0xee))).toBe(true);
+    expect(target.subarray(3 + expected.length).equals(Buffer.alloc(frameBytesMax + 3 - expected.length, 0xee))).toBe(true);
   }
 
   it(`write get/put/delete/getBatch/putBatch requests exactly as MessageCodec does (seed ${SEED})`, () => {
@@ -196,21 +204,21 @@ describe('simple frames', () => {
     expect(simpleReplyBytes(1, { cursor: 1.5, entries: [], done: true })).toBe(-1);
     expect(simpleReplyBytes(1, { cursor: 1, entries: {}, done: true })).toBe(-1);
     const key = Buffer.alloc(1);
-    expect(simpleRequestBytes(1, { op: 'get', key: 7 })).toBe(-1);
-    expect(simpleRequestBytes(1, { op: 'put', key, value: new Uint16Array(2) })).toBe(-1);
-    expect(simpleRequestBytes(1, { op: 'getBatch', keys: [key, null] })).toBe(-1);
-    expect(simpleRequestBytes(1, { op: 'putBatch', entries: [[key, key], [key]] })).toBe(-1);
-    expect(simpleRequestBytes(1, { op: 'putBatch', entries: [[key, 3]] })).toBe(-1);
+    expect(simpleRequestBytesMax(1, { op: 'get', key: 7 })).toBe(-1);
+    expect(simpleRequestBytesMax(1, { op: 'put', key, value: new Uint16Array(2) })).toBe(-1);
+    expect(simpleRequestBytesMax(1, { op: 'getBatch', keys: [key, null] })).toBe(-1);
+    expect(simpleRequestBytesMax(1, { op: 'putBatch', entries: [[key, key], [key]] })).toBe(-1);
+    expect(simpleRequestBytesMax(1, { op: 'putBatch', entries: [[key, 3]] })).toBe(-1);
     // Other fields, another order, or an op name that is not ASCII letters: the codec's business.
-    expect(simpleRequestBytes(1, { op: 'put', key, value: key, ttlSeconds: 5 })).toBe(-1);
-    expect(simpleRequestBytes(1, { op: 'get', key, txn: 3 })).toBe(-1);
-    expect(simpleRequestBytes(1, { op: 'putBatch', entries: [], txn: 3 })).toBe(-1);
-    expect(simpleRequestBytes(1, { key, op: 'get' })).toBe(-1);
-    expect(simpleRequestBytes(1, { op: 'put', value: key, key })).toBe(-1);
-    expect(simpleRequestBytes(1, { op: 'g\u00e9t', key })).toBe(-1);
-    expect(simpleRequestBytes(1, { op: 'x'.repeat(17), key })).toBe(-1);
-    expect(simpleRequestBytes(2 ** 32, { op: 'get', key })).toBe(-1);
-    expect(simpleRequestBytes(1, { op: 'get', key })).toBeGreaterThan(0);
+    expect(simpleRequestBytesMax(1, { op: 'put', key, value: key, ttlSeconds: 5 })).toBe(-1);
+    expect(simpleRequestBytesMax(1, { op: 'get', key, txn: 3 })).toBe(-1);
+    expect(simpleRequestBytesMax(1, { op: 'putBatch', entries: [], txn: 3 })).toBe(-1);
+    expect(simpleRequestBytesMax(1, { key, op: 'get' })).toBe(-1);
+    expect(simpleRequestBytesMax(1, { op: 'put', value: key, key })).toBe(-1);
+    expect(simpleRequestBytesMax(1, { op: 'g\u00e9t', key })).toBe(-1);
+    expect(simpleRequestBytesMax(1, { op: 'x'.repeat(17), key })).toBe(-1);
+    expect(simpleRequestBytesMax(2 ** 32, { op: 'get', key })).toBe(-1);
+    expect(simpleRequestBytesMax(1, { op: 'get', key })).toBeGreaterThan(0);
   });
 
   it('packed values unpack to their values, refuse damaged bytes, and reach the codec as values', () => {
