@@ -107,7 +107,7 @@ const UTF8_BYTES_PER_UNIT_MAX = 3;
 export function binOfBytesMax(source: unknown): number {
   if (typeof source === 'string') {
     const units = source.length;
-    return units <= ASCII_LOOP_UNITS_MAX ? 2 + units * UTF8_BYTES_PER_UNIT_MAX : binBytes(Buffer.byteLength(source, 'utf8'));
+    return binBytes(units <= ASCII_LOOP_UNITS_MAX ? units * UTF8_BYTES_PER_UNIT_MAX : Buffer.byteLength(source, 'utf8'));
   }
   return Buffer.isBuffer(source) ? binBytes(source.length) : -1;
 }
