@@ -100,7 +100,7 @@ export class IpcClient extends DataOperations {
    * Connects to the daemon at `socketPath` (default: $TOONDB_SOCKET, then /tmp/toondb.sock) and
    * completes the hello handshake.
    */
-  static async connect(socketPath?: string, options: ConnectOptions = {}): Promise<IpcClient> {
+  static async connect(socketPath?: string, options?: ConnectOptions | null): Promise<IpcClient> {
     const resolved = resolveConnectOptions(socketPath, options);
     return new IpcClient(await openConnection(resolved), resolved);
   }
@@ -135,8 +135,8 @@ export class IpcClient extends DataOperations {
    * with the transaction's first request, and if the daemon refuses it (LIMIT_EXCEEDED, ...)
    * that error is the first call's (see Transaction).
    */
-  async beginTransaction(options: BeginOptions = {}): Promise<Transaction> {
-    const isolation = options.isolation ?? 'serializable';
+  async beginTransaction(options?: BeginOptions | null): Promise<Transaction> {
+    const isolation = options?.isolation ?? 'serializable';
     if (!ISOLATIONS.includes(isolation)) {
       throw new ToonDBError('INVALID_ARGUMENT', `isolation must be 'serializable' or 'snapshot', got ${String(isolation)}`);
     }
@@ -147,7 +147,7 @@ export class IpcClient extends DataOperations {
     const id = this.#lastTxnId += 1;
     if (id > TXN_ID_CHOSEN_MAX) throw new ToonDBError('LIMIT_EXCEEDED', 'this connection has used every transaction id; reconnect');
     const message: RequestMessage = { op: 'begin', txn: id };
-    if (options.isolation !== undefined) message.isolation = isolation;
+    if (options?.isolation !== undefined) message.isolation = isolation;
     const txnId = BigInt(id);
     const begun = connection.request(message, (result) => {
       if (parseTxnId(result) !== txnId) throw new ToonDBError('PROTOCOL_ERROR', `begin answered with another transaction id than ${id}`);
@@ -167,7 +167,7 @@ export class IpcClient extends DataOperations {
   }
 
   /** Runs `fn` in a transaction and commits it, re-running it on TXN_CONFLICT (see retry.ts). */
-  withTransaction<T>(fn: (txn: Transaction) => Promise<T>, options: WithTransactionOptions = {}): Promise<T> {
+  withTransaction<T>(fn: (txn: Transaction) => Promise<T>, options?: WithTransactionOptions | null): Promise<T> {
     return withTransaction((isolation) => this.beginTransaction({ isolation }), fn, options);
   }
 
@@ -231,6 +231,7 @@ export class IpcClient extends DataOperations {
         ? Promise.reject(new Error('invariant: scanNext before the scan opened'))
         : connection.request({ op: 'scanNext', cursor }),
       close,
+      prefetch: true,
     };
   }
 

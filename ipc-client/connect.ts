@@ -69,7 +69,8 @@ function checkTimeout(value: number | undefined, fallback: number, what: string,
 }
 
 /** Applies the defaults and checks every option; throws before any I/O. */
-export function resolveConnectOptions(socketPath: string | undefined, options: ConnectOptions = {}): ResolvedConnectOptions {
+export function resolveConnectOptions(socketPath: string | undefined, given?: ConnectOptions | null): ResolvedConnectOptions {
+  const options = given ?? {};
   const path = socketPath ?? (process.env.TOONDB_SOCKET || DEFAULT_SOCKET_PATH);
   if (typeof path !== 'string' || path.length === 0) {
     throw new ToonDBError('INVALID_ARGUMENT', 'socketPath must be a non-empty string');

@@ -98,11 +98,16 @@ export class Connection {
       passThrough: false,
       graceful: false,
     }));
-    socket.on('close', () => this.end({
+    const closed = (): void => this.end({
       reason: this.daemonError ?? new ToonDBError('CONNECTION_CLOSED', 'the toondb daemon closed the connection'),
       passThrough: false,
       graceful: false,
-    }));
+    });
+    socket.on('close', closed);
+    // The socket may have ended before these listeners existed (the daemon hung up while the
+    // connect checked who serves the socket); its 'close' is then gone, and so is anything a
+    // request written to it would wait for. Whatever it sent first was held and read above.
+    if (socket.destroyed) closed();
   }
 
   /** True once close() was called or the connection ended. */

@@ -124,7 +124,9 @@ export class Link {
     this.#connection = opened.connection;
     this.#info = opened.info;
     opened.connection.onClose = (reason) => {
-      if (reason === null) return; // closed by close(), which reports the end itself
+      // Closed by close(), or ended while close() waited for its replies: close() reports the
+      // end itself, with null.
+      if (reason === null || this.#closing !== null) return;
       if (this.#mayReconnect()) this.events.disconnected(reason);
       else this.#reportEnd(reason);
     };

@@ -49,7 +49,8 @@ function withTtl(request: DataRequest, options: PutOptions | undefined, limits: 
   return request;
 }
 
-function scanFields(fields: Fields, options: ScanOptions, limits: ServerLimits): Fields {
+function scanFields(fields: Fields, options: ScanOptions | null | undefined, limits: ServerLimits): Fields {
+  if (options === null || options === undefined) return fields;
   if (options.reverse !== undefined) {
     if (typeof options.reverse !== 'boolean') throw new ToonDBError('INVALID_ARGUMENT', 'reverse must be a boolean');
     if (options.reverse) fields.reverse = true;
@@ -166,17 +167,26 @@ export abstract class DataOperations {
     return this.sendKeyed('delete', path, PATH_KEY, toVoid);
   }
 
-  /** Names of the children directly under `path` ('' or [] for the top level), in key order. */
-  async listPath(path: PathLike, options: ListPathOptions = {}): Promise<string[]> {
+  /** Names of the children directly under `path` ('' or [] for the top level), in key order.
+   * Keys that are not path keys (binary keys whose bytes there are not a UTF-8 name) are left
+   * out. */
+  async listPath(path: PathLike, options?: ListPathOptions | null): Promise<string[]> {
     const request: DataRequest = { op: 'listPath', prefix: checkKeyLength(pathPrefix(path), this.serverLimits(), 'encoded path prefix') };
-    const limit = toCount(options.limit, 'limit', 0, Number.MAX_SAFE_INTEGER);
+    const limit = toCount(options?.limit, 'limit', 0, Number.MAX_SAFE_INTEGER);
     if (limit !== undefined && limit > 0) request.limit = limit;
     const segments = parseSegments(await this.send(request), 'listPath');
-    return segments.map((segment) => decodeSegment(segment));
+    return segments.map((segment) => {
+      try {
+        return decodeSegment(segment);
+      } catch (error) {
+        // The daemon lists names only (PROTOCOL.md listPath): this is its fault, not the call's.
+        throw new ToonDBError('PROTOCOL_ERROR', `listPath answered with a child that is not a path segment: ${(error as Error).message}`);
+      }
+    });
   }
 
   /** Every entry whose key starts with `prefix` (empty = all keys), streamed in batches. */
-  scan(prefix: Bytes, options: ScanOptions = {}): ScanIterable {
+  scan(prefix: Bytes, options?: ScanOptions | null): ScanIterable {
     return new ScanIterable(() => this.scanSource(), () => {
       const limits = this.serverLimits();
       return scanFields({ prefix: toBound(prefix, limits, 'prefix') }, options, limits);
@@ -184,7 +194,7 @@ export abstract class DataOperations {
   }
 
   /** Every entry with start <= key < end; a null or undefined bound is open. */
-  scanRange(start: Bytes | null | undefined, end: Bytes | null | undefined, options: ScanOptions = {}): ScanIterable {
+  scanRange(start: Bytes | null | undefined, end: Bytes | null | undefined, options?: ScanOptions | null): ScanIterable {
     return new ScanIterable(() => this.scanSource(), () => {
       const limits = this.serverLimits();
       const fields: Fields = {};

@@ -51,12 +51,12 @@ export function backoffDelayMs(attempt: number, backoffMs: number): number {
 export async function withTransaction<T>(
   begin: (isolation: Isolation | undefined) => Promise<Transaction>,
   fn: (txn: Transaction) => Promise<T>,
-  options: WithTransactionOptions = {},
+  options?: WithTransactionOptions | null,
 ): Promise<T> {
-  const retries = checkCount(options.retries, WITH_TRANSACTION_RETRIES_DEFAULT, 'retries');
-  const backoffMs = checkCount(options.backoffMs, BACKOFF_MS_DEFAULT, 'backoffMs');
+  const retries = checkCount(options?.retries, WITH_TRANSACTION_RETRIES_DEFAULT, 'retries');
+  const backoffMs = checkCount(options?.backoffMs, BACKOFF_MS_DEFAULT, 'backoffMs');
   for (let attempt = 0; ; attempt++) {
-    const txn = await begin(options.isolation);
+    const txn = await begin(options?.isolation);
     try {
       const result = await fn(txn);
       if (txn.state === 'active') await txn.commit();

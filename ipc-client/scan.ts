@@ -6,9 +6,12 @@
  *
  * Invariants:
  * - Lazy and bounded: nothing is sent until the first `next()`. When a batch arrives and more
- *   follow, the `scanNext` for the one after it is sent at once (one batch of prefetch), so the
- *   daemon reads and ships batch n+1 while the consumer works through batch n: at most two
- *   batches are held, and a steady scan is not one idle round trip per batch.
+ *   follow, the `scanNext` for the one after it is sent at once (one batch of prefetch) if the
+ *   source allows it, so the daemon reads and ships batch n+1 while the consumer works through
+ *   batch n: at most two batches are held, and a steady scan is not one idle round trip per
+ *   batch. A transaction's cursor is never prefetched: each of its batches is read when the
+ *   consumer reaches it, so it shows the transaction's writes made before that (as the daemon
+ *   promises, which reads such a cursor ahead for nobody either).
  * - Each `for await` (each `[Symbol.asyncIterator]()` call) opens a fresh cursor.
  * - A cursor left early (`break`, `return()`, `throw()`, or an error in the loop body) is closed
  *   with a fire-and-forget `scanClose` whose failure is swallowed (the daemon also closes idle
@@ -40,6 +43,9 @@ export interface ScanSource {
   next(cursor: number): Promise<unknown>;
   /** Sends `scanClose` without waiting; must never reject. */
   close(cursor: number): void;
+  /** Whether the next batch may be asked for before the consumer reaches it: false when a
+   * later batch must show writes made while the consumer works through this one. */
+  readonly prefetch: boolean;
 }
 
 /** `[key, value]`; with `withExpiry`, also the key's expiry (ms since the epoch, or null). */
@@ -150,7 +156,7 @@ class ScanCursor implements AsyncIterableIterator<ScanEntry> {
       this.index = 0;
       this.serverDone = batch.done;
       this.cursor = batch.done ? 0 : batch.cursor;
-      if (!batch.done) this.prefetch();
+      if (!batch.done && this.source.prefetch) this.prefetch();
     } catch (error) {
       // The cursor may still be open at the daemon (e.g. after a TIMEOUT): close it if it can be.
       const gone = error instanceof ToonDBError && (error.code === 'CURSOR_NOT_FOUND' || error.code === 'NOT_IN_TRANSACTION');

@@ -13,7 +13,9 @@
  *   abort, and pulling a scan opened inside it) fails locally with NOT_IN_TRANSACTION and sends
  *   nothing: the daemon forgets the transaction at commit/abort whatever the outcome.
  * - A failed begin is the error of every call of the transaction (including commit): the
- *   daemon never opened it, and its own answers would only say NOT_IN_TRANSACTION.
+ *   daemon never opened it, and its own answers would only say NOT_IN_TRANSACTION. A begin
+ *   that timed out may open it late, so the client then aborts it at once (nothing of it is
+ *   ever committed).
  * - A commit applies every write request of the transaction or nothing: one refused here (an
  *   argument error, nothing sent) or by the daemon makes the commit fail with
  *   TXN_WRITE_FAILED, even if the write's promise was never awaited. Such a promise never
@@ -65,7 +67,14 @@ export class Transaction extends DataOperations {
     this.#begin = begin;
     begin.then(
       () => { this.#begin = null; },
-      (error: unknown) => { this.#beginError = toToonDBError(error); },
+      (error: unknown) => {
+        const coded = (this.#beginError = toToonDBError(error));
+        // A begin that timed out was sent and may still open the transaction, with the
+        // requests pipelined behind it: discard it, or it would hold one of the connection's
+        // transactions until txnIdleMsMax. The daemon runs the abort after the begin (one
+        // connection's requests apply in order); NOT_IN_TRANSACTION if it never opened.
+        if (coded.code === 'TIMEOUT') host.request({ op: 'abort', txn: id }).catch(ignore);
+      },
     );
   }
 
@@ -151,6 +160,8 @@ export class Transaction extends DataOperations {
         if (this.#ending) return; // the daemon closed the cursor with the transaction
         this.#host.request({ op: 'scanClose', cursor }).catch(ignore);
       },
+      // A later batch must show the transaction's writes made while this one is consumed.
+      prefetch: false,
     };
   }
 

@@ -146,6 +146,32 @@ describe('IpcClient.connect', () => {
     expect(error.message).toContain('during the handshake');
   });
 
+  it('says UNAVAILABLE at once, not TIMEOUT, when the daemon hangs up before the handshake starts', async () => {
+    // The hang-up lands while the client checks who serves the socket, before it has a
+    // Connection listening for 'close': each attempt must still fail at once.
+    const dir = makeTempDir('toondb-client-');
+    const path = join(dir, 'hangs-up.sock');
+    const hangingUp = createServer((socket) => socket.destroy());
+    await new Promise<void>((resolve) => hangingUp.listen(path, resolve));
+    try {
+      const codes: string[] = [];
+      for (let attempt = 0; attempt < 20; attempt++) {
+        const error = await IpcClient.connect(path, { connectTimeoutMs: 3000 }).catch((e: unknown) => e) as ToonDBError;
+        codes.push(error.code);
+      }
+      expect(new Set(codes)).toEqual(new Set(['UNAVAILABLE']));
+    } finally {
+      await new Promise((resolve) => hangingUp.close(resolve));
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('takes null options as no options', async () => {
+    server = await FakeServer.start();
+    client = await IpcClient.connect(server.path, null);
+    expect(client.closed).toBe(false);
+  });
+
   it('keeps the announced limits, filling in any the daemon did not send', async () => {
     server = await FakeServer.start({ limits: { keyBytesMax: 10, valueBytesMax: 20 } });
     client = await IpcClient.connect(server.path);

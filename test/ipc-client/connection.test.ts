@@ -376,4 +376,22 @@ describe('close', () => {
     await client.close();
     expect(reasons).toEqual([null]);
   });
+
+  it('emits close with null after close() even if the daemon hangs up while close() drains', async () => {
+    let held: Request | undefined;
+    const { server, client } = await setup((request) => {
+      if (request.op !== 'get') return undefined;
+      held = request;
+      return NO_REPLY;
+    });
+    const reasons: (ToonDBError | null)[] = [];
+    client.on('close', (reason) => reasons.push(reason));
+    const get = settle(client.get('k'));
+    await server.until(() => held !== undefined);
+    const closing = client.close();
+    server.last.drop();
+    expect((await get).error?.code).toBe('UNKNOWN_RESULT');
+    await closing;
+    expect(reasons).toEqual([null]);
+  });
 });

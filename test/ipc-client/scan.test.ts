@@ -51,6 +51,20 @@ describe('scan', () => {
     expect(server.ops('scanNext')).toHaveLength(2);
   });
 
+  it('inside a transaction asks for each batch only when the consumer reaches it', async () => {
+    const txn = await client.beginTransaction();
+    const iterator = txn.scan('s/', { batchSize: 2 })[Symbol.asyncIterator]();
+    expect((await iterator.next()).value?.[0].toString()).toBe('s/0');
+    expect((await iterator.next()).value?.[0].toString()).toBe('s/1');
+    // Outside a transaction the next batch would be on its way by now (the test above).
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(server.ops('scanNext')).toHaveLength(0);
+    expect((await iterator.next()).value?.[0].toString()).toBe('s/2');
+    expect(server.ops('scanNext')).toHaveLength(1);
+    await iterator.return?.();
+    await txn.abort();
+  });
+
   it('closes the cursor when the loop body throws', async () => {
     await expect((async () => {
       for await (const _entry of client.scan('s/', { batchSize: 2 })) throw new Error('consumer failed');
@@ -66,6 +80,11 @@ describe('scan', () => {
     await server.until(() => server.ops('scanClose').length === 1);
     expect(await iterator.next()).toEqual({ done: true, value: undefined });
     await new Promise((resolve) => setTimeout(resolve, 10)); // vitest fails the file on an unhandled rejection
+  });
+
+  it('takes null options as no options', async () => {
+    expect(keys(await client.scan('s/', null).toArray())).toHaveLength(10);
+    expect(keys(await client.scanRange('s/2', 's/4', null).toArray())).toEqual(['s/2', 's/3']);
   });
 
   it('toArray collects everything, honouring limit and reverse', async () => {

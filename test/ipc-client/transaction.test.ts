@@ -135,6 +135,40 @@ describe('Transaction', () => {
     await expect(other.abort()).resolves.toBeUndefined(); // nothing to discard
   });
 
+  it('a begin that timed out is aborted at once: the daemon may still open it', async () => {
+    const slow = await IpcClient.connect(server.path, { timeoutMs: 50 });
+    try {
+      let held: { connection: FakeConnection; id: number } | undefined;
+      server.script = (request, connection) => {
+        if (request.op === 'begin') held = { connection, id: request.id };
+        // A stalled daemon: nothing of the transaction is answered until the abort.
+        return request.txn !== undefined && request.op !== 'abort' ? NO_REPLY : undefined;
+      };
+      const txn = await slow.beginTransaction();
+      void txn.put('a', '1').catch(() => undefined);
+      await expect(txn.get('a')).rejects.toMatchObject({ code: 'TIMEOUT' });
+      await expect.poll(() => server.ops('abort').length).toBe(1);
+      expect(server.ops('abort')[0].txn).toBe(txn.id);
+      // The abort was written after the begin and the writes pipelined behind it.
+      const order = server.requests.filter((r) => r.txn !== undefined).map((r) => r.op);
+      expect(order).toEqual(['begin', 'put', 'get', 'abort']);
+      held!.connection.reply(held!.id, { txn: txn.id }); // the late reply changes nothing
+      await expect(txn.commit()).rejects.toMatchObject({ code: 'TIMEOUT' });
+      expect(server.ops('commit')).toHaveLength(0);
+      expect(txn.state).toBe('aborted');
+    } finally {
+      await slow.close();
+    }
+  });
+
+  it('takes null options as no options', async () => {
+    const txn = await client.beginTransaction(null);
+    expect(txn.isolation).toBe('serializable');
+    await txn.abort();
+    await expect(client.withTransaction(async (t) => t.put('a', '1'), null)).resolves.toBeUndefined();
+    expect(server.ops('commit')).toHaveLength(1);
+  });
+
   it('commit names the write requests it covers, awaited or not', async () => {
     const txn = await client.beginTransaction();
     void txn.put('a', '1');
