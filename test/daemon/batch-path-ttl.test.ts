@@ -1,5 +1,6 @@
 // Atomic batches, path keys (including segments that contain '/'), listPath, and TTL expiry.
 import { describe, expect, it } from 'vitest';
+import { pathPrefix } from '../../protocol/paths.js';
 import { suiteClient } from '../helpers/daemon.js';
 
 describe('batches, paths and TTL', () => {
@@ -32,6 +33,20 @@ describe('batches, paths and TTL', () => {
     expect(await client().getPath('users/carol/dave')).toBeNull();
     await client().deletePath('users/bob/name');
     expect(await client().listPath('users')).toEqual(['alice', 'carol/dave']);
+  });
+
+  it('lists names only: a key whose bytes there are not a path segment is left out', async () => {
+    const under = pathPrefix('mixed');
+    await client().putPath('mixed/ok', '1');
+    // Keys of any bytes share the key space: not UTF-8, a 0x00 that is neither escape nor
+    // separator, and a binary key at the top level.
+    await client().put(Buffer.concat([under, Buffer.from([0x01, 0xff])]), 'x');
+    await client().put(Buffer.concat([under, Buffer.from('a\x00\x05b', 'latin1')]), 'x');
+    await client().put(Buffer.from([0xde, 0xad, 0xbe, 0xef]), 'x');
+    expect(await client().listPath('mixed')).toEqual(['ok']);
+    expect(await client().listPath('mixed', { limit: 1 })).toEqual(['ok']); // the limit counts names
+    expect(await client().listPath('mixed', null)).toEqual(['ok']);
+    expect(await client().listPath('')).toContain('mixed');
   });
 
   it('hides an expired key from every read at once', async () => {

@@ -172,8 +172,8 @@ fn collect(view: &View<'_>, store: &Store, plan: BatchPlan) -> EngineResult<(Pac
     Ok((out, last, false))
 }
 
-/// Distinct child segments (still escaped) directly under `parent`, in order, seeking past each
-/// child's subtree instead of reading it.
+/// Distinct child segments (still escaped) directly under `parent` that are path names
+/// (pathkey::is_name), in order, seeking past each child's subtree instead of reading it.
 pub fn list_path(store: &Store, view: &View<'_>, parent: &[u8], limit: usize) -> EngineResult<Vec<Vec<u8>>> {
     let now = value::now_ms();
     let (mut lo, hi) = prefix_bounds(parent);
@@ -185,10 +185,12 @@ pub fn list_path(store: &Store, view: &View<'_>, parent: &[u8], limit: usize) ->
         let (child, _deeper) = pathkey::child_segment(&key[parent.len()..]);
         let child = child.to_vec();
         lo = Bound::Included(pathkey::after_child(parent, &child));
-        if !child.is_empty() {
+        // Not a child: a key equal to the parent prefix itself, or one whose bytes after it are
+        // not a path name (a binary key in the same key space, e.g. under the empty prefix).
+        if pathkey::is_name(&child) {
             reply_bytes += child.len() + ITEM_OVERHEAD_BYTES;
             store.check_reply_bytes("listPath", reply_bytes)?;
-            children.push(child); // a key equal to the parent prefix itself is not a child
+            children.push(child);
         }
     }
     Ok(children)

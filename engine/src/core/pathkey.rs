@@ -2,7 +2,8 @@
 //!
 //! Responsibility: understand just enough of the protocol's path encoding (protocol/paths.ts) to
 //! list the children of a parent prefix: segments escape 0x00 as 0x00 0xFF and are joined by the
-//! separator pair 0x00 0x01. `encode_path` / `decode_path` exist for tests.
+//! separator pair 0x00 0x01, and a segment is a name only if it is UTF-8 once unescaped.
+//! `encode_path` / `decode_segment` exist for tests and `is_name`.
 //!
 //! Invariants: inside an encoded segment every 0x00 is followed by 0xFF, so the first 0x00 0x01
 //! after the parent prefix ends the child segment; `subtree_end(prefix ‖ child ‖ SEP)` is the
@@ -22,6 +23,27 @@ pub fn child_segment(rest: &[u8]) -> (&[u8], bool) {
         i += if rest[i] == 0x00 { 2 } else { 1 };
     }
     (rest, false)
+}
+
+/// True if `child` (as child_segment returns it, still escaped) is a path name: not empty,
+/// every 0x00 escaped as 0x00 0xFF, and UTF-8 once unescaped (protocol/paths.ts writes nothing
+/// else). Keys share one key space with path keys, so a binary key's first bytes can look like
+/// a child; listPath leaves such children out.
+pub fn is_name(child: &[u8]) -> bool {
+    if child.is_empty() {
+        return false;
+    }
+    if !child.contains(&0x00) {
+        return std::str::from_utf8(child).is_ok();
+    }
+    let mut i = 0;
+    while i < child.len() {
+        if child[i] == 0x00 && child.get(i + 1) != Some(&ESCAPE) {
+            return false;
+        }
+        i += if child[i] == 0x00 { 2 } else { 1 };
+    }
+    std::str::from_utf8(&decode_segment(child)).is_ok()
 }
 
 /// Seek key that skips every key starting with `parent ‖ child`, whether `child` is a leaf key
@@ -88,6 +110,18 @@ mod tests {
         assert_eq!(decode_segment(b"a\x00\xffb"), b"a\x00b");
         assert_eq!(child_segment(b"leaf"), (&b"leaf"[..], false));
         assert_eq!(child_segment(b"x\x00"), (&b"x\x00"[..], false));
+    }
+
+    #[test]
+    fn names_are_escaped_utf8_segments() {
+        for name in [&b"alice"[..], b"a\x00\xffb", "\u{e9}t\u{e9}".as_bytes(), b"\x00\xff"] {
+            assert!(is_name(name), "{name:?}");
+        }
+        // empty; a bare 0x00; 0x00 before a byte other than the escape; not UTF-8 once
+        // unescaped (a lone continuation byte, an encoded surrogate, an overlong 0x00)
+        for other in [&b""[..], b"a\x00", b"a\x00\x05b", b"\xde\xad\xbe\xef", b"\xed\xa0\x80", b"\xc0\x80"] {
+            assert!(!is_name(other), "{other:?}");
+        }
     }
 
     #[test]
