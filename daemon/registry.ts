@@ -82,17 +82,22 @@ export class HandleRegistry {
     return this.expired.has(id);
   }
 
-  /** Removes the entries idle for longer than idleMsMax; returns their engine handles. */
-  takeIdle(nowMs: number): number[] {
-    return this.takeWhere((entry) => nowMs - entry.lastUsedMs > this.idleMsMax, true);
+  /** Removes the entries idle for longer than idleMsMax; returns their engine handles, and
+   * adds their ids to `ids` if given. */
+  takeIdle(nowMs: number, ids?: Set<number>): number[] {
+    return this.takeWhere((entry, id) => {
+      const idle = nowMs - entry.lastUsedMs > this.idleMsMax;
+      if (idle) ids?.add(id);
+      return idle;
+    }, true);
   }
 
   /** Removes the entries matching `predicate` (e.g. cursors of a finished transaction), and
    * remembers their ids as expired if `expired`; returns their engine handles. */
-  takeWhere(predicate: (entry: HandleEntry) => boolean, expired = false): number[] {
+  takeWhere(predicate: (entry: HandleEntry, id: number) => boolean, expired = false): number[] {
     const taken: number[] = [];
     for (const [id, entry] of this.entries) {
-      if (!predicate(entry)) continue;
+      if (!predicate(entry, id)) continue;
       taken.push(entry.handle);
       this.entries.delete(id); // deleting the visited entry keeps a Map's iteration valid
       if (expired) this.rememberExpired(id);

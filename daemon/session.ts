@@ -451,8 +451,12 @@ export class Session {
       this.cutOff(`replies unread for ${unreadMs} ms`);
       return;
     }
-    const txns = this.scope.txns.takeIdle(nowMs);
+    const txnIds = new Set<number>();
+    const txns = this.scope.txns.takeIdle(nowMs, txnIds);
     const cursors = this.scope.cursors.takeIdle(nowMs);
+    // An expired transaction's cursors go with it (txnIdleMsMax may be below cursorIdleMsMax);
+    // the engine closes them as it aborts it, so only their slots here are freed.
+    if (txnIds.size > 0) this.scope.cursors.takeWhere((entry) => entry.txn !== undefined && txnIds.has(entry.txn), true);
     if (txns.length + cursors.length === 0) return;
     this.log.info({ txns: txns.length, cursors: cursors.length }, 'expired idle transactions/cursors');
     this.abandon(txns, cursors);

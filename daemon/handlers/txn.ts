@@ -24,7 +24,8 @@ export function prepareTxn(req: TxnRequest, scope: SessionScope): Prepared {
   if (txn === undefined) throw new Error('invariant: commit/abort without txn passed validation');
   const id = Number(req.txn);
   scope.txns.delete(id);
-  // Cursors reading through this transaction die with it (the engine frees them too).
+  // Cursors reading through this transaction die with it: the engine closes them as it ends
+  // the transaction (after any of their scanNext sent before this), so only ours go here.
   scope.cursors.takeWhere((entry) => entry.txn === id);
   if (req.op === 'abort') return { kind: OpKind.abort, txn };
   return req.writes === undefined ? { kind: OpKind.commit, txn } : { kind: OpKind.commit, txn, writes: req.writes };

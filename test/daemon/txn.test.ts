@@ -2,7 +2,7 @@
 // lost updates, phantoms), own-writes visibility, and cleanup when a connection dies.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
-import { IpcClient, TransactionConflictError } from '../../ipc-client/index.js';
+import { IpcClient, TransactionConflictError, type Transaction } from '../../ipc-client/index.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { CLIENT_MODULE } from '../helpers/paths.js';
 
@@ -153,5 +153,51 @@ describe('transactions', () => {
       throw new Error('boom');
     })).rejects.toThrow('boom');
     expect(await a.get('wt/fail')).toBeNull();
+  });
+});
+
+// Regression: a transaction's cursors outlived it in the engine (a client looping begin, scan,
+// commit grew the daemon without bound), and one that expired idle kept its cursors' slots.
+describe("a transaction's cursors", () => {
+  const TXN_IDLE_MS = 300;
+  let daemon: TestDaemon;
+  let client: IpcClient;
+
+  beforeAll(async () => {
+    daemon = await startDaemon({ config: { limits: { txnIdleMsMax: TXN_IDLE_MS, cursorsPerConnectionMax: 2 } } });
+    client = await IpcClient.connect(daemon.socketPath);
+    await client.putBatch([['tc/1', 'a'], ['tc/2', 'b'], ['tc/3', 'c']]);
+  });
+  afterAll(async () => {
+    await client?.close();
+    await daemon?.dispose();
+  });
+
+  /** Opens a scan of tc/ inside `txn` with one entry per batch, so its cursor stays open. */
+  async function openScan(txn: Transaction): Promise<void> {
+    const first = await txn.scan('tc/', { batchSize: 1 })[Symbol.asyncIterator]().next();
+    expect(first.value?.[0].toString()).toBe('tc/1');
+  }
+
+  it('are closed when it commits or aborts', async () => {
+    for (let round = 0; round < 20; round++) {
+      const txn = await client.beginTransaction();
+      await openScan(txn);
+      await openScan(txn);
+      expect((await client.stats()).cursors.open).toBe(2);
+      if (round % 2 === 0) await txn.commit();
+      else await txn.abort();
+      expect((await client.stats()).cursors.open).toBe(0);
+    }
+  });
+
+  it('are closed, and their slots freed, when it expires idle', async () => {
+    const txn = await client.beginTransaction();
+    await openScan(txn);
+    await openScan(txn);
+    await expect(client.scan('tc/').toArray()).rejects.toMatchObject({ code: 'LIMIT_EXCEEDED' });
+    await expect.poll(async () => (await client.stats()).cursors.open, { timeout: 5_000 }).toBe(0);
+    await expect(txn.get('tc/1')).rejects.toMatchObject({ code: 'TXN_EXPIRED' });
+    expect(await client.scan('tc/').toArray()).toHaveLength(3);
   });
 });

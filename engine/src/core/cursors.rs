@@ -84,6 +84,15 @@ impl CursorRegistry {
         self.lock().len()
     }
 
+    /// Closes cursor `id` if it is open (idle: not taken out by a read).
+    pub fn close(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+
+    pub fn is_open(&self, id: u64) -> bool {
+        self.lock().contains_key(&id)
+    }
+
     pub fn clear(&self) {
         self.lock().clear();
     }

@@ -405,8 +405,15 @@ fn scan_open(store: &Store, op: Op) -> EngineResult<OpOutput> {
         batch_bytes: BATCH_BYTES_DEFAULT,
     };
     apply_batch_sizes(&mut cursor, op.batch_items, op.batch_bytes)?;
+    let txn = match cursor.source {
+        Source::Txn(id) => Some(id),
+        Source::Snap(_) => None,
+    };
     let batch = cursors::read_batch(store, &mut cursor)?;
     let handle = if batch.done { None } else { Some(store.cursors.insert(cursor)) };
+    if let (Some(id), Some(handle)) = (txn, handle) {
+        txn::note_cursor(store, id, handle)?;
+    }
     Ok(batch_output(store, batch, handle))
 }
 

@@ -27,7 +27,8 @@
 //! aborts the transaction instead (TXN_WRITE_FAILED).
 //!
 //! Invariants: a handle is never open twice; a finished transaction (committed,
-//! conflicted, aborted, too large) is removed from the registry before its result is returned;
+//! conflicted, aborted, too large) is removed from the registry, and the cursors opened through
+//! it are closed, before its result is returned;
 //! `bytes` counts keys + values written and never exceeds `txn_bytes_max` in a live transaction;
 //! a snapshot is taken under the commit lock, after the transaction was counted as live.
 
@@ -40,6 +41,11 @@ use fjall::{OptimisticWriteTx as WriteTransaction, Readable, Slice, Snapshot};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+/// A transaction's list of cursors opened through it is pruned of closed ones once it holds
+/// this many (the daemon lets a connection hold 64 open at once), so a transaction that opens
+/// and closes cursors for its whole life keeps a bounded list.
+const TXN_CURSORS_NOTED_PRUNE_AT: usize = 128;
 
 /// Writes of keys, in order: each key with what is written to it (None: it is deleted).
 pub type KeyWrites = Vec<(Vec<u8>, Option<Vec<u8>>)>;
@@ -66,6 +72,9 @@ pub struct TxnState {
     written: KeyWrites,
     /// Counts this transaction as live until its commit finished or it was dropped.
     live: Option<LiveTxn>,
+    /// Cursors opened through it that may still be open: they read through the transaction,
+    /// so they are closed when it ends (`take`). Pruned of closed ones as it grows.
+    cursors: Vec<u64>,
 }
 
 /// What a transaction reads through, once it has started.
@@ -198,11 +207,32 @@ pub fn with_txn<T>(store: &Store, id: u64, f: impl FnOnce(&mut TxnState) -> Engi
     }
 }
 
-/// Removes transaction `id` from the registry and takes its state.
+/// Removes transaction `id` from the registry and takes its state; closes its cursors, which
+/// read through it (a cursor outlived its transaction in the engine before, unbounded).
 fn take(store: &Store, id: u64) -> EngineResult<TxnState> {
     let handle = store.txns.remove(id).ok_or(EngineError::NotInTransaction(id))?;
     let mut guard = handle.lock().unwrap_or_else(|p| p.into_inner());
-    guard.take().ok_or(EngineError::NotInTransaction(id))
+    let mut state = guard.take().ok_or(EngineError::NotInTransaction(id))?;
+    for cursor in state.cursors.drain(..) {
+        store.cursors.close(cursor);
+    }
+    Ok(state)
+}
+
+/// Records that cursor `cursor` reads through transaction `id`, so it closes when `id` ends.
+/// If `id` is gone the cursor is closed now and the error returned.
+pub fn note_cursor(store: &Store, id: u64, cursor: u64) -> EngineResult<()> {
+    let noted = with_txn(store, id, |state| {
+        if state.cursors.len() >= TXN_CURSORS_NOTED_PRUNE_AT {
+            state.cursors.retain(|&open| store.cursors.is_open(open));
+        }
+        state.cursors.push(cursor);
+        Ok(())
+    });
+    if noted.is_err() {
+        store.cursors.close(cursor);
+    }
+    noted
 }
 
 /// Begins a transaction and returns its handle (`id` if the caller chose one): a registry
@@ -224,7 +254,7 @@ pub fn begin(store: &Store, isolation: Isolation, id: Option<u64>) -> EngineResu
         None => store.txns.next.fetch_add(1, Ordering::SeqCst) + 1,
     };
     let live = Some(hold_live(store));
-    let state = TxnState { overlay, started: None, bytes: 0, writes: 0, write_ops: 0, written: Vec::new(), live };
+    let state = TxnState { overlay, started: None, bytes: 0, writes: 0, write_ops: 0, written: Vec::new(), live, cursors: Vec::new() };
     open.insert(id, Arc::new(Mutex::new(Some(state))));
     Ok(id)
 }

@@ -496,3 +496,29 @@ fn a_commit_that_counts_its_writes_commits_only_if_all_were_applied() {
     let out = engine.execute(vec![begin(4), commit(4, Some(-1.0))]).unwrap();
     assert_eq!(out[1].error.as_ref().map(EngineError::code), Some("INVALID_ARGUMENT"));
 }
+
+/// Cursors read through their transaction, so they close when it ends: before, a commit or an
+/// abort left them open in the engine for good (one client looping begin, scan, commit grew
+/// the daemon without bound).
+#[test]
+fn a_transaction_closes_its_cursors_when_it_commits_or_aborts() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    engine.execute(vec![put(b"s1", b"1"), put(b"s2", b"2"), put(b"s3", b"3")]).unwrap();
+    let store = engine.store().unwrap();
+    let scan = |txn: Option<u64>| Op { kind: kind::SCAN_OPEN, key: Some(b"s".to_vec()), batch_items: Some(1.0), txn, ..Default::default() };
+    let plain = engine.execute(vec![scan(None)]).unwrap()[0].cursor.unwrap();
+    for end in [kind::COMMIT, kind::ABORT] {
+        let txn = engine.execute(vec![Op { kind: kind::BEGIN, ..Default::default() }]).unwrap()[0].txn.unwrap();
+        let out = engine.execute(vec![scan(Some(txn)), scan(Some(txn)), in_txn(put(b"w", b"x"), txn)]).unwrap();
+        let cursors = [out[0].cursor.unwrap(), out[1].cursor.unwrap()];
+        assert_eq!(store.cursors.count(), 3);
+        let next = Op { kind: kind::SCAN_CLOSE, cursor: Some(cursors[1]), ..Default::default() };
+        assert!(engine.execute(vec![next]).unwrap()[0].error.is_none(), "one closed early by its client");
+        assert!(engine.execute(vec![Op { kind: end, txn: Some(txn), ..Default::default() }]).unwrap()[0].error.is_none());
+        assert_eq!(store.cursors.count(), 1, "only the cursor outside the transaction is left");
+        let late = Op { kind: kind::SCAN_NEXT, cursor: Some(cursors[0]), ..Default::default() };
+        assert_eq!(engine.execute(vec![late]).unwrap()[0].error.as_ref().map(EngineError::code), Some("CURSOR_NOT_FOUND"));
+    }
+    assert!(store.cursors.is_open(plain));
+}
