@@ -32,7 +32,7 @@
  *   bound), and a request's frame header gives the bytes actually written.
  */
 
-import { FRAME_HEADER_BYTES } from './limits.js';
+import { BATCH_ITEMS_MAX, FRAME_HEADER_BYTES } from './limits.js';
 import { OP_NAMES } from './messages.js';
 import {
   arrayHeaderBytes, BIN16, BIN32, BIN8, binBytes, FALSE, FIXARRAY, FIXMAP, FIXSTR, FLOAT64, MsgpackReader, NIL, TRUE,
@@ -365,10 +365,10 @@ function readResult(): SimpleResult | undefined {
 }
 
 /** An array of `[bin, bin]` pairs (scan entries, putBatch entries); null if anything else. */
-function readPairs(): [Buffer, Buffer][] | null {
+function readPairs(countMax = Infinity): [Buffer, Buffer][] | null {
   const body = reader.body;
   const count = reader.arrayHeader();
-  if (reader.at < 0) return null;
+  if (reader.at < 0 || count > countMax) return null;
   const pairs = new Array<[Buffer, Buffer]>(count);
   for (let i = 0; i < count; i++) {
     if (body[reader.at] !== (FIXARRAY | 2)) return null;
@@ -451,8 +451,10 @@ function opNameAt(body: Buffer, start: number, end: number): string {
  * `value: bin` after it, `{ id, op, keys: [bin] }` or `{ id, op, entries: [[bin, bin]] }` (as
  * writeSimpleRequest and MessageCodec write them), as the plain object MessageCodec.decode would
  * return, for the daemon to validate as
- * usual; null for anything else (decode it with MessageCodec). The op name must be ASCII
- * letters, so reading it as Latin-1 equals MessageCodec's UTF-8. Bins are views of the body.
+ * usual; null for anything else (decode it with MessageCodec), and for arrays longer than any
+ * batch (BATCH_ITEMS_MAX), so that MessageCodec's item bound (REQUEST_ITEMS_MAX) applies to
+ * them. The op name must be ASCII letters, so reading it as Latin-1 equals MessageCodec's
+ * UTF-8. Bins are views of the body.
  */
 export function readSimpleRequest(body: Buffer): Record<string, unknown> | null {
   const fields = body[0];
@@ -470,7 +472,10 @@ export function readSimpleRequest(body: Buffer): Record<string, unknown> | null 
   if (fields === (FIXMAP | 3) && reader.sees(KEY_KEYS)) {
     reader.at += KEY_KEYS.length;
     const count = reader.arrayHeader();
-    if (reader.at < 0) return null;
+    // Past any batch the daemon takes: left to the codec, which answers as it would have
+    // (BATCH_TOO_LARGE, or PROTOCOL_ERROR past REQUEST_ITEMS_MAX) without this reader first
+    // building a view per item of a frame of millions.
+    if (reader.at < 0 || count > BATCH_ITEMS_MAX) return null;
     const keys = new Array<Buffer>(count);
     for (let i = 0; i < count; i++) {
       const item = reader.bin();
@@ -481,7 +486,7 @@ export function readSimpleRequest(body: Buffer): Record<string, unknown> | null 
   }
   if (fields === (FIXMAP | 3) && reader.sees(KEY_ENTRIES)) {
     reader.at += KEY_ENTRIES.length;
-    const entries = readPairs();
+    const entries = readPairs(BATCH_ITEMS_MAX);
     return entries !== null && reader.done ? { id, op: op, entries } : null;
   }
   if (!reader.literal(KEY_KEY)) return null;

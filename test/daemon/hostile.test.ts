@@ -76,12 +76,16 @@ describe('hostile clients', () => {
     expect(await good.get('behind-refused-hello')).toBeNull();
   });
 
-  it('refuses a request of more MessagePack items than REQUEST_ITEMS_MAX before decoding it', async () => {
+  // Regression (bins): a getBatch of exactly `{id, op, keys: [bin]}` took the hand-written
+  // reader, which skipped the bound and built a view per key before refusing the batch.
+  it.each([
+    ['nils', Buffer.from([0xc0])],
+    ['one-byte bins', Buffer.from([0xc4, 0x01, 0x61])],
+  ])('refuses a request of more MessagePack items than REQUEST_ITEMS_MAX before decoding it (%s)', async (_form, item) => {
     const peer = await RawPeer.open(daemon.socketPath);
     peer.hello();
     await peer.waitFor(1);
-    const keys = Buffer.alloc(5 + REQUEST_ITEMS_MAX, 0xc0); // an array of nils
-    keys[0] = 0xdd;
+    const keys = Buffer.concat([Buffer.from([0xdd, 0, 0, 0, 0]), ...Array.from({ length: REQUEST_ITEMS_MAX }, () => item)]);
     keys.writeUInt32BE(REQUEST_ITEMS_MAX, 1);
     const body = Buffer.concat([Buffer.from([0x83, 0xa2, 0x69, 0x64, 0x02, 0xa2, 0x6f, 0x70]), Buffer.from([0xa8]), Buffer.from('getBatch'), Buffer.from([0xa4]), Buffer.from('keys'), keys]);
     const header = Buffer.alloc(4);

@@ -5,7 +5,7 @@
 // unless MessageCodec decodes them to the same thing.
 import { describe, expect, it } from 'vitest';
 import { MessageCodec } from '../../protocol/codec.js';
-import { FRAME_HEADER_BYTES } from '../../protocol/limits.js';
+import { BATCH_ITEMS_MAX, FRAME_HEADER_BYTES } from '../../protocol/limits.js';
 import { encodableResult, PackedArray } from '../../protocol/packed-array.js';
 import {
   readSimpleReply, readSimpleRequest, simpleReplyBytes, simpleRequestBytesMax, writeSimpleReply, writeSimpleRequest, type ScanBatchResult, type SimpleRequest, type SimpleResult,
@@ -283,6 +283,16 @@ describe('simple frames', () => {
       accepted += readsAsCodec(readSimpleReply, [...others, ...damaged(body, int)]);
     }
     expect(accepted).toBeGreaterThan(0); // some mutations are still valid replies
+  });
+
+  it('leave batches longer than BATCH_ITEMS_MAX to MessageCodec and its item bound', () => {
+    const bodyOf = (message: Record<string, unknown>) => codec.encode(message).subarray(FRAME_HEADER_BYTES);
+    const keys = (n: number) => Array.from({ length: n }, () => Buffer.from('k'));
+    const entries = (n: number) => Array.from({ length: n }, (): [Buffer, Buffer] => [Buffer.from('k'), Buffer.from('v')]);
+    expect(readSimpleRequest(bodyOf({ id: 1, op: 'getBatch', keys: keys(BATCH_ITEMS_MAX) }))).not.toBeNull();
+    expect(readSimpleRequest(bodyOf({ id: 1, op: 'getBatch', keys: keys(BATCH_ITEMS_MAX + 1) }))).toBeNull();
+    expect(readSimpleRequest(bodyOf({ id: 1, op: 'putBatch', entries: entries(BATCH_ITEMS_MAX) }))).not.toBeNull();
+    expect(readSimpleRequest(bodyOf({ id: 1, op: 'putBatch', entries: entries(BATCH_ITEMS_MAX + 1) }))).toBeNull();
   });
 
   it(`read requests as MessageCodec does, and nothing it would refuse or read differently (seed ${SEED})`, () => {
