@@ -186,6 +186,11 @@ export class Session {
       req = parseRequest(raw, this.scope.limits);
     } catch (error) {
       this.outbox.send([{ id, outcome: fail(toToonDBError(error)), receivedAt }]);
+      // A hello refused for its fields closes the connection, like one refused for its version.
+      if (!this.helloSeen) {
+        this.close('handshake refused');
+        return false;
+      }
       return !this.closed;
     }
     this.ctx.counters.requestsByFamily[OP_FAMILIES[req.op]] += 1;
@@ -401,7 +406,7 @@ export class Session {
     const req = item.req;
     let outcome: Outcome;
     try {
-      outcome = ok(await admin.answer(req, this.ctx, this.id));
+      outcome = ok(await admin.answer(req, this.ctx, this.id, this.scope.limits));
     } catch (error) {
       outcome = fail(toToonDBError(error));
     }

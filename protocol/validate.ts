@@ -205,7 +205,13 @@ function batchEntries(f: Fields): [WireBytes, WireBytes][] {
 }
 
 function parseHello(id: number, f: Fields): RequestOf<'hello'> {
-  const protocol = f.integer('protocol', 0, REQUEST_ID_MAX);
+  if (!f.has('protocol')) return f.fail('protocol', 'a protocol version (uint)');
+  // Any value but a version the daemon serves is a version mismatch (PROTOCOL.md Handshake),
+  // including ones no version could be ("2", 2.5, 2^64).
+  const protocol = f.body.protocol;
+  if (typeof protocol !== 'number' || !Number.isInteger(protocol) || protocol < 0 || protocol > REQUEST_ID_MAX) {
+    throw new ToonDBError('VERSION_MISMATCH', `the daemon does not speak protocol ${typeof protocol === 'string' ? JSON.stringify(protocol) : String(protocol)}`);
+  }
   if (!f.has('client')) return { id, op: 'hello', protocol };
   const client = f.body.client;
   if (typeof client !== 'string' || Buffer.byteLength(client, 'utf8') > CLIENT_NAME_BYTES_MAX) {

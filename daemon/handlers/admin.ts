@@ -39,9 +39,9 @@ export interface DaemonContext {
 
 /** The result of admin request `req` (hello, ping, stats, checkpoint, shutdown) on connection
  * `connectionId`; throws a coded error when it fails. */
-export async function answer(req: Request, ctx: DaemonContext, connectionId: number): Promise<unknown> {
+export async function answer(req: Request, ctx: DaemonContext, connectionId: number, limits: ServerLimits): Promise<unknown> {
   switch (req.op) {
-    case 'hello': return hello(req, ctx, connectionId);
+    case 'hello': return hello(req, ctx, connectionId, limits);
     case 'ping': return ping(ctx);
     case 'stats': return stats(ctx);
     case 'checkpoint': return checkpoint(ctx);
@@ -53,12 +53,14 @@ export async function answer(req: Request, ctx: DaemonContext, connectionId: num
   }
 }
 
-export function hello(req: HelloRequest, ctx: DaemonContext, connectionId: number): HelloResult {
+/** `limits`: the ones this connection runs under (fixed when it was accepted; a reload applies
+ * to later connections), which it announces. */
+export function hello(req: HelloRequest, ctx: DaemonContext, connectionId: number, limits: ServerLimits): HelloResult {
   if (req.protocol < PROTOCOL_VERSION_MIN || req.protocol > PROTOCOL_VERSION) {
     throw new ToonDBError('VERSION_MISMATCH', `daemon speaks protocol ${PROTOCOL_VERSION_MIN}..${PROTOCOL_VERSION}, client asked for ${req.protocol}`);
   }
   // Answered in the client's version: every version up to ours is a subset of it.
-  return { protocol: req.protocol, server: ctx.version, connectionId, limits: ctx.limits() };
+  return { protocol: req.protocol, server: ctx.version, connectionId, limits };
 }
 
 export function ping(ctx: DaemonContext): PingResult {

@@ -1,7 +1,11 @@
 // Checkpoint, stats and the engine threads: real figures that move when the daemon does work.
+import { writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { suiteClient } from '../helpers/daemon.js';
+import { PROTOCOL_VERSION } from '../../protocol/limits.js';
+import { startDaemon, suiteClient } from '../helpers/daemon.js';
+import { RawPeer } from '../helpers/raw.js';
 
 describe('checkpoint and stats', () => {
   const { daemon, client, reconnect } = suiteClient();
@@ -82,5 +86,32 @@ describe('checkpoint and stats', () => {
     await reconnect();
     expect((await client().get('cp/key'))?.toString()).toBe('kept');
     await expect.poll(() => daemon().logged('storage recovered').length, { timeout: 5_000 }).toBeGreaterThan(0);
+  });
+});
+
+// Regression: hello announced the daemon's limits as of the hello, while a connection runs
+// under the ones in force when it was accepted (a reload applies to later connections).
+describe('reload', () => {
+  it("a connection's hello announces the limits it runs under, across a reload", async () => {
+    const daemon = await startDaemon({ config: { limits: { txnsPerConnectionMax: 2 } } });
+    try {
+      const before = await RawPeer.open(daemon.socketPath);
+      await new Promise((resolve) => setTimeout(resolve, 50)); // accepted before the reload
+      writeFileSync(join(daemon.dir, 'config.json'), JSON.stringify({ limits: { txnsPerConnectionMax: 8 } }));
+      process.kill(daemon.pid!, 'SIGHUP');
+      await expect.poll(() => daemon.logs.some((line) => line.msg === 'configuration reloaded'), { timeout: 5_000 }).toBe(true);
+      const after = await RawPeer.open(daemon.socketPath);
+      for (const peer of [before, after]) peer.request({ id: 1, op: 'hello', protocol: PROTOCOL_VERSION });
+      const [[beforeHello], [afterHello]] = await Promise.all([before.waitFor(1), after.waitFor(1)]);
+      expect(beforeHello).toMatchObject({ result: { limits: { txnsPerConnectionMax: 2 } } });
+      expect(afterHello).toMatchObject({ result: { limits: { txnsPerConnectionMax: 8 } } });
+      for (let txn = 1; txn <= 3; txn++) before.request({ id: 10 + txn, op: 'begin', txn });
+      const replies = await before.waitFor(4);
+      expect(replies[3]).toMatchObject({ id: 13, error: { code: 'LIMIT_EXCEEDED' } });
+      before.close();
+      after.close();
+    } finally {
+      await daemon.dispose();
+    }
   });
 });

@@ -46,6 +46,20 @@ describe('hostile clients', () => {
     expect(peer.messages.at(-1)).toMatchObject({ id: 0, error: { code: 'PROTOCOL_ERROR' } });
   });
 
+  // Regression: a hello whose protocol no version could be ("2", 2.5, 2^33) got
+  // INVALID_ARGUMENT and the connection stayed open, against PROTOCOL.md's Handshake.
+  it('refuses a hello for any protocol it does not speak with VERSION_MISMATCH, and one without a protocol, closing either', async () => {
+    for (const [protocol, code] of [['2', 'VERSION_MISMATCH'], [2.5, 'VERSION_MISMATCH'], [2 ** 33, 'VERSION_MISMATCH'], [99, 'VERSION_MISMATCH'], [undefined, 'INVALID_ARGUMENT']] as const) {
+      const peer = await RawPeer.open(daemon.socketPath);
+      peer.send(Buffer.concat([
+        peer.codec.encode(protocol === undefined ? { id: 1, op: 'hello' } : { id: 1, op: 'hello', protocol }),
+        peer.codec.encode({ id: 2, op: 'ping' }),
+      ]));
+      await peer.closed;
+      expect(peer.messages, String(protocol)).toMatchObject([{ id: 1, error: { code } }]);
+    }
+  });
+
   it('requires hello first', async () => {
     const peer = await RawPeer.open(daemon.socketPath);
     peer.request({ id: 7, op: 'get', key: Buffer.from('stable') });
