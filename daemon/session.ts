@@ -60,6 +60,15 @@ import { Outbox } from './outbox.js';
 
 const ignore = (): void => undefined;
 
+/** True if a scanNext or scanClose in batch[from, to) names cursor `cursor`. */
+function namesCursor(batch: readonly Queued[], from: number, to: number, cursor: number): boolean {
+  for (let i = from; i < to; i++) {
+    const req = batch[i].req;
+    if ((req.op === 'scanNext' || req.op === 'scanClose') && req.cursor === cursor) return true;
+  }
+  return false;
+}
+
 interface Queued {
   req: Request;
   receivedAt: number;
@@ -325,7 +334,7 @@ export class Session {
           resume = false;
           continue;
         }
-        const { covered, sent } = this.completePrefix(batch, from, prepared, results);
+        const { covered, sent } = this.completePrefix(batch, from, prepared, results, to);
         if (from + covered === to) return;
         from += covered;
         prepared = { each: prepared.each.slice(covered), ops: ops.slice(results.length) };
@@ -373,8 +382,9 @@ export class Session {
 
   /** Completes the requests of batch[from, ...) (prepared as `prepared`) that `results`, one per
    * op of a prefix of `prepared.ops` (at least one, or all), answer, with the refused ones among
-   * them; returns how many, and when their replies are sent. */
-  private completePrefix(batch: Queued[], from: number, prepared: Prepared, results: EngineResult[]): { covered: number; sent: Promise<void> } {
+   * them; returns how many, and when their replies are sent. `runTo`: the end of the call these
+   * results come from (see complete). */
+  private completePrefix(batch: Queued[], from: number, prepared: Prepared, results: EngineResult[], runTo?: number): { covered: number; sent: Promise<void> } {
     const { each, ops } = prepared;
     if (results.length === ops.length) return { covered: each.length, sent: this.complete(batch, from, from + each.length, prepared, results) };
     if (results.length === 0 || results.length > ops.length) {
@@ -382,7 +392,7 @@ export class Session {
     }
     const covered = requestsCovered(prepared, results.length);
     const part = { each: each.slice(0, covered), ops: ops.slice(0, results.length) };
-    return { covered, sent: this.complete(batch, from, from + covered, part, results) };
+    return { covered, sent: this.complete(batch, from, from + covered, part, results, runTo) };
   }
   /** Engine ops for batch[from, to), with a validation failure in place of each refused one. */
   private prepare(batch: Queued[], from: number, to: number): Prepared {
@@ -390,14 +400,17 @@ export class Session {
   }
 
   /** Turns the engine results of batch[from, to) into replies, sent once durable; resolves when
-   * they are. */
-  private complete(batch: Queued[], from: number, to: number, prepared: Prepared, results: EngineResult[]): Promise<void> {
+   * they are. batch[to, runTo) is the rest of an engine call that ended early, still to run
+   * (runData): a cursor it names is not read ahead yet, as the read would race its own
+   * scanNext / scanClose in the engine (batches out of order, or lost); the last of them
+   * starts it instead. */
+  private complete(batch: Queued[], from: number, to: number, prepared: Prepared, results: EngineResult[], runTo = to): Promise<void> {
     const { replies, maxSeq } = repliesOf(batch, from, to, prepared, results, this.scope, (req, result, outcome) => {
       if (result.code === 'DISK_FULL' || result.code === 'STORAGE_FAILED') {
         this.ctx.gate.reportStorageFailure(new ToonDBError(result.code, result.message ?? result.code));
       }
       const readAhead = this.closed ? 0 : readAheadCursor(req, outcome, this.scope);
-      if (readAhead > 0) this.readAhead.start(readAhead);
+      if (readAhead > 0 && !namesCursor(batch, to, runTo, readAhead)) this.readAhead.start(readAhead);
     });
     return this.outbox.sendWhenDurable(replies, maxSeq);
   }

@@ -9,6 +9,7 @@ import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { RawPeer } from '../helpers/raw.js';
 
 const CURSOR_IDLE_MS = 400;
+const MiB = 1024 * 1024;
 const key = (i: number) => `ra/${String(i).padStart(4, '0')}`;
 
 describe('scan read-ahead', () => {
@@ -80,6 +81,41 @@ describe('scan read-ahead', () => {
     expect(replies.map((reply) => reply.result.done)).toEqual([false, false, true]);
     const keys = [entries, ...replies.map((reply) => reply.result.entries)].flat().map((entry) => (entry as [Buffer, Buffer])[0].toString());
     expect(keys).toEqual(Array.from({ length: 100 }, (_, i) => key(i)));
+    peer.close();
+    await noOpenCursors();
+  });
+
+  // Regression: pipelined scanNext requests of a cursor with no batch read ahead (the budget
+  // was full) went into one engine call; once it ended early (16 MiB of results), the replies
+  // sent started a read-ahead of that cursor while its remaining scanNext ran in the engine
+  // too: batches came back out of order, some were lost, and their bytes were never given back.
+  it('keeps a cursor whose pipelined scanNext requests end an engine call early in order, losing nothing', async () => {
+    const big = (n: number) => Buffer.alloc(n, 0x61);
+    for (let i = 0; i < 5; i++) await client.put(`rx/${i}`, big(4 * MiB - 100));
+    const ys = Array.from({ length: 8 }, (_, i) => `ry/${i}`);
+    for (const y of ys) await client.put(y, big(4 * MiB));
+    // Cursor X's read-ahead fills the connection's 16 MiB, so cursor Y gets none.
+    const { peer, cursor: x } = await rawScan(1, 'rx/');
+    await expect.poll(async () => (await client.stats()).cursors.readAheadBytes, { timeout: 5_000 }).toBeGreaterThan(15 * MiB);
+    peer.request({ id: 3, op: 'scan', prefix: Buffer.from('ry/'), batchSize: 1 });
+    const opened = (await peer.waitFor(3))[2].result as { cursor: number; entries: [Buffer, Buffer][] };
+    const y = opened.cursor;
+    const seen = opened.entries.map(([k]) => k.toString());
+    // One write: the scanClose frees the budget; the six scanNext of Y go to the engine together.
+    peer.send(Buffer.concat([
+      peer.codec.encode({ id: 4, op: 'scanClose', cursor: x }),
+      ...Array.from({ length: 6 }, (_, i) => peer.codec.encode({ id: 5 + i, op: 'scanNext', cursor: y })),
+    ]));
+    let replies = await peer.waitFor(10);
+    for (let id = 11; !(replies.at(-1)!.result as { done: boolean }).done; id++) {
+      peer.request({ id, op: 'scanNext', cursor: y });
+      replies = await peer.waitFor(replies.length + 1);
+    }
+    for (const reply of replies.slice(4)) {
+      expect(reply.error).toBeUndefined();
+      seen.push(...(reply.result as { entries: [Buffer, Buffer][] }).entries.map(([k]) => k.toString()));
+    }
+    expect(seen).toEqual(ys);
     peer.close();
     await noOpenCursors();
   });
