@@ -27,8 +27,8 @@ import { writeReplies, type Reply } from './replies.js';
 const SETTLED: Promise<void> = Promise.resolve();
 
 export interface OutboxHooks {
-  /** `count` replies left the session's hands (written, or dropped on a closed connection). */
-  onSent(count: number): void;
+  /** `replies` left the session's hands (written, or dropped on a closed connection). */
+  onSent(replies: readonly Reply[]): void;
   isClosed(): boolean;
   /** The client left too much unread: close the connection. */
   cutOff(reason: string): void;
@@ -76,7 +76,7 @@ export class Outbox {
     } else {
       writeReplies(this.socket, replies, this.codec, this.counters);
     }
-    this.hooks.onSent(replies.length);
+    this.hooks.onSent(replies);
   }
 
   /** Resolves once the client has read its replies below OUTPUT_PAUSE_BYTES (at once if it

@@ -28,6 +28,8 @@ export interface Reply {
   outcome: Outcome;
   /** performance.now() when the request arrived (for the latency histogram). */
   receivedAt: number;
+  /** The request's frame body bytes the session counts as in flight until this reply. */
+  requestBytes: number;
 }
 
 /** Writes `replies` to `socket` with one socket write; returns the bytes written. */

@@ -23,7 +23,8 @@
  *   beside an earlier request that could write. Replies may leave in any order (matched by id).
  * - In `sync` mode no reply leaves before the fsync covering every write it could show.
  * - Memory per connection is bounded: one partial frame (FrameDecoder), at most
- *   inFlightPerConnectionMax requests (reading pauses past it), and unread replies: no new work
+ *   inFlightPerConnectionMax requests and about REQUEST_BYTES_IN_FLIGHT_MAX of their bodies
+ *   (reading pauses past either: what one socket read completed gets in), and unread replies: no new work
  *   starts past OUTPUT_PAUSE_BYTES, an engine call ends early past ENGINE_CALL_OUTPUT_BYTES_MAX
  *   (plain reads: the rest runs later; a call that may write: once its replies were read), and
  *   a client that leaves more than OUTPUT_BUFFER_BYTES_MAX unread, or reads nothing for
@@ -42,7 +43,7 @@ import { MessageCodec } from '../protocol/codec.js';
 import { ToonDBError, toToonDBError } from '../protocol/errors.js';
 import { FrameDecoder } from '../protocol/frame.js';
 import {
-  ENGINE_CALL_OUTPUT_BYTES_MAX, ENGINE_CALLS_PER_CONNECTION_MAX, HANDSHAKE_TIMEOUT_MS, REQUEST_ITEMS_MAX,
+  ENGINE_CALL_OUTPUT_BYTES_MAX, ENGINE_CALLS_PER_CONNECTION_MAX, HANDSHAKE_TIMEOUT_MS, REQUEST_BYTES_IN_FLIGHT_MAX, REQUEST_ITEMS_MAX,
 } from '../protocol/limits.js';
 import { CONNECTION_ERROR_ID, OP_FAMILIES, type Request } from '../protocol/messages.js';
 import { readSimpleRequest } from '../protocol/simple-frames.js';
@@ -72,6 +73,8 @@ function namesCursor(batch: readonly Queued[], from: number, to: number, cursor:
 interface Queued {
   req: Request;
   receivedAt: number;
+  /** Its frame body's bytes, in flight until its reply (REQUEST_BYTES_IN_FLIGHT_MAX). */
+  bytes: number;
 }
 
 export class Session {
@@ -85,6 +88,8 @@ export class Session {
   /** Settles when the last lane call started has finished (all of it: runData). */
   private laneTail: Promise<void> = Promise.resolve();
   private inFlight = 0;
+  /** Frame body bytes of the requests in flight (queued or running, not yet answered). */
+  private inFlightBytes = 0;
   private closed = false;
   private handshakeTimer: NodeJS.Timeout | null;
   private readonly calls: EngineCalls;
@@ -113,8 +118,9 @@ export class Session {
     this.decoder = new FrameDecoder({ frameBytesMax: limits.frameBytesMax });
     this.codec = new MessageCodec({ frameBytesMax: limits.frameBytesMax, decodeItemsMax: REQUEST_ITEMS_MAX });
     this.outbox = new Outbox(socket, this.flow, this.codec, ctx.gate, ctx.counters, {
-      onSent: (count) => {
-        this.inFlight -= count;
+      onSent: (replies) => {
+        this.inFlight -= replies.length;
+        for (const reply of replies) this.inFlightBytes -= reply.requestBytes;
         this.maybeResume();
       },
       isClosed: () => this.closed,
@@ -164,7 +170,7 @@ export class Session {
     for (const body of bodies) {
       if (!this.accept(body, receivedAt)) return;
     }
-    if (this.inFlight >= this.scope.limits.inFlightPerConnectionMax) this.flow.pauseReading();
+    if (this.inFlight >= this.scope.limits.inFlightPerConnectionMax || this.inFlightBytes >= REQUEST_BYTES_IN_FLIGHT_MAX) this.flow.pauseReading();
     this.pump();
   }
 
@@ -186,7 +192,7 @@ export class Session {
     this.ctx.counters.requestsTotal += 1;
     // Before its hello a connection gets nothing else, not even a parse error.
     if (!this.helloSeen && raw.op !== 'hello') {
-      this.outbox.send([{ id, outcome: fail(new ToonDBError('HANDSHAKE_REQUIRED', 'the first request on a connection must be hello')), receivedAt }]);
+      this.outbox.send([{ id, outcome: fail(new ToonDBError('HANDSHAKE_REQUIRED', 'the first request on a connection must be hello')), receivedAt, requestBytes: 0 }]);
       this.close('no handshake');
       return false;
     }
@@ -194,7 +200,7 @@ export class Session {
     try {
       req = parseRequest(raw, this.scope.limits);
     } catch (error) {
-      this.outbox.send([{ id, outcome: fail(toToonDBError(error)), receivedAt }]);
+      this.outbox.send([{ id, outcome: fail(toToonDBError(error)), receivedAt, requestBytes: 0 }]);
       // A hello refused for its fields closes the connection, like one refused for its version.
       if (!this.helloSeen) {
         this.close('handshake refused');
@@ -205,10 +211,11 @@ export class Session {
     this.ctx.counters.requestsByFamily[OP_FAMILIES[req.op]] += 1;
     if (req.op === 'hello') this.helloSeen = true;
     else if (this.ctx.shuttingDown()) {
-      this.outbox.send([{ id, outcome: fail(new ToonDBError('SHUTTING_DOWN', 'daemon is shutting down; retry against its successor')), receivedAt }]);
+      this.outbox.send([{ id, outcome: fail(new ToonDBError('SHUTTING_DOWN', 'daemon is shutting down; retry against its successor')), receivedAt, requestBytes: 0 }]);
       return !this.closed;
     }
-    this.queue.push({ req, receivedAt });
+    this.inFlightBytes += body.length;
+    this.queue.push({ req, receivedAt, bytes: body.length });
     return true;
   }
 
@@ -427,7 +434,7 @@ export class Session {
       clearTimeout(this.handshakeTimer);
       this.handshakeTimer = null;
     }
-    this.outbox.send([{ id: req.id, outcome, receivedAt: item.receivedAt }]);
+    this.outbox.send([{ id: req.id, outcome, receivedAt: item.receivedAt, requestBytes: item.bytes }]);
     if (req.op === 'hello' && !outcome.ok) this.close('handshake refused');
   }
 
@@ -439,7 +446,7 @@ export class Session {
   }
 
   private maybeResume(): void {
-    if (!this.closed) this.flow.maybeResume(this.inFlight, this.scope.limits.inFlightPerConnectionMax);
+    if (!this.closed && this.inFlightBytes < REQUEST_BYTES_IN_FLIGHT_MAX / 2) this.flow.maybeResume(this.inFlight, this.scope.limits.inFlightPerConnectionMax);
   }
 
   /** Sends a connection-level error (request id 0) and closes. */

@@ -108,6 +108,13 @@ export const ENGINE_CALL_OUTPUT_BYTES_MAX = 16 * MiB;
  * them all (backpressure: the requests wait, nothing fails). Daemon-internal. */
 export const OUTPUT_PAUSE_BYTES = 8 * MiB;
 
+/** Request bytes (frame bodies) one connection may have read and not yet answered before the
+ * daemon stops reading it; it reads again below half. inFlightPerConnectionMax alone let a
+ * client whose replies go unread (the daemon then starts no work) or that outpaces the engine
+ * queue 4096 frames of up to 32 MiB each. Past frameBytesMax, so one frame always gets in.
+ * Daemon-internal. */
+export const REQUEST_BYTES_IN_FLIGHT_MAX = 64 * MiB;
+
 /** Reply bytes the daemon buffers for one connection that does not read them. A connection
  * that has more unread when its next replies are ready is closed, as is one whose unread
  * replies stay at OUTPUT_PAUSE_BYTES or more for `unreadRepliesMsMax` while it reads none. */

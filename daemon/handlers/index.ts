@@ -78,7 +78,7 @@ export function prepareBatch(batch: readonly { req: Request }[], from: number, t
  * error; `onResult` sees each request that ran with its result and outcome. Returns them with
  * the highest ticket they show (the fsync their release waits for in `sync` mode).
  */
-export function repliesOf(batch: readonly { req: Request; receivedAt: number }[], from: number, to: number, prepared: PreparedBatch,
+export function repliesOf(batch: readonly { req: Request; receivedAt: number; bytes: number }[], from: number, to: number, prepared: PreparedBatch,
   results: EngineResult[], scope: SessionScope, onResult: (req: DataRequest, result: EngineResult, outcome: Outcome) => void): { replies: Reply[]; maxSeq: number } {
   const replies = new Array<Reply>(to - from);
   let maxSeq = 0;
@@ -95,7 +95,7 @@ export function repliesOf(batch: readonly { req: Request; receivedAt: number }[]
       outcome = finish(req, result, scope, op);
       onResult(req, result, outcome);
     }
-    replies[i - from] = { id: req.id, outcome, receivedAt: batch[i].receivedAt };
+    replies[i - from] = { id: req.id, outcome, receivedAt: batch[i].receivedAt, requestBytes: batch[i].bytes };
   }
   return { replies, maxSeq };
 }

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IpcClient } from '../../ipc-client/index.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { RawPeer } from '../helpers/raw.js';
-import { REQUEST_ITEMS_MAX } from '../../protocol/limits.js';
+import { FRAME_BYTES_MAX, REQUEST_BYTES_IN_FLIGHT_MAX, REQUEST_ITEMS_MAX } from '../../protocol/limits.js';
 
 describe('hostile clients', () => {
   let daemon: TestDaemon;
@@ -108,6 +108,32 @@ describe('hostile clients', () => {
     await peer.closed;
     expect(peer.messages.at(-1)).toMatchObject({ error: { code: 'PROTOCOL_ERROR', message: expect.stringContaining(`more than ${REQUEST_ITEMS_MAX} items`) } });
     expect((await good.get('stable'))?.toString()).toBe('value');
+  });
+
+  // Regression: reading paused only on the count of requests in flight, so a client whose
+  // replies went unread (the daemon then starts no work) could make the daemon read and hold
+  // 4096 frames of up to 32 MiB (1.1 GB RSS seen at 60 puts of 16 MiB).
+  it('stops reading a client once the requests it has in flight pass REQUEST_BYTES_IN_FLIGHT_MAX, then serves them all', async () => {
+    const MiB = 1024 * 1024;
+    await good.put('big/4m', Buffer.alloc(4 * MiB, 0x62));
+    const peer = await RawPeer.open(daemon.socketPath);
+    peer.socket.pause(); // reads nothing: six 4 MiB replies fill its output, so no work starts
+    const bytesIn = async () => (await good.stats()).bytes.in;
+    const before = await bytesIn();
+    peer.hello();
+    for (let id = 2; id <= 7; id++) peer.request({ id, op: 'get', key: Buffer.from('big/4m') });
+    const value = Buffer.alloc(MiB, 0x63);
+    const puts = 100; // 100 MiB: past the bound
+    for (let i = 0; i < puts; i++) peer.request({ id: 100 + i, op: 'put', key: Buffer.from(`big/put/${i}`), value });
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    const read = (await bytesIn()) - before;
+    expect(read).toBeLessThan(REQUEST_BYTES_IN_FLIGHT_MAX + FRAME_BYTES_MAX);
+    expect(read).toBeLessThan(puts * MiB);
+    peer.socket.resume();
+    const replies = await peer.waitFor(1 + 6 + puts, 30_000);
+    expect(replies.filter((reply) => reply.error !== undefined)).toEqual([]);
+    expect((await good.get(`big/put/${puts - 1}`))?.length).toBe(MiB);
+    peer.close();
   });
 
   it('answers an unknown op and a wrong field type with coded errors and stays connected', async () => {
