@@ -38,6 +38,7 @@ import { Counters } from './counters.js';
 import { DurabilityGate } from './durability.js';
 import type { DaemonContext } from './handlers/admin.js';
 import { ReadAheadBudget } from './read-ahead.js';
+import { hangUp } from './hang-up.js';
 import { Session } from './session.js';
 import { claimSocketPath } from './socket-path.js';
 import { VERSION } from './version.js';
@@ -250,7 +251,9 @@ export class Daemon implements DaemonContext {
 
   private refuse(socket: Socket, error: ToonDBError): void {
     socket.on('error', () => undefined);
-    socket.end(new MessageCodec().encode({ id: CONNECTION_ERROR_ID, error: { code: error.code, message: error.message } }));
+    socket.write(new MessageCodec().encode({ id: CONNECTION_ERROR_ID, error: { code: error.code, message: error.message } }));
+    // Not ended and left: never read, such a socket closed only when the daemon stopped.
+    hangUp(socket);
   }
 
   private sweepIdle(): void {

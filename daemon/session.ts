@@ -51,6 +51,7 @@ import { parseRequest, requestIdOf } from '../protocol/validate.js';
 import { countCall, nextBatch, routeOf, type RunningCalls } from './batching.js';
 import { EngineCalls } from './engine-calls.js';
 import { Flow } from './flow.js';
+import { hangUp } from './hang-up.js';
 import * as admin from './handlers/admin.js';
 import { isDataRequest, prepareBatch, repliesOf, requestsCovered, type PreparedBatch as Prepared } from './handlers/index.js';
 import { fail, ok, type Outcome, type SessionScope } from './handlers/scope.js';
@@ -510,7 +511,7 @@ export class Session {
     this.closed = true;
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
     this.handshakeTimer = null;
-    if (!this.socket.destroyed) this.socket.destroySoon();
+    hangUp(this.socket);
     this.queue = [];
     this.outbox.releaseWaiters();
     if (this.running.all === 0) this.releaseHandles();

@@ -196,6 +196,12 @@ export const SOCKET_PATH_BYTES_MAX = 103;
 /** Shutdown: how long in-flight requests get to finish before the daemon aborts them. */
 export const SHUTDOWN_DRAIN_MS_MAX = 10_000;
 
+/** How long a connection the daemon hangs up on (a protocol error, a refused handshake or
+ * peer, a cut-off) keeps its socket for its last bytes to reach a client that reads them; one
+ * still open then is destroyed with whatever it left unread, so a client that reads nothing
+ * cannot keep closed connections (not counted in connectionsMax) and their replies alive. */
+export const HANG_UP_LINGER_MS_MAX = 2_000;
+
 /** Shutdown: how long the last replies get to reach their clients once connections are ended;
  * a connection still open then (its client reads nothing) is cut off. */
 export const SHUTDOWN_FLUSH_MS_MAX = 2_000;

@@ -1,11 +1,12 @@
 // A client that sends garbage or oversize frames gets a coded error and is disconnected; a
 // well-behaved client on the same daemon sees nothing change.
 import { randomBytes } from 'node:crypto';
+import { readdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IpcClient } from '../../ipc-client/index.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { RawPeer } from '../helpers/raw.js';
-import { FRAME_BYTES_MAX, REQUEST_BYTES_IN_FLIGHT_MAX, REQUEST_ITEMS_MAX } from '../../protocol/limits.js';
+import { FRAME_BYTES_MAX, HANG_UP_LINGER_MS_MAX, REQUEST_BYTES_IN_FLIGHT_MAX, REQUEST_ITEMS_MAX } from '../../protocol/limits.js';
 
 describe('hostile clients', () => {
   let daemon: TestDaemon;
@@ -164,5 +165,55 @@ describe('hostile clients', () => {
     expect((await good.get('after-garbage'))?.toString()).toBe('ok');
     const stats = await good.stats();
     expect(stats.connections.active).toBe(1);
+  });
+});
+
+// Regression: a socket the daemon hangs up on stayed open for as long as its client kept its
+// end open without reading: refused connections (never read by the daemon, so their close went
+// unseen) and connections closed after an error with replies still unread (up to ~24 MiB each).
+// Neither counts toward connectionsMax, so they piled up without bound.
+describe('hanging up on clients that read nothing', () => {
+  let daemon: TestDaemon;
+  let good: IpcClient;
+  const fds = () => readdirSync(`/proc/${daemon.pid}/fd`).length;
+
+  beforeAll(async () => {
+    daemon = await startDaemon({ config: { connectionsMax: 1 } });
+    good = await IpcClient.connect(daemon.socketPath);
+    await good.put('big/4m', Buffer.alloc(4 * 1024 * 1024, 0x62));
+  });
+  afterAll(async () => {
+    await good?.close();
+    await daemon?.dispose();
+  });
+
+  it('closes refused connections, whose refusal a reading client still gets', async () => {
+    const baseline = fds();
+    const silent = await Promise.all(Array.from({ length: 8 }, () => RawPeer.open(daemon.socketPath)));
+    for (const peer of silent) {
+      peer.socket.pause();
+      peer.hello();
+    }
+    const reading = await RawPeer.open(daemon.socketPath);
+    reading.hello();
+    await reading.closed;
+    expect(reading.messages).toMatchObject([{ id: 0, error: { code: 'TOO_MANY_CONNECTIONS' } }]);
+    await expect.poll(fds, { timeout: HANG_UP_LINGER_MS_MAX + 3_000 }).toBeLessThanOrEqual(baseline);
+    for (const peer of silent) peer.close();
+    expect((await good.get('stable'))).toBeNull(); // the good connection is untouched
+  });
+
+  it('closes a connection it failed, with replies left unread, within the linger bound', async () => {
+    await good.close();
+    const baseline = fds() - 1; // without the good client's connection
+    const peer = await RawPeer.open(daemon.socketPath);
+    peer.socket.pause();
+    peer.hello();
+    for (let id = 2; id <= 8; id++) peer.request({ id, op: 'get', key: Buffer.from('big/4m') });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    peer.send(Buffer.alloc(4)); // a zero-length frame: PROTOCOL_ERROR, the connection is failed
+    await expect.poll(fds, { timeout: HANG_UP_LINGER_MS_MAX + 3_000 }).toBeLessThanOrEqual(baseline);
+    peer.close();
+    good = await IpcClient.connect(daemon.socketPath);
   });
 });
