@@ -104,7 +104,10 @@ async function start(flags: StartFlags): Promise<void> {
   } catch (error) {
     const coded = toToonDBError(error);
     log.fatal({ code: coded.code, err: error }, 'cannot start');
-    const configError = ['INVALID_ARGUMENT', 'SOCKET_PATH_TOO_LONG', 'ALREADY_RUNNING', 'LOCKED'].includes(coded.code);
+    // Exit 2: what a restart cannot fix (see the systemd unit's RestartPreventExitStatus): a bad
+    // configuration, a socket or data dir held by another, and a damaged database, which
+    // needs an operator (README, Recovery).
+    const configError = ['INVALID_ARGUMENT', 'SOCKET_PATH_TOO_LONG', 'ALREADY_RUNNING', 'LOCKED', 'CORRUPTION'].includes(coded.code);
     die(`${coded.code}: ${coded.message}`, configError ? EXIT_CONFIG : EXIT_RUNTIME);
   }
   if (stopRequestedBy !== null) stopAndExit(stopRequestedBy);

@@ -51,6 +51,16 @@ export async function claimSocketPath(socketPath: string): Promise<boolean> {
   if ((await probe(socketPath)) === 'live') {
     throw new ToonDBError('ALREADY_RUNNING', `a toondb daemon is already running on ${socketPath}`);
   }
-  await unlink(socketPath);
+  try {
+    await unlink(socketPath);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    // Another user's socket in a sticky directory such as /tmp: not ours to replace.
+    if (code === 'EPERM' || code === 'EACCES') {
+      throw new ToonDBError('INVALID_ARGUMENT',
+        `${socketPath} is a stale socket this user may not remove (${code}); remove it as its owner or root, or use another --socket`);
+    }
+    throw error;
+  }
   return true;
 }

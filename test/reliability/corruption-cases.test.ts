@@ -94,6 +94,7 @@ describe('recovery, case by case', () => {
       expect(outcome.started).toBe(false);
       expectCodedRefusal(outcome, 'damaged journal value');
       expect(outcome.code).toBe('CORRUPTION');
+      expect(outcome.exitCode, 'exit 2: the service manager does not restart it').toBe(2);
       expect(fileSize(journalPath), 'the evidence is kept').toBe(64 * 1024 * 1024);
     } finally {
       await daemon.dispose();

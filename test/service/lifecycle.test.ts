@@ -1,7 +1,7 @@
 // toondbd as a service: status exit codes, one daemon per data dir and per socket (also right
 // after kill -9), stale-socket recovery, graceful SIGTERM under load, SIGHUP without dropping
 // clients, a stdout whose reader went away, config validation, and stop.
-import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
@@ -207,6 +207,33 @@ describe('daemon lifecycle', () => {
       await proc;
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  // Regression: a dead socket another user left in a sticky directory (not ours to unlink)
+  // made the daemon exit 1 with INTERNAL, which the unit restarts every 2 s forever.
+  it('refuses a stale socket of another user in a sticky directory with exit 2 and one line', async (ctx) => {
+    const NOBODY = 65534;
+    if (process.getuid?.() !== 0) ctx.skip('needs root, to run the daemon as another user than the socket\'s owner');
+    const setpriv = await execa('setpriv', ['--version'], { reject: false });
+    if (setpriv.exitCode !== 0) ctx.skip('needs setpriv (util-linux) to run the daemon as another user');
+    const dir = makeTempDir();
+    chmodSync(dir, 0o755);
+    const sockets = join(dir, 'sockets');
+    mkdirSync(sockets);
+    chmodSync(sockets, 0o1777); // like /tmp
+    const socketPath = join(sockets, 's.sock');
+    // A socket left by a process of root's that died: bound, never unlinked, open to all.
+    await execa('node', ['-e', `require('net').createServer().listen(${JSON.stringify(socketPath)}, () => process.kill(process.pid, 'SIGKILL'))`], { reject: false });
+    chmodSync(socketPath, 0o777);
+    const data = join(dir, 'data');
+    mkdirSync(data);
+    chownSync(data, NOBODY, NOBODY);
+    const result = await execa('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', 'node', TOONDBD_BIN, 'start', '--socket', socketPath, '--data-dir', join(data, 'd')],
+      { reject: false, stdin: 'ignore', timeout: 30_000, env: { HOME: dir } });
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr.trim().split('\n')).toHaveLength(1);
+    expect(result.stderr).toMatch(/INVALID_ARGUMENT: .* stale socket this user may not remove \(EPERM\)/);
+    expect(existsSync(socketPath)).toBe(true);
   });
 
   it('rejects an over-long socket path and invalid configuration with exit 2 and one line', async () => {
