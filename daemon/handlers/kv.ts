@@ -11,7 +11,7 @@
 
 import { OpKind, type EngineOp, type EngineResult } from '../../engine/types.js';
 import type { RequestOf } from '../../protocol/messages.js';
-import { bindTxn, engineError, fail, ok, type Outcome, type Prepared, type SessionScope } from './scope.js';
+import { aboutTxn, bindTxn, engineError, fail, ok, type Outcome, type Prepared, type SessionScope } from './scope.js';
 
 type KvRequest = RequestOf<'get' | 'exists' | 'put' | 'delete' | 'getBatch' | 'putBatch' | 'deleteBatch'>;
 
@@ -46,6 +46,7 @@ export function finishKv(req: KvRequest, result: EngineResult, scope: SessionSco
     if (req.txn !== undefined && (error.code === 'TXN_TOO_LARGE' || error.code === 'NOT_IN_TRANSACTION')) {
       // The engine has dropped the transaction; forget it here too.
       scope.txns.forget(Number(req.txn), op.txn);
+      return fail(aboutTxn(error, req.txn));
     }
     return fail(error);
   }

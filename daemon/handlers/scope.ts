@@ -45,6 +45,12 @@ export function engineError(result: EngineResult): ToonDBError | null {
   return errorFromWire({ code: result.code, message: result.message });
 }
 
+/** `error` about transaction `txn`, named by the id its client knows (the engine's messages
+ * name none: its handle may differ from that id). */
+export function aboutTxn(error: ToonDBError, txn: bigint | undefined): ToonDBError {
+  return txn === undefined ? error : new ToonDBError(error.code, `transaction ${txn}: ${error.message}`);
+}
+
 /** Resolves a wire transaction id to the engine handle this connection owns. */
 export function bindTxn(txn: bigint | undefined, scope: SessionScope): number | undefined | ToonDBError {
   if (txn === undefined) return undefined;

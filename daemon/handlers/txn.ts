@@ -13,7 +13,7 @@
 import { IsolationKind, OpKind, type EngineOp, type EngineResult } from '../../engine/types.js';
 import { ToonDBError } from '../../protocol/errors.js';
 import type { RequestOf } from '../../protocol/messages.js';
-import { bindTxn, engineError, fail, ok, type Outcome, type Prepared, type SessionScope } from './scope.js';
+import { aboutTxn, bindTxn, engineError, fail, ok, type Outcome, type Prepared, type SessionScope } from './scope.js';
 
 type TxnRequest = RequestOf<'begin' | 'commit' | 'abort'>;
 
@@ -70,12 +70,12 @@ export function finishTxn(req: TxnRequest, result: EngineResult, scope: SessionS
       if (error) {
         counters.txnsAborted += 1;
         if (error.code === 'TXN_CONFLICT') counters.txnConflicts += 1;
-        return fail(error);
+        return fail(aboutTxn(error, req.txn));
       }
       counters.txnsCommitted += 1;
       return ok({ commitTs: result.commitTs ?? 0n });
     case 'abort':
-      if (error) return fail(error);
+      if (error) return fail(aboutTxn(error, req.txn));
       counters.txnsAborted += 1;
       return ok(null);
   }

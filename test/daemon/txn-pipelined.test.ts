@@ -59,8 +59,10 @@ describe('pipelined transactions', () => {
     expect(replies.get(4)?.error?.code).toBe('KEY_TOO_LARGE');
     expect(replies.get(5)?.error?.code).toBe('VALUE_TOO_LARGE');
     expect(replies.get(6)?.error?.code).toBe('TXN_WRITE_FAILED');
-    expect(replies.get(6)?.error?.message).toMatch(/3 write requests, but 1 of them were applied/);
+    // Named by the id the client chose, not the engine's handle for it.
+    expect(replies.get(6)?.error?.message).toMatch(/^transaction 9: its commit was sent as covering 3 write requests, but 1 of them were applied/);
     expect(replies.get(9)?.error?.code).toBe('TXN_WRITE_FAILED');
+    expect(replies.get(9)?.error?.message).toMatch(/^transaction 10: /);
     expect(await client().getBatch(['fail/a', 'fail/b', 'fail/c'])).toEqual([null, null, null]);
     await expect.poll(async () => (await client().stats()).transactions.active).toBe(0);
   });

@@ -102,13 +102,15 @@ impl fmt::Display for EngineError {
                 write!(f, "the {what} reply needs at least {bytes} bytes, more than the batchBytesMax limit of {max}")
             }
             Self::TxnConflict => write!(f, "transaction conflicted with a concurrent commit; nothing was applied"),
-            Self::NotInTransaction(t) => write!(f, "transaction {t} is unknown, committed or aborted"),
+            // Messages about a transaction do not name its engine handle, which is not the id its
+            // client knows it by (the daemon says which transaction a reply is about).
+            Self::NotInTransaction(_) => write!(f, "the transaction is unknown, committed or aborted"),
             Self::TxnTooLarge { bytes, max } => {
                 write!(f, "transaction buffered {bytes} bytes, over the limit of {max}; it was aborted")
             }
-            Self::TxnWriteFailed { txn, expected, applied } => write!(
+            Self::TxnWriteFailed { expected, applied, .. } => write!(
                 f,
-                "transaction {txn} was committed as covering {expected} write requests, but {applied} of them were applied \
+                "its commit was sent as covering {expected} write requests, but {applied} of them were applied \
                  (the others failed); it was aborted and nothing was committed"
             ),
             Self::CursorNotFound(c) => write!(f, "cursor {c} is unknown, exhausted or closed"),
