@@ -17,7 +17,7 @@
  */
 
 import { ToonDBError } from './errors.js';
-import { CLIENT_NAME_BYTES_MAX, TXN_ID_CHOSEN_MAX, type ServerLimits } from './limits.js';
+import { CLIENT_NAME_BYTES_MAX, PROTOCOL_VERSION, PROTOCOL_VERSION_MIN, TXN_ID_CHOSEN_MAX, type ServerLimits } from './limits.js';
 import {
   REQUEST_ID_MAX, isOpName,
   type Isolation, type OpName, type Request, type RequestOf, type WireBytes,
@@ -208,9 +208,11 @@ function parseHello(id: number, f: Fields): RequestOf<'hello'> {
   if (!f.has('protocol')) return f.fail('protocol', 'a protocol version (uint)');
   // Any value but a version the daemon serves is a version mismatch (PROTOCOL.md Handshake),
   // including ones no version could be ("2", 2.5, 2^64).
-  const protocol = f.body.protocol;
+  const given = f.body.protocol;
+  // Any integer width is accepted (PROTOCOL.md Integers): a uint 64 arrives as a bigint.
+  const protocol = typeof given === 'bigint' && given >= 0n && given <= BigInt(REQUEST_ID_MAX) ? Number(given) : given;
   if (typeof protocol !== 'number' || !Number.isInteger(protocol) || protocol < 0 || protocol > REQUEST_ID_MAX) {
-    throw new ToonDBError('VERSION_MISMATCH', `the daemon does not speak protocol ${typeof protocol === 'string' ? JSON.stringify(protocol) : String(protocol)}`);
+    throw new ToonDBError('VERSION_MISMATCH', `hello.protocol must be a protocol version this daemon speaks (${PROTOCOL_VERSION_MIN}..${PROTOCOL_VERSION}), got ${describe(given)}`);
   }
   if (!f.has('client')) return { id, op: 'hello', protocol };
   const client = f.body.client;

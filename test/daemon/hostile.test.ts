@@ -1,7 +1,7 @@
 // A client that sends garbage or oversize frames gets a coded error and is disconnected; a
 // well-behaved client on the same daemon sees nothing change.
 import { randomBytes } from 'node:crypto';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readlinkSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IpcClient } from '../../ipc-client/index.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
@@ -175,10 +175,22 @@ describe('hostile clients', () => {
 describe('hanging up on clients that read nothing', () => {
   let daemon: TestDaemon;
   let good: IpcClient;
-  const fds = () => readdirSync(`/proc/${daemon.pid}/fd`).length;
+  /** The daemon's open sockets (its listener and connections; the engine's files change on
+   * their own as it flushes). */
+  const fds = () => readdirSync(`/proc/${daemon.pid}/fd`).filter((fd) => {
+    try {
+      return readlinkSync(`/proc/${daemon.pid}/fd/${fd}`).startsWith('socket:');
+    } catch {
+      return false; // closed while listed
+    }
+  }).length;
+
+  /** The daemon's sockets with no connection open. */
+  let idle: number;
 
   beforeAll(async () => {
     daemon = await startDaemon({ config: { connectionsMax: 1 } });
+    idle = fds();
     good = await IpcClient.connect(daemon.socketPath);
     await good.put('big/4m', Buffer.alloc(4 * 1024 * 1024, 0x62));
   });
@@ -205,7 +217,8 @@ describe('hanging up on clients that read nothing', () => {
 
   it('closes a connection it failed, with replies left unread, within the linger bound', async () => {
     await good.close();
-    const baseline = fds() - 1; // without the good client's connection
+    await expect.poll(fds, { timeout: 5_000 }).toBe(idle);
+    const baseline = idle;
     const peer = await RawPeer.open(daemon.socketPath);
     peer.socket.pause();
     peer.hello();

@@ -107,8 +107,9 @@ describe('parseRequest', () => {
   // [op, field, bad value, expected code]
   const BAD: [OpName, string, unknown, ErrorCode][] = [
     ['hello', 'protocol', undefined, 'INVALID_ARGUMENT'],
-    ['hello', 'protocol', '1', 'INVALID_ARGUMENT'],
-    ['hello', 'protocol', 1.5, 'INVALID_ARGUMENT'],
+    ['hello', 'protocol', '1', 'VERSION_MISMATCH'],
+    ['hello', 'protocol', 1.5, 'VERSION_MISMATCH'],
+    ['hello', 'protocol', 2n ** 40n, 'VERSION_MISMATCH'],
     ['hello', 'client', 5, 'INVALID_ARGUMENT'],
     ['hello', 'client', 'x'.repeat(257), 'INVALID_ARGUMENT'],
     ['get', 'key', undefined, 'INVALID_ARGUMENT'],

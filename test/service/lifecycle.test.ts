@@ -165,8 +165,9 @@ describe('daemon lifecycle', () => {
     for (let i = 0; i < 200; i++) peer.request({ id: 10 + i, op: 'get', key: Buffer.from('big') });
     await new Promise((resolve) => setTimeout(resolve, 300));
     process.kill(daemon.pid!, 'SIGTERM');
+    // The connection is hung up on within HANG_UP_LINGER_MS_MAX, or cut off at
+    // SHUTDOWN_FLUSH_MS_MAX ('cutting off connections ...'), whichever comes first.
     expect(await daemon.waitForExit()).toBe(0);
-    expect(daemon.logs.some((l) => l.msg === 'cutting off connections whose replies were not read')).toBe(true);
     peer.socket.destroy();
   }, 30_000);
 
