@@ -26,14 +26,24 @@ function settle<T>(promise: Promise<T>): Promise<{ value?: T; error?: ToonDBErro
   return promise.then((value) => ({ value }), (error: ToonDBError) => ({ error }));
 }
 
-describe('multiplexing', () => {
-  it('matches out-of-order replies by id', async () => {
-    const held: Request[] = [];
-    const { server, client } = await setup((request) => {
-      if (request.op !== 'get') return undefined;
+/** A script that answers every `op` request with nothing, keeping them in `held` (the model
+ * answers the rest). */
+function holding(op: string): { script: NonNullable<FakeServer['script']>; held: Request[] } {
+  const held: Request[] = [];
+  return {
+    held,
+    script: (request) => {
+      if (request.op !== op) return undefined;
       held.push(request);
       return NO_REPLY;
-    });
+    },
+  };
+}
+
+describe('multiplexing', () => {
+  it('matches out-of-order replies by id', async () => {
+    const { script, held } = holding('get');
+    const { server, client } = await setup(script);
     const gets = ['a', 'b', 'c', 'd'].map((key) => client.get(key));
     await server.until(() => held.length === 4);
     expect(new Set(held.map((r) => r.id)).size).toBe(4);
@@ -69,21 +79,17 @@ describe('multiplexing', () => {
   // Regression (review): a first `scan` that timed out left the cursor its late reply opened at
   // the daemon, counted against the connection's cursors until the daemon expired it.
   it('closes the cursor that a timed-out scan opens when its reply comes late', async () => {
-    let opened: Request | undefined;
-    const { server, client } = await setup((request) => {
-      if (request.op !== 'scan') return undefined;
-      opened = request;
-      return NO_REPLY;
-    }, 100);
+    const { script, held: opened } = holding('scan');
+    const { server, client } = await setup(script, 100);
     const iterator = client.scan('p/')[Symbol.asyncIterator]();
     expect((await settle(iterator.next())).error?.code).toBe('TIMEOUT');
-    server.last.reply(opened!.id, { cursor: 42, entries: [], done: false });
+    server.last.reply(opened[0].id, { cursor: 42, entries: [], done: false });
     await server.until(() => server.ops('scanClose').length > 0);
     expect(server.ops('scanClose').map((r) => Number(r.cursor))).toEqual([42]);
     // A late reply of a scan that finished at once leaves nothing to close.
     const finished = client.scan('q/')[Symbol.asyncIterator]();
     expect((await settle(finished.next())).error?.code).toBe('TIMEOUT');
-    server.last.reply(opened!.id, { cursor: 0, entries: [], done: true });
+    server.last.reply(opened[1].id, { cursor: 0, entries: [], done: true });
     expect((await client.ping()).version).toBeTruthy();
     expect(server.ops('scanClose')).toHaveLength(1);
   });
@@ -98,16 +104,12 @@ describe('multiplexing', () => {
   });
 
   it('does not time out when timeoutMs is 0', async () => {
-    let held: Request | undefined;
-    const { server, client } = await setup((request) => {
-      if (request.op !== 'ping') return undefined;
-      held = request;
-      return NO_REPLY;
-    }, 0);
+    const { script, held } = holding('ping');
+    const { server, client } = await setup(script, 0);
     const ping = client.ping();
-    await server.until(() => held !== undefined);
+    await server.until(() => held.length > 0);
     await new Promise((resolve) => setTimeout(resolve, 150));
-    server.last.reply(held!.id, { version: 'v', timeMs: 1 });
+    server.last.reply(held[0].id, { version: 'v', timeMs: 1 });
     expect((await ping).version).toBe('v');
   });
 
@@ -339,18 +341,14 @@ describe('reconnect (the default)', () => {
 
 describe('close', () => {
   it('waits for in-flight replies, then refuses new calls; close is idempotent', async () => {
-    let held: Request | undefined;
-    const { server, client } = await setup((request) => {
-      if (request.op !== 'get') return undefined;
-      held = request;
-      return NO_REPLY;
-    });
+    const { script, held } = holding('get');
+    const { server, client } = await setup(script);
     const get = client.get('k');
-    await server.until(() => held !== undefined);
+    await server.until(() => held.length > 0);
     const closing = client.close();
     expect(client.closed).toBe(true);
     await expect(client.put('x', 'y')).rejects.toMatchObject({ code: 'CONNECTION_CLOSED' });
-    server.last.reply(held!.id, Buffer.from('late but fine'));
+    server.last.reply(held[0].id, Buffer.from('late but fine'));
     expect((await get)?.toString()).toBe('late but fine');
     await closing;
     await client.close();
@@ -378,16 +376,12 @@ describe('close', () => {
   });
 
   it('emits close with null after close() even if the daemon hangs up while close() drains', async () => {
-    let held: Request | undefined;
-    const { server, client } = await setup((request) => {
-      if (request.op !== 'get') return undefined;
-      held = request;
-      return NO_REPLY;
-    });
+    const { script, held } = holding('get');
+    const { server, client } = await setup(script);
     const reasons: (ToonDBError | null)[] = [];
     client.on('close', (reason) => reasons.push(reason));
     const get = settle(client.get('k'));
-    await server.until(() => held !== undefined);
+    await server.until(() => held.length > 0);
     const closing = client.close();
     server.last.drop();
     expect((await get).error?.code).toBe('UNKNOWN_RESULT');
