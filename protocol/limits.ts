@@ -133,7 +133,8 @@ export const TXN_ID_CHOSEN_MAX = Number.MAX_SAFE_INTEGER;
 /** An open transaction with no operation for this long is aborted by the daemon. */
 export const TXN_IDLE_MS_MAX = 60_000;
 
-/** Bytes (keys + values) one transaction may buffer before commit. */
+/** Bytes one transaction may hold before commit: keys + values it wrote, and keys it read if
+ * it is serializable (fjall keeps them for the conflict check). */
 export const TXN_BYTES_MAX = 64 * MiB;
 
 /** Open scan cursors one connection may hold. */

@@ -106,7 +106,7 @@ impl fmt::Display for EngineError {
             // client knows it by (the daemon says which transaction a reply is about).
             Self::NotInTransaction(_) => write!(f, "the transaction is unknown, committed or aborted"),
             Self::TxnTooLarge { bytes, max } => {
-                write!(f, "transaction buffered {bytes} bytes, over the limit of {max}; it was aborted")
+                write!(f, "transaction holds {bytes} bytes of writes and reads, over the limit of {max}; it was aborted")
             }
             Self::TxnWriteFailed { expected, applied, .. } => write!(
                 f,

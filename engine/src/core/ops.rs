@@ -239,7 +239,7 @@ fn read_op(store: &Store, op: Op) -> EngineResult<OpOutput> {
     let now = value::now_ms();
     let keys = read_keys(store, &op)?;
     match op.txn {
-        Some(id) => txn::with_txn(store, id, |state| {
+        Some(id) => txn::read(store, id, keys, |state| {
             let stored = read_rows(store, op.kind, &state.view(store)?, keys, now)?;
             read_output(store, op.kind, &stored, now)
         }),

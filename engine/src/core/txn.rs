@@ -29,7 +29,8 @@
 //! Invariants: a handle is never open twice; a finished transaction (committed,
 //! conflicted, aborted, too large) is removed from the registry, and the cursors opened through
 //! it are closed, before its result is returned;
-//! `bytes` counts keys + values written and never exceeds `txn_bytes_max` in a live transaction;
+//! `bytes` counts keys + values written, and keys a serializable transaction read (its conflict
+//! set), and never exceeds `txn_bytes_max` in a live transaction;
 //! a snapshot is taken under the commit lock, after the transaction was counted as live.
 
 use super::error::{EngineError, EngineResult};
@@ -61,6 +62,7 @@ pub struct TxnState {
     overlay: Option<Overlay>,
     /// The fjall transaction and read snapshot, from the first operation (`start`).
     started: Option<Started>,
+    /// Keys + values written, plus keys read if serializable (bounded by txn_bytes_max).
     bytes: u64,
     /// Keys written (puts and deletes).
     writes: u64,
@@ -106,6 +108,15 @@ impl Drop for LiveTxn {
 }
 
 impl TxnState {
+    /// Adds `added` bytes to what the transaction holds; TxnTooLarge past txn_bytes_max.
+    fn count_bytes(&mut self, store: &Store, added: u64) -> EngineResult<()> {
+        if self.bytes + added > store.limits.txn_bytes_max {
+            return Err(EngineError::TxnTooLarge { bytes: self.bytes + added, max: store.limits.txn_bytes_max });
+        }
+        self.bytes += added;
+        Ok(())
+    }
+
     /// The transaction's read view; takes its snapshot first if this is its first operation.
     pub fn view(&mut self, store: &Store) -> EngineResult<View<'_>> {
         self.start(store)?;
@@ -263,10 +274,7 @@ pub fn begin(store: &Store, isolation: Isolation, id: Option<u64>) -> EngineResu
 pub fn write(store: &Store, id: u64, items: KeyWrites) -> EngineResult<()> {
     let added: u64 = items.iter().map(|(k, v)| (k.len() + v.as_ref().map_or(0, Vec::len)) as u64).sum();
     let outcome = with_txn(store, id, |state| {
-        if state.bytes + added > store.limits.txn_bytes_max {
-            return Err(EngineError::TxnTooLarge { bytes: state.bytes + added, max: store.limits.txn_bytes_max });
-        }
-        state.bytes += added;
+        state.count_bytes(store, added)?;
         state.writes += items.len() as u64;
         for (key, stored) in items {
             apply_write(store, state, key, stored)?;
@@ -274,8 +282,27 @@ pub fn write(store: &Store, id: u64, items: KeyWrites) -> EngineResult<()> {
         state.write_ops += 1;
         Ok(())
     });
+    abort_if_too_large(store, id, outcome)
+}
+
+/// Runs a point read (`keys`) of transaction `id`: `f` on its state once a serializable
+/// transaction has counted the keys, which fjall's conflict manager keeps until the commit,
+/// toward txn_bytes_max like its writes (a transaction reading for ever would otherwise grow
+/// without bound). Snapshot isolation records no reads.
+pub fn read<T>(store: &Store, id: u64, keys: &[Vec<u8>], f: impl FnOnce(&mut TxnState) -> EngineResult<T>) -> EngineResult<T> {
+    let outcome = with_txn(store, id, |state| {
+        if state.overlay.is_none() {
+            state.count_bytes(store, keys.iter().map(|key| key.len() as u64).sum())?;
+        }
+        f(state)
+    });
+    abort_if_too_large(store, id, outcome)
+}
+
+/// A transaction that passed txn_bytes_max is aborted: nothing of it may be committed later.
+fn abort_if_too_large<T>(store: &Store, id: u64, outcome: EngineResult<T>) -> EngineResult<T> {
     if let Err(EngineError::TxnTooLarge { .. }) = &outcome {
-        let _ = take(store, id); // aborted: nothing of it may be committed later
+        let _ = take(store, id);
     }
     outcome
 }

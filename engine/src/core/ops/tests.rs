@@ -522,3 +522,33 @@ fn a_transaction_closes_its_cursors_when_it_commits_or_aborts() {
     }
     assert!(store.cursors.is_open(plain));
 }
+
+/// fjall keeps every key a serializable transaction reads until its commit: the reads count
+/// toward txn_bytes_max like writes, so one transaction cannot grow the engine without bound.
+/// Snapshot isolation records no reads and is not limited by them.
+#[test]
+fn a_serializable_transaction_counts_the_keys_it_reads_toward_its_byte_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path()); // txn_bytes_max 1 MiB
+    let keys: Vec<Vec<u8>> = (0..100).map(|i| format!("{i:060}").into_bytes()).collect();
+    let batch = || Op { kind: kind::GET_BATCH, keys: Some(keys.clone()), ..Default::default() };
+    let reads_per_limit = (1 << 20) / (100 * 60); // 174 calls of 6000 key bytes
+    for (isolation, limited) in [(0, true), (1, false)] {
+        let txn = engine.execute(vec![Op { kind: kind::BEGIN, isolation: Some(isolation), ..Default::default() }]).unwrap()[0].txn.unwrap();
+        let mut refused = None;
+        for call in 0..reads_per_limit + 10 {
+            if let Some(error) = &engine.execute(vec![in_txn(batch(), txn)]).unwrap()[0].error {
+                refused = Some((call, error.code()));
+                break;
+            }
+        }
+        if limited {
+            assert_eq!(refused, Some((reads_per_limit, "TXN_TOO_LARGE")));
+            let after = engine.execute(vec![in_txn(get(b"k"), txn)]).unwrap();
+            assert_eq!(after[0].error.as_ref().map(EngineError::code), Some("NOT_IN_TRANSACTION"), "it was aborted");
+        } else {
+            assert_eq!(refused, None);
+            assert!(engine.execute(vec![Op { kind: kind::COMMIT, txn: Some(txn), ..Default::default() }]).unwrap()[0].error.is_none());
+        }
+    }
+}
