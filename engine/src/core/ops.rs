@@ -385,7 +385,7 @@ fn write_op(store: &Store, op: Op) -> EngineResult<OpOutput> {
 
 fn scan_open(store: &Store, op: Op) -> EngineResult<OpOutput> {
     if let Some(key) = &op.key {
-        store.check_key(key)?;
+        store.check_bound(key)?;
     }
     let source = match op.txn {
         Some(id) => {
@@ -455,7 +455,7 @@ fn batch_output(store: &Store, batch: cursors::Batch, handle: Option<u64>) -> Op
 
 fn list_path(store: &Store, op: Op) -> EngineResult<OpOutput> {
     let parent = op.key.unwrap_or_default();
-    store.check_key(&parent)?;
+    store.check_bound(&parent)?;
     let limit = count(op.limit, "limit")?.unwrap_or(0) as usize;
     let children = with_view(store, op.txn, |view| cursors::list_path(store, view, &parent, limit))?;
     Ok(OpOutput { keys: Some(children), seq: store.tickets.issued(), ..Default::default() })

@@ -396,9 +396,21 @@ impl Store {
         committed
     }
 
+    /// A key a read or write names: not empty (fjall asserts that in its write paths, and the
+    /// panic would come while our commit lock is held, poisoning it: every later write would
+    /// fail until restart), and at most key_bytes_max bytes. As protocol/validate.ts `keyOf`.
     pub fn check_key(&self, key: &[u8]) -> EngineResult<()> {
-        if key.len() > self.limits.key_bytes_max {
-            return Err(EngineError::KeyTooLarge { len: key.len(), max: self.limits.key_bytes_max });
+        if key.is_empty() {
+            return Err(EngineError::invalid("a key must not be empty"));
+        }
+        self.check_bound(key)
+    }
+
+    /// A key bound or prefix (a scan's start, listPath's parent): at most key_bytes_max
+    /// bytes, and may be empty (the empty prefix holds every key). As validate.ts `boundOf`.
+    pub fn check_bound(&self, bound: &[u8]) -> EngineResult<()> {
+        if bound.len() > self.limits.key_bytes_max {
+            return Err(EngineError::KeyTooLarge { len: bound.len(), max: self.limits.key_bytes_max });
         }
         Ok(())
     }

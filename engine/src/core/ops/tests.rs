@@ -552,3 +552,38 @@ fn a_serializable_transaction_counts_the_keys_it_reads_toward_its_byte_limit() {
         }
     }
 }
+
+// Regression: an empty key passed the length check and reached fjall's batch insert, which
+// asserts `!key.is_empty()` while our commit lock is held: the panic poisoned the lock and every
+// later write failed with INTERNAL until restart. The daemon refuses empty keys before the
+// engine (protocol/validate.ts `keyOf`), but the engine's own call surface must too. Bounds and
+// prefixes (a scan's start, listPath's parent) may still be empty, as in the protocol.
+#[test]
+fn an_empty_key_is_refused_on_every_path_and_later_writes_still_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    let store = engine.store().unwrap();
+    engine.execute(vec![put(b"a/b", b"0")]).unwrap();
+    let empty = Vec::new();
+    let delete = Op { kind: kind::DELETE, key: Some(empty.clone()), ..Default::default() };
+    let put_batch = Op { kind: kind::PUT_BATCH, keys: Some(vec![b"k".to_vec(), empty.clone()]), values: Some(vec![b"1".to_vec(), b"1".to_vec()]), ..Default::default() };
+    let delete_batch = Op { kind: kind::DELETE_BATCH, keys: Some(vec![empty.clone()]), ..Default::default() };
+    let writes = || vec![put(&empty, b"1"), delete.clone(), put_batch.clone(), delete_batch.clone()];
+    let code = |out: &OpOutput| out.error.as_ref().map(EngineError::code);
+    let refused = |outputs: Vec<OpOutput>| outputs.iter().all(|o| code(o) == Some("INVALID_ARGUMENT"));
+    assert!(refused(engine.execute(writes()).unwrap()), "plain writes, grouped into one run");
+    assert!(refused(write_now(&store, writes()).expect("nothing makes a write wait here")), "plain writes on the caller's thread");
+    assert!(refused(engine.execute(vec![get(&empty), Op { kind: kind::EXISTS, ..get(&empty) }, get_batch(&[b"a/b", b""])]).unwrap()), "reads");
+    let txn = engine.execute(vec![Op { kind: kind::BEGIN, ..Default::default() }]).unwrap()[0].txn.unwrap();
+    assert!(refused(engine.execute(writes().into_iter().map(|op| in_txn(op, txn)).collect()).unwrap()), "writes in a transaction");
+    assert!(refused(run_in_memory(&store, writes().into_iter().map(|op| in_txn(op, txn)).collect()).unwrap()), "in a transaction, on the caller's thread");
+    // The transaction and the store both still commit.
+    let out = engine.execute(vec![in_txn(put(b"t", b"2"), txn), Op { kind: kind::COMMIT, txn: Some(txn), ..Default::default() }, put(b"k", b"3")]).unwrap();
+    assert!(out.iter().all(|o| o.error.is_none()), "{out:?}");
+    assert_eq!(engine.execute(vec![get(b"t"), get(b"k")]).unwrap().iter().map(|o| o.value.clone()).collect::<Vec<_>>(), [Some(Some(b"2".to_vec())), Some(Some(b"3".to_vec()))]);
+    // An empty bound is still a bound: listPath of the root, a scan from the first key.
+    let list = engine.execute(vec![Op { kind: kind::LIST_PATH, key: Some(empty.clone()), ..Default::default() }]).unwrap();
+    assert_eq!(list[0].keys, Some(vec![b"a/b".to_vec(), b"k".to_vec(), b"t".to_vec()]), "{:?}", list[0].error);
+    let scan = engine.execute(vec![Op { kind: kind::SCAN_OPEN, key: Some(empty.clone()), ..Default::default() }]).unwrap();
+    assert_eq!(scan[0].entries.as_ref().map(|e| e.count), Some(3), "{:?}", scan[0].error);
+}
