@@ -112,16 +112,13 @@ pub fn peer_credentials(_fd: i32) -> EngineResult<PeerCredentials> {
 /// Raises the nice value of every thread of this process named `name` to `nice` (never lowers
 /// it: a thread already nicer keeps its value). Linux only (a thread is a task under
 /// /proc/self/task, and setpriority on a task id sets that thread alone); elsewhere nothing.
-/// Best effort: returns how many threads now run at `nice` or nicer.
-pub fn nice_threads_named(name: &str, nice: i32) -> usize {
+/// Best effort: returns the ids of the threads named `name` that now run at `nice` or nicer.
+pub fn nice_threads_named(name: &str, nice: i32) -> Vec<libc::id_t> {
     #[cfg(target_os = "linux")]
     {
-        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0 };
-        let mut done = 0;
-        for task in tasks.flatten() {
-            let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<libc::id_t>().ok()) else { continue };
-            let Ok(comm) = std::fs::read_to_string(task.path().join("comm")) else { continue };
-            if comm.trim_end() != name {
+        let mut done = Vec::new();
+        for tid in thread_ids() {
+            if !thread_is_named(tid, name) {
                 continue;
             }
             // SAFETY: plain syscalls on a task id; a task that ended meanwhile fails with ESRCH.
@@ -130,14 +127,43 @@ pub fn nice_threads_named(name: &str, nice: i32) -> usize {
                 let current = libc::getpriority(libc::PRIO_PROCESS, tid);
                 *libc::__errno_location() == 0 && (current >= nice || libc::setpriority(libc::PRIO_PROCESS, tid, nice) == 0)
             };
-            done += usize::from(ok);
+            if ok {
+                done.push(tid);
+            }
         }
         done
     }
     #[cfg(not(target_os = "linux"))]
     {
         let _ = (name, nice);
-        0
+        Vec::new()
+    }
+}
+
+/// The ids of this process's threads (Linux task ids, from /proc/self/task); empty elsewhere
+/// or if /proc cannot be read.
+pub fn thread_ids() -> Vec<libc::id_t> {
+    #[cfg(target_os = "linux")]
+    {
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return Vec::new() };
+        tasks.flatten().filter_map(|task| task.file_name().to_str().and_then(|t| t.parse().ok())).collect()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Vec::new()
+    }
+}
+
+/// Whether thread `tid` of this process exists and is named `name` (Linux; false elsewhere).
+pub fn thread_is_named(tid: libc::id_t, name: &str) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).is_ok_and(|comm| comm.trim_end() == name)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (tid, name);
+        false
     }
 }
 

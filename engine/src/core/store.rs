@@ -43,7 +43,7 @@ mod waits;
 mod workers;
 pub use waits::CheckpointRunning;
 pub use workers::background_workers;
-use workers::open_with_niced_workers;
+use workers::{open_with_niced_workers, FjallWorkers};
 
 /// Memtable size of the data keyspace (fjall's default is 64 MiB). A memtable is a skiplist
 /// whose inserts are bound by cache misses down its levels (~half of the engine's time per put
@@ -150,6 +150,9 @@ pub struct Store {
     /// Frees the memtables our rotations seal, and unlinks replaced tables, outside fjall's
     /// locks (store/reaper.rs).
     reaper: reaper::Reaper,
+    /// fjall's background threads for this database (store/workers.rs): a checkpoint stops
+    /// waiting for a flush once one of them has ended (store/waits.rs).
+    workers: FjallWorkers,
 }
 
 /// Snapshots opened and closed after each commit through fjall's oracle (`pace_oracle_gc`).
@@ -173,7 +176,7 @@ impl Store {
         if let Some(bytes) = options.cache_bytes {
             builder = builder.cache_size(bytes);
         }
-        let db = open_with_niced_workers(background_workers(cores), || builder.open())?;
+        let (db, workers) = open_with_niced_workers(background_workers(cores), || builder.open())?;
         let data = db.keyspace("data", || KeyspaceCreateOptions::default().max_memtable_size(FJALL_MEMTABLE_BYTES))?;
         let ttl = db.keyspace("ttl", KeyspaceCreateOptions::default)?;
         let watermark_path = watermark::path_for(&options.path);
@@ -208,6 +211,7 @@ impl Store {
             checkpoints_running: AtomicUsize::new(0),
             fsyncs_before_failure: std::env::var(FSYNC_FAILPOINT_ENV).ok().and_then(|v| v.trim().parse().ok()).map(AtomicU64::new),
             reaper: reaper::Reaper::start()?,
+            workers,
         };
         store.note_sealed_memtables();
         Ok((store, recovery))

@@ -18,13 +18,17 @@
 //!   memtable we rotate out, and the tree's version as the rotation began, go to the reaper,
 //!   so the memtable is freed and the tables a compaction replaces are unlinked there, not
 //!   inside fjall's version lock (store/reaper.rs).
+//! - A checkpoint's wait for the flushes of the memtables it sealed always ends: once they are
+//!   flushed, or with STORAGE_FAILED (the store poisoned) once the store is poisoned, one of
+//!   fjall's workers has ended (store/workers.rs) or CHECKPOINT_FLUSH_WAIT_MAX has passed.
 //! - These read fjall 3.1 internals (active compactions, queued flushes, sealed memtables, the
 //!   active memtable's size, L0 runs); re-check them on a fjall upgrade.
 
 use super::{Store, DATA_MEMTABLE_BYTES};
-use crate::core::error::EngineResult;
+use crate::core::error::{EngineError, EngineResult};
 use fjall::AbstractTree;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 /// A checkpoint in progress (`Store::checkpoint_running`); ends when dropped.
 pub struct CheckpointRunning<'a>(&'a AtomicUsize);
@@ -57,6 +61,20 @@ const MEMTABLE_ROTATE_BYTES: u64 = DATA_MEMTABLE_BYTES;
 /// trigger instead: fjall's worker rotates the memtable after that commit, and the checks of
 /// `writes_may_wait` see the rotation and the flush.
 const WRITE_NOW_MEMTABLE_BYTES_MAX: u64 = MEMTABLE_ROTATE_BYTES - 256 * 1024;
+
+/// How long a checkpoint waits for fjall to flush the memtables it sealed before it takes the
+/// storage as failed (`seal_memtables_and_wait`). A flush of a 16 MiB memtable takes tens of
+/// ms here (store/reaper.rs); with one worker (store/workers.rs) it may first wait for the
+/// compaction running, and fjall halts every writer once 4 sealed memtables wait, so a flush
+/// not done after this long means writes have stalled as long. Not longer: the daemon's stop
+/// drains for up to 12 s (SHUTDOWN_DRAIN_MS_MAX + SHUTDOWN_FLUSH_MS_MAX) before its
+/// checkpoint, and systemd (TimeoutStopSec) and launchd (ExitTimeOut) kill it 60 s after
+/// asking it to stop, so the stop still ends by itself, reporting the failure.
+const CHECKPOINT_FLUSH_WAIT_MAX: Duration = Duration::from_secs(40);
+
+/// How often a checkpoint looks at the memtables still waiting for their flush (fjall's own
+/// wait looks every 10 ms).
+const CHECKPOINT_FLUSH_POLL: Duration = Duration::from_millis(10);
 
 impl Store {
     /// True if a write now may wait inside fjall, for a write stall or behind one of its locks
@@ -117,17 +135,46 @@ impl Store {
     }
 
     /// Seals every non-empty memtable and waits until fjall has flushed them (a checkpoint),
-    /// the reaper taking each one first, as `after_waiting_commit` does.
+    /// the reaper taking each one first, as `after_waiting_commit` does. Gives up with
+    /// STORAGE_FAILED, the store poisoned, if the flushes cannot end: the store was poisoned
+    /// meanwhile, one of fjall's workers ended (a flush or compaction failed: store/workers.rs),
+    /// or CHECKPOINT_FLUSH_WAIT_MAX passed. fjall's own `rotate_memtable_and_wait` polls the
+    /// sealed memtables with no end, so a flush that failed (a full disk) hung the checkpoint,
+    /// and with it the daemon's stop, forever.
     pub fn seal_memtables_and_wait(&self) -> EngineResult<()> {
+        self.check_writable()?;
         for keyspace in [&self.data, &self.ttl] {
             let keyspace = keyspace.inner();
             let active = keyspace.tree.active_memtable();
             if !active.is_empty() {
                 self.reaper.retire_memtable(active);
             }
-            keyspace.rotate_memtable_and_wait()?;
+            keyspace.rotate_memtable()?;
         }
-        Ok(())
+        let deadline = Instant::now() + CHECKPOINT_FLUSH_WAIT_MAX;
+        loop {
+            let sealed: usize = [&self.data, &self.ttl].into_iter().map(|keyspace| keyspace.inner().tree.sealed_memtable_count()).sum();
+            if sealed == 0 {
+                return Ok(());
+            }
+            self.check_writable()?;
+            let ended = self.workers.ended();
+            if ended > 0 {
+                self.poison();
+                return Err(EngineError::StorageFailed(format!(
+                    "checkpoint: {ended} of fjall's {} background workers ended (a flush or compaction failed, e.g. for a full disk) with {sealed} sealed memtable(s) not flushed",
+                    self.workers.found()
+                )));
+            }
+            if Instant::now() >= deadline {
+                self.poison();
+                return Err(EngineError::StorageFailed(format!(
+                    "checkpoint: fjall had not flushed {sealed} sealed memtable(s) after {} s (its background worker is stuck, or ended unseen)",
+                    CHECKPOINT_FLUSH_WAIT_MAX.as_secs()
+                )));
+            }
+            std::thread::sleep(CHECKPOINT_FLUSH_POLL);
+        }
     }
 
     /// Marks a checkpoint as running until the guard drops, so `writes_may_wait` sends writes to
@@ -142,5 +189,79 @@ impl Store {
     pub(super) fn note_sealed_memtables(&self) {
         let sealed = [&self.data, &self.ttl].into_iter().any(|keyspace| keyspace.inner().tree.sealed_memtable_count() > 0);
         self.flush_may_run.store(sealed, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::core::engine::Engine;
+    use crate::core::ops::{kind, Op};
+    use crate::core::store::{Limits, OpenOptions};
+    use fjall::AbstractTree;
+    use std::time::Duration;
+
+    /// Longer than a checkpoint needs to see a failed worker (its first look, ~10 ms), far
+    /// shorter than CHECKPOINT_FLUSH_WAIT_MAX: a checkpoint still running by then hangs.
+    const CHECKPOINT_RETURN_WAIT_MAX: Duration = Duration::from_secs(20);
+
+    fn put(key: &str, value: &[u8]) -> Op {
+        Op { kind: kind::PUT, key: Some(key.as_bytes().to_vec()), value: Some(value.to_vec()), ..Default::default() }
+    }
+
+    fn get(key: &str) -> Op {
+        Op { kind: kind::GET, key: Some(key.as_bytes().to_vec()), ..Default::default() }
+    }
+
+    /// Runs `engine.checkpoint()` on a thread of its own; its error code and message, or a
+    /// panic if it has not returned within CHECKPOINT_RETURN_WAIT_MAX.
+    fn checkpoint_failure(engine: &std::sync::Arc<Engine>) -> (String, String) {
+        let (done, outcome) = std::sync::mpsc::channel();
+        let running = engine.clone();
+        std::thread::spawn(move || {
+            let _ = done.send(running.checkpoint());
+        });
+        match outcome.recv_timeout(CHECKPOINT_RETURN_WAIT_MAX) {
+            Ok(Ok(_)) => panic!("the checkpoint succeeded although its flush could not"),
+            Ok(Err(e)) => (e.code().to_string(), e.to_string()),
+            Err(_) => panic!("the checkpoint did not return within {CHECKPOINT_RETURN_WAIT_MAX:?}"),
+        }
+    }
+
+    // Regression: a checkpoint waited in fjall's `rotate_memtable_and_wait`, which sleeps while
+    // a sealed memtable is left and never looks at anything else. A flush that failed (a full
+    // disk; here the tables folder is gone, so the table cannot be created) ends fjall's worker
+    // and leaves the memtable sealed forever: the checkpoint never returned, and the daemon
+    // awaits one at stop. Now it sees the worker end and fails, the store poisoned.
+    #[test]
+    fn a_checkpoint_whose_flush_fails_returns_storage_failed_instead_of_hanging() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, batch_items_max: 100, batch_bytes_max: 1 << 24 };
+        let options = OpenOptions { path: dir.path().join("db").to_str().unwrap().into(), cache_bytes: None, row_cache_bytes: None, limits };
+        let engine = std::sync::Arc::new(Engine::open(&options).unwrap().0);
+        let store = engine.store().unwrap();
+        assert!(store.workers.found() >= 1 || !cfg!(target_os = "linux"), "the store's fjall workers were found at open");
+        assert!(engine.execute((0..100).map(|i| put(&format!("k{i}"), &[7u8; 100])).collect()).unwrap().iter().all(|o| o.error.is_none()));
+        let tables = store.data.inner().path().join("tables");
+        std::fs::rename(&tables, tables.with_extension("moved")).unwrap();
+        let (code, message) = checkpoint_failure(&engine);
+        assert_eq!(code, "STORAGE_FAILED", "{message}");
+        assert!(message.contains("background workers ended"), "{message}");
+        let after = engine.execute(vec![put("later", b"x"), get("k0")]).unwrap();
+        assert_eq!(after[0].error.as_ref().map(|e| e.code()), Some("STORAGE_FAILED"), "the store is poisoned");
+        assert_eq!(after[1].value, Some(Some(vec![7u8; 100])), "reads keep working");
+    }
+
+    #[test]
+    fn a_checkpoint_of_a_poisoned_store_fails_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, batch_items_max: 100, batch_bytes_max: 1 << 24 };
+        let options = OpenOptions { path: dir.path().join("db").to_str().unwrap().into(), cache_bytes: None, row_cache_bytes: None, limits };
+        let engine = std::sync::Arc::new(Engine::open(&options).unwrap().0);
+        engine.execute(vec![put("k", b"v")]).unwrap();
+        let store = engine.store().unwrap();
+        store.poison();
+        assert_eq!(store.seal_memtables_and_wait().map_err(|e| e.code()), Err("STORAGE_FAILED"));
+        assert_eq!(store.data.inner().tree.sealed_memtable_count(), 0, "nothing was sealed");
+        assert_eq!(checkpoint_failure(&engine).0, "STORAGE_FAILED");
     }
 }

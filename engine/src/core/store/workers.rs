@@ -1,13 +1,15 @@
 //! fjall's background workers (memtable flushes and compactions): how many a store asks for,
-//! and the priority they run at beside the threads that commit.
+//! the priority they run at beside the threads that commit, and whether they still run.
 //!
 //! Invariants: the count is fixed per machine size (`background_workers`); after Store::open
 //! the workers run at FJALL_WORKER_NICE or nicer on Linux (best effort: a thread that cannot be
 //! found or reniced is left as it is, and open never fails or waits more than
 //! WORKER_NAME_WAIT_MAX for it). Opens in one process take turns (`open_with_niced_workers`),
-//! so each one waits for its own new workers, never counting another store's.
+//! and each one takes as its own only workers whose threads did not exist before it opened,
+//! so it never counts another store's (`FjallWorkers`).
 
 use super::super::os;
+use std::collections::HashSet;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -53,29 +55,55 @@ pub const FJALL_WORKER_NICE: i32 = 5;
 /// itself once it runs), so that they can be found and reniced.
 const WORKER_NAME_WAIT_MAX: Duration = Duration::from_millis(100);
 
-/// Held by an open from before it counts the niced workers until its own have been reniced.
+/// Held by an open from before it lists the process's threads until its own workers have been
+/// found and reniced.
 static OPENING: Mutex<()> = Mutex::new(());
 
-/// Runs `open` (fjall's, which starts `workers` background threads) and sets FJALL_WORKER_NICE
-/// on the threads it started. Opens in this process take turns here: the workers niced before
-/// `open` are counted, and after it this waits until that many more carry their name (a thread
-/// names itself once it runs) or WORKER_NAME_WAIT_MAX has passed, since a priority is not worth
-/// failing or stalling an open for. A store dropped meanwhile only makes the wait run out. A
-/// failed open waits for nothing.
-pub(super) fn open_with_niced_workers<T, E>(workers: usize, open: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
-    let _turn = OPENING.lock().unwrap_or_else(PoisonError::into_inner);
-    let expected = niced_fjall_workers() + workers;
-    let opened = open()?;
-    let deadline = Instant::now() + WORKER_NAME_WAIT_MAX;
-    while niced_fjall_workers() < expected && cfg!(target_os = "linux") && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    Ok(opened)
+/// The background threads fjall started for one store, by thread id: those its open found
+/// (all of them unless some named themselves later than WORKER_NAME_WAIT_MAX; none off Linux).
+pub struct FjallWorkers {
+    tids: Vec<libc::id_t>,
 }
 
-/// How many of fjall's workers in this process run at FJALL_WORKER_NICE or nicer, renicing any
-/// found at a higher priority.
-fn niced_fjall_workers() -> usize {
+impl FjallWorkers {
+    /// How many of this store's workers were found at open.
+    pub fn found(&self) -> usize {
+        self.tids.len()
+    }
+
+    /// How many of them have ended. A fjall worker ends only when its database is dropped, or
+    /// when a flush or compaction it ran failed (fjall 3.1 `worker_pool.rs`: it returns the
+    /// error, having poisoned the database; a panic poisons it too). So while the store holds
+    /// its database, an ended worker is a failed one, and a flush it had taken never completes.
+    pub fn ended(&self) -> usize {
+        self.tids.iter().filter(|&&tid| !os::thread_is_named(tid, FJALL_WORKER_THREAD_NAME)).count()
+    }
+}
+
+/// Runs `open` (fjall's, which starts `workers` background threads), sets FJALL_WORKER_NICE on
+/// the threads it started and returns them. Opens in this process take turns here: every
+/// thread that exists before `open`, named yet or not, is listed, and after it this waits until
+/// `workers` threads not on that list carry the workers' name and are reniced, or
+/// WORKER_NAME_WAIT_MAX has passed, since a priority is not worth failing or stalling an open
+/// for. A worker of an earlier open that names itself late is on the list, so it is never
+/// taken for one of this store's. A failed open waits for nothing.
+pub(super) fn open_with_niced_workers<T, E>(workers: usize, open: impl FnOnce() -> Result<T, E>) -> Result<(T, FjallWorkers), E> {
+    let _turn = OPENING.lock().unwrap_or_else(PoisonError::into_inner);
+    let before: HashSet<libc::id_t> = os::thread_ids().into_iter().collect();
+    let opened = open()?;
+    let deadline = Instant::now() + WORKER_NAME_WAIT_MAX;
+    loop {
+        let started: Vec<libc::id_t> = niced_fjall_workers().into_iter().filter(|tid| !before.contains(tid)).collect();
+        if started.len() >= workers || !cfg!(target_os = "linux") || Instant::now() >= deadline {
+            return Ok((opened, FjallWorkers { tids: started }));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The ids of fjall's workers in this process that run at FJALL_WORKER_NICE or nicer,
+/// renicing any found at a higher priority.
+fn niced_fjall_workers() -> Vec<libc::id_t> {
     os::nice_threads_named(FJALL_WORKER_THREAD_NAME, FJALL_WORKER_NICE)
 }
 
@@ -92,7 +120,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     mod linux {
         use super::super::super::{Limits, OpenOptions, Store};
-        use super::super::{background_workers, FJALL_WORKER_NICE, FJALL_WORKER_THREAD_NAME, OPENING};
+        use super::super::{background_workers, FjallWorkers, FJALL_WORKER_NICE, FJALL_WORKER_THREAD_NAME, OPENING};
         use std::path::Path;
         use std::sync::{Barrier, PoisonError};
 
@@ -163,7 +191,31 @@ mod tests {
             drop(turn);
             let left: Vec<_> = all.iter().filter(|(name, nice)| name == FJALL_WORKER_THREAD_NAME && *nice < FJALL_WORKER_NICE).collect();
             assert!(left.is_empty(), "fjall workers left at a higher priority: {left:?} of {all:?}");
+            // And each found its own workers, all of them, none of another's.
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let mut seen = std::collections::HashSet::new();
+            for store in &stores {
+                assert_eq!(store.workers.found(), background_workers(cores));
+                assert!(store.workers.tids.iter().all(|&tid| seen.insert(tid)), "two stores took the same worker thread");
+                assert_eq!(store.workers.ended(), 0);
+            }
             drop(stores);
+        }
+
+        /// A store's workers end when its database is dropped (and otherwise only when a flush or
+        /// compaction failed): `ended` sees them go.
+        #[test]
+        fn the_workers_of_a_dropped_store_are_seen_to_end() {
+            let dir = tempfile::tempdir().unwrap();
+            let store = open_at(dir.path());
+            let workers = FjallWorkers { tids: store.workers.tids.clone() };
+            assert!(workers.found() >= 1 && workers.ended() == 0);
+            drop(store);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while workers.ended() < workers.found() {
+                assert!(std::time::Instant::now() < deadline, "the dropped store's workers still run");
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
         }
     }
 }
