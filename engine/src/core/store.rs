@@ -17,6 +17,8 @@
 //!   make a writer wait (`writes_may_wait`; both in store/waits.rs).
 //! - After a failed commit or fsync the store is poisoned: writes fail with STORAGE_FAILED,
 //!   reads keep working (fjall poisons itself too; our flag also covers conflict-free paths).
+//!   The first poisoning takes write access to fjall's journal away (store/journal_seal.rs),
+//!   so the batch a failed write left in fjall's buffer can never reach the disk.
 //! - Test hook: with `TOONDB_FAILPOINT_FSYNC_AFTER=N` in the environment at open, the journal
 //!   fsyncs after the first N fail as a failing disk would (fdatasync cannot be made to fail on
 //!   a healthy file system, and the daemon's reaction to it must be tested). Unset or not a
@@ -37,7 +39,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
+#[cfg(test)]
+mod disk_full_tests;
 mod fsync;
+mod journal_seal;
 mod reaper;
 mod waits;
 mod workers;
@@ -153,6 +158,9 @@ pub struct Store {
     /// fjall's background threads for this database (store/workers.rs): a checkpoint stops
     /// waiting for a flush once one of them has ended (store/waits.rs).
     workers: FjallWorkers,
+    /// Takes write access to fjall's journal away when the store is poisoned, and keeps the
+    /// outcome (store/journal_seal.rs).
+    journal_seal: journal_seal::JournalSeal,
 }
 
 /// Snapshots opened and closed after each commit through fjall's oracle (`pace_oracle_gc`).
@@ -212,6 +220,7 @@ impl Store {
             fsyncs_before_failure: std::env::var(FSYNC_FAILPOINT_ENV).ok().and_then(|v| v.trim().parse().ok()).map(AtomicU64::new),
             reaper: reaper::Reaper::start()?,
             workers,
+            journal_seal: journal_seal::JournalSeal::new(std::path::Path::new(&options.path))?,
         };
         store.note_sealed_memtables();
         Ok((store, recovery))
@@ -244,13 +253,25 @@ impl Store {
 
     pub fn check_writable(&self) -> EngineResult<()> {
         if self.poisoned.load(Ordering::SeqCst) {
-            return Err(EngineError::StorageFailed("an earlier journal write or fsync failed".into()));
+            let mut message = String::from("an earlier journal write or fsync failed");
+            if let Some(e) = self.journal_seal.failure() {
+                message += &format!(
+                    "; taking write access to fjall's journal away failed too ({e}): restart before freeing disk space, \
+                     or a write refused for a full disk may still reach the journal"
+                );
+            }
+            return Err(EngineError::StorageFailed(message));
         }
         Ok(())
     }
 
+    /// Marks the store failed: writes are refused from now on. The first call also takes write
+    /// access to fjall's journal away (store/journal_seal.rs); if that fails, the failure is
+    /// kept and named by every later STORAGE_FAILED (`check_writable`), never fatal.
     pub fn poison(&self) {
-        self.poisoned.store(true, Ordering::SeqCst);
+        if !self.poisoned.swap(true, Ordering::SeqCst) {
+            let _ = self.journal_seal.seal();
+        }
     }
 
     /// Commits `tx` under the commit lock with a fresh ticket. A conflict or failure applies

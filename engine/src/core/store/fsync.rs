@@ -6,7 +6,7 @@
 //!
 //! Invariants: the seqno recorded is sampled before the fsync starts (every commit that returned
 //! is in the buffers it flushes); nothing here ever flushes fjall's journal buffer once the
-//! store is poisoned.
+//! store is poisoned (and fjall itself cannot either: store/journal_seal.rs).
 
 use super::{Store, FSYNC_FAILPOINT_ENV};
 use crate::core::error::{EngineError, EngineResult};
@@ -69,6 +69,8 @@ impl Drop for Store {
     /// was told was not applied (DISK_FULL); once space is back, the drop would write it and the
     /// next start would replay it. The process exits after closing a poisoned engine (its stop
     /// exits 1), and recovery treats what is on disk as after a crash: a torn tail is dropped.
+    /// (The journal's descriptor is read-only by then too, store/journal_seal.rs; not dropping
+    /// the database also spares the wait for fjall's workers, one of which may be stuck.)
     fn drop(&mut self) {
         if !self.poisoned.load(Ordering::SeqCst) {
             // SAFETY: `db` is dropped only here, once, and the store is not used after drop.
