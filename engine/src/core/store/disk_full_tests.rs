@@ -11,7 +11,9 @@
 //! Invariants: no mount outlives its child; the parent waits for the child at most
 //! CHILD_WAIT_MAX, then kills it; temporary directories are removed by their guards.
 
+use super::workers::FJALL_WORKER_THREAD_NAME;
 use crate::core::engine::Engine;
+use crate::core::error::EngineError;
 use crate::core::ops::{kind, Op};
 use crate::core::store::{Limits, OpenOptions};
 use fjall::AbstractTree;
@@ -246,5 +248,42 @@ fn a_write_refused_for_a_full_disk_stays_absent_after_space_is_freed_and_fjall_f
             assert_eq!(read(&recovered, key), Some(key.as_bytes().to_vec()), "acknowledged {key} lost");
         }
         recovered.close().unwrap();
+    });
+}
+
+/// Slack left by the filler before the checkpoint: less than the table its flush writes.
+const CHECKPOINT_SLACK_BYTES: u64 = 64 * 1024;
+/// Written before the disk is filled: a memtable whose table cannot fit in the slack.
+const CHECKPOINT_KEYS: usize = 256;
+const CHECKPOINT_VALUE_BYTES: usize = 4096;
+/// How long the checkpoint may take to report its failed flush.
+const CHECKPOINT_RETURN_WAIT_MAX: Duration = Duration::from_secs(20);
+
+// Regression: a checkpoint whose flush hit a full disk never returned (fjall's worker ended,
+// and fjall's rotate_memtable_and_wait polls the sealed memtable forever), so the daemon's
+// stop, which awaits a checkpoint, hung.
+#[test]
+fn a_checkpoint_whose_flush_hits_a_full_disk_fails_instead_of_hanging() {
+    run_on_tmpfs("a_checkpoint_whose_flush_hits_a_full_disk_fails_instead_of_hanging", |dir| {
+        let engine = std::sync::Arc::new(open_engine(&dir.join("db")));
+        let store = engine.store().unwrap();
+        let writes = (0..CHECKPOINT_KEYS).map(|i| put(&format!("k{i}"), &noise(i as u64, CHECKPOINT_VALUE_BYTES))).collect();
+        assert!(engine.execute(writes).unwrap().iter().all(|o| o.error.is_none()));
+        engine.sync().unwrap();
+        fill(dir, CHECKPOINT_SLACK_BYTES);
+        let (done, outcome) = std::sync::mpsc::channel();
+        let running = engine.clone();
+        std::thread::spawn(move || {
+            let _ = done.send(running.checkpoint());
+        });
+        let error: EngineError = match outcome.recv_timeout(CHECKPOINT_RETURN_WAIT_MAX) {
+            Ok(Ok(_)) => panic!("the checkpoint succeeded on a full disk"),
+            Ok(Err(e)) => e,
+            Err(_) => panic!("the checkpoint did not return within {CHECKPOINT_RETURN_WAIT_MAX:?}"),
+        };
+        println!("checkpoint: {error}");
+        assert_eq!(error.code(), "STORAGE_FAILED", "{error}");
+        assert!(store.workers.ended() > 0, "the flush ended fjall's worker ({FJALL_WORKER_THREAD_NAME})");
+        assert_eq!(read(&engine, "k0"), Some(noise(0, CHECKPOINT_VALUE_BYTES)), "reads keep working");
     });
 }
