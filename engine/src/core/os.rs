@@ -154,6 +154,11 @@ pub fn thread_ids() -> Vec<libc::id_t> {
     }
 }
 
+/// Whether thread `tid` of this process exists (Linux; false elsewhere).
+pub fn thread_exists(tid: libc::id_t) -> bool {
+    cfg!(target_os = "linux") && Path::new(&format!("/proc/self/task/{tid}")).exists()
+}
+
 /// Whether thread `tid` of this process exists and is named `name` (Linux; false elsewhere).
 pub fn thread_is_named(tid: libc::id_t, name: &str) -> bool {
     #[cfg(target_os = "linux")]

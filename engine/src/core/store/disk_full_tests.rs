@@ -229,6 +229,7 @@ fn a_write_refused_for_a_full_disk_stays_absent_after_space_is_freed_and_fjall_f
 
         // What fjall's worker does at its next flush: rotate the memtable, flush it (persisting
         // the journal buffer first).
+        assert!(store.workers.found() >= 1, "the store's fjall workers are known before one ends");
         assert!(store.data.inner().rotate_memtable().unwrap());
         let deadline = Instant::now() + FLUSH_WAIT_MAX;
         while store.data.inner().tree.sealed_memtable_count() > 0 && store.workers.ended() == 0 {

@@ -272,10 +272,11 @@ mod tests {
 
         // The flush fjall's worker runs: it writes the journal buffer first, which fails now,
         // and the worker ends.
+        assert!(store.workers.found() >= 1, "the store's fjall workers are known before one ends");
         assert!(store.data.inner().rotate_memtable().unwrap());
         let deadline = Instant::now() + WORKER_END_WAIT_MAX;
         while store.workers.ended() == 0 {
-            assert!(Instant::now() < deadline, "fjall's worker ran the flush");
+            assert!(Instant::now() < deadline, "fjall's worker ran the flush (sealed memtables: {})", store.data.inner().tree.sealed_memtable_count());
             std::thread::sleep(Duration::from_millis(5));
         }
         assert_eq!(store.data.inner().tree.sealed_memtable_count(), 1, "the flush never ran");

@@ -143,6 +143,8 @@ impl Store {
     /// and with it the daemon's stop, forever.
     pub fn seal_memtables_and_wait(&self) -> EngineResult<()> {
         self.check_writable()?;
+        // Takes the workers named since the open for this store's, before a flush ends one.
+        self.workers.found();
         for keyspace in [&self.data, &self.ttl] {
             let keyspace = keyspace.inner();
             let active = keyspace.tree.active_memtable();

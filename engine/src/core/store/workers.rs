@@ -59,16 +59,50 @@ const WORKER_NAME_WAIT_MAX: Duration = Duration::from_millis(100);
 /// found and reniced.
 static OPENING: Mutex<()> = Mutex::new(());
 
-/// The background threads fjall started for one store, by thread id: those its open found
-/// (all of them unless some named themselves later than WORKER_NAME_WAIT_MAX; none off Linux).
+/// The background threads fjall started for one store, by thread id. Its open lists the
+/// threads that appeared while fjall opened: its workers, named or not yet (a thread names
+/// itself once it first runs, which on a busy machine can be later than WORKER_NAME_WAIT_MAX),
+/// and any thread started meanwhile elsewhere in the process. One of those is taken for a
+/// worker once it is seen carrying the workers' name (nothing else names a thread so, and
+/// fjall starts threads only in its open); Linux only, none elsewhere.
 pub struct FjallWorkers {
-    tids: Vec<libc::id_t>,
+    count: usize,
+    seen: Mutex<Seen>,
+}
+
+struct Seen {
+    /// Seen carrying the workers' name: this store's workers.
+    workers: Vec<libc::id_t>,
+    /// Not seen so yet.
+    unnamed: Vec<libc::id_t>,
 }
 
 impl FjallWorkers {
-    /// How many of this store's workers were found at open.
+    fn new(appeared: Vec<libc::id_t>, count: usize) -> FjallWorkers {
+        FjallWorkers { count, seen: Mutex::new(Seen { workers: Vec::new(), unnamed: appeared }) }
+    }
+
+    /// Takes the threads that carry the workers' name by now for workers, and forgets those
+    /// that ended unnamed (not workers: a worker names itself before it does anything).
+    fn look(&self) -> std::sync::MutexGuard<'_, Seen> {
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let Seen { workers, unnamed } = &mut *seen;
+        if workers.len() >= self.count {
+            unnamed.clear();
+        }
+        unnamed.retain(|&tid| {
+            if os::thread_is_named(tid, FJALL_WORKER_THREAD_NAME) {
+                workers.push(tid);
+                return false;
+            }
+            os::thread_exists(tid)
+        });
+        seen
+    }
+
+    /// How many of this store's workers have been seen so far (looking again now).
     pub fn found(&self) -> usize {
-        self.tids.len()
+        self.look().workers.len()
     }
 
     /// How many of them have ended. A fjall worker ends only when its database is dropped, or
@@ -76,29 +110,33 @@ impl FjallWorkers {
     /// error, having poisoned the database; a panic poisons it too). So while the store holds
     /// its database, an ended worker is a failed one, and a flush it had taken never completes.
     pub fn ended(&self) -> usize {
-        self.tids.iter().filter(|&&tid| !os::thread_is_named(tid, FJALL_WORKER_THREAD_NAME)).count()
+        self.look().workers.iter().filter(|&&tid| !os::thread_is_named(tid, FJALL_WORKER_THREAD_NAME)).count()
     }
 }
 
 /// Runs `open` (fjall's, which starts `workers` background threads), sets FJALL_WORKER_NICE on
 /// the threads it started and returns them. Opens in this process take turns here: every
-/// thread that exists before `open`, named yet or not, is listed, and after it this waits until
-/// `workers` threads not on that list carry the workers' name and are reniced, or
+/// thread that exists before `open`, named yet or not, is listed, so a worker of an earlier
+/// open that names itself late is never taken for one of this store's; the threads that
+/// exist after it and not before are this store's workers and whatever else started
+/// meanwhile. This waits until `workers` of them carry the workers' name and are reniced, or
 /// WORKER_NAME_WAIT_MAX has passed, since a priority is not worth failing or stalling an open
-/// for. A worker of an earlier open that names itself late is on the list, so it is never
-/// taken for one of this store's. A failed open waits for nothing.
+/// for (those named later are still found by FjallWorkers, not reniced). A failed open waits
+/// for nothing.
 pub(super) fn open_with_niced_workers<T, E>(workers: usize, open: impl FnOnce() -> Result<T, E>) -> Result<(T, FjallWorkers), E> {
     let _turn = OPENING.lock().unwrap_or_else(PoisonError::into_inner);
     let before: HashSet<libc::id_t> = os::thread_ids().into_iter().collect();
     let opened = open()?;
+    let appeared: Vec<libc::id_t> = os::thread_ids().into_iter().filter(|tid| !before.contains(tid)).collect();
     let deadline = Instant::now() + WORKER_NAME_WAIT_MAX;
-    loop {
-        let started: Vec<libc::id_t> = niced_fjall_workers().into_iter().filter(|tid| !before.contains(tid)).collect();
-        if started.len() >= workers || !cfg!(target_os = "linux") || Instant::now() >= deadline {
-            return Ok((opened, FjallWorkers { tids: started }));
+    while cfg!(target_os = "linux") && Instant::now() < deadline {
+        let niced: HashSet<libc::id_t> = niced_fjall_workers().into_iter().collect();
+        if appeared.iter().filter(|tid| niced.contains(tid)).count() >= workers {
+            break;
         }
         std::thread::sleep(Duration::from_millis(1));
     }
+    Ok((opened, FjallWorkers::new(appeared, workers)))
 }
 
 /// The ids of fjall's workers in this process that run at FJALL_WORKER_NICE or nicer,
@@ -196,7 +234,7 @@ mod tests {
             let mut seen = std::collections::HashSet::new();
             for store in &stores {
                 assert_eq!(store.workers.found(), background_workers(cores));
-                assert!(store.workers.tids.iter().all(|&tid| seen.insert(tid)), "two stores took the same worker thread");
+                assert!(store.workers.look().workers.iter().all(|&tid| seen.insert(tid)), "two stores took the same worker thread");
                 assert_eq!(store.workers.ended(), 0);
             }
             drop(stores);
@@ -208,7 +246,8 @@ mod tests {
         fn the_workers_of_a_dropped_store_are_seen_to_end() {
             let dir = tempfile::tempdir().unwrap();
             let store = open_at(dir.path());
-            let workers = FjallWorkers { tids: store.workers.tids.clone() };
+            let tids = store.workers.look().workers.clone();
+            let workers = FjallWorkers::new(tids.clone(), tids.len());
             assert!(workers.found() >= 1 && workers.ended() == 0);
             drop(store);
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -216,6 +255,48 @@ mod tests {
                 assert!(std::time::Instant::now() < deadline, "the dropped store's workers still run");
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }
+        }
+
+        /// A worker may name itself after its open stopped waiting (a busy machine): it is
+        /// taken for one once seen named, and seen to end then; a thread that started during
+        /// the open and ends unnamed is no worker.
+        #[test]
+        fn a_worker_named_after_its_open_is_found_later_and_an_unnamed_thread_never_counts() {
+            let start = |name_as_worker: bool| {
+                let (tid_sent, tid) = std::sync::mpsc::channel();
+                let (go, named) = std::sync::mpsc::channel::<()>();
+                let (stop, stopped) = std::sync::mpsc::channel::<()>();
+                let thread = std::thread::spawn(move || {
+                    // SAFETY: gettid has no arguments.
+                    tid_sent.send(unsafe { libc::gettid() } as libc::id_t).unwrap();
+                    // Named once told to (a thread that is never told goes on unnamed).
+                    let _ = named.recv();
+                    if name_as_worker {
+                        let name = std::ffi::CString::new(FJALL_WORKER_THREAD_NAME).unwrap();
+                        // SAFETY: names the calling thread with a NUL-terminated string of 12 bytes.
+                        assert_eq!(unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) }, 0);
+                    }
+                    let _ = stopped.recv();
+                });
+                (tid.recv().unwrap(), go, stop, thread)
+            };
+            let (late, name_late, stop_late, late_thread) = start(true);
+            let (other, _, stop_other, other_thread) = start(false);
+            let workers = FjallWorkers::new(vec![late, other], 1);
+            assert_eq!((workers.found(), workers.ended()), (0, 0), "neither carries the workers' name yet");
+            drop(stop_other);
+            other_thread.join().unwrap();
+            assert_eq!((workers.found(), workers.ended()), (0, 0), "a thread that ends unnamed is no worker");
+            name_late.send(()).unwrap();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while workers.found() == 0 {
+                assert!(std::time::Instant::now() < deadline, "the late-named worker was never found");
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            assert_eq!(workers.ended(), 0);
+            drop(stop_late);
+            late_thread.join().unwrap();
+            assert_eq!((workers.found(), workers.ended()), (1, 1));
         }
     }
 }
