@@ -117,8 +117,10 @@ fn file_id(fd: RawFd) -> Option<(u64, u64)> {
     }
     // SAFETY: fstat succeeded, so it filled the buffer.
     let stat = unsafe { stat.assume_init() };
+    // The widths of dev_t and ino_t differ between platforms.
     #[allow(clippy::unnecessary_cast)]
-    Some((stat.st_dev as u64, stat.st_ino as u64))
+    let id = (stat.st_dev as u64, stat.st_ino as u64);
+    Some(id)
 }
 
 /// Replaces `fd` (open for writing on journal `path`) by a read-only descriptor of the same
