@@ -131,6 +131,12 @@ fn why_no_mount_namespace() -> Option<String> {
 
 /// Mounts a TMPFS_BYTES tmpfs on `dir` (in the child's private mount namespace).
 fn mount_tmpfs(dir: &Path) -> Result<(), String> {
+    // util-linux's `unshare -m` makes every mount private already; an unshare that does not
+    // would let the tmpfs propagate to the parent's namespace and outlive the child.
+    // SAFETY: mount(2) changing propagation only, with a NUL-terminated path.
+    if unsafe { libc::mount(std::ptr::null(), c"/".as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()) } != 0 {
+        return Err(format!("making the mounts private: {}", std::io::Error::last_os_error()));
+    }
     let target = std::ffi::CString::new(dir.to_str().unwrap()).unwrap();
     let options = std::ffi::CString::new(format!("size={TMPFS_BYTES},mode=0700")).unwrap();
     // SAFETY: mount(2) with NUL-terminated strings that outlive the call.
