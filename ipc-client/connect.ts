@@ -21,7 +21,7 @@
 import type { Socket } from 'node:net';
 import { ToonDBError, toToonDBError } from '../protocol/errors.js';
 import {
-  CLIENT_NAME_BYTES_MAX, CONNECT_TIMEOUT_MS_DEFAULT, PROTOCOL_VERSION, REQUEST_TIMEOUT_MS_DEFAULT, SOCKET_PATH_BYTES_MAX,
+  CLIENT_NAME_BYTES_MAX, CLIENT_TIMEOUT_MS_MAX, CONNECT_TIMEOUT_MS_DEFAULT, PROTOCOL_VERSION, REQUEST_TIMEOUT_MS_DEFAULT, SOCKET_PATH_BYTES_MAX,
 } from '../protocol/limits.js';
 import { Connection } from './connection.js';
 import { parseHello, type ServerInfo } from './results.js';
@@ -32,8 +32,6 @@ import { CLIENT_VERSION } from './version.js';
 /** Where the daemon listens when neither the caller nor $TOONDB_SOCKET says otherwise. */
 export const DEFAULT_SOCKET_PATH = '/tmp/toondb.sock';
 
-/** Longest timeout accepted (setTimeout's 32-bit bound, about 24.8 days). */
-const TIMEOUT_MS_MAX = 2 ** 31 - 1;
 
 export interface ConnectOptions {
   /** Per-request timeout in ms (TIMEOUT error); default 30 000; 0 = no timeout. */
@@ -62,8 +60,8 @@ export interface ResolvedConnectOptions {
 
 function checkTimeout(value: number | undefined, fallback: number, what: string, min: number): number {
   if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > TIMEOUT_MS_MAX) {
-    throw new ToonDBError('INVALID_ARGUMENT', `${what} must be an integer number of ms in ${min}..${TIMEOUT_MS_MAX}, got ${String(value)}`);
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > CLIENT_TIMEOUT_MS_MAX) {
+    throw new ToonDBError('INVALID_ARGUMENT', `${what} must be an integer number of ms in ${min}..${CLIENT_TIMEOUT_MS_MAX}, got ${String(value)}`);
   }
   return value;
 }

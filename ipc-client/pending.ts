@@ -23,6 +23,7 @@
 
 import { ToonDBError } from '../protocol/errors.js';
 import { IdSlots } from '../protocol/id-slots.js';
+import { CLIENT_TIMEOUT_MS_MAX } from '../protocol/limits.js';
 import { REQUEST_ID_MAX } from '../protocol/messages.js';
 
 /** Timed-out ids remembered so that a late reply is dropped instead of matching a reused id.
@@ -137,7 +138,9 @@ export class PendingTable<R extends NamedRequest> {
   /** Arms the single timer for `deadlineMs` (nothing for Infinity). */
   private arm(deadlineMs: number): void {
     if (deadlineMs === Infinity) return;
-    const delayMs = Math.max(0, Math.ceil(deadlineMs - performance.now()));
+    // At most the timeout itself, which rounding can pass by a fraction of a ms: a delay past
+    // setTimeout's bound fires after 1 ms, and the sweep would re-arm it every ms.
+    const delayMs = Math.min(CLIENT_TIMEOUT_MS_MAX, Math.max(0, Math.ceil(deadlineMs - performance.now())));
     this.timer = setTimeout(() => this.sweep(), delayMs);
     this.timer.unref();
   }

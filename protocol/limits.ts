@@ -186,6 +186,10 @@ export const CONNECT_TIMEOUT_MS_DEFAULT = 5_000;
 /** Bytes the client buffers for requests not yet accepted by the socket before callers wait. */
 export const CLIENT_WRITE_QUEUE_BYTES_MAX = 64 * MiB;
 
+/** Longest client timeout (timeoutMs, connectTimeoutMs): setTimeout's 32-bit bound, about
+ * 24.8 days. A longer delay makes Node fire the timer after 1 ms (with a warning). */
+export const CLIENT_TIMEOUT_MS_MAX = 2 ** 31 - 1;
+
 /** The client's one read buffer per connection, reused by every socket read (ipc-client/
  * socket-reader.ts): large enough that a default-sized scan batch arrives in one read. */
 export const CLIENT_READ_BUFFER_BYTES = 256 * KiB;

@@ -3,6 +3,7 @@
 // under it is tested in test/protocol/id-slots.test.ts.
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ToonDBError } from '../../protocol/errors.js';
+import { CLIENT_TIMEOUT_MS_MAX } from '../../protocol/limits.js';
 import { REQUEST_ID_MAX } from '../../protocol/messages.js';
 import { PendingTable, type Pending } from '../../ipc-client/pending.js';
 
@@ -32,6 +33,7 @@ function countFrom(table: PendingTable<Req>, lastId: number): PendingTable<Req> 
 
 afterEach(() => {
   vi.useRealTimers();
+  vi.restoreAllMocks();
 });
 
 describe('PendingTable', () => {
@@ -110,5 +112,24 @@ describe('PendingTable', () => {
     expect(drained.map((p) => p.id)).toEqual([REQUEST_ID_MAX - 1, REQUEST_ID_MAX, 1, 3, 4]);
     expect(drained.every((p) => !p.live)).toBe(true);
     expect(table.size).toBe(0);
+  });
+});
+
+// Regression: with timeoutMs at its maximum, (now + timeoutMs) - now can round up past
+// setTimeout's 32-bit bound, which Node fires after 1 ms with a TimeoutOverflowWarning (and the
+// sweep, finding nothing due, would re-arm it every ms).
+describe('PendingTable at the longest timeout', () => {
+  it('never arms its timer past setTimeout\'s bound', () => {
+    // A clock reading at which the sum rounds up (found by search).
+    vi.spyOn(performance, 'now').mockReturnValue(1272776.0169732939);
+    const delays: number[] = [];
+    const setTimeoutSpy = vi.spyOn(globalThis, 'setTimeout').mockImplementation(((_fn: () => void, delayMs?: number) => {
+      delays.push(delayMs ?? 0);
+      return { unref: () => undefined } as unknown as NodeJS.Timeout;
+    }) as typeof setTimeout);
+    const table = new PendingTable<Req>(CLIENT_TIMEOUT_MS_MAX, () => undefined);
+    adder(table)();
+    setTimeoutSpy.mockRestore();
+    expect(delays).toEqual([CLIENT_TIMEOUT_MS_MAX]);
   });
 });
