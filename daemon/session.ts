@@ -202,8 +202,9 @@ export class Session {
       req = parseRequest(raw, this.scope.limits);
     } catch (error) {
       this.outbox.send([{ id, outcome: fail(toToonDBError(error)), receivedAt, requestBytes: 0 }]);
-      // A hello refused for its fields closes the connection, like one refused for its version.
-      if (!this.helloSeen) {
+      // A hello refused for its fields closes the connection, like one refused for its version
+      // (a later hello too: PROTOCOL.md Handshake).
+      if (raw.op === 'hello') {
         this.close('handshake refused');
         return false;
       }

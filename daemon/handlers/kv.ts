@@ -44,8 +44,13 @@ export function finishKv(req: KvRequest, result: EngineResult, scope: SessionSco
   const error = engineError(result);
   if (error) {
     if (req.txn !== undefined && (error.code === 'TXN_TOO_LARGE' || error.code === 'NOT_IN_TRANSACTION')) {
-      // The engine has dropped the transaction; forget it here too.
-      scope.txns.forget(Number(req.txn), op.txn);
+      // The engine has dropped the transaction, and closed its cursors; forget them here too.
+      const id = Number(req.txn);
+      scope.txns.forget(id, op.txn);
+      // Unless the id already names a newer transaction (its client reused it), whose cursors
+      // these are not.
+      if (!scope.txns.has(id)) scope.cursors.takeWhere((entry) => entry.txn === id);
+      if (error.code === 'TXN_TOO_LARGE') scope.counters.txnsAborted += 1;
       return fail(aboutTxn(error, req.txn));
     }
     return fail(error);

@@ -61,6 +61,15 @@ describe('hostile clients', () => {
     }
   });
 
+  it('closes on a later hello refused for its fields too', async () => {
+    const peer = await RawPeer.open(daemon.socketPath);
+    peer.hello();
+    await peer.waitFor(1);
+    peer.send(Buffer.concat([peer.codec.encode({ id: 2, op: 'hello', protocol: '2' }), peer.codec.encode({ id: 3, op: 'ping' })]));
+    await peer.closed;
+    expect(peer.messages.slice(1)).toMatchObject([{ id: 2, error: { code: 'VERSION_MISMATCH' } }]);
+  });
+
   it('requires hello first', async () => {
     const peer = await RawPeer.open(daemon.socketPath);
     peer.request({ id: 7, op: 'get', key: Buffer.from('stable') });

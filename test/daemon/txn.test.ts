@@ -160,11 +160,14 @@ describe('transactions', () => {
 // commit grew the daemon without bound), and one that expired idle kept its cursors' slots.
 describe("a transaction's cursors", () => {
   const TXN_IDLE_MS = 300;
+  /** Small enough that two getBatch of 10000 four-byte keys pass it (reads count in a
+   * serializable transaction). */
+  const TXN_BYTES = { txnBytesMax: 65_536, batchBytesMax: 65_536, valueBytesMax: 65_536 };
   let daemon: TestDaemon;
   let client: IpcClient;
 
   beforeAll(async () => {
-    daemon = await startDaemon({ config: { limits: { txnIdleMsMax: TXN_IDLE_MS, cursorsPerConnectionMax: 2 } } });
+    daemon = await startDaemon({ config: { limits: { txnIdleMsMax: TXN_IDLE_MS, cursorsPerConnectionMax: 2, ...TXN_BYTES } } });
     client = await IpcClient.connect(daemon.socketPath);
     await client.putBatch([['tc/1', 'a'], ['tc/2', 'b'], ['tc/3', 'c']]);
   });
@@ -189,6 +192,17 @@ describe("a transaction's cursors", () => {
       else await txn.abort();
       expect((await client.stats()).cursors.open).toBe(0);
     }
+  });
+
+  it('are closed, and their slots freed, when its reads pass txnBytesMax', async () => {
+    const txn = await client.beginTransaction();
+    await openScan(txn);
+    await openScan(txn);
+    const keys = Array.from({ length: 10_000 }, (_, i) => `k${String(i).padStart(3, '0')}`.slice(0, 4));
+    await txn.getBatch(keys);
+    await expect(txn.getBatch(keys)).rejects.toMatchObject({ code: 'TXN_TOO_LARGE' });
+    expect((await client.stats()).cursors.open).toBe(0);
+    expect(await client.scan('tc/').toArray()).toHaveLength(3); // no LIMIT_EXCEEDED: both slots free
   });
 
   it('are closed, and their slots freed, when it expires idle', async () => {
