@@ -28,6 +28,7 @@ pub const ALL_CODES: &[&str] = &[
     "STORAGE_FAILED",
     "CORRUPTION",
     "LOCKED",
+    "TIMEOUT",
     "INTERNAL",
 ];
 
@@ -51,6 +52,8 @@ pub enum EngineError {
     StorageFailed(String),
     Corruption(String),
     Locked(String),
+    /// Work that did not finish in its bound and may still finish later (a checkpoint's flush).
+    Timeout(String),
     Internal(String),
 }
 
@@ -74,6 +77,7 @@ impl EngineError {
             Self::StorageFailed(_) => "STORAGE_FAILED",
             Self::Corruption(_) => "CORRUPTION",
             Self::Locked(_) => "LOCKED",
+            Self::Timeout(_) => "TIMEOUT",
             Self::Internal(_) => "INTERNAL",
         }
     }
@@ -120,6 +124,7 @@ impl fmt::Display for EngineError {
             Self::StorageFailed(m) => write!(f, "storage failed, writes are refused until restart: {m}"),
             Self::Corruption(m) => write!(f, "corruption: {m}"),
             Self::Locked(m) => write!(f, "locked: {m}"),
+            Self::Timeout(m) => write!(f, "timed out: {m}"),
             Self::Internal(m) => write!(f, "internal error: {m}"),
         }
     }

@@ -161,14 +161,20 @@ pub fn thread_exists(tid: libc::id_t) -> bool {
 
 /// Whether thread `tid` of this process exists and is named `name` (Linux; false elsewhere).
 pub fn thread_is_named(tid: libc::id_t, name: &str) -> bool {
+    thread_name(tid).is_some_and(|comm| comm == name)
+}
+
+/// The name of thread `tid` of this process; None if it cannot be read (the thread ended, or
+/// reading failed, e.g. out of descriptors) or off Linux.
+pub fn thread_name(tid: libc::id_t) -> Option<String> {
     #[cfg(target_os = "linux")]
     {
-        std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).is_ok_and(|comm| comm.trim_end() == name)
+        std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).ok().map(|comm| comm.trim_end().to_owned())
     }
     #[cfg(not(target_os = "linux"))]
     {
-        let _ = (tid, name);
-        false
+        let _ = tid;
+        None
     }
 }
 

@@ -100,6 +100,13 @@ impl FjallWorkers {
         seen
     }
 
+    /// Every thread taken or still to be taken for a worker, without looking again (tests).
+    #[cfg(test)]
+    pub fn threads(&self) -> Vec<libc::id_t> {
+        let seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        seen.workers.iter().chain(&seen.unnamed).copied().collect()
+    }
+
     /// How many of this store's workers have been seen so far (looking again now).
     pub fn found(&self) -> usize {
         self.look().workers.len()
@@ -109,8 +116,15 @@ impl FjallWorkers {
     /// when a flush or compaction it ran failed (fjall 3.1 `worker_pool.rs`: it returns the
     /// error, having poisoned the database; a panic poisons it too). So while the store holds
     /// its database, an ended worker is a failed one, and a flush it had taken never completes.
+    /// A worker whose thread is gone, or carries another name, has ended; one whose name cannot
+    /// be read (e.g. out of descriptors) is taken to run. So is a worker never seen named that
+    /// ended unseen: a checkpoint then waits out its deadline instead.
     pub fn ended(&self) -> usize {
-        self.look().workers.iter().filter(|&&tid| !os::thread_is_named(tid, FJALL_WORKER_THREAD_NAME)).count()
+        self.look()
+            .workers
+            .iter()
+            .filter(|&&tid| !os::thread_exists(tid) || os::thread_name(tid).is_some_and(|name| name != FJALL_WORKER_THREAD_NAME))
+            .count()
     }
 }
 
@@ -136,7 +150,11 @@ pub(super) fn open_with_niced_workers<T, E>(workers: usize, open: impl FnOnce() 
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    Ok((opened, FjallWorkers::new(appeared, workers)))
+    let found = FjallWorkers::new(appeared, workers);
+    // Takes the workers named by now for this store's at once: one that fails a flush before
+    // anything else looks (the first checkpoint may come hours later) is then seen to end.
+    drop(found.look());
+    Ok((opened, found))
 }
 
 /// The ids of fjall's workers in this process that run at FJALL_WORKER_NICE or nicer,
