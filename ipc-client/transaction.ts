@@ -14,8 +14,9 @@
  *   nothing: the daemon forgets the transaction at commit/abort whatever the outcome.
  * - A failed begin is the error of every call of the transaction (including commit): the
  *   daemon never opened it, and its own answers would only say NOT_IN_TRANSACTION. A begin
- *   that timed out may open it late, so the client then aborts it at once (nothing of it is
- *   ever committed).
+ *   that timed out may open it late, so the client then aborts it at once; a commit sent
+ *   before that (pipelined behind the begin) may still have committed it, which its TIMEOUT
+ *   leaves open, as any timeout does.
  * - A commit applies every write request of the transaction or nothing: one refused here (an
  *   argument error, nothing sent) or by the daemon makes the commit fail with
  *   TXN_WRITE_FAILED, even if the write's promise was never awaited. Such a promise never

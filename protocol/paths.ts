@@ -31,7 +31,9 @@ const PATH_SEPARATOR = Buffer.from(PATH_SEPARATOR_BYTES);
 const ESCAPE_BYTE = 0xff;
 
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a name may start with U+FEFF, which the decoder would otherwise drop, so that
+// listPath named a child that getPath could not find.
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** Splits a path into segments: a string on '/', dropping empty segments; an array as is. */
 export function pathSegments(path: string | readonly string[]): string[] {

@@ -17,7 +17,7 @@ import { SCAN_BATCH_ITEMS_DEFAULT } from '../../protocol/limits.js';
 import type { RequestOf } from '../../protocol/messages.js';
 import { PackedArray } from '../../protocol/packed-array.js';
 import type { DataRequest } from './index.js';
-import { bindTxn, engineError, fail, ok, type Outcome, type Prepared, type SessionScope } from './scope.js';
+import { aboutTxn, bindTxn, engineError, fail, ok, type Outcome, type Prepared, type SessionScope } from './scope.js';
 
 type ScanRequest = RequestOf<'scan' | 'scanNext' | 'scanClose' | 'listPath'>;
 
@@ -89,13 +89,18 @@ function entriesOf(result: EngineResult): PackedArray {
   return result.entries ?? NO_ENTRIES;
 }
 
+/** A read of transaction `txn` that the engine found gone: the error names the client's id. */
+function inTxn(error: ToonDBError, txn: bigint | undefined): ToonDBError {
+  return error.code === 'NOT_IN_TRANSACTION' ? aboutTxn(error, txn) : error;
+}
+
 export function finishScan(req: ScanRequest, result: EngineResult, scope: SessionScope): Outcome {
   const error = engineError(result);
   switch (req.op) {
     case 'scan': {
       const done = error !== null || result.done === true;
       scope.cursors.settle(done ? undefined : result.cursor, scope.nowMs, req.txn === undefined ? undefined : Number(req.txn));
-      if (error) return fail(error);
+      if (error) return fail(inTxn(error, req.txn));
       return ok({ cursor: done ? 0 : result.cursor, entries: entriesOf(result), done });
     }
     case 'scanNext':
@@ -105,6 +110,6 @@ export function finishScan(req: ScanRequest, result: EngineResult, scope: Sessio
     case 'scanClose':
       return error ? fail(error) : ok(null);
     case 'listPath':
-      return error ? fail(error) : ok(result.keys ?? []);
+      return error ? fail(inTxn(error, req.txn)) : ok(result.keys ?? []);
   }
 }

@@ -113,6 +113,10 @@ describe('decodeSegment', () => {
   it('unescapes 0x00 0xff and decodes UTF-8', () => {
     expect(decodeSegment(Buffer.from('6100ff62', 'hex'))).toBe('a\u0000b');
     expect(decodeSegment(Buffer.from('😀'))).toBe('😀');
+    // Regression: a leading U+FEFF was dropped as a byte-order mark, so listPath named a child
+    // ('name') that getPath could not find ('\uFEFFname').
+    expect(decodeSegment(Buffer.from('\uFEFFname'))).toBe('\uFEFFname');
+    expect(decodePath(encodePath(['dir', '\uFEFFname']))).toEqual(['dir', '\uFEFFname']);
   });
 
   it('refuses bad escapes, separators and invalid UTF-8', () => {

@@ -26,7 +26,11 @@
 //!   failed leaves fjall's buffer writable, as it was before this existed.
 //! - What is left: a flush that starts between the failed write and the seal, which run in the
 //!   same commit (store.rs `commit_with`, then `Store::poison`) microseconds apart, and that
-//!   finds space freed in between.
+//!   finds space freed in between; and a journal rotation that closes fjall's descriptor
+//!   between our check of it and the dup2, whose number something else opens meanwhile (the
+//!   dup2 would then replace that descriptor): both windows are a few instructions wide.
+//! - A seal that finds no journal descriptor open for writing is a failure (fjall always has
+//!   one): it did nothing, and STORAGE_FAILED messages say so (store.rs `check_writable`).
 //!
 //! Linux lists descriptors in /proc/self/fd; macOS asks each one its path (F_GETPATH).
 
@@ -80,6 +84,12 @@ fn seal_journal_descriptors(folder: &Path) -> EngineResult<usize> {
     let mut sealed = 0;
     for _ in 0..SEAL_PASSES_MAX {
         let writable = writable_journal_descriptors(folder)?;
+        if writable.is_empty() && sealed == 0 {
+            // fjall always holds its active journal open for writing: finding none means the
+            // descriptors were not recognised (e.g. the folder was renamed since the open), and
+            // the seal did nothing. Said as a failure, so STORAGE_FAILED messages warn of it.
+            return Err(EngineError::Internal(format!("no descriptor of this process is open for writing on a journal in {}", folder.display())));
+        }
         if writable.is_empty() {
             return Ok(sealed);
         }
@@ -291,6 +301,14 @@ mod tests {
         assert_eq!(writable_journal_descriptors(&other.journal_seal.folder).unwrap().len(), 1);
         put(&other, 0..10);
         other.persist(PersistMode::SyncAll).unwrap();
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_seal_that_finds_no_journal_descriptor_is_a_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = seal_journal_descriptors(&std::fs::canonicalize(dir.path()).unwrap()).unwrap_err();
+        assert!(error.to_string().contains("no descriptor of this process is open for writing on a journal"), "{error}");
     }
 
     #[test]
