@@ -92,7 +92,9 @@ async function dumpTo(client: IpcClient, writeBytes: (bytes: Buffer) => Promise<
   let bytes = 0;
   let batch: DumpEntry[] = [];
   let batchBytes = 0;
-  for await (const [key, value, expiresAtMs] of client.scan(Buffer.alloc(0), { batchSize: DUMP_BATCH_ITEMS, withExpiry: true })) {
+  // A daemon may be configured with smaller scan batches than the dump's (scanBatchItemsMax).
+  const batchSize = Math.min(DUMP_BATCH_ITEMS, client.serverInfo.limits.scanBatchItemsMax);
+  for await (const [key, value, expiresAtMs] of client.scan(Buffer.alloc(0), { batchSize, withExpiry: true })) {
     batch.push(typeof expiresAtMs === 'number' ? [key, value, expiresAtMs] : [key, value]);
     batchBytes += key.length + value.length;
     if (batch.length >= DUMP_BATCH_ITEMS || batchBytes >= DUMP_BATCH_BYTES) {
@@ -116,22 +118,24 @@ function corrupt(file: string, why: string): ToonDBError {
   return new ToonDBError('INVALID_ARGUMENT', `${file} is not a valid toondb dump: ${why}`);
 }
 
-/** What a load did: entries read from the file, and of them those not written because their
- * expiry had passed. */
+/** What a load did: entries read from the file, of them those written to the daemon (counted
+ * as each call that wrote them succeeds) and those not written because their expiry had
+ * passed. */
 export interface Loaded {
   count: number;
+  written: number;
   expired: number;
   bytes: number;
 }
 
 /** Writes every entry of dump `file` into the daemon (see the header). */
 export async function load(client: IpcClient, file: string, progress: Progress): Promise<Loaded> {
-  const loaded: Loaded = { count: 0, expired: 0, bytes: 0 };
+  const loaded: Loaded = { count: 0, written: 0, expired: 0, bytes: 0 };
   try {
     await loadFrom(client, file, loaded, progress);
   } catch (error) {
     const coded = toToonDBError(error);
-    const where = loaded.count > 0 ? ` (${loaded.count} entries before it were written)` : ' (nothing was written)';
+    const where = loaded.written > 0 ? ` (${loaded.written} entries were written before it)` : ' (nothing was written)';
     const message = coded.message.includes(file) ? coded.message : `${file}: ${coded.message}`;
     throw new ToonDBError(coded.code, message + where, { cause: error });
   }
@@ -157,7 +161,7 @@ async function loadFrom(client: IpcClient, file: string, loaded: Loaded, progres
       } else if (Array.isArray(message.entries)) {
         const entries = checkedEntries(message.entries, version, file, loaded.count);
         if (version >= 2 && message.crc32 !== entriesCrc(entries)) throw corrupt(file, `a batch fails its checksum after ${loaded.count} entries`);
-        loaded.expired += await putAll(client, entries);
+        await putAll(client, entries, loaded, file);
         loaded.count += entries.length;
         for (const [k, v] of entries) loaded.bytes += k.length + v.length;
         progress(loaded.count, loaded.bytes, false);
@@ -193,34 +197,59 @@ function checkedEntries(entries: unknown[], version: number, file: string, befor
   return entries as DumpEntry[];
 }
 
-/** Writes a batch of the file: keys without TTL in putBatch calls, keys with one in puts with
- * what is left of it. Returns how many were not written because they had expired. */
-async function putAll(client: IpcClient, entries: DumpEntry[]): Promise<number> {
+/** Writes a batch of the file (its entries follow the `loaded.count` read before it): keys
+ * without TTL in putBatch calls, keys with one in puts with what is left of it; counts in
+ * `loaded` what was written and what had expired. An entry the daemon's limits refuse is
+ * named by its number in the file, before anything of the batch is sent. */
+async function putAll(client: IpcClient, entries: DumpEntry[], loaded: Loaded, file: string): Promise<void> {
+  checkFits(client, entries, loaded.count, file);
   const plain = entries.filter((entry): entry is [Buffer, Buffer] => entry.length === 2);
-  await putBatches(client, plain);
-  if (plain.length === entries.length) return 0;
+  await putBatches(client, plain, loaded);
+  if (plain.length === entries.length) return;
   const nowMs = Date.now();
   const live = entries.filter((entry): entry is [Buffer, Buffer, number] => entry.length === 3 && entry[2] > nowMs);
-  await Promise.all(live.map(([key, value, expiresAtMs]) => client.put(key, value, { ttlSeconds: (expiresAtMs - nowMs) / 1000 })));
-  return entries.length - plain.length - live.length;
+  loaded.expired += entries.length - plain.length - live.length;
+  const outcomes = await Promise.allSettled(live.map(([key, value, expiresAtMs]) => client.put(key, value, { ttlSeconds: (expiresAtMs - nowMs) / 1000 })));
+  loaded.written += outcomes.filter((outcome) => outcome.status === 'fulfilled').length;
+  const failed = outcomes.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
+  if (failed !== undefined) throw failed.reason;
+}
+
+/** Refuses, naming its number in the file, an entry whose key or value passes the daemon's
+ * limits (it would be refused inside a putBatch, by its index there). */
+function checkFits(client: IpcClient, entries: readonly DumpEntry[], before: number, file: string): void {
+  const { keyBytesMax, valueBytesMax } = client.serverInfo.limits;
+  for (let i = 0; i < entries.length; i++) {
+    const [key, value] = entries[i];
+    if (key.length > keyBytesMax) {
+      throw new ToonDBError('KEY_TOO_LARGE', `${file}: entry ${before + i + 1} has a key of ${key.length} bytes, over the daemon's limit of ${keyBytesMax}`);
+    }
+    if (value.length > valueBytesMax) {
+      throw new ToonDBError('VALUE_TOO_LARGE', `${file}: entry ${before + i + 1} has a value of ${value.length} bytes, over the daemon's limit of ${valueBytesMax}`);
+    }
+  }
 }
 
 /** putBatch calls within the daemon's batch limits (items and bytes), whatever the file's
- * batches were written with. */
-async function putBatches(client: IpcClient, entries: [Buffer, Buffer][]): Promise<void> {
+ * batches were written with; each one counted in `loaded.written` once it succeeded. */
+async function putBatches(client: IpcClient, entries: [Buffer, Buffer][], loaded: Loaded): Promise<void> {
   const { batchItemsMax, batchBytesMax } = client.serverInfo.limits;
+  const write = async (batch: [Buffer, Buffer][]): Promise<void> => {
+    await client.putBatch(batch);
+    loaded.written += batch.length;
+  };
   let start = 0;
   let bytes = 0;
   for (let i = 0; i < entries.length; i++) {
     const entryBytes = entries[i][0].length + entries[i][1].length;
     if (i > start && (i - start >= batchItemsMax || bytes + entryBytes > batchBytesMax)) {
-      await client.putBatch(entries.slice(start, i));
+      await write(entries.slice(start, i));
       start = i;
       bytes = 0;
     }
     bytes += entryBytes;
   }
-  if (start < entries.length) await client.putBatch(entries.slice(start));
+  if (start < entries.length) await write(entries.slice(start));
 }
 
 /** A progress reporter: a redrawn bar on a terminal, silence otherwise. */

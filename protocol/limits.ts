@@ -302,7 +302,7 @@ export function brokenLimitRelation(limits: ServerLimits): string | null {
   if (scanBatchBytesMax + keyBytesMax + valueBytesMax + scanBatchItemsMax * 16 + ENVELOPE_BYTES_MAX > frameBytesMax) {
     return 'a scan batch that overshoots by one maximal entry must fit in one frame';
   }
-  if (valueBytesMax > batchBytesMax) return 'a batch can carry at least one maximal value';
+  if (keyBytesMax + valueBytesMax > batchBytesMax) return 'a batch can carry at least one maximal entry (key and value)';
   if (limits.txnBytesMax < batchBytesMax) return 'a transaction can hold at least one maximal batch';
   return null;
 }

@@ -1,6 +1,7 @@
 // The admin CLI as a user runs it: compiled bin, real daemon, exit codes and output.
 import { describe, expect, it } from 'vitest';
 import { execa } from 'execa';
+import { IpcClient } from '../../ipc-client/index.js';
 import { startDaemon, suiteDaemon } from '../helpers/daemon.js';
 import { makeTempDir } from '../helpers/temp-dir.js';
 import { TOONDB_BIN, TOONDBD_BIN } from '../helpers/paths.js';
@@ -178,7 +179,7 @@ describe('toondb CLI', () => {
     expect((await toondb(['dump', file, '--socket', daemon().socketPath])).exitCode).toBe(0);
     const { readdirSync, readFileSync, writeFileSync } = await import('node:fs');
     expect(readdirSync(dir)).toEqual(['all.dump']); // written to a temporary file, then renamed
-    const small = await startDaemon({ config: { limits: { valueBytesMax: 1024, batchBytesMax: 4096 } } });
+    const small = await startDaemon({ config: { limits: { keyBytesMax: 1024, valueBytesMax: 1024, batchBytesMax: 4096 } } });
     try {
       const loaded = await toondb(['load', file, '--socket', small.socketPath]);
       expect(loaded.exitCode, loaded.stderr).toBe(0);
@@ -195,6 +196,37 @@ describe('toondb CLI', () => {
     const failed = await toondb(['dump', join(dir, 'no-such-dir', 'x.dump'), '--socket', daemon().socketPath]);
     expect(failed.exitCode).toBe(1);
     expect(failed.stderr.trim()).toMatch(/^toondb: INVALID_ARGUMENT: cannot write .*x\.dump: ENOENT$/);
+  });
+
+  // Regressions from review: a load that failed partway said '(nothing was written)' after
+  // writing whole putBatch calls of the file's batch, and named the refused entry by its index
+  // in one of those calls; a dump asked for scan batches larger than a daemon may be
+  // configured to send (scanBatchItemsMax) and failed.
+  it('names the entry a load refuses by its number in the file and says what it wrote; dumps a daemon with small scan batches', async () => {
+    const source = await startDaemon({ config: { limits: { scanBatchItemsMax: 500 } } });
+    const target = await startDaemon({ config: { limits: { batchItemsMax: 100, keyBytesMax: 1000, valueBytesMax: 1000, batchBytesMax: 4096 } } });
+    try {
+      const client = await IpcClient.connect(source.socketPath);
+      const keys = Array.from({ length: 1500 }, (_, i) => `k${String(i).padStart(4, '0')}`);
+      await client.putBatch(keys.slice(0, 1000).map((key) => [key, 'v'] as [string, string]));
+      await client.putBatch(keys.slice(1000, 1499).map((key) => [key, 'v'] as [string, string]));
+      await client.put(keys[1499], 'x'.repeat(2000)); // over the target's valueBytesMax
+      await client.close();
+      const file = join(makeTempDir(), 'x.dump');
+      const dumped = await toondb(['dump', file, '--socket', source.socketPath]);
+      expect(dumped.exitCode, dumped.stderr).toBe(0);
+      const loaded = await toondb(['load', file, '--socket', target.socketPath]);
+      expect(loaded.exitCode).toBe(1);
+      // The file's first batch (1000 entries) went in ten putBatch calls; the second was refused
+      // before anything of it was sent.
+      expect(loaded.stderr).toMatch(/VALUE_TOO_LARGE: .*x\.dump: entry 1500 has a value of 2000 bytes, over the daemon's limit of 1000 \(1000 entries were written before it\)/);
+      const check = await IpcClient.connect(target.socketPath);
+      expect(await check.scan('').toArray()).toHaveLength(1000);
+      await check.close();
+    } finally {
+      await source.dispose();
+      await target.dispose();
+    }
   });
 
   it('refuses malformed --hex, --base64 and numeric options with a usage error', async () => {

@@ -73,7 +73,7 @@ describe('batches, paths and TTL', () => {
 // its connection), and ten thousand of them made the daemon build 160 GB and die. Both replies
 // are now bounded by batchBytesMax (5 bytes counted per item), refused with BATCH_TOO_LARGE.
 describe('batch replies over batchBytesMax', () => {
-  const { client } = suiteClient({ config: { limits: { valueBytesMax: 1024, batchBytesMax: 4096 } } });
+  const { client } = suiteClient({ config: { limits: { keyBytesMax: 1024, valueBytesMax: 1024, batchBytesMax: 4096 } } });
 
   it('refuses a getBatch whose values would not fit, and the connection carries on', async () => {
     await client().put('big', Buffer.alloc(1000, 7));

@@ -162,7 +162,7 @@ describe("a transaction's cursors", () => {
   const TXN_IDLE_MS = 300;
   /** Small enough that two getBatch of 10000 four-byte keys pass it (reads count in a
    * serializable transaction). */
-  const TXN_BYTES = { txnBytesMax: 65_536, batchBytesMax: 65_536, valueBytesMax: 65_536 };
+  const TXN_BYTES = { txnBytesMax: 65_536, batchBytesMax: 65_536, valueBytesMax: 32_768 };
   let daemon: TestDaemon;
   let client: IpcClient;
 
