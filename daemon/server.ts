@@ -95,7 +95,8 @@ export class Daemon implements DaemonContext {
   ) {
     engine.startLanes(ENGINE_LANES, { syncResults: config.durability === 'sync', outputBytesMax: ENGINE_CALL_OUTPUT_BYTES_MAX });
     this.gate = new DurabilityGate(engine, config.durability, config.syncIntervalMs, (error) => {
-      this.trouble ??= `storage failed: ${error.code}`;
+      if (this.trouble !== null) return; // logged once already (here, or by the sweep)
+      this.trouble = `storage failed: ${error.code}`;
       this.log.fatal({ code: error.code, err: error }, 'storage failed (journal write or fsync): writes are refused until the daemon is restarted');
     });
     this.stopped = new Promise((resolve) => (this.markStopped = resolve));
@@ -261,17 +262,31 @@ export class Daemon implements DaemonContext {
     for (const session of this.sessions) session.sweepIdle(now);
   }
 
+  /**
+   * Deletes expired keys, TTL_SWEEP_KEYS_MAX per engine call, one call at a time: another
+   * round follows at once while a round finds a full one (a backlog of keys written with TTLs
+   * faster than one round a tick reclaims would otherwise never shrink), else at the next
+   * tick. Once storage has failed, writes are refused until restart and so would every sweep
+   * be: it stops (the failure was logged once, at fatal level).
+   */
   private sweepExpired(): void {
-    if (this.ttlSweepRunning || this.stopping) return;
+    if (this.ttlSweepRunning || this.stopping || this.trouble !== null) return;
     this.ttlSweepRunning = true;
     this.engine.sweepExpired(TTL_SWEEP_KEYS_MAX).then(
       (removed) => {
         this.ttlSweepRunning = false;
         if (removed > 0) this.log.debug({ removed }, 'reclaimed expired keys');
+        if (removed >= TTL_SWEEP_KEYS_MAX) setImmediate(() => this.sweepExpired());
       },
       (error: unknown) => {
         this.ttlSweepRunning = false;
-        this.log.warn({ err: error }, 'expired-key sweep failed');
+        const coded = toToonDBError(error);
+        if ((coded.code === 'STORAGE_FAILED' || coded.code === 'DISK_FULL') && this.trouble === null) {
+          this.trouble = `storage failed: ${coded.code}`;
+          this.log.fatal({ code: coded.code, err: error }, 'storage failed (in the expired-key sweep): writes are refused until the daemon is restarted');
+        } else {
+          this.log.warn({ err: error }, 'expired-key sweep failed');
+        }
       },
     );
   }
