@@ -62,6 +62,13 @@ function out(line: string): void {
   process.stdout.write(line + '\n');
 }
 
+// A reader that went away (`toondb scan | head -1`) is the end of the output, not a failure:
+// exit quietly instead of with an unhandled EPIPE stack.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(0);
+  throw error;
+});
+
 const program = new Command('toondb')
   .description('admin CLI for a running toondbd')
   .version(CLIENT_VERSION)

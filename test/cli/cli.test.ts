@@ -5,6 +5,7 @@ import { IpcClient } from '../../ipc-client/index.js';
 import { startDaemon, suiteDaemon } from '../helpers/daemon.js';
 import { makeTempDir } from '../helpers/temp-dir.js';
 import { TOONDB_BIN, TOONDBD_BIN } from '../helpers/paths.js';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 
 const toondb = (args: string[], env: Record<string, string> = {}) =>
@@ -227,6 +228,20 @@ describe('toondb CLI', () => {
       await source.dispose();
       await target.dispose();
     }
+  });
+
+  // Regression: `toondb scan | head -1` died with an unhandled EPIPE stack and exit 1.
+  it('exits quietly when the reader of its output goes away', async () => {
+    const client = await IpcClient.connect(daemon().socketPath);
+    await client.putBatch(Array.from({ length: 5_000 }, (_, i) => [`pipe/${i}`, 'v'.repeat(100)] as [string, string]));
+    await client.close();
+    const scan = spawn('node', [TOONDB_BIN, 'scan', 'pipe/', '--socket', daemon().socketPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    scan.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
+    await new Promise((resolve) => scan.stdout.once('data', resolve));
+    scan.stdout.destroy(); // as head does after its first line
+    const code = await new Promise((resolve) => scan.on('exit', resolve));
+    expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
   });
 
   it('refuses malformed --hex, --base64 and numeric options with a usage error', async () => {
