@@ -17,10 +17,11 @@
  * closed exactly once, after every session that could use it is gone.
  */
 
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import { createServer, type Server, type Socket } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import lockfile from 'proper-lockfile';
 import pino, { type Logger } from 'pino';
 import { lockDataDir, openEngine, peerCredentials, sdNotify } from '../engine/index.js';
@@ -47,6 +48,16 @@ const IDLE_SWEEP_INTERVAL_MS = 1_000;
 const TTL_SWEEP_INTERVAL_MS = 1_000;
 const TTL_SWEEP_KEYS_MAX = 1_000;
 const DRAIN_POLL_MS = 10;
+
+/** What the file system refused while the socket was set up (a directory that does not exist,
+ * is not writable, or holds another user's start-up lock; a --socket-group this user may not
+ * give the socket to): the configuration's fault, so a coded refusal (exit 2, which the
+ * service manager does not retry), not INTERNAL. Anything else passes as it is. */
+function socketSetupRefusal(socketPath: string, error: unknown): unknown {
+  const code = (error as NodeJS.ErrnoException | null)?.code;
+  if (error instanceof ToonDBError || typeof code !== 'string') return error;
+  return new ToonDBError('INVALID_ARGUMENT', `cannot set up the socket ${socketPath}: ${(error as Error).message}`, { cause: error });
+}
 
 /** Limits the engine is opened with (Daemon.start), which a reload cannot change. */
 const ENGINE_LIMITS = ['keyBytesMax', 'valueBytesMax', 'txnBytesMax', 'batchItemsMax', 'batchBytesMax'] as const;
@@ -106,6 +117,10 @@ export class Daemon implements DaemonContext {
   static async start(config: DaemonConfig, log: Logger = createLogger(config)): Promise<Daemon> {
     // A configuration error is reported before recovery runs and before anything is created.
     if (config.socketGroup !== null) resolveGroupId(config.socketGroup);
+    // (And the socket's directory: the start-up lock in it retries any failure for ~10 s.)
+    await access(dirname(config.socketPath), constants.W_OK | constants.X_OK).catch((error: unknown) => {
+      throw socketSetupRefusal(config.socketPath, error);
+    });
     await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
     const lock = lockDataDir(config.dataDir);
     let engine: Engine | null = null;
@@ -143,11 +158,13 @@ export class Daemon implements DaemonContext {
     // Attached before listen(): a client that connects while the socket's mode and ownership
     // are still being set must be served, not left hanging on an accepted, unhandled socket.
     this.server.on('connection', (socket) => this.onConnection(socket));
+    const refused = (error: unknown): unknown => socketSetupRefusal(socketPath, error);
     const release = await lockfile.lock(socketPath, { realpath: false, stale: 10_000, retries: { retries: 40, minTimeout: 25, maxTimeout: 250 } })
       .catch((error: NodeJS.ErrnoException) => {
-        if (error.code !== 'ELOCKED') throw error;
+        if (error.code !== 'ELOCKED') throw refused(error);
         throw new ToonDBError('ALREADY_RUNNING', `another toondbd is starting on ${socketPath}`);
       });
+    let failure: unknown = null;
     try {
       if (await claimSocketPath(socketPath)) this.log.warn({ socketPath }, 'replaced stale socket left by a daemon that died');
       await listenPrivately(() => new Promise<void>((resolve, reject) => {
@@ -157,9 +174,14 @@ export class Daemon implements DaemonContext {
           resolve();
         });
       }), socketPath, this.config);
-    } finally {
-      await release();
+    } catch (error) {
+      failure = refused(error);
     }
+    // Releasing the start-up lock must not hide why the start failed.
+    await release().catch((error: unknown) => {
+      failure ??= refused(error);
+    });
+    if (failure !== null) throw failure;
     this.server.on('error', (error) => this.log.error({ err: error }, 'listener error'));
     this.timers.push(setInterval(() => this.sweepIdle(), IDLE_SWEEP_INTERVAL_MS));
     this.timers.push(setInterval(() => this.sweepExpired(), TTL_SWEEP_INTERVAL_MS));

@@ -210,6 +210,16 @@ describe('daemon lifecycle', () => {
     }
   });
 
+  // Regression: a socket directory that does not exist made start fail with INTERNAL
+  // (ENOENT creating the start-up lock), exit 1, which the unit restarts every 2 s.
+  it('refuses a socket in a directory that does not exist with exit 2 and one line', async () => {
+    const dir = makeTempDir();
+    const result = await toondbd(['start', '--socket', join(dir, 'missing', 's.sock'), '--data-dir', join(dir, 'data')]);
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr.trim().split('\n')).toHaveLength(1);
+    expect(result.stderr).toMatch(/INVALID_ARGUMENT: cannot set up the socket .*missing\/s\.sock: ENOENT/);
+  });
+
   // Regression: a dead socket another user left in a sticky directory (not ours to unlink)
   // made the daemon exit 1 with INTERNAL, which the unit restarts every 2 s forever.
   it('refuses a stale socket of another user in a sticky directory with exit 2 and one line', async (ctx) => {
