@@ -89,17 +89,33 @@ export function checkSocketPath(socketPath: string): void {
   if (bytes === 0) throw invalid('socket path is empty');
 }
 
-function toInt(value: number | string, name: string, min: number, max: number): number {
-  const n = typeof value === 'number' ? value : Number(value);
-  if (!Number.isInteger(n) || n < min || n > max) throw invalid(`${name} must be an integer in ${min}..${max}, got ${String(value)}`);
+/** An integer from a number, or a string of decimal digits (a flag's text): `Number` alone
+ * reads '' and ' ' as 0, true as 1 and null as 0, which made `--allow-uid 1000,` allow uid 0. */
+function toInt(value: unknown, name: string, min: number, max: number): number {
+  const n = typeof value === 'number' ? value : typeof value === 'string' && /^\s*-?\d+\s*$/.test(value) ? Number(value) : NaN;
+  if (!Number.isInteger(n) || n < min || n > max) throw invalid(`${name} must be an integer in ${min}..${max}, got ${JSON.stringify(value) ?? String(value)}`);
   return n;
 }
 
-function toIdList(value: (number | string)[] | string | undefined, name: string): number[] {
+/** A list of ids: an array (config file), a comma-separated string (flag), or one number. */
+function toIdList(value: unknown, name: string): number[] {
   if (value === undefined) return [];
-  const items = Array.isArray(value) ? value : value.split(',');
-  return items.map((item) => toInt(typeof item === 'string' ? item.trim() : item, name, 0, 0xffff_fffe));
+  const items: unknown[] = Array.isArray(value) ? value : typeof value === 'string' ? value.split(',') : [value];
+  return items.map((item) => toInt(item, name, 0, 0xffff_fffe));
 }
+
+/** A path or name setting: a non-empty string (an empty one resolved to the current
+ * directory, or would name nothing), or absent. */
+function toText(value: unknown, name: string): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || value.trim() === '') throw invalid(`${name} must be a non-empty string, got ${JSON.stringify(value) ?? String(value)}`);
+  return value;
+}
+
+/** Every setting a config file may hold (the flags' names in camelCase). */
+const CONFIG_KEYS: readonly string[] = [
+  'socket', 'dataDir', 'durability', 'syncIntervalMs', 'logLevel', 'socketGroup', 'allowUid', 'allowGid', 'connectionsMax', 'rowCacheMb', 'limits',
+];
 
 export function readConfigFile(path: string): ConfigInput {
   let text: string;
@@ -115,6 +131,10 @@ export function readConfigFile(path: string): ConfigInput {
     throw invalid(`config file ${path} is not valid JSON: ${(error as Error).message}`);
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw invalid(`config file ${path} must hold a JSON object`);
+  // A misspelt key must not be dropped silently: an allow-list or socket group that is not
+  // applied opens the daemon to more than its operator meant.
+  const unknown = Object.keys(parsed).filter((key) => !CONFIG_KEYS.includes(key));
+  if (unknown.length > 0) throw invalid(`config file ${path}: unknown setting${unknown.length > 1 ? 's' : ''} ${unknown.map((key) => `"${key}"`).join(', ')} (known: ${CONFIG_KEYS.join(', ')})`);
   return parsed as ConfigInput;
 }
 
@@ -135,7 +155,7 @@ function resolveLimits(input: ConfigInput['limits']): ServerLimits {
 /** Merges file settings under flag settings and validates the result. */
 export function resolveConfig(flags: ConfigInput, file: ConfigInput = {}, env: NodeJS.ProcessEnv = process.env): DaemonConfig {
   const input: ConfigInput = { ...file, ...Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined)) };
-  const socketPath = resolve(input.socket ?? defaultSocketPath(env));
+  const socketPath = resolve(toText(input.socket, 'socket path') ?? defaultSocketPath(env));
   checkSocketPath(socketPath);
   const durability = (input.durability ?? 'sync') as Durability;
   if (!DURABILITY_MODES.includes(durability)) throw invalid(`durability must be one of ${DURABILITY_MODES.join(', ')}, got ${input.durability}`);
@@ -143,11 +163,11 @@ export function resolveConfig(flags: ConfigInput, file: ConfigInput = {}, env: N
   if (!LOG_LEVELS.includes(logLevel)) throw invalid(`log level must be one of ${LOG_LEVELS.join(', ')}, got ${input.logLevel}`);
   return {
     socketPath,
-    dataDir: resolve(input.dataDir ?? defaultDataDir(env)),
+    dataDir: resolve(toText(input.dataDir, 'data dir') ?? defaultDataDir(env)),
     durability,
     syncIntervalMs: toInt(input.syncIntervalMs ?? SYNC_INTERVAL_MS_DEFAULT, 'sync interval (ms)', 1, SYNC_INTERVAL_MS_MAX),
     logLevel,
-    socketGroup: input.socketGroup ?? null,
+    socketGroup: toText(input.socketGroup, 'socket group') ?? null,
     allowUids: toIdList(input.allowUid, 'allowed uid'),
     allowGids: toIdList(input.allowGid, 'allowed gid'),
     connectionsMax: toInt(input.connectionsMax ?? CONNECTIONS_MAX, 'connections max', 1, CONNECTIONS_MAX),

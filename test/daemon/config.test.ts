@@ -1,0 +1,49 @@
+// Configuration: flags over file, and every setting checked before the daemon starts.
+// Regressions from review: a misspelt key in the file was dropped silently (an allow-list
+// that is not applied), list items that are not numbers became uid 0 (`--allow-uid 1000,`),
+// a single number was refused, and empty paths resolved to the current directory.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { readConfigFile, resolveConfig } from '../../daemon/config.js';
+import { makeTempDir } from '../helpers/temp-dir.js';
+
+const env = { TOONDB_SOCKET: '/tmp/config-test.sock', TOONDB_DATA_DIR: '/tmp/config-test-data' };
+const refusal = (run: () => unknown) => {
+  try {
+    run();
+  } catch (error) {
+    return (error as { code: string; message: string });
+  }
+  throw new Error('accepted');
+};
+
+describe('daemon configuration', () => {
+  it('refuses a config file with a setting it does not know, naming it', () => {
+    const file = join(makeTempDir(), 'config.json');
+    writeFileSync(file, JSON.stringify({ socketGroup: 'staff', allowUids: [1000] }));
+    expect(refusal(() => readConfigFile(file))).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('unknown setting "allowUids"') });
+    writeFileSync(file, JSON.stringify({ socketGroup: 'staff', allowUid: [1000] }));
+    expect(readConfigFile(file)).toEqual({ socketGroup: 'staff', allowUid: [1000] });
+  });
+
+  it('reads id lists from a flag, an array or one number, and refuses items that are not ids', () => {
+    expect(resolveConfig({ allowUid: '1000, 1001' }, {}, env).allowUids).toEqual([1000, 1001]);
+    expect(resolveConfig({}, { allowUid: [1000] }, env).allowUids).toEqual([1000]);
+    expect(resolveConfig({}, { allowGid: 50 as unknown as number[] }, env).allowGids).toEqual([50]);
+    for (const bad of ['1000,', '', ' ', 'abc', '1e3']) {
+      expect(refusal(() => resolveConfig({ allowUid: bad }, {}, env)), JSON.stringify(bad)).toMatchObject({ code: 'INVALID_ARGUMENT' });
+    }
+    for (const bad of [[null], [true], ['']]) {
+      expect(refusal(() => resolveConfig({}, { allowUid: bad as unknown as number[] }, env)), JSON.stringify(bad)).toMatchObject({ code: 'INVALID_ARGUMENT' });
+    }
+  });
+
+  it('refuses empty paths and numbers instead of taking them as the current directory or 0', () => {
+    expect(refusal(() => resolveConfig({ dataDir: '' }, {}, env))).toMatchObject({ message: expect.stringContaining('data dir must be a non-empty string') });
+    expect(refusal(() => resolveConfig({ socket: '' }, {}, env))).toMatchObject({ message: expect.stringContaining('socket path must be a non-empty string') });
+    expect(refusal(() => resolveConfig({ socketGroup: '' }, {}, env))).toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect(refusal(() => resolveConfig({ rowCacheMb: '' }, {}, env))).toMatchObject({ message: expect.stringContaining('row cache (MiB) must be an integer') });
+    expect(resolveConfig({ rowCacheMb: '0' }, {}, env).rowCacheMib).toBe(0);
+  });
+});
