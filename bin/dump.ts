@@ -190,6 +190,8 @@ async function* readFile(file: string): AsyncGenerator<Buffer> {
 function checkedEntries(entries: unknown[], version: number, file: string, before: number): DumpEntry[] {
   for (let i = 0; i < entries.length; i++) {
     const entry = entries[i];
+    // An expiry another writer stored as uint 64 decodes as a bigint: taken as the same number.
+    if (Array.isArray(entry) && entry.length === 3 && typeof entry[2] === 'bigint' && entry[2] <= BigInt(Number.MAX_SAFE_INTEGER)) entry[2] = Number(entry[2]);
     const fits = Array.isArray(entry) && Buffer.isBuffer(entry[0]) && Buffer.isBuffer(entry[1])
       && (entry.length === 2 || (version >= 3 && entry.length === 3 && Number.isSafeInteger(entry[2]) && entry[2] >= 0));
     if (!fits) throw corrupt(file, `entry ${before + i + 1} is not a [key, value] or [key, value, expiresAtMs] entry`);

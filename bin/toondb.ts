@@ -125,6 +125,7 @@ command('stats', 'print daemon statistics')
  * with `0x` prints as hex too, so a `0x…` output is always hex. `oneLine` (scan's line format)
  * also sends text with tabs or line breaks to hex. */
 function display(bytes: Buffer, flags: Common, oneLine = false): string {
+  checkEncodings(flags);
   if (flags.hex) return bytes.toString('hex');
   if (flags.base64) return bytes.toString('base64');
   const text = bytes.toString('utf8');
@@ -133,14 +134,24 @@ function display(bytes: Buffer, flags: Common, oneLine = false): string {
   return printable ? text : `0x${bytes.toString('hex')}`;
 }
 
+/** --hex and --base64 name one encoding each: both at once is a usage error, not hex. */
+function checkEncodings(flags: Common): void {
+  if (flags.hex && flags.base64) usage('--hex and --base64 exclude each other');
+}
+
 function parseInput(text: string, flags: Common): Buffer {
+  checkEncodings(flags);
   if (flags.hex) {
     if (!/^([0-9a-fA-F]{2})*$/.test(text)) usage(`--hex input must be an even number of hex digits, got "${text}"`);
     return Buffer.from(text, 'hex');
   }
   if (flags.base64) {
-    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text) || text.length % 4 !== 0) usage(`--base64 input must be padded base64, got "${text}"`);
-    return Buffer.from(text, 'base64');
+    const bytes = Buffer.from(text, 'base64');
+    // Canonical only: 'AB==' would read as 0x00 as 'AA==' does, one key under two spellings.
+    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text) || text.length % 4 !== 0 || bytes.toString('base64') !== text) {
+      usage(`--base64 input must be padded, canonical base64, got "${text}"`);
+    }
+    return bytes;
   }
   return Buffer.from(text, 'utf8');
 }

@@ -245,7 +245,10 @@ describe('toondb CLI', () => {
   });
 
   it('refuses malformed --hex, --base64 and numeric options with a usage error', async () => {
-    for (const args of [['put', 'abc', '01', '--hex'], ['get', 'YQ', '--base64'], ['put', 'k', 'v', '--ttl', 'soon'], ['scan', '--limit', 'all'], ['stats', '--watch', 'abc']]) {
+    // Also (review): non-canonical base64 ('AB==' read as 0x00, like 'AA=='), and --hex with
+    // --base64 (hex silently won).
+    for (const args of [['put', 'abc', '01', '--hex'], ['get', 'YQ', '--base64'], ['get', 'AB==', '--base64'], ['get', '00', '--hex', '--base64'],
+      ['put', 'k', 'v', '--ttl', 'soon'], ['scan', '--limit', 'all'], ['stats', '--watch', 'abc']]) {
       const result = await toondb([...args, '--socket', daemon().socketPath]);
       expect(result.exitCode, args.join(' ')).toBe(2);
       expect(result.stderr.trim().split('\n')).toHaveLength(1);

@@ -116,6 +116,22 @@ describe('dump and load with TTLs', () => {
     expect(restored.get('hand/live')?.[0]).toBe('y');
   });
 
+  // Regression (review): an expiry written as uint 64 (as another writer may) decodes as a
+  // bigint, and the load refused the file as if the entry were malformed.
+  it('loads an expiry written as a 64-bit integer', async () => {
+    const expiresAtMs = Date.now() + 600_000;
+    const entries = [[Buffer.from('u64/live'), Buffer.from('z'), BigInt(expiresAtMs)]] as unknown as Entry[];
+    const file = handMadeDump(join(dir, 'u64.dump'), 3, entries);
+    const bytes = readFileSync(file);
+    expect(bytes.includes(Buffer.concat([Buffer.from([0xcf]), Buffer.from(BigInt(expiresAtMs).toString(16).padStart(16, '0'), 'hex')]))
+      || bytes.includes(Buffer.concat([Buffer.from([0xd3]), Buffer.from(BigInt(expiresAtMs).toString(16).padStart(16, '0'), 'hex')])), 'written as a 64-bit integer').toBe(true);
+    const loaded = await toondb(['load', file, '--socket', target.socketPath]);
+    expect(loaded.stdout, loaded.stderr).toBe(`loaded 1 keys from ${file}`);
+    const restored = (await contents(target)).get('u64/live');
+    expect(restored?.[0]).toBe('z');
+    expect(Math.abs((restored?.[1] ?? 0) - expiresAtMs)).toBeLessThan(1_000);
+  });
+
   it('refuses an expiry in a version 2 file, before writing anything of its batch', async () => {
     const entries: Entry[] = [[Buffer.from('v2/a'), Buffer.from('a'), Date.now() + 60_000]];
     const file = handMadeDump(join(dir, 'v2.dump'), 2, entries);
