@@ -263,14 +263,15 @@ export class Connection {
         this.settle(simple.id, undefined, simple.result);
         continue;
       }
-      let message: Record<string, unknown>;
       try {
-        message = this.codec.decode(body);
+        this.dispatch(this.codec.decode(body));
       } catch (error) {
+        // A body that does not decode, or decoded data that broke a step of settling it: never
+        // an exception out of the socket's read callback (it would end the process, or leave
+        // the request unsettled with its timeout gone).
         this.protocolFailure(error);
         return;
       }
-      this.dispatch(message);
     }
   }
 
@@ -301,6 +302,10 @@ export class Connection {
     this.updateRef();
     if (error !== undefined && error !== null) {
       pending.reject(errorFromWire(typeof error === 'object' ? error : { code: 'INTERNAL', message: String(error) }));
+    } else if (result === undefined) {
+      // `{ id, result }` always carries result (nil for none): a reply without either is not a
+      // success (a get would read as a missing key, a put as written).
+      pending.reject(new ToonDBError('PROTOCOL_ERROR', `malformed reply from the toondb daemon: ${pending.op} reply has neither result nor error`));
     } else if (pending.map === null) {
       pending.resolve(result ?? null);
     } else {

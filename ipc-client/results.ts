@@ -126,7 +126,7 @@ export function parseScanBatch(value: unknown, op: string): ScanBatch {
 }
 
 function checkedCursor(cursor: number, entries: ScanEntry[], done: boolean, op: string): ScanBatch {
-  if (!done && (!Number.isInteger(cursor) || cursor < 1)) throw malformed(op, 'an unfinished scan needs a cursor');
+  if (!done && (!Number.isSafeInteger(cursor) || cursor < 1)) throw malformed(op, 'an unfinished scan needs a cursor');
   return { cursor, entries, done };
 }
 

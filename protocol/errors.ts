@@ -100,7 +100,9 @@ export class TransactionConflictError extends ToonDBError {
 export function errorFromWire(wire: { code?: unknown; message?: unknown }): ToonDBError {
   const message = typeof wire.message === 'string' ? wire.message : 'no message';
   if (!isErrorCode(wire.code)) {
-    return new ToonDBError('INTERNAL', `unknown error code ${String(wire.code)}: ${message}`);
+    // Never String() decoded data: a map with a `toString` key of nil makes it throw.
+    const shown = typeof wire.code === 'string' ? JSON.stringify(wire.code.slice(0, 64)) : `of type ${typeof wire.code}`;
+    return new ToonDBError('INTERNAL', `unknown error code ${shown}: ${message}`);
   }
   if (wire.code === 'TXN_CONFLICT') return new TransactionConflictError(message);
   return new ToonDBError(wire.code, message);

@@ -339,6 +339,32 @@ describe('reconnect (the default)', () => {
   });
 });
 
+// Regressions (review): a malformed reply from a buggy daemon must fail its request, never
+// crash the process from the socket's read callback or pass as a success.
+describe('malformed replies', () => {
+  it('an error code that cannot be shown as text fails the request with INTERNAL, not the process', async () => {
+    const { server, client } = await setup((request, connection) => {
+      if (request.op !== 'get') return undefined;
+      connection.send({ id: request.id, error: { code: { toString: null }, message: 'odd' } });
+      return NO_REPLY;
+    });
+    const got = await settle(client.get('k'));
+    expect(got.error?.code).toBe('INTERNAL');
+    expect(got.error?.message).toContain('unknown error code of type object: odd');
+    expect((await client.ping()).version).toBeTruthy(); // the connection carries on
+    expect(server.connections).toHaveLength(1);
+  });
+
+  it('a reply with neither result nor error fails its request with PROTOCOL_ERROR', async () => {
+    const { client } = await setup((request, connection) => {
+      if (request.op !== 'put') return undefined;
+      connection.send({ id: request.id, reslt: null });
+      return NO_REPLY;
+    });
+    expect((await settle(client.put('k', 'v'))).error?.code).toBe('PROTOCOL_ERROR');
+  });
+});
+
 describe('close', () => {
   it('waits for in-flight replies, then refuses new calls; close is idempotent', async () => {
     const { script, held } = holding('get');
