@@ -16,8 +16,11 @@
 //!                                        | u32 value_len | u32 disk_len | key | value (21 + ...)
 //!                               End   03 | u64 checksum | "FJL" 03                    (13 bytes)
 //!                               Clear 04 | u64 keyspace                               (9 bytes)
-//!   Anything else (zero padding of the preallocated file, a torn entry) ends the scan: what
-//!   follows is fjall's own recovery's business, and the watermark catches lost commits.
+//!   Anything else (zero padding of the preallocated file, a torn entry) ends the scan. In the
+//!   newest journal a torn tail is a crash's, which fjall's recovery drops (and the watermark
+//!   catches lost commits); every older journal was fsynced whole as fjall sealed it, so one
+//!   that stops parsing before its zero padding is damaged, and refused (fjall would cut it
+//!   there and drop the commits after, which a newer journal hides from the watermark).
 //!   `keyspaces/<id>/current`:   u64 version id | u128 xxh3 of `v<id>` | u8 checksum type (0)
 //!
 //! Invariants: a healthy database always passes (both checks only compare what fjall itself
@@ -73,11 +76,23 @@ fn journals(dir: &Path) -> EngineResult<Vec<(u64, std::path::PathBuf)>> {
 
 fn check_journal_seqnos(dir: &Path) -> EngineResult<()> {
     let mut previous: Option<(u64, String)> = None;
-    for (_, path) in journals(dir)? {
+    let journals = journals(dir)?;
+    let newest = journals.last().map(|(id, _)| *id);
+    for (id, path) in journals {
         let file = File::open(&path).map_err(|e| io(format!("reading {}", path.display()), e))?;
         let len = file.metadata().map_err(|e| io(format!("reading {}", path.display()), e))?.len();
-        let seqnos = batch_seqnos(file, len).map_err(|e| io(format!("reading {}", path.display()), e))?;
-        for (offset, seqno) in seqnos {
+        let scan = scan_journal(file, len).map_err(|e| io(format!("reading {}", path.display()), e))?;
+        // Only the newest journal may end torn (a crash while it was written). fjall fsyncs a
+        // journal whole as it seals it, so an older one that stops parsing before its zero
+        // padding is damaged, and fjall's recovery would cut it there, silently dropping the
+        // commits after the damage while a newer journal hides the loss from the watermark.
+        if let (Some(at), false) = (scan.damaged_at, Some(id) == newest) {
+            return Err(EngineError::Corruption(format!(
+                "sealed journal {} is damaged at byte {at} (fjall fsynced it whole as it sealed it): recovery would drop the commits after it",
+                path.display()
+            )));
+        }
+        for (offset, seqno) in scan.seqnos {
             let here = format!("{} at byte {offset}", path.display());
             if let Some((before, where_before)) = &previous {
                 if seqno <= *before {
@@ -97,14 +112,25 @@ fn le_u64(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
 }
 
-/// (offset, seqno) of the Start marker of every complete batch (one that reaches its End marker)
-/// up to the first entry that does not parse. A batch cut short is a torn tail, which fjall's
-/// recovery drops: its Start may be followed by the zeros of the preallocated file, which read
-/// as a seqno 0 that is no evidence of damage. Streams the file (headers are read, item bodies
-/// skipped), so a large journal costs no memory.
-fn batch_seqnos(file: impl Read + Seek, len: u64) -> std::io::Result<Vec<(u64, u64)>> {
+/// What a scan of one journal found.
+struct JournalScan {
+    /// (offset, seqno) of the Start marker of every complete batch (one that reaches its End
+    /// marker) up to the first entry that does not parse.
+    seqnos: Vec<(u64, u64)>,
+    /// Where the journal stops being whole: a batch left open, or an entry that does not parse
+    /// (or runs past the end) with bytes other than zeros from there on. None when it parses to
+    /// its end, or to the zeros of its preallocated tail. In the newest journal this is the
+    /// torn tail of a crash, which fjall's recovery drops; in an older one, damage.
+    damaged_at: Option<u64>,
+}
+
+/// Scans a journal's entries. A batch cut short is a torn tail: its Start may be followed by
+/// the zeros of the preallocated file, which read as a seqno 0 that is no evidence of damage
+/// (no seqno is taken from it). Streams the file (headers are read, item bodies skipped), so a
+/// large journal costs no memory.
+fn scan_journal(file: impl Read + Seek, len: u64) -> std::io::Result<JournalScan> {
     let mut reader = BufReader::new(file);
-    let mut out = Vec::new();
+    let mut seqnos = Vec::new();
     let mut open_batch: Option<(u64, u64)> = None;
     let mut at = 0u64;
     let mut header = [0u8; ITEM_HEADER_BYTES];
@@ -119,11 +145,6 @@ fn batch_seqnos(file: impl Read + Seek, len: u64) -> std::io::Result<Vec<(u64, u
             _ => break,
         };
         reader.read_exact(&mut header[1..size])?;
-        match header[0] {
-            TAG_START => open_batch = Some((at, le_u64(&header, 5))),
-            TAG_END => out.extend(open_batch.take()),
-            _ => {}
-        }
         // Only an item has a body after its header: the key and the on-disk value.
         let body = if header[0] == TAG_ITEM {
             u64::from(u16::from_le_bytes([header[11], header[12]])) + u64::from(u32::from_le_bytes(header[17..21].try_into().expect("4 bytes")))
@@ -133,10 +154,38 @@ fn batch_seqnos(file: impl Read + Seek, len: u64) -> std::io::Result<Vec<(u64, u
         if at + size as u64 + body > len {
             break; // a torn last entry
         }
+        match header[0] {
+            TAG_START => open_batch = Some((at, le_u64(&header, 5))),
+            TAG_END => seqnos.extend(open_batch.take()),
+            _ => {}
+        }
         reader.seek_relative(body as i64)?;
         at += size as u64 + body;
     }
-    Ok(out)
+    let padding_only = at >= len || {
+        reader.seek(std::io::SeekFrom::Start(at))?;
+        zeros_to_end(&mut reader)?
+    };
+    let damaged_at = match open_batch {
+        Some((start, _)) => Some(start),
+        None if !padding_only => Some(at),
+        None => None,
+    };
+    Ok(JournalScan { seqnos, damaged_at })
+}
+
+/// Whether every byte from the reader's position to the end is zero.
+fn zeros_to_end(reader: &mut impl Read) -> std::io::Result<bool> {
+    let mut chunk = [0u8; 64 * 1024];
+    loop {
+        let n = reader.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        if chunk[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+    }
 }
 
 fn check_version_checksums(dir: &Path) -> EngineResult<()> {
@@ -210,9 +259,9 @@ mod tests {
         check(&db).unwrap();
 
         // A batch seqno raised above its successor's: refused.
-        let (_, journal) = journals(&db).unwrap().pop().unwrap();
+        let (id, journal) = journals(&db).unwrap().pop().unwrap();
         let mut bytes = std::fs::read(&journal).unwrap();
-        let seqnos = batch_seqnos(std::io::Cursor::new(&bytes), bytes.len() as u64).unwrap();
+        let seqnos = scan_journal(std::io::Cursor::new(&bytes), bytes.len() as u64).unwrap().seqnos;
         assert!(seqnos.len() >= 2, "the journal holds the writes after the checkpoint");
         let offset = seqnos[seqnos.len() - 2].0 as usize;
         let original = bytes.clone();
@@ -230,7 +279,22 @@ mod tests {
         torn.resize(torn.len().max(original.len()) + 32, 0);
         std::fs::write(&journal, &torn).unwrap();
         check(&db).unwrap();
+
+        // Regression: the same torn batch, or an entry damaged in the middle, in a journal a
+        // newer one follows was passed over, and fjall's recovery cut the journal there,
+        // dropping the commits after it while the newer journal's seqnos satisfied the
+        // watermark. A sealed journal is whole (fjall fsyncs it as it seals it): refused.
+        let newer = journal.with_file_name(format!("{}.jnl", id + 1));
+        std::fs::write(&newer, vec![0u8; 4096]).unwrap();
+        assert_eq!(check(&db).unwrap_err().code(), "CORRUPTION", "a torn batch in a sealed journal");
+        let mut damaged = original.clone();
+        damaged[seqnos[0].0 as usize] ^= 0x40; // the first batch's Start tag
+        std::fs::write(&journal, &damaged).unwrap();
+        assert_eq!(check(&db).unwrap_err().code(), "CORRUPTION", "a damaged entry in a sealed journal");
+        // Whole, with the zeros of its preallocated tail, it passes.
         std::fs::write(&journal, &original).unwrap();
+        check(&db).unwrap();
+        std::fs::remove_file(&newer).unwrap();
 
         // A flipped byte in a version file: refused.
         let ks = std::fs::read_dir(db.join("keyspaces")).unwrap().map(|e| e.unwrap().path()).find(|p| p.join("current").exists()).unwrap();
