@@ -136,6 +136,9 @@ pub struct Store {
     /// visible seqno also moves on internal work (creating a keyspace, installing a flush's or
     /// compaction's version), which recovery does not reproduce.
     last_commit_seqno: AtomicU64,
+    /// The journal active just before the last fsync sampled `last_commit_seqno` (at open: the
+    /// journal active then), which the watermark names for the next one (store/fsync.rs).
+    journal_at_last_sample: AtomicU64,
     /// True while fjall may be flushing a sealed memtable (`writes_may_wait`): set by a commit
     /// that waited for the commit lock and saw (or made) a sealed memtable, cleared by one that
     /// saw none. Lets the JS thread decline without reading fjall's version, whose lock a
@@ -209,6 +212,7 @@ impl Store {
             poisoned: AtomicBool::new(false),
             watermark,
             journal: ActiveJournal::new(std::path::Path::new(&options.path)),
+            journal_at_last_sample: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
             last_fsync_ms: AtomicU64::new(0),
             // Not the seqno at open: creating the keyspaces moves it without a journal entry, so
@@ -222,6 +226,8 @@ impl Store {
             workers,
             journal_seal: journal_seal::JournalSeal::new(std::path::Path::new(&options.path))?,
         };
+        // Every commit of this open sits in the journal active now or a later one.
+        store.journal_at_last_sample.store(store.journal.active_id()?, Ordering::SeqCst);
         store.note_sealed_memtables();
         Ok((store, recovery))
     }

@@ -20,7 +20,7 @@ impl Store {
     /// go on while it runs: it does not take fjall's journal lock (journal.rs).
     pub fn sync(&self) -> EngineResult<u64> {
         let target = self.tickets.written();
-        self.fsync_with(|| self.journal.sync_data())?;
+        self.fsync_with(|| self.journal.sync_data().map(|_| ()))?;
         Ok(self.tickets.mark_durable(target))
     }
 
@@ -35,18 +35,20 @@ impl Store {
     pub fn persist(&self, mode: PersistMode) -> EngineResult<()> {
         // Never once poisoned: it would flush what a failed write left in fjall's buffer.
         self.check_writable()?;
-        // The journal active before fjall's fsync: a rotation meanwhile fsynced it as it sealed it.
-        self.fsync_with(|| {
-            let journal = self.journal.active_id()?;
-            self.db.persist(mode).map_err(EngineError::from)?;
-            Ok(journal)
-        })
+        self.fsync_with(|| self.db.persist(mode).map_err(EngineError::from))
     }
 
-    /// Runs one journal fsync (`fsync` returns the id of the journal it synced); on success
-    /// records the seqno it covered and that journal in the watermark, on failure poisons the
-    /// store.
-    fn fsync_with(&self, fsync: impl FnOnce() -> EngineResult<u64>) -> EngineResult<()> {
+    /// Runs one journal fsync; on success records the seqno it covered in the watermark, with a
+    /// journal no newer than the one holding that commit, and on failure poisons the store.
+    ///
+    /// Which journal: the one active just before the previous fsync sampled its seqno. Every
+    /// commit this fsync covers for the first time returned after that sample, so it sits in
+    /// that journal or a later one. The journal active at this fsync could be later than the
+    /// commit's, if fjall sealed the commit's journal in between; once that one was flushed and
+    /// deleted, and a compaction dropped the commit's tombstones, recovery came back below the
+    /// seqno while the named journal was still there: a healthy database refused (watermark.rs).
+    fn fsync_with(&self, fsync: impl FnOnce() -> EngineResult<()>) -> EngineResult<()> {
+        let journal_at_sample = self.journal.active_id()?;
         // Sampled before the fsync: every commit that returned is in the buffers it flushes.
         let covered = self.last_commit_seqno.load(Ordering::SeqCst);
         if let Some(left) = &self.fsyncs_before_failure {
@@ -55,9 +57,10 @@ impl Store {
                 return Err(EngineError::StorageFailed(format!("journal fsync failed (injected by {FSYNC_FAILPOINT_ENV})")));
             }
         }
-        let journal = fsync().inspect_err(|_| self.poison())?;
+        fsync().inspect_err(|_| self.poison())?;
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
         self.last_fsync_ms.fetch_max(super::value::now_ms(), Ordering::Relaxed);
+        let journal = self.journal_at_last_sample.swap(journal_at_sample, Ordering::SeqCst);
         self.watermark.record(covered, journal)
     }
 }
