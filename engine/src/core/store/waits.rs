@@ -210,6 +210,12 @@ mod tests {
     /// shorter than CHECKPOINT_FLUSH_WAIT_MAX: a checkpoint still running by then hangs.
     const CHECKPOINT_RETURN_WAIT_MAX: Duration = Duration::from_secs(20);
 
+    fn open_engine(dir: &std::path::Path) -> std::sync::Arc<Engine> {
+        let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, batch_items_max: 100, batch_bytes_max: 1 << 24 };
+        let options = OpenOptions { path: dir.join("db").to_str().unwrap().into(), cache_bytes: None, row_cache_bytes: None, limits };
+        std::sync::Arc::new(Engine::open(&options).unwrap().0)
+    }
+
     fn put(key: &str, value: &[u8]) -> Op {
         Op { kind: kind::PUT, key: Some(key.as_bytes().to_vec()), value: Some(value.to_vec()), ..Default::default() }
     }
@@ -241,9 +247,7 @@ mod tests {
     #[test]
     fn a_checkpoint_whose_flush_fails_returns_storage_failed_instead_of_hanging() {
         let dir = tempfile::tempdir().unwrap();
-        let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, batch_items_max: 100, batch_bytes_max: 1 << 24 };
-        let options = OpenOptions { path: dir.path().join("db").to_str().unwrap().into(), cache_bytes: None, row_cache_bytes: None, limits };
-        let engine = std::sync::Arc::new(Engine::open(&options).unwrap().0);
+        let engine = open_engine(dir.path());
         let store = engine.store().unwrap();
         assert!(store.workers.found() >= 1 || !cfg!(target_os = "linux"), "the store's fjall workers were found at open");
         assert!(engine.execute((0..100).map(|i| put(&format!("k{i}"), &[7u8; 100])).collect()).unwrap().iter().all(|o| o.error.is_none()));
@@ -265,9 +269,7 @@ mod tests {
     #[test]
     fn a_worker_that_fails_before_anything_looked_is_still_seen_to_end() {
         let dir = tempfile::tempdir().unwrap();
-        let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, batch_items_max: 100, batch_bytes_max: 1 << 24 };
-        let options = OpenOptions { path: dir.path().join("db").to_str().unwrap().into(), cache_bytes: None, row_cache_bytes: None, limits };
-        let engine = std::sync::Arc::new(Engine::open(&options).unwrap().0);
+        let engine = open_engine(dir.path());
         let store = engine.store().unwrap();
         engine.execute((0..100).map(|i| put(&format!("k{i}"), &[7u8; 100])).collect()).unwrap();
         let tables = store.data.inner().path().join("tables");
@@ -291,9 +293,7 @@ mod tests {
     #[test]
     fn a_checkpoint_of_a_poisoned_store_fails_at_once() {
         let dir = tempfile::tempdir().unwrap();
-        let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, batch_items_max: 100, batch_bytes_max: 1 << 24 };
-        let options = OpenOptions { path: dir.path().join("db").to_str().unwrap().into(), cache_bytes: None, row_cache_bytes: None, limits };
-        let engine = std::sync::Arc::new(Engine::open(&options).unwrap().0);
+        let engine = open_engine(dir.path());
         engine.execute(vec![put("k", b"v")]).unwrap();
         let store = engine.store().unwrap();
         store.poison();
