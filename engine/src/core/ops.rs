@@ -494,4 +494,6 @@ mod tests;
 #[cfg(test)]
 mod bounds_tests;
 #[cfg(test)]
+mod txn_tests;
+#[cfg(test)]
 mod scan_tests;

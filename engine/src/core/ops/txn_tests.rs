@@ -1,0 +1,159 @@
+//! Tests of transactions through `execute`: where a snapshot is taken, handles a caller
+//! chooses, commits that count their writes, the cursors a transaction owns, and what its reads
+//! hold toward txnBytesMax.
+
+use super::tests::{get, in_txn, open, put};
+use super::*;
+
+#[test]
+fn a_transaction_takes_its_snapshot_at_its_first_read_and_replays_writes_made_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    let op = |kind, txn| Op { kind, txn: Some(txn), ..Default::default() };
+    let begin = |isolation| engine.execute(vec![Op { kind: kind::BEGIN, isolation: Some(isolation), ..Default::default() }]).unwrap()[0].txn.unwrap();
+    engine.execute(vec![put(b"k", b"1")]).unwrap();
+    for isolation in [0u32, 1] {
+        // A commit between begin and the first read is seen, and does not conflict.
+        let txn = begin(isolation);
+        engine.execute(vec![put(b"k", b"2")]).unwrap();
+        let read = engine.execute(vec![in_txn(get(b"k"), txn)]).unwrap();
+        assert_eq!(read[0].value, Some(Some(b"2".to_vec())), "isolation {isolation}");
+        engine.execute(vec![in_txn(put(b"k", b"3"), txn)]).unwrap();
+        assert!(engine.execute(vec![op(kind::COMMIT, txn)]).unwrap()[0].error.is_none(), "isolation {isolation}");
+        // A commit between the first read and the commit conflicts, as before.
+        let txn = begin(isolation);
+        engine.execute(vec![in_txn(get(b"k"), txn)]).unwrap();
+        engine.execute(vec![put(b"k", b"4")]).unwrap();
+        engine.execute(vec![in_txn(put(b"k", b"5"), txn)]).unwrap();
+        let committed = engine.execute(vec![op(kind::COMMIT, txn)]).unwrap();
+        assert_eq!(committed[0].error.as_ref().map(EngineError::code), Some("TXN_CONFLICT"), "isolation {isolation}");
+        // Writes before the first read are the transaction's own: read back, then committed.
+        let txn = begin(isolation);
+        engine.execute(vec![in_txn(put(b"w", b"6"), txn), in_txn(Op { kind: kind::DELETE, key: Some(b"k".to_vec()), ..Default::default() }, txn)]).unwrap();
+        let read = engine.execute(vec![in_txn(get(b"w"), txn), in_txn(get(b"k"), txn)]).unwrap();
+        assert_eq!((read[0].value.clone(), read[1].value.clone()), (Some(Some(b"6".to_vec())), Some(None)), "isolation {isolation}");
+        assert!(engine.execute(vec![op(kind::COMMIT, txn)]).unwrap()[0].error.is_none());
+        assert_eq!(engine.execute(vec![get(b"w"), get(b"k")]).unwrap().iter().map(|o| o.value.clone()).collect::<Vec<_>>(), vec![Some(Some(b"6".to_vec())), Some(None)]);
+        // A write-only transaction starts at its commit and commits.
+        let txn = begin(isolation);
+        engine.execute(vec![in_txn(put(b"k", b"1"), txn)]).unwrap();
+        assert!(engine.execute(vec![op(kind::COMMIT, txn)]).unwrap()[0].error.is_none());
+        assert_eq!(engine.execute(vec![get(b"k")]).unwrap()[0].value, Some(Some(b"1".to_vec())));
+    }
+}
+
+/// The daemon chooses transaction handles so that a client may send a transaction's first
+/// operations right behind its begin: a chosen handle is used as is, one in use is refused,
+/// and handles the engine chooses stay above every chosen one.
+#[test]
+fn a_begin_takes_the_handle_its_caller_chose() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    engine.execute(vec![put(b"k", b"0")]).unwrap();
+    let begin = |txn: Option<u64>| Op { kind: kind::BEGIN, txn, ..Default::default() };
+    let out = engine.execute(vec![begin(Some(40)), in_txn(get(b"k"), 40), begin(Some(40)), begin(Some(0)), begin(None)]).unwrap();
+    assert_eq!(out[0].txn, Some(40));
+    assert_eq!(out[1].value, Some(Some(b"0".to_vec())), "an op right behind its begin runs in it");
+    assert_eq!(out[2].error.as_ref().map(EngineError::code), Some("INVALID_ARGUMENT"), "40 is open");
+    assert_eq!(out[3].error.as_ref().map(EngineError::code), Some("INVALID_ARGUMENT"), "0 is reserved");
+    assert_eq!(out[4].txn, Some(41), "the engine's own handles stay above chosen ones");
+    let store = engine.store().unwrap();
+    assert_eq!(store.txns.count(), 2);
+    // In memory (the daemon's JS thread), a write into a transaction begun by the same call is
+    // left to the pool: it would take its snapshot under the commit lock after the begin.
+    assert!(run_in_memory(&store, vec![begin(Some(7)), in_txn(put(b"k", b"1"), 7)]).is_none());
+    assert_eq!(store.txns.count(), 2, "a refused call began nothing");
+    let out = run_in_memory(&store, vec![begin(Some(7)), in_txn(put(b"k", b"1"), 40)]).unwrap();
+    assert_eq!((out[0].txn, out[1].error.is_none()), (Some(7), true));
+}
+
+/// A commit sent right behind writes it did not wait for names how many write requests it
+/// covers; if one of them failed, it aborts instead of committing the rest.
+#[test]
+fn a_commit_that_counts_its_writes_commits_only_if_all_were_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    let begin = |txn: u64| Op { kind: kind::BEGIN, txn: Some(txn), ..Default::default() };
+    let commit = |txn: u64, writes: Option<f64>| Op { kind: kind::COMMIT, txn: Some(txn), writes, ..Default::default() };
+    let too_long = vec![b'x'; 65];
+    let out = engine.execute(vec![
+        begin(1),
+        in_txn(put(b"a", b"1"), 1),
+        in_txn(put(&too_long, b"1"), 1),
+        in_txn(put(b"b", b"1"), 1),
+        commit(1, Some(3.0)),
+    ]).unwrap();
+    assert_eq!(out[2].error.as_ref().map(EngineError::code), Some("KEY_TOO_LARGE"));
+    assert_eq!(out[4].error.as_ref().map(EngineError::code), Some("TXN_WRITE_FAILED"));
+    assert!(out[4].error.as_ref().unwrap().to_string().contains("3 write requests, but 2"));
+    assert_eq!(engine.execute(vec![get(b"a"), get(b"b")]).unwrap().iter().map(|o| o.value.clone()).collect::<Vec<_>>(), vec![Some(None), Some(None)]);
+    assert_eq!(engine.store().unwrap().txns.count(), 0, "the transaction is gone");
+
+    // The same count with every write applied commits; a batch counts as one request.
+    let batch = Op { kind: kind::PUT_BATCH, keys: Some(vec![b"c".to_vec(), b"d".to_vec()]), values: Some(vec![b"2".to_vec(), b"2".to_vec()]), ..Default::default() };
+    let out = engine.execute(vec![begin(2), in_txn(put(b"a", b"2"), 2), in_txn(batch, 2), commit(2, Some(2.0))]).unwrap();
+    assert!(out[3].error.is_none() && out[3].commit_ts.is_some());
+    assert_eq!(engine.execute(vec![get(b"d")]).unwrap()[0].value, Some(Some(b"2".to_vec())));
+    // Without a count, a commit keeps the writes that were applied, as before.
+    let out = engine.execute(vec![begin(3), in_txn(put(&too_long, b"1"), 3), in_txn(put(b"e", b"3"), 3), commit(3, None)]).unwrap();
+    assert!(out[3].error.is_none());
+    assert_eq!(engine.execute(vec![get(b"e")]).unwrap()[0].value, Some(Some(b"3".to_vec())));
+    let out = engine.execute(vec![begin(4), commit(4, Some(-1.0))]).unwrap();
+    assert_eq!(out[1].error.as_ref().map(EngineError::code), Some("INVALID_ARGUMENT"));
+}
+
+/// Cursors read through their transaction, so they close when it ends: before, a commit or an
+/// abort left them open in the engine for good (one client looping begin, scan, commit grew
+/// the daemon without bound).
+#[test]
+fn a_transaction_closes_its_cursors_when_it_commits_or_aborts() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    engine.execute(vec![put(b"s1", b"1"), put(b"s2", b"2"), put(b"s3", b"3")]).unwrap();
+    let store = engine.store().unwrap();
+    let scan = |txn: Option<u64>| Op { kind: kind::SCAN_OPEN, key: Some(b"s".to_vec()), batch_items: Some(1.0), txn, ..Default::default() };
+    let plain = engine.execute(vec![scan(None)]).unwrap()[0].cursor.unwrap();
+    for end in [kind::COMMIT, kind::ABORT] {
+        let txn = engine.execute(vec![Op { kind: kind::BEGIN, ..Default::default() }]).unwrap()[0].txn.unwrap();
+        let out = engine.execute(vec![scan(Some(txn)), scan(Some(txn)), in_txn(put(b"w", b"x"), txn)]).unwrap();
+        let cursors = [out[0].cursor.unwrap(), out[1].cursor.unwrap()];
+        assert_eq!(store.cursors.count(), 3);
+        let next = Op { kind: kind::SCAN_CLOSE, cursor: Some(cursors[1]), ..Default::default() };
+        assert!(engine.execute(vec![next]).unwrap()[0].error.is_none(), "one closed early by its client");
+        assert!(engine.execute(vec![Op { kind: end, txn: Some(txn), ..Default::default() }]).unwrap()[0].error.is_none());
+        assert_eq!(store.cursors.count(), 1, "only the cursor outside the transaction is left");
+        let late = Op { kind: kind::SCAN_NEXT, cursor: Some(cursors[0]), ..Default::default() };
+        assert_eq!(engine.execute(vec![late]).unwrap()[0].error.as_ref().map(EngineError::code), Some("CURSOR_NOT_FOUND"));
+    }
+    assert!(store.cursors.is_open(plain));
+}
+
+/// fjall keeps every key a serializable transaction reads until its commit: the reads count
+/// toward txn_bytes_max like writes, so one transaction cannot grow the engine without bound.
+/// Snapshot isolation records no reads and is not limited by them.
+#[test]
+fn a_serializable_transaction_counts_the_keys_it_reads_toward_its_byte_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path()); // txn_bytes_max 1 MiB
+    let keys: Vec<Vec<u8>> = (0..100).map(|i| format!("{i:060}").into_bytes()).collect();
+    let batch = || Op { kind: kind::GET_BATCH, keys: Some(keys.clone()), ..Default::default() };
+    let reads_per_limit = (1 << 20) / (100 * 60); // 174 calls of 6000 key bytes
+    for (isolation, limited) in [(0, true), (1, false)] {
+        let txn = engine.execute(vec![Op { kind: kind::BEGIN, isolation: Some(isolation), ..Default::default() }]).unwrap()[0].txn.unwrap();
+        let mut refused = None;
+        for call in 0..reads_per_limit + 10 {
+            if let Some(error) = &engine.execute(vec![in_txn(batch(), txn)]).unwrap()[0].error {
+                refused = Some((call, error.code()));
+                break;
+            }
+        }
+        if limited {
+            assert_eq!(refused, Some((reads_per_limit, "TXN_TOO_LARGE")));
+            let after = engine.execute(vec![in_txn(get(b"k"), txn)]).unwrap();
+            assert_eq!(after[0].error.as_ref().map(EngineError::code), Some("NOT_IN_TRANSACTION"), "it was aborted");
+        } else {
+            assert_eq!(refused, None);
+            assert!(engine.execute(vec![Op { kind: kind::COMMIT, txn: Some(txn), ..Default::default() }]).unwrap()[0].error.is_none());
+        }
+    }
+}
