@@ -2,15 +2,16 @@
  * Flow control of one connection, both ways: when its session reads requests, when it may start
  * new work given the replies its client has not read, and when a stuck client is cut off.
  *
- * Responsibility: the input side pauses the socket while too many requests are in flight and
- * tells how long a frame has stayed incomplete through no fault of the daemon; the output side
+ * Responsibility: the input side counts the requests in flight (read and not yet answered) and
+ * their body bytes, pauses the socket while either is over its bound, and tells how long a
+ * frame has stayed incomplete through no fault of the daemon; the output side
  * judges the bytes the socket still holds for the client (`writableLength`: replies written by
  * the session and not yet taken by the kernel, which the client empties by reading).
  *
  * Invariants:
- * - Reading pauses at inFlightPerConnectionMax requests and resumes below half of it with less
- *   than a quarter of OUTPUT_BUFFER_BYTES_MAX unread. A frame left incomplete while reading was
- *   paused is not counted against the client.
+ * - Reading pauses at inFlightPerConnectionMax requests or REQUEST_BYTES_IN_FLIGHT_MAX of their
+ *   bodies, and resumes below half of both with less than a quarter of OUTPUT_BUFFER_BYTES_MAX
+ *   unread. A frame left incomplete while reading was paused is not counted against the client.
  * - From OUTPUT_PAUSE_BYTES of unread replies the output is `full`: the session starts no engine
  *   work (its requests wait in its bounded queue) until the socket reports 'drain', i.e. the
  *   client read everything. Work already running still adds its replies, which engine calls
@@ -25,10 +26,13 @@
 
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { OUTPUT_BUFFER_BYTES_MAX, OUTPUT_PAUSE_BYTES } from '../protocol/limits.js';
+import { OUTPUT_BUFFER_BYTES_MAX, OUTPUT_PAUSE_BYTES, REQUEST_BYTES_IN_FLIGHT_MAX } from '../protocol/limits.js';
 
 export class Flow {
   private paused = false;
+  /** Requests read and not yet answered, and the body bytes of those queued among them. */
+  private requests = 0;
+  private requestBytes = 0;
   /** performance.now() of the last chunk received (or of the last resume). */
   private lastDataAt = performance.now();
   /** Whether `full` held work back since the last drain. */
@@ -39,21 +43,42 @@ export class Flow {
   /** The socket drained (the client read everything) since the last sample. */
   private drainedSinceSample = false;
 
-  constructor(private readonly socket: Socket) {}
+  /** `inFlightMax`: the connection's inFlightPerConnectionMax. */
+  constructor(private readonly socket: Socket, private readonly inFlightMax: number) {}
 
   dataArrived(atMs: number): void {
     this.lastDataAt = atMs;
   }
 
-  pauseReading(): void {
+  /** A request was read: in flight until its reply. */
+  requestRead(): void {
+    this.requests += 1;
+  }
+
+  /** Its body is held until its reply (`Reply.requestBytes`): a request queued for work. */
+  bodyHeld(bytes: number): void {
+    this.requestBytes += bytes;
+  }
+
+  /** Replies left (written, or dropped on a closed connection); their requests are no longer
+   * in flight. */
+  answered(replies: readonly { requestBytes: number }[]): void {
+    this.requests -= replies.length;
+    for (const reply of replies) this.requestBytes -= reply.requestBytes;
+  }
+
+  /** Pauses reading if the requests in flight are at either bound. */
+  pauseIfFull(): void {
+    if (this.requests < this.inFlightMax && this.requestBytes < REQUEST_BYTES_IN_FLIGHT_MAX) return;
     if (this.paused) return;
     this.paused = true;
     this.socket.pause();
   }
 
   /** Resumes reading if it was paused and the connection is back under its bounds. */
-  maybeResume(inFlight: number, inFlightMax: number): void {
-    if (!this.paused || inFlight >= inFlightMax / 2 || this.socket.writableLength >= OUTPUT_BUFFER_BYTES_MAX / 4) return;
+  maybeResume(): void {
+    if (!this.paused || this.requests >= this.inFlightMax / 2 || this.requestBytes >= REQUEST_BYTES_IN_FLIGHT_MAX / 2
+      || this.socket.writableLength >= OUTPUT_BUFFER_BYTES_MAX / 4) return;
     this.paused = false;
     this.lastDataAt = performance.now();
     this.socket.resume();

@@ -43,7 +43,7 @@ import { MessageCodec } from '../protocol/codec.js';
 import { ToonDBError, toToonDBError } from '../protocol/errors.js';
 import { FrameDecoder } from '../protocol/frame.js';
 import {
-  ENGINE_CALL_OUTPUT_BYTES_MAX, ENGINE_CALLS_PER_CONNECTION_MAX, HANDSHAKE_TIMEOUT_MS, REQUEST_BYTES_IN_FLIGHT_MAX, REQUEST_ITEMS_MAX,
+  ENGINE_CALL_OUTPUT_BYTES_MAX, ENGINE_CALLS_PER_CONNECTION_MAX, HANDSHAKE_TIMEOUT_MS, REQUEST_ITEMS_MAX,
 } from '../protocol/limits.js';
 import { CONNECTION_ERROR_ID, OP_FAMILIES, type Request } from '../protocol/messages.js';
 import { readSimpleRequest } from '../protocol/simple-frames.js';
@@ -88,9 +88,6 @@ export class Session {
   private readonly running: RunningCalls = { all: 0, writes: 0, onLane: 0, replaying: 0 };
   /** Settles when the last lane call started has finished (all of it: runData). */
   private laneTail: Promise<void> = Promise.resolve();
-  private inFlight = 0;
-  /** Frame body bytes of the requests in flight (queued or running, not yet answered). */
-  private inFlightBytes = 0;
   private closed = false;
   private handshakeTimer: NodeJS.Timeout | null;
   private readonly calls: EngineCalls;
@@ -110,7 +107,7 @@ export class Session {
   ) {
     const limits = ctx.limits();
     this.calls = new EngineCalls(ctx.engine, log);
-    this.flow = new Flow(socket);
+    this.flow = new Flow(socket, limits.inFlightPerConnectionMax);
     this.readAhead = new ScanReadAhead(
       async (cursor) => (await this.calls.run([scanNextOp(cursor, this.scope)]))[0],
       ctx.readAheadBudget,
@@ -120,8 +117,7 @@ export class Session {
     this.codec = new MessageCodec({ frameBytesMax: limits.frameBytesMax, decodeItemsMax: REQUEST_ITEMS_MAX });
     this.outbox = new Outbox(socket, this.flow, this.codec, ctx.gate, ctx.counters, {
       onSent: (replies) => {
-        this.inFlight -= replies.length;
-        for (const reply of replies) this.inFlightBytes -= reply.requestBytes;
+        this.flow.answered(replies);
         this.maybeResume();
       },
       isClosed: () => this.closed,
@@ -171,7 +167,7 @@ export class Session {
     for (const body of bodies) {
       if (!this.accept(body, receivedAt)) return;
     }
-    if (this.inFlight >= this.scope.limits.inFlightPerConnectionMax || this.inFlightBytes >= REQUEST_BYTES_IN_FLIGHT_MAX) this.flow.pauseReading();
+    this.flow.pauseIfFull();
     this.pump();
   }
 
@@ -189,7 +185,7 @@ export class Session {
       this.failConnection(new ToonDBError('PROTOCOL_ERROR', 'request has no valid id (an integer in 1..2^32-1)'));
       return false;
     }
-    this.inFlight += 1;
+    this.flow.requestRead();
     this.ctx.counters.requestsTotal += 1;
     // Before its hello a connection gets nothing else, not even a parse error.
     if (!this.helloSeen && raw.op !== 'hello') {
@@ -216,7 +212,7 @@ export class Session {
       this.outbox.send([{ id, outcome: fail(new ToonDBError('SHUTTING_DOWN', 'daemon is shutting down; retry against its successor')), receivedAt, requestBytes: 0 }]);
       return !this.closed;
     }
-    this.inFlightBytes += body.length;
+    this.flow.bodyHeld(body.length);
     this.queue.push({ req, receivedAt, bytes: body.length });
     return true;
   }
@@ -448,7 +444,7 @@ export class Session {
   }
 
   private maybeResume(): void {
-    if (!this.closed && this.inFlightBytes < REQUEST_BYTES_IN_FLIGHT_MAX / 2) this.flow.maybeResume(this.inFlight, this.scope.limits.inFlightPerConnectionMax);
+    if (!this.closed) this.flow.maybeResume();
   }
 
   /** Sends a connection-level error (request id 0) and closes. */

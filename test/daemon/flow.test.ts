@@ -7,7 +7,7 @@ import { Flow } from '../../daemon/flow.js';
 import { OUTPUT_PAUSE_BYTES } from '../../protocol/limits.js';
 
 function flowOver(bytes: { writableLength: number }): Flow {
-  return new Flow(bytes as unknown as Socket);
+  return new Flow(bytes as unknown as Socket, 4096);
 }
 
 describe('Flow.unreadStalledMs', () => {
