@@ -54,7 +54,7 @@ import { Flow } from './flow.js';
 import { hangUp } from './hang-up.js';
 import * as admin from './handlers/admin.js';
 import { isDataRequest, prepareBatch, repliesOf, requestsCovered, type PreparedBatch as Prepared } from './handlers/index.js';
-import { fail, ok, type Outcome, type SessionScope } from './handlers/scope.js';
+import { fail, forgetCursorsOf, ok, type Outcome, type SessionScope } from './handlers/scope.js';
 import { readAheadCursor, scanNextOp } from './handlers/scan.js';
 import { leavesCursorOpen, ScanReadAhead } from './read-ahead.js';
 import { HandleRegistry } from './registry.js';
@@ -477,9 +477,8 @@ export class Session {
     const txnIds = new Set<number>();
     const txns = this.scope.txns.takeIdle(nowMs, txnIds);
     const cursors = this.scope.cursors.takeIdle(nowMs);
-    // An expired transaction's cursors go with it (txnIdleMsMax may be below cursorIdleMsMax);
-    // the engine closes them as it aborts it, so only their slots here are freed.
-    if (txnIds.size > 0) this.scope.cursors.takeWhere((entry) => entry.txn !== undefined && txnIds.has(entry.txn), true);
+    // An expired transaction's cursors go with it (txnIdleMsMax may be below cursorIdleMsMax).
+    forgetCursorsOf(this.scope, txnIds, true);
     if (txns.length + cursors.length === 0) return;
     this.log.info({ txns: txns.length, cursors: cursors.length }, 'expired idle transactions/cursors');
     this.abandon(txns, cursors);

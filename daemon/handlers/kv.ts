@@ -11,7 +11,7 @@
 
 import { OpKind, type EngineOp, type EngineResult } from '../../engine/types.js';
 import type { RequestOf } from '../../protocol/messages.js';
-import { aboutTxn, bindTxn, engineError, fail, ok, type Outcome, type Prepared, type SessionScope } from './scope.js';
+import { aboutTxn, bindTxn, engineError, fail, forgetCursorsOf, ok, type Outcome, type Prepared, type SessionScope } from './scope.js';
 
 type KvRequest = RequestOf<'get' | 'exists' | 'put' | 'delete' | 'getBatch' | 'putBatch' | 'deleteBatch'>;
 
@@ -49,7 +49,7 @@ export function finishKv(req: KvRequest, result: EngineResult, scope: SessionSco
       scope.txns.forget(id, op.txn);
       // Unless the id already names a newer transaction (its client reused it), whose cursors
       // these are not.
-      if (!scope.txns.has(id)) scope.cursors.takeWhere((entry) => entry.txn === id);
+      if (!scope.txns.has(id)) forgetCursorsOf(scope, new Set([id]));
       if (error.code === 'TXN_TOO_LARGE') scope.counters.txnsAborted += 1;
       return fail(aboutTxn(error, req.txn));
     }

@@ -51,6 +51,14 @@ export function aboutTxn(error: ToonDBError, txn: bigint | undefined): ToonDBErr
   return txn === undefined ? error : new ToonDBError(error.code, `transaction ${txn}: ${error.message}`);
 }
 
+/** Lets go of the cursors that read through the transactions `txnIds` (by the ids their client
+ * knows): a transaction's cursors end with it, however it ends (commit, abort, idle expiry, or
+ * dropped by the engine), and the engine closes them as it ends it. `expired`: remember their
+ * ids as expired (an idle expiry), as HandleRegistry.takeWhere does. */
+export function forgetCursorsOf(scope: SessionScope, txnIds: ReadonlySet<number>, expired = false): void {
+  if (txnIds.size > 0) scope.cursors.takeWhere((entry) => entry.txn !== undefined && txnIds.has(entry.txn), expired);
+}
+
 /** Resolves a wire transaction id to the engine handle this connection owns. */
 export function bindTxn(txn: bigint | undefined, scope: SessionScope): number | undefined | ToonDBError {
   if (txn === undefined) return undefined;

@@ -13,7 +13,7 @@
 import { IsolationKind, OpKind, type EngineOp, type EngineResult } from '../../engine/types.js';
 import { ToonDBError } from '../../protocol/errors.js';
 import type { RequestOf } from '../../protocol/messages.js';
-import { aboutTxn, bindTxn, engineError, fail, ok, type Outcome, type Prepared, type SessionScope } from './scope.js';
+import { aboutTxn, bindTxn, engineError, fail, forgetCursorsOf, ok, type Outcome, type Prepared, type SessionScope } from './scope.js';
 
 type TxnRequest = RequestOf<'begin' | 'commit' | 'abort'>;
 
@@ -24,9 +24,8 @@ export function prepareTxn(req: TxnRequest, scope: SessionScope): Prepared {
   if (txn === undefined) throw new Error('invariant: commit/abort without txn passed validation');
   const id = Number(req.txn);
   scope.txns.delete(id);
-  // Cursors reading through this transaction die with it: the engine closes them as it ends
-  // the transaction (after any of their scanNext sent before this), so only ours go here.
-  scope.cursors.takeWhere((entry) => entry.txn === id);
+  // After any scanNext of them sent before this, which the engine runs first.
+  forgetCursorsOf(scope, new Set([id]));
   if (req.op === 'abort') return { kind: OpKind.abort, txn };
   return req.writes === undefined ? { kind: OpKind.commit, txn } : { kind: OpKind.commit, txn, writes: req.writes };
 }
