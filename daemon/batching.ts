@@ -4,7 +4,7 @@
  * Responsibility: size the next engine call (at most ENGINE_BATCH_REQUESTS_MAX requests, and
  * ENGINE_READ_BATCH_KEYS_MAX keys for a call of plain reads or ENGINE_WRITE_BATCH_KEYS_MAX for
  * one that may write; always at least one request) and say whether it holds only plain reads,
- * which are the calls that may run beside each other; then route it (daemon/session.ts pump()):
+ * which are the calls that may run beside each other; then route it (daemon/runner.ts pump()):
  * to the libuv pool, to the connection's ordered lane, or nowhere yet.
  *
  * Invariants: pure; the queue is only read. A call never starts beside an earlier call that
@@ -66,7 +66,7 @@ function keysOf(req: Request): number {
 
 /** A connection's engine calls in progress: all of them, those that may write, those on its
  * ordered lane (all of which count as writing), and those that ended early or were skipped and
- * are running again (`replaying`: see daemon/session.ts runData). */
+ * are running again (`replaying`: see daemon/runner.ts runData). */
 export interface RunningCalls {
   all: number;
   writes: number;

@@ -83,7 +83,7 @@ export const ENGINE_WRITE_BATCH_KEYS_MAX = 1024;
 export const ENGINE_WRITE_NOW_KEYS_MAX = 8;
 
 /** Engine calls one connection may have running at once on the libuv pool. Only calls made of
- * plain reads run side by side there (see daemon/session.ts); calls that may write go to the
+ * plain reads run side by side there (see daemon/runner.ts); calls that may write go to the
  * connection's ordered lane instead. */
 export const ENGINE_CALLS_PER_CONNECTION_MAX = 2;
 
@@ -99,7 +99,7 @@ export const ENGINE_LANE_CALLS_PER_CONNECTION_MAX = 4;
 
 /** Bytes of data (values, names, scan entries) one engine call returns before it ends early;
  * the daemon runs the rest of the call once those replies are read (`executeBounded`, lane
- * calls likewise: daemon/session.ts runData). With
+ * calls likewise: daemon/runner.ts runData). With
  * OUTPUT_PAUSE_BYTES it keeps a connection's replies bounded however many reads of large values
  * the client pipelines. Daemon-internal. */
 export const ENGINE_CALL_OUTPUT_BYTES_MAX = 16 * MiB;

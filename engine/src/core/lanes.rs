@@ -14,7 +14,7 @@
 //! - At most one "done" notice is pending with the owner at a time (sent when the first outcome
 //!   lands after the owner's last `take_done`); the owner takes every outcome queued at once.
 //! - Queues are bounded by the owner: it submits at most a bounded number of calls per
-//!   connection, for a bounded number of connections (daemon/session.ts).
+//!   connection, for a bounded number of connections (daemon/runner.ts).
 //! - A lane with no call to run calls `idle` (outside its locks; a panic in it is contained)
 //!   before it sleeps, and again before it stops: the engine applies the row-cache effects its
 //!   commits left (rowcache.rs).
