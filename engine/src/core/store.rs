@@ -427,6 +427,20 @@ impl Store {
         committed
     }
 
+    /// Commits a plain fjall batch that `fill` builds under the commit lock, past fjall's
+    /// conflict oracle even while transactions are live. Only for writes that change nothing a
+    /// transaction can see: the TTL sweep's removal of values that had already expired
+    /// (ttl.rs), which must not make a transaction that read or wrote such a key conflict.
+    /// `fill` may read the store: under the lock every commit is visible and none can pass.
+    /// `writes`: every data key the batch may write (as commit_with).
+    pub fn commit_unseen(&self, writes: RowWrites, fill: impl FnOnce(&mut fjall::OwnedWriteBatch) -> EngineResult<()>) -> Committed {
+        self.commit_with(None, writes, |_transactions_live| {
+            let mut batch = self.db.inner().batch().durability(Some(PersistMode::Buffer));
+            fill(&mut batch)?;
+            batch.commit().map(|()| true).map_err(EngineError::from)
+        })
+    }
+
     /// A key a read or write names: not empty (fjall asserts that in its write paths, and the
     /// panic would come while our commit lock is held, poisoning it: every later write would
     /// fail until restart), and at most key_bytes_max bytes. As protocol/validate.ts `keyOf`.

@@ -4,20 +4,21 @@
 //! value.rs); this only gives the space back.
 //!
 //! How: the `ttl` keyspace holds `expiry_ms BE ‖ key` for every write that carried a TTL. A sweep
-//! reads due index entries in expiry order and, in fjall write transactions committed through
-//! the store's commit path, deletes the data key only if its current value still carries that
-//! very expiry (the key is read through the transaction, so a concurrent overwrite conflicts and
-//! wins), and deletes the index entry either way (a stale entry points at an overwritten key).
+//! reads due index entries in expiry order and, in chunks, each chunk one commit under the
+//! store's commit lock, deletes the data key only if its current value (read under that lock)
+//! still carries that very expiry, and deletes the index entry either way (a stale entry
+//! points at an overwritten key). The commit bypasses fjall's conflict oracle: removing a value
+//! that had already expired changes nothing a transaction can see, so it never makes one
+//! conflict.
 //!
 //! Invariants: a live value (no expiry or a later one) is never deleted; work per call is
 //! bounded by `limit` index entries.
 
-use super::error::{EngineError, EngineResult};
+use super::error::EngineResult;
 use super::rowcache::RowWrites;
 use super::store::Store;
-use super::txn::{self, LiveTxn};
 use super::value;
-use fjall::{OptimisticWriteTx as WriteTransaction, Readable};
+use fjall::Readable;
 use std::ops::Bound;
 
 const CHUNK_ENTRIES: usize = 256;
@@ -29,11 +30,7 @@ pub fn sweep_expired(store: &Store, limit: usize) -> EngineResult<u64> {
     let due = due_entries(store, now, limit)?;
     let mut removed = 0u64;
     for chunk in due.chunks(CHUNK_ENTRIES) {
-        match sweep_chunk(store, chunk) {
-            Ok(n) => removed += n,
-            Err(EngineError::TxnConflict) => continue, // a writer won; retried next sweep
-            Err(e) => return Err(e),
-        }
+        removed += sweep_chunk(store, chunk)?;
     }
     Ok(removed)
 }
@@ -48,50 +45,38 @@ fn due_entries(store: &Store, now: u64, limit: usize) -> EngineResult<Vec<Vec<u8
     Ok(out)
 }
 
+/// Deletes each indexed key whose current value still carries the indexed expiry, and every
+/// index entry, as one commit past fjall's conflict oracle (Store::commit_unseen): the values
+/// had expired, so their removal changes nothing a transaction could see, and a transaction
+/// that read or wrote such a key must not conflict with it. The current values are read under
+/// the commit lock, so a write committed before the sweep's read wins, and none can come
+/// between the read and the delete.
 fn sweep_chunk(store: &Store, index_keys: &[Vec<u8>]) -> EngineResult<u64> {
-    SweepTx::begin(store)?.remove_expired(store, index_keys)
-}
-
-/// One sweep chunk's fjall write transaction, counted as a live transaction (txn.rs LiveTxn)
-/// from before its snapshot until it is dropped. Without the count, a plain write that commits
-/// while the sweep runs skips fjall's conflict oracle (`Store::write_batch`), so the sweep's
-/// commit did not conflict with it and deleted a value written after the expired one: an
-/// acknowledged write, lost.
-struct SweepTx {
-    tx: WriteTransaction,
-    _live: LiveTxn,
-}
-
-impl SweepTx {
-    /// Counts the sweep as live, then takes its snapshot under the commit lock: every plain
-    /// write that skipped the oracle has committed before it, and every later one sees the count.
-    fn begin(store: &Store) -> EngineResult<SweepTx> {
-        let live = txn::hold_live(store);
-        let tx = {
-            let _commits = store.lock_commits()?;
-            store.write_tx()?
-        };
-        Ok(SweepTx { tx, _live: live })
+    let mut due = Vec::with_capacity(index_keys.len());
+    for index_key in index_keys {
+        let (at, key) = value::split_ttl_index_key(index_key)?;
+        due.push((at, key.to_vec()));
     }
-
-    /// Deletes each indexed key whose current value still carries the indexed expiry, and every
-    /// index entry; commits through the store (TxnConflict if a writer got there first).
-    fn remove_expired(self, store: &Store, index_keys: &[Vec<u8>]) -> EngineResult<u64> {
-        let SweepTx { mut tx, _live } = self;
-        let mut removed_keys = Vec::new();
-        for index_key in index_keys {
-            let (at, key) = value::split_ttl_index_key(index_key)?;
-            if let Some(stored) = tx.get(&store.data, key)? {
-                if value::expiry_of(&stored)? == Some(at) {
-                    tx.remove(&store.data, key.to_vec());
-                    removed_keys.push(key.to_vec());
+    // The row cache stops answering every candidate before the commit; one whose value was
+    // overwritten is read from storage next time.
+    let candidates: Vec<Vec<u8>> = due.iter().map(|(_, key)| key.clone()).collect();
+    let mut removed = 0u64;
+    store
+        .commit_unseen(RowWrites::evict(&candidates), |batch| {
+            let snap = store.db.read_tx();
+            for ((at, key), index_key) in due.into_iter().zip(index_keys) {
+                if let Some(stored) = snap.get(&store.data, &key)? {
+                    if value::expiry_of(&stored)? == Some(at) {
+                        batch.remove(store.data.inner(), key);
+                        removed += 1;
+                    }
                 }
+                batch.remove(store.ttl.inner(), index_key.clone());
             }
-            tx.remove(&store.ttl, index_key.clone());
-        }
-        let removed = removed_keys.len() as u64;
-        store.commit_tx(tx, RowWrites::evict(&removed_keys)).result.map(|_| removed)
-    }
+            Ok(())
+        })
+        .result
+        .map(|_| removed)
 }
 
 #[cfg(test)]
@@ -131,11 +116,44 @@ mod tests {
         assert_eq!(store.db.read_tx().get(&store.data, b"gone").unwrap(), None, "its space is given back");
     }
 
-    // Regression: the sweep's write transaction was not counted as live, so a plain overwrite
-    // committed between its snapshot and its commit skipped fjall's conflict oracle, and the
-    // sweep deleted the acknowledged new value.
+    fn txn_op(kind: u32, txn: u64) -> Op {
+        Op { kind, txn: Some(txn), ..Default::default() }
+    }
+
+    fn begin(engine: &Engine, isolation: u32) -> u64 {
+        engine.execute(vec![Op { kind: kind::BEGIN, isolation: Some(isolation), ..Default::default() }]).unwrap()[0].txn.unwrap()
+    }
+
+    // Regression: the sweep's deletes were commits through fjall's conflict oracle, so a
+    // transaction that had read or written a key which had already expired failed with
+    // TXN_CONFLICT once the sweep removed it, although nothing it could see had changed.
     #[test]
-    fn an_overwrite_committed_during_a_sweep_wins() {
+    fn a_sweep_never_makes_a_transaction_over_an_expired_key_conflict() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = open(dir.path());
+        for isolation in [0u32, 1] {
+            let (read_key, written_key) = (format!("read{isolation}").into_bytes(), format!("written{isolation}").into_bytes());
+            engine.execute(vec![put(&read_key, b"old", Some(1.0)), put(&written_key, b"old", Some(1.0))]).unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+            let txn = begin(&engine, isolation);
+            let get = |key: &[u8]| Op { kind: kind::GET, key: Some(key.to_vec()), txn: Some(txn), ..Default::default() };
+            let read = engine.execute(vec![get(&read_key), get(&written_key)]).unwrap();
+            assert_eq!((read[0].value.clone(), read[1].value.clone()), (Some(None), Some(None)), "expired reads as absent");
+            let mut write = put(&written_key, b"new", None);
+            write.txn = Some(txn);
+            assert!(engine.execute(vec![write]).unwrap()[0].error.is_none());
+            assert_eq!(engine.sweep_expired(100).unwrap(), 2, "isolation {isolation}: both expired values removed");
+            let committed = engine.execute(vec![txn_op(kind::COMMIT, txn)]).unwrap();
+            assert!(committed[0].error.is_none(), "isolation {isolation}: {:?}", committed[0].error);
+            assert_eq!(value_of(&engine, &written_key).as_deref(), Some(&b"new"[..]));
+            assert_eq!(value_of(&engine, &read_key), None);
+        }
+    }
+
+    // A plain overwrite committed after the sweep listed a due entry wins: the sweep reads the
+    // current value under the commit lock and finds a value without that expiry.
+    #[test]
+    fn an_overwrite_committed_after_the_sweep_listed_the_key_wins() {
         let dir = tempfile::tempdir().unwrap();
         let engine = open(dir.path());
         engine.execute(vec![put(b"k", b"old", Some(1.0))]).unwrap();
@@ -143,10 +161,10 @@ mod tests {
         let store = engine.store().unwrap();
         let due = due_entries(&store, value::now_ms(), 100).unwrap();
         assert_eq!(due.len(), 1);
-        let sweep = SweepTx::begin(&store).unwrap();
         assert!(engine.execute(vec![put(b"k", b"new", None)]).unwrap()[0].error.is_none());
-        assert!(matches!(sweep.remove_expired(&store, &due), Err(EngineError::TxnConflict)));
+        assert_eq!(sweep_chunk(&store, &due).unwrap(), 0, "nothing removed");
         assert_eq!(value_of(&engine, b"k").as_deref(), Some(&b"new"[..]));
+        assert!(due_entries(&store, value::now_ms(), 100).unwrap().is_empty(), "the stale index entry went");
     }
 
     #[test]

@@ -94,9 +94,9 @@ struct Started {
 /// oracle (`Store::write_batch`); that is the whole purpose of the count.
 pub struct LiveTxn(Arc<AtomicU64>);
 
-/// Counts a writer that is not a client transaction (the TTL sweep) as live, for as long as the
-/// returned guard lives; it must take its snapshot under the commit lock after this returns.
-pub fn hold_live(store: &Store) -> LiveTxn {
+/// Counts a transaction as live, for as long as the returned guard lives; it must take its
+/// snapshot under the commit lock after this returns.
+fn hold_live(store: &Store) -> LiveTxn {
     store.txns.live.fetch_add(1, Ordering::SeqCst);
     LiveTxn(store.txns.live.clone())
 }
