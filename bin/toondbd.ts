@@ -185,7 +185,7 @@ program.command('start')
   .option('--config <file>', 'JSON file with the same settings (flags win)')
   .option('--socket-group <group>', 'let members of this group connect (socket mode 0660)')
   .option('--allow-uid <uids>', 'comma-separated peer uids allowed to connect')
-  .option('--allow-gid <gids>', 'comma-separated peer gids allowed to connect')
+  .option('--allow-gid <gids>', 'comma-separated peer gids allowed to connect (primary or supplementary group)')
   .option('--row-cache-mb <mib>', `memory for recently used rows, served without a storage read (default ${ROW_CACHE_MIB_DEFAULT}; 0 = off)`)
   .action((flags: StartFlags) => start(flags));
 

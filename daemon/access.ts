@@ -4,8 +4,10 @@
  * Responsibility: the two layers of access control. The socket file is created owner-only
  * (umask 0177 around bind, so there is no window in which it is world-accessible); with a
  * configured group it is chowned to that group and opened to 0660. Beyond file modes, the peer's
- * uid/gid/pid are read from the kernel (SO_PEERCRED / getpeereid, through the native addon) and
- * checked against `--allow-uid` / `--allow-gid` before the connection may send anything.
+ * uid/gid/pid and supplementary groups are read from the kernel (SO_PEERCRED and SO_PEERGROUPS /
+ * getpeereid and LOCAL_PEERCRED, through the native addon, as they were when the peer
+ * connected) and checked against `--allow-uid` / `--allow-gid` (the primary group or any
+ * supplementary one) before the connection may send anything.
  *
  * Invariants: the daemon's own uid is always allowed (so `toondbd stop` and `status` work);
  * with no allow-list configured every peer that can open the socket file is allowed.
@@ -14,14 +16,11 @@
 import { readFileSync } from 'node:fs';
 import { chmod, chown } from 'node:fs/promises';
 import type { Socket } from 'node:net';
+import type { PeerCredentials } from '../engine/index.js';
 import { ToonDBError } from '../protocol/errors.js';
 import type { DaemonConfig } from './config.js';
 
-export interface PeerCredentials {
-  uid: number;
-  gid: number;
-  pid: number;
-}
+export type { PeerCredentials };
 
 /** Resolves a group name (or numeric id) to a gid using /etc/group. */
 export function resolveGroupId(group: string): number {
@@ -64,5 +63,6 @@ export function socketFd(socket: Socket): number {
 export function isPeerAllowed(peer: PeerCredentials, config: DaemonConfig): boolean {
   if (config.allowUids.length === 0 && config.allowGids.length === 0) return true;
   if (peer.uid === process.getuid?.()) return true;
-  return config.allowUids.includes(peer.uid) || config.allowGids.includes(peer.gid);
+  if (config.allowUids.includes(peer.uid) || config.allowGids.includes(peer.gid)) return true;
+  return peer.groups.some((gid) => config.allowGids.includes(gid));
 }

@@ -54,6 +54,9 @@ export interface PeerCredentials {
   gid: number;
   /** 0 when the platform cannot tell. */
   pid: number;
+  /** Supplementary groups, as the kernel recorded them when the peer connected (may include
+   * `gid`; empty where the kernel cannot tell). */
+  groups: number[];
 }
 
 interface NativeBinding {
@@ -228,7 +231,7 @@ export function lockDataDir(dir: string): DataDirLock {
   return { path: lock.path, release: () => lock.release() };
 }
 
-/** uid/gid/pid of the process at the other end of a connected Unix socket. */
+/** uid/gid/pid/groups of the process at the other end of a connected Unix socket. */
 export function peerCredentials(fd: number): PeerCredentials {
   return codedSync(() => native.peerCredentials(fd));
 }

@@ -439,11 +439,13 @@ pub struct PeerCredentialsJs {
     pub uid: u32,
     pub gid: u32,
     pub pid: i32,
+    /// Supplementary groups (os::PeerCredentials::groups).
+    pub groups: Vec<u32>,
 }
 
 #[napi]
 pub fn peer_credentials(fd: i32) -> Result<PeerCredentialsJs> {
-    os::peer_credentials(fd).map(|c| PeerCredentialsJs { uid: c.uid, gid: c.gid, pid: c.pid }).map_err(to_js_error)
+    os::peer_credentials(fd).map(|c| PeerCredentialsJs { uid: c.uid, gid: c.gid, pid: c.pid, groups: c.groups }).map_err(to_js_error)
 }
 
 #[napi]

@@ -63,6 +63,29 @@ describe('socket security', () => {
   });
   if (!isRoot) console.log('skipping allow-uid test: it needs root to run a client as another uid');
 
+  // Regression: --allow-gid matched the peer's primary group only, so a user added to a group
+  // (`usermod -aG`) was refused. The probe drops to nobody keeping one supplementary group.
+  it.skipIf(!isRoot)('admits a peer by a supplementary group on --allow-gid, and no other', async () => {
+    const asNobodyIn = (socketPath: string, group: number) => execa('node', ['--input-type=module', '-e',
+      `process.setgroups([${group}]); process.setgid(${NOBODY_UID}); process.setuid(${NOBODY_UID});\n${PROBE}`],
+    { env: { CLIENT_MODULE, SOCKET: socketPath }, reject: false });
+    const open = async (args: string[]) => {
+      const dir = makeTempDir();
+      chmodSync(dir, 0o755);
+      const daemon = await startDaemon({ dir, args });
+      daemons.push(daemon);
+      chmodSync(daemon.socketPath, 0o666);
+      return daemon;
+    };
+    const daemon = await open(['--allow-gid', '4243']);
+    expect((await asNobodyIn(daemon.socketPath, 4243)).stdout).toBe('OK');
+    expect((await asNobodyIn(daemon.socketPath, 4244)).stdout).toBe('ACCESS_DENIED');
+    // Log lines reach this process through a pipe of their own: they can trail the reply.
+    const openedPeer = () => daemon.logs.find((l) => l.msg === 'connection opened' && (l.peer as { uid: number }).uid === NOBODY_UID)?.peer;
+    await expect.poll(openedPeer, { timeout: 5_000 }).toMatchObject({ gid: NOBODY_UID, groups: [4243] });
+  });
+
+
   it('logs peer credentials on connect', async () => {
     const daemon = await startDaemon();
     daemons.push(daemon);

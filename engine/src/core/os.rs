@@ -67,12 +67,16 @@ impl DirLock {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerCredentials {
     pub uid: u32,
     pub gid: u32,
     /// 0 when the platform cannot tell.
     pub pid: i32,
+    /// The peer's supplementary groups as the kernel recorded them when it connected (Linux
+    /// SO_PEERGROUPS, macOS LOCAL_PEERCRED); may include `gid`. Empty where the kernel cannot
+    /// tell (Linux before 4.13).
+    pub groups: Vec<u32>,
 }
 
 /// Credentials of the process at the other end of a connected Unix socket.
@@ -87,7 +91,33 @@ pub fn peer_credentials(fd: i32) -> EngineResult<PeerCredentials> {
     if rc != 0 {
         return Err(EngineError::from_io("reading peer credentials (SO_PEERCRED)", &std::io::Error::last_os_error()));
     }
-    Ok(PeerCredentials { uid: cred.uid, gid: cred.gid, pid: cred.pid })
+    Ok(PeerCredentials { uid: cred.uid, gid: cred.gid, pid: cred.pid, groups: peer_groups(fd)? })
+}
+
+/// The supplementary groups of a connected Unix socket's peer (SO_PEERGROUPS, Linux 4.13+: the
+/// groups it had when it connected, so a process that exits and hands its pid on cannot be
+/// mistaken for it); empty on a kernel without the option.
+#[cfg(target_os = "linux")]
+fn peer_groups(fd: i32) -> EngineResult<Vec<u32>> {
+    const GID_BYTES: usize = std::mem::size_of::<libc::gid_t>();
+    let mut groups: Vec<libc::gid_t> = vec![0; 32];
+    loop {
+        let mut len = (groups.len() * GID_BYTES) as libc::socklen_t;
+        // SAFETY: `groups` is writable for `len` bytes.
+        let rc = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_PEERGROUPS, groups.as_mut_ptr().cast(), &mut len) };
+        let needed = len as usize / GID_BYTES;
+        if rc == 0 {
+            groups.truncate(needed);
+            return Ok(groups);
+        }
+        let error = std::io::Error::last_os_error();
+        match error.raw_os_error() {
+            // Too small: `len` now holds the size needed (at most NGROUPS_MAX gids).
+            Some(libc::ERANGE) if needed > groups.len() => groups.resize(needed, 0),
+            Some(libc::ENOPROTOOPT) => return Ok(Vec::new()),
+            _ => return Err(EngineError::from_io("reading peer groups (SO_PEERGROUPS)", &error)),
+        }
+    }
 }
 
 #[cfg(target_os = "macos")]
@@ -101,7 +131,12 @@ pub fn peer_credentials(fd: i32) -> EngineResult<PeerCredentials> {
     let mut len = std::mem::size_of::<libc::pid_t>() as libc::socklen_t;
     // SAFETY: `pid` is a writable pid_t and `len` holds its size. Failure leaves pid at 0.
     let rc = unsafe { libc::getsockopt(fd, libc::SOL_LOCAL, libc::LOCAL_PEERPID, (&mut pid as *mut libc::pid_t).cast(), &mut len) };
-    Ok(PeerCredentials { uid, gid, pid: if rc == 0 { pid } else { 0 } })
+    // SAFETY: a zeroed xucred is valid; `len` holds its size. Failure leaves no groups.
+    let mut cred: libc::xucred = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::xucred>() as libc::socklen_t;
+    let rc_cred = unsafe { libc::getsockopt(fd, libc::SOL_LOCAL, libc::LOCAL_PEERCRED, (&mut cred as *mut libc::xucred).cast(), &mut len) };
+    let count = if rc_cred == 0 { (cred.cr_ngroups.max(0) as usize).min(cred.cr_groups.len()) } else { 0 };
+    Ok(PeerCredentials { uid, gid, pid: if rc == 0 { pid } else { 0 }, groups: cred.cr_groups[..count].to_vec() })
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "macos")))]
@@ -229,6 +264,17 @@ mod tests {
         // SAFETY: plain libc getters.
         assert_eq!(cred.uid, unsafe { libc::getuid() });
         assert_eq!(cred.gid, unsafe { libc::getgid() });
+        // SAFETY: getgroups(0, NULL) counts; the second call fills a buffer of that size.
+        let mut ours: Vec<libc::gid_t> = vec![0; unsafe { libc::getgroups(0, std::ptr::null_mut()) } as usize];
+        let n = unsafe { libc::getgroups(ours.len() as i32, ours.as_mut_ptr()) };
+        ours.truncate(n as usize);
+        let mut theirs = cred.groups.clone();
+        theirs.sort_unstable();
+        ours.sort_unstable();
+        #[cfg(target_os = "linux")]
+        assert_eq!(theirs, ours, "the peer's supplementary groups are ours");
+        #[cfg(target_os = "macos")]
+        assert!(ours.iter().all(|g| theirs.contains(g) || theirs.len() == 16), "{theirs:?} {ours:?}");
     }
 
     #[test]
