@@ -49,14 +49,15 @@ const TTL_SWEEP_INTERVAL_MS = 1_000;
 const TTL_SWEEP_KEYS_MAX = 1_000;
 const DRAIN_POLL_MS = 10;
 
-/** What the file system refused while the socket was set up (a directory that does not exist,
- * is not writable, or holds another user's start-up lock; a --socket-group this user may not
- * give the socket to): the configuration's fault, so a coded refusal (exit 2, which the
- * service manager does not retry), not INTERNAL. Anything else passes as it is. */
-function socketSetupRefusal(socketPath: string, error: unknown): unknown {
+/** What the file system refused while `what` was set up: for the socket, a directory that does
+ * not exist, is not writable, or holds another user's start-up lock, or a --socket-group this
+ * user may not give the socket to; for the data directory, a path that is a file, or one this
+ * user may not create or write. The configuration's fault, so a coded refusal (exit 2, which
+ * the service manager does not retry), not INTERNAL. Anything else passes as it is. */
+function setupRefusal(what: string, error: unknown): unknown {
   const code = (error as NodeJS.ErrnoException | null)?.code;
   if (error instanceof ToonDBError || typeof code !== 'string') return error;
-  return new ToonDBError('INVALID_ARGUMENT', `cannot set up the socket ${socketPath}: ${(error as Error).message}`, { cause: error });
+  return new ToonDBError('INVALID_ARGUMENT', `cannot set up ${what}: ${(error as Error).message}`);
 }
 
 /** Limits the engine is opened with (Daemon.start), which a reload cannot change. */
@@ -119,9 +120,13 @@ export class Daemon implements DaemonContext {
     if (config.socketGroup !== null) resolveGroupId(config.socketGroup);
     // (And the socket's directory: the start-up lock in it retries any failure for ~10 s.)
     await access(dirname(config.socketPath), constants.W_OK | constants.X_OK).catch((error: unknown) => {
-      throw socketSetupRefusal(config.socketPath, error);
+      throw setupRefusal(`the socket ${config.socketPath}`, error);
     });
-    await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
+    await mkdir(config.dataDir, { recursive: true, mode: 0o700 })
+      .then(() => access(config.dataDir, constants.R_OK | constants.W_OK | constants.X_OK))
+      .catch((error: unknown) => {
+        throw setupRefusal(`the data directory ${config.dataDir}`, error);
+      });
     const lock = lockDataDir(config.dataDir);
     let engine: Engine | null = null;
     let server: Server | null = null;
@@ -158,7 +163,7 @@ export class Daemon implements DaemonContext {
     // Attached before listen(): a client that connects while the socket's mode and ownership
     // are still being set must be served, not left hanging on an accepted, unhandled socket.
     this.server.on('connection', (socket) => this.onConnection(socket));
-    const refused = (error: unknown): unknown => socketSetupRefusal(socketPath, error);
+    const refused = (error: unknown): unknown => setupRefusal(`the socket ${socketPath}`, error);
     const release = await lockfile.lock(socketPath, { realpath: false, stale: 10_000, retries: { retries: 40, minTimeout: 25, maxTimeout: 250 } })
       .catch((error: NodeJS.ErrnoException) => {
         if (error.code !== 'ELOCKED') throw refused(error);
@@ -377,5 +382,8 @@ export function createLogger(config: Pick<DaemonConfig, 'logLevel'>): Logger {
     level: config.logLevel,
     base: { pid: process.pid, name: 'toondbd' },
     timestamp: pino.stdTimeFunctions.isoTime,
+    // An error's cause is logged as a nested error; the default serializer appended its message
+    // to the error's own, which repeated it (a coded native error's cause is the same message).
+    serializers: { err: pino.stdSerializers.errWithCause },
   }, pino.destination({ dest: 1, sync: true }));
 }

@@ -89,7 +89,8 @@ export function fromNative(error: unknown): ToonDBError {
   if (error instanceof ToonDBError) return error;
   const message = error instanceof Error ? error.message : String(error);
   const match = CODED_MESSAGE.exec(message);
-  if (match !== null && isErrorCode(match[1])) return new ToonDBError(match[1], match[2] ?? '', { cause: error });
+  // A coded native error carries nothing beyond its code and message: no cause to repeat it.
+  if (match !== null && isErrorCode(match[1])) return new ToonDBError(match[1], match[2] ?? '');
   return new ToonDBError('INTERNAL', `native engine: ${message}`, { cause: error });
 }
 

@@ -38,6 +38,10 @@ describe('daemon lifecycle', () => {
     const first = track(await startDaemon());
     const sameDir = track(createDaemon({ dataDir: first.dataDir, socketPath: join(first.dir, 'other.sock') }));
     await expect(sameDir.start()).rejects.toThrow(/LOCKED/);
+    // Logged once, not repeated by its cause (pino appended a cause's message to the error's).
+    const fatal = sameDir.logs.find((l) => l.msg === 'cannot start');
+    expect((fatal?.err as { message: string }).message).toMatch(/^locked: data directory /);
+    expect((fatal?.err as { message: string }).message).not.toMatch(/\[LOCKED\]/);
     const sameSocket = track(createDaemon({ socketPath: first.socketPath }));
     await expect(sameSocket.start()).rejects.toThrow(/ALREADY_RUNNING/);
     // The first daemon is untouched.
@@ -218,6 +222,30 @@ describe('daemon lifecycle', () => {
     expect(result.exitCode).toBe(2);
     expect(result.stderr.trim().split('\n')).toHaveLength(1);
     expect(result.stderr).toMatch(/INVALID_ARGUMENT: cannot set up the socket .*missing\/s\.sock: ENOENT/);
+  });
+
+  // Regression: a data directory that is a file, or that this user may not write, made start
+  // fail with INTERNAL (EEXIST from mkdir) or IO_ERROR (the lock file), exit 1, which the unit
+  // restarts every 2 s; neither is fixed by a restart.
+  it('refuses a data directory it cannot use with exit 2 and one line', async (ctx) => {
+    const dir = makeTempDir();
+    writeFileSync(join(dir, 'file'), '');
+    const onFile = await toondbd(['start', '--socket', join(dir, 's.sock'), '--data-dir', join(dir, 'file')]);
+    expect(onFile.exitCode).toBe(2);
+    expect(onFile.stderr.trim().split('\n')).toHaveLength(1);
+    expect(onFile.stderr).toMatch(/INVALID_ARGUMENT: cannot set up the data directory .*file: EEXIST/);
+    if (process.getuid?.() !== 0) ctx.skip('needs root, to run the daemon as a user who may not write the data directory');
+    const setpriv = await execa('setpriv', ['--version'], { reject: false });
+    if (setpriv.exitCode !== 0) ctx.skip('needs setpriv (util-linux) to run the daemon as another user');
+    chmodSync(dir, 0o777);
+    const data = join(dir, 'roots');
+    mkdirSync(data, { mode: 0o755 });
+    const NOBODY = 65534;
+    const asNobody = await execa('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', 'node', TOONDBD_BIN, 'start', '--socket', join(dir, 'n.sock'), '--data-dir', data],
+      { reject: false, stdin: 'ignore', timeout: 30_000, env: { HOME: dir } });
+    expect(asNobody.exitCode).toBe(2);
+    expect(asNobody.stderr.trim().split('\n')).toHaveLength(1);
+    expect(asNobody.stderr).toMatch(/INVALID_ARGUMENT: cannot set up the data directory .*roots: EACCES/);
   });
 
   // Regression: a dead socket another user left in a sticky directory (not ours to unlink)
