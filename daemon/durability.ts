@@ -19,6 +19,8 @@
  *   replies are not held. A crash (power loss) can lose writes acknowledged in the last
  *   interval; kill -9 of the daemon loses nothing (writes reach the OS at commit).
  * - off: never fsync except at checkpoint and shutdown; the OS writes back when it likes.
+ * In `sync` mode a write no reply waits for (the TTL sweep's) is fsynced when its writer asks
+ * (`syncIfBehind`).
  *
  * Invariants: waiters are bounded by the daemon's in-flight limits; a failed fsync rejects
  * every waiter with STORAGE_FAILED and fails the gate (the engine refuses further writes);
@@ -104,8 +106,11 @@ export class DurabilityGate {
     this.onFatal(error);
   }
 
-  private syncIfBehind(): void {
-    if (this.failure) return;
+  /** Asks for a fsync of everything written so far if some of it is not durable yet: on the
+   * interval timer, and in `sync` mode after writes no reply waits for (the TTL sweep's), which
+   * would otherwise stay unsynced, and counted pending, until a client writes again. */
+  syncIfBehind(): void {
+    if (this.failure || this.mode === 'off') return;
     const written = this.engine.writtenSeq();
     if (written > this.engine.durableSeq()) this.engine.requestSync(written);
   }

@@ -302,7 +302,10 @@ export class Daemon implements DaemonContext {
     this.engine.sweepExpired(TTL_SWEEP_KEYS_MAX).then(
       (removed) => {
         this.ttlSweepRunning = false;
-        if (removed > 0) this.log.debug({ removed }, 'reclaimed expired keys');
+        if (removed > 0) {
+          this.log.debug({ removed }, 'reclaimed expired keys');
+          if (this.config.durability === 'sync') this.gate.syncIfBehind();
+        }
         if (removed >= TTL_SWEEP_KEYS_MAX) setImmediate(() => this.sweepExpired());
       },
       (error: unknown) => {

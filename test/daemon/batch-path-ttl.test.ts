@@ -139,4 +139,15 @@ describe('the expired-key sweep', () => {
     // One tick apart (1 s) each, before.
     expect(times.at(-1)! - times[0]).toBeLessThan(500);
   });
+
+  // Regression: in sync mode the sweep's deletes were never fsynced (no reply waits for them),
+  // so stats reported them as writes pending until a client wrote again.
+  it('has its deletes fsynced in sync mode, though no reply waits for them', async () => {
+    expect((await client().stats()).durability).toBe('sync');
+    const rounds = () => daemon().logs.filter((line) => line.msg === 'reclaimed expired keys').length;
+    const before = rounds();
+    await client().put('sweep-sync', 'v', { ttlSeconds: 0.05 });
+    await expect.poll(rounds, { timeout: 10_000 }).toBeGreaterThan(before);
+    await expect.poll(async () => (await client().stats()).durable.pendingWrites, { timeout: 5_000 }).toBe(0);
+  });
 });
