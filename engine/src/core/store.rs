@@ -39,7 +39,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
-#[cfg(test)]
+// Linux only: a full file system made with unshare, mount and fallocate.
+#[cfg(all(test, target_os = "linux"))]
 mod disk_full_tests;
 mod fsync;
 mod journal_seal;

@@ -218,6 +218,23 @@ fn writable_journal_descriptors(_folder: &Path) -> EngineResult<Vec<(RawFd, Path
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_journal_files_directly_in_the_folder_count() {
+        let folder = Path::new("/data/db");
+        assert!(is_journal_of(folder, Path::new("/data/db/7.jnl")));
+        assert!(!is_journal_of(folder, Path::new("/data/db/7.jnl (deleted)")));
+        assert!(!is_journal_of(folder, Path::new("/data/db/keyspaces/7.jnl")));
+        assert!(!is_journal_of(folder, Path::new("/data/other/7.jnl")));
+        assert!(!is_journal_of(folder, Path::new("/data/db/x.jnl")));
+        assert!(!is_journal_of(folder, Path::new("/data/db/7.jnl.tmp")));
+    }
+}
+
+/// Linux only: they find the journal's descriptors under /proc/self/fd.
+#[cfg(all(test, target_os = "linux"))]
+mod linux_tests {
+    use super::*;
     use crate::core::store::{Limits, OpenOptions, Store, WriteItem};
     use crate::core::value;
     use fjall::{AbstractTree, PersistMode, Readable, Slice};
@@ -257,7 +274,6 @@ mod tests {
     // by fjall's worker (or a persist) wrote and fsynced a write the client had been told was
     // not applied, and recovery replayed it. A batch committed without a persist sits in that
     // buffer the same way, without needing a full disk.
-    #[cfg(target_os = "linux")]
     #[test]
     fn a_poisoned_store_leaves_fjall_no_way_to_write_its_journal_buffer() {
         let dir = tempfile::tempdir().unwrap();
@@ -303,22 +319,10 @@ mod tests {
         other.persist(PersistMode::SyncAll).unwrap();
     }
 
-    #[cfg(target_os = "linux")]
     #[test]
     fn a_seal_that_finds_no_journal_descriptor_is_a_failure() {
         let dir = tempfile::tempdir().unwrap();
         let error = seal_journal_descriptors(&std::fs::canonicalize(dir.path()).unwrap()).unwrap_err();
         assert!(error.to_string().contains("no descriptor of this process is open for writing on a journal"), "{error}");
-    }
-
-    #[test]
-    fn only_journal_files_directly_in_the_folder_count() {
-        let folder = Path::new("/data/db");
-        assert!(is_journal_of(folder, Path::new("/data/db/7.jnl")));
-        assert!(!is_journal_of(folder, Path::new("/data/db/7.jnl (deleted)")));
-        assert!(!is_journal_of(folder, Path::new("/data/db/keyspaces/7.jnl")));
-        assert!(!is_journal_of(folder, Path::new("/data/other/7.jnl")));
-        assert!(!is_journal_of(folder, Path::new("/data/db/x.jnl")));
-        assert!(!is_journal_of(folder, Path::new("/data/db/7.jnl.tmp")));
     }
 }

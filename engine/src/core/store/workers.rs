@@ -101,7 +101,7 @@ impl FjallWorkers {
     }
 
     /// Every thread taken or still to be taken for a worker, without looking again (tests).
-    #[cfg(test)]
+    #[cfg(all(test, target_os = "linux"))]
     pub fn threads(&self) -> Vec<libc::id_t> {
         let seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         seen.workers.iter().chain(&seen.unnamed).copied().collect()
