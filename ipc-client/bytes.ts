@@ -32,7 +32,19 @@ function byteLengthOf(value: WireBytes): number {
 
 /** `value` as sent: a string as it is, other bytes as a Buffer. */
 function toWire(value: Bytes, what: string): WireBytes {
-  return typeof value === 'string' ? value : toBuffer(value, what);
+  return typeof value === 'string' ? checkWellFormed(value, what) : toBuffer(value, what);
+}
+
+/**
+ * A string with a lone surrogate has no UTF-8 encoding: Buffer.from would write U+FFFD in its
+ * place, so 'a\uD800' would silently read and write the key of 'a\uFFFD'. Refused instead.
+ * (Cheap: V8 answers at once for a string of one-byte characters.)
+ */
+function checkWellFormed(value: string, what: string): string {
+  if (!value.isWellFormed()) {
+    throw new ToonDBError('INVALID_ARGUMENT', `${what} must be well-formed Unicode (it has a lone surrogate); pass binary bytes as a Buffer`);
+  }
+  return value;
 }
 
 function describe(value: unknown): string {
@@ -43,7 +55,7 @@ function describe(value: unknown): string {
 
 /** The bytes of `value`; `what` names the argument in the error message. */
 export function toBuffer(value: Bytes, what: string): Buffer {
-  if (typeof value === 'string') return Buffer.from(value, 'utf8');
+  if (typeof value === 'string') return Buffer.from(checkWellFormed(value, what), 'utf8');
   if (Buffer.isBuffer(value)) return value;
   if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
   throw new ToonDBError('INVALID_ARGUMENT', `${what} must be a Uint8Array or a string, got ${describe(value)}`);
@@ -140,13 +152,13 @@ function byteBoundOf(value: WireBytes): number {
  * item name, which only an error needs). A string qualifies when even at 3 UTF-8 bytes per
  * UTF-16 unit (the most one takes) it fits, so no UTF-8 measure is needed here. */
 function isPlainKey(value: unknown, limits: ServerLimits): value is WireBytes {
-  if (typeof value === 'string') return value.length > 0 && value.length * 3 <= limits.keyBytesMax;
+  if (typeof value === 'string') return value.length > 0 && value.length * 3 <= limits.keyBytesMax && value.isWellFormed();
   return Buffer.isBuffer(value) && value.length > 0 && value.length <= limits.keyBytesMax;
 }
 
 /** True for a Buffer or string toValue would return as it is (see isPlainKey). */
 function isPlainValue(value: unknown, limits: ServerLimits): value is WireBytes {
-  if (typeof value === 'string') return value.length * 3 <= limits.valueBytesMax;
+  if (typeof value === 'string') return value.length * 3 <= limits.valueBytesMax && value.isWellFormed();
   return Buffer.isBuffer(value) && value.length <= limits.valueBytesMax;
 }
 

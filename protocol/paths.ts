@@ -30,7 +30,6 @@ export const PATH_SEPARATOR_BYTES = Object.freeze([0x00, 0x01] as const);
 const PATH_SEPARATOR = Buffer.from(PATH_SEPARATOR_BYTES);
 const ESCAPE_BYTE = 0xff;
 
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 // ignoreBOM: a name may start with U+FEFF, which the decoder would otherwise drop, so that
 // listPath named a child that getPath could not find.
 const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
@@ -51,7 +50,7 @@ export function pathSegments(path: string | readonly string[]): string[] {
 }
 
 function encodeSegment(segment: string): Buffer {
-  if (LONE_SURROGATE.test(segment)) {
+  if (!segment.isWellFormed()) {
     throw new ToonDBError('INVALID_ARGUMENT', 'a path segment must be well-formed Unicode (it has a lone surrogate)');
   }
   const utf8 = Buffer.from(segment, 'utf8');

@@ -3,21 +3,24 @@
  *
  * Responsibility: decide, before msgpackr sees a body, that it uses only the language-neutral
  * subset toondb speaks, and that decoding it is cheap and safe. "Plain" means: nil, bool, int
- * (all widths), float 32/64, str, bin, array and map with str keys. Rejected: every ext type
+ * (all widths), float 32/64, str (valid UTF-8), bin, array and map with str keys. Rejected: every ext type
  * (fixext, ext 8/16/32 — this covers msgpackr records, structured clone, timestamps, typed
  * arrays, bundled strings), the never-used byte 0xc1, non-str map keys, nesting deeper than the
  * depth limit, maps of more than MESSAGE_MAP_ENTRIES_MAX entries, more items than the caller
- * allows, declared lengths that the remaining bytes cannot hold, and trailing bytes.
+ * allows, declared lengths that the remaining bytes cannot hold, trailing bytes, and a str
+ * that is not UTF-8 (a decoder would replace each bad byte by U+FFFD: a key would silently
+ * become another key).
  *
  * Invariants:
- * - Runs in time linear in the number of MessagePack items (str/bin payloads are skipped, not
- *   read) with an explicit stack of at most `depthMax` entries: no recursion, so no stack
+ * - Runs in time linear in the number of MessagePack items plus the bytes of its str payloads
+ *   (checked as UTF-8; bin payloads are skipped, not read) with an explicit stack of at most `depthMax` entries: no recursion, so no stack
  *   overflow, and no allocation proportional to a declared (possibly hostile) length.
  * - Every declared count is checked against the bytes left before it is trusted: each item takes
  *   at least one byte, so a container cannot claim more items than bytes remain.
  * - On success msgpackr reads exactly the checked bytes, so it can neither over-read nor loop.
  */
 
+import { isUtf8 } from 'node:buffer';
 import { ToonDBError } from './errors.js';
 import { MESSAGE_DEPTH_MAX, MESSAGE_MAP_ENTRIES_MAX } from './limits.js';
 
@@ -77,6 +80,21 @@ function describeRejected(byte: number): string {
 
 const KIND_NAMES = ['invalid', 'scalar', 'str', 'bin', 'array', 'map'];
 
+/** Longest str payload checked byte by byte here; longer ones go to Node's UTF-8 check at once. */
+const STR_INLINE_CHECK_BYTES_MAX = 64;
+
+/** True if bytes[start, start + length) are UTF-8. A short ASCII payload (map keys, op names,
+ * most keys) is checked here without allocating; anything else by `isUtf8` on a view. */
+function isUtf8Text(bytes: Uint8Array, start: number, length: number): boolean {
+  if (length <= STR_INLINE_CHECK_BYTES_MAX) {
+    let i = start;
+    const end = start + length;
+    while (i < end && bytes[i] < 0x80) i++;
+    if (i === end) return true;
+  }
+  return isUtf8(bytes.subarray(start, start + length));
+}
+
 /** The explicit stack, reused by every call (the check is synchronous and never re-entered):
  * pending[d] = items still to read in the container at depth d (a map counts keys and values),
  * isMap[d] = whether it is a map, so its next item is a key when pending[d] is even. */
@@ -86,7 +104,8 @@ let isMapStack = new Uint8Array(MESSAGE_DEPTH_MAX + 2);
 /**
  * Throws PROTOCOL_ERROR unless `bytes` is exactly one plain MessagePack value nested at most
  * `depthMax` containers deep, of at most `itemsMax` items in all (the value itself, each element,
- * each map key and value). Allocates nothing on success (it runs on every message).
+ * each map key and value). Allocates nothing on success unless a str is long or not ASCII (it
+ * runs on every message).
  */
 export function checkPlainMessagePack(bytes: Uint8Array, depthMax: number = MESSAGE_DEPTH_MAX, itemsMax = Infinity): void {
   if (pendingStack.length < depthMax + 2) {
@@ -137,6 +156,7 @@ export function checkPlainMessagePack(bytes: Uint8Array, depthMax: number = MESS
       offset = headerEnd;
     } else {
       if (count > end - headerEnd) reject(`${KIND_NAMES[kind]} declares ${count} bytes but only ${end - headerEnd} remain`, offset);
+      if (kind === STR && count > 0 && !isUtf8Text(bytes, headerEnd, count)) reject('str is not valid UTF-8 (send other bytes as bin)', offset);
       offset = headerEnd + count;
     }
   }

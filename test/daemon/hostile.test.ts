@@ -47,6 +47,24 @@ describe('hostile clients', () => {
     expect(peer.messages.at(-1)).toMatchObject({ id: 0, error: { code: 'PROTOCOL_ERROR' } });
   });
 
+  // Regression: a str key of bytes that are not UTF-8 (75 38 ff fe) was decoded with U+FFFD in
+  // place of each bad byte: the put answered OK and stored another key (75 38 ef bf bd ef bf bd).
+  it('refuses a str that is not UTF-8 with PROTOCOL_ERROR, storing nothing', async () => {
+    const peer = await RawPeer.open(daemon.socketPath);
+    peer.hello();
+    await peer.waitFor(1);
+    // { id: 2, op: 'put', key: str(75 38 ff fe), value: bin(76) }, written by hand.
+    const body = Buffer.from('84 a2 6964 02 a2 6f70 a3 707574 a3 6b6579 a4 7538fffe a5 76616c7565 c4 01 76'.replace(/\s+/g, ''), 'hex');
+    const frame = Buffer.alloc(4 + body.length);
+    frame.writeUInt32BE(body.length);
+    body.copy(frame, 4);
+    peer.send(frame);
+    await peer.closed;
+    expect(peer.messages.at(-1)).toMatchObject({ id: 0, error: { code: 'PROTOCOL_ERROR', message: expect.stringMatching(/not valid UTF-8/) } });
+    expect(await good.get(Buffer.from('7538efbfbdefbfbd', 'hex'))).toBeNull();
+    expect(await good.get(Buffer.from('7538fffe', 'hex'))).toBeNull();
+  });
+
   // Regression: a hello whose protocol no version could be ("2", 2.5, 2^33) got
   // INVALID_ARGUMENT and the connection stayed open, against PROTOCOL.md's Handshake.
   it('refuses a hello for any protocol it does not speak with VERSION_MISMATCH, and one without a protocol, closing either', async () => {

@@ -129,6 +129,24 @@ describe('client-side limit checks use the limits from hello', () => {
     await expect(client.put('1234567é', 'v')).rejects.toMatchObject({ code: 'KEY_TOO_LARGE' }); // 8 units, 9 bytes
   });
 
+  // Regression: a string with a lone surrogate was written as the UTF-8 of U+FFFD in its
+  // place, so 'a\uD800' read and wrote the key of 'a\uFFFD' without a word.
+  it('refuses strings with a lone surrogate as keys, values and bounds, and sends nothing', async () => {
+    const before = server.requests.length;
+    const lone = expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/well-formed Unicode/) });
+    await expect(client.put('a\uD800', 'v')).rejects.toEqual(lone);
+    await expect(client.get('\uDC00b')).rejects.toEqual(lone);
+    await expect(client.put('k', 'v\uD800')).rejects.toEqual(lone);
+    await expect(client.putBatch([['a', 'v'], ['b', '\uDFFF']])).rejects.toEqual(expect.objectContaining({ message: expect.stringContaining('entries[1][1]') }));
+    await expect(client.getBatch(['a', '\uD83D'])).rejects.toEqual(expect.objectContaining({ message: expect.stringContaining('keys[1]') }));
+    await expect(client.scan('p\uD800').toArray()).rejects.toEqual(lone);
+    const txn = await client.beginTransaction();
+    await expect(txn.put('t\uD800', 'v')).rejects.toEqual(lone);
+    await txn.abort();
+    expect(server.requests.filter((r) => r.op !== 'begin' && r.op !== 'abort').length).toBe(before);
+    await expect(client.put('🔑', 'é🔑')).resolves.toBeUndefined(); // surrogate pairs are fine
+  });
+
   it('counts batch bytes in UTF-8: a string bound over the limit is then measured', async () => {
     // 'é' is 2 bytes: at 3 bytes per unit these entries would be 54 bytes, measured they are 33.
     const fits: [string, string][] = [['a', 'ééééé'], ['b', 'ééééé'], ['c', 'ééééé']];

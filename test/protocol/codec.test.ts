@@ -209,4 +209,20 @@ describe('checkPlainMessagePack', () => {
   it('rejects an empty body', () => {
     expect(() => checkPlainMessagePack(new Uint8Array(0))).toThrowError(expect.objectContaining({ code: 'PROTOCOL_ERROR' }));
   });
+
+  // Regression: a str of bytes that are not UTF-8 was decoded with U+FFFD in place of each bad
+  // byte, so `put` of such a key stored a different key and answered OK.
+  it('accepts UTF-8 str payloads, short and long, and refuses any that are not UTF-8', () => {
+    const str = (payload: Buffer) => Buffer.concat([hex(payload.length < 32 ? (0xa0 | payload.length).toString(16) : 'da ' + payload.length.toString(16).padStart(4, '0')), payload]);
+    for (const text of ['key', 'ключ', '鍵🔑', 'x'.repeat(200), 'é'.repeat(100), '\uFFFD']) {
+      expect(() => checkPlainMessagePack(str(Buffer.from(text)))).not.toThrow();
+    }
+    for (const bad of ['ff', 'c3', 'ed a0 80', 'f8 88 80 80 80', 'c0 80', '75 38 ff fe', '78'.repeat(100) + ' 80']) {
+      const payload = hex(bad);
+      expect(() => checkPlainMessagePack(str(payload)), bad).toThrowError(expect.objectContaining({ code: 'PROTOCOL_ERROR', message: expect.stringMatching(/str is not valid UTF-8/) }));
+      // As a map key too, and deep in an array.
+      expect(() => checkPlainMessagePack(Buffer.concat([hex('81'), str(payload), hex('c0')]))).toThrow(/not valid UTF-8/);
+      expect(() => checkPlainMessagePack(Buffer.concat([hex('91 91'), str(payload)]))).toThrow(/not valid UTF-8/);
+    }
+  });
 });
