@@ -21,7 +21,7 @@ beforeAll(async () => {
   await promisify(execFile)(process.execPath, [
     join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), join(REPO_ROOT, 'ipc-client', 'index.ts'),
     '--outDir', OUT_DIR, '--rootDir', REPO_ROOT, '--module', 'nodenext', '--moduleResolution', 'nodenext',
-    '--target', 'es2022', '--lib', 'es2023,esnext.disposable', '--types', 'node', '--skipLibCheck', '--strict',
+    '--target', 'es2022', '--lib', 'es2023,es2024.string,esnext.disposable', '--types', 'node', '--skipLibCheck', '--strict',
   ], { cwd: REPO_ROOT });
   server = await FakeServer.start();
 }, 60_000);
