@@ -34,7 +34,7 @@ import type { Logger } from 'pino';
 import type { EngineResult } from '../engine/types.js';
 import { ToonDBError, toToonDBError } from '../protocol/errors.js';
 import { ENGINE_CALL_OUTPUT_BYTES_MAX, ENGINE_CALLS_PER_CONNECTION_MAX } from '../protocol/limits.js';
-import type { Request } from '../protocol/messages.js';
+import type { HelloResult, Request } from '../protocol/messages.js';
 import { countCall, nextBatch, routeOf, type RunningCalls } from './batching.js';
 import { EngineCalls } from './engine-calls.js';
 import type { Flow } from './flow.js';
@@ -62,8 +62,10 @@ export interface RunnerHost {
   isClosed(): boolean;
   /** Sends a connection-level error and closes. */
   failConnection(error: ToonDBError): void;
-  /** A hello was answered (`accepted` false: refused, and the connection closed). */
-  helloAnswered(accepted: boolean): void;
+  /** The protocol version the connection's first accepted hello set, or undefined. */
+  protocol(): number | undefined;
+  /** A hello was answered with this version (null: refused, and the connection closed). */
+  helloAnswered(protocol: number | null): void;
   /** Closes cursors in the engine (a scanNext that found its cursor ended by a close). */
   abandonCursors(cursors: number[]): void;
   /** The connection is closed and its last engine call has finished. */
@@ -332,11 +334,11 @@ export class RequestRunner {
     const req = item.req;
     let outcome: Outcome;
     try {
-      outcome = ok(await admin.answer(req, this.ctx, this.host.id, this.scope.limits));
+      outcome = ok(await admin.answer(req, this.ctx, this.host.id, this.scope.limits, this.host.protocol()));
     } catch (error) {
       outcome = fail(toToonDBError(error));
     }
     this.outbox.send([{ id: req.id, outcome, receivedAt: item.receivedAt, requestBytes: item.bytes }]);
-    if (req.op === 'hello') this.host.helloAnswered(outcome.ok);
+    if (req.op === 'hello') this.host.helloAnswered(outcome.ok ? (outcome.result as HelloResult).protocol : null);
   }
 }

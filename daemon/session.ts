@@ -46,6 +46,8 @@ export class Session {
   private readonly decoder: FrameDecoder;
   private readonly codec: MessageCodec;
   private helloSeen = false;
+  /** The protocol version the first accepted hello set; later hellos change nothing. */
+  private protocol: number | undefined;
   private closed = false;
   private handshakeTimer: NodeJS.Timeout | null;
   /** Runs the queued requests as engine calls and sends their replies (runner.ts). */
@@ -87,7 +89,8 @@ export class Session {
       id,
       isClosed: () => this.closed,
       failConnection: (error) => this.failConnection(error),
-      helloAnswered: (accepted) => this.helloAnswered(accepted),
+      protocol: () => this.protocol,
+      helloAnswered: (protocol) => this.helloAnswered(protocol),
       abandonCursors: (cursors) => this.abandon([], cursors),
       lastCallDone: () => this.releaseHandles(),
     }, ctx, this.scope, this.flow, this.outbox, log);
@@ -176,13 +179,15 @@ export class Session {
     return true;
   }
 
-  /** Ends the handshake timer; a refused hello closes the connection (PROTOCOL.md Handshake). */
-  private helloAnswered(accepted: boolean): void {
+  /** Ends the handshake timer and keeps the first accepted version; a refused hello closes the
+   * connection (PROTOCOL.md Handshake). */
+  private helloAnswered(protocol: number | null): void {
     if (this.handshakeTimer !== null) {
       clearTimeout(this.handshakeTimer);
       this.handshakeTimer = null;
     }
-    if (!accepted) this.close('handshake refused');
+    if (protocol === null) this.close('handshake refused');
+    else this.protocol ??= protocol;
   }
 
   /** Closes a connection whose client does not read its replies (flow.ts). */

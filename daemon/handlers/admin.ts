@@ -38,10 +38,11 @@ export interface DaemonContext {
 }
 
 /** The result of admin request `req` (hello, ping, stats, checkpoint, shutdown) on connection
- * `connectionId`; throws a coded error when it fails. */
-export async function answer(req: Request, ctx: DaemonContext, connectionId: number, limits: ServerLimits): Promise<unknown> {
+ * `connectionId`, whose first hello set protocol version `protocol` (undefined before it was
+ * accepted); throws a coded error when it fails. */
+export async function answer(req: Request, ctx: DaemonContext, connectionId: number, limits: ServerLimits, protocol?: number): Promise<unknown> {
   switch (req.op) {
-    case 'hello': return hello(req, ctx, connectionId, limits);
+    case 'hello': return hello(req, ctx, connectionId, limits, protocol);
     case 'ping': return ping(ctx);
     case 'stats': return stats(ctx);
     case 'checkpoint': return checkpoint(ctx);
@@ -54,13 +55,15 @@ export async function answer(req: Request, ctx: DaemonContext, connectionId: num
 }
 
 /** `limits`: the ones this connection runs under (fixed when it was accepted; a reload applies
- * to later connections), which it announces. */
-export function hello(req: HelloRequest, ctx: DaemonContext, connectionId: number, limits: ServerLimits): HelloResult {
+ * to later connections), which it announces. `established`: the version an earlier hello of
+ * the connection set, if one was accepted. */
+export function hello(req: HelloRequest, ctx: DaemonContext, connectionId: number, limits: ServerLimits, established?: number): HelloResult {
   if (req.protocol < PROTOCOL_VERSION_MIN || req.protocol > PROTOCOL_VERSION) {
     throw new ToonDBError('VERSION_MISMATCH', `daemon speaks protocol ${PROTOCOL_VERSION_MIN}..${PROTOCOL_VERSION}, client asked for ${req.protocol}`);
   }
-  // Answered in the client's version: every version up to ours is a subset of it.
-  return { protocol: req.protocol, server: ctx.version, connectionId, limits };
+  // Answered in the client's version: every version up to ours is a subset of it. A later hello
+  // changes nothing (PROTOCOL.md Handshake), so it names the version the first one set.
+  return { protocol: established ?? req.protocol, server: ctx.version, connectionId, limits };
 }
 
 export function ping(ctx: DaemonContext): PingResult {

@@ -88,6 +88,26 @@ describe('hostile clients', () => {
     expect(peer.messages.slice(1)).toMatchObject([{ id: 2, error: { code: 'VERSION_MISMATCH' } }]);
   });
 
+  // Regression: a later hello was answered in the version it asked for (protocol 1 on a
+  // version-2 connection), though PROTOCOL.md says it changes nothing.
+  it('answers a later hello with the version the first one set, and keeps the connection', async () => {
+    for (const [first, later] of [[2, 1], [1, 2]]) {
+      const peer = await RawPeer.open(daemon.socketPath);
+      peer.send(Buffer.concat([
+        peer.codec.encode({ id: 1, op: 'hello', protocol: first }),
+        peer.codec.encode({ id: 2, op: 'hello', protocol: later }),
+        peer.codec.encode({ id: 3, op: 'ping' }),
+      ]));
+      const replies = await peer.waitFor(3);
+      const byId = new Map(replies.map((reply) => [Number(reply.id), reply.result as { protocol: number; connectionId: number }]));
+      expect(byId.get(1)?.protocol).toBe(first);
+      expect(byId.get(2)?.protocol, `hello ${later} after hello ${first}`).toBe(first);
+      expect(byId.get(2)?.connectionId).toBe(byId.get(1)?.connectionId);
+      expect(byId.get(3)).toMatchObject({ version: expect.any(String) });
+      peer.close();
+    }
+  });
+
   it('requires hello first', async () => {
     const peer = await RawPeer.open(daemon.socketPath);
     peer.request({ id: 7, op: 'get', key: Buffer.from('stable') });
