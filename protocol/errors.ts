@@ -33,7 +33,7 @@ export const ERROR_CODES = {
   TXN_CONFLICT: { description: 'The transaction conflicted with a concurrent commit; nothing of it was applied.', retryable: true },
   NOT_IN_TRANSACTION: { description: 'The transaction id is unknown, already committed or aborted, or owned by another connection.', retryable: false },
   TXN_TOO_LARGE: { description: 'The transaction held more than txnBytesMax bytes of writes and reads; it has been aborted.', retryable: false },
-  TXN_WRITE_FAILED: { description: 'A write request the commit covered (its `writes` count) failed, so nothing was committed; the transaction has been aborted.', retryable: false },
+  TXN_WRITE_FAILED: { description: 'The transaction applied a number of write requests other than its commit\'s `writes` (one failed, or more or fewer were sent), so nothing was committed; the transaction has been aborted.', retryable: false },
   TXN_EXPIRED: { description: 'The transaction was idle longer than txnIdleMsMax and has been aborted.', retryable: false },
   CURSOR_NOT_FOUND: { description: 'The scan cursor is unknown, exhausted, closed, or expired.', retryable: false },
   LIMIT_EXCEEDED: { description: 'A per-connection limit (open transactions, cursors) is reached.', retryable: true },

@@ -55,15 +55,22 @@ describe('pipelined transactions', () => {
       { id: 7, op: 'begin', txn: 10 },
       { id: 8, op: 'put', txn: 10, key: Buffer.from('fail/c'), value: Buffer.from('1') },
       { id: 9, op: 'commit', txn: 10, writes: 2 }, // claims a write the daemon never received
+      { id: 10, op: 'begin', txn: 11 },
+      { id: 11, op: 'put', txn: 11, key: Buffer.from('fail/d'), value: Buffer.from('1') },
+      { id: 12, op: 'put', txn: 11, key: Buffer.from('fail/e'), value: Buffer.from('1') },
+      { id: 13, op: 'commit', txn: 11, writes: 1 }, // covers fewer writes than were applied
     ]);
     expect(replies.get(4)?.error?.code).toBe('KEY_TOO_LARGE');
     expect(replies.get(5)?.error?.code).toBe('VALUE_TOO_LARGE');
     expect(replies.get(6)?.error?.code).toBe('TXN_WRITE_FAILED');
     // Named by the id the client chose, not the engine's handle for it.
-    expect(replies.get(6)?.error?.message).toMatch(/^transaction 9: its commit was sent as covering 3 write requests, but 1 of them were applied/);
+    expect(replies.get(6)?.error?.message).toMatch(/^transaction 9: its commit was sent as covering 3 write requests, but only 1 of them was applied \(the others failed or were not sent\)/);
     expect(replies.get(9)?.error?.code).toBe('TXN_WRITE_FAILED');
-    expect(replies.get(9)?.error?.message).toMatch(/^transaction 10: /);
-    expect(await client().getBatch(['fail/a', 'fail/b', 'fail/c'])).toEqual([null, null, null]);
+    expect(replies.get(9)?.error?.message).toMatch(/^transaction 10: .* but only 1 of them was applied/);
+    // Regression: this said "but 2 of them were applied (the others failed)".
+    expect(replies.get(13)?.error?.code).toBe('TXN_WRITE_FAILED');
+    expect(replies.get(13)?.error?.message).toMatch(/^transaction 11: its commit was sent as covering 1 write request, but the transaction applied 2 write requests; it was aborted/);
+    expect(await client().getBatch(['fail/a', 'fail/b', 'fail/c', 'fail/d', 'fail/e'])).toEqual([null, null, null, null, null]);
     await expect.poll(async () => (await client().stats()).transactions.active).toBe(0);
   });
 

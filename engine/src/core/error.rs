@@ -43,7 +43,8 @@ pub enum EngineError {
     TxnConflict,
     NotInTransaction(u64),
     TxnTooLarge { bytes: u64, max: u64 },
-    /// A commit that named how many write requests it covers found fewer applied.
+    /// A commit that named how many write requests it covers found a different number applied:
+    /// fewer (one failed, or fewer were sent) or more (more were sent than it names).
     TxnWriteFailed { txn: u64, expected: u64, applied: u64 },
     CursorNotFound(u64),
     ShuttingDown,
@@ -112,11 +113,24 @@ impl fmt::Display for EngineError {
             Self::TxnTooLarge { bytes, max } => {
                 write!(f, "transaction holds {bytes} bytes of writes and reads, over the limit of {max}; it was aborted")
             }
-            Self::TxnWriteFailed { expected, applied, .. } => write!(
-                f,
-                "its commit was sent as covering {expected} write requests, but {applied} of them were applied \
-                 (the others failed); it was aborted and nothing was committed"
-            ),
+            Self::TxnWriteFailed { expected, applied, .. } => {
+                let requests = |n: &u64| if *n == 1 { "1 write request".to_string() } else { format!("{n} write requests") };
+                let (expected_requests, applied_requests) = (requests(expected), requests(applied));
+                if applied < expected {
+                    let were = if *applied == 1 { "was" } else { "were" };
+                    write!(
+                        f,
+                        "its commit was sent as covering {expected_requests}, but only {applied} of them {were} applied \
+                         (the others failed or were not sent); it was aborted and nothing was committed"
+                    )
+                } else {
+                    write!(
+                        f,
+                        "its commit was sent as covering {expected_requests}, but the transaction applied \
+                         {applied_requests}; it was aborted and nothing was committed"
+                    )
+                }
+            }
             Self::CursorNotFound(c) => write!(f, "cursor {c} is unknown, exhausted or closed"),
             Self::ShuttingDown => write!(f, "the engine is closed"),
             Self::DiskFull(m) => write!(f, "disk full: {m}"),

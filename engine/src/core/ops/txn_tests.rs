@@ -85,7 +85,7 @@ fn a_commit_that_counts_its_writes_commits_only_if_all_were_applied() {
     ]).unwrap();
     assert_eq!(out[2].error.as_ref().map(EngineError::code), Some("KEY_TOO_LARGE"));
     assert_eq!(out[4].error.as_ref().map(EngineError::code), Some("TXN_WRITE_FAILED"));
-    assert!(out[4].error.as_ref().unwrap().to_string().contains("3 write requests, but 2"));
+    assert!(out[4].error.as_ref().unwrap().to_string().contains("3 write requests, but only 2 of them were applied"));
     assert_eq!(engine.execute(vec![get(b"a"), get(b"b")]).unwrap().iter().map(|o| o.value.clone()).collect::<Vec<_>>(), vec![Some(None), Some(None)]);
     assert_eq!(engine.store().unwrap().txns.count(), 0, "the transaction is gone");
 
@@ -100,6 +100,12 @@ fn a_commit_that_counts_its_writes_commits_only_if_all_were_applied() {
     assert_eq!(engine.execute(vec![get(b"e")]).unwrap()[0].value, Some(Some(b"3".to_vec())));
     let out = engine.execute(vec![begin(4), commit(4, Some(-1.0))]).unwrap();
     assert_eq!(out[1].error.as_ref().map(EngineError::code), Some("INVALID_ARGUMENT"));
+    // More writes applied than the commit names fails too, and the message says so (it said
+    // "but 2 of them were applied (the others failed)" for a commit naming 1).
+    let out = engine.execute(vec![begin(5), in_txn(put(b"f", b"5"), 5), in_txn(put(b"g", b"5"), 5), commit(5, Some(1.0))]).unwrap();
+    assert_eq!(out[3].error.as_ref().map(EngineError::code), Some("TXN_WRITE_FAILED"));
+    assert!(out[3].error.as_ref().unwrap().to_string().contains("covering 1 write request, but the transaction applied 2 write requests;"));
+    assert_eq!(engine.execute(vec![get(b"f")]).unwrap()[0].value, Some(None));
 }
 
 /// Cursors read through their transaction, so they close when it ends: before, a commit or an
