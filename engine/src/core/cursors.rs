@@ -54,47 +54,78 @@ pub struct Batch {
     pub done: bool,
 }
 
+/// The open cursors: idle ones by handle, and how many a read has taken out.
+#[derive(Default)]
+struct OpenCursors {
+    idle: HashMap<u64, Cursor>,
+    /// Cursors taken out by a read (`check_out`) that has neither put them back nor ended them
+    /// yet: still open, so still counted (stats showed one fewer per scanNext or read-ahead in
+    /// progress).
+    reading: usize,
+}
+
 #[derive(Default)]
 pub struct CursorRegistry {
     next: AtomicU64,
-    open: Mutex<HashMap<u64, Cursor>>,
+    open: Mutex<OpenCursors>,
 }
 
 impl CursorRegistry {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Cursor>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, OpenCursors> {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn insert(&self, cursor: Cursor) -> u64 {
         let id = self.next.fetch_add(1, Ordering::SeqCst) + 1;
-        self.lock().insert(id, cursor);
+        self.lock().idle.insert(id, cursor);
         id
     }
 
-    /// Takes the cursor out while a batch is read; `put_back` returns it if not done.
+    /// Removes cursor `id` for good (scanClose), or fails if it is not open and idle.
     pub fn take(&self, id: u64) -> EngineResult<Cursor> {
-        self.lock().remove(&id).ok_or(EngineError::CursorNotFound(id))
+        self.lock().idle.remove(&id).ok_or(EngineError::CursorNotFound(id))
+    }
+
+    /// Takes the cursor out while a batch is read; the read then either returns it
+    /// (`put_back`) or ends it (`end_read`: done or failed). It counts as open meanwhile.
+    pub fn check_out(&self, id: u64) -> EngineResult<Cursor> {
+        let mut open = self.lock();
+        let cursor = open.idle.remove(&id).ok_or(EngineError::CursorNotFound(id))?;
+        open.reading += 1;
+        Ok(cursor)
     }
 
     pub fn put_back(&self, id: u64, cursor: Cursor) {
-        self.lock().insert(id, cursor);
+        let mut open = self.lock();
+        open.idle.insert(id, cursor);
+        open.reading = open.reading.saturating_sub(1);
     }
 
+    /// A checked-out cursor read its last batch, or its read failed: it is closed.
+    pub fn end_read(&self) {
+        let mut open = self.lock();
+        open.reading = open.reading.saturating_sub(1);
+    }
+
+    /// Open cursors, idle or being read.
     pub fn count(&self) -> usize {
-        self.lock().len()
+        let open = self.lock();
+        open.idle.len() + open.reading
     }
 
     /// Closes cursor `id` if it is open (idle: not taken out by a read).
     pub fn close(&self, id: u64) {
-        self.lock().remove(&id);
+        self.lock().idle.remove(&id);
     }
 
     pub fn is_open(&self, id: u64) -> bool {
-        self.lock().contains_key(&id)
+        self.lock().idle.contains_key(&id)
     }
 
     pub fn clear(&self) {
-        self.lock().clear();
+        let mut open = self.lock();
+        open.idle.clear();
+        open.reading = 0;
     }
 }
 

@@ -429,17 +429,19 @@ fn apply_batch_sizes(cursor: &mut Cursor, items: Option<f64>, bytes: Option<f64>
 
 fn scan_next(store: &Store, op: Op) -> EngineResult<OpOutput> {
     let id = need_handle(op.cursor, "cursor")?;
-    let mut cursor = store.cursors.take(id)?;
-    apply_batch_sizes(&mut cursor, op.batch_items, op.batch_bytes)?;
-    let batch = match cursors::read_batch(store, &mut cursor) {
+    let mut cursor = store.cursors.check_out(id)?;
+    let read = apply_batch_sizes(&mut cursor, op.batch_items, op.batch_bytes).and_then(|()| cursors::read_batch(store, &mut cursor));
+    match &read {
+        Ok(batch) if !batch.done => store.cursors.put_back(id, cursor),
+        // Done, or failed: the cursor ends with this read.
+        _ => store.cursors.end_read(),
+    }
+    let batch = match read {
         Ok(batch) => batch,
         // The cursor's transaction finished: the cursor is gone with it.
         Err(EngineError::NotInTransaction(_)) => return Err(EngineError::CursorNotFound(id)),
         Err(e) => return Err(e),
     };
-    if !batch.done {
-        store.cursors.put_back(id, cursor);
-    }
     Ok(batch_output(store, batch, Some(id)))
 }
 

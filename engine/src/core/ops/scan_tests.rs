@@ -33,3 +33,28 @@ fn a_scan_with_expiry_gives_triples_with_each_entrys_expiry_and_skips_the_expire
     assert_eq!(pairs.decode_pairs(), vec![(b"s/expiring".to_vec(), b"e".to_vec()), (b"s/plain".to_vec(), b"p".to_vec())]);
     assert_eq!(pairs.bytes[0], 0x92);
 }
+
+/// A cursor a read has taken out is still open: stats counted it as closed while its scanNext
+/// (or the daemon's read-ahead of it) ran, so `cursors.open` lagged under scan load.
+#[test]
+fn a_cursor_being_read_still_counts_as_open_until_its_read_ends_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    engine.execute(vec![put(b"s/1", b"1"), put(b"s/2", b"2"), put(b"s/3", b"3")]).unwrap();
+    let store = engine.store().unwrap();
+    let scan = Op { kind: kind::SCAN_OPEN, key: Some(b"s/".to_vec()), batch_items: Some(1.0), ..Default::default() };
+    let id = engine.execute(vec![scan]).unwrap()[0].cursor.unwrap();
+    assert_eq!(store.cursors.count(), 1);
+    let cursor = store.cursors.check_out(id).unwrap();
+    assert_eq!(store.cursors.count(), 1, "a cursor being read is open");
+    assert!(store.cursors.take(id).is_err(), "but not idle: a close does not reach it");
+    store.cursors.put_back(id, cursor);
+    assert_eq!(store.cursors.count(), 1);
+    let next = Op { kind: kind::SCAN_NEXT, cursor: Some(id), ..Default::default() };
+    assert_eq!(engine.execute(vec![next.clone()]).unwrap()[0].done, Some(false));
+    assert_eq!(store.cursors.count(), 1);
+    assert_eq!(engine.execute(vec![next.clone()]).unwrap()[0].done, Some(true));
+    assert_eq!(store.cursors.count(), 0, "the read that finished it ended it");
+    assert_eq!(engine.execute(vec![next]).unwrap()[0].error.as_ref().map(EngineError::code), Some("CURSOR_NOT_FOUND"));
+    assert_eq!(store.cursors.count(), 0);
+}
