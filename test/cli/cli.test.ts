@@ -80,13 +80,23 @@ describe('toondb CLI', () => {
     expect((await toondb(['get', 'AP8=', '--base64', '--socket', daemon().socketPath])).stdout).not.toContain('\u0000');
   });
 
+  // The expiry is read back through an in-process client, and the short TTL's end is polled
+  // for: no TTL has to outlast a CLI process start.
   it('stores a key with --ttl that expires', async () => {
-    // Each CLI run is a Node process start (~0.3 s, more on a loaded CI machine): the TTL must
-    // outlast the second one.
-    await toondb(['put', 'ttl-cli', 'x', '--ttl', '2', '--socket', daemon().socketPath]);
-    expect((await toondb(['get', 'ttl-cli', '--socket', daemon().socketPath])).exitCode).toBe(0);
-    await new Promise((resolve) => setTimeout(resolve, 2_100));
-    expect((await toondb(['get', 'ttl-cli', '--socket', daemon().socketPath])).exitCode).toBe(1);
+    const client = await IpcClient.connect(daemon().socketPath);
+    try {
+      const before = Date.now();
+      expect((await toondb(['put', 'ttl-cli/long', 'x', '--ttl', '3600', '--socket', daemon().socketPath])).exitCode).toBe(0);
+      const after = Date.now();
+      const [[, , expiresAtMs]] = await client.scan('ttl-cli/long', { withExpiry: true }).toArray();
+      expect(expiresAtMs).toBeGreaterThanOrEqual(before + 3_600_000);
+      expect(expiresAtMs).toBeLessThanOrEqual(after + 3_600_000);
+      expect((await toondb(['put', 'ttl-cli/short', 'x', '--ttl', '0.2', '--socket', daemon().socketPath])).exitCode).toBe(0);
+      await expect.poll(() => client.get('ttl-cli/short'), { timeout: 10_000 }).toBeNull();
+      expect((await toondb(['get', 'ttl-cli/short', '--socket', daemon().socketPath])).exitCode).toBe(1);
+    } finally {
+      await client.close();
+    }
   });
 
   it('checkpoints', async () => {
@@ -96,10 +106,14 @@ describe('toondb CLI', () => {
   });
 
   it('redraws stats with --watch until stopped', async () => {
-    const proc = execa('node', [TOONDB_BIN, 'stats', '--json', '--watch', '0.2', '--socket', daemon().socketPath], { reject: false });
-    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    const proc = execa('node', [TOONDB_BIN, 'stats', '--json', '--watch', '0.2', '--socket', daemon().socketPath], { reject: false, buffer: false });
+    let stdout = '';
+    proc.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    const complete = () => stdout.split('\n').slice(0, -1).filter(Boolean);
+    await expect.poll(() => complete().length, { timeout: 30_000 }).toBeGreaterThanOrEqual(2);
     proc.kill('SIGINT');
-    const lines = String((await proc).stdout).split('\n').filter(Boolean);
+    await proc;
+    const lines = complete();
     expect(lines.length).toBeGreaterThanOrEqual(2);
     expect(JSON.parse(lines[1]).uptimeMs).toBeGreaterThan(JSON.parse(lines[0]).uptimeMs);
   });
