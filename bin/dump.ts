@@ -21,18 +21,18 @@
  *
  * Consistency: the dump is one scan cursor, which reads one snapshot: concurrent writes never
  * produce a mix of versions.
- * A dump is written to a temporary file, fsynced and renamed over FILE only when complete, so
- * a failed dump never destroys an earlier one. Memory: both directions stream one batch at a
- * time.
+ * Where the bytes go (stdout for `-`, a device or FIFO streamed into, a symlink's target, a
+ * temporary file renamed over FILE only when complete) is dump-target.ts's; `load -` reads
+ * stdin. Memory: both directions stream one batch at a time.
  */
 
 import { createReadStream } from 'node:fs';
-import { open, rename, rm } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
 import type { IpcClient } from '../ipc-client/index.js';
 import { MessageCodec } from '../protocol/codec.js';
 import { toToonDBError, ToonDBError } from '../protocol/errors.js';
 import { FrameDecoder } from '../protocol/frame.js';
+import { openDumpTarget, STDIO_NAME, writeError, type DumpTarget } from './dump-target.js';
 
 export const DUMP_FORMAT = 'toondb-dump';
 export const DUMP_VERSION = 3;
@@ -64,23 +64,22 @@ function entriesCrc(entries: readonly DumpEntry[]): number {
   return crc;
 }
 
-/** Dumps every key and value to `file` (see the header); returns how many entries. */
-export async function dump(client: IpcClient, file: string, progress: Progress): Promise<number> {
-  const temporary = `${file}.tmp-${process.pid}`;
-  const out = await open(temporary, 'w', 0o600).catch((error: NodeJS.ErrnoException) => {
-    throw new ToonDBError('INVALID_ARGUMENT', `cannot write ${file}: ${error.code ?? error.message}`);
-  });
+/** What a dump wrote: how many entries, and where (dump-target.ts). */
+export interface Dumped {
+  count: number;
+  target: Pick<DumpTarget, 'name' | 'streamed'>;
+}
+
+/** Dumps every key and value to `file` (see the header; `-` is stdout). */
+export async function dump(client: IpcClient, file: string, progress: Progress): Promise<Dumped> {
+  const target = await openDumpTarget(file);
   try {
-    const count = await dumpTo(client, (bytes) => out.writeFile(bytes), progress);
-    await out.sync();
-    await out.close();
-    await rename(temporary, file);
-    return count;
+    const count = await dumpTo(client, (bytes) => target.write(bytes), progress);
+    await target.finish();
+    return { count, target };
   } catch (error) {
-    await out.close().catch(() => undefined);
-    await rm(temporary, { force: true });
-    const code = (error as NodeJS.ErrnoException).code;
-    throw typeof code === 'string' && !(error instanceof ToonDBError) ? new ToonDBError('INVALID_ARGUMENT', `cannot write ${file}: ${code}`) : error;
+    await target.abandon();
+    throw writeError(target.name, error);
   }
 }
 
@@ -131,24 +130,30 @@ export interface Loaded {
 /** Writes every entry of dump `file` into the daemon (see the header). */
 export async function load(client: IpcClient, file: string, progress: Progress): Promise<Loaded> {
   const loaded: Loaded = { count: 0, written: 0, expired: 0, bytes: 0 };
+  const name = loadSourceName(file);
   try {
-    await loadFrom(client, file, loaded, progress);
+    await loadFrom(client, file, name, loaded, progress);
   } catch (error) {
     const coded = toToonDBError(error);
     const where = loaded.written > 0 ? ` (${loaded.written} entries were written before it)` : ' (nothing was written)';
-    const message = coded.message.includes(file) ? coded.message : `${file}: ${coded.message}`;
+    const message = coded.message.includes(name) ? coded.message : `${name}: ${coded.message}`;
     throw new ToonDBError(coded.code, message + where, { cause: error });
   }
   progress(loaded.count, loaded.bytes, true);
   return loaded;
 }
 
-async function loadFrom(client: IpcClient, file: string, loaded: Loaded, progress: Progress): Promise<void> {
+/** What messages call a load's source: the FILE argument, or `stdin` for `-`. */
+export function loadSourceName(file: string): string {
+  return file === STDIO_NAME ? 'stdin' : file;
+}
+
+async function loadFrom(client: IpcClient, source: string, file: string, loaded: Loaded, progress: Progress): Promise<void> {
   const codec = new MessageCodec();
   const decoder = new FrameDecoder();
   let version = 0;
   let trailer: number | null = null;
-  for await (const chunk of readFile(file)) {
+  for await (const chunk of readFile(source, file)) {
     for (const body of decoder.push(chunk)) {
       const message = codec.decode(body);
       if (version === 0) {
@@ -175,10 +180,11 @@ async function loadFrom(client: IpcClient, file: string, loaded: Loaded, progres
   if (trailer !== loaded.count) throw corrupt(file, `trailer says ${trailer} entries, read ${loaded.count}`);
 }
 
-/** The file's chunks; a file that cannot be read is a coded error naming it. */
-async function* readFile(file: string): AsyncGenerator<Buffer> {
+/** The chunks of `source` (stdin for `-`); one that cannot be read is a coded error naming it
+ * as `file`. */
+async function* readFile(source: string, file: string): AsyncGenerator<Buffer> {
   try {
-    for await (const chunk of createReadStream(file)) yield chunk as Buffer;
+    for await (const chunk of source === STDIO_NAME ? process.stdin : createReadStream(source)) yield chunk as Buffer;
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === undefined) throw error;

@@ -8,6 +8,7 @@
  *   toondb scan PREFIX [--limit N] [--reverse] [--json]
  *   toondb checkpoint
  *   toondb dump FILE | load FILE        consistent snapshot of all keys to a file, and back
+ *                                       (`-`: stdout / stdin)
  *   toondb --version                    this package's version (`ping` shows the daemon's)
  *
  * Every command takes --socket (default $TOONDB_SOCKET, then /tmp/toondb.sock). Values print
@@ -22,7 +23,8 @@ import { IpcClient } from '../ipc-client/index.js';
 import { CLIENT_VERSION } from '../ipc-client/version.js';
 import { toToonDBError } from '../protocol/errors.js';
 import type { StatsResult } from '../protocol/messages.js';
-import { dump, load, progressReporter } from './dump.js';
+import { dump, load, loadSourceName, progressReporter } from './dump.js';
+import { STDIO_NAME } from './dump-target.js';
 import { renderStats } from './format.js';
 
 const EXIT_FAILURE = 1;
@@ -62,11 +64,15 @@ function out(line: string): void {
   process.stdout.write(line + '\n');
 }
 
+/** True while stdout carries a dump (`dump -`): a reader that goes away then leaves it incomplete. */
+let stdoutCarriesDump = false;
+
 // A reader that went away (`toondb scan | head -1`) is the end of the output, not a failure:
-// exit quietly instead of with an unhandled EPIPE stack.
+// exit quietly instead of with an unhandled EPIPE stack. Not for `dump -`: there the failed
+// write reports the incomplete dump.
 process.stdout.on('error', (error: NodeJS.ErrnoException) => {
-  if (error.code === 'EPIPE') process.exit(0);
-  throw error;
+  if (error.code !== 'EPIPE') throw error;
+  if (!stdoutCarriesDump) process.exit(0);
 });
 
 const program = new Command('toondb')
@@ -213,18 +219,22 @@ command('checkpoint', 'flush everything to the engine files and bound recovery w
   }));
 
 
-command('dump', 'write a consistent snapshot of every key and value to FILE').argument('<file>')
-  .action((file: string, flags: Common) =>
-    withClient(flags, async (client) => {
-      const count = await dump(client, file, progressReporter('dumped'));
-      out(`dumped ${count} keys to ${file}`);
-    }));
+command('dump', 'write a consistent snapshot of every key and value to FILE (- for stdout)').argument('<file>')
+  .action((file: string, flags: Common) => {
+    if (file === STDIO_NAME && process.stdout.isTTY) usage('not writing a binary dump to a terminal: redirect stdout, or name a file');
+    stdoutCarriesDump = file === STDIO_NAME;
+    return withClient(flags, async (client) => {
+      const { count, target } = await dump(client, file, progressReporter('dumped'));
+      // Streamed to stdout, a device or a FIFO: the summary must not join the data.
+      (target.streamed ? process.stderr : process.stdout).write(`dumped ${count} keys to ${target.name}\n`);
+    });
+  });
 
-command('load', 'write every key and value from a dump FILE into the daemon').argument('<file>')
+command('load', 'write every key and value from a dump FILE (- for stdin) into the daemon').argument('<file>')
   .action((file: string, flags: Common) =>
     withClient(flags, async (client) => {
       const { count, expired } = await load(client, file, progressReporter('loaded'));
-      out(`loaded ${count - expired} keys from ${file}${expired > 0 ? ` (${expired} more had expired since the dump)` : ''}`);
+      out(`loaded ${count - expired} keys from ${loadSourceName(file)}${expired > 0 ? ` (${expired} more had expired since the dump)` : ''}`);
     }));
 
 try {

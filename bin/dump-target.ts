@@ -1,0 +1,162 @@
+/**
+ * Where `toondb dump FILE` writes, decided from what FILE is before a byte is written:
+ *
+ *   `-`                  stdout, streamed (the CLI refuses a terminal there: a dump is binary)
+ *   not a regular file   an existing character or block device (/dev/null, a terminal) or FIFO is
+ *                        opened and streamed into; nothing is created, renamed or removed. A
+ *                        socket cannot be opened (ENXIO) and is refused, pointing to `-`
+ *   a symlink            followed: the file it names is written (or, if it names nothing yet,
+ *                        created), never the link replaced
+ *   a regular file,      written to a temporary file beside it (beside the symlink's target),
+ *   or no file yet       fsynced, and renamed over it only once complete, so a failed or
+ *                        interrupted dump never destroys an earlier one
+ *   a directory          refused
+ *
+ * Invariants: the temporary file is created exclusively (O_EXCL: never through a link planted
+ * under its name); it is removed when the dump fails, and when SIGINT, SIGTERM or SIGHUP
+ * interrupts it, after which the process dies of that signal as it would have without the
+ * handler. A streamed target is opened without O_CREAT, so a device or FIFO that vanished
+ * meanwhile is an error, not a new regular file.
+ */
+
+import { constants, rmSync } from 'node:fs';
+import { lstat, open, readlink, realpath, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { ToonDBError } from '../protocol/errors.js';
+
+/** The FILE argument that means stdout (`dump`) or stdin (`load`). */
+export const STDIO_NAME = '-';
+/** Dangling symlinks followed in a row before giving up (Linux's MAXSYMLINKS). */
+const SYMLINK_HOPS_MAX = 40;
+/** Signals that interrupt a dump: each removes the temporary file first. */
+const CLEANUP_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+/** Mode of a dump file this CLI creates: it holds every value, so owner-only. */
+const DUMP_FILE_MODE = 0o600;
+
+export interface DumpTarget {
+  /** What the messages call it: the FILE argument, or `stdout`. */
+  readonly name: string;
+  /** True when the bytes go straight to a stream (stdout, a device, a FIFO): a summary line
+   * then belongs on stderr, where it cannot join the data. */
+  readonly streamed: boolean;
+  write(bytes: Buffer): Promise<void>;
+  /** Makes a complete dump durable and visible under its name. */
+  finish(): Promise<void>;
+  /** Undoes a dump that failed: removes the temporary file, if any. Never throws. */
+  abandon(): Promise<void>;
+}
+
+function cannotWrite(file: string, why: string): ToonDBError {
+  return new ToonDBError('INVALID_ARGUMENT', `cannot write ${file}: ${why}`);
+}
+
+/** A file-system error as the coded error the CLI prints; anything else unchanged. */
+export function writeError(file: string, error: unknown): unknown {
+  const code = (error as NodeJS.ErrnoException).code;
+  return typeof code === 'string' && !(error instanceof ToonDBError) ? cannotWrite(file, code) : error;
+}
+
+type Plan = { kind: 'replace'; path: string } | { kind: 'stream'; path: string };
+
+/** What to do with `file` (see the header), following dangling symlinks `hops` deep so far. */
+async function plan(file: string, hops = 0): Promise<Plan> {
+  let link: Stats;
+  try {
+    link = await lstat(file);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'replace', path: file };
+    throw error;
+  }
+  if (!link.isSymbolicLink()) return byType(link, file, file);
+  let target: Stats;
+  try {
+    target = await stat(file);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    // Dangling: the dump creates the file the link names, as a shell's `>` would.
+    if (hops >= SYMLINK_HOPS_MAX) throw cannotWrite(file, 'ELOOP');
+    return plan(resolve(await realpath(dirname(file)), await readlink(file)), hops + 1);
+  }
+  // A regular file is replaced where it really is; anything else is opened through the link
+  // (a /proc/self/fd link to a pipe has no path realpath could give).
+  return byType(target, target.isFile() ? await realpath(file) : file, file);
+}
+
+function byType(stats: Stats, path: string, file: string): Plan {
+  if (stats.isFile()) return { kind: 'replace', path };
+  if (stats.isDirectory()) throw cannotWrite(file, 'it is a directory');
+  // open(2) cannot write to a socket (ENXIO), e.g. /dev/stdout when stdout is a socketpair.
+  if (stats.isSocket()) throw cannotWrite(file, `it is a socket (for stdout, dump to ${STDIO_NAME})`);
+  return { kind: 'stream', path };
+}
+
+/** Opens the target for `file` (see the header). */
+export async function openDumpTarget(file: string): Promise<DumpTarget> {
+  if (file === STDIO_NAME) return stdoutTarget();
+  let chosen: Plan;
+  try {
+    chosen = await plan(file);
+  } catch (error) {
+    throw writeError(file, error);
+  }
+  if (chosen.kind === 'stream') {
+    const handle = await open(chosen.path, constants.O_WRONLY).catch((error: unknown) => { throw writeError(file, error); });
+    return {
+      name: file,
+      streamed: true,
+      write: (bytes) => handle.writeFile(bytes),
+      finish: () => handle.close(),
+      abandon: () => handle.close().catch(() => undefined),
+    };
+  }
+  return replacingTarget(file, chosen.path);
+}
+
+/** Stdout; the caller refuses a terminal there (a dump is binary). */
+function stdoutTarget(): DumpTarget {
+  return {
+    name: 'stdout',
+    streamed: true,
+    write: (bytes) => new Promise<void>((done, fail) => process.stdout.write(bytes, (error) => (error ? fail(error) : done()))),
+    finish: async () => undefined,
+    abandon: async () => undefined,
+  };
+}
+
+async function replacingTarget(file: string, path: string): Promise<DumpTarget> {
+  const temporary = `${path}.tmp-${process.pid}`;
+  // In before the file exists: a signal right after its creation must still remove it.
+  const onSignal = (signal: NodeJS.Signals) => {
+    rmSync(temporary, { force: true });
+    unwatch();
+    process.kill(process.pid, signal); // no handler left: the default action, death by signal
+  };
+  const unwatch = () => {
+    for (const signal of CLEANUP_SIGNALS) process.removeListener(signal, onSignal);
+  };
+  for (const signal of CLEANUP_SIGNALS) process.on(signal, onSignal);
+  let handle: FileHandle;
+  try {
+    handle = await open(temporary, 'wx', DUMP_FILE_MODE);
+  } catch (error) {
+    unwatch();
+    throw writeError(file, error);
+  }
+  return {
+    name: file,
+    streamed: false,
+    write: (bytes) => handle.writeFile(bytes),
+    finish: async () => {
+      await handle.sync();
+      await handle.close();
+      await rename(temporary, path);
+      unwatch();
+    },
+    abandon: async () => {
+      await handle.close().catch(() => undefined);
+      await rm(temporary, { force: true });
+      unwatch();
+    },
+  };
+}

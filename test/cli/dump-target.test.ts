@@ -1,0 +1,159 @@
+// Where `toondb dump FILE` writes, by what FILE is: `-` is stdout, a FIFO or device is streamed
+// into (never replaced), a symlink is followed to the file it names, and an interrupted dump
+// leaves no temporary file. Real daemon, real CLI processes; the dump bytes are decoded here.
+import { lstatSync, readdirSync, readFileSync, symlinkSync, writeFileSync, existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { describe, expect, it } from 'vitest';
+import { IpcClient } from '../../ipc-client/index.js';
+import { MessageCodec } from '../../protocol/codec.js';
+import { FrameDecoder } from '../../protocol/frame.js';
+import { startDaemon, suiteDaemon } from '../helpers/daemon.js';
+import { makeTempDir } from '../helpers/temp-dir.js';
+import { TOONDB_BIN } from '../helpers/paths.js';
+
+const toondb = (args: string[], options: { cwd?: string; input?: Buffer } = {}) =>
+  execa('node', [TOONDB_BIN, ...args], { reject: false, encoding: 'buffer', stdin: options.input === undefined ? 'ignore' : 'pipe', ...options });
+
+const text = (bytes: Uint8Array): string => Buffer.from(bytes).toString();
+
+/** The frames of a dump: header, batches, trailer. */
+function frames(bytes: Uint8Array): Record<string, unknown>[] {
+  const codec = new MessageCodec();
+  return new FrameDecoder().push(Buffer.from(bytes)).map((body) => codec.decode(body));
+}
+
+/** Checks `bytes` are a whole dump of `count` keys. */
+function expectWholeDump(bytes: Uint8Array, count: number): void {
+  const all = frames(bytes);
+  expect(all[0]).toMatchObject({ format: 'toondb-dump', version: 3 });
+  expect(all.at(-1)).toEqual({ end: true, count });
+}
+
+const KEYS = 3;
+/** Dumps a large enough database that a poll for the temporary file sees it mid-dump. */
+const BIG_BATCHES = 20;
+const BIG_BATCH_ITEMS = 1_000;
+const BIG_VALUE_BYTES = 500;
+/** Dumps started until one is interrupted before it completed. */
+const INTERRUPT_ATTEMPTS = 5;
+
+describe('toondb dump targets', () => {
+  const daemon = suiteDaemon();
+  const socket = () => ['--socket', daemon().socketPath];
+  const fill = async () => {
+    const client = await IpcClient.connect(daemon().socketPath);
+    await client.putBatch(Array.from({ length: KEYS }, (_, i) => [`k${i}`, `v${i}`] as [string, string]));
+    await client.close();
+  };
+
+  it('writes `-` to stdout, creating no file, and `load -` reads stdin', async () => {
+    await fill();
+    const cwd = makeTempDir();
+    const dumped = await toondb(['dump', '-', ...socket()], { cwd });
+    expect(dumped.exitCode, text(dumped.stderr)).toBe(0);
+    expectWholeDump(dumped.stdout, KEYS);
+    expect(readdirSync(cwd)).toEqual([]);
+    expect(text(dumped.stderr)).toBe(`dumped ${KEYS} keys to stdout`);
+    const fresh = await startDaemon();
+    try {
+      const loaded = await toondb(['load', '-', '--socket', fresh.socketPath], { cwd, input: Buffer.from(dumped.stdout) });
+      expect(text(loaded.stdout)).toBe(`loaded ${KEYS} keys from stdin`);
+      const client = await IpcClient.connect(fresh.socketPath);
+      expect((await client.get('k2'))?.toString()).toBe('v2');
+      await client.close();
+    } finally {
+      await fresh.dispose();
+    }
+  });
+
+  it('refuses to write `-` to a terminal', async () => {
+    const script = await execa('script', ['-qec', `node ${TOONDB_BIN} dump - --socket ${daemon().socketPath}`, '/dev/null'], { reject: false, stdin: 'ignore', cwd: makeTempDir() });
+    expect(script.exitCode).toBe(2);
+    expect(script.stdout).toMatch(/toondb: not writing a binary dump to a terminal/);
+  });
+
+  it('follows a symlink to the file it names, and a dangling one to the file it would name', async () => {
+    await fill();
+    const [real, links] = [makeTempDir(), makeTempDir()];
+    writeFileSync(join(real, 'old.dump'), 'an earlier dump');
+    symlinkSync(join(real, 'old.dump'), join(links, 'current'));
+    symlinkSync(join('..', real.split('/').at(-1)!, 'new.dump'), join(links, 'dangling')); // relative to the link's dir
+    for (const [link, target] of [['current', 'old.dump'], ['dangling', 'new.dump']]) {
+      const dumped = await toondb(['dump', join(links, link), ...socket()]);
+      expect(dumped.exitCode, text(dumped.stderr)).toBe(0);
+      expect(lstatSync(join(links, link)).isSymbolicLink()).toBe(true);
+      expectWholeDump(readFileSync(join(real, target)), KEYS);
+    }
+    expect(readdirSync(links).sort()).toEqual(['current', 'dangling']);
+    expect(readdirSync(real).sort()).toEqual(['new.dump', 'old.dump']);
+  });
+
+  it('streams into a FIFO and a link to its own stdout instead of replacing them', async () => {
+    await fill();
+    const dir = makeTempDir();
+    const fifo = join(dir, 'fifo');
+    await execa('mkfifo', [fifo]);
+    const reader = execa('cat', [fifo], { encoding: 'buffer', reject: false, stdin: 'ignore' });
+    const dumped = await toondb(['dump', fifo, ...socket()]);
+    // Before the reader is awaited: a FIFO replaced by a file leaves `cat` waiting for a writer.
+    const isFifo = lstatSync(fifo).isFIFO();
+    reader.kill('SIGKILL');
+    expect(isFifo).toBe(true);
+    expect(dumped.exitCode, text(dumped.stderr)).toBe(0);
+    expectWholeDump((await reader).stdout, KEYS);
+    expect(text(dumped.stderr)).toBe(`dumped ${KEYS} keys to ${fifo}`); // the summary never joins the data
+    // /dev/stdout is such a link: to the process's own fd 1, a pipe realpath cannot name. A shell
+    // pipe here: execa's stdout is a socketpair, which no open(2) can write (refused, below).
+    const link = join(dir, 'stdout');
+    symlinkSync('/proc/self/fd/1', link);
+    const piped = await execa('bash', ['-o', 'pipefail', '-c', 'node "$0" dump "$1" --socket "$2" | cat', TOONDB_BIN, link, daemon().socketPath],
+      { reject: false, encoding: 'buffer', stdin: 'ignore' });
+    expect(piped.exitCode, text(piped.stderr)).toBe(0);
+    expectWholeDump(piped.stdout, KEYS);
+    const socketpair = await toondb(['dump', link, ...socket()]);
+    expect(text(socketpair.stderr)).toBe(`toondb: INVALID_ARGUMENT: cannot write ${link}: it is a socket (for stdout, dump to -)`);
+    expect(lstatSync(link).isSymbolicLink()).toBe(true);
+    expect(readdirSync(dir).sort()).toEqual(['fifo', 'stdout']);
+  });
+
+  it('refuses a directory, writing nothing', async () => {
+    const parent = makeTempDir();
+    const dir = join(parent, 'd');
+    mkdirSync(dir);
+    const refused = await toondb(['dump', dir, ...socket()]);
+    expect(refused.exitCode).toBe(1);
+    expect(text(refused.stderr).trim()).toBe(`toondb: INVALID_ARGUMENT: cannot write ${dir}: it is a directory`);
+    expect(readdirSync(parent)).toEqual(['d']);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('removes its temporary file when interrupted, and dies of the signal', async () => {
+    const big = await startDaemon();
+    try {
+      const client = await IpcClient.connect(big.socketPath);
+      for (let b = 0; b < BIG_BATCHES; b++) {
+        await client.putBatch(Array.from({ length: BIG_BATCH_ITEMS }, (_, i) => [`big/${b}/${i}`, 'x'.repeat(BIG_VALUE_BYTES)] as [string, string]));
+      }
+      await client.close();
+      let interrupted = 0;
+      for (let attempt = 0; attempt < INTERRUPT_ATTEMPTS && interrupted === 0; attempt++) {
+        const dir = makeTempDir();
+        const file = join(dir, 'big.dump');
+        const proc = execa('node', [TOONDB_BIN, 'dump', file, '--socket', big.socketPath], { reject: false, stdin: 'ignore' });
+        const temporary = () => readdirSync(dir).filter((name) => name.includes('.tmp-'));
+        while (temporary().length === 0 && proc.exitCode === null) await new Promise((resolve) => setTimeout(resolve, 1));
+        proc.kill('SIGINT');
+        const result = await proc;
+        expect(temporary()).toEqual([]);
+        if (!existsSync(file)) {
+          expect(result.signal).toBe('SIGINT');
+          interrupted += 1;
+        }
+      }
+      expect(interrupted, `a dump interrupted before it completed, in ${INTERRUPT_ATTEMPTS} attempts`).toBe(1);
+    } finally {
+      await big.dispose();
+    }
+  });
+});
