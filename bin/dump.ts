@@ -32,6 +32,7 @@ import type { IpcClient } from '../ipc-client/index.js';
 import { MessageCodec } from '../protocol/codec.js';
 import { toToonDBError, ToonDBError } from '../protocol/errors.js';
 import { FrameDecoder } from '../protocol/frame.js';
+import { FRAME_HEADER_BYTES } from '../protocol/limits.js';
 import { openDumpTarget, STDIO_NAME, writeError, type DumpTarget } from './dump-target.js';
 
 export const DUMP_FORMAT = 'toondb-dump';
@@ -39,6 +40,10 @@ export const DUMP_VERSION = 3;
 const DUMP_VERSIONS_READ = [1, 2, 3];
 const DUMP_BATCH_ITEMS = 1_000;
 const DUMP_BATCH_BYTES = 4 * 1024 * 1024;
+/** Longest header frame body `load` accepts (a real one is ~100 bytes). Checked before the
+ * frame is read, so a file that is not a dump is named as such from its first bytes: a log
+ * file's first four bytes read as a frame length of ~2 GB. */
+const DUMP_HEADER_BYTES_MAX = 4096;
 
 export type Progress = (entries: number, bytes: number, done: boolean) => void;
 
@@ -117,6 +122,33 @@ function corrupt(file: string, why: string): ToonDBError {
   return new ToonDBError('INVALID_ARGUMENT', `${file} is not a valid toondb dump: ${why}`);
 }
 
+function notADump(file: string, why: string): ToonDBError {
+  return new ToonDBError('INVALID_ARGUMENT', `${file} is not a toondb dump: ${why}`);
+}
+
+/** The dump version and the header frame's length (prefix included) if `head`, the first
+ * bytes of `file`, hold a whole dump header; null if more bytes are needed to tell. Throws
+ * "not a toondb dump" as soon as the bytes cannot start one. */
+function readHeader(head: Buffer, file: string, codec: MessageCodec): { version: number; bytes: number } | null {
+  if (head.length < FRAME_HEADER_BYTES) return null;
+  const length = head.readUInt32BE(0);
+  const noHeader = () => notADump(file, 'it does not start with a dump header');
+  if (length === 0 || length > DUMP_HEADER_BYTES_MAX) throw noHeader();
+  if (head.length < FRAME_HEADER_BYTES + length) return null;
+  let header: Record<string, unknown>;
+  try {
+    header = codec.decode(head.subarray(FRAME_HEADER_BYTES, FRAME_HEADER_BYTES + length));
+  } catch {
+    throw noHeader();
+  }
+  if (header.format !== DUMP_FORMAT) throw noHeader();
+  if (!DUMP_VERSIONS_READ.includes(header.version as number)) {
+    const version = typeof header.version === 'number' ? header.version : JSON.stringify(String(header.version));
+    throw new ToonDBError('INVALID_ARGUMENT', `${file} is a toondb dump of format version ${version}; this toondb reads versions ${DUMP_VERSIONS_READ.join(', ')}`);
+  }
+  return { version: header.version as number, bytes: FRAME_HEADER_BYTES + length };
+}
+
 /** What a load did: entries read from the file, of them those written to the daemon (counted
  * as each call that wrote them succeeds) and those not written because their expiry had
  * passed. */
@@ -152,14 +184,20 @@ async function loadFrom(client: IpcClient, source: string, file: string, loaded:
   const codec = new MessageCodec();
   const decoder = new FrameDecoder();
   let version = 0;
+  let head: Buffer = Buffer.alloc(0);
   let trailer: number | null = null;
   for await (const chunk of readFile(source, file)) {
-    for (const body of decoder.push(chunk)) {
+    let bytes: Buffer = chunk;
+    if (version === 0) {
+      head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
+      const header = readHeader(head, file, codec);
+      if (header === null) continue;
+      version = header.version;
+      bytes = head.subarray(header.bytes);
+    }
+    for (const body of decoder.push(bytes)) {
       const message = codec.decode(body);
-      if (version === 0) {
-        if (message.format !== DUMP_FORMAT || !DUMP_VERSIONS_READ.includes(message.version as number)) throw corrupt(file, 'unknown header');
-        version = message.version as number;
-      } else if (message.end === true) {
+      if (message.end === true) {
         trailer = Number(message.count);
       } else if (trailer !== null) {
         throw corrupt(file, 'data after the trailer');
@@ -175,7 +213,7 @@ async function loadFrom(client: IpcClient, source: string, file: string, loaded:
       }
     }
   }
-  if (version === 0) throw corrupt(file, 'empty file');
+  if (version === 0) throw notADump(file, head.length === 0 ? 'it is empty' : `${head.length} bytes, too short for a dump header`);
   if (trailer === null) throw corrupt(file, `truncated after ${loaded.count} entries (no trailer)`);
   if (trailer !== loaded.count) throw corrupt(file, `trailer says ${trailer} entries, read ${loaded.count}`);
 }
