@@ -11,11 +11,9 @@
  *                                       (`-`: stdout / stdin)
  *   toondb --version                    this package's version (`ping` shows the daemon's)
  *
- * Every command takes --socket (default $TOONDB_SOCKET, then /tmp/toondb.sock). Values print
- * as UTF-8 when they are valid printable text, else as `0x` and hex (always hex: text that
- * starts with `0x` prints as hex too); --hex or --base64 choose, for input and output alike. When the
- * daemon is unreachable the CLI prints one line and exits 3; a usage error exits 2; any other
- * failure exits 1 with the error code.
+ * Every command takes --socket (default $TOONDB_SOCKET, then /tmp/toondb.sock). Keys and values
+ * are text or, with --hex or --base64, that encoding (text.ts says what prints as text). Exit
+ * codes and error lines: cli-exit.ts.
  */
 
 import { Command } from 'commander';
@@ -26,22 +24,11 @@ import type { StatsResult } from '../protocol/messages.js';
 import { dump, load, loadSourceName, progressReporter } from './dump.js';
 import { STDIO_NAME } from './dump-target.js';
 import { renderStats } from './format.js';
+import { EXIT_FAILURE, EXIT_USAGE, fail, usage } from './cli-exit.js';
+import { display, parseInput, type Encoding } from './text.js';
 
-const EXIT_FAILURE = 1;
-const EXIT_USAGE = 2;
-const EXIT_UNREACHABLE = 3;
-
-interface Common {
+interface Common extends Encoding {
   socket?: string;
-  hex?: boolean;
-  base64?: boolean;
-}
-
-function fail(error: unknown): never {
-  const coded = toToonDBError(error);
-  const unreachable = coded.code === 'UNAVAILABLE' || coded.code === 'SOCKET_PATH_TOO_LONG';
-  process.stderr.write(`toondb: ${unreachable ? '' : coded.code + ': '}${coded.message}\n`);
-  process.exit(unreachable ? EXIT_UNREACHABLE : EXIT_FAILURE);
 }
 
 async function withClient<T>(flags: Common, run: (client: IpcClient) => Promise<T>): Promise<T> {
@@ -127,52 +114,12 @@ command('stats', 'print daemon statistics')
       }
     }));
 
-/** Bytes as text when they are printable UTF-8, else `0x` and hex. Text that itself starts
- * with `0x` prints as hex too, so a `0x…` output is always hex. `oneLine` (scan's line format)
- * also sends text with tabs or line breaks to hex. */
-function display(bytes: Buffer, flags: Common, oneLine = false): string {
-  checkEncodings(flags);
-  if (flags.hex) return bytes.toString('hex');
-  if (flags.base64) return bytes.toString('base64');
-  const text = bytes.toString('utf8');
-  const printable = Buffer.from(text, 'utf8').equals(bytes) && !/[\x00-\x08\x0e-\x1f\x7f]/.test(text)
-    && !text.startsWith('0x') && !(oneLine && /[\t\n\r\v\f]/.test(text));
-  return printable ? text : `0x${bytes.toString('hex')}`;
-}
-
-/** --hex and --base64 name one encoding each: both at once is a usage error, not hex. */
-function checkEncodings(flags: Common): void {
-  if (flags.hex && flags.base64) usage('--hex and --base64 exclude each other');
-}
-
-function parseInput(text: string, flags: Common): Buffer {
-  checkEncodings(flags);
-  if (flags.hex) {
-    if (!/^([0-9a-fA-F]{2})*$/.test(text)) usage(`--hex input must be an even number of hex digits, got "${text}"`);
-    return Buffer.from(text, 'hex');
-  }
-  if (flags.base64) {
-    const bytes = Buffer.from(text, 'base64');
-    // Canonical only: 'AB==' would read as 0x00 as 'AA==' does, one key under two spellings.
-    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text) || text.length % 4 !== 0 || bytes.toString('base64') !== text) {
-      usage(`--base64 input must be padded, canonical base64, got "${text}"`);
-    }
-    return bytes;
-  }
-  return Buffer.from(text, 'utf8');
-}
-
 /** A positive number from an option, or a usage error. */
 function positive(text: string | undefined, option: string): number | undefined {
   if (text === undefined) return undefined;
   const n = Number(text);
   if (!Number.isFinite(n) || n <= 0) usage(`${option} must be a positive number, got "${text}"`);
   return n;
-}
-
-function usage(message: string): never {
-  process.stderr.write(`toondb: ${message}\n`);
-  process.exit(EXIT_USAGE);
 }
 
 command('get', 'print the value of KEY (exit 1 if missing)').argument('<key>').action((key: string, flags: Common) =>

@@ -1,0 +1,57 @@
+/**
+ * Keys and values at the CLI's edges: arguments in, bytes out.
+ *
+ * In: an argument is UTF-8 text, or with --hex / --base64 that encoding of the bytes.
+ *
+ * Out: bytes print as text only when they are valid UTF-8 and printable, else as `0x` and hex
+ * (text that itself starts with `0x` prints as hex too, so `0x…` output is always hex). Not
+ * printable: C0 controls other than tab and line breaks, and DEL. --hex / --base64 choose an
+ * encoding for output too.
+ */
+
+import { usage } from './cli-exit.js';
+
+export interface Encoding {
+  hex?: boolean;
+  base64?: boolean;
+}
+
+/** Code points that never print raw (see the header). */
+const NOT_PRINTABLE = /[\x00-\x08\x0e-\x1f\x7f]/;
+/** What `oneLine` output (scan's `key<TAB>value` lines) also sends to hex. */
+const LINE_BREAKING = /[\t\n\r\v\f]/;
+
+/** Bytes as text, hex or base64 (see the header). `oneLine` also sends text with tabs or line
+ * breaks to hex. */
+export function display(bytes: Buffer, flags: Encoding, oneLine = false): string {
+  checkEncodings(flags);
+  if (flags.hex) return bytes.toString('hex');
+  if (flags.base64) return bytes.toString('base64');
+  const text = bytes.toString('utf8');
+  const printable = Buffer.from(text, 'utf8').equals(bytes) && !NOT_PRINTABLE.test(text)
+    && !text.startsWith('0x') && !(oneLine && LINE_BREAKING.test(text));
+  return printable ? text : `0x${bytes.toString('hex')}`;
+}
+
+/** --hex and --base64 name one encoding each: both at once is a usage error, not hex. */
+export function checkEncodings(flags: Encoding): void {
+  if (flags.hex && flags.base64) usage('--hex and --base64 exclude each other');
+}
+
+/** The bytes an argument stands for. */
+export function parseInput(text: string, flags: Encoding): Buffer {
+  checkEncodings(flags);
+  if (flags.hex) {
+    if (!/^([0-9a-fA-F]{2})*$/.test(text)) usage(`--hex input must be an even number of hex digits, got "${text}"`);
+    return Buffer.from(text, 'hex');
+  }
+  if (flags.base64) {
+    const bytes = Buffer.from(text, 'base64');
+    // Canonical only: 'AB==' would read as 0x00 as 'AA==' does, one key under two spellings.
+    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text) || text.length % 4 !== 0 || bytes.toString('base64') !== text) {
+      usage(`--base64 input must be padded, canonical base64, got "${text}"`);
+    }
+    return bytes;
+  }
+  return Buffer.from(text, 'utf8');
+}
