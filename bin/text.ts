@@ -1,7 +1,10 @@
 /**
  * Keys and values at the CLI's edges: arguments in, bytes out.
  *
- * In: an argument is UTF-8 text, or with --hex / --base64 that encoding of the bytes.
+ * In: an argument is UTF-8 text, or with --hex / --base64 that encoding of the bytes. Node
+ * decodes argv as UTF-8 and turns each invalid byte into U+FFFD, so an argument holding U+FFFD
+ * is refused (a usage error pointing to --hex / --base64) rather than stored as something the
+ * user never typed.
  *
  * Out: bytes print as text only when they are valid UTF-8 and printable, else as `0x` and hex
  * (text that itself starts with `0x` prints as hex too, so `0x…` output is always hex). Not
@@ -20,6 +23,8 @@ export interface Encoding {
 const NOT_PRINTABLE = /[\x00-\x08\x0e-\x1f\x7f]/;
 /** What `oneLine` output (scan's `key<TAB>value` lines) also sends to hex. */
 const LINE_BREAKING = /[\t\n\r\v\f]/;
+/** What Node puts in argv for each byte that is not UTF-8. */
+const REPLACEMENT_CHARACTER = '\uFFFD';
 
 /** Bytes as text, hex or base64 (see the header). `oneLine` also sends text with tabs or line
  * breaks to hex. */
@@ -38,8 +43,8 @@ export function checkEncodings(flags: Encoding): void {
   if (flags.hex && flags.base64) usage('--hex and --base64 exclude each other');
 }
 
-/** The bytes an argument stands for. */
-export function parseInput(text: string, flags: Encoding): Buffer {
+/** The bytes an argument stands for; `what` names it in errors (KEY, VALUE, PREFIX). */
+export function parseInput(text: string, flags: Encoding, what: string): Buffer {
   checkEncodings(flags);
   if (flags.hex) {
     if (!/^([0-9a-fA-F]{2})*$/.test(text)) usage(`--hex input must be an even number of hex digits, got "${text}"`);
@@ -52,6 +57,10 @@ export function parseInput(text: string, flags: Encoding): Buffer {
       usage(`--base64 input must be padded, canonical base64, got "${text}"`);
     }
     return bytes;
+  }
+  if (text.includes(REPLACEMENT_CHARACTER)) {
+    usage(`${what} is not valid UTF-8 (Node reads each invalid byte as U+FFFD, and would store that); `
+      + 'give binary keys and values with --hex or --base64 (U+FFFD itself is --hex efbfbd)');
   }
   return Buffer.from(text, 'utf8');
 }

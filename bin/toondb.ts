@@ -124,7 +124,7 @@ function positive(text: string | undefined, option: string): number | undefined 
 
 command('get', 'print the value of KEY (exit 1 if missing)').argument('<key>').action((key: string, flags: Common) =>
   withClient(flags, async (client) => {
-    const value = await client.get(parseInput(key, flags));
+    const value = await client.get(parseInput(key, flags, 'KEY'));
     if (value === null) {
       process.stderr.write(`toondb: key not found\n`);
       process.exitCode = EXIT_FAILURE;
@@ -137,13 +137,13 @@ command('put', 'set KEY to VALUE').argument('<key>').argument('<value>').option(
   .action((key: string, value: string, flags: Common & { ttl?: string }) =>
     withClient(flags, async (client) => {
       const ttlSeconds = positive(flags.ttl, '--ttl');
-      await client.put(parseInput(key, flags), parseInput(value, flags), ttlSeconds === undefined ? undefined : { ttlSeconds });
+      await client.put(parseInput(key, flags, 'KEY'), parseInput(value, flags, 'VALUE'), ttlSeconds === undefined ? undefined : { ttlSeconds });
       out('OK');
     }));
 
 command('del', 'delete KEY').argument('<key>').action((key: string, flags: Common) =>
   withClient(flags, async (client) => {
-    await client.delete(parseInput(key, flags));
+    await client.delete(parseInput(key, flags, 'KEY'));
     out('OK');
   }));
 
@@ -153,7 +153,7 @@ command('scan', 'list keys and values under PREFIX in key order').argument('[pre
     withClient(flags, async (client) => {
       const limit = positive(flags.limit, '--limit');
       if (limit !== undefined && !Number.isSafeInteger(limit)) usage(`--limit must be a whole number, got "${flags.limit}"`);
-      const scan = client.scan(parseInput(prefix, flags), { limit, reverse: flags.reverse === true });
+      const scan = client.scan(parseInput(prefix, flags, 'PREFIX'), { limit, reverse: flags.reverse === true });
       for await (const [key, value] of scan) {
         out(flags.json ? JSON.stringify({ key: display(key, flags), value: display(value, flags) }) : `${display(key, flags, true)}\t${display(value, flags, true)}`);
       }
