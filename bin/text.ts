@@ -8,8 +8,10 @@
  *
  * Out: bytes print as text only when they are valid UTF-8 and printable, else as `0x` and hex
  * (text that itself starts with `0x` prints as hex too, so `0x…` output is always hex). Not
- * printable: C0 controls other than tab and line breaks, and DEL. --hex / --base64 choose an
- * encoding for output too.
+ * printable: C0 controls other than tab and line breaks, DEL, C1 controls (U+0080–U+009F: U+009B
+ * is a CSI, a terminal escape without ESC), and the bidirectional controls (U+061C, U+200E,
+ * U+200F, U+202A–U+202E, U+2066–U+2069) that make a terminal show text in another order than
+ * it is stored. --hex / --base64 choose an encoding for output too.
  */
 
 import { usage } from './cli-exit.js';
@@ -20,7 +22,7 @@ export interface Encoding {
 }
 
 /** Code points that never print raw (see the header). */
-const NOT_PRINTABLE = /[\x00-\x08\x0e-\x1f\x7f]/;
+const NOT_PRINTABLE = /[\x00-\x08\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
 /** What `oneLine` output (scan's `key<TAB>value` lines) also sends to hex. */
 const LINE_BREAKING = /[\t\n\r\v\f]/;
 /** What Node puts in argv for each byte that is not UTF-8. */

@@ -1,5 +1,6 @@
 // Keys and values as text at the CLI's edges: an argument whose bytes are not UTF-8 is refused
-// (Node would have read them as U+FFFD and stored that). Real daemon, real CLI.
+// (Node would have read them as U+FFFD and stored that), and text that would steer the terminal
+// (C1 controls such as CSI, bidirectional overrides) prints as hex. Real daemon, real CLI.
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { IpcClient } from '../../ipc-client/index.js';
@@ -27,5 +28,29 @@ describe('toondb text handling', () => {
     expect(await client.get('bad-value')).toBeNull();
     expect(await client.scan('bad-key').toArray()).toEqual([]);
     await client.close();
+  });
+
+  it('prints C1 controls and bidirectional controls as hex, other non-ASCII text as text', async () => {
+    const values: [string, string][] = [
+      ['c1', 'a\u009b31mred'], // CSI as one code point: a terminal escape without ESC
+      ['c1-nel', 'a\u0085b'],
+      ['bidi-rlo', 'user\u202Egnp.exe'],
+      ['bidi-isolate', 'x\u2066y\u2069'],
+      ['bidi-mark', 'x\u200Fy'],
+      ['text', 'héllo 日本 ✓'],
+    ];
+    for (const [key, value] of values) {
+      expect((await toondb(['put', Buffer.from(key).toString('hex'), Buffer.from(value).toString('hex'), '--hex', '--socket', daemon().socketPath])).exitCode).toBe(0);
+    }
+    for (const [key, value] of values) {
+      const got = await toondb(['get', key, '--socket', daemon().socketPath]);
+      expect(got.stdout, key).toBe(key === 'text' ? value : `0x${Buffer.from(value).toString('hex')}`);
+    }
+    const scan = await toondb(['scan', 'bidi', '--socket', daemon().socketPath]);
+    expect(scan.stdout.split('\n')).toEqual([
+      `bidi-isolate\t0x${Buffer.from('x\u2066y\u2069').toString('hex')}`,
+      `bidi-mark\t0x${Buffer.from('x\u200Fy').toString('hex')}`,
+      `bidi-rlo\t0x${Buffer.from('user\u202Egnp.exe').toString('hex')}`,
+    ]);
   });
 });
