@@ -20,23 +20,31 @@ import { Command } from 'commander';
 import { IpcClient } from '../ipc-client/index.js';
 import { CLIENT_VERSION } from '../ipc-client/version.js';
 import { toToonDBError } from '../protocol/errors.js';
+import { TTL_SECONDS_MAX } from '../protocol/limits.js';
 import type { StatsResult } from '../protocol/messages.js';
 import { dump, load, loadSourceName, progressReporter } from './dump.js';
 import { STDIO_NAME } from './dump-target.js';
 import { renderStats } from './format.js';
-import { EXIT_FAILURE, EXIT_USAGE, fail, usage } from './cli-exit.js';
+import { codedCommanderError, EXIT_USAGE, fail, failConnect, notFound, usage } from './cli-exit.js';
 import { display, parseInput, type Encoding } from './text.js';
 
 interface Common extends Encoding {
   socket?: string;
 }
 
+/** How long the CLI waits for connect + hello. */
+const CONNECT_TIMEOUT_MS = 3_000;
+/** Longest `stats --watch` period: a longer one overflows Node's timers, which then fire at once. */
+const WATCH_SECONDS_MAX = 86_400;
+/** Shortest `stats --watch` period; a shorter one is raised to it. */
+const WATCH_SECONDS_MIN = 0.1;
+
 async function withClient<T>(flags: Common, run: (client: IpcClient) => Promise<T>): Promise<T> {
   let client: IpcClient;
   try {
-    client = await IpcClient.connect(flags.socket, { connectTimeoutMs: 3_000, clientName: 'toondb-cli' });
+    client = await IpcClient.connect(flags.socket, { connectTimeoutMs: CONNECT_TIMEOUT_MS, clientName: 'toondb-cli' });
   } catch (error) {
-    fail(error);
+    failConnect(error);
   }
   try {
     return await run(client);
@@ -71,6 +79,7 @@ Environment:
   TOONDB_SOCKET      the daemon's socket when --socket is not given
   TOONDB_SERVER_UID  the uid that must own the socket (default: yours, root or a system
                      account; 'any' for no check)`)
+  .configureOutput({ outputError: (text, write) => write(codedCommanderError(text)) })
   .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : EXIT_USAGE));
 
 function command(name: string, description: string): Command {
@@ -92,18 +101,19 @@ const WATCH_RIDES_THROUGH = new Set<string>(['UNAVAILABLE', 'UNKNOWN_RESULT', 'C
 command('stats', 'print daemon statistics')
   .option('--json', 'print JSON')
   .option('--watch <seconds>', 'redraw every N seconds until interrupted')
-  .action((flags: Common & { json?: boolean; watch?: string }) =>
-    withClient(flags, async (client) => {
+  .action((flags: Common & { json?: boolean; watch?: string }) => {
+    const watchSeconds = positive(flags.watch, '--watch', WATCH_SECONDS_MAX);
+    return withClient(flags, async (client) => {
       const print = (stats: StatsResult) => out(flags.json ? JSON.stringify(stats, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)) : renderStats(stats));
-      if (!flags.watch) return print(await client.stats());
-      const periodMs = Math.max(0.1, positive(flags.watch, '--watch')!) * 1000;
+      if (watchSeconds === undefined) return print(await client.stats());
+      const periodMs = Math.max(WATCH_SECONDS_MIN, watchSeconds) * 1000;
       // A daemon restart does not end the watch: the client reconnects on the next call, and
       // until a daemon answers each round says why on stderr.
       for (;;) {
         const stats = await client.stats().catch((error: unknown) => {
           const coded = toToonDBError(error);
           if (!WATCH_RIDES_THROUGH.has(coded.code)) throw coded;
-          process.stderr.write(`toondb: ${coded.message}; retrying every ${periodMs / 1000} s\n`);
+          process.stderr.write(`toondb: ${coded.code}: ${coded.message}; retrying every ${periodMs / 1000} s\n`);
           return null;
         });
         if (stats !== null) {
@@ -112,52 +122,61 @@ command('stats', 'print daemon statistics')
         }
         await new Promise((resolve) => setTimeout(resolve, periodMs));
       }
-    }));
+    });
+  });
 
-/** A positive number from an option, or a usage error. */
-function positive(text: string | undefined, option: string): number | undefined {
+/** A positive number from an option, at most `max` seconds if given, or a usage error. */
+function positive(text: string | undefined, option: string, max?: number): number | undefined {
   if (text === undefined) return undefined;
   const n = Number(text);
   if (!Number.isFinite(n) || n <= 0) usage(`${option} must be a positive number, got "${text}"`);
+  if (max !== undefined && n > max) usage(`${option} must be at most ${max} seconds, got "${text}"`);
   return n;
 }
 
-command('get', 'print the value of KEY (exit 1 if missing)').argument('<key>').action((key: string, flags: Common) =>
-  withClient(flags, async (client) => {
-    const value = await client.get(parseInput(key, flags, 'KEY'));
-    if (value === null) {
-      process.stderr.write(`toondb: key not found\n`);
-      process.exitCode = EXIT_FAILURE;
-      return;
-    }
-    out(display(value, flags));
-  }));
+// Arguments are parsed before connecting: a usage error is one whether or not a daemon runs.
+
+command('get', 'print the value of KEY (exit 1 if missing)').argument('<key>').action((key: string, flags: Common) => {
+  const keyBytes = parseInput(key, flags, 'KEY');
+  return withClient(flags, async (client) => {
+    const value = await client.get(keyBytes);
+    if (value === null) notFound();
+    else out(display(value, flags));
+  });
+});
 
 command('put', 'set KEY to VALUE').argument('<key>').argument('<value>').option('--ttl <seconds>', 'expire after N seconds')
-  .action((key: string, value: string, flags: Common & { ttl?: string }) =>
-    withClient(flags, async (client) => {
-      const ttlSeconds = positive(flags.ttl, '--ttl');
-      await client.put(parseInput(key, flags, 'KEY'), parseInput(value, flags, 'VALUE'), ttlSeconds === undefined ? undefined : { ttlSeconds });
+  .action((key: string, value: string, flags: Common & { ttl?: string }) => {
+    const entry = [parseInput(key, flags, 'KEY'), parseInput(value, flags, 'VALUE')] as const;
+    const ttlSeconds = positive(flags.ttl, '--ttl', TTL_SECONDS_MAX);
+    return withClient(flags, async (client) => {
+      // A daemon may be configured with a lower maximum than the protocol's.
+      positive(flags.ttl, '--ttl', client.serverInfo.limits.ttlSecondsMax);
+      await client.put(...entry, ttlSeconds === undefined ? undefined : { ttlSeconds });
       out('OK');
-    }));
+    });
+  });
 
-command('del', 'delete KEY').argument('<key>').action((key: string, flags: Common) =>
-  withClient(flags, async (client) => {
-    await client.delete(parseInput(key, flags, 'KEY'));
+command('del', 'delete KEY').argument('<key>').action((key: string, flags: Common) => {
+  const keyBytes = parseInput(key, flags, 'KEY');
+  return withClient(flags, async (client) => {
+    await client.delete(keyBytes);
     out('OK');
-  }));
+  });
+});
 
 command('scan', 'list keys and values under PREFIX in key order').argument('[prefix]', 'key prefix', '')
   .option('--limit <n>', 'stop after N entries').option('--reverse', 'descending key order').option('--json', 'one JSON object per line')
-  .action((prefix: string, flags: Common & { limit?: string; reverse?: boolean; json?: boolean }) =>
-    withClient(flags, async (client) => {
-      const limit = positive(flags.limit, '--limit');
-      if (limit !== undefined && !Number.isSafeInteger(limit)) usage(`--limit must be a whole number, got "${flags.limit}"`);
-      const scan = client.scan(parseInput(prefix, flags, 'PREFIX'), { limit, reverse: flags.reverse === true });
-      for await (const [key, value] of scan) {
+  .action((prefix: string, flags: Common & { limit?: string; reverse?: boolean; json?: boolean }) => {
+    const prefixBytes = parseInput(prefix, flags, 'PREFIX');
+    const limit = positive(flags.limit, '--limit');
+    if (limit !== undefined && !Number.isSafeInteger(limit)) usage(`--limit must be a whole number, got "${flags.limit}"`);
+    return withClient(flags, async (client) => {
+      for await (const [key, value] of client.scan(prefixBytes, { limit, reverse: flags.reverse === true })) {
         out(flags.json ? JSON.stringify({ key: display(key, flags), value: display(value, flags) }) : `${display(key, flags, true)}\t${display(value, flags, true)}`);
       }
-    }));
+    });
+  });
 
 command('checkpoint', 'flush everything to the engine files and bound recovery work').action((flags: Common) =>
   withClient(flags, async (client) => {

@@ -36,7 +36,7 @@ describe('toondb CLI', () => {
     const self = process.getuid?.() ?? 0;
     const stranger = { TOONDB_SERVER_UID: String(self + 1) };
     const refused = await toondb(['ping', '--socket', daemon().socketPath], stranger);
-    expect(refused.exitCode).toBe(1);
+    expect(refused.exitCode).toBe(4);
     expect(refused.stderr).toContain(`SERVER_NOT_TRUSTED: the socket ${daemon().socketPath} is owned by uid ${self}`);
     const status = await execa('node', [TOONDBD_BIN, 'status', '--socket', daemon().socketPath], { reject: false, env: stranger, stdin: 'ignore' });
     expect(status.exitCode, 'something runs there: not "not running" (3)').toBe(1);
@@ -177,7 +177,7 @@ describe('toondb CLI', () => {
     const fresh = await startDaemon();
     try {
       const result = await toondb(['load', file, '--socket', fresh.socketPath]);
-      expect(result.exitCode).toBe(1);
+      expect(result.exitCode).toBe(4);
       expect(result.stderr).toMatch(/not a valid toondb dump: truncated/);
     } finally {
       await fresh.dispose();
@@ -203,13 +203,13 @@ describe('toondb CLI', () => {
       bytes[at + 100] ^= 0x01;
       writeFileSync(join(dir, 'bad.dump'), bytes);
       const refused = await toondb(['load', join(dir, 'bad.dump'), '--socket', small.socketPath]);
-      expect(refused.exitCode).toBe(1);
+      expect(refused.exitCode).toBe(4);
       expect(refused.stderr).toMatch(/fails its checksum after 0 entries \(nothing was written\)/);
     } finally {
       await small.dispose();
     }
     const failed = await toondb(['dump', join(dir, 'no-such-dir', 'x.dump'), '--socket', daemon().socketPath]);
-    expect(failed.exitCode).toBe(1);
+    expect(failed.exitCode).toBe(4);
     expect(failed.stderr.trim()).toMatch(/^toondb: INVALID_ARGUMENT: cannot write .*x\.dump: ENOENT$/);
   });
 
@@ -231,7 +231,7 @@ describe('toondb CLI', () => {
       const dumped = await toondb(['dump', file, '--socket', source.socketPath]);
       expect(dumped.exitCode, dumped.stderr).toBe(0);
       const loaded = await toondb(['load', file, '--socket', target.socketPath]);
-      expect(loaded.exitCode).toBe(1);
+      expect(loaded.exitCode).toBe(4);
       // The file's first batch (1000 entries) went in ten putBatch calls; the second was refused
       // before anything of it was sent.
       expect(loaded.stderr).toMatch(/VALUE_TOO_LARGE: .*x\.dump: entry 1500 has a value of 2000 bytes, over the daemon's limit of 1000 \(1000 entries were written before it\)/);

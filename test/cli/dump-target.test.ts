@@ -70,7 +70,7 @@ describe('toondb dump targets', () => {
   it('refuses to write `-` to a terminal', async () => {
     const script = await execa('script', ['-qec', `node ${TOONDB_BIN} dump - --socket ${daemon().socketPath}`, '/dev/null'], { reject: false, stdin: 'ignore', cwd: makeTempDir() });
     expect(script.exitCode).toBe(2);
-    expect(script.stdout).toMatch(/toondb: not writing a binary dump to a terminal/);
+    expect(script.stdout).toMatch(/toondb: INVALID_ARGUMENT: not writing a binary dump to a terminal/);
   });
 
   it('follows a symlink to the file it names, and a dangling one to the file it would name', async () => {
@@ -122,7 +122,7 @@ describe('toondb dump targets', () => {
     const dir = join(parent, 'd');
     mkdirSync(dir);
     const refused = await toondb(['dump', dir, ...socket()]);
-    expect(refused.exitCode).toBe(1);
+    expect(refused.exitCode).toBe(4);
     expect(text(refused.stderr).trim()).toBe(`toondb: INVALID_ARGUMENT: cannot write ${dir}: it is a directory`);
     expect(readdirSync(parent)).toEqual(['d']);
     expect(readdirSync(dir)).toEqual([]);

@@ -136,7 +136,7 @@ describe('dump and load with TTLs', () => {
     const entries: Entry[] = [[Buffer.from('v2/a'), Buffer.from('a'), Date.now() + 60_000]];
     const file = handMadeDump(join(dir, 'v2.dump'), 2, entries);
     const refused = await toondb(['load', file, '--socket', target.socketPath]);
-    expect(refused.exitCode).toBe(1);
+    expect(refused.exitCode).toBe(4);
     expect(refused.stderr).toMatch(/entry 1 is not a \[key, value\] or \[key, value, expiresAtMs\] entry \(nothing was written\)/);
     expect((await contents(target)).has('v2/a')).toBe(false);
   });

@@ -30,7 +30,7 @@ describe('toondb load of a file that is not a dump', () => {
     for (const [name, bytes, why] of cases) {
       writeFileSync(join(dir, name), bytes);
       const result = await toondb(['load', join(dir, name), '--socket', daemon().socketPath]);
-      expect(result.exitCode, name).toBe(1);
+      expect(result.exitCode, name).toBe(4);
       expect(result.stderr, name).toBe(`toondb: INVALID_ARGUMENT: ${join(dir, name)} ${why} (nothing was written)`);
     }
     const client = await IpcClient.connect(daemon().socketPath);

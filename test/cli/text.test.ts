@@ -22,7 +22,7 @@ describe('toondb text handling', () => {
     ]) {
       const result = await shell(script);
       expect(result.exitCode, script).toBe(2);
-      expect(result.stderr, script).toMatch(/^toondb: .*is not valid UTF-8 .*--hex or --base64/);
+      expect(result.stderr, script).toMatch(/^toondb: INVALID_ARGUMENT: (KEY|VALUE) is not valid UTF-8 .*--hex or --base64/);
     }
     const client = await IpcClient.connect(daemon().socketPath);
     expect(await client.get('bad-value')).toBeNull();
