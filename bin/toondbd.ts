@@ -10,18 +10,22 @@
  *   toondbd status [--socket PATH] [--json]
  *
  * `start` runs in the foreground (service managers supervise it; it never daemonises itself) and
- * logs JSON lines to stdout. Exit codes: 0 ok; 1 runtime failure; 2 invalid configuration or
- * usage; 3 (`status`/`stop`) no daemon running.
+ * logs JSON lines to stdout. Exit codes: 0 ok; 1 runtime failure, or (`status`/`stop`) a socket
+ * held by something this user cannot use (connect-outcome.ts: never "not running"); 2 invalid
+ * configuration or usage, a bad socket path included; 3 (`status`/`stop`) no daemon there.
+ * Every error line is `toondbd: CODE: message`.
  *
  * The libuv pool runs the engine's disk work; its size must be fixed before the pool is first
  * used, so this file sets it and only then imports the daemon.
  */
 
 import { availableParallelism } from 'node:os';
+import type { ErrorCode } from '../protocol/errors.js';
 
 process.env.UV_THREADPOOL_SIZE ??= String(Math.min(16, Math.max(4, availableParallelism() * 2)));
 
 const { Command, Option } = await import('commander');
+const { connectFailure } = await import('./connect-outcome.js');
 const daemonModule = await import('../daemon/index.js');
 const { IpcClient } = await import('../ipc-client/index.js');
 const { ToonDBError, toToonDBError } = await import('../protocol/errors.js');
@@ -31,6 +35,9 @@ const EXIT_RUNTIME = 1;
 const EXIT_CONFIG = 2;
 const EXIT_NOT_RUNNING = 3;
 const STOP_TIMEOUT_MS_DEFAULT = 30_000;
+/** How long `status` and `stop` wait for connect + hello, and then for each request. */
+const CONNECT_TIMEOUT_MS = 2_000;
+const REQUEST_TIMEOUT_MS = 10_000;
 
 interface StartFlags {
   socket?: string;
@@ -45,9 +52,10 @@ interface StartFlags {
   rowCacheMb?: string;
 }
 
-function die(message: string, code: number): never {
-  process.stderr.write(`toondbd: ${message}\n`);
-  process.exit(code);
+/** Prints `toondbd: CODE: message` (CODE from the error registry) and exits with `exitCode`. */
+function die(code: ErrorCode, message: string, exitCode: number): never {
+  process.stderr.write(`toondbd: ${code}: ${message}\n`);
+  process.exit(exitCode);
 }
 
 function loadConfig(flags: StartFlags) {
@@ -61,7 +69,8 @@ async function start(flags: StartFlags): Promise<void> {
   try {
     config = loadConfig(flags);
   } catch (error) {
-    die(toToonDBError(error).message, EXIT_CONFIG);
+    const coded = toToonDBError(error);
+    die(coded.code, coded.message, EXIT_CONFIG);
   }
   const log = daemonModule.createLogger(config);
   // Handlers go in before startup: a SIGTERM during recovery or right after listen must stop
@@ -108,7 +117,7 @@ async function start(flags: StartFlags): Promise<void> {
     // configuration, a socket or data dir held by another, and a damaged database, which
     // needs an operator (README, Recovery).
     const configError = ['INVALID_ARGUMENT', 'SOCKET_PATH_TOO_LONG', 'ALREADY_RUNNING', 'LOCKED', 'CORRUPTION'].includes(coded.code);
-    die(`${coded.code}: ${coded.message}`, configError ? EXIT_CONFIG : EXIT_RUNTIME);
+    die(coded.code, coded.message, configError ? EXIT_CONFIG : EXIT_RUNTIME);
   }
   if (stopRequestedBy !== null) stopAndExit(stopRequestedBy);
   else if (reloadRequested) reload();
@@ -122,33 +131,36 @@ function exitCodeOf(daemon: { stopTrouble: string | null }): number {
   return daemon.stopTrouble === null ? 0 : EXIT_RUNTIME;
 }
 
-/** A client of the daemon on `socket`, or an exit: 3 when no daemon answers there, 1 when one
- * answers but refuses this user (ACCESS_DENIED), does not complete the handshake (TIMEOUT) or
- * is served by a user this client does not trust (SERVER_NOT_TRUSTED): something is running,
- * and a "start it if it is not running" script must not try to start another. */
-async function connectOrExit(socket: string | undefined) {
+/** A client of the daemon on `socket`, or an exit (connect-outcome.ts): 2 for a bad socket
+ * path, 3 when no daemon is there ("not running"), 1 when something holds the socket but this
+ * user cannot use it. Under `json`, the last two also print what they found on stdout:
+ * `running` is true whenever something holds the socket (exit 1 included), so a script that
+ * starts a daemon when `running` is false never starts a second one. */
+async function connectOrExit(socket: string | undefined, json = false) {
   try {
-    return await IpcClient.connect(socket, { connectTimeoutMs: 2_000, timeoutMs: 10_000 });
+    return await IpcClient.connect(socket, { connectTimeoutMs: CONNECT_TIMEOUT_MS, timeoutMs: REQUEST_TIMEOUT_MS });
   } catch (error) {
     const coded = toToonDBError(error);
-    if (coded.code === 'ACCESS_DENIED' || coded.code === 'TIMEOUT' || coded.code === 'SERVER_NOT_TRUSTED') die(`running, but unusable: ${coded.code}: ${coded.message}`, EXIT_RUNTIME);
-    process.stderr.write(`toondbd: not running: ${coded.message}\n`);
-    process.exit(coded.code === 'SOCKET_PATH_TOO_LONG' ? EXIT_CONFIG : EXIT_NOT_RUNNING);
+    const outcome = connectFailure(coded);
+    if (outcome === 'usage') die(coded.code, coded.message, EXIT_CONFIG);
+    const running = outcome === 'unusable';
+    if (json) process.stdout.write(JSON.stringify({ running, ...(running ? { usable: false } : {}), code: coded.code, message: coded.message }) + '\n');
+    die(coded.code, `${running ? 'cannot use the socket (something may be running there)' : 'not running'}: ${coded.message}`, running ? EXIT_RUNTIME : EXIT_NOT_RUNNING);
   }
 }
 
 async function status(flags: { socket?: string; json?: boolean }): Promise<void> {
-  const client = await connectOrExit(flags.socket);
+  const client = await connectOrExit(flags.socket, flags.json);
   const stats = await client.stats();
   await client.close();
-  const summary = { running: true, pid: stats.pid, version: stats.version, socket: stats.socketPath, dataDir: stats.dataDir, uptimeMs: stats.uptimeMs, durability: stats.durability, connections: stats.connections.active };
+  const summary = { running: true, usable: true, pid: stats.pid, version: stats.version, socket: stats.socketPath, dataDir: stats.dataDir, uptimeMs: stats.uptimeMs, durability: stats.durability, connections: stats.connections.active };
   if (flags.json) process.stdout.write(JSON.stringify(summary) + '\n');
   else process.stdout.write(`toondbd ${stats.version} running: pid ${stats.pid}, socket ${stats.socketPath}, data ${stats.dataDir}, up ${(stats.uptimeMs / 1000).toFixed(1)} s, ${stats.connections.active} connection(s)\n`);
 }
 
 async function stop(flags: { socket?: string; timeoutMs?: string }): Promise<void> {
   const timeoutMs = flags.timeoutMs === undefined ? STOP_TIMEOUT_MS_DEFAULT : Number(flags.timeoutMs);
-  if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1) die(`--timeout-ms must be a positive integer, got ${flags.timeoutMs}`, EXIT_CONFIG);
+  if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1) die('INVALID_ARGUMENT', `--timeout-ms must be a positive integer, got ${flags.timeoutMs}`, EXIT_CONFIG);
   const client = await connectOrExit(flags.socket);
   const { pid } = await client.stats();
   await client.shutdown();
@@ -166,13 +178,14 @@ async function stop(flags: { socket?: string; timeoutMs?: string }): Promise<voi
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  die(`daemon pid ${pid} did not stop within ${timeoutMs} ms`, EXIT_RUNTIME);
+  die('TIMEOUT', `daemon pid ${pid} did not stop within ${timeoutMs} ms`, EXIT_RUNTIME);
 }
 
 const program = new Command('toondbd')
   .description('toondb daemon: one per machine, owns the data directory, serves clients on a Unix socket')
   .version(daemonModule.VERSION)
   .showHelpAfterError()
+  .configureOutput({ outputError: (text, write) => write(text.replace(/^error: /, 'toondbd: INVALID_ARGUMENT: ')) })
   .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : EXIT_CONFIG));
 
 program.command('start')
@@ -205,5 +218,5 @@ try {
   await program.parseAsync(process.argv);
 } catch (error) {
   const coded = error instanceof ToonDBError ? error : toToonDBError(error);
-  die(`${coded.code}: ${coded.message}`, EXIT_RUNTIME);
+  die(coded.code, coded.message, EXIT_RUNTIME);
 }
