@@ -11,13 +11,13 @@
  *                                       (`-`: stdout / stdin)
  *   toondb --version                    this package's version (`ping` shows the daemon's)
  *
- * Every command takes --socket (default $TOONDB_SOCKET, then /tmp/toondb.sock). Keys and values
- * are text or, with --hex or --base64, that encoding (text.ts says what prints as text). Exit
- * codes and error lines: cli-exit.ts.
+ * --socket (default $TOONDB_SOCKET, then /tmp/toondb.sock) is program-wide: before or after the
+ * command. Keys and values are text or, with --hex or --base64 (get, put, del, scan only), that
+ * encoding (text.ts says what prints as text). Exit codes and error lines: cli-exit.ts.
  */
 
 import { Command } from 'commander';
-import { IpcClient } from '../ipc-client/index.js';
+import { DEFAULT_SOCKET_PATH, IpcClient } from '../ipc-client/index.js';
 import { CLIENT_VERSION } from '../ipc-client/version.js';
 import { toToonDBError } from '../protocol/errors.js';
 import { TTL_SECONDS_MAX } from '../protocol/limits.js';
@@ -25,12 +25,9 @@ import type { StatsResult } from '../protocol/messages.js';
 import { dump, load, loadSourceName, progressReporter } from './dump.js';
 import { STDIO_NAME } from './dump-target.js';
 import { renderStats } from './format.js';
-import { codedCommanderError, EXIT_USAGE, fail, failConnect, notFound, usage } from './cli-exit.js';
+import { codedCommanderError, EXIT_FAILURE, EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_USAGE, fail, failConnect, notFound, usage } from './cli-exit.js';
 import { display, parseInput, type Encoding } from './text.js';
 
-interface Common extends Encoding {
-  socket?: string;
-}
 
 /** How long the CLI waits for connect + hello. */
 const CONNECT_TIMEOUT_MS = 3_000;
@@ -39,10 +36,12 @@ const WATCH_SECONDS_MAX = 86_400;
 /** Shortest `stats --watch` period; a shorter one is raised to it. */
 const WATCH_SECONDS_MIN = 0.1;
 
-async function withClient<T>(flags: Common, run: (client: IpcClient) => Promise<T>): Promise<T> {
+/** Connects to the daemon at --socket (a program-wide option), runs `run`, and ends the CLI with
+ * a coded line and exit code if either fails. */
+async function withClient<T>(run: (client: IpcClient) => Promise<T>): Promise<T> {
   let client: IpcClient;
   try {
-    client = await IpcClient.connect(flags.socket, { connectTimeoutMs: CONNECT_TIMEOUT_MS, clientName: 'toondb-cli' });
+    client = await IpcClient.connect(program.opts<{ socket?: string }>().socket, { connectTimeoutMs: CONNECT_TIMEOUT_MS, clientName: 'toondb-cli' });
   } catch (error) {
     failConnect(error);
   }
@@ -74,23 +73,36 @@ const program = new Command('toondb')
   .description('admin CLI for a running toondbd')
   .version(CLIENT_VERSION)
   .showHelpAfterError()
+  // Program-wide, so it goes before the command or after it; each command's help shows it.
+  .option('--socket <path>', `daemon socket (default: $TOONDB_SOCKET, else ${DEFAULT_SOCKET_PATH})`)
+  .configureHelp({ showGlobalOptions: true })
   .addHelpText('after', `
 Environment:
   TOONDB_SOCKET      the daemon's socket when --socket is not given
   TOONDB_SERVER_UID  the uid that must own the socket (default: yours, root or a system
-                     account; 'any' for no check)`)
+                     account; 'any' for no check)
+
+Exit codes:
+  ${EXIT_NOT_FOUND}  get: the key does not exist (nothing else exits ${EXIT_NOT_FOUND})
+  ${EXIT_USAGE}  usage error (bad command, option, argument, socket path or TOONDB_SERVER_UID)
+  ${EXIT_UNREACHABLE}  no daemon at the socket
+  ${EXIT_FAILURE}  any other failure, printed as "toondb: CODE: message"`)
   .configureOutput({ outputError: (text, write) => write(codedCommanderError(text)) })
   .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : EXIT_USAGE));
 
 function command(name: string, description: string): Command {
-  return program.command(name).description(description)
-    .option('--socket <path>', 'daemon socket (default $TOONDB_SOCKET or /tmp/toondb.sock)')
-    .option('--hex', 'print keys and values as hex')
-    .option('--base64', 'print keys and values as base64');
+  return program.command(name).description(description);
 }
 
-command('ping', 'check that the daemon answers, and how fast').action((flags: Common) =>
-  withClient(flags, async (client) => {
+/** --hex / --base64, for the commands that read or print keys and values. */
+function withEncodings(command: Command): Command {
+  return command
+    .option('--hex', 'keys and values as hex, in arguments and output')
+    .option('--base64', 'keys and values as base64, in arguments and output');
+}
+
+command('ping', 'check that the daemon answers, and how fast').action(() =>
+  withClient(async (client) => {
     const { latencyMs, version } = await client.ping();
     out(`PONG from toondbd ${version} in ${latencyMs.toFixed(3)} ms`);
   }));
@@ -100,10 +112,10 @@ const WATCH_RIDES_THROUGH = new Set<string>(['UNAVAILABLE', 'UNKNOWN_RESULT', 'C
 
 command('stats', 'print daemon statistics')
   .option('--json', 'print JSON')
-  .option('--watch <seconds>', 'redraw every N seconds until interrupted')
-  .action((flags: Common & { json?: boolean; watch?: string }) => {
+  .option('--watch <seconds>', `redraw every N seconds (${WATCH_SECONDS_MIN} to ${WATCH_SECONDS_MAX}) until interrupted`)
+  .action((flags: { json?: boolean; watch?: string }) => {
     const watchSeconds = positive(flags.watch, '--watch', WATCH_SECONDS_MAX);
-    return withClient(flags, async (client) => {
+    return withClient(async (client) => {
       const print = (stats: StatsResult) => out(flags.json ? JSON.stringify(stats, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)) : renderStats(stats));
       if (watchSeconds === undefined) return print(await client.stats());
       const periodMs = Math.max(WATCH_SECONDS_MIN, watchSeconds) * 1000;
@@ -136,20 +148,21 @@ function positive(text: string | undefined, option: string, max?: number): numbe
 
 // Arguments are parsed before connecting: a usage error is one whether or not a daemon runs.
 
-command('get', 'print the value of KEY (exit 1 if missing)').argument('<key>').action((key: string, flags: Common) => {
+withEncodings(command('get', 'print the value of KEY (exit 1 if missing)')).argument('<key>').action((key: string, flags: Encoding) => {
   const keyBytes = parseInput(key, flags, 'KEY');
-  return withClient(flags, async (client) => {
+  return withClient(async (client) => {
     const value = await client.get(keyBytes);
     if (value === null) notFound();
     else out(display(value, flags));
   });
 });
 
-command('put', 'set KEY to VALUE').argument('<key>').argument('<value>').option('--ttl <seconds>', 'expire after N seconds')
-  .action((key: string, value: string, flags: Common & { ttl?: string }) => {
+withEncodings(command('put', 'set KEY to VALUE')).argument('<key>').argument('<value>')
+  .option('--ttl <seconds>', `expire after N seconds (fractions allowed; at most ${TTL_SECONDS_MAX})`)
+  .action((key: string, value: string, flags: Encoding & { ttl?: string }) => {
     const entry = [parseInput(key, flags, 'KEY'), parseInput(value, flags, 'VALUE')] as const;
     const ttlSeconds = positive(flags.ttl, '--ttl', TTL_SECONDS_MAX);
-    return withClient(flags, async (client) => {
+    return withClient(async (client) => {
       // A daemon may be configured with a lower maximum than the protocol's.
       positive(flags.ttl, '--ttl', client.serverInfo.limits.ttlSecondsMax);
       await client.put(...entry, ttlSeconds === undefined ? undefined : { ttlSeconds });
@@ -157,39 +170,39 @@ command('put', 'set KEY to VALUE').argument('<key>').argument('<value>').option(
     });
   });
 
-command('del', 'delete KEY').argument('<key>').action((key: string, flags: Common) => {
+withEncodings(command('del', 'delete KEY')).argument('<key>').action((key: string, flags: Encoding) => {
   const keyBytes = parseInput(key, flags, 'KEY');
-  return withClient(flags, async (client) => {
+  return withClient(async (client) => {
     await client.delete(keyBytes);
     out('OK');
   });
 });
 
-command('scan', 'list keys and values under PREFIX in key order').argument('[prefix]', 'key prefix', '')
+withEncodings(command('scan', 'list keys and values under PREFIX in key order')).argument('[prefix]', 'key prefix', '')
   .option('--limit <n>', 'stop after N entries').option('--reverse', 'descending key order').option('--json', 'one JSON object per line')
-  .action((prefix: string, flags: Common & { limit?: string; reverse?: boolean; json?: boolean }) => {
+  .action((prefix: string, flags: Encoding & { limit?: string; reverse?: boolean; json?: boolean }) => {
     const prefixBytes = parseInput(prefix, flags, 'PREFIX');
     const limit = positive(flags.limit, '--limit');
     if (limit !== undefined && !Number.isSafeInteger(limit)) usage(`--limit must be a whole number, got "${flags.limit}"`);
-    return withClient(flags, async (client) => {
+    return withClient(async (client) => {
       for await (const [key, value] of client.scan(prefixBytes, { limit, reverse: flags.reverse === true })) {
         out(flags.json ? JSON.stringify({ key: display(key, flags), value: display(value, flags) }) : `${display(key, flags, true)}\t${display(value, flags, true)}`);
       }
     });
   });
 
-command('checkpoint', 'flush everything to the engine files and bound recovery work').action((flags: Common) =>
-  withClient(flags, async (client) => {
+command('checkpoint', 'flush everything to the engine files and bound recovery work').action(() =>
+  withClient(async (client) => {
     const { lsn, durationMs } = await client.checkpoint();
     out(`checkpoint at lsn ${lsn} in ${durationMs.toFixed(1)} ms`);
   }));
 
 
 command('dump', 'write a consistent snapshot of every key and value to FILE (- for stdout)').argument('<file>')
-  .action((file: string, flags: Common) => {
+  .action((file: string, flags: Encoding) => {
     if (file === STDIO_NAME && process.stdout.isTTY) usage('not writing a binary dump to a terminal: redirect stdout, or name a file');
     stdoutCarriesDump = file === STDIO_NAME;
-    return withClient(flags, async (client) => {
+    return withClient(async (client) => {
       const { count, target } = await dump(client, file, progressReporter('dumped'));
       // Streamed to stdout, a device or a FIFO: the summary must not join the data.
       (target.streamed ? process.stderr : process.stdout).write(`dumped ${count} keys to ${target.name}\n`);
@@ -197,8 +210,8 @@ command('dump', 'write a consistent snapshot of every key and value to FILE (- f
   });
 
 command('load', 'write every key and value from a dump FILE (- for stdin) into the daemon').argument('<file>')
-  .action((file: string, flags: Common) =>
-    withClient(flags, async (client) => {
+  .action((file: string, flags: Encoding) =>
+    withClient(async (client) => {
       const { count, expired } = await load(client, file, progressReporter('loaded'));
       out(`loaded ${count - expired} keys from ${loadSourceName(file)}${expired > 0 ? ` (${expired} more had expired since the dump)` : ''}`);
     }));
