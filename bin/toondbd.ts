@@ -29,7 +29,8 @@ const { connectFailure } = await import('./connect-outcome.js');
 const daemonModule = await import('../daemon/index.js');
 const { IpcClient } = await import('../ipc-client/index.js');
 const { ToonDBError, toToonDBError } = await import('../protocol/errors.js');
-const { ROW_CACHE_MIB_DEFAULT } = await import('../protocol/limits.js');
+const { ROW_CACHE_MIB_DEFAULT, SYNC_INTERVAL_MS_DEFAULT } = await import('../protocol/limits.js');
+const { DATA_DIR_NAME, DATA_HOME_FALLBACK, DEFAULT_SOCKET_PATH, DURABILITY_DEFAULT, DURABILITY_MODES, LOG_LEVEL_DEFAULT, LOG_LEVELS } = daemonModule;
 
 const EXIT_RUNTIME = 1;
 const EXIT_CONFIG = 2;
@@ -188,30 +189,34 @@ const program = new Command('toondbd')
   .configureOutput({ outputError: (text, write) => write(text.replace(/^error: /, 'toondbd: INVALID_ARGUMENT: ')) })
   .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : EXIT_CONFIG));
 
+/** Defaults are shown in the text, never given to commander: a flag's default would override
+ * the --config file (flags win over it). */
+const SOCKET_HELP = `Unix socket path (default: $TOONDB_SOCKET, else ${DEFAULT_SOCKET_PATH})`;
+
 program.command('start')
   .description('run the daemon in the foreground')
-  .option('--socket <path>', 'Unix socket path (default $TOONDB_SOCKET or /tmp/toondb.sock)')
-  .option('--data-dir <dir>', 'data directory (default $TOONDB_DATA_DIR or $XDG_DATA_HOME/toondb)')
-  .addOption(new Option('--durability <mode>', 'when writes are fsynced').choices(['sync', 'interval', 'off']))
-  .option('--sync-interval-ms <ms>', 'fsync period for --durability interval')
-  .addOption(new Option('--log-level <level>', 'log level').choices([...daemonModule.LOG_LEVELS]))
+  .option('--socket <path>', SOCKET_HELP)
+  .option('--data-dir <dir>', `data directory (default: $TOONDB_DATA_DIR, else $XDG_DATA_HOME/${DATA_DIR_NAME}, else ~/${DATA_HOME_FALLBACK}/${DATA_DIR_NAME})`)
+  .addOption(new Option('--durability <mode>', `when writes are fsynced (default: ${DURABILITY_DEFAULT})`).choices([...DURABILITY_MODES]))
+  .option('--sync-interval-ms <ms>', `fsync period for --durability interval (default: ${SYNC_INTERVAL_MS_DEFAULT})`)
+  .addOption(new Option('--log-level <level>', `log level (default: ${LOG_LEVEL_DEFAULT})`).choices([...LOG_LEVELS]))
   .option('--config <file>', 'JSON file with the same settings (flags win)')
-  .option('--socket-group <group>', 'let members of this group connect (socket mode 0660)')
-  .option('--allow-uid <uids>', 'comma-separated peer uids allowed to connect')
+  .option('--socket-group <group>', 'let members of this group connect (socket mode 0660; default: owner only, 0600)')
+  .option('--allow-uid <uids>', 'comma-separated peer uids allowed to connect (default: any the socket mode lets in)')
   .option('--allow-gid <gids>', 'comma-separated peer gids allowed to connect (primary or supplementary group)')
-  .option('--row-cache-mb <mib>', `memory for recently used rows, served without a storage read (default ${ROW_CACHE_MIB_DEFAULT}; 0 = off)`)
+  .option('--row-cache-mb <mib>', `memory for recently used rows, served without a storage read (default: ${ROW_CACHE_MIB_DEFAULT}; 0 = off)`)
   .action((flags: StartFlags) => start(flags));
 
 program.command('stop')
-  .description('ask the running daemon to shut down cleanly and wait for it to exit')
-  .option('--socket <path>', 'Unix socket path')
-  .option('--timeout-ms <ms>', 'how long to wait for the daemon to exit')
+  .description('ask the running daemon to shut down cleanly and wait for it to exit (exit 0 once it has; 1 if it cannot be used or did not exit in time; 2 for a usage error; 3 if none runs there)')
+  .option('--socket <path>', SOCKET_HELP)
+  .option('--timeout-ms <ms>', `how long to wait for the daemon to exit (default: ${STOP_TIMEOUT_MS_DEFAULT})`)
   .action((flags: { socket?: string; timeoutMs?: string }) => stop(flags));
 
 program.command('status')
-  .description('exit 0 if a daemon answers on the socket, 3 if not')
-  .option('--socket <path>', 'Unix socket path')
-  .option('--json', 'print machine-readable JSON')
+  .description('exit 0 if a daemon answers on the socket; 1 if something holds the socket that this user cannot use (refused, not trusted, no permission, no answer: do not start another); 2 for a usage error or a bad socket path; 3 if none runs there')
+  .option('--socket <path>', SOCKET_HELP)
+  .option('--json', 'print what was found as JSON (also when not running)')
   .action((flags: { socket?: string; json?: boolean }) => status(flags));
 
 try {

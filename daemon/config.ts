@@ -31,7 +31,13 @@ import { ToonDBError } from '../protocol/errors.js';
 export const DEFAULT_SOCKET_PATH = '/tmp/toondb.sock';
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
-const DURABILITY_MODES: readonly Durability[] = ['sync', 'interval', 'off'];
+export const DURABILITY_MODES: readonly Durability[] = ['sync', 'interval', 'off'];
+export const DURABILITY_DEFAULT: Durability = 'sync';
+export const LOG_LEVEL_DEFAULT: LogLevel = 'info';
+/** Where the data dir goes without TOONDB_DATA_DIR or an absolute XDG_DATA_HOME: the XDG
+ * default, relative to the home directory, and the dir's own name under it. */
+export const DATA_HOME_FALLBACK = '.local/share';
+export const DATA_DIR_NAME = 'toondb';
 
 export interface DaemonConfig {
   socketPath: string;
@@ -67,8 +73,8 @@ export type ConfigInput = Partial<{
 
 export function defaultDataDir(env: NodeJS.ProcessEnv = process.env): string {
   if (env.TOONDB_DATA_DIR) return env.TOONDB_DATA_DIR;
-  const xdg = env.XDG_DATA_HOME && env.XDG_DATA_HOME.startsWith('/') ? env.XDG_DATA_HOME : join(homedir(), '.local', 'share');
-  return join(xdg, 'toondb');
+  const xdg = env.XDG_DATA_HOME && env.XDG_DATA_HOME.startsWith('/') ? env.XDG_DATA_HOME : join(homedir(), DATA_HOME_FALLBACK);
+  return join(xdg, DATA_DIR_NAME);
 }
 
 export function defaultSocketPath(env: NodeJS.ProcessEnv = process.env): string {
@@ -157,9 +163,9 @@ export function resolveConfig(flags: ConfigInput, file: ConfigInput = {}, env: N
   const input: ConfigInput = { ...file, ...Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined)) };
   const socketPath = resolve(toText(input.socket, 'socket path') ?? defaultSocketPath(env));
   checkSocketPath(socketPath);
-  const durability = (input.durability ?? 'sync') as Durability;
+  const durability = (input.durability ?? DURABILITY_DEFAULT) as Durability;
   if (!DURABILITY_MODES.includes(durability)) throw invalid(`durability must be one of ${DURABILITY_MODES.join(', ')}, got ${input.durability}`);
-  const logLevel = (input.logLevel ?? 'info') as LogLevel;
+  const logLevel = (input.logLevel ?? LOG_LEVEL_DEFAULT) as LogLevel;
   if (!LOG_LEVELS.includes(logLevel)) throw invalid(`log level must be one of ${LOG_LEVELS.join(', ')}, got ${input.logLevel}`);
   return {
     socketPath,
