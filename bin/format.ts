@@ -23,18 +23,23 @@ function formatDuration(ms: number): string {
   return shown.map(([n, u]) => `${n}${u}`).join(' ');
 }
 
+/** `n noun`, the noun plural unless n is 1 ('1 fsync', '2 fsyncs'; `plural` for irregular ones). */
+function counted(n: number | bigint, noun: string, plural = `${noun}s`): string {
+  return `${n} ${n === 1 || n === 1n ? noun : plural}`;
+}
+
 export function renderStats(s: StatsResult): string {
   const rows: [string, string][] = [
     ['version', `${s.version} (pid ${s.pid}, up ${formatDuration(s.uptimeMs)})`],
     ['socket / data', `${s.socketPath}  ${s.dataDir}`],
-    ['durability', `${s.durability}; ${s.durable.syncs} fsyncs, ${s.durable.pendingWrites} writes pending`],
+    ['durability', `${s.durability}; ${counted(s.durable.syncs, 'fsync')}, ${counted(s.durable.pendingWrites, 'write')} pending`],
     ['connections', `${s.connections.active} active, ${s.connections.total} total, ${s.connections.refused} refused`],
-    ['requests', `${s.requests.total} total, ${s.requests.errors} errors, ${s.requests.fromMemory} from memory; ` +
+    ['requests', `${s.requests.total} total, ${counted(s.requests.errors, 'error')}, ${s.requests.fromMemory} from memory; ` +
       Object.entries(s.requests.byFamily).map(([family, n]) => `${family} ${n}`).join(', ')],
     ['bytes', `${formatBytes(s.bytes.in)} in, ${formatBytes(s.bytes.out)} out`],
-    ['transactions', `${s.transactions.active} active, ${s.transactions.committed} committed, ${s.transactions.aborted} aborted, ${s.transactions.conflicts} conflicts`],
-    ['cursors', `${s.cursors.open} open, ${s.cursors.readAhead} batches read ahead, ${s.cursors.readAheadBytes} bytes held ahead`],
-    ['engine', `~${s.engine.approximateKeys} keys, ${formatBytes(s.engine.diskBytes)} on disk, journal ${formatBytes(s.engine.journalBytes)} in ${s.engine.journalCount} file(s), seqno ${s.engine.seqno}; row cache ${s.engine.rowCacheRows} rows, ${formatBytes(s.engine.rowCacheBytes)}, ${s.engine.rowCacheQueuedKeys} keys queued`],
+    ['transactions', `${s.transactions.active} active, ${s.transactions.committed} committed, ${s.transactions.aborted} aborted, ${counted(s.transactions.conflicts, 'conflict')}`],
+    ['cursors', `${s.cursors.open} open, ${counted(s.cursors.readAhead, 'batch', 'batches')} read ahead, ${s.cursors.readAheadBytes} bytes held ahead`],
+    ['engine', `~${s.engine.approximateKeys} keys, ${formatBytes(s.engine.diskBytes)} on disk, journal ${formatBytes(s.engine.journalBytes)} in ${counted(s.engine.journalCount, 'file')}, seqno ${s.engine.seqno}; row cache ${s.engine.rowCacheRows} rows, ${formatBytes(s.engine.rowCacheBytes)}, ${s.engine.rowCacheQueuedKeys} keys queued`],
     ['checkpoint', s.checkpoint.last ? `lsn ${s.checkpoint.last.lsn} at ${new Date(s.checkpoint.last.atMs).toISOString()} (${s.checkpoint.last.durationMs.toFixed(1)} ms)` : 'none since start'],
     ['latency', `p50 ${s.latency.p50Ms} ms, p90 ${s.latency.p90Ms} ms, p99 ${s.latency.p99Ms} ms, max ${s.latency.maxMs} ms (${s.latency.samples} samples)`],
   ];

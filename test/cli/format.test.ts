@@ -1,0 +1,42 @@
+// `toondb stats` as text: counts read as English ('1 fsync', '2 fsyncs'), sizes in binary units.
+import { describe, expect, it } from 'vitest';
+import { formatBytes, renderStats } from '../../bin/format.js';
+import type { StatsResult } from '../../protocol/messages.js';
+
+function stats(n: number): StatsResult {
+  return {
+    version: '1.0.0', pid: 7, uptimeMs: 90_061_000, socketPath: '/tmp/s.sock', dataDir: '/tmp/d', durability: 'sync',
+    durable: { syncs: n, lastSyncMs: 0, pendingWrites: n },
+    connections: { active: n, total: n, refused: n },
+    requests: { total: n, errors: n, fromMemory: n, byFamily: { kv: n } },
+    bytes: { in: 1536, out: 0 },
+    transactions: { active: n, committed: n, aborted: n, conflicts: n },
+    cursors: { open: n, readAhead: n, readAheadBytes: 0 },
+    engine: { approximateKeys: n, diskBytes: 0, journalBytes: 0, journalCount: n, writeBufferBytes: 0, seqno: 1n, rowCacheRows: 0, rowCacheBytes: 0, rowCacheQueuedKeys: 0 },
+    checkpoint: { last: null },
+    latency: { p50Ms: 0, p90Ms: 0, p99Ms: 0, maxMs: 0, samples: 0 },
+  } as unknown as StatsResult;
+}
+
+describe('renderStats', () => {
+  it('writes one of a thing in the singular and other counts in the plural', () => {
+    const one = renderStats(stats(1));
+    expect(one).toContain('sync; 1 fsync, 1 write pending');
+    expect(one).toContain('1 total, 1 error, 1 from memory');
+    expect(one).toContain('1 aborted, 1 conflict');
+    expect(one).toContain('1 open, 1 batch read ahead');
+    expect(one).toContain('in 1 file,');
+    const two = renderStats(stats(2));
+    expect(two).toContain('sync; 2 fsyncs, 2 writes pending');
+    expect(two).toContain('2 errors');
+    expect(two).toContain('2 conflicts');
+    expect(two).toContain('2 batches read ahead');
+    expect(two).toContain('in 2 files,');
+    expect(renderStats(stats(0))).toContain('0 fsyncs, 0 writes pending');
+    expect(one).toContain('up 1d 1h 1m 1s');
+  });
+
+  it('sizes bytes in binary units', () => {
+    expect([formatBytes(0), formatBytes(1536), formatBytes(5 * 1024 ** 3)]).toEqual(['0 B', '1.5 KiB', '5.0 GiB']);
+  });
+});
