@@ -66,20 +66,18 @@ describe('recovery, case by case', () => {
     }
   });
 
-  it('a journal cut inside acknowledged commits refuses with CORRUPTION or serves exactly the commits before the cut', async () => {
+  // Sync mode acknowledged all eight commits after their fsync: a journal that comes back with
+  // five must not be served (README, Recovery: the watermark refuses it with CORRUPTION, exit 2).
+  it('a journal cut inside acknowledged commits refuses to start with CORRUPTION', async () => {
     const values = Array.from({ length: 8 }, (_, i) => `value-${i}`);
     const { daemon, journalPath, journal } = await killedWith(asWrites(values));
     try {
       truncateFile(journalPath, journal.batches[5].offset + 20); // inside commit 6
       const outcome = await startWithin(daemon);
-      if (!outcome.started) {
-        expectCodedRefusal(outcome, 'truncated journal');
-        expect(outcome.code).toBe('CORRUPTION');
-        console.log(`truncated journal: refused (${outcome.stderr?.trim()})`);
-        return;
-      }
-      expect(await readKeys(daemon, values.map((_, i) => `c/${i}`))).toEqual([...values.slice(0, 5), null, null, null]);
-      console.log('truncated journal: started with commits 1-5 of 8, no error');
+      expect(outcome.started, 'a journal missing acknowledged commits must not open').toBe(false);
+      expectCodedRefusal(outcome, 'truncated journal');
+      expect(outcome.code).toBe('CORRUPTION');
+      expect(outcome.exitCode, 'exit 2: the service manager does not restart it').toBe(2);
     } finally {
       await daemon.dispose();
     }
