@@ -317,28 +317,25 @@ function knownDefectFor(fields: string[] = []): string | null {
   return null;
 }
 
-/** Writes after recovery must be readable, and still there after a graceful restart. */
+/**
+ * Writes after recovery must succeed, be readable, and still be there after a graceful restart.
+ * A daemon that started serves writes whatever the damage was: the journal and the new
+ * memtable are sound, and a damaged table data block fails only the reads that touch it
+ * (README, Recovery; test/RELIABILITY.md, "Table corruption": writes keep working). The keys
+ * written here are read back from the memtable or, after the restart, from the newest table or
+ * journal, never from a damaged block, so every read must succeed too. Only the graceful
+ * restart may be refused, and only while a damaged table is still in place (its flush or the
+ * restart's checks can meet the damage).
+ */
 async function checkWritesAfterRecovery(daemon: TestDaemon, client: IpcClient, tag: string, mayRefuseRestart: boolean): Promise<string> {
   const written = new Map<string, string>();
   for (const key of [KEYS[0], KEYS[7], `post/${tag}`]) {
     const val = `${tag}.post.${key}`;
-    try {
-      await client.put(key, val);
-      written.set(key, val);
-    } catch (error) {
-      const code = (error as { code?: string }).code;
-      expect(START_CODES, `write after recovery failed uncoded: ${String(error)}`).toContain(code);
-    }
+    await client.put(key, val);
+    written.set(key, val);
   }
   const readBack = async (c: IpcClient, when: string) => {
-    for (const [key, val] of written) {
-      try {
-        expect((await c.get(key))?.toString(), `${key} ${when}`).toBe(val);
-      } catch (error) {
-        const code = (error as { code?: string }).code;
-        if (!code || !READ_CODES.includes(code)) throw error;
-      }
-    }
+    for (const [key, val] of written) expect((await c.get(key))?.toString(), `${key} ${when}`).toBe(val);
   };
   await readBack(client, 'right after the write');
   await client.close();
