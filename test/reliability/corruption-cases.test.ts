@@ -13,20 +13,31 @@ describe('recovery, case by case', () => {
   /** Puts c/0 = values[0], c/1 = values[1], … (one commit each). */
   const asWrites = (values: string[]) => values.map((value, i) => [`c/${i}`, value] as [string, string]);
 
-  /** A killed daemon whose journal holds one single-put commit per write. */
+  /**
+   * A killed daemon whose journal holds one single-put commit per write. The caller disposes
+   * of it; if making it fails, it is disposed of here (no daemon or temp dir is left behind).
+   */
   async function killedWith(writes: [string, string][], options: { checkpointAfter?: number } = {}) {
     const daemon = createDaemon();
-    await daemon.start();
-    const client = await connect(daemon);
-    for (const [i, [key, value]] of writes.entries()) {
-      await client.put(key, value);
-      if (options.checkpointAfter === i + 1) await client.checkpoint();
+    try {
+      await daemon.start();
+      const client = await connect(daemon);
+      try {
+        for (const [i, [key, value]] of writes.entries()) {
+          await client.put(key, value);
+          if (options.checkpointAfter === i + 1) await client.checkpoint();
+        }
+      } finally {
+        await client.close();
+      }
+      await daemon.kill();
+      const dbDir = join(daemon.dataDir, 'db');
+      const journalPath = engineFiles(dbDir).journals.at(-1)!;
+      return { daemon, dbDir, journalPath, journal: parseJournal(readJournalHead(journalPath)) };
+    } catch (error) {
+      await daemon.dispose();
+      throw error;
     }
-    await client.close();
-    await daemon.kill();
-    const dbDir = join(daemon.dataDir, 'db');
-    const journalPath = engineFiles(dbDir).journals.at(-1)!;
-    return { daemon, dbDir, journalPath, journal: parseJournal(readJournalHead(journalPath)) };
   }
 
   async function readKeys(daemon: TestDaemon, keys: string[]): Promise<(string | null)[]> {
