@@ -64,24 +64,69 @@ describe('daemon lifecycle', () => {
     await again.close();
   });
 
-  it('drains under load on SIGTERM, exits 0 and removes the socket', async () => {
+  // README, The daemon: on SIGTERM it stops accepting, answers new requests with SHUTTING_DOWN
+  // and gives in-flight requests up to 10 s to finish. To hold that window open, a raw peer
+  // pipelines gets of a 1 MiB value and reads none of the replies: past 8 MiB unread the daemon
+  // starts no more of its work, so the connection stays busy (the rest queued, a put behind
+  // them) until the peer reads. Every one of those requests was read by the daemon before the
+  // SIGTERM, so every one must finish ok; a request sent meanwhile on another open connection
+  // must get SHUTTING_DOWN.
+  it('drains on SIGTERM: requests already read finish ok, new ones get SHUTTING_DOWN; exits 0 and removes the socket', async () => {
     const daemon = track(await startDaemon());
-    const client = await IpcClient.connect(daemon.socketPath);
-    const inflight = Array.from({ length: 400 }, (_, i) => client.put(`load/${i}`, 'x'.repeat(100)).then(() => 'ok', (e) => e.code));
-    await new Promise((resolve) => setTimeout(resolve, 5));
-    const code = await daemon.stop('SIGTERM');
-    expect(code).toBe(0);
-    expect(existsSync(daemon.socketPath)).toBe(false);
-    const outcomes = await Promise.all(inflight);
-    // Every request either completed or failed with a coded error; none hang.
-    for (const outcome of outcomes) expect(['ok', 'SHUTTING_DOWN', 'UNKNOWN_RESULT', 'CONNECTION_CLOSED']).toContain(outcome);
-    await client.close();
-    // Whatever was acknowledged is there after restart.
-    await daemon.start();
-    const check = await IpcClient.connect(daemon.socketPath);
-    const values = await check.getBatch(outcomes.map((_, i) => `load/${i}`));
-    outcomes.forEach((outcome, i) => { if (outcome === 'ok') expect(values[i]?.length).toBe(100); });
-    await check.close();
+    const big = Buffer.alloc(1024 * 1024, 0x62);
+    const client = await IpcClient.connect(daemon.socketPath, { timeoutMs: 30_000 });
+    const other = await IpcClient.connect(daemon.socketPath, { timeoutMs: 30_000, reconnect: false });
+    const peer = await RawPeer.open(daemon.socketPath);
+    try {
+      await client.put('big', big);
+      peer.hello();
+      await peer.waitFor(1);
+      peer.socket.pause(); // reads nothing from here on
+      // requests.total counts each request as the daemon reads it, these stats calls included.
+      let statsCalls = 0;
+      const requestsRead = async () => (statsCalls++, (await client.stats()).requests.total - statsCalls);
+      const before = await requestsRead();
+      const GETS = 40;
+      for (let id = 2; id < 2 + GETS; id++) peer.request({ id, op: 'get', key: Buffer.from('big') });
+      const putId = 2 + GETS;
+      peer.request({ id: putId, op: 'put', key: Buffer.from('drained'), value: Buffer.from('yes') });
+      // The daemon has read all of them, and holds work back: the put, last in the queue, has
+      // not been applied.
+      await expect.poll(async () => (await requestsRead()) - before, { timeout: 10_000 }).toBe(GETS + 1);
+      expect(await client.exists('drained'), 'the put behind the unread replies is held').toBe(false);
+      await client.close();
+
+      const stopped = daemon.stop('SIGTERM');
+      await expect.poll(() => daemon.logged('shutting down').length, { timeout: 10_000 }).toBe(1);
+      // The drain is open (the peer still reads nothing): a new request on another connection
+      // is refused, and that connection is not dropped for it.
+      await expect(other.get('big')).rejects.toMatchObject({ code: 'SHUTTING_DOWN' });
+      await expect(other.put('late', 'x')).rejects.toMatchObject({ code: 'SHUTTING_DOWN' });
+      expect(other.connected).toBe(true);
+
+      peer.socket.resume();
+      const replies = await peer.waitFor(2 + GETS, 10_000);
+      const byId = new Map(replies.map((m) => [Number(m.id), m]));
+      for (let id = 2; id < 2 + GETS; id++) {
+        const reply = byId.get(id);
+        expect(reply?.error, `get ${id}`).toBeUndefined();
+        expect(Buffer.compare(reply?.result as Buffer, big), `get ${id} value`).toBe(0);
+      }
+      expect(byId.get(putId), 'the put read before the SIGTERM').toMatchObject({ result: null });
+      expect(byId.get(putId)?.error).toBeUndefined();
+
+      expect(await stopped).toBe(0);
+      expect(existsSync(daemon.socketPath)).toBe(false);
+      // The drained write was applied and checkpointed; the refused one never was.
+      await daemon.start();
+      const check = await IpcClient.connect(daemon.socketPath);
+      expect((await check.getBatch(['drained', 'late'])).map((v) => v?.toString() ?? null)).toEqual(['yes', null]);
+      await check.close();
+    } finally {
+      peer.close();
+      await client.close();
+      await other.close();
+    }
   });
 
   it('stops cleanly on a SIGTERM that arrives while it is still starting', async () => {
