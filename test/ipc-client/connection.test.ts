@@ -1,7 +1,8 @@
 // The multiplexed connection: replies matched by id whatever their order, timeouts that never
 // desynchronise later requests, what each pending request fails with when the connection ends,
 // write coalescing, the write-queue bound, and close.
-import { afterEach, describe, expect, it } from 'vitest';
+import { Socket } from 'node:net';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { IpcClient, ToonDBError } from '../../ipc-client/index.js';
 import { FakeServer, NO_REPLY, type FakeConnection, type Request } from './fake-server.js';
 
@@ -9,6 +10,8 @@ let server: FakeServer | undefined;
 let client: IpcClient | undefined;
 
 afterEach(async () => {
+  vi.useRealTimers();
+  vi.restoreAllMocks();
   await client?.close();
   await server?.close();
   client = undefined;
@@ -113,12 +116,31 @@ describe('multiplexing', () => {
     expect((await ping).version).toBe('v');
   });
 
-  it('coalesces the frames of one tick into one write', async () => {
+  // What reaches the socket is counted on the client's side: the fake server's 'data' events
+  // say nothing (the kernel may merge or split writes, and it reads after the tick anyway).
+  // Every write the stream hands to the kernel goes through Socket#_write (one chunk) or
+  // Socket#_writev (several, e.g. after cork/uncork).
+  it('hands the frames of one tick to the socket in one write, small or large', async () => {
     const { server, client } = await setup();
-    const before = server.last.chunks;
+    const write = vi.spyOn(Socket.prototype, '_write');
+    const writev = vi.spyOn(Socket.prototype, '_writev');
+    const clientWrites = () => [...write.mock.contexts, ...writev.mock.contexts]
+      .filter((socket) => !server.connections.some((connection) => connection.socket === socket)).length;
+    // 200 small frames: copied into one buffer.
     await Promise.all(Array.from({ length: 200 }, (_, i) => client.put(`k${i}`, 'v')));
     expect(server.ops('put')).toHaveLength(200);
-    expect(server.last.chunks - before).toBeLessThanOrEqual(3);
+    expect(clientWrites(), 'writes for 200 small frames of one tick').toBe(1);
+    // 4 frames of 1 MiB (past WRITE_COALESCE_BYTES_MAX): written corked, one writev.
+    const big = Buffer.alloc(1024 * 1024, 7);
+    await Promise.all(Array.from({ length: 4 }, (_, i) => client.put(`big${i}`, big)));
+    expect(server.ops('put')).toHaveLength(204);
+    expect(clientWrites(), 'writes for 4 large frames of one tick').toBe(2);
+    expect(writev.mock.contexts.filter((socket) => !server.connections.some((c) => c.socket === socket))).toHaveLength(1);
+    // Calls in two ticks are two writes: the spies do see every write.
+    const first = client.put('t1', 'v');
+    await new Promise((resolve) => setImmediate(resolve));
+    await Promise.all([first, client.put('t2', 'v')]);
+    expect(clientWrites(), 'two ticks').toBe(4);
   });
 
   it('keeps call order on the wire for requests of one tick', async () => {
