@@ -19,14 +19,29 @@ afterEach(async () => {
 });
 
 async function setup(script?: (request: Request, connection: FakeConnection) => ReturnType<NonNullable<FakeServer['script']>>,
-  timeoutMs?: number, reconnect?: boolean): Promise<{ server: FakeServer; client: IpcClient }> {
+  timeoutMs?: number, reconnect?: boolean, options: { fakeClock?: boolean } = {}): Promise<{ server: FakeServer; client: IpcClient }> {
   server = await FakeServer.start({ script });
+  if (options.fakeClock) fakeClientClock();
   client = await IpcClient.connect(server.path, { timeoutMs, reconnect });
   return { server, client };
 }
 
 function settle<T>(promise: Promise<T>): Promise<{ value?: T; error?: ToonDBError }> {
   return promise.then((value) => ({ value }), (error: ToonDBError) => ({ error }));
+}
+
+/** A call's outcome, and whether it has settled yet (asked after the pending callbacks ran). */
+function track<T>(promise: Promise<T>): { outcome: Promise<{ value?: T; error?: ToonDBError }>; state: () => Promise<'pending' | 'settled'> } {
+  let settled = false;
+  const outcome = settle(promise).then((result) => ((settled = true), result));
+  return { outcome, state: () => new Promise((resolve) => setImmediate(() => resolve(settled ? 'settled' : 'pending'))) };
+}
+
+/** Fakes the clock the client's request deadlines use (restored in afterEach), from before it
+ * connects, so that every timer of its deadlines is a fake one. The socket I/O and the fake
+ * server's polling stay real. */
+function fakeClientClock(): void {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] });
 }
 
 /** A script that answers every `op` request with nothing, keeping them in `held` (the model
@@ -56,6 +71,10 @@ describe('multiplexing', () => {
     expect((await Promise.all(gets)).map((v) => v?.toString())).toEqual(['value-of-a', 'value-of-b', 'value-of-c', 'value-of-d']);
   });
 
+  // The client's deadlines run on performance.now() and one setTimeout, both faked from here on
+  // (fakeClientClock): a request times out exactly when the test moves the clock past its
+  // deadline, and the calls that must succeed afterwards cannot time out, however slow the
+  // machine is, because nothing moves the clock while they run.
   it('times a request out with TIMEOUT, drops its late reply, and keeps later requests right', async () => {
     let first: Request | undefined;
     const { server, client } = await setup((request) => {
@@ -64,13 +83,16 @@ describe('multiplexing', () => {
         return NO_REPLY;
       }
       return undefined;
-    }, 100);
+    }, 100, undefined, { fakeClock: true });
     server.store.set('k', Buffer.from('right'));
-    const started = Date.now();
-    const timedOut = await settle(client.get('slow'));
-    expect(timedOut.error?.code).toBe('TIMEOUT');
-    expect(timedOut.error?.message).toContain('may or may not have been applied');
-    expect(Date.now() - started).toBeGreaterThanOrEqual(90);
+    const timedOut = track(client.get('slow'));
+    await server.until(() => first !== undefined);
+    vi.advanceTimersByTime(99);
+    expect(await timedOut.state(), 'before its deadline').toBe('pending');
+    vi.advanceTimersByTime(1);
+    const { error } = await timedOut.outcome;
+    expect(error?.code).toBe('TIMEOUT');
+    expect(error?.message).toContain('may or may not have been applied');
     // The late reply arrives while the next request is in flight: it must not be taken for it.
     const next = client.get('k');
     server.last.reply(first!.id, Buffer.from('WRONG'));
@@ -83,24 +105,34 @@ describe('multiplexing', () => {
   // the daemon, counted against the connection's cursors until the daemon expired it.
   it('closes the cursor that a timed-out scan opens when its reply comes late', async () => {
     const { script, held: opened } = holding('scan');
-    const { server, client } = await setup(script, 100);
+    const { server, client } = await setup(script, 100, undefined, { fakeClock: true });
     const iterator = client.scan('p/')[Symbol.asyncIterator]();
-    expect((await settle(iterator.next())).error?.code).toBe('TIMEOUT');
+    const first = settle(iterator.next());
+    await server.until(() => opened.length === 1);
+    vi.advanceTimersByTime(100);
+    expect((await first).error?.code).toBe('TIMEOUT');
     server.last.reply(opened[0].id, { cursor: 42, entries: [], done: false });
     await server.until(() => server.ops('scanClose').length > 0);
     expect(server.ops('scanClose').map((r) => Number(r.cursor))).toEqual([42]);
     // A late reply of a scan that finished at once leaves nothing to close.
     const finished = client.scan('q/')[Symbol.asyncIterator]();
-    expect((await settle(finished.next())).error?.code).toBe('TIMEOUT');
+    const second = settle(finished.next());
+    await server.until(() => opened.length === 2);
+    vi.advanceTimersByTime(100);
+    expect((await second).error?.code).toBe('TIMEOUT');
     server.last.reply(opened[1].id, { cursor: 0, entries: [], done: true });
     expect((await client.ping()).version).toBeTruthy();
     expect(server.ops('scanClose')).toHaveLength(1);
   });
 
   it('times out many requests with one timer and keeps ids unique', async () => {
-    const { server, client } = await setup((request) => (request.op === 'exists' ? NO_REPLY : undefined), 50);
-    const results = await Promise.all(Array.from({ length: 50 }, (_, i) => settle(client.exists(`k${i}`))));
-    expect(results.every((r) => r.error?.code === 'TIMEOUT')).toBe(true);
+    const { server, client } = await setup((request) => (request.op === 'exists' ? NO_REPLY : undefined), 50, undefined, { fakeClock: true });
+    const pending = Promise.all(Array.from({ length: 50 }, (_, i) => settle(client.exists(`k${i}`))));
+    await server.until(() => server.ops('exists').length === 50);
+    expect(vi.getTimerCount(), 'timers for 50 requests in flight').toBe(1);
+    vi.advanceTimersByTime(50);
+    const results = await pending;
+    expect(results.map((r) => r.error?.code)).toEqual(Array(50).fill('TIMEOUT'));
     const ids = server.ops('exists').map((r) => r.id);
     expect(new Set(ids).size).toBe(50);
     expect(await client.get('absent')).toBeNull();
@@ -108,12 +140,14 @@ describe('multiplexing', () => {
 
   it('does not time out when timeoutMs is 0', async () => {
     const { script, held } = holding('ping');
-    const { server, client } = await setup(script, 0);
-    const ping = client.ping();
+    const { server, client } = await setup(script, 0, undefined, { fakeClock: true });
+    const ping = track(client.ping());
     await server.until(() => held.length > 0);
-    await new Promise((resolve) => setTimeout(resolve, 150));
+    expect(vi.getTimerCount(), 'no deadline is armed').toBe(0);
+    vi.advanceTimersByTime(24 * 60 * 60 * 1000);
+    expect(await ping.state()).toBe('pending');
     server.last.reply(held[0].id, { version: 'v', timeMs: 1 });
-    expect((await ping).version).toBe('v');
+    expect((await ping.outcome).value?.version).toBe('v');
   });
 
   // What reaches the socket is counted on the client's side: the fake server's 'data' events

@@ -14,6 +14,10 @@ import { MessageCodec } from '../../protocol/codec.js';
 import { FrameDecoder } from '../../protocol/frame.js';
 import { DEFAULT_SERVER_LIMITS, PROTOCOL_VERSION, type ServerLimits } from '../../protocol/limits.js';
 
+/** The real clock, kept before any test can fake it. */
+const realSetTimeout = globalThis.setTimeout;
+const realDateNow = Date.now.bind(Date);
+
 export type Request = Record<string, unknown> & { id: number; op: string };
 export type Reply = { result: unknown } | { error: { code: string; message: string } };
 /** Returned by a script: send nothing now (the script may reply later through the connection). */
@@ -210,12 +214,13 @@ export class FakeServer {
     return out;
   }
 
-  /** Waits until `predicate` holds (polling), or throws after `timeoutMs`. */
+  /** Waits until `predicate` holds (polling), or throws after `timeoutMs`. Real time, also
+   * while a test fakes the client's clock (vi.useFakeTimers). */
   async until(predicate: () => boolean, timeoutMs = 2_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
+    const deadline = realDateNow() + timeoutMs;
     while (!predicate()) {
-      if (Date.now() > deadline) throw new Error('condition not reached in time');
-      await new Promise((resolve) => setTimeout(resolve, 2));
+      if (realDateNow() > deadline) throw new Error('condition not reached in time');
+      await new Promise((resolve) => realSetTimeout(resolve, 2));
     }
   }
 }
