@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { IpcClient, ToonDBError } from '../../ipc-client/index.js';
 import { createServer } from 'node:net';
 import { MessageCodec } from '../../protocol/codec.js';
-import { PROTOCOL_VERSION } from '../../protocol/limits.js';
+import { DEFAULT_SERVER_LIMITS, PROTOCOL_VERSION, type ServerLimits } from '../../protocol/limits.js';
 import { FakeServer, NO_REPLY } from './fake-server.js';
 import { makeTempDir } from '../helpers/temp-dir.js';
 
@@ -173,10 +173,14 @@ describe('IpcClient.connect', () => {
   });
 
   it('keeps the announced limits, filling in any the daemon did not send', async () => {
-    server = await FakeServer.start({ limits: { keyBytesMax: 10, valueBytesMax: 20 } });
+    server = await FakeServer.start();
+    // An older or leaner daemon that announces only two limits.
+    server.limits = { keyBytesMax: 10, valueBytesMax: 20 } as unknown as ServerLimits;
     client = await IpcClient.connect(server.path);
-    expect(client.serverInfo.limits.keyBytesMax).toBe(10);
-    expect(client.serverInfo.limits.valueBytesMax).toBe(20);
-    expect(client.serverInfo.limits.batchItemsMax).toBeGreaterThan(0);
+    expect(Object.keys((server.model({ id: 1, op: 'hello' }) as { result: { limits: object } }).result.limits)).toEqual(['keyBytesMax', 'valueBytesMax']);
+    expect(client.serverInfo.limits).toEqual({ ...DEFAULT_SERVER_LIMITS, keyBytesMax: 10, valueBytesMax: 20 });
+    // The announced ones are enforced by the client before sending.
+    await expect(client.put('k'.repeat(11), 'v')).rejects.toMatchObject({ code: 'KEY_TOO_LARGE' });
+    expect(server.ops('put')).toHaveLength(0);
   });
 });
