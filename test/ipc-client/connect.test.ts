@@ -1,9 +1,10 @@
 // IpcClient.connect: path resolution, the errors a caller sees when there is no daemon, and the
 // hello handshake (limits kept, refusals passed through, timeouts).
-import { rmSync, writeFileSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { IpcClient, ToonDBError } from '../../ipc-client/index.js';
+import { DEFAULT_SOCKET_PATH, IpcClient, ToonDBError } from '../../ipc-client/index.js';
+import { resolveConnectOptions } from '../../ipc-client/connect.js';
 import { createServer } from 'node:net';
 import { MessageCodec } from '../../protocol/codec.js';
 import { DEFAULT_SERVER_LIMITS, PROTOCOL_VERSION, type ServerLimits } from '../../protocol/limits.js';
@@ -35,15 +36,21 @@ describe('IpcClient.connect', () => {
     expect(client.serverInfo).toMatchObject({ protocol: PROTOCOL_VERSION, server: '9.9.9-fake', connectionId: 7 });
   });
 
-  it('falls back to /tmp/toondb.sock and names it when nothing listens there', async () => {
+  it('falls back to /tmp/toondb.sock when given no path and no (or an empty) $TOONDB_SOCKET', () => {
+    delete process.env.TOONDB_SOCKET;
+    expect(resolveConnectOptions(undefined).socketPath).toBe('/tmp/toondb.sock');
+    process.env.TOONDB_SOCKET = '';
+    expect(resolveConnectOptions(undefined).socketPath).toBe('/tmp/toondb.sock');
+    expect(DEFAULT_SOCKET_PATH).toBe('/tmp/toondb.sock');
+  });
+
+  // Connects to the real default path, so it runs only where nothing is there (a developer
+  // machine may run a daemon on it); vitest reports the skip.
+  it.skipIf(existsSync(DEFAULT_SOCKET_PATH))('names /tmp/toondb.sock in the error when nothing is there', async () => {
     delete process.env.TOONDB_SOCKET;
     const error = await IpcClient.connect(undefined, { connectTimeoutMs: 1_000 }).catch((e: unknown) => e);
-    // A developer machine may run a real daemon there; only check the message when it does not.
-    if (error instanceof IpcClient) {
-      await error.close();
-      return;
-    }
     expect(error).toBeInstanceOf(ToonDBError);
+    expect((error as ToonDBError).code).toBe('UNAVAILABLE');
     expect((error as ToonDBError).message).toContain('/tmp/toondb.sock');
   });
 
