@@ -109,7 +109,8 @@ describe('reload', () => {
     const daemon = await startDaemon({ config: { limits: { txnsPerConnectionMax: 2 } } });
     try {
       const before = await RawPeer.open(daemon.socketPath);
-      await new Promise((resolve) => setTimeout(resolve, 50)); // accepted before the reload
+      // Accepted before the reload (the daemon logs each connection it accepts).
+      await expect.poll(() => daemon.logged('connection opened').length, { timeout: 5_000 }).toBe(1);
       writeFileSync(join(daemon.dir, 'config.json'), JSON.stringify({ limits: { txnsPerConnectionMax: 8 } }));
       process.kill(daemon.pid!, 'SIGHUP');
       await expect.poll(() => daemon.logs.some((line) => line.msg === 'configuration reloaded'), { timeout: 5_000 }).toBe(true);
