@@ -1,6 +1,6 @@
 // Transactions: every request carries the txn id, a finished transaction refuses use locally,
 // and withTransaction retries conflicts (only conflicts) with backoff.
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { IpcClient, ToonDBError, TransactionConflictError, type Transaction } from '../../ipc-client/index.js';
 import { BACKOFF_MS_MAX, backoffDelayMs } from '../../ipc-client/retry.js';
 import { FakeServer, NO_REPLY, type FakeConnection, type Request } from './fake-server.js';
@@ -283,11 +283,34 @@ describe('withTransaction', () => {
     })).rejects.toThrow('first');
   });
 
+  // The sleeps are asked of setTimeout, so they are read there instead of timed: with the jitter
+  // fixed (Math.random 0.5) each must be half of min(BACKOFF_MS_MAX, backoffMs * 2^attempt),
+  // between a conflicting commit and the next attempt. The client gets no request timeout, so
+  // every setTimeout during withTransaction is a backoff sleep (run at once, not waited for).
   it('backs off between attempts by a jittered, capped, exponential delay', async () => {
-    conflictTimes(2);
-    const started = Date.now();
-    await client.withTransaction(async () => undefined, { backoffMs: 40 });
-    expect(Date.now() - started).toBeLessThan(40 + 80 + 100); // at most 40 then 80 ms, plus slack
+    const quiet = await IpcClient.connect(server.path, { timeoutMs: 0 });
+    const realSetTimeout = globalThis.setTimeout;
+    try {
+      const events: string[] = [];
+      let conflicts = 5;
+      server.script = (request: Request) => {
+        if (request.op !== 'commit') return undefined;
+        events.push('commit');
+        return conflicts-- > 0 ? conflict : undefined;
+      };
+      vi.spyOn(Math, 'random').mockReturnValue(0.5);
+      vi.spyOn(globalThis, 'setTimeout').mockImplementation(((callback: () => void, ms?: number) => {
+        events.push(`sleep ${ms}`);
+        return realSetTimeout(callback, 0);
+      }) as typeof setTimeout);
+      await quiet.withTransaction(async () => undefined, { retries: 5, backoffMs: 100 });
+      expect(BACKOFF_MS_MAX).toBe(250);
+      expect(events).toEqual(['commit', 'sleep 50', 'commit', 'sleep 100', 'commit', 'sleep 125', 'commit', 'sleep 125', 'commit', 'sleep 125', 'commit']);
+    } finally {
+      vi.restoreAllMocks();
+      await quiet.close();
+    }
+    // The jitter: uniform in [0, the cap of the attempt].
     for (let i = 0; i < 100; i++) {
       const delay = backoffDelayMs(3, 10);
       expect(delay).toBeGreaterThanOrEqual(0);
