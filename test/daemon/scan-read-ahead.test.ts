@@ -61,12 +61,14 @@ describe('scan read-ahead', () => {
   it('holds bytes for the batches it reads ahead, up to four per cursor, and gives them back on close', async () => {
     const { peer, cursor } = await rawScan(10);
     // Ninety keys follow in batches of ten: four are read ahead, each holding its batch's size.
-    await expect.poll(async () => (await client.stats()).cursors.readAheadBytes, { timeout: 5_000 }).toBeGreaterThan(0);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    const held = (await client.stats()).cursors.readAheadBytes;
+    // A read still running holds a whole scanBatchBytesMax (4 MiB), so the figure settles only
+    // once all four reads are done: wait for that, then check it stays there (no fifth read).
     const batchBytes = 10 * (2 + key(0).length + 2 + 'v00'.length + 1); // pair header, key bin, value bin
-    expect(held).toBeGreaterThanOrEqual(4 * (batchBytes - 10));
-    expect(held).toBeLessThanOrEqual(4 * batchBytes);
+    const fourBatches = (bytes: number) => bytes >= 4 * (batchBytes - 10) && bytes <= 4 * batchBytes;
+    const heldBytes = async () => (await client.stats()).cursors.readAheadBytes;
+    await expect.poll(heldBytes, { timeout: 5_000, message: 'four batches read ahead, no read running' }).toSatisfy(fourBatches);
+    const held = await heldBytes();
+    expect(fourBatches(held), `${held} bytes held`).toBe(true);
     peer.request({ id: 3, op: 'scanClose', cursor });
     await peer.waitFor(3);
     peer.close();
