@@ -87,37 +87,40 @@ describe('slow, stuck and greedy clients', () => {
     // A daemon of its own, with the default unreadRepliesMsMax: this suite's 800 ms could cut off
     // a test process that a loaded machine leaves unscheduled for that long.
     const own = await startDaemon();
-    const client = await IpcClient.connect(own.socketPath);
-    const value = Buffer.alloc(8 * 1024 * 1024, 5);
-    await client.put('mixed/large', value);
-    const pipeline = async (rounds: number) => {
-      const calls: Promise<Buffer | null | void>[] = [];
-      for (let i = 0; i < rounds; i++) {
-        calls.push(client.put(`mixed/${i}`, String(i)), client.get('mixed/large'), client.get(`mixed/${i}`));
-      }
-      const results = await Promise.all(calls);
-      for (let i = 0; i < rounds; i++) {
-        expect((results[3 * i + 1] as Buffer).equals(value)).toBe(true);
-        expect((results[3 * i + 2] as Buffer).toString()).toBe(String(i)); // each read sees the write before it
-      }
-    };
-    await pipeline(6); // fills the caches and buffers a bounded call uses
-    const peakBefore = own.peakRssBytes();
-    await pipeline(48); // 48 gets of 8 MiB: 384 MiB if one call held them all
-    expect(own.peakRssBytes() - peakBefore).toBeLessThan(128 * 1024 * 1024);
-    // A pipelined transaction whose reads end a call early: the rest of the call (more reads,
-    // the commit) runs as prepared, after them.
-    const txn = await client.beginTransaction();
-    const steps = [txn.put('mixed/txn', 'committed'), txn.get('mixed/large'), txn.get('mixed/large'), txn.get('mixed/large'), txn.get('mixed/txn')];
-    const commit = txn.commit();
-    const read = await Promise.all(steps);
-    expect(read.slice(1, 4).every((got) => (got as Buffer).equals(value))).toBe(true);
-    expect((read[4] as Buffer).toString()).toBe('committed');
-    await commit;
-    expect((await client.get('mixed/txn'))?.toString()).toBe('committed');
-    expect(own.logs.some((l) => l.msg === 'closing connection that does not read its replies')).toBe(false);
-    await client.close();
-    await own.dispose();
+    try {
+      const client = await IpcClient.connect(own.socketPath);
+      const value = Buffer.alloc(8 * 1024 * 1024, 5);
+      await client.put('mixed/large', value);
+      const pipeline = async (rounds: number) => {
+        const calls: Promise<Buffer | null | void>[] = [];
+        for (let i = 0; i < rounds; i++) {
+          calls.push(client.put(`mixed/${i}`, String(i)), client.get('mixed/large'), client.get(`mixed/${i}`));
+        }
+        const results = await Promise.all(calls);
+        for (let i = 0; i < rounds; i++) {
+          expect((results[3 * i + 1] as Buffer).equals(value)).toBe(true);
+          expect((results[3 * i + 2] as Buffer).toString()).toBe(String(i)); // each read sees the write before it
+        }
+      };
+      await pipeline(6); // fills the caches and buffers a bounded call uses
+      const peakBefore = own.peakRssBytes();
+      await pipeline(48); // 48 gets of 8 MiB: 384 MiB if one call held them all
+      expect(own.peakRssBytes() - peakBefore).toBeLessThan(128 * 1024 * 1024);
+      // A pipelined transaction whose reads end a call early: the rest of the call (more reads,
+      // the commit) runs as prepared, after them.
+      const txn = await client.beginTransaction();
+      const steps = [txn.put('mixed/txn', 'committed'), txn.get('mixed/large'), txn.get('mixed/large'), txn.get('mixed/large'), txn.get('mixed/txn')];
+      const commit = txn.commit();
+      const read = await Promise.all(steps);
+      expect(read.slice(1, 4).every((got) => (got as Buffer).equals(value))).toBe(true);
+      expect((read[4] as Buffer).toString()).toBe('committed');
+      await commit;
+      expect((await client.get('mixed/txn'))?.toString()).toBe('committed');
+      expect(own.logs.some((l) => l.msg === 'closing connection that does not read its replies')).toBe(false);
+      await client.close();
+    } finally {
+      await own.dispose();
+    }
   }, 30_000);
 
   it('aborts a transaction held open past txnIdleMsMax and says so', async () => {
