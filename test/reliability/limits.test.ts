@@ -123,33 +123,57 @@ describe('slow, stuck and greedy clients', () => {
     }
   }, 30_000);
 
+  // The idle sweep runs every second and aborts a transaction idle past txnIdleMsMax (600 ms):
+  // wait for it to happen (transactions.active back to 0, and its log line) instead of for a
+  // fixed time that a slow machine could outlast.
   it('aborts a transaction held open past txnIdleMsMax and says so', async () => {
     const client = await IpcClient.connect(daemon.socketPath);
-    const txn = await client.beginTransaction();
-    await txn.put('idle/1', 'x');
-    await new Promise((resolve) => setTimeout(resolve, 2_000));
-    await expect(txn.put('idle/2', 'y')).rejects.toMatchObject({ code: 'TXN_EXPIRED' });
-    expect(await good.get('idle/1')).toBeNull();
-    expect((await good.stats()).transactions.active).toBe(0);
-    await client.close();
+    try {
+      const expiries = () => daemon.logs.filter((l) => l.msg === 'expired idle transactions/cursors').length;
+      const expiriesBefore = expiries();
+      const txn = await client.beginTransaction();
+      await txn.put('idle/1', 'x');
+      expect((await good.stats()).transactions.active).toBe(1);
+      await expect.poll(async () => (await good.stats()).transactions.active, { timeout: 10_000 }).toBe(0);
+      await expect.poll(expiries, { timeout: 5_000 }).toBe(expiriesBefore + 1);
+      await expect(txn.put('idle/2', 'y')).rejects.toMatchObject({ code: 'TXN_EXPIRED' });
+      expect(await good.get('idle/1')).toBeNull();
+      expect((await good.stats()).transactions.aborted).toBeGreaterThanOrEqual(1);
+    } finally {
+      await client.close();
+    }
   });
 
   // Regression: pulling a transaction's cursor did not count as using the transaction, so a
   // transactional scan consumed slowly was aborted as idle in the middle (TXN_EXPIRED).
+  // No fixed duration: a witness transaction, last used right after the scanning one's put,
+  // stays idle while the scan is pulled (an entry every 20 ms or so, far below txnIdleMsMax). Once
+  // the idle sweep has expired the witness, it has passed the moment when the scanning
+  // transaction, idle at least as long but for its pulls, would have expired too.
   it('keeps a transaction alive while its scan is being pulled', async () => {
     const client = await IpcClient.connect(daemon.socketPath);
-    await client.putBatch(Array.from({ length: 8 }, (_, i) => [`tscan/${i}`, 'v'] as [string, string]));
-    const txn = await client.beginTransaction();
-    await txn.put('tscan-result', 'x');
-    const keys: string[] = [];
-    for await (const [key] of txn.scan('tscan/', { batchSize: 1 })) {
-      keys.push(key.toString());
-      await new Promise((resolve) => setTimeout(resolve, 250)); // 8 x 250 ms, txnIdleMsMax 600
+    try {
+      await client.putBatch(Array.from({ length: 300 }, (_, i) => [`tscan/${String(i).padStart(3, '0')}`, 'v'] as [string, string]));
+      const expiries = () => daemon.logs.filter((l) => l.msg === 'expired idle transactions/cursors');
+      const expiriesBefore = expiries().length;
+      const txn = await client.beginTransaction();
+      await txn.put('tscan-result', 'x');
+      const witness = await client.beginTransaction();
+      await witness.get('tscan/000');
+      let pulled = 0;
+      for await (const _ of txn.scan('tscan/', { batchSize: 1 })) {
+        pulled++;
+        if (expiries().length > expiriesBefore) break;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      expect(expiries().length, `the witness expired within ${pulled} of the 300 pulls`).toBeGreaterThan(expiriesBefore);
+      expect(expiries().slice(expiriesBefore).map((l) => l.txns), 'only the witness expired').toEqual([1]);
+      await expect(witness.get('tscan/000')).rejects.toMatchObject({ code: 'TXN_EXPIRED' });
+      await txn.commit();
+      expect((await good.get('tscan-result'))?.toString()).toBe('x');
+    } finally {
+      await client.close();
     }
-    expect(keys).toHaveLength(8);
-    await txn.commit();
-    expect((await good.get('tscan-result'))?.toString()).toBe('x');
-    await client.close();
   });
 
   it('refuses transactions and cursors past the per-connection limits', async () => {
