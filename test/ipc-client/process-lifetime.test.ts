@@ -2,22 +2,26 @@
 // still awaiting its reply must keep the process alive until it settles. Runs the compiled client
 // in child processes, since only a real process exit shows what keeps the event loop alive.
 import { execFile, spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { symlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeServer, NO_REPLY } from './fake-server.js';
+import { makeTempDir } from '../helpers/temp-dir.js';
 
 const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-// Inside node_modules so the compiled client resolves msgpackr from the repo.
-const OUT_DIR = join(REPO_ROOT, 'node_modules', '.cache', 'toondb-ipc-client-test');
-const CLIENT_MODULE = join(OUT_DIR, 'ipc-client', 'index.js');
 
 let server: FakeServer;
+let CLIENT_MODULE: string;
 
+// The client is compiled from its current source into this file's temp dir (removed after the
+// file's tests, test/setup.ts), whose node_modules is a link to the repo's, so that the
+// compiled client resolves msgpackr (removing the dir removes the link, not what it names).
 beforeAll(async () => {
-  mkdirSync(OUT_DIR, { recursive: true });
+  const OUT_DIR = makeTempDir('tdb-plt-');
+  symlinkSync(join(REPO_ROOT, 'node_modules'), join(OUT_DIR, 'node_modules'), 'dir');
+  CLIENT_MODULE = join(OUT_DIR, 'ipc-client', 'index.js');
   await promisify(execFile)(process.execPath, [
     join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), join(REPO_ROOT, 'ipc-client', 'index.ts'),
     '--outDir', OUT_DIR, '--rootDir', REPO_ROOT, '--module', 'nodenext', '--moduleResolution', 'nodenext',
