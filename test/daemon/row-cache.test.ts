@@ -2,12 +2,15 @@
 // like storage reads. Across connections, a read that starts after a write was acknowledged
 // sees it (or something newer), values never go back, and a getBatch never splits a putBatch
 // or a transaction. The same checks run with the cache off (--row-cache-mb 0) as the control.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
 import { IpcClient } from '../../ipc-client/index.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { RawPeer } from '../helpers/raw.js';
 import { TOONDBD_BIN } from '../helpers/paths.js';
+import { makeTempDir } from '../helpers/temp-dir.js';
 
 /** Write rounds per run: each round is one putBatch or one transaction over keys a and b. */
 const ROUNDS = Number(process.env.TOONDB_ROW_CACHE_ROUNDS ?? 600);
@@ -117,10 +120,15 @@ describe('row cache', () => {
     await client.close();
   });
 
+  // Temp socket and data dir: a validation that regressed starts a daemon there, never on the
+  // default paths; the refusal comes before the data dir is made.
   it('refuses a bad --row-cache-mb with exit 2 and one line', async () => {
-    const result = await execa('node', [TOONDBD_BIN, 'start', '--row-cache-mb', '-1'], { reject: false });
+    const dir = makeTempDir();
+    const result = await execa('node', [TOONDBD_BIN, 'start', '--socket', join(dir, 's.sock'), '--data-dir', join(dir, 'data'), '--row-cache-mb', '-1'],
+      { reject: false, stdin: 'ignore', timeout: 30_000 });
     expect(result.exitCode).toBe(2);
     expect(result.stderr.trim().split('\n')).toHaveLength(1);
     expect(result.stderr).toMatch(/row cache \(MiB\) must be an integer in 0\.\.65536/);
+    expect(existsSync(join(dir, 'data'))).toBe(false);
   });
 });

@@ -320,23 +320,31 @@ describe('daemon lifecycle', () => {
     expect(existsSync(socketPath)).toBe(true);
   });
 
+  // Every start here names a temp socket and data dir, so that a validation that regressed
+  // would start a daemon there, never on /tmp/toondb.sock or in ~/.local/share/toondb; and a
+  // refusal must come before the data dir is made.
   it('rejects an over-long socket path and invalid configuration with exit 2 and one line', async () => {
-    const longPath = join(makeTempDir(), 'x'.repeat(120) + '.sock');
-    const result = await toondbd(['start', '--socket', longPath]);
+    const dir = makeTempDir();
+    const data = join(dir, 'data');
+    const paths = ['--socket', join(dir, 's.sock'), '--data-dir', data];
+    const longPath = join(dir, 'x'.repeat(120) + '.sock');
+    const result = await toondbd(['start', '--socket', longPath, '--data-dir', data]);
     expect(result.exitCode).toBe(2);
     expect(result.stderr).toMatch(/longer than the 103-byte limit/);
-    const badMode = await toondbd(['start', '--durability', 'sometimes']);
+    const badMode = await toondbd(['start', ...paths, '--durability', 'sometimes']);
     expect(badMode.exitCode).toBe(2);
-    const dir = makeTempDir();
+    expect(badMode.stderr).toMatch(/sometimes/);
     writeFileSync(join(dir, 'bad.json'), '{ not json');
-    const badFile = await toondbd(['start', '--config', join(dir, 'bad.json')]);
+    const badFile = await toondbd(['start', ...paths, '--config', join(dir, 'bad.json')]);
     expect(badFile.exitCode).toBe(2);
     expect(badFile.stderr.trim().split('\n')).toHaveLength(1);
     // Each limit may be lowered, but not so that a maximal put or reply outgrows a frame.
     writeFileSync(join(dir, 'limits.json'), JSON.stringify({ limits: { frameBytesMax: 1024 * 1024 } }));
-    const badLimits = await toondbd(['start', '--config', join(dir, 'limits.json')]);
+    const badLimits = await toondbd(['start', ...paths, '--config', join(dir, 'limits.json')]);
     expect(badLimits.exitCode).toBe(2);
     expect(badLimits.stderr).toMatch(/limits do not fit together: a maximal put must fit in one frame/);
+    expect(existsSync(data), 'refused before the data dir was made').toBe(false);
+    expect(existsSync(join(dir, 's.sock'))).toBe(false);
     // An unknown socket group was found only after recovery and bind, leaving the socket file.
     const socket = join(dir, 'group.sock');
     const badGroup = await toondbd(['start', '--socket', socket, '--data-dir', join(dir, 'data'), '--socket-group', 'no-such-group-here']);
