@@ -5,8 +5,12 @@
 //! own temporary directory. As that child, it mounts a TMPFS_BYTES tmpfs there, which no other
 //! process sees and which the kernel unmounts when the child exits however it exits, plays the
 //! scenario and leaves what the parent should see on the parent's file system. Needs Linux and
-//! the right to unshare a mount namespace and mount a tmpfs (root): without them the parent
-//! prints why and passes, as test/reliability/disk-full.test.ts skips.
+//! the right to unshare a mount namespace and mount a tmpfs (root). Without them the test
+//! passes without running its scenario, as test/reliability/disk-full.test.ts skips, but never
+//! silently: libtest has no skipped state and shows a passing test's output only with
+//! --nocapture, so the parent writes why to the process's real stderr, which libtest does not
+//! capture. With SKIP_FORBIDDEN_ENV=1 (for machines that must run them, e.g. a CI job as root)
+//! such a test fails instead.
 //!
 //! Invariants: no mount outlives its child; the parent waits for the child at most
 //! CHILD_WAIT_MAX, then kills it; temporary directories are removed by their guards.
@@ -27,8 +31,11 @@ use std::time::{Duration, Instant};
 const TMPFS_DIR_ENV: &str = "TOONDB_TEST_TMPFS_DIR";
 /// The tmpfs's size: room for the store (fjall's 64 MiB journal is sparse) and a filler.
 const TMPFS_BYTES: u64 = 24 * 1024 * 1024;
-/// Printed by a child that could not mount its tmpfs, followed by why.
+/// Printed by a child that could not mount its tmpfs, followed by why; and by the parent,
+/// on its real stderr, for a test it passes without running the scenario.
 const SKIPPED: &str = "TMPFS TEST SKIPPED:";
+/// Set to 1: a tmpfs test this machine cannot run fails instead of passing unrun.
+const SKIP_FORBIDDEN_ENV: &str = "TOONDB_REQUIRE_TMPFS_TESTS";
 /// How long the parent waits for its child (a scenario takes well under a second; a hung
 /// checkpoint is what one of them checks for).
 const CHILD_WAIT_MAX: Duration = Duration::from_secs(120);
@@ -79,7 +86,7 @@ fn run_on_tmpfs(test: &str, scenario: impl FnOnce(&Path)) {
         return;
     }
     if let Some(why) = why_no_mount_namespace() {
-        println!("{SKIPPED} {why}");
+        skip(test, &why);
         return;
     }
     let scratch = tempfile::tempdir().unwrap();
@@ -115,6 +122,20 @@ fn run_on_tmpfs(test: &str, scenario: impl FnOnce(&Path)) {
     let status = status.unwrap_or_else(|| panic!("the child did not end within {CHILD_WAIT_MAX:?}"));
     assert!(status.success(), "the scenario failed in the child ({status})");
     assert!(printed.contains(&format!("test {name} ... ")) && printed.contains("test result: ok. 1 passed"), "the child did not run {name}");
+    if let Some(why) = printed.lines().find_map(|line| line.strip_prefix(SKIPPED)) {
+        skip(test, &format!("in the child: {}", why.trim()));
+    }
+}
+
+/// Passes `test` without its scenario, saying so where it is seen, or fails it when
+/// SKIP_FORBIDDEN_ENV is 1. `println!`/`eprintln!` would be captured (and dropped, as the test
+/// passes); a write to the `Stderr` handle goes to file descriptor 2 as it is.
+fn skip(test: &str, why: &str) {
+    use std::io::Write;
+    if std::env::var_os(SKIP_FORBIDDEN_ENV).is_some_and(|v| v == "1") {
+        panic!("{test} cannot run here ({why}), and {SKIP_FORBIDDEN_ENV}=1 forbids skipping it");
+    }
+    let _ = writeln!(std::io::stderr(), "\n{SKIPPED} {test} passes WITHOUT running: {why} (needs Linux, root, unshare -m and tmpfs; {SKIP_FORBIDDEN_ENV}=1 makes this a failure)");
 }
 
 /// Why this process cannot run a child in a mount namespace of its own, if it cannot.
