@@ -173,8 +173,20 @@ describe('hostile clients', () => {
     const value = Buffer.alloc(MiB, 0x63);
     const puts = 100; // 100 MiB: past the bound
     for (let i = 0; i < puts; i++) peer.request({ id: 100 + i, op: 'put', key: Buffer.from(`big/put/${i}`), value });
-    await new Promise((resolve) => setTimeout(resolve, 1_000));
-    const read = (await bytesIn()) - before;
+    // Wait until the daemon has stopped reading: bytes.in unchanged across a poll interval but
+    // for the stats requests themselves (tens of bytes; the peer's frames are 1 MiB puts), after
+    // it has read at least the bound's worth of request bodies (it pauses only past the bound,
+    // so that much it must read first; the client offers 100 MiB).
+    let last = -Infinity;
+    const settledRead = async () => {
+      const read = (await bytesIn()) - before;
+      const settled = read - last < 1024 && read >= REQUEST_BYTES_IN_FLIGHT_MAX;
+      last = read;
+      return settled;
+    };
+    await expect.poll(settledRead, { timeout: 20_000, interval: 200, message: 'bytes.in settles past the bound' }).toBe(true);
+    const read = last;
+    expect(read).toBeGreaterThanOrEqual(REQUEST_BYTES_IN_FLIGHT_MAX);
     expect(read).toBeLessThan(REQUEST_BYTES_IN_FLIGHT_MAX + FRAME_BYTES_MAX);
     expect(read).toBeLessThan(puts * MiB);
     peer.socket.resume();
