@@ -2,13 +2,14 @@
 // with garbage, deeply nested MessagePack, wrong field types, unknown ops, huge declared arrays,
 // truncated frames. The daemon must stay up, keep answering a well-behaved client with unchanged
 // results, and keep its memory bounded.
-// Knobs: TOONDB_LIVE_FUZZ_FRAMES (default 100000), TOONDB_LIVE_FUZZ_SEED (printed).
+// Knobs: TOONDB_LIVE_FUZZ_FRAMES (default 20000, ~1 s; raise it to soak, the timeout grows with
+// it), TOONDB_LIVE_FUZZ_SEED (printed).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IpcClient } from '../../ipc-client/index.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { RawPeer } from '../helpers/raw.js';
 
-const FRAMES = Number(process.env.TOONDB_LIVE_FUZZ_FRAMES ?? 100_000);
+const FRAMES = Number(process.env.TOONDB_LIVE_FUZZ_FRAMES ?? 20_000);
 const SEED = Number(process.env.TOONDB_LIVE_FUZZ_SEED ?? Date.now() % 1_000_000);
 
 function rng(seed: number): (n: number) => number {
@@ -93,5 +94,5 @@ describe('live protocol fuzz', () => {
     const stats = await good.stats();
     expect(stats.connections.active).toBe(1);
     expect(stats.requests.errors).toBeGreaterThan(0);
-  }, 240_000);
+  }, 60_000 + FRAMES);
 });
