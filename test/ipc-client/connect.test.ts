@@ -121,6 +121,10 @@ describe('IpcClient.connect', () => {
     const dir = makeTempDir('toondb-client-');
     const path = join(dir, 'refuses.sock');
     const refusing = createServer((socket) => {
+      // Read (and drop) whatever the client sends: the client's hello can arrive before it
+      // reads the refusal, and bytes nobody reads keep this socket from seeing the client's
+      // close, so refusing.close() below would wait for ever.
+      socket.resume();
       socket.end(new MessageCodec().encode({ id: 0, error: { code: 'TOO_MANY_CONNECTIONS', message: 'at accept' } }));
     });
     await new Promise<void>((resolve) => refusing.listen(path, resolve));
