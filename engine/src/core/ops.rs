@@ -3,14 +3,14 @@
 //! Responsibility: validate each op against the limits, route it to a plain read, a
 //! non-transactional write, a transaction or a cursor, and turn its outcome into an `OpOutput`.
 //! The calls that may run on the caller's thread instead (row-cache reads, memory-only
-//! transaction steps, small writes) are in `here.rs`.
+//! transaction steps, small writes) are in `here.rs`; the cursor ops (scan, scanNext,
+//! listPath) in `scans.rs`.
 //!
 //! Invariants: ops run sequentially in array order and each gets exactly one output; a failing
 //! op sets `error` and never affects the others; a write's `seq` is its ticket, a read's `seq`
 //! is the issued-ticket counter loaded after the read (covers every commit the read could see),
 //! a failed op's `seq` is 0 (it showed and applied nothing, so it waits for no fsync).
 
-use super::cursors::{self, Cursor, Source, BATCH_BYTES_DEFAULT, BATCH_ITEMS_DEFAULT, BATCH_ITEMS_MAX};
 use super::error::{EngineError, EngineResult};
 use super::rowcache::Row;
 use super::store::{Store, WriteItem, ITEM_OVERHEAD_BYTES};
@@ -383,86 +383,6 @@ fn write_op(store: &Store, op: Op) -> EngineResult<OpOutput> {
     Ok(OpOutput { seq: store.tickets.issued(), ..Default::default() })
 }
 
-fn scan_open(store: &Store, op: Op) -> EngineResult<OpOutput> {
-    if let Some(key) = &op.key {
-        store.check_bound(key)?;
-    }
-    let source = match op.txn {
-        Some(id) => {
-            txn::with_txn(store, id, |_| Ok(()))?;
-            Source::Txn(id)
-        }
-        None => Source::Snap(store.db.read_tx()),
-    };
-    let limit = count(op.limit, "limit")?.filter(|&l| l > 0);
-    let mut cursor = Cursor {
-        source,
-        bounds: cursors::scan_bounds(op.key, op.end, op.range),
-        reverse: op.reverse,
-        with_expiry: op.expiry,
-        remaining: limit,
-        batch_items: BATCH_ITEMS_DEFAULT,
-        batch_bytes: BATCH_BYTES_DEFAULT,
-    };
-    apply_batch_sizes(&mut cursor, op.batch_items, op.batch_bytes)?;
-    let txn = match cursor.source {
-        Source::Txn(id) => Some(id),
-        Source::Snap(_) => None,
-    };
-    let batch = cursors::read_batch(store, &mut cursor)?;
-    let handle = if batch.done { None } else { Some(store.cursors.insert(cursor)) };
-    if let (Some(id), Some(handle)) = (txn, handle) {
-        txn::note_cursor(store, id, handle)?;
-    }
-    Ok(batch_output(store, batch, handle))
-}
-
-fn apply_batch_sizes(cursor: &mut Cursor, items: Option<f64>, bytes: Option<f64>) -> EngineResult<()> {
-    if let Some(n) = count(items, "batchItems")? {
-        cursor.batch_items = (n as usize).clamp(1, BATCH_ITEMS_MAX);
-    }
-    if let Some(n) = count(bytes, "batchBytes")? {
-        cursor.batch_bytes = (n as usize).max(1);
-    }
-    Ok(())
-}
-
-fn scan_next(store: &Store, op: Op) -> EngineResult<OpOutput> {
-    let id = need_handle(op.cursor, "cursor")?;
-    let mut cursor = store.cursors.check_out(id)?;
-    let read = apply_batch_sizes(&mut cursor, op.batch_items, op.batch_bytes).and_then(|()| cursors::read_batch(store, &mut cursor));
-    match &read {
-        Ok(batch) if !batch.done => store.cursors.put_back(id, cursor),
-        // Done, or failed: the cursor ends with this read.
-        _ => store.cursors.end_read(),
-    }
-    let batch = match read {
-        Ok(batch) => batch,
-        // The cursor's transaction finished: the cursor is gone with it.
-        Err(EngineError::NotInTransaction(_)) => return Err(EngineError::CursorNotFound(id)),
-        Err(e) => return Err(e),
-    };
-    Ok(batch_output(store, batch, Some(id)))
-}
-
-fn batch_output(store: &Store, batch: cursors::Batch, handle: Option<u64>) -> OpOutput {
-    OpOutput {
-        entries: Some(batch.entries),
-        done: Some(batch.done),
-        cursor: handle,
-        seq: store.tickets.issued(),
-        ..Default::default()
-    }
-}
-
-fn list_path(store: &Store, op: Op) -> EngineResult<OpOutput> {
-    let parent = op.key.unwrap_or_default();
-    store.check_bound(&parent)?;
-    let limit = count(op.limit, "limit")?.unwrap_or(0) as usize;
-    let children = with_view(store, op.txn, |view| cursors::list_path(store, view, &parent, limit))?;
-    Ok(OpOutput { keys: Some(children), seq: store.tickets.issued(), ..Default::default() })
-}
-
 fn isolation_of(op: &Op) -> EngineResult<Isolation> {
     match op.isolation.unwrap_or(0) {
         0 => Ok(Isolation::Serializable),
@@ -490,6 +410,8 @@ fn commit(store: &Store, op: Op) -> EngineResult<OpOutput> {
 
 mod here;
 pub use here::{read_cached, run_in_memory, write_now};
+mod scans;
+use scans::{list_path, scan_next, scan_open};
 
 #[cfg(test)]
 mod tests;
