@@ -145,6 +145,11 @@ impl Store {
     /// sealed memtables with no end, so a flush that failed (a full disk) hung the checkpoint,
     /// and with it the daemon's stop, forever.
     pub fn seal_memtables_and_wait(&self) -> EngineResult<()> {
+        self.seal_memtables_and_wait_at_most(CHECKPOINT_FLUSH_WAIT_MAX)
+    }
+
+    /// `seal_memtables_and_wait` with a deadline `wait_max` after the seal (tests give a short one).
+    fn seal_memtables_and_wait_at_most(&self, wait_max: Duration) -> EngineResult<()> {
         self.check_writable()?;
         // Takes the workers named since the open for this store's, before a flush ends one.
         self.workers.found();
@@ -156,7 +161,7 @@ impl Store {
             }
             keyspace.rotate_memtable()?;
         }
-        let deadline = Instant::now() + CHECKPOINT_FLUSH_WAIT_MAX;
+        let deadline = Instant::now() + wait_max;
         loop {
             let sealed: usize = [&self.data, &self.ttl].into_iter().map(|keyspace| keyspace.inner().tree.sealed_memtable_count()).sum();
             if sealed == 0 {
@@ -175,8 +180,8 @@ impl Store {
                 // Not a failure: a flush may wait behind a long compaction on a large database
                 // (one worker on two cores), and ends later. The store stays writable.
                 return Err(EngineError::Timeout(format!(
-                    "checkpoint: fjall had not flushed {sealed} sealed memtable(s) after {} s (its background worker is busy or stuck); they are flushed when it gets to them",
-                    CHECKPOINT_FLUSH_WAIT_MAX.as_secs()
+                    "checkpoint: fjall had not flushed {sealed} sealed memtable(s) after {} ms (its background worker is busy or stuck); they are flushed when it gets to them",
+                    wait_max.as_millis()
                 )));
             }
             std::thread::sleep(CHECKPOINT_FLUSH_POLL);
@@ -288,6 +293,33 @@ mod tests {
         let (code, message) = checkpoint_failure(&engine);
         assert_eq!(code, "STORAGE_FAILED", "{message}");
         assert!(started.elapsed() < Duration::from_secs(5), "the checkpoint saw the ended worker at once, not at its deadline");
+    }
+
+    // The deadline: a checkpoint whose flushes outlast it returns TIMEOUT and leaves the store
+    // as it was (writable, not poisoned), and fjall flushes the sealed memtables later anyway.
+    // Here the deadline is zero, so the first look, microseconds after the seal, already finds
+    // it passed while the flush of ~1 MB of rows is still to come.
+    #[test]
+    fn a_checkpoint_past_its_deadline_returns_timeout_and_leaves_the_store_writable() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = open_engine(dir.path());
+        for chunk in 0..100 {
+            let puts = (0..100).map(|i| put(&format!("k{chunk}-{i}"), &[7u8; 100])).collect();
+            assert!(engine.execute(puts).unwrap().iter().all(|o| o.error.is_none()));
+        }
+        let store = engine.store().unwrap();
+        let error = store.seal_memtables_and_wait_at_most(Duration::ZERO).unwrap_err();
+        assert_eq!(error.code(), "TIMEOUT", "{error}");
+        assert!(error.to_string().contains("had not flushed"), "{error}");
+        let after = engine.execute(vec![put("later", b"x"), get("k0-0")]).unwrap();
+        assert!(after[0].error.is_none(), "the store stays writable: {:?}", after[0].error);
+        assert_eq!(after[1].value, Some(Some(vec![7u8; 100])));
+        let deadline = std::time::Instant::now() + CHECKPOINT_RETURN_WAIT_MAX;
+        while store.data.inner().tree.sealed_memtable_count() > 0 {
+            assert!(std::time::Instant::now() < deadline, "fjall flushed the sealed memtable later");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        engine.checkpoint().expect("a later checkpoint succeeds");
     }
 
     #[test]
