@@ -152,8 +152,17 @@ async function connectOrExit(socket: string | undefined, json = false) {
 
 async function status(flags: { socket?: string; json?: boolean }): Promise<void> {
   const client = await connectOrExit(flags.socket, flags.json);
-  const stats = await client.stats();
-  await client.close();
+  let stats: Awaited<ReturnType<typeof client.stats>>;
+  try {
+    stats = await client.stats();
+  } catch (error) {
+    // A daemon answered the handshake, so it runs; it could not say more (TIMEOUT, SHUTTING_DOWN).
+    const coded = toToonDBError(error);
+    if (flags.json) process.stdout.write(JSON.stringify({ running: true, usable: false, code: coded.code, message: coded.message }) + '\n');
+    die(coded.code, `running, but its stats failed: ${coded.message}`, EXIT_RUNTIME);
+  } finally {
+    await client.close();
+  }
   const summary = { running: true, usable: true, pid: stats.pid, version: stats.version, socket: stats.socketPath, dataDir: stats.dataDir, uptimeMs: stats.uptimeMs, durability: stats.durability, connections: stats.connections.active };
   if (flags.json) process.stdout.write(JSON.stringify(summary) + '\n');
   else process.stdout.write(`toondbd ${stats.version} running: pid ${stats.pid}, socket ${stats.socketPath}, data ${stats.dataDir}, up ${(stats.uptimeMs / 1000).toFixed(1)} s, ${stats.connections.active} connection(s)\n`);

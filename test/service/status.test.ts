@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { FakeServer } from '../ipc-client/fake-server.js';
 import { makeTempDir } from '../helpers/temp-dir.js';
 import { TOONDB_BIN, TOONDBD_BIN } from '../helpers/paths.js';
 
@@ -79,4 +80,20 @@ describe('toondbd status and stop outcomes', () => {
     expect((await toondbd(['status', '--socket', daemon.socketPath])).exitCode).toBe(0);
   });
   if (!isRoot) console.log('skipping the EACCES status test: it needs root to run the CLI as another uid');
+
+  // Regression: a daemon that answered the handshake but failed `stats` made status --json
+  // exit 1 with nothing on stdout, though it promises one JSON object whenever it found out.
+  it('reports a daemon that answers but cannot give its stats as running and unusable (exit 1)', async () => {
+    const fake = await FakeServer.start({ script: (request) => (request.op === 'stats' ? { error: { code: 'SHUTTING_DOWN', message: 'stopping' } } : undefined) });
+    try {
+      const json = await toondbd(['status', '--json', '--socket', fake.path]);
+      expect(json.exitCode).toBe(1);
+      expect(JSON.parse(json.stdout)).toEqual({ running: true, usable: false, code: 'SHUTTING_DOWN', message: 'stopping' });
+      const plain = await toondbd(['status', '--socket', fake.path]);
+      expect(plain.exitCode).toBe(1);
+      expect(plain.stderr).toMatch(/^toondbd: SHUTTING_DOWN: running, but its stats failed: stopping/);
+    } finally {
+      await fake.close();
+    }
+  });
 });
