@@ -76,5 +76,7 @@ function encodeReply(reply: Reply, codec: MessageCodec, counters: Counters): Buf
   }
   counters.requestErrors += 1;
   const error = (reply.outcome as { error: ToonDBError }).error;
-  return codec.encode({ id: reply.id, error: { code: error.code, message: error.message } });
+  // toWellFormed: a message quoting text with a lone surrogate would otherwise be written as
+  // bytes that are not UTF-8, which the codec refuses, and this encode must not throw.
+  return codec.encode({ id: reply.id, error: { code: error.code, message: error.message.toWellFormed() } });
 }
