@@ -49,6 +49,10 @@ const TTL_SWEEP_INTERVAL_MS = 1_000;
 const TTL_SWEEP_KEYS_MAX = 1_000;
 const DRAIN_POLL_MS = 10;
 
+/** The errors of a path that is not usable as configured. Others (EIO, ENOSPC, EMFILE, a
+ * network file system timing out) may pass: they stay INTERNAL, exit 1, retried. */
+const SETUP_REFUSALS: ReadonlySet<string> = new Set(['EACCES', 'EPERM', 'ENOENT', 'ENOTDIR', 'EEXIST', 'EROFS', 'ELOOP', 'ENAMETOOLONG']);
+
 /** What the file system refused while `what` was set up: for the socket, a directory that does
  * not exist, is not writable, or holds another user's start-up lock, or a --socket-group this
  * user may not give the socket to; for the data directory, a path that is a file, or one this
@@ -56,7 +60,7 @@ const DRAIN_POLL_MS = 10;
  * the service manager does not retry), not INTERNAL. Anything else passes as it is. */
 function setupRefusal(what: string, error: unknown): unknown {
   const code = (error as NodeJS.ErrnoException | null)?.code;
-  if (error instanceof ToonDBError || typeof code !== 'string') return error;
+  if (error instanceof ToonDBError || typeof code !== 'string' || !SETUP_REFUSALS.has(code)) return error;
   return new ToonDBError('INVALID_ARGUMENT', `cannot set up ${what}: ${(error as Error).message}`);
 }
 
