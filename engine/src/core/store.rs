@@ -433,13 +433,23 @@ impl Store {
     /// transaction can see: the TTL sweep's removal of values that had already expired
     /// (ttl.rs), which must not make a transaction that read or wrote such a key conflict.
     /// `fill` may read the store: under the lock every commit is visible and none can pass.
-    /// `writes`: every data key the batch may write (as commit_with).
+    /// An error of `fill` (a read that failed) commits nothing and is returned as it is: it is
+    /// not a failed commit, so it does not poison the store. `writes`: every data key the batch
+    /// may write (as commit_with).
     pub fn commit_unseen(&self, writes: RowWrites, fill: impl FnOnce(&mut fjall::OwnedWriteBatch) -> EngineResult<()>) -> Committed {
-        self.commit_with(None, writes, |_transactions_live| {
+        let mut fill_error = None;
+        let mut committed = self.commit_with(None, writes, |_transactions_live| {
             let mut batch = self.db.inner().batch().durability(Some(PersistMode::Buffer));
-            fill(&mut batch)?;
+            if let Err(e) = fill(&mut batch) {
+                fill_error = Some(e);
+                return Ok(false); // nothing applied (commit_with voids the ticket)
+            }
             batch.commit().map(|()| true).map_err(EngineError::from)
-        })
+        });
+        if let Some(e) = fill_error {
+            committed.result = Err(e);
+        }
+        committed
     }
 
     /// A key a read or write names: not empty (fjall asserts that in its write paths, and the
