@@ -64,6 +64,47 @@ struct OpenCursors {
     reading: usize,
 }
 
+/// A cursor taken out of the registry by a read (`CursorRegistry::check_out`).
+pub struct CheckedOut<'a> {
+    registry: &'a CursorRegistry,
+    id: u64,
+    /// Some until put back.
+    cursor: Option<Cursor>,
+}
+
+impl CheckedOut<'_> {
+    /// Returns the cursor to the registry, idle under its handle.
+    pub fn put_back(mut self) {
+        let cursor = self.cursor.take().expect("invariant: a checked-out cursor is put back once");
+        let mut open = self.registry.lock();
+        open.idle.insert(self.id, cursor);
+        open.reading = open.reading.saturating_sub(1);
+    }
+}
+
+impl std::ops::Deref for CheckedOut<'_> {
+    type Target = Cursor;
+    fn deref(&self) -> &Cursor {
+        self.cursor.as_ref().expect("invariant: a checked-out cursor is used before it is put back")
+    }
+}
+
+impl std::ops::DerefMut for CheckedOut<'_> {
+    fn deref_mut(&mut self) -> &mut Cursor {
+        self.cursor.as_mut().expect("invariant: a checked-out cursor is used before it is put back")
+    }
+}
+
+impl Drop for CheckedOut<'_> {
+    /// Not put back: the cursor ends with this read.
+    fn drop(&mut self) {
+        if self.cursor.is_some() {
+            let mut open = self.registry.lock();
+            open.reading = open.reading.saturating_sub(1);
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct CursorRegistry {
     next: AtomicU64,
@@ -86,25 +127,14 @@ impl CursorRegistry {
         self.lock().idle.remove(&id).ok_or(EngineError::CursorNotFound(id))
     }
 
-    /// Takes the cursor out while a batch is read; the read then either returns it
-    /// (`put_back`) or ends it (`end_read`: done or failed). It counts as open meanwhile.
-    pub fn check_out(&self, id: u64) -> EngineResult<Cursor> {
+    /// Takes the cursor out while a batch is read. It counts as open until the read either
+    /// returns it (`CheckedOut::put_back`) or drops it, which ends it: done, failed, or a
+    /// panic caught further up (the count cannot drift).
+    pub fn check_out(&self, id: u64) -> EngineResult<CheckedOut<'_>> {
         let mut open = self.lock();
         let cursor = open.idle.remove(&id).ok_or(EngineError::CursorNotFound(id))?;
         open.reading += 1;
-        Ok(cursor)
-    }
-
-    pub fn put_back(&self, id: u64, cursor: Cursor) {
-        let mut open = self.lock();
-        open.idle.insert(id, cursor);
-        open.reading = open.reading.saturating_sub(1);
-    }
-
-    /// A checked-out cursor read its last batch, or its read failed: it is closed.
-    pub fn end_read(&self) {
-        let mut open = self.lock();
-        open.reading = open.reading.saturating_sub(1);
+        Ok(CheckedOut { registry: self, id, cursor: Some(cursor) })
     }
 
     /// Open cursors, idle or being read.

@@ -48,7 +48,7 @@ fn a_cursor_being_read_still_counts_as_open_until_its_read_ends_it() {
     let cursor = store.cursors.check_out(id).unwrap();
     assert_eq!(store.cursors.count(), 1, "a cursor being read is open");
     assert!(store.cursors.take(id).is_err(), "but not idle: a close does not reach it");
-    store.cursors.put_back(id, cursor);
+    cursor.put_back();
     assert_eq!(store.cursors.count(), 1);
     let next = Op { kind: kind::SCAN_NEXT, cursor: Some(id), ..Default::default() };
     assert_eq!(engine.execute(vec![next.clone()]).unwrap()[0].done, Some(false));
@@ -57,4 +57,13 @@ fn a_cursor_being_read_still_counts_as_open_until_its_read_ends_it() {
     assert_eq!(store.cursors.count(), 0, "the read that finished it ended it");
     assert_eq!(engine.execute(vec![next]).unwrap()[0].error.as_ref().map(EngineError::code), Some("CURSOR_NOT_FOUND"));
     assert_eq!(store.cursors.count(), 0);
+    // A read that ends without putting its cursor back, by a panic too (caught further up:
+    // binding.rs, lanes.rs), ends the cursor: the count cannot drift.
+    let id = engine.execute(vec![Op { kind: kind::SCAN_OPEN, key: Some(b"s/".to_vec()), batch_items: Some(1.0), ..Default::default() }]).unwrap()[0].cursor.unwrap();
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _cursor = store.cursors.check_out(id).unwrap();
+        panic!("a read that panics");
+    }));
+    assert!(unwound.is_err());
+    assert_eq!(store.cursors.count(), 0, "the panicking read's cursor is no longer counted");
 }

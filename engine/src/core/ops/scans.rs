@@ -60,9 +60,9 @@ pub(super) fn scan_next(store: &Store, op: Op) -> EngineResult<OpOutput> {
     let mut cursor = store.cursors.check_out(id)?;
     let read = apply_batch_sizes(&mut cursor, op.batch_items, op.batch_bytes).and_then(|()| cursors::read_batch(store, &mut cursor));
     match &read {
-        Ok(batch) if !batch.done => store.cursors.put_back(id, cursor),
+        Ok(batch) if !batch.done => cursor.put_back(),
         // Done, or failed: the cursor ends with this read.
-        _ => store.cursors.end_read(),
+        _ => drop(cursor),
     }
     let batch = match read {
         Ok(batch) => batch,
