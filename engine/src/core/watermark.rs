@@ -7,7 +7,7 @@
 //!
 //! How: after every successful journal fsync the store records, in `<engine dir>.watermark`
 //! (one 32-byte pwrite, no extra fsync), a lower bound of what recovery must give back for the
-//! commits that fsync covered (their batch seqno + 1, store.rs `commit_with`) and the id of a
+//! commits that fsync covered (their batch seqno + 1, store/commit.rs `commit_with`) and the id of a
 //! journal no newer than the one holding them (the one active before the previous fsync's
 //! sample: store/fsync.rs). On open, if
 //! fjall recovered a lower seqno while that journal is still on disk, or no journal from it on

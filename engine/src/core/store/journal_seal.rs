@@ -25,7 +25,7 @@
 //! - Failures are returned, never panicked on: the store is already poisoned, and a seal that
 //!   failed leaves fjall's buffer writable, as it was before this existed.
 //! - What is left: a flush that starts between the failed write and the seal, which run in the
-//!   same commit (store.rs `commit_with`, then `Store::poison`) microseconds apart, and that
+//!   same commit (store/commit.rs `commit_with`, then `Store::poison`) microseconds apart, and that
 //!   finds space freed in between; and a journal rotation that closes fjall's descriptor
 //!   between our check of it and the dup2, whose number something else opens meanwhile (the
 //!   dup2 would then replace that descriptor): both windows are a few instructions wide.
