@@ -4,7 +4,8 @@
  * In: an argument is UTF-8 text, or with --hex / --base64 that encoding of the bytes. Node
  * decodes argv as UTF-8 and turns each invalid byte into U+FFFD, so an argument holding U+FFFD
  * is refused (a usage error pointing to --hex / --base64) rather than stored as something the
- * user never typed.
+ * user never typed. A path (a dump file, the socket) holding U+FFFD is refused the same way: it
+ * would name another file than the one meant.
  *
  * Out: bytes print as text only when they are valid UTF-8 and printable, else as `0x` and hex
  * (text that itself starts with `0x` prints as hex too, so `0x…` output is always hex). Not
@@ -65,4 +66,13 @@ export function parseInput(text: string, flags: Encoding, what: string): Buffer 
       + 'give binary keys and values with --hex or --base64 (U+FFFD itself is --hex efbfbd)');
   }
   return Buffer.from(text, 'utf8');
+}
+
+/** A path argument (or TOONDB_SOCKET, which Node decodes the same way); `what` names it in the
+ * error. Refused if it holds U+FFFD: see the header. */
+export function parsePath(text: string, what: string): string {
+  if (text.includes(REPLACEMENT_CHARACTER)) {
+    usage(`${what} is not valid UTF-8 (Node reads each invalid byte as U+FFFD, which names another file): ${JSON.stringify(text)}`);
+  }
+  return text;
 }

@@ -26,7 +26,7 @@ import { dump, load, loadSourceName, progressReporter } from './dump.js';
 import { STDIO_NAME } from './dump-target.js';
 import { renderStats } from './format.js';
 import { codedCommanderError, EXIT_FAILURE, EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_USAGE, fail, failConnect, notFound, usage } from './cli-exit.js';
-import { display, parseInput, type Encoding } from './text.js';
+import { display, parseInput, parsePath, type Encoding } from './text.js';
 
 
 /** How long the CLI waits for connect + hello. */
@@ -39,9 +39,13 @@ const WATCH_SECONDS_MIN = 0.1;
 /** Connects to the daemon at --socket (a program-wide option), runs `run`, and ends the CLI with
  * a coded line and exit code if either fails. */
 async function withClient<T>(run: (client: IpcClient) => Promise<T>): Promise<T> {
+  const socket = program.opts<{ socket?: string }>().socket;
+  // The client library falls back to TOONDB_SOCKET itself: check it here, where it is a usage error.
+  const socketText = socket ?? process.env.TOONDB_SOCKET;
+  if (socketText) parsePath(socketText, socket === undefined ? 'TOONDB_SOCKET' : '--socket');
   let client: IpcClient;
   try {
-    client = await IpcClient.connect(program.opts<{ socket?: string }>().socket, { connectTimeoutMs: CONNECT_TIMEOUT_MS, clientName: 'toondb-cli' });
+    client = await IpcClient.connect(socket, { connectTimeoutMs: CONNECT_TIMEOUT_MS, clientName: 'toondb-cli' });
   } catch (error) {
     failConnect(error);
   }
@@ -200,6 +204,7 @@ command('checkpoint', 'flush everything to the engine files and bound recovery w
 
 command('dump', 'write a consistent snapshot of every key and value to FILE (- for stdout)').argument('<file>')
   .action((file: string, flags: Encoding) => {
+    parsePath(file, 'FILE');
     if (file === STDIO_NAME && process.stdout.isTTY) usage('not writing a binary dump to a terminal: redirect stdout, or name a file');
     stdoutCarriesDump = file === STDIO_NAME;
     return withClient(async (client) => {
@@ -210,11 +215,13 @@ command('dump', 'write a consistent snapshot of every key and value to FILE (- f
   });
 
 command('load', 'write every key and value from a dump FILE (- for stdin) into the daemon').argument('<file>')
-  .action((file: string, flags: Encoding) =>
-    withClient(async (client) => {
+  .action((file: string) => {
+    parsePath(file, 'FILE');
+    return withClient(async (client) => {
       const { count, expired } = await load(client, file, progressReporter('loaded'));
       out(`loaded ${count - expired} keys from ${loadSourceName(file)}${expired > 0 ? ` (${expired} more had expired since the dump)` : ''}`);
-    }));
+    });
+  });
 
 try {
   await program.parseAsync(process.argv);

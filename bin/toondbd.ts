@@ -139,6 +139,7 @@ function exitCodeOf(daemon: { stopTrouble: string | null }): number {
  * starts a daemon when `running` is false never starts a second one. */
 async function connectOrExit(socket: string | undefined, json = false) {
   try {
+    daemonModule.checkPathText(socket ?? daemonModule.defaultSocketPath(), 'socket path');
     return await IpcClient.connect(socket, { connectTimeoutMs: CONNECT_TIMEOUT_MS, timeoutMs: REQUEST_TIMEOUT_MS });
   } catch (error) {
     const coded = toToonDBError(error);

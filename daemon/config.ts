@@ -8,7 +8,8 @@
  * (JSON, same keys as the flags in camelCase) < command-line flags.
  *
  * Invariants: a `DaemonConfig` returned from `resolveConfig` is complete and valid: absolute
- * paths, a socket path within SOCKET_PATH_BYTES_MAX, a known durability mode and log level.
+ * paths that name the file meant (see checkPathText), a socket path within
+ * SOCKET_PATH_BYTES_MAX, a known durability mode and log level.
  */
 
 import { readFileSync } from 'node:fs';
@@ -85,6 +86,24 @@ function invalid(message: string): ToonDBError {
   return new ToonDBError('INVALID_ARGUMENT', message);
 }
 
+/** What Node makes of each byte that is not UTF-8 when it decodes argv, the environment, the
+ * working directory or a config file read as text. */
+const REPLACEMENT_CHARACTER = '\uFFFD';
+
+/**
+ * Returns `path` if it can name the file meant. Node hands a path given as bytes that are not
+ * UTF-8 (in a flag, TOONDB_SOCKET or TOONDB_DATA_DIR, the config file, or the working
+ * directory it resolves against) on with each invalid byte turned into U+FFFD, which names
+ * another file: the daemon would create a data dir or socket nobody asked for. So a path
+ * holding U+FFFD is refused (a path that really holds that character is refused too).
+ */
+export function checkPathText(path: string, name: string): string {
+  if (path.includes(REPLACEMENT_CHARACTER)) {
+    throw invalid(`${name} is not valid UTF-8 (Node reads each invalid byte as U+FFFD, which names another file): ${JSON.stringify(path)}`);
+  }
+  return path;
+}
+
 /** Throws SOCKET_PATH_TOO_LONG for a path the kernel would truncate or refuse. */
 export function checkSocketPath(socketPath: string): void {
   const bytes = Buffer.byteLength(socketPath);
@@ -124,6 +143,7 @@ const CONFIG_KEYS: readonly string[] = [
 ];
 
 export function readConfigFile(path: string): ConfigInput {
+  checkPathText(path, 'config file path');
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -161,7 +181,7 @@ function resolveLimits(input: ConfigInput['limits']): ServerLimits {
 /** Merges file settings under flag settings and validates the result. */
 export function resolveConfig(flags: ConfigInput, file: ConfigInput = {}, env: NodeJS.ProcessEnv = process.env): DaemonConfig {
   const input: ConfigInput = { ...file, ...Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined)) };
-  const socketPath = resolve(toText(input.socket, 'socket path') ?? defaultSocketPath(env));
+  const socketPath = checkPathText(resolve(toText(input.socket, 'socket path') ?? defaultSocketPath(env)), 'socket path');
   checkSocketPath(socketPath);
   const durability = (input.durability ?? DURABILITY_DEFAULT) as Durability;
   if (!DURABILITY_MODES.includes(durability)) throw invalid(`durability must be one of ${DURABILITY_MODES.join(', ')}, got ${input.durability}`);
@@ -169,7 +189,7 @@ export function resolveConfig(flags: ConfigInput, file: ConfigInput = {}, env: N
   if (!LOG_LEVELS.includes(logLevel)) throw invalid(`log level must be one of ${LOG_LEVELS.join(', ')}, got ${input.logLevel}`);
   return {
     socketPath,
-    dataDir: resolve(toText(input.dataDir, 'data dir') ?? defaultDataDir(env)),
+    dataDir: checkPathText(resolve(toText(input.dataDir, 'data dir') ?? defaultDataDir(env)), 'data dir'),
     durability,
     syncIntervalMs: toInt(input.syncIntervalMs ?? SYNC_INTERVAL_MS_DEFAULT, 'sync interval (ms)', 1, SYNC_INTERVAL_MS_MAX),
     logLevel,

@@ -10,6 +10,7 @@ export {
   defaultDataDir,
   defaultSocketPath,
   checkSocketPath,
+  checkPathText,
   DEFAULT_SOCKET_PATH,
   DATA_DIR_NAME,
   DATA_HOME_FALLBACK,

@@ -1,11 +1,13 @@
 // Keys and values as text at the CLI's edges: an argument whose bytes are not UTF-8 is refused
-// (Node would have read them as U+FFFD and stored that), and text that would steer the terminal
+// (Node would have read them as U+FFFD and stored that, or named another file), and text that would steer the terminal
 // (C1 controls such as CSI, bidirectional overrides) prints as hex. Real daemon, real CLI.
+import { readdirSync } from 'node:fs';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { IpcClient } from '../../ipc-client/index.js';
 import { suiteDaemon } from '../helpers/daemon.js';
 import { TOONDB_BIN } from '../helpers/paths.js';
+import { makeTempDir } from '../helpers/temp-dir.js';
 
 const toondb = (args: string[]) => execa('node', [TOONDB_BIN, ...args], { reject: false, stdin: 'ignore' });
 
@@ -28,6 +30,26 @@ describe('toondb text handling', () => {
     expect(await client.get('bad-value')).toBeNull();
     expect(await client.scan('bad-key').toArray()).toEqual([]);
     await client.close();
+  });
+
+  it('refuses a dump or load file, or a socket path, that is not UTF-8, and touches no other file', async () => {
+    const dir = makeTempDir();
+    // Node would read `dump-\xff` as `dump-\uFFFD` and write that file instead.
+    const shell = (script: string, extraEnv: Record<string, string> = {}) =>
+      execa('bash', ['-c', script, TOONDB_BIN, daemon().socketPath, dir], { reject: false, stdin: 'ignore', env: extraEnv });
+    for (const script of [
+      `node "$0" dump "$2/$(printf 'dump-\\xff')" --socket "$1"`,
+      `node "$0" load "$2/$(printf 'dump-\\xff')" --socket "$1"`,
+      `node "$0" ping --socket "$(printf '/tmp/\\xfe.sock')"`,
+    ]) {
+      const result = await shell(script);
+      expect(result.exitCode, script).toBe(2);
+      expect(result.stderr, script).toMatch(/^toondb: INVALID_ARGUMENT: (FILE|--socket) is not valid UTF-8 /);
+    }
+    const fromEnv = await shell(`TOONDB_SOCKET="$(printf '/tmp/\\xfe.sock')" node "$0" ping`);
+    expect(fromEnv.exitCode).toBe(2);
+    expect(fromEnv.stderr).toMatch(/^toondb: INVALID_ARGUMENT: TOONDB_SOCKET is not valid UTF-8 /);
+    expect(readdirSync(dir)).toEqual([]);
   });
 
   it('prints C1 controls and bidirectional controls as hex, other non-ASCII text as text', async () => {

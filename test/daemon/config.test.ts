@@ -1,7 +1,8 @@
 // Configuration: flags over file, and every setting checked before the daemon starts.
 // Regressions from review: a misspelt key in the file was dropped silently (an allow-list
 // that is not applied), list items that are not numbers became uid 0 (`--allow-uid 1000,`),
-// a single number was refused, and empty paths resolved to the current directory.
+// a single number was refused, empty paths resolved to the current directory, and a path
+// given as bytes that are not UTF-8 (read by Node as U+FFFD) named another directory.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -45,5 +46,16 @@ describe('daemon configuration', () => {
     expect(refusal(() => resolveConfig({ socketGroup: '' }, {}, env))).toMatchObject({ code: 'INVALID_ARGUMENT' });
     expect(refusal(() => resolveConfig({ rowCacheMb: '' }, {}, env))).toMatchObject({ message: expect.stringContaining('row cache (MiB) must be an integer') });
     expect(resolveConfig({ rowCacheMb: '0' }, {}, env).rowCacheMib).toBe(0);
+  });
+
+  it('refuses a path Node read from bytes that are not UTF-8, wherever it came from', () => {
+    const bad = '/tmp/data-\uFFFD';
+    const notUtf8 = (name: string) => ({ code: 'INVALID_ARGUMENT', message: expect.stringContaining(`${name} is not valid UTF-8`) });
+    expect(refusal(() => resolveConfig({ dataDir: bad }, {}, env))).toMatchObject(notUtf8('data dir'));
+    expect(refusal(() => resolveConfig({}, { socket: '/tmp/\uFFFD.sock' }, env))).toMatchObject(notUtf8('socket path'));
+    expect(refusal(() => resolveConfig({}, {}, { ...env, TOONDB_DATA_DIR: bad }))).toMatchObject(notUtf8('data dir'));
+    expect(refusal(() => resolveConfig({}, {}, { ...env, TOONDB_SOCKET: '/tmp/\uFFFD.sock' }))).toMatchObject(notUtf8('socket path'));
+    expect(refusal(() => readConfigFile(join(makeTempDir(), '\uFFFD.json')))).toMatchObject(notUtf8('config file path'));
+    expect(resolveConfig({ dataDir: '/tmp/données-日本' }, {}, env).dataDir).toBe('/tmp/données-日本');
   });
 });

@@ -1,7 +1,8 @@
 // toondbd as a service: status exit codes, one daemon per data dir and per socket (also right
 // after kill -9), stale-socket recovery, graceful SIGTERM under load, SIGHUP without dropping
-// clients, a stdout whose reader went away, config validation, and stop.
-import { chmodSync, chownSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+// clients, a stdout whose reader went away, config validation (paths that are not UTF-8
+// included), and stop.
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
@@ -323,6 +324,24 @@ describe('daemon lifecycle', () => {
   // Every start here names a temp socket and data dir, so that a validation that regressed
   // would start a daemon there, never on /tmp/toondb.sock or in ~/.local/share/toondb; and a
   // refusal must come before the data dir is made.
+  it('refuses a data dir or socket path that is not UTF-8 with exit 2, creating nothing', async () => {
+    const dir = makeTempDir();
+    // Through a shell: Node's own spawn can only pass UTF-8 arguments. Node would read the
+    // byte 0xff as U+FFFD and create `data-\uFFFD` instead.
+    const shell = (script: string) => execa('bash', ['-c', script, TOONDBD_BIN, dir], { reject: false, stdin: 'ignore', timeout: 30_000 });
+    for (const [script, name] of [
+      [`node "$0" start --socket "$1/s.sock" --data-dir "$1/$(printf 'data-\\xff')"`, 'data dir'],
+      [`TOONDB_DATA_DIR="$1/$(printf 'data-\\xff')" node "$0" start --socket "$1/s.sock"`, 'data dir'],
+      [`node "$0" start --socket "$1/$(printf '\\xfe').sock" --data-dir "$1/data"`, 'socket path'],
+      [`node "$0" status --socket "$1/$(printf '\\xfe').sock"`, 'socket path'],
+    ]) {
+      const result = await shell(script);
+      expect(result.exitCode, script).toBe(2);
+      expect(result.stderr, script).toMatch(new RegExp(`^toondbd: INVALID_ARGUMENT: ${name} is not valid UTF-8 `));
+    }
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
   it('rejects an over-long socket path and invalid configuration with exit 2 and one line', async () => {
     const dir = makeTempDir();
     const data = join(dir, 'data');
