@@ -17,6 +17,8 @@
  *   with a fire-and-forget `scanClose` whose failure is swallowed (the daemon also closes idle
  *   cursors after cursorIdleMsMax, and every cursor dies with its connection or transaction).
  * - Calls on one iterator are serialised, so overlapping `next()` calls never reorder entries.
+ * - Only a batch marked done ends the iteration: one that is not may hold fewer entries than
+ *   batchSize, even none (the daemon bounds what one batch examines), and the next is fetched.
  * - Argument errors surface as a rejected first `next()`, like every other failure of a scan.
  */
 

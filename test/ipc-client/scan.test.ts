@@ -121,6 +121,28 @@ describe('scan', () => {
     expect(server.ops('scanClose')).toHaveLength(0); // the daemon already forgot it
   });
 
+  // A batch that is not done may hold fewer entries than batchSize, even none: the daemon bounds
+  // the entries one batch steps through, so a run of expired keys not yet swept ends batches
+  // early. The iterator asks again until a batch is done, in and out of a transaction.
+  it('keeps pulling through short and empty batches that are not done', async () => {
+    const pair = (i: number): [Buffer, Buffer] => [Buffer.from(`s/${i}`), Buffer.from(`v${i}`)];
+    const batches: [Buffer, Buffer][][] = [[], [pair(0)], [], [], [pair(1), pair(2)]];
+    let replies = 0;
+    server.script = (request) => {
+      if (request.op !== 'scan' && request.op !== 'scanNext') return undefined;
+      const entries = batches[replies++ % batches.length];
+      const done = replies % batches.length === 0;
+      return { result: { cursor: done ? 0 : 7, entries, done } };
+    };
+    expect(keys(await client.scan('s/', { batchSize: 5 }).toArray())).toEqual(['s/0', 's/1', 's/2']);
+    expect(server.ops('scanNext').map((request) => request.cursor)).toEqual([7, 7, 7, 7]);
+    const txn = await client.beginTransaction();
+    expect(keys(await txn.scan('s/', { batchSize: 5 }).toArray())).toEqual(['s/0', 's/1', 's/2']);
+    await txn.abort();
+    expect(server.ops('scanNext')).toHaveLength(8);
+    expect(server.ops('scanClose')).toHaveLength(0);
+  });
+
   it('overlapping next() calls keep entries in order', async () => {
     const iterator = client.scan('s/', { batchSize: 1 })[Symbol.asyncIterator]();
     const results = await Promise.all(Array.from({ length: 11 }, () => iterator.next()));

@@ -9,9 +9,15 @@
 //! - Inside a transaction the source is the transaction (see view.rs): own writes are visible
 //!   and, when serializable, each range read is marked for phantom detection.
 //!
+//! One batch read steps through at most SCAN_BATCH_STEPS_MAX entries, live or expired, so a
+//! long run of expired keys the TTL sweep has not deleted yet costs several short batches
+//! instead of one engine call of any length; the cursor resumes after the last key stepped
+//! through, returned or not.
+//!
 //! Invariants: handles increase from 1 and are never reused; a cursor that reports `done` is
-//! already freed; every batch holds at least one entry unless the scan is done; expired entries
-//! are never returned.
+//! already freed; a batch that stops short of its entry and byte budgets (even empty) is not
+//! the last only when it reached SCAN_BATCH_STEPS_MAX; expired entries are never returned; the
+//! limit (`remaining`) counts returned entries only.
 
 use super::error::{EngineError, EngineResult};
 use super::pathkey;
@@ -30,6 +36,13 @@ pub const BATCH_ITEMS_DEFAULT: usize = 256;
 pub const BATCH_ITEMS_MAX: usize = 10_000;
 /// Used when the caller gives no byte budget: keeps one batch well inside a frame.
 pub const BATCH_BYTES_DEFAULT: usize = 4 * 1024 * 1024;
+/// Entries, live or expired, one batch read steps through at most (it reads one more to know
+/// that the scan goes on). Without it a batch stepped over every expired, unswept key of a run
+/// in one engine call, holding a pool thread and the connection's lane however small its
+/// batch. Above BATCH_ITEMS_MAX, so a range without expired keys still fills every batch;
+/// 16384 expired entries took 2.4 ms to step through in a memtable, 3.1 ms in tables with
+/// their blocks cached (release build, in review).
+pub const SCAN_BATCH_STEPS_MAX: usize = 16_384;
 
 pub enum Source {
     Snap(Snapshot),
@@ -170,7 +183,8 @@ pub fn scan_bounds(key: Option<Vec<u8>>, end: Option<Vec<u8>>, range: bool) -> B
     }
 }
 
-/// Reads the next batch of `cursor` and advances it past the last entry returned.
+/// Reads the next batch of `cursor` and advances it past the last entry the batch stepped
+/// through (returned, or skipped as expired).
 pub fn read_batch(store: &Store, cursor: &mut Cursor) -> EngineResult<Batch> {
     let plan = BatchPlan {
         bounds: cursor.bounds.clone(),
@@ -180,11 +194,11 @@ pub fn read_batch(store: &Store, cursor: &mut Cursor) -> EngineResult<Batch> {
         max_bytes: cursor.batch_bytes,
         now: value::now_ms(),
     };
-    let (entries, last, more) = match &cursor.source {
+    let (entries, resume_after, more) = match &cursor.source {
         Source::Snap(snap) => collect(&View::Snap(snap), store, plan)?,
         Source::Txn(id) => txn::with_txn(store, *id, |state| collect(&state.view(store)?, store, plan))?,
     };
-    if let Some(last) = last {
+    if let Some(last) = resume_after {
         if cursor.reverse {
             cursor.bounds.1 = Bound::Excluded(last.to_vec());
         } else {
@@ -215,21 +229,28 @@ struct BatchPlan {
 }
 
 /// Encodes up to `plan.max_items` live entries (stopping once `plan.max_bytes` is reached,
-/// after at least one); returns them, the last key encoded, and whether another live entry
-/// follows.
+/// after at least one), stepping through at most SCAN_BATCH_STEPS_MAX entries, live or
+/// expired; returns them, the last key stepped through (the next batch starts after it), and
+/// whether another entry, live or not yet known to be, follows.
 fn collect(view: &View<'_>, store: &Store, plan: BatchPlan) -> EngineResult<(PackedArray, Option<Slice>, bool)> {
     let reserve = (plan.max_items.saturating_mul(ENTRY_RESERVE_BYTES)).min(plan.max_bytes).min(BATCH_RESERVE_BYTES_MAX);
     let mut out = PackedArray::with_capacity(reserve);
-    let mut last = None;
+    let mut resume_after = None;
+    let mut steps = 0usize;
     let mut bytes = 0usize;
     for entry in view.range(&store.data, plan.bounds, plan.reverse) {
         let (key, stored) = entry?;
+        if steps == SCAN_BATCH_STEPS_MAX {
+            return Ok((out, resume_after, true));
+        }
+        steps += 1;
         let (expiry, live) = value::decode(&stored)?;
         if value::expired(expiry, plan.now) {
+            resume_after = Some(key);
             continue;
         }
         if out.count as usize >= plan.max_items || (bytes >= plan.max_bytes && out.count > 0) {
-            return Ok((out, last, true));
+            return Ok((out, resume_after, true));
         }
         bytes += key.len() + live.len();
         if plan.with_expiry {
@@ -237,9 +258,9 @@ fn collect(view: &View<'_>, store: &Store, plan: BatchPlan) -> EngineResult<(Pac
         } else {
             out.push_pair(&key, live);
         }
-        last = Some(key);
+        resume_after = Some(key);
     }
-    Ok((out, last, false))
+    Ok((out, resume_after, false))
 }
 
 /// Distinct child segments (still escaped) directly under `parent` that are path names

@@ -2,6 +2,9 @@
 
 use super::tests::{open, put};
 use super::*;
+use crate::core::cursors::SCAN_BATCH_STEPS_MAX;
+use crate::core::engine::Engine;
+use std::ops::Bound;
 
 fn scan(with_expiry: bool) -> Op {
     Op { kind: kind::SCAN_OPEN, key: Some(b"s/".to_vec()), expiry: with_expiry, ..Default::default() }
@@ -66,4 +69,155 @@ fn a_cursor_being_read_still_counts_as_open_until_its_read_ends_it() {
     }));
     assert!(unwound.is_err());
     assert_eq!(store.cursors.count(), 0, "the panicking read's cursor is no longer counted");
+}
+
+/// A scan range for the step-bound tests: live keys `s/a/0..4`, then a run of expired keys
+/// longer than two batches' steps (`s/e/…`), then live keys `s/z/00..19`.
+const LIVE_BEFORE: usize = 5;
+const EXPIRED: usize = 2 * SCAN_BATCH_STEPS_MAX + 100;
+const LIVE_AFTER: usize = 20;
+
+fn live_before(i: usize) -> Vec<u8> {
+    format!("s/a/{i}").into_bytes()
+}
+
+fn expired_key(i: usize) -> Vec<u8> {
+    format!("s/e/{i:05}").into_bytes()
+}
+
+fn live_after(i: usize) -> Vec<u8> {
+    format!("s/z/{i:02}").into_bytes()
+}
+
+/// Writes the range above. The expired keys go straight into the data keyspace with an expiry
+/// long past and no TTL index entry: already expired (no clock to wait for), and no sweep
+/// deletes them.
+fn write_expired_run(engine: &Engine) {
+    let store = engine.store().unwrap();
+    let mut batch = store.db.inner().batch();
+    for i in 0..EXPIRED {
+        batch.insert(store.data.inner(), expired_key(i), value::encode(b"gone", Some(1)));
+    }
+    batch.commit().unwrap();
+    let live: Vec<Op> = (0..LIVE_BEFORE).map(live_before).chain((0..LIVE_AFTER).map(live_after)).map(|k| put(&k, b"v")).collect();
+    assert!(engine.execute(live).unwrap().iter().all(|o| o.error.is_none()));
+}
+
+/// The live keys in scan order: the first `before` of `s/a/`, then the first `after` of `s/z/`
+/// (reversed: the last ones, from the end).
+fn live_keys(reverse: bool, before: usize, after: usize) -> Vec<Vec<u8>> {
+    if reverse {
+        (0..LIVE_AFTER).rev().map(live_after).chain((0..LIVE_BEFORE).rev().map(live_before)).take(before + after).collect()
+    } else {
+        (0..before).map(live_before).chain((0..after).map(live_after)).collect()
+    }
+}
+
+/// Runs a scan to its end: each batch's (entry count, done), and every key returned.
+fn drain(engine: &Engine, open: Op) -> (Vec<(u32, bool)>, Vec<Vec<u8>>) {
+    let mut output = engine.execute(vec![open]).unwrap().remove(0);
+    let (mut batches, mut keys) = (Vec::new(), Vec::new());
+    loop {
+        assert!(output.error.is_none(), "{:?}", output.error);
+        let entries = output.entries.take().unwrap();
+        keys.extend(entries.decode_pairs().into_iter().map(|(key, _)| key));
+        let done = output.done.unwrap();
+        batches.push((entries.count, done));
+        if done {
+            return (batches, keys);
+        }
+        let next = Op { kind: kind::SCAN_NEXT, cursor: output.cursor, ..Default::default() };
+        output = engine.execute(vec![next]).unwrap().remove(0);
+    }
+}
+
+fn scan_s(reverse: bool, limit: Option<f64>, batch_items: Option<f64>) -> Op {
+    Op { kind: kind::SCAN_OPEN, key: Some(b"s/".to_vec()), reverse, limit, batch_items, ..Default::default() }
+}
+
+// Regression: a batch stepped over every expired, unswept key of its range in one engine call
+// (hundreds of ms for a million of them, whatever its batchSize). It now stops after
+// SCAN_BATCH_STEPS_MAX entries, short or empty but not done, and the next one resumes after the
+// last key it stepped through: no live key is skipped or repeated.
+#[test]
+fn a_batch_steps_through_at_most_scan_batch_steps_max_entries_and_the_next_resumes_after_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    write_expired_run(&engine);
+
+    let first = engine.execute(vec![scan_s(false, None, None)]).unwrap().remove(0);
+    assert_eq!((first.entries.as_ref().unwrap().count, first.done), (LIVE_BEFORE as u32, Some(false)));
+    let store = engine.store().unwrap();
+    let cursor = store.cursors.check_out(first.cursor.unwrap()).unwrap();
+    let last_stepped = expired_key(SCAN_BATCH_STEPS_MAX - LIVE_BEFORE - 1);
+    assert_eq!(cursor.bounds.0, Bound::Excluded(last_stepped), "it stepped through the bound and resumes after it");
+    cursor.put_back();
+    store.cursors.close(first.cursor.unwrap());
+
+    let (batches, keys) = drain(&engine, scan_s(false, None, None));
+    assert_eq!(batches, vec![(5, false), (0, false), (20, true)]);
+    assert_eq!(keys, live_keys(false, LIVE_BEFORE, LIVE_AFTER));
+
+    let (batches, keys) = drain(&engine, scan_s(true, None, None));
+    assert_eq!(batches, vec![(20, false), (0, false), (5, true)]);
+    assert_eq!(keys, live_keys(true, LIVE_BEFORE, LIVE_AFTER));
+    assert_eq!(store.cursors.count(), 0);
+}
+
+#[test]
+fn a_scan_limit_counts_only_the_entries_returned_across_short_and_empty_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    write_expired_run(&engine);
+
+    let (batches, keys) = drain(&engine, scan_s(false, Some(7.0), Some(3.0)));
+    assert_eq!(batches, vec![(3, false), (2, false), (0, false), (2, true)]);
+    assert_eq!(keys, live_keys(false, LIVE_BEFORE, 2));
+
+    let (batches, keys) = drain(&engine, scan_s(true, Some(22.0), None));
+    assert_eq!(batches, vec![(20, false), (0, false), (2, true)]);
+    assert_eq!(keys, live_keys(true, LIVE_AFTER, 2));
+}
+
+#[test]
+fn a_scan_with_expiry_crosses_a_run_of_expired_keys_like_a_plain_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    write_expired_run(&engine);
+    for reverse in [false, true] {
+        let open = Op { expiry: true, ..scan_s(reverse, None, Some(4.0)) };
+        let first = engine.execute(vec![open.clone()]).unwrap().remove(0);
+        assert_eq!(first.entries.unwrap().bytes[0], 0x93, "[key, value, expiry] triples");
+        engine.execute(vec![Op { kind: kind::SCAN_CLOSE, cursor: first.cursor, ..Default::default() }]).unwrap();
+        let (batches, keys) = drain(&engine, open);
+        assert!(batches.contains(&(0, false)) && batches.iter().all(|&(count, _)| count <= 4), "{batches:?}");
+        assert_eq!(keys, live_keys(reverse, LIVE_BEFORE, LIVE_AFTER));
+    }
+}
+
+/// A transaction's cursor, serializable or snapshot-isolated, reads through the transaction
+/// (view.rs): its own write in the middle of the expired run shows, once, in order.
+#[test]
+fn a_transaction_cursor_crosses_a_run_of_expired_keys_with_its_own_write_in_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    write_expired_run(&engine);
+    let rewritten = SCAN_BATCH_STEPS_MAX + 50;
+    for isolation in [0.0, 1.0] {
+        let begin = Op { kind: kind::BEGIN, isolation: Some(isolation as u32), ..Default::default() };
+        let txn = engine.execute(vec![begin]).unwrap()[0].txn.unwrap();
+        let own = Op { txn: Some(txn), ..put(&expired_key(rewritten), b"back") };
+        assert!(engine.execute(vec![own]).unwrap()[0].error.is_none());
+        for reverse in [false, true] {
+            let (batches, keys) = drain(&engine, Op { txn: Some(txn), ..scan_s(reverse, None, None) });
+            let mut want = live_keys(reverse, LIVE_BEFORE, LIVE_AFTER);
+            let at = if reverse { LIVE_AFTER } else { LIVE_BEFORE };
+            want.insert(at, expired_key(rewritten));
+            assert_eq!(keys, want, "isolation {isolation}, reverse {reverse}");
+            // The own write is the one live key of the second batch's steps, in either direction.
+            let (first, last) = if reverse { (LIVE_AFTER, LIVE_BEFORE) } else { (LIVE_BEFORE, LIVE_AFTER) };
+            assert_eq!(batches, vec![(first as u32, false), (1, false), (last as u32, true)]);
+        }
+        engine.execute(vec![Op { kind: kind::ABORT, txn: Some(txn), ..Default::default() }]).unwrap();
+    }
 }
