@@ -421,3 +421,5 @@ mod bounds_tests;
 mod txn_tests;
 #[cfg(test)]
 mod scan_tests;
+#[cfg(test)]
+mod cache_stress_tests;
