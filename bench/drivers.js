@@ -69,6 +69,7 @@ class RedisDriver {
     const redis = new Redis({
       path: socketPath,
       lazyConnect: true,
+      // Off unless asked for: on, it made Redis slower in every row measured (README, Performance).
       enableAutoPipelining: process.env.BENCH_REDIS_AUTOPIPELINE === '1',
       maxRetriesPerRequest: 0,
       commandTimeout: 120_000,

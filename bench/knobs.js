@@ -8,6 +8,7 @@
  *   BENCH_BIG_KEYS        keys of the bulk load / scan / restart / RSS runs (default 1000000)
  *   BENCH_ONLY            comma-separated workload ids or id prefixes (default: all)
  *   BENCH_JSON            also write the raw results to this path
+ *   BENCH_REDIS_AUTOPIPELINE  1 = ioredis auto-pipelining on (read by drivers.js; default off, the faster peer)
  *
  * Invariants: a knob that is set but malformed is an error naming it (never silently the
  * default); a BENCH_ONLY token that selects nothing is an error listing the valid ids.
