@@ -64,6 +64,7 @@ interface NativeBinding {
   lockDataDir(dir: string): NativeDataDirLock;
   peerCredentials(fd: number): PeerCredentials;
   sdNotify(state: string): boolean;
+  openFilesLimit(): number;
   nativeErrorCodes(): string[];
 }
 
@@ -241,6 +242,12 @@ export function peerCredentials(fd: number): PeerCredentials {
  * when the datagram could not be sent. */
 export function sdNotify(state: string): boolean {
   return codedSync(() => native.sdNotify(state));
+}
+
+/** The process's soft open-files limit (RLIMIT_NOFILE, which Node raised to the hard limit at
+ * startup): descriptors it may hold at once. Number.MAX_SAFE_INTEGER when unlimited. */
+export function openFilesLimit(): number {
+  return codedSync(() => native.openFilesLimit());
 }
 
 /** Every error code the native engine can produce (all registry codes). */

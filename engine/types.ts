@@ -151,6 +151,9 @@ export interface EngineOpenOptions {
   cacheBytes?: number;
   /** Row cache size in bytes (engine/src/core/rowcache.rs); absent for the default, 0 disables it. */
   rowCacheBytes?: number;
+  /** Table-file descriptors the engine keeps open for reads (fjall's descriptor cache); absent
+   * for fjall's default (900 on Linux, 150 on macOS). */
+  tableFilesMax?: number;
   keyBytesMax: number;
   valueBytesMax: number;
   txnBytesMax: number;

@@ -35,6 +35,9 @@ pub struct OpenOptionsJs {
     pub cache_bytes: Option<f64>,
     /// Row cache capacity in bytes (core/rowcache.rs); absent for the default, 0 disables it.
     pub row_cache_bytes: Option<f64>,
+    /// Table-file descriptors fjall keeps open in its descriptor cache; absent for fjall's
+    /// default (900 on Linux, 150 on macOS).
+    pub table_files_max: Option<u32>,
     pub key_bytes_max: u32,
     pub value_bytes_max: u32,
     pub txn_bytes_max: f64,
@@ -393,6 +396,7 @@ pub fn open_engine(options: OpenOptionsJs) -> AsyncTask<Job<(Engine, Recovery), 
         path: options.path,
         cache_bytes: options.cache_bytes.filter(|b| b.is_finite() && *b > 0.0).map(|b| b as u64),
         row_cache_bytes: options.row_cache_bytes.filter(|b| b.is_finite() && *b >= 0.0).map(|b| b as u64),
+        table_files_max: options.table_files_max.filter(|n| *n > 0).map(|n| n as usize),
         limits: Limits {
             key_bytes_max: options.key_bytes_max as usize,
             value_bytes_max: options.value_bytes_max as usize,
@@ -446,6 +450,13 @@ pub struct PeerCredentialsJs {
 #[napi]
 pub fn peer_credentials(fd: i32) -> Result<PeerCredentialsJs> {
     os::peer_credentials(fd).map(|c| PeerCredentialsJs { uid: c.uid, gid: c.gid, pid: c.pid, groups: c.groups }).map_err(to_js_error)
+}
+
+/// The soft open-files limit (os::open_files_limit), as a JS number: Number.MAX_SAFE_INTEGER
+/// when unlimited or larger.
+#[napi]
+pub fn open_files_limit() -> Result<f64> {
+    os::open_files_limit().map(|n| n.min((1u64 << 53) - 1) as f64).map_err(to_js_error)
 }
 
 #[napi]

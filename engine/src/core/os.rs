@@ -1,6 +1,6 @@
 //! Operating-system services Node cannot reach on its own: the data-directory lock, the peer
-//! credentials of a Unix-socket connection, systemd's sd_notify datagram, and the scheduling
-//! priority of threads other code started.
+//! credentials of a Unix-socket connection, systemd's sd_notify datagram, the scheduling
+//! priority of threads other code started, and the process's open-files limit.
 //!
 //! Responsibility: thin, checked wrappers over libc / std with errors in registry codes.
 //!
@@ -211,6 +211,18 @@ pub fn thread_name(tid: libc::id_t) -> Option<String> {
         let _ = tid;
         None
     }
+}
+
+/// The process's soft RLIMIT_NOFILE: how many descriptors it may hold open at once (Node raises
+/// it to the hard limit at startup). `u64::MAX` when unlimited. The daemon splits it between
+/// client connections and the engine's files (daemon/descriptors.ts).
+pub fn open_files_limit() -> EngineResult<u64> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes the struct it is given and nothing else.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(EngineError::from_io("getrlimit(RLIMIT_NOFILE)", &std::io::Error::last_os_error()));
+    }
+    Ok(if limit.rlim_cur == libc::RLIM_INFINITY { u64::MAX } else { limit.rlim_cur as u64 })
 }
 
 /// Sends `state` (e.g. "READY=1") to systemd's notification socket. Ok(false) when there is

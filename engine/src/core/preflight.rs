@@ -234,7 +234,7 @@ mod tests {
 
     fn opts(dir: &Path) -> OpenOptions {
         let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, batch_items_max: 100, batch_bytes_max: 1 << 24 };
-        OpenOptions { path: dir.join("db").to_str().unwrap().into(), cache_bytes: None, row_cache_bytes: None, limits }
+        OpenOptions { path: dir.join("db").to_str().unwrap().into(), cache_bytes: None, row_cache_bytes: None, table_files_max: None, limits }
     }
 
     fn put(e: &Engine, key: &[u8], value: &[u8]) {

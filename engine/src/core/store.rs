@@ -90,6 +90,10 @@ pub struct OpenOptions {
     pub cache_bytes: Option<u64>,
     /// Row cache capacity (rowcache.rs); None for the default, 0 to disable it.
     pub row_cache_bytes: Option<u64>,
+    /// Capacity of fjall's table-file descriptor cache (None: fjall's default, 900 on Linux,
+    /// 150 on macOS). The daemon sizes it to the open-files limit (daemon/descriptors.ts): a
+    /// flush or compaction that cannot open a file ends fjall's worker and poisons the store.
+    pub table_files_max: Option<usize>,
     pub limits: Limits,
 }
 
@@ -186,6 +190,9 @@ impl Store {
             .worker_threads(background_workers(cores));
         if let Some(bytes) = options.cache_bytes {
             builder = builder.cache_size(bytes);
+        }
+        if let Some(files) = options.table_files_max {
+            builder = builder.max_cached_files(Some(files));
         }
         let (db, workers) = open_with_niced_workers(background_workers(cores), || builder.open())?;
         let data = db.keyspace("data", || KeyspaceCreateOptions::default().max_memtable_size(FJALL_MEMTABLE_BYTES))?;

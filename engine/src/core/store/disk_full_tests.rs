@@ -47,7 +47,7 @@ fn limits() -> Limits {
 }
 
 fn open_engine(path: &Path) -> Engine {
-    Engine::open(&OpenOptions { path: path.to_str().unwrap().into(), cache_bytes: None, row_cache_bytes: None, limits: limits() }).unwrap().0
+    Engine::open(&OpenOptions { path: path.to_str().unwrap().into(), cache_bytes: None, row_cache_bytes: None, table_files_max: None, limits: limits() }).unwrap().0
 }
 
 fn put(key: &str, value: &[u8]) -> Op {

@@ -245,7 +245,7 @@ mod linux_tests {
 
     fn open(dir: &Path) -> Store {
         let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, batch_items_max: 100, batch_bytes_max: 1 << 24 };
-        Store::open(&OpenOptions { path: dir.join("db").to_str().unwrap().into(), cache_bytes: None, row_cache_bytes: None, limits }).unwrap().0
+        Store::open(&OpenOptions { path: dir.join("db").to_str().unwrap().into(), cache_bytes: None, row_cache_bytes: None, table_files_max: None, limits }).unwrap().0
     }
 
     fn put(store: &Store, keys: std::ops::Range<usize>) {
