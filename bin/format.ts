@@ -33,7 +33,8 @@ export function renderStats(s: StatsResult): string {
     ['version', `${s.version} (pid ${s.pid}, up ${formatDuration(s.uptimeMs)})`],
     ['socket / data', `${s.socketPath}  ${s.dataDir}`],
     ['durability', `${s.durability}; ${counted(s.durable.syncs, 'fsync')}, ${counted(s.durable.pendingWrites, 'write')} pending`],
-    ['connections', `${s.connections.active} active, ${s.connections.total} total, ${s.connections.refused} refused`],
+    // `max` is absent in the stats of a daemon older than this client.
+    ['connections', `${s.connections.active} active${typeof s.connections.max === 'number' ? ` (at most ${s.connections.max})` : ''}, ${s.connections.total} total, ${s.connections.refused} refused`],
     ['requests', `${s.requests.total} total, ${counted(s.requests.errors, 'error')}, ${s.requests.fromMemory} from memory; ` +
       Object.entries(s.requests.byFamily).map(([family, n]) => `${family} ${n}`).join(', ')],
     ['bytes', `${formatBytes(s.bytes.in)} in, ${formatBytes(s.bytes.out)} out`],

@@ -24,24 +24,26 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import lockfile from 'proper-lockfile';
 import pino, { type Logger } from 'pino';
-import { lockDataDir, openEngine, peerCredentials, sdNotify } from '../engine/index.js';
+import { lockDataDir, openEngine, openFilesLimit, peerCredentials, sdNotify } from '../engine/index.js';
 import type { Engine } from '../engine/types.js';
 import { ToonDBError, toToonDBError } from '../protocol/errors.js';
 import {
-  brokenLimitRelation, ENGINE_BLOCK_CACHE_BYTES, ENGINE_CALL_OUTPUT_BYTES_MAX, ENGINE_LANES, SCAN_READ_AHEAD_BYTES_MAX, SHUTDOWN_DRAIN_MS_MAX, SHUTDOWN_FLUSH_MS_MAX,
-  type ServerLimits,
+  brokenLimitRelation, ENGINE_BLOCK_CACHE_BYTES, ENGINE_CALL_OUTPUT_BYTES_MAX, ENGINE_LANES, ENGINE_TABLE_FILES_MAX, LISTENER_ERROR_LOG_INTERVAL_MS, SCAN_READ_AHEAD_BYTES_MAX,
+  SHUTDOWN_DRAIN_MS_MAX, SHUTDOWN_FLUSH_MS_MAX, type ServerLimits,
 } from '../protocol/limits.js';
 import { CONNECTION_ERROR_ID } from '../protocol/messages.js';
 import { MessageCodec } from '../protocol/codec.js';
 import { isPeerAllowed, listenPrivately, resolveGroupId, socketFd, type PeerCredentials } from './access.js';
 import type { DaemonConfig } from './config.js';
 import { Counters } from './counters.js';
+import { descriptorBudget, type DescriptorBudget } from './descriptors.js';
 import { DurabilityGate } from './durability.js';
 import type { DaemonContext } from './handlers/admin.js';
 import { ReadAheadBudget } from './read-ahead.js';
 import { hangUp } from './hang-up.js';
 import { Session } from './session.js';
 import { claimSocketPath } from './socket-path.js';
+import { ThrottledLog } from './throttled-log.js';
 import { VERSION } from './version.js';
 
 const IDLE_SWEEP_INTERVAL_MS = 1_000;
@@ -101,6 +103,10 @@ export class Daemon implements DaemonContext {
   private trouble: string | null = null;
   private markStopped!: () => void;
   private ttlSweepRunning = false;
+  /** Listener errors (accept failing) and connections cut off for want of descriptors: logged
+   * at most once per LISTENER_ERROR_LOG_INTERVAL_MS each, with a count. */
+  private readonly listenerErrors = new ThrottledLog(LISTENER_ERROR_LOG_INTERVAL_MS);
+  private readonly cutOffs = new ThrottledLog(LISTENER_ERROR_LOG_INTERVAL_MS);
 
   private constructor(
     public config: DaemonConfig,
@@ -108,6 +114,8 @@ export class Daemon implements DaemonContext {
     readonly log: Logger,
     private readonly server: Server,
     private readonly releaseLock: () => void,
+    /** How the open-files limit is shared between sockets and the engine (descriptors.ts). */
+    readonly descriptors: DescriptorBudget,
   ) {
     engine.startLanes(ENGINE_LANES, { syncResults: config.durability === 'sync', outputBytesMax: ENGINE_CALL_OUTPUT_BYTES_MAX });
     this.gate = new DurabilityGate(engine, config.durability, config.syncIntervalMs, (error) => {
@@ -131,6 +139,8 @@ export class Daemon implements DaemonContext {
       .catch((error: unknown) => {
         throw setupRefusal(`the data directory ${config.dataDir}`, error);
       });
+    // Before anything opens a file: a limit too low to serve any client is refused now.
+    const descriptors = descriptorBudget(openFilesLimit());
     const lock = lockDataDir(config.dataDir);
     let engine: Engine | null = null;
     let server: Server | null = null;
@@ -140,6 +150,7 @@ export class Daemon implements DaemonContext {
         path: join(config.dataDir, ENGINE_DIR_NAME),
         cacheBytes: ENGINE_BLOCK_CACHE_BYTES,
         rowCacheBytes: config.rowCacheMib * 1024 * 1024,
+        tableFilesMax: descriptors.tableFiles,
         keyBytesMax: config.limits.keyBytesMax,
         valueBytesMax: config.limits.valueBytesMax,
         txnBytesMax: config.limits.txnBytesMax,
@@ -150,7 +161,8 @@ export class Daemon implements DaemonContext {
       log.info({ ...opened.recovery, seqno: String(opened.recovery.seqno), openMs: Date.now() - openedAt, dataDir: config.dataDir },
         'storage recovered');
       server = createServer({ allowHalfOpen: false, pauseOnConnect: false });
-      const daemon = new Daemon(config, opened, log, server, () => lock.release());
+      const daemon = new Daemon(config, opened, log, server, () => lock.release(), descriptors);
+      daemon.warnIfDescriptorsBind(config.connectionsMax);
       await daemon.listen();
       return daemon;
     } catch (error) {
@@ -191,11 +203,16 @@ export class Daemon implements DaemonContext {
       failure ??= refused(error);
     });
     if (failure !== null) throw failure;
-    this.server.on('error', (error) => this.log.error({ err: error }, 'listener error'));
+    // libuv answers EMFILE/ENFILE in accept by accepting and closing the waiting connections
+    // itself, unseen; what still reaches here can repeat once per connect attempt.
+    this.server.on('error', (error) => {
+      const unlogged = this.listenerErrors.take();
+      if (unlogged !== null) this.log.error({ err: error, unlogged }, 'listener error');
+    });
     this.timers.push(setInterval(() => this.sweepIdle(), IDLE_SWEEP_INTERVAL_MS));
     this.timers.push(setInterval(() => this.sweepExpired(), TTL_SWEEP_INTERVAL_MS));
     for (const timer of this.timers) timer.unref();
-    this.log.info({ socketPath, dataDir: this.config.dataDir, durability: this.config.durability, version: VERSION }, 'listening');
+    this.log.info({ socketPath, dataDir: this.config.dataDir, durability: this.config.durability, version: VERSION, connectionsMax: this.connectionsMax() }, 'listening');
     this.notify(`READY=1\nSTATUS=listening on ${socketPath}\nMAINPID=${process.pid}`);
     // Last step, and atomic (rename): whoever sees the info file sees a daemon that is ready.
     const info: DaemonInfo = { pid: process.pid, version: VERSION, socketPath, dataDir: this.config.dataDir, startedAt: new Date().toISOString() };
@@ -232,6 +249,21 @@ export class Daemon implements DaemonContext {
     this.log.level = next.logLevel;
     for (const log of this.connectionLogs) log.level = next.logLevel;
     this.config = { ...this.config, logLevel: next.logLevel, limits, allowUids: next.allowUids, allowGids: next.allowGids, connectionsMax: next.connectionsMax };
+    this.warnIfDescriptorsBind(next.connectionsMax);
+  }
+
+  /** Connections served at once: the configured connectionsMax, lowered to what the open-files
+   * limit leaves room for beside the engine (descriptors.ts). */
+  connectionsMax(): number {
+    return Math.min(this.config.connectionsMax, this.descriptors.connectionsLimit);
+  }
+
+  /** Warns when the open-files limit lowers connectionsMax or the engine's open table files. */
+  private warnIfDescriptorsBind(configured: number): void {
+    const { openFilesLimit, tableFiles, sockets, connectionsLimit } = this.descriptors;
+    if (configured <= connectionsLimit && tableFiles >= ENGINE_TABLE_FILES_MAX) return;
+    this.log.warn({ openFilesLimit, connectionsMax: this.connectionsMax(), connectionsMaxConfigured: configured, tableFiles, sockets },
+      'the open-files limit (RLIMIT_NOFILE) lowers connectionsMax and the table files the engine keeps open, so clients cannot take the descriptors the engine needs: raise it (ulimit -n, systemd LimitNOFILE=) to serve more');
   }
 
   limits(): ServerLimits {
@@ -250,10 +282,19 @@ export class Daemon implements DaemonContext {
     const id = this.nextConnectionId++;
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
-    if (this.stopping || this.sessions.size >= this.config.connectionsMax) {
+    if (this.sockets.size > this.descriptors.sockets) {
+      // Every socket the daemon holds is a descriptor the engine may need for a flush: one past
+      // the budget is told why and closed at once, not left to linger (hang-up.ts).
+      this.counters.connectionsRefused += 1;
+      this.cutOff(socket, new ToonDBError('TOO_MANY_CONNECTIONS',
+        `daemon already holds ${this.descriptors.sockets} sockets, all that its open-files limit (${this.descriptors.openFilesLimit}) leaves for clients`));
+      return;
+    }
+    const connectionsMax = this.connectionsMax();
+    if (this.stopping || this.sessions.size >= connectionsMax) {
       this.counters.connectionsRefused += 1;
       const code = this.stopping ? 'SHUTTING_DOWN' : 'TOO_MANY_CONNECTIONS';
-      this.refuse(socket, new ToonDBError(code, this.stopping ? 'daemon is shutting down' : `daemon already serves ${this.config.connectionsMax} connections`));
+      this.refuse(socket, new ToonDBError(code, this.stopping ? 'daemon is shutting down' : `daemon already serves ${connectionsMax} connections`));
       return;
     }
     let peer: PeerCredentials | null = null;
@@ -286,6 +327,18 @@ export class Daemon implements DaemonContext {
     socket.write(new MessageCodec().encode({ id: CONNECTION_ERROR_ID, error: { code: error.code, message: error.message } }));
     // Not ended and left: never read, such a socket closed only when the daemon stopped.
     hangUp(socket);
+  }
+
+  /** Writes the refusal (a small write to an empty socket goes out at once) and closes now. */
+  private cutOff(socket: Socket, error: ToonDBError): void {
+    socket.on('error', () => undefined);
+    socket.write(new MessageCodec().encode({ id: CONNECTION_ERROR_ID, error: { code: error.code, message: error.message } }));
+    socket.destroy();
+    const unlogged = this.cutOffs.take();
+    if (unlogged !== null) {
+      this.log.warn({ sockets: this.descriptors.sockets, openFilesLimit: this.descriptors.openFilesLimit, unlogged },
+        'cut off a connection: the daemon holds all the sockets its open-files limit leaves for clients');
+    }
   }
 
   private sweepIdle(): void {

@@ -120,8 +120,44 @@ export const REQUEST_BYTES_IN_FLIGHT_MAX = 64 * MiB;
  * replies stay at OUTPUT_PAUSE_BYTES or more for `unreadRepliesMsMax` while it reads none. */
 export const OUTPUT_BUFFER_BYTES_MAX = 64 * MiB;
 
-/** Connections the daemon serves at once; further ones are refused with `TOO_MANY_CONNECTIONS`. */
+/** Connections the daemon serves at once; further ones are refused with `TOO_MANY_CONNECTIONS`.
+ * A low open-files limit lowers it (daemon/descriptors.ts). */
 export const CONNECTIONS_MAX = 1024;
+
+/** Descriptors the daemon keeps out of the reach of client connections for everything but
+ * sockets and the engine's cached table files: Node's own (stdio, epoll, eventfds, the
+ * listening socket), the engine's journals, version file, data-dir lock and group-commit
+ * journal descriptor (26 in all, measured right after start), and the files a flush or
+ * compaction creates while it runs. A flush that cannot create its table ends fjall's worker,
+ * which poisons the store: every write refused with STORAGE_FAILED until restart (seen under
+ * `ulimit -n 128` with 103 idle connections and one client writing 16 MiB). */
+export const ENGINE_FD_RESERVE = 64;
+
+/** Table files the engine keeps open for its reads (fjall's descriptor cache, its default on
+ * Linux) when the open-files limit has room for them beside connectionsMax connections. */
+export const ENGINE_TABLE_FILES_MAX = 900;
+
+/** Fewest table files the engine keeps open when the open-files limit is low; it gets at least
+ * a quarter of the descriptors left after ENGINE_FD_RESERVE. A table not kept open is opened
+ * again by its next read (a syscall, not a failure). */
+export const ENGINE_TABLE_FILES_MIN = 32;
+
+/** Sockets the daemon may be hanging up on at once (hang-up.ts: refused at connect, or closed
+ * by the daemon and lingering for their last bytes) beside its connections, when the
+ * open-files limit binds. A connection that arrives while the daemon's sockets fill the
+ * descriptors given to them is cut off at once (its refusal written, not lingered over), so a
+ * flood of connects cannot take the engine's descriptors either. */
+export const HANGING_UP_SOCKETS_MIN = 32;
+
+/** Fewest connections an open-files limit must leave room for: a lower limit (below
+ * ENGINE_FD_RESERVE + ENGINE_TABLE_FILES_MIN + HANGING_UP_SOCKETS_MIN + this, 136) is refused at
+ * start with INVALID_ARGUMENT rather than run a daemon its first clients would starve. */
+export const FD_LIMITED_CONNECTIONS_MIN = 8;
+
+/** A listener error (accept failing with EMFILE or ENFILE when something else holds the
+ * descriptors) is logged at most once per this, with the number of errors since the last line,
+ * so a flood of connects cannot flood the log. */
+export const LISTENER_ERROR_LOG_INTERVAL_MS = 10_000;
 
 /** Open transactions one connection may hold. */
 export const TXNS_PER_CONNECTION_MAX = 64;

@@ -136,7 +136,8 @@ export interface StatsResult {
   socketPath: string;
   dataDir: string;
   durability: Durability;
-  connections: { active: number; total: number; refused: number };
+  /** `max`: connections served at once, connectionsMax as the open-files limit leaves it. */
+  connections: { active: number; total: number; refused: number; max: number };
   /** `fromMemory`: data requests answered from the engine's row cache, without a storage read. */
   requests: { total: number; errors: number; fromMemory: number; byFamily: Record<OpFamily, number> };
   bytes: { in: number; out: number };

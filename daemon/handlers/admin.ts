@@ -31,6 +31,8 @@ export interface DaemonContext {
   readonly takeTxnHandle: () => number;
   /** Live limits (SIGHUP may reload them). */
   limits(): ServerLimits;
+  /** Connections served at once (connectionsMax as the open-files limit leaves it). */
+  connectionsMax(): number;
   /** True once a graceful shutdown has begun: new requests get SHUTTING_DOWN. */
   shuttingDown(): boolean;
   /** Begins a graceful shutdown, as SIGTERM does. */
@@ -86,7 +88,7 @@ export async function stats(ctx: DaemonContext): Promise<StatsResult> {
     socketPath: ctx.config.socketPath,
     dataDir: ctx.config.dataDir,
     durability: ctx.config.durability,
-    connections: { active: c.connectionsActive, total: c.connectionsTotal, refused: c.connectionsRefused },
+    connections: { active: c.connectionsActive, total: c.connectionsTotal, refused: c.connectionsRefused, max: ctx.connectionsMax() },
     requests: { total: c.requestsTotal, errors: c.requestErrors, fromMemory: c.requestsFromMemory, byFamily: { ...c.requestsByFamily } },
     bytes: { in: c.bytesIn, out: c.bytesOut },
     transactions: {

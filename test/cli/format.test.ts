@@ -7,7 +7,7 @@ function stats(n: number): StatsResult {
   return {
     version: '1.0.0', pid: 7, uptimeMs: 90_061_000, socketPath: '/tmp/s.sock', dataDir: '/tmp/d', durability: 'sync',
     durable: { syncs: n, lastSyncMs: 0, pendingWrites: n },
-    connections: { active: n, total: n, refused: n },
+    connections: { active: n, total: n, refused: n, max: 1024 },
     requests: { total: n, errors: n, fromMemory: n, byFamily: { kv: n } },
     bytes: { in: 1536, out: 0 },
     transactions: { active: n, committed: n, aborted: n, conflicts: n },

@@ -23,6 +23,9 @@ export interface DaemonOptions {
   env?: Record<string, string>;
   /** Written to DIR/config.json and passed with --config (e.g. tighter limits). */
   config?: Record<string, unknown>;
+  /** Runs the daemon under `ulimit -n` of this (soft and hard: Node raises the soft limit to
+   * the hard one at startup). */
+  openFilesLimit?: number;
 }
 
 export interface LogLine {
@@ -37,7 +40,11 @@ export class TestDaemon {
   private proc: ResultPromise | null = null;
   private exited: Promise<number | null> | null = null;
 
-  constructor(readonly dir: string, readonly socketPath: string, readonly dataDir: string, private readonly args: string[], private readonly env: Record<string, string>) {}
+  constructor(
+    readonly dir: string, readonly socketPath: string, readonly dataDir: string, private readonly args: string[], private readonly env: Record<string, string>,
+    /** `ulimit -n` for the daemon, or null for this process's limit. */
+    public openFilesLimit: number | null = null,
+  ) {}
 
   get pid(): number | undefined {
     return this.proc?.pid;
@@ -72,7 +79,10 @@ export class TestDaemon {
 
   /** Starts the daemon and resolves once it logs "listening"; rejects if it exits first. */
   async start(): Promise<void> {
-    const proc = execa('node', [TOONDBD_BIN, 'start', '--socket', this.socketPath, '--data-dir', this.dataDir, '--log-level', 'debug', ...this.args], {
+    const command = ['node', TOONDBD_BIN, 'start', '--socket', this.socketPath, '--data-dir', this.dataDir, '--log-level', 'debug', ...this.args];
+    // The shell execs node, so the pid (signals, /proc) is the daemon's.
+    const [file, ...args] = this.openFilesLimit === null ? command : ['sh', '-c', 'ulimit -n "$0" && exec "$@"', String(this.openFilesLimit), ...command];
+    const proc = execa(file, args, {
       env: { ...this.env },
       reject: false,
       buffer: false,
@@ -182,7 +192,7 @@ export function createDaemon(options: DaemonOptions = {}): TestDaemon {
     writeFileSync(file, JSON.stringify(options.config));
     args.push('--config', file);
   }
-  return new TestDaemon(dir, options.socketPath ?? join(dir, 's.sock'), options.dataDir ?? join(dir, 'data'), args, options.env ?? {});
+  return new TestDaemon(dir, options.socketPath ?? join(dir, 's.sock'), options.dataDir ?? join(dir, 'data'), args, options.env ?? {}, options.openFilesLimit ?? null);
 }
 
 /** Creates and starts a daemon. */
