@@ -96,7 +96,7 @@ export class DurabilityGate {
   }
 
   /**
-   * A journal write or fsync failed (the engine refuses writes from now on): raise the alarm
+   * Storage failed (a journal write or fsync, or a flush or compaction; the engine refuses writes from now on): raise the alarm
    * once, however many requests fail after it. Called by the gate itself for a failed fsync and
    * by sessions for a commit that failed with DISK_FULL / STORAGE_FAILED.
    */

@@ -121,7 +121,7 @@ export class Daemon implements DaemonContext {
     this.gate = new DurabilityGate(engine, config.durability, config.syncIntervalMs, (error) => {
       if (this.trouble !== null) return; // logged once already (here, or by the sweep)
       this.trouble = `storage failed: ${error.code}`;
-      this.log.fatal({ code: error.code, err: error }, 'storage failed (journal write or fsync): writes are refused until the daemon is restarted');
+      this.log.fatal({ code: error.code, err: error }, 'storage failed: writes are refused until the daemon is restarted (err names the cause)');
     });
     this.stopped = new Promise((resolve) => (this.markStopped = resolve));
   }

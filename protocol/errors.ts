@@ -46,7 +46,7 @@ export const ERROR_CODES = {
   SHUTTING_DOWN: { description: 'The daemon is shutting down and accepts no new requests.', retryable: true },
   DISK_FULL: { description: 'The storage device is full; writes fail until space is freed, reads keep working.', retryable: true },
   IO_ERROR: { description: 'The storage engine hit an I/O error.', retryable: false },
-  STORAGE_FAILED: { description: 'A journal write or fsync failed; the engine refuses further writes until restarted.', retryable: false },
+  STORAGE_FAILED: { description: 'A journal write or fsync, or a flush or compaction of the engine, failed; the engine refuses further writes until restarted, and the message names the cause.', retryable: false },
   CORRUPTION: { description: 'On-disk data failed verification; the daemon refuses to serve it.', retryable: false },
   LOCKED: { description: 'Another daemon owns the data directory.', retryable: false },
   ALREADY_RUNNING: { description: 'A live daemon already listens on the socket path.', retryable: false },

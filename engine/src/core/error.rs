@@ -181,7 +181,9 @@ impl From<fjall::Error> for EngineError {
             E::Decompress(c) => EngineError::Corruption(format!("journal entry failed to decompress ({c:?})")),
             E::InvalidTrailer => EngineError::Corruption("invalid journal trailer".into()),
             E::InvalidTag((what, tag)) => EngineError::Corruption(format!("invalid tag {tag} in {what}")),
-            E::Poisoned => EngineError::StorageFailed("an earlier journal write or fsync failed".into()),
+            E::Poisoned => EngineError::StorageFailed(
+                "fjall refuses writes since an earlier failure poisoned its database (a journal write or fsync, or a flush or compaction of its background worker)".into(),
+            ),
             E::KeyspaceDeleted => EngineError::Internal("keyspace was deleted under the engine".into()),
             E::Locked => EngineError::Locked("the data directory is in use by another process".into()),
             E::Unrecoverable => EngineError::Corruption("database is unrecoverable".into()),

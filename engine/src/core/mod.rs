@@ -11,7 +11,8 @@
 //! apply its updates when idle),
 //! `abi` and `wire` (the encodings calls cross napi in; `spare` keeps their large buffers),
 //! `preflight` (checks of fjall's files before it opens them) and `watermark` (refuses a
-//! recovery that lost acknowledged commits), `error`, `os` (data-dir lock, peer credentials,
+//! recovery that lost acknowledged commits), `error`, `fjall_log` (what fjall says when its
+//! worker fails), `os` (data-dir lock, peer credentials,
 //! sd_notify), and `alloc` (mimalloc's settings, made before the store opens).
 
 pub mod abi;
@@ -19,6 +20,7 @@ pub mod alloc;
 pub mod cursors;
 pub mod engine;
 pub mod error;
+pub mod fjall_log;
 pub mod journal;
 pub mod lanes;
 pub mod ops;

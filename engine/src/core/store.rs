@@ -137,6 +137,8 @@ pub struct Store {
     pub rows: RowCache,
     commit_lock: Mutex<()>,
     poisoned: AtomicBool,
+    /// What failed when the store was poisoned (the first cause), for every later refusal.
+    poison_cause: std::sync::OnceLock<String>,
     watermark: Watermark,
     /// A lower bound of (the seqno of the last commit of this process that wrote data keys) + 1,
     /// 0 before the first (see `commit_with`): what recovery must at least give back. fjall's
@@ -180,6 +182,7 @@ impl Store {
     pub fn open(options: &OpenOptions) -> EngineResult<(Store, Recovery)> {
         validate_limits(&options.limits)?;
         super::alloc::tune();
+        super::fjall_log::install();
         std::fs::create_dir_all(&options.path)
             .map_err(|e| EngineError::from_io(&format!("creating {}", options.path), &e))?;
         let started = Instant::now();
@@ -217,6 +220,7 @@ impl Store {
             rows: RowCache::new(options.row_cache_bytes.unwrap_or(ROW_CACHE_BYTES_DEFAULT)),
             commit_lock: Mutex::new(()),
             poisoned: AtomicBool::new(false),
+            poison_cause: std::sync::OnceLock::new(),
             watermark,
             journal: ActiveJournal::new(std::path::Path::new(&options.path)),
             journal_at_last_sample: AtomicU64::new(0),
@@ -266,7 +270,15 @@ impl Store {
 
     pub fn check_writable(&self) -> EngineResult<()> {
         if self.poisoned.load(Ordering::SeqCst) {
-            let mut message = String::from("an earlier journal write or fsync failed");
+            let cause = self.poison_cause.get().map_or("a failure", String::as_str);
+            let mut message = format!("writes are refused until restart, since an earlier write failed: {cause}");
+            let ended = self.workers.ended();
+            if ended > 0 {
+                message += &format!("; {ended} of fjall's {} background workers ended (a flush or compaction failed)", self.workers.found());
+                if let Some(reported) = super::fjall_log::latest_error() {
+                    message += &format!("; fjall last reported: {reported}");
+                }
+            }
             if let Some(e) = self.journal_seal.failure() {
                 message += &format!(
                     "; taking write access to fjall's journal away failed too ({e}): restart before freeing disk space, \
@@ -278,10 +290,12 @@ impl Store {
         Ok(())
     }
 
-    /// Marks the store failed: writes are refused from now on. The first call also takes write
-    /// access to fjall's journal away (store/journal_seal.rs); if that fails, the failure is
-    /// kept and named by every later STORAGE_FAILED (`check_writable`), never fatal.
-    pub fn poison(&self) {
+    /// Marks the store failed because of `cause`: writes are refused from now on, and each
+    /// refusal names the first cause (`check_writable`). The first call also takes write access
+    /// to fjall's journal away (store/journal_seal.rs); if that fails, the failure is kept and
+    /// named by every later STORAGE_FAILED, never fatal.
+    pub fn poison(&self, cause: &str) {
+        let _ = self.poison_cause.set(cause.to_owned());
         if !self.poisoned.swap(true, Ordering::SeqCst) {
             let _ = self.journal_seal.seal();
         }

@@ -312,6 +312,14 @@ fn a_checkpoint_whose_flush_hits_a_full_disk_fails_instead_of_hanging() {
         println!("checkpoint: {error}");
         assert_eq!(error.code(), "STORAGE_FAILED", "{error}");
         assert!(store.workers.ended() > 0, "the flush ended fjall's worker ({FJALL_WORKER_THREAD_NAME})");
+        // The cause, which fjall says only through `log` (core/fjall_log.rs), reaches the
+        // checkpoint's error and every later refusal, not a guess at what failed.
+        let message = error.to_string();
+        assert!(message.contains("fjall last reported: Worker #") && message.contains("No space left on device"), "{message}");
+        let refused = engine.execute(vec![put("after", b"v")]).unwrap().remove(0).error.expect("a write after the worker ended is refused");
+        assert_eq!(refused.code(), "STORAGE_FAILED", "{refused}");
+        let refusal = refused.to_string();
+        assert!(refusal.contains("background workers ended") && refusal.contains("No space left on device"), "{refusal}");
         assert_eq!(read(&engine, "k0"), Some(noise(0, CHECKPOINT_VALUE_BYTES)), "reads keep working");
     });
 }

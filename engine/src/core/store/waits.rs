@@ -170,11 +170,15 @@ impl Store {
             self.check_writable()?;
             let ended = self.workers.ended();
             if ended > 0 {
-                self.poison();
-                return Err(EngineError::StorageFailed(format!(
+                let mut message = format!(
                     "checkpoint: {ended} of fjall's {} background workers ended (a flush or compaction failed, e.g. for a full disk) with {sealed} sealed memtable(s) not flushed",
                     self.workers.found()
-                )));
+                );
+                if let Some(reported) = super::super::fjall_log::latest_error() {
+                    message += &format!("; fjall last reported: {reported}");
+                }
+                self.poison(&message);
+                return Err(EngineError::StorageFailed(message));
             }
             if Instant::now() >= deadline {
                 // Not a failure: a flush may wait behind a long compaction on a large database
@@ -328,7 +332,7 @@ mod tests {
         let engine = open_engine(dir.path());
         engine.execute(vec![put("k", b"v")]).unwrap();
         let store = engine.store().unwrap();
-        store.poison();
+        store.poison("poisoned by a test");
         assert_eq!(store.seal_memtables_and_wait().map_err(|e| e.code()), Err("STORAGE_FAILED"));
         assert_eq!(store.data.inner().tree.sealed_memtable_count(), 0, "nothing was sealed");
         assert_eq!(checkpoint_failure(&engine).0, "STORAGE_FAILED");
