@@ -270,14 +270,10 @@ impl Store {
 
     pub fn check_writable(&self) -> EngineResult<()> {
         if self.poisoned.load(Ordering::SeqCst) {
-            let cause = self.poison_cause.get().map_or("a failure", String::as_str);
-            let mut message = format!("writes are refused until restart, since an earlier write failed: {cause}");
-            let ended = self.workers.ended();
-            if ended > 0 {
-                message += &format!("; {ended} of fjall's {} background workers ended (a flush or compaction failed)", self.workers.found());
-                if let Some(reported) = super::fjall_log::latest_error() {
-                    message += &format!("; fjall last reported: {reported}");
-                }
+            // StorageFailed's Display already says that writes are refused until restart.
+            let mut message = self.poison_cause.get().cloned().unwrap_or_else(|| "an earlier failure".into());
+            if let Some(note) = self.ended_workers_note() {
+                message += &format!("; {note}");
             }
             if let Some(e) = self.journal_seal.failure() {
                 message += &format!(
@@ -290,12 +286,31 @@ impl Store {
         Ok(())
     }
 
+    /// What fjall's ended workers say, for a STORAGE_FAILED message: "N of fjall's M background
+    /// workers ended (…); fjall last reported: …" (core/fjall_log.rs), or None while they all run.
+    pub fn ended_workers_note(&self) -> Option<String> {
+        let ended = self.workers.ended();
+        if ended == 0 {
+            return None;
+        }
+        let mut note =
+            format!("{ended} of fjall's {} background workers ended (a flush or compaction failed, e.g. for a full disk)", self.workers.found());
+        if let Some(reported) = super::fjall_log::latest_error() {
+            note += &format!("; fjall last reported: {reported}");
+        }
+        Some(note)
+    }
+
     /// Marks the store failed because of `cause`: writes are refused from now on, and each
-    /// refusal names the first cause (`check_writable`). The first call also takes write access
-    /// to fjall's journal away (store/journal_seal.rs); if that fails, the failure is kept and
-    /// named by every later STORAGE_FAILED, never fatal.
-    pub fn poison(&self, cause: &str) {
-        let _ = self.poison_cause.set(cause.to_owned());
+    /// refusal names the first cause (`check_writable`), kept without StorageFailed's own
+    /// "writes are refused until restart", which the refusal says once. The first call also
+    /// takes write access to fjall's journal away (store/journal_seal.rs); if that fails, the
+    /// failure is kept and named by every later STORAGE_FAILED, never fatal.
+    pub fn poison(&self, cause: &EngineError) {
+        self.poison_cause.get_or_init(|| match cause {
+            EngineError::StorageFailed(detail) => detail.clone(),
+            other => other.to_string(),
+        });
         if !self.poisoned.swap(true, Ordering::SeqCst) {
             let _ = self.journal_seal.seal();
         }

@@ -94,7 +94,7 @@ impl Store {
             Err(e) => {
                 issued.void();
                 if !matches!(e, EngineError::Locked(_)) {
-                    self.poison(&e.to_string());
+                    self.poison(&e);
                 }
                 Err(e)
             }

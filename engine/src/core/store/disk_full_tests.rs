@@ -320,6 +320,13 @@ fn a_checkpoint_whose_flush_hits_a_full_disk_fails_instead_of_hanging() {
         assert_eq!(refused.code(), "STORAGE_FAILED", "{refused}");
         let refusal = refused.to_string();
         assert!(refusal.contains("background workers ended") && refusal.contains("No space left on device"), "{refusal}");
+        // Each said once (the checkpoint's poison cause held fjall's report, and the refusal
+        // added it again, after "writes are refused until restart" twice).
+        for text in [&message, &refusal] {
+            for once in ["refused until restart", "background workers ended", "fjall last reported"] {
+                assert_eq!(text.matches(once).count(), 1, "{once:?} in {text}");
+            }
+        }
         assert_eq!(read(&engine, "k0"), Some(noise(0, CHECKPOINT_VALUE_BYTES)), "reads keep working");
     });
 }

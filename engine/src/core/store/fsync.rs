@@ -54,11 +54,11 @@ impl Store {
         if let Some(left) = &self.fsyncs_before_failure {
             if left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_err() {
                 let error = EngineError::StorageFailed(format!("journal fsync failed (injected by {FSYNC_FAILPOINT_ENV})"));
-                self.poison(&error.to_string());
+                self.poison(&error);
                 return Err(error);
             }
         }
-        fsync().inspect_err(|e| self.poison(&e.to_string()))?;
+        fsync().inspect_err(|e| self.poison(e))?;
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
         self.last_fsync_ms.fetch_max(super::value::now_ms(), Ordering::Relaxed);
         let journal = self.journal_at_last_sample.swap(journal_at_sample, Ordering::SeqCst);

@@ -291,7 +291,7 @@ mod linux_tests {
         assert_eq!(writable_journal_descriptors(&folder).unwrap().len(), 1, "fjall's writer; our group-commit descriptor is read-only");
         assert!(descriptors.len() >= 2, "fjall's and ours: {descriptors:?}");
 
-        store.poison("poisoned by a test");
+        store.poison(&crate::core::error::EngineError::StorageFailed("poisoned by a test".into()));
         assert_eq!(store.journal_seal.seal().as_ref().ok(), Some(&1));
         assert!(store.journal_seal.failure().is_none());
         assert!(writable_journal_descriptors(&folder).unwrap().is_empty());

@@ -168,17 +168,11 @@ impl Store {
                 return Ok(());
             }
             self.check_writable()?;
-            let ended = self.workers.ended();
-            if ended > 0 {
-                let mut message = format!(
-                    "checkpoint: {ended} of fjall's {} background workers ended (a flush or compaction failed, e.g. for a full disk) with {sealed} sealed memtable(s) not flushed",
-                    self.workers.found()
-                );
-                if let Some(reported) = super::super::fjall_log::latest_error() {
-                    message += &format!("; fjall last reported: {reported}");
-                }
-                self.poison(&message);
-                return Err(EngineError::StorageFailed(message));
+            if self.workers.ended() > 0 {
+                // Poisoned with what the checkpoint saw; the error, as every later refusal,
+                // adds what fjall's ended workers say (`check_writable`), once.
+                self.poison(&EngineError::StorageFailed(format!("checkpoint: {sealed} sealed memtable(s) could not be flushed")));
+                return Err(self.check_writable().expect_err("the store was poisoned just now"));
             }
             if Instant::now() >= deadline {
                 // Not a failure: a flush may wait behind a long compaction on a large database
@@ -332,9 +326,13 @@ mod tests {
         let engine = open_engine(dir.path());
         engine.execute(vec![put("k", b"v")]).unwrap();
         let store = engine.store().unwrap();
-        store.poison("poisoned by a test");
+        store.poison(&crate::core::error::EngineError::StorageFailed("poisoned by a test".into()));
         assert_eq!(store.seal_memtables_and_wait().map_err(|e| e.code()), Err("STORAGE_FAILED"));
         assert_eq!(store.data.inner().tree.sealed_memtable_count(), 0, "nothing was sealed");
         assert_eq!(checkpoint_failure(&engine).0, "STORAGE_FAILED");
+        // Regression: the refusal said "writes are refused until restart" twice (StorageFailed's
+        // Display, then check_writable's own text around the cause, itself a Display string).
+        let refused = engine.execute(vec![put("after", b"v")]).unwrap().remove(0).error.expect("refused");
+        assert_eq!(refused.to_string(), "storage failed, writes are refused until restart: poisoned by a test");
     }
 }
