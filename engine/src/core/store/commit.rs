@@ -96,7 +96,16 @@ impl Store {
                 if !matches!(e, EngineError::Locked(_)) {
                     self.poison(&e);
                 }
-                Err(e)
+                // fjall's refusal once a flush or compaction ended its worker (`Poisoned`) says
+                // nothing of why; this first refusal, the one the daemon logs as fatal, names
+                // what fjall reported, as every later one does (`check_writable`).
+                match e {
+                    EngineError::StorageFailed(detail) => match self.ended_workers_note() {
+                        Some(note) => Err(EngineError::StorageFailed(format!("{detail}; {note}"))),
+                        None => Err(EngineError::StorageFailed(detail)),
+                    },
+                    e => Err(e),
+                }
             }
         };
         if may_wait && result.is_ok() {

@@ -330,3 +330,36 @@ fn a_checkpoint_whose_flush_hits_a_full_disk_fails_instead_of_hanging() {
         assert_eq!(read(&engine, "k0"), Some(noise(0, CHECKPOINT_VALUE_BYTES)), "reads keep working");
     });
 }
+
+// Regression: a flush that failed on its own (no checkpoint waiting for it) ended fjall's worker
+// and poisoned fjall's database; the next write got fjall's bare `Poisoned` ("fjall refuses
+// writes since an earlier failure poisoned its database") with nothing of the cause. That
+// first refusal is the one the daemon logs as fatal, so the log never said what failed; only
+// later refusals named fjall's report.
+#[test]
+fn the_first_write_refused_after_a_flush_failed_names_what_fjall_reported() {
+    run_on_tmpfs("the_first_write_refused_after_a_flush_failed_names_what_fjall_reported", |dir| {
+        let engine = open_engine(&dir.join("db"));
+        let store = engine.store().unwrap();
+        store.workers.found();
+        let writes = (0..CHECKPOINT_KEYS).map(|i| put(&format!("k{i}"), &noise(i as u64, CHECKPOINT_VALUE_BYTES))).collect();
+        assert!(engine.execute(writes).unwrap().iter().all(|o| o.error.is_none()));
+        engine.sync().unwrap();
+        fill(dir, CHECKPOINT_SLACK_BYTES);
+        // A flush fjall runs by itself, as when a memtable fills: nothing waits for it.
+        store.data.inner().rotate_memtable().unwrap();
+        let deadline = Instant::now() + CHECKPOINT_RETURN_WAIT_MAX;
+        while store.workers.ended() == 0 {
+            assert!(Instant::now() < deadline, "the flush on a full disk did not end fjall's worker");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let refused = engine.execute(vec![put("after", b"v")]).unwrap().remove(0).error.expect("a write after the worker ended is refused");
+        let refusal = refused.to_string();
+        println!("first refusal: {refusal}");
+        assert_eq!(refused.code(), "STORAGE_FAILED", "{refusal}");
+        assert!(refusal.contains("fjall last reported: Worker #") && refusal.contains("No space left on device"), "{refusal}");
+        assert_eq!(refusal.matches("fjall last reported").count(), 1, "{refusal}");
+        let again = engine.execute(vec![put("again", b"v")]).unwrap().remove(0).error.expect("refused").to_string();
+        assert_eq!(again.matches("fjall last reported").count(), 1, "{again}");
+    });
+}
