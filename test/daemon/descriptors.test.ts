@@ -19,13 +19,17 @@ describe('descriptorBudget', () => {
   });
 
   it('never hands out more descriptors than the limit, and keeps room for refusals', () => {
-    for (let limit = OPEN_FILES_LIMIT_MIN; limit <= 4096; limit += 7) {
+    for (let limit = OPEN_FILES_LIMIT_MIN; limit <= 4096; limit++) {
       const budget = descriptorBudget(limit);
       expect(ENGINE_FD_RESERVE + budget.tableFiles + budget.sockets).toBeLessThanOrEqual(limit);
       expect(budget.connectionsLimit + HANGING_UP_SOCKETS_MIN).toBeLessThanOrEqual(budget.sockets);
       expect(budget.connectionsLimit).toBeGreaterThanOrEqual(FD_LIMITED_CONNECTIONS_MIN);
       expect(budget.tableFiles).toBeGreaterThanOrEqual(ENGINE_TABLE_FILES_MIN);
       expect(budget.tableFiles).toBeLessThanOrEqual(ENGINE_TABLE_FILES_MAX);
+      // The thresholds PROTOCOL.md and the README give: connectionsMax is lowered below 1471,
+      // the engine's table files below 2020.
+      expect(budget.connectionsLimit >= CONNECTIONS_MAX, `limit ${limit}`).toBe(limit >= 1471);
+      expect(budget.tableFiles === ENGINE_TABLE_FILES_MAX, `limit ${limit}`).toBe(limit >= 2020);
     }
   });
 
