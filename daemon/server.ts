@@ -130,6 +130,8 @@ export class Daemon implements DaemonContext {
   static async start(config: DaemonConfig, log: Logger = createLogger(config)): Promise<Daemon> {
     // A configuration error is reported before recovery runs and before anything is created.
     if (config.socketGroup !== null) resolveGroupId(config.socketGroup);
+    // So is an open-files limit too low to serve any client (descriptors.ts).
+    const descriptors = descriptorBudget(openFilesLimit());
     // (And the socket's directory: the start-up lock in it retries any failure for ~10 s.)
     await access(dirname(config.socketPath), constants.W_OK | constants.X_OK).catch((error: unknown) => {
       throw setupRefusal(`the socket ${config.socketPath}`, error);
@@ -139,8 +141,6 @@ export class Daemon implements DaemonContext {
       .catch((error: unknown) => {
         throw setupRefusal(`the data directory ${config.dataDir}`, error);
       });
-    // Before anything opens a file: a limit too low to serve any client is refused now.
-    const descriptors = descriptorBudget(openFilesLimit());
     const lock = lockDataDir(config.dataDir);
     let engine: Engine | null = null;
     let server: Server | null = null;

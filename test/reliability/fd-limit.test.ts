@@ -2,11 +2,15 @@
 // needs. Before the daemon shared the limit (daemon/descriptors.ts), `ulimit -n 128` and 103
 // idle connections left a flush unable to create its table: fjall's worker ended, the store was
 // poisoned, and every write failed with STORAGE_FAILED until restart, the connections long gone.
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IpcClient } from '../../ipc-client/index.js';
 import { descriptorBudget } from '../../daemon/descriptors.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { TOONDBD_BIN } from '../helpers/paths.js';
+import { makeTempDir } from '../helpers/temp-dir.js';
 
 const OPEN_FILES_LIMIT = 256;
 const FLOOD = 300;
@@ -80,4 +84,18 @@ describe.runIf(process.platform === 'linux')('a connection flood under a low ope
     expect(found).toBe(BATCHES * 16);
     expect((await good.get('fd/after-checkpoint'))?.toString()).toBe('ok');
   }, 30_000);
+});
+
+describe.runIf(process.platform === 'linux')('an open-files limit too low to serve clients', () => {
+  // Regression: the limit was checked after the data directory was made, so a refused start
+  // left an empty data dir behind, unlike every other configuration error.
+  it('is refused at start with exit 2, before the data dir is made', async () => {
+    const dir = makeTempDir();
+    const data = join(dir, 'data');
+    const result = await execa('sh', ['-c', 'ulimit -n 120 && exec node "$0" start --socket "$1" --data-dir "$2"', TOONDBD_BIN, join(dir, 's.sock'), data],
+      { reject: false, stdin: 'ignore', timeout: 30_000 });
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr).toMatch(/^toondbd: INVALID_ARGUMENT: the open-files limit \(RLIMIT_NOFILE\) is 120, below the 136/m);
+    expect(existsSync(data), 'refused before the data dir was made').toBe(false);
+  });
 });
