@@ -40,6 +40,14 @@ function numberKnob(env, name, fallback, { min, max, integer = false }) {
   return value;
 }
 
+/** A 0/1 knob: absent or empty is `fallback`; anything but 0 or 1 is an error naming it. */
+function flagKnob(env, name, fallback) {
+  const raw = env[name]?.trim();
+  if (raw === undefined || raw === '') return fallback;
+  if (raw !== '0' && raw !== '1') throw new Error(`${name} must be 0 or 1, got ${JSON.stringify(raw)}`);
+  return raw === '1';
+}
+
 export function readKnobs(env = process.env) {
   const only = (env.BENCH_ONLY ?? '').split(',').map((token) => token.trim()).filter(Boolean);
   return {
@@ -50,6 +58,9 @@ export function readKnobs(env = process.env) {
     bigKeys: numberKnob(env, 'BENCH_BIG_KEYS', DEFAULT_KNOBS.bigKeys, { min: KEYS_MIN, max: KEYS_MAX, integer: true }),
     only: only.length ? only : null,
     jsonPath: env.BENCH_JSON?.trim() || null,
+    // Read again by drivers.js in each worker (they inherit the environment); checked here,
+    // once, and recorded with the results.
+    redisAutoPipeline: flagKnob(env, 'BENCH_REDIS_AUTOPIPELINE', false),
   };
 }
 

@@ -32,7 +32,8 @@ const CLOSED_LOOP_CONFIGS = ['fast', 'sync'];
 
 function describeKnobs(knobs) {
   return `Knobs:  BENCH_SECONDS=${knobs.seconds} BENCH_WARMUP_SECONDS=${knobs.warmupSeconds} BENCH_ROUNDS=${knobs.rounds} `
-    + `BENCH_KEYS=${knobs.keys} BENCH_BIG_KEYS=${knobs.bigKeys}${knobs.only ? ` BENCH_ONLY=${knobs.only.join(',')}` : ''}`;
+    + `BENCH_KEYS=${knobs.keys} BENCH_BIG_KEYS=${knobs.bigKeys}${knobs.only ? ` BENCH_ONLY=${knobs.only.join(',')}` : ''}`
+    + (knobs.redisAutoPipeline ? ' BENCH_REDIS_AUTOPIPELINE=1' : '');
 }
 
 /** Identical notes (the same warning from several rounds) collapse into one line. */
