@@ -67,7 +67,7 @@ function setupRefusal(what: string, error: unknown): unknown {
 }
 
 /** Limits the engine is opened with (Daemon.start), which a reload cannot change. */
-const ENGINE_LIMITS = ['keyBytesMax', 'valueBytesMax', 'txnBytesMax', 'batchItemsMax', 'batchBytesMax'] as const;
+const ENGINE_LIMITS = ['keyBytesMax', 'valueBytesMax', 'txnBytesMax', 'txnBytesDaemonMax', 'batchItemsMax', 'batchBytesMax'] as const;
 export const INFO_FILE_NAME = 'toondbd.json';
 export const ENGINE_DIR_NAME = 'db';
 
@@ -154,6 +154,7 @@ export class Daemon implements DaemonContext {
         keyBytesMax: config.limits.keyBytesMax,
         valueBytesMax: config.limits.valueBytesMax,
         txnBytesMax: config.limits.txnBytesMax,
+        txnBytesDaemonMax: config.limits.txnBytesDaemonMax,
         batchItemsMax: config.limits.batchItemsMax,
         batchBytesMax: config.limits.batchBytesMax,
       });

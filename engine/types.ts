@@ -157,6 +157,8 @@ export interface EngineOpenOptions {
   keyBytesMax: number;
   valueBytesMax: number;
   txnBytesMax: number;
+  /** Bytes all open transactions may hold together (LIMIT_EXCEEDED past it; the txn is aborted). */
+  txnBytesDaemonMax: number;
   batchItemsMax: number;
   /** Bytes a putBatch may carry, and a getBatch or listPath reply (BATCH_TOO_LARGE past it). */
   batchBytesMax: number;
@@ -180,6 +182,8 @@ export interface EngineStats {
   writeBufferBytes: number;
   seqno: bigint;
   openTransactions: number;
+  /** Bytes of writes and reads all open transactions hold together (txnBytesDaemonMax bounds it). */
+  transactionBytes: number;
   openCursors: number;
   /** Rows in the row cache, and their weight (keys + stored values + per-row overhead). */
   rowCacheRows: number;

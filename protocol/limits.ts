@@ -173,6 +173,17 @@ export const TXN_IDLE_MS_MAX = 60_000;
  * it is serializable (fjall keeps them for the conflict check). */
 export const TXN_BYTES_MAX = 64 * MiB;
 
+/** Bytes all open transactions of all connections may hold together (txnBytesMax counted over
+ * every one of them). Without it a client could hold txnsPerConnectionMax × txnBytesMax = 4 GiB
+ * per connection, × connectionsMax = 4 TiB in all: the OOM killer, a crash for every client.
+ * 512 MiB is eight maximal transactions at once, far more than a per-machine database's
+ * transactions hold together in ordinary use, and keeps the daemon's worst case (with its
+ * caches, memtables, and the request and reply bounds) within what a developer machine or a
+ * small server has to spare. The write or read that would pass it fails with LIMIT_EXCEEDED
+ * (retryable: the bytes come back as other transactions end) and its transaction is aborted,
+ * as TXN_TOO_LARGE aborts one (engine/src/core/txn.rs). */
+export const TXN_BYTES_DAEMON_MAX = 512 * MiB;
+
 /** Open scan cursors one connection may hold. */
 export const CURSORS_PER_CONNECTION_MAX = 64;
 
@@ -294,6 +305,7 @@ export interface ServerLimits {
   txnsPerConnectionMax: number;
   txnIdleMsMax: number;
   txnBytesMax: number;
+  txnBytesDaemonMax: number;
   cursorsPerConnectionMax: number;
   cursorIdleMsMax: number;
   scanBatchItemsMax: number;
@@ -313,6 +325,7 @@ export const DEFAULT_SERVER_LIMITS: Readonly<ServerLimits> = Object.freeze({
   txnsPerConnectionMax: TXNS_PER_CONNECTION_MAX,
   txnIdleMsMax: TXN_IDLE_MS_MAX,
   txnBytesMax: TXN_BYTES_MAX,
+  txnBytesDaemonMax: TXN_BYTES_DAEMON_MAX,
   cursorsPerConnectionMax: CURSORS_PER_CONNECTION_MAX,
   cursorIdleMsMax: CURSOR_IDLE_MS_MAX,
   scanBatchItemsMax: SCAN_BATCH_ITEMS_MAX,
@@ -340,6 +353,7 @@ export function brokenLimitRelation(limits: ServerLimits): string | null {
   }
   if (keyBytesMax + valueBytesMax > batchBytesMax) return 'a batch can carry at least one maximal entry (key and value)';
   if (limits.txnBytesMax < batchBytesMax) return 'a transaction can hold at least one maximal batch';
+  if (limits.txnBytesDaemonMax < limits.txnBytesMax) return 'one maximal transaction fits under the daemon-wide transaction bytes';
   return null;
 }
 

@@ -141,7 +141,8 @@ export interface StatsResult {
   /** `fromMemory`: data requests answered from the engine's row cache, without a storage read. */
   requests: { total: number; errors: number; fromMemory: number; byFamily: Record<OpFamily, number> };
   bytes: { in: number; out: number };
-  transactions: { active: number; committed: number; aborted: number; conflicts: number };
+  /** `bytes`: bytes of writes and reads all open transactions hold now (txnBytesDaemonMax). */
+  transactions: { active: number; bytes: number; committed: number; aborted: number; conflicts: number };
   /** `readAhead`: scanNext requests answered with a batch the daemon had read ahead;
    * `readAheadBytes`: bytes that batches read ahead hold now, across all connections. */
   cursors: { open: number; readAhead: number; readAheadBytes: number };

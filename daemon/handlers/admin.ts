@@ -93,6 +93,7 @@ export async function stats(ctx: DaemonContext): Promise<StatsResult> {
     bytes: { in: c.bytesIn, out: c.bytesOut },
     transactions: {
       active: engine.openTransactions,
+      bytes: engine.transactionBytes,
       committed: c.txnsCommitted,
       aborted: c.txnsAborted,
       conflicts: c.txnConflicts,

@@ -43,14 +43,17 @@ export function prepareKv(req: KvRequest, scope: SessionScope): Prepared {
 export function finishKv(req: KvRequest, result: EngineResult, scope: SessionScope, op: EngineOp): Outcome {
   const error = engineError(result);
   if (error) {
-    if (req.txn !== undefined && (error.code === 'TXN_TOO_LARGE' || error.code === 'NOT_IN_TRANSACTION')) {
+    // TXN_TOO_LARGE, and LIMIT_EXCEEDED (the engine's only LIMIT_EXCEEDED: txnBytesDaemonMax),
+    // abort the transaction.
+    const aborted = error.code === 'TXN_TOO_LARGE' || error.code === 'LIMIT_EXCEEDED';
+    if (req.txn !== undefined && (aborted || error.code === 'NOT_IN_TRANSACTION')) {
       // The engine has dropped the transaction, and closed its cursors; forget them here too.
       const id = Number(req.txn);
       scope.txns.forget(id, op.txn);
       // Unless the id already names a newer transaction (its client reused it), whose cursors
       // these are not.
       if (!scope.txns.has(id)) forgetCursorsOf(scope, new Set([id]));
-      if (error.code === 'TXN_TOO_LARGE') scope.counters.txnsAborted += 1;
+      if (aborted) scope.counters.txnsAborted += 1;
       return fail(aboutTxn(error, req.txn));
     }
     return fail(error);

@@ -41,6 +41,8 @@ pub struct OpenOptionsJs {
     pub key_bytes_max: u32,
     pub value_bytes_max: u32,
     pub txn_bytes_max: f64,
+    /// Bytes all open transactions may hold together (txnBytesDaemonMax).
+    pub txn_bytes_daemon_max: f64,
     pub batch_items_max: u32,
     pub batch_bytes_max: u32,
 }
@@ -73,6 +75,7 @@ pub struct StatsJs {
     pub write_buffer_bytes: f64,
     pub seqno: BigInt,
     pub open_transactions: f64,
+    pub transaction_bytes: f64,
     pub open_cursors: f64,
     pub row_cache_rows: f64,
     pub row_cache_bytes: f64,
@@ -91,6 +94,7 @@ impl From<Stats> for StatsJs {
             write_buffer_bytes: s.write_buffer_bytes as f64,
             seqno: BigInt::from(s.seqno),
             open_transactions: s.open_transactions as f64,
+            transaction_bytes: s.transaction_bytes as f64,
             open_cursors: s.open_cursors as f64,
             row_cache_rows: s.row_cache_rows as f64,
             row_cache_bytes: s.row_cache_bytes as f64,
@@ -402,6 +406,11 @@ pub fn open_engine(options: OpenOptionsJs) -> AsyncTask<Job<(Engine, Recovery), 
             value_bytes_max: options.value_bytes_max as usize,
             txn_bytes_max: if options.txn_bytes_max.is_finite() && options.txn_bytes_max > 0.0 {
                 options.txn_bytes_max as u64
+            } else {
+                0
+            },
+            txn_bytes_daemon_max: if options.txn_bytes_daemon_max.is_finite() && options.txn_bytes_daemon_max > 0.0 {
+                options.txn_bytes_daemon_max as u64
             } else {
                 0
             },

@@ -215,3 +215,68 @@ describe("a transaction's cursors", () => {
     expect(await client.scan('tc/').toArray()).toHaveLength(3);
   });
 });
+
+// Open transactions of all connections together hold at most txnBytesDaemonMax: before it, 64
+// transactions per connection of up to txnBytesMax each, × 1024 connections, could hold 4 TiB.
+describe('the bytes all open transactions hold together', () => {
+  /** Each transaction may hold 64 KiB; all of them together 160 KiB: two full ones and a half. */
+  const LIMITS = { txnBytesMax: 65_536, txnBytesDaemonMax: 163_840, batchBytesMax: 65_536, valueBytesMax: 32_768 };
+  let daemon: TestDaemon;
+  let clients: IpcClient[];
+
+  beforeAll(async () => {
+    daemon = await startDaemon({ config: { limits: LIMITS } });
+    clients = await Promise.all([0, 1, 2].map(() => IpcClient.connect(daemon.socketPath)));
+  });
+  afterAll(async () => {
+    await Promise.all((clients ?? []).map((c) => c.close()));
+    await daemon?.dispose();
+  });
+
+  /** 60 KiB of writes in `txn`: two values of 30 KiB (under valueBytesMax). */
+  async function fill(txn: Transaction, prefix: string): Promise<void> {
+    await txn.put(`${prefix}/a`, Buffer.alloc(30_000, 1));
+    await txn.put(`${prefix}/b`, Buffer.alloc(30_000, 2));
+  }
+
+  it('are bounded across connections: the write past the bound gets LIMIT_EXCEEDED and aborts its transaction', async () => {
+    const [a, b, c] = clients;
+    const ta = await a.beginTransaction();
+    const tb = await b.beginTransaction({ isolation: 'snapshot' });
+    const tc = await c.beginTransaction();
+    await fill(ta, 'dw/a');
+    await fill(tb, 'dw/b');
+    const held = (await a.stats()).transactions.bytes;
+    expect(held).toBeGreaterThanOrEqual(120_000);
+    expect(held).toBeLessThanOrEqual(LIMITS.txnBytesDaemonMax);
+    await tc.put('dw/c/a', Buffer.alloc(30_000, 3));
+    const refused = tc.put('dw/c/b', Buffer.alloc(30_000, 4));
+    await expect(refused).rejects.toMatchObject({ code: 'LIMIT_EXCEEDED' });
+    await expect(tc.commit()).rejects.toMatchObject({ code: 'NOT_IN_TRANSACTION' });
+    const stats = await c.stats();
+    expect(stats.transactions.bytes).toBe(held);
+    expect(stats.transactions.active).toBe(2);
+
+    // A commit, an abort and a closed connection give their bytes back.
+    await ta.commit();
+    await tb.abort();
+    expect((await a.stats()).transactions.bytes).toBe(0);
+    const again = await c.withTransaction(async (txn) => {
+      await fill(txn, 'dw/c');
+      return txn.get('dw/c/a');
+    });
+    expect(again?.length).toBe(30_000);
+    const abandoned = await b.beginTransaction();
+    await fill(abandoned, 'dw/gone');
+    expect((await a.stats()).transactions.bytes).toBeGreaterThan(0);
+    await b.close();
+    await expect.poll(async () => (await a.stats()).transactions.bytes, { timeout: 5_000 }).toBe(0);
+    expect((await a.get('dw/a/a'))?.length).toBe(30_000);
+    expect(await a.get('dw/gone/a')).toBeNull();
+  });
+
+  it('are refused at start when txnBytesDaemonMax is under txnBytesMax', async () => {
+    await expect(startDaemon({ config: { limits: { txnBytesDaemonMax: 1_000, txnBytesMax: 65_536, batchBytesMax: 65_536, valueBytesMax: 32_768 } } }))
+      .rejects.toThrow(/INVALID_ARGUMENT: limits do not fit together: one maximal transaction fits under the daemon-wide/);
+  });
+});

@@ -20,7 +20,7 @@ import {
 import { encodePath, pathPrefix } from '../../protocol/paths.js';
 import { ERROR_CODES } from '../../protocol/errors.js';
 
-const LIMITS = { keyBytesMax: 1024, valueBytesMax: 1 << 20, txnBytesMax: 1 << 20, batchItemsMax: 1000, batchBytesMax: 1 << 22 };
+const LIMITS = { keyBytesMax: 1024, valueBytesMax: 1 << 20, txnBytesMax: 1 << 20, txnBytesDaemonMax: 1 << 22, batchItemsMax: 1000, batchBytesMax: 1 << 22 };
 const b = (s: string) => Buffer.from(s);
 
 let dir: string;

@@ -30,6 +30,8 @@ pub struct Stats {
     pub write_buffer_bytes: u64,
     pub seqno: u64,
     pub open_transactions: u64,
+    /// Bytes of writes and reads all open transactions hold together.
+    pub transaction_bytes: u64,
     pub open_cursors: u64,
     pub row_cache_rows: u64,
     pub row_cache_bytes: u64,
@@ -242,6 +244,7 @@ impl Engine {
             write_buffer_bytes: store.db.write_buffer_size(),
             seqno: db.visible_seqno(),
             open_transactions: store.txns.count() as u64,
+            transaction_bytes: store.txns.held_bytes(),
             open_cursors: store.cursors.count() as u64,
             row_cache_rows,
             row_cache_bytes,

@@ -22,6 +22,7 @@ pub const ALL_CODES: &[&str] = &[
     "TXN_TOO_LARGE",
     "TXN_WRITE_FAILED",
     "CURSOR_NOT_FOUND",
+    "LIMIT_EXCEEDED",
     "SHUTTING_DOWN",
     "DISK_FULL",
     "IO_ERROR",
@@ -43,6 +44,9 @@ pub enum EngineError {
     TxnConflict,
     NotInTransaction(u64),
     TxnTooLarge { bytes: u64, max: u64 },
+    /// A transaction's write or read would have taken the bytes all open transactions hold
+    /// together past txn_bytes_daemon_max (code LIMIT_EXCEEDED); the transaction is aborted.
+    TxnBytesDaemonLimit { held: u64, added: u64, max: u64 },
     /// A commit that named how many write requests it covers found a different number applied:
     /// fewer (one failed, or fewer were sent) or more (more were sent than it names).
     TxnWriteFailed { txn: u64, expected: u64, applied: u64 },
@@ -70,6 +74,7 @@ impl EngineError {
             Self::TxnConflict => "TXN_CONFLICT",
             Self::NotInTransaction(_) => "NOT_IN_TRANSACTION",
             Self::TxnTooLarge { .. } => "TXN_TOO_LARGE",
+            Self::TxnBytesDaemonLimit { .. } => "LIMIT_EXCEEDED",
             Self::TxnWriteFailed { .. } => "TXN_WRITE_FAILED",
             Self::CursorNotFound(_) => "CURSOR_NOT_FOUND",
             Self::ShuttingDown => "SHUTTING_DOWN",
@@ -113,6 +118,10 @@ impl fmt::Display for EngineError {
             Self::TxnTooLarge { bytes, max } => {
                 write!(f, "transaction holds {bytes} bytes of writes and reads, over the limit of {max}; it was aborted")
             }
+            Self::TxnBytesDaemonLimit { held, added, max } => write!(
+                f,
+                "open transactions already hold {held} bytes of writes and reads; {added} more would pass the daemon-wide limit of {max}, so the transaction was aborted (retry it later)"
+            ),
             Self::TxnWriteFailed { expected, applied, .. } => {
                 let requests = |n: &u64| if *n == 1 { "1 write request".to_string() } else { format!("{n} write requests") };
                 let (expected_requests, applied_requests) = (requests(expected), requests(applied));

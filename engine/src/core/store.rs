@@ -78,6 +78,8 @@ pub struct Limits {
     pub key_bytes_max: usize,
     pub value_bytes_max: usize,
     pub txn_bytes_max: u64,
+    /// Bytes all open transactions may hold together (txn.rs HeldBytes).
+    pub txn_bytes_daemon_max: u64,
     pub batch_items_max: usize,
     /// Bytes one batch may carry: a putBatch's keys and values, or a getBatch or listPath
     /// reply's values or names (each counted with ITEM_OVERHEAD_BYTES; `check_reply_bytes`).

@@ -31,11 +31,15 @@
 //! it are closed, before its result is returned;
 //! `bytes` counts keys + values written, and keys a serializable transaction read (its conflict
 //! set), and never exceeds `txn_bytes_max` in a live transaction;
+//! the registry's `held_bytes` is the sum of `bytes` over every transaction whose state is
+//! alive, and never exceeds `txn_bytes_daemon_max`: a transaction's bytes are added to it before
+//! they are held and given back when its state is dropped, however it ends (commit, conflict,
+//! abort, too large, idle expiry, its connection closing, the engine closing);
 //! a snapshot is taken under the commit lock, after the transaction was counted as live.
 
 use super::error::{EngineError, EngineResult};
 use super::rowcache::{last_writes, RowWrites};
-use super::store::Store;
+use super::store::{Limits, Store};
 use super::value;
 use super::view::{Overlay, View};
 use fjall::{OptimisticWriteTx as WriteTransaction, Readable, Slice, Snapshot};
@@ -62,8 +66,9 @@ pub struct TxnState {
     overlay: Option<Overlay>,
     /// The fjall transaction and read snapshot, from the first operation (`start`).
     started: Option<Started>,
-    /// Keys + values written, plus keys read if serializable (bounded by txn_bytes_max).
-    bytes: u64,
+    /// Keys + values written, plus keys read if serializable (bounded by txn_bytes_max, and
+    /// with every other transaction's by txn_bytes_daemon_max).
+    bytes: HeldBytes,
     /// Keys written (puts and deletes).
     writes: u64,
     /// Write ops (requests) applied whole; compared with a commit's `expected_writes`.
@@ -107,14 +112,47 @@ impl Drop for LiveTxn {
     }
 }
 
-impl TxnState {
-    /// Adds `added` bytes to what the transaction holds; TxnTooLarge past txn_bytes_max.
-    fn count_bytes(&mut self, store: &Store, added: u64) -> EngineResult<()> {
-        if self.bytes + added > store.limits.txn_bytes_max {
-            return Err(EngineError::TxnTooLarge { bytes: self.bytes + added, max: store.limits.txn_bytes_max });
+/// The bytes one transaction holds, also counted in the registry's daemon-wide `held_bytes`
+/// (shared with every other transaction), to which they are given back when this is dropped:
+/// with the transaction's state, however it ends.
+pub struct HeldBytes {
+    own: u64,
+    total: Arc<AtomicU64>,
+}
+
+impl HeldBytes {
+    fn new(store: &Store) -> Self {
+        HeldBytes { own: 0, total: store.txns.held_bytes.clone() }
+    }
+
+    /// Adds `added` bytes: TxnTooLarge past txn_bytes_max for this transaction, else
+    /// TxnBytesDaemonLimit past txn_bytes_daemon_max for all of them together. A refused
+    /// addition leaves both counts as they were.
+    fn add(&mut self, added: u64, limits: &Limits) -> EngineResult<()> {
+        if self.own + added > limits.txn_bytes_max {
+            return Err(EngineError::TxnTooLarge { bytes: self.own + added, max: limits.txn_bytes_max });
         }
-        self.bytes += added;
+        let max = limits.txn_bytes_daemon_max;
+        let claimed = self.total.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |held| held.checked_add(added).filter(|&sum| sum <= max));
+        if let Err(held) = claimed {
+            return Err(EngineError::TxnBytesDaemonLimit { held, added, max });
+        }
+        self.own += added;
         Ok(())
+    }
+}
+
+impl Drop for HeldBytes {
+    fn drop(&mut self) {
+        self.total.fetch_sub(self.own, Ordering::SeqCst);
+    }
+}
+
+impl TxnState {
+    /// Adds `added` bytes to what the transaction holds; TxnTooLarge past txn_bytes_max,
+    /// TxnBytesDaemonLimit past txn_bytes_daemon_max (every open transaction's together).
+    fn count_bytes(&mut self, store: &Store, added: u64) -> EngineResult<()> {
+        self.bytes.add(added, &store.limits)
     }
 
     /// The transaction's read view; takes its snapshot first if this is its first operation.
@@ -179,6 +217,8 @@ pub struct TxnRegistry {
     next: AtomicU64,
     open: Mutex<HashMap<u64, TxnHandle>>,
     live: Arc<AtomicU64>,
+    /// Bytes every transaction whose state is alive holds together (see HeldBytes).
+    held_bytes: Arc<AtomicU64>,
 }
 
 impl TxnRegistry {
@@ -197,6 +237,11 @@ impl TxnRegistry {
     /// Transactions begun and not yet finished (see LiveTxn). Read under the commit lock.
     pub fn live(&self) -> u64 {
         self.live.load(Ordering::SeqCst)
+    }
+
+    /// Bytes all open transactions hold together (bounded by txn_bytes_daemon_max).
+    pub fn held_bytes(&self) -> u64 {
+        self.held_bytes.load(Ordering::SeqCst)
     }
 
     pub fn clear(&self) {
@@ -265,7 +310,7 @@ pub fn begin(store: &Store, isolation: Isolation, id: Option<u64>) -> EngineResu
         None => store.txns.next.fetch_add(1, Ordering::SeqCst) + 1,
     };
     let live = Some(hold_live(store));
-    let state = TxnState { overlay, started: None, bytes: 0, writes: 0, write_ops: 0, written: Vec::new(), live, cursors: Vec::new() };
+    let state = TxnState { overlay, started: None, bytes: HeldBytes::new(store), writes: 0, write_ops: 0, written: Vec::new(), live, cursors: Vec::new() };
     open.insert(id, Arc::new(Mutex::new(Some(state))));
     Ok(id)
 }
@@ -299,9 +344,10 @@ pub fn read<T>(store: &Store, id: u64, keys: &[Vec<u8>], f: impl FnOnce(&mut Txn
     abort_if_too_large(store, id, outcome)
 }
 
-/// A transaction that passed txn_bytes_max is aborted: nothing of it may be committed later.
+/// A transaction that passed txn_bytes_max, or would have passed txn_bytes_daemon_max, is
+/// aborted: nothing of it may be committed later, and what it held is given back at once.
 fn abort_if_too_large<T>(store: &Store, id: u64, outcome: EngineResult<T>) -> EngineResult<T> {
-    if let Err(EngineError::TxnTooLarge { .. }) = &outcome {
+    if let Err(EngineError::TxnTooLarge { .. } | EngineError::TxnBytesDaemonLimit { .. }) = &outcome {
         let _ = take(store, id);
     }
     outcome
@@ -350,7 +396,8 @@ pub fn commit(store: &Store, id: u64, expected_writes: Option<u64>) -> (u64, Eng
     // Counted as live until its commit finished: a plain write meanwhile must go through the
     // oracle, which this commit checks against.
     let live = state.live.take();
-    let (tx, written) = match finish_writes(store, state) {
+    // Its bytes stay counted until its commit finished too: the fjall transaction holds them.
+    let (tx, written, held) = match finish_writes(store, state) {
         Ok(finished) => finished,
         Err(e) => return (store.tickets.issued(), Err(e)),
     };
@@ -359,18 +406,19 @@ pub fn commit(store: &Store, id: u64, expected_writes: Option<u64>) -> (u64, Eng
     let rows = RowWrites::of_run(&written, &last, |(key, stored)| (Slice::from(key.as_slice()), stored.as_deref().map(Slice::from)));
     let committed = store.commit_tx(tx, rows);
     drop(live);
+    drop(held);
     (committed.ticket, committed.result)
 }
 
 /// Starts the transaction if this commit is its first operation, and for snapshot isolation
 /// moves the overlay into the fjall transaction and marks each written key as read, so
 /// a concurrent committed write to it makes the oracle refuse the commit. Returns the
-/// transaction to commit and its data writes (key, stored value or None).
-fn finish_writes(store: &Store, mut state: TxnState) -> EngineResult<(WriteTransaction, KeyWrites)> {
+/// transaction to commit, its data writes (key, stored value or None) and the bytes it holds.
+fn finish_writes(store: &Store, mut state: TxnState) -> EngineResult<(WriteTransaction, KeyWrites, HeldBytes)> {
     state.start(store)?;
-    let TxnState { overlay, started, written, .. } = state;
+    let TxnState { overlay, started, written, bytes, .. } = state;
     let Started { mut tx, .. } = started.expect("invariant: started just above");
-    let Some(overlay) = overlay else { return Ok((tx, written)) };
+    let Some(overlay) = overlay else { return Ok((tx, written, bytes)) };
     let written: KeyWrites = overlay.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     for (key, stored) in overlay {
         insert_write(store, &mut tx, key, stored)?;
@@ -378,7 +426,7 @@ fn finish_writes(store: &Store, mut state: TxnState) -> EngineResult<(WriteTrans
     for (key, _) in &written {
         tx.contains_key(&store.data, key)?;
     }
-    Ok((tx, written))
+    Ok((tx, written, bytes))
 }
 
 /// Discards transaction `id`.

@@ -193,7 +193,7 @@ mod engine_tests {
     #[test]
     fn no_false_alarm_after_checkpoint_close_and_reopen_but_loss_is_caught() {
         let dir = tempfile::tempdir().unwrap();
-        let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, batch_items_max: 100, batch_bytes_max: 1 << 24 };
+        let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, txn_bytes_daemon_max: 1 << 40, batch_items_max: 100, batch_bytes_max: 1 << 24 };
         let opts = OpenOptions { path: dir.path().join("db").to_str().unwrap().into(), cache_bytes: None, row_cache_bytes: None, table_files_max: None, limits };
         let (e, _) = Engine::open(&opts).unwrap();
         put(&e, b"a");
@@ -215,7 +215,7 @@ mod engine_tests {
     }
 
     fn options(dir: &std::path::Path) -> OpenOptions {
-        let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, batch_items_max: 1000, batch_bytes_max: 1 << 24 };
+        let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, txn_bytes_daemon_max: 1 << 40, batch_items_max: 1000, batch_bytes_max: 1 << 24 };
         OpenOptions { path: dir.join("db").to_str().unwrap().into(), cache_bytes: None, row_cache_bytes: None, table_files_max: None, limits }
     }
 
@@ -256,7 +256,7 @@ mod engine_tests {
 
     fn a_delete_flushed_away_and_compacted_away(synced: bool) {
         let dir = tempfile::tempdir().unwrap();
-        let limits = Limits { key_bytes_max: 64, value_bytes_max: 1 << 20, txn_bytes_max: 1 << 26, batch_items_max: 100_000, batch_bytes_max: 1 << 26 };
+        let limits = Limits { key_bytes_max: 64, value_bytes_max: 1 << 20, txn_bytes_max: 1 << 26, txn_bytes_daemon_max: 1 << 40, batch_items_max: 100_000, batch_bytes_max: 1 << 26 };
         let opts = OpenOptions { path: dir.path().join("db").to_str().unwrap().into(), cache_bytes: None, row_cache_bytes: None, table_files_max: None, limits };
         let (e, _) = Engine::open(&opts).unwrap();
         let batch = |kind, keys: Vec<Vec<u8>>, value: Option<Vec<u8>>| {

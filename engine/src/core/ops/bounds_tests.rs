@@ -13,7 +13,7 @@ use crate::core::store::{Limits, OpenOptions};
 #[test]
 fn get_batch_and_list_path_replies_are_bounded_by_batch_bytes_max() {
     let dir = tempfile::tempdir().unwrap();
-    let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, batch_items_max: 1000, batch_bytes_max: 1000 };
+    let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, txn_bytes_daemon_max: 1 << 40, batch_items_max: 1000, batch_bytes_max: 1000 };
     let engine = Engine::open(&OpenOptions { path: dir.path().join("db").to_str().unwrap().into(), cache_bytes: None, row_cache_bytes: Some(0), table_files_max: None, limits }).unwrap().0;
     let value = [7u8; 300];
     engine.execute(vec![put(b"k", &value), Op { ttl_ms: Some(1.0), ..put(b"expired", &value) }]).unwrap();
@@ -43,7 +43,7 @@ fn get_batch_and_list_path_replies_are_bounded_by_batch_bytes_max() {
 #[test]
 fn a_cached_get_batch_is_bounded_too() {
     let dir = tempfile::tempdir().unwrap();
-    let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, batch_items_max: 1000, batch_bytes_max: 1000 };
+    let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, txn_bytes_daemon_max: 1 << 40, batch_items_max: 1000, batch_bytes_max: 1000 };
     let engine = Engine::open(&OpenOptions { path: dir.path().join("db").to_str().unwrap().into(), cache_bytes: None, row_cache_bytes: None, table_files_max: None, limits }).unwrap().0;
     engine.execute(vec![put(b"k", &[7u8; 300])]).unwrap();
     assert!(read_cached_all(&engine, &[get_batch(&[b"k", b"k", b"k"])]).is_some(), "written through, and fits");

@@ -6,7 +6,7 @@ use crate::core::engine::Engine;
 use crate::core::store::{Limits, OpenOptions};
 
 pub(super) fn open(dir: &std::path::Path) -> Engine {
-    let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, batch_items_max: 100, batch_bytes_max: 1 << 24 };
+    let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, txn_bytes_daemon_max: 1 << 40, batch_items_max: 100, batch_bytes_max: 1 << 24 };
     Engine::open(&OpenOptions { path: dir.join("db").to_str().unwrap().into(), cache_bytes: None, row_cache_bytes: None, table_files_max: None, limits }).unwrap().0
 }
 
@@ -93,7 +93,7 @@ fn the_row_cache_follows_plain_writes_transactions_and_expiry() {
 #[test]
 fn a_disabled_row_cache_answers_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, batch_items_max: 100, batch_bytes_max: 1 << 24 };
+    let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, txn_bytes_daemon_max: 1 << 40, batch_items_max: 100, batch_bytes_max: 1 << 24 };
     let engine = Engine::open(&OpenOptions { path: dir.path().join("db").to_str().unwrap().into(), cache_bytes: None, row_cache_bytes: Some(0), table_files_max: None, limits }).unwrap().0;
     engine.execute(vec![put(b"a", b"1")]).unwrap();
     engine.execute(vec![get(b"a")]).unwrap();
@@ -233,7 +233,7 @@ fn memory_steps_run_without_the_pool_and_anything_else_is_refused_untouched() {
 #[test]
 fn group_commit_fsyncs_the_journal_active_after_rotations() {
     let dir = tempfile::tempdir().unwrap();
-    let limits = Limits { key_bytes_max: 64, value_bytes_max: 1 << 20, txn_bytes_max: 1 << 20, batch_items_max: 100, batch_bytes_max: 1 << 24 };
+    let limits = Limits { key_bytes_max: 64, value_bytes_max: 1 << 20, txn_bytes_max: 1 << 20, txn_bytes_daemon_max: 1 << 40, batch_items_max: 100, batch_bytes_max: 1 << 24 };
     let path = dir.path().join("db");
     let options = OpenOptions { path: path.to_str().unwrap().into(), cache_bytes: None, row_cache_bytes: None, table_files_max: None, limits };
     let engine = Engine::open(&options).unwrap().0;

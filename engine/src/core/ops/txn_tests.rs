@@ -163,3 +163,72 @@ fn a_serializable_transaction_counts_the_keys_it_reads_toward_its_byte_limit() {
         }
     }
 }
+
+/// Bytes all open transactions hold together are bounded too (txn_bytes_daemon_max): several
+/// transactions, each under txn_bytes_max, cannot pass it together. The write that would is
+/// refused with LIMIT_EXCEEDED and aborts its transaction, and what a transaction held comes
+/// back when it commits or aborts, so later transactions have room again.
+#[test]
+fn transactions_together_hold_no_more_than_the_daemon_wide_bytes() {
+    use crate::core::engine::Engine;
+    use crate::core::store::{Limits, OpenOptions};
+    const KIB: u64 = 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        key_bytes_max: 64,
+        value_bytes_max: 1 << 20,
+        txn_bytes_max: 1 << 20,
+        txn_bytes_daemon_max: 2500 * KIB,
+        batch_items_max: 100,
+        batch_bytes_max: 1 << 24,
+    };
+    let options = OpenOptions { path: dir.path().join("db").to_str().unwrap().into(), cache_bytes: None, row_cache_bytes: None, table_files_max: None, limits };
+    let engine = Engine::open(&options).unwrap().0;
+    let store = engine.store().unwrap();
+    let value = vec![7u8; 900 * KIB as usize - 1];
+    let begin = |isolation: u32| engine.execute(vec![Op { kind: kind::BEGIN, isolation: Some(isolation), ..Default::default() }]).unwrap()[0].txn.unwrap();
+    let write = |txn: u64| engine.execute(vec![in_txn(put(b"k", &value), txn)]).unwrap()[0].error.as_ref().map(EngineError::code);
+    let end = |kind, txn: u64| engine.execute(vec![Op { kind, txn: Some(txn), ..Default::default() }]).unwrap()[0].error.as_ref().map(EngineError::code);
+    for isolation in [0u32, 1] {
+        let (first, second, third) = (begin(isolation), begin(isolation), begin(isolation));
+        assert_eq!(write(first), None);
+        let per = store.txns.held_bytes(); // its key and stored value: 900 KiB and a few bytes
+        assert!((900 * KIB..901 * KIB).contains(&per));
+        assert_eq!(write(second), None);
+        assert_eq!(store.txns.held_bytes(), 2 * per);
+        assert_eq!(write(third), Some("LIMIT_EXCEEDED"), "isolation {isolation}: 2700 KiB together");
+        assert_eq!(write(third), Some("NOT_IN_TRANSACTION"), "the refused transaction was aborted");
+        assert_eq!(store.txns.held_bytes(), 2 * per, "the refused write holds nothing");
+        // A serializable read past the bound is refused the same way.
+        if isolation == 0 {
+            let reader = begin(0);
+            let keys: Vec<Vec<u8>> = (0..10).map(|i| format!("{i:060}").into_bytes()).collect();
+            let mut refused = None;
+            for _ in 0..2000 {
+                let read = Op { kind: kind::GET_BATCH, keys: Some(keys.clone()), ..Default::default() };
+                if let Some(error) = &engine.execute(vec![in_txn(read, reader)]).unwrap()[0].error {
+                    refused = Some(error.code());
+                    break;
+                }
+            }
+            assert_eq!(refused, Some("LIMIT_EXCEEDED"));
+            assert_eq!(store.txns.held_bytes(), 2 * per, "the aborted reader gave its bytes back");
+        }
+        // A commit and an abort give their bytes back: two new transactions fit again.
+        assert_eq!(end(kind::COMMIT, first), None);
+        assert_eq!(store.txns.held_bytes(), per);
+        assert_eq!(end(kind::ABORT, second), None);
+        assert_eq!(store.txns.held_bytes(), 0);
+        let (again, more) = (begin(isolation), begin(isolation));
+        assert_eq!(write(again), None);
+        assert_eq!(write(more), None);
+        assert_eq!(end(kind::COMMIT, again), None);
+        assert_eq!(end(kind::ABORT, more), None);
+        assert_eq!(store.txns.held_bytes(), 0);
+    }
+    // A transaction still open when the engine closes gives its bytes back too.
+    let open = begin(1);
+    assert_eq!(write(open), None);
+    store.txns.clear();
+    assert_eq!(store.txns.held_bytes(), 0);
+}

@@ -43,7 +43,7 @@ const CHILD_WAIT_MAX: Duration = Duration::from_secs(120);
 const COPY_CHUNK_BYTES: usize = 64 * 1024;
 
 fn limits() -> Limits {
-    Limits { key_bytes_max: 64, value_bytes_max: 64 * 1024, txn_bytes_max: 1 << 20, batch_items_max: 1000, batch_bytes_max: 1 << 24 }
+    Limits { key_bytes_max: 64, value_bytes_max: 64 * 1024, txn_bytes_max: 1 << 20, txn_bytes_daemon_max: 1 << 40, batch_items_max: 1000, batch_bytes_max: 1 << 24 }
 }
 
 fn open_engine(path: &Path) -> Engine {

@@ -244,7 +244,7 @@ mod linux_tests {
     const WORKER_END_WAIT_MAX: Duration = Duration::from_secs(10);
 
     fn open(dir: &Path) -> Store {
-        let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, batch_items_max: 100, batch_bytes_max: 1 << 24 };
+        let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, txn_bytes_daemon_max: 1 << 40, batch_items_max: 100, batch_bytes_max: 1 << 24 };
         Store::open(&OpenOptions { path: dir.join("db").to_str().unwrap().into(), cache_bytes: None, row_cache_bytes: None, table_files_max: None, limits }).unwrap().0
     }
 

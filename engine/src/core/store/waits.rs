@@ -214,7 +214,7 @@ mod tests {
     const CHECKPOINT_RETURN_WAIT_MAX: Duration = Duration::from_secs(20);
 
     fn open_engine(dir: &std::path::Path) -> std::sync::Arc<Engine> {
-        let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, batch_items_max: 100, batch_bytes_max: 1 << 24 };
+        let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, txn_bytes_daemon_max: 1 << 40, batch_items_max: 100, batch_bytes_max: 1 << 24 };
         let options = OpenOptions { path: dir.join("db").to_str().unwrap().into(), cache_bytes: None, row_cache_bytes: None, table_files_max: None, limits };
         std::sync::Arc::new(Engine::open(&options).unwrap().0)
     }

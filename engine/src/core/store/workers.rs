@@ -181,7 +181,7 @@ mod tests {
         use std::sync::{Barrier, PoisonError};
 
         fn open_at(dir: &Path) -> Store {
-            let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, batch_items_max: 100, batch_bytes_max: 1 << 24 };
+            let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, txn_bytes_daemon_max: 1 << 40, batch_items_max: 100, batch_bytes_max: 1 << 24 };
             let options = OpenOptions { path: dir.join("db").to_string_lossy().into_owned(), cache_bytes: None, row_cache_bytes: None, table_files_max: None, limits };
             Store::open(&options).unwrap().0
         }
