@@ -12,6 +12,12 @@
  * - Reading pauses at inFlightPerConnectionMax requests or REQUEST_BYTES_IN_FLIGHT_MAX of their
  *   bodies, and resumes below half of both with less than a quarter of OUTPUT_BUFFER_BYTES_MAX
  *   unread. A frame left incomplete while reading was paused is not counted against the client.
+ * - Across the daemon, every frame is admitted by the shared RequestBytesBudget
+ *   (request-budget.ts) before its body is read (`admit`); a refused one pauses reading until
+ *   the budget grants it. What the connection holds there (`daemonHeldBytes`: admitted frames
+ *   not yet answered or dropped) is given back as replies leave (`answered`), bodies are
+ *   dropped unanswered (`bodyDropped`), and all at once when it closes (`closed`), never twice.
+ *   The socket reads only while neither this connection's bounds nor the budget hold it.
  * - From OUTPUT_PAUSE_BYTES of unread replies the output is `full`: the session starts no engine
  *   work (its requests wait in its bounded queue) until the socket reports 'drain', i.e. the
  *   client read everything. Work already running still adds its replies, which engine calls
@@ -27,9 +33,18 @@
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { OUTPUT_BUFFER_BYTES_MAX, OUTPUT_PAUSE_BYTES, REQUEST_BYTES_IN_FLIGHT_MAX } from '../protocol/limits.js';
+import type { BudgetHolder, RequestBytesBudget } from './request-budget.js';
 
-export class Flow {
+export class Flow implements BudgetHolder {
+  /** The socket is paused (for either reason below). */
   private paused = false;
+  /** This connection's own bounds hold reading (in-flight requests, their bytes, unread replies). */
+  private heldByConnection = false;
+  /** The daemon-wide budget refused its next frame and has not granted it yet. */
+  private heldByBudget = false;
+  /** Bytes of admitted frames not yet answered or dropped, counted in the daemon budget. */
+  private budgetBytes = 0;
+  private isClosed = false;
   /** Requests read and not yet answered, and the body bytes of those queued among them. */
   private requests = 0;
   private requestBytes = 0;
@@ -43,8 +58,78 @@ export class Flow {
   /** The socket drained (the client read everything) since the last sample. */
   private drainedSinceSample = false;
 
-  /** `inFlightMax`: the connection's inFlightPerConnectionMax. */
-  constructor(private readonly socket: Socket, private readonly inFlightMax: number) {}
+  /** `inFlightMax`: the connection's inFlightPerConnectionMax; `budget`: the daemon's request
+   * bytes in flight; `onGranted`: a frame the budget refused was admitted (called later, never
+   * from inside the budget), so the session decodes what it kept behind that frame's header. */
+  constructor(
+    private readonly socket: Socket,
+    private readonly inFlightMax: number,
+    private readonly budget: RequestBytesBudget,
+    private readonly onGranted: () => void,
+  ) {}
+
+  /** Bytes this connection holds in the daemon-wide budget. */
+  get daemonHeldBytes(): number {
+    return this.budgetBytes;
+  }
+
+  /** FrameDecoder's `admit`: true if a frame of `bytes` fits the daemon-wide budget now; else
+   * reading stops until `granted`. */
+  readonly admit = (bytes: number): boolean => {
+    if (this.isClosed) return false;
+    if (this.budget.tryTake(bytes, this)) {
+      this.budgetBytes += bytes;
+      return true;
+    }
+    this.heldByBudget = true;
+    this.applyPause();
+    return false;
+  };
+
+  /** BudgetHolder: the refused frame got in. */
+  granted(bytes: number): void {
+    this.budgetBytes += bytes;
+    queueMicrotask(() => {
+      if (this.isClosed) return;
+      this.heldByBudget = false;
+      this.onGranted(); // may refuse a later frame, which holds reading again
+      this.applyPause();
+    });
+  }
+
+  /** A body admitted and dropped without a reply that counts it (refused before its queue). */
+  bodyDropped(bytes: number): void {
+    this.giveBack(bytes);
+  }
+
+  /** The connection closed: everything it holds goes back to the budget, once. */
+  closed(): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    this.budget.forget(this);
+    const held = this.budgetBytes;
+    this.budgetBytes = 0;
+    this.budget.release(held);
+  }
+
+  private giveBack(bytes: number): void {
+    if (this.isClosed || bytes === 0) return;
+    this.budgetBytes -= bytes;
+    this.budget.release(bytes);
+  }
+
+  /** Pauses or resumes the socket to match what holds it. */
+  private applyPause(): void {
+    const hold = this.heldByConnection || this.heldByBudget;
+    if (hold === this.paused || this.isClosed) return;
+    this.paused = hold;
+    if (hold) {
+      this.socket.pause();
+    } else {
+      this.lastDataAt = performance.now();
+      this.socket.resume();
+    }
+  }
 
   dataArrived(atMs: number): void {
     this.lastDataAt = atMs;
@@ -64,24 +149,26 @@ export class Flow {
    * in flight. */
   answered(replies: readonly { requestBytes: number }[]): void {
     this.requests -= replies.length;
-    for (const reply of replies) this.requestBytes -= reply.requestBytes;
+    let bytes = 0;
+    for (const reply of replies) bytes += reply.requestBytes;
+    this.requestBytes -= bytes;
+    this.giveBack(bytes);
   }
 
   /** Pauses reading if the requests in flight are at either bound. */
   pauseIfFull(): void {
     if (this.requests < this.inFlightMax && this.requestBytes < REQUEST_BYTES_IN_FLIGHT_MAX) return;
-    if (this.paused) return;
-    this.paused = true;
-    this.socket.pause();
+    this.heldByConnection = true;
+    this.applyPause();
   }
 
-  /** Resumes reading if it was paused and the connection is back under its bounds. */
+  /** Resumes reading if this connection's bounds held it and it is back under them (the
+   * daemon-wide budget may still hold it). */
   maybeResume(): void {
-    if (!this.paused || this.requests >= this.inFlightMax / 2 || this.requestBytes >= REQUEST_BYTES_IN_FLIGHT_MAX / 2
+    if (!this.heldByConnection || this.requests >= this.inFlightMax / 2 || this.requestBytes >= REQUEST_BYTES_IN_FLIGHT_MAX / 2
       || this.socket.writableLength >= OUTPUT_BUFFER_BYTES_MAX / 4) return;
-    this.paused = false;
-    this.lastDataAt = performance.now();
-    this.socket.resume();
+    this.heldByConnection = false;
+    this.applyPause();
   }
 
   /** How long the decoder's partial frame has waited for the client's next bytes; 0 while the

@@ -15,6 +15,11 @@
  *   (plain reads: the rest runs later; a call that may write: once its replies were read), and
  *   a client that leaves more than OUTPUT_BUFFER_BYTES_MAX unread, or reads nothing for
  *   unreadRepliesMsMax, is cut off (flow.ts, outbox.ts).
+ * - Memory across connections is bounded too: no body byte is read before the daemon-wide
+ *   request budget admitted its frame (request-budget.ts, requestBytesInFlightDaemonMax); a
+ *   refused frame stops reading, the rest of its socket read kept in the decoder, until the
+ *   budget grants it (`onGranted`). Every admitted body is given back: by its reply, by
+ *   `bodyDropped` when it gets none that counts it, or at close.
  * - Before its hello a connection gets nothing but a HANDSHAKE_REQUIRED reply and a close.
  * - A closed connection's transactions are aborted and its cursors freed, including ones the
  *   engine created while the connection was closing (released once its last call is done).
@@ -65,7 +70,7 @@ export class Session {
     private readonly onClosed: (session: Session) => void,
   ) {
     const limits = ctx.limits();
-    this.flow = new Flow(socket, limits.inFlightPerConnectionMax);
+    this.flow = new Flow(socket, limits.inFlightPerConnectionMax, ctx.requestBudget, () => this.onGranted());
     this.decoder = new FrameDecoder({ frameBytesMax: limits.frameBytesMax });
     this.codec = new MessageCodec({ frameBytesMax: limits.frameBytesMax, decodeItemsMax: REQUEST_ITEMS_MAX });
     this.outbox = new Outbox(socket, this.flow, this.codec, ctx.gate, ctx.counters, {
@@ -119,15 +124,32 @@ export class Session {
     this.ctx.counters.bytesIn += chunk.length;
     let bodies: Buffer[];
     try {
-      bodies = this.decoder.push(chunk);
+      bodies = this.decoder.push(chunk, this.flow.admit);
     } catch (error) {
       this.failConnection(toToonDBError(error));
       return;
     }
     const receivedAt = performance.now();
     this.flow.dataArrived(receivedAt);
-    for (const body of bodies) {
-      if (!this.accept(body, receivedAt)) return;
+    this.acceptAll(bodies, receivedAt);
+  }
+
+  /** The daemon-wide budget admitted the frame the decoder stalled at: decode what it kept. */
+  private onGranted(): void {
+    if (this.closed) return;
+    let bodies: Buffer[];
+    try {
+      bodies = this.decoder.resumeAdmitted(this.flow.admit);
+    } catch (error) {
+      this.failConnection(toToonDBError(error));
+      return;
+    }
+    this.acceptAll(bodies, performance.now());
+  }
+
+  private acceptAll(bodies: Buffer[], receivedAt: number): void {
+    for (let i = 0; i < bodies.length; i++) {
+      if (!this.accept(bodies[i], receivedAt)) return;
     }
     this.flow.pauseIfFull();
     this.runner.pump();
@@ -159,6 +181,7 @@ export class Session {
     try {
       req = parseRequest(raw, this.scope.limits);
     } catch (error) {
+      this.flow.bodyDropped(body.length); // answered now, not queued (a close gives back all)
       this.outbox.send([{ id, outcome: fail(toToonDBError(error)), receivedAt, requestBytes: 0 }]);
       // A hello refused for its fields closes the connection, like one refused for its version
       // (a later hello too: PROTOCOL.md Handshake).
@@ -171,6 +194,7 @@ export class Session {
     this.ctx.counters.requestsByFamily[OP_FAMILIES[req.op]] += 1;
     if (req.op === 'hello') this.helloSeen = true;
     else if (this.ctx.shuttingDown()) {
+      this.flow.bodyDropped(body.length);
       this.outbox.send([{ id, outcome: fail(new ToonDBError('SHUTTING_DOWN', 'daemon is shutting down; retry against its successor')), receivedAt, requestBytes: 0 }]);
       return !this.closed;
     }
@@ -262,6 +286,7 @@ export class Session {
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
     this.handshakeTimer = null;
     hangUp(this.socket);
+    this.flow.closed();
     this.runner.clear();
     this.outbox.releaseWaiters();
     if (this.runner.idle) this.releaseHandles();

@@ -26,6 +26,9 @@
  *   buffer that the decoder forgets as soon as it is returned.
  * - Work is linear in the bytes pushed: a body split over many chunks is gathered into one buffer
  *   that grows by doubling (capped at N), never by re-concatenating everything seen so far.
+ * - With an `admit` callback, no byte of a body is taken before `admit(N)` returned true for its
+ *   frame: a refused frame stalls the decoder at its header, keeping the rest of the chunk as it
+ *   arrived (`pending`, the caller stops reading) until `resumeAdmitted()` says the frame got in.
  */
 
 import { ToonDBError } from './errors.js';
@@ -68,6 +71,10 @@ export class FrameDecoder {
   private partial: Buffer | null = null;
   private partialFilled = 0;
   private poisoned: ToonDBError | null = null;
+  /** The current frame (its length known) was admitted: its body bytes may be taken. */
+  private admitted = false;
+  /** While stalled (a frame refused by `admit`): the bytes that arrived behind its header. */
+  private pending: Buffer[] | null = null;
 
   constructor(options: FrameDecoderOptions = {}) {
     const max = options.frameBytesMax ?? FRAME_BYTES_MAX;
@@ -82,21 +89,56 @@ export class FrameDecoder {
     return this.headerFilled + this.partialFilled;
   }
 
+  /** True while a frame refused by `admit` waits for `resumeAdmitted()`. */
+  get stalled(): boolean {
+    return this.pending !== null;
+  }
+
   /**
    * Appends `chunk` and returns every frame body completed by it, in stream order. Throws
-   * FRAME_TOO_LARGE or PROTOCOL_ERROR (and stays poisoned) on a bad length prefix.
+   * FRAME_TOO_LARGE or PROTOCOL_ERROR (and stays poisoned) on a bad length prefix. With
+   * `admit`, each frame is offered to it once its header is read; a refusal stalls the decoder
+   * there (see `stalled`), and a push while stalled only keeps its chunk.
    */
-  push(chunk: Uint8Array): Buffer[] {
+  push(chunk: Uint8Array, admit?: (bodyBytes: number) => boolean): Buffer[] {
     if (this.poisoned) throw this.poisoned;
     const bytes = asBuffer(chunk);
-    const bodies: Buffer[] = [];
+    if (this.pending !== null) {
+      if (bytes.length > 0) this.pending.push(bytes);
+      return [];
+    }
+    return this.decode(bytes, [], admit);
+  }
+
+  /** The frame `push` stalled at was admitted (its caller counted its length): decodes the
+   * bytes kept behind it, offering later frames to `admit` again. */
+  resumeAdmitted(admit?: (bodyBytes: number) => boolean): Buffer[] {
+    if (this.poisoned) throw this.poisoned;
+    const pending = this.pending;
+    if (pending === null || this.bodyBytes === LENGTH_UNKNOWN || this.admitted) {
+      throw new ToonDBError('INTERNAL', 'FrameDecoder invariant broken: resumeAdmitted only while stalled');
+    }
+    this.pending = null;
+    this.admitted = true;
+    const bytes = pending.length === 1 ? pending[0] : Buffer.concat(pending);
+    return this.decode(bytes, [], admit);
+  }
+
+  private decode(bytes: Buffer, bodies: Buffer[], admit: ((bodyBytes: number) => boolean) | undefined): Buffer[] {
     let offset = 0;
-    while (offset < bytes.length) {
+    for (;;) {
+      if (this.bodyBytes !== LENGTH_UNKNOWN && !this.admitted) {
+        if (admit !== undefined && !admit(this.bodyBytes)) {
+          this.pending = [bytes.subarray(offset)];
+          return bodies;
+        }
+        this.admitted = true;
+      }
+      if (offset >= bytes.length) return bodies;
       offset = this.bodyBytes === LENGTH_UNKNOWN
         ? this.readHeader(bytes, offset)
         : this.readBody(bytes, offset, bodies);
     }
-    return bodies;
   }
 
   /** Consumes header bytes from `bytes` at `offset`; returns the new offset. */
@@ -133,6 +175,8 @@ export class FrameDecoder {
     this.bodyBytes = LENGTH_UNKNOWN;
     this.partial = null;
     this.partialFilled = 0;
+    this.admitted = false;
+    this.pending = null;
     throw error;
   }
 
@@ -171,6 +215,7 @@ export class FrameDecoder {
   /** Forgets the completed frame; the next byte starts a header. */
   private reset(): void {
     this.headerFilled = 0;
+    this.admitted = false;
     this.bodyBytes = LENGTH_UNKNOWN;
     this.partial = null;
     this.partialFilled = 0;
@@ -187,12 +232,15 @@ export class FrameDecoder {
     if (this.bodyBytes === LENGTH_UNKNOWN) {
       assert(this.headerFilled < FRAME_HEADER_BYTES, 'a complete header has a known length');
       assert(this.partial === null && this.partialFilled === 0, 'no body before the header');
+      assert(!this.admitted && this.pending === null, 'only a frame with a known length is admitted or stalled');
     } else {
       assert(this.headerFilled === FRAME_HEADER_BYTES, 'a known length means a complete header');
       assert(this.bodyBytes >= 1 && this.bodyBytes <= max, 'body length within 1..frameBytesMax');
       assert(this.partialFilled < this.bodyBytes, 'a complete body is never kept');
       const capacity = this.partial?.length ?? 0;
       assert(capacity >= this.partialFilled && capacity <= this.bodyBytes, 'partial capacity within bounds');
+      assert(this.admitted || this.partialFilled === 0, 'no body byte is taken before its frame is admitted');
+      assert(this.pending === null || !this.admitted, 'a stalled frame is not admitted');
     }
     assert(this.bufferedBytes <= FRAME_HEADER_BYTES + max - 1, 'at most one partial frame is buffered');
   }

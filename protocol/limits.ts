@@ -115,6 +115,16 @@ export const OUTPUT_PAUSE_BYTES = 8 * MiB;
  * Daemon-internal. */
 export const REQUEST_BYTES_IN_FLIGHT_MAX = 64 * MiB;
 
+/** Request bytes (frame bodies) all connections together may have read and not yet answered.
+ * REQUEST_BYTES_IN_FLIGHT_MAX alone let 1024 connections hold 64 MiB each, 64 GiB in all: the
+ * OOM killer, a crash for every client. A frame is admitted from its header, before its body is
+ * read; one that does not fit stops its connection's reading until enough is answered, first
+ * come first served (daemon/request-budget.ts): backpressure, nothing fails. 256 MiB is four
+ * connections at their own bound at once, or eight maximal frames: enough that the engine
+ * always has work queued, far below what a machine running the daemon has to spare. Stats:
+ * `bytes.inFlight`. */
+export const REQUEST_BYTES_IN_FLIGHT_DAEMON_MAX = 256 * MiB;
+
 /** Reply bytes the daemon buffers for one connection that does not read them. A connection
  * that has more unread when its next replies are ready is closed, as is one whose unread
  * replies stay at OUTPUT_PAUSE_BYTES or more for `unreadRepliesMsMax` while it reads none. */
@@ -313,6 +323,7 @@ export interface ServerLimits {
   ttlSecondsMax: number;
   partialFrameMsMax: number;
   unreadRepliesMsMax: number;
+  requestBytesInFlightDaemonMax: number;
 }
 
 export const DEFAULT_SERVER_LIMITS: Readonly<ServerLimits> = Object.freeze({
@@ -333,6 +344,7 @@ export const DEFAULT_SERVER_LIMITS: Readonly<ServerLimits> = Object.freeze({
   ttlSecondsMax: TTL_SECONDS_MAX,
   partialFrameMsMax: PARTIAL_FRAME_MS_MAX,
   unreadRepliesMsMax: UNREAD_REPLIES_MS_MAX,
+  requestBytesInFlightDaemonMax: REQUEST_BYTES_IN_FLIGHT_DAEMON_MAX,
 });
 
 function check(condition: boolean, relation: string): void {
@@ -353,6 +365,7 @@ export function brokenLimitRelation(limits: ServerLimits): string | null {
   }
   if (keyBytesMax + valueBytesMax > batchBytesMax) return 'a batch can carry at least one maximal entry (key and value)';
   if (limits.txnBytesMax < batchBytesMax) return 'a transaction can hold at least one maximal batch';
+  if (limits.requestBytesInFlightDaemonMax < frameBytesMax) return 'a maximal frame fits under the daemon-wide request bytes in flight';
   if (limits.txnBytesDaemonMax < limits.txnBytesMax) return 'one maximal transaction fits under the daemon-wide transaction bytes';
   return null;
 }

@@ -140,7 +140,9 @@ export interface StatsResult {
   connections: { active: number; total: number; refused: number; max: number };
   /** `fromMemory`: data requests answered from the engine's row cache, without a storage read. */
   requests: { total: number; errors: number; fromMemory: number; byFamily: Record<OpFamily, number> };
-  bytes: { in: number; out: number };
+  /** `inFlight`: request bytes read and not yet answered, across all connections
+   * (requestBytesInFlightDaemonMax bounds it). */
+  bytes: { in: number; out: number; inFlight: number };
   /** `bytes`: bytes of writes and reads all open transactions hold now (txnBytesDaemonMax). */
   transactions: { active: number; bytes: number; committed: number; aborted: number; conflicts: number };
   /** `readAhead`: scanNext requests answered with a batch the daemon had read ahead;
