@@ -66,7 +66,7 @@ export class RequestBytesBudget {
     if (bytes === 0) return;
     this.bytes -= bytes;
     if (this.bytes < 0) throw new Error(`invariant: request bytes in flight went negative (${this.bytes})`);
-    this.admitWaiting();
+    if (this.waiting.size > 0) this.admitWaiting(); // per reply batch: no iterator when nobody waits
   }
 
   /** Forgets a waiter (its connection closed). */
