@@ -140,7 +140,9 @@ export const CONNECTIONS_MAX = 1024;
  * journal descriptor (26 in all, measured right after start), and the files a flush or
  * compaction creates while it runs. A flush that cannot create its table ends fjall's worker,
  * which poisons the store: every write refused with STORAGE_FAILED until restart (seen under
- * `ulimit -n 128` with 103 idle connections and one client writing 16 MiB). */
+ * `ulimit -n 128` with 103 idle connections and one client writing 16 MiB).
+ * Measured: a load of 4M keys of 100 bytes (434 MB on disk, its flushes and compactions, then a
+ * checkpoint) peaked at 34 descriptors with one client connected, against 26 at start. */
 export const ENGINE_FD_RESERVE = 64;
 
 /** Table files the engine keeps open for its reads (fjall's descriptor cache, its default on
