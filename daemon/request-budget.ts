@@ -9,10 +9,12 @@
  * hold 64 MiB each, 64 GiB in all.
  *
  * Invariants:
- * - `heldBytes` never exceeds `bytesMax`: a frame's length is added when it is admitted, before
- *   any byte of its body is taken from the socket (FrameDecoder's `admit`), and taken back when
- *   its request is answered or dropped, or its connection closes (each connection keeps what it
- *   holds, and gives all of it back once, at close).
+ * - `heldBytes` never exceeds `bytesMax` (but for one frame admitted alone after a reload
+ *   lowered `bytesMax` below an open connection's frameBytesMax, `fits`): a frame's length is
+ *   added when it is admitted, before any byte of its body is taken from the socket
+ *   (FrameDecoder's `admit`), and taken back when its request is answered or dropped, or its
+ *   connection closes (each connection keeps what it holds, and gives all of it back once, at
+ *   close).
  * - First come, first served: while any connection waits, a new frame is queued behind it
  *   however small, and waiting frames are admitted strictly in order. The first waiter always
  *   fits once enough comes back (a frame is at most frameBytesMax, and frameBytesMax <=
@@ -53,7 +55,7 @@ export class RequestBytesBudget {
   /** Admits a frame of `bytes` now if nobody waits and it fits; else queues `holder` (which
    * must stop reading) and returns false. */
   tryTake(bytes: number, holder: BudgetHolder): boolean {
-    if (this.waiting.size === 0 && this.bytes + bytes <= this.max) {
+    if (this.waiting.size === 0 && this.fits(bytes)) {
       this.bytes += bytes;
       return true;
     }
@@ -80,9 +82,17 @@ export class RequestBytesBudget {
     this.admitWaiting();
   }
 
+  /** Whether a frame of `bytes` may be admitted now: it fits under the bound, or nothing else
+   * is held. The second case only arises after a reload lowered the bound: an open connection
+   * keeps the frameBytesMax it was accepted with, so its frame may be larger than the new
+   * bound, and refusing it forever would stop every connection queued behind it. */
+  private fits(bytes: number): boolean {
+    return this.bytes + bytes <= this.max || this.bytes === 0;
+  }
+
   private admitWaiting(): void {
     for (const [holder, bytes] of this.waiting) {
-      if (this.bytes + bytes > this.max) return;
+      if (!this.fits(bytes)) return;
       this.waiting.delete(holder);
       this.bytes += bytes;
       holder.granted(bytes);

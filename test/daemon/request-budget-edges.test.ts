@@ -1,0 +1,146 @@
+// Edges of the daemon-wide request budget (daemon/request-budget.ts), its holder (flow.ts Flow)
+// and the decoder's admission (protocol/frame.ts): random chunking and refusals, grants around a
+// close, and a bound lowered by a reload below a frame an open connection may still send.
+import type { Socket } from 'node:net';
+import { describe, expect, it } from 'vitest';
+import { Flow } from '../../daemon/flow.js';
+import { RequestBytesBudget, type BudgetHolder } from '../../daemon/request-budget.js';
+import { encodeFrame, FrameDecoder } from '../../protocol/frame.js';
+
+/** A tiny deterministic PRNG (mulberry32). */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+describe('FrameDecoder admission under random chunking and refusals', () => {
+  it('returns every body once, in order, and takes no body byte before its frame is admitted', () => {
+    for (let seed = 1; seed <= 300; seed++) {
+      const rand = rng(seed);
+      const sizes = Array.from({ length: 1 + Math.floor(rand() * 12) }, () => 1 + Math.floor(rand() * 300));
+      const bodies = sizes.map((n, i) => Buffer.alloc(n, (i * 31 + n) & 0xff));
+      const stream = Buffer.concat(bodies.map((b) => encodeFrame(b)));
+      const decoder = new FrameDecoder({ frameBytesMax: 512 });
+      const out: Buffer[] = [];
+      const offered: number[] = [];
+      const admit = (bytes: number): boolean => {
+        if (rand() < 0.4) return false;
+        offered.push(bytes);
+        return true;
+      };
+      let at = 0;
+      while (at < stream.length || decoder.stalled) {
+        if (at < stream.length && (!decoder.stalled || rand() < 0.5)) {
+          const n = Math.min(stream.length - at, Math.floor(rand() * 40)); // 0-byte chunks too
+          out.push(...decoder.push(stream.subarray(at, at + n), admit));
+          at += n;
+        } else if (decoder.stalled) {
+          offered.push(-1); // the refused frame is granted (counted by its caller)
+          out.push(...decoder.resumeAdmitted(admit));
+        }
+        decoder.invariants();
+      }
+      expect(out.map((b) => b.length)).toEqual(sizes);
+      for (let i = 0; i < bodies.length; i++) expect(out[i].equals(bodies[i])).toBe(true);
+      expect(decoder.bufferedBytes).toBe(0);
+    }
+  });
+});
+
+function fakeSocket() {
+  const s = { writableLength: 0, paused: false, pauses: 0, resumes: 0,
+    pause() { s.paused = true; s.pauses += 1; }, resume() { s.paused = false; s.resumes += 1; } };
+  return s;
+}
+
+describe('Flow as a budget holder', () => {
+  it('a grant while its own bound holds it keeps it paused; the connection resumes when both let go', async () => {
+    const budget = new RequestBytesBudget(100);
+    const other = new Flow(fakeSocket() as unknown as Socket, 4096, budget, () => undefined);
+    expect(other.admit(100)).toBe(true);
+    const socket = fakeSocket();
+    let grants = 0;
+    const flow = new Flow(socket as unknown as Socket, 2, budget, () => { grants += 1; });
+    expect(flow.admit(10)).toBe(false);
+    expect(socket.paused).toBe(true);
+    flow.requestRead();
+    flow.requestRead();
+    flow.pauseIfFull(); // its own bound too
+    other.answered([{ requestBytes: 100 }]);
+    await Promise.resolve();
+    expect(grants).toBe(1);
+    expect(socket.paused).toBe(true); // still held by the connection's bound
+    flow.answered([{ requestBytes: 0 }, { requestBytes: 0 }]);
+    flow.maybeResume();
+    expect(socket.paused).toBe(false);
+    expect(flow.daemonHeldBytes).toBe(10);
+    expect(budget.heldBytes).toBe(10);
+  });
+
+  it('gives back once when closed between its grant and the grant\'s microtask, and never after', async () => {
+    const budget = new RequestBytesBudget(130);
+    const other = new Flow(fakeSocket() as unknown as Socket, 4096, budget, () => undefined);
+    expect(other.admit(80)).toBe(true);
+    const socket = fakeSocket();
+    let grants = 0;
+    const flow = new Flow(socket as unknown as Socket, 4096, budget, () => { grants += 1; });
+    expect(flow.admit(30)).toBe(true);
+    expect(flow.admit(50)).toBe(false);
+    other.answered([{ requestBytes: 80 }]); // grants 50 to flow, synchronously counted
+    expect(budget.heldBytes).toBe(80);
+    flow.closed();
+    expect(budget.heldBytes).toBe(0);
+    await Promise.resolve();
+    expect(grants).toBe(0); // closed: the session is not called
+    expect(socket.resumes).toBe(0);
+    flow.answered([{ requestBytes: 30 }]); // a reply of an engine call still running at close
+    flow.bodyDropped(50);
+    flow.closed();
+    expect(budget.heldBytes).toBe(0);
+  });
+
+  it('closing while waiting leaves the queue, and the next waiter gets in', async () => {
+    const budget = new RequestBytesBudget(100);
+    const a = new Flow(fakeSocket() as unknown as Socket, 4096, budget, () => undefined);
+    const b = new Flow(fakeSocket() as unknown as Socket, 4096, budget, () => undefined);
+    let cGranted = 0;
+    const c = new Flow(fakeSocket() as unknown as Socket, 4096, budget, () => { cGranted += 1; });
+    expect(a.admit(60)).toBe(true);
+    expect(b.admit(90)).toBe(false);
+    expect(c.admit(30)).toBe(false);
+    b.closed();
+    await Promise.resolve();
+    expect(cGranted).toBe(1);
+    expect(budget.heldBytes).toBe(90);
+    expect(budget.waiters).toBe(0);
+  });
+});
+
+describe('RequestBytesBudget after a reload lowered it', () => {
+  it('still admits a frame larger than the new bound once nothing else is held', () => {
+    // An open connection keeps the frameBytesMax it was accepted with (server.ts reload), so it
+    // may send a frame larger than a requestBytesInFlightDaemonMax lowered by a reload (which
+    // only has to be >= the new frameBytesMax). Such a waiter must not block the queue forever.
+    const budget = new RequestBytesBudget(64);
+    const grants: number[] = [];
+    const old: BudgetHolder = { granted: (bytes) => grants.push(bytes) };
+    const next: BudgetHolder = { granted: (bytes) => grants.push(bytes) };
+    expect(budget.tryTake(10, next)).toBe(true);
+    budget.setMax(32);
+    expect(budget.tryTake(48, old)).toBe(false); // 10 held: waits
+    expect(budget.tryTake(5, next)).toBe(false); // behind it
+    budget.release(10);
+    expect(grants).toEqual([48]); // alone, it gets in
+    expect(budget.heldBytes).toBe(48);
+    budget.release(48);
+    expect(grants).toEqual([48, 5]);
+    const lone = new RequestBytesBudget(32);
+    expect(lone.tryTake(48, old)).toBe(true); // nothing held, nobody waits
+  });
+});
