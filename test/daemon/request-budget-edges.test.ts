@@ -6,23 +6,12 @@ import { describe, expect, it } from 'vitest';
 import { Flow } from '../../daemon/flow.js';
 import { RequestBytesBudget, type BudgetHolder } from '../../daemon/request-budget.js';
 import { encodeFrame, FrameDecoder } from '../../protocol/frame.js';
-
-/** A tiny deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from '../helpers/rng.js';
 
 describe('FrameDecoder admission under random chunking and refusals', () => {
   it('returns every body once, in order, and takes no body byte before its frame is admitted', () => {
     for (let seed = 1; seed <= 300; seed++) {
-      const rand = rng(seed);
+      const rand = mulberry32(seed);
       const sizes = Array.from({ length: 1 + Math.floor(rand() * 12) }, () => 1 + Math.floor(rand() * 300));
       const bodies = sizes.map((n, i) => Buffer.alloc(n, (i * 31 + n) & 0xff));
       const stream = Buffer.concat(bodies.map((b) => encodeFrame(b)));
