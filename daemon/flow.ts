@@ -12,19 +12,24 @@
  * - Reading pauses at inFlightPerConnectionMax requests or REQUEST_BYTES_IN_FLIGHT_MAX of their
  *   bodies, and resumes below half of both with less than a quarter of OUTPUT_BUFFER_BYTES_MAX
  *   unread. A frame left incomplete while reading was paused is not counted against the client.
- * - Across the daemon, every frame is admitted by the shared RequestBytesBudget
- *   (request-budget.ts) before its body is read (`admit`); a refused one pauses reading until
+ * - Across the daemon, every frame is admitted by the shared BytesBudget
+ *   (bytes-budget.ts) before its body is read (`admit`); a refused one pauses reading until
  *   the budget grants it. What the connection holds there (`daemonHeldBytes`: admitted frames
  *   not yet answered or dropped) is given back as replies leave (`answered`), bodies are
  *   dropped unanswered (`bodyDropped`), and all at once when it closes (`closed`), never twice.
  *   The socket reads only while neither this connection's bounds nor the budget hold it.
+ * - Across the daemon, the reply budget (reply-budget.ts) holds this connection's unread reply
+ *   bytes as last noted (`noteUnread`: after each write, on 'drain', at each sweep, all given
+ *   back at close); bytes a write adds are covered by the reservation of the replies written,
+ *   if they had one, else charged.
  * - From OUTPUT_PAUSE_BYTES of unread replies the output is `full`: the session starts no engine
  *   work (its requests wait in its bounded queue) until the socket reports 'drain', i.e. the
  *   client read everything. Work already running still adds its replies, which engine calls
  *   bound in bytes (ENGINE_CALL_OUTPUT_BYTES_MAX, batchBytesMax).
  * - `overflowing` past OUTPUT_BUFFER_BYTES_MAX: replies about to be written would pile onto a
  *   client that has not kept up with what it already asked for.
- * - `unreadStalledMs` is how long the output has stayed full with no sign that the client reads
+ * - `unreadStalledMs` is how long the output has stayed full (or held any unread bytes while
+ *   calls wait for the reply budget) with no sign that the client reads
  *   (it neither shrank between two samples of the periodic sweep nor drained in between); 0 when
  *   it is not full or the client read. A drain counts because a client that keeps reading may
  *   be sampled at the same size each time: drained, then refilled by the next bounded call.
@@ -33,7 +38,8 @@
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { OUTPUT_BUFFER_BYTES_MAX, OUTPUT_PAUSE_BYTES, REQUEST_BYTES_IN_FLIGHT_MAX } from '../protocol/limits.js';
-import type { BudgetHolder, RequestBytesBudget } from './request-budget.js';
+import type { BudgetHolder, BytesBudget } from './bytes-budget.js';
+import type { ReplyReservation } from './reply-budget.js';
 
 export class Flow implements BudgetHolder {
   /** The socket is paused (for either reason below). */
@@ -44,6 +50,9 @@ export class Flow implements BudgetHolder {
   private heldByBudget = false;
   /** Bytes of admitted frames not yet answered or dropped, counted in the daemon budget. */
   private budgetBytes = 0;
+  /** Unread reply bytes counted in the daemon-wide reply budget (the socket's writableLength
+   * when last noted). */
+  private unreadNoted = 0;
   private isClosed = false;
   /** Requests read and not yet answered, and the body bytes of those queued among them. */
   private requests = 0;
@@ -59,12 +68,14 @@ export class Flow implements BudgetHolder {
   private drainedSinceSample = false;
 
   /** `inFlightMax`: the connection's inFlightPerConnectionMax; `budget`: the daemon's request
-   * bytes in flight; `onGranted`: a frame the budget refused was admitted (called later, never
-   * from inside the budget), so the session decodes what it kept behind that frame's header. */
+   * bytes in flight; `replyBudget`: the daemon's reply bytes; `onGranted`: a frame the budget
+   * refused was admitted (called later, never from inside the budget), so the session decodes
+   * what it kept behind that frame's header. */
   constructor(
     private readonly socket: Socket,
     private readonly inFlightMax: number,
-    private readonly budget: RequestBytesBudget,
+    private readonly budget: BytesBudget,
+    private readonly replyBudget: BytesBudget,
     private readonly onGranted: () => void,
   ) {}
 
@@ -102,7 +113,7 @@ export class Flow implements BudgetHolder {
     this.giveBack(bytes);
   }
 
-  /** The connection closed: everything it holds goes back to the budget, once. */
+  /** The connection closed: everything it holds goes back to the budgets, once. */
   closed(): void {
     if (this.isClosed) return;
     this.isClosed = true;
@@ -110,6 +121,25 @@ export class Flow implements BudgetHolder {
     const held = this.budgetBytes;
     this.budgetBytes = 0;
     this.budget.release(held);
+    const unread = this.unreadNoted;
+    this.unreadNoted = 0;
+    this.replyBudget.release(unread);
+  }
+
+  /** After replies were written (`reservation`: the one made for them, if any), on 'drain', and
+   * at each sweep: the reply budget holds what the socket holds now. */
+  noteUnread(reservation: ReplyReservation | null = null): void {
+    if (this.isClosed) return;
+    const bytes = this.socket.writableLength;
+    const added = bytes - this.unreadNoted;
+    if (added === 0) return;
+    this.unreadNoted = bytes;
+    if (added < 0) {
+      this.replyBudget.release(-added);
+      return;
+    }
+    const uncovered = reservation === null ? added : reservation.cover(added);
+    if (uncovered > 0) this.replyBudget.charge(uncovered);
   }
 
   private giveBack(bytes: number): void {
@@ -205,7 +235,8 @@ export class Flow implements BudgetHolder {
     const read = bytes < this.sampledBytes || this.drainedSinceSample;
     this.sampledBytes = bytes;
     this.drainedSinceSample = false;
-    if (bytes < OUTPUT_PAUSE_BYTES || read) {
+    // Below the pause bytes a client is stuck only if others wait for the reply bytes it holds.
+    if ((bytes < OUTPUT_PAUSE_BYTES && (bytes === 0 || this.replyBudget.waiters === 0)) || read) {
       this.stalledSinceMs = -1;
       return 0;
     }

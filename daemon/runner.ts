@@ -25,6 +25,10 @@
  * - No new engine call starts while the connection's unread replies are past
  *   OUTPUT_PAUSE_BYTES (flow.ts), and a call that ends early (ENGINE_CALL_OUTPUT_BYTES_MAX)
  *   runs its rest only once its replies were read.
+ * - No engine call of data requests runs, and no reply read ahead is sent, before the reply
+ *   budget reserved room for its largest replies (reply-budget.ts; a call the engine bounds, and
+ *   each rest of one, reserves at most engineCallReplyBytesMax); the reservation lasts until the
+ *   replies are written. Admin requests reserve nothing.
  * - Every request taken from the queue gets exactly one reply, unless the connection closes.
  * - Nothing here throws out to the socket's callbacks: an unexpected failure of a call closes
  *   the connection with INTERNAL (RunnerHost.failConnection).
@@ -33,7 +37,7 @@
 import type { Logger } from 'pino';
 import type { EngineResult } from '../engine/types.js';
 import { ToonDBError, toToonDBError } from '../protocol/errors.js';
-import { ENGINE_CALL_OUTPUT_BYTES_MAX, ENGINE_CALLS_PER_CONNECTION_MAX } from '../protocol/limits.js';
+import { ENGINE_CALL_OUTPUT_BYTES_MAX, ENGINE_CALLS_PER_CONNECTION_MAX, ENVELOPE_BYTES_MAX, FRAME_HEADER_BYTES } from '../protocol/limits.js';
 import type { HelloResult, Request } from '../protocol/messages.js';
 import { countCall, nextBatch, routeOf, type RunningCalls } from './batching.js';
 import { EngineCalls } from './engine-calls.js';
@@ -44,6 +48,7 @@ import { fail, ok, type Outcome, type SessionScope } from './handlers/scope.js';
 import { readAheadCursor, scanNextOp } from './handlers/scan.js';
 import type { Outbox } from './outbox.js';
 import { leavesCursorOpen, ScanReadAhead } from './read-ahead.js';
+import { ReplyReservation, ReplyReserver, replyBytesFor, replyBytesOfResults } from './reply-budget.js';
 
 const ignore = (): void => undefined;
 
@@ -90,6 +95,8 @@ export class RequestRunner {
   private readonly calls: EngineCalls;
   /** Next batches of snapshot cursors, read while earlier ones travel. */
   readonly readAhead: ScanReadAhead;
+  /** Room in the daemon-wide reply budget for the replies of this connection's calls. */
+  private readonly replies: ReplyReserver;
 
   constructor(
     private readonly host: RunnerHost,
@@ -100,6 +107,7 @@ export class RequestRunner {
     private readonly log: Logger,
   ) {
     this.calls = new EngineCalls(ctx.engine, log);
+    this.replies = new ReplyReserver(ctx.replyBudget);
     this.readAhead = new ScanReadAhead(
       async (cursor) => (await this.calls.run([scanNextOp(cursor, this.scope)]))[0],
       ctx.readAheadBudget,
@@ -121,9 +129,11 @@ export class RequestRunner {
     this.queue.push(item);
   }
 
-  /** Drops the queued requests (the connection closed: nobody is left to answer). */
+  /** Drops the queued requests (the connection closed: nobody is left to answer); calls
+   * waiting for reply room go on with none (their replies are dropped). */
   clear(): void {
     this.queue = [];
+    this.replies.closed();
   }
 
   /**
@@ -213,11 +223,23 @@ export class RequestRunner {
     }
     // A scanNext takes the batch read for it; a scanClose of a cursor the read-ahead finished
     // has nothing left to close in the engine (its reply is the plain success of a close).
-    const prepared = this.prepare(batch, i, i + 1);
-    const isNext = batch[i].req.op === 'scanNext';
-    if (prepared.ops.length === 0 && isNext && leavesCursorOpen(result)) this.host.abandonCursors([(batch[i].req as { cursor: number }).cursor]);
-    this.ctx.counters.scanBatchesReadAhead += isNext ? 1 : 0;
-    this.complete(batch, i, i + 1, prepared, [isNext ? result : { seq: 0 }]);
+    const reservation = await this.reserve(batch, i, i + 1, false);
+    try {
+      const prepared = this.prepare(batch, i, i + 1);
+      const isNext = batch[i].req.op === 'scanNext';
+      if (prepared.ops.length === 0 && isNext && leavesCursorOpen(result)) this.host.abandonCursors([(batch[i].req as { cursor: number }).cursor]);
+      this.ctx.counters.scanBatchesReadAhead += isNext ? 1 : 0;
+      this.complete(batch, i, i + 1, prepared, [isNext ? result : { seq: 0 }], i + 1, reservation);
+    } finally {
+      reservation.drop();
+    }
+  }
+
+  /** Room in the reply budget for the replies of batch[from, to) (`engineBounded`: run by one
+   * engine call that ends early once its data are large); at once if it fits and nobody waits,
+   * else in turn. */
+  private reserve(batch: Queued[], from: number, to: number, engineBounded: boolean): ReplyReservation | Promise<ReplyReservation> {
+    return this.replies.reserve(replyBytesFor(batch, from, to, this.scope.limits, engineBounded));
   }
 
   /**
@@ -238,17 +260,31 @@ export class RequestRunner {
     try {
       for (let skipped = 0; ; ) {
         const ops = prepared.ops;
-        const results: EngineResult[] = ops.length === 0 ? [] : (on.behind || replaying ? null : this.calls.now(ops)) ?? await this.calls.run(ops, on.lane, resume);
-        if (!replaying && results.length < ops.length) this.running.replaying += 1;
-        replaying ||= results.length < ops.length;
-        if (results.length === 0 && ops.length > 0) {
-          // Only a call behind one that ended early is skipped, and only until that one is done.
-          if (on.previous === undefined || ++skipped > 1) throw new Error('invariant: a lane call was skipped with no halted call before it');
-          await on.previous;
+        const reserved = this.reserve(batch, from, to, true);
+        const reservation = reserved instanceof ReplyReservation ? reserved : await reserved;
+        let results: EngineResult[];
+        let covered: number;
+        let sent: Promise<void>;
+        try {
+          results = ops.length === 0 ? [] : (on.behind || replaying ? null : this.calls.now(ops)) ?? await this.calls.run(ops, on.lane, resume);
+          if (!replaying && results.length < ops.length) this.running.replaying += 1;
+          replaying ||= results.length < ops.length;
+          if (results.length === 0 && ops.length > 0) {
+            // Only a call behind one that ended early is skipped, and only until that one is done.
+            if (on.previous === undefined || ++skipped > 1) throw new Error('invariant: a lane call was skipped with no halted call before it');
+            covered = -1;
+            sent = on.previous;
+          } else {
+            ({ covered, sent } = this.completePrefix(batch, from, prepared, results, to, reservation));
+          }
+        } finally {
+          reservation.drop();
+        }
+        if (covered < 0) {
+          await sent;
           resume = false;
           continue;
         }
-        const { covered, sent } = this.completePrefix(batch, from, prepared, results, to);
         if (from + covered === to) return;
         from += covered;
         prepared = { each: prepared.each.slice(covered), ops: ops.slice(results.length) };
@@ -267,16 +303,24 @@ export class RequestRunner {
    * the front of the queue, where no write can have passed them (none starts while reads run).
    */
   private async runReads(batch: Queued[], prepared: Prepared): Promise<void> {
-    const results = prepared.ops.length === 0 ? [] : await this.calls.run(prepared.ops);
-    const answered = this.completePrefix(batch, 0, prepared, results).covered;
-    if (answered < batch.length) this.queue = batch.slice(answered).concat(this.queue);
+    const reserved = this.reserve(batch, 0, batch.length, true);
+    const reservation = reserved instanceof ReplyReservation ? reserved : await reserved;
+    try {
+      const results = prepared.ops.length === 0 ? [] : await this.calls.run(prepared.ops);
+      const answered = this.completePrefix(batch, 0, prepared, results, undefined, reservation).covered;
+      if (answered < batch.length) this.queue = batch.slice(answered).concat(this.queue);
+    } finally {
+      reservation.drop();
+    }
   }
 
   /**
    * Answers a batch of plain reads from the engine's row cache, on this thread (no pool round
    * trip, no storage work): all of them, or the first ones once their results are large
    * (ENGINE_CALL_OUTPUT_BYTES_MAX). Returns how many requests it answered: 0, having done
-   * nothing, if a read needs storage.
+   * nothing, if a read needs storage or the reply budget has no room now for the replies the
+   * rows make (the storage path then waits its turn for room). Being done here, it reserves
+   * what its results take, not the most they could.
    */
   private answerFromMemory(batch: Queued[], prepared: Prepared): number {
     let results: EngineResult[] | null = [];
@@ -289,24 +333,33 @@ export class RequestRunner {
       }
     }
     if (results === null) return 0;
-    const answered = this.completePrefix(batch, 0, prepared, results).covered;
-    this.ctx.counters.requestsFromMemory += answered;
-    return answered;
+    // Requests refused before the engine (validation) get a coded error each.
+    const refused = Math.max(0, batch.length - results.length) * (FRAME_HEADER_BYTES + ENVELOPE_BYTES_MAX);
+    const reservation = this.replies.tryReserve(replyBytesOfResults(results) + refused);
+    if (reservation === null) return 0;
+    try {
+      const answered = this.completePrefix(batch, 0, prepared, results, undefined, reservation).covered;
+      this.ctx.counters.requestsFromMemory += answered;
+      return answered;
+    } finally {
+      reservation.drop();
+    }
   }
 
   /** Completes the requests of batch[from, ...) (prepared as `prepared`) that `results`, one per
    * op of a prefix of `prepared.ops` (at least one, or all), answer, with the refused ones among
    * them; returns how many, and when their replies are sent. `runTo`: the end of the call these
-   * results come from (see complete). */
-  private completePrefix(batch: Queued[], from: number, prepared: Prepared, results: EngineResult[], runTo?: number): { covered: number; sent: Promise<void> } {
+   * results come from (see complete); `reservation`: the reply room reserved for them. */
+  private completePrefix(batch: Queued[], from: number, prepared: Prepared, results: EngineResult[], runTo: number | undefined,
+    reservation: ReplyReservation): { covered: number; sent: Promise<void> } {
     const { each, ops } = prepared;
-    if (results.length === ops.length) return { covered: each.length, sent: this.complete(batch, from, from + each.length, prepared, results) };
+    if (results.length === ops.length) return { covered: each.length, sent: this.complete(batch, from, from + each.length, prepared, results, undefined, reservation) };
     if (results.length === 0 || results.length > ops.length) {
       throw new Error(`invariant: the engine answered ${results.length} of ${ops.length} ops`);
     }
     const covered = requestsCovered(prepared, results.length);
     const part = { each: each.slice(0, covered), ops: ops.slice(0, results.length) };
-    return { covered, sent: this.complete(batch, from, from + covered, part, results, runTo) };
+    return { covered, sent: this.complete(batch, from, from + covered, part, results, runTo, reservation) };
   }
 
   /** Engine ops for batch[from, to), with a validation failure in place of each refused one. */
@@ -318,8 +371,9 @@ export class RequestRunner {
    * they are. batch[to, runTo) is the rest of an engine call that ended early, still to run
    * (runData): a cursor it names is not read ahead yet, as the read would race its own
    * scanNext / scanClose in the engine (batches out of order, or lost); the last of them
-   * starts it instead. */
-  private complete(batch: Queued[], from: number, to: number, prepared: Prepared, results: EngineResult[], runTo = to): Promise<void> {
+   * starts it instead. The replies are sent under `reservation`, reserved for them. */
+  private complete(batch: Queued[], from: number, to: number, prepared: Prepared, results: EngineResult[], runTo = to,
+    reservation: ReplyReservation | null = null): Promise<void> {
     const { replies, maxSeq } = repliesOf(batch, from, to, prepared, results, this.scope, (req, result, outcome) => {
       if (result.code === 'DISK_FULL' || result.code === 'STORAGE_FAILED') {
         this.ctx.gate.reportStorageFailure(new ToonDBError(result.code, result.message ?? result.code));
@@ -327,7 +381,7 @@ export class RequestRunner {
       const readAhead = this.host.isClosed() ? 0 : readAheadCursor(req, outcome, this.scope);
       if (readAhead > 0 && !namesCursor(batch, to, runTo, readAhead)) this.readAhead.start(readAhead);
     });
-    return this.outbox.sendWhenDurable(replies, maxSeq);
+    return this.outbox.sendWhenDurable(replies, maxSeq, reservation);
   }
 
   private async runAdmin(item: Queued): Promise<void> {

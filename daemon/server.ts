@@ -40,7 +40,7 @@ import { descriptorBudget, type DescriptorBudget } from './descriptors.js';
 import { DurabilityGate } from './durability.js';
 import type { DaemonContext } from './handlers/admin.js';
 import { ReadAheadBudget } from './read-ahead.js';
-import { RequestBytesBudget } from './request-budget.js';
+import { BytesBudget } from './bytes-budget.js';
 import { hangUp } from './hang-up.js';
 import { Session } from './session.js';
 import { claimSocketPath } from './socket-path.js';
@@ -84,7 +84,8 @@ export class Daemon implements DaemonContext {
   readonly version = VERSION;
   readonly counters = new Counters();
   readonly readAheadBudget = new ReadAheadBudget(SCAN_READ_AHEAD_BYTES_MAX);
-  readonly requestBudget: RequestBytesBudget;
+  readonly requestBudget: BytesBudget;
+  readonly replyBudget: BytesBudget;
   readonly gate: DurabilityGate;
   /** Engine transaction handles: 1, 2, 3, ... for the daemon's lifetime (never reused; 2^53
    * would take 285 years at a million transactions a second). */
@@ -119,7 +120,8 @@ export class Daemon implements DaemonContext {
     /** How the open-files limit is shared between sockets and the engine (descriptors.ts). */
     readonly descriptors: DescriptorBudget,
   ) {
-    this.requestBudget = new RequestBytesBudget(config.limits.requestBytesInFlightDaemonMax);
+    this.requestBudget = new BytesBudget(config.limits.requestBytesInFlightDaemonMax);
+    this.replyBudget = new BytesBudget(config.limits.replyBytesDaemonMax);
     engine.startLanes(ENGINE_LANES, { syncResults: config.durability === 'sync', outputBytesMax: ENGINE_CALL_OUTPUT_BYTES_MAX });
     this.gate = new DurabilityGate(engine, config.durability, config.syncIntervalMs, (error) => {
       if (this.trouble !== null) return; // logged once already (here, or by the sweep)
@@ -253,6 +255,7 @@ export class Daemon implements DaemonContext {
     this.log.level = next.logLevel;
     for (const log of this.connectionLogs) log.level = next.logLevel;
     this.requestBudget.setMax(limits.requestBytesInFlightDaemonMax);
+    this.replyBudget.setMax(limits.replyBytesDaemonMax);
     this.config = { ...this.config, logLevel: next.logLevel, limits, allowUids: next.allowUids, allowGids: next.allowGids, connectionsMax: next.connectionsMax };
     this.warnIfDescriptorsBind(next.connectionsMax);
   }

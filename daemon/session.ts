@@ -16,10 +16,14 @@
  *   a client that leaves more than OUTPUT_BUFFER_BYTES_MAX unread, or reads nothing for
  *   unreadRepliesMsMax, is cut off (flow.ts, outbox.ts).
  * - Memory across connections is bounded too: no body byte is read before the daemon-wide
- *   request budget admitted its frame (request-budget.ts, requestBytesInFlightDaemonMax); a
+ *   request budget admitted its frame (bytes-budget.ts, requestBytesInFlightDaemonMax); a
  *   refused frame stops reading, the rest of its socket read kept in the decoder, until the
  *   budget grants it (`onGranted`). Every admitted body is given back: by its reply, by
- *   `bodyDropped` when it gets none that counts it, or at close.
+ *   `bodyDropped` when it gets none that counts it, or at close. Likewise no engine call of
+ *   data requests starts before the daemon-wide reply budget reserved room for its replies
+ *   (reply-budget.ts, replyBytesDaemonMax), and the unread replies count there until read
+ *   (flow.ts noteUnread) or the connection closes; a client that leaves any unread for
+ *   unreadRepliesMsMax while others wait for that room is cut off.
  * - Before its hello a connection gets nothing but a HANDSHAKE_REQUIRED reply and a close.
  * - A closed connection's transactions are aborted and its cursors freed, including ones the
  *   engine created while the connection was closing (released once its last call is done).
@@ -70,7 +74,7 @@ export class Session {
     private readonly onClosed: (session: Session) => void,
   ) {
     const limits = ctx.limits();
-    this.flow = new Flow(socket, limits.inFlightPerConnectionMax, ctx.requestBudget, () => this.onGranted());
+    this.flow = new Flow(socket, limits.inFlightPerConnectionMax, ctx.requestBudget, ctx.replyBudget, () => this.onGranted());
     this.decoder = new FrameDecoder({ frameBytesMax: limits.frameBytesMax });
     this.codec = new MessageCodec({ frameBytesMax: limits.frameBytesMax, decodeItemsMax: REQUEST_ITEMS_MAX });
     this.outbox = new Outbox(socket, this.flow, this.codec, ctx.gate, ctx.counters, {
@@ -105,6 +109,7 @@ export class Session {
     this.handshakeTimer.unref();
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => {
+      this.flow.noteUnread();
       this.outbox.releaseWaiters();
       this.maybeResume();
       if (this.flow.drained()) this.runner.pump();
@@ -247,6 +252,7 @@ export class Session {
       this.failConnection(new ToonDBError('PROTOCOL_ERROR', `incomplete frame for ${Math.round(stalledMs)} ms`));
       return;
     }
+    this.flow.noteUnread(); // what the client read since the last write goes back to the reply budget
     const unreadMs = this.flow.unreadStalledMs(nowMs);
     if (unreadMs > this.scope.limits.unreadRepliesMsMax) {
       this.cutOff(`replies unread for ${unreadMs} ms`);

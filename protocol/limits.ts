@@ -119,11 +119,24 @@ export const REQUEST_BYTES_IN_FLIGHT_MAX = 64 * MiB;
  * REQUEST_BYTES_IN_FLIGHT_MAX alone let 1024 connections hold 64 MiB each, 64 GiB in all: the
  * OOM killer, a crash for every client. A frame is admitted from its header, before its body is
  * read; one that does not fit stops its connection's reading until enough is answered, first
- * come first served (daemon/request-budget.ts): backpressure, nothing fails. 256 MiB is four
+ * come first served (daemon/bytes-budget.ts): backpressure, nothing fails. 256 MiB is four
  * connections at their own bound at once, or eight maximal frames: enough that the engine
  * always has work queued, far below what a machine running the daemon has to spare. Stats:
  * `bytes.inFlight`. */
 export const REQUEST_BYTES_IN_FLIGHT_DAEMON_MAX = 256 * MiB;
+
+/** Reply bytes all connections together may hold: replies written and not yet read by their
+ * clients, plus room reserved, before an engine call starts, for the largest replies it could
+ * produce (`replyBytesMaxOf` per request, at most `engineCallReplyBytesMax`, ~58 MiB, for a
+ * call the engine bounds). OUTPUT_BUFFER_BYTES_MAX alone let 1024 connections that read
+ * nothing hold 64 MiB each, 64 GiB in all. A call that does not fit waits, first come first
+ * served (daemon/reply-budget.ts): backpressure, nothing fails; a client that leaves replies
+ * unread while others wait is cut off after unreadRepliesMsMax. Replies to admin requests
+ * (hello, ping, stats, ...) and errors found before any engine work never wait, so a saturated
+ * daemon can still be asked what it is doing; they are counted once written. 1 GiB is about
+ * seventeen maximal calls at once, more than two lanes and the pool run. Stats:
+ * `bytes.replies`. */
+export const REPLY_BYTES_DAEMON_MAX = 1024 * MiB;
 
 /** Reply bytes the daemon buffers for one connection that does not read them. A connection
  * that has more unread when its next replies are ready is closed, as is one whose unread
@@ -326,6 +339,7 @@ export interface ServerLimits {
   partialFrameMsMax: number;
   unreadRepliesMsMax: number;
   requestBytesInFlightDaemonMax: number;
+  replyBytesDaemonMax: number;
 }
 
 export const DEFAULT_SERVER_LIMITS: Readonly<ServerLimits> = Object.freeze({
@@ -347,7 +361,36 @@ export const DEFAULT_SERVER_LIMITS: Readonly<ServerLimits> = Object.freeze({
   partialFrameMsMax: PARTIAL_FRAME_MS_MAX,
   unreadRepliesMsMax: UNREAD_REPLIES_MS_MAX,
   requestBytesInFlightDaemonMax: REQUEST_BYTES_IN_FLIGHT_DAEMON_MAX,
+  replyBytesDaemonMax: REPLY_BYTES_DAEMON_MAX,
 });
+
+/** The largest reply a request of `op` can get under `limits`, frame header included: what the
+ * daemon reserves for it before its engine call (REPLY_BYTES_DAEMON_MAX). Requests that return
+ * no data get an envelope's worth (a result or a coded error). */
+export function replyBytesMaxOf(op: string, limits: ServerLimits): number {
+  const frame = FRAME_HEADER_BYTES + limits.frameBytesMax;
+  switch (op) {
+    case 'get':
+      return Math.min(frame, FRAME_HEADER_BYTES + limits.valueBytesMax + ENVELOPE_BYTES_MAX);
+    case 'getBatch':
+    case 'listPath':
+      return Math.min(frame, FRAME_HEADER_BYTES + limits.batchBytesMax + limits.batchItemsMax * 16 + ENVELOPE_BYTES_MAX);
+    case 'scan':
+    case 'scanNext':
+      return frame; // a batch may pass scanBatchBytesMax by one maximal entry
+    default:
+      return FRAME_HEADER_BYTES + ENVELOPE_BYTES_MAX;
+  }
+}
+
+/** The largest replies of one engine call the engine bounds (ENGINE_CALL_OUTPUT_BYTES_MAX): it
+ * stops once its data reach that bound, after the op that passed it (one maximal reply), and
+ * its ENGINE_BATCH_REQUESTS_MAX replies add their envelopes and per-item headers, which the
+ * engine does not count. */
+export function engineCallReplyBytesMax(limits: ServerLimits): number {
+  return ENGINE_CALL_OUTPUT_BYTES_MAX + FRAME_HEADER_BYTES + limits.frameBytesMax
+    + ENGINE_BATCH_REQUESTS_MAX * (ENVELOPE_BYTES_MAX + limits.batchItemsMax * 16);
+}
 
 function check(condition: boolean, relation: string): void {
   if (!condition) throw new Error(`toondb limits are inconsistent: ${relation}`);
@@ -369,6 +412,9 @@ export function brokenLimitRelation(limits: ServerLimits): string | null {
   if (limits.txnBytesMax < batchBytesMax) return 'a transaction can hold at least one maximal batch';
   if (limits.requestBytesInFlightDaemonMax < frameBytesMax) return 'a maximal frame fits under the daemon-wide request bytes in flight';
   if (limits.txnBytesDaemonMax < limits.txnBytesMax) return 'one maximal transaction fits under the daemon-wide transaction bytes';
+  if (limits.replyBytesDaemonMax < engineCallReplyBytesMax(limits)) {
+    return 'the largest replies of one engine call fit under the daemon-wide reply bytes';
+  }
   return null;
 }
 

@@ -9,7 +9,7 @@
  * incompatible protocol version with VERSION_MISMATCH.
  */
 
-import type { RequestBytesBudget } from '../request-budget.js';
+import type { BytesBudget } from '../bytes-budget.js';
 import type { Engine } from '../../engine/types.js';
 import { ToonDBError } from '../../protocol/errors.js';
 import { PROTOCOL_VERSION, PROTOCOL_VERSION_MIN, type ServerLimits } from '../../protocol/limits.js';
@@ -28,8 +28,10 @@ export interface DaemonContext {
   readonly counters: Counters;
   /** Bytes that scan reads ahead may hold across all connections (daemon/read-ahead.ts). */
   readonly readAheadBudget: ReadAheadBudget;
-  /** Request bytes in flight across all connections (request-budget.ts). */
-  readonly requestBudget: RequestBytesBudget;
+  /** Request bytes in flight across all connections (bytes-budget.ts). */
+  readonly requestBudget: BytesBudget;
+  /** Reply bytes unread or reserved across all connections (reply-budget.ts). */
+  readonly replyBudget: BytesBudget;
   /** The next engine transaction handle: one sequence for the whole daemon (SessionScope). */
   readonly takeTxnHandle: () => number;
   /** Live limits (SIGHUP may reload them). */
@@ -93,7 +95,7 @@ export async function stats(ctx: DaemonContext): Promise<StatsResult> {
     durability: ctx.config.durability,
     connections: { active: c.connectionsActive, total: c.connectionsTotal, refused: c.connectionsRefused, max: ctx.connectionsMax() },
     requests: { total: c.requestsTotal, errors: c.requestErrors, fromMemory: c.requestsFromMemory, byFamily: { ...c.requestsByFamily } },
-    bytes: { in: c.bytesIn, out: c.bytesOut, inFlight: ctx.requestBudget.heldBytes },
+    bytes: { in: c.bytesIn, out: c.bytesOut, inFlight: ctx.requestBudget.heldBytes, replies: ctx.replyBudget.heldBytes },
     transactions: {
       active: engine.openTransactions,
       bytes: engine.transactionBytes,

@@ -9,7 +9,7 @@ function stats(n: number): StatsResult {
     durable: { syncs: n, lastSyncMs: 0, pendingWrites: n },
     connections: { active: n, total: n, refused: n, max: 1024 },
     requests: { total: n, errors: n, fromMemory: n, byFamily: { kv: n } },
-    bytes: { in: 1536, out: 0, inFlight: 0 },
+    bytes: { in: 1536, out: 0, inFlight: 0, replies: 0 },
     transactions: { active: n, bytes: 0, committed: n, aborted: n, conflicts: n },
     cursors: { open: n, readAhead: n, readAheadBytes: 0 },
     engine: { approximateKeys: n, diskBytes: 0, journalBytes: 0, journalCount: n, writeBufferBytes: 0, seqno: 1n, rowCacheRows: 0, rowCacheBytes: 0, rowCacheQueuedKeys: 0 },

@@ -4,11 +4,11 @@
 import type { Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { Flow } from '../../daemon/flow.js';
-import { RequestBytesBudget } from '../../daemon/request-budget.js';
+import { BytesBudget } from '../../daemon/bytes-budget.js';
 import { OUTPUT_PAUSE_BYTES } from '../../protocol/limits.js';
 
 function flowOver(bytes: { writableLength: number }): Flow {
-  return new Flow(bytes as unknown as Socket, 4096, new RequestBytesBudget(1 << 30), () => undefined);
+  return new Flow(bytes as unknown as Socket, 4096, new BytesBudget(1 << 30), new BytesBudget(1 << 30), () => undefined);
 }
 
 describe('Flow.unreadStalledMs', () => {

@@ -1,10 +1,10 @@
-// Edges of the daemon-wide request budget (daemon/request-budget.ts), its holder (flow.ts Flow)
+// Edges of the daemon-wide request budget (daemon/bytes-budget.ts), its holder (flow.ts Flow)
 // and the decoder's admission (protocol/frame.ts): random chunking and refusals, grants around a
 // close, and a bound lowered by a reload below a frame an open connection may still send.
 import type { Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { Flow } from '../../daemon/flow.js';
-import { RequestBytesBudget, type BudgetHolder } from '../../daemon/request-budget.js';
+import { BytesBudget, type BudgetHolder } from '../../daemon/bytes-budget.js';
 import { encodeFrame, FrameDecoder } from '../../protocol/frame.js';
 import { mulberry32 } from '../helpers/rng.js';
 
@@ -50,12 +50,12 @@ function fakeSocket() {
 
 describe('Flow as a budget holder', () => {
   it('a grant while its own bound holds it keeps it paused; the connection resumes when both let go', async () => {
-    const budget = new RequestBytesBudget(100);
-    const other = new Flow(fakeSocket() as unknown as Socket, 4096, budget, () => undefined);
+    const budget = new BytesBudget(100);
+    const other = new Flow(fakeSocket() as unknown as Socket, 4096, budget, new BytesBudget(1 << 30), () => undefined);
     expect(other.admit(100)).toBe(true);
     const socket = fakeSocket();
     let grants = 0;
-    const flow = new Flow(socket as unknown as Socket, 2, budget, () => { grants += 1; });
+    const flow = new Flow(socket as unknown as Socket, 2, budget, new BytesBudget(1 << 30), () => { grants += 1; });
     expect(flow.admit(10)).toBe(false);
     expect(socket.paused).toBe(true);
     flow.requestRead();
@@ -73,12 +73,12 @@ describe('Flow as a budget holder', () => {
   });
 
   it('gives back once when closed between its grant and the grant\'s microtask, and never after', async () => {
-    const budget = new RequestBytesBudget(130);
-    const other = new Flow(fakeSocket() as unknown as Socket, 4096, budget, () => undefined);
+    const budget = new BytesBudget(130);
+    const other = new Flow(fakeSocket() as unknown as Socket, 4096, budget, new BytesBudget(1 << 30), () => undefined);
     expect(other.admit(80)).toBe(true);
     const socket = fakeSocket();
     let grants = 0;
-    const flow = new Flow(socket as unknown as Socket, 4096, budget, () => { grants += 1; });
+    const flow = new Flow(socket as unknown as Socket, 4096, budget, new BytesBudget(1 << 30), () => { grants += 1; });
     expect(flow.admit(30)).toBe(true);
     expect(flow.admit(50)).toBe(false);
     other.answered([{ requestBytes: 80 }]); // grants 50 to flow, synchronously counted
@@ -95,11 +95,11 @@ describe('Flow as a budget holder', () => {
   });
 
   it('closing while waiting leaves the queue, and the next waiter gets in', async () => {
-    const budget = new RequestBytesBudget(100);
-    const a = new Flow(fakeSocket() as unknown as Socket, 4096, budget, () => undefined);
-    const b = new Flow(fakeSocket() as unknown as Socket, 4096, budget, () => undefined);
+    const budget = new BytesBudget(100);
+    const a = new Flow(fakeSocket() as unknown as Socket, 4096, budget, new BytesBudget(1 << 30), () => undefined);
+    const b = new Flow(fakeSocket() as unknown as Socket, 4096, budget, new BytesBudget(1 << 30), () => undefined);
     let cGranted = 0;
-    const c = new Flow(fakeSocket() as unknown as Socket, 4096, budget, () => { cGranted += 1; });
+    const c = new Flow(fakeSocket() as unknown as Socket, 4096, budget, new BytesBudget(1 << 30), () => { cGranted += 1; });
     expect(a.admit(60)).toBe(true);
     expect(b.admit(90)).toBe(false);
     expect(c.admit(30)).toBe(false);
@@ -111,12 +111,12 @@ describe('Flow as a budget holder', () => {
   });
 });
 
-describe('RequestBytesBudget after a reload lowered it', () => {
+describe('BytesBudget after a reload lowered it', () => {
   it('still admits a frame larger than the new bound once nothing else is held', () => {
     // An open connection keeps the frameBytesMax it was accepted with (server.ts reload), so it
     // may send a frame larger than a requestBytesInFlightDaemonMax lowered by a reload (which
     // only has to be >= the new frameBytesMax). Such a waiter must not block the queue forever.
-    const budget = new RequestBytesBudget(64);
+    const budget = new BytesBudget(64);
     const grants: number[] = [];
     const old: BudgetHolder = { granted: (bytes) => grants.push(bytes) };
     const next: BudgetHolder = { granted: (bytes) => grants.push(bytes) };
@@ -129,7 +129,7 @@ describe('RequestBytesBudget after a reload lowered it', () => {
     expect(budget.heldBytes).toBe(48);
     budget.release(48);
     expect(grants).toEqual([48, 5]);
-    const lone = new RequestBytesBudget(32);
+    const lone = new BytesBudget(32);
     expect(lone.tryTake(48, old)).toBe(true); // nothing held, nobody waits
   });
 });

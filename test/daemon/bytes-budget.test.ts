@@ -1,7 +1,7 @@
-// The daemon-wide budget of request bytes in flight (daemon/request-budget.ts) and the frame
+// The daemon-wide budget of request bytes in flight (daemon/bytes-budget.ts) and the frame
 // decoder's admission of each frame before its body is read (protocol/frame.ts `admit`).
 import { describe, expect, it } from 'vitest';
-import { RequestBytesBudget, type BudgetHolder } from '../../daemon/request-budget.js';
+import { BytesBudget, type BudgetHolder } from '../../daemon/bytes-budget.js';
 import { encodeFrame, FrameDecoder } from '../../protocol/frame.js';
 
 function holder(): BudgetHolder & { grants: number[] } {
@@ -9,9 +9,9 @@ function holder(): BudgetHolder & { grants: number[] } {
   return { grants, granted: (bytes) => grants.push(bytes) };
 }
 
-describe('RequestBytesBudget', () => {
+describe('BytesBudget', () => {
   it('admits while the total fits, then queues, and grants the waiters in order as bytes come back', () => {
-    const budget = new RequestBytesBudget(100);
+    const budget = new BytesBudget(100);
     const [a, b, c] = [holder(), holder(), holder()];
     expect(budget.tryTake(60, a)).toBe(true);
     expect(budget.tryTake(50, b)).toBe(false); // 110 > 100
@@ -27,7 +27,7 @@ describe('RequestBytesBudget', () => {
   });
 
   it('considers the next waiter when one is forgotten, and a raised bound at once', () => {
-    const budget = new RequestBytesBudget(100);
+    const budget = new BytesBudget(100);
     const [a, b, c] = [holder(), holder(), holder()];
     expect(budget.tryTake(90, a)).toBe(true);
     expect(budget.tryTake(100, b)).toBe(false);
