@@ -12,9 +12,10 @@
  * - Reading pauses at inFlightPerConnectionMax requests or REQUEST_BYTES_IN_FLIGHT_MAX of their
  *   bodies, and resumes below half of both with less than a quarter of OUTPUT_BUFFER_BYTES_MAX
  *   unread. A frame left incomplete while reading was paused is not counted against the client.
- * - Across the daemon, every frame is admitted by the shared BytesBudget
- *   (bytes-budget.ts) before its body is read (`admit`); a refused one pauses reading until
- *   the budget grants it. What the connection holds there (`daemonHeldBytes`: admitted frames
+ * - Across the daemon, every frame is admitted by the shared BytesBudget (bytes-budget.ts)
+ *   before its body is read (`admit`); the connection's first one, if small enough to be a
+ *   hello (HANDSHAKE_FRAME_BYTES_MAX), is counted there without waiting; a refused one pauses
+ *   reading until the budget grants it. What the connection holds there (`daemonHeldBytes`: admitted frames
  *   not yet answered or dropped) is given back as replies leave (`answered`), bodies are
  *   dropped unanswered (`bodyDropped`), and all at once when it closes (`closed`), never twice.
  *   The socket reads only while neither this connection's bounds nor the budget hold it.
@@ -37,7 +38,7 @@
 
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { OUTPUT_BUFFER_BYTES_MAX, OUTPUT_PAUSE_BYTES, REQUEST_BYTES_IN_FLIGHT_MAX } from '../protocol/limits.js';
+import { HANDSHAKE_FRAME_BYTES_MAX, OUTPUT_BUFFER_BYTES_MAX, OUTPUT_PAUSE_BYTES, REQUEST_BYTES_IN_FLIGHT_MAX } from '../protocol/limits.js';
 import type { BudgetHolder, BytesBudget } from './bytes-budget.js';
 import type { ReplyReservation } from './reply-budget.js';
 
@@ -50,6 +51,8 @@ export class Flow implements BudgetHolder {
   private heldByBudget = false;
   /** Bytes of admitted frames not yet answered or dropped, counted in the daemon budget. */
   private budgetBytes = 0;
+  /** A frame was offered to `admit` (the first one, up to HANDSHAKE_FRAME_BYTES_MAX, does not wait). */
+  private offeredFrame = false;
   /** Unread reply bytes counted in the daemon-wide reply budget (the socket's writableLength
    * when last noted). */
   private unreadNoted = 0;
@@ -88,7 +91,10 @@ export class Flow implements BudgetHolder {
    * reading stops until `granted`. */
   readonly admit = (bytes: number): boolean => {
     if (this.isClosed) return false;
-    if (this.budget.tryTake(bytes, this)) {
+    const handshake = !this.offeredFrame && bytes <= HANDSHAKE_FRAME_BYTES_MAX;
+    this.offeredFrame = true;
+    if (handshake) this.budget.charge(bytes); // counted, but never queued behind others
+    if (handshake || this.budget.tryTake(bytes, this)) {
       this.budgetBytes += bytes;
       return true;
     }

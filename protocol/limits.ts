@@ -251,6 +251,13 @@ export const TTL_SECONDS_MAX = 100 * 365 * 24 * 3600;
 /** Time a new connection has to complete `hello` before the daemon drops it. */
 export const HANDSHAKE_TIMEOUT_MS = 5_000;
 
+/** A connection's first frame up to this size (a hello is far smaller) is admitted without
+ * waiting for the daemon-wide request budget (REQUEST_BYTES_IN_FLIGHT_DAEMON_MAX), so a new
+ * connection completes its handshake under pressure instead of being closed by
+ * HANDSHAKE_TIMEOUT_MS; its later frames wait their turn like any. At most CONNECTIONS_MAX such
+ * frames, 4 MiB, pass the bound. Daemon-internal. */
+export const HANDSHAKE_FRAME_BYTES_MAX = 4 * KiB;
+
 /** Client defaults. */
 export const REQUEST_TIMEOUT_MS_DEFAULT = 30_000;
 export const CONNECT_TIMEOUT_MS_DEFAULT = 5_000;

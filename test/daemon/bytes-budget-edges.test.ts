@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { Flow } from '../../daemon/flow.js';
 import { BytesBudget, type BudgetHolder } from '../../daemon/bytes-budget.js';
 import { encodeFrame, FrameDecoder } from '../../protocol/frame.js';
+import { HANDSHAKE_FRAME_BYTES_MAX } from '../../protocol/limits.js';
 import { mulberry32 } from '../helpers/rng.js';
 
 describe('FrameDecoder admission under random chunking and refusals', () => {
@@ -48,14 +49,36 @@ function fakeSocket() {
   return s;
 }
 
+/** A Flow past its handshake: its first frame (a hello, admitted without waiting) was answered. */
+function afterHello(flow: Flow): Flow {
+  expect(flow.admit(1)).toBe(true);
+  flow.bodyDropped(1);
+  return flow;
+}
+
 describe('Flow as a budget holder', () => {
+  it('admits a first frame small enough to be a hello without waiting, and nothing after it', () => {
+    const budget = new BytesBudget(100);
+    const other = afterHello(new Flow(fakeSocket() as unknown as Socket, 4096, budget, new BytesBudget(1 << 30), () => undefined));
+    expect(other.admit(100)).toBe(true);
+    expect(other.admit(10)).toBe(false); // a waiter now
+    const fresh = new Flow(fakeSocket() as unknown as Socket, 4096, budget, new BytesBudget(1 << 30), () => undefined);
+    expect(fresh.admit(200)).toBe(true); // a hello: counted, past the bound and the queue
+    expect(budget.heldBytes).toBe(300);
+    expect(fresh.admit(1)).toBe(false); // its next frame waits its turn
+    const big = new Flow(fakeSocket() as unknown as Socket, 4096, budget, new BytesBudget(1 << 30), () => undefined);
+    expect(big.admit(HANDSHAKE_FRAME_BYTES_MAX + 1)).toBe(false); // too large to be a hello
+    fresh.closed();
+    expect(budget.heldBytes).toBe(100);
+  });
+
   it('a grant while its own bound holds it keeps it paused; the connection resumes when both let go', async () => {
     const budget = new BytesBudget(100);
-    const other = new Flow(fakeSocket() as unknown as Socket, 4096, budget, new BytesBudget(1 << 30), () => undefined);
+    const other = afterHello(new Flow(fakeSocket() as unknown as Socket, 4096, budget, new BytesBudget(1 << 30), () => undefined));
     expect(other.admit(100)).toBe(true);
     const socket = fakeSocket();
     let grants = 0;
-    const flow = new Flow(socket as unknown as Socket, 2, budget, new BytesBudget(1 << 30), () => { grants += 1; });
+    const flow = afterHello(new Flow(socket as unknown as Socket, 2, budget, new BytesBudget(1 << 30), () => { grants += 1; }));
     expect(flow.admit(10)).toBe(false);
     expect(socket.paused).toBe(true);
     flow.requestRead();
@@ -74,11 +97,11 @@ describe('Flow as a budget holder', () => {
 
   it('gives back once when closed between its grant and the grant\'s microtask, and never after', async () => {
     const budget = new BytesBudget(130);
-    const other = new Flow(fakeSocket() as unknown as Socket, 4096, budget, new BytesBudget(1 << 30), () => undefined);
+    const other = afterHello(new Flow(fakeSocket() as unknown as Socket, 4096, budget, new BytesBudget(1 << 30), () => undefined));
     expect(other.admit(80)).toBe(true);
     const socket = fakeSocket();
     let grants = 0;
-    const flow = new Flow(socket as unknown as Socket, 4096, budget, new BytesBudget(1 << 30), () => { grants += 1; });
+    const flow = afterHello(new Flow(socket as unknown as Socket, 4096, budget, new BytesBudget(1 << 30), () => { grants += 1; }));
     expect(flow.admit(30)).toBe(true);
     expect(flow.admit(50)).toBe(false);
     other.answered([{ requestBytes: 80 }]); // grants 50 to flow, synchronously counted
@@ -96,10 +119,10 @@ describe('Flow as a budget holder', () => {
 
   it('closing while waiting leaves the queue, and the next waiter gets in', async () => {
     const budget = new BytesBudget(100);
-    const a = new Flow(fakeSocket() as unknown as Socket, 4096, budget, new BytesBudget(1 << 30), () => undefined);
-    const b = new Flow(fakeSocket() as unknown as Socket, 4096, budget, new BytesBudget(1 << 30), () => undefined);
+    const a = afterHello(new Flow(fakeSocket() as unknown as Socket, 4096, budget, new BytesBudget(1 << 30), () => undefined));
+    const b = afterHello(new Flow(fakeSocket() as unknown as Socket, 4096, budget, new BytesBudget(1 << 30), () => undefined));
     let cGranted = 0;
-    const c = new Flow(fakeSocket() as unknown as Socket, 4096, budget, new BytesBudget(1 << 30), () => { cGranted += 1; });
+    const c = afterHello(new Flow(fakeSocket() as unknown as Socket, 4096, budget, new BytesBudget(1 << 30), () => { cGranted += 1; }));
     expect(a.admit(60)).toBe(true);
     expect(b.admit(90)).toBe(false);
     expect(c.admit(30)).toBe(false);

@@ -78,6 +78,32 @@ describe('request bytes in flight across connections', () => {
     expect((await watcher.get('after'))?.length).toBe(LIMITS.valueBytesMax);
   });
 
+  it('lets a new connection complete its handshake while frames wait for the budget, its later requests waiting their turn', async () => {
+    // Two peers each hold an admitted 1.9 MB frame whose body never completes (3.8 of 4 MiB),
+    // and a third's frame waits behind them. A hello must not queue behind that one.
+    const holders = await Promise.all([0, 1, 2].map(() => RawPeer.open(daemon.socketPath)));
+    const sendHalfFrame = async (p: number): Promise<void> => {
+      const peer = holders[p];
+      peer.hello();
+      await peer.waitFor(1);
+      const frame = peer.codec.encode({ id: 2, op: 'put', key: Buffer.from(`held/${p}`), value: Buffer.alloc(1_900_000, 0x64) });
+      peer.send(frame.subarray(0, frame.length >> 1));
+    };
+    await sendHalfFrame(0);
+    await sendHalfFrame(1);
+    // Checked before the third frame waits: from then on the watcher's requests wait too.
+    await expect.poll(async () => (await watcher.stats()).bytes.inFlight, { timeout: 5_000 }).toBeGreaterThan(3 * MiB);
+    await sendHalfFrame(2);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const late = await IpcClient.connect(daemon.socketPath, { connectTimeoutMs: 2_000, timeoutMs: 20_000 });
+    const ping = late.ping(); // waits in the budget until the held frames go
+    holders.forEach((peer) => peer.close());
+    await ping;
+    expect(await late.get('held/0')).toBeNull();
+    await late.close();
+    await expect.poll(async () => (await watcher.stats()).bytes.inFlight, { timeout: 5_000 }).toBeLessThan(1024);
+  });
+
   it('refuses a bound under frameBytesMax at start', async () => {
     await expect(startDaemon({ config: { limits: { requestBytesInFlightDaemonMax: 1024 } } }))
       .rejects.toThrow(/a maximal frame fits under the daemon-wide request bytes in flight/);
