@@ -166,7 +166,8 @@ export class IpcClient extends DataOperations {
     await this.#link.request({ op: 'abort', txn: toTxnId(txnId) });
   }
 
-  /** Runs `fn` in a transaction and commits it, re-running it on TXN_CONFLICT (see retry.ts). */
+  /** Runs `fn` in a transaction and commits it, re-running it on TXN_CONFLICT or LIMIT_EXCEEDED
+   * (see retry.ts). */
   withTransaction<T>(fn: (txn: Transaction) => Promise<T>, options?: WithTransactionOptions | null): Promise<T> {
     return withTransaction((isolation) => this.beginTransaction({ isolation }), fn, options);
   }

@@ -1,13 +1,18 @@
 /**
- * withTransaction: run a function in a transaction, retrying the whole transaction on conflict.
+ * withTransaction: run a function in a transaction, retrying the whole transaction on conflict
+ * or on a limit that other work holds.
  *
- * Responsibility: begin, run `fn`, commit; on TXN_CONFLICT (from commit, or thrown out of `fn`
- * by anything it called) abort and start over after a jittered exponential backoff, at most
- * `retries` times, then rethrow the conflict. Any other error aborts and is rethrown at once.
+ * Responsibility: begin, run `fn`, commit; on TXN_CONFLICT or LIMIT_EXCEEDED (from begin or
+ * commit, or thrown out of `fn` by anything it called) abort and start over after a jittered
+ * exponential backoff, at most `retries` times, then rethrow that error. LIMIT_EXCEEDED is
+ * taken by what other transactions or cursors hold (the daemon-wide txnBytesDaemonMax, or this
+ * connection's open transactions or cursors), so it passes once they finish, as a conflict
+ * does. Any other error aborts and is rethrown at once.
  *
  * Invariants:
- * - A conflict means nothing of that attempt was applied (PROTOCOL.md), so re-running `fn` is
- *   safe as long as `fn` has no side effects outside the transaction.
+ * - A conflict means nothing of that attempt was applied (PROTOCOL.md), and an attempt that hit
+ *   a limit is aborted before the next, so re-running `fn` is safe as long as `fn` has no side
+ *   effects outside the transaction.
  * - Every attempt's transaction is finished (committed, or aborted) before the next begins or
  *   the call settles; an abort failure never hides the error that caused it.
  * - If `fn` commits or aborts the transaction itself, its result is returned as is.
@@ -25,15 +30,16 @@ export const BACKOFF_MS_DEFAULT = 10;
 export const BACKOFF_MS_MAX = 250;
 
 export interface WithTransactionOptions {
-  /** Re-runs after a conflict (so at most retries + 1 attempts); default 3. */
+  /** Re-runs after a conflict or LIMIT_EXCEEDED (so at most retries + 1 attempts); default 3. */
   retries?: number;
   isolation?: Isolation;
   /** Base of the exponential backoff in ms; default 10. */
   backoffMs?: number;
 }
 
-function isConflict(error: unknown): boolean {
-  return error instanceof ToonDBError && error.code === 'TXN_CONFLICT';
+/** An error that another attempt, a little later, may not meet (see the file header). */
+function isTransient(error: unknown): boolean {
+  return error instanceof ToonDBError && (error.code === 'TXN_CONFLICT' || error.code === 'LIMIT_EXCEEDED');
 }
 
 function checkCount(value: number | undefined, fallback: number, what: string): number {
@@ -56,14 +62,15 @@ export async function withTransaction<T>(
   const retries = checkCount(options?.retries, WITH_TRANSACTION_RETRIES_DEFAULT, 'retries');
   const backoffMs = checkCount(options?.backoffMs, BACKOFF_MS_DEFAULT, 'backoffMs');
   for (let attempt = 0; ; attempt++) {
-    const txn = await begin(options?.isolation);
+    let txn: Transaction | null = null;
     try {
+      txn = await begin(options?.isolation);
       const result = await fn(txn);
       if (txn.state === 'active') await txn.commit();
       return result;
     } catch (error) {
-      await txn[Symbol.asyncDispose]();
-      if (!isConflict(error) || attempt >= retries) throw error;
+      await txn?.[Symbol.asyncDispose]();
+      if (!isTransient(error) || attempt >= retries) throw error;
     }
     await new Promise((resolve) => setTimeout(resolve, backoffDelayMs(attempt, backoffMs)));
   }

@@ -275,6 +275,30 @@ describe('the bytes all open transactions hold together', () => {
     expect(await a.get('dw/gone/a')).toBeNull();
   });
 
+  it('make withTransaction wait its turn: the attempt that meets the bound is aborted and run again once others finish', async () => {
+    const [a, , c] = clients;
+    const holder = await a.beginTransaction();
+    await fill(holder, 'dw/h1');
+    const second = await a.beginTransaction();
+    await fill(second, 'dw/h2'); // 120 KB held: a third 60 KB transaction does not fit
+    const met: string[] = [];
+    const result = await c.withTransaction(async (txn) => {
+      try {
+        await fill(txn, 'dw/r');
+      } catch (error) {
+        met.push((error as { code: string }).code);
+        if (met.length === 1) void holder.commit(); // the other work finishes meanwhile
+        throw error;
+      }
+      return txn.get('dw/r/b');
+    }, { retries: 8, backoffMs: 20 });
+    expect(met[0]).toBe('LIMIT_EXCEEDED');
+    expect(result?.length).toBe(30_000);
+    expect((await c.get('dw/r/a'))?.length).toBe(30_000);
+    await second.abort();
+    expect((await a.stats()).transactions.bytes).toBe(0);
+  });
+
   it('are refused at start when txnBytesDaemonMax is under txnBytesMax', async () => {
     await expect(startDaemon({ config: { limits: { txnBytesDaemonMax: 1_000, txnBytesMax: 65_536, batchBytesMax: 65_536, valueBytesMax: 32_768 } } }))
       .rejects.toThrow(/INVALID_ARGUMENT: limits do not fit together: one maximal transaction fits under the daemon-wide/);

@@ -1,5 +1,5 @@
 // Transactions: every request carries the txn id, a finished transaction refuses use locally,
-// and withTransaction retries conflicts (only conflicts) with backoff.
+// and withTransaction retries conflicts and LIMIT_EXCEEDED (only those) with backoff.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { IpcClient, ToonDBError, TransactionConflictError, type Transaction } from '../../ipc-client/index.js';
 import { BACKOFF_MS_MAX, backoffDelayMs } from '../../ipc-client/retry.js';
@@ -262,6 +262,28 @@ describe('withTransaction', () => {
     }, { backoffMs: 1 });
     expect(result).toBe(2);
     expect(server.ops('abort')).toHaveLength(1);
+  });
+
+  it('retries LIMIT_EXCEEDED from begin and from inside the function, aborting the attempt that met it', async () => {
+    const limit = { error: { code: 'LIMIT_EXCEEDED', message: 'held by others' } };
+    let begins = 0;
+    let puts = 0;
+    server.script = (request: Request) => {
+      // The begin is pipelined with the first put, whose error it then becomes.
+      if (request.op === 'begin' && ++begins === 1) return limit; // this connection's 64 open transactions
+      if (request.op === 'put' && ++puts === 2) return limit; // txnBytesDaemonMax
+      return undefined;
+    };
+    let runs = 0;
+    const result = await client.withTransaction(async (txn) => {
+      runs++;
+      await txn.put('k', 'v');
+      return runs;
+    }, { backoffMs: 1 });
+    expect(result).toBe(3);
+    expect(server.ops('begin')).toHaveLength(3);
+    expect(server.ops('abort').length).toBeGreaterThanOrEqual(1); // the attempt whose put was refused
+    expect(server.ops('commit')).toHaveLength(1);
   });
 
   it('aborts and rethrows any other error without retrying', async () => {
