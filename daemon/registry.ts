@@ -3,13 +3,17 @@
  *
  * Responsibility: remember which handles a connection owns, under the id the connection names
  * each by (a cursor's id is its engine handle; a transaction's is the id its client chose at
- * `begin`, or else its engine handle), refuse a new one past the per-connection maximum, find
- * the ones idle for too long, and remember recently expired ids so that a late request on one
- * gets an "expired" error rather than "unknown".
+ * `begin`, or else its engine handle), refuse a new one past the per-connection maximum or the
+ * daemon-wide one (`HandleCount`, shared by the registries of one kind on every connection),
+ * find the ones idle for too long, and remember recently expired ids so that a late request on
+ * one gets an "expired" error rather than "unknown".
  *
  * Invariants: `size + reserved <= max` at all times (a cursor's handle is reserved while the
  * engine creates it; a transaction is added before its begin runs, so pipelined `begin`s cannot
- * overshoot); the expired set is bounded; ids are unique within a registry.
+ * overshoot), and the shared count is the sum of every registry's `size + reserved`, updated
+ * by each change (`sync`), so it too stays within its max (but for a reload lowering it: new
+ * handles are refused until enough end); the expired set is bounded; ids are unique within a
+ * registry.
  */
 
 const EXPIRED_REMEMBERED_MAX = 256;
@@ -22,31 +26,58 @@ export interface HandleEntry {
   txn?: number;
 }
 
+/** Handles of one kind open across all connections, against a daemon-wide maximum (a reload
+ * may change `max`). */
+export class HandleCount {
+  held = 0;
+
+  constructor(public max: number) {}
+}
+
 export class HandleRegistry {
   private readonly entries = new Map<number, HandleEntry>();
   private readonly expired = new Set<number>();
   private reserved = 0;
+  /** What this registry counts in `shared` (its size + reserved when last synced). */
+  private counted = 0;
 
-  constructor(readonly max: number, readonly idleMsMax: number) {}
+  constructor(
+    readonly max: number,
+    readonly idleMsMax: number,
+    private readonly shared: HandleCount = new HandleCount(Number.POSITIVE_INFINITY),
+  ) {}
 
   get size(): number {
     return this.entries.size;
   }
 
-  /** Reserves room for a handle about to be created; false when the connection is at its max. */
+  /** True when the daemon-wide maximum, not this connection's, refuses new handles. */
+  get fullAcrossDaemon(): boolean {
+    return this.entries.size + this.reserved < this.max && this.shared.held >= this.shared.max;
+  }
+
+  /** The daemon-wide maximum (for messages). */
+  get daemonMax(): number {
+    return this.shared.max;
+  }
+
+  /** Reserves room for a handle about to be created; false when the connection or the daemon is
+   * at its max. */
   reserve(): boolean {
-    if (this.entries.size + this.reserved >= this.max) return false;
+    if (!this.hasRoom()) return false;
     this.reserved += 1;
+    this.sync();
     return true;
   }
 
-  /** Registers engine handle `handle` under `id` at once; false when the connection is at its
-   * max. The caller makes sure `id` is not in use (`has`). */
+  /** Registers engine handle `handle` under `id` at once; false when the connection or the
+   * daemon is at its max. The caller makes sure `id` is not in use (`has`). */
   add(id: number, handle: number, nowMs: number): boolean {
-    if (this.entries.size + this.reserved >= this.max) return false;
+    if (!this.hasRoom()) return false;
     if (this.entries.has(id)) throw new Error(`invariant: id ${id} added twice`);
     this.entries.set(id, { handle, lastUsedMs: nowMs });
     this.expired.delete(id);
+    this.sync();
     return true;
   }
 
@@ -55,6 +86,7 @@ export class HandleRegistry {
     if (this.reserved <= 0) throw new Error('invariant: settle without reserve');
     this.reserved -= 1;
     if (handle !== undefined && handle > 0) this.entries.set(handle, { handle, lastUsedMs: nowMs, txn });
+    this.sync();
   }
 
   /** Looks an id up and marks it used. */
@@ -69,13 +101,16 @@ export class HandleRegistry {
   }
 
   delete(id: number): boolean {
-    return this.entries.delete(id);
+    const deleted = this.entries.delete(id);
+    this.sync();
+    return deleted;
   }
 
   /** Deletes `id` if it still names engine handle `handle` (a client may reuse a finished
    * transaction's id, so a late result about the old one must not drop the new one). */
   forget(id: number, handle: number | undefined): void {
     if (this.entries.get(id)?.handle === handle) this.entries.delete(id);
+    this.sync();
   }
 
   wasExpired(id: number): boolean {
@@ -102,6 +137,7 @@ export class HandleRegistry {
       this.entries.delete(id); // deleting the visited entry keeps a Map's iteration valid
       if (expired) this.rememberExpired(id);
     }
+    this.sync();
     return taken;
   }
 
@@ -109,7 +145,20 @@ export class HandleRegistry {
   takeAll(): number[] {
     const all = [...this.entries.values()].map((entry) => entry.handle);
     this.entries.clear();
+    this.sync();
     return all;
+  }
+
+  private hasRoom(): boolean {
+    return this.entries.size + this.reserved < this.max && this.shared.held < this.shared.max;
+  }
+
+  /** Brings the shared count up to date with this registry's size + reserved. */
+  private sync(): void {
+    const now = this.entries.size + this.reserved;
+    this.shared.held += now - this.counted;
+    this.counted = now;
+    if (this.shared.held < 0) throw new Error(`invariant: a daemon-wide handle count went negative (${this.shared.held})`);
   }
 
   private rememberExpired(id: number): void {

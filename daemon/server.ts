@@ -41,6 +41,7 @@ import { DurabilityGate } from './durability.js';
 import type { DaemonContext } from './handlers/admin.js';
 import { ReadAheadBudget } from './read-ahead.js';
 import { BytesBudget } from './bytes-budget.js';
+import { HandleCount } from './registry.js';
 import { hangUp } from './hang-up.js';
 import { Session } from './session.js';
 import { claimSocketPath } from './socket-path.js';
@@ -86,6 +87,8 @@ export class Daemon implements DaemonContext {
   readonly readAheadBudget = new ReadAheadBudget(SCAN_READ_AHEAD_BYTES_MAX);
   readonly requestBudget: BytesBudget;
   readonly replyBudget: BytesBudget;
+  readonly txnCount: HandleCount;
+  readonly cursorCount: HandleCount;
   readonly gate: DurabilityGate;
   /** Engine transaction handles: 1, 2, 3, ... for the daemon's lifetime (never reused; 2^53
    * would take 285 years at a million transactions a second). */
@@ -122,6 +125,8 @@ export class Daemon implements DaemonContext {
   ) {
     this.requestBudget = new BytesBudget(config.limits.requestBytesInFlightDaemonMax);
     this.replyBudget = new BytesBudget(config.limits.replyBytesDaemonMax);
+    this.txnCount = new HandleCount(config.limits.txnsDaemonMax);
+    this.cursorCount = new HandleCount(config.limits.cursorsDaemonMax);
     engine.startLanes(ENGINE_LANES, { syncResults: config.durability === 'sync', outputBytesMax: ENGINE_CALL_OUTPUT_BYTES_MAX });
     this.gate = new DurabilityGate(engine, config.durability, config.syncIntervalMs, (error) => {
       if (this.trouble !== null) return; // logged once already (here, or by the sweep)
@@ -256,6 +261,8 @@ export class Daemon implements DaemonContext {
     for (const log of this.connectionLogs) log.level = next.logLevel;
     this.requestBudget.setMax(limits.requestBytesInFlightDaemonMax);
     this.replyBudget.setMax(limits.replyBytesDaemonMax);
+    this.txnCount.max = limits.txnsDaemonMax;
+    this.cursorCount.max = limits.cursorsDaemonMax;
     this.config = { ...this.config, logLevel: next.logLevel, limits, allowUids: next.allowUids, allowGids: next.allowGids, connectionsMax: next.connectionsMax };
     this.warnIfDescriptorsBind(next.connectionsMax);
   }

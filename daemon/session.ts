@@ -86,8 +86,8 @@ export class Session {
       cutOff: (reason) => this.cutOff(reason),
     });
     this.scope = {
-      txns: new HandleRegistry(limits.txnsPerConnectionMax, limits.txnIdleMsMax),
-      cursors: new HandleRegistry(limits.cursorsPerConnectionMax, limits.cursorIdleMsMax),
+      txns: new HandleRegistry(limits.txnsPerConnectionMax, limits.txnIdleMsMax, ctx.txnCount),
+      cursors: new HandleRegistry(limits.cursorsPerConnectionMax, limits.cursorIdleMsMax, ctx.cursorCount),
       counters: ctx.counters,
       limits,
       takeTxnHandle: ctx.takeTxnHandle,

@@ -36,7 +36,7 @@ export const ERROR_CODES = {
   TXN_WRITE_FAILED: { description: 'The transaction applied a number of write requests other than its commit\'s `writes` (one failed, or more or fewer were sent), so nothing was committed; the transaction has been aborted.', retryable: false },
   TXN_EXPIRED: { description: 'The transaction was idle longer than txnIdleMsMax and has been aborted.', retryable: false },
   CURSOR_NOT_FOUND: { description: 'The scan cursor is unknown, exhausted, closed, or expired.', retryable: false },
-  LIMIT_EXCEEDED: { description: 'A per-connection limit (open transactions, cursors) is reached, or a transaction\'s write or read would pass txnBytesDaemonMax, the bytes all open transactions may hold together; that transaction has been aborted.', retryable: true },
+  LIMIT_EXCEEDED: { description: 'A limit on open transactions or cursors (per connection, or txnsDaemonMax / cursorsDaemonMax across all connections) is reached, or a transaction\'s write or read would pass txnBytesDaemonMax, the bytes all open transactions may hold together; that transaction has been aborted.', retryable: true },
   TOO_MANY_CONNECTIONS: { description: 'The daemon already serves connectionsMax clients (lowered to fit its open-files limit: `stats` `connections.max`).', retryable: true },
   ACCESS_DENIED: { description: 'The peer uid/gid is not on the daemon allow-list.', retryable: false },
   TIMEOUT: { description: 'No reply arrived within the request timeout; the request may or may not have been applied.', retryable: true },

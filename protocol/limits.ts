@@ -187,6 +187,13 @@ export const LISTENER_ERROR_LOG_INTERVAL_MS = 10_000;
 /** Open transactions one connection may hold. */
 export const TXNS_PER_CONNECTION_MAX = 64;
 
+/** Open transactions all connections may hold together. Each pins a snapshot of the store
+ * (versions its reads may need are kept from compaction) and a slot in the engine's
+ * transaction table; per connection alone, 1024 connections could hold 65536. A `begin` past
+ * it fails with LIMIT_EXCEEDED (retryable: room comes back as transactions end or expire, and
+ * withTransaction retries it). */
+export const TXNS_DAEMON_MAX = 4096;
+
 /** Largest transaction id a client may choose in `begin` (2^53 - 1: every language's float
  * and integer types hold it exactly, and the daemon's handle maps key on it). */
 export const TXN_ID_CHOSEN_MAX = Number.MAX_SAFE_INTEGER;
@@ -211,6 +218,11 @@ export const TXN_BYTES_DAEMON_MAX = 512 * MiB;
 
 /** Open scan cursors one connection may hold. */
 export const CURSORS_PER_CONNECTION_MAX = 64;
+
+/** Open scan cursors all connections may hold together. Each pins a snapshot and the engine's
+ * iterator state; per connection alone, 1024 connections could hold 65536. A `scan` past it
+ * fails with LIMIT_EXCEEDED (retryable: room comes back as cursors finish, close or expire). */
+export const CURSORS_DAEMON_MAX = 4096;
 
 /** An open cursor that is not pulled for this long is closed by the daemon. */
 export const CURSOR_IDLE_MS_MAX = 60_000;
@@ -338,7 +350,9 @@ export interface ServerLimits {
   txnIdleMsMax: number;
   txnBytesMax: number;
   txnBytesDaemonMax: number;
+  txnsDaemonMax: number;
   cursorsPerConnectionMax: number;
+  cursorsDaemonMax: number;
   cursorIdleMsMax: number;
   scanBatchItemsMax: number;
   scanBatchBytesMax: number;
@@ -360,7 +374,9 @@ export const DEFAULT_SERVER_LIMITS: Readonly<ServerLimits> = Object.freeze({
   txnIdleMsMax: TXN_IDLE_MS_MAX,
   txnBytesMax: TXN_BYTES_MAX,
   txnBytesDaemonMax: TXN_BYTES_DAEMON_MAX,
+  txnsDaemonMax: TXNS_DAEMON_MAX,
   cursorsPerConnectionMax: CURSORS_PER_CONNECTION_MAX,
+  cursorsDaemonMax: CURSORS_DAEMON_MAX,
   cursorIdleMsMax: CURSOR_IDLE_MS_MAX,
   scanBatchItemsMax: SCAN_BATCH_ITEMS_MAX,
   scanBatchBytesMax: SCAN_BATCH_BYTES_MAX,
@@ -419,6 +435,8 @@ export function brokenLimitRelation(limits: ServerLimits): string | null {
   if (limits.txnBytesMax < batchBytesMax) return 'a transaction can hold at least one maximal batch';
   if (limits.requestBytesInFlightDaemonMax < frameBytesMax) return 'a maximal frame fits under the daemon-wide request bytes in flight';
   if (limits.txnBytesDaemonMax < limits.txnBytesMax) return 'one maximal transaction fits under the daemon-wide transaction bytes';
+  if (limits.txnsDaemonMax < limits.txnsPerConnectionMax) return 'one connection\'s open transactions fit under the daemon-wide number';
+  if (limits.cursorsDaemonMax < limits.cursorsPerConnectionMax) return 'one connection\'s open cursors fit under the daemon-wide number';
   if (limits.replyBytesDaemonMax < engineCallReplyBytesMax(limits)) {
     return 'the largest replies of one engine call fit under the daemon-wide reply bytes';
   }

@@ -10,6 +10,7 @@
  */
 
 import type { BytesBudget } from '../bytes-budget.js';
+import type { HandleCount } from '../registry.js';
 import type { Engine } from '../../engine/types.js';
 import { ToonDBError } from '../../protocol/errors.js';
 import { PROTOCOL_VERSION, PROTOCOL_VERSION_MIN, type ServerLimits } from '../../protocol/limits.js';
@@ -32,6 +33,10 @@ export interface DaemonContext {
   readonly requestBudget: BytesBudget;
   /** Reply bytes unread or reserved across all connections (reply-budget.ts). */
   readonly replyBudget: BytesBudget;
+  /** Open transactions and cursors across all connections (registry.ts; txnsDaemonMax,
+   * cursorsDaemonMax). */
+  readonly txnCount: HandleCount;
+  readonly cursorCount: HandleCount;
   /** The next engine transaction handle: one sequence for the whole daemon (SessionScope). */
   readonly takeTxnHandle: () => number;
   /** Live limits (SIGHUP may reload them). */

@@ -33,7 +33,9 @@ export function prepareScan(req: ScanRequest, scope: SessionScope): Prepared {
       const txn = bindTxn(req.txn, scope);
       if (typeof txn === 'object') return txn;
       if (!scope.cursors.reserve()) {
-        return new ToonDBError('LIMIT_EXCEEDED', `this connection already has ${scope.cursors.max} open cursors; finish or close one first`);
+        return new ToonDBError('LIMIT_EXCEEDED', scope.cursors.fullAcrossDaemon
+          ? `the daemon already has ${scope.cursors.daemonMax} open cursors across all connections; retry once some finish`
+          : `this connection already has ${scope.cursors.max} open cursors; finish or close one first`);
       }
       const range = req.prefix === undefined;
       return {

@@ -1,8 +1,8 @@
 // The per-connection handle registry: ids (as the connection names a handle) against engine
 // handles, the per-connection maximum, idle expiry, and a late result about a finished
-// transaction whose id a client has already chosen again.
+// transaction whose id a client has already chosen again; the daemon-wide count shared by them.
 import { describe, expect, it } from 'vitest';
-import { HandleRegistry } from '../../daemon/registry.js';
+import { HandleCount, HandleRegistry } from '../../daemon/registry.js';
 
 describe('HandleRegistry', () => {
   it('keys transactions by the id their client chose and resolves them to engine handles', () => {
@@ -48,5 +48,32 @@ describe('HandleRegistry', () => {
     expect(cursors.touch(9, 0)).toMatchObject({ handle: 9, txn: 5 });
     expect(cursors.takeWhere((entry) => entry.txn === 5)).toEqual([9]);
     expect(cursors.size).toBe(0);
+  });
+
+  it('counts every registry of a kind against the daemon-wide maximum, and gives back on every way out', () => {
+    const shared = new HandleCount(5);
+    const a = new HandleRegistry(4, 1_000, shared);
+    const b = new HandleRegistry(4, 1_000, shared);
+    for (let i = 1; i <= 3; i++) expect(a.add(i, 100 + i, 0)).toBe(true);
+    expect(b.reserve()).toBe(true);
+    expect(b.add(7, 107, 500)).toBe(true);
+    expect(shared.held).toBe(5);
+    expect(b.reserve()).toBe(false); // b has room (2 of 4), the daemon has none
+    expect(b.fullAcrossDaemon).toBe(true);
+    expect(b.daemonMax).toBe(5);
+    expect(a.add(4, 104, 0)).toBe(false);
+    b.settle(undefined, 0); // its scan finished in its first batch: no cursor left
+    expect(shared.held).toBe(4);
+    expect(a.delete(1)).toBe(true);
+    a.forget(2, 102);
+    expect(a.takeIdle(2_000)).toEqual([103]); // idle since 0
+    expect(shared.held).toBe(1);
+    expect(a.add(9, 109, 2_000)).toBe(true);
+    expect(b.takeAll()).toEqual([107]);
+    expect(a.takeWhere(() => true)).toEqual([109]);
+    expect(shared.held).toBe(0);
+    shared.max = 0; // a reload lowered it: new handles are refused
+    expect(a.add(10, 110, 0)).toBe(false);
+    expect(a.fullAcrossDaemon).toBe(true);
   });
 });
