@@ -10,6 +10,7 @@ import { IpcClient } from '../../ipc-client/index.js';
 import { engineCallReplyBytesMax, DEFAULT_SERVER_LIMITS } from '../../protocol/limits.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { RawPeer } from '../helpers/raw.js';
+import { sampleMax } from '../helpers/sample-max.js';
 
 const MiB = 1024 * 1024;
 const VALUE_BYTES = 900_000;
@@ -53,22 +54,8 @@ describe('reply bytes across connections', () => {
     await daemon?.dispose();
   });
 
-  /** Samples stats.bytes.replies until stopped; resolves to the largest value seen. */
-  function sampleReplies(): { stop: () => Promise<number> } {
-    let seenMax = 0;
-    let sampling = true;
-    const done = (async () => {
-      while (sampling) {
-        seenMax = Math.max(seenMax, (await watcher.stats()).bytes.replies);
-        await new Promise((resolve) => setTimeout(resolve, 2));
-      }
-      return seenMax;
-    })();
-    return { stop: () => { sampling = false; return done; } };
-  }
-
   it('stay under the daemon-wide bound while clients that read nothing pipeline large gets; those are cut off and a reading client gets every answer', async () => {
-    const sampler = sampleReplies();
+    const sampler = sampleMax(watcher, (stats) => stats.bytes.replies);
     // 6 clients x 40 gets x 900 KB: 216 MB asked for, ten times the bound; each alone may hold
     // 8 MiB unread plus a running call's replies before it stops getting work.
     const peers = await stuckReaders(daemon.socketPath, 6, 40);

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IpcClient } from '../../ipc-client/index.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { RawPeer } from '../helpers/raw.js';
+import { sampleMax } from '../helpers/sample-max.js';
 
 const MiB = 1024 * 1024;
 /** Frames of at most 2 MiB (values of 1,000,000 bytes), and 4 MiB in flight for the daemon:
@@ -36,14 +37,7 @@ describe('request bytes in flight across connections', () => {
     const peers = await Promise.all(Array.from({ length: 4 }, () => RawPeer.open(daemon.socketPath)));
     const PUTS = 40; // 40 MB per client, 160 MB in all: forty times the bound
     const value = Buffer.alloc(900_000, 0x61);
-    let seenMax = 0;
-    let sampling = true;
-    const sampler = (async () => {
-      while (sampling) {
-        seenMax = Math.max(seenMax, (await watcher.stats()).bytes.inFlight);
-        await new Promise((resolve) => setTimeout(resolve, 2));
-      }
-    })();
+    const sampler = sampleMax(watcher, (stats) => stats.bytes.inFlight);
     peers.forEach((peer, p) => {
       peer.hello();
       for (let i = 0; i < PUTS; i++) peer.request({ id: 2 + i, op: 'put', key: Buffer.from(`rb/${p}/${i}`), value });
@@ -52,8 +46,7 @@ describe('request bytes in flight across connections', () => {
       const replies = await peer.waitFor(1 + PUTS, 60_000);
       expect(replies.filter((reply) => reply.error !== undefined)).toEqual([]);
     }
-    sampling = false;
-    await sampler;
+    const seenMax = await sampler.stop();
     expect(seenMax).toBeGreaterThan(0);
     expect(seenMax).toBeLessThanOrEqual(LIMITS.requestBytesInFlightDaemonMax);
     const stats = await watcher.stats();
