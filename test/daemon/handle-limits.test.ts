@@ -3,6 +3,8 @@
 // 65536 snapshots of each kind. A daemon with both lowered: the handle past the daemon-wide
 // bound is refused with LIMIT_EXCEEDED naming it, though its own connection has room, and
 // room comes back as handles end and as connections close.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IpcClient, type Transaction } from '../../ipc-client/index.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
@@ -58,6 +60,27 @@ describe('open handles across connections', () => {
     expect(await admitted.get('hl/01')).toEqual(Buffer.from('v'));
     await admitted.commit();
     for (const txn of open) await txn.abort();
+  });
+
+  it('follow a reload (SIGHUP): a lowered bound refuses new handles until enough end', async () => {
+    const [a, , c] = clients;
+    const open: Transaction[] = [];
+    for (let i = 0; i < 3; i++) {
+      const txn = await a.beginTransaction();
+      await txn.get('hl/00');
+      open.push(txn);
+    }
+    writeFileSync(join(daemon.dir, 'config.json'), JSON.stringify({ limits: { ...LIMITS, txnsDaemonMax: 4 } }));
+    process.kill(daemon.pid!, 'SIGHUP');
+    await expect.poll(() => daemon.logged('configuration reloaded').length, { timeout: 5_000 }).toBeGreaterThan(0);
+    const fourth = await c.beginTransaction();
+    await fourth.get('hl/00');
+    const fifth = await c.beginTransaction();
+    await expect(fifth.get('hl/00')).rejects.toMatchObject({ code: 'LIMIT_EXCEEDED', message: expect.stringMatching(/4 open transactions across all connections/) });
+    await open[0].abort();
+    const again = await c.beginTransaction();
+    await again.get('hl/00');
+    for (const txn of [...open.slice(1), fourth, again]) await txn.abort();
   });
 
   it('are refused at start when under the per-connection maximum', async () => {
