@@ -1,6 +1,6 @@
 // Leak check in the spirit of @napi-rs/snappy's: many operations, failing ones included
 // (conflicts, bad arguments, closed cursors, missing transactions), must leave the daemon's and
-// the client's RSS flat. Knob: TOONDB_LEAK_OPS (default 25000, ~3 s: catches a leak of a few KB
+// the client's RSS flat, and nothing held in its daemon-wide budgets. Knob: TOONDB_LEAK_OPS (default 25000, ~3 s: catches a leak of a few KB
 // per operation, and any transaction or cursor left open; raise it, e.g. to 300000, to soak).
 // The timeout grows with it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -85,5 +85,9 @@ describe(`no leaks over ${OPS} operations`, () => {
     });
     expect(stats.transactions.active).toBe(0);
     expect(stats.cursors.open).toBe(0);
+    // The daemon-wide budgets got everything back: only this stats request is in flight, and
+    // no reservation or unread reply was left behind (each would hold at least 4 KiB).
+    expect(stats.bytes.inFlight).toBeLessThan(1024);
+    expect(stats.bytes.replies).toBeLessThan(4096);
   }, 60_000 + OPS * 2);
 });
