@@ -39,4 +39,15 @@ describe('renderStats', () => {
   it('sizes bytes in binary units', () => {
     expect([formatBytes(0), formatBytes(1536), formatBytes(5 * 1024 ** 3)]).toEqual(['0 B', '1.5 KiB', '5.0 GiB']);
   });
+
+  it('shows the reply bytes a daemon reports, and leaves them out for an older daemon that does not', () => {
+    const current = stats(1);
+    current.bytes.replies = 3 * 1024 * 1024;
+    expect(renderStats(current)).toContain('0 B of requests in flight, 3.0 MiB of replies unread or reserved');
+    const older = stats(1);
+    delete (older.bytes as { replies?: number }).replies;
+    const text = renderStats(older);
+    expect(text).toContain('0 B of requests in flight\n');
+    expect(text).not.toContain('undefined');
+  });
 });
