@@ -133,7 +133,10 @@ function handshakeError(error: unknown, connection: Connection, path: string): T
   const coded = toToonDBError(error);
   if (coded.code !== 'UNKNOWN_RESULT' && coded.code !== 'CONNECTION_CLOSED') return coded;
   if (connection.daemonError) return connection.daemonError;
-  return new ToonDBError('UNAVAILABLE', `the toondb daemon at ${path} closed the connection during the handshake`, { cause: coded });
+  // Its refusal, if it sent one, was lost with the hello written into the closed socket: a
+  // daemon closes new connections at once when its open-files limit leaves no room for them.
+  return new ToonDBError('UNAVAILABLE', `the toondb daemon at ${path} closed the connection during the handshake `
+    + '(a daemon with no descriptors to spare closes new connections at once; retry later)', { cause: coded });
 }
 
 /** What a connect attempt has opened so far, for the cleanup of a failed one. */
