@@ -12,9 +12,11 @@
  *
  * Invariants:
  * - What the budget holds is the sum over connections of their unread reply bytes (as last
- *   noted) and of the reservations not yet turned into them; replies written beyond any
- *   reservation (admin requests, errors found before engine work) are charged, so it may pass
- *   replyBytesDaemonMax by those only.
+ *   noted: after each write, on 'drain' and at each idle sweep, so a residue under the socket's
+ *   high-water mark that the kernel takes with no 'drain' stays counted until the next of
+ *   those, at most a second) and of the reservations not yet turned into them; replies written
+ *   beyond any reservation (admin requests, errors found before engine work) are charged, so it
+ *   may pass replyBytesDaemonMax by those only.
  * - A reservation gives back exactly once what it did not cover: when its last holder (the call,
  *   or a reply group waiting for an fsync) is done. A waiting one is granted in turn or, if its
  *   connection closes first, resolved empty, so the call it was for finishes like any call of a
