@@ -37,9 +37,11 @@ export function renderStats(s: StatsResult): string {
     ['connections', `${s.connections.active} active${typeof s.connections.max === 'number' ? ` (at most ${s.connections.max})` : ''}, ${s.connections.total} total, ${s.connections.refused} refused`],
     ['requests', `${s.requests.total} total, ${counted(s.requests.errors, 'error')}, ${s.requests.fromMemory} from memory; ` +
       Object.entries(s.requests.byFamily).map(([family, n]) => `${family} ${n}`).join(', ')],
-    // `replies` is absent in the stats of a daemon older than this client.
+    // `replies` and the waiting counts are absent in the stats of a daemon older than this client.
     ['bytes', `${formatBytes(s.bytes.in)} in, ${formatBytes(s.bytes.out)} out, ${formatBytes(s.bytes.inFlight)} of requests in flight` +
-      (typeof s.bytes.replies === 'number' ? `, ${formatBytes(s.bytes.replies)} of replies unread or reserved` : '')],
+      (typeof s.bytes.inFlightWaiting === 'number' ? ` (${s.bytes.inFlightWaiting} waiting)` : '') +
+      (typeof s.bytes.replies === 'number' ? `, ${formatBytes(s.bytes.replies)} of replies unread or reserved` : '') +
+      (typeof s.bytes.repliesWaiting === 'number' ? ` (${s.bytes.repliesWaiting} waiting)` : '')],
     ['transactions', `${s.transactions.active} active holding ${formatBytes(s.transactions.bytes)}, ${s.transactions.committed} committed, ${s.transactions.aborted} aborted, ${counted(s.transactions.conflicts, 'conflict')}`],
     ['cursors', `${s.cursors.open} open, ${counted(s.cursors.readAhead, 'batch', 'batches')} read ahead, ${s.cursors.readAheadBytes} bytes held ahead`],
     ['engine', `~${s.engine.approximateKeys} keys, ${formatBytes(s.engine.diskBytes)} on disk, journal ${formatBytes(s.engine.journalBytes)} in ${counted(s.engine.journalCount, 'file')}, seqno ${s.engine.seqno}; row cache ${s.engine.rowCacheRows} rows, ${formatBytes(s.engine.rowCacheBytes)}, ${s.engine.rowCacheQueuedKeys} keys queued`],

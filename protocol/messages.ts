@@ -141,10 +141,11 @@ export interface StatsResult {
   /** `fromMemory`: data requests answered from the engine's row cache, without a storage read. */
   requests: { total: number; errors: number; fromMemory: number; byFamily: Record<OpFamily, number> };
   /** `inFlight`: request bytes read and not yet answered, across all connections
-   * (requestBytesInFlightDaemonMax bounds it); `replies`: reply bytes not yet read by their
-   * clients plus room reserved for the replies of engine calls running, across all connections
-   * (replyBytesDaemonMax bounds it). */
-  bytes: { in: number; out: number; inFlight: number; replies: number };
+   * (requestBytesInFlightDaemonMax bounds it), and `inFlightWaiting` the connections whose
+   * next frame waits for room there; `replies`: reply bytes not yet read by their clients plus
+   * room reserved for the replies of engine calls running, across all connections
+   * (replyBytesDaemonMax bounds it), and `repliesWaiting` the calls waiting for room there. */
+  bytes: { in: number; out: number; inFlight: number; inFlightWaiting: number; replies: number; repliesWaiting: number };
   /** `bytes`: bytes of writes and reads all open transactions hold now (txnBytesDaemonMax). */
   transactions: { active: number; bytes: number; committed: number; aborted: number; conflicts: number };
   /** `readAhead`: scanNext requests answered with a batch the daemon had read ahead;

@@ -100,7 +100,14 @@ export async function stats(ctx: DaemonContext): Promise<StatsResult> {
     durability: ctx.config.durability,
     connections: { active: c.connectionsActive, total: c.connectionsTotal, refused: c.connectionsRefused, max: ctx.connectionsMax() },
     requests: { total: c.requestsTotal, errors: c.requestErrors, fromMemory: c.requestsFromMemory, byFamily: { ...c.requestsByFamily } },
-    bytes: { in: c.bytesIn, out: c.bytesOut, inFlight: ctx.requestBudget.heldBytes, replies: ctx.replyBudget.heldBytes },
+    bytes: {
+      in: c.bytesIn,
+      out: c.bytesOut,
+      inFlight: ctx.requestBudget.heldBytes,
+      inFlightWaiting: ctx.requestBudget.waiters,
+      replies: ctx.replyBudget.heldBytes,
+      repliesWaiting: ctx.replyBudget.waiters,
+    },
     transactions: {
       active: engine.openTransactions,
       bytes: engine.transactionBytes,

@@ -9,7 +9,7 @@ function stats(n: number): StatsResult {
     durable: { syncs: n, lastSyncMs: 0, pendingWrites: n },
     connections: { active: n, total: n, refused: n, max: 1024 },
     requests: { total: n, errors: n, fromMemory: n, byFamily: { kv: n } },
-    bytes: { in: 1536, out: 0, inFlight: 0, replies: 0 },
+    bytes: { in: 1536, out: 0, inFlight: 0, inFlightWaiting: 0, replies: 0, repliesWaiting: 0 },
     transactions: { active: n, bytes: 0, committed: n, aborted: n, conflicts: n },
     cursors: { open: n, readAhead: n, readAheadBytes: 0 },
     engine: { approximateKeys: n, diskBytes: 0, journalBytes: 0, journalCount: n, writeBufferBytes: 0, seqno: 1n, rowCacheRows: 0, rowCacheBytes: 0, rowCacheQueuedKeys: 0 },
@@ -43,9 +43,13 @@ describe('renderStats', () => {
   it('shows the reply bytes a daemon reports, and leaves them out for an older daemon that does not', () => {
     const current = stats(1);
     current.bytes.replies = 3 * 1024 * 1024;
-    expect(renderStats(current)).toContain('0 B of requests in flight, 3.0 MiB of replies unread or reserved');
+    current.bytes.repliesWaiting = 2;
+    expect(renderStats(current)).toContain('0 B of requests in flight (0 waiting), 3.0 MiB of replies unread or reserved (2 waiting)');
     const older = stats(1);
-    delete (older.bytes as { replies?: number }).replies;
+    const bytes = older.bytes as { replies?: number; inFlightWaiting?: number; repliesWaiting?: number };
+    delete bytes.replies;
+    delete bytes.inFlightWaiting;
+    delete bytes.repliesWaiting;
     const text = renderStats(older);
     expect(text).toContain('0 B of requests in flight\n');
     expect(text).not.toContain('undefined');

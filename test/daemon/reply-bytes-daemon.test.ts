@@ -80,12 +80,15 @@ describe('reply bytes across connections', () => {
     // fill the bound, and a sixth waits behind them. Only the daemon-wide rule frees the room.
     const peers = await stuckReaders(daemon.socketPath, 6, 5);
     await expect.poll(async () => (await watcher.stats()).bytes.replies, { timeout: 10_000 }).toBeGreaterThan(LIMITS.replyBytesDaemonMax / 2);
+    await expect.poll(async () => (await watcher.stats()).bytes.repliesWaiting, { timeout: 10_000 }).toBeGreaterThan(0);
     const reader = await IpcClient.connect(daemon.socketPath, { timeoutMs: 20_000 });
     const value = await reader.get('big/7'); // without the rule, this waits until the timeout
     expect(value?.length).toBe(VALUE_BYTES);
     // Some were cut off to make room (which ones depends on timing); the ones granted room after
     // them hold it while nobody waits, which is not being stuck.
-    expect((await watcher.stats()).connections.active).toBeLessThan(2 + peers.length);
+    const after = await watcher.stats();
+    expect(after.connections.active).toBeLessThan(2 + peers.length);
+    expect(after.bytes.repliesWaiting).toBe(0);
     await reader.close();
     peers.forEach((peer) => peer.close());
   });
