@@ -15,9 +15,10 @@
  * - Across the daemon, every frame is admitted by the shared BytesBudget (bytes-budget.ts)
  *   before its body is read (`admit`); the connection's first one, if small enough to be a
  *   hello (HANDSHAKE_FRAME_BYTES_MAX), is counted there without waiting; a refused one pauses
- *   reading until the budget grants it. What the connection holds there (`daemonHeldBytes`: admitted frames
- *   not yet answered or dropped) is given back as replies leave (`answered`), bodies are
- *   dropped unanswered (`bodyDropped`), and all at once when it closes (`closed`), never twice.
+ *   reading until the budget grants it. What the connection holds there (`daemonHeldBytes`:
+ *   admitted frames not yet answered or dropped) is given back as replies leave (`answered`),
+ *   bodies are dropped unanswered (`bodyDropped`), and all at once when it closes (`closed`),
+ *   never twice.
  *   The socket reads only while neither this connection's bounds nor the budget hold it.
  * - Across the daemon, the reply budget (reply-budget.ts) holds this connection's unread reply
  *   bytes as last noted (`noteUnread`: after each write, on 'drain', at each sweep, all given

@@ -11,8 +11,9 @@
  *
  * Invariants: every reply handed to `send` or `sendWhenDurable` is counted once through
  * `onSent`, written or not (a closed or cut-off connection writes nothing); `awaiting` counts
- * the reply groups held for a fsync, each holding its reply reservation until it is sent; a waiter of `whenWritable` is released by the next drain
- * or by `releaseWaiters` (the connection closed), never left hanging.
+ * the reply groups held for a fsync, each holding its reply reservation until it is sent; a
+ * waiter of `whenWritable` is released by the next drain or by `releaseWaiters` (the
+ * connection closed), never left hanging.
  */
 
 import type { Socket } from 'node:net';
