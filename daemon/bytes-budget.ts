@@ -59,8 +59,14 @@ export class BytesBudget {
    * `granted`) and returns false. */
   tryTake(bytes: number, holder: BudgetHolder): boolean {
     if (this.takeNow(bytes)) return true;
-    this.waiting.set(holder, bytes);
+    this.enqueue(bytes, holder);
     return false;
+  }
+
+  /** Queues `holder` for `bytes` behind every waiter, to be told by `granted`; for a take that
+   * `takeNow` has just refused (nothing changes in between, so it cannot fit yet). */
+  enqueue(bytes: number, holder: BudgetHolder): void {
+    this.waiting.set(holder, bytes);
   }
 
   /** Takes `bytes` now if nobody waits and they fit; else takes nothing and queues nobody. */

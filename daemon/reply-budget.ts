@@ -118,8 +118,7 @@ export class ReplyReserver {
         },
       };
       this.waiters.add(waiter);
-      // Queued: it was refused just now, so it can only be granted later, from a release.
-      if (this.budget.tryTake(bytes, waiter)) waiter.granted(bytes);
+      this.budget.enqueue(bytes, waiter); // tryReserve refused it just now
     });
   }
 
