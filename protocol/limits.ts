@@ -201,8 +201,9 @@ export const TXN_ID_CHOSEN_MAX = Number.MAX_SAFE_INTEGER;
 /** An open transaction with no operation for this long is aborted by the daemon. */
 export const TXN_IDLE_MS_MAX = 60_000;
 
-/** Bytes one transaction may hold before commit: keys + values it wrote, and keys it read if
- * it is serializable (fjall keeps them for the conflict check). */
+/** Bytes one transaction may hold before commit: keys + values it wrote, and if it is
+ * serializable its reads (keys, and the bounds of ranges scanned, each with 160 bytes: what
+ * fjall keeps of them for the conflict check; engine/src/core/txn.rs READ_MARK_BYTES). */
 export const TXN_BYTES_MAX = 64 * MiB;
 
 /** Bytes all open transactions of all connections may hold together (txnBytesMax counted over

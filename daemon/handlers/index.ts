@@ -47,7 +47,7 @@ export function finish(req: DataRequest, result: EngineResult, scope: SessionSco
     case 'getBatch': case 'putBatch': case 'deleteBatch':
       return finishKv(req, result, scope, op);
     case 'scan': case 'scanNext': case 'scanClose': case 'listPath':
-      return finishScan(req, result, scope);
+      return finishScan(req, result, scope, op);
     case 'begin': case 'commit': case 'abort':
       return finishTxn(req, result, scope, op);
   }

@@ -11,7 +11,7 @@
 
 import { OpKind, type EngineOp, type EngineResult } from '../../engine/types.js';
 import type { RequestOf } from '../../protocol/messages.js';
-import { aboutTxn, bindTxn, engineError, fail, forgetCursorsOf, ok, type Outcome, type Prepared, type SessionScope } from './scope.js';
+import { bindTxn, engineError, fail, ok, txnRequestFailed, type Outcome, type Prepared, type SessionScope } from './scope.js';
 
 type KvRequest = RequestOf<'get' | 'exists' | 'put' | 'delete' | 'getBatch' | 'putBatch' | 'deleteBatch'>;
 
@@ -42,22 +42,7 @@ export function prepareKv(req: KvRequest, scope: SessionScope): Prepared {
 
 export function finishKv(req: KvRequest, result: EngineResult, scope: SessionScope, op: EngineOp): Outcome {
   const error = engineError(result);
-  if (error) {
-    // TXN_TOO_LARGE, and LIMIT_EXCEEDED (the engine's only LIMIT_EXCEEDED: txnBytesDaemonMax),
-    // abort the transaction.
-    const aborted = error.code === 'TXN_TOO_LARGE' || error.code === 'LIMIT_EXCEEDED';
-    if (req.txn !== undefined && (aborted || error.code === 'NOT_IN_TRANSACTION')) {
-      // The engine has dropped the transaction, and closed its cursors; forget them here too.
-      const id = Number(req.txn);
-      scope.txns.forget(id, op.txn);
-      // Unless the id already names a newer transaction (its client reused it), whose cursors
-      // these are not.
-      if (!scope.txns.has(id)) forgetCursorsOf(scope, new Set([id]));
-      if (aborted) scope.counters.txnsAborted += 1;
-      return fail(aboutTxn(error, req.txn));
-    }
-    return fail(error);
-  }
+  if (error) return fail(req.txn === undefined ? error : txnRequestFailed(error, req.txn, op.txn, scope));
   switch (req.op) {
     case 'get': return ok(result.value ?? null);
     case 'exists': return ok(result.found === true);

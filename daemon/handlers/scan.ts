@@ -3,8 +3,10 @@
  *
  * Responsibility: keep the connection's cursor registry in step with the engine's cursors.
  * A cursor slot is reserved before the engine opens it (so pipelined scans cannot exceed the
- * per-connection limit), registered only if the first batch did not finish the scan, and
- * forgotten as soon as the engine reports it done, failed or closed.
+ * per-connection limit), registered only if the first batch did not finish the scan and the
+ * transaction it reads through (if any) is still open, and forgotten as soon as the engine
+ * reports it done, failed or closed. A read that ends its transaction (TXN_TOO_LARGE,
+ * LIMIT_EXCEEDED) forgets the transaction and its cursors, as kv.ts does.
  *
  * Invariants: every cursor id on the wire was created by this connection; a done cursor is
  * never registered; entries are `[key, value]` pairs in the engine's order, passed on in the
@@ -17,7 +19,7 @@ import { SCAN_BATCH_ITEMS_DEFAULT } from '../../protocol/limits.js';
 import type { RequestOf } from '../../protocol/messages.js';
 import { PackedArray } from '../../protocol/packed-array.js';
 import type { DataRequest } from './index.js';
-import { aboutTxn, bindTxn, engineError, fail, ok, type Outcome, type Prepared, type SessionScope } from './scope.js';
+import { bindTxn, engineError, fail, ok, txnRequestFailed, type Outcome, type Prepared, type SessionScope } from './scope.js';
 
 type ScanRequest = RequestOf<'scan' | 'scanNext' | 'scanClose' | 'listPath'>;
 
@@ -91,27 +93,31 @@ function entriesOf(result: EngineResult): PackedArray {
   return result.entries ?? NO_ENTRIES;
 }
 
-/** A read of transaction `txn` that the engine found gone: the error names the client's id. */
-function inTxn(error: ToonDBError, txn: bigint | undefined): ToonDBError {
-  return error.code === 'NOT_IN_TRANSACTION' ? aboutTxn(error, txn) : error;
-}
-
-export function finishScan(req: ScanRequest, result: EngineResult, scope: SessionScope): Outcome {
+export function finishScan(req: ScanRequest, result: EngineResult, scope: SessionScope, op: EngineOp): Outcome {
   const error = engineError(result);
   switch (req.op) {
     case 'scan': {
-      const done = error !== null || result.done === true;
-      scope.cursors.settle(done ? undefined : result.cursor, scope.nowMs, req.txn === undefined ? undefined : Number(req.txn));
-      if (error) return fail(inTxn(error, req.txn));
-      return ok({ cursor: done ? 0 : result.cursor, entries: entriesOf(result), done });
+      const txn = req.txn === undefined ? undefined : Number(req.txn);
+      // A scan of a transaction that ended while it ran (a commit or abort pipelined behind it
+      // was prepared first) left no cursor: the engine closed it with the transaction.
+      const orphaned = txn !== undefined && scope.txns.touch(txn, scope.nowMs)?.handle !== op.txn;
+      const done = error !== null || result.done === true || orphaned;
+      scope.cursors.settle(done ? undefined : result.cursor, scope.nowMs, txn);
+      if (error) return fail(req.txn === undefined ? error : txnRequestFailed(error, req.txn, op.txn, scope));
+      return ok({ cursor: result.done === true ? 0 : result.cursor, entries: entriesOf(result), done: result.done === true });
     }
-    case 'scanNext':
+    case 'scanNext': {
+      const txn = scope.cursors.touch(req.cursor, scope.nowMs)?.txn;
       if (error || result.done === true) scope.cursors.delete(req.cursor);
-      if (error) return fail(error);
-      return ok({ cursor: result.done ? 0 : req.cursor, entries: entriesOf(result), done: result.done === true });
+      if (!error) return ok({ cursor: result.done ? 0 : req.cursor, entries: entriesOf(result), done: result.done === true });
+      // The cursor's transaction may have ended with its read (TXN_TOO_LARGE, LIMIT_EXCEEDED).
+      if (txn === undefined) return fail(error);
+      return fail(txnRequestFailed(error, BigInt(txn), scope.txns.touch(txn, scope.nowMs)?.handle, scope));
+    }
     case 'scanClose':
       return error ? fail(error) : ok(null);
     case 'listPath':
-      return error ? fail(inTxn(error, req.txn)) : ok(result.keys ?? []);
+      if (!error) return ok(result.keys ?? []);
+      return fail(req.txn === undefined ? error : txnRequestFailed(error, req.txn, op.txn, scope));
   }
 }

@@ -51,6 +51,25 @@ export function aboutTxn(error: ToonDBError, txn: bigint | undefined): ToonDBErr
   return txn === undefined ? error : new ToonDBError(error.code, `transaction ${txn}: ${error.message}`);
 }
 
+/**
+ * The reply to a request of transaction `txn` (engine handle `handle`) that failed with `error`,
+ * and the registries brought in line with the engine: TXN_TOO_LARGE and LIMIT_EXCEEDED (the
+ * engine's only LIMIT_EXCEEDED: txnBytesDaemonMax) abort the transaction, and
+ * NOT_IN_TRANSACTION finds it gone; either way the engine has dropped it and closed its
+ * cursors, so they are forgotten here too. Any other error leaves it open.
+ */
+export function txnRequestFailed(error: ToonDBError, txn: bigint, handle: number | undefined, scope: SessionScope): ToonDBError {
+  const aborted = error.code === 'TXN_TOO_LARGE' || error.code === 'LIMIT_EXCEEDED';
+  if (!aborted && error.code !== 'NOT_IN_TRANSACTION') return error;
+  const id = Number(txn);
+  scope.txns.forget(id, handle);
+  // Unless the id already names a newer transaction (its client reused it), whose cursors
+  // these are not.
+  if (!scope.txns.has(id)) forgetCursorsOf(scope, new Set([id]));
+  if (aborted) scope.counters.txnsAborted += 1;
+  return aboutTxn(error, txn);
+}
+
 /** Lets go of the cursors that read through the transactions `txnIds` (by the ids their client
  * knows): a transaction's cursors end with it, however it ends (commit, abort, idle expiry, or
  * dropped by the engine), and the engine closes them as it ends it. `expired`: remember their

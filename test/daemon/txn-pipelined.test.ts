@@ -94,6 +94,29 @@ describe('pipelined transactions', () => {
     expect(new Set([1, TXN_ID_CHOSEN_MAX, ...own]).size).toBe(4);
   });
 
+  // Regression: the commit, prepared before the scan's result came back, forgot the
+  // transaction's cursors first; the scan's result then registered its cursor, which the engine
+  // had closed with the commit, and the slot stayed taken until the cursor idled out (60 s):
+  // after cursorsPerConnectionMax such transactions every scan of the connection was refused.
+  it('a scan pipelined with its transaction\'s commit or abort leaves no cursor slot taken', async () => {
+    await client().putBatch([['pscan/1', 'a'], ['pscan/2', 'b']]);
+    const max = client().serverInfo.limits.cursorsPerConnectionMax;
+    const requests: Record<string, unknown>[] = [];
+    let id = 2;
+    for (let txn = 1; txn <= max + 1; txn++) {
+      requests.push({ id: id++, op: 'begin', txn });
+      requests.push({ id: id++, op: 'scan', txn, prefix: Buffer.from('pscan/'), batchSize: 1 });
+      requests.push({ id: id++, op: txn % 2 === 0 ? 'abort' : 'commit', txn });
+    }
+    const plain = id;
+    requests.push({ id: plain, op: 'scan', prefix: Buffer.from('pscan/'), batchSize: 1 });
+    const replies = await exchange(requests);
+    const scanned = replies.get(3)?.result as { cursor: number; done: boolean };
+    expect(scanned.done).toBe(false); // the scan itself was served, its cursor left open
+    expect([...replies.values()].filter((reply) => reply.error !== undefined)).toEqual([]);
+    expect((replies.get(plain)?.result as { done: boolean }).done).toBe(false);
+  });
+
   it('serves protocol 1 clients, answering in their version, and refuses a newer one', async () => {
     const v1 = await exchange([{ id: 2, op: 'ping' }], 1);
     expect((v1.get(1)?.result as { protocol: number }).protocol).toBe(1);

@@ -160,8 +160,8 @@ describe('transactions', () => {
 // commit grew the daemon without bound), and one that expired idle kept its cursors' slots.
 describe("a transaction's cursors", () => {
   const TXN_IDLE_MS = 300;
-  /** Small enough that two getBatch of 10000 four-byte keys pass it (reads count in a
-   * serializable transaction). */
+  /** Small enough that two getBatch of 250 four-byte keys pass it (reads count in a
+   * serializable transaction, each with 160 bytes beside its key). */
   const TXN_BYTES = { txnBytesMax: 65_536, batchBytesMax: 65_536, valueBytesMax: 32_768 };
   let daemon: TestDaemon;
   let client: IpcClient;
@@ -198,11 +198,57 @@ describe("a transaction's cursors", () => {
     const txn = await client.beginTransaction();
     await openScan(txn);
     await openScan(txn);
-    const keys = Array.from({ length: 10_000 }, (_, i) => `k${String(i).padStart(3, '0')}`.slice(0, 4));
+    const keys = Array.from({ length: 250 }, (_, i) => `k${String(i).padStart(3, '0')}`);
     await txn.getBatch(keys);
     await expect(txn.getBatch(keys)).rejects.toMatchObject({ code: 'TXN_TOO_LARGE' });
     expect((await client.stats()).cursors.open).toBe(0);
     expect(await client.scan('tc/').toArray()).toHaveLength(3); // no LIMIT_EXCEEDED: both slots free
+  });
+
+  // Regression: range reads were not counted (fjall marks each for the conflict check, to the
+  // commit): scans repeated in one serializable transaction held memory without bound, and its
+  // commit, which holds the commit lock, stalled every writer for seconds.
+  it('count its scans, listPaths and next batches, and end it past txnBytesMax', async () => {
+    const txn = await client.beginTransaction();
+    let scans = 0;
+    let refused: unknown;
+    while (scans < 10_000) {
+      try {
+        expect(await txn.scan('tc/').toArray()).toHaveLength(3);
+        if (scans === 0) expect((await client.stats()).transactions.bytes).toBeGreaterThan(160);
+        scans += 1;
+      } catch (error) {
+        refused = error;
+        break;
+      }
+    }
+    expect(refused).toMatchObject({ code: 'TXN_TOO_LARGE' });
+    expect(scans).toBeGreaterThan(100); // ~65536 / (160 + 2 × 3) bytes a scan
+    expect(scans).toBeLessThan(400);
+    await expect(txn.listPath('tc')).rejects.toMatchObject({ code: 'NOT_IN_TRANSACTION' });
+    let stats = await client.stats();
+    expect(stats.transactions).toMatchObject({ active: 0, bytes: 0 });
+
+    // listPath counts too, and a cursor's next batch that passes the bound ends the
+    // transaction and frees the cursor's slot.
+    const other = await client.beginTransaction();
+    await other.listPath('tc');
+    expect((await client.stats()).transactions.bytes).toBeGreaterThan(160);
+    const cursor = other.scan('tc/', { batchSize: 1 })[Symbol.asyncIterator]();
+    expect((await cursor.next()).value?.[0].toString()).toBe('tc/1');
+    // Point reads of four-byte keys (160 + 4 bytes each) up to less than one more range read:
+    // the next batch's, after `tc/1` and before the prefix's end `tc0` (160 + 4 + 3 bytes).
+    const room = TXN_BYTES.txnBytesMax - (await client.stats()).transactions.bytes;
+    await other.getBatch(Array.from({ length: Math.floor(room / 164) }, (_, i) => `k${String(i).padStart(3, '0')}`));
+    await expect(cursor.next()).rejects.toMatchObject({ code: 'TXN_TOO_LARGE' });
+    stats = await client.stats();
+    expect(stats.transactions).toMatchObject({ active: 0, bytes: 0 });
+    expect(stats.cursors.open).toBe(0);
+    await expect(other.get('tc/1')).rejects.toMatchObject({ code: 'NOT_IN_TRANSACTION' });
+    // Both cursor slots are free (cursorsPerConnectionMax 2): two open scans fit.
+    const open = [client.scan('tc/', { batchSize: 1 })[Symbol.asyncIterator](), client.scan('tc/', { batchSize: 1 })[Symbol.asyncIterator]()];
+    for (const scan of open) expect((await scan.next()).done).toBe(false);
+    for (const scan of open) await scan.return?.();
   });
 
   it('are closed, and their slots freed, when it expires idle', async () => {

@@ -22,7 +22,7 @@
 use super::error::{EngineError, EngineResult};
 use super::pathkey;
 use super::store::{Store, ITEM_OVERHEAD_BYTES};
-use super::txn;
+use super::txn::{self, TxnState};
 use super::value;
 use super::view::{prefix_bounds, Bounds, View};
 use super::wire::PackedArray;
@@ -196,7 +196,7 @@ pub fn read_batch(store: &Store, cursor: &mut Cursor) -> EngineResult<Batch> {
     };
     let (entries, resume_after, more) = match &cursor.source {
         Source::Snap(snap) => collect(&View::Snap(snap), store, plan)?,
-        Source::Txn(id) => txn::with_txn(store, *id, |state| collect(&state.view(store)?, store, plan))?,
+        Source::Txn(id) => txn::reading(store, *id, |state| collect(&state.range_view(store, &plan.bounds)?, store, plan))?,
     };
     if let Some(last) = resume_after {
         if cursor.reverse {
@@ -263,15 +263,22 @@ fn collect(view: &View<'_>, store: &Store, plan: BatchPlan) -> EngineResult<(Pac
     Ok((out, resume_after, false))
 }
 
+/// Where `list_path` reads: a snapshot, or a transaction (each of its range reads counted, see
+/// `TxnState::range_view`; run it under `txn::reading`).
+pub enum ListSource<'a> {
+    Snap(&'a Snapshot),
+    Txn(&'a mut TxnState),
+}
+
 /// Distinct child segments (still escaped) directly under `parent` that are path names
 /// (pathkey::is_name), in order, seeking past each child's subtree instead of reading it.
-pub fn list_path(store: &Store, view: &View<'_>, parent: &[u8], limit: usize) -> EngineResult<Vec<Vec<u8>>> {
+pub fn list_path(store: &Store, mut source: ListSource<'_>, parent: &[u8], limit: usize) -> EngineResult<Vec<Vec<u8>>> {
     let now = value::now_ms();
     let (mut lo, hi) = prefix_bounds(parent);
     let mut children = Vec::new();
     let mut reply_bytes = 0;
     while limit == 0 || children.len() < limit {
-        let next = first_live(view, store, (lo, hi.clone()), now)?;
+        let next = first_live(&mut source, store, (lo, hi.clone()), now)?;
         let Some(key) = next else { break };
         let (child, _deeper) = pathkey::child_segment(&key[parent.len()..]);
         let child = child.to_vec();
@@ -287,7 +294,11 @@ pub fn list_path(store: &Store, view: &View<'_>, parent: &[u8], limit: usize) ->
     Ok(children)
 }
 
-fn first_live(view: &View<'_>, store: &Store, bounds: Bounds, now: u64) -> EngineResult<Option<Vec<u8>>> {
+fn first_live(source: &mut ListSource<'_>, store: &Store, bounds: Bounds, now: u64) -> EngineResult<Option<Vec<u8>>> {
+    let view = match source {
+        ListSource::Snap(snap) => View::Snap(snap),
+        ListSource::Txn(state) => state.range_view(store, &bounds)?,
+    };
     for entry in view.range(&store.data, bounds, false) {
         let (key, stored) = entry?;
         if value::live(&stored, now)?.is_some() {

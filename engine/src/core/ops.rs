@@ -227,14 +227,6 @@ fn count(value: Option<f64>, what: &str) -> EngineResult<Option<u64>> {
     }
 }
 
-/// Runs `f` against the op's read view: its transaction, or a fresh snapshot.
-fn with_view<T>(store: &Store, txn: Option<u64>, f: impl FnOnce(&View<'_>) -> EngineResult<T>) -> EngineResult<T> {
-    match txn {
-        Some(id) => txn::with_txn(store, id, |state| f(&state.view(store)?)),
-        None => f(&View::Snap(&store.db.read_tx())),
-    }
-}
-
 fn read_op(store: &Store, op: Op) -> EngineResult<OpOutput> {
     let now = value::now_ms();
     let keys = read_keys(store, &op)?;

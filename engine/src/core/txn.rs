@@ -29,8 +29,9 @@
 //! Invariants: a handle is never open twice; a finished transaction (committed,
 //! conflicted, aborted, too large) is removed from the registry, and the cursors opened through
 //! it are closed, before its result is returned;
-//! `bytes` counts keys + values written, and keys a serializable transaction read (its conflict
-//! set), and never exceeds `txn_bytes_max` in a live transaction;
+//! `bytes` counts keys + values written, and the reads a serializable transaction marked (its
+//! conflict set: keys and range bounds, each with READ_MARK_BYTES), and never exceeds
+//! `txn_bytes_max` in a live transaction;
 //! the registry's `held_bytes` is the sum of `bytes` over every transaction whose state is
 //! alive, and never exceeds `txn_bytes_daemon_max`: a transaction's bytes are added to it before
 //! they are held and given back when its state is dropped, however it ends (commit, conflict,
@@ -41,9 +42,10 @@ use super::error::{EngineError, EngineResult};
 use super::rowcache::{last_writes, RowWrites};
 use super::store::{Limits, Store};
 use super::value;
-use super::view::{Overlay, View};
+use super::view::{Bounds, Overlay, View};
 use fjall::{OptimisticWriteTx as WriteTransaction, Readable, Slice, Snapshot};
 use std::collections::HashMap;
+use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -66,7 +68,7 @@ pub struct TxnState {
     overlay: Option<Overlay>,
     /// The fjall transaction and read snapshot, from the first operation (`start`).
     started: Option<Started>,
-    /// Keys + values written, plus keys read if serializable (bounded by txn_bytes_max, and
+    /// Keys + values written, plus the reads marked if serializable (bounded by txn_bytes_max, and
     /// with every other transaction's by txn_bytes_daemon_max).
     bytes: HeldBytes,
     /// Keys written (puts and deletes).
@@ -155,7 +157,26 @@ impl TxnState {
         self.bytes.add(added, &store.limits)
     }
 
+    /// A serializable transaction counts `bytes` of marked reads (its conflict set, which fjall
+    /// keeps until the commit) toward txn_bytes_max like its writes: a transaction reading for
+    /// ever would otherwise grow without bound. Snapshot isolation marks no reads.
+    fn count_read(&mut self, store: &Store, bytes: u64) -> EngineResult<()> {
+        if self.overlay.is_some() {
+            return Ok(());
+        }
+        self.count_bytes(store, bytes)
+    }
+
+    /// The view to read the range `bounds` through, once the range fjall will mark in a
+    /// serializable transaction is counted (`count_read`). Every range read of a transaction
+    /// goes through here (run under `reading`, so one too many aborts it).
+    pub fn range_view(&mut self, store: &Store, bounds: &Bounds) -> EngineResult<View<'_>> {
+        self.count_read(store, range_mark_bytes(bounds))?;
+        self.view(store)
+    }
+
     /// The transaction's read view; takes its snapshot first if this is its first operation.
+    /// Range reads take it from `range_view` instead.
     pub fn view(&mut self, store: &Store) -> EngineResult<View<'_>> {
         self.start(store)?;
         let started = self.started.as_ref().expect("invariant: started above");
@@ -331,17 +352,43 @@ pub fn write(store: &Store, id: u64, items: KeyWrites) -> EngineResult<()> {
 }
 
 /// Runs a point read (`keys`) of transaction `id`: `f` on its state once a serializable
-/// transaction has counted the keys, which fjall's conflict manager keeps until the commit,
-/// toward txn_bytes_max like its writes (a transaction reading for ever would otherwise grow
-/// without bound). Snapshot isolation records no reads.
+/// transaction has counted the reads fjall's conflict manager keeps until the commit
+/// (`count_read`). Snapshot isolation records no reads.
 pub fn read<T>(store: &Store, id: u64, keys: &[Vec<u8>], f: impl FnOnce(&mut TxnState) -> EngineResult<T>) -> EngineResult<T> {
-    let outcome = with_txn(store, id, |state| {
-        if state.overlay.is_none() {
-            state.count_bytes(store, keys.iter().map(|key| key.len() as u64).sum())?;
-        }
+    reading(store, id, |state| {
+        state.count_read(store, keys.iter().map(|key| key_mark_bytes(key.len())).sum())?;
         f(state)
-    });
+    })
+}
+
+/// Runs `f`, which reads through transaction `id` (ranges counted with `TxnState::range_view`):
+/// a read that passed txn_bytes_max or txn_bytes_daemon_max aborts the transaction.
+pub fn reading<T>(store: &Store, id: u64, f: impl FnOnce(&mut TxnState) -> EngineResult<T>) -> EngineResult<T> {
+    let outcome = with_txn(store, id, f);
     abort_if_too_large(store, id, outcome)
+}
+
+/// What fjall's conflict manager keeps for one marked read beside its keys' bytes: a `Read`
+/// (as large as two bounds) in a Vec that grows by doubling, so up to two of them, and each
+/// key's heap header. Counting key bytes alone let a transaction of short keys, or of range
+/// reads (counted not at all), hold many times txn_bytes_max.
+pub const READ_MARK_BYTES: u64 = (2 * std::mem::size_of::<(Bound<Slice>, Bound<Slice>)>() + 2 * SLICE_HEAP_HEADER_BYTES) as u64;
+/// A key's heap allocation in a fjall `Slice` (its reference count and length), counted for
+/// every key, also those short enough to be stored inline.
+const SLICE_HEAP_HEADER_BYTES: usize = 16;
+
+/// Bytes a marked point read of a key of `len` bytes holds.
+fn key_mark_bytes(len: usize) -> u64 {
+    READ_MARK_BYTES + len as u64
+}
+
+/// Bytes a marked range read of `bounds` holds.
+fn range_mark_bytes(bounds: &Bounds) -> u64 {
+    let side = |bound: &Bound<Vec<u8>>| match bound {
+        Bound::Included(key) | Bound::Excluded(key) => key.len() as u64,
+        Bound::Unbounded => 0,
+    };
+    READ_MARK_BYTES + side(&bounds.0) + side(&bounds.1)
 }
 
 /// A transaction that passed txn_bytes_max, or would have passed txn_bytes_daemon_max, is

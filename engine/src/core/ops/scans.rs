@@ -5,8 +5,8 @@
 //! read failed or finished ends with that read (the registry never keeps a done cursor); a
 //! cursor opened in a transaction is noted there, so the transaction's end closes it.
 
-use super::{count, need_handle, with_view, Op, OpOutput};
-use crate::core::cursors::{self, Cursor, Source, BATCH_BYTES_DEFAULT, BATCH_ITEMS_DEFAULT, BATCH_ITEMS_MAX};
+use super::{count, need_handle, Op, OpOutput};
+use crate::core::cursors::{self, Cursor, ListSource, Source, BATCH_BYTES_DEFAULT, BATCH_ITEMS_DEFAULT, BATCH_ITEMS_MAX};
 use crate::core::error::{EngineError, EngineResult};
 use crate::core::store::Store;
 use crate::core::txn;
@@ -87,6 +87,9 @@ pub(super) fn list_path(store: &Store, op: Op) -> EngineResult<OpOutput> {
     let parent = op.key.unwrap_or_default();
     store.check_bound(&parent)?;
     let limit = count(op.limit, "limit")?.unwrap_or(0) as usize;
-    let children = with_view(store, op.txn, |view| cursors::list_path(store, view, &parent, limit))?;
+    let children = match op.txn {
+        Some(id) => txn::reading(store, id, |state| cursors::list_path(store, ListSource::Txn(state), &parent, limit))?,
+        None => cursors::list_path(store, ListSource::Snap(&store.db.read_tx()), &parent, limit)?,
+    };
     Ok(OpOutput { keys: Some(children), seq: store.tickets.issued(), ..Default::default() })
 }

@@ -4,6 +4,7 @@
 
 use super::tests::{get, in_txn, open, put};
 use super::*;
+use crate::core::txn::READ_MARK_BYTES;
 
 #[test]
 fn a_transaction_takes_its_snapshot_at_its_first_read_and_replays_writes_made_before_it() {
@@ -143,7 +144,8 @@ fn a_serializable_transaction_counts_the_keys_it_reads_toward_its_byte_limit() {
     let engine = open(dir.path()); // txn_bytes_max 1 MiB
     let keys: Vec<Vec<u8>> = (0..100).map(|i| format!("{i:060}").into_bytes()).collect();
     let batch = || Op { kind: kind::GET_BATCH, keys: Some(keys.clone()), ..Default::default() };
-    let reads_per_limit = (1 << 20) / (100 * 60); // 174 calls of 6000 key bytes
+    // Calls of 100 keys of 60 bytes, each key counted with what fjall keeps for its mark.
+    let reads_per_limit = ((1 << 20) / (100 * (60 + READ_MARK_BYTES))) as usize;
     for (isolation, limited) in [(0, true), (1, false)] {
         let txn = engine.execute(vec![Op { kind: kind::BEGIN, isolation: Some(isolation), ..Default::default() }]).unwrap()[0].txn.unwrap();
         let mut refused = None;
@@ -162,6 +164,66 @@ fn a_serializable_transaction_counts_the_keys_it_reads_toward_its_byte_limit() {
             assert!(engine.execute(vec![Op { kind: kind::COMMIT, txn: Some(txn), ..Default::default() }]).unwrap()[0].error.is_none());
         }
     }
+}
+
+/// A serializable transaction's range reads are marked by fjall too (each scan batch and each
+/// step of a listPath marks the rest of its range), so they count toward txn_bytes_max like its
+/// point reads: scans repeated in one transaction held memory without bound and lengthened its
+/// commit, which holds the commit lock, stalling every writer. Snapshot isolation marks none.
+#[test]
+fn a_serializable_transaction_counts_its_range_reads_toward_its_byte_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path()); // txn_bytes_max 1 MiB
+    let store = engine.store().unwrap();
+    const P: u64 = 60; // the prefix's bytes (keys are at most 64 here)
+    let prefix = vec![b'p'; P as usize];
+    let mut first = prefix.clone();
+    first.push(b'a');
+    engine.execute(vec![put(&first, b"1")]).unwrap();
+    let begin = |isolation: u32| engine.execute(vec![Op { kind: kind::BEGIN, isolation: Some(isolation), ..Default::default() }]).unwrap()[0].txn.unwrap();
+    let scan = |txn: u64| in_txn(Op { kind: kind::SCAN_OPEN, key: Some(prefix.clone()), ..Default::default() }, txn);
+    let error = |op: Op| engine.execute(vec![op]).unwrap()[0].error.as_ref().map(EngineError::code);
+
+    // One scan, done in its first batch: its one range (the prefix and the bound after it).
+    let txn = begin(0);
+    assert_eq!(error(scan(txn)), None);
+    assert_eq!(store.txns.held_bytes(), READ_MARK_BYTES + 2 * P);
+    // A listPath steps once per child and once past the last: a range each.
+    let list = in_txn(Op { kind: kind::LIST_PATH, key: Some(prefix.clone()), ..Default::default() }, txn);
+    let listed = engine.execute(vec![list]).unwrap();
+    assert_eq!(listed[0].keys, Some(vec![b"a".to_vec()]));
+    let list_bytes = (READ_MARK_BYTES + 2 * P) + (READ_MARK_BYTES + (P + 3) + P); // past `a`: prefix ‖ a ‖ 00 02, and the prefix's end
+    assert_eq!(store.txns.held_bytes(), READ_MARK_BYTES + 2 * P + list_bytes);
+    // Scans repeated for ever end with TXN_TOO_LARGE, which aborts the transaction.
+    let scans_per_limit = ((1 << 20) / (READ_MARK_BYTES + 2 * P)) as usize;
+    let refused = (0..scans_per_limit + 10).find_map(|call| error(scan(txn)).map(|code| (call, code)));
+    assert!(matches!(refused, Some((call, "TXN_TOO_LARGE")) if call + 4 >= scans_per_limit && call < scans_per_limit), "{refused:?}");
+    assert_eq!(error(scan(txn)), Some("NOT_IN_TRANSACTION"), "it was aborted");
+    assert_eq!(store.txns.held_bytes(), 0, "and gave its bytes back");
+
+    // A cursor's next batches are counted as they read, and the batch that passes the limit
+    // ends the transaction and its cursor.
+    let txn = begin(0);
+    for i in 0..4u8 {
+        let mut key = prefix.clone();
+        key.extend_from_slice(&[b'b', i]);
+        engine.execute(vec![put(&key, b"1")]).unwrap();
+    }
+    let one_at_a_time = Op { batch_items: Some(1.0), ..scan(txn) };
+    let cursor = engine.execute(vec![one_at_a_time]).unwrap()[0].cursor.unwrap();
+    let before = store.txns.held_bytes();
+    let next = Op { kind: kind::SCAN_NEXT, cursor: Some(cursor), ..Default::default() };
+    assert_eq!(error(next.clone()), None);
+    assert!(store.txns.held_bytes() > before, "the next batch marked the rest of the range");
+
+    // Snapshot isolation marks nothing: its scans hold no bytes and never end it.
+    let iso = begin(1);
+    let held = store.txns.held_bytes();
+    for _ in 0..scans_per_limit + 10 {
+        assert_eq!(error(scan(iso)), None);
+    }
+    assert_eq!(store.txns.held_bytes(), held);
+    assert_eq!(error(Op { kind: kind::COMMIT, txn: Some(iso), ..Default::default() }), None);
 }
 
 /// Bytes all open transactions hold together are bounded too (txn_bytes_daemon_max): several
