@@ -19,8 +19,10 @@
  *   leaves open, as any timeout does.
  * - A commit applies every write request of the transaction or nothing: one refused here (an
  *   argument error, nothing sent) or by the daemon makes the commit fail with
- *   TXN_WRITE_FAILED, even if the write's promise was never awaited. Such a promise never
- *   counts as an unhandled rejection (the commit reports it).
+ *   TXN_WRITE_FAILED, even if the write's promise was never awaited — or, if the daemon ended
+ *   the transaction with it (TXN_TOO_LARGE, LIMIT_EXCEEDED), with that error, so that
+ *   withTransaction retries a held limit. Such a promise never counts as an unhandled
+ *   rejection (the commit reports it), nor does a write refused because the begin failed.
  * - A commit that fails for any reason leaves the state 'aborted' (nothing usable is left). With
  *   TXN_CONFLICT or TXN_WRITE_FAILED nothing was applied; with UNKNOWN_RESULT or TIMEOUT the
  *   outcome is unknown, and the error says so.
@@ -60,6 +62,9 @@ export class Transaction extends DataOperations {
   #writesSent = 0;
   /** The first write refused before it was sent (an argument error). */
   #writeRefused: ToonDBError | null = null;
+  /** The first error of a request that may have ended the transaction in the daemon (a commit
+   * that finds it gone, NOT_IN_TRANSACTION, reports this instead). */
+  #endedBy: ToonDBError | null = null;
 
   /** @internal created by IpcClient.beginTransaction with the begin request `begin` sent. */
   constructor(host: TransactionHost, readonly id: bigint, readonly isolation: Isolation, begin: Promise<unknown>) {
@@ -99,6 +104,10 @@ export class Transaction extends DataOperations {
       return commitTs;
     } catch (error) {
       this.#state = 'aborted';
+      const ended = this.#endedBy;
+      if (ended !== null && (error as { code?: unknown }).code === 'NOT_IN_TRANSACTION') {
+        throw new ToonDBError(ended.code, `transaction ${this.id} was aborted, not committed: the daemon ended it after one of its requests failed (${ended.code}: ${ended.message})`, { cause: error });
+      }
       throw error;
     }
   }
@@ -128,7 +137,12 @@ export class Transaction extends DataOperations {
 
   protected send<T = unknown>(request: DataRequest, map?: ResultMap<T>): Promise<T> {
     const refused = this.#refusal(request.op);
-    if (refused) return Promise.reject(refused);
+    if (refused) {
+      const rejected = Promise.reject(refused);
+      // The begin's failure: the commit reports it, as it reports a failed write.
+      if (refused === this.#beginError && isWriteOp(request.op)) rejected.catch(ignore);
+      return rejected;
+    }
     request.txn = this.id;
     const reply = this.#request(request, map);
     if (!isWriteOp(request.op)) return reply;
@@ -169,13 +183,24 @@ export class Transaction extends DataOperations {
   /** Sends a request of this transaction; while the begin is unsettled, a failure is reported
    * as the begin's if the begin failed. */
   #request<T>(message: RequestMessage, map?: ResultMap<T>): Promise<T> {
-    const reply = this.#host.request(message, map);
+    const reply = this.#host.request(message, map).catch((error: unknown) => {
+      this.#noteEnding(error);
+      throw error;
+    });
     const begin = this.#begin;
     if (begin === null) return reply;
     return reply.catch(async (error: unknown) => {
       await begin.catch(ignore);
       throw this.#beginError ?? error;
     });
+  }
+
+  /** Remembers the first error with which the daemon may have ended the transaction:
+   * TXN_TOO_LARGE, or LIMIT_EXCEEDED (txnBytesDaemonMax does; a scan's cursor limit does not,
+   * but a commit that then finds the transaction gone was ended by some such error). */
+  #noteEnding(error: unknown): void {
+    const code = (error as { code?: unknown }).code;
+    if (code === 'TXN_TOO_LARGE' || code === 'LIMIT_EXCEEDED') this.#endedBy ??= toToonDBError(error);
   }
 
   #markEnding(op: 'commit' | 'abort'): void {

@@ -141,7 +141,30 @@ describe('pipelined transactions', () => {
     await expect(over.put('pipe/x', '1')).rejects.toMatchObject({ code: 'LIMIT_EXCEEDED' });
     await expect(over.commit()).rejects.toMatchObject({ code: 'LIMIT_EXCEEDED' });
     expect(over.state).toBe('aborted');
-    await expect(client().withTransaction(async (txn) => txn.get('pipe/x'))).rejects.toMatchObject({ code: 'LIMIT_EXCEEDED' });
+    await expect(client().withTransaction(async (txn) => txn.get('pipe/x'), { retries: 0 })).rejects.toMatchObject({ code: 'LIMIT_EXCEEDED' });
+    // Regression: a write left unawaited after the begin's refusal had arrived was an unhandled
+    // rejection (which ends a Node process) instead of the commit's to report; withTransaction
+    // then retried it once a slot was free.
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => { unhandled.push(reason); };
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      let attempts = 0;
+      const done = client().withTransaction(async (txn) => {
+        attempts += 1;
+        await client().get('pipe/elsewhere'); // the begin's refusal arrives meanwhile
+        void txn.put('pipe/x', '1');
+        if (attempts === 1) setTimeout(() => void open.pop()?.abort(), 30);
+      }, { retries: 50, backoffMs: 10 });
+      await expect(done).resolves.toBeUndefined();
+      expect(attempts).toBeGreaterThan(1);
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+    expect((await client().get('pipe/x'))?.toString()).toBe('1');
+    await client().delete('pipe/x');
     await Promise.all(open.map((txn) => txn.abort()));
     expect(await client().get('pipe/x')).toBeNull();
     await expect(client().withTransaction(async (txn) => txn.get('pipe/x'))).resolves.toBeNull();

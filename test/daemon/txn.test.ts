@@ -298,7 +298,8 @@ describe('the bytes all open transactions hold together', () => {
     await tc.put('dw/c/a', Buffer.alloc(30_000, 3));
     const refused = tc.put('dw/c/b', Buffer.alloc(30_000, 4));
     await expect(refused).rejects.toMatchObject({ code: 'LIMIT_EXCEEDED' });
-    await expect(tc.commit()).rejects.toMatchObject({ code: 'NOT_IN_TRANSACTION' });
+    // The daemon no longer has it (NOT_IN_TRANSACTION); the client says why.
+    await expect(tc.commit()).rejects.toMatchObject({ code: 'LIMIT_EXCEEDED', message: expect.stringMatching(/was aborted, not committed/) });
     const stats = await c.stats();
     expect(stats.transactions.bytes).toBe(held);
     expect(stats.transactions.active).toBe(2);
@@ -342,6 +343,34 @@ describe('the bytes all open transactions hold together', () => {
     expect(result?.length).toBe(30_000);
     expect((await c.get('dw/r/a'))?.length).toBe(30_000);
     await second.abort();
+    expect((await a.stats()).transactions.bytes).toBe(0);
+  });
+
+  // Regression: a write left unawaited (as the README allows) that ended its transaction made
+  // the commit fail with NOT_IN_TRANSACTION, which withTransaction does not retry, hiding the
+  // write's LIMIT_EXCEEDED or TXN_TOO_LARGE.
+  it('make the commit report a held limit an unawaited write met, which withTransaction retries', async () => {
+    const [a, , c] = clients;
+    const holder = await a.beginTransaction();
+    await fill(holder, 'dw/u1');
+    const second = await a.beginTransaction();
+    await fill(second, 'dw/u2');
+    let attempts = 0;
+    const committed = c.withTransaction(async (txn) => {
+      attempts += 1;
+      void txn.put('dw/u/a', Buffer.alloc(30_000, 5));
+      void txn.put('dw/u/b', Buffer.alloc(30_000, 6));
+      if (attempts === 1) setTimeout(() => void holder.commit(), 50);
+    }, { retries: 20, backoffMs: 20 });
+    await expect(committed).resolves.toBeUndefined();
+    expect(attempts).toBeGreaterThan(1);
+    expect((await c.get('dw/u/b'))?.length).toBe(30_000);
+    await second.abort();
+
+    const tooLarge = await c.beginTransaction();
+    for (const part of ['a', 'b', 'c']) void tooLarge.put(`dw/big/${part}`, Buffer.alloc(30_000, 7));
+    await expect(tooLarge.commit()).rejects.toMatchObject({ code: 'TXN_TOO_LARGE' });
+    expect(await c.get('dw/big/a')).toBeNull();
     expect((await a.stats()).transactions.bytes).toBe(0);
   });
 
