@@ -30,6 +30,8 @@
  *   bound in bytes (ENGINE_CALL_OUTPUT_BYTES_MAX, batchBytesMax).
  * - `overflowing` past OUTPUT_BUFFER_BYTES_MAX: replies about to be written would pile onto a
  *   client that has not kept up with what it already asked for.
+ * - `incompleteFrameMs` runs from the first byte of the frame the decoder holds part of, and
+ *   stops while reading is paused: a frame's bytes trickling in do not restart it.
  * - `unreadStalledMs` is how long the output has stayed full (or held any unread bytes while
  *   calls wait for the reply budget) with no sign that the client reads
  *   (it neither shrank between two samples of the periodic sweep nor drained in between); 0 when
@@ -61,8 +63,12 @@ export class Flow implements BudgetHolder {
   /** Requests read and not yet answered, and the body bytes of those queued among them. */
   private requests = 0;
   private requestBytes = 0;
-  /** performance.now() of the last chunk received (or of the last resume). */
-  private lastDataAt = performance.now();
+  /** On the reading clock (`readingMs`): when the frame the decoder holds part of began (the
+   * chunk that brought its first byte); -1 at a frame boundary. */
+  private partialSinceMs = -1;
+  /** performance.now() when reading was last paused, and the time spent paused before that. */
+  private pausedAtMs = 0;
+  private pausedTotalMs = 0;
   /** Whether `full` held work back since the last drain. */
   private heldWork = false;
   /** When the output was first seen full and not shrinking; -1 when it is not. */
@@ -161,15 +167,26 @@ export class Flow implements BudgetHolder {
     if (hold === this.paused || this.isClosed) return;
     this.paused = hold;
     if (hold) {
+      this.pausedAtMs = performance.now();
       this.socket.pause();
     } else {
-      this.lastDataAt = performance.now();
+      this.pausedTotalMs += performance.now() - this.pausedAtMs;
       this.socket.resume();
     }
   }
 
-  dataArrived(atMs: number): void {
-    this.lastDataAt = atMs;
+  /** Time that passed while the daemon read this connection (ms): the clock of an incomplete
+   * frame, which stops while reading is paused (that wait is the daemon's, not the client's). */
+  private readingMs(): number {
+    return (this.paused ? this.pausedAtMs : performance.now()) - this.pausedTotalMs;
+  }
+
+  /** The decoder took a chunk (or resumed after an admission), completing `completed` frames,
+   * and now holds `bufferedBytes` of the next one: a frame begun in this chunk starts its
+   * clock now; one still incomplete keeps the clock it had. */
+  framesRead(completed: number, bufferedBytes: number): void {
+    if (bufferedBytes === 0) this.partialSinceMs = -1;
+    else if (completed > 0 || this.partialSinceMs < 0) this.partialSinceMs = this.readingMs();
   }
 
   /** A request was read: in flight until its reply. */
@@ -208,10 +225,12 @@ export class Flow implements BudgetHolder {
     this.applyPause();
   }
 
-  /** How long the decoder's partial frame has waited for the client's next bytes; 0 while the
-   * daemon itself is not reading. */
+  /** How long the decoder's partial frame has been incomplete since its first byte, not
+   * counting time the daemon did not read; 0 while it does not read, or at a frame boundary.
+   * From the first byte, not the last: a client trickling a byte at a time would otherwise
+   * hold its frame's length in the daemon-wide request budget for ever. */
   incompleteFrameMs(): number {
-    return this.paused ? 0 : performance.now() - this.lastDataAt;
+    return this.paused || this.partialSinceMs < 0 ? 0 : this.readingMs() - this.partialSinceMs;
   }
 
   get unreadBytes(): number {

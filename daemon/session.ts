@@ -135,7 +135,7 @@ export class Session {
       return;
     }
     const receivedAt = performance.now();
-    this.flow.dataArrived(receivedAt);
+    this.flow.framesRead(bodies.length, this.decoder.bufferedBytes);
     this.acceptAll(bodies, receivedAt);
   }
 
@@ -149,6 +149,7 @@ export class Session {
       this.failConnection(toToonDBError(error));
       return;
     }
+    this.flow.framesRead(bodies.length, this.decoder.bufferedBytes);
     this.acceptAll(bodies, performance.now());
   }
 

@@ -228,8 +228,9 @@ export const CURSORS_DAEMON_MAX = 4096;
 /** An open cursor that is not pulled for this long is closed by the daemon. */
 export const CURSOR_IDLE_MS_MAX = 60_000;
 
-/** A connection holding part of a frame for this long without completing it is closed: a client
- * that sends half a frame and goes silent cannot pin its buffer forever. */
+/** A connection whose frame is still incomplete this long after its first byte arrived (time
+ * the daemon did not read it aside) is closed: a client that sends half a frame and goes
+ * silent, or trickles it, cannot pin its buffer and its place in the request budget for ever. */
 export const PARTIAL_FRAME_MS_MAX = 30_000;
 
 /** A connection whose unread replies stay at OUTPUT_PAUSE_BYTES or more this long, while its

@@ -2,7 +2,8 @@
 // reading for the whole window. Regression: a client that kept reading was cut off because each
 // sample caught its buffer refilled to the very same size by the next bounded engine call.
 import type { Socket } from 'node:net';
-import { describe, expect, it } from 'vitest';
+import { performance } from 'node:perf_hooks';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Flow } from '../../daemon/flow.js';
 import { BytesBudget } from '../../daemon/bytes-budget.js';
 import { OUTPUT_PAUSE_BYTES } from '../../protocol/limits.js';
@@ -34,5 +35,56 @@ describe('Flow.unreadStalledMs', () => {
     expect(flow.unreadStalledMs(6_000)).toBe(0);
     socket.writableLength = OUTPUT_PAUSE_BYTES - 1;
     expect(flow.unreadStalledMs(7_000)).toBe(0);
+  });
+});
+
+// Regression: the clock of an incomplete frame restarted at every chunk, so a client trickling
+// one byte at a time was never closed (partialFrameMsMax) and held its frame's announced
+// length in the daemon-wide request budget for ever.
+describe('Flow.incompleteFrameMs', () => {
+  function pausable(): Socket {
+    return { writableLength: 0, pause: () => undefined, resume: () => undefined } as unknown as Socket;
+  }
+
+  /** performance.now() (which Flow reads) under the test's control. */
+  let nowMs = 0;
+  const advance = (ms: number): void => { nowMs += ms; };
+  beforeEach(() => {
+    nowMs = 1_000;
+    vi.spyOn(performance, 'now').mockImplementation(() => nowMs);
+  });
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  it('runs from the frame\'s first byte, not its last, and restarts only at a frame boundary', () => {
+    const flow = new Flow(pausable(), 4096, new BytesBudget(1 << 30), new BytesBudget(1 << 30), () => undefined);
+    expect(flow.incompleteFrameMs()).toBe(0);
+    flow.framesRead(0, 3); // part of a header
+    advance(500);
+    flow.framesRead(0, 4); // one more byte of the same frame
+    advance(300);
+    expect(flow.incompleteFrameMs()).toBe(800);
+    flow.framesRead(2, 10); // two frames completed; the chunk began a third
+    expect(flow.incompleteFrameMs()).toBe(0);
+    advance(200);
+    expect(flow.incompleteFrameMs()).toBe(200);
+    flow.framesRead(1, 0); // at a boundary
+    advance(5_000);
+    expect(flow.incompleteFrameMs()).toBe(0);
+  });
+
+  it('stops while the daemon does not read (a frame waiting for the budget)', async () => {
+    const flow = new Flow(pausable(), 4096, new BytesBudget(64), new BytesBudget(1 << 30), () => undefined);
+    expect(flow.admit(10)).toBe(true); // the hello
+    flow.framesRead(1, 4); // a header arrived with the hello
+    advance(100);
+    expect(flow.admit(1_000)).toBe(false); // refused: reading pauses
+    advance(10_000);
+    expect(flow.incompleteFrameMs()).toBe(0);
+    flow.granted(1_000);
+    await Promise.resolve(); // granted resumes reading in a microtask
+    advance(50);
+    expect(flow.incompleteFrameMs()).toBe(150);
   });
 });

@@ -36,6 +36,30 @@ describe('slow, stuck and greedy clients', () => {
     await probe();
   });
 
+  // Regression: the clock restarted at every byte, so a client trickling a byte at a time was
+  // never closed, holding its frame's announced length in the daemon-wide request budget: eight
+  // of them announcing 32 MiB each wedged every other client's requests.
+  it('closes a connection that trickles a frame for longer than partialFrameMsMax', async () => {
+    const peer = await RawPeer.open(daemon.socketPath);
+    peer.hello();
+    await peer.waitFor(1);
+    const frame = peer.codec.encode({ id: 2, op: 'put', key: Buffer.from('trickled'), value: Buffer.alloc(4096, 1) });
+    const started = Date.now();
+    let sent = 0;
+    const trickle = setInterval(() => { if (!peer.socket.destroyed) peer.send(frame.subarray(sent, ++sent)); }, 100);
+    try {
+      const closed = await Promise.race([peer.closed.then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 6_000))]);
+      expect(closed).toBe(true);
+    } finally {
+      clearInterval(trickle);
+    }
+    expect(Date.now() - started).toBeGreaterThanOrEqual(700);
+    expect(sent).toBeLessThan(frame.length);
+    expect(peer.messages.at(-1)).toMatchObject({ id: 0, error: { code: 'PROTOCOL_ERROR', message: expect.stringMatching(/^incomplete frame for \d+ ms/) } });
+    expect(await good.get('trickled')).toBeNull();
+    await probe();
+  });
+
   it('closes a connection that never completes the handshake', async () => {
     const peer = await RawPeer.open(daemon.socketPath);
     await peer.closed; // HANDSHAKE_TIMEOUT_MS (5 s)
