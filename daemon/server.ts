@@ -418,7 +418,12 @@ export class Daemon implements DaemonContext {
     for (const session of [...this.sessions]) session.end();
     // A client that reads no replies keeps its socket, and so the listener, open forever: give
     // the replies SHUTDOWN_FLUSH_MS_MAX to go out, then cut such connections off.
-    const flushed = await Promise.race([closedListener.then(() => true), delay(SHUTDOWN_FLUSH_MS_MAX).then(() => false)]);
+    const flushWait = new AbortController(); // cancelled once settled: no timer outlives stop()
+    const flushed = await Promise.race([
+      closedListener.then(() => true),
+      delay(SHUTDOWN_FLUSH_MS_MAX, false, { signal: flushWait.signal }).catch(() => false),
+    ]);
+    flushWait.abort();
     if (!flushed) {
       this.log.warn({ connections: this.sockets.size }, 'cutting off connections whose replies were not read');
       for (const socket of this.sockets) socket.destroy();
