@@ -14,6 +14,9 @@
  *   nothing: the daemon forgets the transaction at commit/abort whatever the outcome.
  * - A failed begin is the error of every call of the transaction (including commit): the
  *   daemon never opened it, and its own answers would only say NOT_IN_TRANSACTION. A begin
+ *   whose connection dropped before its reply (UNKNOWN_RESULT) makes later calls fail with
+ *   CONNECTION_CLOSED, as for any transaction of a lost connection; requests already sent
+ *   keep their UNKNOWN_RESULT. A begin
  *   that timed out may open it late, so the client then aborts it at once; a commit sent
  *   before that (pipelined behind the begin) may still have committed it, which its TIMEOUT
  *   leaves open, as any timeout does.
@@ -74,7 +77,12 @@ export class Transaction extends DataOperations {
     begin.then(
       () => { this.#begin = null; },
       (error: unknown) => {
-        const coded = (this.#beginError = toToonDBError(error));
+        const coded = toToonDBError(error);
+        // Dropped with its connection before the begin's reply: whether it opened or not, the
+        // transaction died with that connection (the daemon aborts a closed connection's
+        // transactions), so calls made from now on, never sent, fail as CONNECTION_CLOSED.
+        this.#beginError = coded.code !== 'UNKNOWN_RESULT' ? coded
+          : new ToonDBError('CONNECTION_CLOSED', `transaction ${id} died with the connection it was begun on (${coded.message})`, { cause: coded });
         // A begin that timed out was sent and may still open the transaction, with the
         // requests pipelined behind it: discard it, or it would hold one of the connection's
         // transactions until txnIdleMsMax. The daemon runs the abort after the begin (one
@@ -191,6 +199,9 @@ export class Transaction extends DataOperations {
     if (begin === null) return reply;
     return reply.catch(async (error: unknown) => {
       await begin.catch(ignore);
+      // A request sent before the connection dropped keeps its own UNKNOWN_RESULT: a commit
+      // pipelined behind the begin may have been applied.
+      if ((error as { code?: unknown }).code === 'UNKNOWN_RESULT') throw error;
       throw this.#beginError ?? error;
     });
   }

@@ -135,6 +135,25 @@ describe('Transaction', () => {
     await expect(other.abort()).resolves.toBeUndefined(); // nothing to discard
   });
 
+  // Regression (review): a commit called after the connection dropped under the begin failed
+  // with the begin's UNKNOWN_RESULT, which says it may have been applied; it was never sent.
+  it('a begin lost with its connection: sent requests are UNKNOWN_RESULT, later calls CONNECTION_CLOSED', async () => {
+    server.script = (request, connection) => {
+      if (request.op === 'get' && request.txn !== undefined) {
+        connection.drop(); // neither the begin nor this get is answered
+        return NO_REPLY;
+      }
+      return request.op === 'begin' ? NO_REPLY : undefined;
+    };
+    const txn = await client.beginTransaction();
+    await expect(txn.get('a')).rejects.toMatchObject({ code: 'UNKNOWN_RESULT' });
+    await expect(txn.put('a', '1')).rejects.toMatchObject({ code: 'CONNECTION_CLOSED' });
+    await expect(txn.commit()).rejects.toMatchObject({ code: 'CONNECTION_CLOSED', message: expect.stringMatching(/died with the connection/) });
+    expect(txn.state).toBe('aborted');
+    expect(server.ops('put')).toHaveLength(0);
+    expect(server.ops('commit')).toHaveLength(0);
+  });
+
   it('a begin that timed out is aborted at once: the daemon may still open it', async () => {
     const slow = await IpcClient.connect(server.path, { timeoutMs: 50 });
     try {
