@@ -1,5 +1,6 @@
 /**
- * Message types of the toondb wire protocol (version 1).
+ * Message types of the toondb wire protocol (version PROTOCOL_VERSION, 2; a daemon also serves
+ * version 1 clients, see PROTOCOL.md "Versioning").
  *
  * Responsibility: the shape of every request and response body, shared by daemon and client and
  * documented field by field in PROTOCOL.md. Pure types and constants; no I/O.
