@@ -42,6 +42,9 @@ pub enum EngineError {
     /// A getBatch or listPath reply over batchBytesMax (code BATCH_TOO_LARGE).
     ReplyTooLarge { what: &'static str, bytes: usize, max: usize },
     TxnConflict,
+    /// A commit refused before its conflict check, which would have held every writer too long
+    /// (store/commit.rs CONFLICT_CHECK_BYTE_COMMITS_MAX; code TXN_CONFLICT, retryable).
+    TxnCheckTooLong { read_bytes: u64, commits: u64 },
     NotInTransaction(u64),
     TxnTooLarge { bytes: u64, max: u64 },
     /// A transaction's write or read would have taken the bytes all open transactions hold
@@ -71,7 +74,7 @@ impl EngineError {
             Self::KeyTooLarge { .. } => "KEY_TOO_LARGE",
             Self::ValueTooLarge { .. } => "VALUE_TOO_LARGE",
             Self::BatchTooLarge { .. } | Self::ReplyTooLarge { .. } => "BATCH_TOO_LARGE",
-            Self::TxnConflict => "TXN_CONFLICT",
+            Self::TxnConflict | Self::TxnCheckTooLong { .. } => "TXN_CONFLICT",
             Self::NotInTransaction(_) => "NOT_IN_TRANSACTION",
             Self::TxnTooLarge { .. } => "TXN_TOO_LARGE",
             Self::TxnBytesDaemonLimit { .. } => "LIMIT_EXCEEDED",
@@ -112,6 +115,10 @@ impl fmt::Display for EngineError {
                 write!(f, "the {what} reply needs at least {bytes} bytes, more than the batchBytesMax limit of {max}")
             }
             Self::TxnConflict => write!(f, "transaction conflicted with a concurrent commit; nothing was applied"),
+            Self::TxnCheckTooLong { read_bytes, commits } => write!(
+                f,
+                "transaction not committed: checking its {read_bytes} bytes of reads against the {commits} commits since its snapshot would stall every writer; nothing was applied (retry it: a new attempt starts from a new snapshot)"
+            ),
             // Messages about a transaction do not name its engine handle, which is not the id its
             // client knows it by (the daemon says which transaction a reply is about).
             Self::NotInTransaction(_) => write!(f, "the transaction is unknown, committed or aborted"),

@@ -49,6 +49,7 @@ mod journal_seal;
 mod reaper;
 mod waits;
 mod workers;
+pub use commit::{ConflictCheck, CONFLICT_CHECK_BYTE_COMMITS_MAX};
 pub use waits::CheckpointRunning;
 pub use workers::background_workers;
 use workers::{open_with_niced_workers, FjallWorkers};

@@ -40,7 +40,7 @@
 
 use super::error::{EngineError, EngineResult};
 use super::rowcache::{last_writes, RowWrites};
-use super::store::{Limits, Store};
+use super::store::{ConflictCheck, Limits, Store};
 use super::value;
 use super::view::{Bounds, Overlay, View};
 use fjall::{OptimisticWriteTx as WriteTransaction, Readable, Slice, Snapshot};
@@ -71,6 +71,9 @@ pub struct TxnState {
     /// Keys + values written, plus the reads marked if serializable (bounded by txn_bytes_max, and
     /// with every other transaction's by txn_bytes_daemon_max).
     bytes: HeldBytes,
+    /// Serializable only: bytes of the reads marked (as counted in `bytes`), which fjall's
+    /// oracle checks against every transaction committed since the snapshot (`ConflictCheck`).
+    read_bytes: u64,
     /// Keys written (puts and deletes).
     writes: u64,
     /// Write ops (requests) applied whole; compared with a commit's `expected_writes`.
@@ -91,6 +94,8 @@ struct Started {
     tx: WriteTransaction,
     /// Snapshot isolation only: the read snapshot, at the same seqno as `tx`.
     snap: Option<Snapshot>,
+    /// fjall's next seqno when the snapshot was taken: every commit since took one.
+    seqno: u64,
 }
 
 /// One count in `TxnRegistry::live`, from `begin` until the transaction's commit has finished or
@@ -164,7 +169,9 @@ impl TxnState {
         if self.overlay.is_some() {
             return Ok(());
         }
-        self.count_bytes(store, bytes)
+        self.count_bytes(store, bytes)?;
+        self.read_bytes += bytes;
+        Ok(())
     }
 
     /// The view to read the range `bounds` through, once the range fjall will mark in a
@@ -203,7 +210,7 @@ impl TxnState {
         if self.started.is_none() {
             let tx = store.write_tx()?;
             let snap = self.overlay.as_ref().map(|_| store.db.read_tx());
-            self.started = Some(Started { tx, snap });
+            self.started = Some(Started { tx, snap, seqno: store.db.inner().seqno() });
         }
         Ok(())
     }
@@ -331,7 +338,7 @@ pub fn begin(store: &Store, isolation: Isolation, id: Option<u64>) -> EngineResu
         None => store.txns.next.fetch_add(1, Ordering::SeqCst) + 1,
     };
     let live = Some(hold_live(store));
-    let state = TxnState { overlay, started: None, bytes: HeldBytes::new(store), writes: 0, write_ops: 0, written: Vec::new(), live, cursors: Vec::new() };
+    let state = TxnState { overlay, started: None, bytes: HeldBytes::new(store), read_bytes: 0, writes: 0, write_ops: 0, written: Vec::new(), live, cursors: Vec::new() };
     open.insert(id, Arc::new(Mutex::new(Some(state))));
     Ok(id)
 }
@@ -444,14 +451,14 @@ pub fn commit(store: &Store, id: u64, expected_writes: Option<u64>) -> (u64, Eng
     // oracle, which this commit checks against.
     let live = state.live.take();
     // Its bytes stay counted until its commit finished too: the fjall transaction holds them.
-    let (tx, written, held) = match finish_writes(store, state) {
+    let (tx, written, held, check) = match finish_writes(store, state) {
         Ok(finished) => finished,
         Err(e) => return (store.tickets.issued(), Err(e)),
     };
     // Its rows go to the row cache after the commit, as plain writes' do (last write per key).
     let last = last_writes(&written, |(key, _)| key);
     let rows = RowWrites::of_run(&written, &last, |(key, stored)| (Slice::from(key.as_slice()), stored.as_deref().map(Slice::from)));
-    let committed = store.commit_tx(tx, rows);
+    let committed = store.commit_tx(tx, rows, check);
     drop(live);
     drop(held);
     (committed.ticket, committed.result)
@@ -460,12 +467,13 @@ pub fn commit(store: &Store, id: u64, expected_writes: Option<u64>) -> (u64, Eng
 /// Starts the transaction if this commit is its first operation, and for snapshot isolation
 /// moves the overlay into the fjall transaction and marks each written key as read, so
 /// a concurrent committed write to it makes the oracle refuse the commit. Returns the
-/// transaction to commit, its data writes (key, stored value or None) and the bytes it holds.
-fn finish_writes(store: &Store, mut state: TxnState) -> EngineResult<(WriteTransaction, KeyWrites, HeldBytes)> {
+/// transaction to commit, its data writes (key, stored value or None), the bytes it holds, and
+/// what its conflict check will cost.
+fn finish_writes(store: &Store, mut state: TxnState) -> EngineResult<(WriteTransaction, KeyWrites, HeldBytes, ConflictCheck)> {
     state.start(store)?;
-    let TxnState { overlay, started, written, bytes, .. } = state;
-    let Started { mut tx, .. } = started.expect("invariant: started just above");
-    let Some(overlay) = overlay else { return Ok((tx, written, bytes)) };
+    let TxnState { overlay, started, written, bytes, read_bytes, .. } = state;
+    let Started { mut tx, seqno, .. } = started.expect("invariant: started just above");
+    let Some(overlay) = overlay else { return Ok((tx, written, bytes, ConflictCheck { read_bytes, snapshot_seqno: seqno })) };
     let written: KeyWrites = overlay.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     for (key, stored) in overlay {
         insert_write(store, &mut tx, key, stored)?;
@@ -473,7 +481,8 @@ fn finish_writes(store: &Store, mut state: TxnState) -> EngineResult<(WriteTrans
     for (key, _) in &written {
         tx.contains_key(&store.data, key)?;
     }
-    Ok((tx, written, bytes))
+    let read_bytes = written.iter().map(|(key, _)| key_mark_bytes(key.len())).sum();
+    Ok((tx, written, bytes, ConflictCheck { read_bytes, snapshot_seqno: seqno }))
 }
 
 /// Discards transaction `id`.

@@ -226,6 +226,40 @@ fn a_serializable_transaction_counts_its_range_reads_toward_its_byte_limit() {
     assert_eq!(error(Op { kind: kind::COMMIT, txn: Some(iso), ..Default::default() }), None);
 }
 
+/// fjall's oracle checks each read of a committing transaction against every transaction
+/// committed since its snapshot, holding the commit lock: a transaction whose reads times those
+/// commits pass CONFLICT_CHECK_BYTE_COMMITS_MAX is refused as conflicting before the check
+/// (retryable), instead of stalling every writer for seconds.
+#[test]
+fn a_commit_whose_conflict_check_would_stall_writers_is_refused_as_a_conflict() {
+    use crate::core::store::CONFLICT_CHECK_BYTE_COMMITS_MAX;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path()); // txn_bytes_max 1 MiB
+    let begin = || engine.execute(vec![Op { kind: kind::BEGIN, isolation: Some(0), ..Default::default() }]).unwrap()[0].txn.unwrap();
+    // 4000 reads of 60-byte keys: ~880 KB of marks, under txn_bytes_max.
+    let read_bytes = 4000 * (READ_MARK_BYTES + 60);
+    let commits_max = CONFLICT_CHECK_BYTE_COMMITS_MAX / read_bytes;
+    let run = |others: u64| {
+        let txn = begin();
+        for call in 0..40 {
+            let keys: Vec<Vec<u8>> = (0..100).map(|i| format!("{call:030}{i:030}").into_bytes()).collect();
+            assert!(engine.execute(vec![in_txn(Op { kind: kind::GET_BATCH, keys: Some(keys), ..Default::default() }, txn)]).unwrap()[0].error.is_none());
+        }
+        engine.execute(vec![in_txn(put(b"mine", format!("{others}").as_bytes()), txn)]).unwrap();
+        for i in 0..others {
+            engine.execute(vec![put(format!("other{i}").as_bytes(), b"1")]).unwrap();
+        }
+        let out = engine.execute(vec![Op { kind: kind::COMMIT, txn: Some(txn), ..Default::default() }]).unwrap();
+        out[0].error.clone()
+    };
+    assert!(run(commits_max - 50).is_none(), "under the bound it commits");
+    assert_eq!(engine.execute(vec![get(b"mine")]).unwrap()[0].value, Some(Some(format!("{}", commits_max - 50).into_bytes())));
+    let refused = run(commits_max + 50).expect("past the bound it is refused");
+    assert_eq!(refused.code(), "TXN_CONFLICT");
+    assert!(refused.to_string().contains("would stall every writer"), "{refused}");
+    assert_eq!(engine.execute(vec![get(b"mine")]).unwrap()[0].value, Some(Some(format!("{}", commits_max - 50).into_bytes())), "nothing applied");
+}
+
 /// Bytes all open transactions hold together are bounded too (txn_bytes_daemon_max): several
 /// transactions, each under txn_bytes_max, cannot pass it together. The write that would is
 /// refused with LIMIT_EXCEEDED and aborts its transaction, and what a transaction held comes
