@@ -166,6 +166,10 @@ export function readConfigFile(path: string): ConfigInput {
 
 function resolveLimits(input: ConfigInput['limits']): ServerLimits {
   const limits: ServerLimits = { ...DEFAULT_SERVER_LIMITS };
+  if (input !== undefined && input !== null && (typeof input !== 'object' || Array.isArray(input))) {
+    // Object.entries(5) is empty: the limits meant would be silently not applied.
+    throw invalid(`limits must be an object of limit names to integers, got ${JSON.stringify(input)}`);
+  }
   for (const [name, value] of Object.entries(input ?? {})) {
     if (!(name in limits)) throw invalid(`unknown limit "${name}"`);
     const key = name as keyof ServerLimits;

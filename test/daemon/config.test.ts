@@ -28,6 +28,16 @@ describe('daemon configuration', () => {
     expect(readConfigFile(file)).toEqual({ socketGroup: 'staff', allowUid: [1000] });
   });
 
+  // Regression (review): `"limits": 5` started with the defaults (Object.entries(5) is empty),
+  // and `"limits": "abc"` was refused as `unknown limit "0"`.
+  it('refuses limits that are not an object of names to integers', () => {
+    for (const limits of [5, 'abc', [1, 2], true]) {
+      expect(refusal(() => resolveConfig({ limits } as never, {}, env))).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/^limits must be an object/) });
+    }
+    expect(resolveConfig({ limits: { txnIdleMsMax: 1000 } }, {}, env).limits.txnIdleMsMax).toBe(1000);
+    expect(resolveConfig({}, {}, env).limits.txnIdleMsMax).toBeGreaterThan(1000);
+  });
+
   it('reads id lists from a flag, an array or one number, and refuses items that are not ids', () => {
     expect(resolveConfig({ allowUid: '1000, 1001' }, {}, env).allowUids).toEqual([1000, 1001]);
     expect(resolveConfig({}, { allowUid: [1000] }, env).allowUids).toEqual([1000]);
