@@ -57,6 +57,6 @@ export function notFound(): void {
 }
 
 /** Commander's own usage errors (`error: unknown option '--x'`) as coded lines. */
-export function codedCommanderError(text: string): string {
-  return text.replace(/^error: /, `${PREFIX}INVALID_ARGUMENT: `);
+export function codedCommanderError(text: string, prefix = PREFIX): string {
+  return `${text.trimEnd().replace(/^error: /, `${prefix}INVALID_ARGUMENT: `)} (--help shows the usage)\n`;
 }

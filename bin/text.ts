@@ -68,6 +68,14 @@ export function parseInput(text: string, flags: Encoding, what: string): Buffer 
   return Buffer.from(text, 'utf8');
 }
 
+/** A KEY argument: as parseInput, and not empty (the daemon refuses an empty key; a usage error
+ * is found before connecting, whether or not a daemon runs). */
+export function parseKey(text: string, flags: Encoding): Buffer {
+  const key = parseInput(text, flags, 'KEY');
+  if (key.length === 0) usage('KEY must not be empty');
+  return key;
+}
+
 /** A path argument (or TOONDB_SOCKET, which Node decodes the same way); `what` names it in the
  * error. Refused if it holds U+FFFD: see the header. */
 export function parsePath(text: string, what: string): string {

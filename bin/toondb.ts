@@ -26,7 +26,7 @@ import { dump, load, loadSourceName, progressReporter } from './dump.js';
 import { STDIO_NAME } from './dump-target.js';
 import { renderStats } from './format.js';
 import { codedCommanderError, EXIT_FAILURE, EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_USAGE, fail, failConnect, notFound, usage } from './cli-exit.js';
-import { display, parseInput, parsePath, type Encoding } from './text.js';
+import { display, parseInput, parseKey, parsePath, type Encoding } from './text.js';
 
 
 /** How long the CLI waits for connect + hello. */
@@ -76,7 +76,6 @@ process.stdout.on('error', (error: NodeJS.ErrnoException) => {
 const program = new Command('toondb')
   .description('admin CLI for a running toondbd')
   .version(CLIENT_VERSION)
-  .showHelpAfterError()
   // Program-wide, so it goes before the command or after it; each command's help shows it.
   .option('--socket <path>', `daemon socket (default: $TOONDB_SOCKET, else ${DEFAULT_SOCKET_PATH})`)
   .configureHelp({ showGlobalOptions: true })
@@ -153,7 +152,7 @@ function positive(text: string | undefined, option: string, max?: number): numbe
 // Arguments are parsed before connecting: a usage error is one whether or not a daemon runs.
 
 withEncodings(command('get', 'print the value of KEY (exit 1 if missing)')).argument('<key>').action((key: string, flags: Encoding) => {
-  const keyBytes = parseInput(key, flags, 'KEY');
+  const keyBytes = parseKey(key, flags);
   return withClient(async (client) => {
     const value = await client.get(keyBytes);
     if (value === null) notFound();
@@ -164,7 +163,7 @@ withEncodings(command('get', 'print the value of KEY (exit 1 if missing)')).argu
 withEncodings(command('put', 'set KEY to VALUE')).argument('<key>').argument('<value>')
   .option('--ttl <seconds>', `expire after N seconds (fractions allowed; at most ${TTL_SECONDS_MAX})`)
   .action((key: string, value: string, flags: Encoding & { ttl?: string }) => {
-    const entry = [parseInput(key, flags, 'KEY'), parseInput(value, flags, 'VALUE')] as const;
+    const entry = [parseKey(key, flags), parseInput(value, flags, 'VALUE')] as const;
     const ttlSeconds = positive(flags.ttl, '--ttl', TTL_SECONDS_MAX);
     return withClient(async (client) => {
       // A daemon may be configured with a lower maximum than the protocol's.
@@ -175,7 +174,7 @@ withEncodings(command('put', 'set KEY to VALUE')).argument('<key>').argument('<v
   });
 
 withEncodings(command('del', 'delete KEY')).argument('<key>').action((key: string, flags: Encoding) => {
-  const keyBytes = parseInput(key, flags, 'KEY');
+  const keyBytes = parseKey(key, flags);
   return withClient(async (client) => {
     await client.delete(keyBytes);
     out('OK');

@@ -26,6 +26,7 @@ process.env.UV_THREADPOOL_SIZE ??= String(Math.min(16, Math.max(4, availablePara
 
 const { Command, Option } = await import('commander');
 const { connectFailure } = await import('./connect-outcome.js');
+const { codedCommanderError } = await import('./cli-exit.js');
 const daemonModule = await import('../daemon/index.js');
 const { IpcClient } = await import('../ipc-client/index.js');
 const { ToonDBError, toToonDBError } = await import('../protocol/errors.js');
@@ -195,8 +196,7 @@ async function stop(flags: { socket?: string; timeoutMs?: string }): Promise<voi
 const program = new Command('toondbd')
   .description('toondb daemon: one per machine, owns the data directory, serves clients on a Unix socket')
   .version(daemonModule.VERSION)
-  .showHelpAfterError()
-  .configureOutput({ outputError: (text, write) => write(text.replace(/^error: /, 'toondbd: INVALID_ARGUMENT: ')) })
+  .configureOutput({ outputError: (text, write) => write(codedCommanderError(text, 'toondbd: ')) })
   .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : EXIT_CONFIG));
 
 /** Defaults are shown in the text, never given to commander: a flag's default would override

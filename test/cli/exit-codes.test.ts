@@ -32,6 +32,11 @@ describe('toondb exit codes', () => {
       [['put', 'k', 'v', '--ttl', 'soon', '--socket', nowhere], {}, /^toondb: INVALID_ARGUMENT: --ttl must be a positive number/],
       [['get', 'zz', '--hex', '--socket', nowhere], {}, /^toondb: INVALID_ARGUMENT: --hex input/],
       [['stats', '--watch', '1e12', ...socket()], {}, /^toondb: INVALID_ARGUMENT: --watch must be at most 86400 seconds/],
+      // Regression (review): an empty key was sent, refused by the daemon, and exited 4 (3
+      // with no daemon).
+      [['put', '', 'v', '--socket', nowhere], {}, /^toondb: INVALID_ARGUMENT: KEY must not be empty$/],
+      [['get', '--hex', '', ...socket()], {}, /^toondb: INVALID_ARGUMENT: KEY must not be empty$/],
+      [['del', '', ...socket()], {}, /^toondb: INVALID_ARGUMENT: KEY must not be empty$/],
     ];
     for (const [args, env, line] of cases) {
       const result = await toondb(args, env);
@@ -45,10 +50,20 @@ describe('toondb exit codes', () => {
     await client.close();
   });
 
-  it('exits 2 with a coded line for an unknown option or command', async () => {
-    const result = await toondb(['ping', '--no-such-option', ...socket()]);
-    expect(result.exitCode).toBe(2);
-    expect(result.stderr.split('\n')[0]).toBe("toondb: INVALID_ARGUMENT: unknown option '--no-such-option'");
+  // Regression (review): commander's usage errors were followed by the whole help text, where
+  // the README promises one line.
+  it('exits 2 with one coded line for an unknown option, command or a missing argument', async () => {
+    const cases: [string[], string][] = [
+      [['ping', '--no-such-option', ...socket()], "unknown option '--no-such-option'"],
+      [['bogus', ...socket()], "unknown command 'bogus'"],
+      [['get', ...socket()], "missing required argument 'key'"],
+      [['put', 'a', 'b', 'c', ...socket()], 'too many arguments for \'put\'. Expected 2 arguments but got 3.'],
+    ];
+    for (const [args, message] of cases) {
+      const result = await toondb(args);
+      expect(result.exitCode, args.join(' ')).toBe(2);
+      expect(result.stderr, args.join(' ')).toBe(`toondb: INVALID_ARGUMENT: ${message} (--help shows the usage)`);
+    }
   });
 
   it('exits 3 with a coded line when no daemon is at the socket', async () => {
