@@ -103,6 +103,10 @@ describe('recovery, case by case', () => {
       expect(outcome.started).toBe(false);
       expectCodedRefusal(outcome, 'damaged journal value');
       expect(outcome.code).toBe('CORRUPTION');
+      // Regression (review): it said only "corruption: journal recovery failed:
+      // RecoveryError(ChecksumMismatch)"; removing the watermark, the README's other remedy,
+      // does not open it.
+      expect(outcome.stderr).toMatch(/CORRUPTION: journal recovery failed \(.*ChecksumMismatch.*\): a journal is damaged .* Restore from a dump \(toondb load\) or a backup/);
       expect(outcome.exitCode, 'exit 2: the service manager does not restart it').toBe(2);
       expect(fileSize(journalPath), 'the evidence is kept').toBe(64 * 1024 * 1024);
     } finally {

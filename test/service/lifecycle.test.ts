@@ -41,7 +41,7 @@ describe('daemon lifecycle', () => {
     await expect(sameDir.start()).rejects.toThrow(/LOCKED/);
     // Logged once, not repeated by its cause (pino appended a cause's message to the error's).
     const fatal = sameDir.logs.find((l) => l.msg === 'cannot start');
-    expect((fatal?.err as { message: string }).message).toMatch(/^locked: data directory /);
+    expect((fatal?.err as { message: string }).message).toMatch(/^data directory /);
     expect((fatal?.err as { message: string }).message).not.toMatch(/\[LOCKED\]/);
     const sameSocket = track(createDaemon({ socketPath: first.socketPath }));
     await expect(sameSocket.start()).rejects.toThrow(/ALREADY_RUNNING/);

@@ -152,8 +152,9 @@ impl fmt::Display for EngineError {
             Self::DiskFull(m) => write!(f, "disk full: {m}"),
             Self::Io(m) => write!(f, "I/O error: {m}"),
             Self::StorageFailed(m) => write!(f, "storage failed, writes are refused until restart: {m}"),
-            Self::Corruption(m) => write!(f, "corruption: {m}"),
-            Self::Locked(m) => write!(f, "locked: {m}"),
+            // The code (CORRUPTION, LOCKED) says what kind; a prefix repeated it ("CORRUPTION:
+            // corruption: ...").
+            Self::Corruption(m) | Self::Locked(m) => write!(f, "{m}"),
             Self::Timeout(m) => write!(f, "timed out: {m}"),
             Self::Internal(m) => write!(f, "internal error: {m}"),
         }
@@ -192,7 +193,10 @@ impl From<fjall::Error> for EngineError {
         match &err {
             E::Storage(inner) => from_lsm(inner),
             E::Io(io) => EngineError::from_io("journal", io),
-            E::JournalRecovery(r) => EngineError::Corruption(format!("journal recovery failed: {r}")),
+            E::JournalRecovery(r) => EngineError::Corruption(format!(
+                "journal recovery failed ({r}): a journal is damaged and the database cannot be opened as it is. \
+                 Restore from a dump (toondb load) or a backup of the data directory"
+            )),
             E::InvalidVersion(v) => EngineError::Corruption(format!("unsupported data format version {v:?}")),
             E::Decompress(c) => EngineError::Corruption(format!("journal entry failed to decompress ({c:?})")),
             E::InvalidTrailer => EngineError::Corruption("invalid journal trailer".into()),
