@@ -20,6 +20,9 @@
  * - Only a batch marked done ends the iteration: one that is not may hold fewer entries than
  *   batchSize, even none (the daemon bounds what one batch examines), and the next is fetched.
  * - Argument errors surface as a rejected first `next()`, like every other failure of a scan.
+ * - A connection lost under a later batch fails the iteration with CONNECTION_CLOSED, as every
+ *   later call of a scan of a lost connection does (its `scanNext` was in flight, often the
+ *   prefetch; UNKNOWN_RESULT's "may have been applied" means nothing for a read).
  */
 
 import { ToonDBError } from '../protocol/errors.js';
@@ -164,6 +167,11 @@ class ScanCursor implements AsyncIterableIterator<ScanEntry> {
       const gone = error instanceof ToonDBError && (error.code === 'CURSOR_NOT_FOUND' || error.code === 'NOT_IN_TRANSACTION');
       if (gone) this.cursor = 0;
       this.finish();
+      // A batch in flight when the connection dropped: UNKNOWN_RESULT says "may have been
+      // applied", which means nothing for a read; the cursor died with its connection.
+      if (!first && error instanceof ToonDBError && error.code === 'UNKNOWN_RESULT') {
+        throw new ToonDBError('CONNECTION_CLOSED', `the scan's cursor died with its connection (its next batch was in flight: ${error.message})`, { cause: error });
+      }
       throw error;
     }
   }

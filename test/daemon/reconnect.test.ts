@@ -32,6 +32,9 @@ describe('a client across daemon restarts', () => {
     await client.put('kept', 'before the crash');
     const txn = await client.beginTransaction();
     await txn.put('uncommitted', 'never');
+    await client.putBatch(Array.from({ length: 8 }, (_, i) => [`scan/${i}`, 'v'] as [string, string]));
+    const scan = client.scan('scan/', { batchSize: 2 })[Symbol.asyncIterator]();
+    expect((await scan.next()).done).toBe(false); // its next batch is asked for at once
 
     await daemon.kill();
     // The client learns of the loss from its socket, in its own time; a call made before that
@@ -45,6 +48,10 @@ describe('a client across daemon restarts', () => {
     expect((await client.get('kept'))?.toString()).toBe('before the crash');
     expect(await client.get('uncommitted')).toBeNull();
     expect((await settle(txn.commit())).error?.code).toBe('CONNECTION_CLOSED');
+    // Entries that had arrived are served; the first batch that had not fails the scan.
+    let lost: Awaited<ReturnType<typeof settle>> = {};
+    for (let i = 0; i < 8 && lost.error === undefined; i++) lost = await settle(scan.next());
+    expect(lost.error?.code).toBe('CONNECTION_CLOSED');
     expect(events).toEqual(['disconnect CONNECTION_CLOSED', 'reconnect']);
     expect(client.connected).toBe(true);
     expect(client.serverInfo).not.toBe(firstHello); // the new daemon's hello
@@ -53,7 +60,7 @@ describe('a client across daemon restarts', () => {
     await client.withTransaction(async (fresh) => {
       await fresh.put('after', 'the restart');
     });
-    expect((await client.scan('').toArray()).map(([key]) => key.toString())).toEqual(['after', 'kept']);
+    expect((await client.scan('').toArray()).map(([key]) => key.toString())).toEqual(['after', 'kept', ...Array.from({ length: 8 }, (_, i) => `scan/${i}`)]);
   });
 
   it('after a graceful restart: the next call reaches the new daemon without an error', async () => {

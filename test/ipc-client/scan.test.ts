@@ -150,7 +150,10 @@ describe('scan', () => {
     expect(results[10].done).toBe(true);
   });
 
-  it('close() gives a stalled scanNext the drain bound, then fails it UNKNOWN_RESULT', async () => {
+  // The scanNext itself fails UNKNOWN_RESULT; the iteration reports the cursor lost with its
+  // connection (review: "may have been applied" meant nothing for a read, and the README says a
+  // lost connection's scans fail CONNECTION_CLOSED).
+  it('close() gives a stalled scanNext the drain bound, then fails the scan CONNECTION_CLOSED', async () => {
     server.script = (request) => (request.op === 'scanNext' ? NO_REPLY : undefined);
     const iterator = client.scan('s/', { batchSize: 2 })[Symbol.asyncIterator]();
     await iterator.next();
@@ -159,6 +162,6 @@ describe('scan', () => {
     const third = iterator.next();
     await server.until(() => server.ops('scanNext').length === 1);
     await client.close().catch(() => undefined);
-    await expect(third).rejects.toMatchObject({ code: 'UNKNOWN_RESULT' });
+    await expect(third).rejects.toMatchObject({ code: 'CONNECTION_CLOSED', cause: { code: 'UNKNOWN_RESULT' } });
   }, 10_000);
 });
