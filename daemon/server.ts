@@ -29,7 +29,7 @@ import type { Engine } from '../engine/types.js';
 import { ToonDBError, toToonDBError } from '../protocol/errors.js';
 import {
   brokenLimitRelation, ENGINE_BLOCK_CACHE_BYTES, ENGINE_CALL_OUTPUT_BYTES_MAX, ENGINE_LANES, ENGINE_TABLE_FILES_MAX, LISTENER_ERROR_LOG_INTERVAL_MS, SCAN_READ_AHEAD_BYTES_MAX,
-  SHUTDOWN_DRAIN_MS_MAX, SHUTDOWN_FLUSH_MS_MAX, type ServerLimits,
+  SHUTDOWN_DRAIN_MS_MAX, SHUTDOWN_FLUSH_MS_MAX, START_LOCK_RETRY_MS_MAX, START_LOCK_STALE_MS, START_LOCK_WAIT_MS_MAX, type ServerLimits,
 } from '../protocol/limits.js';
 import { CONNECTION_ERROR_ID } from '../protocol/messages.js';
 import { MessageCodec } from '../protocol/codec.js';
@@ -191,7 +191,8 @@ export class Daemon implements DaemonContext {
     // are still being set must be served, not left hanging on an accepted, unhandled socket.
     this.server.on('connection', (socket) => this.onConnection(socket));
     const refused = (error: unknown): unknown => setupRefusal(`the socket ${socketPath}`, error);
-    const release = await lockfile.lock(socketPath, { realpath: false, stale: 10_000, retries: { retries: 40, minTimeout: 25, maxTimeout: 250 } })
+    const retry = { minTimeout: START_LOCK_RETRY_MS_MAX / 10, maxTimeout: START_LOCK_RETRY_MS_MAX, retries: Math.ceil(START_LOCK_WAIT_MS_MAX / START_LOCK_RETRY_MS_MAX) };
+    const release = await lockfile.lock(socketPath, { realpath: false, stale: START_LOCK_STALE_MS, retries: retry })
       .catch((error: NodeJS.ErrnoException) => {
         if (error.code !== 'ELOCKED') throw refused(error);
         throw new ToonDBError('ALREADY_RUNNING', `another toondbd is starting on ${socketPath}`);

@@ -300,6 +300,16 @@ export const SHUTDOWN_DRAIN_MS_MAX = 10_000;
  * cannot keep closed connections (not counted in connectionsMax) and their replies alive. */
 export const HANG_UP_LINGER_MS_MAX = 2_000;
 
+/** Start-up: the lock serialising daemons that start on one socket path (a directory beside it,
+ * proper-lockfile) is taken over once its holder has not touched it for this long (a live
+ * holder touches it every half of this); a start waits up to START_LOCK_WAIT_MS_MAX for it,
+ * longer than this, so the lock of a daemon killed while starting is taken over by the next
+ * start instead of refusing it (ALREADY_RUNNING, exit 2, which systemd does not restart). */
+export const START_LOCK_STALE_MS = 10_000;
+export const START_LOCK_WAIT_MS_MAX = 15_000;
+/** Longest pause between two tries for the start-up lock. */
+export const START_LOCK_RETRY_MS_MAX = 250;
+
 /** Shutdown: how long the last replies get to reach their clients once connections are ended;
  * a connection still open then (its client reads nothing) is cut off. */
 export const SHUTDOWN_FLUSH_MS_MAX = 2_000;
@@ -455,6 +465,7 @@ export function assertLimits(): void {
   check(SYNC_INTERVAL_MS_DEFAULT <= SYNC_INTERVAL_MS_MAX, 'default sync interval within maximum');
   check(SOCKET_PATH_BYTES_MAX < 104, 'socket path must fit macOS sun_path with its NUL');
   check(MESSAGE_DEPTH_MAX >= 8, 'every protocol message (at most 4 levels deep) fits the depth bound');
+  check(START_LOCK_WAIT_MS_MAX > START_LOCK_STALE_MS + START_LOCK_RETRY_MS_MAX, 'a start waits for the start-up lock longer than it takes to go stale');
   for (const value of Object.values(DEFAULT_SERVER_LIMITS)) {
     check(Number.isSafeInteger(value) && value > 0, 'every advertised limit is a positive integer');
   }

@@ -11,6 +11,7 @@ import { IpcClient } from '../../ipc-client/index.js';
 import { createDaemon, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { makeTempDir } from '../helpers/temp-dir.js';
 import { TOONDBD_BIN } from '../helpers/paths.js';
+import { START_LOCK_STALE_MS } from '../../protocol/limits.js';
 
 const toondbd = (args: string[], env: Record<string, string> = {}) =>
   execa('node', [TOONDBD_BIN, ...args], { reject: false, env, stdin: 'ignore', timeout: 30_000 });
@@ -64,6 +65,22 @@ describe('daemon lifecycle', () => {
     expect((await again.get('survivor'))?.toString()).toBe('yes');
     await again.close();
   });
+
+  // Regression (review): the start-up lock (a directory beside the socket) of a daemon killed
+  // while starting made every start for the next 10 s wait ~10 s and then exit 2
+  // (ALREADY_RUNNING), which systemd does not restart: a start now waits longer than the lock
+  // takes to go stale (START_LOCK_WAIT_MS_MAX), and takes it over.
+  it('takes over the start-up lock of a daemon killed while starting', async () => {
+    const daemon = track(createDaemon());
+    const lock = `${daemon.socketPath}.lock`;
+    mkdirSync(lock); // its holder died just now: the lock goes stale in START_LOCK_STALE_MS
+    const startedMs = Date.now();
+    await daemon.start();
+    expect(Date.now() - startedMs).toBeGreaterThanOrEqual(START_LOCK_STALE_MS - 500);
+    const client = await IpcClient.connect(daemon.socketPath);
+    expect((await client.ping()).version).toBeTruthy();
+    await client.close();
+  }, 30_000);
 
   // README, The daemon: on SIGTERM it stops accepting, answers new requests with SHUTTING_DOWN
   // and gives in-flight requests up to 10 s to finish. To hold that window open, a raw peer
