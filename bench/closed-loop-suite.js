@@ -6,7 +6,7 @@
  *
  * Invariants:
  * - One server instance per (system, config), reused by all of that config's workloads:
- *   'fast' = toondb `--durability interval` / Redis `appendfsync everysec` / echo;
+ *   'fast' = toondb `--durability interval --sync-interval-ms 1000` / Redis `appendfsync everysec` / echo;
  *   'sync' = toondb `--durability sync` / Redis `appendfsync always`.
  * - Before any trial, each database gets BENCH_KEYS keys (when a workload of the config reads),
  *   so every GET finds its key. The echo daemon stores nothing and is not preloaded.

@@ -12,7 +12,7 @@
  * - Values come back as Buffers on both sides (ioredis `*Buffer` commands), so neither side pays
  *   a UTF-8 decode the other does not.
  * - Redis read-modify-write is one EVALSHA of a Lua GET+SET (atomic, one round trip); toondb's is
- *   withTransaction get+put (begin, get, put, commit: four round trips, serializable).
+ *   withTransaction get+put (begin, get, put, commit in two round trips, serializable).
  * - Redis scan is SCAN MATCH prefix* COUNT batchSize, plus an MGET per batch so that keys *and*
  *   values arrive, as with toondb's scan. Redis has no ordered scan; the db holds only the
  *   scanned keys, so SCAN visits exactly them.
@@ -72,7 +72,8 @@ class RedisDriver {
       // Off unless asked for: on, it made Redis slower in every row measured (README, Performance).
       enableAutoPipelining: process.env.BENCH_REDIS_AUTOPIPELINE === '1',
       maxRetriesPerRequest: 0,
-      commandTimeout: 120_000,
+      // No commandTimeout: ioredis arms a timer per command for it (~0.5 µs each, ~10 % of its
+      // CPU at 256 in flight), where toondb's client shares one; trial.js bounds a hung trial.
     });
     redis.on('error', () => undefined); // surfaced by the failing command instead
     await redis.connect();
@@ -96,15 +97,19 @@ class RedisDriver {
     return this.redis.mset(args);
   }
 
+  /** Pipelined as toondb's read-ahead is: the MGET of one batch goes out with the SCAN for the
+   * next, so Redis is never one idle round trip per batch. */
   async scan(prefix, batchSize) {
-    let cursor = '0';
+    const step = (cursor) => this.redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', batchSize);
     let entries = 0;
-    do {
-      const [next, keys] = await this.redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', batchSize);
-      if (keys.length) entries += (await this.redis.mgetBuffer(keys)).length;
-      cursor = next;
-    } while (cursor !== '0');
-    return entries;
+    let [cursor, keys] = await step('0');
+    for (;;) {
+      const values = keys.length ? this.redis.mgetBuffer(keys) : Promise.resolve([]);
+      const next = cursor === '0' ? null : step(cursor);
+      entries += (await values).length;
+      if (next === null) return entries;
+      [cursor, keys] = await next;
+    }
   }
 
   async close() {

@@ -10,7 +10,8 @@
  * - A warm-up phase runs the same loop unrecorded; the measured window starts when it ends and
  *   stops at a fixed deadline. Only ops that *complete* inside the window count, and elapsed is
  *   the window length, so ops/s is not skewed by the drain of the last in-flight requests.
- * - An op that fails fails the trial (a benchmark that swallows errors measures nothing).
+ * - An op that fails fails the trial (a benchmark that swallows errors measures nothing), and so
+ *   do requests that do not finish within DRAIN_MS_MAX of the window's end.
  * - Multi-process trials: every worker connects and reports ready before any starts (barrier);
  *   ops/s is the sum of the workers' rates; histograms are merged.
  */
@@ -24,6 +25,10 @@ import { track } from './servers.js';
 const WORKER_BIN = join(dirname(fileURLToPath(import.meta.url)), 'worker.js');
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** How long the requests still in flight when a window ends may take to finish: past it a
+ * server hangs and the trial fails (neither client arms a timeout of its own per request). */
+const DRAIN_MS_MAX = 120_000;
 
 /** Runs `op` from `inFlight` slots: warm-up, then a window of `seconds`. A failing op ends the
  * trial at once (no waiting out the window) and is rethrown once every slot has stopped. */
@@ -59,7 +64,15 @@ export async function closedLoop(op, { inFlight, seconds, warmupSeconds }) {
   await wait(seconds * 1000);
   running = false;
   const elapsedNs = Number(process.hrtime.bigint() - start);
-  await Promise.all(slots);
+  let drainTimer;
+  const hung = new Promise((_, reject) => {
+    drainTimer = setTimeout(() => reject(new Error(`requests still in flight ${DRAIN_MS_MAX / 1000} s after the window: the server hangs`)), DRAIN_MS_MAX);
+  });
+  try {
+    await Promise.race([Promise.all(slots), hung]);
+  } finally {
+    clearTimeout(drainTimer);
+  }
   if (failure) throw failure;
   return { ops, elapsedNs, histogram };
 }

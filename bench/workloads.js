@@ -92,7 +92,8 @@ const BATCH_IN_FLIGHT = 16;
 function point(kind, inFlight, procs) {
   const what = kind === 'get' ? 'GET' : 'PUT';
   const where = procs === 1 ? '1 conn' : `${procs} procs × 1 conn`;
-  return { id: `${kind}-${inFlight}${procs > 1 ? `-x${procs}p` : ''}`, title: `${what}, ${inFlight} in flight, ${where}`,
+  const inFlightText = procs === 1 ? `${inFlight} in flight` : `${inFlight} in flight per process`;
+  return { id: `${kind}-${inFlight}${procs > 1 ? `-x${procs}p` : ''}`, title: `${what}, ${inFlightText}, ${where}`,
     config: 'fast', kind, inFlight, procs, systems: ALL, unit: 'ops/s', keysPerOp: 1 };
 }
 
@@ -112,5 +113,5 @@ export const WORKLOADS = [
   { id: 'scan', title: 'streamed prefix scan, batches of 1000 (Redis SCAN+MGET)', config: 'big', special: 'scan', systems: DB, unit: 'keys/s' },
   { id: 'scan-again', title: 'the same scan run again at once', config: 'big', special: 'rescan', systems: DB, unit: 'keys/s' },
   { id: 'restart', title: 'restart: spawn → first ping (toondb journal / Redis AOF)', config: 'big', special: 'restart', systems: DB, unit: 'ms' },
-  { id: 'rss', title: 'daemon RSS after loading (VmRSS)', config: 'big', special: 'rss', systems: DB, unit: 'MiB' },
+  { id: 'rss', title: 'daemon RSS after load and two scans (VmRSS)', config: 'big', special: 'rss', systems: DB, unit: 'MiB' },
 ];
