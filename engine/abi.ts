@@ -15,7 +15,7 @@
  */
 import { ToonDBError } from '../protocol/errors.js';
 import { PackedArray } from '../protocol/packed-array.js';
-import type { EngineOp, EngineResult } from './types.js';
+import type { EngineOp, EngineResult, ExpiringEntry } from './types.js';
 
 const F_TXN = 1 << 0;
 const F_KEY = 1 << 1;
@@ -47,6 +47,7 @@ const R_DONE = 1 << 9;
 const R_CURSOR = 1 << 10;
 const R_TXN = 1 << 11;
 const R_COMMIT_TS = 1 << 12;
+const R_EXPIRING = 1 << 13;
 
 const NUM_BYTES = 8;
 const LEN_BYTES = 4;
@@ -176,6 +177,12 @@ export function decodeResults(buf: Buffer): EngineResult[] {
     if (flags & R_ENTRIES) {
       const n = u32();
       result.entries = new PackedArray(n, bytes());
+    }
+    if (flags & R_EXPIRING) {
+      const n = u32();
+      const expiring = new Array<ExpiringEntry>(n);
+      for (let e = 0; e < n; e++) expiring[e] = { start: u32(), end: u32(), atMs: num() };
+      result.expiring = expiring;
     }
     if (flags & R_HAS_DONE) result.done = (flags & R_DONE) !== 0;
     if (flags & R_CURSOR) result.cursor = num();

@@ -117,6 +117,15 @@ export interface EngineOp {
   writes?: number;
 }
 
+/** An entry of a scan batch that carries a TTL: its bytes in the batch's `entries` (`start` to
+ * `end`) and when it expires (ms since the epoch). A batch answered later than the engine read
+ * it (read-ahead) leaves out the entries expired by then (daemon/handlers/scan.ts). */
+export interface ExpiringEntry {
+  start: number;
+  end: number;
+  atMs: number;
+}
+
 /** Result of one op. `code`/`message` are set on failure and nothing else is meaningful then. */
 export interface EngineResult {
   code?: string;
@@ -132,6 +141,8 @@ export interface EngineResult {
   keys?: Buffer[];
   /** scanOpen/scanNext: this batch's entries, already in wire form (a view of the result). */
   entries?: PackedArray;
+  /** scanOpen/scanNext: the entries of `entries` that carry a TTL, in order (absent if none). */
+  expiring?: ExpiringEntry[];
   /** scanOpen/scanNext: no more entries after this batch (the cursor is already freed). */
   done?: boolean;
   /** scanOpen: handle for scanNext/scanClose (absent when done in the first batch). */

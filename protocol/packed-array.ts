@@ -24,6 +24,30 @@ export class PackedArray {
     readonly bytes: Buffer,
   ) {}
 
+  /** A copy without the elements whose bytes are `ranges` (in order, not overlapping, each
+   * exactly one element, as the engine reports a batch's entries that carry a TTL). */
+  without(ranges: readonly { start: number; end: number }[]): PackedArray {
+    if (ranges.length === 0) return this;
+    let kept = this.bytes.length;
+    let end = 0;
+    for (const range of ranges) {
+      if (range.start < end || range.end <= range.start || range.end > this.bytes.length) {
+        throw new Error(`invariant: element range ${range.start}..${range.end} out of order or out of ${this.bytes.length} bytes`);
+      }
+      kept -= range.end - range.start;
+      end = range.end;
+    }
+    const bytes = Buffer.allocUnsafe(kept);
+    let from = 0;
+    let at = 0;
+    for (const range of ranges) {
+      at += this.bytes.copy(bytes, at, from, range.start);
+      from = range.end;
+    }
+    this.bytes.copy(bytes, at, from);
+    return new PackedArray(this.count - ranges.length, bytes);
+  }
+
   /** The elements as scan entries: `[key, value]` pairs or `[key, value, expiry]` triples.
    * Throws if `bytes` is not exactly `count` such entries. For tests, diagnostics and the codec
    * path; the daemon never needs them. */

@@ -88,9 +88,16 @@ export function readAheadCursor(req: DataRequest, outcome: Outcome, scope: Sessi
   return entry !== undefined && entry.txn === undefined ? batch.cursor : 0;
 }
 
-/** The batch's entries as the engine encoded them: the reply copies them as one block. */
+/** The batch's entries as the engine encoded them (the reply copies them as one block), less
+ * those expired since the engine read them: a batch read ahead may be answered long after, and
+ * an expired key reads as absent at once (README, Guarantees). They still count toward the
+ * scan's `limit`, as the engine counted them. */
 function entriesOf(result: EngineResult): PackedArray {
-  return result.entries ?? NO_ENTRIES;
+  const entries = result.entries ?? NO_ENTRIES;
+  if (result.expiring === undefined) return entries;
+  const nowMs = Date.now();
+  const expired = result.expiring.filter((entry) => entry.atMs <= nowMs);
+  return entries.without(expired);
 }
 
 export function finishScan(req: ScanRequest, result: EngineResult, scope: SessionScope, op: EngineOp): Outcome {

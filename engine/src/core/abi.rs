@@ -16,7 +16,10 @@
 //!            + message bytes (R_ERROR), value bytes (R_VALUE; R_VALUE_NULL alone means null),
 //!            values u32 n + bytes holding n MessagePack `bin`s or nils (R_VALUES), keys u32 n + n
 //!            bytes (R_KEYS), entries u32 n + bytes holding n MessagePack `[bin, bin]` pairs, or
-//!            `[bin, bin, expiry]` triples for a scan opened with F_EXPIRY (R_ENTRIES, see wire.rs), cursor num (R_CURSOR), txn num
+//!            `[bin, bin, expiry]` triples for a scan opened with F_EXPIRY (R_ENTRIES, see wire.rs),
+//!            the entries among them that carry a TTL: u32 n, then per entry u32 start, u32 end
+//!            (its bytes in the entries' bytes) and expiry num, ms since the epoch (R_EXPIRING,
+//!            cursors.rs Expiring), cursor num (R_CURSOR), txn num
 //!            (R_TXN), commitTs u64 (R_COMMIT_TS); R_FOUND / R_DONE carry booleans with
 //!            R_HAS_FOUND / R_HAS_DONE saying they are present.
 //!
@@ -60,6 +63,7 @@ pub const R_DONE: u16 = 1 << 9;
 pub const R_CURSOR: u16 = 1 << 10;
 pub const R_TXN: u16 = 1 << 11;
 pub const R_COMMIT_TS: u16 = 1 << 12;
+pub const R_EXPIRING: u16 = 1 << 13;
 
 struct Reader<'a> {
     buf: &'a [u8],
@@ -249,6 +253,7 @@ fn encode_outputs(outputs: &[OpOutput]) -> Vec<u8> {
         set(R_CURSOR, o.cursor.is_some());
         set(R_TXN, o.txn.is_some());
         set(R_COMMIT_TS, o.commit_ts.is_some());
+        set(R_EXPIRING, o.expiring.is_some());
         out.extend_from_slice(&flags.to_le_bytes());
         put_num(&mut out, o.seq as f64);
         if let Some(e) = &o.error {
@@ -268,6 +273,14 @@ fn encode_outputs(outputs: &[OpOutput]) -> Vec<u8> {
         if let Some(entries) = &o.entries {
             out.extend_from_slice(&entries.count.to_le_bytes());
             put_bytes(&mut out, &entries.bytes);
+        }
+        if let Some(expiring) = &o.expiring {
+            out.extend_from_slice(&(expiring.len() as u32).to_le_bytes());
+            for e in expiring {
+                out.extend_from_slice(&e.start.to_le_bytes());
+                out.extend_from_slice(&e.end.to_le_bytes());
+                put_num(&mut out, e.at_ms as f64);
+            }
         }
         if let Some(c) = o.cursor {
             put_num(&mut out, c as f64);
@@ -290,7 +303,8 @@ fn payload_bytes(o: &OpOutput) -> usize {
     };
     let values = o.values.as_ref().map_or(0, |v| v.bytes.len() + 8);
     let entries = o.entries.as_ref().map_or(0, |e| e.bytes.len() + 8);
-    value + values + list(&o.keys) + entries + 48
+    let expiring = o.expiring.as_ref().map_or(0, |e| e.len() * 16 + 4);
+    value + values + list(&o.keys) + entries + expiring + 48
 }
 
 #[cfg(test)]

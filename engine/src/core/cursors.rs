@@ -64,7 +64,20 @@ pub struct Cursor {
 /// One batch of a scan: its entries already in wire form (wire.rs).
 pub struct Batch {
     pub entries: PackedArray,
+    /// The entries that carry a TTL, in order (see `Expiring`).
+    pub expiring: Vec<Expiring>,
     pub done: bool,
+}
+
+/// An entry of a batch that carries a TTL: where it lies in the batch's entry bytes, and when it
+/// expires (ms since the epoch). A batch answered later than it was read (the daemon reads
+/// snapshot scans ahead) leaves out the entries that have expired by then, so an expired key
+/// reads as absent however long the batch waited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Expiring {
+    pub start: u32,
+    pub end: u32,
+    pub at_ms: u64,
 }
 
 /// The open cursors: idle ones by handle, and how many a read has taken out.
@@ -194,7 +207,7 @@ pub fn read_batch(store: &Store, cursor: &mut Cursor) -> EngineResult<Batch> {
         max_bytes: cursor.batch_bytes,
         now: value::now_ms(),
     };
-    let (entries, resume_after, more) = match &cursor.source {
+    let (entries, expiring, resume_after, more) = match &cursor.source {
         Source::Snap(snap) => collect(&View::Snap(snap), store, plan)?,
         Source::Txn(id) => txn::reading(store, *id, |state| collect(&state.range_view(store, &plan.bounds)?, store, plan))?,
     };
@@ -209,7 +222,7 @@ pub fn read_batch(store: &Store, cursor: &mut Cursor) -> EngineResult<Batch> {
         *r -= u64::from(entries.count);
     }
     let done = !more || cursor.remaining == Some(0);
-    Ok(Batch { entries, done })
+    Ok(Batch { entries, expiring, done })
 }
 
 /// Room reserved for a batch's encoded entries up front: enough for a full batch of small
@@ -230,18 +243,19 @@ struct BatchPlan {
 
 /// Encodes up to `plan.max_items` live entries (stopping once `plan.max_bytes` is reached,
 /// after at least one), stepping through at most SCAN_BATCH_STEPS_MAX entries, live or
-/// expired; returns them, the last key stepped through (the next batch starts after it), and
-/// whether another entry, live or not yet known to be, follows.
-fn collect(view: &View<'_>, store: &Store, plan: BatchPlan) -> EngineResult<(PackedArray, Option<Slice>, bool)> {
+/// expired; returns them, those of them that carry a TTL, the last key stepped through (the
+/// next batch starts after it), and whether another entry, live or not yet known to be, follows.
+fn collect(view: &View<'_>, store: &Store, plan: BatchPlan) -> EngineResult<(PackedArray, Vec<Expiring>, Option<Slice>, bool)> {
     let reserve = (plan.max_items.saturating_mul(ENTRY_RESERVE_BYTES)).min(plan.max_bytes).min(BATCH_RESERVE_BYTES_MAX);
     let mut out = PackedArray::with_capacity(reserve);
+    let mut expiring = Vec::new();
     let mut resume_after = None;
     let mut steps = 0usize;
     let mut bytes = 0usize;
     for entry in view.range(&store.data, plan.bounds, plan.reverse) {
         let (key, stored) = entry?;
         if steps == SCAN_BATCH_STEPS_MAX {
-            return Ok((out, resume_after, true));
+            return Ok((out, expiring, resume_after, true));
         }
         steps += 1;
         let (expiry, live) = value::decode(&stored)?;
@@ -250,17 +264,22 @@ fn collect(view: &View<'_>, store: &Store, plan: BatchPlan) -> EngineResult<(Pac
             continue;
         }
         if out.count as usize >= plan.max_items || (bytes >= plan.max_bytes && out.count > 0) {
-            return Ok((out, resume_after, true));
+            return Ok((out, expiring, resume_after, true));
         }
         bytes += key.len() + live.len();
+        let start = out.bytes.len();
         if plan.with_expiry {
             out.push_entry_with_expiry(&key, live, expiry);
         } else {
             out.push_pair(&key, live);
         }
+        if let Some(at_ms) = expiry {
+            // Offsets fit: a batch is bounded far below 4 GiB (scanBatchBytesMax + one entry).
+            expiring.push(Expiring { start: start as u32, end: out.bytes.len() as u32, at_ms });
+        }
         resume_after = Some(key);
     }
-    Ok((out, resume_after, false))
+    Ok((out, expiring, resume_after, false))
 }
 
 /// Where `list_path` reads: a snapshot, or a transaction (each of its range reads counted, see

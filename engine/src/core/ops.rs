@@ -75,6 +75,8 @@ pub struct OpOutput {
     pub keys: Option<Vec<Vec<u8>>>,
     /// scanOpen / scanNext: the batch's entries in wire form (wire.rs).
     pub entries: Option<PackedArray>,
+    /// scanOpen / scanNext: the batch's entries that carry a TTL, if any (cursors::Expiring).
+    pub expiring: Option<Vec<crate::core::cursors::Expiring>>,
     pub done: Option<bool>,
     pub cursor: Option<u64>,
     pub txn: Option<u64>,

@@ -32,9 +32,20 @@ fn a_scan_with_expiry_gives_triples_with_each_entrys_expiry_and_skips_the_expire
     assert!(at >= before + 60_000 && at <= value::now_ms() + 60_000, "expiry {at} is not ~now + 60 s");
     assert_eq!(&bytes[first_len + 9..], &[0x93, 0xc4, 7, b's', b'/', b'p', b'l', b'a', b'i', b'n', 0xc4, 1, b'p', 0xc0]);
 
-    let pairs = engine.execute(vec![scan(false)]).unwrap().remove(0).entries.unwrap();
+    let mut out = engine.execute(vec![scan(false)]).unwrap().remove(0);
+    let pairs = out.entries.take().unwrap();
     assert_eq!(pairs.decode_pairs(), vec![(b"s/expiring".to_vec(), b"e".to_vec()), (b"s/plain".to_vec(), b"p".to_vec())]);
     assert_eq!(pairs.bytes[0], 0x92);
+
+    // The entry with a TTL is reported with its bytes and expiry, so a batch answered later
+    // can leave it out once expired; the plain one is not.
+    let expiring = out.expiring.expect("the batch holds an entry with a TTL");
+    assert_eq!(expiring.len(), 1);
+    assert_eq!((expiring[0].start, expiring[0].end), (0, 1 + 2 + 10 + 2 + 1));
+    assert_eq!(expiring[0].at_ms, at);
+    let plain_only = engine.execute(vec![Op { key: Some(b"s/p".to_vec()), ..scan(false) }]).unwrap().remove(0);
+    assert_eq!(plain_only.entries.map(|e| e.count), Some(1));
+    assert!(plain_only.expiring.is_none());
 }
 
 /// A cursor a read has taken out is still open: stats counted it as closed while its scanNext

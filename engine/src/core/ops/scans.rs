@@ -76,6 +76,7 @@ pub(super) fn scan_next(store: &Store, op: Op) -> EngineResult<OpOutput> {
 fn batch_output(store: &Store, batch: cursors::Batch, handle: Option<u64>) -> OpOutput {
     OpOutput {
         entries: Some(batch.entries),
+        expiring: (!batch.expiring.is_empty()).then_some(batch.expiring),
         done: Some(batch.done),
         cursor: handle,
         seq: store.tickets.issued(),
