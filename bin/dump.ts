@@ -40,6 +40,8 @@ export const DUMP_VERSION = 3;
 const DUMP_VERSIONS_READ = [1, 2, 3];
 const DUMP_BATCH_ITEMS = 1_000;
 const DUMP_BATCH_BYTES = 4 * 1024 * 1024;
+/** Puts of keys with a TTL `load` sends at once (see putAll). */
+const TTL_PUTS_AT_ONCE = 64;
 /** Longest header frame body `load` accepts (a real one is ~100 bytes). Checked before the
  * frame is read, so a file that is not a dump is named as such from its first bytes: a log
  * file's first four bytes read as a frame length of ~2 GB. */
@@ -252,13 +254,19 @@ async function putAll(client: IpcClient, entries: DumpEntry[], loaded: Loaded, f
   const plain = entries.filter((entry): entry is [Buffer, Buffer] => entry.length === 2);
   await putBatches(client, plain, loaded);
   if (plain.length === entries.length) return;
-  const nowMs = Date.now();
-  const live = entries.filter((entry): entry is [Buffer, Buffer, number] => entry.length === 3 && entry[2] > nowMs);
-  loaded.expired += entries.length - plain.length - live.length;
-  const outcomes = await Promise.allSettled(live.map(([key, value, expiresAtMs]) => client.put(key, value, { ttlSeconds: (expiresAtMs - nowMs) / 1000 })));
-  loaded.written += outcomes.filter((outcome) => outcome.status === 'fulfilled').length;
-  const failed = outcomes.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
-  if (failed !== undefined) throw failed.reason;
+  const expiring = entries.filter((entry): entry is [Buffer, Buffer, number] => entry.length === 3);
+  // In groups, each given what is left of its TTLs as it is sent: a put carries a TTL, not an
+  // instant, so a key's expiry moves later by the time its put waits behind the others of its
+  // group (20-40 ms behind a thousand, in review; ~1 ms behind TTL_PUTS_AT_ONCE).
+  for (let from = 0; from < expiring.length; from += TTL_PUTS_AT_ONCE) {
+    const nowMs = Date.now();
+    const live = expiring.slice(from, from + TTL_PUTS_AT_ONCE).filter((entry) => entry[2] > nowMs);
+    loaded.expired += Math.min(TTL_PUTS_AT_ONCE, expiring.length - from) - live.length;
+    const outcomes = await Promise.allSettled(live.map(([key, value, expiresAtMs]) => client.put(key, value, { ttlSeconds: (expiresAtMs - nowMs) / 1000 })));
+    loaded.written += outcomes.filter((outcome) => outcome.status === 'fulfilled').length;
+    const failed = outcomes.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
+  }
 }
 
 /** Refuses, naming its number in the file, an entry whose key or value passes the daemon's
