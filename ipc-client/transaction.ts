@@ -16,10 +16,9 @@
  *   daemon never opened it, and its own answers would only say NOT_IN_TRANSACTION. A begin
  *   whose connection dropped before its reply (UNKNOWN_RESULT) makes later calls fail with
  *   CONNECTION_CLOSED, as for any transaction of a lost connection; requests already sent
- *   keep their UNKNOWN_RESULT. A begin
- *   that timed out may open it late, so the client then aborts it at once; a commit sent
- *   before that (pipelined behind the begin) may still have committed it, which its TIMEOUT
- *   leaves open, as any timeout does.
+ *   keep their UNKNOWN_RESULT. A begin that timed out may open it late, so the client then
+ *   aborts it at once; a commit sent before that (pipelined behind the begin) may still have
+ *   committed it, which its TIMEOUT leaves open, as any timeout does.
  * - A commit applies every write request of the transaction or nothing: one refused here (an
  *   argument error, nothing sent) or by the daemon makes the commit fail with
  *   TXN_WRITE_FAILED, even if the write's promise was never awaited — or, if the daemon ended
