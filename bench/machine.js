@@ -35,11 +35,15 @@ function git(args) {
   }
 }
 
-/** Newest modification time (ms) of the files under `dir` whose names end with one of `suffixes`. */
+/** Test sources, which the build does not include (`tests.rs`, `*_tests.rs`). */
+const TEST_SOURCE = /(^|_)tests\.rs$/;
+
+/** Newest modification time (ms) of the non-test files under `dir` whose names end with one of
+ * `suffixes`. */
 function newestMs(dir, suffixes) {
   let newest = 0;
   for (const entry of readdirSync(join(ROOT, dir), { recursive: true, withFileTypes: true })) {
-    if (!entry.isFile() || !suffixes.some((suffix) => entry.name.endsWith(suffix))) continue;
+    if (!entry.isFile() || !suffixes.some((suffix) => entry.name.endsWith(suffix)) || TEST_SOURCE.test(entry.name)) continue;
     newest = Math.max(newest, statSync(join(entry.parentPath, entry.name)).mtimeMs);
   }
   return newest;
