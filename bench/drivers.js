@@ -106,6 +106,7 @@ class RedisDriver {
     for (;;) {
       const values = keys.length ? this.redis.mgetBuffer(keys) : Promise.resolve([]);
       const next = cursor === '0' ? null : step(cursor);
+      next?.catch(() => undefined); // awaited below; failing before `values` must not be "unhandled"
       entries += (await values).length;
       if (next === null) return entries;
       [cursor, keys] = await next;

@@ -44,13 +44,22 @@ function newestMs(dir, suffixes) {
   let newest = 0;
   for (const entry of readdirSync(join(ROOT, dir), { recursive: true, withFileTypes: true })) {
     if (!entry.isFile() || !suffixes.some((suffix) => entry.name.endsWith(suffix)) || TEST_SOURCE.test(entry.name)) continue;
-    newest = Math.max(newest, statSync(join(entry.parentPath, entry.name)).mtimeMs);
+    // parentPath from Node 20.12, path before it.
+    newest = Math.max(newest, statSync(join(entry.parentPath ?? entry.path, entry.name)).mtimeMs);
   }
   return newest;
 }
 
 /** Which builds are older than their sources: measuring them measures other code. */
 function staleBuilds() {
+  try {
+    return staleBuildsOrThrow();
+  } catch (error) {
+    return [`(not checked: ${error.message})`]; // e.g. a Node 20 without recursive readdir
+  }
+}
+
+function staleBuildsOrThrow() {
   const stale = [];
   const built = (path) => { try { return statSync(join(ROOT, path)).mtimeMs; } catch { return 0; } };
   const sources = Math.max(...['protocol', 'daemon', 'ipc-client', 'bin'].map((dir) => newestMs(dir, ['.ts'])));

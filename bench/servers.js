@@ -219,13 +219,13 @@ async function toondbProbe(call) {
   }
 }
 
-/** Starts toondbd on `dir` (a new temp dir if absent) with the given durability mode. At
- * `logLevel` 'info' its log also says how long opening the engine (journal replay) took. */
 /** toondb's `interval` fsyncs every this many ms in the bench: Redis `everysec`'s period, so the
  * two peers of the 'fast' and 'big' configs lose the same window of writes to a power cut (the
  * daemon's default, 100 ms, fsyncs ten times as often). */
 const INTERVAL_SYNC_MS = 1_000;
 
+/** Starts toondbd on `dir` (a new temp dir if absent) with the given durability mode. At
+ * `logLevel` 'info' its log also says how long opening the engine (journal replay) took. */
 export async function startToondb({ durability, dir = tempDir('toondb'), logLevel = 'warn' }) {
   await loadClient(); // a missing build fails here, clearly, not as a readiness timeout
   const socketPath = join(dir, 't.sock');

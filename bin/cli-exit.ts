@@ -58,5 +58,7 @@ export function notFound(): void {
 
 /** Commander's own usage errors (`error: unknown option '--x'`) as coded lines. */
 export function codedCommanderError(text: string, prefix = PREFIX): string {
-  return `${text.trimEnd().replace(/^error: /, `${prefix}INVALID_ARGUMENT: `)} (--help shows the usage)\n`;
+  // One line: commander puts a suggestion ("(Did you mean get?)") on a line of its own.
+  const oneLine = text.trim().replace(/\s*\n\s*/g, ' ');
+  return `${oneLine.replace(/^error: /, `${prefix}INVALID_ARGUMENT: `)} (--help shows the usage)\n`;
 }

@@ -56,6 +56,8 @@ describe('toondb exit codes', () => {
     const cases: [string[], string][] = [
       [['ping', '--no-such-option', ...socket()], "unknown option '--no-such-option'"],
       [['bogus', ...socket()], "unknown command 'bogus'"],
+      // A near miss: commander's suggestion joins the line instead of starting a second one.
+      [['gett', 'k', ...socket()], "unknown command 'gett' (Did you mean get?)"],
       [['get', ...socket()], "missing required argument 'key'"],
       [['put', 'a', 'b', 'c', ...socket()], 'too many arguments for \'put\'. Expected 2 arguments but got 3.'],
     ];
