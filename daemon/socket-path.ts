@@ -36,8 +36,9 @@ function probe(socketPath: string): Promise<'live' | 'stale'> {
   });
 }
 
-/** Makes `socketPath` free for listen(); returns true if a stale socket was removed. */
-export async function claimSocketPath(socketPath: string): Promise<boolean> {
+/** Refuses a path that a live daemon serves, or that holds a file other than a socket; true if
+ * a stale socket is there (to replace), false if nothing is. */
+async function checkSocketPath(socketPath: string): Promise<boolean> {
   let stats;
   try {
     stats = await lstat(socketPath);
@@ -51,6 +52,19 @@ export async function claimSocketPath(socketPath: string): Promise<boolean> {
   if ((await probe(socketPath)) === 'live') {
     throw new ToonDBError('ALREADY_RUNNING', `a toondb daemon is already running on ${socketPath}`);
   }
+  return true;
+}
+
+/** The same refusals before a start creates or opens anything (its data directory, recovery):
+ * a start that would be refused at `claimSocketPath` leaves nothing behind. Advisory: only the
+ * claim, under the start-up lock, decides. */
+export async function refuseTakenSocketPath(socketPath: string): Promise<void> {
+  await checkSocketPath(socketPath);
+}
+
+/** Makes `socketPath` free for listen(); returns true if a stale socket was removed. */
+export async function claimSocketPath(socketPath: string): Promise<boolean> {
+  if (!(await checkSocketPath(socketPath))) return false;
   try {
     await unlink(socketPath);
   } catch (error) {

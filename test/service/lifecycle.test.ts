@@ -46,6 +46,8 @@ describe('daemon lifecycle', () => {
     expect((fatal?.err as { message: string }).message).not.toMatch(/\[LOCKED\]/);
     const sameSocket = track(createDaemon({ socketPath: first.socketPath }));
     await expect(sameSocket.start()).rejects.toThrow(/ALREADY_RUNNING/);
+    // Refused before its data dir was made and recovered (review: it was made, and opened).
+    expect(existsSync(sameSocket.dataDir)).toBe(false);
     // The first daemon is untouched.
     const client = await IpcClient.connect(first.socketPath);
     expect((await client.ping()).version).toBeTruthy();
