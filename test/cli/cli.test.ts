@@ -145,9 +145,12 @@ describe('toondb CLI', () => {
   });
 
   it('dumps every key and loads them into an empty daemon', async () => {
+    // Its own keys (the suite's other tests add more): binary, an empty value, a TTL, plain text.
     const binary = Buffer.from([0, 1, 2, 255]);
     await toondb(['put', binary.toString('hex'), 'ff00', '--hex', '--socket', daemon().socketPath]);
     await toondb(['put', 'empty-value', '', '--socket', daemon().socketPath]);
+    await toondb(['put', 'dump/ttl', 'soon gone', '--ttl', '3600', '--socket', daemon().socketPath]);
+    for (const n of [1, 2, 3]) await toondb(['put', `dump/${n}`, `v${n}`, '--socket', daemon().socketPath]);
     const file = join(makeTempDir(), 'all.dump');
     const dumped = await toondb(['dump', file, '--socket', daemon().socketPath]);
     expect(dumped.exitCode).toBe(0);
