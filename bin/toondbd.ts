@@ -97,9 +97,7 @@ async function start(flags: StartFlags): Promise<void> {
     }
     try {
       const next = loadConfig(flags);
-      daemon.reload(next);
-      log.level = next.logLevel;
-      log.info({ logLevel: next.logLevel }, 'configuration reloaded');
+      daemon.reload(next); // sets the log level (of `log` too), and says so
     } catch (error) {
       log.error({ err: error }, 'reload failed; keeping the running configuration');
     }

@@ -262,6 +262,8 @@ export class Daemon implements DaemonContext {
     if (pinned.length > 0) this.log.warn({ limits: pinned }, 'these limits change only on restart (the engine enforces them)');
     const broken = brokenLimitRelation(limits);
     if (broken !== null) throw new ToonDBError('INVALID_ARGUMENT', `limits do not fit together with the engine's: ${broken}`);
+    // Announced at the level in force until now: a reload to `warn` would hide its own line.
+    this.log.info({ logLevel: next.logLevel }, 'configuration reloaded');
     this.log.level = next.logLevel;
     for (const log of this.connectionLogs) log.level = next.logLevel;
     this.requestBudget.setMax(limits.requestBytesInFlightDaemonMax);

@@ -120,13 +120,11 @@ describe('toondb CLI', () => {
 
   it('keeps watching stats across a daemon restart', async () => {
     const own = await startDaemon();
+    const proc = execa('node', [TOONDB_BIN, 'stats', '--json', '--watch', '0.1', '--socket', own.socketPath], { reject: false });
     try {
-      const proc = execa('node', [TOONDB_BIN, 'stats', '--json', '--watch', '0.1', '--socket', own.socketPath], { reject: false });
       let stdout = '';
       proc.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-      const rounds = async (n: number) => {
-        while (stdout.split('\n').filter(Boolean).length < n) await new Promise((resolve) => setTimeout(resolve, 20));
-      };
+      const rounds = (n: number) => expect.poll(() => stdout.split('\n').filter(Boolean).length, { timeout: 20_000 }).toBeGreaterThanOrEqual(n);
       await rounds(1);
       await own.kill();
       await new Promise((resolve) => setTimeout(resolve, 300));
@@ -140,6 +138,7 @@ describe('toondb CLI', () => {
       expect(printed.some((stats, i) => i > 0 && stats.uptimeMs < printed[i - 1].uptimeMs)).toBe(true);
       expect(String(result.stderr)).toMatch(/retrying every 0\.1 s/);
     } finally {
+      proc.kill('SIGKILL'); // a no-op once it exited; a watcher left by a failure must not run on
       await own.dispose();
     }
   });

@@ -23,6 +23,9 @@ export interface DaemonOptions {
   env?: Record<string, string>;
   /** Written to DIR/config.json and passed with --config (e.g. tighter limits). */
   config?: Record<string, unknown>;
+  /** --log-level (default debug); null passes none, so the config file's level applies (a flag
+   * wins over the file, also on reload). */
+  logLevel?: string | null;
   /** Runs the daemon under `ulimit -n` of this (soft and hard: Node raises the soft limit to
    * the hard one at startup). */
   openFilesLimit?: number;
@@ -44,6 +47,8 @@ export class TestDaemon {
     readonly dir: string, readonly socketPath: string, readonly dataDir: string, private readonly args: string[], private readonly env: Record<string, string>,
     /** `ulimit -n` for the daemon, or null for this process's limit. */
     public openFilesLimit: number | null = null,
+    /** --log-level, or null for none (see DaemonOptions). */
+    private readonly logLevel: string | null = 'debug',
   ) {}
 
   get pid(): number | undefined {
@@ -79,7 +84,8 @@ export class TestDaemon {
 
   /** Starts the daemon and resolves once it logs "listening"; rejects if it exits first. */
   async start(): Promise<void> {
-    const command = ['node', TOONDBD_BIN, 'start', '--socket', this.socketPath, '--data-dir', this.dataDir, '--log-level', 'debug', ...this.args];
+    const level = this.logLevel === null ? [] : ['--log-level', this.logLevel];
+    const command = ['node', TOONDBD_BIN, 'start', '--socket', this.socketPath, '--data-dir', this.dataDir, ...level, ...this.args];
     // The shell execs node, so the pid (signals, /proc) is the daemon's.
     const [file, ...args] = this.openFilesLimit === null ? command : ['sh', '-c', 'ulimit -n "$0" && exec "$@"', String(this.openFilesLimit), ...command];
     const proc = execa(file, args, {
@@ -192,7 +198,7 @@ export function createDaemon(options: DaemonOptions = {}): TestDaemon {
     writeFileSync(file, JSON.stringify(options.config));
     args.push('--config', file);
   }
-  return new TestDaemon(dir, options.socketPath ?? join(dir, 's.sock'), options.dataDir ?? join(dir, 'data'), args, options.env ?? {}, options.openFilesLimit ?? null);
+  return new TestDaemon(dir, options.socketPath ?? join(dir, 's.sock'), options.dataDir ?? join(dir, 'data'), args, options.env ?? {}, options.openFilesLimit ?? null, options.logLevel === undefined ? 'debug' : options.logLevel);
 }
 
 /** Creates and starts a daemon. */

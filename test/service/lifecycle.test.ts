@@ -155,12 +155,16 @@ describe('daemon lifecycle', () => {
     const dir = makeTempDir();
     const socketPath = join(dir, 's.sock');
     const proc = execa('node', [TOONDBD_BIN, 'start', '--socket', socketPath, '--data-dir', join(dir, 'data')], { reject: false, stdin: 'ignore' });
-    while (!existsSync(socketPath) && proc.exitCode === null) await new Promise((resolve) => setTimeout(resolve, 1));
-    proc.kill('SIGTERM');
-    const result = await proc;
-    expect(result.signal).toBeUndefined();
-    expect(result.exitCode).toBe(0);
-    expect(existsSync(socketPath)).toBe(false);
+    try {
+      while (!existsSync(socketPath) && proc.exitCode === null) await new Promise((resolve) => setTimeout(resolve, 1));
+      proc.kill('SIGTERM');
+      const result = await proc;
+      expect(result.signal).toBeUndefined();
+      expect(result.exitCode).toBe(0);
+      expect(existsSync(socketPath)).toBe(false);
+    } finally {
+      proc.kill('SIGKILL'); // a no-op once it exited; one the SIGTERM did not stop must not outlive the test
+    }
   });
 
   it('serves every connection accepted while it is still starting', async () => {
@@ -183,9 +187,13 @@ describe('daemon lifecycle', () => {
         }
       }
     };
-    await Promise.all(Array.from({ length: 8 }, prober));
-    proc.kill('SIGTERM');
-    await proc;
+    try {
+      await Promise.all(Array.from({ length: 8 }, prober));
+      proc.kill('SIGTERM');
+      await proc;
+    } finally {
+      proc.kill('SIGKILL'); // as above
+    }
     expect(served).toBeGreaterThanOrEqual(20);
     expect(outcomes.filter((code) => code !== 'UNAVAILABLE')).toEqual([]);
   });
@@ -194,13 +202,26 @@ describe('daemon lifecycle', () => {
     const dir = makeTempDir();
     const configFile = join(dir, 'config.json');
     writeFileSync(configFile, JSON.stringify({ logLevel: 'info' }));
-    const daemon = track(await startDaemon({ dir, args: ['--config', configFile] }));
+    // No --log-level: a flag would win over the file's, on reload too (the test passed so).
+    const daemon = track(await startDaemon({ dir, args: ['--config', configFile], logLevel: null }));
     const client = await IpcClient.connect(daemon.socketPath);
     await client.put('before-hup', '1');
     writeFileSync(configFile, JSON.stringify({ logLevel: 'warn' }));
     process.kill(daemon.pid!, 'SIGHUP');
     await expect.poll(() => daemon.logs.some((l) => l.msg === 'configuration reloaded'), { timeout: 5_000 }).toBe(true);
     expect((await client.get('before-hup'))?.toString()).toBe('1');
+    // The new level applies: a connection (logged at info) is no longer logged. A failed reload
+    // (logged at error) marks the point in the log by which it would have been.
+    const opened = () => daemon.logs.filter((l) => l.msg === 'connection opened').length;
+    const openedBefore = opened();
+    expect(openedBefore).toBeGreaterThan(0); // at info, the first connection was
+    const second = await IpcClient.connect(daemon.socketPath);
+    await second.ping();
+    writeFileSync(configFile, '{ not json');
+    process.kill(daemon.pid!, 'SIGHUP');
+    await expect.poll(() => daemon.logs.some((l) => l.msg === 'reload failed; keeping the running configuration'), { timeout: 5_000 }).toBe(true);
+    expect(opened()).toBe(openedBefore);
+    await second.close();
     await client.close();
   });
 
