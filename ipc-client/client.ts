@@ -30,7 +30,7 @@ import { openConnection, resolveConnectOptions, type ConnectOptions, type Resolv
 import type { Connection, RequestMessage } from './connection.js';
 import { Link, type Opened } from './link.js';
 import { DataOperations, type DataRequest } from './operations.js';
-import { parseCheckpoint, parseCommitTs, parsePing, parseStats, parseTxnId } from './results.js';
+import { parseCheckpoint, parsePing, parseStats, parseTxnId } from './results.js';
 import type { ResultMap } from './pending.js';
 import type { CheckpointInfo, PingInfo, ServerInfo } from './results.js';
 import { withTransaction, type WithTransactionOptions } from './retry.js';
@@ -68,8 +68,13 @@ export class IpcClient extends DataOperations {
   readonly socketPath: string;
   readonly #link: Link;
   readonly #events = new EventEmitter();
-  /** The last transaction id the current connection chose (ids are per connection). */
+  /** The last transaction id this client chose. Never reset, not even by a reconnect: an id
+   * names one transaction for the client's whole life, so the alias commit(id) of one lost with
+   * an earlier connection cannot commit a newer one that reused its number. */
   #lastTxnId = 0;
+  /** Transactions begun on the current connection and not over (TransactionHost.ended), by id:
+   * what the alias commit(id) / abort(id) act on. */
+  readonly #openTxns = new Map<bigint, Transaction>();
 
   private constructor(opened: Opened, options: ResolvedConnectOptions) {
     super();
@@ -80,7 +85,7 @@ export class IpcClient extends DataOperations {
         this.#events.emit('disconnect', reason);
       },
       reconnected: (info) => {
-        this.#lastTxnId = 0;
+        this.#openTxns.clear(); // they died with the connection they were begun on
         this.#events.emit('reconnect', info);
       },
       ended: (reason) => {
@@ -152,18 +157,50 @@ export class IpcClient extends DataOperations {
     const begun = connection.request(message, (result) => {
       if (parseTxnId(result) !== txnId) throw new ToonDBError('PROTOCOL_ERROR', `begin answered with another transaction id than ${id}`);
     });
-    const host: TransactionHost = { request: (request, map) => connection.request(request, map), limits: this.serverInfo.limits };
-    return new Transaction(host, txnId, isolation, begun);
+    const open = this.#openTxns;
+    const host: TransactionHost = {
+      request: (request, map) => connection.request(request, map),
+      limits: this.serverInfo.limits,
+      ended: (txn) => {
+        if (open.get(txn.id) === txn) open.delete(txn.id);
+      },
+    };
+    this.#forgetIdleTxns();
+    const txn = new Transaction(host, txnId, isolation, begun);
+    open.set(txnId, txn);
+    return txn;
   }
 
-  /** Seed-style alias: commits the transaction with this id; resolves with its commit timestamp. */
+  /** Drops, once there are more than the daemon lets one connection hold open, the transactions
+   * idle past txnIdleMsMax, which the daemon has aborted: left neither committed nor aborted by
+   * their callers, they would otherwise stay for the connection's life. */
+  #forgetIdleTxns(): void {
+    const { txnsPerConnectionMax, txnIdleMsMax } = this.serverInfo.limits;
+    if (this.#openTxns.size < txnsPerConnectionMax) return;
+    const idleSince = Date.now() - txnIdleMsMax;
+    for (const [id, txn] of this.#openTxns) if (txn.lastActiveMs < idleSince) this.#openTxns.delete(id);
+  }
+
+  /** The open transaction `txnId` this client began on its current connection, for the aliases. */
+  #openTxn(txnId: bigint, op: 'commit' | 'abort'): Transaction {
+    const id = toTxnId(txnId);
+    const txn = this.#openTxns.get(id);
+    if (txn === undefined) {
+      throw new ToonDBError('NOT_IN_TRANSACTION',
+        `transaction ${id} is not open on this client's current connection (already committed or aborted, begun by another client, or lost with an earlier connection); ${op} refused`);
+    }
+    return txn;
+  }
+
+  /** Seed-style alias of `txn.commit()` for the transaction with this id, which this client
+   * began on its current connection; resolves with its commit timestamp. */
   async commit(txnId: bigint): Promise<bigint> {
-    return parseCommitTs(await this.#link.request({ op: 'commit', txn: toTxnId(txnId) }));
+    return this.#openTxn(txnId, 'commit').commit();
   }
 
-  /** Seed-style alias: aborts the transaction with this id. */
+  /** Seed-style alias of `txn.abort()` for the transaction with this id. */
   async abort(txnId: bigint): Promise<void> {
-    await this.#link.request({ op: 'abort', txn: toTxnId(txnId) });
+    await this.#openTxn(txnId, 'abort').abort();
   }
 
   /** Runs `fn` in a transaction and commits it, re-running it on TXN_CONFLICT or LIMIT_EXCEEDED

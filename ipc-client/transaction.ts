@@ -47,6 +47,9 @@ export type TransactionState = 'active' | 'committed' | 'aborted';
 export interface TransactionHost {
   request<T = unknown>(message: RequestMessage, map?: ResultMap<T>): Promise<T>;
   readonly limits: ServerLimits;
+  /** The transaction is over for the client (commit or abort called, its begin failed, or the
+   * daemon reported it gone): the client's alias commit/abort no longer finds it. */
+  ended(txn: Transaction): void;
 }
 
 const ignore = (): void => undefined;
@@ -67,6 +70,8 @@ export class Transaction extends DataOperations {
   /** The first error of a request that may have ended the transaction in the daemon (a commit
    * that finds it gone, NOT_IN_TRANSACTION, reports this instead). */
   #endedBy: ToonDBError | null = null;
+  /** Date.now() of its last request: one idle past txnIdleMsMax is gone in the daemon. */
+  #lastActiveMs = Date.now();
 
   /** @internal created by IpcClient.beginTransaction with the begin request `begin` sent. */
   constructor(host: TransactionHost, readonly id: bigint, readonly isolation: Isolation, begin: Promise<unknown>) {
@@ -76,6 +81,7 @@ export class Transaction extends DataOperations {
     begin.then(
       () => { this.#begin = null; },
       (error: unknown) => {
+        host.ended(this);
         const coded = toToonDBError(error);
         // Dropped with its connection before the begin's reply: whether it opened or not, the
         // transaction died with that connection (the daemon aborts a closed connection's
@@ -93,6 +99,11 @@ export class Transaction extends DataOperations {
 
   get state(): TransactionState {
     return this.#state;
+  }
+
+  /** When it last sent a request (Date.now()). */
+  get lastActiveMs(): number {
+    return this.#lastActiveMs;
   }
 
   /** Commits; resolves with the commit timestamp. TransactionConflictError on TXN_CONFLICT;
@@ -190,6 +201,7 @@ export class Transaction extends DataOperations {
   /** Sends a request of this transaction; while the begin is unsettled, a failure is reported
    * as the begin's if the begin failed. */
   #request<T>(message: RequestMessage, map?: ResultMap<T>): Promise<T> {
+    this.#lastActiveMs = Date.now();
     const reply = this.#host.request(message, map).catch((error: unknown) => {
       this.#noteEnding(error);
       throw error;
@@ -211,9 +223,11 @@ export class Transaction extends DataOperations {
   #noteEnding(error: unknown): void {
     const code = (error as { code?: unknown }).code;
     if (code === 'TXN_TOO_LARGE' || code === 'LIMIT_EXCEEDED') this.#endedBy ??= toToonDBError(error);
+    if (code === 'NOT_IN_TRANSACTION' || code === 'TXN_EXPIRED' || code === 'UNKNOWN_RESULT' || code === 'CONNECTION_CLOSED') this.#host.ended(this);
   }
 
   #markEnding(op: 'commit' | 'abort'): void {
+    this.#host.ended(this);
     const refused = this.#refusal(op);
     if (refused === this.#beginError) {
       this.#ending = true;

@@ -47,6 +47,14 @@ describe('a client across daemon restarts', () => {
     await daemon.start();
     expect((await client.get('kept'))?.toString()).toBe('before the crash');
     expect(await client.get('uncommitted')).toBeNull();
+    // Regression (review): ids restarted at 1 on the new connection, so the alias commit of the
+    // lost transaction's id committed a new transaction that had been given the same number.
+    const newer = await client.beginTransaction();
+    await newer.put('newer', 'not yet');
+    expect(newer.id).not.toBe(txn.id);
+    expect((await settle(client.commit(txn.id))).error?.code).toBe('NOT_IN_TRANSACTION');
+    expect(await client.get('newer')).toBeNull();
+    await newer.abort();
     expect((await settle(txn.commit())).error?.code).toBe('CONNECTION_CLOSED');
     // Entries that had arrived are served; the first batch that had not fails the scan.
     let lost: Awaited<ReturnType<typeof settle>> = {};

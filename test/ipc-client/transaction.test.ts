@@ -212,12 +212,29 @@ describe('Transaction', () => {
     await expect(txn.put('ok', 'v')).rejects.toMatchObject({ code: 'NOT_IN_TRANSACTION' });
   });
 
-  it('client.commit / client.abort take a bigint id', async () => {
-    const txn = await client.beginTransaction();
-    expect(typeof (await client.commit(txn.id))).toBe('bigint');
-    await client.abort(txn.id);
-    expect(server.ops('abort')[0].txn).toBe(txn.id);
+  it('client.commit / client.abort take a bigint id and act as txn.commit() / txn.abort()', async () => {
+    const committed = await client.beginTransaction();
+    void committed.put('a', '1');
+    expect(typeof (await client.commit(committed.id))).toBe('bigint');
+    expect(committed.state).toBe('committed');
+    // Like txn.commit(), it says how many writes it covers (review: the alias sent none).
+    expect(server.ops('commit')[0]).toMatchObject({ txn: committed.id, writes: 1 });
+    const aborted = await client.beginTransaction();
+    await client.abort(aborted.id);
+    expect(aborted.state).toBe('aborted');
+    expect(server.ops('abort')[0].txn).toBe(aborted.id);
+    // Over, or never begun by this client: refused here, nothing sent.
+    const sent = server.requests.length;
+    await expect(client.commit(committed.id)).rejects.toMatchObject({ code: 'NOT_IN_TRANSACTION' });
+    await expect(client.abort(aborted.id)).rejects.toMatchObject({ code: 'NOT_IN_TRANSACTION' });
+    await expect(client.commit(999n)).rejects.toMatchObject({ code: 'NOT_IN_TRANSACTION', message: expect.stringMatching(/not open on this client's current connection/) });
+    expect(server.requests.length).toBe(sent);
     await expect(client.commit('7' as unknown as bigint)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    // A write refused before it was sent aborts the alias's commit as it does txn.commit()'s.
+    const partial = await client.beginTransaction();
+    void partial.put('ok', 'v');
+    void partial.put('', 'v'); // empty key: refused here
+    await expect(client.commit(partial.id)).rejects.toMatchObject({ code: 'TXN_WRITE_FAILED' });
   });
 });
 
