@@ -160,7 +160,8 @@ async function handshake(options: ResolvedConnectOptions, opening: Opening): Pro
   await connected;
   await checkServer();
   stopIfAbandoned(opening);
-  const connection = new Connection(reader, options.timeoutMs);
+  // The hello is bounded by connectTimeoutMs (openConnection), not by the request timeout.
+  const connection = new Connection(reader, 0);
   opening.connection = connection;
   let reply: unknown;
   try {
@@ -173,6 +174,7 @@ async function handshake(options: ResolvedConnectOptions, opening: Opening): Pro
     throw new ToonDBError('VERSION_MISMATCH', `the toondb daemon at ${options.socketPath} speaks protocol ${info.protocol}, this client ${PROTOCOL_VERSION}`);
   }
   connection.frameBytesMax = info.limits.frameBytesMax;
+  connection.requestTimeoutMs = options.timeoutMs;
   return { connection, info };
 }
 

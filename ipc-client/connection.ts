@@ -87,6 +87,12 @@ export class Connection {
 
   private readonly socket: Socket;
 
+  /** The timeout of requests sent from now on (0: none). Set only while no request with a
+   * deadline is pending (after the hello): the table's one timer assumes deadlines in order. */
+  set requestTimeoutMs(timeoutMs: number) {
+    this.pending.timeoutMs = timeoutMs;
+  }
+
   constructor(reader: SocketReader, timeoutMs: number) {
     const socket = (this.socket = reader.socket);
     this.pending = new PendingTable(timeoutMs, () => this.updateRef());

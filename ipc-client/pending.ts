@@ -77,11 +77,12 @@ export class PendingTable<R extends NamedRequest> {
   private timer: NodeJS.Timeout | null = null;
 
   /**
-   * @param timeoutMs request timeout; 0 disables timeouts.
+   * @param timeoutMs request timeout; 0 disables timeouts. It may change later (requests added
+   *   from then on get the new one): the hello is bounded by the connect deadline instead.
    * @param onExpired called after each sweep that expired requests (already rejected).
    */
   constructor(
-    private readonly timeoutMs: number,
+    public timeoutMs: number,
     private readonly onExpired: () => void,
   ) {}
 

@@ -104,6 +104,24 @@ describe('IpcClient.connect', () => {
     await server.until(() => server!.last.socket.destroyed || server!.last.socket.readableEnded);
   });
 
+  // Regression (review against DESIGN.md): the hello was bounded by the request timeout too,
+  // so timeoutMs below the daemon's hello latency made every connect fail TIMEOUT.
+  it('bounds the hello by connectTimeoutMs only; requests after it by timeoutMs', async () => {
+    server = await FakeServer.start({
+      script: (request, connection) => {
+        if (request.op === 'hello') {
+          setTimeout(() => connection.send({ id: request.id, ...server!.model(request) }), 80);
+          return NO_REPLY;
+        }
+        return request.op === 'get' ? NO_REPLY : undefined;
+      },
+    });
+    client = await IpcClient.connect(server.path, { timeoutMs: 20, connectTimeoutMs: 5_000 });
+    const error = await client.get('k').catch((e: unknown) => e) as ToonDBError;
+    expect(error.code).toBe('TIMEOUT');
+    expect(error.message).toMatch(/within 20 ms/);
+  });
+
   it('passes a connection-level refusal (id 0) through with its own code', async () => {
     server = await FakeServer.start({
       script: (_request, connection) => {
