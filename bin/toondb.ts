@@ -35,6 +35,8 @@ const CONNECT_TIMEOUT_MS = 3_000;
 const WATCH_SECONDS_MAX = 86_400;
 /** Shortest `stats --watch` period; a shorter one is raised to it. */
 const WATCH_SECONDS_MIN = 0.1;
+/** `stats --watch` with no period (DESIGN.md: `toondb stats [--json] [--watch]`). */
+const WATCH_SECONDS_DEFAULT = 2;
 
 /** Connects to the daemon at --socket (a program-wide option), runs `run`, and ends the CLI with
  * a coded line and exit code if either fails. */
@@ -115,9 +117,9 @@ const WATCH_RIDES_THROUGH = new Set<string>(['UNAVAILABLE', 'UNKNOWN_RESULT', 'C
 
 command('stats', 'print daemon statistics')
   .option('--json', 'print JSON')
-  .option('--watch <seconds>', `redraw every N seconds (${WATCH_SECONDS_MIN} to ${WATCH_SECONDS_MAX}) until interrupted`)
-  .action((flags: { json?: boolean; watch?: string }) => {
-    const watchSeconds = positive(flags.watch, '--watch', WATCH_SECONDS_MAX);
+  .option('--watch [seconds]', `redraw every N seconds (${WATCH_SECONDS_MIN} to ${WATCH_SECONDS_MAX}; ${WATCH_SECONDS_DEFAULT} if not given) until interrupted`)
+  .action((flags: { json?: boolean; watch?: string | true }) => {
+    const watchSeconds = flags.watch === true ? WATCH_SECONDS_DEFAULT : positive(flags.watch, '--watch', WATCH_SECONDS_MAX);
     return withClient(async (client) => {
       const print = (stats: StatsResult) => out(flags.json ? JSON.stringify(stats, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)) : renderStats(stats));
       if (watchSeconds === undefined) return print(await client.stats());

@@ -118,6 +118,22 @@ describe('toondb CLI', () => {
     expect(JSON.parse(lines[1]).uptimeMs).toBeGreaterThan(JSON.parse(lines[0]).uptimeMs);
   });
 
+  // DESIGN.md has `toondb stats [--json] [--watch]`: a bare --watch was a usage error.
+  it('watches every 2 s with a bare --watch, also before another option', async () => {
+    const proc = execa('node', [TOONDB_BIN, 'stats', '--watch', '--json', '--socket', daemon().socketPath], { reject: false, buffer: false });
+    try {
+      let stdout = '';
+      proc.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+      const complete = () => stdout.split('\n').slice(0, -1).filter(Boolean);
+      await expect.poll(() => complete().length, { timeout: 30_000 }).toBeGreaterThanOrEqual(1);
+      expect(JSON.parse(complete()[0]).uptimeMs).toBeGreaterThan(0); // --json applied
+      expect(proc.exitCode).toBeNull(); // still watching
+    } finally {
+      proc.kill('SIGINT');
+    }
+    expect((await proc).exitCode).not.toBe(2);
+  });
+
   it('keeps watching stats across a daemon restart', async () => {
     const own = await startDaemon();
     const proc = execa('node', [TOONDB_BIN, 'stats', '--json', '--watch', '0.1', '--socket', own.socketPath], { reject: false });
