@@ -353,7 +353,8 @@ describe('reconnect (the default)', () => {
     const { server, client } = await setup();
     const path = server.path;
     await server.close();
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    // Until the client has seen the close, a call would go out on the dead socket (UNKNOWN_RESULT).
+    await expect.poll(() => client.connected).toBe(false);
     const attempts = await Promise.all([settle(client.get('a')), settle(client.ping())]);
     expect(attempts.map((r) => r.error?.code)).toEqual(['UNAVAILABLE', 'UNAVAILABLE']);
     expect(attempts[0].error?.message).toContain(path);

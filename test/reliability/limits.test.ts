@@ -1,6 +1,6 @@
 // Careless and stuck clients, and floods: every per-connection and per-daemon bound holds with a
 // clear coded refusal, the offender is cut off, and a well-behaved client is unaffected.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { IpcClient } from '../../ipc-client/index.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { RawPeer } from '../helpers/raw.js';
@@ -91,16 +91,23 @@ describe('slow, stuck and greedy clients', () => {
   // (UNKNOWN_RESULT), and one engine call could build a reply batch of any size. Calls of plain
   // reads now end early past 16 MiB of results, and no new work starts past 8 MiB unread.
   it('serves a reader that pipelines many reads of large values, without cutting it off', async () => {
-    const client = await IpcClient.connect(daemon.socketPath);
-    const value = Buffer.alloc(4 * 1024 * 1024, 3);
-    await client.put('large', value);
-    const gets = await Promise.all(Array.from({ length: 40 }, () => client.get('large')));
-    expect(gets.every((got) => got !== null && got.equals(value))).toBe(true);
-    const batches = await Promise.all(Array.from({ length: 8 }, () => client.getBatch(['large', 'large', 'large', 'large', 'nope'])));
-    expect(batches.flat().filter((got) => got !== null && got.equals(value))).toHaveLength(32);
-    expect(client.closed).toBe(false);
-    expect(daemon.logs.some((l) => l.msg === 'closing connection that does not read its replies' && l.reason === 'output buffer limit')).toBe(false);
-    await client.close();
+    // A daemon of its own, with the default unreadRepliesMsMax (as below): this suite's 800 ms
+    // could cut off a test process that a loaded machine leaves unscheduled for that long.
+    const own = await startDaemon();
+    try {
+      const client = await IpcClient.connect(own.socketPath);
+      const value = Buffer.alloc(4 * 1024 * 1024, 3);
+      await client.put('large', value);
+      const gets = await Promise.all(Array.from({ length: 40 }, () => client.get('large')));
+      expect(gets.every((got) => got !== null && got.equals(value))).toBe(true);
+      const batches = await Promise.all(Array.from({ length: 8 }, () => client.getBatch(['large', 'large', 'large', 'large', 'nope'])));
+      expect(batches.flat().filter((got) => got !== null && got.equals(value))).toHaveLength(32);
+      expect(client.closed).toBe(false);
+      expect(own.logs.some((l) => l.msg === 'closing connection that does not read its replies')).toBe(false);
+      await client.close();
+    } finally {
+      await own.dispose();
+    }
   }, 30_000);
 
   // Regression: only calls of plain reads ended early, so pipelined requests mixing writes with
@@ -201,7 +208,11 @@ describe('slow, stuck and greedy clients', () => {
   });
 
   it('refuses transactions and cursors past the per-connection limits', async () => {
-    const client = await IpcClient.connect(daemon.socketPath);
+    // The suite's per-connection limits, without its 600 ms idle expiry, which a loaded machine
+    // could let pass between these round trips (the held transactions would then be gone).
+    const own = await startDaemon({ config: { limits: { txnsPerConnectionMax: 8, cursorsPerConnectionMax: 8 } } });
+    onTestFinished(() => own.dispose());
+    const client = await IpcClient.connect(own.socketPath);
     await client.putBatch(Array.from({ length: 50 }, (_, i) => [`c/${i}`, 'v'] as [string, string]));
     const txns = await Promise.all(Array.from({ length: 8 }, () => client.beginTransaction()));
     const over = await client.beginTransaction(); // pipelined: the refusal is its first call's error
