@@ -259,6 +259,9 @@ describe('hanging up on clients that read nothing', () => {
   });
 
   it('closes refused connections, whose refusal a reading client still gets', async () => {
+    const connectionId = good.serverInfo.connectionId;
+    let disconnects = 0;
+    good.on('disconnect', () => { disconnects += 1; });
     const baseline = fds();
     const silent = await Promise.all(Array.from({ length: 8 }, () => RawPeer.open(daemon.socketPath)));
     for (const peer of silent) {
@@ -271,7 +274,11 @@ describe('hanging up on clients that read nothing', () => {
     expect(reading.messages).toMatchObject([{ id: 0, error: { code: 'TOO_MANY_CONNECTIONS' } }]);
     await expect.poll(fds, { timeout: HANG_UP_LINGER_MS_MAX + 3_000 }).toBeLessThanOrEqual(baseline);
     for (const peer of silent) peer.close();
-    expect((await good.get('stable'))).toBeNull(); // the good connection is untouched
+    // The good connection is untouched: the same connection serves it (connectionsMax is 1, so
+    // a reconnect would also have been refused while the silent peers were there).
+    expect((await good.get('big/4m'))?.length).toBe(4 * 1024 * 1024);
+    expect(good.serverInfo.connectionId).toBe(connectionId);
+    expect(disconnects).toBe(0);
   });
 
   it('closes a connection it failed, with replies left unread, within the linger bound', async () => {

@@ -159,7 +159,8 @@ describe('transactions', () => {
 // Regression: a transaction's cursors outlived it in the engine (a client looping begin, scan,
 // commit grew the daemon without bound), and one that expired idle kept its cursors' slots.
 describe("a transaction's cursors", () => {
-  const TXN_IDLE_MS = 300;
+  /** Long enough that the loops below, on a loaded machine, never idle a transaction out. */
+  const TXN_IDLE_MS = 1_500;
   /** Small enough that two getBatch of 250 four-byte keys pass it (reads count in a
    * serializable transaction, each with 160 bytes beside its key). */
   const TXN_BYTES = { txnBytesMax: 65_536, batchBytesMax: 65_536, valueBytesMax: 32_768 };
