@@ -89,7 +89,10 @@ describe('request bytes in flight across connections', () => {
     await sendHalfFrame(2);
     await new Promise((resolve) => setTimeout(resolve, 100));
     const late = await IpcClient.connect(daemon.socketPath, { connectTimeoutMs: 2_000, timeoutMs: 20_000 });
-    const ping = late.ping(); // waits in the budget until the held frames go
+    let answered = false;
+    const ping = late.ping().then(() => { answered = true; }); // waits behind the third frame
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(answered).toBe(false); // (audit: nothing checked that it waited)
     holders.forEach((peer) => peer.close());
     await ping;
     expect(await late.get('held/0')).toBeNull();
