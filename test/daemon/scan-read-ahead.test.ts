@@ -140,7 +140,11 @@ describe('scan read-ahead', () => {
     // Batches of 60 over 100 keys: the read-ahead finishes the cursor. Batches of 10: it does not.
     for (const batchSize of [60, 10]) {
       const { peer, cursor } = await rawScan(batchSize);
-      await new Promise((resolve) => setTimeout(resolve, 50)); // let the read-ahead land
+      // Wait for the read-ahead to land (audit: a 50 ms sleep was trusted to be enough): the
+      // batch of 60 finishes the engine cursor; the batches of 10 then hold their own bytes,
+      // less than the whole batch each held while it was being read.
+      if (batchSize === 60) await expect.poll(async () => (await client.stats()).cursors.open).toBe(0);
+      else await expect.poll(async () => { const held = (await client.stats()).cursors.readAheadBytes; return held > 0 && held < MiB; }).toBe(true);
       peer.request({ id: 3, op: 'scanClose', cursor });
       const [, , closed] = await peer.waitFor(3);
       expect(closed).toEqual({ id: 3, result: null });
