@@ -55,6 +55,11 @@ export interface ClientEvents {
 const ISOLATIONS: readonly Isolation[] = ['serializable', 'snapshot'];
 
 /** A transaction id as the wire wants it: a positive 64-bit integer, sent as bigint. */
+/** How long past txnIdleMsMax a transaction left neither committed nor aborted is kept for the
+ * aliases: the daemon aborts idle ones at its next sweep (every second), measured from when it
+ * handled their last request. */
+const TXN_FORGET_MARGIN_MS = 10_000;
+
 function toTxnId(txnId: bigint): bigint {
   const id = typeof txnId === 'number' && Number.isSafeInteger(txnId) ? BigInt(txnId) : txnId;
   if (typeof id !== 'bigint' || id < 1n || id >= 2n ** 64n) {
@@ -150,7 +155,7 @@ export class IpcClient extends DataOperations {
     // The id is ours to choose (protocol 2), so the transaction's first requests follow the
     // begin at once instead of a round trip later; a failed begin is their error (Transaction).
     const id = this.#lastTxnId += 1;
-    if (id > TXN_ID_CHOSEN_MAX) throw new ToonDBError('LIMIT_EXCEEDED', 'this connection has used every transaction id; reconnect');
+    if (id > TXN_ID_CHOSEN_MAX) throw new ToonDBError('LIMIT_EXCEEDED', 'this client has used every transaction id; create another');
     const message: RequestMessage = { op: 'begin', txn: id };
     if (options?.isolation !== undefined) message.isolation = isolation;
     const txnId = BigInt(id);
@@ -172,22 +177,24 @@ export class IpcClient extends DataOperations {
   }
 
   /** Drops, once there are more than the daemon lets one connection hold open, the transactions
-   * idle past txnIdleMsMax, which the daemon has aborted: left neither committed nor aborted by
-   * their callers, they would otherwise stay for the connection's life. */
+   * idle well past txnIdleMsMax (TXN_FORGET_MARGIN_MS more, beyond the daemon's sweep and the
+   * requests' travel), which the daemon has aborted: left neither committed nor aborted by their
+   * callers, they would otherwise stay for the connection's life. */
   #forgetIdleTxns(): void {
     const { txnsPerConnectionMax, txnIdleMsMax } = this.serverInfo.limits;
     if (this.#openTxns.size < txnsPerConnectionMax) return;
-    const idleSince = Date.now() - txnIdleMsMax;
+    const idleSince = Date.now() - txnIdleMsMax - TXN_FORGET_MARGIN_MS;
     for (const [id, txn] of this.#openTxns) if (txn.lastActiveMs < idleSince) this.#openTxns.delete(id);
   }
 
-  /** The open transaction `txnId` this client began on its current connection, for the aliases. */
+  /** The transaction `txnId` this client began on its current connection and has not committed
+   * or aborted, for the aliases. */
   #openTxn(txnId: bigint, op: 'commit' | 'abort'): Transaction {
     const id = toTxnId(txnId);
     const txn = this.#openTxns.get(id);
     if (txn === undefined) {
       throw new ToonDBError('NOT_IN_TRANSACTION',
-        `transaction ${id} is not open on this client's current connection (already committed or aborted, begun by another client, or lost with an earlier connection); ${op} refused`);
+        `transaction ${id} is not open on this client's current connection (already committed or aborted, or lost with an earlier connection; an id names a transaction of the client that began it only); ${op} refused`);
     }
     return txn;
   }

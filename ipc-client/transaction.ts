@@ -47,8 +47,9 @@ export type TransactionState = 'active' | 'committed' | 'aborted';
 export interface TransactionHost {
   request<T = unknown>(message: RequestMessage, map?: ResultMap<T>): Promise<T>;
   readonly limits: ServerLimits;
-  /** The transaction is over for the client (commit or abort called, its begin failed, or the
-   * daemon reported it gone): the client's alias commit/abort no longer finds it. */
+  /** commit() or abort() was called: the client's alias commit/abort no longer finds it. Until
+   * then the alias reaches it whatever happened to it (a failed begin, an error that ended it
+   * in the daemon), so it answers exactly as the transaction's own commit() would. */
   ended(txn: Transaction): void;
 }
 
@@ -81,7 +82,6 @@ export class Transaction extends DataOperations {
     begin.then(
       () => { this.#begin = null; },
       (error: unknown) => {
-        host.ended(this);
         const coded = toToonDBError(error);
         // Dropped with its connection before the begin's reply: whether it opened or not, the
         // transaction died with that connection (the daemon aborts a closed connection's
@@ -223,7 +223,6 @@ export class Transaction extends DataOperations {
   #noteEnding(error: unknown): void {
     const code = (error as { code?: unknown }).code;
     if (code === 'TXN_TOO_LARGE' || code === 'LIMIT_EXCEEDED') this.#endedBy ??= toToonDBError(error);
-    if (code === 'NOT_IN_TRANSACTION' || code === 'TXN_EXPIRED' || code === 'UNKNOWN_RESULT' || code === 'CONNECTION_CLOSED') this.#host.ended(this);
   }
 
   #markEnding(op: 'commit' | 'abort'): void {

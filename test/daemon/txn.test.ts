@@ -372,6 +372,12 @@ describe('the bytes all open transactions hold together', () => {
     for (const part of ['a', 'b', 'c']) void tooLarge.put(`dw/big/${part}`, Buffer.alloc(30_000, 7));
     await expect(tooLarge.commit()).rejects.toMatchObject({ code: 'TXN_TOO_LARGE' });
     expect(await c.get('dw/big/a')).toBeNull();
+    // The alias answers as the transaction's own commit does (review: it said NOT_IN_TRANSACTION
+    // once a request of the transaction had failed).
+    const viaAlias = await c.beginTransaction();
+    for (const part of ['a', 'b', 'c']) void viaAlias.put(`dw/big/${part}`, Buffer.alloc(30_000, 7));
+    await viaAlias.get('dw/big/a').catch(() => undefined); // NOT_IN_TRANSACTION: ended by then
+    await expect(c.commit(viaAlias.id)).rejects.toMatchObject({ code: 'TXN_TOO_LARGE' });
     expect((await a.stats()).transactions.bytes).toBe(0);
   });
 
