@@ -34,14 +34,15 @@
  *   stops while reading is paused: a frame's bytes trickling in do not restart it.
  * - `unreadStalledMs` is how long the output has stayed full (or held any unread bytes while
  *   calls wait for the reply budget) with no sign that the client reads
- *   (it neither shrank between two samples of the periodic sweep nor drained in between); 0 when
+ *   (it neither shrank by UNREAD_PROGRESS_BYTES_MIN between two samples of the periodic sweep
+ *   nor drained in between); 0 when
  *   it is not full or the client read. A drain counts because a client that keeps reading may
  *   be sampled at the same size each time: drained, then refilled by the next bounded call.
  */
 
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { HANDSHAKE_FRAME_BYTES_MAX, OUTPUT_BUFFER_BYTES_MAX, OUTPUT_PAUSE_BYTES, REQUEST_BYTES_IN_FLIGHT_MAX } from '../protocol/limits.js';
+import { HANDSHAKE_FRAME_BYTES_MAX, OUTPUT_BUFFER_BYTES_MAX, OUTPUT_PAUSE_BYTES, REQUEST_BYTES_IN_FLIGHT_MAX, UNREAD_PROGRESS_BYTES_MIN } from '../protocol/limits.js';
 import type { BudgetHolder, BytesBudget } from './bytes-budget.js';
 import type { ReplyReservation } from './reply-budget.js';
 
@@ -258,7 +259,10 @@ export class Flow implements BudgetHolder {
 
   unreadStalledMs(nowMs: number): number {
     const bytes = this.socket.writableLength;
-    const read = bytes < this.sampledBytes || this.drainedSinceSample;
+    // Shrinking by a few bytes is not reading (UNREAD_PROGRESS_BYTES_MIN); with less than that
+    // unread, any shrink counts.
+    const progressMin = Math.max(1, Math.min(UNREAD_PROGRESS_BYTES_MIN, this.sampledBytes));
+    const read = this.drainedSinceSample || this.sampledBytes - bytes >= progressMin;
     this.sampledBytes = bytes;
     this.drainedSinceSample = false;
     // Below the pause bytes a client is stuck only if others wait for the reply bytes it holds.

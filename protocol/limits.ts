@@ -238,6 +238,12 @@ export const PARTIAL_FRAME_MS_MAX = 30_000;
  * memory forever. */
 export const UNREAD_REPLIES_MS_MAX = 30_000;
 
+/** What "reads" means for that rule: its unread replies shrink by at least this much between
+ * two samples of the periodic sweep (one second apart), or it reads them all. A client that
+ * read a few bytes a second counted as reading, so it could keep OUTPUT_PAUSE_BYTES unread and
+ * its requests' bytes in the daemon-wide budget for as long as it trickled. */
+export const UNREAD_PROGRESS_BYTES_MIN = 64 * 1024;
+
 /** Default and largest number of entries in one scan batch. */
 export const SCAN_BATCH_ITEMS_DEFAULT = 256;
 export const SCAN_BATCH_ITEMS_MAX = 10_000;

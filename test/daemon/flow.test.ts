@@ -6,7 +6,7 @@ import { performance } from 'node:perf_hooks';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Flow } from '../../daemon/flow.js';
 import { BytesBudget } from '../../daemon/bytes-budget.js';
-import { OUTPUT_PAUSE_BYTES } from '../../protocol/limits.js';
+import { OUTPUT_PAUSE_BYTES, UNREAD_PROGRESS_BYTES_MIN } from '../../protocol/limits.js';
 
 function flowOver(bytes: { writableLength: number }): Flow {
   return new Flow(bytes as unknown as Socket, 4096, new BytesBudget(1 << 30), new BytesBudget(1 << 30), () => undefined);
@@ -31,10 +31,22 @@ describe('Flow.unreadStalledMs', () => {
     expect(flow.unreadStalledMs(3_000)).toBe(0);
     expect(flow.unreadStalledMs(4_000)).toBe(0); // a new window starts
     expect(flow.unreadStalledMs(5_000)).toBe(1_000);
-    socket.writableLength -= 1;
+    socket.writableLength -= UNREAD_PROGRESS_BYTES_MIN;
     expect(flow.unreadStalledMs(6_000)).toBe(0);
     socket.writableLength = OUTPUT_PAUSE_BYTES - 1;
     expect(flow.unreadStalledMs(7_000)).toBe(0);
+  });
+
+  // Regression (review): any shrink counted as reading, so a client that read a few bytes a
+  // second was never cut off, and kept its unread replies and its requests' bytes held.
+  it('does not count a client that reads a few bytes a second as reading', () => {
+    const socket = { writableLength: OUTPUT_PAUSE_BYTES + 100_000 };
+    const flow = flowOver(socket);
+    flow.unreadStalledMs(1_000);
+    for (let second = 2; second <= 31; second++) {
+      socket.writableLength -= 100; // a trickle
+      expect(flow.unreadStalledMs(second * 1_000)).toBe((second - 1) * 1_000);
+    }
   });
 });
 
