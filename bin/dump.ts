@@ -260,8 +260,9 @@ async function putAll(client: IpcClient, entries: DumpEntry[], loaded: Loaded, f
   // group (20-40 ms behind a thousand, in review; ~1 ms behind TTL_PUTS_AT_ONCE).
   for (let from = 0; from < expiring.length; from += TTL_PUTS_AT_ONCE) {
     const nowMs = Date.now();
-    const live = expiring.slice(from, from + TTL_PUTS_AT_ONCE).filter((entry) => entry[2] > nowMs);
-    loaded.expired += Math.min(TTL_PUTS_AT_ONCE, expiring.length - from) - live.length;
+    const group = expiring.slice(from, from + TTL_PUTS_AT_ONCE);
+    const live = group.filter((entry) => entry[2] > nowMs);
+    loaded.expired += group.length - live.length;
     const outcomes = await Promise.allSettled(live.map(([key, value, expiresAtMs]) => client.put(key, value, { ttlSeconds: (expiresAtMs - nowMs) / 1000 })));
     loaded.written += outcomes.filter((outcome) => outcome.status === 'fulfilled').length;
     const failed = outcomes.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');

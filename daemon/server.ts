@@ -44,7 +44,7 @@ import { BytesBudget } from './bytes-budget.js';
 import { HandleCount } from './registry.js';
 import { hangUp } from './hang-up.js';
 import { Session } from './session.js';
-import { claimSocketPath, refuseTakenSocketPath } from './socket-path.js';
+import { checkSocketPath, claimSocketPath } from './socket-path.js';
 import { ThrottledLog } from './throttled-log.js';
 import { VERSION } from './version.js';
 
@@ -147,7 +147,7 @@ export class Daemon implements DaemonContext {
       throw setupRefusal(`the socket ${config.socketPath}`, error);
     });
     // And a socket path a live daemon serves, before the data directory is made and recovered.
-    await refuseTakenSocketPath(config.socketPath).catch((error: unknown) => {
+    await checkSocketPath(config.socketPath).catch((error: unknown) => {
       throw setupRefusal(`the socket ${config.socketPath}`, error);
     });
     await mkdir(config.dataDir, { recursive: true, mode: 0o700 })

@@ -37,8 +37,11 @@ function probe(socketPath: string): Promise<'live' | 'stale'> {
 }
 
 /** Refuses a path that a live daemon serves, or that holds a file other than a socket; true if
- * a stale socket is there (to replace), false if nothing is. */
-async function checkSocketPath(socketPath: string): Promise<boolean> {
+ * a stale socket is there (to replace), false if nothing is. Also called before a start creates
+ * or opens anything (its data directory, recovery), so a start that would be refused at
+ * `claimSocketPath` leaves nothing behind; advisory there: only the claim, under the start-up
+ * lock, decides. */
+export async function checkSocketPath(socketPath: string): Promise<boolean> {
   let stats;
   try {
     stats = await lstat(socketPath);
@@ -53,13 +56,6 @@ async function checkSocketPath(socketPath: string): Promise<boolean> {
     throw new ToonDBError('ALREADY_RUNNING', `a toondb daemon is already running on ${socketPath}`);
   }
   return true;
-}
-
-/** The same refusals before a start creates or opens anything (its data directory, recovery):
- * a start that would be refused at `claimSocketPath` leaves nothing behind. Advisory: only the
- * claim, under the start-up lock, decides. */
-export async function refuseTakenSocketPath(socketPath: string): Promise<void> {
-  await checkSocketPath(socketPath);
 }
 
 /** Makes `socketPath` free for listen(); returns true if a stale socket was removed. */
