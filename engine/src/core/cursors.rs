@@ -32,6 +32,8 @@ use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+/// Entries per batch of a cursor opened with no batch size. (The daemon always gives one, and
+/// lets a client's scan without one grow: protocol/limits.ts SCAN_BATCH_ITEMS_GROWN_MAX.)
 pub const BATCH_ITEMS_DEFAULT: usize = 256;
 pub const BATCH_ITEMS_MAX: usize = 10_000;
 /// Used when the caller gives no byte budget: keeps one batch well inside a frame.
@@ -57,7 +59,10 @@ pub struct Cursor {
     pub with_expiry: bool,
     /// Entries still allowed by the scan's total limit (None = unlimited).
     pub remaining: Option<u64>,
+    /// Most entries the next batch holds.
     pub batch_items: usize,
+    /// What `batch_items` doubles towards after each batch (equal to it: a fixed batch size).
+    pub batch_items_grown_max: usize,
     pub batch_bytes: usize,
 }
 
@@ -197,7 +202,8 @@ pub fn scan_bounds(key: Option<Vec<u8>>, end: Option<Vec<u8>>, range: bool) -> B
 }
 
 /// Reads the next batch of `cursor` and advances it past the last entry the batch stepped
-/// through (returned, or skipped as expired).
+/// through (returned, or skipped as expired); a growing cursor's next batch may hold twice as
+/// many entries.
 pub fn read_batch(store: &Store, cursor: &mut Cursor) -> EngineResult<Batch> {
     let plan = BatchPlan {
         bounds: cursor.bounds.clone(),
@@ -222,12 +228,14 @@ pub fn read_batch(store: &Store, cursor: &mut Cursor) -> EngineResult<Batch> {
         *r -= u64::from(entries.count);
     }
     let done = !more || cursor.remaining == Some(0);
+    cursor.batch_items = cursor.batch_items.saturating_mul(2).min(cursor.batch_items_grown_max).max(cursor.batch_items);
     Ok(Batch { entries, expiring, done })
 }
 
 /// Room reserved for a batch's encoded entries up front: enough for a full batch of small
-/// entries (no regrowth on the common path), never more than the byte budget allows.
-const BATCH_RESERVE_BYTES_MAX: usize = 256 * 1024;
+/// entries (no regrowth on the common path, BATCH_ITEMS_GROWN_MAX of them included), never
+/// more than the byte budget allows; within spare.rs SPARE_BYTES_MAX, so the buffer is reused.
+const BATCH_RESERVE_BYTES_MAX: usize = 2 * 1024 * 1024;
 const ENTRY_RESERVE_BYTES: usize = 160;
 
 /// What one batch reads: where, in which direction, in which entry form, and how much.

@@ -7,14 +7,15 @@
 //! in `clear_page_erms` during the first scan of freshly loaded data.
 //!
 //! Invariants: at most SPARES_MAX buffers are kept, none with more than SPARE_BYTES_MAX of
-//! capacity, so what is kept is bounded (4 MiB); a buffer handed out is empty.
+//! capacity, so what is kept is bounded (8 MiB); a buffer handed out is empty.
 use std::sync::Mutex;
 
 /// Buffers smaller than this are not worth keeping: the allocator serves them from its own
 /// free lists.
 const SPARE_BYTES_MIN: usize = 16 * 1024;
-/// Larger buffers are freed (rare: batches are bounded by scanBatchBytesMax and friends).
-const SPARE_BYTES_MAX: usize = 1024 * 1024;
+/// Larger buffers are freed (rare: batches are bounded by scanBatchBytesMax and friends). Room
+/// for a full grown scan batch of small entries (cursors.rs BATCH_RESERVE_BYTES_MAX).
+const SPARE_BYTES_MAX: usize = 2 * 1024 * 1024;
 const SPARES_MAX: usize = 4;
 
 /// A bounded stack of kept buffers (one process-wide instance, SPARES).

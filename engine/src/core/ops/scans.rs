@@ -11,7 +11,7 @@ use crate::core::error::{EngineError, EngineResult};
 use crate::core::store::Store;
 use crate::core::txn;
 
-pub(super) fn scan_open(store: &Store, op: Op) -> EngineResult<OpOutput> {
+pub(super) fn scan_open(store: &Store, mut op: Op) -> EngineResult<OpOutput> {
     if let Some(key) = &op.key {
         store.check_bound(key)?;
     }
@@ -25,14 +25,15 @@ pub(super) fn scan_open(store: &Store, op: Op) -> EngineResult<OpOutput> {
     let limit = count(op.limit, "limit")?.filter(|&l| l > 0);
     let mut cursor = Cursor {
         source,
-        bounds: cursors::scan_bounds(op.key, op.end, op.range),
+        bounds: cursors::scan_bounds(op.key.take(), op.end.take(), op.range),
         reverse: op.reverse,
         with_expiry: op.expiry,
         remaining: limit,
         batch_items: BATCH_ITEMS_DEFAULT,
+        batch_items_grown_max: BATCH_ITEMS_DEFAULT,
         batch_bytes: BATCH_BYTES_DEFAULT,
     };
-    apply_batch_sizes(&mut cursor, op.batch_items, op.batch_bytes)?;
+    apply_batch_sizes(&mut cursor, &op)?;
     let txn = match cursor.source {
         Source::Txn(id) => Some(id),
         Source::Snap(_) => None,
@@ -45,11 +46,17 @@ pub(super) fn scan_open(store: &Store, op: Op) -> EngineResult<OpOutput> {
     Ok(batch_output(store, batch, handle))
 }
 
-fn apply_batch_sizes(cursor: &mut Cursor, items: Option<f64>, bytes: Option<f64>) -> EngineResult<()> {
-    if let Some(n) = count(items, "batchItems")? {
+/// Applies the op's batch sizes to the cursor: `batchItems` bounds the next batch and, alone,
+/// every later one; with `batchItemsGrownMax` the bound doubles after each batch up to it.
+fn apply_batch_sizes(cursor: &mut Cursor, op: &Op) -> EngineResult<()> {
+    if let Some(n) = count(op.batch_items, "batchItems")? {
         cursor.batch_items = (n as usize).clamp(1, BATCH_ITEMS_MAX);
+        cursor.batch_items_grown_max = cursor.batch_items;
     }
-    if let Some(n) = count(bytes, "batchBytes")? {
+    if let Some(n) = count(op.batch_items_grown_max, "batchItemsGrownMax")? {
+        cursor.batch_items_grown_max = (n as usize).clamp(1, BATCH_ITEMS_MAX).max(cursor.batch_items);
+    }
+    if let Some(n) = count(op.batch_bytes, "batchBytes")? {
         cursor.batch_bytes = (n as usize).max(1);
     }
     Ok(())
@@ -58,7 +65,7 @@ fn apply_batch_sizes(cursor: &mut Cursor, items: Option<f64>, bytes: Option<f64>
 pub(super) fn scan_next(store: &Store, op: Op) -> EngineResult<OpOutput> {
     let id = need_handle(op.cursor, "cursor")?;
     let mut cursor = store.cursors.check_out(id)?;
-    let read = apply_batch_sizes(&mut cursor, op.batch_items, op.batch_bytes).and_then(|()| cursors::read_batch(store, &mut cursor));
+    let read = apply_batch_sizes(&mut cursor, &op).and_then(|()| cursors::read_batch(store, &mut cursor));
     match &read {
         Ok(batch) if !batch.done => cursor.put_back(),
         // Done, or failed: the cursor ends with this read.
