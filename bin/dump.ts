@@ -98,9 +98,8 @@ async function dumpTo(client: IpcClient, writeBytes: (bytes: Buffer) => Promise<
   let bytes = 0;
   let batch: DumpEntry[] = [];
   let batchBytes = 0;
-  // A daemon may be configured with smaller scan batches than the dump's (scanBatchItemsMax).
-  const batchSize = Math.min(DUMP_BATCH_ITEMS, client.serverInfo.limits.scanBatchItemsMax);
-  for await (const [key, value, expiresAtMs] of client.scan(Buffer.alloc(0), { batchSize, withExpiry: true })) {
+  // The scan's own batches (no batchSize: they grow, within the daemon's scanBatchItemsMax).
+  for await (const [key, value, expiresAtMs] of client.scan(Buffer.alloc(0), { withExpiry: true })) {
     batch.push(typeof expiresAtMs === 'number' ? [key, value, expiresAtMs] : [key, value]);
     batchBytes += key.length + value.length;
     if (batch.length >= DUMP_BATCH_ITEMS || batchBytes >= DUMP_BATCH_BYTES) {

@@ -15,7 +15,7 @@
 
 import { OpKind, type EngineOp, type EngineResult } from '../../engine/types.js';
 import { ToonDBError } from '../../protocol/errors.js';
-import { SCAN_BATCH_ITEMS_DEFAULT } from '../../protocol/limits.js';
+import { SCAN_BATCH_ITEMS_DEFAULT, SCAN_BATCH_ITEMS_GROWN_MAX } from '../../protocol/limits.js';
 import type { RequestOf } from '../../protocol/messages.js';
 import { PackedArray } from '../../protocol/packed-array.js';
 import type { DataRequest } from './index.js';
@@ -40,6 +40,7 @@ export function prepareScan(req: ScanRequest, scope: SessionScope): Prepared {
           : `this connection already has ${scope.cursors.max} open cursors; finish or close one first`);
       }
       const range = req.prefix === undefined;
+      const itemsMax = scope.limits.scanBatchItemsMax;
       return {
         kind: OpKind.scanOpen,
         txn,
@@ -49,7 +50,9 @@ export function prepareScan(req: ScanRequest, scope: SessionScope): Prepared {
         reverse: req.reverse === true,
         withExpiry: req.withExpiry === true,
         limit: req.limit ?? 0,
-        batchItems: req.batchSize ?? SCAN_BATCH_ITEMS_DEFAULT,
+        // A batchSize bounds every batch; without one the batches grow (protocol/limits.ts).
+        batchItems: req.batchSize ?? Math.min(SCAN_BATCH_ITEMS_DEFAULT, itemsMax),
+        batchItemsGrownMax: req.batchSize === undefined ? Math.min(SCAN_BATCH_ITEMS_GROWN_MAX, itemsMax) : undefined,
         batchBytes: scope.limits.scanBatchBytesMax,
       };
     }
