@@ -4,7 +4,7 @@
  *
  * Interface (all async): get(key), put(key, value), getBatch(keys), putBatch(keys, value),
  * rmw(key, value) (read-modify-write in one transaction), scan(prefix, batchSize) -> entries
- * seen, ping(), close().
+ * seen (toondb: batchSize undefined is the client's default), ping(), close().
  *
  * Invariants:
  * - A driver is built from a plain, serialisable description `{ kind, socketPath }`, so a child

@@ -110,7 +110,7 @@ export const WORKLOADS = [
   ...[1, 16, 256].map((writers) => ({ id: `durable-put-${writers}`, title: `durable PUT, ${writers} writer${writers > 1 ? 's' : ''} on 1 conn (sync / always)`,
     config: 'sync', kind: 'put', inFlight: writers, procs: 1, systems: DB, unit: 'commits/s', keysPerOp: 1 })),
   { id: 'bulk-load', title: 'bulk load (putBatch / MSET of 1000, 4 in flight)', config: 'big', special: 'load', systems: DB, unit: 'keys/s' },
-  { id: 'scan', title: 'streamed prefix scan, batches of 1000 (Redis SCAN+MGET)', config: 'big', special: 'scan', systems: DB, unit: 'keys/s' },
+  { id: 'scan', title: 'streamed prefix scan, default batches (Redis SCAN 1000+MGET)', config: 'big', special: 'scan', systems: DB, unit: 'keys/s' },
   { id: 'scan-again', title: 'the same scan run again at once', config: 'big', special: 'rescan', systems: DB, unit: 'keys/s' },
   { id: 'restart', title: 'restart: spawn → first ping (toondb journal / Redis AOF)', config: 'big', special: 'restart', systems: DB, unit: 'ms' },
   { id: 'rss', title: 'daemon RSS after load and two scans (VmRSS)', config: 'big', special: 'rss', systems: DB, unit: 'MiB' },
