@@ -24,6 +24,16 @@ export interface HandleEntry {
   lastUsedMs: number;
   /** For cursors: the transaction they read through, if any. */
   txn?: number;
+  /** For cursors of a scan that named no batchSize: most entries of the next batch read, and
+   * what that grows towards as the client takes batches (daemon/handlers/scan.ts). */
+  batchItems?: number;
+  batchItemsMax?: number;
+}
+
+/** How a cursor's batches grow (HandleEntry.batchItems / batchItemsMax). */
+export interface BatchGrowth {
+  batchItems: number;
+  batchItemsMax: number;
 }
 
 /** Handles of one kind open across all connections, against a daemon-wide maximum (a reload
@@ -81,11 +91,12 @@ export class HandleRegistry {
     return true;
   }
 
-  /** Gives back a reservation, and registers the handle (as its own id) if the engine created one. */
-  settle(handle: number | undefined, nowMs: number, txn?: number): void {
+  /** Gives back a reservation, and registers the handle (as its own id) if the engine created
+   * one, with the transaction it reads through and how its batches grow, if they do. */
+  settle(handle: number | undefined, nowMs: number, txn?: number, growth?: BatchGrowth): void {
     if (this.reserved <= 0) throw new Error('invariant: settle without reserve');
     this.reserved -= 1;
-    if (handle !== undefined && handle > 0) this.entries.set(handle, { handle, lastUsedMs: nowMs, txn });
+    if (handle !== undefined && handle > 0) this.entries.set(handle, { handle, lastUsedMs: nowMs, txn, ...growth });
     this.sync();
   }
 
@@ -94,6 +105,11 @@ export class HandleRegistry {
     const entry = this.entries.get(id);
     if (entry) entry.lastUsedMs = nowMs;
     return entry;
+  }
+
+  /** Looks an id up without marking it used (a read ahead is not the client's use). */
+  peek(id: number): HandleEntry | undefined {
+    return this.entries.get(id);
   }
 
   has(id: number): boolean {

@@ -33,7 +33,6 @@ const F_BATCH_BYTES = 1 << 12;
 const F_ISOLATION = 1 << 13;
 const F_WRITES = 1 << 14;
 const F_EXPIRY = 1 << 15;
-const F_BATCH_GROWN = 1 << 16;
 
 const R_ERROR = 1 << 0;
 const R_VALUE = 1 << 1;
@@ -60,7 +59,7 @@ function listBytes(list: readonly Buffer[]): number {
 }
 
 function opBytes(op: EngineOp): number {
-  let total = 1 + 4; // kind, flags
+  let total = 3;
   if (op.txn !== undefined) total += NUM_BYTES;
   if (op.key !== undefined) total += LEN_BYTES + op.key.length;
   if (op.value !== undefined) total += LEN_BYTES + op.value.length;
@@ -74,7 +73,6 @@ function opBytes(op: EngineOp): number {
   if (op.batchBytes !== undefined) total += NUM_BYTES;
   if (op.isolation !== undefined) total += 4;
   if (op.writes !== undefined) total += NUM_BYTES;
-  if (op.batchItemsGrownMax !== undefined) total += NUM_BYTES;
   return total;
 }
 
@@ -113,9 +111,8 @@ export function encodeOps(ops: readonly EngineOp[]): Buffer {
     if (op.batchBytes !== undefined) flags |= F_BATCH_BYTES;
     if (op.isolation !== undefined) flags |= F_ISOLATION;
     if (op.writes !== undefined) flags |= F_WRITES;
-    if (op.batchItemsGrownMax !== undefined) flags |= F_BATCH_GROWN;
     at = out.writeUInt8(op.kind, at);
-    at = out.writeUInt32LE(flags, at);
+    at = out.writeUInt16LE(flags, at);
     if (op.txn !== undefined) num(op.txn);
     if (op.key !== undefined) bytes(op.key);
     if (op.value !== undefined) bytes(op.value);
@@ -129,7 +126,6 @@ export function encodeOps(ops: readonly EngineOp[]): Buffer {
     if (op.batchBytes !== undefined) num(op.batchBytes);
     if (op.isolation !== undefined) at = out.writeUInt32LE(op.isolation, at);
     if (op.writes !== undefined) num(op.writes);
-    if (op.batchItemsGrownMax !== undefined) num(op.batchItemsGrownMax);
   }
   if (at !== size) throw new Error(`invariant: encoded ${at} of ${size} op bytes`);
   return out;

@@ -91,9 +91,7 @@ export const IsolationKind = { serializable: 0, snapshot: 1 } as const;
  * - getBatch/deleteBatch: keys (+txn)        - putBatch: keys, values (parallel), ttlMs? (+txn)
  * - scanOpen: prefix in `key`, or range `key` (start, inclusive; absent = unbounded) .. `end`
  *   (exclusive; absent = unbounded) with `range: true`; reverse, withExpiry (entries become
- *   `[key, value, expiry]` triples), limit (0 = none), batchItems (the first batch's entries;
- *   alone, every batch's), batchItemsGrownMax (each later batch may hold twice as many as the
- *   one before, up to this), batchBytes (+txn)
+ *   `[key, value, expiry]` triples), limit (0 = none), batchItems, batchBytes (+txn)
  * - scanNext/scanClose: cursor              - listPath: key (the encoded parent prefix), limit (+txn)
  * - begin: isolation, txn (the handle to give it: the daemon chooses them, daemon/handlers/txn.ts)
  * - commit: txn, writes? (how many write ops of the transaction it covers; a different count
@@ -114,7 +112,6 @@ export interface EngineOp {
   withExpiry?: boolean;
   limit?: number;
   batchItems?: number;
-  batchItemsGrownMax?: number;
   batchBytes?: number;
   isolation?: number;
   writes?: number;

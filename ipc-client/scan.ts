@@ -33,8 +33,8 @@ export interface ScanOptions {
   reverse?: boolean;
   /** Most entries in total; 0 or absent = no limit. */
   limit?: number;
-  /** Most entries per round trip, 1..scanBatchItemsMax. Absent (best for streaming): the first
-   * batch holds up to 256 entries and each later one up to twice the one before, up to 8192. */
+  /** Most entries per round trip, 1..scanBatchItemsMax. Absent (best for streaming): batches
+   * grow, batch n holding up to min(256 * 2^n, 8192) entries. */
   batchSize?: number;
   /** Each entry also carries its expiry: `[key, value, expiresAtMs]`, in ms since the Unix
    * epoch, null for a key without TTL (dumps use it). */

@@ -244,12 +244,14 @@ export const UNREAD_REPLIES_MS_MAX = 30_000;
  * its requests' bytes in the daemon-wide budget for as long as it trickled. */
 export const UNREAD_PROGRESS_BYTES_MIN = 64 * 1024;
 
-/** Entries in the first batch of a scan that names no `batchSize`; each later batch of it may
- * hold twice as many as the one before, up to SCAN_BATCH_ITEMS_GROWN_MAX (and never more than
- * the daemon's scanBatchItemsMax). A scan that stops after a few entries has read few more, and
- * a long one travels in large batches: each batch costs both processes a request, a reply and
- * their wake-ups. The first scan of 1M keys of 100-byte values (bench/FINDINGS.md) ran at
- * 1.05-1.31M keys/s in batches of 1000, 1.25-1.66M in batches of 4096, 1.51-1.89M of 8192. */
+/** Entries in the first batch of a scan that names no `batchSize`. Each batch the daemon
+ * answers doubles the size of the batches it reads after that, up to SCAN_BATCH_ITEMS_GROWN_MAX
+ * (and never past scanBatchItemsMax), so batch n holds at most min(256 * 2^n, 8192) entries
+ * (daemon/handlers/scan.ts). A scan left after a few entries has had little read for it (four
+ * batches of 512 read ahead), and a long one travels in large batches: each batch costs both
+ * processes a request, a reply and their wake-ups. The first scan of 1M keys of 100-byte values
+ * (bench/FINDINGS.md) ran at 1.05-1.31M keys/s in batches of 1000, 1.25-1.66M of 4096,
+ * 1.51-1.89M of 8192. */
 export const SCAN_BATCH_ITEMS_DEFAULT = 256;
 export const SCAN_BATCH_ITEMS_GROWN_MAX = 8192;
 /** Largest `batchSize`. */
@@ -297,7 +299,8 @@ export const CLIENT_WRITE_QUEUE_BYTES_MAX = 64 * MiB;
 export const CLIENT_TIMEOUT_MS_MAX = 2 ** 31 - 1;
 
 /** The client's one read buffer per connection, reused by every socket read (ipc-client/
- * socket-reader.ts): large enough that a default-sized scan batch arrives in one read. */
+ * socket-reader.ts): large enough that a scan batch of 1000 small entries arrives in one read
+ * (a grown one of 8192, ~1 MB, takes four or five). */
 export const CLIENT_READ_BUFFER_BYTES = 256 * KiB;
 
 /** Longest Unix socket path, in bytes, accepted by daemon and client alike: macOS allows 104

@@ -6,7 +6,9 @@
  * per-connection limit), registered only if the first batch did not finish the scan and the
  * transaction it reads through (if any) is still open, and forgotten as soon as the engine
  * reports it done, failed or closed. A read that ends its transaction (TXN_TOO_LARGE,
- * LIMIT_EXCEEDED) forgets the transaction and its cursors, as kv.ts does.
+ * LIMIT_EXCEEDED) forgets the transaction and its cursors, as kv.ts does. A scan that names no
+ * batchSize gets growing batches: the registry entry holds the size of its next read, doubled
+ * by each batch answered (growthAfterFirst).
  *
  * Invariants: every cursor id on the wire was created by this connection; a done cursor is
  * never registered; entries are `[key, value]` pairs in the engine's order, passed on in the
@@ -17,6 +19,7 @@ import { OpKind, type EngineOp, type EngineResult } from '../../engine/types.js'
 import { ToonDBError } from '../../protocol/errors.js';
 import { SCAN_BATCH_ITEMS_DEFAULT, SCAN_BATCH_ITEMS_GROWN_MAX } from '../../protocol/limits.js';
 import type { RequestOf } from '../../protocol/messages.js';
+import type { BatchGrowth } from '../registry.js';
 import { PackedArray } from '../../protocol/packed-array.js';
 import type { DataRequest } from './index.js';
 import { bindTxn, engineError, fail, ok, txnRequestFailed, type Outcome, type Prepared, type SessionScope } from './scope.js';
@@ -40,7 +43,6 @@ export function prepareScan(req: ScanRequest, scope: SessionScope): Prepared {
           : `this connection already has ${scope.cursors.max} open cursors; finish or close one first`);
       }
       const range = req.prefix === undefined;
-      const itemsMax = scope.limits.scanBatchItemsMax;
       return {
         kind: OpKind.scanOpen,
         txn,
@@ -50,9 +52,8 @@ export function prepareScan(req: ScanRequest, scope: SessionScope): Prepared {
         reverse: req.reverse === true,
         withExpiry: req.withExpiry === true,
         limit: req.limit ?? 0,
-        // A batchSize bounds every batch; without one the batches grow (protocol/limits.ts).
-        batchItems: req.batchSize ?? Math.min(SCAN_BATCH_ITEMS_DEFAULT, itemsMax),
-        batchItemsGrownMax: req.batchSize === undefined ? Math.min(SCAN_BATCH_ITEMS_GROWN_MAX, itemsMax) : undefined,
+        // A batchSize bounds every batch; without one the batches grow (growthAfterFirst).
+        batchItems: req.batchSize ?? Math.min(SCAN_BATCH_ITEMS_DEFAULT, scope.limits.scanBatchItemsMax),
         batchBytes: scope.limits.scanBatchBytesMax,
       };
     }
@@ -74,9 +75,31 @@ export function prepareScan(req: ScanRequest, scope: SessionScope): Prepared {
   }
 }
 
-/** The engine op reading a cursor's next batch (a client's scanNext, or a read-ahead). */
+/** The engine op reading a cursor's next batch (a client's scanNext, or a read-ahead), at the
+ * cursor's current size if its batches grow (the engine keeps a fixed one). */
 export function scanNextOp(cursor: number, scope: SessionScope): EngineOp {
-  return { kind: OpKind.scanNext, cursor, batchBytes: scope.limits.scanBatchBytesMax };
+  const batchItems = scope.cursors.peek(cursor)?.batchItems;
+  return { kind: OpKind.scanNext, cursor, batchItems, batchBytes: scope.limits.scanBatchBytesMax };
+}
+
+/**
+ * How the batches of a scan that named no batchSize grow once its first batch (of `first`
+ * entries) is answered: each batch the client is answered doubles the size of the batches read
+ * after it, up to SCAN_BATCH_ITEMS_GROWN_MAX and the connection's scanBatchItemsMax. Growth
+ * follows the batches answered, not the batches read: the daemon reads up to four ahead, and a
+ * scan a client leaves after a few entries would otherwise have read ~16k.
+ */
+function growthAfterFirst(first: number, scope: SessionScope): BatchGrowth {
+  const batchItemsMax = Math.min(SCAN_BATCH_ITEMS_GROWN_MAX, scope.limits.scanBatchItemsMax);
+  return { batchItems: Math.min(first * 2, batchItemsMax), batchItemsMax };
+}
+
+/** After a cursor's batch was answered: the batches read from now on may hold twice as many. */
+function grow(cursor: number, scope: SessionScope): void {
+  const entry = scope.cursors.peek(cursor);
+  if (entry?.batchItems !== undefined && entry.batchItemsMax !== undefined) {
+    entry.batchItems = Math.min(entry.batchItems * 2, entry.batchItemsMax);
+  }
 }
 
 /**
@@ -112,13 +135,15 @@ export function finishScan(req: ScanRequest, result: EngineResult, scope: Sessio
       // was prepared first) left no cursor: the engine closed it with the transaction.
       const orphaned = txn !== undefined && scope.txns.touch(txn, scope.nowMs)?.handle !== op.txn;
       const done = error !== null || result.done === true || orphaned;
-      scope.cursors.settle(done ? undefined : result.cursor, scope.nowMs, txn);
+      const growth = req.batchSize === undefined && op.batchItems !== undefined ? growthAfterFirst(op.batchItems, scope) : undefined;
+      scope.cursors.settle(done ? undefined : result.cursor, scope.nowMs, txn, growth);
       if (error) return fail(req.txn === undefined ? error : txnRequestFailed(error, req.txn, op.txn, scope));
       return ok({ cursor: result.done === true ? 0 : result.cursor, entries: entriesOf(result), done: result.done === true });
     }
     case 'scanNext': {
       const txn = scope.cursors.touch(req.cursor, scope.nowMs)?.txn;
       if (error || result.done === true) scope.cursors.delete(req.cursor);
+      else grow(req.cursor, scope);
       if (!error) return ok({ cursor: result.done ? 0 : req.cursor, entries: entriesOf(result), done: result.done === true });
       // The cursor's transaction may have ended with its read (TXN_TOO_LARGE, LIMIT_EXCEEDED).
       if (txn === undefined) return fail(error);

@@ -6,13 +6,12 @@
 //! (a dozen property lookups) per op and one napi Buffer per key and value.
 //!
 //! Layout (little-endian; `bytes` = u32 length + that many bytes; `num` = f64):
-//!   ops:     u32 count, then per op: u8 kind, u32 flags, then the present fields in this order:
+//!   ops:     u32 count, then per op: u8 kind, u16 flags, then the present fields in this order:
 //!            txn num (F_TXN), key bytes (F_KEY), value bytes (F_VALUE), keys u32 n + n bytes
 //!            (F_KEYS), values u32 n + n bytes (F_VALUES), end bytes (F_END), ttlMs num (F_TTL),
 //!            cursor num (F_CURSOR), limit num (F_LIMIT), batchItems num (F_BATCH_ITEMS),
-//!            batchBytes num (F_BATCH_BYTES), isolation u32 (F_ISOLATION), writes num (F_WRITES),
-//!            batchItemsGrownMax num (F_BATCH_GROWN); flags F_RANGE, F_REVERSE and F_EXPIRY carry
-//!            booleans.
+//!            batchBytes num (F_BATCH_BYTES), isolation u32 (F_ISOLATION), writes num (F_WRITES); flags F_RANGE,
+//!            F_REVERSE and F_EXPIRY carry booleans.
 //!   results: u32 count, then per result: u16 flags, seq num, then the present fields: code bytes
 //!            + message bytes (R_ERROR), value bytes (R_VALUE; R_VALUE_NULL alone means null),
 //!            values u32 n + bytes holding n MessagePack `bin`s or nils (R_VALUES), keys u32 n + n
@@ -34,26 +33,22 @@
 use super::error::{EngineError, EngineResult};
 use super::ops::{Op, OpOutput};
 
-pub const F_TXN: u32 = 1 << 0;
-pub const F_KEY: u32 = 1 << 1;
-pub const F_VALUE: u32 = 1 << 2;
-pub const F_KEYS: u32 = 1 << 3;
-pub const F_VALUES: u32 = 1 << 4;
-pub const F_END: u32 = 1 << 5;
-pub const F_RANGE: u32 = 1 << 6;
-pub const F_TTL: u32 = 1 << 7;
-pub const F_CURSOR: u32 = 1 << 8;
-pub const F_REVERSE: u32 = 1 << 9;
-pub const F_LIMIT: u32 = 1 << 10;
-pub const F_BATCH_ITEMS: u32 = 1 << 11;
-pub const F_BATCH_BYTES: u32 = 1 << 12;
-pub const F_ISOLATION: u32 = 1 << 13;
-pub const F_WRITES: u32 = 1 << 14;
-pub const F_EXPIRY: u32 = 1 << 15;
-pub const F_BATCH_GROWN: u32 = 1 << 16;
-
-/// An op with no fields: its kind and flags.
-const OP_BYTES_MIN: usize = 1 + 4;
+pub const F_TXN: u16 = 1 << 0;
+pub const F_KEY: u16 = 1 << 1;
+pub const F_VALUE: u16 = 1 << 2;
+pub const F_KEYS: u16 = 1 << 3;
+pub const F_VALUES: u16 = 1 << 4;
+pub const F_END: u16 = 1 << 5;
+pub const F_RANGE: u16 = 1 << 6;
+pub const F_TTL: u16 = 1 << 7;
+pub const F_CURSOR: u16 = 1 << 8;
+pub const F_REVERSE: u16 = 1 << 9;
+pub const F_LIMIT: u16 = 1 << 10;
+pub const F_BATCH_ITEMS: u16 = 1 << 11;
+pub const F_BATCH_BYTES: u16 = 1 << 12;
+pub const F_ISOLATION: u16 = 1 << 13;
+pub const F_WRITES: u16 = 1 << 14;
+pub const F_EXPIRY: u16 = 1 << 15;
 
 pub const R_ERROR: u16 = 1 << 0;
 pub const R_VALUE: u16 = 1 << 1;
@@ -86,6 +81,10 @@ impl<'a> Reader<'a> {
 
     fn u8(&mut self) -> EngineResult<u8> {
         Ok(self.take(1)?[0])
+    }
+
+    fn u16(&mut self) -> EngineResult<u16> {
+        Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")))
     }
 
     fn u32(&mut self) -> EngineResult<u32> {
@@ -124,14 +123,14 @@ fn handle(value: f64) -> u64 {
 pub fn decode_ops(buf: &[u8]) -> EngineResult<Vec<Op>> {
     let mut r = Reader { buf, at: 0 };
     let count = r.u32()? as usize;
-    if count > buf.len() / OP_BYTES_MIN {
+    if count > buf.len() / 3 {
         return Err(EngineError::invalid(format!("op buffer claims {count} ops it cannot hold")));
     }
     let mut ops = Vec::with_capacity(count);
     for _ in 0..count {
         let kind = r.u8()? as u32;
-        let flags = r.u32()?;
-        let has = |f: u32| flags & f != 0;
+        let flags = r.u16()?;
+        let has = |f: u16| flags & f != 0;
         let mut op = Op { kind, range: has(F_RANGE), reverse: has(F_REVERSE), expiry: has(F_EXPIRY), ..Default::default() };
         if has(F_TXN) {
             op.txn = Some(handle(r.num()?));
@@ -171,9 +170,6 @@ pub fn decode_ops(buf: &[u8]) -> EngineResult<Vec<Op>> {
         }
         if has(F_WRITES) {
             op.writes = Some(r.num()?);
-        }
-        if has(F_BATCH_GROWN) {
-            op.batch_items_grown_max = Some(r.num()?);
         }
         ops.push(op);
     }
@@ -320,17 +316,15 @@ mod tests {
         let mut buf = Vec::new();
         buf.extend_from_slice(&1u32.to_le_bytes());
         buf.push(8);
-        buf.extend_from_slice(&(F_TXN | F_KEY | F_KEYS | F_RANGE | F_REVERSE | F_LIMIT | F_ISOLATION | F_BATCH_GROWN).to_le_bytes());
+        buf.extend_from_slice(&(F_TXN | F_KEY | F_KEYS | F_RANGE | F_REVERSE | F_LIMIT | F_ISOLATION).to_le_bytes());
         put_num(&mut buf, 7.0);
         put_bytes(&mut buf, b"k");
         put_list(&mut buf, &[b"a".to_vec(), Vec::new()]);
         put_num(&mut buf, 10.0);
         buf.extend_from_slice(&1u32.to_le_bytes());
-        put_num(&mut buf, 64.0);
         let ops = decode_ops(&buf).unwrap();
         let op = &ops[0];
         assert_eq!((op.kind, op.txn, op.key.as_deref(), op.range, op.reverse, op.limit, op.isolation), (8, Some(7), Some(&b"k"[..]), true, true, Some(10.0), Some(1)));
-        assert_eq!(op.batch_items_grown_max, Some(64.0));
         assert_eq!(op.keys, Some(vec![b"a".to_vec(), Vec::new()]));
         for cut in 0..buf.len() {
             assert!(decode_ops(&buf[..cut]).is_err(), "a buffer cut at {cut} must be refused");

@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// Entries per batch of a cursor opened with no batch size. (The daemon always gives one, and
-/// lets a client's scan without one grow: protocol/limits.ts SCAN_BATCH_ITEMS_GROWN_MAX.)
+/// grows it batch by batch for a client's scan without one: daemon/handlers/scan.ts.)
 pub const BATCH_ITEMS_DEFAULT: usize = 256;
 pub const BATCH_ITEMS_MAX: usize = 10_000;
 /// Used when the caller gives no byte budget: keeps one batch well inside a frame.
@@ -59,10 +59,8 @@ pub struct Cursor {
     pub with_expiry: bool,
     /// Entries still allowed by the scan's total limit (None = unlimited).
     pub remaining: Option<u64>,
-    /// Most entries the next batch holds.
+    /// Most entries the next batch holds (a read may change it for itself and later ones).
     pub batch_items: usize,
-    /// What `batch_items` doubles towards after each batch (equal to it: a fixed batch size).
-    pub batch_items_grown_max: usize,
     pub batch_bytes: usize,
 }
 
@@ -202,8 +200,7 @@ pub fn scan_bounds(key: Option<Vec<u8>>, end: Option<Vec<u8>>, range: bool) -> B
 }
 
 /// Reads the next batch of `cursor` and advances it past the last entry the batch stepped
-/// through (returned, or skipped as expired); a growing cursor's next batch may hold twice as
-/// many entries.
+/// through (returned, or skipped as expired).
 pub fn read_batch(store: &Store, cursor: &mut Cursor) -> EngineResult<Batch> {
     let plan = BatchPlan {
         bounds: cursor.bounds.clone(),
@@ -228,12 +225,11 @@ pub fn read_batch(store: &Store, cursor: &mut Cursor) -> EngineResult<Batch> {
         *r -= u64::from(entries.count);
     }
     let done = !more || cursor.remaining == Some(0);
-    cursor.batch_items = cursor.batch_items.saturating_mul(2).min(cursor.batch_items_grown_max).max(cursor.batch_items);
     Ok(Batch { entries, expiring, done })
 }
 
 /// Room reserved for a batch's encoded entries up front: enough for a full batch of small
-/// entries (no regrowth on the common path, BATCH_ITEMS_GROWN_MAX of them included), never
+/// entries (no regrowth on the common path, the daemon's largest default batch included), never
 /// more than the byte budget allows; within spare.rs SPARE_BYTES_MAX, so the buffer is reused.
 const BATCH_RESERVE_BYTES_MAX: usize = 2 * 1024 * 1024;
 const ENTRY_RESERVE_BYTES: usize = 160;

@@ -56,9 +56,6 @@ pub struct Op {
     pub expiry: bool,
     pub limit: Option<f64>,
     pub batch_items: Option<f64>,
-    /// scanOpen / scanNext: what the cursor's batch size doubles towards, batch after batch
-    /// (absent: it stays at `batch_items`).
-    pub batch_items_grown_max: Option<f64>,
     pub batch_bytes: Option<f64>,
     pub isolation: Option<u32>,
     /// commit: how many write requests (write ops) of the transaction it covers, when the

@@ -233,34 +233,25 @@ fn a_transaction_cursor_crosses_a_run_of_expired_keys_with_its_own_write_in_it()
     }
 }
 
-/// Batch sizes of a whole scan of `s/` opened with `open`, read to the end.
-fn batch_sizes(engine: &Engine, open: Op) -> Vec<u32> {
-    let mut output = engine.execute(vec![open]).unwrap().remove(0);
-    let mut sizes = vec![output.entries.as_ref().unwrap().count];
-    while output.done == Some(false) {
-        let next = Op { kind: kind::SCAN_NEXT, cursor: output.cursor, ..Default::default() };
-        output = engine.execute(vec![next]).unwrap().remove(0);
-        sizes.push(output.entries.as_ref().unwrap().count);
-    }
-    sizes
-}
-
-// A cursor opened with batchItemsGrownMax doubles its batch after each read, up to that bound
-// (and a limit still cuts the last batch); with batchItems alone every batch is that size.
+// The daemon grows a cursor's batches by giving scanNext a batch size: it holds for that read
+// and every later one that gives none; a limit still cuts the last batch.
 #[test]
-fn a_growing_cursor_doubles_its_batch_up_to_its_grown_max_and_a_fixed_one_keeps_its_size() {
+fn a_batch_size_given_to_scan_next_holds_for_that_read_and_later_ones() {
     let dir = tempfile::tempdir().unwrap();
     let engine = open(dir.path());
-    let keys = 1000;
+    let keys = 100;
     let puts = (0..keys).map(|i| put(format!("s/{i:05}").as_bytes(), b"v")).collect();
     assert!(engine.execute(puts).unwrap().iter().all(|o| o.error.is_none()));
 
-    let growing = Op { batch_items_grown_max: Some(128.0), ..scan_s(false, None, Some(10.0)) };
-    assert_eq!(batch_sizes(&engine, growing.clone()), vec![10, 20, 40, 80, 128, 128, 128, 128, 128, 128, 82]);
-    let limited = Op { batch_items_grown_max: Some(128.0), ..scan_s(true, Some(50.0), Some(10.0)) };
-    assert_eq!(batch_sizes(&engine, limited), vec![10, 20, 20]);
-    assert_eq!(batch_sizes(&engine, scan_s(false, Some(35.0), Some(10.0))), vec![10, 10, 10, 5]);
-    // A grown bound below the first batch's size leaves the size fixed.
-    let below = Op { batch_items_grown_max: Some(5.0), ..scan_s(false, Some(30.0), Some(10.0)) };
-    assert_eq!(batch_sizes(&engine, below), vec![10, 10, 10]);
+    for (reverse, limit, expected) in [(false, None, vec![10, 20, 20, 40, 10]), (true, Some(45.0), vec![10, 20, 15])] {
+        let mut output = engine.execute(vec![scan_s(reverse, limit, Some(10.0))]).unwrap().remove(0);
+        let mut sizes = vec![output.entries.as_ref().unwrap().count];
+        let mut given = [Some(20.0), None, Some(40.0), None].into_iter();
+        while output.done == Some(false) {
+            let next = Op { kind: kind::SCAN_NEXT, cursor: output.cursor, batch_items: given.next().flatten(), ..Default::default() };
+            output = engine.execute(vec![next]).unwrap().remove(0);
+            sizes.push(output.entries.as_ref().unwrap().count);
+        }
+        assert_eq!(sizes, expected, "reverse {reverse}, limit {limit:?}");
+    }
 }

@@ -30,7 +30,6 @@ pub(super) fn scan_open(store: &Store, mut op: Op) -> EngineResult<OpOutput> {
         with_expiry: op.expiry,
         remaining: limit,
         batch_items: BATCH_ITEMS_DEFAULT,
-        batch_items_grown_max: BATCH_ITEMS_DEFAULT,
         batch_bytes: BATCH_BYTES_DEFAULT,
     };
     apply_batch_sizes(&mut cursor, &op)?;
@@ -46,15 +45,11 @@ pub(super) fn scan_open(store: &Store, mut op: Op) -> EngineResult<OpOutput> {
     Ok(batch_output(store, batch, handle))
 }
 
-/// Applies the op's batch sizes to the cursor: `batchItems` bounds the next batch and, alone,
-/// every later one; with `batchItemsGrownMax` the bound doubles after each batch up to it.
+/// Applies the op's batch sizes to the cursor: on a scanOpen or a scanNext, they bound that
+/// read and every later one that gives none (the daemon grows a cursor's batches this way).
 fn apply_batch_sizes(cursor: &mut Cursor, op: &Op) -> EngineResult<()> {
     if let Some(n) = count(op.batch_items, "batchItems")? {
         cursor.batch_items = (n as usize).clamp(1, BATCH_ITEMS_MAX);
-        cursor.batch_items_grown_max = cursor.batch_items;
-    }
-    if let Some(n) = count(op.batch_items_grown_max, "batchItemsGrownMax")? {
-        cursor.batch_items_grown_max = (n as usize).clamp(1, BATCH_ITEMS_MAX).max(cursor.batch_items);
     }
     if let Some(n) = count(op.batch_bytes, "batchBytes")? {
         cursor.batch_bytes = (n as usize).max(1);
