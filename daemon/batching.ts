@@ -59,6 +59,9 @@ function keysOf(req: Request): number {
       return req.keys.length;
     case 'putBatch':
       return req.entries.length;
+    case 'listPath':
+      // Up to LIST_PATH_STEPS_MAX seeks: an engine call of its own, or 64 of them made one.
+      return ENGINE_WRITE_BATCH_KEYS_MAX;
     default:
       return 1;
   }

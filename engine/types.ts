@@ -92,7 +92,10 @@ export const IsolationKind = { serializable: 0, snapshot: 1 } as const;
  * - scanOpen: prefix in `key`, or range `key` (start, inclusive; absent = unbounded) .. `end`
  *   (exclusive; absent = unbounded) with `range: true`; reverse, withExpiry (entries become
  *   `[key, value, expiry]` triples), limit (0 = none), batchItems, batchBytes (+txn)
- * - scanNext/scanClose: cursor              - listPath: key (the encoded parent prefix), limit (+txn)
+ * - scanNext/scanClose: cursor
+ * - listPath: key (the encoded parent prefix), end (where a previous call's listing goes on:
+ *   its result's `value`), limit (+txn); the result's `value` is where this one goes on, absent
+ *   when the listing is complete (a call examines at most LIST_PATH_STEPS_MAX keys)
  * - begin: isolation, txn (the handle to give it: the daemon chooses them, daemon/handlers/txn.ts)
  * - commit: txn, writes? (how many write ops of the transaction it covers; a different count
  *   applied aborts it with TXN_WRITE_FAILED)  - abort: txn

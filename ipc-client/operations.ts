@@ -22,7 +22,7 @@ import {
   checkKeyLength, toBound, toCount, toEntryBatch, toKey, toKeyBatch, toTtl, toValue, type Bytes, type WireBytes,
 } from './bytes.js';
 import type { ResultMap } from './pending.js';
-import { parseBoolean, parseSegments, parseValue, parseValues } from './results.js';
+import { parseBoolean, parseListPathPage, parseValue, parseValues } from './results.js';
 import { ScanIterable, type ScanOptions, type ScanSource } from './scan.js';
 
 /** A hierarchical name: 'users/alice/name' (split on '/') or ['users', 'alice', 'name']. */
@@ -169,12 +169,23 @@ export abstract class DataOperations {
 
   /** Names of the children directly under `path` ('' or [] for the top level), in key order.
    * Keys that are not path keys (binary keys whose bytes there are not a UTF-8 name) are left
-   * out. */
+   * out. Read in pages (the daemon examines at most 16384 keys per request), each its own
+   * request: a long listing, or one over many keys that are not names, never holds the daemon
+   * for long in one piece. Pages of one call may read different snapshots (a transaction's
+   * read its own). */
   async listPath(path: PathLike, options?: ListPathOptions | null): Promise<string[]> {
-    const request: DataRequest = { op: 'listPath', prefix: checkKeyLength(pathPrefix(path), this.serverLimits(), 'encoded path prefix') };
-    const limit = toCount(options?.limit, 'limit', 0, Number.MAX_SAFE_INTEGER);
-    if (limit !== undefined && limit > 0) request.limit = limit;
-    const segments = parseSegments(await this.send(request), 'listPath');
+    const prefix = checkKeyLength(pathPrefix(path), this.serverLimits(), 'encoded path prefix');
+    const limit = toCount(options?.limit, 'limit', 0, Number.MAX_SAFE_INTEGER) ?? 0;
+    const segments: Buffer[] = [];
+    for (let resume: Buffer | null = null; ;) {
+      const request: DataRequest = { op: 'listPath', prefix, paged: true };
+      if (limit > 0) request.limit = limit - segments.length;
+      if (resume !== null) request.resume = resume;
+      const page = parseListPathPage(await this.send(request));
+      segments.push(...page.children);
+      if (page.next === null || (limit > 0 && segments.length >= limit)) break;
+      resume = page.next;
+    }
     return segments.map((segment) => {
       try {
         return decodeSegment(segment);

@@ -135,6 +135,15 @@ export function parseSegments(value: unknown, op: string): Buffer[] {
   return value.map((item, index) => toBytes(item, op, `[${index}]`));
 }
 
+/** One page of a `paged` listPath: its child segments, and where the listing goes on (null
+ * when complete). A daemon that does not page answers the whole listing as an array. */
+export function parseListPathPage(value: unknown): { children: Buffer[]; next: Buffer | null } {
+  if (Array.isArray(value)) return { children: parseSegments(value, 'listPath'), next: null };
+  const page = record(value, 'listPath');
+  const next = page.next === null || page.next === undefined ? null : toBytes(page.next, 'listPath', 'next');
+  return { children: parseSegments(page.children, 'listPath'), next };
+}
+
 export function parseTxnId(value: unknown): bigint {
   return toBigInt(record(value, 'begin').txn, 'begin', 'txn');
 }

@@ -254,6 +254,13 @@ export const UNREAD_PROGRESS_BYTES_MIN = 64 * 1024;
  * 1.51-1.89M of 8192. */
 export const SCAN_BATCH_ITEMS_DEFAULT = 256;
 export const SCAN_BATCH_ITEMS_GROWN_MAX = 8192;
+/** Keys one listPath request examines at most (names, keys that are not path names, expired
+ * keys): past them a `paged` one answers with where the listing goes on, another fails with
+ * BATCH_TOO_LARGE. The engine's bound (engine/src/core/cursors.rs LIST_PATH_STEPS_MAX): one
+ * request over a long run of keys that are not names held a pool thread, or in a transaction
+ * the connection's lane, for seconds (1.2M such keys: 7.4 s). */
+export const LIST_PATH_STEPS_MAX = 16_384;
+
 /** Largest `batchSize`. */
 export const SCAN_BATCH_ITEMS_MAX = 10_000;
 

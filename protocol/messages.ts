@@ -94,7 +94,21 @@ export interface ScanRequest extends RequestBase<'scan'>, InTxn {
 export interface ScanNextRequest extends RequestBase<'scanNext'> { cursor: number }
 export interface ScanCloseRequest extends RequestBase<'scanClose'> { cursor: number }
 /** Distinct child segments directly under a path prefix (already encoded as a key prefix). */
-export interface ListPathRequest extends RequestBase<'listPath'>, InTxn { prefix: WireBytes; limit?: number }
+export interface ListPathRequest extends RequestBase<'listPath'>, InTxn {
+  prefix: WireBytes;
+  limit?: number;
+  /** Answer with a ListPathPage (see PROTOCOL.md listPath). */
+  paged?: boolean;
+  /** Go on from a previous page's `next`. */
+  resume?: WireBytes;
+}
+
+/** A `paged` listPath's result: the names of this page, and where the listing goes on (nil
+ * when it is complete). */
+export interface ListPathPage {
+  children: WireBytes[];
+  next: WireBytes | null;
+}
 /** `txn`, when present, is the id the client chose for the new transaction (PROTOCOL.md). */
 export interface BeginRequest extends RequestBase<'begin'>, InTxn { isolation?: Isolation }
 /** `writes`, when present, is how many write requests of the transaction the commit covers. */
@@ -185,7 +199,7 @@ export interface ResultOf {
   scan: ScanBatchResult;
   scanNext: ScanBatchResult;
   scanClose: null;
-  listPath: WireBytes[];
+  listPath: WireBytes[] | ListPathPage;
   begin: BeginResult;
   commit: CommitResult;
   abort: null;

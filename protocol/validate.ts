@@ -283,7 +283,12 @@ const PARSERS: { [Op in OpName]: Parser } = {
   scanClose: (id, f) => ({ id, op: 'scanClose', cursor: f.integer('cursor', 1, Number.MAX_SAFE_INTEGER) }),
   listPath: (id, f) => withOptional<RequestOf<'listPath'>>(
     { id, op: 'listPath', prefix: f.boundOf(f.body.prefix, 'prefix') },
-    { txn: f.optionalTxn(), limit: f.optionalInteger('limit', 0, Number.MAX_SAFE_INTEGER) }),
+    {
+      txn: f.optionalTxn(),
+      limit: f.optionalInteger('limit', 0, Number.MAX_SAFE_INTEGER),
+      paged: f.optionalBoolean('paged'),
+      resume: f.optionalBound('resume'),
+    }),
   begin: (id, f) => withOptional<RequestOf<'begin'>>({ id, op: 'begin' }, {
     isolation: parseIsolation(f),
     txn: f.has('txn') ? BigInt(f.integer('txn', 1, TXN_ID_CHOSEN_MAX)) : undefined,

@@ -17,7 +17,7 @@
 
 import { OpKind, type EngineOp, type EngineResult } from '../../engine/types.js';
 import { ToonDBError } from '../../protocol/errors.js';
-import { SCAN_BATCH_ITEMS_DEFAULT, SCAN_BATCH_ITEMS_GROWN_MAX } from '../../protocol/limits.js';
+import { LIST_PATH_STEPS_MAX, SCAN_BATCH_ITEMS_DEFAULT, SCAN_BATCH_ITEMS_GROWN_MAX } from '../../protocol/limits.js';
 import type { RequestOf } from '../../protocol/messages.js';
 import type { BatchGrowth } from '../registry.js';
 import { PackedArray } from '../../protocol/packed-array.js';
@@ -70,7 +70,10 @@ export function prepareScan(req: ScanRequest, scope: SessionScope): Prepared {
     case 'listPath': {
       const txn = bindTxn(req.txn, scope);
       if (typeof txn === 'object') return txn;
-      return { kind: OpKind.listPath, txn, key: req.prefix as Buffer, limit: req.limit ?? 0 };
+      const prefix = req.prefix as Buffer;
+      // The engine takes where the listing goes on as a whole key under the prefix.
+      const end = req.resume === undefined ? undefined : Buffer.concat([prefix, req.resume as Buffer]);
+      return { kind: OpKind.listPath, txn, key: prefix, end, limit: req.limit ?? 0 };
     }
   }
 }
@@ -126,6 +129,25 @@ function entriesOf(result: EngineResult): PackedArray {
   return entries.without(expired);
 }
 
+/**
+ * A listPath's reply. An engine call examines at most LIST_PATH_STEPS_MAX keys (names, keys that
+ * are not path names, expired keys) and answers at most batchBytesMax bytes of names, and says
+ * where the listing goes on (`value`) if it stopped early: a `paged` request gets that as
+ * `next` (after the prefix), one that is not paged gets every name or, if the listing did not
+ * finish before its limit, BATCH_TOO_LARGE.
+ */
+function listPathOutcome(req: RequestOf<'listPath'>, result: EngineResult): Outcome {
+  const children = result.keys ?? [];
+  const next = result.value ?? null;
+  if (req.paged === true) return ok({ children, next: next === null ? null : next.subarray(req.prefix.length) });
+  const limitReached = req.limit !== undefined && req.limit > 0 && children.length >= req.limit;
+  if (next === null || limitReached) return ok(children);
+  return fail(new ToonDBError('BATCH_TOO_LARGE',
+    `listPath did not finish in one request (one examines at most ${LIST_PATH_STEPS_MAX} keys under the prefix, names or not, `
+    + 'and answers at most batchBytesMax bytes of names); send it with paged: true and go on from each page\'s next '
+    + '(the client library does), or set a limit'));
+}
+
 export function finishScan(req: ScanRequest, result: EngineResult, scope: SessionScope, op: EngineOp): Outcome {
   const error = engineError(result);
   switch (req.op) {
@@ -152,7 +174,7 @@ export function finishScan(req: ScanRequest, result: EngineResult, scope: Sessio
     case 'scanClose':
       return error ? fail(error) : ok(null);
     case 'listPath':
-      if (!error) return ok(result.keys ?? []);
-      return fail(req.txn === undefined ? error : txnRequestFailed(error, req.txn, op.txn, scope));
+      if (error) return fail(req.txn === undefined ? error : txnRequestFailed(error, req.txn, op.txn, scope));
+      return listPathOutcome(req, result);
   }
 }

@@ -293,16 +293,47 @@ pub enum ListSource<'a> {
     Txn(&'a mut TxnState),
 }
 
+/// What one `list_path` call found: the child names, and where the listing goes on (the first
+/// key still to examine, under the parent) when it stopped before the end of the parent's range.
+pub struct Listing {
+    pub children: Vec<Vec<u8>>,
+    pub next: Option<Vec<u8>>,
+}
+
+/// Keys, live or expired, names or not, one `list_path` call examines at most: each child costs
+/// one seek and each expired entry one step, so without a bound one call over a long run of
+/// keys that are not path names (binary keys in the same key space) or of expired keys the
+/// sweep has not deleted held a pool thread (and, in a transaction, the connection's lane) for
+/// seconds (1.2M such keys: 7.4 s, found in review). As SCAN_BATCH_STEPS_MAX, a few ms of work.
+pub const LIST_PATH_STEPS_MAX: usize = SCAN_BATCH_STEPS_MAX;
+
 /// Distinct child segments (still escaped) directly under `parent` that are path names
-/// (pathkey::is_name), in order, seeking past each child's subtree instead of reading it.
-pub fn list_path(store: &Store, mut source: ListSource<'_>, parent: &[u8], limit: usize) -> EngineResult<Vec<Vec<u8>>> {
+/// (pathkey::is_name), in order, from `start` (a key under `parent` where a previous call's
+/// `next` said the listing goes on) or from the beginning, seeking past each child's subtree
+/// instead of reading it; stops after `limit` names (0: no limit), LIST_PATH_STEPS_MAX keys
+/// examined or names that fill a reply (batchBytesMax), and then says where the listing goes on
+/// (a single name too large for a reply is BATCH_TOO_LARGE).
+pub fn list_path(store: &Store, mut source: ListSource<'_>, parent: &[u8], start: Option<Vec<u8>>, limit: usize) -> EngineResult<Listing> {
     let now = value::now_ms();
-    let (mut lo, hi) = prefix_bounds(parent);
+    let (low, hi) = prefix_bounds(parent);
+    let mut lo = match start {
+        Some(key) if key.starts_with(parent) => Bound::Included(key),
+        Some(_) => return Err(EngineError::invalid("a listPath's start must lie under its parent")),
+        None => low,
+    };
     let mut children = Vec::new();
     let mut reply_bytes = 0;
-    while limit == 0 || children.len() < limit {
-        let next = first_live(&mut source, store, (lo, hi.clone()), now)?;
-        let Some(key) = next else { break };
+    let mut steps = 0;
+    loop {
+        if (limit != 0 && children.len() >= limit) || steps >= LIST_PATH_STEPS_MAX {
+            let Bound::Included(next) = lo else { unreachable!("a listing's low bound is always a key") };
+            return Ok(Listing { children, next: Some(next) });
+        }
+        let key = match first_live(&mut source, store, (lo, hi.clone()), now, &mut steps)? {
+            Walk::End => return Ok(Listing { children, next: None }),
+            Walk::Stopped(next) => return Ok(Listing { children, next: Some(next) }),
+            Walk::Live(key) => key,
+        };
         let (child, _deeper) = pathkey::child_segment(&key[parent.len()..]);
         let child = child.to_vec();
         lo = Bound::Included(pathkey::after_child(parent, &child));
@@ -310,23 +341,45 @@ pub fn list_path(store: &Store, mut source: ListSource<'_>, parent: &[u8], limit
         // not a path name (a binary key in the same key space, e.g. under the empty prefix).
         if pathkey::is_name(&child) {
             reply_bytes += child.len() + ITEM_OVERHEAD_BYTES;
+            if store.check_reply_bytes("listPath", reply_bytes).is_err() && !children.is_empty() {
+                // The names found fill a reply: the listing goes on at this one.
+                return Ok(Listing { children, next: Some([parent, &child[..]].concat()) });
+            }
             store.check_reply_bytes("listPath", reply_bytes)?;
             children.push(child);
         }
     }
-    Ok(children)
 }
 
-fn first_live(source: &mut ListSource<'_>, store: &Store, bounds: Bounds, now: u64) -> EngineResult<Option<Vec<u8>>> {
+/// Where `first_live` got to.
+enum Walk {
+    /// The first live key.
+    Live(Vec<u8>),
+    /// No live key is left in the range.
+    End,
+    /// The step bound was reached: the first key not examined yet (in the range or past it).
+    Stopped(Vec<u8>),
+}
+
+/// The first live key in `bounds`, stepping over expired entries; each entry examined counts
+/// in `steps`, and the walk stops once they reach LIST_PATH_STEPS_MAX (after at least one).
+fn first_live(source: &mut ListSource<'_>, store: &Store, bounds: Bounds, now: u64, steps: &mut usize) -> EngineResult<Walk> {
     let view = match source {
         ListSource::Snap(snap) => View::Snap(snap),
         ListSource::Txn(state) => state.range_view(store, &bounds)?,
     };
     for entry in view.range(&store.data, bounds, false) {
         let (key, stored) = entry?;
+        *steps += 1;
         if value::live(&stored, now)?.is_some() {
-            return Ok(Some(key.to_vec()));
+            return Ok(Walk::Live(key.to_vec()));
+        }
+        if *steps >= LIST_PATH_STEPS_MAX {
+            // The smallest key after this expired one.
+            let mut next = key.to_vec();
+            next.push(0x00);
+            return Ok(Walk::Stopped(next));
         }
     }
-    Ok(None)
+    Ok(Walk::End)
 }

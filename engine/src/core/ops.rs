@@ -47,6 +47,7 @@ pub struct Op {
     pub value: Option<Vec<u8>>,
     pub keys: Option<Vec<Vec<u8>>>,
     pub values: Option<Vec<Vec<u8>>>,
+    /// scanOpen: the range's end; listPath: where a previous call's listing goes on.
     pub end: Option<Vec<u8>>,
     pub range: bool,
     pub ttl_ms: Option<f64>,
@@ -67,6 +68,7 @@ pub struct Op {
 #[derive(Default, Debug)]
 pub struct OpOutput {
     pub error: Option<EngineError>,
+    /// get: the value; listPath: where the listing goes on (absent when it is complete).
     pub value: Option<Option<Vec<u8>>>,
     pub found: Option<bool>,
     /// getBatch: the values in key order, in wire form (wire.rs): a bin each, nil where missing.

@@ -11,7 +11,7 @@ use crate::core::store::{Limits, OpenOptions};
 // the frame limit broke the client's connection. Reads stop at batchBytesMax, counted as
 // ITEM_OVERHEAD_BYTES plus each live value (a missing one is a 1-byte nil).
 #[test]
-fn get_batch_and_list_path_replies_are_bounded_by_batch_bytes_max() {
+fn get_batch_and_list_path_replies_are_bounded_by_batch_bytes_max_and_a_listing_goes_on_past_them() {
     let dir = tempfile::tempdir().unwrap();
     let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, txn_bytes_daemon_max: 1 << 40, batch_items_max: 1000, batch_bytes_max: 1000 };
     let engine = Engine::open(&OpenOptions { path: dir.path().join("db").to_str().unwrap().into(), cache_bytes: None, row_cache_bytes: Some(0), table_files_max: None, limits }).unwrap().0;
@@ -34,10 +34,22 @@ fn get_batch_and_list_path_replies_are_bounded_by_batch_bytes_max() {
     engine.execute(writes).unwrap();
     let parent = [&b"a"[..], &crate::core::pathkey::SEP].concat();
     let list = |limit: Option<f64>| Op { kind: kind::LIST_PATH, key: Some(parent.clone()), limit, ..Default::default() };
-    // 200 names of 4 bytes: 200 x 9 = 1800 bytes; 100 of them (900) fit.
+    // 200 names of 4 bytes: 200 x 9 = 1800 bytes; 111 of them (999) fit in a reply, which then
+    // says where the listing goes on; from there, the other 89.
     let out = engine.execute(vec![list(None), list(Some(100.0))]).unwrap();
-    assert_eq!(code(&out[0]), Some("BATCH_TOO_LARGE"));
+    assert_eq!(code(&out[0]), None);
+    assert_eq!(out[0].keys.as_ref().map(Vec::len), Some(111));
+    let next = out[0].value.clone().flatten().expect("the listing goes on");
+    assert_eq!(next, child(111), "at the first name that did not fit");
+    let rest = engine.execute(vec![Op { end: Some(next), ..list(None) }]).unwrap().remove(0);
+    assert_eq!((rest.keys.as_ref().map(Vec::len), rest.value.is_none()), (Some(89), true));
     assert_eq!(out[1].keys.as_ref().map(Vec::len), Some(100));
+    // A name too large for a reply on its own is refused.
+    let tiny = Limits { batch_bytes_max: 8, ..limits };
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(&OpenOptions { path: dir.path().join("db").to_str().unwrap().into(), cache_bytes: None, row_cache_bytes: Some(0), table_files_max: None, limits: tiny }).unwrap().0;
+    engine.execute(vec![put(&child(0), b"v")]).unwrap();
+    assert_eq!(code(&engine.execute(vec![list(None)]).unwrap()[0]), Some("BATCH_TOO_LARGE"));
 }
 
 #[test]

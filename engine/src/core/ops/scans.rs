@@ -90,9 +90,12 @@ pub(super) fn list_path(store: &Store, op: Op) -> EngineResult<OpOutput> {
     let parent = op.key.unwrap_or_default();
     store.check_bound(&parent)?;
     let limit = count(op.limit, "limit")?.unwrap_or(0) as usize;
-    let children = match op.txn {
-        Some(id) => txn::reading(store, id, |state| cursors::list_path(store, ListSource::Txn(state), &parent, limit))?,
-        None => cursors::list_path(store, ListSource::Snap(&store.db.read_tx()), &parent, limit)?,
+    // `end` carries where a previous call's listing goes on (its `next`).
+    let start = op.end;
+    let listing = match op.txn {
+        Some(id) => txn::reading(store, id, |state| cursors::list_path(store, ListSource::Txn(state), &parent, start, limit))?,
+        None => cursors::list_path(store, ListSource::Snap(&store.db.read_tx()), &parent, start, limit)?,
     };
-    Ok(OpOutput { keys: Some(children), seq: store.tickets.issued(), ..Default::default() })
+    // The listing's `next`, if it goes on, as the output's value.
+    Ok(OpOutput { keys: Some(listing.children), value: listing.next.map(Some), seq: store.tickets.issued(), ..Default::default() })
 }
