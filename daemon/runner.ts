@@ -288,6 +288,10 @@ export class RequestRunner {
         if (from + covered === to) return;
         from += covered;
         prepared = { each: prepared.each.slice(covered), ops: ops.slice(results.length) };
+        // The call's results (views of one engine buffer of up to ENGINE_CALL_OUTPUT_BYTES_MAX)
+        // are in their replies by now: let them go before waiting for a slow reader, or each
+        // such connection keeps them beside its replies, outside the reply budget.
+        results = [];
         await sent;
         await this.outbox.whenWritable();
         resume = on.lane !== undefined;
