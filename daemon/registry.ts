@@ -24,15 +24,15 @@ export interface HandleEntry {
   lastUsedMs: number;
   /** For cursors: the transaction they read through, if any. */
   txn?: number;
-  /** For cursors of a scan that named no batchSize: most entries of the next batch read, and
-   * what that grows towards as the client takes batches (daemon/handlers/scan.ts). */
-  batchItems?: number;
-  batchItemsMax?: number;
+  /** For cursors of a scan that named no batchSize: how its batches grow. */
+  growth?: BatchGrowth;
 }
 
-/** How a cursor's batches grow (HandleEntry.batchItems / batchItemsMax). */
+/** How a cursor's batches grow as the client takes them (daemon/handlers/scan.ts). */
 export interface BatchGrowth {
+  /** Most entries of the next batch read. */
   batchItems: number;
+  /** What batchItems grows towards. */
   batchItemsMax: number;
 }
 
@@ -96,7 +96,7 @@ export class HandleRegistry {
   settle(handle: number | undefined, nowMs: number, txn?: number, growth?: BatchGrowth): void {
     if (this.reserved <= 0) throw new Error('invariant: settle without reserve');
     this.reserved -= 1;
-    if (handle !== undefined && handle > 0) this.entries.set(handle, { handle, lastUsedMs: nowMs, txn, ...growth });
+    if (handle !== undefined && handle > 0) this.entries.set(handle, { handle, lastUsedMs: nowMs, txn, growth });
     this.sync();
   }
 

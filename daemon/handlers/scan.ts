@@ -81,7 +81,7 @@ export function prepareScan(req: ScanRequest, scope: SessionScope): Prepared {
 /** The engine op reading a cursor's next batch (a client's scanNext, or a read-ahead), at the
  * cursor's current size if its batches grow (the engine keeps a fixed one). */
 export function scanNextOp(cursor: number, scope: SessionScope): EngineOp {
-  const batchItems = scope.cursors.peek(cursor)?.batchItems;
+  const batchItems = scope.cursors.peek(cursor)?.growth?.batchItems;
   return { kind: OpKind.scanNext, cursor, batchItems, batchBytes: scope.limits.scanBatchBytesMax };
 }
 
@@ -99,10 +99,8 @@ function growthAfterFirst(first: number, scope: SessionScope): BatchGrowth {
 
 /** After a cursor's batch was answered: the batches read from now on may hold twice as many. */
 function grow(cursor: number, scope: SessionScope): void {
-  const entry = scope.cursors.peek(cursor);
-  if (entry?.batchItems !== undefined && entry.batchItemsMax !== undefined) {
-    entry.batchItems = Math.min(entry.batchItems * 2, entry.batchItemsMax);
-  }
+  const growth = scope.cursors.peek(cursor)?.growth;
+  if (growth !== undefined) growth.batchItems = Math.min(growth.batchItems * 2, growth.batchItemsMax);
 }
 
 /**
@@ -157,7 +155,7 @@ export function finishScan(req: ScanRequest, result: EngineResult, scope: Sessio
       // was prepared first) left no cursor: the engine closed it with the transaction.
       const orphaned = txn !== undefined && scope.txns.touch(txn, scope.nowMs)?.handle !== op.txn;
       const done = error !== null || result.done === true || orphaned;
-      const growth = req.batchSize === undefined && op.batchItems !== undefined ? growthAfterFirst(op.batchItems, scope) : undefined;
+      const growth = done || req.batchSize !== undefined || op.batchItems === undefined ? undefined : growthAfterFirst(op.batchItems, scope);
       scope.cursors.settle(done ? undefined : result.cursor, scope.nowMs, txn, growth);
       if (error) return fail(req.txn === undefined ? error : txnRequestFailed(error, req.txn, op.txn, scope));
       return ok({ cursor: result.done === true ? 0 : result.cursor, entries: entriesOf(result), done: result.done === true });

@@ -341,11 +341,13 @@ pub fn list_path(store: &Store, mut source: ListSource<'_>, parent: &[u8], start
         // not a path name (a binary key in the same key space, e.g. under the empty prefix).
         if pathkey::is_name(&child) {
             reply_bytes += child.len() + ITEM_OVERHEAD_BYTES;
-            if store.check_reply_bytes("listPath", reply_bytes).is_err() && !children.is_empty() {
+            if let Err(too_large) = store.check_reply_bytes("listPath", reply_bytes) {
+                if children.is_empty() {
+                    return Err(too_large);
+                }
                 // The names found fill a reply: the listing goes on at this one.
                 return Ok(Listing { children, next: Some([parent, &child[..]].concat()) });
             }
-            store.check_reply_bytes("listPath", reply_bytes)?;
             children.push(child);
         }
     }
