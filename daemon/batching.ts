@@ -60,7 +60,7 @@ function keysOf(req: Request): number {
     case 'putBatch':
       return req.entries.length;
     case 'listPath':
-      // Up to LIST_PATH_STEPS_MAX seeks: an engine call of its own, or 64 of them made one.
+      // Up to LIST_PATH_STEPS_MAX seeks: weighed as a full call, it runs in an engine call of its own.
       return ENGINE_WRITE_BATCH_KEYS_MAX;
     default:
       return 1;

@@ -184,6 +184,10 @@ export abstract class DataOperations {
       const page = parseListPathPage(await this.send(request));
       segments.push(...page.children);
       if (page.next === null || (limit > 0 && segments.length >= limit)) break;
+      // Each page goes on past where it started; a daemon whose did not would loop us forever.
+      if (resume !== null && Buffer.compare(page.next, resume) <= 0) {
+        throw new ToonDBError('PROTOCOL_ERROR', 'listPath answered a page whose next does not go past its resume');
+      }
       resume = page.next;
     }
     return segments.map((segment) => {

@@ -261,6 +261,13 @@ export const SCAN_BATCH_ITEMS_GROWN_MAX = 8192;
  * the connection's lane, for seconds (1.2M such keys: 7.4 s). */
 export const LIST_PATH_STEPS_MAX = 16_384;
 
+/** How far past a key a listPath's `next` may reach: it names the first key still to examine,
+ * at most a key and two bytes (engine/src/core/pathkey.rs after_child), so `prefix` + `resume`
+ * may be this much longer than keyBytesMax. */
+export const LIST_PATH_NEXT_BYTES_PAST_KEY = 2;
+/** Bytes a listPath page adds around its names: the `{ children, next }` map, and `next`'s header. */
+const LIST_PATH_PAGE_FIELDS_BYTES = 32;
+
 /** Largest `batchSize`. */
 export const SCAN_BATCH_ITEMS_MAX = 10_000;
 
@@ -431,8 +438,9 @@ export function replyBytesMaxOf(op: string, limits: ServerLimits): number {
     case 'get':
       return Math.min(frame, FRAME_HEADER_BYTES + limits.valueBytesMax + ENVELOPE_BYTES_MAX);
     case 'getBatch':
-    case 'listPath':
       return Math.min(frame, FRAME_HEADER_BYTES + limits.batchBytesMax + limits.batchItemsMax * 16 + ENVELOPE_BYTES_MAX);
+    case 'listPath':
+      return Math.min(frame, FRAME_HEADER_BYTES + listPathPageBytesMax(limits));
     case 'scan':
     case 'scanNext':
       return frame; // a batch may pass scanBatchBytesMax by one maximal entry
@@ -454,6 +462,13 @@ function check(condition: boolean, relation: string): void {
   if (!condition) throw new Error(`toondb limits are inconsistent: ${relation}`);
 }
 
+/** The largest listPath reply body: names of at most batchBytesMax bytes (with their headers,
+ * as the engine counts them), a `next` of at most a key and LIST_PATH_NEXT_BYTES_PAST_KEY, the
+ * page's fields and the envelope. */
+function listPathPageBytesMax(limits: ServerLimits): number {
+  return limits.batchBytesMax + limits.keyBytesMax + LIST_PATH_NEXT_BYTES_PAST_KEY + LIST_PATH_PAGE_FIELDS_BYTES + ENVELOPE_BYTES_MAX;
+}
+
 /** The relations between advertised limits that every message relies on; the first one broken,
  * or null. Checked for the compiled-in limits on import and for a daemon's configured ones
  * (daemon/config.ts), which may each be lowered but must still fit together. */
@@ -463,6 +478,7 @@ export function brokenLimitRelation(limits: ServerLimits): string | null {
   if (batchBytesMax + batchItemsMax * 16 + ENVELOPE_BYTES_MAX > frameBytesMax) {
     return 'a maximal batch or getBatch reply (with per-item msgpack headers) must fit in one frame';
   }
+  if (listPathPageBytesMax(limits) > frameBytesMax) return 'a maximal listPath page (names and next) must fit in one frame';
   if (scanBatchBytesMax + keyBytesMax + valueBytesMax + scanBatchItemsMax * 16 + ENVELOPE_BYTES_MAX > frameBytesMax) {
     return 'a scan batch that overshoots by one maximal entry must fit in one frame';
   }

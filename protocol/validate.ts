@@ -17,7 +17,7 @@
  */
 
 import { ToonDBError } from './errors.js';
-import { CLIENT_NAME_BYTES_MAX, PROTOCOL_VERSION, PROTOCOL_VERSION_MIN, TXN_ID_CHOSEN_MAX, type ServerLimits } from './limits.js';
+import { CLIENT_NAME_BYTES_MAX, LIST_PATH_NEXT_BYTES_PAST_KEY, PROTOCOL_VERSION, PROTOCOL_VERSION_MIN, TXN_ID_CHOSEN_MAX, type ServerLimits } from './limits.js';
 import {
   REQUEST_ID_MAX, isOpName,
   type Isolation, type OpName, type Request, type RequestOf, type WireBytes,
@@ -261,6 +261,17 @@ function withOptional<T extends Request>(request: T, optional: Partial<T>): T {
 
 type Parser = (id: number, f: Fields) => Request;
 
+/** A listPath's `resume`: a previous page's `next`, which with the prefix names a key of at most
+ * keyBytesMax + LIST_PATH_NEXT_BYTES_PAST_KEY bytes. */
+function listPathResume(f: Fields): Buffer | undefined {
+  if (!f.has('resume')) return undefined;
+  const resume = f.bytesOf(f.body.resume, 'resume');
+  const bytes = f.boundOf(f.body.prefix, 'prefix').length + resume.length;
+  const max = f.limits.keyBytesMax + LIST_PATH_NEXT_BYTES_PAST_KEY;
+  if (bytes > max) throw new ToonDBError('KEY_TOO_LARGE', `listPath.prefix and resume are ${bytes} bytes together, over the limit of ${max}`);
+  return resume;
+}
+
 const PARSERS: { [Op in OpName]: Parser } = {
   hello: parseHello,
   ping: (id) => ({ id, op: 'ping' }),
@@ -287,7 +298,7 @@ const PARSERS: { [Op in OpName]: Parser } = {
       txn: f.optionalTxn(),
       limit: f.optionalInteger('limit', 0, Number.MAX_SAFE_INTEGER),
       paged: f.optionalBoolean('paged'),
-      resume: f.optionalBound('resume'),
+      resume: listPathResume(f),
     }),
   begin: (id, f) => withOptional<RequestOf<'begin'>>({ id, op: 'begin' }, {
     isolation: parseIsolation(f),

@@ -143,7 +143,7 @@ function listPathOutcome(req: RequestOf<'listPath'>, result: EngineResult): Outc
   return fail(new ToonDBError('BATCH_TOO_LARGE',
     `listPath did not finish in one request (one examines at most ${LIST_PATH_STEPS_MAX} keys under the prefix, names or not, `
     + 'and answers at most batchBytesMax bytes of names); send it with paged: true and go on from each page\'s next '
-    + '(the client library does), or set a limit'));
+    + '(the client library does)'));
 }
 
 export function finishScan(req: ScanRequest, result: EngineResult, scope: SessionScope, op: EngineOp): Outcome {

@@ -28,7 +28,8 @@ describe('listPath over a run of keys that are not path names', () => {
     for (let i = 0; i < JUNK; i += 2000) {
       await client.putBatch(Array.from({ length: Math.min(2000, JUNK - i) }, (_, j) => [junk(i + j), 'x'] as [Buffer, string]));
     }
-    // Names that expire, between `k` and `zz`.
+    // Names that expire, between `k` and `zz` (the sweep may have deleted them by the listing:
+    // the engine's tests cover a walk that stops among expired keys).
     const expiring = Array.from({ length: EXPIRING }, (_, i) => [encodePath(['p', `m${String(i).padStart(5, '0')}`]), 'gone'] as [Buffer, string]);
     await client.putBatch(expiring, { ttlSeconds: 0.3 });
     for (const name of NAMES) await client.putPath(['p', name, 'leaf'], 'v');
@@ -90,3 +91,45 @@ describe('listPath over a run of keys that are not path names', () => {
     expect((limited.result as Buffer[]).map(String)).toEqual(['a']);
   });
 });
+
+// Regression: a page's `next` names the first key still to examine, which may be a key and two
+// bytes long (past a child's subtree): the daemon refused it back as `resume` (over
+// keyBytesMax), so a listing whose step bound fell on a maximal key could not be finished.
+describe('listPath resuming past a maximal key', () => {
+  const KEY_BYTES_MAX = 64;
+  let daemon: TestDaemon;
+  let client: IpcClient;
+
+  beforeAll(async () => {
+    daemon = await startDaemon({ config: { limits: { keyBytesMax: KEY_BYTES_MAX } } });
+    client = await IpcClient.connect(daemon.socketPath);
+  });
+  afterAll(async () => {
+    await client?.close();
+    await daemon?.dispose();
+  });
+
+  it('takes back as resume a next longer than keyBytesMax, and refuses one longer still', async () => {
+    const small = Array.from({ length: LIST_PATH_STEPS_MAX - 1 }, (_, i) => `k${String(i).padStart(5, '0')}`);
+    for (let i = 0; i < small.length; i += 1000) {
+      await client.putBatch(small.slice(i, i + 1000).map((key) => [key, 'v'] as [string, string]));
+    }
+    const maximal = `l${'x'.repeat(KEY_BYTES_MAX - 1)}`; // the step bound's last key
+    await client.putBatch([[maximal, 'v'], ['m', 'v']]);
+    expect(await client.listPath('')).toEqual([...small, maximal, 'm']);
+    const reply = await rawListPath(daemon, { prefix: Buffer.alloc(0), paged: true, resume: Buffer.alloc(KEY_BYTES_MAX + 3, 0x6c) });
+    expect(reply.error).toMatchObject({ code: 'KEY_TOO_LARGE' });
+  });
+});
+
+/** A listPath's reply on a raw connection (a validation error may come before hello's). */
+async function rawListPath(daemon: TestDaemon, request: Record<string, unknown>): Promise<Record<string, unknown>> {
+  const peer = await RawPeer.open(daemon.socketPath);
+  try {
+    peer.hello();
+    peer.request({ id: 2, op: 'listPath', ...request });
+    return (await peer.waitFor(2)).find((message) => message.id === 2)!;
+  } finally {
+    peer.close();
+  }
+}

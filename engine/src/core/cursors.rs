@@ -317,8 +317,8 @@ pub fn list_path(store: &Store, mut source: ListSource<'_>, parent: &[u8], start
     let now = value::now_ms();
     let (low, hi) = prefix_bounds(parent);
     let mut lo = match start {
-        Some(key) if key.starts_with(parent) => Bound::Included(key),
-        Some(_) => return Err(EngineError::invalid("a listPath's start must lie under its parent")),
+        Some(key) if key.starts_with(parent) && key.len() <= store.limits.key_bytes_max + pathkey::AFTER_CHILD_BYTES => Bound::Included(key),
+        Some(_) => return Err(EngineError::invalid("a listPath's start must lie under its parent, at most a key and 2 bytes long")),
         None => low,
     };
     let mut children = Vec::new();

@@ -46,6 +46,10 @@ pub fn is_name(child: &[u8]) -> bool {
     std::str::from_utf8(&decode_segment(child)).is_ok()
 }
 
+/// Bytes `after_child` adds past a key (`parent` + `child`): the most a listPath's `next` reaches
+/// past a key (protocol/limits.ts LIST_PATH_NEXT_BYTES_PAST_KEY).
+pub const AFTER_CHILD_BYTES: usize = 2;
+
 /// Seek key that skips every key starting with `parent ‖ child`, whether `child` is a leaf key
 /// or continues with SEP: keys under the child are `parent‖child` or `parent‖child‖0x00 0x01…`,
 /// and a sibling that extends `child` must continue with a byte other than 0x00 0x01 (a non-zero
