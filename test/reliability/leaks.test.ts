@@ -31,10 +31,15 @@ async function round(i) {
     case 3: await client.commit(123456789n).catch(() => {}); break;                  // NOT_IN_TRANSACTION
     case 4: { const t = await client.beginTransaction(); await t.get(key); await t.put(key, 'y'); await t.commit().catch(() => {}); break; }
     case 5: { const t = await client.beginTransaction(); await t.put(key, 'z'); await t.abort(); break; }
-    case 6: { for await (const _ of client.scan('leak/', { batchSize: 5 })) break; break; } // early close
+    case 6: { // early close: fixed small batches, or growing ones read ahead
+      const options = i % 20 === 6 ? { batchSize: 5 } : {};
+      let seen = 0;
+      for await (const _ of client.scan('leak/', options)) if (++seen === 300) break;
+      break;
+    }
     case 7: await client.getBatch([key, 'missing']); break;
     case 8: await client.delete(key); break;
-    default: await client.exists(key);
+    default: await (i % 20 === 9 ? client.listPath('', { limit: 10 }) : client.exists(key));
   }
 }
 while (done < total) {
