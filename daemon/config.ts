@@ -17,7 +17,6 @@ import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import {
   DEFAULT_SERVER_LIMITS,
-  brokenLimitRelation,
   SOCKET_PATH_BYTES_MAX,
   SYNC_INTERVAL_MS_DEFAULT,
   SYNC_INTERVAL_MS_MAX,
@@ -26,6 +25,7 @@ import {
   ROW_CACHE_MIB_MAX,
   type ServerLimits,
 } from '../protocol/limits.js';
+import { brokenLimitRelation } from '../protocol/limit-relations.js';
 import type { Durability } from '../protocol/messages.js';
 import { ToonDBError } from '../protocol/errors.js';
 

@@ -24,7 +24,8 @@
  */
 
 import type { EngineResult } from '../engine/types.js';
-import { engineCallReplyBytesMax, ENVELOPE_BYTES_MAX, FRAME_HEADER_BYTES, replyBytesMaxOf, type ServerLimits } from '../protocol/limits.js';
+import { ENVELOPE_BYTES_MAX, FRAME_HEADER_BYTES, type ServerLimits } from '../protocol/limits.js';
+import { engineCallReplyBytesMax, replyBytesMaxOf } from '../protocol/limit-relations.js';
 import { OP_FAMILIES, type Request } from '../protocol/messages.js';
 import type { BudgetHolder, BytesBudget } from './bytes-budget.js';
 

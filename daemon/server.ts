@@ -28,9 +28,10 @@ import { lockDataDir, openEngine, openFilesLimit, peerCredentials, sdNotify } fr
 import type { Engine } from '../engine/types.js';
 import { ToonDBError, toToonDBError } from '../protocol/errors.js';
 import {
-  brokenLimitRelation, ENGINE_BLOCK_CACHE_BYTES, ENGINE_CALL_OUTPUT_BYTES_MAX, ENGINE_LANES, ENGINE_TABLE_FILES_MAX, LISTENER_ERROR_LOG_INTERVAL_MS, SCAN_READ_AHEAD_BYTES_MAX,
+  ENGINE_BLOCK_CACHE_BYTES, ENGINE_CALL_OUTPUT_BYTES_MAX, ENGINE_LANES, ENGINE_TABLE_FILES_MAX, LISTENER_ERROR_LOG_INTERVAL_MS, SCAN_READ_AHEAD_BYTES_MAX,
   SHUTDOWN_DRAIN_MS_MAX, SHUTDOWN_FLUSH_MS_MAX, START_LOCK_RETRY_MS_MAX, START_LOCK_STALE_MS, START_LOCK_WAIT_MS_MAX, type ServerLimits,
 } from '../protocol/limits.js';
+import { brokenLimitRelation } from '../protocol/limit-relations.js';
 import { CONNECTION_ERROR_ID } from '../protocol/messages.js';
 import { MessageCodec } from '../protocol/codec.js';
 import { isPeerAllowed, listenPrivately, resolveGroupId, socketFd, type PeerCredentials } from './access.js';

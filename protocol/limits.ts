@@ -5,7 +5,8 @@
  * once, at load time, how the bounds relate (a maximal value must fit in a frame, a batch of
  * maximal keys must fit in a frame, ...). Nothing else in the code base may hard-code a limit.
  *
- * Invariants (checked by `assertLimits()` below, which runs on import):
+ * Invariants (checked by `assertLimits()` below, which runs on import; the relations between
+ * the advertised limits, and the reply sizes they allow, are in limit-relations.ts):
  * - A single put of a maximal key and value fits in one frame, with room for the envelope.
  * - Every per-connection registry (transactions, cursors, in-flight requests) is bounded.
  * - The socket path limit is the smaller of Linux (108 incl. NUL) and macOS (104 incl. NUL).
@@ -128,7 +129,7 @@ export const REQUEST_BYTES_IN_FLIGHT_DAEMON_MAX = 256 * MiB;
 /** Reply bytes all connections together may hold: replies written and not yet read by their
  * clients, plus room reserved, before an engine call starts, for the largest replies it could
  * produce (`replyBytesMaxOf` per request, at most `engineCallReplyBytesMax`, ~58 MiB, for a
- * call the engine bounds). OUTPUT_BUFFER_BYTES_MAX alone let 1024 connections that read
+ * call the engine bounds: limit-relations.ts). OUTPUT_BUFFER_BYTES_MAX alone let 1024 connections that read
  * nothing hold 64 MiB each, 64 GiB in all. A call that does not fit waits, first come first
  * served (daemon/reply-budget.ts): backpressure, nothing fails; a client that leaves replies
  * unread while others wait is cut off after unreadRepliesMsMax. Replies to admin requests
@@ -265,8 +266,6 @@ export const LIST_PATH_STEPS_MAX = 16_384;
  * at most a key and two bytes (engine/src/core/pathkey.rs after_child), so `prefix` + `resume`
  * may be this much longer than keyBytesMax. */
 export const LIST_PATH_NEXT_BYTES_PAST_KEY = 2;
-/** Bytes a listPath page adds around its names: the `{ children, next }` map, and `next`'s header. */
-const LIST_PATH_PAGE_FIELDS_BYTES = 32;
 
 /** Largest `batchSize`. */
 export const SCAN_BATCH_ITEMS_MAX = 10_000;
@@ -429,75 +428,13 @@ export const DEFAULT_SERVER_LIMITS: Readonly<ServerLimits> = Object.freeze({
   replyBytesDaemonMax: REPLY_BYTES_DAEMON_MAX,
 });
 
-/** The largest reply a request of `op` can get under `limits`, frame header included: what the
- * daemon reserves for it before its engine call (REPLY_BYTES_DAEMON_MAX). Requests that return
- * no data get an envelope's worth (a result or a coded error). */
-export function replyBytesMaxOf(op: string, limits: ServerLimits): number {
-  const frame = FRAME_HEADER_BYTES + limits.frameBytesMax;
-  switch (op) {
-    case 'get':
-      return Math.min(frame, FRAME_HEADER_BYTES + limits.valueBytesMax + ENVELOPE_BYTES_MAX);
-    case 'getBatch':
-      return Math.min(frame, FRAME_HEADER_BYTES + limits.batchBytesMax + limits.batchItemsMax * 16 + ENVELOPE_BYTES_MAX);
-    case 'listPath':
-      return Math.min(frame, FRAME_HEADER_BYTES + listPathPageBytesMax(limits));
-    case 'scan':
-    case 'scanNext':
-      return frame; // a batch may pass scanBatchBytesMax by one maximal entry
-    default:
-      return FRAME_HEADER_BYTES + ENVELOPE_BYTES_MAX;
-  }
-}
-
-/** The largest replies of one engine call the engine bounds (ENGINE_CALL_OUTPUT_BYTES_MAX): it
- * stops once its data reach that bound, after the op that passed it (one maximal reply), and
- * its ENGINE_BATCH_REQUESTS_MAX replies add their envelopes and per-item headers, which the
- * engine does not count. */
-export function engineCallReplyBytesMax(limits: ServerLimits): number {
-  return ENGINE_CALL_OUTPUT_BYTES_MAX + FRAME_HEADER_BYTES + limits.frameBytesMax
-    + ENGINE_BATCH_REQUESTS_MAX * (ENVELOPE_BYTES_MAX + limits.batchItemsMax * 16);
-}
-
 function check(condition: boolean, relation: string): void {
   if (!condition) throw new Error(`toondb limits are inconsistent: ${relation}`);
 }
 
-/** The largest listPath reply body: names of at most batchBytesMax bytes (with their headers,
- * as the engine counts them), a `next` of at most a key and LIST_PATH_NEXT_BYTES_PAST_KEY, the
- * page's fields and the envelope. */
-function listPathPageBytesMax(limits: ServerLimits): number {
-  return limits.batchBytesMax + limits.keyBytesMax + LIST_PATH_NEXT_BYTES_PAST_KEY + LIST_PATH_PAGE_FIELDS_BYTES + ENVELOPE_BYTES_MAX;
-}
-
-/** The relations between advertised limits that every message relies on; the first one broken,
- * or null. Checked for the compiled-in limits on import and for a daemon's configured ones
- * (daemon/config.ts), which may each be lowered but must still fit together. */
-export function brokenLimitRelation(limits: ServerLimits): string | null {
-  const { frameBytesMax, keyBytesMax, valueBytesMax, batchBytesMax, batchItemsMax, scanBatchBytesMax, scanBatchItemsMax } = limits;
-  if (keyBytesMax + valueBytesMax + ENVELOPE_BYTES_MAX > frameBytesMax) return 'a maximal put must fit in one frame';
-  if (batchBytesMax + batchItemsMax * 16 + ENVELOPE_BYTES_MAX > frameBytesMax) {
-    return 'a maximal batch or getBatch reply (with per-item msgpack headers) must fit in one frame';
-  }
-  if (listPathPageBytesMax(limits) > frameBytesMax) return 'a maximal listPath page (names and next) must fit in one frame';
-  if (scanBatchBytesMax + keyBytesMax + valueBytesMax + scanBatchItemsMax * 16 + ENVELOPE_BYTES_MAX > frameBytesMax) {
-    return 'a scan batch that overshoots by one maximal entry must fit in one frame';
-  }
-  if (keyBytesMax + valueBytesMax > batchBytesMax) return 'a batch can carry at least one maximal entry (key and value)';
-  if (limits.txnBytesMax < batchBytesMax) return 'a transaction can hold at least one maximal batch';
-  if (limits.requestBytesInFlightDaemonMax < frameBytesMax) return 'a maximal frame fits under the daemon-wide request bytes in flight';
-  if (limits.txnBytesDaemonMax < limits.txnBytesMax) return 'one maximal transaction fits under the daemon-wide transaction bytes';
-  if (limits.txnsDaemonMax < limits.txnsPerConnectionMax) return 'one connection\'s open transactions fit under the daemon-wide number';
-  if (limits.cursorsDaemonMax < limits.cursorsPerConnectionMax) return 'one connection\'s open cursors fit under the daemon-wide number';
-  if (limits.replyBytesDaemonMax < engineCallReplyBytesMax(limits)) {
-    return 'the largest replies of one engine call fit under the daemon-wide reply bytes';
-  }
-  return null;
-}
-
-/** Asserts the relationships between limits. Runs once on import; exported for the tests. */
+/** Asserts the relationships between constants. Runs once on import; exported for the tests.
+ * (Those between the advertised limits are limit-relations.ts's, checked on its import.) */
 export function assertLimits(): void {
-  const broken = brokenLimitRelation(DEFAULT_SERVER_LIMITS);
-  check(broken === null, broken ?? '');
   check(FRAME_BYTES_MAX < 2 ** 32, 'the frame length must fit the 4-byte prefix');
   check(OUTPUT_BUFFER_BYTES_MAX >= FRAME_BYTES_MAX, 'one maximal reply must fit in the output buffer');
   check(SCAN_BATCH_ITEMS_DEFAULT <= SCAN_BATCH_ITEMS_GROWN_MAX && SCAN_BATCH_ITEMS_GROWN_MAX <= SCAN_BATCH_ITEMS_MAX, 'default scan batches within maximum');

@@ -7,7 +7,8 @@
 // client that reads gets every answer.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IpcClient } from '../../ipc-client/index.js';
-import { engineCallReplyBytesMax, DEFAULT_SERVER_LIMITS } from '../../protocol/limits.js';
+import { DEFAULT_SERVER_LIMITS } from '../../protocol/limits.js';
+import { engineCallReplyBytesMax } from '../../protocol/limit-relations.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { RawPeer } from '../helpers/raw.js';
 import { sampleMax } from '../helpers/sample-max.js';

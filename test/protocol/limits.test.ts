@@ -1,7 +1,8 @@
 // The relations between limits that every message relies on (brokenLimitRelation), for a
 // daemon's configured limits as for the compiled-in ones.
 import { describe, expect, it } from 'vitest';
-import { brokenLimitRelation, DEFAULT_SERVER_LIMITS } from '../../protocol/limits.js';
+import { DEFAULT_SERVER_LIMITS } from '../../protocol/limits.js';
+import { brokenLimitRelation } from '../../protocol/limit-relations.js';
 
 describe('brokenLimitRelation', () => {
   it('holds for the defaults', () => {

@@ -12,7 +12,8 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IpcClient } from '../../ipc-client/index.js';
-import { DEFAULT_SERVER_LIMITS, engineCallReplyBytesMax } from '../../protocol/limits.js';
+import { DEFAULT_SERVER_LIMITS } from '../../protocol/limits.js';
+import { engineCallReplyBytesMax } from '../../protocol/limit-relations.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { RawPeer } from '../helpers/raw.js';
 import { mulberry32 } from '../helpers/rng.js';
