@@ -4,11 +4,10 @@
 // request gets `{ children, next }` and goes on from `resume: next`, one that is not paged
 // gets BATCH_TOO_LARGE once the listing does not fit one request, and the client library pages
 // for its caller, losing and repeating no name.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IpcClient } from '../../ipc-client/index.js';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { LIST_PATH_STEPS_MAX } from '../../protocol/limits.js';
 import { encodePath, pathPrefix } from '../../protocol/paths.js';
-import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { suiteClient, type TestDaemon } from '../helpers/daemon.js';
 import { RawPeer } from '../helpers/raw.js';
 
 const NAMES = ['a', 'k', 'zz'];
@@ -17,55 +16,32 @@ const EXPIRING = 3_000;
 const prefix = pathPrefix(['p']);
 
 describe('listPath over a run of keys that are not path names', () => {
-  let daemon: TestDaemon;
-  let client: IpcClient;
+  const { daemon, client } = suiteClient();
 
   beforeAll(async () => {
-    daemon = await startDaemon();
-    client = await IpcClient.connect(daemon.socketPath);
     // Children of p that are not names (0x00 not followed by 0xFF), sorting between `a` and `k`.
     const junk = (i: number) => Buffer.concat([prefix, Buffer.from([0x6a, 0x00, 0x07]), Buffer.from(String(i).padStart(6, '0'))]);
     for (let i = 0; i < JUNK; i += 2000) {
-      await client.putBatch(Array.from({ length: Math.min(2000, JUNK - i) }, (_, j) => [junk(i + j), 'x'] as [Buffer, string]));
+      await client().putBatch(Array.from({ length: Math.min(2000, JUNK - i) }, (_, j) => [junk(i + j), 'x'] as [Buffer, string]));
     }
     // Names that expire, between `k` and `zz` (the sweep may have deleted them by the listing:
     // the engine's tests cover a walk that stops among expired keys).
     const expiring = Array.from({ length: EXPIRING }, (_, i) => [encodePath(['p', `m${String(i).padStart(5, '0')}`]), 'gone'] as [Buffer, string]);
-    await client.putBatch(expiring, { ttlSeconds: 0.3 });
-    for (const name of NAMES) await client.putPath(['p', name, 'leaf'], 'v');
+    await client().putBatch(expiring, { ttlSeconds: 0.3 });
+    for (const name of NAMES) await client().putPath(['p', name, 'leaf'], 'v');
     await new Promise((resolve) => setTimeout(resolve, 400));
   });
-  afterAll(async () => {
-    await client?.close();
-    await daemon?.dispose();
-  });
-
-  /** Sends listPath requests on a raw connection; resolves each reply in order. */
-  async function raw(requests: Record<string, unknown>[]): Promise<Record<string, unknown>[]> {
-    const peer = await RawPeer.open(daemon.socketPath);
-    try {
-      peer.hello();
-      const replies: Record<string, unknown>[] = [];
-      for (const [i, request] of requests.entries()) {
-        peer.request({ id: i + 2, op: 'listPath', prefix, ...request });
-        replies.push((await peer.waitFor(i + 2))[i + 1]);
-      }
-      return replies;
-    } finally {
-      peer.close();
-    }
-  }
 
   it('lists every name through the client, a page at a time, in and out of a transaction', async () => {
-    expect(await client.listPath(['p'])).toEqual(NAMES);
-    expect(await client.listPath(['p'], { limit: 2 })).toEqual(NAMES.slice(0, 2));
-    const txn = await client.beginTransaction({ isolation: 'snapshot' });
+    expect(await client().listPath(['p'])).toEqual(NAMES);
+    expect(await client().listPath(['p'], { limit: 2 })).toEqual(NAMES.slice(0, 2));
+    const txn = await client().beginTransaction({ isolation: 'snapshot' });
     expect(await txn.listPath(['p'])).toEqual(NAMES);
     await txn.abort();
   });
 
   it('answers a paged request with where the listing goes on, and goes on from there', async () => {
-    const [first] = await raw([{ paged: true }]);
+    const first = await rawListPath(daemon(), { prefix, paged: true });
     const page = first.result as { children: Buffer[]; next: Buffer | null };
     expect(page.children.map(String)).toEqual(['a']);
     expect(Buffer.isBuffer(page.next)).toBe(true);
@@ -73,7 +49,7 @@ describe('listPath over a run of keys that are not path names', () => {
     let next: Buffer | null = null;
     let pages = 0;
     do {
-      const [reply] = await raw([{ paged: true, ...(next === null ? {} : { resume: next }) }]);
+      const reply = await rawListPath(daemon(), { prefix, paged: true, ...(next === null ? {} : { resume: next }) });
       const result = reply.result as { children: Buffer[]; next: Buffer | null };
       names.push(...result.children.map(String));
       next = result.next;
@@ -85,7 +61,7 @@ describe('listPath over a run of keys that are not path names', () => {
   });
 
   it('refuses a request that is not paged once the listing does not fit one, unless a limit ends it first', async () => {
-    const [whole, limited] = await raw([{}, { limit: 1 }]);
+    const [whole, limited] = [await rawListPath(daemon(), { prefix }), await rawListPath(daemon(), { prefix, limit: 1 })];
     expect(whole.error).toMatchObject({ code: 'BATCH_TOO_LARGE' });
     expect(String((whole.error as { message: string }).message)).toContain(`at most ${LIST_PATH_STEPS_MAX} keys`);
     expect((limited.result as Buffer[]).map(String)).toEqual(['a']);
@@ -97,27 +73,17 @@ describe('listPath over a run of keys that are not path names', () => {
 // keyBytesMax), so a listing whose step bound fell on a maximal key could not be finished.
 describe('listPath resuming past a maximal key', () => {
   const KEY_BYTES_MAX = 64;
-  let daemon: TestDaemon;
-  let client: IpcClient;
-
-  beforeAll(async () => {
-    daemon = await startDaemon({ config: { limits: { keyBytesMax: KEY_BYTES_MAX } } });
-    client = await IpcClient.connect(daemon.socketPath);
-  });
-  afterAll(async () => {
-    await client?.close();
-    await daemon?.dispose();
-  });
+  const { daemon, client } = suiteClient({ config: { limits: { keyBytesMax: KEY_BYTES_MAX } } });
 
   it('takes back as resume a next longer than keyBytesMax, and refuses one longer still', async () => {
     const small = Array.from({ length: LIST_PATH_STEPS_MAX - 1 }, (_, i) => `k${String(i).padStart(5, '0')}`);
     for (let i = 0; i < small.length; i += 1000) {
-      await client.putBatch(small.slice(i, i + 1000).map((key) => [key, 'v'] as [string, string]));
+      await client().putBatch(small.slice(i, i + 1000).map((key) => [key, 'v'] as [string, string]));
     }
     const maximal = `l${'x'.repeat(KEY_BYTES_MAX - 1)}`; // the step bound's last key
-    await client.putBatch([[maximal, 'v'], ['m', 'v']]);
-    expect(await client.listPath('')).toEqual([...small, maximal, 'm']);
-    const reply = await rawListPath(daemon, { prefix: Buffer.alloc(0), paged: true, resume: Buffer.alloc(KEY_BYTES_MAX + 3, 0x6c) });
+    await client().putBatch([[maximal, 'v'], ['m', 'v']]);
+    expect(await client().listPath('')).toEqual([...small, maximal, 'm']);
+    const reply = await rawListPath(daemon(), { prefix: Buffer.alloc(0), paged: true, resume: Buffer.alloc(KEY_BYTES_MAX + 3, 0x6c) });
     expect(reply.error).toMatchObject({ code: 'KEY_TOO_LARGE' });
   });
 });

@@ -5,7 +5,7 @@
 // expiry, each of which also gives back the bytes its batches held in the read-ahead budget.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IpcClient } from '../../ipc-client/index.js';
-import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { startDaemon, suiteClient, type TestDaemon } from '../helpers/daemon.js';
 import { RawPeer } from '../helpers/raw.js';
 
 const CURSOR_IDLE_MS = 400;
@@ -189,38 +189,28 @@ describe('scan read-ahead', () => {
 
 // Its own daemon: the cursor waits longer than the suite above lets cursors idle.
 describe('scan read-ahead and TTLs', () => {
-  let daemon: TestDaemon;
-  let client: IpcClient;
-
-  beforeAll(async () => {
-    daemon = await startDaemon();
-    client = await IpcClient.connect(daemon.socketPath);
-  });
-  afterAll(async () => {
-    await client?.close();
-    await daemon?.dispose();
-  });
+  const { client } = suiteClient();
 
   // Regression (review): batches read ahead were filtered by the time the engine read them, so
   // a key that expired while its batch waited was still handed out, seconds after a get said
   // it was gone. They now leave out what expired before they are answered.
   it('leaves out of a batch read ahead the keys that expired while it waited', async () => {
     const ttl = (i: number) => `rt/${i}`;
-    await client.putBatch(Array.from({ length: 10 }, (_, i) => [ttl(i), 'plain'] as [string, string]));
-    await client.put(ttl(7), 'long-lived', { ttlSeconds: 3600 });
+    await client().putBatch(Array.from({ length: 10 }, (_, i) => [ttl(i), 'plain'] as [string, string]));
+    await client().put(ttl(7), 'long-lived', { ttlSeconds: 3600 });
     for (const withExpiry of [false, true]) {
       // rt/3 is in the batches read ahead (four of one entry each) right after the first.
-      await client.put(ttl(3), 'short-lived', { ttlSeconds: 0.4 });
-      const before = (await client.stats()).cursors.readAhead;
-      const scan = client.scan('rt/', { batchSize: 1, withExpiry })[Symbol.asyncIterator]();
+      await client().put(ttl(3), 'short-lived', { ttlSeconds: 0.4 });
+      const before = (await client().stats()).cursors.readAhead;
+      const scan = client().scan('rt/', { batchSize: 1, withExpiry })[Symbol.asyncIterator]();
       expect((await scan.next()).value?.[0].toString()).toBe(ttl(0));
       await new Promise((resolve) => setTimeout(resolve, 700));
-      expect(await client.get(ttl(3))).toBeNull();
+      expect(await client().get(ttl(3))).toBeNull();
       const rest: string[] = [];
       for (let next = await scan.next(); !next.done; next = await scan.next()) rest.push(next.value[0].toString());
       expect(rest, `withExpiry ${withExpiry}`).toEqual([1, 2, 4, 5, 6, 7, 8, 9].map(ttl));
-      expect((await client.stats()).cursors.readAhead - before).toBeGreaterThanOrEqual(8); // answered from read-ahead
+      expect((await client().stats()).cursors.readAhead - before).toBeGreaterThanOrEqual(8); // answered from read-ahead
     }
-    expect((await client.scan('rt/', { withExpiry: true }).toArray()).map(([k]) => k.toString())).toEqual([0, 1, 2, 4, 5, 6, 7, 8, 9].map(ttl));
+    expect((await client().scan('rt/', { withExpiry: true }).toArray()).map(([k]) => k.toString())).toEqual([0, 1, 2, 4, 5, 6, 7, 8, 9].map(ttl));
   });
 });
