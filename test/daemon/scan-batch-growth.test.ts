@@ -10,7 +10,9 @@ import { SCAN_BATCH_ITEMS_DEFAULT, SCAN_BATCH_ITEMS_GROWN_MAX } from '../../prot
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { RawPeer } from '../helpers/raw.js';
 
-const KEYS = 20_000;
+// Enough that a scan reaches full 8192-entry batches however the reads ahead and the answers
+// interleave (the sizes read depend on how many batches were answered when each read started).
+const KEYS = 40_000;
 const key = (i: number) => `g/${String(i).padStart(5, '0')}`;
 
 /** The batch sizes of a whole raw scan of `g/` (batchSize absent when undefined). */
@@ -72,7 +74,7 @@ describe('scan batch sizes', () => {
     const sizes = await batchSizes(daemon.socketPath);
     expectGrowth(sizes, SCAN_BATCH_ITEMS_DEFAULT, SCAN_BATCH_ITEMS_GROWN_MAX);
     expect(SCAN_BATCH_ITEMS_DEFAULT).toBe(256);
-    expect(Math.max(...sizes)).toBe(8192);
+    expect(Math.max(...sizes), sizes.join(', ')).toBe(8192);
     expect(sizes.length).toBeLessThan(20);
   });
 
@@ -98,7 +100,7 @@ describe('scan batch sizes', () => {
   });
 
   it('stay at a named batchSize', async () => {
-    expect(await batchSizes(daemon.socketPath, 3000)).toEqual([3000, 3000, 3000, 3000, 3000, 3000, 2000]);
+    expect(await batchSizes(daemon.socketPath, 3000)).toEqual([...Array<number>(13).fill(3000), 1000]);
   });
 
   it('never pass a lowered scanBatchItemsMax, the first batch included', async () => {
