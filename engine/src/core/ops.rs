@@ -329,12 +329,15 @@ fn read_output<R: AsRef<[u8]>>(store: &Store, kind: u32, stored: &[Option<R>], n
 
 /// A plain read of validated `keys` answered from the row cache alone, or None if a row is not
 /// cached (or a cached row is damaged: the storage path then reports it).
+/// The output is built from rows the cache lends under its shard locks (no copies of rows).
 fn cached_output(store: &Store, kind: u32, keys: &[Vec<u8>], now: u64) -> Option<OpOutput> {
-    let rows = match keys {
-        [key] => vec![Some(store.rows.lookup(key)?)],
-        _ => store.rows.lookup_all(keys)?.into_iter().map(Some).collect(),
-    };
-    read_output(store, kind, &rows, now).ok()
+    match keys {
+        [key] => store.rows.lookup_with(key, |row| read_output(store, kind, &[Some(row)], now).ok())?,
+        _ => store.rows.lookup_all_with(keys, |rows| {
+            let rows: Vec<Option<&[u8]>> = rows.iter().copied().map(Some).collect();
+            read_output(store, kind, &rows, now).ok()
+        })?,
+    }
 }
 
 fn expiry_for(ttl_ms: Option<f64>) -> EngineResult<Option<u64>> {

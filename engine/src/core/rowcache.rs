@@ -36,20 +36,27 @@
 //! - A multi-key lookup (`lookup_all`) is one consistent state: it is answered only if the epoch
 //!   was even before the lookups and unchanged after them, so it never mixes rows from before
 //!   and after one commit (a transaction's writes stay atomic to getBatch).
-//! - Memory is bounded by `capacity_bytes` (keys + stored values + a per-row overhead); the
-//!   cache evicts (S3-FIFO, quick_cache) beyond it. No lock of the cache is held across I/O.
+//! - Memory is bounded by `capacity_bytes` (keys + stored values + a per-row overhead); each of
+//!   ROW_SHARDS shards evicts (S3-FIFO, quick_cache) beyond its share. No lock of the cache is
+//!   held across I/O, and a lookup's reader runs under shard read locks only: it takes no other
+//!   lock (so readers, which lock shards in index order, and writers, which hold one shard at a
+//!   time, never wait on each other in a cycle).
+//! - Lookups lend the cached rows to a reader under the shard's read lock instead of returning
+//!   clones: a hit then costs no reference-count increment and decrement, and a multi-key
+//!   lookup takes each shard's lock once, not once per key (x86 runs every atomic
+//!   read-modify-write as a full fence, which kept a batch's cache misses from overlapping).
 //! - Values are kept in stored form (value.rs: TTL header + bytes), so an expired row is caught
 //!   by the same `value::live` check as a row read from storage.
 //! - Keys and rows are fjall `Slice`s: a commit caches the very value it hands to fjall (a
 //!   reference count, no copy), and a key of up to 20 bytes lives inline (no allocation).
 
 use fjall::Slice;
-use quick_cache::sync::Cache;
+use quick_cache::unsync::Cache;
 use quick_cache::Weighter;
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, TryLockError};
+use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 
 /// Bookkeeping per cached row on top of its key and value bytes (entry, slice headers, hashing).
 const ROW_OVERHEAD_BYTES: u64 = 64;
@@ -59,6 +66,9 @@ pub const ROW_CACHE_BYTES_DEFAULT: u64 = 32 * 1024 * 1024;
 
 /// Runs up to this many writes find repeated keys by a linear scan (no hash set).
 const RUN_SCAN_ITEMS_MAX: usize = 16;
+
+/// Shards of the cached rows (a power of two, at most 64: a lookup's shards are a u64 mask).
+const ROW_SHARDS: usize = 16;
 
 /// Key-hash slots (a power of two; 16 bytes each, 64 KiB). A commit of n keys makes about
 /// n / WRITING_SLOTS of the other keys' lookups miss while it runs (or its effect is queued).
@@ -134,8 +144,11 @@ struct Slot {
     unapplied: AtomicU64,
 }
 
+type Shard = RwLock<Cache<Slice, Row, RowWeighter>>;
+
 pub struct RowCache {
-    rows: Option<Cache<Slice, Row, RowWeighter>>,
+    /// Rows by shard (`shard_of`); None when the cache is off.
+    rows: Option<Box<[Shard]>>,
     /// Odd while a commit is in progress; +2 per commit.
     epoch: AtomicU64,
     slots: Box<[Slot]>,
@@ -147,16 +160,43 @@ pub struct RowCache {
     applying: Mutex<()>,
 }
 
+fn hash_of(key: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(key)
+}
+
 fn slot_of(key: &[u8]) -> usize {
-    xxhash_rust::xxh3::xxh3_64(key) as usize & (WRITING_SLOTS - 1)
+    slot_in(hash_of(key))
+}
+
+fn slot_in(hash: u64) -> usize {
+    hash as usize & (WRITING_SLOTS - 1)
+}
+
+/// Slots take the hash's low bits, shards its high ones.
+fn shard_in(hash: u64) -> usize {
+    (hash >> 58) as usize & (ROW_SHARDS - 1)
+}
+
+fn read(shard: &Shard) -> RwLockReadGuard<'_, Cache<Slice, Row, RowWeighter>> {
+    shard.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write(shard: &Shard) -> RwLockWriteGuard<'_, Cache<Slice, Row, RowWeighter>> {
+    shard.write().unwrap_or_else(|p| p.into_inner())
+}
+
+fn shard_for<'a>(shards: &'a [Shard], key: &[u8]) -> &'a Shard {
+    &shards[shard_in(hash_of(key))]
 }
 
 impl RowCache {
     pub fn new(capacity_bytes: u64) -> RowCache {
+        const _: () = assert!(ROW_SHARDS.is_power_of_two() && ROW_SHARDS <= 64);
         let rows = (capacity_bytes > 0).then(|| {
+            let shard_bytes = capacity_bytes.div_ceil(ROW_SHARDS as u64);
             // The item estimate only sizes the hash tables; the weight bound is what holds.
-            let items = (capacity_bytes / (ROW_OVERHEAD_BYTES + 128)).max(16) as usize;
-            Cache::with_weighter(items, capacity_bytes, RowWeighter)
+            let items = (shard_bytes / (ROW_OVERHEAD_BYTES + 128)).max(16) as usize;
+            (0..ROW_SHARDS).map(|_| RwLock::new(Cache::with_weighter(items, shard_bytes, RowWeighter))).collect()
         });
         let slots = (0..WRITING_SLOTS).map(|_| Slot::default()).collect();
         RowCache {
@@ -169,30 +209,45 @@ impl RowCache {
         }
     }
 
-    /// The stored row of `key`, if cached and current (see the header).
-    pub fn lookup(&self, key: &[u8]) -> Option<Row> {
+    /// `read` of the stored row of `key`, if cached and current (see the header); `read` runs
+    /// under the row's shard read lock and must take no lock.
+    pub fn lookup_with<T>(&self, key: &[u8], read_row: impl FnOnce(&[u8]) -> T) -> Option<T> {
         let rows = self.rows.as_ref()?;
         let before = self.epoch.load(Ordering::SeqCst);
-        let slot = &self.slots[slot_of(key)];
+        let hash = hash_of(key);
+        let slot = &self.slots[slot_in(hash)];
         // Every effect of the commits visible by now is in the cache (read before the cache).
         if slot.unapplied.load(Ordering::SeqCst) != 0 {
             return None;
         }
-        let row = rows.get(key)?;
+        let shard = read(&rows[shard_in(hash)]);
+        let row = shard.get(key)?;
         // Not a key of the commit running at `before` or of any later one (stamps only grow).
-        (slot.writing.load(Ordering::SeqCst) < before | 1).then_some(row)
+        (slot.writing.load(Ordering::SeqCst) < before | 1).then(|| read_row(row))
     }
 
-    /// The stored rows of all `keys` from one consistent state, or None if any is not cached
-    /// or a commit overlapped the lookups.
-    pub fn lookup_all(&self, keys: &[Vec<u8>]) -> Option<Vec<Row>> {
+    /// `read` of the stored rows of all `keys` from one consistent state, or None if any is not
+    /// cached or a commit overlapped the lookups. `read` runs under the shards' read locks and
+    /// must take no lock.
+    pub fn lookup_all_with<T>(&self, keys: &[Vec<u8>], read_rows: impl FnOnce(&[&[u8]]) -> T) -> Option<T> {
         let rows = self.rows.as_ref()?;
         let before = self.epoch.load(Ordering::SeqCst);
-        if before & 1 == 1 || keys.iter().any(|key| self.slots[slot_of(key)].unapplied.load(Ordering::SeqCst) != 0) {
+        if before & 1 == 1 {
             return None;
         }
-        let found = keys.iter().map(|key| rows.get(key.as_slice())).collect::<Option<Vec<_>>>()?;
-        (self.epoch.load(Ordering::SeqCst) == before).then_some(found)
+        let hashes: Vec<u64> = keys.iter().map(|key| hash_of(key)).collect();
+        if hashes.iter().any(|&hash| self.slots[slot_in(hash)].unapplied.load(Ordering::SeqCst) != 0) {
+            return None;
+        }
+        // Each shard's read lock once, in index order (see the header).
+        let needed = hashes.iter().fold(0u64, |mask, &hash| mask | 1 << shard_in(hash));
+        let guards: Vec<_> = (0..ROW_SHARDS).map(|index| (needed & 1 << index != 0).then(|| read(&rows[index]))).collect();
+        let mut found = Vec::with_capacity(keys.len());
+        for (key, &hash) in keys.iter().zip(&hashes) {
+            let shard = guards[shard_in(hash)].as_ref().expect("invariant: a key's shard is locked");
+            found.push(&**shard.get(key.as_slice())?);
+        }
+        (self.epoch.load(Ordering::SeqCst) == before).then(|| read_rows(&found))
     }
 
     /// Sample taken before a storage read whose rows may later be offered to `fill`.
@@ -208,7 +263,7 @@ impl RowCache {
             return;
         }
         for (key, row) in read {
-            rows.insert(key, row);
+            write(shard_for(rows, &key)).insert(key, row);
         }
     }
 
@@ -273,16 +328,23 @@ impl RowCache {
                 let keys = writes.len();
                 // Each key's count drops after its own effect is in the cache.
                 for key in &writes.deleted {
-                    rows.remove(&**key);
-                    self.count_applied(key);
+                    let hash = hash_of(key);
+                    write(&rows[shard_in(hash)]).remove(&**key);
+                    self.count_applied_in(slot_in(hash));
                 }
                 for (key, row) in writes.rows {
-                    let slot = slot_of(&key);
-                    match end {
-                        CommitEnd::Applied => rows.insert(key, row),
-                        _ => drop(rows.remove(&*key)),
-                    }
-                    self.count_applied_in(slot);
+                    let hash = hash_of(&key);
+                    let mut shard = write(&rows[shard_in(hash)]);
+                    let replaced = match end {
+                        CommitEnd::Applied => {
+                            shard.insert(key, row);
+                            None
+                        }
+                        _ => shard.remove(&*key),
+                    };
+                    drop(shard);
+                    drop(replaced);
+                    self.count_applied_in(slot_in(hash));
                 }
                 self.deferred_keys.fetch_sub(keys, Ordering::SeqCst);
             }
@@ -309,7 +371,13 @@ impl RowCache {
     }
 
     pub fn stats(&self) -> (u64, u64) {
-        self.rows.as_ref().map_or((0, 0), |rows| (rows.len() as u64, rows.weight()))
+        self.rows.as_ref().map_or((0, 0), |rows| {
+            rows.iter().map(|shard| {
+                let shard = read(shard);
+                (shard.len() as u64, shard.weight())
+            })
+            .fold((0, 0), |(len, weight), (l, w)| (len + l, weight + w))
+        })
     }
 
     /// Keys in queued cache effects (their slots miss until applied).

@@ -3,6 +3,16 @@
 use super::*;
 use std::sync::Arc;
 
+impl RowCache {
+    fn lookup(&self, key: &[u8]) -> Option<Row> {
+        self.lookup_with(key, |row| Row::from(row))
+    }
+
+    fn lookup_all(&self, keys: &[Vec<u8>]) -> Option<Vec<Row>> {
+        self.lookup_all_with(keys, |rows| rows.iter().map(|&row| Row::from(row)).collect())
+    }
+}
+
 fn run(items: &[(&[u8], Option<&[u8]>)]) -> RowWrites {
     RowWrites::of_run(items, &last_writes(items, |(key, _)| key), |&(key, stored)| (Slice::from(key), stored.map(Row::from)))
 }
@@ -169,6 +179,28 @@ fn a_thread_that_does_not_defer_applies_the_queue_before_its_commit_returns() {
     assert!(!cache.has_deferred());
     assert_eq!(cache.lookup(b"a").as_deref(), Some(&b"1"[..]));
     assert_eq!(cache.lookup(b"b").as_deref(), Some(&b"2"[..]));
+}
+
+#[test]
+fn a_lookup_of_many_keys_lends_every_row_in_key_order_across_shards() {
+    let cache = RowCache::new(16 << 20);
+    let keys: Vec<Vec<u8>> = (0..1000).map(|i| format!("key{i}").into_bytes()).collect();
+    let ticket = cache.fill_ticket();
+    cache.fill(ticket, keys.iter().map(|key| (Slice::from(key.as_slice()), Row::from([&b"v:"[..], key].concat()))));
+    let shards: std::collections::HashSet<usize> = keys.iter().map(|key| shard_in(hash_of(key))).collect();
+    assert_eq!(shards.len(), ROW_SHARDS, "the keys fall in every shard");
+    let mut order = keys.clone();
+    order.reverse();
+    order.push(keys[7].clone()); // a key asked for twice is lent twice
+    let rows = cache.lookup_all(&order).expect("every key is cached");
+    assert_eq!(rows.len(), order.len());
+    for (key, row) in order.iter().zip(&rows) {
+        assert_eq!(&**row, [&b"v:"[..], key].concat().as_slice());
+    }
+    let mut missing = order.clone();
+    missing.push(b"not cached".to_vec());
+    assert!(cache.lookup_all(&missing).is_none(), "one key not cached: no answer");
+    assert_eq!(cache.stats().0, 1000);
 }
 
 #[test]
