@@ -52,6 +52,8 @@ export interface DaemonConfig {
   allowUids: number[];
   allowGids: number[];
   connectionsMax: number;
+  /** Connections one uid other than the daemon's own and root may hold (daemon/admission.ts). */
+  connectionsPerUidMax: number;
   /** Row cache size in MiB (0 = off): plain reads it can answer skip the libuv pool. */
   rowCacheMib: number;
   limits: ServerLimits;
@@ -68,6 +70,7 @@ export type ConfigInput = Partial<{
   allowUid: (number | string)[] | string;
   allowGid: (number | string)[] | string;
   connectionsMax: number | string;
+  connectionsPerUidMax: number | string;
   rowCacheMb: number | string;
   limits: Partial<Record<keyof ServerLimits, number>>;
 }>;
@@ -139,7 +142,7 @@ function toText(value: unknown, name: string): string | undefined {
 
 /** Every setting a config file may hold (the flags' names in camelCase). */
 const CONFIG_KEYS: readonly string[] = [
-  'socket', 'dataDir', 'durability', 'syncIntervalMs', 'logLevel', 'socketGroup', 'allowUid', 'allowGid', 'connectionsMax', 'rowCacheMb', 'limits',
+  'socket', 'dataDir', 'durability', 'syncIntervalMs', 'logLevel', 'socketGroup', 'allowUid', 'allowGid', 'connectionsMax', 'connectionsPerUidMax', 'rowCacheMb', 'limits',
 ];
 
 export function readConfigFile(path: string): ConfigInput {
@@ -201,6 +204,7 @@ export function resolveConfig(flags: ConfigInput, file: ConfigInput = {}, env: N
     allowUids: toIdList(input.allowUid, 'allowed uid'),
     allowGids: toIdList(input.allowGid, 'allowed gid'),
     connectionsMax: toInt(input.connectionsMax ?? CONNECTIONS_MAX, 'connections max', 1, CONNECTIONS_MAX),
+    connectionsPerUidMax: toInt(input.connectionsPerUidMax ?? CONNECTIONS_MAX, 'connections per uid max', 1, CONNECTIONS_MAX),
     rowCacheMib: toInt(input.rowCacheMb ?? ROW_CACHE_MIB_DEFAULT, 'row cache (MiB)', 0, ROW_CACHE_MIB_MAX),
     limits: resolveLimits(input.limits),
   };

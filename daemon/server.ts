@@ -35,6 +35,7 @@ import { brokenLimitRelation } from '../protocol/limit-relations.js';
 import { CONNECTION_ERROR_ID } from '../protocol/messages.js';
 import { MessageCodec } from '../protocol/codec.js';
 import { isPeerAllowed, listenPrivately, resolveGroupId, socketFd, type PeerCredentials } from './access.js';
+import { Admission } from './admission.js';
 import type { DaemonConfig } from './config.js';
 import { Counters } from './counters.js';
 import { descriptorBudget, type DescriptorBudget } from './descriptors.js';
@@ -97,6 +98,7 @@ export class Daemon implements DaemonContext {
   /** Resolves once the daemon has fully stopped. */
   readonly stopped: Promise<void>;
   private readonly sessions = new Set<Session>();
+  private readonly admission = new Admission(process.getuid?.());
   /** Every accepted socket until it closes, refused ones included (shutdown cuts off the ones
    * that do not close). */
   private readonly sockets = new Set<Socket>();
@@ -271,7 +273,8 @@ export class Daemon implements DaemonContext {
     this.replyBudget.setMax(limits.replyBytesDaemonMax);
     this.txnCount.max = limits.txnsDaemonMax;
     this.cursorCount.max = limits.cursorsDaemonMax;
-    this.config = { ...this.config, logLevel: next.logLevel, limits, allowUids: next.allowUids, allowGids: next.allowGids, connectionsMax: next.connectionsMax };
+    this.config = { ...this.config, logLevel: next.logLevel, limits, allowUids: next.allowUids, allowGids: next.allowGids, connectionsMax: next.connectionsMax,
+      connectionsPerUidMax: next.connectionsPerUidMax };
     this.warnIfDescriptorsBind(next.connectionsMax);
   }
 
@@ -333,11 +336,21 @@ export class Daemon implements DaemonContext {
       this.refuse(socket, new ToonDBError('ACCESS_DENIED', `peer uid ${peer?.uid ?? '?'} gid ${peer?.gid ?? '?'} is not allowed by this daemon`));
       return;
     }
+    const refusal = this.admission.refusal(peer, this.sessions.size, connectionsMax, this.config.connectionsPerUidMax);
+    if (refusal !== null) {
+      this.counters.connectionsRefused += 1;
+      log.debug({ peer, reason: refusal.message }, 'connection refused');
+      this.refuse(socket, refusal);
+      return;
+    }
+    const peerKey = this.admission.keyOf(peer);
+    this.admission.opened(peerKey);
     this.counters.connectionsTotal += 1;
     this.counters.connectionsActive += 1;
     this.connectionLogs.add(log);
     const session = new Session(id, socket, this, log, (closed) => {
       this.sessions.delete(closed);
+      this.admission.closed(peerKey);
       this.connectionLogs.delete(log);
       this.counters.connectionsActive -= 1;
     });

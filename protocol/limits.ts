@@ -148,6 +148,11 @@ export const OUTPUT_BUFFER_BYTES_MAX = 64 * MiB;
  * A low open-files limit lowers it (daemon/descriptors.ts). */
 export const CONNECTIONS_MAX = 1024;
 
+/** Of `connectionsMax`, the slots only the daemon's own uid and root may take (at most half of
+ * them): once other users' connections fill the rest, an operator can still connect to run
+ * `toondb stats` or `toondbd stop` (daemon/admission.ts). */
+export const OWNER_CONNECTIONS_RESERVED = 4;
+
 /** Descriptors the daemon keeps out of the reach of client connections for everything but
  * sockets and the engine's cached table files: Node's own (stdio, epoll, eventfds, the
  * listening socket), the engine's journals, version file, data-dir lock and group-commit

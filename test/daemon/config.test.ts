@@ -7,6 +7,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readConfigFile, resolveConfig } from '../../daemon/config.js';
+import { CONNECTIONS_MAX } from '../../protocol/limits.js';
 import { makeTempDir } from '../helpers/temp-dir.js';
 
 const env = { TOONDB_SOCKET: '/tmp/config-test.sock', TOONDB_DATA_DIR: '/tmp/config-test-data' };
@@ -56,6 +57,15 @@ describe('daemon configuration', () => {
     expect(refusal(() => resolveConfig({ socketGroup: '' }, {}, env))).toMatchObject({ code: 'INVALID_ARGUMENT' });
     expect(refusal(() => resolveConfig({ rowCacheMb: '' }, {}, env))).toMatchObject({ message: expect.stringContaining('row cache (MiB) must be an integer') });
     expect(resolveConfig({ rowCacheMb: '0' }, {}, env).rowCacheMib).toBe(0);
+  });
+
+  it('takes connectionsPerUidMax from 1 to CONNECTIONS_MAX, defaulting to no cap beyond connectionsMax', () => {
+    expect(resolveConfig({}, {}, env).connectionsPerUidMax).toBe(CONNECTIONS_MAX);
+    expect(resolveConfig({}, { connectionsPerUidMax: 16 }, env).connectionsPerUidMax).toBe(16);
+    for (const bad of [0, CONNECTIONS_MAX + 1, 1.5, '']) {
+      expect(refusal(() => resolveConfig({}, { connectionsPerUidMax: bad }, env)), JSON.stringify(bad))
+        .toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('connections per uid max') });
+    }
   });
 
   it('refuses a path Node read from bytes that are not UTF-8, wherever it came from', () => {

@@ -3,7 +3,8 @@
 import { chmodSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { execa } from 'execa';
+import { execa, type ResultPromise } from 'execa';
+import { IpcClient } from '../../ipc-client/index.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { makeTempDir } from '../helpers/temp-dir.js';
 import { CLIENT_MODULE } from '../helpers/paths.js';
@@ -21,6 +22,27 @@ try {
 } catch (error) {
   process.stdout.write(String(error.code));
 }`;
+
+/** Opens COUNT connections, prints how each went as a JSON array, and holds the open ones
+ * until its stdin ends. */
+const HOLD = `
+const { IpcClient } = await import(process.env.CLIENT_MODULE);
+const outcomes = [];
+const held = [];
+for (let i = 0; i < Number(process.env.COUNT); i++) {
+  try {
+    held.push(await IpcClient.connect(process.env.SOCKET));
+    outcomes.push('OK');
+  } catch (error) {
+    outcomes.push(String(error.code));
+  }
+}
+process.stdout.write(JSON.stringify(outcomes) + '\\n');
+process.stdin.resume();
+process.stdin.on('end', async () => {
+  await Promise.all(held.map((client) => client.close()));
+  process.exit(0);
+});`;
 
 describe('socket security', () => {
   const daemons: TestDaemon[] = [];
@@ -85,6 +107,44 @@ describe('socket security', () => {
     await expect.poll(openedPeer, { timeout: 5_000 }).toMatchObject({ gid: NOBODY_UID, groups: [4243] });
   });
 
+
+  // Regression: one local user's idle clients could take every connectionsMax slot, leaving the
+  // operator no way to connect and look. Two other uids fill their share; root still connects.
+  it.skipIf(!isRoot)('keeps slots for the daemon\'s own user and caps the connections of one uid', async () => {
+    const dir = makeTempDir();
+    chmodSync(dir, 0o755);
+    const daemon = await startDaemon({ dir, config: { connectionsMax: 8, connectionsPerUidMax: 3 } });
+    daemons.push(daemon);
+    chmodSync(daemon.socketPath, 0o666);
+    const holders: ResultPromise[] = [];
+    const holdAs = async (uid: number, count: number): Promise<string[]> => {
+      const holder = execa('node', ['--input-type=module', '-e', HOLD], { uid, gid: uid, env: { CLIENT_MODULE, SOCKET: daemon.socketPath, COUNT: String(count) }, reject: false });
+      holders.push(holder);
+      const line = await new Promise<string>((resolve) => holder.stdout?.once('data', (d: Buffer) => resolve(d.toString())));
+      return JSON.parse(line) as string[];
+    };
+    try {
+      // connectionsMax 8 keeps 4 for operators: other users share 4, one uid holds at most 3.
+      expect(await holdAs(NOBODY_UID, 4)).toEqual(['OK', 'OK', 'OK', 'TOO_MANY_CONNECTIONS']);
+      expect(await holdAs(4242, 2)).toEqual(['OK', 'TOO_MANY_CONNECTIONS']);
+      const operators: IpcClient[] = [];
+      for (let i = 0; i < 4; i++) operators.push(await IpcClient.connect(daemon.socketPath));
+      const stats = await operators[0]!.stats();
+      expect(stats.connections).toMatchObject({ active: 8, refused: 2 });
+      await expect(IpcClient.connect(daemon.socketPath)).rejects.toMatchObject({ code: 'TOO_MANY_CONNECTIONS' });
+      await Promise.all(operators.map((client) => client.close()));
+    } finally {
+      for (const holder of holders) holder.stdin?.end();
+      await Promise.all(holders);
+    }
+    // Their slots are given back as they close: nobody may hold 3 again.
+    const checker = await IpcClient.connect(daemon.socketPath);
+    await expect.poll(async () => (await checker.stats()).connections.active, { timeout: 5_000 }).toBe(1);
+    expect(await holdAs(NOBODY_UID, 4)).toEqual(['OK', 'OK', 'OK', 'TOO_MANY_CONNECTIONS']);
+    holders.at(-1)!.stdin?.end();
+    await holders.at(-1);
+    await checker.close();
+  });
 
   it('logs peer credentials on connect', async () => {
     const daemon = await startDaemon();
