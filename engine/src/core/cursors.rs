@@ -254,14 +254,12 @@ fn collect(view: &View<'_>, store: &Store, plan: BatchPlan) -> EngineResult<(Pac
     let mut out = PackedArray::with_capacity(reserve);
     let mut expiring = Vec::new();
     let mut resume_after = None;
-    let mut steps = 0usize;
     let mut bytes = 0usize;
-    for entry in view.range(&store.data, plan.bounds, plan.reverse) {
+    for (steps, entry) in view.range(&store.data, plan.bounds, plan.reverse).enumerate() {
         let (key, stored) = entry?;
         if steps == SCAN_BATCH_STEPS_MAX {
             return Ok((out, expiring, resume_after, true));
         }
-        steps += 1;
         let (expiry, live) = value::decode(&stored)?;
         if value::expired(expiry, plan.now) {
             resume_after = Some(key);

@@ -222,6 +222,7 @@ pub fn open_files_limit() -> EngineResult<u64> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
         return Err(EngineError::from_io("getrlimit(RLIMIT_NOFILE)", &std::io::Error::last_os_error()));
     }
+    #[allow(clippy::unnecessary_cast)] // rlim_t is u64 on Linux and macOS, not on every Unix
     Ok(if limit.rlim_cur == libc::RLIM_INFINITY { u64::MAX } else { limit.rlim_cur as u64 })
 }
 
