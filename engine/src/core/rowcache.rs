@@ -10,7 +10,7 @@
 //!   Every commit (`Store::commit_with`, under the commit lock) calls `begin_commit` BEFORE it
 //!   becomes visible: that marks a commit in progress (odd `epoch`) and stamps the `writing`
 //!   slot of every key it writes with that epoch. Then `end_commit` replaces the cached rows of
-//!   those keys (new rows in, deleted keys out) and ends the mark. A single `lookup` is answered
+//!   those keys (new rows in, deleted keys out) and ends the mark. A single `lookup_with` is answered
 //!   only if its key's slot carries no stamp of the commit running when it began, nor of any
 //!   later one (stamps only grow: commits are serialised). The slot is read after the lookup,
 //!   so a commit that was visible before the lookup began, yet had not cached its row when the
@@ -33,7 +33,7 @@
 //! - A fill from a storage read is stale if a commit ran (or was running) between the read and
 //!   the fill; `fill` is given the epoch sampled before the read and refuses unless it was even
 //!   and is unchanged. Fills run under the commit lock, so no commit can start during one.
-//! - A multi-key lookup (`lookup_all`) is one consistent state: it is answered only if the epoch
+//! - A multi-key lookup (`lookup_all_with`) is one consistent state: it is answered only if the epoch
 //!   was even before the lookups and unchanged after them, so it never mixes rows from before
 //!   and after one commit (a transaction's writes stay atomic to getBatch).
 //! - Memory is bounded by `capacity_bytes` (keys + stored values + a per-row overhead); each of
@@ -147,7 +147,7 @@ struct Slot {
 type Shard = RwLock<Cache<Slice, Row, RowWeighter>>;
 
 pub struct RowCache {
-    /// Rows by shard (`shard_of`); None when the cache is off.
+    /// Rows by shard (`shard_in` of the key's hash); None when the cache is off.
     rows: Option<Box<[Shard]>>,
     /// Odd while a commit is in progress; +2 per commit.
     epoch: AtomicU64,
