@@ -1,6 +1,6 @@
 // Socket security: owner-only socket file (0660 with a group), peer credentials checked against
 // the allow-list before a single operation runs, and sd_notify readiness.
-import { chmodSync, statSync } from 'node:fs';
+import { chmodSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { execa, type ResultPromise } from 'execa';
@@ -137,10 +137,13 @@ describe('socket security', () => {
       for (const holder of holders) holder.stdin?.end();
       await Promise.all(holders);
     }
-    // Their slots are given back as they close: nobody may hold 3 again.
+    // Their slots are given back as they close, and a reload (SIGHUP) moves the cap.
     const checker = await IpcClient.connect(daemon.socketPath);
     await expect.poll(async () => (await checker.stats()).connections.active, { timeout: 5_000 }).toBe(1);
-    expect(await holdAs(NOBODY_UID, 4)).toEqual(['OK', 'OK', 'OK', 'TOO_MANY_CONNECTIONS']);
+    writeFileSync(join(daemon.dir, 'config.json'), JSON.stringify({ connectionsMax: 8, connectionsPerUidMax: 2 }));
+    process.kill(daemon.pid!, 'SIGHUP');
+    await expect.poll(() => daemon.logged('configuration reloaded').length, { timeout: 5_000 }).toBeGreaterThan(0);
+    expect(await holdAs(NOBODY_UID, 3)).toEqual(['OK', 'OK', 'TOO_MANY_CONNECTIONS']);
     holders.at(-1)!.stdin?.end();
     await holders.at(-1);
     await checker.close();
