@@ -116,6 +116,7 @@ export class Daemon implements DaemonContext {
    * at most once per LISTENER_ERROR_LOG_INTERVAL_MS each, with a count. */
   private readonly listenerErrors = new ThrottledLog(LISTENER_ERROR_LOG_INTERVAL_MS);
   private readonly cutOffs = new ThrottledLog(LISTENER_ERROR_LOG_INTERVAL_MS);
+  private readonly noSlotRefusals = new ThrottledLog(LISTENER_ERROR_LOG_INTERVAL_MS);
 
   private constructor(
     public config: DaemonConfig,
@@ -317,10 +318,13 @@ export class Daemon implements DaemonContext {
       return;
     }
     const connectionsMax = this.connectionsMax();
-    if (this.stopping || this.sessions.size >= connectionsMax) {
+    if (this.stopping) {
       this.counters.connectionsRefused += 1;
-      const code = this.stopping ? 'SHUTTING_DOWN' : 'TOO_MANY_CONNECTIONS';
-      this.refuse(socket, new ToonDBError(code, this.stopping ? 'daemon is shutting down' : `daemon already serves ${connectionsMax} connections`));
+      this.refuse(socket, new ToonDBError('SHUTTING_DOWN', 'daemon is shutting down'));
+      return;
+    }
+    if (this.sessions.size >= connectionsMax) {
+      this.refuseNoSlot(socket, null, new ToonDBError('TOO_MANY_CONNECTIONS', `daemon already serves ${connectionsMax} connections`));
       return;
     }
     let peer: PeerCredentials | null = null;
@@ -338,9 +342,7 @@ export class Daemon implements DaemonContext {
     }
     const refusal = this.admission.refusal(peer, this.sessions.size, connectionsMax, this.config.connectionsPerUidMax);
     if (refusal !== null) {
-      this.counters.connectionsRefused += 1;
-      log.debug({ peer, reason: refusal.message }, 'connection refused');
-      this.refuse(socket, refusal);
+      this.refuseNoSlot(socket, peer, refusal);
       return;
     }
     const peerKey = this.admission.keyOf(peer);
@@ -356,6 +358,15 @@ export class Daemon implements DaemonContext {
     });
     this.sessions.add(session);
     log.info({ peer }, 'connection opened');
+  }
+
+  /** Refuses a connection no slot is left for (TOO_MANY_CONNECTIONS), and says so in a warning
+   * at most once per LISTENER_ERROR_LOG_INTERVAL_MS, counting the ones it did not log. */
+  private refuseNoSlot(socket: Socket, peer: PeerCredentials | null, error: ToonDBError): void {
+    this.counters.connectionsRefused += 1;
+    const unlogged = this.noSlotRefusals.take();
+    if (unlogged !== null) this.log.warn({ peer, reason: error.message, unlogged }, 'refused a connection: no slot left for it');
+    this.refuse(socket, error);
   }
 
   private refuse(socket: Socket, error: ToonDBError): void {

@@ -126,6 +126,9 @@ describe('socket security', () => {
     try {
       // connectionsMax 8 keeps 4 for operators: other users share 4, one uid holds at most 3.
       expect(await holdAs(NOBODY_UID, 4)).toEqual(['OK', 'OK', 'OK', 'TOO_MANY_CONNECTIONS']);
+      // The operator learns why (one warning per 10 s, counting the refusals it did not log).
+      await expect.poll(() => daemon.logged('refused a connection: no slot left for it')[0], { timeout: 5_000 })
+        .toMatchObject({ peer: { uid: NOBODY_UID }, reason: expect.stringMatching(/uid 65534 already holds 3 connections/), unlogged: 0 });
       expect(await holdAs(4242, 2)).toEqual(['OK', 'TOO_MANY_CONNECTIONS']);
       const operators: IpcClient[] = [];
       for (let i = 0; i < 4; i++) operators.push(await IpcClient.connect(daemon.socketPath));
