@@ -33,8 +33,9 @@ export function renderStats(s: StatsResult): string {
     ['version', `${s.version} (pid ${s.pid}, up ${formatDuration(s.uptimeMs)})`],
     ['socket / data', `${s.socketPath}  ${s.dataDir}`],
     ['durability', `${s.durability}; ${counted(s.durable.syncs, 'fsync')}, ${counted(s.durable.pendingWrites, 'write')} pending`],
-    // `max` is absent in the stats of a daemon older than this client.
-    ['connections', `${s.connections.active} active${typeof s.connections.max === 'number' ? ` (at most ${s.connections.max})` : ''}, ${s.connections.total} total, ${s.connections.refused} refused`],
+    // `max` and `byUid` are absent in the stats of a daemon older than this client.
+    ['connections', `${s.connections.active} active${typeof s.connections.max === 'number' ? ` (at most ${s.connections.max})` : ''}, ${s.connections.total} total, ${s.connections.refused} refused` +
+      (s.connections.byUid ? `; by uid: ${Object.entries(s.connections.byUid).map(([uid, n]) => `${uid} ${n}`).join(', ') || 'none'}` : '')],
     ['requests', `${s.requests.total} total, ${counted(s.requests.errors, 'error')}, ${s.requests.fromMemory} from memory; ` +
       Object.entries(s.requests.byFamily).map(([family, n]) => `${family} ${n}`).join(', ')],
     // `replies` and the waiting counts are absent in the stats of a daemon older than this client.

@@ -68,6 +68,13 @@ export class Admission {
     this.heldByPeer.set(key, (this.heldByPeer.get(key) ?? 0) + 1);
   }
 
+  /** Connections each peer holds, by uid in decimal ("unknown": credentials not read). */
+  heldByUid(): Record<string, number> {
+    const held: Record<string, number> = {};
+    for (const [key, count] of this.heldByPeer) held[key === UNKNOWN_PEER ? 'unknown' : String(key)] = count;
+    return held;
+  }
+
   closed(key: PeerKey): void {
     const held = this.heldByPeer.get(key) ?? 0;
     assert(held > 0, `invariant: peer ${key} closed a connection it did not hold`);

@@ -281,6 +281,10 @@ export class Daemon implements DaemonContext {
 
   /** Connections served at once: the configured connectionsMax, lowered to what the open-files
    * limit leaves room for beside the engine (descriptors.ts). */
+  connectionsByUid(): Record<string, number> {
+    return this.admission.heldByUid();
+  }
+
   connectionsMax(): number {
     return Math.min(this.config.connectionsMax, this.descriptors.connectionsLimit);
   }

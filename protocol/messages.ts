@@ -152,7 +152,7 @@ export interface StatsResult {
   dataDir: string;
   durability: Durability;
   /** `max`: connections served at once, connectionsMax as the open-files limit leaves it. */
-  connections: { active: number; total: number; refused: number; max: number };
+  connections: { active: number; total: number; refused: number; max: number; byUid: Record<string, number> };
   /** `fromMemory`: data requests answered from the engine's row cache, without a storage read. */
   requests: { total: number; errors: number; fromMemory: number; byFamily: Record<OpFamily, number> };
   /** `inFlight`: request bytes read and not yet answered, across all connections

@@ -43,6 +43,8 @@ export interface DaemonContext {
   limits(): ServerLimits;
   /** Connections served at once (connectionsMax as the open-files limit leaves it). */
   connectionsMax(): number;
+  /** Connections open now by peer uid (daemon/admission.ts). */
+  connectionsByUid(): Record<string, number>;
   /** True once a graceful shutdown has begun: new requests get SHUTTING_DOWN. */
   shuttingDown(): boolean;
   /** Begins a graceful shutdown, as SIGTERM does. */
@@ -98,7 +100,7 @@ export async function stats(ctx: DaemonContext): Promise<StatsResult> {
     socketPath: ctx.config.socketPath,
     dataDir: ctx.config.dataDir,
     durability: ctx.config.durability,
-    connections: { active: c.connectionsActive, total: c.connectionsTotal, refused: c.connectionsRefused, max: ctx.connectionsMax() },
+    connections: { active: c.connectionsActive, total: c.connectionsTotal, refused: c.connectionsRefused, max: ctx.connectionsMax(), byUid: ctx.connectionsByUid() },
     requests: { total: c.requestsTotal, errors: c.requestErrors, fromMemory: c.requestsFromMemory, byFamily: { ...c.requestsByFamily } },
     bytes: {
       in: c.bytesIn,

@@ -36,6 +36,15 @@ describe('renderStats', () => {
     expect(one).toContain('up 1d 1h 1m 1s');
   });
 
+  it('lists the connections each uid holds, and leaves the list out for a daemon that sends none', () => {
+    const withUids = stats(3);
+    withUids.connections.byUid = { 0: 1, 1000: 2 };
+    expect(renderStats(withUids)).toContain('3 active (at most 1024), 3 total, 3 refused; by uid: 0 1, 1000 2');
+    withUids.connections.byUid = {};
+    expect(renderStats(withUids)).toContain('3 refused; by uid: none');
+    expect(renderStats(stats(3))).toMatch(/3 refused\s*$/m);
+  });
+
   it('sizes bytes in binary units', () => {
     expect([formatBytes(0), formatBytes(1536), formatBytes(5 * 1024 ** 3)]).toEqual(['0 B', '1.5 KiB', '5.0 GiB']);
   });

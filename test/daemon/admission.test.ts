@@ -40,6 +40,10 @@ describe('connection admission', () => {
     expect(admission.refusal(peer(2000), 2, max, 3)).toBeNull();
     for (let i = 0; i < 2; i++) admission.opened(admission.keyOf(null));
     expect(admission.refusal(null, 4, max, 2)?.message).toMatch(/credentials could not be read already hold 2/);
+    expect(admission.heldByUid()).toEqual({ 2000: 2, unknown: 2 });
+    admission.closed(admission.keyOf(peer(2000)));
+    admission.closed(admission.keyOf(peer(2000)));
+    expect(admission.heldByUid()).toEqual({ unknown: 2 }); // a uid holding none has no entry
   });
 
   it('asserts on a close the peer never opened', () => {

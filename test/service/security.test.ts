@@ -133,7 +133,7 @@ describe('socket security', () => {
       const operators: IpcClient[] = [];
       for (let i = 0; i < 4; i++) operators.push(await IpcClient.connect(daemon.socketPath));
       const stats = await operators[0]!.stats();
-      expect(stats.connections).toMatchObject({ active: 8, refused: 2 });
+      expect(stats.connections).toMatchObject({ active: 8, refused: 2, byUid: { [NOBODY_UID]: 3, 4242: 1, 0: 4 } });
       await expect(IpcClient.connect(daemon.socketPath)).rejects.toMatchObject({ code: 'TOO_MANY_CONNECTIONS' });
       await Promise.all(operators.map((client) => client.close()));
     } finally {
