@@ -2,7 +2,7 @@
  * Which connections may take a slot: the share of `connectionsMax` other users may fill, and
  * how many one user may hold.
  *
- * Responsibility: after the total bound and the allow-lists (server.ts, access.ts), decide
+ * Responsibility: after the total bound and the allow-lists (accept.ts, access.ts), decide
  * whether a new connection's peer may take a slot, and count the slots each uid holds.
  *
  * - The daemon's own uid and root are operators: they may take every slot. Everyone else is
@@ -47,7 +47,7 @@ export class Admission {
   }
 
   /** Why `peer` may not take a slot now (`active` connections are served), or null. The total
-   * bound is checked before this (server.ts). */
+   * bound is checked before this (accept.ts). */
   refusal(peer: PeerCredentials | null, active: number, connectionsMax: number, connectionsPerUidMax: number): ToonDBError | null {
     if (this.isOperator(peer)) return null;
     const reserve = ownerReserve(connectionsMax);

@@ -24,7 +24,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import lockfile from 'proper-lockfile';
 import pino, { type Logger } from 'pino';
-import { lockDataDir, openEngine, openFilesLimit, peerCredentials, sdNotify } from '../engine/index.js';
+import { lockDataDir, openEngine, openFilesLimit, sdNotify } from '../engine/index.js';
 import type { Engine } from '../engine/types.js';
 import { ToonDBError, toToonDBError } from '../protocol/errors.js';
 import {
@@ -32,10 +32,8 @@ import {
   SHUTDOWN_DRAIN_MS_MAX, SHUTDOWN_FLUSH_MS_MAX, START_LOCK_RETRY_MS_MAX, START_LOCK_STALE_MS, START_LOCK_WAIT_MS_MAX, type ServerLimits,
 } from '../protocol/limits.js';
 import { brokenLimitRelation } from '../protocol/limit-relations.js';
-import { CONNECTION_ERROR_ID } from '../protocol/messages.js';
-import { MessageCodec } from '../protocol/codec.js';
-import { isPeerAllowed, listenPrivately, resolveGroupId, socketFd, type PeerCredentials } from './access.js';
-import { Admission } from './admission.js';
+import { Acceptor } from './accept.js';
+import { listenPrivately, resolveGroupId } from './access.js';
 import type { DaemonConfig } from './config.js';
 import { Counters } from './counters.js';
 import { descriptorBudget, type DescriptorBudget } from './descriptors.js';
@@ -44,7 +42,6 @@ import type { DaemonContext } from './handlers/admin.js';
 import { ReadAheadBudget } from './read-ahead.js';
 import { BytesBudget } from './bytes-budget.js';
 import { HandleCount } from './registry.js';
-import { hangUp } from './hang-up.js';
 import { Session } from './session.js';
 import { checkSocketPath, claimSocketPath } from './socket-path.js';
 import { ThrottledLog } from './throttled-log.js';
@@ -98,7 +95,8 @@ export class Daemon implements DaemonContext {
   /** Resolves once the daemon has fully stopped. */
   readonly stopped: Promise<void>;
   private readonly sessions = new Set<Session>();
-  private readonly admission = new Admission(process.getuid?.());
+  /** Whether an accepted socket may become a session (accept.ts). */
+  private readonly acceptor: Acceptor;
   /** Every accepted socket until it closes, refused ones included (shutdown cuts off the ones
    * that do not close). */
   private readonly sockets = new Set<Socket>();
@@ -112,11 +110,9 @@ export class Daemon implements DaemonContext {
   private trouble: string | null = null;
   private markStopped!: () => void;
   private ttlSweepRunning = false;
-  /** Listener errors (accept failing) and connections cut off for want of descriptors: logged
-   * at most once per LISTENER_ERROR_LOG_INTERVAL_MS each, with a count. */
+  /** Listener errors (accept failing): logged at most once per LISTENER_ERROR_LOG_INTERVAL_MS,
+   * with a count. */
   private readonly listenerErrors = new ThrottledLog(LISTENER_ERROR_LOG_INTERVAL_MS);
-  private readonly cutOffs = new ThrottledLog(LISTENER_ERROR_LOG_INTERVAL_MS);
-  private readonly noSlotRefusals = new ThrottledLog(LISTENER_ERROR_LOG_INTERVAL_MS);
 
   private constructor(
     public config: DaemonConfig,
@@ -138,6 +134,7 @@ export class Daemon implements DaemonContext {
       this.log.fatal({ code: error.code, err: error }, 'storage failed: writes are refused until the daemon is restarted (err names the cause)');
     });
     this.stopped = new Promise((resolve) => (this.markStopped = resolve));
+    this.acceptor = new Acceptor(this);
   }
 
   /** Opens everything in order; on failure releases what was taken and rethrows (coded). */
@@ -282,7 +279,15 @@ export class Daemon implements DaemonContext {
   /** Connections served at once: the configured connectionsMax, lowered to what the open-files
    * limit leaves room for beside the engine (descriptors.ts). */
   connectionsByUid(): Record<string, number> {
-    return this.admission.heldByUid();
+    return this.acceptor.heldByUid();
+  }
+
+  sessionsOpen(): number {
+    return this.sessions.size;
+  }
+
+  socketsHeld(): number {
+    return this.sockets.size;
   }
 
   connectionsMax(): number {
@@ -313,83 +318,20 @@ export class Daemon implements DaemonContext {
     const id = this.nextConnectionId++;
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
-    if (this.sockets.size > this.descriptors.sockets) {
-      // Every socket the daemon holds is a descriptor the engine may need for a flush: one past
-      // the budget is told why and closed at once, not left to linger (hang-up.ts).
-      this.counters.connectionsRefused += 1;
-      this.cutOff(socket, new ToonDBError('TOO_MANY_CONNECTIONS',
-        `daemon already holds ${this.descriptors.sockets} sockets, all that its open-files limit (${this.descriptors.openFilesLimit}) leaves for clients`));
-      return;
-    }
-    const connectionsMax = this.connectionsMax();
-    if (this.stopping) {
-      this.counters.connectionsRefused += 1;
-      this.refuse(socket, new ToonDBError('SHUTTING_DOWN', 'daemon is shutting down'));
-      return;
-    }
-    if (this.sessions.size >= connectionsMax) {
-      this.refuseNoSlot(socket, null, new ToonDBError('TOO_MANY_CONNECTIONS', `daemon already serves ${connectionsMax} connections`));
-      return;
-    }
-    let peer: PeerCredentials | null = null;
-    try {
-      peer = peerCredentials(socketFd(socket));
-    } catch (error) {
-      this.log.warn({ err: error }, 'cannot read peer credentials');
-    }
     const log = this.log.child({ conn: id });
-    if ((this.config.allowUids.length > 0 || this.config.allowGids.length > 0) && (peer === null || !isPeerAllowed(peer, this.config))) {
-      this.counters.connectionsRefused += 1;
-      log.warn({ peer }, 'refused peer not on the allow-list');
-      this.refuse(socket, new ToonDBError('ACCESS_DENIED', `peer uid ${peer?.uid ?? '?'} gid ${peer?.gid ?? '?'} is not allowed by this daemon`));
-      return;
-    }
-    const refusal = this.admission.refusal(peer, this.sessions.size, connectionsMax, this.config.connectionsPerUidMax);
-    if (refusal !== null) {
-      this.refuseNoSlot(socket, peer, refusal);
-      return;
-    }
-    const peerKey = this.admission.keyOf(peer);
-    this.admission.opened(peerKey);
+    const admitted = this.acceptor.admit(socket, log);
+    if (admitted === null) return;
     this.counters.connectionsTotal += 1;
     this.counters.connectionsActive += 1;
     this.connectionLogs.add(log);
     const session = new Session(id, socket, this, log, (closed) => {
       this.sessions.delete(closed);
-      this.admission.closed(peerKey);
+      admitted.release();
       this.connectionLogs.delete(log);
       this.counters.connectionsActive -= 1;
     });
     this.sessions.add(session);
-    log.info({ peer }, 'connection opened');
-  }
-
-  /** Refuses a connection no slot is left for (TOO_MANY_CONNECTIONS), and says so in a warning
-   * at most once per LISTENER_ERROR_LOG_INTERVAL_MS, counting the ones it did not log. */
-  private refuseNoSlot(socket: Socket, peer: PeerCredentials | null, error: ToonDBError): void {
-    this.counters.connectionsRefused += 1;
-    const unlogged = this.noSlotRefusals.take();
-    if (unlogged !== null) this.log.warn({ peer, reason: error.message, unlogged }, 'refused a connection: no slot left for it');
-    this.refuse(socket, error);
-  }
-
-  private refuse(socket: Socket, error: ToonDBError): void {
-    socket.on('error', () => undefined);
-    socket.write(new MessageCodec().encode({ id: CONNECTION_ERROR_ID, error: { code: error.code, message: error.message } }));
-    // Not ended and left: never read, such a socket closed only when the daemon stopped.
-    hangUp(socket);
-  }
-
-  /** Writes the refusal (a small write to an empty socket goes out at once) and closes now. */
-  private cutOff(socket: Socket, error: ToonDBError): void {
-    socket.on('error', () => undefined);
-    socket.write(new MessageCodec().encode({ id: CONNECTION_ERROR_ID, error: { code: error.code, message: error.message } }));
-    socket.destroy();
-    const unlogged = this.cutOffs.take();
-    if (unlogged !== null) {
-      this.log.warn({ sockets: this.descriptors.sockets, openFilesLimit: this.descriptors.openFilesLimit, unlogged },
-        'cut off a connection: the daemon holds all the sockets its open-files limit leaves for clients');
-    }
+    log.info({ peer: admitted.peer }, 'connection opened');
   }
 
   private sweepIdle(): void {
