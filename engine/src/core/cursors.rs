@@ -83,14 +83,15 @@ pub struct Expiring {
     pub at_ms: u64,
 }
 
-/// The open cursors: idle ones by handle, and how many a read has taken out.
+/// The open cursors: idle ones by handle, and the handles a read has taken out.
 #[derive(Default)]
 struct OpenCursors {
     idle: HashMap<u64, Cursor>,
     /// Cursors taken out by a read (`check_out`) that has neither put them back nor ended them
     /// yet: still open, so still counted (stats showed one fewer per scanNext or read-ahead in
-    /// progress).
-    reading: usize,
+    /// progress). The flag is set when the cursor was closed during its read (its transaction
+    /// ended): `put_back` then ends it instead of leaving it idle for ever.
+    reading: HashMap<u64, bool>,
 }
 
 /// A cursor taken out of the registry by a read (`CursorRegistry::check_out`).
@@ -102,12 +103,16 @@ pub struct CheckedOut<'a> {
 }
 
 impl CheckedOut<'_> {
-    /// Returns the cursor to the registry, idle under its handle.
-    pub fn put_back(mut self) {
+    /// Returns the cursor to the registry, idle under its handle, unless it was closed while it
+    /// was read: then it ends here. True if it was put back.
+    pub fn put_back(mut self) -> bool {
         let cursor = self.cursor.take().expect("invariant: a checked-out cursor is put back once");
         let mut open = self.registry.lock();
-        open.idle.insert(self.id, cursor);
-        open.reading = open.reading.saturating_sub(1);
+        let closed = open.reading.remove(&self.id).expect("invariant: a checked-out cursor is listed as reading");
+        if !closed {
+            open.idle.insert(self.id, cursor);
+        }
+        !closed
     }
 }
 
@@ -128,8 +133,7 @@ impl Drop for CheckedOut<'_> {
     /// Not put back: the cursor ends with this read.
     fn drop(&mut self) {
         if self.cursor.is_some() {
-            let mut open = self.registry.lock();
-            open.reading = open.reading.saturating_sub(1);
+            self.registry.lock().reading.remove(&self.id);
         }
     }
 }
@@ -162,29 +166,37 @@ impl CursorRegistry {
     pub fn check_out(&self, id: u64) -> EngineResult<CheckedOut<'_>> {
         let mut open = self.lock();
         let cursor = open.idle.remove(&id).ok_or(EngineError::CursorNotFound(id))?;
-        open.reading += 1;
+        open.reading.insert(id, false);
         Ok(CheckedOut { registry: self, id, cursor: Some(cursor) })
     }
 
-    /// Open cursors, idle or being read.
+    /// Open cursors, idle or being read (one closed during its read counts until the read ends).
     pub fn count(&self) -> usize {
         let open = self.lock();
-        open.idle.len() + open.reading
+        open.idle.len() + open.reading.len()
     }
 
-    /// Closes cursor `id` if it is open (idle: not taken out by a read).
+    /// Closes cursor `id` if it is open: at once if idle, and if a read has it out, when that
+    /// read ends (`CheckedOut::put_back` ends it instead of putting it back).
     pub fn close(&self, id: u64) {
-        self.lock().idle.remove(&id);
+        let mut open = self.lock();
+        if open.idle.remove(&id).is_none() {
+            if let Some(closed) = open.reading.get_mut(&id) {
+                *closed = true;
+            }
+        }
     }
 
+    /// True for a cursor that is idle, or being read and not closed meanwhile.
     pub fn is_open(&self, id: u64) -> bool {
-        self.lock().idle.contains_key(&id)
+        let open = self.lock();
+        open.idle.contains_key(&id) || open.reading.get(&id) == Some(&false)
     }
 
     pub fn clear(&self) {
         let mut open = self.lock();
         open.idle.clear();
-        open.reading = 0;
+        open.reading.clear();
     }
 }
 

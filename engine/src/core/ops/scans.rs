@@ -12,8 +12,8 @@ use crate::core::store::Store;
 use crate::core::txn;
 
 pub(super) fn scan_open(store: &Store, mut op: Op) -> EngineResult<OpOutput> {
-    if let Some(key) = &op.key {
-        store.check_bound(key)?;
+    for bound in [&op.key, &op.end].into_iter().flatten() {
+        store.check_bound(bound)?;
     }
     let source = match op.txn {
         Some(id) => {
@@ -62,7 +62,11 @@ pub(super) fn scan_next(store: &Store, op: Op) -> EngineResult<OpOutput> {
     let mut cursor = store.cursors.check_out(id)?;
     let read = apply_batch_sizes(&mut cursor, &op).and_then(|()| cursors::read_batch(store, &mut cursor));
     match &read {
-        Ok(batch) if !batch.done => cursor.put_back(),
+        // Not put back if its transaction ended during the read: the cursor ends with it, and
+        // the transaction's end already answers its next scanNext (CURSOR_NOT_FOUND).
+        Ok(batch) if !batch.done => {
+            cursor.put_back();
+        }
         // Done, or failed: the cursor ends with this read.
         _ => drop(cursor),
     }

@@ -135,6 +135,52 @@ fn a_transaction_closes_its_cursors_when_it_commits_or_aborts() {
     assert!(store.cursors.is_open(plain));
 }
 
+/// A transaction that ends while one of its cursors is out for a read (a scanNext or the
+/// daemon's read-ahead on another thread) closes that cursor too, once the read ends: it was put
+/// back idle before, and stayed in the registry (and in `cursors.open`) until its client closed
+/// it or asked for it.
+#[test]
+fn a_cursor_being_read_when_its_transaction_ends_ends_with_that_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    engine.execute(vec![put(b"s1", b"1"), put(b"s2", b"2"), put(b"s3", b"3")]).unwrap();
+    let store = engine.store().unwrap();
+    for end in [kind::COMMIT, kind::ABORT] {
+        let txn = engine.execute(vec![Op { kind: kind::BEGIN, ..Default::default() }]).unwrap()[0].txn.unwrap();
+        let scan = Op { kind: kind::SCAN_OPEN, key: Some(b"s".to_vec()), batch_items: Some(1.0), txn: Some(txn), ..Default::default() };
+        let id = engine.execute(vec![scan]).unwrap()[0].cursor.unwrap();
+        let mut cursor = store.cursors.check_out(id).unwrap();
+        let batch = crate::core::cursors::read_batch(&store, &mut cursor).unwrap();
+        assert!(!batch.done);
+        assert!(engine.execute(vec![Op { kind: end, txn: Some(txn), ..Default::default() }]).unwrap()[0].error.is_none());
+        assert!(!store.cursors.is_open(id), "closed by the transaction's end");
+        assert_eq!(store.cursors.count(), 1, "still counted while its read runs");
+        assert!(!cursor.put_back(), "the read ends it instead of putting it back");
+        assert_eq!(store.cursors.count(), 0);
+        let late = Op { kind: kind::SCAN_NEXT, cursor: Some(id), ..Default::default() };
+        assert_eq!(engine.execute(vec![late]).unwrap()[0].error.as_ref().map(EngineError::code), Some("CURSOR_NOT_FOUND"));
+    }
+    // A cursor nobody closed is put back as before.
+    let plain = engine.execute(vec![Op { kind: kind::SCAN_OPEN, key: Some(b"s".to_vec()), batch_items: Some(1.0), ..Default::default() }]).unwrap()[0].cursor.unwrap();
+    assert!(store.cursors.check_out(plain).unwrap().put_back());
+    assert!(store.cursors.is_open(plain));
+}
+
+/// A scan's bounds are keys: an end bound longer than keyBytesMax is refused like a start bound
+/// (it reached fjall, whose keys are at most 65535 bytes, and panicked there).
+#[test]
+fn a_scan_end_bound_past_the_key_limit_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    let txn = engine.execute(vec![Op { kind: kind::BEGIN, ..Default::default() }]).unwrap()[0].txn.unwrap();
+    for (reverse, txn) in [(false, None), (true, None), (false, Some(txn))] {
+        let scan = Op { kind: kind::SCAN_OPEN, range: true, key: Some(b"a".to_vec()), end: Some(vec![b'z'; 200_000]), reverse, txn, ..Default::default() };
+        let out = engine.execute(vec![scan]).unwrap().remove(0);
+        assert_eq!(out.error.as_ref().map(EngineError::code), Some("KEY_TOO_LARGE"));
+    }
+    assert_eq!(engine.store().unwrap().cursors.count(), 0);
+}
+
 /// fjall keeps every key a serializable transaction reads until its commit: the reads count
 /// toward txn_bytes_max like writes, so one transaction cannot grow the engine without bound.
 /// Snapshot isolation records no reads and is not limited by them.
