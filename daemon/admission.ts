@@ -15,12 +15,13 @@
  *
  * Invariants: `opened` and `closed` are called once each per admitted connection, with the
  * same key; a count never goes below zero (asserted) and a uid holding none has no entry, so
- * the map holds at most one entry per open connection.
+ * the map holds at most one entry per open connection. What `stats` reports of it is bounded
+ * (STATS_UIDS_MAX entries).
  */
 
 import { ok as assert } from 'node:assert/strict';
 import { ToonDBError } from '../protocol/errors.js';
-import { OWNER_CONNECTIONS_RESERVED } from '../protocol/limits.js';
+import { OWNER_CONNECTIONS_RESERVED, STATS_UIDS_MAX } from '../protocol/limits.js';
 import type { PeerCredentials } from './access.js';
 
 /** The key a peer's slots are counted under; the unknown user when its credentials were not read. */
@@ -68,10 +69,21 @@ export class Admission {
     this.heldByPeer.set(key, (this.heldByPeer.get(key) ?? 0) + 1);
   }
 
-  /** Connections each peer holds, by uid in decimal ("unknown": credentials not read). */
-  heldByUid(): Record<string, number> {
+  /** Connections each peer holds, by uid in decimal ("unknown": credentials not read): the
+   * `entriesMax - 1` peers holding the most (ties to the lower uid), and "others" with the
+   * connections of the rest when there are more peers than `entriesMax`. */
+  heldByUid(entriesMax = STATS_UIDS_MAX): Record<string, number> {
+    assert(entriesMax >= 2, `invariant: room for a uid and "others", got ${entriesMax}`);
+    let peers = [...this.heldByPeer];
+    let others = 0;
+    if (peers.length > entriesMax) {
+      peers.sort(([keyA, countA], [keyB, countB]) => countB - countA || keyA - keyB);
+      for (const [, count] of peers.slice(entriesMax - 1)) others += count;
+      peers = peers.slice(0, entriesMax - 1);
+    }
     const held: Record<string, number> = {};
-    for (const [key, count] of this.heldByPeer) held[key === UNKNOWN_PEER ? 'unknown' : String(key)] = count;
+    for (const [key, count] of peers) held[key === UNKNOWN_PEER ? 'unknown' : String(key)] = count;
+    if (others > 0) held.others = others;
     return held;
   }
 

@@ -276,8 +276,7 @@ export class Daemon implements DaemonContext {
     this.warnIfDescriptorsBind(next.connectionsMax);
   }
 
-  /** Connections served at once: the configured connectionsMax, lowered to what the open-files
-   * limit leaves room for beside the engine (descriptors.ts). */
+  /** Connections each peer uid holds, for `stats` (bounded: admission.ts). */
   connectionsByUid(): Record<string, number> {
     return this.acceptor.heldByUid();
   }
@@ -290,6 +289,8 @@ export class Daemon implements DaemonContext {
     return this.sockets.size;
   }
 
+  /** Connections served at once: the configured connectionsMax, lowered to what the open-files
+   * limit leaves room for beside the engine (descriptors.ts). */
   connectionsMax(): number {
     return Math.min(this.config.connectionsMax, this.descriptors.connectionsLimit);
   }

@@ -153,6 +153,11 @@ export const CONNECTIONS_MAX = 1024;
  * `toondb stats` or `toondbd stop` (daemon/admission.ts). */
 export const OWNER_CONNECTIONS_RESERVED = 4;
 
+/** Entries of `stats` `connections.byUid` at most: the uids holding the most connections, the
+ * rest summed under "others". Keeps the reply's largest map well inside MESSAGE_MAP_ENTRIES_MAX
+ * however many users connect (daemon/admission.ts). */
+export const STATS_UIDS_MAX = 32;
+
 /** Descriptors the daemon keeps out of the reach of client connections for everything but
  * sockets and the engine's cached table files: Node's own (stdio, epoll, eventfds, the
  * listening socket), the engine's journals, version file, data-dir lock and group-commit

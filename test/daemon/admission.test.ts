@@ -3,7 +3,7 @@
 // connectionsPerUidMax each.
 import { describe, expect, it } from 'vitest';
 import { Admission, ownerReserve } from '../../daemon/admission.js';
-import { OWNER_CONNECTIONS_RESERVED } from '../../protocol/limits.js';
+import { OWNER_CONNECTIONS_RESERVED, STATS_UIDS_MAX } from '../../protocol/limits.js';
 
 const OWN_UID = 1000;
 const peer = (uid: number) => ({ uid, gid: uid, pid: 1, groups: [] });
@@ -44,6 +44,27 @@ describe('connection admission', () => {
     admission.closed(admission.keyOf(peer(2000)));
     admission.closed(admission.keyOf(peer(2000)));
     expect(admission.heldByUid()).toEqual({ unknown: 2 }); // a uid holding none has no entry
+  });
+
+  it('reports at most STATS_UIDS_MAX uids, the ones holding most, and the rest as "others"', () => {
+    const admission = new Admission(OWN_UID);
+    // 300 uids holding one connection each, and three holding more.
+    for (let uid = 5000; uid < 5300; uid++) admission.opened(uid);
+    for (let i = 0; i < 3; i++) admission.opened(5299);
+    for (let i = 0; i < 2; i++) admission.opened(admission.keyOf(null));
+    admission.opened(4000);
+    const held = admission.heldByUid();
+    expect(Object.keys(held)).toHaveLength(STATS_UIDS_MAX);
+    expect(held).toMatchObject({ 5299: 4, unknown: 2, 4000: 1, 5000: 1 });
+    expect(held[5300 - 1 - 1]).toBeUndefined(); // uids tied at 1 go by the lowest first
+    const total = 300 + 3 + 2 + 1;
+    expect(Object.values(held).reduce((a, b) => a + b, 0)).toBe(total);
+    expect(held.others).toBe(total - 4 - 2 - (STATS_UIDS_MAX - 3));
+    // At or under the bound, every uid is listed and there is no "others".
+    const few = new Admission(OWN_UID);
+    for (let uid = 1; uid <= STATS_UIDS_MAX; uid++) few.opened(uid);
+    expect(Object.keys(few.heldByUid())).toHaveLength(STATS_UIDS_MAX);
+    expect(few.heldByUid().others).toBeUndefined();
   });
 
   it('asserts on a close the peer never opened', () => {
