@@ -133,6 +133,7 @@ export class Transaction extends DataOperations {
   /** Discards every write of the transaction. */
   async abort(): Promise<void> {
     if (this.#beginError !== null && !this.#ending) {
+      this.#host.ended(this);
       this.#ending = true; // never opened: nothing to discard
       this.#state = 'aborted';
       return;

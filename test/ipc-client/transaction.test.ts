@@ -133,6 +133,12 @@ describe('Transaction', () => {
     expect(server.requests.length).toBe(sent);
     const other = await client.beginTransaction();
     await expect(other.abort()).resolves.toBeUndefined(); // nothing to discard
+    // Aborted once its begin is known to have failed: the client forgets it at once (it stayed
+    // in the map the aliases look ids up in, a loop of refused begins growing it).
+    const third = await client.beginTransaction();
+    await expect(third.get('a')).rejects.toMatchObject({ code: 'LIMIT_EXCEEDED' });
+    await expect(third.abort()).resolves.toBeUndefined();
+    await expect(client.abort(third.id)).rejects.toMatchObject({ code: 'NOT_IN_TRANSACTION', message: expect.stringMatching(/not open on this client/) });
   });
 
   // Regression (review): a commit called after the connection dropped under the begin failed
