@@ -83,6 +83,9 @@ export function resolveConnectOptions(socketPath: string | undefined, given?: Co
   if (typeof options.clientName !== 'undefined' && typeof options.clientName !== 'string') {
     throw new ToonDBError('INVALID_ARGUMENT', 'clientName must be a string');
   }
+  if (!clientName.isWellFormed()) {
+    throw new ToonDBError('INVALID_ARGUMENT', 'clientName must be well-formed Unicode (it holds a lone surrogate, which has no UTF-8 form)');
+  }
   if (Buffer.byteLength(clientName, 'utf8') > CLIENT_NAME_BYTES_MAX) {
     throw new ToonDBError('INVALID_ARGUMENT', `clientName is too long (the hello client field is at most ${CLIENT_NAME_BYTES_MAX} bytes)`);
   }

@@ -93,6 +93,8 @@ describe('IpcClient.connect', () => {
     await expect(IpcClient.connect('/tmp/x.sock', { timeoutMs: -1 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     await expect(IpcClient.connect('/tmp/x.sock', { connectTimeoutMs: 0 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     await expect(IpcClient.connect('/tmp/x.sock', { clientName: 'n'.repeat(300) })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    // A lone surrogate has no UTF-8 form: refused up front, not by the hello's encoder.
+    await expect(IpcClient.connect('/tmp/x.sock', { clientName: 'app\ud800' })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/well-formed/) });
   });
 
   it('times out connect + hello after connectTimeoutMs', async () => {
