@@ -37,6 +37,8 @@ const EXIT_RUNTIME = 1;
 const EXIT_CONFIG = 2;
 const EXIT_NOT_RUNNING = 3;
 const STOP_TIMEOUT_MS_DEFAULT = 30_000;
+/** How often `stop` looks whether a daemon already shutting down is gone. */
+const STOP_POLL_MS = 50;
 /** How long `status` and `stop` wait for connect + hello, and then for each request. */
 const CONNECT_TIMEOUT_MS = 2_000;
 const REQUEST_TIMEOUT_MS = 10_000;
@@ -136,12 +138,13 @@ function exitCodeOf(daemon: { stopTrouble: string | null }): number {
  * user cannot use it. Under `json`, the last two also print what they found on stdout:
  * `running` is true whenever something holds the socket (exit 1 included), so a script that
  * starts a daemon when `running` is false never starts a second one. */
-async function connectOrExit(socket: string | undefined, json = false) {
+async function connectOrExit(socket: string | undefined, json = false, whenStopping?: () => Promise<never>): ReturnType<typeof IpcClient.connect> {
   try {
     daemonModule.checkPathText(socket ?? daemonModule.defaultSocketPath(), 'socket path');
     return await IpcClient.connect(socket, { connectTimeoutMs: CONNECT_TIMEOUT_MS, timeoutMs: REQUEST_TIMEOUT_MS });
   } catch (error) {
     const coded = toToonDBError(error);
+    if (coded.code === 'SHUTTING_DOWN' && whenStopping !== undefined) return whenStopping();
     const outcome = connectFailure(coded);
     if (outcome === 'usage') die(coded.code, coded.message, EXIT_CONFIG);
     const running = outcome === 'unusable';
@@ -171,11 +174,11 @@ async function status(flags: { socket?: string; json?: boolean }): Promise<void>
 async function stop(flags: { socket?: string; timeoutMs?: string }): Promise<void> {
   const timeoutMs = flags.timeoutMs === undefined ? STOP_TIMEOUT_MS_DEFAULT : Number(flags.timeoutMs);
   if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1) die('INVALID_ARGUMENT', `--timeout-ms must be a positive integer, got ${flags.timeoutMs}`, EXIT_CONFIG);
-  const client = await connectOrExit(flags.socket);
+  const deadline = Date.now() + timeoutMs;
+  const client = await connectOrExit(flags.socket, false, () => waitUntilStopped(flags.socket, deadline, timeoutMs));
   const { pid } = await client.stats();
   await client.shutdown();
   await client.close();
-  const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     try {
       process.kill(pid, 0);
@@ -189,6 +192,24 @@ async function stop(flags: { socket?: string; timeoutMs?: string }): Promise<voi
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   die('TIMEOUT', `daemon pid ${pid} did not stop within ${timeoutMs} ms`, EXIT_RUNTIME);
+}
+
+/** For `stop` on a daemon already shutting down (it refuses connections with SHUTTING_DOWN until
+ * it has let go of its data dir, then removes its socket): waits for it to be gone. */
+async function waitUntilStopped(socket: string | undefined, deadline: number, timeoutMs: number): Promise<never> {
+  while (Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, STOP_POLL_MS));
+    try {
+      // Answered: the stopping daemon is gone and another (a service manager's restart) serves.
+      await (await IpcClient.connect(socket, { connectTimeoutMs: CONNECT_TIMEOUT_MS, reconnect: false })).close();
+    } catch (error) {
+      const coded = toToonDBError(error);
+      if (coded.code === 'SHUTTING_DOWN' || connectFailure(coded) !== 'absent') continue;
+    }
+    process.stdout.write('toondbd stopped (it was already shutting down)\n');
+    process.exit(0);
+  }
+  die('TIMEOUT', `the daemon was shutting down and did not stop within ${timeoutMs} ms`, EXIT_RUNTIME);
 }
 
 const program = new Command('toondbd')

@@ -389,24 +389,28 @@ export class Daemon implements DaemonContext {
     this.log.info({ reason }, 'shutting down');
     this.notify('STOPPING=1');
     for (const timer of this.timers) clearInterval(timer);
-    const closedListener = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    // The listener stays open until the data dir is released: a connect meanwhile is refused
+    // with SHUTTING_DOWN (accept.ts), and the socket file, which closing the listener removes,
+    // keeps saying that a daemon holds the data dir (`toondbd status` never says "not running"
+    // while a start would still find it locked).
     const deadline = Date.now() + SHUTDOWN_DRAIN_MS_MAX;
     while ([...this.sessions].some((s) => s.busy) && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, DRAIN_POLL_MS));
+      await delay(DRAIN_POLL_MS);
     }
     for (const session of [...this.sessions]) session.end();
-    // A client that reads no replies keeps its socket, and so the listener, open forever: give
-    // the replies SHUTDOWN_FLUSH_MS_MAX to go out, then cut such connections off.
+    // A client that reads no replies keeps its socket open forever: give the replies
+    // SHUTDOWN_FLUSH_MS_MAX to go out, then cut such connections off.
+    const ended = [...this.sockets];
     const flushWait = new AbortController(); // cancelled once settled: no timer outlives stop()
     const flushed = await Promise.race([
-      closedListener.then(() => true),
+      Promise.all(ended.map((socket) => new Promise((resolve) => socket.once('close', resolve)))).then(() => true),
       delay(SHUTDOWN_FLUSH_MS_MAX, false, { signal: flushWait.signal }).catch(() => false),
     ]);
     flushWait.abort();
     if (!flushed) {
-      this.log.warn({ connections: this.sockets.size }, 'cutting off connections whose replies were not read');
-      for (const socket of this.sockets) socket.destroy();
-      await closedListener;
+      const unread = ended.filter((socket) => !socket.destroyed);
+      this.log.warn({ connections: unread.length }, 'cutting off connections whose replies were not read');
+      for (const socket of unread) socket.destroy();
     }
     this.gate.close();
     await this.step('checkpoint', async () => {
@@ -415,6 +419,14 @@ export class Daemon implements DaemonContext {
     });
     await this.step('close engine', () => this.engine.close());
     await this.step('remove info file', () => rm(join(this.config.dataDir, INFO_FILE_NAME), { force: true }));
+    // Last, the listener and the refusals still lingering (hang-up.ts): the socket file goes
+    // just before the data dir's lock, so a start that finds no socket finds no lock either.
+    const closedListener = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const socket of this.sockets) socket.destroy();
+    await closedListener;
+    // 'close' comes before libuv has closed the listener's handle, which it does in the loop's
+    // close phase: a timer's turn comes after it, so an embedder holds nothing once stop() ends.
+    await delay(1);
     this.releaseLock();
     this.log.info('stopped');
     this.markStopped();

@@ -123,6 +123,19 @@ describe('daemon lifecycle', () => {
       await expect(other.get('big')).rejects.toMatchObject({ code: 'SHUTTING_DOWN' });
       await expect(other.put('late', 'x')).rejects.toMatchObject({ code: 'SHUTTING_DOWN' });
       expect(other.connected).toBe(true);
+      // The socket file stays until the daemon lets go of its data dir: a new connection is
+      // told SHUTTING_DOWN, and status says a daemon runs there (it removed the socket at the
+      // start of the shutdown before, and status said "not running" while a start still found
+      // the data dir locked).
+      expect(existsSync(daemon.socketPath)).toBe(true);
+      await expect(IpcClient.connect(daemon.socketPath)).rejects.toMatchObject({ code: 'SHUTTING_DOWN' });
+      const status = await toondbd(['status', '--json', '--socket', daemon.socketPath]);
+      expect(status.exitCode).toBe(1);
+      expect(JSON.parse(status.stdout)).toMatchObject({ running: true, usable: false, code: 'SHUTTING_DOWN' });
+      // stop waits for a daemon already stopping to be gone.
+      const stopCommand = toondbd(['stop', '--socket', daemon.socketPath]);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(stopCommand.exitCode).toBeNull();
 
       peer.socket.resume();
       const replies = await peer.waitFor(2 + GETS, 10_000);
@@ -137,6 +150,9 @@ describe('daemon lifecycle', () => {
 
       expect(await stopped).toBe(0);
       expect(existsSync(daemon.socketPath)).toBe(false);
+      const stopResult = await stopCommand;
+      expect(stopResult.exitCode).toBe(0);
+      expect(stopResult.stdout).toMatch(/already shutting down/);
       // The drained write was applied and checkpointed; the refused one never was.
       await daemon.start();
       const check = await IpcClient.connect(daemon.socketPath);
