@@ -174,7 +174,8 @@ function resolveLimits(input: ConfigInput['limits']): ServerLimits {
     throw invalid(`limits must be an object of limit names to integers, got ${JSON.stringify(input)}`);
   }
   for (const [name, value] of Object.entries(input ?? {})) {
-    if (!(name in limits)) throw invalid(`unknown limit "${name}"`);
+    // Own names only: `in` also finds what every object inherits (toString, __proto__).
+    if (!Object.hasOwn(DEFAULT_SERVER_LIMITS, name)) throw invalid(`unknown limit "${name}"`);
     const key = name as keyof ServerLimits;
     // A configured limit may only tighten the compiled-in one: the frame and engine sizes are
     // asserted against each other in protocol/limits.ts.

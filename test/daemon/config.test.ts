@@ -35,6 +35,12 @@ describe('daemon configuration', () => {
     for (const limits of [5, 'abc', [1, 2], true]) {
       expect(refusal(() => resolveConfig({ limits } as never, {}, env))).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/^limits must be an object/) });
     }
+    // Names every object inherits are not limits (review: toString and valueOf were kept and
+    // announced in hello, and __proto__ was refused with a garbled range).
+    for (const name of ['toString', 'valueOf', '__proto__', 'hasOwnProperty']) {
+      const limits = JSON.parse(`{"${name}": 5}`);
+      expect(refusal(() => resolveConfig({}, { limits }, env)), name).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining(`unknown limit "${name}"`) });
+    }
     expect(resolveConfig({ limits: { txnIdleMsMax: 1000 } }, {}, env).limits.txnIdleMsMax).toBe(1000);
     expect(resolveConfig({}, {}, env).limits.txnIdleMsMax).toBeGreaterThan(1000);
   });
