@@ -51,6 +51,7 @@ export class Acceptor {
   private readonly admission = new Admission(process.getuid?.());
   private readonly cutOffs = new ThrottledLog(LISTENER_ERROR_LOG_INTERVAL_MS);
   private readonly noSlotRefusals = new ThrottledLog(LISTENER_ERROR_LOG_INTERVAL_MS);
+  private readonly accessRefusals = new ThrottledLog(LISTENER_ERROR_LOG_INTERVAL_MS);
 
   constructor(private readonly ctx: AcceptContext) {}
 
@@ -84,7 +85,8 @@ export class Acceptor {
     const { config } = ctx;
     if ((config.allowUids.length > 0 || config.allowGids.length > 0) && (peer === null || !isPeerAllowed(peer, config))) {
       ctx.counters.connectionsRefused += 1;
-      log.warn({ peer }, 'refused peer not on the allow-list');
+      const unlogged = this.accessRefusals.take();
+      if (unlogged !== null) log.warn({ peer, unlogged }, 'refused peer not on the allow-list');
       this.refuse(socket, new ToonDBError('ACCESS_DENIED', `peer uid ${peer?.uid ?? '?'} gid ${peer?.gid ?? '?'} is not allowed by this daemon`));
       return null;
     }

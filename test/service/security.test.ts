@@ -75,6 +75,11 @@ describe('socket security', () => {
     expect((await asNobody()).stdout).toBe('ACCESS_DENIED');
     // Log lines reach this process through a pipe of their own: they can trail the reply.
     await expect.poll(() => daemon.logs.some((l) => l.msg === 'refused peer not on the allow-list' && (l.peer as { uid: number }).uid === NOBODY_UID), { timeout: 5_000 }).toBe(true);
+    // A flood of refused connects is logged once per interval, not once each (review: 300
+    // connects wrote 300 lines, synchronously).
+    for (let i = 0; i < 3; i++) expect((await asNobody()).stdout).toBe('ACCESS_DENIED');
+    await expect.poll(async () => (await IpcClient.connect(daemon.socketPath).then((c) => c.stats().finally(() => c.close()))).connections.refused).toBe(4);
+    expect(daemon.logs.filter((l) => l.msg === 'refused peer not on the allow-list')).toHaveLength(1);
 
     const allowed = await startDaemon({ dir: makeTempDir(), args: ['--allow-uid', String(NOBODY_UID)] });
     daemons.push(allowed);
