@@ -41,9 +41,11 @@ export interface AcceptContext {
   socketsHeld(): number;
 }
 
-/** A connection that took a slot: its peer, and the function that gives the slot back. */
+/** A connection that took a slot: its peer, whether that peer is an operator (the daemon's own
+ * uid or root, admission.ts), and the function that gives the slot back. */
 export interface Admitted {
   peer: PeerCredentials | null;
+  operator: boolean;
   release: () => void;
 }
 
@@ -97,7 +99,7 @@ export class Acceptor {
     }
     const key = this.admission.keyOf(peer);
     this.admission.opened(key);
-    return { peer, release: () => this.admission.closed(key) };
+    return { peer, operator: this.admission.isOperator(peer), release: () => this.admission.closed(key) };
   }
 
   /** Connections open now by peer uid (admission.ts). */

@@ -38,8 +38,8 @@ export class Admission {
 
   constructor(private readonly ownUid: number | undefined) {}
 
-  /** True for the daemon's own uid and root. */
-  private isOperator(peer: PeerCredentials | null): boolean {
+  /** True for the daemon's own uid and root: they may take every slot, and shut the daemon down. */
+  isOperator(peer: PeerCredentials | null): boolean {
     return peer !== null && (peer.uid === 0 || peer.uid === this.ownUid);
   }
 

@@ -64,6 +64,8 @@ export interface Queued {
 export interface RunnerHost {
   /** The connection's id, which names its ordered lane in the engine. */
   readonly id: number;
+  /** Its peer is the daemon's own uid or root (daemon/admission.ts). */
+  readonly operator: boolean;
   isClosed(): boolean;
   /** Sends a connection-level error and closes. */
   failConnection(error: ToonDBError): void;
@@ -392,7 +394,7 @@ export class RequestRunner {
     const req = item.req;
     let outcome: Outcome;
     try {
-      outcome = ok(await admin.answer(req, this.ctx, this.host.id, this.scope.limits, this.host.protocol()));
+      outcome = ok(await admin.answer(req, this.ctx, this.host, this.scope.limits, this.host.protocol()));
     } catch (error) {
       outcome = fail(toToonDBError(error));
     }

@@ -325,7 +325,7 @@ export class Daemon implements DaemonContext {
     this.counters.connectionsTotal += 1;
     this.counters.connectionsActive += 1;
     this.connectionLogs.add(log);
-    const session = new Session(id, socket, this, log, (closed) => {
+    const session = new Session(id, socket, this, log, admitted.operator, (closed) => {
       this.sessions.delete(closed);
       admitted.release();
       this.connectionLogs.delete(log);

@@ -71,6 +71,8 @@ export class Session {
     private readonly socket: Socket,
     private readonly ctx: admin.DaemonContext,
     private readonly log: Logger,
+    /** The peer is the daemon's own uid or root (accept.ts): it may shut the daemon down. */
+    operator: boolean,
     private readonly onClosed: (session: Session) => void,
   ) {
     const limits = ctx.limits();
@@ -96,6 +98,7 @@ export class Session {
     };
     this.runner = new RequestRunner({
       id,
+      operator,
       isClosed: () => this.closed,
       failConnection: (error) => this.failConnection(error),
       protocol: () => this.protocol,

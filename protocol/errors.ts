@@ -38,7 +38,7 @@ export const ERROR_CODES = {
   CURSOR_NOT_FOUND: { description: 'The scan cursor is unknown, exhausted, closed, or expired.', retryable: false },
   LIMIT_EXCEEDED: { description: 'A limit on open transactions or cursors (per connection, or txnsDaemonMax / cursorsDaemonMax across all connections) is reached, or a transaction\'s write or read would pass txnBytesDaemonMax, the bytes all open transactions may hold together; that transaction has been aborted.', retryable: true },
   TOO_MANY_CONNECTIONS: { description: 'The daemon already serves connectionsMax clients (lowered to fit its open-files limit: `stats` `connections.max`), or the peer is neither the daemon\'s uid nor root and other users already hold all but the slots kept for those, or its uid holds connectionsPerUidMax.', retryable: true },
-  ACCESS_DENIED: { description: 'The peer uid/gid is not on the daemon allow-list.', retryable: false },
+  ACCESS_DENIED: { description: 'The peer uid/gid is not on the daemon allow-list; or, answering a shutdown, the peer is neither the uid the daemon runs as nor root.', retryable: false },
   TIMEOUT: { description: 'No reply arrived within the request timeout; the request may or may not have been applied.', retryable: true },
   CONNECTION_CLOSED: { description: 'The connection is closed; the request was never sent.', retryable: true },
   UNKNOWN_RESULT: { description: 'The connection dropped after the request was sent; it may or may not have been applied.', retryable: false },

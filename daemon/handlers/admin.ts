@@ -52,16 +52,23 @@ export interface DaemonContext {
 }
 
 /** The result of admin request `req` (hello, ping, stats, checkpoint, shutdown) on connection
- * `connectionId`, whose first hello set protocol version `protocol` (undefined before it was
- * accepted); throws a coded error when it fails. */
-export async function answer(req: Request, ctx: DaemonContext, connectionId: number, limits: ServerLimits, protocol?: number): Promise<unknown> {
+ * `connection` (its id, and whether its peer is an operator: the daemon's own uid or root),
+ * whose first hello set protocol version `protocol` (undefined before it was accepted); throws
+ * a coded error when it fails. */
+export async function answer(req: Request, ctx: DaemonContext, connection: { id: number; operator: boolean }, limits: ServerLimits,
+  protocol?: number): Promise<unknown> {
   switch (req.op) {
-    case 'hello': return hello(req, ctx, connectionId, limits, protocol);
+    case 'hello': return hello(req, ctx, connection.id, limits, protocol);
     case 'ping': return ping(ctx);
     case 'stats': return stats(ctx);
     case 'checkpoint': return checkpoint(ctx);
     case 'shutdown':
-      ctx.requestShutdown(`shutdown requested by connection ${connectionId}`);
+      // Other users the socket's group or the allow-lists let in share the daemon; stopping it
+      // for all of them is its operators' call, as a service manager's stop would be.
+      if (!connection.operator) {
+        throw new ToonDBError('ACCESS_DENIED', `shutdown is for the daemon's own user (uid ${process.getuid?.() ?? '?'}) and root`);
+      }
+      ctx.requestShutdown(`shutdown requested by connection ${connection.id}`);
       return null;
     default:
       throw new Error(`invariant: ${req.op} is not an admin op`);

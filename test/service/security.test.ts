@@ -7,7 +7,7 @@ import { execa, type ResultPromise } from 'execa';
 import { IpcClient } from '../../ipc-client/index.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { makeTempDir } from '../helpers/temp-dir.js';
-import { CLIENT_MODULE } from '../helpers/paths.js';
+import { CLIENT_MODULE, TOONDBD_BIN } from '../helpers/paths.js';
 
 const isRoot = process.getuid?.() === 0;
 const NOBODY_UID = 65534;
@@ -87,6 +87,14 @@ describe('socket security', () => {
     chmodSync(allowed.socketPath, 0o666);
     const ok = await execa('node', ['--input-type=module', '-e', PROBE], { uid: NOBODY_UID, gid: NOBODY_UID, env: { CLIENT_MODULE, SOCKET: allowed.socketPath }, reject: false });
     expect(ok.stdout).toBe('OK');
+    // Let in, but not an operator: it may not stop the daemon for everyone (review: it could).
+    const stop = await execa('node', [TOONDBD_BIN, 'stop', '--socket', allowed.socketPath], { uid: NOBODY_UID, gid: NOBODY_UID, reject: false });
+    expect(stop.exitCode).toBe(1);
+    expect(stop.stderr).toMatch(/^toondbd: ACCESS_DENIED: shutdown is for the daemon's own user/);
+    const operator = await IpcClient.connect(allowed.socketPath);
+    expect((await operator.stats()).pid).toBe(allowed.pid);
+    await operator.close();
+    expect(allowed.logs.some((l) => l.msg === 'shutting down')).toBe(false);
   });
   if (!isRoot) console.log('skipping allow-uid test: it needs root to run a client as another uid');
 
