@@ -13,9 +13,11 @@
  *   bodies, and resumes below half of both with less than a quarter of OUTPUT_BUFFER_BYTES_MAX
  *   unread. A frame left incomplete while reading was paused is not counted against the client.
  * - Across the daemon, every frame is admitted by the shared BytesBudget (bytes-budget.ts)
- *   before its body is read (`admit`); the connection's first one, if small enough to be a
- *   hello (HANDSHAKE_FRAME_BYTES_MAX), is counted there without waiting; a refused one pauses
- *   reading until the budget grants it. What the connection holds there (`daemonHeldBytes`:
+ *   before its body is read (`admit`); one of at most SOLO_FRAME_BYTES_MAX while the connection
+ *   holds nothing else there is counted without waiting (also a refused one that becomes so
+ *   while it waits: it leaves the queue), so a few connections that announce large frames and
+ *   send nothing cannot stall everyone's small requests; a refused one pauses reading until the
+ *   budget grants it. What the connection holds there (`daemonHeldBytes`:
  *   admitted frames not yet answered or dropped) is given back as replies leave (`answered`),
  *   bodies are dropped unanswered (`bodyDropped`), and all at once when it closes (`closed`),
  *   never twice.
@@ -42,7 +44,7 @@
 
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { HANDSHAKE_FRAME_BYTES_MAX, OUTPUT_BUFFER_BYTES_MAX, OUTPUT_PAUSE_BYTES, REQUEST_BYTES_IN_FLIGHT_MAX, UNREAD_PROGRESS_BYTES_MIN } from '../protocol/limits.js';
+import { OUTPUT_BUFFER_BYTES_MAX, OUTPUT_PAUSE_BYTES, REQUEST_BYTES_IN_FLIGHT_MAX, SOLO_FRAME_BYTES_MAX, UNREAD_PROGRESS_BYTES_MIN } from '../protocol/limits.js';
 import type { BudgetHolder, BytesBudget } from './bytes-budget.js';
 import type { ReplyReservation } from './reply-budget.js';
 
@@ -55,8 +57,8 @@ export class Flow implements BudgetHolder {
   private heldByBudget = false;
   /** Bytes of admitted frames not yet answered or dropped, counted in the daemon budget. */
   private budgetBytes = 0;
-  /** A frame was offered to `admit` (the first one, up to HANDSHAKE_FRAME_BYTES_MAX, does not wait). */
-  private offeredFrame = false;
+  /** The length of the frame the budget refused and has not granted yet; 0 when none waits. */
+  private waitingBytes = 0;
   /** Unread reply bytes counted in the daemon-wide reply budget (the socket's writableLength
    * when last noted). */
   private unreadNoted = 0;
@@ -99,13 +101,13 @@ export class Flow implements BudgetHolder {
    * reading stops until `granted`. */
   readonly admit = (bytes: number): boolean => {
     if (this.isClosed) return false;
-    const handshake = !this.offeredFrame && bytes <= HANDSHAKE_FRAME_BYTES_MAX;
-    this.offeredFrame = true;
-    if (handshake) this.budget.charge(bytes); // counted, but never queued behind others
-    if (handshake || this.budget.tryTake(bytes, this)) {
+    const solo = this.budgetBytes === 0 && bytes <= SOLO_FRAME_BYTES_MAX;
+    if (solo) this.budget.charge(bytes); // counted, but never queued behind others
+    if (solo || this.budget.tryTake(bytes, this)) {
       this.budgetBytes += bytes;
       return true;
     }
+    this.waitingBytes = bytes;
     this.heldByBudget = true;
     this.applyPause();
     return false;
@@ -113,6 +115,7 @@ export class Flow implements BudgetHolder {
 
   /** BudgetHolder: the refused frame got in. */
   granted(bytes: number): void {
+    this.waitingBytes = 0;
     this.budgetBytes += bytes;
     queueMicrotask(() => {
       if (this.isClosed) return;
@@ -159,7 +162,14 @@ export class Flow implements BudgetHolder {
   private giveBack(bytes: number): void {
     if (this.isClosed || bytes === 0) return;
     this.budgetBytes -= bytes;
-    this.budget.release(bytes);
+    this.budget.release(bytes); // may grant this connection's waiting frame
+    const waiting = this.waitingBytes;
+    if (waiting > 0 && waiting <= SOLO_FRAME_BYTES_MAX && this.budgetBytes === 0) {
+      // Its frame waits behind others though the connection now holds nothing: it goes in alone.
+      this.budget.forget(this);
+      this.budget.charge(waiting);
+      this.granted(waiting);
+    }
   }
 
   /** Pauses or resumes the socket to match what holds it. */

@@ -303,12 +303,15 @@ export const TTL_SECONDS_MAX = 100 * 365 * 24 * 3600;
 /** Time a new connection has to complete `hello` before the daemon drops it. */
 export const HANDSHAKE_TIMEOUT_MS = 5_000;
 
-/** A connection's first frame up to this size (a hello is far smaller) is admitted without
- * waiting for the daemon-wide request budget (REQUEST_BYTES_IN_FLIGHT_DAEMON_MAX), so a new
- * connection completes its handshake under pressure instead of being closed by
- * HANDSHAKE_TIMEOUT_MS; its later frames wait their turn like any. At most CONNECTIONS_MAX such
- * frames, 4 MiB, pass the bound. Daemon-internal. */
-export const HANDSHAKE_FRAME_BYTES_MAX = 4 * KiB;
+/** A frame up to this size is admitted without waiting for the daemon-wide request budget
+ * (REQUEST_BYTES_IN_FLIGHT_DAEMON_MAX) when its connection holds nothing else there (no frame
+ * read and not yet answered). The budget reserves a frame's announced length from its header,
+ * so clients announcing large frames and sending nothing fill it until partialFrameMsMax cuts
+ * them off; meanwhile every other connection still gets its small requests through, one at a
+ * time: a hello (so no handshake times out under pressure), stats and `toondbd stop`, the gets
+ * and puts of small values. At most one such frame per connection, CONNECTIONS_MAX × 16 KiB =
+ * 16 MiB in all, passes the bound. Daemon-internal. */
+export const SOLO_FRAME_BYTES_MAX = 16 * KiB;
 
 /** Client defaults. */
 export const REQUEST_TIMEOUT_MS_DEFAULT = 30_000;

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { Flow } from '../../daemon/flow.js';
 import { BytesBudget, type BudgetHolder } from '../../daemon/bytes-budget.js';
 import { encodeFrame, FrameDecoder } from '../../protocol/frame.js';
-import { HANDSHAKE_FRAME_BYTES_MAX } from '../../protocol/limits.js';
+import { SOLO_FRAME_BYTES_MAX } from '../../protocol/limits.js';
 import { mulberry32 } from '../helpers/rng.js';
 
 describe('FrameDecoder admission under random chunking and refusals', () => {
@@ -49,50 +49,65 @@ function fakeSocket() {
   return s;
 }
 
-/** A Flow past its handshake: its first frame (a hello, admitted without waiting) was answered. */
+/** A Flow past its handshake: its first frame (a hello, small: admitted without waiting) was answered. */
 function afterHello(flow: Flow): Flow {
   expect(flow.admit(1)).toBe(true);
   flow.bodyDropped(1);
   return flow;
 }
 
+/** Frames of more than SOLO_FRAME_BYTES_MAX: they never go in alone, so they wait their turn. */
+const U = SOLO_FRAME_BYTES_MAX + 1;
+
 describe('Flow as a budget holder', () => {
-  it('admits a first frame small enough to be a hello without waiting, and nothing after it', () => {
+  it('admits a small frame without waiting while its connection holds nothing else, and no other', async () => {
     const budget = new BytesBudget(100);
     const other = afterHello(new Flow(fakeSocket() as unknown as Socket, 4096, budget, new BytesBudget(1 << 30), () => undefined));
     expect(other.admit(100)).toBe(true);
-    expect(other.admit(10)).toBe(false); // a waiter now
-    const fresh = new Flow(fakeSocket() as unknown as Socket, 4096, budget, new BytesBudget(1 << 30), () => undefined);
-    expect(fresh.admit(200)).toBe(true); // a hello: counted, past the bound and the queue
+    expect(other.admit(10)).toBe(false); // it holds 100: a waiter now
+    let grants = 0;
+    const fresh = new Flow(fakeSocket() as unknown as Socket, 4096, budget, new BytesBudget(1 << 30), () => { grants += 1; });
+    expect(fresh.admit(200)).toBe(true); // alone and small (a hello, a small get): counted, past the bound and the queue
     expect(budget.heldBytes).toBe(300);
-    expect(fresh.admit(1)).toBe(false); // its next frame waits its turn
+    expect(fresh.admit(1)).toBe(false); // its next frame, pipelined behind it, waits its turn
+    // Once its first is answered the connection holds nothing: the waiting frame goes in alone,
+    // ahead of the older waiter, which still waits for room.
+    fresh.answered([{ requestBytes: 200 }]);
+    expect(fresh.daemonHeldBytes).toBe(1);
+    expect(budget.heldBytes).toBe(101);
+    expect(budget.waiters).toBe(1);
+    await Promise.resolve();
+    expect(grants).toBe(1);
     const big = new Flow(fakeSocket() as unknown as Socket, 4096, budget, new BytesBudget(1 << 30), () => undefined);
-    expect(big.admit(HANDSHAKE_FRAME_BYTES_MAX + 1)).toBe(false); // too large to be a hello
+    expect(big.admit(SOLO_FRAME_BYTES_MAX + 1)).toBe(false); // too large to go in alone
     fresh.closed();
+    big.closed();
     expect(budget.heldBytes).toBe(100);
+    other.answered([{ requestBytes: 100 }]);
+    expect(other.daemonHeldBytes).toBe(10); // granted in its turn
   });
 
   it('a grant while its own bound holds it keeps it paused; the connection resumes when both let go', async () => {
-    const budget = new BytesBudget(100);
+    const budget = new BytesBudget(100 * U);
     const other = afterHello(new Flow(fakeSocket() as unknown as Socket, 4096, budget, new BytesBudget(1 << 30), () => undefined));
-    expect(other.admit(100)).toBe(true);
+    expect(other.admit(100 * U)).toBe(true);
     const socket = fakeSocket();
     let grants = 0;
     const flow = afterHello(new Flow(socket as unknown as Socket, 2, budget, new BytesBudget(1 << 30), () => { grants += 1; }));
-    expect(flow.admit(10)).toBe(false);
+    expect(flow.admit(10 * U)).toBe(false);
     expect(socket.paused).toBe(true);
     flow.requestRead();
     flow.requestRead();
     flow.pauseIfFull(); // its own bound too
-    other.answered([{ requestBytes: 100 }]);
+    other.answered([{ requestBytes: 100 * U }]);
     await Promise.resolve();
     expect(grants).toBe(1);
     expect(socket.paused).toBe(true); // still held by the connection's bound
     flow.answered([{ requestBytes: 0 }, { requestBytes: 0 }]);
     flow.maybeResume();
     expect(socket.paused).toBe(false);
-    expect(flow.daemonHeldBytes).toBe(10);
-    expect(budget.heldBytes).toBe(10);
+    expect(flow.daemonHeldBytes).toBe(10 * U);
+    expect(budget.heldBytes).toBe(10 * U);
   });
 
   it('gives back once when closed between its grant and the grant\'s microtask, and never after', async () => {
@@ -118,18 +133,18 @@ describe('Flow as a budget holder', () => {
   });
 
   it('closing while waiting leaves the queue, and the next waiter gets in', async () => {
-    const budget = new BytesBudget(100);
+    const budget = new BytesBudget(100 * U);
     const a = afterHello(new Flow(fakeSocket() as unknown as Socket, 4096, budget, new BytesBudget(1 << 30), () => undefined));
     const b = afterHello(new Flow(fakeSocket() as unknown as Socket, 4096, budget, new BytesBudget(1 << 30), () => undefined));
     let cGranted = 0;
     const c = afterHello(new Flow(fakeSocket() as unknown as Socket, 4096, budget, new BytesBudget(1 << 30), () => { cGranted += 1; }));
-    expect(a.admit(60)).toBe(true);
-    expect(b.admit(90)).toBe(false);
-    expect(c.admit(30)).toBe(false);
+    expect(a.admit(60 * U)).toBe(true);
+    expect(b.admit(90 * U)).toBe(false);
+    expect(c.admit(30 * U)).toBe(false);
     b.closed();
     await Promise.resolve();
     expect(cGranted).toBe(1);
-    expect(budget.heldBytes).toBe(90);
+    expect(budget.heldBytes).toBe(90 * U);
     expect(budget.waiters).toBe(0);
   });
 });
