@@ -72,7 +72,7 @@ export interface RunnerHost {
   /** The protocol version the connection's first accepted hello set, or undefined. */
   protocol(): number | undefined;
   /** A hello was answered with this version (null: refused, and the connection closed). */
-  helloAnswered(protocol: number | null): void;
+  helloAnswered(protocol: number | null, client: string | undefined): void;
   /** Closes cursors in the engine (a scanNext that found its cursor ended by a close). */
   abandonCursors(cursors: number[]): void;
   /** The connection is closed and its last engine call has finished. */
@@ -399,6 +399,6 @@ export class RequestRunner {
       outcome = fail(toToonDBError(error));
     }
     this.outbox.send([{ id: req.id, outcome, receivedAt: item.receivedAt, requestBytes: item.bytes }]);
-    if (req.op === 'hello') this.host.helloAnswered(outcome.ok ? (outcome.result as HelloResult).protocol : null);
+    if (req.op === 'hello') this.host.helloAnswered(outcome.ok ? (outcome.result as HelloResult).protocol : null, req.client);
   }
 }

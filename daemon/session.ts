@@ -102,7 +102,7 @@ export class Session {
       isClosed: () => this.closed,
       failConnection: (error) => this.failConnection(error),
       protocol: () => this.protocol,
-      helloAnswered: (protocol) => this.helloAnswered(protocol),
+      helloAnswered: (protocol, client) => this.helloAnswered(protocol, client),
       abandonCursors: (cursors) => this.abandon([], cursors),
       lastCallDone: () => this.releaseHandles(),
     }, ctx, this.scope, this.flow, this.outbox, log);
@@ -214,13 +214,18 @@ export class Session {
 
   /** Ends the handshake timer and keeps the first accepted version; a refused hello closes the
    * connection (PROTOCOL.md Handshake). */
-  private helloAnswered(protocol: number | null): void {
+  /** `client`: the name the hello gave, logged once (PROTOCOL.md: "for logs"). */
+  private helloAnswered(protocol: number | null, client: string | undefined): void {
     if (this.handshakeTimer !== null) {
       clearTimeout(this.handshakeTimer);
       this.handshakeTimer = null;
     }
-    if (protocol === null) this.close('handshake refused');
-    else this.protocol ??= protocol;
+    if (protocol === null) {
+      this.close('handshake refused');
+      return;
+    }
+    if (this.protocol === undefined) this.log.info({ protocol, client }, 'handshake');
+    this.protocol ??= protocol;
   }
 
   /** Closes a connection whose client does not read its replies (flow.ts). */

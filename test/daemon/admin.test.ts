@@ -115,10 +115,12 @@ describe('reload', () => {
       process.kill(daemon.pid!, 'SIGHUP');
       await expect.poll(() => daemon.logs.some((line) => line.msg === 'configuration reloaded'), { timeout: 5_000 }).toBe(true);
       const after = await RawPeer.open(daemon.socketPath);
-      for (const peer of [before, after]) peer.request({ id: 1, op: 'hello', protocol: PROTOCOL_VERSION });
+      for (const peer of [before, after]) peer.request({ id: 1, op: 'hello', protocol: PROTOCOL_VERSION, client: 'admin-test' });
       const [[beforeHello], [afterHello]] = await Promise.all([before.waitFor(1), after.waitFor(1)]);
       expect(beforeHello).toMatchObject({ result: { limits: { txnsPerConnectionMax: 2 } } });
       expect(afterHello).toMatchObject({ result: { limits: { txnsPerConnectionMax: 8 } } });
+      // The name a hello gives is logged, once per connection (PROTOCOL.md: "for logs").
+      await expect.poll(() => daemon.logged('handshake').filter((line) => line.client === 'admin-test').length, { timeout: 5_000 }).toBe(2);
       for (let txn = 1; txn <= 3; txn++) before.request({ id: 10 + txn, op: 'begin', txn });
       const replies = await before.waitFor(4);
       expect(replies[3]).toMatchObject({ id: 13, error: { code: 'LIMIT_EXCEEDED' } });
