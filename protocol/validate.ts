@@ -41,6 +41,8 @@ function describe(value: unknown): string {
   if (Array.isArray(value)) return 'array';
   if (value instanceof Uint8Array) return 'bin';
   if (typeof value === 'number' && !Number.isInteger(value)) return `float ${value}`;
+  // Past 2^53 a double is whole but was not sent as an integer (msgpackr decodes int 64 as bigint).
+  if (typeof value === 'number' && !Number.isSafeInteger(value)) return `float ${value}`;
   if (typeof value === 'number' || typeof value === 'bigint') return `integer ${value}`;
   return typeof value;
 }

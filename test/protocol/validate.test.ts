@@ -184,6 +184,7 @@ describe('parseRequest', () => {
 
   it('names the batch item that failed', () => {
     expectCode('INVALID_ARGUMENT', 'getBatch', { keys: [k('a'), 5] }, /getBatch\.keys\[1\] must be bin or str, got integer 5/);
+    expectCode('INVALID_ARGUMENT', 'getBatch', { keys: [k('a'), 1e300] }, /getBatch\.keys\[1\] must be bin or str, got float 1e\+300/);
     expectCode('KEY_TOO_LARGE', 'putBatch', { entries: [[k('a'), k('b')], [k('123456789'), k('b')]] }, /entries\[1\]\[0\]/);
   });
 
