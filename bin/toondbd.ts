@@ -36,7 +36,9 @@ const { DATA_DIR_NAME, DATA_HOME_FALLBACK, DEFAULT_SOCKET_PATH, DURABILITY_DEFAU
 const EXIT_RUNTIME = 1;
 const EXIT_CONFIG = 2;
 const EXIT_NOT_RUNNING = 3;
-const STOP_TIMEOUT_MS_DEFAULT = 30_000;
+/** As long as systemd (TimeoutStopSec) and launchd (ExitTimeOut) give a stop: the daemon's own
+ * bounds (a 10 s drain, a 2 s reply flush, a 25 s checkpoint flush) end it well within. */
+const STOP_TIMEOUT_MS_DEFAULT = 60_000;
 /** How often `stop` looks whether a daemon already shutting down is gone. */
 const STOP_POLL_MS = 50;
 /** How long `status` and `stop` wait for connect + hello, and then for each request. */

@@ -54,6 +54,6 @@ describe('CLI help and options', () => {
     expect(start).toContain('(default: info)');
     expect(start).toContain(DEFAULT_SOCKET_PATH);
     const stop = (await run(TOONDBD_BIN, ['stop', '--help'])).stdout.replace(/\s+/g, ' ');
-    expect(stop).toContain('(default: 30000)');
+    expect(stop).toContain('(default: 60000)');
   });
 });

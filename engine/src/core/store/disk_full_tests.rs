@@ -285,7 +285,7 @@ const CHECKPOINT_SLACK_BYTES: u64 = 64 * 1024;
 const CHECKPOINT_KEYS: usize = 256;
 const CHECKPOINT_VALUE_BYTES: usize = 4096;
 /// How long the checkpoint may take to report its failed flush.
-const CHECKPOINT_RETURN_WAIT_MAX: Duration = Duration::from_secs(20);
+const CHECKPOINT_RETURN_WAIT_MAX: Duration = Duration::from_secs(10);
 
 // Regression: a checkpoint whose flush hit a full disk never returned (fjall's worker ended,
 // and fjall's rotate_memtable_and_wait polls the sealed memtable forever), so the daemon's

@@ -68,11 +68,13 @@ const WRITE_NOW_MEMTABLE_BYTES_MAX: u64 = MEMTABLE_ROTATE_BYTES - 256 * 1024;
 /// flush may wait behind a long compaction, and gets done later). A flush of a 16 MiB memtable takes tens of
 /// ms here (store/reaper.rs); with one worker (store/workers.rs) it may first wait for the
 /// compaction running, and fjall halts every writer once 4 sealed memtables wait, so a flush
-/// not done after this long means writes have stalled as long. Not longer: the daemon's stop
-/// drains for up to 12 s (SHUTDOWN_DRAIN_MS_MAX + SHUTDOWN_FLUSH_MS_MAX) before its
-/// checkpoint, and systemd (TimeoutStopSec) and launchd (ExitTimeOut) kill it 60 s after
-/// asking it to stop, so the stop still ends by itself, reporting the timeout.
-const CHECKPOINT_FLUSH_WAIT_MAX: Duration = Duration::from_secs(40);
+/// not done after this long means writes have stalled as long. Not longer: a `checkpoint`
+/// request must get this TIMEOUT (the writes are durable in the journal all the same) before
+/// a client's default request timeout (REQUEST_TIMEOUT_MS_DEFAULT, 30 s) gives up on it with
+/// an unknown outcome; and the daemon's stop drains for up to 12 s (SHUTDOWN_DRAIN_MS_MAX +
+/// SHUTDOWN_FLUSH_MS_MAX) before its checkpoint, which systemd (TimeoutStopSec) and launchd
+/// (ExitTimeOut) allow 60 s in all.
+const CHECKPOINT_FLUSH_WAIT_MAX: Duration = Duration::from_secs(25);
 
 /// How often a checkpoint looks at the memtables still waiting for their flush (fjall's own
 /// wait looks every 10 ms).
@@ -211,7 +213,7 @@ mod tests {
 
     /// Longer than a checkpoint needs to see a failed worker (its first look, ~10 ms), far
     /// shorter than CHECKPOINT_FLUSH_WAIT_MAX: a checkpoint still running by then hangs.
-    const CHECKPOINT_RETURN_WAIT_MAX: Duration = Duration::from_secs(20);
+    const CHECKPOINT_RETURN_WAIT_MAX: Duration = Duration::from_secs(10);
 
     fn open_engine(dir: &std::path::Path) -> std::sync::Arc<Engine> {
         let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, txn_bytes_daemon_max: 1 << 40, batch_items_max: 100, batch_bytes_max: 1 << 24 };
