@@ -7,10 +7,11 @@
  *   3. under a start-up lock on the socket path, refuse a live daemon, replace a stale socket
  *      and listen owner-only (daemon/access.ts);
  *   4. write the info file, notify systemd (READY=1).
- * Stop order (SIGTERM, SIGINT, `shutdown` request): stop accepting; answer new requests with
- * SHUTTING_DOWN; let in-flight requests finish up to SHUTDOWN_DRAIN_MS_MAX; close connections
- * (their transactions abort), cutting off after SHUTDOWN_FLUSH_MS_MAX the ones whose clients
- * read nothing; checkpoint; close the engine; remove socket and info file; unlock.
+ * Stop order (SIGTERM, SIGINT, `shutdown` request from an operator): refuse new connections
+ * and answer new requests with SHUTTING_DOWN; let in-flight requests finish up to
+ * SHUTDOWN_DRAIN_MS_MAX; close connections (their transactions abort), cutting off after
+ * SHUTDOWN_FLUSH_MS_MAX the ones whose clients read nothing; checkpoint; close the engine;
+ * remove the info file; close the listener (which removes the socket); unlock.
  *
  * Invariants: one daemon per data dir (kernel lock, released by the OS even on kill -9) and
  * per socket path; `stop()` is idempotent and never rejects (failures are logged); the engine is
