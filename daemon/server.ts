@@ -11,7 +11,7 @@
  * and answer new requests with SHUTTING_DOWN; let in-flight requests finish up to
  * SHUTDOWN_DRAIN_MS_MAX; close connections (their transactions abort), cutting off after
  * SHUTDOWN_FLUSH_MS_MAX the ones whose clients read nothing; checkpoint; close the engine;
- * remove the info file; close the listener (which removes the socket); unlock.
+ * remove the info file; unlock; close the listener (which removes the socket).
  *
  * Invariants: one daemon per data dir (kernel lock, released by the OS even on kill -9) and
  * per socket path; `stop()` is idempotent and never rejects (failures are logged); the engine is
@@ -420,15 +420,16 @@ export class Daemon implements DaemonContext {
     });
     await this.step('close engine', () => this.engine.close());
     await this.step('remove info file', () => rm(join(this.config.dataDir, INFO_FILE_NAME), { force: true }));
-    // Last, the listener and the refusals still lingering (hang-up.ts): the socket file goes
-    // just before the data dir's lock, so a start that finds no socket finds no lock either.
+    // The engine is closed: the data dir's lock goes, then the listener and the refusals still
+    // lingering (hang-up.ts). The socket file goes last, so a start that finds no socket (after
+    // `toondbd stop`, which waits for that) finds no lock either.
+    this.releaseLock();
     const closedListener = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const socket of this.sockets) socket.destroy();
     await closedListener;
     // 'close' comes before libuv has closed the listener's handle, which it does in the loop's
     // close phase: a timer's turn comes after it, so an embedder holds nothing once stop() ends.
     await delay(1);
-    this.releaseLock();
     this.log.info('stopped');
     this.markStopped();
   }
