@@ -132,11 +132,15 @@ describe('daemon lifecycle', () => {
       const status = await toondbd(['status', '--json', '--socket', daemon.socketPath]);
       expect(status.exitCode).toBe(1);
       expect(JSON.parse(status.stdout)).toMatchObject({ running: true, usable: false, code: 'SHUTTING_DOWN' });
-      // stop waits for a daemon already stopping to be gone.
+      // stop waits for a daemon already stopping to be gone: the paused peer holds the daemon's
+      // drain until it resumes, so a stop that waits cannot end before that.
+      let resumed = false;
+      let stopEndedAfterResume: boolean | null = null;
       const stopCommand = toondbd(['stop', '--socket', daemon.socketPath]);
-      await new Promise((resolve) => setTimeout(resolve, 300));
-      expect(stopCommand.exitCode).toBeNull();
+      void stopCommand.then(() => (stopEndedAfterResume = resumed));
+      await new Promise((resolve) => setTimeout(resolve, 500));
 
+      resumed = true;
       peer.socket.resume();
       const replies = await peer.waitFor(2 + GETS, 10_000);
       const byId = new Map(replies.map((m) => [Number(m.id), m]));
@@ -153,6 +157,7 @@ describe('daemon lifecycle', () => {
       const stopResult = await stopCommand;
       expect(stopResult.exitCode).toBe(0);
       expect(stopResult.stdout).toMatch(/already shutting down/);
+      expect(stopEndedAfterResume).toBe(true);
       // The drained write was applied and checkpointed; the refused one never was.
       await daemon.start();
       const check = await IpcClient.connect(daemon.socketPath);

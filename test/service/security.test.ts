@@ -79,6 +79,7 @@ describe('socket security', () => {
     // connects wrote 300 lines, synchronously).
     for (let i = 0; i < 3; i++) expect((await asNobody()).stdout).toBe('ACCESS_DENIED');
     await expect.poll(async () => (await IpcClient.connect(daemon.socketPath).then((c) => c.stats().finally(() => c.close()))).connections.refused).toBe(4);
+    await daemon.stop(); // every line it wrote has been read
     expect(daemon.logs.filter((l) => l.msg === 'refused peer not on the allow-list')).toHaveLength(1);
 
     const allowed = await startDaemon({ dir: makeTempDir(), args: ['--allow-uid', String(NOBODY_UID)] });
