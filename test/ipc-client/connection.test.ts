@@ -372,7 +372,8 @@ describe('reconnect (the default)', () => {
     await client.close();
     await client.close();
     expect((await settle(client.get('a'))).error?.code).toBe('CONNECTION_CLOSED');
-    await expect(client.beginTransaction()).resolves.toBeDefined(); // resolves; its calls fail
+    const txn = await client.beginTransaction(); // resolves; its calls fail, sending nothing
+    await expect(txn.get('a')).rejects.toMatchObject({ code: 'CONNECTION_CLOSED' });
     expect(server.ops('hello')).toHaveLength(1);
     expect(client.closed).toBe(true);
     expect(closes).toEqual([null]);

@@ -111,7 +111,7 @@ describe('IpcClient.connect checks who owns the socket', () => {
   it('connects when the owner is the uid asked for, or with any', async () => {
     server = await FakeServer.start();
     client = await IpcClient.connect(server.path, { serverUid: SELF });
-    expect(await client.ping()).toBeDefined();
+    expect(await client.ping()).toMatchObject({ version: '9.9.9-fake' });
     await client.close();
     client = await IpcClient.connect(server.path, { serverUid: 'any' });
     expect(server.ops('hello')).toHaveLength(2);

@@ -345,6 +345,7 @@ describe('withTransaction', () => {
     await expect(client.withTransaction(async () => {
       throw new Error('first');
     })).rejects.toThrow('first');
+    expect(server.ops('abort')).toHaveLength(1); // the abort was sent, and failed
   });
 
   // The sleeps are asked of setTimeout, so they are read there instead of timed: with the jitter

@@ -178,14 +178,19 @@ describe('slow, stuck and greedy clients', () => {
   // Regression: pulling a transaction's cursor did not count as using the transaction, so a
   // transactional scan consumed slowly was aborted as idle in the middle (TXN_EXPIRED).
   // No fixed duration: a witness transaction, last used right after the scanning one's put,
-  // stays idle while the scan is pulled (an entry every 20 ms or so, far below txnIdleMsMax). Once
+  // stays idle while the scan is pulled (an entry every 20 ms or so, far below txnIdleMsMax;
+  // 300 of them take at least 6 s, past its expiry and the sweep after it). Once
   // the idle sweep has expired the witness, it has passed the moment when the scanning
   // transaction, idle at least as long but for its pulls, would have expired too.
   it('keeps a transaction alive while its scan is being pulled', async () => {
-    const client = await IpcClient.connect(daemon.socketPath);
+    // A daemon of its own with a 3 s txnIdleMsMax: under the suite's 600 ms, a loaded machine
+    // that left this process unscheduled that long between two pulls expired the scanning one.
+    const own = await startDaemon({ config: { limits: { txnIdleMsMax: 3_000 } } });
+    onTestFinished(() => own.dispose());
+    const client = await IpcClient.connect(own.socketPath);
     try {
       await client.putBatch(Array.from({ length: 300 }, (_, i) => [`tscan/${String(i).padStart(3, '0')}`, 'v'] as [string, string]));
-      const expiries = () => daemon.logs.filter((l) => l.msg === 'expired idle transactions/cursors');
+      const expiries = () => own.logs.filter((l) => l.msg === 'expired idle transactions/cursors');
       const expiriesBefore = expiries().length;
       const txn = await client.beginTransaction();
       await txn.put('tscan-result', 'x');
@@ -201,7 +206,7 @@ describe('slow, stuck and greedy clients', () => {
       expect(expiries().slice(expiriesBefore).map((l) => l.txns), 'only the witness expired').toEqual([1]);
       await expect(witness.get('tscan/000')).rejects.toMatchObject({ code: 'TXN_EXPIRED' });
       await txn.commit();
-      expect((await good.get('tscan-result'))?.toString()).toBe('x');
+      expect((await client.get('tscan-result'))?.toString()).toBe('x');
     } finally {
       await client.close();
     }
@@ -231,6 +236,8 @@ describe('slow, stuck and greedy clients', () => {
   });
 
   it('refuses connections beyond connectionsMax with TOO_MANY_CONNECTIONS and recovers', async () => {
+    // Earlier tests' connections (closed) must be gone from the daemon's count first.
+    await expect.poll(async () => (await good.stats()).connections.active, { timeout: 5_000 }).toBe(1);
     const clients: IpcClient[] = [];
     const refused: string[] = [];
     for (let i = 0; i < 16; i++) {

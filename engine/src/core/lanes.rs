@@ -244,13 +244,18 @@ mod tests {
     #[test]
     fn a_lane_goes_idle_only_when_it_has_no_call_to_run() {
         // The idle hook counts the calls that ran before it: with calls queued back to back it
-        // is not called between them, and it is called once they are all done.
+        // is not called between them, and it is called once they are all done. The first call
+        // waits until all five are queued, so none of them can find the lane empty.
         let ran = Arc::new(AtomicUsize::new(0));
         let idle_after = Arc::new(Mutex::new(Vec::new()));
+        let (all_queued, queued) = std::sync::mpsc::channel::<()>();
+        let queued = Mutex::new(queued);
         let runner: Runner = {
             let ran = ran.clone();
             Arc::new(move |call: LaneCall| {
-                std::thread::sleep(Duration::from_millis(2));
+                if call.input == [0] {
+                    queued.lock().unwrap().recv().unwrap();
+                }
                 ran.fetch_add(1, Ordering::SeqCst);
                 Ok(call.input)
             })
@@ -267,11 +272,12 @@ mod tests {
         for call in 0..5u32 {
             lanes.submit(0, call, vec![call as u8], false).unwrap();
         }
+        all_queued.send(()).unwrap();
         lanes.stop();
         let seen = idle_after.lock().unwrap().clone();
         assert_eq!(seen.first(), Some(&0), "idle before the first call");
         assert_eq!(seen.last(), Some(&5), "idle once every call ran");
-        assert!(seen.iter().filter(|&&n| n > 0 && n < 5).count() <= 1, "not between queued calls: {seen:?}");
+        assert!(seen.iter().all(|&n| n == 0 || n == 5), "not between queued calls: {seen:?}");
     }
 
     #[test]
