@@ -23,7 +23,7 @@ import { toToonDBError } from '../protocol/errors.js';
 import { TTL_SECONDS_MAX } from '../protocol/limits.js';
 import type { StatsResult } from '../protocol/messages.js';
 import { dump, load, loadSourceName, progressReporter } from './dump.js';
-import { STDIO_NAME } from './dump-target.js';
+import { STDIO_NAME, writeError } from './dump-target.js';
 import { renderStats } from './format.js';
 import { codedCommanderError, EXIT_FAILURE, EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_USAGE, fail, failConnect, notFound, usage } from './cli-exit.js';
 import { display, parseInput, parseKey, parsePath, type Encoding } from './text.js';
@@ -68,11 +68,14 @@ function out(line: string): void {
 let stdoutCarriesDump = false;
 
 // A reader that went away (`toondb scan | head -1`) is the end of the output, not a failure:
-// exit quietly instead of with an unhandled EPIPE stack. Not for `dump -`: there the failed
-// write reports the incomplete dump.
+// exit quietly instead of with an unhandled EPIPE stack. Any other failure to write stdout (a
+// full disk behind `> file`: ENOSPC) is one coded line and exit 4, never a stack trace and the
+// exit 1 that means "key not found". Not for `dump -`: there the failed write reports the
+// incomplete dump itself.
 process.stdout.on('error', (error: NodeJS.ErrnoException) => {
-  if (error.code !== 'EPIPE') throw error;
-  if (!stdoutCarriesDump) process.exit(0);
+  if (stdoutCarriesDump) return;
+  if (error.code === 'EPIPE') process.exit(0);
+  fail(writeError('stdout', error));
 });
 
 const program = new Command('toondb')
