@@ -7,9 +7,12 @@
  *                        socket cannot be opened (ENXIO) and is refused, pointing to `-`
  *   a symlink            followed: the file it names is written (or, if it names nothing yet,
  *                        created), never the link replaced
+ *   this process's       (`/dev/stdout` or `/dev/fd/1` when stdout is a file, even one opened
+ *   stdout or stderr     for `>>`) streamed into through that descriptor, as `-` is: never
+ *                        replaced, which would drop what the file held and what `>>` appends
  *   a regular file,      written to a temporary file beside it (beside the symlink's target),
- *   or no file yet       fsynced, and renamed over it only once complete, so a failed or
- *                        interrupted dump never destroys an earlier one
+ *   or no file yet       fsynced, and renamed over it only once complete (the directory fsynced
+ *                        after), so a failed or interrupted dump never destroys an earlier one
  *   a directory          refused
  *
  * Invariants: the temporary file is created exclusively (O_EXCL: never through a link planted
@@ -19,10 +22,11 @@
  * meanwhile is an error, not a new regular file.
  */
 
-import { constants, rmSync } from 'node:fs';
+import { constants, fstatSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { lstat, open, readlink, realpath, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { ToonDBError } from '../protocol/errors.js';
 
 /** The FILE argument that means stdout (`dump`) or stdin (`load`). */
@@ -93,12 +97,16 @@ function byType(stats: Stats, path: string, file: string): Plan {
 
 /** Opens the target for `file` (see the header). */
 export async function openDumpTarget(file: string): Promise<DumpTarget> {
-  if (file === STDIO_NAME) return stdoutTarget();
+  if (file === STDIO_NAME) return streamTarget(process.stdout, 'stdout');
   let chosen: Plan;
   try {
     chosen = await plan(file);
   } catch (error) {
     throw writeError(file, error);
+  }
+  if (chosen.kind === 'replace') {
+    const stdio = await standardStreamAt(chosen.path);
+    if (stdio !== null) return streamTarget(stdio === 1 ? process.stdout : process.stderr, file);
   }
   if (chosen.kind === 'stream') {
     const handle = await open(chosen.path, constants.O_WRONLY).catch((error: unknown) => { throw writeError(file, error); });
@@ -113,19 +121,39 @@ export async function openDumpTarget(file: string): Promise<DumpTarget> {
   return replacingTarget(file, chosen.path);
 }
 
-/** Stdout; the caller refuses a terminal there (a dump is binary). */
-function stdoutTarget(): DumpTarget {
+/** 1 or 2 if the regular file at `path` is the one this process's stdout or stderr writes
+ * (same device and inode), else null. */
+async function standardStreamAt(path: string): Promise<1 | 2 | null> {
+  const target = await stat(path).catch(() => null);
+  if (target === null) return null;
+  for (const fd of [1, 2] as const) {
+    const stdio = (() => {
+      try {
+        return fstatSync(fd);
+      } catch {
+        return null; // closed
+      }
+    })();
+    if (stdio !== null && stdio.dev === target.dev && stdio.ino === target.ino) return fd;
+  }
+  return null;
+}
+
+/** Stdout (or stderr) as a stream; for `-` the caller refuses a terminal (a dump is binary). */
+function streamTarget(stream: NodeJS.WriteStream, name: string): DumpTarget {
   return {
-    name: 'stdout',
+    name,
     streamed: true,
-    write: (bytes) => new Promise<void>((done, fail) => process.stdout.write(bytes, (error) => (error ? fail(error) : done()))),
+    write: (bytes) => new Promise<void>((done, fail) => stream.write(bytes, (error) => (error ? fail(error) : done()))),
     finish: async () => undefined,
     abandon: async () => undefined,
   };
 }
 
 async function replacingTarget(file: string, path: string): Promise<DumpTarget> {
-  const temporary = `${path}.tmp-${process.pid}`;
+  // A short name of its own beside the target (the target's name plus a suffix could pass the
+  // 255-byte limit on a name that is itself legal).
+  const temporary = join(dirname(path), `.toondb-dump-${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
   // In before the file exists: a signal right after its creation must still remove it.
   const onSignal = (signal: NodeJS.Signals) => {
     rmSync(temporary, { force: true });
@@ -152,6 +180,13 @@ async function replacingTarget(file: string, path: string): Promise<DumpTarget> 
       await handle.close();
       await rename(temporary, path);
       unwatch();
+      // The rename itself survives a power loss only once the directory is synced.
+      const directory = await open(dirname(path), constants.O_RDONLY);
+      try {
+        await directory.sync();
+      } finally {
+        await directory.close();
+      }
     },
     abandon: async () => {
       await handle.close().catch(() => undefined);
