@@ -86,6 +86,12 @@ export async function dump(client: IpcClient, file: string, progress: Progress):
     return { count, target };
   } catch (error) {
     await target.abandon();
+    if (target.streamed && (error as { code?: unknown }).code === 'CURSOR_NOT_FOUND') {
+      // Writes to a pipe block this process: a reader that stalls (a slow link, a password
+      // prompt behind `| ssh`) leaves the dump's cursor idle until the daemon closes it.
+      throw new ToonDBError('CURSOR_NOT_FOUND', `the dump to ${target.name} stopped: its reader took no bytes for longer than the ` +
+        `daemon keeps an idle cursor (cursorIdleMsMax, ${client.serverInfo.limits.cursorIdleMsMax} ms); dump to a file first, then copy that`, { cause: error });
+    }
     throw writeError(target.name, error);
   }
 }
@@ -198,10 +204,10 @@ async function loadFrom(client: IpcClient, source: string, file: string, loaded:
     }
     for (const body of decoder.push(bytes)) {
       const message = codec.decode(body);
-      if (message.end === true) {
-        trailer = Number(message.count);
-      } else if (trailer !== null) {
+      if (trailer !== null) {
         throw corrupt(file, 'data after the trailer');
+      } else if (message.end === true) {
+        trailer = Number(message.count);
       } else if (Array.isArray(message.entries)) {
         const entries = checkedEntries(message.entries, version, file, loaded.count);
         if (version >= 2 && message.crc32 !== entriesCrc(entries)) throw corrupt(file, `a batch fails its checksum after ${loaded.count} entries`);
@@ -216,6 +222,8 @@ async function loadFrom(client: IpcClient, source: string, file: string, loaded:
   }
   if (version === 0) throw notADump(file, head.length === 0 ? 'it is empty' : `${head.length} bytes, too short for a dump header`);
   if (trailer === null) throw corrupt(file, `truncated after ${loaded.count} entries (no trailer)`);
+  // Part of a frame after the trailer (a file with bytes appended, or two dumps run together).
+  if (decoder.bufferedBytes > 0) throw corrupt(file, `${decoder.bufferedBytes} bytes after the trailer`);
   if (trailer !== loaded.count) throw corrupt(file, `trailer says ${trailer} entries, read ${loaded.count}`);
 }
 
