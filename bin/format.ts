@@ -32,7 +32,9 @@ export function renderStats(s: StatsResult): string {
   const rows: [string, string][] = [
     ['version', `${s.version} (pid ${s.pid}, up ${formatDuration(s.uptimeMs)})`],
     ['socket / data', `${s.socketPath}  ${s.dataDir}`],
-    ['durability', `${s.durability}; ${counted(s.durable.syncs, 'fsync')}, ${counted(s.durable.pendingWrites, 'write')} pending`],
+    ['durability', `${s.durability}; ${counted(s.durable.syncs, 'fsync')}, ${counted(s.durable.pendingWrites, 'write')} pending` +
+      // Absent in the stats of a daemon older than this client.
+      (s.durable.watermarkFailures ? `; ${counted(s.durable.watermarkFailures, 'watermark write')} failed` : '')],
     // `max` and `byUid` are absent in the stats of a daemon older than this client.
     ['connections', `${s.connections.active} active${typeof s.connections.max === 'number' ? ` (at most ${s.connections.max})` : ''}, ${s.connections.total} total, ${s.connections.refused} refused` +
       (s.connections.byUid ? `; by uid: ${Object.entries(s.connections.byUid).map(([uid, n]) => `${uid} ${n}`).join(', ') || 'none'}` : '')],

@@ -209,6 +209,9 @@ export interface EngineStats {
   journalSyncs: number;
   /** When the last of them completed (ms since the Unix epoch); null before the first. */
   lastJournalSyncMs: number | null;
+  /** Good fsyncs whose write of the durable watermark failed (a full or failing disk): they
+   * still count as fsyncs; the recovery check only sees an older watermark. */
+  watermarkFailures: number;
 }
 
 export interface CheckpointReport {

@@ -177,7 +177,7 @@ export interface StatsResult {
     rowCacheBytes: number;
     rowCacheQueuedKeys: number;
   };
-  durable: { syncs: number; lastSyncMs: number | null; pendingWrites: number };
+  durable: { syncs: number; lastSyncMs: number | null; pendingWrites: number; watermarkFailures: number };
   checkpoint: { last: null | { atMs: number; lsn: bigint; durationMs: number } };
   latency: LatencySummary;
 }

@@ -136,7 +136,7 @@ export async function stats(ctx: DaemonContext): Promise<StatsResult> {
       rowCacheBytes: engine.rowCacheBytes,
       rowCacheQueuedKeys: engine.rowCacheQueuedKeys,
     },
-    durable: { syncs: engine.journalSyncs, lastSyncMs: engine.lastJournalSyncMs, pendingWrites: ctx.gate.pendingWrites },
+    durable: { syncs: engine.journalSyncs, lastSyncMs: engine.lastJournalSyncMs, pendingWrites: ctx.gate.pendingWrites, watermarkFailures: engine.watermarkFailures },
     checkpoint: { last: c.lastCheckpoint },
     latency: c.latency.snapshot(),
   };

@@ -82,6 +82,7 @@ pub struct StatsJs {
     pub row_cache_queued_keys: f64,
     pub journal_syncs: f64,
     pub last_journal_sync_ms: Option<f64>,
+    pub watermark_failures: f64,
 }
 
 impl From<Stats> for StatsJs {
@@ -101,6 +102,7 @@ impl From<Stats> for StatsJs {
             row_cache_queued_keys: s.row_cache_queued_keys as f64,
             journal_syncs: s.journal_syncs as f64,
             last_journal_sync_ms: s.last_journal_sync_ms.map(|ms| ms as f64),
+            watermark_failures: s.watermark_failures as f64,
         }
     }
 }

@@ -45,6 +45,14 @@ describe('renderStats', () => {
     expect(renderStats(stats(3))).toMatch(/3 refused\s*$/m);
   });
 
+  it('says when watermark writes failed, and nothing when none did', () => {
+    const failing = stats(2);
+    failing.durable.watermarkFailures = 3;
+    expect(renderStats(failing)).toContain('sync; 2 fsyncs, 2 writes pending; 3 watermark writes failed');
+    failing.durable.watermarkFailures = 0;
+    expect(renderStats(failing)).not.toContain('watermark');
+  });
+
   it('sizes bytes in binary units', () => {
     expect([formatBytes(0), formatBytes(1536), formatBytes(5 * 1024 ** 3)]).toEqual(['0 B', '1.5 KiB', '5.0 GiB']);
   });

@@ -40,6 +40,8 @@ pub struct Stats {
     pub journal_syncs: u64,
     /// When the last of them completed (ms since the Unix epoch), None before the first.
     pub last_journal_sync_ms: Option<u64>,
+    /// Good fsyncs whose watermark write failed (store/fsync.rs).
+    pub watermark_failures: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -251,6 +253,7 @@ impl Engine {
             row_cache_queued_keys: store.rows.queued_keys(),
             journal_syncs: store.fsyncs.load(std::sync::atomic::Ordering::Relaxed),
             last_journal_sync_ms: Some(store.last_fsync_ms.load(std::sync::atomic::Ordering::Relaxed)).filter(|&ms| ms > 0),
+            watermark_failures: store.watermark_failures.load(std::sync::atomic::Ordering::Relaxed),
         })
     }
 

@@ -163,6 +163,10 @@ pub struct Store {
     journal: ActiveJournal,
     /// Journal fsyncs that succeeded (group commit, checkpoint, close).
     pub fsyncs: AtomicU64,
+    /// A journal fsync failed: no later one may report success (store/fsync.rs).
+    fsync_failed: AtomicBool,
+    /// Watermark writes that failed after a good fsync (store/fsync.rs); the next one retries.
+    pub watermark_failures: AtomicU64,
     /// Wall-clock ms (Unix epoch) at which the last of them completed, 0 before the first.
     pub last_fsync_ms: AtomicU64,
     /// Fsyncs left before the test failpoint fires (None: no failpoint; see the header).
@@ -228,6 +232,8 @@ impl Store {
             journal: ActiveJournal::new(std::path::Path::new(&options.path)),
             journal_at_last_sample: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
+            fsync_failed: AtomicBool::new(false),
+            watermark_failures: AtomicU64::new(0),
             last_fsync_ms: AtomicU64::new(0),
             // Not the seqno at open: creating the keyspaces moves it without a journal entry, so
             // a reopen recovers less, and a close with no commit in between recorded it as the

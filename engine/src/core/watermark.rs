@@ -138,6 +138,15 @@ impl Watermark {
 }
 
 #[cfg(test)]
+impl Watermark {
+    /// Swaps the file for a read-only descriptor of it, so every later write fails (EBADF), as
+    /// on a full or failing disk.
+    pub fn make_unwritable(&self, path: &Path) {
+        *self.file.lock().unwrap() = File::open(path).unwrap();
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -2,11 +2,22 @@
 //!
 //! Responsibility: group commit (`sync`, through our own journal descriptor) and fjall's own
 //! persist (checkpoint and close), each recording in the watermark what it covered (watermark.rs);
-//! a failed fsync poisons the store, and a poisoned store never drops its fjall database.
+//! a failed fsync, or failing to find the journal to fsync, poisons the store, and a poisoned
+//! store never drops its fjall database.
 //!
-//! Invariants: the seqno recorded is sampled before the fsync starts (every commit that returned
-//! is in the buffers it flushes); nothing here ever flushes fjall's journal buffer once the
-//! store is poisoned (and fjall itself cannot either: store/journal_seal.rs).
+//! Invariants:
+//! - The seqno recorded is sampled before the fsync starts (every commit that returned is in
+//!   the buffers it flushes); nothing here ever flushes fjall's journal buffer once the store is
+//!   poisoned (and fjall itself cannot either: store/journal_seal.rs).
+//! - After one journal fsync failed, every later one fails too, without trying: Linux reports a
+//!   writeback error once per file, so a second fdatasync of the same journal would return 0
+//!   over pages the kernel dropped ("fsyncgate"), and writes would be acknowledged as durable
+//!   that are not. (A store poisoned by a failed journal *write* still fsyncs what was written
+//!   before it: those commits are whole in the OS buffers.)
+//! - A good fsync is reported as one even when recording it in the watermark fails (a full or
+//!   failing disk): the commits it covered are durable, and a watermark older than the truth
+//!   only weakens the recovery check (watermark.rs). The failure is counted
+//!   (`watermark_failures`, in stats) and the next fsync writes the watermark again.
 
 use super::{Store, FSYNC_FAILPOINT_ENV};
 use crate::core::error::{EngineError, EngineResult};
@@ -48,21 +59,32 @@ impl Store {
     /// deleted, and a compaction dropped the commit's tombstones, recovery came back below the
     /// seqno while the named journal was still there: a healthy database refused (watermark.rs).
     fn fsync_with(&self, fsync: impl FnOnce() -> EngineResult<()>) -> EngineResult<()> {
-        let journal_at_sample = self.journal.active_id()?;
+        if self.fsync_failed.load(Ordering::SeqCst) {
+            return Err(EngineError::StorageFailed(
+                "a journal fsync failed earlier: what it covered may be lost, and no later fsync can tell (restart the daemon)".into()));
+        }
+        let journal_at_sample = self.journal.active_id().inspect_err(|e| self.poison(e))?;
         // Sampled before the fsync: every commit that returned is in the buffers it flushes.
         let covered = self.last_commit_seqno.load(Ordering::SeqCst);
         if let Some(left) = &self.fsyncs_before_failure {
             if left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_err() {
                 let error = EngineError::StorageFailed(format!("journal fsync failed (injected by {FSYNC_FAILPOINT_ENV})"));
+                self.fsync_failed.store(true, Ordering::SeqCst);
                 self.poison(&error);
                 return Err(error);
             }
         }
-        fsync().inspect_err(|e| self.poison(e))?;
+        fsync().inspect_err(|e| {
+            self.fsync_failed.store(true, Ordering::SeqCst);
+            self.poison(e);
+        })?;
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
         self.last_fsync_ms.fetch_max(super::value::now_ms(), Ordering::Relaxed);
         let journal = self.journal_at_last_sample.swap(journal_at_sample, Ordering::SeqCst);
-        self.watermark.record(covered, journal)
+        if self.watermark.record(covered, journal).is_err() {
+            self.watermark_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
     }
 }
 
@@ -80,5 +102,65 @@ impl Drop for Store {
             // SAFETY: `db` is dropped only here, once, and the store is not used after drop.
             unsafe { ManuallyDrop::drop(&mut self.db) };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::core::engine::Engine;
+    use crate::core::error::EngineError;
+    use crate::core::ops::{kind, Op};
+    use crate::core::store::{Limits, OpenOptions};
+    use std::sync::atomic::Ordering;
+
+    fn open_engine(dir: &std::path::Path) -> (Engine, String) {
+        let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 1 << 20, txn_bytes_daemon_max: 1 << 40, batch_items_max: 100, batch_bytes_max: 1 << 24 };
+        let path: String = dir.join("db").to_str().unwrap().into();
+        let options = OpenOptions { path: path.clone(), cache_bytes: None, row_cache_bytes: None, table_files_max: None, limits };
+        (Engine::open(&options).unwrap().0, path)
+    }
+
+    fn put(engine: &Engine, key: &[u8]) -> Option<EngineError> {
+        let op = Op { kind: kind::PUT, key: Some(key.to_vec()), value: Some(b"v".to_vec()), ..Default::default() };
+        engine.execute(vec![op]).unwrap().remove(0).error
+    }
+
+    // Review (fsyncgate): after a failed journal fsync, a second fdatasync of the same file
+    // returns 0 on Linux over pages the kernel dropped, and would have marked writes durable.
+    #[test]
+    fn after_a_failed_fsync_every_later_one_fails_without_trying() {
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, _) = open_engine(dir.path());
+        let store = engine.store().unwrap();
+        assert!(put(&engine, b"a").is_none());
+        let durable = store.tickets.durable();
+        let failed = store.fsync_with(|| Err(EngineError::StorageFailed("injected EIO".into())));
+        assert_eq!(failed.map_err(|e| e.code()), Err("STORAGE_FAILED"));
+        assert!(store.check_writable().is_err(), "a failed fsync poisons the store");
+        let again = store.sync().unwrap_err();
+        assert!(again.to_string().contains("a journal fsync failed earlier"), "{again}");
+        assert_eq!(store.tickets.durable(), durable, "nothing more is marked durable");
+        assert!(engine.checkpoint().is_err(), "nor does a checkpoint's persist pass for one");
+    }
+
+    // Review: a watermark write that failed after a good fsync failed the whole round: the
+    // group-commit thread ended, the daemon told the fsync's writers STORAGE_FAILED though they
+    // were durable, and the store, not poisoned, went on applying writes whose clients were
+    // told they failed (back after a restart).
+    #[test]
+    fn a_good_fsync_is_reported_as_one_when_its_watermark_write_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, path) = open_engine(dir.path());
+        let store = engine.store().unwrap();
+        store.watermark.make_unwritable(&crate::core::watermark::path_for(&path));
+        assert!(put(&engine, b"a").is_none());
+        let written = store.tickets.written();
+        assert_eq!(store.sync().unwrap(), written, "the fsync's writes are durable");
+        assert_eq!(store.watermark_failures.load(Ordering::Relaxed), 1);
+        assert!(store.check_writable().is_ok());
+        assert!(put(&engine, b"b").is_none());
+        store.sync().unwrap();
+        assert_eq!(store.watermark_failures.load(Ordering::Relaxed), 2, "each round tries it again");
+        assert_eq!(engine.stats().unwrap().watermark_failures, 2);
     }
 }
