@@ -1,7 +1,10 @@
 //! The ceiling fjall sets on toondb's write path, with no daemon, client, napi or row cache:
 //! batches of random keys written straight into fjall from one thread, configured as toondb's
 //! store configures it (store.rs: 16 MiB data memtable, background workers for this machine,
-//! journal flushed to the OS per batch as the `interval` mode does).
+//! the daemon's 64 MiB block cache, journal flushed to the OS per batch as the `interval` mode
+//! does), each batch's keys de-duplicated and sorted as the store's `write_batch` does. Not
+//! here: the store's reaper (rotated memtables are freed by fjall, under its locks) and its
+//! worker's nice 5, which only matter once other threads want the CPU.
 //!
 //! Run: `cargo run --release --no-default-features --features ceiling --example fjall_ceiling --
 //! SECONDS BATCH_KEYS KEY_SPACE VALUE_BYTES KEY_PREFIX` (bench/ceiling.js does, with its own
@@ -14,6 +17,8 @@ use std::time::{Duration, Instant};
 use toondb_engine::core::store::{background_workers, DATA_MEMTABLE_BYTES};
 
 const PRELOAD_BATCH_KEYS: u64 = 1000;
+/// The daemon's block cache (protocol/limits.ts ENGINE_BLOCK_CACHE_BYTES).
+const BLOCK_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 const USAGE: &str = "usage: fjall_ceiling SECONDS BATCH_KEYS KEY_SPACE VALUE_BYTES KEY_PREFIX";
 
 fn arg(index: usize) -> String {
@@ -41,14 +46,23 @@ fn main() {
     toondb_engine::core::alloc::tune(); // as Store::open does
     let dir = tempfile::tempdir().expect("a temp dir");
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let db = OptimisticTxDatabase::builder(dir.path()).worker_threads(background_workers(cores)).open().expect("open fjall");
+    let db = OptimisticTxDatabase::builder(dir.path())
+        .worker_threads(background_workers(cores))
+        .cache_size(BLOCK_CACHE_BYTES)
+        .open()
+        .expect("open fjall");
     let data = db
         .keyspace("data", || KeyspaceCreateOptions::default().max_memtable_size(DATA_MEMTABLE_BYTES))
         .expect("open the keyspace");
     let value = vec![b'v'; value_bytes];
     let write = |keys: &mut dyn Iterator<Item = u64>| {
+        // One write of a key per batch, in key order (store/commit.rs `write_batch`); the
+        // indices are 12-digit and zero-padded, so their order is the keys' order.
+        let mut indices: Vec<u64> = keys.collect();
+        indices.sort_unstable();
+        indices.dedup();
         let mut batch = db.inner().batch().durability(Some(PersistMode::Buffer));
-        for index in keys {
+        for index in indices {
             batch.insert(data.inner(), key_name(index), value.as_slice());
         }
         batch.commit().expect("commit");
