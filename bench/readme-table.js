@@ -10,13 +10,14 @@
  * engine's ceiling (fjall alone), when the run measured it.
  *
  * Invariants: numbers are the run's medians, formatted as the run's own report formats them
- * (report.js); ratios are toondb ÷ peer, never inverted (the workload's unit says whether lower
+ * (report.js); ratios are toondb ÷ peer on the medians, with the range of the rounds' own
+ * ratios (rounds of an older run's JSON, which left out failed rounds, are paired in order), never inverted (the workload's unit says whether lower
  * is better, as in the run's legend); a workload missing from the previous run gets an empty cell.
  */
 
 import { readFileSync } from 'node:fs';
 import { renderCeiling } from './ceiling.js';
-import { formatLatency, formatRate, formatRatio, LOWER_IS_BETTER } from './report.js';
+import { formatLatency, formatRate, formatRatio, formatRatioWithRange, LOWER_IS_BETTER, roundRatioRange } from './report.js';
 
 function load(path) {
   return JSON.parse(readFileSync(path, 'utf8'));
@@ -29,12 +30,13 @@ function cell(summary, unit) {
   return Number.isFinite(summary.p50Ns) ? `${rate} (${formatLatency(summary.p50Ns)} / ${formatLatency(summary.p99Ns)})` : rate;
 }
 
+/** toondb ÷ peer on the medians, with the range of the rounds' own ratios (report.js). */
 function ratio(workload, peer) {
-  const ours = workload.systems.toondb?.median;
-  const theirs = workload.systems[peer]?.median;
-  if (!ours || !theirs) return '';
-  const text = formatRatio(ours.rate / theirs.rate);
-  return LOWER_IS_BETTER.has(workload.unit) ? `${text} (lower is better)` : text;
+  const ours = workload.systems.toondb;
+  const theirs = workload.systems[peer];
+  if (!ours?.median || !theirs?.median) return '';
+  const text = formatRatioWithRange(ours.median.rate / theirs.median.rate, roundRatioRange(ours.rounds ?? [], theirs.rounds ?? []));
+  return LOWER_IS_BETTER.has(workload.unit) ? `${text}, lower is better` : text;
 }
 
 function previousCell(workload) {

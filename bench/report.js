@@ -7,8 +7,10 @@
  *   commits/s, ms or MiB); a latency that was not measured is NaN and prints as "—".
  * - Reported values are medians across rounds, each taken separately (rate, p50, p99), so one
  *   disturbed round cannot move them.
- * - Ratios are always toondb ÷ peer, on the reported medians. For units where lower is better
- *   (ms, MiB) the legend under the table says so; a ratio is never inverted silently.
+ * - Ratios are always toondb ÷ peer, on the reported medians, with the range of the ratios of
+ *   the rounds (each round's toondb ÷ that round's peer, runs of one round paired) beside them,
+ *   so a ratio near a target line shows how far the rounds spread. For units where lower is
+ *   better (ms, MiB) the legend under the table says so; a ratio is never inverted silently.
  */
 
 import { median } from './stats.js';
@@ -47,12 +49,40 @@ export class Results {
     return (this.summary(workloadId, 'toondb')?.rate ?? NaN) / (this.summary(workloadId, peer)?.rate ?? NaN);
   }
 
+  /** The lowest and highest of the rounds' own toondb ÷ peer ratios, or null with fewer than
+   * two rounds that measured both. */
+  ratioRange(workloadId, peer) {
+    const ours = this.#trials.get(`${workloadId}\u0000toondb`) ?? [];
+    const theirs = this.#trials.get(`${workloadId}\u0000${peer}`) ?? [];
+    return roundRatioRange(ours, theirs);
+  }
+
   toJSON(workloads) {
     return workloads.map((w) => ({
       id: w.id, title: w.title, config: w.config, unit: w.unit,
-      systems: Object.fromEntries(w.systems.map((s) => [s, { median: this.summary(w.id, s), rounds: this.trials(w.id, s) }])),
+      // Indexed by round (null for a round that did not measure it), so rounds pair up.
+      systems: Object.fromEntries(w.systems.map((s) => [s, {
+        median: this.summary(w.id, s),
+        rounds: Array.from(this.#trials.get(`${w.id}\u0000${s}`) ?? [], (trial) => trial ?? null),
+      }])),
     }));
   }
+}
+
+/** [min, max] of ours[r].rate ÷ theirs[r].rate over the rounds r both measured (arrays indexed by
+ * round, holes allowed), or null with fewer than two such rounds. */
+export function roundRatioRange(ours, theirs) {
+  const ratios = [];
+  for (let round = 0; round < Math.min(ours.length, theirs.length); round++) {
+    if (ours[round] && theirs[round]) ratios.push(ours[round].rate / theirs[round].rate);
+  }
+  return ratios.length < 2 ? null : [Math.min(...ratios), Math.max(...ratios)];
+}
+
+/** `1.29× (1.19-1.35)`: the ratio, and the range of the rounds' own ratios when known. */
+export function formatRatioWithRange(ratio, range) {
+  const text = formatRatio(ratio);
+  return range && Number.isFinite(ratio) ? `${text} (${range[0].toFixed(2)}-${range[1].toFixed(2)})` : text;
 }
 
 const grouped = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
@@ -91,7 +121,7 @@ export function renderTable(workloads, results) {
     workload.systems.forEach((system, index) => {
       const summary = results.summary(workload.id, system);
       const ratios = PEERS.map(([peer]) => (system === 'toondb' && workload.systems.includes(peer)
-        ? formatRatio(results.ratio(workload.id, peer)) : ''));
+        ? formatRatioWithRange(results.ratio(workload.id, peer), results.ratioRange(workload.id, peer)) : ''));
       lines.push(row([
         index === 0 ? `\`${workload.id}\` ${workload.title}` : '',
         SYSTEM_NAMES[system],
@@ -108,10 +138,12 @@ export function renderTable(workloads, results) {
 export function tableLegend(workloads, knobs) {
   const lowerBetter = workloads.filter((w) => LOWER_IS_BETTER.has(w.unit)).map((w) => `\`${w.id}\``);
   const lines = [
-    `Medians over ${knobs.rounds} round(s), systems alternating A/B; ${knobs.seconds} s window after ${knobs.warmupSeconds} s warm-up per trial.`,
-    'Ratios are toondb ÷ peer on the medians: above 1 means toondb is faster for rates.',
+    `Medians over ${knobs.rounds} round(s), the systems' order rotating from round to round; ${knobs.seconds} s window after ${knobs.warmupSeconds} s warm-up per trial.`,
+    'Ratios are toondb ÷ peer on the medians: above 1 means toondb is faster for rates; in brackets the lowest and highest of the rounds\' own ratios.',
   ];
   if (lowerBetter.length) lines.push(`For ${lowerBetter.join(', ')} lower is better, so a ratio below 1 favours toondb.`);
-  lines.push('Latency is per operation (per batch call for getBatch/putBatch/bulk load), measured in the client.');
+  lines.push('Latency is per operation (per batch call for getBatch/putBatch/bulk load), measured in the client from when the request is sent.',
+    'The load is a closed loop (a fixed number in flight, each sending its next request when the last is answered), so a stall delays the requests not yet sent without being counted in them:',
+    'p99s understate what clients arriving at a steady rate would see, the more so for the system that stalls more.');
   return lines.join('\n');
 }
