@@ -3,9 +3,11 @@
  * turning a failure into an error that says what failed and what the server was doing.
  *
  * Invariants:
- * - Round r runs the systems in listed order when r is even and reversed when r is odd
- *   (A B, B A, A B, ...), so drift over time (page cache, compaction, heat) does not
- *   systematically favour whichever system runs first.
+ * - Round r runs the systems rotated by r (A B C, B C A, C A B; with two, A B, B A), and
+ *   reversed in every second full cycle (C B A, A C B, B A C): over n rounds each of n systems
+ *   runs once in each position, so drift over time (page cache, compaction, heat) does not
+ *   systematically favour whichever system runs first or last, and over 2n rounds each follows
+ *   each other system as often as it precedes it.
  * - A failure is never swallowed: `failure()` wraps it with the workload, system and round,
  *   whether the server process is still alive, and the tail of the server's log; the original
  *   error stays attached as `cause`.
@@ -19,7 +21,9 @@ import { exited, tail } from './servers.js';
 const WARN_LEVEL = 40;
 
 export function abOrder(systems, round) {
-  return round % 2 === 0 ? systems : [...systems].reverse();
+  const n = systems.length;
+  const rotated = [...systems.slice(round % n), ...systems.slice(0, round % n)];
+  return Math.floor(round / n) % 2 === 0 ? rotated : rotated.reverse();
 }
 
 export function progress(line) {
