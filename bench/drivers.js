@@ -4,7 +4,9 @@
  *
  * Interface (all async): get(key), put(key, value), getBatch(keys), putBatch(keys, value),
  * rmw(key, value) (read-modify-write in one transaction), scan(prefix, batchSize) -> entries
- * seen (toondb: batchSize undefined is the client's default), ping(), close().
+ * seen (toondb: batchSize undefined is the client's default), ping(), close(); and `stores`:
+ * false for the echo daemon, whose replies carry no value (workloads.js checks reads only where
+ * something was stored).
  *
  * Invariants:
  * - A driver is built from a plain, serialisable description `{ kind, socketPath }`, so a child
@@ -27,18 +29,19 @@ const RMW_LUA = "local v = redis.call('GET', KEYS[1]); redis.call('SET', KEYS[1]
 
 export async function makeDriver({ kind, socketPath }) {
   if (kind === 'redis') return RedisDriver.open(socketPath);
-  if (kind === 'toondb' || kind === 'echo') return ToondbDriver.open(socketPath);
+  if (kind === 'toondb' || kind === 'echo') return ToondbDriver.open(socketPath, kind === 'toondb');
   throw new Error(`unknown driver kind ${kind}`);
 }
 
 class ToondbDriver {
-  static async open(socketPath) {
+  static async open(socketPath, stores) {
     const { IpcClient } = await loadClient();
-    return new ToondbDriver(await IpcClient.connect(socketPath, { timeoutMs: 120_000, clientName: 'bench' }));
+    return new ToondbDriver(await IpcClient.connect(socketPath, { timeoutMs: 120_000, clientName: 'bench' }), stores);
   }
 
-  constructor(client) {
+  constructor(client, stores) {
     this.client = client;
+    this.stores = stores;
   }
 
   get(key) { return this.client.get(key); }
@@ -65,6 +68,8 @@ class ToondbDriver {
 }
 
 class RedisDriver {
+  stores = true;
+
   static async open(socketPath) {
     const redis = new Redis({
       path: socketPath,

@@ -44,11 +44,35 @@ function zipfian(env) {
   return () => keys[zipf.next()];
 }
 
+/** One read in READ_CHECK_EVERY is checked: every key the workloads read was preloaded with
+ * VALUE, and every write writes VALUE, so a read that returns anything else (a miss, a wrong
+ * value) fails the trial instead of being counted. Sampled, so both systems' clients pay a
+ * promise callback on a sixty-fourth of their reads, not on each. */
+const READ_CHECK_EVERY = 64;
+
+function checkedReads(driver) {
+  if (!driver.stores) return { get: (d, key) => d.get(key), getBatch: (d, keys) => d.getBatch(keys) };
+  let reads = 0;
+  const check = (key) => (value) => {
+    if (value === null || value === undefined || !VALUE.equals(value)) {
+      throw new Error(`read of preloaded key ${key} returned ${value === null || value === undefined ? 'nothing' : `${value.length} other bytes`}`);
+    }
+    return value;
+  };
+  return {
+    get: (driver, key) => ((++reads % READ_CHECK_EVERY) === 0 ? driver.get(key).then(check(key)) : driver.get(key)),
+    getBatch: (driver, keys) => ((++reads % READ_CHECK_EVERY) === 0
+      ? driver.getBatch(keys).then((values) => values.map((value, i) => check(keys[i])(value)))
+      : driver.getBatch(keys)),
+  };
+}
+
 function mix(readFraction, writeOp) {
   return (driver, env) => {
     const pick = zipfian(env);
     const { rng } = env;
-    return () => (rng() < readFraction ? driver.get(pick()) : writeOp(driver, pick()));
+    const reads = checkedReads(driver);
+    return () => (rng() < readFraction ? reads.get(driver, pick()) : writeOp(driver, pick()));
   };
 }
 
@@ -56,11 +80,12 @@ const put = (driver, key) => driver.put(key, VALUE);
 const rmw = (driver, key) => driver.rmw(key, VALUE);
 
 const OPS = {
-  get: (driver, env) => { const pick = uniform(env); return () => driver.get(pick()); },
+  get: (driver, env) => { const pick = uniform(env); const reads = checkedReads(driver); return () => reads.get(driver, pick()); },
   put: (driver, env) => { const pick = uniform(env); return () => driver.put(pick(), VALUE); },
   getBatch: (driver, env) => {
     const pick = uniform(env);
-    return () => driver.getBatch(Array.from({ length: BATCH_KEYS }, pick));
+    const reads = checkedReads(driver);
+    return () => reads.getBatch(driver, Array.from({ length: BATCH_KEYS }, pick));
   },
   putBatch: (driver, env) => {
     const pick = uniform(env);
