@@ -48,7 +48,7 @@ async function main() {
   const knobs = readKnobs();
   const workloads = selectWorkloads(WORKLOADS, knobs.only);
   ensureRedis();
-  const machine = describeMachine(redisVersion());
+  const machine = await describeMachine(redisVersion());
   console.log('# toondb bench\n');
   console.log(formatMachine(machine));
   console.log(`${describeKnobs(knobs)}\n`);
