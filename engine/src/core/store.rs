@@ -165,6 +165,9 @@ pub struct Store {
     pub fsyncs: AtomicU64,
     /// A journal fsync failed: no later one may report success (store/fsync.rs).
     fsync_failed: AtomicBool,
+    /// Held across one fsync round, sample to watermark (store/fsync.rs): group commit and a
+    /// checkpoint's or close's persist never overlap.
+    fsync_round: Mutex<()>,
     /// Watermark writes that failed after a good fsync (store/fsync.rs); the next one retries.
     pub watermark_failures: AtomicU64,
     /// Wall-clock ms (Unix epoch) at which the last of them completed, 0 before the first.
@@ -233,6 +236,7 @@ impl Store {
             journal_at_last_sample: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
             fsync_failed: AtomicBool::new(false),
+            fsync_round: Mutex::new(()),
             watermark_failures: AtomicU64::new(0),
             last_fsync_ms: AtomicU64::new(0),
             // Not the seqno at open: creating the keyspaces moves it without a journal entry, so

@@ -14,6 +14,9 @@
 //!   over pages the kernel dropped ("fsyncgate"), and writes would be acknowledged as durable
 //!   that are not. (A store poisoned by a failed journal *write* still fsyncs what was written
 //!   before it: those commits are whole in the OS buffers.)
+//! - Rounds (sample, fsync, watermark) run one at a time: a group commit's and a checkpoint's
+//!   overlapping, the one finishing first could record the journal the other sampled, newer
+//!   than the one holding its commits, and a later open refuse a healthy database.
 //! - A good fsync is reported as one even when recording it in the watermark fails (a full or
 //!   failing disk): the commits it covered are durable, and a watermark older than the truth
 //!   only weakens the recovery check (watermark.rs). The failure is counted
@@ -59,6 +62,7 @@ impl Store {
     /// deleted, and a compaction dropped the commit's tombstones, recovery came back below the
     /// seqno while the named journal was still there: a healthy database refused (watermark.rs).
     fn fsync_with(&self, fsync: impl FnOnce() -> EngineResult<()>) -> EngineResult<()> {
+        let _round = self.fsync_round.lock().unwrap_or_else(|p| p.into_inner());
         if self.fsync_failed.load(Ordering::SeqCst) {
             return Err(EngineError::StorageFailed(
                 "a journal fsync failed earlier: what it covered may be lost, and no later fsync can tell (restart the daemon)".into()));
@@ -141,6 +145,35 @@ mod tests {
         assert!(again.to_string().contains("a journal fsync failed earlier"), "{again}");
         assert_eq!(store.tickets.durable(), durable, "nothing more is marked durable");
         assert!(engine.checkpoint().is_err(), "nor does a checkpoint's persist pass for one");
+    }
+
+    // Review: a group commit's fsync round overlapping a checkpoint's could record the journal
+    // the other sampled, newer than the one holding its commits (a later open then refused a
+    // healthy database). Rounds run one at a time.
+    #[test]
+    fn fsync_rounds_never_overlap() {
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, _) = open_engine(dir.path());
+        let store = engine.store().unwrap();
+        assert!(put(&engine, b"a").is_none());
+        let (entered, leave) = (std::sync::Barrier::new(2), std::time::Duration::from_millis(100));
+        let first_ended = std::sync::Mutex::new(None);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                store.fsync_with(|| {
+                    entered.wait();
+                    std::thread::sleep(leave);
+                    *first_ended.lock().unwrap() = Some(std::time::Instant::now());
+                    Ok(())
+                }).unwrap();
+            });
+            entered.wait(); // the first round is inside its fsync
+            store.fsync_with(|| {
+                let ended = first_ended.lock().unwrap().expect("the second fsync runs only once the first round has ended");
+                assert!(ended <= std::time::Instant::now());
+                Ok(())
+            }).unwrap();
+        });
     }
 
     // Review: a watermark write that failed after a good fsync failed the whole round: the
