@@ -16,7 +16,8 @@
 //!   bytes in the OS page cache of the journal that was active then, whose id is at most the
 //!   active id resolved here. A lower journal was sealed by a rotation, which fsynced it first;
 //!   the active one is fdatasynced here.
-//! - One journal descriptor is kept open at a time; a superseded one is closed.
+//! - One journal descriptor is kept open at a time; a superseded one is fdatasynced once more
+//!   (see `resolve`) and closed.
 //! - The active journal is found by stepping on from the last one synced (`id + 1`, `id + 2`,
 //!   ...), or by a listing once that one is gone: fjall deletes flushed journals oldest first,
 //!   so two rotations between syncs can leave a gap the steps cannot cross. An fsync through
@@ -47,11 +48,13 @@ const JOURNAL_SEEN_MS: u128 = 10;
 pub struct ActiveJournal {
     folder: PathBuf,
     open: Mutex<Option<Open>>,
+    /// Superseded journals fdatasynced once more as group commit moved on (`resolve`).
+    pub left_synced: std::sync::atomic::AtomicU64,
 }
 
 impl ActiveJournal {
     pub fn new(folder: &Path) -> ActiveJournal {
-        ActiveJournal { folder: folder.to_path_buf(), open: Mutex::new(None) }
+        ActiveJournal { folder: folder.to_path_buf(), open: Mutex::new(None), left_synced: std::sync::atomic::AtomicU64::new(0) }
     }
 
     /// fdatasyncs the active journal (see the header for what this covers); returns its id.
@@ -90,6 +93,15 @@ impl ActiveJournal {
                 continue;
             }
             if open.as_ref().map(|current| current.id) != Some(id) {
+                if let Some(previous) = open.as_ref() {
+                    // fjall fsynced it as it sealed it. Once more before leaving it: a rotation
+                    // that failed after creating the next file leaves fjall appending here, and a
+                    // commit may reach it before fjall's poison flag stops commits.
+                    previous.file.sync_data().map_err(|e| {
+                        EngineError::from_io(&format!("fsync of journal {}", self.path_of(previous.id).display()), &e)
+                    })?;
+                    self.left_synced.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 let path = self.path_of(id);
                 match File::open(&path) {
                     Ok(file) => *open = Some(Open { id, file, seen_at: Instant::now() }),

@@ -44,6 +44,12 @@ impl Store {
         self.journal.synced_id()
     }
 
+    /// Superseded journals group commit fdatasynced once more as it moved on (journal.rs).
+    #[cfg(test)]
+    pub fn journal_left_synced(&self) -> u64 {
+        self.journal.left_synced.load(Ordering::Relaxed)
+    }
+
     /// fsyncs the journal in `mode` through fjall, which holds its journal lock meanwhile
     /// (checkpoint and close, where nothing else should run).
     pub fn persist(&self, mode: PersistMode) -> EngineResult<()> {
