@@ -127,14 +127,13 @@ async function standardStreamAt(path: string): Promise<1 | 2 | null> {
   const target = await stat(path).catch(() => null);
   if (target === null) return null;
   for (const fd of [1, 2] as const) {
-    const stdio = (() => {
-      try {
-        return fstatSync(fd);
-      } catch {
-        return null; // closed
-      }
-    })();
-    if (stdio !== null && stdio.dev === target.dev && stdio.ino === target.ino) return fd;
+    let stdio: Stats;
+    try {
+      stdio = fstatSync(fd);
+    } catch {
+      continue; // closed
+    }
+    if (stdio.dev === target.dev && stdio.ino === target.ino) return fd;
   }
   return null;
 }
