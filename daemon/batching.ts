@@ -68,13 +68,15 @@ function keysOf(req: Request): number {
 }
 
 /** A connection's engine calls in progress: all of them, those that may write, those on its
- * ordered lane (all of which count as writing), and those that ended early or were skipped and
- * are running again (`replaying`: see daemon/runner.ts runData). */
+ * ordered lane (all of which count as writing), those that ended early or were skipped and
+ * are running again (`replaying`: see daemon/runner.ts runData), and lane calls waiting for
+ * reply room before they reach the lane (`reserving`). */
 export interface RunningCalls {
   all: number;
   writes: number;
   onLane: number;
   replaying: number;
+  reserving: number;
 }
 
 export type Route = 'pool' | 'lane';
@@ -86,11 +88,13 @@ export type Route = 'pool' | 'lane';
  * while only lane calls run, any call of data requests queues behind them on the lane (up to
  * ENGINE_LANE_CALLS_PER_CONNECTION_MAX), except while one of them is `replaying`: the rest of a
  * call that ended early, and the calls the engine skipped behind it, must run before anything
- * sent after them. Anything else (admin requests, scans) runs alone.
+ * sent after them; or `reserving`: a call granted reply room resumes a microtask later, and a
+ * call started in between (a 'drain' grants it and pumps at once) would reach the lane first.
+ * Anything else (admin requests, scans) runs alone.
  */
 export function routeOf(running: RunningCalls, queue: readonly { req: Request }[], take: number, readOnly: boolean): Route | null {
   if (running.onLane > 0 && running.onLane === running.all) {
-    const mayFollow = running.onLane < ENGINE_LANE_CALLS_PER_CONNECTION_MAX && running.replaying === 0;
+    const mayFollow = running.onLane < ENGINE_LANE_CALLS_PER_CONNECTION_MAX && running.replaying === 0 && running.reserving === 0;
     return mayFollow && isLaneBatch(queue, take) ? 'lane' : null;
   }
   if (running.all === 0) return !readOnly && isLaneBatch(queue, take) ? 'lane' : 'pool';

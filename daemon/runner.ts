@@ -91,7 +91,7 @@ function namesCursor(batch: readonly Queued[], from: number, to: number, cursor:
 export class RequestRunner {
   private queue: Queued[] = [];
   /** Engine calls (batches) in progress (batching.ts). */
-  private readonly running: RunningCalls = { all: 0, writes: 0, onLane: 0, replaying: 0 };
+  private readonly running: RunningCalls = { all: 0, writes: 0, onLane: 0, replaying: 0, reserving: 0 };
   /** Settles when the last lane call started has finished (all of it: runData). */
   private laneTail: Promise<void> = Promise.resolve();
   private readonly calls: EngineCalls;
@@ -263,7 +263,20 @@ export class RequestRunner {
       for (let skipped = 0; ; ) {
         const ops = prepared.ops;
         const reserved = this.reserve(batch, from, to, true);
-        const reservation = reserved instanceof ReplyReservation ? reserved : await reserved;
+        let reservation: ReplyReservation;
+        if (reserved instanceof ReplyReservation) {
+          reservation = reserved;
+        } else {
+          // Granted, this call resumes a microtask later; meanwhile no later call may join the
+          // lane ahead of it (routeOf). The count drops in the same synchronous run that submits it.
+          const lane = on.lane !== undefined;
+          if (lane) this.running.reserving += 1;
+          try {
+            reservation = await reserved;
+          } finally {
+            if (lane) this.running.reserving -= 1;
+          }
+        }
         let results: EngineResult[];
         let covered: number;
         let sent: Promise<void>;

@@ -49,7 +49,7 @@ describe('nextBatch', () => {
 });
 
 describe('routeOf', () => {
-  const idle = { all: 0, writes: 0, onLane: 0, replaying: 0 };
+  const idle = { all: 0, writes: 0, onLane: 0, replaying: 0, reserving: 0 };
   const route = (running: typeof idle, queue: { req: Request }[]) => {
     const { take, readOnly } = nextBatch(queue);
     return routeOf(running, queue, take, readOnly);
@@ -65,8 +65,13 @@ describe('routeOf', () => {
     expect(route(idle, [put(), scanNext()])).toBe('pool');
   });
 
+  it('lets no call join the lane while a lane call waits for reply room', () => {
+    expect(route({ all: 1, writes: 1, onLane: 1, replaying: 0, reserving: 1 }, [put()])).toBeNull();
+    expect(route({ all: 1, writes: 1, onLane: 1, replaying: 0, reserving: 0 }, [put()])).toBe('lane');
+  });
+
   it('queues any data call behind running lane calls, up to the per-connection bound', () => {
-    const onLane = (n: number) => ({ all: n, writes: n, onLane: n, replaying: 0 });
+    const onLane = (n: number) => ({ all: n, writes: n, onLane: n, replaying: 0, reserving: 0 });
     expect(route(onLane(1), [put()])).toBe('lane');
     expect(route(onLane(1), [get()])).toBe('lane');
     expect(route(onLane(ENGINE_LANE_CALLS_PER_CONNECTION_MAX - 1), [put()])).toBe('lane');
@@ -77,17 +82,17 @@ describe('routeOf', () => {
 
   it('queues nothing behind lane calls while one replays (its rest and the calls skipped behind it go first)', () => {
     expect(route({ all: 2, writes: 2, onLane: 2, replaying: 1 }, [put()])).toBeNull();
-    expect(route({ all: 2, writes: 2, onLane: 2, replaying: 0 }, [put()])).toBe('lane');
+    expect(route({ all: 2, writes: 2, onLane: 2, replaying: 0, reserving: 0 }, [put()])).toBe('lane');
   });
 
   it('lets plain reads run beside plain reads only, and nothing pass a pool call that writes', () => {
-    const reading = { all: 1, writes: 0, onLane: 0, replaying: 0 };
+    const reading = { all: 1, writes: 0, onLane: 0, replaying: 0, reserving: 0 };
     expect(route(reading, [get()])).toBe('pool');
-    expect(route({ all: ENGINE_CALLS_PER_CONNECTION_MAX, writes: 0, onLane: 0, replaying: 0 }, [get()])).toBeNull();
+    expect(route({ all: ENGINE_CALLS_PER_CONNECTION_MAX, writes: 0, onLane: 0, replaying: 0, reserving: 0 }, [get()])).toBeNull();
     expect(route(reading, [put()])).toBeNull();
-    const writingOnPool = { all: 1, writes: 1, onLane: 0, replaying: 0 };
+    const writingOnPool = { all: 1, writes: 1, onLane: 0, replaying: 0, reserving: 0 };
     expect(route(writingOnPool, [get()])).toBeNull();
     // A lane call beside a pool read: the next call waits for both.
-    expect(route({ all: 2, writes: 1, onLane: 1, replaying: 0 }, [put()])).toBeNull();
+    expect(route({ all: 2, writes: 1, onLane: 1, replaying: 0, reserving: 0 }, [put()])).toBeNull();
   });
 });
