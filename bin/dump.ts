@@ -315,14 +315,18 @@ async function putBatches(client: IpcClient, entries: [Buffer, Buffer][], loaded
 }
 
 /** A progress reporter: a redrawn bar on a terminal, silence otherwise. */
-export function progressReporter(verb: string, stream: NodeJS.WriteStream = process.stderr): Progress {
-  if (!stream.isTTY) return () => undefined;
+export function progressReporter(verb: string, stream: NodeJS.WriteStream = process.stderr): Progress & { interrupted(): void } {
+  if (!stream.isTTY) return Object.assign(() => undefined, { interrupted: () => undefined });
   let lastDrawMs = 0;
-  return (entries, bytes, done) => {
+  let lineOpen = false;
+  const report: Progress = (entries, bytes, done) => {
     const now = Date.now();
     if (!done && now - lastDrawMs < 100) return;
     lastDrawMs = now;
     const spinner = '|/-\\'[Math.floor(now / 100) % 4];
     stream.write(`\r${done ? '✔' : spinner} ${verb} ${entries.toLocaleString()} keys, ${(bytes / 1048576).toFixed(1)} MiB${done ? '\n' : ''}`);
+    lineOpen = !done;
   };
+  // A failure's line must not be printed onto the progress line.
+  return Object.assign(report, { interrupted: () => { if (lineOpen) stream.write('\n'); lineOpen = false; } });
 }

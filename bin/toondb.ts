@@ -212,7 +212,8 @@ command('dump', 'write a consistent snapshot of every key and value to FILE (- f
     if (file === STDIO_NAME && process.stdout.isTTY) usage('not writing a binary dump to a terminal: redirect stdout, or name a file');
     stdoutCarriesDump = file === STDIO_NAME;
     return withClient(async (client) => {
-      const { count, target } = await dump(client, file, progressReporter('dumped'));
+      const progress = progressReporter('dumped');
+      const { count, target } = await dump(client, file, progress).catch((error: unknown) => { progress.interrupted(); throw error; });
       // Streamed to stdout, a device or a FIFO: the summary must not join the data.
       (target.streamed ? process.stderr : process.stdout).write(`dumped ${count} keys to ${target.name}\n`);
     });
@@ -222,7 +223,8 @@ command('load', 'write every key and value from a dump FILE (- for stdin) into t
   .action((file: string) => {
     parsePath(file, 'FILE');
     return withClient(async (client) => {
-      const { count, expired } = await load(client, file, progressReporter('loaded'));
+      const progress = progressReporter('loaded');
+      const { count, expired } = await load(client, file, progress).catch((error: unknown) => { progress.interrupted(); throw error; });
       out(`loaded ${count - expired} keys from ${loadSourceName(file)}${expired > 0 ? ` (${expired} more had expired since the dump)` : ''}`);
     });
   });
