@@ -12,8 +12,14 @@
  * bound (a reply written beyond what was reserved for it) are added with `charge`: they delay
  * the waiters, never fail.
  *
+ * Solo bytes (`chargeSolo`, the request budget's frames of at most SOLO_FRAME_BYTES_MAX from a
+ * connection holding nothing else, flow.ts) are counted apart: they never wait and never make
+ * anyone wait, so a large frame at the head of the queue gets in once the other bytes leave
+ * room, however many small ones keep passing it.
+ *
  * Invariants:
- * - `heldBytes` never exceeds `bytesMax` but by what was `charge`d (and for one take granted
+ * - `heldBytes` (solo bytes included) never exceeds `bytesMax` but by what was `charge`d or
+ *   `chargeSolo`d (and for one take granted
  *   alone after a reload lowered `bytesMax` below it, `fits`). Whatever a holder takes or is
  *   charged it gives back exactly once: when its request is answered, its reply read, its call
  *   done, or its connection closes.
@@ -36,14 +42,16 @@ export interface BudgetHolder {
 }
 
 export class BytesBudget {
+  /** Held bytes that count against the bound (everything but solo bytes). */
   private bytes = 0;
+  private soloBytes = 0;
   /** Holders whose take did not fit, oldest first, with its bytes. */
   private readonly waiting = new Map<BudgetHolder, number>();
 
   constructor(private max: number) {}
 
   get heldBytes(): number {
-    return this.bytes;
+    return this.bytes + this.soloBytes;
   }
 
   get bytesMax(): number {
@@ -79,6 +87,18 @@ export class BytesBudget {
   /** Counts `bytes` that exist already (no waiting, whatever the bound). */
   charge(bytes: number): void {
     this.bytes += bytes;
+  }
+
+  /** Counts solo bytes (see the header): no waiting, and no waiter waits for them. */
+  chargeSolo(bytes: number): void {
+    this.soloBytes += bytes;
+  }
+
+  /** Gives back solo bytes. */
+  releaseSolo(bytes: number): void {
+    if (bytes === 0) return;
+    this.soloBytes -= bytes;
+    if (this.soloBytes < 0) throw new Error(`invariant: a daemon-wide byte budget's solo bytes went negative (${this.soloBytes})`);
   }
 
   /** Gives back `bytes` and grants the waiters that fit now, in order. */

@@ -57,6 +57,9 @@ export class Flow implements BudgetHolder {
   private heldByBudget = false;
   /** Bytes of admitted frames not yet answered or dropped, counted in the daemon budget. */
   private budgetBytes = 0;
+  /** Of those, the solo frame's (admitted alone, bytes-budget.ts `chargeSolo`): given back
+   * first, whichever reply leaves first, so both parts stay exact in total. */
+  private soloBytes = 0;
   /** The length of the frame the budget refused and has not granted yet; 0 when none waits. */
   private waitingBytes = 0;
   /** Unread reply bytes counted in the daemon-wide reply budget (the socket's writableLength
@@ -101,9 +104,11 @@ export class Flow implements BudgetHolder {
    * reading stops until `granted`. */
   readonly admit = (bytes: number): boolean => {
     if (this.isClosed) return false;
-    const solo = this.budgetBytes === 0 && bytes <= SOLO_FRAME_BYTES_MAX;
-    if (solo) this.budget.charge(bytes); // counted, but never queued behind others
-    if (solo || this.budget.tryTake(bytes, this)) {
+    if (this.budgetBytes === 0 && bytes <= SOLO_FRAME_BYTES_MAX) {
+      this.takeSolo(bytes); // counted, but never queued behind others
+      return true;
+    }
+    if (this.budget.tryTake(bytes, this)) {
       this.budgetBytes += bytes;
       return true;
     }
@@ -113,10 +118,21 @@ export class Flow implements BudgetHolder {
     return false;
   };
 
+  private takeSolo(bytes: number): void {
+    this.budget.chargeSolo(bytes);
+    this.soloBytes += bytes;
+    this.budgetBytes += bytes;
+  }
+
   /** BudgetHolder: the refused frame got in. */
   granted(bytes: number): void {
-    this.waitingBytes = 0;
+    this.grantedAfterWait(bytes);
     this.budgetBytes += bytes;
+  }
+
+  /** The waiting frame got in (its bytes already counted): decode on, outside the budget. */
+  private grantedAfterWait(bytes: number): void {
+    this.waitingBytes = 0;
     queueMicrotask(() => {
       if (this.isClosed) return;
       this.heldByBudget = false;
@@ -136,8 +152,11 @@ export class Flow implements BudgetHolder {
     this.isClosed = true;
     this.budget.forget(this);
     const held = this.budgetBytes;
+    const solo = this.soloBytes;
     this.budgetBytes = 0;
-    this.budget.release(held);
+    this.soloBytes = 0;
+    this.budget.releaseSolo(solo);
+    this.budget.release(held - solo);
     const unread = this.unreadNoted;
     this.unreadNoted = 0;
     this.replyBudget.release(unread);
@@ -161,14 +180,17 @@ export class Flow implements BudgetHolder {
 
   private giveBack(bytes: number): void {
     if (this.isClosed || bytes === 0) return;
+    const solo = Math.min(bytes, this.soloBytes);
+    this.soloBytes -= solo;
     this.budgetBytes -= bytes;
-    this.budget.release(bytes); // may grant this connection's waiting frame
+    this.budget.releaseSolo(solo);
+    this.budget.release(bytes - solo); // may grant this connection's waiting frame
     const waiting = this.waitingBytes;
     if (waiting > 0 && waiting <= SOLO_FRAME_BYTES_MAX && this.budgetBytes === 0) {
       // Its frame waits behind others though the connection now holds nothing: it goes in alone.
       this.budget.forget(this);
-      this.budget.charge(waiting);
-      this.granted(waiting);
+      this.takeSolo(waiting);
+      this.grantedAfterWait(waiting);
     }
   }
 

@@ -87,7 +87,9 @@ describe('Flow.incompleteFrameMs', () => {
   });
 
   it('stops while the daemon does not read (a frame waiting for the budget)', async () => {
-    const flow = new Flow(pausable(), 4096, new BytesBudget(64), new BytesBudget(1 << 30), () => undefined);
+    const budget = new BytesBudget(64);
+    expect(budget.tryTake(60, { granted: () => undefined })).toBe(true); // another connection's frame
+    const flow = new Flow(pausable(), 4096, budget, new BytesBudget(1 << 30), () => undefined);
     expect(flow.admit(10)).toBe(true); // the hello
     flow.framesRead(1, 4); // a header arrived with the hello
     advance(100);
