@@ -35,6 +35,9 @@ export const STDIO_NAME = '-';
 const SYMLINK_HOPS_MAX = 40;
 /** Signals that interrupt a dump: each removes the temporary file first. */
 const CLEANUP_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+/** Why a directory cannot be fsynced here (not a failure of the dump): no read permission to
+ * open it, or a file system that does not fsync directories. */
+const DIRECTORY_SYNC_UNSUPPORTED: ReadonlySet<string> = new Set(['EACCES', 'EPERM', 'EINVAL', 'ENOTSUP', 'EISDIR']);
 /** Mode of a dump file this CLI creates: it holds every value, so owner-only. */
 const DUMP_FILE_MODE = 0o600;
 
@@ -44,6 +47,8 @@ export interface DumpTarget {
   /** True when the bytes go straight to a stream (stdout, a device, a FIFO): a summary line
    * then belongs on stderr, where it cannot join the data. */
   readonly streamed: boolean;
+  /** Where the `dumped N keys` line goes: never the stream the dump itself goes to. */
+  readonly summary: NodeJS.WriteStream;
   write(bytes: Buffer): Promise<void>;
   /** Makes a complete dump durable and visible under its name. */
   finish(): Promise<void>;
@@ -113,12 +118,34 @@ export async function openDumpTarget(file: string): Promise<DumpTarget> {
     return {
       name: file,
       streamed: true,
+      summary: process.stderr,
       write: (bytes) => handle.writeFile(bytes),
       finish: () => handle.close(),
       abandon: () => handle.close().catch(() => undefined),
     };
   }
   return replacingTarget(file, chosen.path);
+}
+
+/** fsyncs `dir`, so the rename into it survives a power loss. Best effort once the dump is in
+ * place: a directory this user may write but not read (mode 0300), or a file system that cannot
+ * fsync a directory, leaves it as durable as the file system makes renames by itself, and the
+ * dump is not reported failed for that. */
+async function syncDirectory(dir: string): Promise<void> {
+  let directory: FileHandle;
+  try {
+    directory = await open(dir, constants.O_RDONLY);
+  } catch (error) {
+    if (DIRECTORY_SYNC_UNSUPPORTED.has((error as NodeJS.ErrnoException).code ?? '')) return;
+    throw error;
+  }
+  try {
+    await directory.sync();
+  } catch (error) {
+    if (!DIRECTORY_SYNC_UNSUPPORTED.has((error as NodeJS.ErrnoException).code ?? '')) throw error;
+  } finally {
+    await directory.close();
+  }
 }
 
 /** 1 or 2 if the regular file at `path` is the one this process's stdout or stderr writes
@@ -143,6 +170,7 @@ function streamTarget(stream: NodeJS.WriteStream, name: string): DumpTarget {
   return {
     name,
     streamed: true,
+    summary: stream === process.stderr ? process.stdout : process.stderr,
     write: (bytes) => new Promise<void>((done, fail) => stream.write(bytes, (error) => (error ? fail(error) : done()))),
     finish: async () => undefined,
     abandon: async () => undefined,
@@ -173,19 +201,14 @@ async function replacingTarget(file: string, path: string): Promise<DumpTarget> 
   return {
     name: file,
     streamed: false,
+    summary: process.stdout,
     write: (bytes) => handle.writeFile(bytes),
     finish: async () => {
       await handle.sync();
       await handle.close();
       await rename(temporary, path);
       unwatch();
-      // The rename itself survives a power loss only once the directory is synced.
-      const directory = await open(dirname(path), constants.O_RDONLY);
-      try {
-        await directory.sync();
-      } finally {
-        await directory.close();
-      }
+      await syncDirectory(dirname(path));
     },
     abandon: async () => {
       await handle.close().catch(() => undefined);

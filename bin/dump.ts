@@ -74,7 +74,7 @@ function entriesCrc(entries: readonly DumpEntry[]): number {
 /** What a dump wrote: how many entries, and where (dump-target.ts). */
 export interface Dumped {
   count: number;
-  target: Pick<DumpTarget, 'name' | 'streamed'>;
+  target: Pick<DumpTarget, 'name' | 'streamed' | 'summary'>;
 }
 
 /** Dumps every key and value to `file` (see the header; `-` is stdout). */
@@ -202,7 +202,16 @@ async function loadFrom(client: IpcClient, source: string, file: string, loaded:
       version = header.version;
       bytes = head.subarray(header.bytes);
     }
-    for (const body of decoder.push(bytes)) {
+    let bodies: Buffer[];
+    try {
+      bodies = decoder.push(bytes);
+    } catch (error) {
+      // A length prefix no frame of a dump has: damage, or bytes after the trailer (the frames
+      // a chunk completes are only seen once it is decoded whole, so the trailer may be among them).
+      const why = toToonDBError(error).message;
+      throw corrupt(file, trailer !== null ? `bytes after the trailer (${why})` : `a bad frame after ${loaded.count} entries, or bytes after the trailer (${why})`);
+    }
+    for (const body of bodies) {
       const message = codec.decode(body);
       if (trailer !== null) {
         throw corrupt(file, 'data after the trailer');

@@ -214,8 +214,8 @@ command('dump', 'write a consistent snapshot of every key and value to FILE (- f
     return withClient(async (client) => {
       const progress = progressReporter('dumped');
       const { count, target } = await dump(client, file, progress).catch((error: unknown) => { progress.interrupted(); throw error; });
-      // Streamed to stdout, a device or a FIFO: the summary must not join the data.
-      (target.streamed ? process.stderr : process.stdout).write(`dumped ${count} keys to ${target.name}\n`);
+      // Streamed to stdout, stderr, a device or a FIFO: the summary must not join the data.
+      target.summary.write(`dumped ${count} keys to ${target.name}\n`);
     });
   });
 
