@@ -104,11 +104,12 @@ pub struct CheckedOut<'a> {
 
 impl CheckedOut<'_> {
     /// Returns the cursor to the registry, idle under its handle, unless it was closed while it
-    /// was read: then it ends here. True if it was put back.
+    /// was read (or the registry was cleared: the engine closed meanwhile): then it ends here.
+    /// True if it was put back.
     pub fn put_back(mut self) -> bool {
         let cursor = self.cursor.take().expect("invariant: a checked-out cursor is put back once");
         let mut open = self.registry.lock();
-        let closed = open.reading.remove(&self.id).expect("invariant: a checked-out cursor is listed as reading");
+        let closed = open.reading.remove(&self.id).unwrap_or(true);
         if !closed {
             open.idle.insert(self.id, cursor);
         }

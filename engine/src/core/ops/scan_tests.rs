@@ -48,6 +48,22 @@ fn a_scan_with_expiry_gives_triples_with_each_entrys_expiry_and_skips_the_expire
     assert!(plain_only.expiring.is_none());
 }
 
+/// The engine's close clears the registry while a scanNext may still be reading on the pool
+/// (the daemon's drain has a deadline): putting that cursor back ends it instead of panicking.
+#[test]
+fn a_cursor_read_across_a_registry_clear_ends_when_put_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    engine.execute(vec![put(b"s/1", b"1"), put(b"s/2", b"2")]).unwrap();
+    let store = engine.store().unwrap();
+    let scan = Op { kind: kind::SCAN_OPEN, key: Some(b"s/".to_vec()), batch_items: Some(1.0), ..Default::default() };
+    let id = engine.execute(vec![scan]).unwrap()[0].cursor.unwrap();
+    let cursor = store.cursors.check_out(id).unwrap();
+    store.cursors.clear();
+    assert!(!cursor.put_back());
+    assert_eq!(store.cursors.count(), 0);
+}
+
 /// A cursor a read has taken out is still open: stats counted it as closed while its scanNext
 /// (or the daemon's read-ahead of it) ran, so `cursors.open` lagged under scan load.
 #[test]

@@ -73,7 +73,12 @@ impl Store {
             return Err(EngineError::StorageFailed(
                 "a journal fsync failed earlier: what it covered may be lost, and no later fsync can tell (restart the daemon)".into()));
         }
-        let journal_at_sample = self.journal.active_id().inspect_err(|e| self.poison(e))?;
+        // Finding the active journal may fdatasync the one it leaves (journal.rs): a failure here
+        // is a failed fsync like any.
+        let journal_at_sample = self.journal.active_id().inspect_err(|e| {
+            self.fsync_failed.store(true, Ordering::SeqCst);
+            self.poison(e);
+        })?;
         // Sampled before the fsync: every commit that returned is in the buffers it flushes.
         let covered = self.last_commit_seqno.load(Ordering::SeqCst);
         if let Some(left) = &self.fsyncs_before_failure {
