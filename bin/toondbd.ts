@@ -177,9 +177,18 @@ async function stop(flags: { socket?: string; timeoutMs?: string }): Promise<voi
   const timeoutMs = flags.timeoutMs === undefined ? STOP_TIMEOUT_MS_DEFAULT : Number(flags.timeoutMs);
   if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1) die('INVALID_ARGUMENT', `--timeout-ms must be a positive integer, got ${flags.timeoutMs}`, EXIT_CONFIG);
   const deadline = Date.now() + timeoutMs;
-  const client = await connectOrExit(flags.socket, false, () => waitUntilStopped(flags.socket, deadline, timeoutMs));
-  const { pid } = await client.stats();
-  await client.shutdown();
+  const whenStopping = () => waitUntilStopped(flags.socket, deadline, timeoutMs);
+  const client = await connectOrExit(flags.socket, false, whenStopping);
+  let pid: number;
+  try {
+    ({ pid } = await client.stats());
+    await client.shutdown();
+  } catch (error) {
+    // It began stopping between the connect and these (a signal, another stop).
+    if (toToonDBError(error).code !== 'SHUTTING_DOWN') throw error;
+    await client.close();
+    return whenStopping();
+  }
   await client.close();
   while (Date.now() < deadline) {
     try {

@@ -409,8 +409,9 @@ export class Daemon implements DaemonContext {
     ]);
     flushWait.abort();
     if (!flushed) {
+      // The hang-up's own linger (hang-up.ts) may have closed them at the same moment.
       const unread = ended.filter((socket) => !socket.destroyed);
-      this.log.warn({ connections: unread.length }, 'cutting off connections whose replies were not read');
+      if (unread.length > 0) this.log.warn({ connections: unread.length }, 'cutting off connections whose replies were not read');
       for (const socket of unread) socket.destroy();
     }
     this.gate.close();
