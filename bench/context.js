@@ -3,9 +3,9 @@
  * turning a failure into an error that says what failed and what the server was doing.
  *
  * Invariants:
- * - Round r runs the systems rotated by r (A B C, B C A, C A B; with two, A B, B A), and
- *   reversed in every second full cycle (C B A, A C B, B A C): over n rounds each of n systems
- *   runs once in each position, so drift over time (page cache, compaction, heat) does not
+ * - Round r runs the systems rotated by r (A B C, B C A, C A B), and reversed in every second
+ *   full cycle (C B A, A C B, B A C); with two systems that is A B, B A, B A, A B. Over n rounds
+ *   each of n systems runs once in each position, so drift over time (page cache, compaction, heat) does not
  *   systematically favour whichever system runs first or last, and over 2n rounds each follows
  *   each other system as often as it precedes it.
  * - A failure is never swallowed: `failure()` wraps it with the workload, system and round,
