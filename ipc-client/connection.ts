@@ -95,7 +95,7 @@ export class Connection {
 
   constructor(reader: SocketReader, timeoutMs: number) {
     const socket = (this.socket = reader.socket);
-    this.pending = new PendingTable(timeoutMs, () => this.updateRef());
+    this.pending = new PendingTable(timeoutMs, () => this.onExpired());
     socket.ref();
     reader.attach((chunk) => this.onData(chunk));
     socket.on('drain', () => this.admitWaiting());
@@ -243,6 +243,18 @@ export class Connection {
       pending.request = null;
       pending.frame = null;
     }
+  }
+
+  /** After a timeout sweep: requests that expired while waiting for room leave the wait list
+   * with their values (kept there, a daemon that reads nothing let retried timeouts grow the
+   * client without bound), and the socket's ref follows what is still pending. */
+  private onExpired(): void {
+    if (this.waiting.some((pending) => !pending.live)) {
+      const live = this.waiting.filter((pending) => pending.live);
+      this.waiting.length = 0;
+      this.waiting.push(...live);
+    }
+    this.updateRef();
   }
 
   /** After 'drain': lets waiting requests in, in order, until the bound is reached again. */
