@@ -152,6 +152,11 @@ export class IpcClient extends DataOperations {
     }
     // The transaction lives on this connection: if it ends, so does the transaction.
     const connection = await this.#link.live();
+    // Closed for good (close(), or lost with reconnect off): no transaction to hand out, and
+    // withTransaction must not run its function (review: it did, then every call failed).
+    if (connection.closed) {
+      throw new ToonDBError('CONNECTION_CLOSED', 'beginTransaction refused: the client is closed');
+    }
     // The id is ours to choose (protocol 2), so the transaction's first requests follow the
     // begin at once instead of a round trip later; a failed begin is their error (Transaction).
     const id = this.#lastTxnId += 1;

@@ -229,7 +229,7 @@ export class Transaction extends DataOperations {
   #markEnding(op: 'commit' | 'abort'): void {
     this.#host.ended(this);
     const refused = this.#refusal(op);
-    if (refused === this.#beginError) {
+    if (refused !== null && refused === this.#beginError) {
       this.#ending = true;
       this.#state = 'aborted';
     }

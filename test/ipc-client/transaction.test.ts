@@ -340,6 +340,25 @@ describe('withTransaction', () => {
     expect(server.ops('commit')).toHaveLength(0);
   });
 
+  // Review: commit() set the state to 'aborted' the moment it was called (a null refusal
+  // compared equal to a null begin error), so calls made meanwhile said "already aborted".
+  it('stays active while its commit is in flight', async () => {
+    let held: { connection: FakeConnection; id: number } | null = null;
+    server.script = (request, connection) => {
+      if (request.op !== 'commit') return undefined;
+      held = { connection, id: Number(request.id) };
+      return NO_REPLY;
+    };
+    const txn = await client.beginTransaction();
+    await txn.put('a', '1');
+    const committing = txn.commit();
+    expect(txn.state).toBe('active');
+    await expect.poll(() => held !== null).toBe(true);
+    held!.connection.reply(held!.id, { commitTs: 7 });
+    await expect(committing).resolves.toBe(7n);
+    expect(txn.state).toBe('committed');
+  });
+
   it('keeps the original error when the abort fails too', async () => {
     server.script = (request) => (request.op === 'abort' ? { error: { code: 'IO_ERROR', message: 'abort failed' } } : undefined);
     await expect(client.withTransaction(async () => {
