@@ -98,11 +98,15 @@ export async function beforeConnect(path: string, policy: TrustPolicy): Promise<
   if (before !== null) refuseUntrusted(path, before.uid, policy, selfUid);
   return async () => {
     const after = await socketFile(path);
+    // Gone or replaced between the stat and the connect: nothing is sent to whatever answered,
+    // but that is what a daemon stopping or restarting looks like too, not a sign of a stranger:
+    // UNAVAILABLE (retryable), and the next connect checks the socket there then. (It was
+    // SERVER_NOT_TRUSTED, which failed every call sharing a reconnect in 1 of 10 restarts.)
     if (after === null) {
-      throw new ToonDBError('SERVER_NOT_TRUSTED', `the socket ${path} disappeared as it was connected to, so its owner cannot be checked`);
+      throw new ToonDBError('UNAVAILABLE', `the socket ${path} disappeared as it was connected to (the daemon stopping?), so its owner cannot be checked; nothing was sent`);
     }
     if (before !== null && (before.dev !== after.dev || before.ino !== after.ino)) {
-      throw new ToonDBError('SERVER_NOT_TRUSTED', `the socket ${path} was replaced by another file as it was connected to`);
+      throw new ToonDBError('UNAVAILABLE', `the socket ${path} was replaced by another file as it was connected to (the daemon restarting?); nothing was sent`);
     }
     refuseUntrusted(path, after.uid, policy, selfUid);
   };
