@@ -267,15 +267,21 @@ export class IpcClient extends DataOperations {
       if (connection === null || connection.closed) return; // the cursor dies with the connection
       connection.request({ op: 'scanClose', cursor }).catch(() => undefined);
     };
+    const openOn = (bound: Connection, fields: Record<string, unknown>): Promise<unknown> => {
+      connection = bound;
+      // A scan that timed out may still open its cursor: its late reply closes it, or the
+      // cursor would count against the connection's cursors until the daemon expires it.
+      return bound.request({ op: 'scan', ...fields }, undefined, (result) => {
+        const batch = result as { cursor?: unknown; done?: unknown } | null;
+        if (typeof batch?.cursor === 'number' && batch.cursor > 0 && batch.done !== true) close(batch.cursor);
+      });
+    };
     return {
-      open: async (fields) => {
-        const bound = connection = await this.#link.live();
-        // A scan that timed out may still open its cursor: its late reply closes it, or the
-        // cursor would count against the connection's cursors until the daemon expires it.
-        return bound.request({ op: 'scan', ...fields }, undefined, (result) => {
-          const batch = result as { cursor?: unknown; done?: unknown } | null;
-          if (typeof batch?.cursor === 'number' && batch.cursor > 0 && batch.done !== true) close(batch.cursor);
-        });
+      // Sent at once on a live connection, so a scan keeps its place among the calls made in
+      // the same tick (operations.ts); after a reconnect otherwise.
+      open: (fields) => {
+        const now = this.#link.liveNow();
+        return now !== null ? openOn(now, fields) : this.#link.live().then((bound) => openOn(bound, fields));
       },
       next: (cursor) => connection === null
         ? Promise.reject(new Error('invariant: scanNext before the scan opened'))

@@ -81,10 +81,15 @@ export class Link {
   /** The connection to bind something to (a transaction, a cursor): the current one while it
    * is open (or when the link may not reconnect), otherwise the one a reconnect opens. */
   live(): Promise<Connection> {
+    const now = this.liveNow();
+    return now !== null ? Promise.resolve(now) : (this.#connecting ??= this.#reconnect());
+  }
+
+  /** `live()` when it needs no reconnect, at once (so a request bound to it goes out in call
+   * order); null when a reconnect is due. */
+  liveNow(): Connection | null {
     const connection = this.#connection;
-    if (!connection.closed || !this.#mayReconnect()) return Promise.resolve(connection);
-    this.#connecting ??= this.#reconnect();
-    return this.#connecting;
+    return !connection.closed || !this.#mayReconnect() ? connection : null;
   }
 
   /** Closes the current connection gracefully (see Connection.close) and any that a reconnect

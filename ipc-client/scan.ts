@@ -16,6 +16,9 @@
  * - A cursor left early (`break`, `return()`, `throw()`, or an error in the loop body) is closed
  *   with a fire-and-forget `scanClose` whose failure is swallowed (the daemon also closes idle
  *   cursors after cursorIdleMsMax, and every cursor dies with its connection or transaction).
+ *   An iterator dropped with its cursor open (neither drained nor returned) is closed the same
+ *   way once it is garbage-collected (`abandoned`): 64 such iterators held every cursor slot of
+ *   their connection until the daemon expired them.
  * - Calls on one iterator are serialised, so overlapping `next()` calls never reorder entries.
  * - Only a batch marked done ends the iteration: one that is not may hold fewer entries than
  *   batchSize, even none (the daemon bounds what one batch examines), and the next is fetched.
@@ -59,6 +62,17 @@ export type ScanEntry = [key: Buffer, value: Buffer, expiresAtMs?: number | null
 
 const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined });
 
+/** What closes an iterator's cursor once the iterator is collected: its source and the open
+ * cursor id (0 once finished). Holds nothing of the iterator itself, or it would never be. */
+interface OpenCursor {
+  source: ScanSource;
+  cursor: number;
+}
+
+const abandoned = new FinalizationRegistry<OpenCursor>((open) => {
+  if (open.cursor !== 0) open.source.close(open.cursor);
+});
+
 export class ScanIterable implements AsyncIterable<ScanEntry> {
   /** @internal built by IpcClient.scan / scanRange and their Transaction twins; `source`
    * gives each cursor its own (a client's binds to the connection the cursor opens on). */
@@ -92,6 +106,8 @@ class ScanCursor implements AsyncIterableIterator<ScanEntry> {
   private tasksRunning = 0;
   /** The prefetched `scanNext` reply, if one was requested and not consumed yet. */
   private prefetched: Promise<unknown> | null = null;
+  /** Registered with `abandoned` while a cursor is open. */
+  private open: OpenCursor | null = null;
 
   constructor(
     private readonly source: ScanSource,
@@ -126,9 +142,11 @@ class ScanCursor implements AsyncIterableIterator<ScanEntry> {
     });
   }
 
+  /** Runs `task` after every earlier one; at once when none is running (so the `scan` a first
+   * `next()` sends goes out in call order with the calls made beside it). */
   private serialise<T>(task: () => Promise<T>): Promise<T> {
     this.tasksRunning++;
-    const result = this.chain.then(task);
+    const result = this.tasksRunning === 1 ? task() : this.chain.then(task);
     this.chain = result.then(
       () => { this.tasksRunning--; },
       () => { this.tasksRunning--; },
@@ -162,6 +180,11 @@ class ScanCursor implements AsyncIterableIterator<ScanEntry> {
       this.index = 0;
       this.serverDone = batch.done;
       this.cursor = batch.done ? 0 : batch.cursor;
+      if (this.cursor !== 0 && this.open === null) {
+        this.open = { source: this.source, cursor: this.cursor };
+        abandoned.register(this, this.open, this);
+      }
+      if (this.cursor === 0) this.forgetOpen();
       if (!batch.done && this.source.prefetch) this.prefetch();
     } catch (error) {
       // The cursor may still be open at the daemon (e.g. after a TIMEOUT): close it if it can be.
@@ -194,5 +217,13 @@ class ScanCursor implements AsyncIterableIterator<ScanEntry> {
     this.index = 0;
     if (this.cursor !== 0 && !this.serverDone) this.source.close(this.cursor);
     this.cursor = 0;
+    this.forgetOpen();
+  }
+
+  private forgetOpen(): void {
+    if (this.open === null) return;
+    this.open.cursor = 0;
+    abandoned.unregister(this);
+    this.open = null;
   }
 }

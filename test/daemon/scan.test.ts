@@ -1,5 +1,7 @@
 // Streamed scans: order, completeness, snapshot consistency across batches while others write,
 // early termination freeing the daemon's cursor, reverse and range edges.
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IpcClient } from '../../ipc-client/index.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
@@ -95,6 +97,42 @@ describe('scans', () => {
     }
     expect(n).toBe(25);
     await expect.poll(async () => (await client.stats()).cursors.open, { timeout: 2_000 }).toBe(0);
+  });
+
+  // Review: the first next() went through a microtask (and the client's open through another)
+  // before its `scan` was sent, so a write called right after it in the same tick reached the
+  // daemon first and showed in the scan's snapshot.
+  it('sends a scan in call order with the calls made beside it', async () => {
+    await client.put('ord/a', '1');
+    const scanned = client.scan('ord/').toArray();
+    const put = client.put('ord/b', '2');
+    expect((await scanned).map(([k]) => k.toString())).toEqual(['ord/a']);
+    await put;
+    const txn = await client.beginTransaction();
+    const inTxn = txn.scan('ord/').toArray();
+    void txn.put('ord/c', '3');
+    expect((await inTxn).map(([k]) => k.toString())).toEqual(['ord/a', 'ord/b']);
+    await txn.commit();
+  });
+
+  // Review: iterators dropped without break or return() kept their cursors open until the daemon
+  // expired them (cursorIdleMsMax, 60 s): 64 of them took every cursor slot of the connection.
+  it('closes the cursor of an iterator dropped with it open, once it is collected', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const openBefore = (await client.stats()).cursors.open;
+    await (async () => {
+      for (let i = 0; i < 5; i++) {
+        const iterator = client.scan('s/', { batchSize: 10 })[Symbol.asyncIterator]();
+        await iterator.next(); // opened, one entry taken, then dropped
+      }
+    })();
+    expect((await client.stats()).cursors.open).toBe(openBefore + 5);
+    await expect.poll(async () => {
+      gc();
+      await new Promise((resolve) => setImmediate(resolve));
+      return (await client.stats()).cursors.open;
+    }, { timeout: 10_000 }).toBe(openBefore);
   });
 
   it('honours limit, reverse and [start, end) range edges', async () => {
