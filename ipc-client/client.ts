@@ -87,15 +87,15 @@ export class IpcClient extends DataOperations {
     this.#link = new Link(opened, options, {
       disconnected: (reason) => {
         this.#emitError(reason);
-        this.#events.emit('disconnect', reason);
+        this.#emit('disconnect', reason);
       },
       reconnected: (info) => {
         this.#openTxns.clear(); // they died with the connection they were begun on
-        this.#events.emit('reconnect', info);
+        this.#emit('reconnect', info);
       },
       ended: (reason) => {
         if (reason !== null) this.#emitError(reason);
-        this.#events.emit('close', reason);
+        this.#emit('close', reason);
       },
     });
   }
@@ -292,6 +292,20 @@ export class IpcClient extends DataOperations {
   }
 
   #emitError(reason: ToonDBError): void {
-    if (this.#events.listenerCount('error') > 0) this.#events.emit('error', reason);
+    if (this.#events.listenerCount('error') > 0) this.#emit('error', reason);
+  }
+
+  /** Emits from inside the connection's own bookkeeping (a socket's close, a reconnect that
+   * calls wait on): a listener that throws must not fail those calls with its error or leave
+   * the link half updated, so its error is thrown again on its own, as an uncaught exception,
+   * where a bug in a listener belongs. */
+  #emit<E extends keyof ClientEvents>(event: E, ...args: ClientEvents[E]): void {
+    try {
+      (this.#events.emit as (event: E, ...args: ClientEvents[E]) => boolean)(event, ...args);
+    } catch (error) {
+      process.nextTick(() => {
+        throw error;
+      });
+    }
   }
 }

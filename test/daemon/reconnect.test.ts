@@ -3,9 +3,31 @@
 // while no daemon runs (UNAVAILABLE, one connect attempt each), the next call after the restart
 // connects again and sees every acknowledged write, and what lived on the old connection (an
 // open transaction) is gone with it rather than answered by the new one.
+import { execa } from 'execa';
 import { afterEach, describe, expect, it } from 'vitest';
 import { IpcClient, type ToonDBError } from '../../ipc-client/index.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { CLIENT_MODULE } from '../helpers/paths.js';
+
+/** A client process with a 'reconnect' listener that throws: says when it is connected, waits
+ * for a line on stdin (the daemon restarted), then makes a call that reconnects and prints how
+ * it went and what reached process 'uncaughtException'. */
+const THROWING_LISTENER = `
+const { IpcClient } = await import(process.env.CLIENT_MODULE);
+const caught = [];
+process.on('uncaughtException', (error) => caught.push(error.message));
+const client = await IpcClient.connect(process.env.SOCKET);
+client.on('reconnect', () => { throw new Error('a bug in a listener'); });
+await client.put('before', '1');
+process.stdout.write('ready\\n');
+await new Promise((resolve) => process.stdin.once('data', resolve));
+let result;
+try { await client.put('after', '2'); result = 'ok'; } catch (error) { result = error.code ?? error.message; }
+await new Promise((resolve) => setTimeout(resolve, 50));
+process.stdout.write(JSON.stringify({ result, caught }) + '\\n');
+await client.close();
+process.stdin.destroy();
+`;
 
 let daemon: TestDaemon | undefined;
 let client: IpcClient | undefined;
@@ -22,6 +44,23 @@ function settle<T>(promise: Promise<T>): Promise<{ value?: T; error?: ToonDBErro
 }
 
 describe('a client across daemon restarts', () => {
+  // Review: a 'reconnect' listener that threw made the calls waiting on the reconnect reject
+  // with its plain Error (the new connection kept); it now surfaces on its own, uncaught.
+  it('keeps a throwing event listener out of the calls that reconnect', async () => {
+    daemon = await startDaemon();
+    const child = execa('node', ['--input-type=module', '-e', THROWING_LISTENER], {
+      env: { CLIENT_MODULE, SOCKET: daemon.socketPath }, stdin: 'pipe', reject: false,
+    });
+    const lines: string[] = [];
+    child.stdout!.on('data', (chunk: Buffer) => lines.push(...chunk.toString().split('\n').filter(Boolean)));
+    await expect.poll(() => lines.includes('ready'), { timeout: 10_000 }).toBe(true);
+    await daemon.kill();
+    await daemon.start();
+    child.stdin!.write('go\n');
+    await child;
+    expect(JSON.parse(lines.at(-1)!)).toEqual({ result: 'ok', caught: ['a bug in a listener'] });
+  });
+
   it('after SIGKILL: fails while the daemon is down, then reconnects and reads what was acknowledged', async () => {
     daemon = await startDaemon({ args: ['--durability', 'sync'] });
     client = await IpcClient.connect(daemon.socketPath);
