@@ -72,8 +72,9 @@ describe('write order under reply-budget waits', () => {
       await expect.poll(async () => (await total()) - held, { timeout: 10_000 }).toBeGreaterThanOrEqual(2); // it and a stats
       peer.socket.resume(); // 'drain': call 2 is granted, and call 3 may start
       await expect.poll(() => peer.messages.filter((m) => m.id === 20 || m.id === 30).length, { timeout: 20_000 }).toBe(2);
+      // Replies may come in any order (PROTOCOL.md); what must hold is the order of execution:
+      // the later put wins.
       const replies = peer.messages.filter((m) => m.id === 20 || m.id === 30);
-      expect(replies.map((m) => m.id), key).toEqual([20, 30]);
       expect(replies.every((m) => m.error === undefined)).toBe(true);
       expect((await watcher.get(key))?.toString(), key).toBe('B');
     } finally {
