@@ -352,13 +352,15 @@ export class Daemon implements DaemonContext {
     if (this.ttlSweepRunning || this.stopping || this.trouble !== null) return;
     this.ttlSweepRunning = true;
     this.engine.sweepExpired(TTL_SWEEP_KEYS_MAX).then(
-      (removed) => {
+      ({ removed, examined }) => {
         this.ttlSweepRunning = false;
         if (removed > 0) {
           this.log.debug({ removed }, 'reclaimed expired keys');
           if (this.config.durability === 'sync') this.gate.syncIfBehind();
         }
-        if (removed >= TTL_SWEEP_KEYS_MAX) setImmediate(() => this.sweepExpired());
+        // A full round, counted in index entries: rounds of out-of-date entries remove fewer
+        // keys, and stopping at them left the expired keys behind them for later ticks.
+        if (examined >= TTL_SWEEP_KEYS_MAX) setImmediate(() => this.sweepExpired());
       },
       (error: unknown) => {
         this.ttlSweepRunning = false;

@@ -25,6 +25,7 @@ import type {
   EngineResult,
   EngineStats,
   RecoveryReport,
+  SweepReport,
 } from './types.js';
 
 export * from './types.js';
@@ -201,7 +202,7 @@ class LoadedEngine implements Engine {
     return coded(() => this.inner.checkpoint());
   }
 
-  sweepExpired(limit: number): Promise<number> {
+  sweepExpired(limit: number): Promise<SweepReport> {
     return coded(() => this.inner.sweepExpired(limit));
   }
 

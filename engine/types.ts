@@ -214,6 +214,13 @@ export interface EngineStats {
   watermarkFailures: number;
 }
 
+/** What a sweep did: keys removed, and due index entries gone through (out-of-date ones remove
+ * no key): a caller catching up sweeps again while `examined` reaches its limit. */
+export interface SweepReport {
+  removed: number;
+  examined: number;
+}
+
 export interface CheckpointReport {
   lsn: bigint;
   durationMs: number;
@@ -295,8 +302,8 @@ export interface Engine {
   writtenSeq(): number;
   /** Flushes memtables to tables and the journal to disk; bounds recovery work. */
   checkpoint(): Promise<CheckpointReport>;
-  /** Removes up to `limit` expired keys; resolves to the number removed. */
-  sweepExpired(limit: number): Promise<number>;
+  /** Goes through up to `limit` due TTL index entries, removing the keys still expired. */
+  sweepExpired(limit: number): Promise<SweepReport>;
   stats(): Promise<EngineStats>;
   /** Persists and releases everything. Further calls fail. */
   close(): Promise<void>;

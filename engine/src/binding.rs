@@ -14,6 +14,7 @@
 //!   no napi Buffer per key or value.
 
 use crate::core::engine::{Checkpoint, Engine, Stats};
+use crate::core::ttl::Swept;
 use crate::core::error::{EngineError, ALL_CODES};
 use crate::core::abi;
 use crate::core::ops::{Op, OpOutput};
@@ -105,6 +106,12 @@ impl From<Stats> for StatsJs {
             watermark_failures: s.watermark_failures as f64,
         }
     }
+}
+
+#[napi(object)]
+pub struct SweptJs {
+    pub removed: f64,
+    pub examined: f64,
 }
 
 #[napi(object)]
@@ -377,10 +384,10 @@ impl NativeEngine {
         AsyncTask::new(job(move || engine.checkpoint(), CheckpointJs::from))
     }
 
-    #[napi(ts_return_type = "Promise<number>")]
-    pub fn sweep_expired(&self, limit: u32) -> AsyncTask<Job<u64, f64>> {
+    #[napi(ts_return_type = "Promise<SweptJs>")]
+    pub fn sweep_expired(&self, limit: u32) -> AsyncTask<Job<Swept, SweptJs>> {
         let engine = self.inner.clone();
-        AsyncTask::new(job(move || engine.sweep_expired(limit as usize), |n| n as f64))
+        AsyncTask::new(job(move || engine.sweep_expired(limit as usize), |s| SweptJs { removed: s.removed as f64, examined: s.examined as f64 }))
     }
 
     #[napi(ts_return_type = "Promise<StatsJs>")]

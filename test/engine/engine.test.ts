@@ -357,8 +357,8 @@ describe('engine', () => {
     await new Promise((resolve) => setTimeout(resolve, 60));
     expect(await get('t/short')).toBeNull();
     expect(scanKeys(await ok({ kind: OpKind.scanOpen, key: b('t/') })).map(String)).toEqual(['t/long']);
-    expect(await engine.sweepExpired(100)).toBe(1);
-    expect(await engine.sweepExpired(100)).toBe(0);
+    expect(await engine.sweepExpired(100)).toEqual({ removed: 1, examined: 1 });
+    expect(await engine.sweepExpired(100)).toEqual({ removed: 0, examined: 0 });
     expect(await get('t/long')).toBe('v');
   });
 

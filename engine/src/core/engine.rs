@@ -214,7 +214,7 @@ impl Engine {
         self.store().map_or(0, |s| s.tickets.written())
     }
 
-    pub fn sweep_expired(&self, limit: usize) -> EngineResult<u64> {
+    pub fn sweep_expired(&self, limit: usize) -> EngineResult<ttl::Swept> {
         ttl::sweep_expired(&*self.store()?, limit)
     }
 

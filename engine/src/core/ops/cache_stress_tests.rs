@@ -104,7 +104,7 @@ fn cached_reads_follow_deferred_puts_deletes_ttls_transactions_and_sweeps() {
         std::thread::spawn(move || {
             let mut removed = 0;
             while !shared.done.load(Ordering::SeqCst) {
-                removed += engine.sweep_expired(100).unwrap();
+                removed += engine.sweep_expired(100).unwrap().removed;
                 std::thread::sleep(std::time::Duration::from_micros(200));
             }
             removed
