@@ -139,6 +139,10 @@ pub struct Store {
     pub cursors: CursorRegistry,
     pub rows: RowCache,
     commit_lock: Mutex<()>,
+    /// Commits applied through fjall's conflict oracle (transactions, and plain writes while one
+    /// is live), counted under the commit lock: what a transaction's conflict check will cost
+    /// grows with those made since its snapshot (store/commit.rs `commit_tx`).
+    pub oracle_commits: AtomicU64,
     poisoned: AtomicBool,
     /// What failed when the store was poisoned (the first cause), for every later refusal.
     poison_cause: std::sync::OnceLock<String>,
@@ -229,6 +233,7 @@ impl Store {
             cursors: CursorRegistry::default(),
             rows: RowCache::new(options.row_cache_bytes.unwrap_or(ROW_CACHE_BYTES_DEFAULT)),
             commit_lock: Mutex::new(()),
+            oracle_commits: AtomicU64::new(0),
             poisoned: AtomicBool::new(false),
             poison_cause: std::sync::OnceLock::new(),
             watermark,

@@ -94,7 +94,7 @@ struct Started {
     tx: WriteTransaction,
     /// Snapshot isolation only: the read snapshot, at the same seqno as `tx`.
     snap: Option<Snapshot>,
-    /// fjall's next seqno when the snapshot was taken: every commit since took one.
+    /// `Store::oracle_commits` when the snapshot was taken (what its conflict check will cost).
     seqno: u64,
 }
 
@@ -210,7 +210,7 @@ impl TxnState {
         if self.started.is_none() {
             let tx = store.write_tx()?;
             let snap = self.overlay.as_ref().map(|_| store.db.read_tx());
-            self.started = Some(Started { tx, snap, seqno: store.db.inner().seqno() });
+            self.started = Some(Started { tx, snap, seqno: store.oracle_commits.load(std::sync::atomic::Ordering::SeqCst) });
         }
         Ok(())
     }

@@ -5,6 +5,8 @@
 use super::tests::{get, in_txn, open, put};
 use super::*;
 use crate::core::txn::READ_MARK_BYTES;
+use crate::core::engine::Engine;
+use crate::core::store::{Limits, OpenOptions};
 
 #[test]
 fn a_transaction_takes_its_snapshot_at_its_first_read_and_replays_writes_made_before_it() {
@@ -304,6 +306,40 @@ fn a_commit_whose_conflict_check_would_stall_writers_is_refused_as_a_conflict() 
     assert_eq!(refused.code(), "TXN_CONFLICT");
     assert!(refused.to_string().contains("would stall every writer"), "{refused}");
     assert_eq!(engine.execute(vec![get(b"mine")]).unwrap()[0].value, Some(Some(format!("{}", commits_max - 50).into_bytes())), "nothing applied");
+}
+
+/// TTL sweeps commit past fjall's oracle: they add nothing to a transaction's conflict check, so
+/// they must not count toward its bound. They did (the bound counted fjall's seqnos, which each
+/// sweep chunk takes), and ~2000 swept keys during a large reader's life got it refused.
+#[test]
+fn ttl_sweeps_do_not_count_toward_the_conflict_check_bound() {
+    use crate::core::store::CONFLICT_CHECK_BYTE_COMMITS_MAX;
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits { key_bytes_max: 64, value_bytes_max: 1024, txn_bytes_max: 16 << 20, txn_bytes_daemon_max: 1 << 40, batch_items_max: 100, batch_bytes_max: 1 << 24 };
+    let options = OpenOptions { path: dir.path().join("db").to_str().unwrap().into(), cache_bytes: None, row_cache_bytes: None, table_files_max: None, limits };
+    let engine = Engine::open(&options).unwrap().0;
+    // ~13 MB of read marks: past CONFLICT_CHECK_BYTE_COMMITS_MAX after ~330 commits.
+    let (reads, key_bytes) = (60_000u64, 60u64);
+    let commits_max = CONFLICT_CHECK_BYTE_COMMITS_MAX / (reads * (READ_MARK_BYTES + key_bytes));
+    // Enough expired keys that sweeping them takes well over that many chunks of 32.
+    let expiring = (commits_max + 100) * 32;
+    for start in (0..expiring).step_by(100) {
+        let ops = (start..(start + 100).min(expiring)).map(|i| Op { ttl_ms: Some(1.0), ..put(format!("ttl{i:07}").as_bytes(), b"v") }).collect();
+        assert!(engine.execute(ops).unwrap().iter().all(|o| o.error.is_none()));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let txn = engine.execute(vec![Op { kind: kind::BEGIN, isolation: Some(0), ..Default::default() }]).unwrap()[0].txn.unwrap();
+    for call in 0..reads / 100 {
+        let keys: Vec<Vec<u8>> = (0..100).map(|i| format!("{call:030}{i:030}").into_bytes()).collect();
+        assert!(engine.execute(vec![in_txn(Op { kind: kind::GET_BATCH, keys: Some(keys), ..Default::default() }, txn)]).unwrap()[0].error.is_none());
+    }
+    let mut swept = 0;
+    while engine.sweep_expired(1000).unwrap().removed > 0 {
+        swept += 1;
+    }
+    assert!(swept > 0);
+    let out = engine.execute(vec![in_txn(put(b"mine", b"1"), txn), Op { kind: kind::COMMIT, txn: Some(txn), ..Default::default() }]).unwrap();
+    assert!(out[1].error.is_none(), "refused after {expiring} swept keys and no other commit: {:?}", out[1].error);
 }
 
 /// Bytes all open transactions hold together are bounded too (txn_bytes_daemon_max): several

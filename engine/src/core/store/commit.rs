@@ -32,7 +32,7 @@ pub const CONFLICT_CHECK_BYTE_COMMITS_MAX: u64 = 1 << 32;
 
 /// What checking a transaction's commit for conflicts costs: the bytes of the reads it marked
 /// (keys and range bounds with READ_MARK_BYTES each; for snapshot isolation, its written keys,
-/// marked at commit) and fjall's seqno when it took its snapshot.
+/// marked at commit) and `Store::oracle_commits` when it took its snapshot (`snapshot_seqno`).
 pub struct ConflictCheck {
     pub read_bytes: u64,
     pub snapshot_seqno: u64,
@@ -47,13 +47,18 @@ impl Store {
     pub fn commit_tx(&self, tx: WriteTransaction, writes: RowWrites, check: ConflictCheck) -> Committed {
         let mut unchecked = None;
         let mut committed = self.commit_with(None, writes, |_| {
-            // Every commit since the snapshot took a seqno (flushes may take a few more).
-            let commits = self.db.inner().seqno().saturating_sub(check.snapshot_seqno);
+            // The commits fjall's oracle checks this one against: those through it since the
+            // snapshot (TTL sweeps, flushes and plain writes with no transaction live bypass it).
+            let commits = self.oracle_commits.load(Ordering::SeqCst).saturating_sub(check.snapshot_seqno);
             if check.read_bytes.saturating_mul(commits) > CONFLICT_CHECK_BYTE_COMMITS_MAX {
                 unchecked = Some(commits);
                 return Ok(false); // nothing applied
             }
-            tx.commit().map(|outcome| outcome.is_ok()).map_err(EngineError::from)
+            let applied = tx.commit().map(|outcome| outcome.is_ok()).map_err(EngineError::from);
+            if matches!(applied, Ok(true)) {
+                self.oracle_commits.fetch_add(1, Ordering::SeqCst);
+            }
+            applied
         });
         if let Some(commits) = unchecked {
             committed.result = Err(EngineError::TxnCheckTooLong { read_bytes: check.read_bytes, commits });
@@ -186,7 +191,11 @@ impl Store {
                         WriteItem::Delete { key } => tx.remove(&self.data, key),
                     }
                 }
-                return tx.commit().map(|outcome| outcome.is_ok()).map_err(EngineError::from);
+                let applied = tx.commit().map(|outcome| outcome.is_ok()).map_err(EngineError::from);
+                if matches!(applied, Ok(true)) {
+                    self.oracle_commits.fetch_add(1, Ordering::SeqCst);
+                }
+                return applied;
             }
             let mut batch = self.db.inner().batch().durability(Some(PersistMode::Buffer));
             for item in items {
