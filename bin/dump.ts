@@ -10,7 +10,8 @@
  *      keyLength u32 BE, key, valueLength u32 BE, value, then, for a triple only, the expiry as
  *      a u64 BE, in order.
  *   3. trailer { end: true, count: <entries written> }
- * `load` also reads versions 2 (pairs only) and 1 (pairs, no crc32). A batch whose checksum
+ * `load` also reads versions 2 (pairs only) and 1 (pairs, no crc32; a batch that has a crc32
+ * anyway is checked, so a header damaged to say 1 does not skip checks). A batch whose checksum
  * does not match is refused before anything of it is written; a file without the trailer is
  * truncated. Either way `load` says how many entries it had written (the batches before the
  * damage).
@@ -219,7 +220,10 @@ async function loadFrom(client: IpcClient, source: string, file: string, loaded:
         trailer = Number(message.count);
       } else if (Array.isArray(message.entries)) {
         const entries = checkedEntries(message.entries, version, file, loaded.count);
-        if (version >= 2 && message.crc32 !== entriesCrc(entries)) throw corrupt(file, `a batch fails its checksum after ${loaded.count} entries`);
+        // Version 1 batches carry no checksum; one that does is checked whatever the header
+        // says, so a header damaged to say 1 does not switch checking off.
+        const checked = version >= 2 || message.crc32 !== undefined;
+        if (checked && message.crc32 !== entriesCrc(entries)) throw corrupt(file, `a batch fails its checksum after ${loaded.count} entries`);
         await putAll(client, entries, loaded, file);
         loaded.count += entries.length;
         for (const [k, v] of entries) loaded.bytes += k.length + v.length;
