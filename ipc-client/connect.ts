@@ -34,7 +34,8 @@ export const DEFAULT_SOCKET_PATH = '/tmp/toondb.sock';
 
 
 export interface ConnectOptions {
-  /** Per-request timeout in ms (TIMEOUT error); default 30 000; 0 = no timeout. */
+  /** Per-request timeout in ms (TIMEOUT error); default 30 000; 0 = no timeout. A request
+   * fails at most timeoutMs / 64 after its deadline (one timer serves the connection). */
   timeoutMs?: number;
   /** Bound on connect + hello in ms; default 5 000. */
   connectTimeoutMs?: number;

@@ -15,7 +15,10 @@
  * - Every request of a table shares one timeout, so a later request never has an earlier
  *   deadline. One timer, unref()ed, is armed for the earliest deadline while requests are
  *   pending: a sweep expires every request past its deadline and re-arms for the earliest
- *   left. No per-request timer. The connection refs its socket while requests are pending;
+ *   left, but no sooner than timeoutMs / SWEEPS_PER_TIMEOUT_MAX after itself. A sweep visits
+ *   the whole table, so without that gap requests added a ms apart to a stalled connection
+ *   each cost a sweep of all of them (quadratic); with it a request is visited by at most ~64
+ *   sweeps, and times out at most timeoutMs / 64 after its deadline. No per-request timer. The connection refs its socket while requests are pending;
  *   that is what keeps a waiting process alive.
  * - Requests leave in allocation order whenever several leave at once (a sweep, `drain`).
  * - A request is settled exactly once: `take`/`drain`/the sweep remove it before settling.
@@ -29,6 +32,10 @@ import { REQUEST_ID_MAX } from '../protocol/messages.js';
 /** Timed-out ids remembered so that a late reply is dropped instead of matching a reused id.
  * Bounded; with a 2^32 id space an evicted id is reused only after ~4 billion requests. */
 const TIMED_OUT_IDS_MAX = 65_536;
+
+/** Sweeps per timeout period at most (see the header): the gap a sweep leaves before the next
+ * is timeoutMs / this, so that is how late, at most, a request times out. */
+const SWEEPS_PER_TIMEOUT_MAX = 64;
 
 /** Turns a reply's result into what the caller's promise resolves with (it may throw, e.g. a
  * PROTOCOL_ERROR for a malformed result: the promise then rejects with that). */
@@ -156,7 +163,7 @@ export class PendingTable<R extends NamedRequest> {
     }
     let nextDeadlineMs = Infinity;
     this.byId.forEach((pending) => { nextDeadlineMs = Math.min(nextDeadlineMs, pending.deadlineMs); });
-    this.arm(nextDeadlineMs);
+    this.arm(Math.max(nextDeadlineMs, now + this.timeoutMs / SWEEPS_PER_TIMEOUT_MAX));
     for (const pending of expired) {
       pending.reject(new ToonDBError('TIMEOUT', pending.written
         ? `${pending.op} got no reply within ${this.timeoutMs} ms; it may or may not have been applied`

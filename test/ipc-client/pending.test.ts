@@ -102,6 +102,35 @@ describe('PendingTable', () => {
     expect(sweeps).toBe(2);
   });
 
+  // Review: each sweep visits the whole table and re-armed for the earliest deadline left, so
+  // requests added a ms apart to a stalled connection cost one sweep of all of them each
+  // (quadratic in a burst). Sweeps are now at least timeoutMs / 64 apart.
+  it('sweeps a table of spread-out deadlines a bounded number of times, none early, none much late', () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] });
+    const timeoutMs = 640;
+    let sweeps = 0;
+    const table = new PendingTable<Req>(timeoutMs, () => { sweeps += 1; });
+    const add = adder(table);
+    const added: { at: number; request: Added; settledAt: number | null }[] = [];
+    for (let i = 0; i < 1000; i++) {
+      const at = performance.now();
+      const request = add();
+      const entry = { at, request, settledAt: null as number | null };
+      const reject = request.pending.reject;
+      (request.pending as { reject: (error: ToonDBError) => void }).reject = (error) => { entry.settledAt = performance.now(); reject(error); };
+      added.push(entry);
+      vi.advanceTimersByTime(1);
+    }
+    vi.advanceTimersByTime(2 * timeoutMs);
+    expect(added.every((entry) => entry.request.outcome() === 'TIMEOUT')).toBe(true);
+    const lateness = added.map((entry) => entry.settledAt! - (entry.at + timeoutMs));
+    expect(Math.min(...lateness)).toBeGreaterThanOrEqual(0);
+    expect(Math.max(...lateness)).toBeLessThanOrEqual(timeoutMs / 64 + 1);
+    // 1000 ms of deadlines, at most one sweep per 10 ms (one per deadline before: ~1000).
+    expect(sweeps).toBeLessThanOrEqual(1000 / (timeoutMs / 64) + 2);
+    expect(sweeps).toBeGreaterThan(50);
+  });
+
   it('drains every request in allocation order across the id wrap', () => {
     const table = countFrom(new PendingTable<Req>(0, () => undefined), REQUEST_ID_MAX - 2);
     const add = adder(table);
