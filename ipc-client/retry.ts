@@ -15,7 +15,9 @@
  *   effects outside the transaction.
  * - Every attempt's transaction is finished (committed, or aborted) before the next begins or
  *   the call settles; an abort failure never hides the error that caused it.
- * - If `fn` commits or aborts the transaction itself, its result is returned as is.
+ * - If `fn` commits or aborts the transaction itself, its result is returned as is; one it
+ *   started without awaiting is awaited (not committed a second time), and its failure is the
+ *   attempt's, as if `fn` had awaited it.
  * - Backoff is "full jitter": uniform in [0, min(BACKOFF_MS_MAX, backoffMs * 2^attempt)], so
  *   conflicting clients spread out instead of colliding again in lockstep.
  */
@@ -66,7 +68,7 @@ export async function withTransaction<T>(
     try {
       txn = await begin(options?.isolation);
       const result = await fn(txn);
-      if (txn.state === 'active') await txn.commit();
+      if (txn.state === 'active') await (txn.endInFlight ?? txn.commit());
       return result;
     } catch (error) {
       await txn?.[Symbol.asyncDispose]();

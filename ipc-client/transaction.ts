@@ -60,6 +60,8 @@ export class Transaction extends DataOperations {
   #state: TransactionState = 'active';
   /** True from the moment commit() or abort() is called. */
   #ending = false;
+  /** The first commit() or abort() called, until it settles: see `endInFlight`. */
+  #end: Promise<unknown> | null = null;
   /** The begin's reply until it has succeeded (then null: calls skip the check). */
   #begin: Promise<unknown> | null;
   /** Why the begin failed, once it has. */
@@ -106,9 +108,22 @@ export class Transaction extends DataOperations {
     return this.#lastActiveMs;
   }
 
+  /** @internal The commit or abort called and not settled yet (null if none, or once it has
+   * settled): withTransaction waits for one that its function started without awaiting, instead
+   * of committing again. Reading it marks that promise's rejection as handled. */
+  get endInFlight(): Promise<unknown> | null {
+    return this.#state === 'active' ? this.#end : null;
+  }
+
   /** Commits; resolves with the commit timestamp. TransactionConflictError on TXN_CONFLICT;
    * TXN_WRITE_FAILED (nothing applied) if a write request of the transaction failed. */
-  async commit(): Promise<bigint> {
+  commit(): Promise<bigint> {
+    const committing = this.#commit();
+    this.#end ??= committing;
+    return committing;
+  }
+
+  async #commit(): Promise<bigint> {
     this.#markEnding('commit');
     try {
       if (this.#writeRefused !== null) {
@@ -131,7 +146,13 @@ export class Transaction extends DataOperations {
   }
 
   /** Discards every write of the transaction. */
-  async abort(): Promise<void> {
+  abort(): Promise<void> {
+    const aborting = this.#abort();
+    this.#end ??= aborting;
+    return aborting;
+  }
+
+  async #abort(): Promise<void> {
     if (this.#beginError !== null && !this.#ending) {
       this.#host.ended(this);
       this.#ending = true; // never opened: nothing to discard

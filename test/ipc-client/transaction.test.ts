@@ -359,6 +359,29 @@ describe('withTransaction', () => {
     expect(txn.state).toBe('committed');
   });
 
+  // Review: a commit `fn` started without awaiting left the state 'active', so withTransaction
+  // committed again: NOT_IN_TRANSACTION although the first commit went through, and a conflict
+  // of the first one was an unhandled rejection instead of a retry.
+  it('waits for a commit or abort its function started without awaiting, retrying its conflict', async () => {
+    conflictTimes(1);
+    let runs = 0;
+    const result = await client.withTransaction(async (txn) => {
+      runs++;
+      await txn.put('k', String(runs));
+      void txn.commit();
+      return runs;
+    }, { backoffMs: 1 });
+    expect(result).toBe(2);
+    expect(server.ops('commit')).toHaveLength(2); // one per attempt, none sent twice
+    const aborted = await client.withTransaction(async (txn) => {
+      void txn.abort();
+      return 'left';
+    });
+    expect(aborted).toBe('left');
+    expect(server.ops('commit')).toHaveLength(2);
+    expect(server.ops('abort')).toHaveLength(1);
+  });
+
   it('keeps the original error when the abort fails too', async () => {
     server.script = (request) => (request.op === 'abort' ? { error: { code: 'IO_ERROR', message: 'abort failed' } } : undefined);
     await expect(client.withTransaction(async () => {
