@@ -7,9 +7,11 @@
 //! reads due index entries in expiry order and, in chunks, each chunk one commit under the
 //! store's commit lock, deletes the data key only if its current value (read under that lock)
 //! still carries that very expiry, and deletes the index entry either way (a stale entry
-//! points at an overwritten key). The commit bypasses fjall's conflict oracle: removing a value
-//! that had already expired changes nothing a transaction can see, so it never makes one
-//! conflict.
+//! points at an overwritten key), except the entry of a key written again with that very expiry
+//! between the two reads, or of a value a clock that stepped back shows live again, which stays
+//! for a later sweep. The commit bypasses fjall's conflict
+//! oracle: removing a value that had already expired changes nothing a transaction can see, so
+//! it never makes one conflict.
 //!
 //! Invariants: a live value (no expiry or a later one) is never deleted; work per call is
 //! bounded by `limit` index entries.
@@ -25,6 +27,13 @@ use std::ops::Bound;
 /// writer waits for, so chunks are small (256 held the lock 1.7 ms with a warm block cache,
 /// 9-21 ms with a cold one, in review).
 const CHUNK_ENTRIES: usize = 32;
+
+#[cfg(test)]
+thread_local! {
+    /// Test hook: run by `sweep_chunk` on its own thread between its read outside the commit
+    /// lock and its commit (a write landing in that window, deterministically).
+    static BEFORE_COMMIT: std::cell::RefCell<Option<Box<dyn FnOnce()>>> = const { std::cell::RefCell::new(None) };
+}
 
 /// What one sweep did: keys removed, and due index entries it went through (out-of-date ones,
 /// of keys overwritten or given another TTL since, are dropped without removing a key).
@@ -59,7 +68,9 @@ fn due_entries(store: &Store, now: u64, limit: usize) -> EngineResult<Vec<Vec<u8
 }
 
 /// Deletes each indexed key whose current value still carries the indexed expiry, and every
-/// index entry, as one commit past fjall's conflict oracle (Store::commit_unseen): the values
+/// index entry but those of keys written again with their expiry after the first read, or whose
+/// expiry a clock that stepped back has not reached (below), as one commit past fjall's
+/// conflict oracle (Store::commit_unseen): the values
 /// had expired, so their removal changes nothing a transaction could see, and a transaction
 /// that read or wrote such a key must not conflict with it. The values are read first from a
 /// snapshot, outside the commit lock (which drops keys overwritten since and brings the rest
@@ -69,28 +80,44 @@ fn due_entries(store: &Store, now: u64, limit: usize) -> EngineResult<Vec<Vec<u8
 /// CORRUPTION) and the index entry goes.
 fn sweep_chunk(store: &Store, index_keys: &[Vec<u8>]) -> EngineResult<u64> {
     let snap = store.db.read_tx();
-    let mut due = Vec::with_capacity(index_keys.len());
-    for index_key in index_keys {
+    let mut candidates = Vec::with_capacity(index_keys.len());
+    let mut listed = vec![false; index_keys.len()];
+    for (index_key, listed) in index_keys.iter().zip(&mut listed) {
         if let Ok((at, key)) = value::split_ttl_index_key(index_key) {
             if carries_expiry(&snap, store, key, at)? {
-                due.push((at, key.to_vec()));
+                candidates.push(key.to_vec());
+                *listed = true;
             }
         }
     }
     drop(snap);
-    // The row cache stops answering every key to delete before the commit.
-    let candidates: Vec<Vec<u8>> = due.iter().map(|(_, key)| key.clone()).collect();
+    #[cfg(test)]
+    if let Some(hook) = BEFORE_COMMIT.with(|hook| hook.borrow_mut().take()) {
+        hook();
+    }
     let mut removed = 0u64;
+    // The row cache stops answering every key to delete before the commit.
     store
         .commit_unseen(RowWrites::evict(&candidates), |batch| {
             let snap = store.db.read_tx();
-            for (at, key) in due {
-                if carries_expiry(&snap, store, &key, at)? {
-                    batch.remove(store.data.inner(), key);
-                    removed += 1;
+            // Read again: the wall clock may have stepped back since the entries were listed.
+            let now = value::now_ms();
+            for (index_key, &listed) in index_keys.iter().zip(&listed) {
+                if let Ok((at, key)) = value::split_ttl_index_key(index_key) {
+                    if carries_expiry(&snap, store, key, at)? {
+                        // The entry is its value's own. A key that was not a candidate above
+                        // was written since with that very expiry (a transaction computes its
+                        // expiry at its write and may commit after it passed): the entry (the
+                        // same bytes) stays for the next sweep, or that value would never be
+                        // reclaimed; so does one whose expiry is ahead of a clock that stepped
+                        // back (the value reads as live again).
+                        if !listed || at > now {
+                            continue;
+                        }
+                        batch.remove(store.data.inner(), key.to_vec());
+                        removed += 1;
+                    }
                 }
-            }
-            for index_key in index_keys {
                 batch.remove(store.ttl.inner(), index_key.clone());
             }
             Ok(())
@@ -113,7 +140,8 @@ mod tests {
     use super::*;
     use crate::core::engine::Engine;
     use crate::core::ops::{kind, Op};
-    use crate::core::store::{Limits, OpenOptions};
+    use crate::core::store::{Limits, OpenOptions, WriteItem};
+    use fjall::Slice;
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -234,6 +262,57 @@ mod tests {
         let read = engine.execute(vec![Op { kind: kind::GET, key: Some(b"bad".to_vec()), ..Default::default() }]).unwrap();
         assert_eq!(read[0].error.as_ref().map(|e| e.code()), Some("CORRUPTION"), "the bad value is left for reads to report");
         assert!(due_entries(&store, value::now_ms(), 100).unwrap().is_empty(), "both bad index entries went");
+    }
+
+    // Review: under the commit lock the sweep re-read only the keys whose value still carried
+    // the indexed expiry in its read outside the lock, yet removed every listed index entry. A
+    // key written between the two with that very expiry (a transaction computes its expiry at
+    // its write and may commit after it passed) lost its index entry, which has the same bytes,
+    // while its value stayed: read as absent, never reclaimed.
+    #[test]
+    fn a_key_rewritten_with_the_indexed_expiry_during_a_sweep_is_still_reclaimed() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Arc::new(open(dir.path()));
+        let store = engine.store().unwrap();
+        let at = value::now_ms() - 1000; // an expiry already past
+        let plain_put = WriteItem::Put { key: Slice::from(&b"k"[..]), stored: value::encode_slice(b"old", Some(at)), expiry_ms: Some(at) };
+        assert!(store.write_batch(None, vec![plain_put]).result.is_ok());
+        assert!(engine.execute(vec![Op { kind: kind::DELETE, key: Some(b"k".to_vec()), ..Default::default() }]).unwrap()[0].error.is_none());
+        // A transaction wrote k with a TTL that ended at that same ms, and has not committed.
+        let txn = begin(&engine, 0);
+        crate::core::txn::write(&store, txn, vec![(b"k".to_vec(), Some(value::encode(b"new", Some(at))))]).unwrap();
+        let due = due_entries(&store, value::now_ms(), 100).unwrap();
+        assert_eq!(due, vec![value::ttl_index_key(at, b"k")], "the stale entry of the deleted value is due");
+        // The transaction commits after the sweep read k (deleted) and before its commit.
+        let committer = engine.clone();
+        BEFORE_COMMIT.with(|hook| {
+            *hook.borrow_mut() = Some(Box::new(move || {
+                let committed = committer.execute(vec![txn_op(kind::COMMIT, txn)]).unwrap();
+                assert!(committed[0].error.is_none(), "{:?}", committed[0].error);
+            }))
+        });
+        sweep_chunk(&store, &due).unwrap();
+        assert!(BEFORE_COMMIT.with(|hook| hook.borrow().is_none()), "the hook ran");
+        assert_eq!(value_of(&engine, b"k"), None, "k's value is expired");
+        engine.sweep_expired(100).unwrap();
+        assert_eq!(store.db.read_tx().get(&store.data, b"k").unwrap(), None, "k's expired value is reclaimed");
+    }
+
+    // Review: the sweep compared expiries with the clock only when it listed the entries; a
+    // wall clock stepping back before its commit made it delete values reads showed live again.
+    // Under the commit lock it reads the clock again and leaves such a value and its entry.
+    #[test]
+    fn a_value_whose_expiry_the_clock_has_not_reached_at_the_commit_is_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = open(dir.path());
+        engine.execute(vec![put(b"k", b"v", Some(60_000.0))]).unwrap();
+        let store = engine.store().unwrap();
+        // As if listed at a clock reading a minute ahead of the one at the commit.
+        let listed = due_entries(&store, value::now_ms() + 120_000, 100).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(sweep_chunk(&store, &listed).unwrap(), 0, "nothing removed");
+        assert_eq!(value_of(&engine, b"k").as_deref(), Some(&b"v"[..]));
+        assert_eq!(due_entries(&store, value::now_ms() + 120_000, 100).unwrap(), listed, "its index entry stays");
     }
 
     #[test]
