@@ -93,6 +93,12 @@ const toVoid = (): void => undefined;
 const toValueResult = (result: unknown): Buffer | null => parseValue(result, 'get');
 const toExistsResult = (result: unknown): boolean => parseBoolean(result, 'exists');
 
+/*
+ * Every key and value given as a Uint8Array is referenced, not copied, until its request is
+ * written to the socket (a microtask after the call, later while the write queue is full): the
+ * caller must not change its bytes before the call settles (bytes.ts), or the changed bytes are
+ * what is sent. Strings are immutable and need no such care.
+ */
 export abstract class DataOperations {
   /** Sends one data request and resolves with its result through `map` (the raw result
    * without one). Never throws synchronously. */
@@ -117,6 +123,8 @@ export abstract class DataOperations {
     return this.sendKeyed('exists', key, BYTES_KEY, toExistsResult);
   }
 
+  /** Writes `value` under `key`. A Uint8Array key or value is sent as it is when the request is
+   * written, not copied here: do not change its bytes until the returned promise settles. */
   put(key: Bytes, value: Bytes, options?: PutOptions): Promise<void> {
     return this.sendPut(key, BYTES_KEY, value, options);
   }
@@ -136,7 +144,8 @@ export abstract class DataOperations {
     }
   }
 
-  /** Writes every entry atomically (all or nothing). */
+  /** Writes every entry atomically (all or nothing). Uint8Array keys and values are not copied:
+   * do not change their bytes until the returned promise settles. */
   putBatch(entries: readonly (readonly [Bytes, Bytes])[], options?: PutOptions): Promise<void> {
     try {
       const limits = this.serverLimits();
