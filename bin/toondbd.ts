@@ -24,6 +24,12 @@ import type { ErrorCode } from '../protocol/errors.js';
 
 process.env.UV_THREADPOOL_SIZE ??= String(Math.min(16, Math.max(4, availableParallelism() * 2)));
 
+/** Set once `start` has a logger. Node's default action for SIGUSR1 is to open its inspector on
+ * 127.0.0.1:9229, which lets any local user run code as the daemon's user (root under the
+ * launchd plist); a listener of our own replaces that action. Installed before the imports. */
+let onUsr1: (() => void) | null = null;
+process.on('SIGUSR1', () => onUsr1?.());
+
 const { Command, Option } = await import('commander');
 const { connectFailure } = await import('./connect-outcome.js');
 const { codedCommanderError } = await import('./cli-exit.js');
@@ -39,8 +45,10 @@ const EXIT_NOT_RUNNING = 3;
 /** As long as systemd (TimeoutStopSec) and launchd (ExitTimeOut) give a stop: the daemon's own
  * bounds (a 10 s drain, a 2 s reply flush, a 25 s checkpoint flush) end it well within. */
 const STOP_TIMEOUT_MS_DEFAULT = 60_000;
-/** How often `stop` looks whether a daemon already shutting down is gone. */
+/** How often `stop` looks whether a daemon shutting down is gone. */
 const STOP_POLL_MS = 50;
+/** How long `stop` waits, once the socket is released, for the daemon's pid to end too. */
+const STOP_PID_GRACE_MS = 2_000;
 /** How long `status` and `stop` wait for connect + hello, and then for each request. */
 const CONNECT_TIMEOUT_MS = 2_000;
 const REQUEST_TIMEOUT_MS = 10_000;
@@ -79,6 +87,11 @@ async function start(flags: StartFlags): Promise<void> {
     die(coded.code, coded.message, EXIT_CONFIG);
   }
   const log = daemonModule.createLogger(config);
+  // Owner-only files: the engine creates its directories and files with the process umask, and
+  // a data dir that already existed (mkdir -p, a package's install step) is not made 0700, so
+  // under the usual 022 every other local user could read the journal and tables, past the
+  // socket's mode and the allow-lists. The socket's mode is set explicitly (access.ts).
+  process.umask(process.umask(0o077) | 0o077);
   // Handlers go in before startup: a SIGTERM during recovery or right after listen must stop
   // the daemon cleanly (socket removed, exit 0), not kill it with the default action.
   let daemon: Awaited<ReturnType<typeof daemonModule.Daemon.start>> | null = null;
@@ -107,6 +120,7 @@ async function start(flags: StartFlags): Promise<void> {
     }
   };
   process.on('SIGHUP', reload);
+  onUsr1 = () => log.warn('SIGUSR1 ignored (toondbd has no action for it; SIGHUP reloads the configuration)');
   process.on('uncaughtException', (error) => {
     log.fatal({ err: error }, 'uncaught exception: stopping');
     if (daemon === null) process.exit(EXIT_RUNTIME);
@@ -168,9 +182,11 @@ async function status(flags: { socket?: string; json?: boolean }): Promise<void>
   } finally {
     await client.close();
   }
-  const summary = { running: true, usable: true, pid: stats.pid, version: stats.version, socket: stats.socketPath, dataDir: stats.dataDir, uptimeMs: stats.uptimeMs, durability: stats.durability, connections: stats.connections.active };
+  // Not counting the connection this command asked on.
+  const connections = Math.max(0, stats.connections.active - 1);
+  const summary = { running: true, usable: true, pid: stats.pid, version: stats.version, socket: stats.socketPath, dataDir: stats.dataDir, uptimeMs: stats.uptimeMs, durability: stats.durability, connections };
   if (flags.json) process.stdout.write(JSON.stringify(summary) + '\n');
-  else process.stdout.write(`toondbd ${stats.version} running: pid ${stats.pid}, socket ${stats.socketPath}, data ${stats.dataDir}, up ${(stats.uptimeMs / 1000).toFixed(1)} s, ${stats.connections.active} connection(s)\n`);
+  else process.stdout.write(`toondbd ${stats.version} running: pid ${stats.pid}, socket ${stats.socketPath}, data ${stats.dataDir}, up ${(stats.uptimeMs / 1000).toFixed(1)} s, ${connections} client connection(s)\n`);
 }
 
 async function stop(flags: { socket?: string; timeoutMs?: string }): Promise<void> {
@@ -190,37 +206,48 @@ async function stop(flags: { socket?: string; timeoutMs?: string }): Promise<voi
     return whenStopping();
   }
   await client.close();
-  while (Date.now() < deadline) {
-    try {
-      process.kill(pid, 0);
-    } catch (error) {
-      // EPERM: alive, run by another user (the service's own); only ESRCH means it is gone.
-      if ((error as NodeJS.ErrnoException).code !== 'EPERM') {
-        process.stdout.write(`toondbd (pid ${pid}) stopped\n`);
-        return;
-      }
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  die('TIMEOUT', `daemon pid ${pid} did not stop within ${timeoutMs} ms`, EXIT_RUNTIME);
+  // The socket says when it is done: the pid is the daemon's own view of it, which in another
+  // pid namespace (a container sharing its socket) names another process here, or none.
+  if (!(await socketReleased(flags.socket, deadline))) die('TIMEOUT', `daemon pid ${pid} did not stop within ${timeoutMs} ms`, EXIT_RUNTIME);
+  // Its socket goes last but for the exit itself; here, a pid that is still alive a little
+  // later is another namespace's number (or a process exiting).
+  const graceEndMs = Math.min(deadline, Date.now() + STOP_PID_GRACE_MS);
+  while (Date.now() < graceEndMs && pidAlive(pid)) await new Promise((resolve) => setTimeout(resolve, STOP_POLL_MS));
+  process.stdout.write(`toondbd (pid ${pid}) stopped\n`);
 }
 
-/** For `stop` on a daemon already shutting down (it refuses connections with SHUTTING_DOWN until
- * it has let go of its data dir, then removes its socket): waits for it to be gone. */
-async function waitUntilStopped(socket: string | undefined, deadline: number, timeoutMs: number): Promise<never> {
+/** True unless kill(pid, 0) says no such process (EPERM: alive, another user's). */
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Waits until a daemon told to stop (it refuses connections with SHUTTING_DOWN until it has let
+ * go of its data dir, then removes its socket) is gone from its socket: nothing there, or
+ * another daemon answering (a service manager's restart). False at the deadline. */
+async function socketReleased(socket: string | undefined, deadline: number): Promise<boolean> {
   while (Date.now() < deadline) {
     await new Promise((resolve) => setTimeout(resolve, STOP_POLL_MS));
     try {
-      // Answered: the stopping daemon is gone and another (a service manager's restart) serves.
       await (await IpcClient.connect(socket, { connectTimeoutMs: CONNECT_TIMEOUT_MS, reconnect: false })).close();
     } catch (error) {
       const coded = toToonDBError(error);
       if (coded.code === 'SHUTTING_DOWN' || connectFailure(coded) !== 'absent') continue;
     }
-    process.stdout.write('toondbd stopped (it was already shutting down)\n');
-    process.exit(0);
+    return true;
   }
-  die('TIMEOUT', `the daemon was shutting down and did not stop within ${timeoutMs} ms`, EXIT_RUNTIME);
+  return false;
+}
+
+/** For `stop` on a daemon already shutting down: waits for it to be gone. */
+async function waitUntilStopped(socket: string | undefined, deadline: number, timeoutMs: number): Promise<never> {
+  if (!(await socketReleased(socket, deadline))) die('TIMEOUT', `the daemon was shutting down and did not stop within ${timeoutMs} ms`, EXIT_RUNTIME);
+  process.stdout.write('toondbd stopped (it was already shutting down)\n');
+  process.exit(0);
 }
 
 const program = new Command('toondbd')

@@ -77,8 +77,19 @@ export type ConfigInput = Partial<{
 
 export function defaultDataDir(env: NodeJS.ProcessEnv = process.env): string {
   if (env.TOONDB_DATA_DIR) return env.TOONDB_DATA_DIR;
-  const xdg = env.XDG_DATA_HOME && env.XDG_DATA_HOME.startsWith('/') ? env.XDG_DATA_HOME : join(homedir(), DATA_HOME_FALLBACK);
-  return join(xdg, DATA_DIR_NAME);
+  if (env.XDG_DATA_HOME && env.XDG_DATA_HOME.startsWith('/')) return join(env.XDG_DATA_HOME, DATA_DIR_NAME);
+  // os.homedir() is $HOME as it is: an empty or relative one would put the data dir under the
+  // working directory (resolveConfig resolves it), wherever the daemon happened to be started.
+  let home: string;
+  try {
+    home = homedir();
+  } catch (error) {
+    throw invalid(`no data dir: no --data-dir, TOONDB_DATA_DIR or XDG_DATA_HOME, and no home directory (${(error as Error).message})`);
+  }
+  if (!home.startsWith('/')) {
+    throw invalid(`no data dir: no --data-dir, TOONDB_DATA_DIR or XDG_DATA_HOME, and HOME is not an absolute path (${JSON.stringify(home)})`);
+  }
+  return join(home, DATA_HOME_FALLBACK, DATA_DIR_NAME);
 }
 
 export function defaultSocketPath(env: NodeJS.ProcessEnv = process.env): string {

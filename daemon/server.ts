@@ -19,7 +19,7 @@
  */
 
 import { constants } from 'node:fs';
-import { access, mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { access, mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
@@ -157,9 +157,15 @@ export class Daemon implements DaemonContext {
       .catch((error: unknown) => {
         throw setupRefusal(`the data directory ${config.dataDir}`, error);
       });
+    const dirMode = (await stat(config.dataDir)).mode & 0o777;
+    if ((dirMode & 0o077) !== 0) {
+      log.warn({ dataDir: config.dataDir, mode: dirMode.toString(8) },
+        'the data directory is open to other users, who may read the database past the socket\'s access control: chmod 700 it');
+    }
     const lock = lockDataDir(config.dataDir);
     let engine: Engine | null = null;
     let server: Server | null = null;
+    let daemon: Daemon | null = null;
     try {
       const openedAt = Date.now();
       const opened: Engine = await openEngine({
@@ -178,13 +184,16 @@ export class Daemon implements DaemonContext {
       log.info({ ...opened.recovery, seqno: String(opened.recovery.seqno), openMs: Date.now() - openedAt, dataDir: config.dataDir },
         'storage recovered');
       server = createServer({ allowHalfOpen: false, pauseOnConnect: false });
-      const daemon = new Daemon(config, opened, log, server, () => lock.release(), descriptors);
+      daemon = new Daemon(config, opened, log, server, () => lock.release(), descriptors);
       daemon.warnIfDescriptorsBind(config.connectionsMax);
       await daemon.listen();
       return daemon;
     } catch (error) {
-      // A listener already bound would leave its socket file behind.
-      if (server?.listening) await new Promise((resolve) => server!.close(resolve));
+      // A listener already bound would leave its socket file behind. Its 'close' waits for every
+      // connection accepted meanwhile: they are cut off, or a client that stays connected keeps
+      // this failed start alive, holding the data dir's lock, for as long as it stays.
+      if (daemon !== null) await daemon.abandonStart();
+      else if (server?.listening) await new Promise((resolve) => server!.close(resolve));
       if (engine) await engine.close().catch(() => undefined);
       lock.release();
       throw toToonDBError(error);
@@ -230,13 +239,24 @@ export class Daemon implements DaemonContext {
     this.timers.push(setInterval(() => this.sweepIdle(), IDLE_SWEEP_INTERVAL_MS));
     this.timers.push(setInterval(() => this.sweepExpired(), TTL_SWEEP_INTERVAL_MS));
     for (const timer of this.timers) timer.unref();
-    this.log.info({ socketPath, dataDir: this.config.dataDir, durability: this.config.durability, version: VERSION, connectionsMax: this.connectionsMax() }, 'listening');
-    this.notify(`READY=1\nSTATUS=listening on ${socketPath}\nMAINPID=${process.pid}`);
-    // Last step, and atomic (rename): whoever sees the info file sees a daemon that is ready.
+    // Atomic (rename): whoever sees the info file sees a daemon that is ready. Written before
+    // READY=1, the last step, so that systemd is never told "ready" by a start that then fails.
     const info: DaemonInfo = { pid: process.pid, version: VERSION, socketPath, dataDir: this.config.dataDir, startedAt: new Date().toISOString() };
     const infoPath = join(this.config.dataDir, INFO_FILE_NAME);
     await writeFile(`${infoPath}.tmp`, JSON.stringify(info, null, 2) + '\n', { mode: 0o644 });
     await rename(`${infoPath}.tmp`, infoPath);
+    this.log.info({ socketPath, dataDir: this.config.dataDir, durability: this.config.durability, version: VERSION, connectionsMax: this.connectionsMax() }, 'listening');
+    this.notify(`READY=1\nSTATUS=listening on ${socketPath}\nMAINPID=${process.pid}`);
+  }
+
+  /** Undoes a start that failed after `listen` bound the socket: timers stopped, connections
+   * accepted meanwhile cut off, listener closed (which removes the socket file). */
+  private async abandonStart(): Promise<void> {
+    for (const timer of this.timers) clearInterval(timer);
+    if (!this.server.listening) return;
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const socket of this.sockets) socket.destroy();
+    await closed;
   }
 
   /** sd_notify; a failure to reach systemd is logged, never fatal. */
