@@ -29,6 +29,11 @@ process.env.UV_THREADPOOL_SIZE ??= String(Math.min(16, Math.max(4, availablePara
  * launchd plist); a listener of our own replaces that action. Installed before the imports. */
 let onUsr1: (() => void) | null = null;
 process.on('SIGUSR1', () => onUsr1?.());
+/** Set once `start` has read its configuration. SIGHUP's default action is to terminate: one
+ * that comes while the modules load (a reload sent as the service starts) is ignored instead,
+ * as the configuration is read after it. */
+let onHup: (() => void) | null = null;
+process.on('SIGHUP', () => onHup?.());
 
 const { Command, Option } = await import('commander');
 const { connectFailure } = await import('./connect-outcome.js');
@@ -119,7 +124,7 @@ async function start(flags: StartFlags): Promise<void> {
       log.error({ err: error }, 'reload failed; keeping the running configuration');
     }
   };
-  process.on('SIGHUP', reload);
+  onHup = reload;
   onUsr1 = () => log.warn('SIGUSR1 ignored (toondbd has no action for it; SIGHUP reloads the configuration)');
   process.on('uncaughtException', (error) => {
     log.fatal({ err: error }, 'uncaught exception: stopping');
