@@ -14,7 +14,7 @@
 
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import {
   DEFAULT_SERVER_LIMITS,
   SOCKET_PATH_BYTES_MAX,
@@ -175,7 +175,16 @@ export function readConfigFile(path: string): ConfigInput {
   // applied opens the daemon to more than its operator meant.
   const unknown = Object.keys(parsed).filter((key) => !CONFIG_KEYS.includes(key));
   if (unknown.length > 0) throw invalid(`config file ${path}: unknown setting${unknown.length > 1 ? 's' : ''} ${unknown.map((key) => `"${key}"`).join(', ')} (known: ${CONFIG_KEYS.join(', ')})`);
-  return parsed as ConfigInput;
+  const config = parsed as ConfigInput;
+  // A relative path in the file means one beside the file, not under whatever directory the
+  // daemon was started from (`/` under systemd); `~` is a shell's, so it is refused.
+  for (const key of ['socket', 'dataDir'] as const) {
+    const value = config[key];
+    if (typeof value !== 'string' || value === '' || isAbsolute(value)) continue;
+    if (value === '~' || value.startsWith('~/')) throw invalid(`config file ${path}: ${key} "${value}": ~ is not expanded here; give an absolute path`);
+    config[key] = resolve(dirname(resolve(path)), value);
+  }
+  return config;
 }
 
 function resolveLimits(input: ConfigInput['limits']): ServerLimits {

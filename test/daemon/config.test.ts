@@ -29,6 +29,19 @@ describe('daemon configuration', () => {
     expect(readConfigFile(file)).toEqual({ socketGroup: 'staff', allowUid: [1000] });
   });
 
+  // Review: relative paths in the file resolved against the daemon's working directory (`/`
+  // under systemd), and `~` named a directory called `~` there.
+  it('takes relative socket and data dir paths in a config file from the file\'s directory, and refuses ~', () => {
+    const dir = makeTempDir();
+    const file = join(dir, 'config.json');
+    writeFileSync(file, JSON.stringify({ socket: 'run/s.sock', dataDir: '../data', logLevel: 'info' }));
+    expect(readConfigFile(file)).toEqual({ socket: join(dir, 'run', 's.sock'), dataDir: join(dir, '..', 'data'), logLevel: 'info' });
+    writeFileSync(file, JSON.stringify({ socket: '/abs/s.sock' }));
+    expect(readConfigFile(file)).toEqual({ socket: '/abs/s.sock' });
+    writeFileSync(file, JSON.stringify({ dataDir: '~/toondb' }));
+    expect(refusal(() => readConfigFile(file))).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('dataDir "~/toondb": ~ is not expanded here') });
+  });
+
   // Regression (review): `"limits": 5` started with the defaults (Object.entries(5) is empty),
   // and `"limits": "abc"` was refused as `unknown limit "0"`.
   it('refuses limits that are not an object of names to integers', () => {
