@@ -44,7 +44,7 @@ import { ReadAheadBudget } from './read-ahead.js';
 import { BytesBudget } from './bytes-budget.js';
 import { HandleCount } from './registry.js';
 import { Session } from './session.js';
-import { checkSocketPath, claimSocketPath, startLockPath } from './socket-path.js';
+import { checkSocketPath, claimSocketPath } from './socket-path.js';
 import { ThrottledLog } from './throttled-log.js';
 import { VERSION } from './version.js';
 
@@ -207,10 +207,7 @@ export class Daemon implements DaemonContext {
     this.server.on('connection', (socket) => this.onConnection(socket));
     const refused = (error: unknown): unknown => setupRefusal(`the socket ${socketPath}`, error);
     const retry = { minTimeout: START_LOCK_RETRY_MS_MAX / 10, maxTimeout: START_LOCK_RETRY_MS_MAX, retries: Math.ceil(START_LOCK_WAIT_MS_MAX / START_LOCK_RETRY_MS_MAX) };
-    const lockfilePath = await startLockPath(socketPath).catch((error: unknown) => {
-      throw refused(error);
-    });
-    const release = await lockfile.lock(socketPath, { lockfilePath, realpath: false, stale: START_LOCK_STALE_MS, retries: retry })
+    const release = await lockfile.lock(socketPath, { realpath: false, stale: START_LOCK_STALE_MS, retries: retry })
       .catch((error: NodeJS.ErrnoException) => {
         if (error.code !== 'ELOCKED') throw refused(error);
         throw new ToonDBError('ALREADY_RUNNING', `another toondbd is starting on ${socketPath}`);

@@ -10,9 +10,8 @@
  * serialised by the caller (proper-lockfile), so probe-then-listen is not racy.
  */
 
-import { lstat, realpath, unlink } from 'node:fs/promises';
+import { lstat, unlink } from 'node:fs/promises';
 import { connect } from 'node:net';
-import { basename, dirname, join } from 'node:path';
 import { ToonDBError } from '../protocol/errors.js';
 
 const PROBE_TIMEOUT_MS = 1_000;
@@ -74,12 +73,4 @@ export async function claimSocketPath(socketPath: string): Promise<boolean> {
     throw error;
   }
   return true;
-}
-
-/** The start-up lock of `socketPath` (a directory proper-lockfile creates): beside the socket,
- * in its directory as the kernel resolves it, so that two starts naming one socket through
- * different spellings (a symlinked directory, `..`) take the same lock. The socket itself need
- * not exist; its directory must. */
-export async function startLockPath(socketPath: string): Promise<string> {
-  return `${join(await realpath(dirname(socketPath)), basename(socketPath))}.lock`;
 }

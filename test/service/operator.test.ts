@@ -117,10 +117,9 @@ except socket.timeout:
     expect(again.stderr).toMatch(/EISDIR/);
   });
 
-  // Review: the start-up lock was named after the socket path as given, so two starts naming
-  // one socket through a symlinked directory did not take turns: one failed with EADDRINUSE as
-  // INTERNAL (exit 1), and after a crash one could unlink the other's fresh socket. (A race
-  // the old lock lost only sometimes; socket-path.test.ts checks the lock's name itself.)
+  // Two starts naming one socket through a symlinked directory take turns under one start-up
+  // lock (its directory, SOCKET.lock, is created through the same symlink): one runs, the
+  // other is refused with ALREADY_RUNNING (exit 2), never a bind failure (exit 1).
   it('lets one of two starts on one socket, named through a symlink, win; the other is ALREADY_RUNNING', async () => {
     for (let round = 0; round < 3; round++) {
       const dir = makeTempDir();
