@@ -15,9 +15,9 @@
  *   effects outside the transaction.
  * - Every attempt's transaction is finished (committed, or aborted) before the next begins or
  *   the call settles; an abort failure never hides the error that caused it.
- * - If `fn` commits or aborts the transaction itself, its result is returned as is; one it
- *   started without awaiting is awaited (not committed a second time), and its failure is the
- *   attempt's, as if `fn` had awaited it.
+ * - If `fn` commits or aborts the transaction itself, awaited or not, that commit or abort is
+ *   the attempt's outcome (never a second commit): on success `fn`'s result is returned; a
+ *   conflict is retried like any other, even one `fn` caught, since nothing was applied.
  * - Backoff is "full jitter": uniform in [0, min(BACKOFF_MS_MAX, backoffMs * 2^attempt)], so
  *   conflicting clients spread out instead of colliding again in lockstep.
  */
@@ -67,10 +67,17 @@ export async function withTransaction<T>(
     let txn: Transaction | null = null;
     try {
       txn = await begin(options?.isolation);
+      txn.markManaged();
       const result = await fn(txn);
-      if (txn.state === 'active') await (txn.endInFlight ?? txn.commit());
+      // A commit or abort fn started, awaited or not and settled or not, is the attempt's end:
+      // a conflict it met is retried, never returned as a success.
+      const end = txn.endStarted;
+      if (end !== null) await end;
+      else if (txn.state === 'active') await txn.commit();
       return result;
     } catch (error) {
+      // One fn started before throwing is finished before the next attempt begins.
+      await txn?.endStarted?.catch(() => undefined);
       await txn?.[Symbol.asyncDispose]();
       if (!isTransient(error) || attempt >= retries) throw error;
     }

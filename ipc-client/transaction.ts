@@ -60,8 +60,10 @@ export class Transaction extends DataOperations {
   #state: TransactionState = 'active';
   /** True from the moment commit() or abort() is called. */
   #ending = false;
-  /** The first commit() or abort() called, until it settles: see `endInFlight`. */
+  /** The first commit() or abort() called (kept once settled): see `endStarted`. */
   #end: Promise<unknown> | null = null;
+  /** Run by withTransaction, which awaits `#end`: its rejection is never unhandled. */
+  #managed = false;
   /** The begin's reply until it has succeeded (then null: calls skip the check). */
   #begin: Promise<unknown> | null;
   /** Why the begin failed, once it has. */
@@ -108,18 +110,30 @@ export class Transaction extends DataOperations {
     return this.#lastActiveMs;
   }
 
-  /** @internal The commit or abort called and not settled yet (null if none, or once it has
-   * settled): withTransaction waits for one that its function started without awaiting, instead
-   * of committing again. Reading it marks that promise's rejection as handled. */
-  get endInFlight(): Promise<unknown> | null {
-    return this.#state === 'active' ? this.#end : null;
+  /** @internal The first commit or abort called, settled or not (null if none): withTransaction
+   * takes its outcome as the attempt's instead of committing again. */
+  get endStarted(): Promise<unknown> | null {
+    return this.#end;
+  }
+
+  /** @internal withTransaction owns this transaction and awaits `endStarted`: a commit or abort
+   * its function leaves unawaited is then no unhandled rejection, even one that settles before
+   * the function returns. */
+  markManaged(): void {
+    this.#managed = true;
+  }
+
+  #noteEnd(end: Promise<unknown>): void {
+    if (this.#end !== null) return;
+    this.#end = end;
+    if (this.#managed) end.catch(ignore);
   }
 
   /** Commits; resolves with the commit timestamp. TransactionConflictError on TXN_CONFLICT;
    * TXN_WRITE_FAILED (nothing applied) if a write request of the transaction failed. */
   commit(): Promise<bigint> {
     const committing = this.#commit();
-    this.#end ??= committing;
+    this.#noteEnd(committing);
     return committing;
   }
 
@@ -148,7 +162,7 @@ export class Transaction extends DataOperations {
   /** Discards every write of the transaction. */
   abort(): Promise<void> {
     const aborting = this.#abort();
-    this.#end ??= aborting;
+    this.#noteEnd(aborting);
     return aborting;
   }
 

@@ -382,6 +382,31 @@ describe('withTransaction', () => {
     expect(server.ops('abort')).toHaveLength(1);
   });
 
+  // Review: a commit fn started without awaiting that settled (with a conflict) before fn
+  // returned was neither retried nor reported: withTransaction returned fn's result as a
+  // success, and the rejection went unhandled. Any commit fn started is the attempt's outcome.
+  it('retries a conflict of a commit its function started and did not await, even one settled before it returned', async () => {
+    conflictTimes(1);
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => { unhandled.push(reason); };
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      let runs = 0;
+      const result = await client.withTransaction(async (txn) => {
+        runs++;
+        await txn.put('k', String(runs));
+        void txn.commit();
+        await new Promise((resolve) => setTimeout(resolve, 50)); // other work, while the commit settles
+        return runs;
+      }, { backoffMs: 1 });
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      expect({ result, unhandled: unhandled.map(String) }).toEqual({ result: 2, unhandled: [] });
+      expect(server.ops('commit')).toHaveLength(2);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
   it('keeps the original error when the abort fails too', async () => {
     server.script = (request) => (request.op === 'abort' ? { error: { code: 'IO_ERROR', message: 'abort failed' } } : undefined);
     await expect(client.withTransaction(async () => {
