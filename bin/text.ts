@@ -13,11 +13,14 @@
  * is a CSI, a terminal escape without ESC), the bidirectional controls (U+061C, U+200E,
  * U+200F, U+202A–U+202E, U+2066–U+2069) that make a terminal show text in another order than
  * it is stored, the line and paragraph separators (U+2028, U+2029), and the characters that
- * print as nothing or as a blank, so that two different keys would print alike: soft hyphen
- * U+00AD, U+180E, zero-width space U+200B, U+2060–U+2064, U+FEFF, the Hangul fillers (U+115F,
- * U+1160, U+3164, U+FFA0) and the interlinear annotation marks U+FFF9–U+FFFB. Zero-width
- * (non-)joiners, variation selectors and tag characters stay text: emoji and several scripts
- * are written with them. --hex / --base64 choose an encoding for output too.
+ * print as nothing, so that a key holding one would print like one without it: soft hyphen
+ * U+00AD, U+034F, U+17B4, U+17B5, U+180E, zero-width space U+200B, U+2060–U+2065, U+FEFF,
+ * U+1D173–U+1D17A, the interlinear annotation marks U+FFF9–U+FFFB, and the Hangul fillers
+ * (U+115F, U+1160, U+3164, U+FFA0), blanks used to spoof names. Zero-width (non-)joiners,
+ * variation selectors and tag characters stay text: emoji and several scripts are written with
+ * them; so do the blanks other than U+0020 (no-break space, U+3000 in CJK text), which print as
+ * a visible space, and look-alike letters: text output shows what is stored when it can, not a
+ * proof that two keys differ. --hex / --base64 choose an encoding for output too.
  */
 
 import { usage } from './cli-exit.js';
@@ -28,7 +31,7 @@ export interface Encoding {
 }
 
 /** Code points that never print raw (see the header). */
-const NOT_PRINTABLE = /[\x00-\x08\x0e-\x1f\x7f-\x9f\xad\u061c\u115f\u1160\u180e\u200b\u200e\u200f\u2028\u2029\u202a-\u202e\u2060-\u2064\u2066-\u2069\u3164\ufeff\uffa0\ufff9-\ufffb]/;
+const NOT_PRINTABLE = /[\x00-\x08\x0e-\x1f\x7f-\x9f\xad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b\u200e\u200f\u2028\u2029\u202a-\u202e\u2060-\u2069\u3164\ufeff\uffa0\ufff9-\ufffb\u{1d173}-\u{1d17a}]/u;
 /** What `oneLine` output (scan's `key<TAB>value` lines) also sends to hex. */
 const LINE_BREAKING = /[\t\n\r\v\f]/;
 /** What Node puts in argv for each byte that is not UTF-8. */

@@ -6,9 +6,9 @@ import { display } from '../../bin/text.js';
 const hex = (text: string) => `0x${Buffer.from(text).toString('hex')}`;
 
 describe('display', () => {
-  it('prints text that would look like another key (blank or invisible characters) as hex', () => {
+  it('prints text holding characters that print as nothing (or Hangul fillers) as hex', () => {
     // Each of these would print exactly like 'ab' (or like 'a b' with a blank of its own).
-    for (const invisible of ['\u00ad', '\u115f', '\u1160', '\u180e', '\u200b', '\u2060', '\u2061', '\u2064', '\u3164', '\ufeff', '\uffa0', '\ufff9', '\ufffb']) {
+    for (const invisible of ['\u00ad', '\u034f', '\u115f', '\u1160', '\u17b4', '\u17b5', '\u180e', '\u200b', '\u2060', '\u2061', '\u2064', '\u2065', '\u3164', '\ufeff', '\uffa0', '\ufff9', '\ufffb', '\u{1d173}', '\u{1d17a}']) {
       const text = `a${invisible}b`;
       expect(display(Buffer.from(text), {}), `U+${invisible.codePointAt(0)!.toString(16)}`).toBe(hex(text));
     }
@@ -23,6 +23,8 @@ describe('display', () => {
       'family \u{1F468}\u200D\u{1F469}\u200D\u{1F467}', // zero-width joiners between emoji
       'می\u200Cخواهم', // Persian with a zero-width non-joiner
       'heart \u2764\uFE0F', // variation selector 16
+      'prix\u00a0: 5\u00a0€', // no-break spaces, as French typography sets them
+      '東京\u3000大阪', // an ideographic space
       'flag \u{1F3F4}\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F}', // tag characters
       'héllo 日本 ✓',
     ]) {
