@@ -29,9 +29,10 @@ process.env.UV_THREADPOOL_SIZE ??= String(Math.min(16, Math.max(4, availablePara
  * launchd plist); a listener of our own replaces that action. Installed before the imports. */
 let onUsr1: (() => void) | null = null;
 process.on('SIGUSR1', () => onUsr1?.());
-/** Set once `start` has read its configuration. SIGHUP's default action is to terminate: one
- * that comes while the modules load (a reload sent as the service starts) is ignored instead,
- * as the configuration is read after it. */
+/** Set once `start` has read its configuration (`status` and `stop` set it to exit, as the
+ * default action would). SIGHUP's default action is to terminate: one that comes while the
+ * modules load (a reload sent as the service starts) is ignored instead, as the configuration
+ * is read after it. */
 let onHup: (() => void) | null = null;
 process.on('SIGHUP', () => onHup?.());
 
@@ -174,7 +175,13 @@ async function connectOrExit(socket: string | undefined, json = false, whenStopp
   }
 }
 
+/** For `status` and `stop`: a hangup (their terminal closed) ends them, as by default. */
+function exitOnHangup(): void {
+  onHup = () => process.exit(128 + 1);
+}
+
 async function status(flags: { socket?: string; json?: boolean }): Promise<void> {
+  exitOnHangup();
   const client = await connectOrExit(flags.socket, flags.json);
   let stats: Awaited<ReturnType<typeof client.stats>>;
   try {
@@ -195,6 +202,7 @@ async function status(flags: { socket?: string; json?: boolean }): Promise<void>
 }
 
 async function stop(flags: { socket?: string; timeoutMs?: string }): Promise<void> {
+  exitOnHangup();
   const timeoutMs = flags.timeoutMs === undefined ? STOP_TIMEOUT_MS_DEFAULT : Number(flags.timeoutMs);
   if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1) die('INVALID_ARGUMENT', `--timeout-ms must be a positive integer, got ${flags.timeoutMs}`, EXIT_CONFIG);
   const deadline = Date.now() + timeoutMs;
@@ -280,9 +288,9 @@ program.command('start')
   .action((flags: StartFlags) => start(flags));
 
 program.command('stop')
-  .description('ask the running daemon to shut down cleanly and wait for it to exit (exit 0 once it has; 1 if it cannot be used or did not exit in time; 2 for a usage error; 3 if none runs there)')
+  .description('ask the running daemon to shut down cleanly and wait until it has stopped (its socket gone, its pid ended) (exit 0 once it has; 1 if it cannot be used or did not stop in time; 2 for a usage error; 3 if none runs there)')
   .option('--socket <path>', SOCKET_HELP)
-  .option('--timeout-ms <ms>', `how long to wait for the daemon to exit (default: ${STOP_TIMEOUT_MS_DEFAULT})`)
+  .option('--timeout-ms <ms>', `how long to wait for the daemon to stop (default: ${STOP_TIMEOUT_MS_DEFAULT})`)
   .action((flags: { socket?: string; timeoutMs?: string }) => stop(flags));
 
 program.command('status')

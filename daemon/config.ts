@@ -181,7 +181,7 @@ export function readConfigFile(path: string): ConfigInput {
   for (const key of ['socket', 'dataDir'] as const) {
     const value = config[key];
     if (typeof value !== 'string' || value === '' || isAbsolute(value)) continue;
-    if (value === '~' || value.startsWith('~/')) throw invalid(`config file ${path}: ${key} "${value}": ~ is not expanded here; give an absolute path`);
+    if (value.startsWith('~')) throw invalid(`config file ${path}: ${key} "${value}": ~ is not expanded here; give an absolute path`);
     config[key] = resolve(dirname(resolve(path)), value);
   }
   return config;

@@ -249,10 +249,12 @@ export class Daemon implements DaemonContext {
     this.notify(`READY=1\nSTATUS=listening on ${socketPath}\nMAINPID=${process.pid}`);
   }
 
-  /** Undoes a start that failed after `listen` bound the socket: timers stopped, connections
-   * accepted meanwhile cut off, listener closed (which removes the socket file). */
+  /** Undoes a start that failed after `listen` bound the socket: timers and the durability
+   * gate stopped, connections accepted meanwhile cut off, listener closed (which removes the
+   * socket file). */
   private async abandonStart(): Promise<void> {
     for (const timer of this.timers) clearInterval(timer);
+    this.gate.close(); // its fsync timer and waiters, before the engine closes
     if (!this.server.listening) return;
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const socket of this.sockets) socket.destroy();

@@ -38,8 +38,10 @@ describe('daemon configuration', () => {
     expect(readConfigFile(file)).toEqual({ socket: join(dir, 'run', 's.sock'), dataDir: join(dir, '..', 'data'), logLevel: 'info' });
     writeFileSync(file, JSON.stringify({ socket: '/abs/s.sock' }));
     expect(readConfigFile(file)).toEqual({ socket: '/abs/s.sock' });
-    writeFileSync(file, JSON.stringify({ dataDir: '~/toondb' }));
-    expect(refusal(() => readConfigFile(file))).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('dataDir "~/toondb": ~ is not expanded here') });
+    for (const dataDir of ['~/toondb', '~', '~toondb/data']) {
+      writeFileSync(file, JSON.stringify({ dataDir }));
+      expect(refusal(() => readConfigFile(file))).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining(`dataDir "${dataDir}": ~ is not expanded here`) });
+    }
   });
 
   // Regression (review): `"limits": 5` started with the defaults (Object.entries(5) is empty),

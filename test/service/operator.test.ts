@@ -5,7 +5,7 @@
 // itself, and an empty HOME is refused instead of putting the data under the working dir.
 // Real daemons and CLI processes.
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -133,6 +133,25 @@ except socket.timeout:
       expect(await loser.waitForExit()).toBe(2);
       expect(loser.stderr).toMatch(/ALREADY_RUNNING/);
       for (const daemon of starts) await daemon.stop();
+    }
+  });
+
+  // The early SIGHUP listener (a reload while `start` loads its modules is ignored) must not
+  // keep `status` or `stop` alive after their terminal hangs up.
+  it('status ends on SIGHUP while it waits for an answer', async () => {
+    const socketPath = join(makeTempDir(), 'mute.sock');
+    let connected: () => void = () => undefined;
+    const connection = new Promise<void>((resolve) => (connected = resolve));
+    const mute = createServer(() => connected()); // accepts, never answers the hello
+    await new Promise<void>((resolve) => mute.listen(socketPath, resolve));
+    try {
+      const status = execa('node', [TOONDBD_BIN, 'status', '--socket', socketPath], { reject: false, stdin: 'ignore', timeout: 30_000 });
+      await connection; // loaded and waiting for the hello (its connect gives up after 2 s)
+      status.kill('SIGHUP');
+      const result = await status;
+      expect(result.exitCode).toBe(129);
+    } finally {
+      mute.close();
     }
   });
 
