@@ -58,6 +58,9 @@ export interface Queued {
   receivedAt: number;
   /** Its frame body's bytes, in flight until its reply (REQUEST_BYTES_IN_FLIGHT_MAX). */
   bytes: number;
+  /** Set on the abort that stands for a commit or abort refused by validation: it runs, and
+   * this is its reply (session.ts). */
+  refusal?: ToonDBError;
 }
 
 /** What the runner needs of the connection it runs for (session.ts). */

@@ -41,7 +41,7 @@ import { FrameDecoder } from '../protocol/frame.js';
 import { HANDSHAKE_TIMEOUT_MS, REQUEST_ITEMS_MAX } from '../protocol/limits.js';
 import { CONNECTION_ERROR_ID, OP_FAMILIES, type Request } from '../protocol/messages.js';
 import { readSimpleRequest } from '../protocol/simple-frames.js';
-import { parseRequest, requestIdOf } from '../protocol/validate.js';
+import { parseRequest, requestIdOf, txnEndedBy } from '../protocol/validate.js';
 import { Flow } from './flow.js';
 import { hangUp } from './hang-up.js';
 import type * as admin from './handlers/admin.js';
@@ -190,6 +190,14 @@ export class Session {
     try {
       req = parseRequest(raw, this.scope.limits);
     } catch (error) {
+      const ending = txnEndedBy(raw);
+      if (ending !== undefined && !this.ctx.shuttingDown()) {
+        // A commit or abort refused for its other fields still ends its transaction, in order
+        // behind the requests before it: an abort, answered with the refusal.
+        this.flow.bodyHeld(body.length);
+        this.runner.enqueue({ req: { id, op: 'abort', txn: ending }, receivedAt, bytes: body.length, refusal: toToonDBError(error) });
+        return true;
+      }
       this.flow.bodyDropped(body.length); // answered now, not queued (a close gives back all)
       this.outbox.send([{ id, outcome: fail(toToonDBError(error)), receivedAt, requestBytes: 0 }]);
       // A hello refused for its fields closes the connection, like one refused for its version

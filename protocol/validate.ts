@@ -36,10 +36,13 @@ export function requestIdOf(body: Body): number | undefined {
     : undefined;
 }
 
+/** A value as the wire names it (MessagePack's types, not JavaScript's). */
 function describe(value: unknown): string {
+  if (value === undefined) return 'nothing (the field is absent)';
   if (value === null) return 'nil';
-  if (Array.isArray(value)) return 'array';
+  if (Array.isArray(value)) return `an array of ${value.length}`;
   if (value instanceof Uint8Array) return 'bin';
+  if (typeof value === 'object') return 'a map';
   if (typeof value === 'number' && !Number.isInteger(value)) return `float ${value}`;
   // Past 2^53 a double is whole but was not sent as an integer (msgpackr decodes int 64 as bigint).
   if (typeof value === 'number' && !Number.isSafeInteger(value)) return `float ${value}`;
@@ -311,6 +314,15 @@ const PARSERS: { [Op in OpName]: Parser } = {
   }),
   abort: (id, f) => ({ id, op: 'abort', txn: f.txnId('txn') }),
 };
+
+/** The transaction a `commit` or `abort` body names, if its `txn` is a valid id whatever its
+ * other fields: a commit refused for them still ends that transaction (PROTOCOL.md, commit). */
+export function txnEndedBy(body: Body): bigint | undefined {
+  if (body.op !== 'commit' && body.op !== 'abort') return undefined;
+  const raw = body.txn;
+  const value = typeof raw === 'number' && Number.isSafeInteger(raw) ? BigInt(raw) : raw;
+  return typeof value === 'bigint' && value >= 1n && value <= TXN_ID_MAX ? value : undefined;
+}
 
 /**
  * Validates a decoded request body. Throws PROTOCOL_ERROR when the body has no valid id (no

@@ -78,7 +78,7 @@ export function prepareBatch(batch: readonly { req: Request }[], from: number, t
  * error; `onResult` sees each request that ran with its result and outcome. Returns them with
  * the highest ticket they show (the fsync their release waits for in `sync` mode).
  */
-export function repliesOf(batch: readonly { req: Request; receivedAt: number; bytes: number }[], from: number, to: number, prepared: PreparedBatch,
+export function repliesOf(batch: readonly { req: Request; receivedAt: number; bytes: number; refusal?: ToonDBError }[], from: number, to: number, prepared: PreparedBatch,
   results: EngineResult[], scope: SessionScope, onResult: (req: DataRequest, result: EngineResult, outcome: Outcome) => void): { replies: Reply[]; maxSeq: number } {
   const replies = new Array<Reply>(to - from);
   let maxSeq = 0;
@@ -87,13 +87,15 @@ export function repliesOf(batch: readonly { req: Request; receivedAt: number; by
     const op = prepared.each[i - from];
     const req = batch[i].req as DataRequest;
     let outcome: Outcome;
+    const refusal = batch[i].refusal;
     if (op instanceof ToonDBError) {
-      outcome = fail(op);
+      outcome = fail(refusal ?? op);
     } else {
       const result = results[r++];
       if (result.seq > maxSeq) maxSeq = result.seq;
       outcome = finish(req, result, scope, op);
       onResult(req, result, outcome);
+      if (refusal !== undefined) outcome = fail(refusal);
     }
     replies[i - from] = { id: req.id, outcome, receivedAt: batch[i].receivedAt, requestBytes: batch[i].bytes };
   }

@@ -74,6 +74,31 @@ describe('pipelined transactions', () => {
     await expect.poll(async () => (await client().stats()).transactions.active).toBe(0);
   });
 
+  // Review (a client written from PROTOCOL.md): a commit refused for its fields (`writes` not
+  // an integer) left the transaction open, although "whatever the outcome, the transaction no
+  // longer exists afterwards": a second commit then applied its writes.
+  it('a commit or abort refused for its fields still ends its transaction, in order', async () => {
+    const replies = await exchange([
+      { id: 2, op: 'begin', txn: 21 },
+      { id: 3, op: 'put', txn: 21, key: Buffer.from('refused/a'), value: Buffer.from('1') },
+      { id: 4, op: 'commit', txn: 21, writes: '1' },
+      { id: 5, op: 'commit', txn: 21, writes: 1 },
+      { id: 6, op: 'begin', txn: 22 },
+      { id: 7, op: 'put', txn: 22, key: Buffer.from('refused/b'), value: Buffer.from('1') },
+      { id: 8, op: 'commit', txn: 22, writes: -1 },
+      { id: 9, op: 'abort', txn: 22 },
+      { id: 10, op: 'commit', txn: 23, writes: 'x' }, // no such transaction: the refusal still
+    ]);
+    expect(replies.get(4)?.error).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('commit.writes must be an integer') });
+    expect(replies.get(5)?.error?.code).toBe('NOT_IN_TRANSACTION');
+    expect(replies.get(8)?.error?.code).toBe('INVALID_ARGUMENT');
+    expect(replies.get(9)?.error?.code).toBe('NOT_IN_TRANSACTION');
+    expect(replies.get(10)?.error?.code).toBe('INVALID_ARGUMENT');
+    expect(await client().getBatch(['refused/a', 'refused/b'])).toEqual([null, null]);
+    // None left open (the raw connection's close would abort them too, so this is polled).
+    await expect.poll(async () => (await client().stats()).transactions.active).toBe(0);
+  });
+
   it('refuses a chosen id that is open, zero or too large; its own ids avoid the chosen ones', async () => {
     const replies = await exchange([
       { id: 2, op: 'begin', txn: 1 },
