@@ -68,6 +68,15 @@ describe('parseRequest', () => {
     }
   });
 
+  // Review (a client written from the protocol document): refusals named JavaScript's types
+  // ("got undefined", "got object", and "must be a [key, value] array, got array").
+  it('names what it got in the wire\'s terms', () => {
+    expectCode('INVALID_ARGUMENT', 'get', { key: undefined }, /get\.key must be .*, got nothing \(the field is absent\)$/);
+    expectCode('INVALID_ARGUMENT', 'get', { key: { a: 1 } }, /got a map$/);
+    expectCode('INVALID_ARGUMENT', 'putBatch', { entries: [[k('a')]] }, /got an array of 1$/);
+    expect(() => parseRequest({ id: 1 }, limits)).toThrow(/request op must be a str, got nothing \(the field is absent\)/);
+  });
+
   it('has a good body for every op in the registry (and no stale ones)', () => {
     expect(Object.keys(GOOD).sort()).toEqual([...OP_NAMES].sort());
   });
