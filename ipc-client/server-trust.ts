@@ -15,22 +15,24 @@
  * - 'any': no check.
  *
  * Invariants:
- * - The file is stat'ed (following symlinks, as connect does) before the connect and again after
- *   it; both must be the same file (device and inode) with a trusted owner. A socket owned by a
- *   user cannot be replaced by another user in a sticky directory, so a file that passes both
- *   is the one connected to, with one exception Node leaves open (it has no SO_PEERCRED for a
- *   client): if, within the connect, the real daemon removes its socket, another user binds
- *   the path, the client connects to that, and that user removes it again before the real
- *   daemon binds the path anew, a reused inode number would hide the swap. That needs the
- *   daemon to stop and start again inside one connect. A path missing before the connect is
- *   checked after it only.
+ * - The path's own entry is lstat'ed (never followed) before the connect and again after it; both
+ *   must be the same socket (device and inode) with a trusted owner. A symlink is refused: its
+ *   owner can point it elsewhere between the stats and the connect (to a root-owned file for
+ *   the stats, to its own socket for the connect), so its target proves nothing. A socket
+ *   owned by a trusted user cannot be replaced by another user in a sticky directory, so an
+ *   entry that passes both is the one connected to, with one exception Node leaves open (it has
+ *   no SO_PEERCRED for a client): if, within the connect, the real daemon removes its socket,
+ *   another user binds the path, the client connects to that, and that user removes it again
+ *   before the real daemon binds the path anew, a reused inode number would hide the swap.
+ *   That needs the daemon to stop and start again inside one connect. A path missing before
+ *   the connect and present after it fails the connect as UNAVAILABLE (retryable).
  * - A refusal is SERVER_NOT_TRUSTED naming the owner and how to trust it; the connection is
  *   closed by the caller before anything is written to it.
  * - Pure policy (`ownerProblem`) is separate from the file system calls, and platforms without
  *   uids (Windows) skip the check.
  */
 
-import { stat } from 'node:fs/promises';
+import { lstat } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import { ToonDBError } from '../protocol/errors.js';
 
@@ -78,10 +80,10 @@ export function ownerProblem(ownerUid: number, policy: TrustPolicy, selfUid: num
   return `this client trusts its own uid ${selfUid}, root and system accounts (uid 1..${max})`;
 }
 
-/** The socket file's identity and owner, or null if it cannot be stat'ed. */
+/** The path's own entry (a symlink is not followed), or null if it cannot be lstat'ed. */
 async function socketFile(path: string): Promise<Stats | null> {
   try {
-    return await stat(path);
+    return await lstat(path);
   } catch {
     return null;
   }
@@ -95,7 +97,7 @@ export async function beforeConnect(path: string, policy: TrustPolicy): Promise<
   const selfUid = process.getuid?.();
   if (policy === 'any' || selfUid === undefined) return async () => undefined;
   const before = await socketFile(path);
-  if (before !== null) refuseUntrusted(path, before.uid, policy, selfUid);
+  if (before !== null) refuseUntrusted(path, before, policy, selfUid);
   return async () => {
     const after = await socketFile(path);
     // Gone or replaced between the stat and the connect: nothing is sent to whatever answered,
@@ -105,14 +107,25 @@ export async function beforeConnect(path: string, policy: TrustPolicy): Promise<
     if (after === null) {
       throw new ToonDBError('UNAVAILABLE', `the socket ${path} disappeared as it was connected to (the daemon stopping?), so its owner cannot be checked; nothing was sent`);
     }
-    if (before !== null && (before.dev !== after.dev || before.ino !== after.ino)) {
+    // Missing before: whatever was connected to appeared within the connect, and its owner
+    // could have swapped it for a trusted file since. The next connect checks it from the start.
+    if (before === null || before.dev !== after.dev || before.ino !== after.ino) {
       throw new ToonDBError('UNAVAILABLE', `the socket ${path} was replaced by another file as it was connected to (the daemon restarting?); nothing was sent`);
     }
-    refuseUntrusted(path, after.uid, policy, selfUid);
+    // Connected, so a socket, unless another file took its place: the same inode says not.
+    if (!after.isSocket()) {
+      throw new ToonDBError('SERVER_NOT_TRUSTED', `${path} is not a socket, yet a connect to it succeeded; nothing was sent`);
+    }
+    refuseUntrusted(path, after, policy, selfUid);
   };
 }
 
-function refuseUntrusted(path: string, ownerUid: number, policy: TrustPolicy, selfUid: number): void {
+function refuseUntrusted(path: string, file: Stats, policy: TrustPolicy, selfUid: number): void {
+  if (file.isSymbolicLink()) {
+    throw new ToonDBError('SERVER_NOT_TRUSTED',
+      `${path} is a symlink, whose owner (uid ${file.uid}) can point it at another socket as it is connected to; connect to the socket's real path`);
+  }
+  const ownerUid = file.uid;
   const problem = ownerProblem(ownerUid, policy, selfUid);
   if (problem === null) return;
   throw new ToonDBError('SERVER_NOT_TRUSTED',

@@ -1,7 +1,7 @@
 // The client's check of who owns the socket (ipc-client/server-trust.ts): the policy itself, and
 // a real connect to a fake daemon, refused before a byte is sent. Changing a socket's owner needs
 // root, so the tests that do are skipped for other users; the policy tests cover the same rules.
-import { chownSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
+import { chownSync, mkdtempSync, renameSync, rmSync, symlinkSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -90,6 +90,29 @@ describe('the check around a connect', () => {
       const checkSecond = await beforeConnect(path, 'default');
       await close(second);
       expect(await refusal(checkSecond())).toMatchObject({ code: 'UNAVAILABLE', message: expect.stringContaining('disappeared') });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  // Security review: stat() followed a symlink, whose owner could point it at a root-owned file
+  // for the stats and at its own socket for the connect (12-19 % of attempts sent a put to the
+  // attacker). A symlink is refused, however it points; a path that appears within the connect
+  // is retried rather than trusted.
+  it('refuses a symlink to a trusted socket, and a socket that appeared within the connect', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'toondb-trust-'));
+    const path = join(dir, 's.sock');
+    try {
+      const server = await listen(path);
+      symlinkSync(path, join(dir, 'link.sock'));
+      const viaLink = await refusal(beforeConnect(join(dir, 'link.sock'), 'default'));
+      expect(viaLink).toMatchObject({ code: 'SERVER_NOT_TRUSTED', message: expect.stringContaining('is a symlink') });
+      const late = join(dir, 'late.sock');
+      const checkLate = await beforeConnect(late, 'default'); // nothing there yet
+      const lateServer = await listen(late);
+      expect(await refusal(checkLate())).toMatchObject({ code: 'UNAVAILABLE', message: expect.stringContaining('replaced') });
+      await close(lateServer);
+      await close(server);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
