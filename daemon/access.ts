@@ -14,7 +14,7 @@
  */
 
 import { readFileSync } from 'node:fs';
-import { chmod, chown } from 'node:fs/promises';
+import { chmod, lchown } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import type { PeerCredentials } from '../engine/index.js';
 import { ToonDBError } from '../protocol/errors.js';
@@ -47,7 +47,9 @@ export async function listenPrivately(bind: () => Promise<void>, socketPath: str
     process.umask(previous);
   }
   if (config.socketGroup !== null) {
-    await chown(socketPath, -1, resolveGroupId(config.socketGroup));
+    // lchown: never the file a link put in the socket's place names (the directory is checked
+    // too, daemon/server.ts: a link there could still redirect the chmod).
+    await lchown(socketPath, -1, resolveGroupId(config.socketGroup));
     await chmod(socketPath, 0o660);
   } else {
     await chmod(socketPath, 0o600);

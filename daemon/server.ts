@@ -44,6 +44,7 @@ import { ReadAheadBudget } from './read-ahead.js';
 import { BytesBudget } from './bytes-budget.js';
 import { HandleCount } from './registry.js';
 import { Session } from './session.js';
+import { checkDataDirOwner, checkSocketDirOwner } from './path-safety.js';
 import { checkSocketPath, claimSocketPath } from './socket-path.js';
 import { ThrottledLog } from './throttled-log.js';
 import { VERSION } from './version.js';
@@ -148,6 +149,7 @@ export class Daemon implements DaemonContext {
     await access(dirname(config.socketPath), constants.W_OK | constants.X_OK).catch((error: unknown) => {
       throw setupRefusal(`the socket ${config.socketPath}`, error);
     });
+    await checkSocketDirOwner(config.socketPath);
     // And a socket path a live daemon serves, before the data directory is made and recovered.
     await checkSocketPath(config.socketPath).catch((error: unknown) => {
       throw setupRefusal(`the socket ${config.socketPath}`, error);
@@ -157,6 +159,7 @@ export class Daemon implements DaemonContext {
       .catch((error: unknown) => {
         throw setupRefusal(`the data directory ${config.dataDir}`, error);
       });
+    await checkDataDirOwner(config.dataDir);
     const dirMode = (await stat(config.dataDir)).mode & 0o777;
     if ((dirMode & 0o077) !== 0) {
       log.warn({ dataDir: config.dataDir, mode: dirMode.toString(8) },

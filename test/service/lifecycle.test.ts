@@ -344,7 +344,7 @@ describe('daemon lifecycle', () => {
     if (process.getuid?.() !== 0) ctx.skip('needs root, to run the daemon as a user who may not write the data directory');
     const setpriv = await execa('setpriv', ['--version'], { reject: false });
     if (setpriv.exitCode !== 0) ctx.skip('needs setpriv (util-linux) to run the daemon as another user');
-    chmodSync(dir, 0o777);
+    chmodSync(dir, 0o1777); // sticky, as /tmp: a socket dir others may write must be
     const data = join(dir, 'roots');
     mkdirSync(data, { mode: 0o755 });
     const NOBODY = 65534;

@@ -4,10 +4,10 @@
 // telling systemd it was ready, `stop` works across pid namespaces, `status` does not count
 // itself, and an empty HOME is refused instead of putting the data under the working dir.
 // Real daemons and CLI processes.
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
-import { execa } from 'execa';
+import { execa, execaSync } from 'execa';
 import { afterEach, describe, expect, it } from 'vitest';
 import { IpcClient } from '../../ipc-client/index.js';
 import { createDaemon, startDaemon, type TestDaemon } from '../helpers/daemon.js';
@@ -56,6 +56,52 @@ describe('toondbd as an operator meets it', () => {
     expect(modes(dataDir).length).toBeGreaterThan(3); // the engine's directories and files are there
     const warning = daemon.logs.find((line) => String(line.msg).startsWith('the data directory is open to other users'));
     expect(warning).toMatchObject({ dataDir, mode: '755' });
+  });
+
+  // Security review: a daemon running as root wrote its lock and info files through symlinks
+  // another user planted in a data dir it could write, and chowned/chmodded through a link
+  // swapped in for the socket in a socket dir it could write. Such directories are refused.
+  it('refuses a data dir or socket dir other users can write (or, as root, own)', async () => {
+    const dir = makeTempDir();
+    const start = (socketPath: string, dataDir: string) =>
+      toondbd(['start', '--socket', socketPath, '--data-dir', dataDir]);
+    const open = join(dir, 'open-data');
+    mkdirSync(open);
+    chmodSync(open, 0o777);
+    const dataRefused = await start(join(dir, 'a.sock'), open);
+    expect(dataRefused.exitCode).toBe(2);
+    expect(dataRefused.stderr).toMatch(/INVALID_ARGUMENT: the data directory .*open-data is writable by other users \(mode 777\)/);
+    expect(readdirSync(open)).toEqual([]); // nothing written there
+    const sockets = join(dir, 'open-sockets');
+    mkdirSync(sockets);
+    chmodSync(sockets, 0o777);
+    const socketRefused = await start(join(sockets, 'b.sock'), join(dir, 'data-b'));
+    expect(socketRefused.exitCode).toBe(2);
+    expect(socketRefused.stderr).toMatch(/INVALID_ARGUMENT: the socket's directory .*open-sockets is writable by other users and not sticky/);
+    chmodSync(sockets, 0o1777); // sticky, as /tmp: others cannot move the daemon's socket
+    const sticky = createDaemon({ dir, socketPath: join(sockets, 'c.sock'), dataDir: join(dir, 'data-c') });
+    daemons.push(sticky);
+    await sticky.start();
+    if (!isRoot) return;
+    const owned = join(dir, 'owned-data');
+    mkdirSync(owned, { mode: 0o700 });
+    chownSync(owned, 65534, 65534);
+    const ownerRefused = await start(join(dir, 'd.sock'), owned);
+    expect(ownerRefused.exitCode).toBe(2);
+    expect(ownerRefused.stderr).toMatch(/the data directory .*owned-data is owned by uid 65534, not by this daemon's uid 0/);
+    const theirs = join(dir, 'their-sockets');
+    mkdirSync(theirs, { mode: 0o755 });
+    chownSync(theirs, 65534, 65534);
+    const theirsRefused = await start(join(theirs, 'e.sock'), join(dir, 'data-e'));
+    expect(theirsRefused.exitCode).toBe(2);
+    expect(theirsRefused.stderr).toMatch(/the socket's directory .*their-sockets is owned by uid 65534/);
+    const mine = join(dir, 'mine-data');
+    mkdirSync(mine, { mode: 0o700 });
+    symlinkSync(mine, join(dir, 'their-link'));
+    execaSync('chown', ['-h', '65534:65534', join(dir, 'their-link')]);
+    const linkRefused = await start(join(dir, 'f.sock'), join(dir, 'their-link'));
+    expect(linkRefused.exitCode).toBe(2);
+    expect(linkRefused.stderr).toMatch(/is a symlink owned by uid 65534/);
   });
 
   it('ignores SIGUSR1 (Node would open its debugger on 127.0.0.1:9229) and keeps serving', async () => {
