@@ -3,10 +3,13 @@
  *
  *   `-`                  stdout, streamed (the CLI refuses a terminal there: a dump is binary)
  *   not a regular file   an existing character or block device (/dev/null, a terminal) or FIFO is
- *                        opened and streamed into; nothing is created, renamed or removed. A
+ *                        opened and streamed into; nothing is created, renamed or removed. One
+ *                        owned by another user than this one and root is refused (it would
+ *                        read every value), unless it is this process's own stdout/stderr. A
  *                        socket cannot be opened (ENXIO) and is refused, pointing to `-`
  *   a symlink            followed: the file it names is written (or, if it names nothing yet,
- *                        created), never the link replaced
+ *                        created), never the link replaced; but not one another user made in a
+ *                        sticky world-writable directory (/tmp), which could name any file
  *   this process's       (`/dev/stdout` or `/dev/fd/1` when stdout is a file, even one opened
  *   stdout or stderr     for `>>`) streamed into through that descriptor, as `-` is: never
  *                        replaced, which would drop what the file held and what `>>` appends
@@ -78,6 +81,7 @@ async function plan(file: string, hops = 0): Promise<Plan> {
     throw error;
   }
   if (!link.isSymbolicLink()) return byType(link, file, file);
+  await refuseForeignLinkInSharedDir(file, link);
   let target: Stats;
   try {
     target = await stat(file);
@@ -90,6 +94,18 @@ async function plan(file: string, hops = 0): Promise<Plan> {
   // A regular file is replaced where it really is; anything else is opened through the link
   // (a /proc/self/fd link to a pipe has no path realpath could give).
   return byType(target, target.isFile() ? await realpath(file) : file, file);
+}
+
+/** A link another user made in a sticky, world-writable directory (/tmp) is not followed: it
+ * would have the dump replace or create whatever file they name (as the kernel's
+ * fs.protected_symlinks refuses, where it is on: not on macOS). */
+async function refuseForeignLinkInSharedDir(file: string, link: Stats): Promise<void> {
+  const ownUid = process.getuid?.();
+  if (ownUid === undefined || link.uid === ownUid || link.uid === 0) return;
+  const dir = await stat(dirname(resolve(file)));
+  if ((dir.mode & 0o1002) === 0o1002 && dir.uid !== link.uid) {
+    throw cannotWrite(file, `it is a symlink of uid ${link.uid} in the shared directory ${dirname(resolve(file))}, which could name any file`);
+  }
 }
 
 function byType(stats: Stats, path: string, file: string): Plan {
@@ -114,7 +130,21 @@ export async function openDumpTarget(file: string): Promise<DumpTarget> {
     if (stdio !== null) return streamTarget(stdio === 1 ? process.stdout : process.stderr, file);
   }
   if (chosen.kind === 'stream') {
+    // A FIFO or device another user owns (one planted under a dump's name in /tmp, or a link to
+    // their terminal) would hand them every value, as the temporary file and rename never do;
+    // open() without O_CREAT also skips the kernel's fs.protected_fifos, which would stop a
+    // shell's `>` there. Checked by name first (opening their FIFO would wait for their reader)
+    // and again on what was opened. This process's own stdout or stderr (`sudo toondb dump
+    // /dev/stdout | gzip`: a pipe of the user's shell) is its own, whoever made it.
+    const ownStdio = (await standardStreamAt(chosen.path)) !== null;
+    if (!ownStdio) refuseForeignStream(await stat(chosen.path).catch((error: unknown) => { throw writeError(file, error); }), file);
     const handle = await open(chosen.path, constants.O_WRONLY).catch((error: unknown) => { throw writeError(file, error); });
+    try {
+      if (!ownStdio) refuseForeignStream(await handle.stat(), file);
+    } catch (error) {
+      await handle.close().catch(() => undefined);
+      throw writeError(file, error);
+    }
     return {
       name: file,
       streamed: true,
@@ -125,6 +155,13 @@ export async function openDumpTarget(file: string): Promise<DumpTarget> {
     };
   }
   return replacingTarget(file, chosen.path);
+}
+
+/** Refuses a FIFO or device that neither this user nor root owns (see openDumpTarget). */
+function refuseForeignStream(stats: Stats, file: string): void {
+  const ownUid = process.getuid?.();
+  if (ownUid === undefined || stats.uid === ownUid || stats.uid === 0) return;
+  throw cannotWrite(file, `it is a ${stats.isFIFO() ? 'FIFO' : 'device'} owned by uid ${stats.uid}, who would read every value (dump to a new file, or to ${STDIO_NAME})`);
 }
 
 /** fsyncs `dir`, so the rename into it survives a power loss. Best effort once the dump is in

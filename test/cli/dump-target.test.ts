@@ -1,9 +1,9 @@
 // Where `toondb dump FILE` writes, by what FILE is: `-` is stdout, a FIFO or device is streamed
 // into (never replaced), a symlink is followed to the file it names, and an interrupted dump
 // leaves no temporary file. Real daemon, real CLI processes; the dump bytes are decoded here.
-import { lstatSync, readdirSync, readFileSync, symlinkSync, writeFileSync, existsSync, mkdirSync } from 'node:fs';
+import { chmodSync, chownSync, lstatSync, readdirSync, readFileSync, symlinkSync, writeFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { execa } from 'execa';
+import { execa, execaSync } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { IpcClient } from '../../ipc-client/index.js';
 import { MessageCodec } from '../../protocol/codec.js';
@@ -115,6 +115,41 @@ describe('toondb dump targets', () => {
     expect(text(socketpair.stderr)).toBe(`toondb: INVALID_ARGUMENT: cannot write ${link}: it is a socket (for stdout, dump to -)`);
     expect(lstatSync(link).isSymbolicLink()).toBe(true);
     expect(readdirSync(dir).sort()).toEqual(['fifo', 'stdout']);
+  });
+
+  // Security review: a FIFO another user planted under a dump's name (dump opens without
+  // O_CREAT, which skips fs.protected_fifos) got every value streamed to them, and their symlink
+  // in /tmp made the dump replace whatever file it named (where protected_symlinks is off, as on
+  // macOS). Both are refused; this process's own stdout is streamed into whoever made it.
+  it.skipIf(process.getuid?.() !== 0)('refuses another user\'s FIFO or symlink in a shared dir; streams into its own stdout of theirs', async () => {
+    await fill();
+    const NOBODY = 65534;
+    const shared = makeTempDir();
+    chmodSync(shared, 0o1777);
+    const fifo = join(shared, 'backup.dump');
+    await execa('mkfifo', ['-m', '622', fifo]);
+    chownSync(fifo, NOBODY, NOBODY);
+    const refusedFifo = await toondb(['dump', fifo, ...socket()]); // no reader: must not wait for one
+    expect(refusedFifo.exitCode).toBe(4);
+    expect(text(refusedFifo.stderr)).toBe(`toondb: INVALID_ARGUMENT: cannot write ${fifo}: it is a FIFO owned by uid ${NOBODY}, who would read every value (dump to a new file, or to -)`);
+    const victim = join(makeTempDir(), 'victim');
+    writeFileSync(victim, 'keep');
+    const link = join(shared, 'bk.dump');
+    symlinkSync(victim, link);
+    execaSync('chown', ['-h', `${NOBODY}:${NOBODY}`, link]);
+    const refusedLink = await toondb(['dump', link, ...socket()]);
+    expect(refusedLink.exitCode).toBe(4);
+    expect(text(refusedLink.stderr)).toMatch(/cannot write .*bk\.dump: it is a symlink of uid 65534 in the shared directory/);
+    expect(readFileSync(victim, 'utf8')).toBe('keep');
+    // The shell opens their FIFO as the dump's stdout: /dev/stdout is then this process's own.
+    const theirs = join(makeTempDir(), 'their-fifo');
+    await execa('mkfifo', [theirs]);
+    chownSync(theirs, NOBODY, NOBODY);
+    const reader = execa('cat', [theirs], { encoding: 'buffer', reject: false, stdin: 'ignore' });
+    const own = await execa('bash', ['-c', 'node "$0" dump /dev/stdout --socket "$1" > "$2"', TOONDB_BIN, daemon().socketPath, theirs],
+      { reject: false, encoding: 'buffer', stdin: 'ignore' });
+    expect(own.exitCode, text(own.stderr)).toBe(0);
+    expectWholeDump((await reader).stdout, KEYS);
   });
 
   it('refuses a directory, writing nothing', async () => {
