@@ -20,7 +20,7 @@ import { LISTENER_ERROR_LOG_INTERVAL_MS } from '../protocol/limits.js';
 import { CONNECTION_ERROR_ID } from '../protocol/messages.js';
 import { MessageCodec } from '../protocol/codec.js';
 import { isPeerAllowed, socketFd, type PeerCredentials } from './access.js';
-import { Admission } from './admission.js';
+import { Admission, ownerReserve } from './admission.js';
 import type { DaemonConfig } from './config.js';
 import type { Counters } from './counters.js';
 import type { DescriptorBudget } from './descriptors.js';
@@ -61,11 +61,21 @@ export class Acceptor {
    * logged); `log` is the connection's own logger. */
   admit(socket: Socket, log: Logger): Admitted | null {
     const { ctx } = this;
-    if (ctx.socketsHeld() > ctx.descriptors.sockets) {
+    // Read first (one getsockopt): the socket budget keeps room for operators too, or another
+    // user's connect flood, each refusal lingering (hang-up.ts), would cut them off as well.
+    let peer: PeerCredentials | null = null;
+    try {
+      peer = peerCredentials(socketFd(socket));
+    } catch (error) {
+      ctx.log.warn({ err: error }, 'cannot read peer credentials');
+    }
+    const socketsFor = ctx.descriptors.sockets - (this.admission.isOperator(peer) ? 0 : ownerReserve(ctx.connectionsMax()));
+    if (ctx.socketsHeld() > socketsFor) {
       // Every socket the daemon holds is a descriptor the engine may need for a flush: one past
       // the budget is told why and closed at once, not left to linger (hang-up.ts).
       this.cutOff(socket, new ToonDBError('TOO_MANY_CONNECTIONS',
-        `daemon already holds ${ctx.descriptors.sockets} sockets, all that its open-files limit (${ctx.descriptors.openFilesLimit}) leaves for clients`));
+        `daemon already holds ${socketsFor} sockets, all that its open-files limit (${ctx.descriptors.openFilesLimit}) leaves for clients`
+        + (socketsFor < ctx.descriptors.sockets ? ' other than its own user and root' : '')));
       return null;
     }
     if (ctx.shuttingDown()) {
@@ -77,12 +87,6 @@ export class Acceptor {
     if (ctx.sessionsOpen() >= connectionsMax) {
       this.refuseNoSlot(socket, null, new ToonDBError('TOO_MANY_CONNECTIONS', `daemon already serves ${connectionsMax} connections`));
       return null;
-    }
-    let peer: PeerCredentials | null = null;
-    try {
-      peer = peerCredentials(socketFd(socket));
-    } catch (error) {
-      ctx.log.warn({ err: error }, 'cannot read peer credentials');
     }
     const { config } = ctx;
     if ((config.allowUids.length > 0 || config.allowGids.length > 0) && (peer === null || !isPeerAllowed(peer, config))) {

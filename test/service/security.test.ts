@@ -122,6 +122,44 @@ describe('socket security', () => {
   });
 
 
+  // Security review: under a low open-files limit the socket budget was checked before the
+  // peer was known, so another user's connect flood (each refusal lingering up to 2 s) got the
+  // operator cut off too. Non-operators now leave the operators' share of that budget free.
+  it.skipIf(!isRoot)('lets the operator in while another user floods a daemon at its open-files limit', async () => {
+    const dir = makeTempDir();
+    chmodSync(dir, 0o755);
+    const daemon = await startDaemon({ dir, openFilesLimit: 256 });
+    daemons.push(daemon);
+    chmodSync(daemon.socketPath, 0o666);
+    const FLOOD = `
+const net = await import('node:net');
+const held = [];
+for (let i = 0; i < 200; i++) held.push(net.connect(process.env.SOCKET).on('error', () => undefined));
+await new Promise((resolve) => setTimeout(resolve, 300));
+process.stdout.write('flooding\\n');
+process.stdin.resume();
+process.stdin.on('end', () => process.exit(0));`;
+    const flood = execa('node', ['--input-type=module', '-e', FLOOD], { uid: NOBODY_UID, gid: NOBODY_UID, env: { SOCKET: daemon.socketPath }, reject: false });
+    try {
+      await new Promise<void>((resolve) => flood.stdout?.once('data', () => resolve()));
+      const outcomes: string[] = [];
+      for (let i = 0; i < 4; i++) {
+        try {
+          const client = await IpcClient.connect(daemon.socketPath, { reconnect: false });
+          await client.ping();
+          await client.close();
+          outcomes.push('OK');
+        } catch (error) {
+          outcomes.push(String((error as { code?: string }).code));
+        }
+      }
+      expect(outcomes).toEqual(['OK', 'OK', 'OK', 'OK']);
+    } finally {
+      flood.stdin?.end();
+      await flood;
+    }
+  });
+
   // Regression: one local user's idle clients could take every connectionsMax slot, leaving the
   // operator no way to connect and look. Two other uids fill their share; root still connects.
   it.skipIf(!isRoot)('keeps slots for the daemon\'s own user and caps the connections of one uid', async () => {
