@@ -56,10 +56,11 @@ const DRAIN_POLL_MS = 10;
 
 /** The errors of a path that is not usable as configured. Others (EIO, ENOSPC, EMFILE, a
  * network file system timing out) may pass: they stay INTERNAL, exit 1, retried. */
-const SETUP_REFUSALS: ReadonlySet<string> = new Set(['EACCES', 'EPERM', 'ENOENT', 'ENOTDIR', 'EEXIST', 'EROFS', 'ELOOP', 'ENAMETOOLONG']);
+const SETUP_REFUSALS: ReadonlySet<string> = new Set(['EACCES', 'EPERM', 'ENOENT', 'ENOTDIR', 'EEXIST', 'EROFS', 'ELOOP', 'ENAMETOOLONG', 'ENOTEMPTY']);
 
 /** What the file system refused while `what` was set up: for the socket, a directory that does
- * not exist, is not writable, or holds another user's start-up lock, or a --socket-group this
+ * not exist, is not writable, or holds another user's start-up lock (or a stale one with
+ * something in it, which cannot be taken over: ENOTEMPTY), or a --socket-group this
  * user may not give the socket to; for the data directory, a path that is a file, or one this
  * user may not create or write. The configuration's fault, so a coded refusal (exit 2, which
  * the service manager does not retry), not INTERNAL. Anything else passes as it is. */

@@ -4,7 +4,7 @@
 // telling systemd it was ready, `stop` works across pid namespaces, `status` does not count
 // itself, and an empty HOME is refused instead of putting the data under the working dir.
 // Real daemons and CLI processes.
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { execa, execaSync } from 'execa';
@@ -102,6 +102,21 @@ describe('toondbd as an operator meets it', () => {
     const linkRefused = await start(join(dir, 'f.sock'), join(dir, 'their-link'));
     expect(linkRefused.exitCode).toBe(2);
     expect(linkRefused.stderr).toMatch(/is a symlink owned by uid 65534/);
+  });
+
+  // Security review: a stale start-up lock directory with a file in it (another user can make
+  // /tmp/toondb.sock.lock so) failed the start with INTERNAL, exit 1, which the unit restarts
+  // every 2 s for ever; it is the configuration's problem, exit 2.
+  it('refuses a stale start-up lock it cannot take over with exit 2', async () => {
+    const dir = makeTempDir();
+    const lockDir = join(dir, 's.sock.lock');
+    mkdirSync(lockDir);
+    writeFileSync(join(lockDir, 'planted'), '');
+    const hourAgo = new Date(Date.now() - 3_600_000);
+    utimesSync(lockDir, hourAgo, hourAgo);
+    const result = await toondbd(['start', '--socket', join(dir, 's.sock'), '--data-dir', join(dir, 'data')]);
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr).toMatch(/INVALID_ARGUMENT: cannot set up the socket .*s\.sock: ENOTEMPTY/);
   });
 
   it('ignores SIGUSR1 (Node would open its debugger on 127.0.0.1:9229) and keeps serving', async () => {
