@@ -64,7 +64,9 @@ export function socketFd(socket: Socket): number {
 
 export function isPeerAllowed(peer: PeerCredentials, config: DaemonConfig): boolean {
   if (config.allowUids.length === 0 && config.allowGids.length === 0) return true;
-  if (peer.uid === process.getuid?.()) return true;
+  // The daemon's own uid and root are operators (they may stop it, and keep slots of their
+  // own): an allow-list that shut them out would leave `toondbd stop` and `stats` to nobody.
+  if (peer.uid === process.getuid?.() || peer.uid === 0) return true;
   if (config.allowUids.includes(peer.uid) || config.allowGids.includes(peer.gid)) return true;
   return peer.groups.some((gid) => config.allowGids.includes(gid));
 }

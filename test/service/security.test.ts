@@ -1,6 +1,6 @@
 // Socket security: owner-only socket file (0660 with a group), peer credentials checked against
 // the allow-list before a single operation runs, and sd_notify readiness.
-import { chmodSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { execa, type ResultPromise } from 'execa';
@@ -98,6 +98,32 @@ describe('socket security', () => {
     expect(allowed.logs.some((l) => l.msg === 'shutting down')).toBe(false);
   });
   if (!isRoot) console.log('skipping allow-uid test: it needs root to run a client as another uid');
+
+  // Security review: with an allow-list set, root was refused (ACCESS_DENIED) by a daemon run as
+  // another user, although root is one of its operators (it may stop it, and has slots kept).
+  it.skipIf(!isRoot)('admits root to a daemon run by another user whatever its allow-list says', async () => {
+    const dir = makeTempDir();
+    chmodSync(dir, 0o755);
+    const home = join(dir, 'nobody');
+    mkdirSync(home, { mode: 0o700 });
+    chownSync(home, NOBODY_UID, NOBODY_UID);
+    const socketPath = join(home, 's.sock');
+    const proc = execa('setpriv', [`--reuid=${NOBODY_UID}`, `--regid=${NOBODY_UID}`, '--clear-groups', 'node', TOONDBD_BIN, 'start',
+      '--socket', socketPath, '--data-dir', join(home, 'data'), '--allow-uid', '4242'], { reject: false, stdin: 'ignore', env: { HOME: home } });
+    try {
+      const trusted = { serverUid: NOBODY_UID, reconnect: false } as const;
+      await expect.poll(async () => IpcClient.connect(socketPath, trusted).then(async (c) => { await c.close(); return 'OK'; }, (e: { code?: string }) => e.code),
+        { timeout: 20_000, interval: 200 }).toBe('OK');
+      const client = await IpcClient.connect(socketPath, trusted);
+      expect((await client.stats()).connections.byUid).toMatchObject({ 0: 1 });
+      await client.close();
+      const stop = await execa('node', [TOONDBD_BIN, 'stop', '--socket', socketPath], { reject: false, env: { TOONDB_SERVER_UID: String(NOBODY_UID) } });
+      expect(stop.exitCode, stop.stderr).toBe(0);
+      expect((await proc).exitCode).toBe(0);
+    } finally {
+      proc.kill('SIGKILL');
+    }
+  });
 
   // Regression: --allow-gid matched the peer's primary group only, so a user added to a group
   // (`usermod -aG`) was refused. The probe drops to nobody keeping one supplementary group.
