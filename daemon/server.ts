@@ -44,6 +44,7 @@ import { ReadAheadBudget } from './read-ahead.js';
 import { BytesBudget } from './bytes-budget.js';
 import { HandleCount } from './registry.js';
 import { Session } from './session.js';
+import { CheckpointRuns } from './checkpoints.js';
 import { checkDataDirOwner, checkSocketDirOwner } from './path-safety.js';
 import { checkSocketPath, claimSocketPath } from './socket-path.js';
 import { ThrottledLog } from './throttled-log.js';
@@ -92,6 +93,7 @@ export class Daemon implements DaemonContext {
   readonly txnCount: HandleCount;
   readonly cursorCount: HandleCount;
   readonly gate: DurabilityGate;
+  readonly checkpoints: CheckpointRuns;
   /** Engine transaction handles: 1, 2, 3, ... for the daemon's lifetime (never reused; 2^53
    * would take 285 years at a million transactions a second). */
   readonly takeTxnHandle = (): number => ++this.lastTxnHandle;
@@ -131,6 +133,7 @@ export class Daemon implements DaemonContext {
     this.txnCount = new HandleCount(config.limits.txnsDaemonMax);
     this.cursorCount = new HandleCount(config.limits.cursorsDaemonMax);
     engine.startLanes(ENGINE_LANES, { syncResults: config.durability === 'sync', outputBytesMax: ENGINE_CALL_OUTPUT_BYTES_MAX });
+    this.checkpoints = new CheckpointRuns(() => engine.checkpoint());
     this.gate = new DurabilityGate(engine, config.durability, config.syncIntervalMs, (error) => {
       if (this.trouble !== null) return; // logged once already (here, or by the sweep)
       this.trouble = `storage failed: ${error.code}`;
@@ -444,7 +447,7 @@ export class Daemon implements DaemonContext {
     }
     this.gate.close();
     await this.step('checkpoint', async () => {
-      const report = await this.engine.checkpoint();
+      const report = await this.checkpoints.request(); // after any a client's request started
       this.log.info({ lsn: String(report.lsn), durationMs: report.durationMs }, 'checkpoint before exit');
     });
     await this.step('close engine', () => this.engine.close());

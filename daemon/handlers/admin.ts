@@ -10,6 +10,7 @@
  */
 
 import type { BytesBudget } from '../bytes-budget.js';
+import type { CheckpointRuns } from '../checkpoints.js';
 import type { HandleCount } from '../registry.js';
 import type { Engine } from '../../engine/types.js';
 import { ToonDBError } from '../../protocol/errors.js';
@@ -25,6 +26,8 @@ export interface DaemonContext {
   readonly version: string;
   readonly config: DaemonConfig;
   readonly engine: Engine;
+  /** Clients' checkpoints, one at a time and shared (daemon/checkpoints.ts). */
+  readonly checkpoints: CheckpointRuns;
   readonly gate: DurabilityGate;
   readonly counters: Counters;
   /** Bytes that scan reads ahead may hold across all connections (daemon/read-ahead.ts). */
@@ -92,7 +95,7 @@ export function ping(ctx: DaemonContext): PingResult {
 }
 
 export async function checkpoint(ctx: DaemonContext): Promise<{ lsn: bigint; durationMs: number }> {
-  const report = await ctx.engine.checkpoint();
+  const report = await ctx.checkpoints.request();
   ctx.counters.lastCheckpoint = { atMs: Date.now(), lsn: report.lsn, durationMs: report.durationMs };
   return { lsn: report.lsn, durationMs: report.durationMs };
 }
