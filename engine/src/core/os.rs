@@ -36,7 +36,9 @@ impl DirLock {
             .create(true)
             .truncate(false)
             .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC)
+            // O_NOFOLLOW: never a file a link planted under the lock's name points at (the
+            // daemon also refuses a data dir others can write, daemon/path-safety.ts).
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
             .open(&path)
             .map_err(|e| EngineError::from_io(&format!("opening {}", path.display()), &e))?;
         // SAFETY: flock on a file descriptor we own; no memory is passed.
@@ -259,6 +261,18 @@ fn send_notify(target: &str, payload: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Security review: the lock file was opened through a symlink planted under its name, and
+    // its target truncated and given the daemon's pid.
+    #[test]
+    fn lock_file_is_never_opened_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"keep").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join(LOCK_FILE_NAME)).unwrap();
+        assert!(DirLock::acquire(dir.path()).is_err());
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+    }
 
     #[test]
     fn lock_is_exclusive_and_released() {

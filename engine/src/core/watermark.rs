@@ -28,7 +28,7 @@
 
 use super::error::{EngineError, EngineResult};
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -113,6 +113,9 @@ impl Watermark {
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
+            // Never through a link planted under its name (see os.rs's lock file).
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
             .open(path)
             .map_err(|e| EngineError::from_io(&format!("opening {}", path.display()), &e))?;
         Ok(Watermark { file: Mutex::new(file), recorded: AtomicU64::new(0) })
@@ -149,6 +152,19 @@ impl Watermark {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Security review: the watermark was opened (and written) through a symlink planted under
+    // its name.
+    #[test]
+    fn the_watermark_is_never_opened_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"keep").unwrap();
+        let path = dir.path().join("db.watermark");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        assert!(Watermark::open(&path).is_err());
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+    }
 
     #[test]
     fn records_and_detects_loss() {
