@@ -32,7 +32,8 @@
  *   uids (Windows) skip the check.
  */
 
-import { lstat } from 'node:fs/promises';
+import { lstat, readlink } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import type { Stats } from 'node:fs';
 import { ToonDBError } from '../protocol/errors.js';
 
@@ -89,6 +90,16 @@ async function socketFile(path: string): Promise<Stats | null> {
   }
 }
 
+/** The entry a symlink at `path` names, one hop only (not followed further), or null if it
+ * names nothing. */
+async function linkTarget(path: string): Promise<Stats | null> {
+  try {
+    return await lstat(resolve(dirname(path), await readlink(path)));
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Stats `path` before a connect; call the returned check once connected. The check resolves if
  * the server is trusted and rejects with SERVER_NOT_TRUSTED otherwise.
@@ -98,6 +109,14 @@ export async function beforeConnect(path: string, policy: TrustPolicy): Promise<
   if (policy === 'any' || selfUid === undefined) return async () => undefined;
   const before = await socketFile(path);
   if (before !== null) refuseUntrusted(path, before, policy, selfUid);
+  // A symlink a trusted user owns (a root-owned /tmp/toondb.sock -> /run/toondb/toondb.sock):
+  // only a trusted user can repoint it, so what it names is checked as a socket path would be.
+  const targetBefore = before?.isSymbolicLink() ? await linkTarget(path) : null;
+  if (targetBefore?.isSymbolicLink()) {
+    // A second hop could be anyone's link: only a link straight to the socket is followed.
+    throw new ToonDBError('SERVER_NOT_TRUSTED', `${path} is a symlink to another symlink; connect to the socket's real path, or link straight to it`);
+  }
+  if (targetBefore !== null) refuseUntrusted(path, targetBefore, policy, selfUid);
   return async () => {
     const after = await socketFile(path);
     // Gone or replaced between the stat and the connect: nothing is sent to whatever answered,
@@ -112,6 +131,17 @@ export async function beforeConnect(path: string, policy: TrustPolicy): Promise<
     if (before === null || before.dev !== after.dev || before.ino !== after.ino) {
       throw new ToonDBError('UNAVAILABLE', `the socket ${path} was replaced by another file as it was connected to (the daemon restarting?); nothing was sent`);
     }
+    if (after.isSymbolicLink()) {
+      const target = await linkTarget(path);
+      if (target === null || targetBefore === null || target.dev !== targetBefore.dev || target.ino !== targetBefore.ino) {
+        throw new ToonDBError('UNAVAILABLE', `the socket ${path} names was replaced by another file as it was connected to (the daemon restarting?); nothing was sent`);
+      }
+      if (!target.isSocket()) {
+        throw new ToonDBError('SERVER_NOT_TRUSTED', `${path} does not name a socket, yet a connect to it succeeded; nothing was sent`);
+      }
+      refuseUntrusted(path, target, policy, selfUid);
+      return;
+    }
     // Connected, so a socket, unless another file took its place: the same inode says not.
     if (!after.isSocket()) {
       throw new ToonDBError('SERVER_NOT_TRUSTED', `${path} is not a socket, yet a connect to it succeeded; nothing was sent`);
@@ -121,7 +151,7 @@ export async function beforeConnect(path: string, policy: TrustPolicy): Promise<
 }
 
 function refuseUntrusted(path: string, file: Stats, policy: TrustPolicy, selfUid: number): void {
-  if (file.isSymbolicLink()) {
+  if (file.isSymbolicLink() && ownerProblem(file.uid, policy, selfUid) !== null) {
     throw new ToonDBError('SERVER_NOT_TRUSTED',
       `${path} is a symlink, whose owner (uid ${file.uid}) can point it at another socket as it is connected to; connect to the socket's real path`);
   }

@@ -1,7 +1,7 @@
 // The client's check of who owns the socket (ipc-client/server-trust.ts): the policy itself, and
 // a real connect to a fake daemon, refused before a byte is sent. Changing a socket's owner needs
 // root, so the tests that do are skipped for other users; the policy tests cover the same rules.
-import { chownSync, mkdtempSync, renameSync, rmSync, symlinkSync } from 'node:fs';
+import { chownSync, mkdtempSync, renameSync, rmSync, symlinkSync, lchownSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -97,16 +97,25 @@ describe('the check around a connect', () => {
 
   // Security review: stat() followed a symlink, whose owner could point it at a root-owned file
   // for the stats and at its own socket for the connect (12-19 % of attempts sent a put to the
-  // attacker). A symlink is refused, however it points; a path that appears within the connect
-  // is retried rather than trusted.
-  it('refuses a symlink to a trusted socket, and a socket that appeared within the connect', async () => {
+  // attacker). A symlink is followed only if a trusted user owns it, one hop, straight to the
+  // socket (a second link could be anyone's); a path that appears within the connect is retried
+  // rather than trusted.
+  it('refuses an untrusted symlink to a trusted socket, and a socket that appeared within the connect', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'toondb-trust-'));
     const path = join(dir, 's.sock');
     try {
       const server = await listen(path);
       symlinkSync(path, join(dir, 'link.sock'));
-      const viaLink = await refusal(beforeConnect(join(dir, 'link.sock'), 'default'));
-      expect(viaLink).toMatchObject({ code: 'SERVER_NOT_TRUSTED', message: expect.stringContaining('is a symlink') });
+      // A link of a trusted user (here this one) is followed and its target checked.
+      await expect((await beforeConnect(join(dir, 'link.sock'), 'default'))()).resolves.toBeUndefined();
+      symlinkSync(join(dir, 'link.sock'), join(dir, 'link2.sock'));
+      expect(await refusal(beforeConnect(join(dir, 'link2.sock'), 'default')))
+        .toMatchObject({ code: 'SERVER_NOT_TRUSTED', message: expect.stringContaining('a symlink to another symlink') });
+      if (process.getuid?.() === 0) {
+        lchownSync(join(dir, 'link.sock'), STRANGER, STRANGER);
+        const viaLink = await refusal(beforeConnect(join(dir, 'link.sock'), 'default'));
+        expect(viaLink).toMatchObject({ code: 'SERVER_NOT_TRUSTED', message: expect.stringContaining('is a symlink') });
+      }
       const late = join(dir, 'late.sock');
       const checkLate = await beforeConnect(late, 'default'); // nothing there yet
       const lateServer = await listen(late);
