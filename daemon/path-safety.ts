@@ -9,12 +9,14 @@
  *
  * Invariants: a data directory is the daemon's uid's and writable by nobody else, and if the
  * path names it through a symlink, that link is the daemon's uid's or root's; a socket
- * directory is root's or the daemon's uid's, and writable by others only when sticky (/tmp).
+ * directory is root's or the daemon's uid's, and writable by others only when sticky (/tmp);
+ * every directory above either (on its real path) is root's or the daemon's uid's and writable
+ * by others only when sticky, or its owner or writers could swap the checked one afterwards.
  * Refusals are INVALID_ARGUMENT (exit 2: a restart cannot fix them). No-ops where there are no
  * uids (Windows).
  */
 
-import { lstat, stat } from 'node:fs/promises';
+import { lstat, realpath, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { ToonDBError } from '../protocol/errors.js';
 
@@ -39,6 +41,28 @@ export async function checkDataDirOwner(dataDir: string): Promise<void> {
     throw new ToonDBError('INVALID_ARGUMENT',
       `the data directory ${dataDir} is writable by other users (mode ${(dir.mode & 0o777).toString(8)}), who could plant links the daemon would write through: chmod 700 it`);
   }
+  await checkAncestors(dataDir, 'the data directory', ownUid);
+}
+
+/** Refuses `dir` if a directory above it, on its real path, is owned by another user than root
+ * and `ownUid`, or writable by others without the sticky bit: that user could rename `dir`
+ * away after it was checked and put one of theirs, full of links, in its place. */
+async function checkAncestors(dir: string, what: string, ownUid: number): Promise<void> {
+  let current = dirname(await realpath(dir));
+  for (;;) {
+    const above = await stat(current);
+    if (above.uid !== ownUid && above.uid !== 0) {
+      throw new ToonDBError('INVALID_ARGUMENT',
+        `${what} ${dir} is inside ${current}, owned by uid ${above.uid}, who could swap it for a directory of theirs; use one under directories of root's or uid ${ownUid}'s`);
+    }
+    if ((above.mode & 0o022) !== 0 && (above.mode & 0o1000) === 0) {
+      throw new ToonDBError('INVALID_ARGUMENT',
+        `${what} ${dir} is inside ${current}, writable by other users and not sticky (mode ${(above.mode & 0o7777).toString(8)}), who could swap it for a directory of theirs: chmod go-w or +t it`);
+    }
+    const parent = dirname(current);
+    if (parent === current) return;
+    current = parent;
+  }
 }
 
 /** Refuses a socket directory another user could swap the socket in between its bind and its
@@ -58,4 +82,5 @@ export async function checkSocketDirOwner(socketPath: string): Promise<void> {
     throw new ToonDBError('INVALID_ARGUMENT',
       `the socket's directory ${socketDir} is writable by other users and not sticky (mode ${(dir.mode & 0o7777).toString(8)}), so they could swap the socket for a link to another file as the daemon sets its mode: chmod go-w or +t it`);
   }
+  await checkAncestors(socketDir, 'the socket\'s directory', ownUid);
 }

@@ -61,7 +61,7 @@ describe('toondbd as an operator meets it', () => {
   // Security review: a daemon running as root wrote its lock and info files through symlinks
   // another user planted in a data dir it could write, and chowned/chmodded through a link
   // swapped in for the socket in a socket dir it could write. Such directories are refused.
-  it('refuses a data dir or socket dir other users can write (or, as root, own)', async () => {
+  it('refuses a data dir or socket dir other users can write (or, as root, own), or one inside such a dir', async () => {
     const dir = makeTempDir();
     const start = (socketPath: string, dataDir: string) =>
       toondbd(['start', '--socket', socketPath, '--data-dir', dataDir]);
@@ -72,6 +72,12 @@ describe('toondbd as an operator meets it', () => {
     expect(dataRefused.exitCode).toBe(2);
     expect(dataRefused.stderr).toMatch(/INVALID_ARGUMENT: the data directory .*open-data is writable by other users \(mode 777\)/);
     expect(readdirSync(open)).toEqual([]); // nothing written there
+    const openParent = join(dir, 'open-parent');
+    mkdirSync(join(openParent, 'data'), { recursive: true, mode: 0o700 });
+    chmodSync(openParent, 0o777);
+    const openParentRefused = await start(join(dir, 'h.sock'), join(openParent, 'data'));
+    expect(openParentRefused.exitCode).toBe(2);
+    expect(openParentRefused.stderr).toMatch(/the data directory .*open-parent\/data is inside .*open-parent, writable by other users and not sticky \(mode 777\)/);
     const sockets = join(dir, 'open-sockets');
     mkdirSync(sockets);
     chmodSync(sockets, 0o777);
@@ -95,6 +101,14 @@ describe('toondbd as an operator meets it', () => {
     const theirsRefused = await start(join(theirs, 'e.sock'), join(dir, 'data-e'));
     expect(theirsRefused.exitCode).toBe(2);
     expect(theirsRefused.stderr).toMatch(/the socket's directory .*their-sockets is owned by uid 65534/);
+    // A directory above it that another user owns could have it swapped after the check.
+    const theirParent = join(dir, 'their-parent');
+    mkdirSync(theirParent, { mode: 0o755 });
+    mkdirSync(join(theirParent, 'data'), { mode: 0o700 });
+    chownSync(theirParent, 65534, 65534);
+    const parentRefused = await start(join(dir, 'g.sock'), join(theirParent, 'data'));
+    expect(parentRefused.exitCode).toBe(2);
+    expect(parentRefused.stderr).toMatch(/the data directory .*their-parent\/data is inside .*their-parent, owned by uid 65534/);
     const mine = join(dir, 'mine-data');
     mkdirSync(mine, { mode: 0o700 });
     symlinkSync(mine, join(dir, 'their-link'));
