@@ -90,15 +90,18 @@ async function socketFile(path: string): Promise<Stats | null> {
   }
 }
 
-/** The entry a symlink at `path` names, one hop only (not followed further), or null if it
- * names nothing. */
-async function linkTarget(path: string): Promise<Stats | null> {
+/** The entry that must be the socket: `entry` itself (the path's own), or for a symlink the
+ * entry it names, one hop only (not followed further); null if the link names nothing. */
+async function endpointOf(path: string, entry: Stats): Promise<Stats | null> {
+  if (!entry.isSymbolicLink()) return entry;
   try {
     return await lstat(resolve(dirname(path), await readlink(path)));
   } catch {
     return null;
   }
 }
+
+const sameFile = (a: Stats, b: Stats): boolean => a.dev === b.dev && a.ino === b.ino;
 
 /**
  * Stats `path` before a connect; call the returned check once connected. The check resolves if
@@ -108,15 +111,19 @@ export async function beforeConnect(path: string, policy: TrustPolicy): Promise<
   const selfUid = process.getuid?.();
   if (policy === 'any' || selfUid === undefined) return async () => undefined;
   const before = await socketFile(path);
-  if (before !== null) refuseUntrusted(path, before, policy, selfUid);
-  // A symlink a trusted user owns (a root-owned /tmp/toondb.sock -> /run/toondb/toondb.sock):
-  // only a trusted user can repoint it, so what it names is checked as a socket path would be.
-  const targetBefore = before?.isSymbolicLink() ? await linkTarget(path) : null;
-  if (targetBefore?.isSymbolicLink()) {
-    // A second hop could be anyone's link: only a link straight to the socket is followed.
-    throw new ToonDBError('SERVER_NOT_TRUSTED', `${path} is a symlink to another symlink; connect to the socket's real path, or link straight to it`);
+  // A symlink only a trusted user can repoint (a root-owned /tmp/toondb.sock ->
+  // /run/toondb/toondb.sock) leads to the socket it names, which is checked as the path's own
+  // entry would be.
+  let endBefore: Stats | null = null;
+  if (before !== null) {
+    refuseUntrusted(path, before, policy, selfUid);
+    endBefore = await endpointOf(path, before);
+    if (endBefore?.isSymbolicLink()) {
+      // A second hop could be anyone's link: only a link straight to the socket is followed.
+      throw new ToonDBError('SERVER_NOT_TRUSTED', `${path} is a symlink to another symlink; connect to the socket's real path, or link straight to it`);
+    }
+    if (endBefore !== null && endBefore !== before) refuseUntrusted(path, endBefore, policy, selfUid);
   }
-  if (targetBefore !== null) refuseUntrusted(path, targetBefore, policy, selfUid);
   return async () => {
     const after = await socketFile(path);
     // Gone or replaced between the stat and the connect: nothing is sent to whatever answered,
@@ -128,25 +135,15 @@ export async function beforeConnect(path: string, policy: TrustPolicy): Promise<
     }
     // Missing before: whatever was connected to appeared within the connect, and its owner
     // could have swapped it for a trusted file since. The next connect checks it from the start.
-    if (before === null || before.dev !== after.dev || before.ino !== after.ino) {
+    const endAfter = await endpointOf(path, after);
+    if (before === null || endBefore === null || endAfter === null || !sameFile(before, after) || !sameFile(endBefore, endAfter)) {
       throw new ToonDBError('UNAVAILABLE', `the socket ${path} was replaced by another file as it was connected to (the daemon restarting?); nothing was sent`);
     }
-    if (after.isSymbolicLink()) {
-      const target = await linkTarget(path);
-      if (target === null || targetBefore === null || target.dev !== targetBefore.dev || target.ino !== targetBefore.ino) {
-        throw new ToonDBError('UNAVAILABLE', `the socket ${path} names was replaced by another file as it was connected to (the daemon restarting?); nothing was sent`);
-      }
-      if (!target.isSocket()) {
-        throw new ToonDBError('SERVER_NOT_TRUSTED', `${path} does not name a socket, yet a connect to it succeeded; nothing was sent`);
-      }
-      refuseUntrusted(path, target, policy, selfUid);
-      return;
-    }
     // Connected, so a socket, unless another file took its place: the same inode says not.
-    if (!after.isSocket()) {
+    if (!endAfter.isSocket()) {
       throw new ToonDBError('SERVER_NOT_TRUSTED', `${path} is not a socket, yet a connect to it succeeded; nothing was sent`);
     }
-    refuseUntrusted(path, after, policy, selfUid);
+    refuseUntrusted(path, endAfter, policy, selfUid);
   };
 }
 
