@@ -16,6 +16,7 @@
  * uids (Windows).
  */
 
+import type { Stats } from 'node:fs';
 import { lstat, realpath, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { ToonDBError } from '../protocol/errors.js';
@@ -44,20 +45,23 @@ export async function checkDataDirOwner(dataDir: string): Promise<void> {
   await checkAncestors(dataDir, 'the data directory', ownUid);
 }
 
-/** Refuses `dir` if a directory above it, on its real path, is owned by another user than root
- * and `ownUid`, or writable by others without the sticky bit: that user could rename `dir`
- * away after it was checked and put one of theirs, full of links, in its place. */
+/** Why `dir` (its stats) lets another user than root and `ownUid` rename what is in it: they
+ * own it, or may write it without the sticky bit; null if neither. */
+function sharedDirProblem(dir: Stats, ownUid: number): string | null {
+  if (dir.uid !== ownUid && dir.uid !== 0) return `owned by uid ${dir.uid}`;
+  if ((dir.mode & 0o022) !== 0 && (dir.mode & 0o1000) === 0) return `writable by other users and not sticky (mode ${(dir.mode & 0o7777).toString(8)})`;
+  return null;
+}
+
+/** Refuses `dir` if a directory above it, on its real path, has a sharedDirProblem: that user
+ * could rename `dir` away after it was checked and put one of theirs, full of links, in its place. */
 async function checkAncestors(dir: string, what: string, ownUid: number): Promise<void> {
   let current = dirname(await realpath(dir));
   for (;;) {
-    const above = await stat(current);
-    if (above.uid !== ownUid && above.uid !== 0) {
+    const problem = sharedDirProblem(await stat(current), ownUid);
+    if (problem !== null) {
       throw new ToonDBError('INVALID_ARGUMENT',
-        `${what} ${dir} is inside ${current}, owned by uid ${above.uid}, who could swap it for a directory of theirs; use one under directories of root's or uid ${ownUid}'s`);
-    }
-    if ((above.mode & 0o022) !== 0 && (above.mode & 0o1000) === 0) {
-      throw new ToonDBError('INVALID_ARGUMENT',
-        `${what} ${dir} is inside ${current}, writable by other users and not sticky (mode ${(above.mode & 0o7777).toString(8)}), who could swap it for a directory of theirs: chmod go-w or +t it`);
+        `${what} ${dir} is inside ${current}, ${problem}, so another user could swap it for a directory of theirs; use one under directories of root's or uid ${ownUid}'s, not writable by others unless sticky`);
     }
     const parent = dirname(current);
     if (parent === current) return;
@@ -73,14 +77,10 @@ export async function checkSocketDirOwner(socketPath: string): Promise<void> {
   const ownUid = process.getuid?.();
   if (ownUid === undefined) return;
   const socketDir = dirname(socketPath);
-  const dir = await stat(socketDir);
-  if (dir.uid !== ownUid && dir.uid !== 0) {
+  const problem = sharedDirProblem(await stat(socketDir), ownUid);
+  if (problem !== null) {
     throw new ToonDBError('INVALID_ARGUMENT',
-      `the socket's directory ${socketDir} is owned by uid ${dir.uid}, who could swap the socket for a link to another file as the daemon sets its mode; use a directory of root's or uid ${ownUid}'s`);
-  }
-  if ((dir.mode & 0o022) !== 0 && (dir.mode & 0o1000) === 0) {
-    throw new ToonDBError('INVALID_ARGUMENT',
-      `the socket's directory ${socketDir} is writable by other users and not sticky (mode ${(dir.mode & 0o7777).toString(8)}), so they could swap the socket for a link to another file as the daemon sets its mode: chmod go-w or +t it`);
+      `the socket's directory ${socketDir} is ${problem}, so another user could swap the socket for a link to another file as the daemon sets its mode; use a directory of root's or uid ${ownUid}'s, not writable by others unless sticky`);
   }
   await checkAncestors(socketDir, 'the socket\'s directory', ownUid);
 }
