@@ -8,6 +8,11 @@
  * find the ones idle for too long, and remember recently expired ids so that a late request on
  * one gets an "expired" error rather than "unknown".
  *
+ * The daemon's own uid and root (operators) may take every handle of the daemon-wide maximum;
+ * other peers' registries are refused once `max - ownerReserve` are held, so that another
+ * user's clients cannot leave an operator without a transaction or a cursor (as admission.ts
+ * keeps it connection slots).
+ *
  * Invariants: `size + reserved <= max` at all times (a cursor's handle is reserved while the
  * engine creates it; a transaction is added before its begin runs, so pipelined `begin`s cannot
  * overshoot), and the shared count is the sum of every registry's `size + reserved`, updated
@@ -15,6 +20,8 @@
  * handles are refused until enough end); the expired set is bounded; ids are unique within a
  * registry.
  */
+
+import { OWNER_HANDLES_RESERVED } from '../protocol/limits.js';
 
 const EXPIRED_REMEMBERED_MAX = 256;
 
@@ -42,6 +49,16 @@ export class HandleCount {
   held = 0;
 
   constructor(public max: number) {}
+
+  /** Of `max`, the handles kept for operators: OWNER_HANDLES_RESERVED, never more than half. */
+  get ownerReserve(): number {
+    return Math.min(OWNER_HANDLES_RESERVED, Math.floor(this.max / 2));
+  }
+
+  /** Most handles held across the daemon under which a peer (operator or not) may take one. */
+  maxFor(operator: boolean): number {
+    return operator ? this.max : this.max - this.ownerReserve;
+  }
 }
 
 export class HandleRegistry {
@@ -55,20 +72,22 @@ export class HandleRegistry {
     readonly max: number,
     readonly idleMsMax: number,
     private readonly shared: HandleCount = new HandleCount(Number.POSITIVE_INFINITY),
+    /** The connection's peer is the daemon's own uid or root: it may use the operators' share. */
+    private readonly operator = true,
   ) {}
 
   get size(): number {
     return this.entries.size;
   }
 
-  /** True when the daemon-wide maximum, not this connection's, refuses new handles. */
-  get fullAcrossDaemon(): boolean {
-    return this.entries.size + this.reserved < this.max && this.shared.held >= this.shared.max;
-  }
-
-  /** The daemon-wide maximum (for messages). */
-  get daemonMax(): number {
-    return this.shared.max;
+  /** Why the daemon-wide maximum, not this connection's, refuses new handles (`what`: e.g.
+   * "open transactions"), or null when it does not. */
+  refusedAcrossDaemon(what: string): string | null {
+    if (this.entries.size + this.reserved >= this.max || this.shared.held < this.shared.maxFor(this.operator)) return null;
+    const { held, max, ownerReserve } = this.shared;
+    return held >= max
+      ? `the daemon already has ${held} ${what} across all connections, its maximum (${max})`
+      : `the daemon already has ${held} ${what} across all connections; it keeps the last ${ownerReserve} of its ${max} for its own user and root`;
   }
 
   /** Reserves room for a handle about to be created; false when the connection or the daemon is
@@ -166,7 +185,7 @@ export class HandleRegistry {
   }
 
   private hasRoom(): boolean {
-    return this.entries.size + this.reserved < this.max && this.shared.held < this.shared.max;
+    return this.entries.size + this.reserved < this.max && this.shared.held < this.shared.maxFor(this.operator);
   }
 
   /** Brings the shared count up to date with this registry's size + reserved. */

@@ -88,8 +88,8 @@ export class Session {
       cutOff: (reason) => this.cutOff(reason),
     });
     this.scope = {
-      txns: new HandleRegistry(limits.txnsPerConnectionMax, limits.txnIdleMsMax, ctx.txnCount),
-      cursors: new HandleRegistry(limits.cursorsPerConnectionMax, limits.cursorIdleMsMax, ctx.cursorCount),
+      txns: new HandleRegistry(limits.txnsPerConnectionMax, limits.txnIdleMsMax, ctx.txnCount, operator),
+      cursors: new HandleRegistry(limits.cursorsPerConnectionMax, limits.cursorIdleMsMax, ctx.cursorCount, operator),
       counters: ctx.counters,
       limits,
       takeTxnHandle: ctx.takeTxnHandle,

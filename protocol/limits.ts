@@ -236,6 +236,13 @@ export const CURSORS_PER_CONNECTION_MAX = 64;
  * fails with LIMIT_EXCEEDED (retryable: room comes back as cursors finish, close or expire). */
 export const CURSORS_DAEMON_MAX = 4096;
 
+/** Of `txnsDaemonMax` and of `cursorsDaemonMax`, the handles only the daemon's own uid and root
+ * may take (at most half of either): once other users' clients hold the rest, an operator can
+ * still run `toondb dump` (a cursor), `toondb load` or its own transactions, as
+ * OWNER_CONNECTIONS_RESERVED keeps it a connection (daemon/registry.ts). One connection's
+ * worth of either (TXNS_PER_CONNECTION_MAX, CURSORS_PER_CONNECTION_MAX). */
+export const OWNER_HANDLES_RESERVED = 64;
+
 /** An open cursor that is not pulled for this long is closed by the daemon. */
 export const CURSOR_IDLE_MS_MAX = 60_000;
 

@@ -38,8 +38,9 @@ export function prepareScan(req: ScanRequest, scope: SessionScope): Prepared {
       const txn = bindTxn(req.txn, scope);
       if (typeof txn === 'object') return txn;
       if (!scope.cursors.reserve()) {
-        return new ToonDBError('LIMIT_EXCEEDED', scope.cursors.fullAcrossDaemon
-          ? `the daemon already has ${scope.cursors.daemonMax} open cursors across all connections; retry once some finish`
+        const acrossDaemon = scope.cursors.refusedAcrossDaemon('open cursors');
+        return new ToonDBError('LIMIT_EXCEEDED', acrossDaemon !== null
+          ? `${acrossDaemon}; retry once some finish`
           : `this connection already has ${scope.cursors.max} open cursors; finish or close one first`);
       }
       const range = req.prefix === undefined;

@@ -45,8 +45,9 @@ function prepareBegin(req: RequestOf<'begin'>, scope: SessionScope): Prepared {
   // A handle that a transaction of this connection already uses as its chosen id is skipped.
   while (chosen === undefined && scope.txns.has(handle)) handle = scope.takeTxnHandle();
   if (!scope.txns.add(chosen ?? handle, handle, scope.nowMs)) {
-    return new ToonDBError('LIMIT_EXCEEDED', scope.txns.fullAcrossDaemon
-      ? `the daemon already has ${scope.txns.daemonMax} open transactions across all connections; retry once some end`
+    const acrossDaemon = scope.txns.refusedAcrossDaemon('open transactions');
+    return new ToonDBError('LIMIT_EXCEEDED', acrossDaemon !== null
+      ? `${acrossDaemon}; retry once some end`
       : `this connection already has ${scope.txns.max} open transactions; commit or abort one first`);
   }
   return { kind: OpKind.begin, txn: handle, isolation: req.isolation === 'snapshot' ? IsolationKind.snapshot : IsolationKind.serializable };

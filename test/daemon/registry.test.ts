@@ -59,8 +59,7 @@ describe('HandleRegistry', () => {
     expect(b.add(7, 107, 500)).toBe(true);
     expect(shared.held).toBe(5);
     expect(b.reserve()).toBe(false); // b has room (2 of 4), the daemon has none
-    expect(b.fullAcrossDaemon).toBe(true);
-    expect(b.daemonMax).toBe(5);
+    expect(b.refusedAcrossDaemon('open cursors')).toBe('the daemon already has 5 open cursors across all connections, its maximum (5)');
     expect(a.add(4, 104, 0)).toBe(false);
     b.settle(undefined, 0); // its scan finished in its first batch: no cursor left
     expect(shared.held).toBe(4);
@@ -74,6 +73,26 @@ describe('HandleRegistry', () => {
     expect(shared.held).toBe(0);
     shared.max = 0; // a reload lowered it: new handles are refused
     expect(a.add(10, 110, 0)).toBe(false);
-    expect(a.fullAcrossDaemon).toBe(true);
+    expect(a.refusedAcrossDaemon('open transactions')).toMatch(/^the daemon already has 0 open transactions .* its maximum \(0\)$/);
+  });
+
+  it('keeps the last handles of the daemon-wide maximum for operators (the daemon\'s uid and root)', () => {
+    const shared = new HandleCount(8); // a reserve of 4: half of it, below OWNER_HANDLES_RESERVED
+    expect(shared.ownerReserve).toBe(4);
+    const others = new HandleRegistry(8, 1_000, shared, false);
+    const operator = new HandleRegistry(8, 1_000, shared, true);
+    for (let i = 1; i <= 4; i++) expect(others.add(i, 100 + i, 0)).toBe(true);
+    expect(others.reserve()).toBe(false); // 4 held: the rest is the operators'
+    expect(others.refusedAcrossDaemon('open transactions'))
+      .toBe('the daemon already has 4 open transactions across all connections; it keeps the last 4 of its 8 for its own user and root');
+    expect(operator.refusedAcrossDaemon('open transactions')).toBeNull();
+    for (let i = 1; i <= 4; i++) expect(operator.add(i, 200 + i, 0)).toBe(true);
+    expect(operator.add(5, 205, 0)).toBe(false);
+    expect(operator.refusedAcrossDaemon('open transactions')).toMatch(/its maximum \(8\)$/);
+    operator.delete(1);
+    expect(others.add(5, 105, 0)).toBe(false); // still 7 held, past others' 4
+    expect(operator.add(1, 201, 0)).toBe(true);
+    expect(new HandleCount(4096).ownerReserve).toBe(64); // OWNER_HANDLES_RESERVED
+    expect(new HandleCount(1).ownerReserve).toBe(0);
   });
 });

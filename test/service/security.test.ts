@@ -186,6 +186,53 @@ process.stdin.on('end', () => process.exit(0));`;
     }
   });
 
+  // Regression: another user's clients could hold every transaction and cursor of the daemon-wide
+  // maximums, and the operator could then neither dump nor run a transaction until they ended.
+  it.skipIf(!isRoot)('keeps the last transactions and cursors of the daemon-wide maximums for its own user', async () => {
+    const dir = makeTempDir();
+    chmodSync(dir, 0o755);
+    const limits = { txnsDaemonMax: 4, txnsPerConnectionMax: 4, cursorsDaemonMax: 4, cursorsPerConnectionMax: 4 };
+    const daemon = await startDaemon({ dir, config: { limits } });
+    daemons.push(daemon);
+    chmodSync(daemon.socketPath, 0o666);
+    const OPEN_ALL = `
+const { IpcClient } = await import(process.env.CLIENT_MODULE);
+const client = await IpcClient.connect(process.env.SOCKET);
+await client.putBatch(Array.from({ length: 10 }, (_, i) => ['k' + i, 'v']));
+const outcomes = [];
+const attempt = async (open) => {
+  try { await open(); outcomes.push('OK'); } catch (error) { outcomes.push(error.code + ': ' + error.message); }
+};
+for (let i = 0; i < 3; i++) await attempt(async () => (await client.beginTransaction()).get('k0'));
+for (let i = 0; i < 3; i++) await attempt(() => client.scan('', { batchSize: 1 })[Symbol.asyncIterator]().next());
+process.stdout.write(JSON.stringify(outcomes) + '\\n');
+process.stdin.resume();
+process.stdin.on('end', () => process.exit(0));`;
+    const holder = execa('node', ['--input-type=module', '-e', OPEN_ALL], { uid: NOBODY_UID, gid: NOBODY_UID, env: { CLIENT_MODULE, SOCKET: daemon.socketPath }, reject: false });
+    try {
+      const line = await new Promise<string>((resolve) => holder.stdout?.once('data', (d: Buffer) => resolve(d.toString())));
+      // A daemon-wide maximum of 4 keeps 2 (half of it, below OWNER_HANDLES_RESERVED) for operators.
+      expect(JSON.parse(line)).toEqual(['OK', 'OK',
+        'LIMIT_EXCEEDED: the daemon already has 2 open transactions across all connections; it keeps the last 2 of its 4 for its own user and root; retry once some end',
+        'OK', 'OK',
+        'LIMIT_EXCEEDED: the daemon already has 2 open cursors across all connections; it keeps the last 2 of its 4 for its own user and root; retry once some finish']);
+      const operator = await IpcClient.connect(daemon.socketPath);
+      const txns = [await operator.beginTransaction(), await operator.beginTransaction()];
+      for (const txn of txns) await txn.get('k0');
+      await expect((await operator.beginTransaction()).get('k0')).rejects.toMatchObject({ code: 'LIMIT_EXCEEDED', message: expect.stringMatching(/already has 4 open transactions .* its maximum \(4\)/) });
+      const cursors = [operator.scan('', { batchSize: 1 })[Symbol.asyncIterator](), operator.scan('', { batchSize: 1 })[Symbol.asyncIterator]()];
+      for (const cursor of cursors) expect((await cursor.next()).done).toBe(false);
+      const stats = await operator.stats();
+      expect([stats.transactions.active, stats.cursors.open]).toEqual([4, 4]);
+      for (const cursor of cursors) await cursor.return!();
+      for (const txn of txns) await txn.abort();
+      await operator.close();
+    } finally {
+      holder.stdin?.end();
+      await holder;
+    }
+  });
+
   // Regression: one local user's idle clients could take every connectionsMax slot, leaving the
   // operator no way to connect and look. Two other uids fill their share; root still connects.
   it.skipIf(!isRoot)('keeps slots for the daemon\'s own user and caps the connections of one uid', async () => {
