@@ -4,7 +4,8 @@
  * after SIGKILL.
  *
  * Responsibility: per round and system (A/B order), one fresh server: load, scan twice,
- * measure RSS, SIGKILL, restart on the same dir, check the data survived, stop. The first scan is
+ * measure RSS, write a sentinel, SIGKILL, restart on the same dir, check the data survived,
+ * stop. The first scan is
  * the one the speed target judges (its reads fill the engine's caches from cold); the second
  * shows the same scan once they have been filled.
  *
@@ -23,8 +24,10 @@
  *   loaded, which does not count).
  * - The scan must see every key: exactly N for toondb (keys are unique, the scan is ordered);
  *   at least N for Redis (SCAN may return a key twice); the rate is N over the scan's time.
- * - After the restart the first and last loaded keys must read back: a kill -9 of the daemon
- *   must not lose acknowledged writes in either system's mode.
+ * - After the restart the first and last loaded keys must read back, and so must a sentinel key
+ *   written just before the kill (its reply awaited, the SIGKILL sent at once): a kill -9 of the
+ *   daemon must not lose acknowledged writes in either system's mode, which both write to the
+ *   OS before they answer (an fsync a second later would hide a write held back in the daemon).
  */
 
 import { readFileSync } from 'node:fs';
@@ -49,6 +52,9 @@ const LOAD = { chunkKeys: 1000, inFlight: 4 };
  * here (COUNT 8192 measured 0.40-0.52M keys/s against 0.41-0.51M). */
 const SCAN_BATCH_ITEMS = { toondb: undefined, redis: 1000 };
 const MiB = 2 ** 20;
+/** Written just before the SIGKILL, outside the scanned prefix, and read back after the restart. */
+const SENTINEL_KEY = 'bench-sentinel';
+const SENTINEL_VALUE = Buffer.from('written just before the kill');
 /** The warning a restart after SIGKILL is supposed to log; not worth a note. */
 const EXPECTED_AFTER_KILL = /stale socket/;
 
@@ -78,9 +84,10 @@ function recoveryMs(server) {
 }
 
 async function checkSurvived(driver, count) {
-  const keys = [keyName(BIG_PREFIX, 0), keyName(BIG_PREFIX, count - 1)];
+  const keys = [keyName(BIG_PREFIX, 0), keyName(BIG_PREFIX, count - 1), SENTINEL_KEY];
+  const expected = [VALUE, VALUE, SENTINEL_VALUE];
   const values = await driver.getBatch(keys);
-  const lost = keys.filter((_, i) => !values[i] || !VALUE.equals(values[i]));
+  const lost = keys.filter((_, i) => !values[i] || !expected[i].equals(values[i]));
   if (lost.length) throw new Error(`acknowledged keys missing or wrong after SIGKILL + restart: ${lost.join(', ')}`);
 }
 
@@ -101,10 +108,12 @@ async function bigRound(system, knobs, notes) {
       // are full by then (measured after the load, toondbd showed ~240 of its ~350 MiB).
       step = 'RSS';
       const rssMiB = rssBytes(first.pid) / MiB;
+      step = 'sentinel write and kill';
+      await driver.put(SENTINEL_KEY, SENTINEL_VALUE);
+      await killHard(first.child);
       return { load, rssMiB, scan, rescan };
     });
     step = 'restart';
-    await killHard(first.child);
     second = await STARTERS[system](first.dir, 'info');
     step = 'read-back after restart';
     await withDriver(makeDriver, second, (driver) => checkSurvived(driver, count));

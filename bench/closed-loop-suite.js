@@ -9,10 +9,11 @@
  *   'fast' = toondb `--durability interval --sync-interval-ms 1000` / Redis `appendfsync everysec` / echo;
  *   'sync' = toondb `--durability sync` / Redis `appendfsync always`.
  * - Before any trial, each database gets BENCH_KEYS keys (when a workload of the config reads),
- *   so every GET finds its key. The echo daemon stores nothing and is not preloaded.
+ *   each with its own value (workloads.js valueFor), so every GET finds its key. The echo daemon stores nothing and is not preloaded.
  * - Every system runs a round with the same seed: the same key sequence on every side.
  * - Trials with procs > 1 run in worker processes (trial.multiProcess); others run in this
- *   process (trial.closedLoop) on one fresh connection.
+ *   process (trial.closedLoop); each process opens fresh connections for the trial (one, or the
+ *   workload's `connections`).
  * - Servers are stopped (and their dirs removed) whether the config succeeds or fails; warn and
  *   error lines a toondbd logged are collected as notes first.
  */
@@ -22,8 +23,8 @@ import { makeDriver } from './drivers.js';
 import { bulkLoad } from './load.js';
 import { formatTrial, SYSTEM_NAMES } from './report.js';
 import { exited, startEcho, startRedis, startToondb } from './servers.js';
-import { closedLoop, multiProcess } from './trial.js';
-import { KEY_PREFIX, makeEnv, opFactory } from './workloads.js';
+import { closedLoop, multiProcess, openOps } from './trial.js';
+import { KEY_PREFIX, keyName, makeEnv, valueFor } from './workloads.js';
 
 const STARTERS = {
   fast: { toondb: () => startToondb({ durability: 'interval' }), redis: () => startRedis({ fsync: 'everysec' }), echo: () => startEcho() },
@@ -48,17 +49,21 @@ function summarise(opsPerSecond, histogram, workload) {
 /** One trial of `workload` against `server`; resolves `{ rate, p50Ns, p99Ns }`. */
 export async function runTrial(workload, server, knobs, seed) {
   const loop = { inFlight: workload.inFlight, seconds: knobs.seconds, warmupSeconds: knobs.warmupSeconds };
+  const target = { kind: server.kind, socketPath: server.socketPath };
+  const connections = workload.connections ?? 1;
   if (workload.procs > 1) {
-    const target = { kind: server.kind, socketPath: server.socketPath };
-    const setup = { target, kind: workload.kind, keyCount: knobs.keys, seed, ...loop };
+    const setup = { target, kind: workload.kind, keyCount: knobs.keys, seed, connections, ...loop };
     const { opsPerSecond, histogram } = await multiProcess(workload.procs, setup);
     return summarise(opsPerSecond, histogram, workload);
   }
-  return withDriver(makeDriver, server, async (driver) => {
-    const op = opFactory(workload.kind)(driver, makeEnv(knobs.keys, seed));
-    const { ops, elapsedNs, histogram } = await closedLoop(op, loop);
-    return summarise(ops / (elapsedNs / 1e9), histogram, workload);
-  });
+  const opened = await openOps(makeDriver, target, workload.kind, makeEnv(knobs.keys, seed), connections);
+  let trial;
+  try {
+    trial = await closedLoop(opened.ops, loop);
+  } finally {
+    await opened.close();
+  }
+  return summarise(trial.ops / (trial.elapsedNs / 1e9), trial.histogram, workload);
 }
 
 async function startServers(config, systems, preload, knobs, notes) {
@@ -70,7 +75,7 @@ async function startServers(config, systems, preload, knobs, notes) {
       const note = await hungProbeNote(server, `start (${config})`);
       if (note) notes.push(note);
       if (!preload || system === 'echo') continue;
-      const load = await withDriver(makeDriver, server, (driver) => bulkLoad(driver, KEY_PREFIX, knobs.keys, PRELOAD))
+      const load = await withDriver(makeDriver, server, (driver) => bulkLoad(driver, KEY_PREFIX, knobs.keys, PRELOAD, (i) => valueFor(keyName(KEY_PREFIX, i))))
         .catch(async (error) => { throw await failureSettled(`preloading ${knobs.keys} keys into ${system} (${config})`, server, error); });
       progress(`  ${SYSTEM_NAMES[system]} (${config}): preloaded ${knobs.keys} keys in ${(load.elapsedNs / 1e6).toFixed(0)} ms`);
     }

@@ -2,11 +2,11 @@
  * Drivers: one op interface over the toondb IpcClient (against toondbd or the echo daemon) and
  * over ioredis (against redis-server), so every workload runs the same code against every peer.
  *
- * Interface (all async): get(key), put(key, value), getBatch(keys), putBatch(keys, value),
+ * Interface (all async): get(key), put(key, value), getBatch(keys), putBatch(keys, values),
  * rmw(key, value) (read-modify-write in one transaction), scan(prefix, batchSize) -> entries
  * seen (toondb: batchSize undefined is the client's default), ping(), close(); and `stores`:
- * false for the echo daemon, whose replies carry no value (workloads.js checks reads only where
- * something was stored).
+ * false for the echo daemon, which stores nothing (its GET replies carry 100 bytes of no key's
+ * value; workloads.js checks reads only where something was stored).
  *
  * Invariants:
  * - A driver is built from a plain, serialisable description `{ kind, socketPath }`, so a child
@@ -47,7 +47,7 @@ class ToondbDriver {
   get(key) { return this.client.get(key); }
   put(key, value) { return this.client.put(key, value); }
   getBatch(keys) { return this.client.getBatch(keys); }
-  putBatch(keys, value) { return this.client.putBatch(keys.map((key) => [key, value])); }
+  putBatch(keys, values) { return this.client.putBatch(keys.map((key, i) => [key, values[i]])); }
   ping() { return this.client.ping(); }
   close() { return this.client.close(); }
 
@@ -96,9 +96,9 @@ class RedisDriver {
   ping() { return this.redis.ping(); }
   rmw(key, value) { return this.redis.benchRmwBuffer(key, value); }
 
-  putBatch(keys, value) {
+  putBatch(keys, values) {
     const args = new Array(keys.length * 2);
-    for (let i = 0; i < keys.length; i++) { args[2 * i] = keys[i]; args[2 * i + 1] = value; }
+    for (let i = 0; i < keys.length; i++) { args[2 * i] = keys[i]; args[2 * i + 1] = values[i]; }
     return this.redis.mset(args);
   }
 

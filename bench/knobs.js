@@ -64,15 +64,22 @@ export function readKnobs(env = process.env) {
   };
 }
 
-const matches = (workload, token) => workload.id === token || workload.id.startsWith(token);
+/** A token that is a workload's id names that workload alone (`get-1` is not also `get-1-x4p`);
+ * any other names every workload whose id starts with it (`ycsb`). */
+function selects(workloads, token) {
+  const exact = workloads.some((workload) => workload.id === token);
+  return (workload) => (exact ? workload.id === token : workload.id.startsWith(token));
+}
 
 /** The workloads BENCH_ONLY asks for, in their listed order (all of them without it). */
 export function selectWorkloads(workloads, only) {
   if (!only) return workloads;
-  for (const token of only) {
-    if (!workloads.some((workload) => matches(workload, token))) {
+  const matchers = only.map((token) => {
+    const matcher = selects(workloads, token);
+    if (!workloads.some(matcher)) {
       throw new Error(`BENCH_ONLY: no workload id is or starts with "${token}"; ids: ${workloads.map((w) => w.id).join(', ')}`);
     }
-  }
-  return workloads.filter((workload) => only.some((token) => matches(workload, token)));
+    return matcher;
+  });
+  return workloads.filter((workload) => matchers.some((matcher) => matcher(workload)));
 }

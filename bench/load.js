@@ -1,5 +1,6 @@
 /**
- * Bulk loading: write keys `prefix + 0 .. count-1` with one fixed value, in batches.
+ * Bulk loading: write keys `prefix + 0 .. count-1`, in batches, each with `valueOf(index)` (one
+ * fixed VALUE unless given).
  *
  * Responsibility: the one loader behind both the preload of the point workloads and the
  * measured bulk-load workload, so both write identical keys and values to every system.
@@ -14,7 +15,7 @@
 import { Histogram } from './stats.js';
 import { VALUE, keyName } from './workloads.js';
 
-export async function bulkLoad(driver, prefix, count, { chunkKeys, inFlight }) {
+export async function bulkLoad(driver, prefix, count, { chunkKeys, inFlight }, valueOf = () => VALUE) {
   const histogram = new Histogram();
   let next = 0;
   let failure = null;
@@ -24,10 +25,14 @@ export async function bulkLoad(driver, prefix, count, { chunkKeys, inFlight }) {
       const end = Math.min(count, first + chunkKeys);
       next = end;
       const keys = new Array(end - first);
-      for (let i = first; i < end; i++) keys[i - first] = keyName(prefix, i);
+      const values = new Array(end - first);
+      for (let i = first; i < end; i++) {
+        keys[i - first] = keyName(prefix, i);
+        values[i - first] = valueOf(i);
+      }
       const t0 = process.hrtime.bigint();
       try {
-        await driver.putBatch(keys, VALUE);
+        await driver.putBatch(keys, values);
       } catch (error) {
         failure ??= error;
         return;

@@ -14,6 +14,8 @@
  *   do requests that do not finish within DRAIN_MS_MAX of the window's end.
  * - Multi-process trials: every worker connects and reports ready before any starts (barrier);
  *   ops/s is the sum of the workers' rates; histograms are merged.
+ * - A process's slots share its connections (`connections` of them; one unless a workload says
+ *   otherwise), slot i on connection i mod connections.
  */
 
 import { fork } from 'node:child_process';
@@ -21,6 +23,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Histogram } from './stats.js';
 import { track } from './servers.js';
+import { opFactory } from './workloads.js';
 
 const WORKER_BIN = join(dirname(fileURLToPath(import.meta.url)), 'worker.js');
 
@@ -30,9 +33,11 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
  * server hangs and the trial fails (neither client arms a timeout of its own per request). */
 const DRAIN_MS_MAX = 120_000;
 
-/** Runs `op` from `inFlight` slots: warm-up, then a window of `seconds`. A failing op ends the
- * trial at once (no waiting out the window) and is rethrown once every slot has stopped. */
-export async function closedLoop(op, { inFlight, seconds, warmupSeconds }) {
+/** Runs `slotOps` from `inFlight` slots, slot i issuing `slotOps[i % slotOps.length]` (one op
+ * per connection: slots spread over the connections in turn): warm-up, then a window of `seconds`.
+ * A failing op ends the trial at once (no waiting out the window) and is rethrown once every
+ * slot has stopped. */
+export async function closedLoop(slotOps, { inFlight, seconds, warmupSeconds }) {
   const histogram = new Histogram();
   let recording = false;
   let running = true;
@@ -41,7 +46,7 @@ export async function closedLoop(op, { inFlight, seconds, warmupSeconds }) {
   let onFailure;
   const failed = new Promise((resolve) => { onFailure = resolve; });
   const wait = (ms) => Promise.race([sleep(ms), failed]);
-  const slot = async () => {
+  const slot = async (op) => {
     while (running && !failure) {
       const t0 = process.hrtime.bigint();
       try {
@@ -57,7 +62,7 @@ export async function closedLoop(op, { inFlight, seconds, warmupSeconds }) {
       }
     }
   };
-  const slots = Array.from({ length: inFlight }, slot);
+  const slots = Array.from({ length: inFlight }, (_, i) => slot(slotOps[i % slotOps.length]));
   await wait(warmupSeconds * 1000);
   const start = process.hrtime.bigint();
   recording = true;
@@ -75,6 +80,21 @@ export async function closedLoop(op, { inFlight, seconds, warmupSeconds }) {
   }
   if (failure) throw failure;
   return { ops, elapsedNs, histogram };
+}
+
+/** Opens `connections` drivers to `target` and one op of workload `kind` on each (the env,
+ * keys and random stream, shared by them); resolves { ops, close }. A failure closes the drivers
+ * already open. */
+export async function openOps(makeDriver, target, kind, env, connections) {
+  const drivers = [];
+  const close = () => Promise.all(drivers.map((driver) => driver.close().catch(() => undefined)));
+  try {
+    for (let i = 0; i < connections; i++) drivers.push(await makeDriver(target));
+  } catch (error) {
+    await close();
+    throw error;
+  }
+  return { ops: drivers.map((driver) => opFactory(kind)(driver, env)), close };
 }
 
 /** Forks one worker and sends it `setup`; `ready` and `done` settle from its messages. */

@@ -1,8 +1,9 @@
 /**
  * Child-process runner for the multi-process trials (forked by trial.js).
  *
- * Protocol over the IPC channel: parent sends `setup` {target, kind, inFlight, keyCount,
- * seconds, warmupSeconds, seed}; the worker connects its own driver, builds its keys and op, and
+ * Protocol over the IPC channel: parent sends `setup` {target, kind, inFlight, connections,
+ * keyCount, seconds, warmupSeconds, seed}; the worker connects its own drivers (`connections`
+ * of them, its slots spread over them), builds its keys and ops, and
  * answers `ready`; on `go` it runs the closed loop and answers `result` {ops, elapsedNs, counts}
  * (histogram buckets), or `error`. All set-up happens before `ready`, so the parent's barrier
  * lines the workers' measured windows up. It exits when the parent disconnects, so a dying
@@ -10,12 +11,11 @@
  */
 
 import { makeDriver } from './drivers.js';
-import { closedLoop } from './trial.js';
-import { makeEnv, opFactory } from './workloads.js';
+import { closedLoop, openOps } from './trial.js';
+import { makeEnv } from './workloads.js';
 
 let setup = null;
-let driver = null;
-let op = null;
+let opened = null;
 
 process.on('disconnect', () => process.exit(0));
 
@@ -23,12 +23,11 @@ process.on('message', async (message) => {
   try {
     if (message.type === 'setup') {
       setup = message;
-      driver = await makeDriver(message.target);
-      op = opFactory(setup.kind)(driver, makeEnv(setup.keyCount, setup.seed));
+      opened = await openOps(makeDriver, message.target, setup.kind, makeEnv(setup.keyCount, setup.seed), setup.connections);
       process.send({ type: 'ready' });
     } else if (message.type === 'go') {
-      const { ops, elapsedNs, histogram } = await closedLoop(op, setup);
-      await driver.close();
+      const { ops, elapsedNs, histogram } = await closedLoop(opened.ops, setup);
+      await opened.close();
       process.send({ type: 'result', ops, elapsedNs, counts: histogram.toJSON() }, () => process.exit(0));
     }
   } catch (error) {

@@ -5,11 +5,14 @@
  * how (trial.js) or against what (servers.js, drivers.js).
  *
  * Invariants:
- * - Keys are `PREFIX` + a 12-digit index: 16–17 bytes; values are 100 bytes. Every driver gets
- *   the same strings and the same value Buffer.
+ * - Keys are `PREFIX` + a 12-digit index: 16–17 bytes; values are 100 bytes. In the point, mix
+ *   and batch workloads a key's value starts with the key itself (`valueFor`), so a read that
+ *   returns another key's value fails the check below; the big workloads write one fixed VALUE.
+ *   Every driver gets the same strings and the same value Buffers.
  * - Read workloads run over a preloaded keyspace, so a GET finds its key.
  * - A workload's `make(driver, env)` returns a zero-argument op for one in-flight slot; all key
- *   choice happens inside it so every peer pays the same client-side cost.
+ *   choice happens inside it so every peer pays the same client-side cost. A workload with
+ *   `connections` spreads each process's `inFlight` slots over that many connections.
  * - `config` picks the server setup: `fast` = toondb interval vs Redis everysec (plus echo),
  *   `sync` = toondb sync vs Redis always, `big` = the 1M-key runs (see big-suite.js).
  */
@@ -26,6 +29,13 @@ export function keyName(prefix, index) {
   return prefix + String(index).padStart(12, '0');
 }
 
+/** The value of the point workloads' key `key`: VALUE_BYTES bytes that start with the key. */
+export function valueFor(key) {
+  const value = Buffer.alloc(VALUE_BYTES, 'v');
+  value.write(key, 0, 'latin1');
+  return value;
+}
+
 /** The preloaded keyspace as strings (built once per process). */
 export function makeKeys(prefix, count) {
   const keys = new Array(count);
@@ -33,37 +43,42 @@ export function makeKeys(prefix, count) {
   return keys;
 }
 
+/** Each op picks a key's index, so that its key and its value come from the same place. */
 function uniform(env) {
   const { keys, rng } = env;
-  return () => keys[Math.floor(rng() * keys.length)];
+  return () => Math.floor(rng() * keys.length);
 }
 
 function zipfian(env) {
-  const { keys } = env;
-  const zipf = new Zipfian(keys.length, env.rng);
-  return () => keys[zipf.next()];
+  const zipf = new Zipfian(env.keys.length, env.rng);
+  return () => zipf.next();
 }
 
 /** One read in READ_CHECK_EVERY is checked: every key the workloads read was preloaded with
- * VALUE, and every write writes VALUE, so a read that returns anything else (a miss, a wrong
- * value) fails the trial instead of being counted. Sampled, so both systems' clients pay a
- * promise callback on a sixty-fourth of their reads, not on each. */
+ * its own value (`valueFor`), and every write writes it again, so a read that returns anything
+ * else (a miss, another key's value) fails the trial instead of being counted. Sampled, so both
+ * systems' clients pay a promise callback on a sixty-fourth of their reads, not on each. */
 const READ_CHECK_EVERY = 64;
 
-function checkedReads(driver) {
-  if (!driver.stores) return { get: (d, key) => d.get(key), getBatch: (d, keys) => d.getBatch(keys) };
+function checkedReads(driver, env) {
+  const { keys, values } = env;
+  if (!driver.stores) return { get: (i) => driver.get(keys[i]), getBatch: (indices) => driver.getBatch(indices.map((i) => keys[i])) };
   let reads = 0;
-  const check = (key) => (value) => {
-    if (value === null || value === undefined || !VALUE.equals(value)) {
-      throw new Error(`read of preloaded key ${key} returned ${value === null || value === undefined ? 'nothing' : `${value.length} other bytes`}`);
+  const check = (i, value) => {
+    if (value === null || value === undefined || !values[i].equals(value)) {
+      const what = value === null || value === undefined ? 'nothing' : `${value.length} other bytes, starting ${JSON.stringify(value.subarray(0, 17).toString('latin1'))}`;
+      throw new Error(`read of preloaded key ${keys[i]} returned ${what}`);
     }
     return value;
   };
   return {
-    get: (driver, key) => ((++reads % READ_CHECK_EVERY) === 0 ? driver.get(key).then(check(key)) : driver.get(key)),
-    getBatch: (driver, keys) => ((++reads % READ_CHECK_EVERY) === 0
-      ? driver.getBatch(keys).then((values) => values.map((value, i) => check(keys[i])(value)))
-      : driver.getBatch(keys)),
+    get: (i) => ((++reads % READ_CHECK_EVERY) === 0 ? driver.get(keys[i]).then((value) => check(i, value)) : driver.get(keys[i])),
+    getBatch: (indices) => {
+      const batchKeys = indices.map((i) => keys[i]);
+      return (++reads % READ_CHECK_EVERY) === 0
+        ? driver.getBatch(batchKeys).then((got) => got.map((value, at) => check(indices[at], value)))
+        : driver.getBatch(batchKeys);
+    },
   };
 }
 
@@ -71,25 +86,28 @@ function mix(readFraction, writeOp) {
   return (driver, env) => {
     const pick = zipfian(env);
     const { rng } = env;
-    const reads = checkedReads(driver);
-    return () => (rng() < readFraction ? reads.get(driver, pick()) : writeOp(driver, pick()));
+    const reads = checkedReads(driver, env);
+    return () => (rng() < readFraction ? reads.get(pick()) : writeOp(driver, env, pick()));
   };
 }
 
-const put = (driver, key) => driver.put(key, VALUE);
-const rmw = (driver, key) => driver.rmw(key, VALUE);
+const put = (driver, env, i) => driver.put(env.keys[i], env.values[i]);
+const rmw = (driver, env, i) => driver.rmw(env.keys[i], env.values[i]);
 
 const OPS = {
-  get: (driver, env) => { const pick = uniform(env); const reads = checkedReads(driver); return () => reads.get(driver, pick()); },
-  put: (driver, env) => { const pick = uniform(env); return () => driver.put(pick(), VALUE); },
+  get: (driver, env) => { const pick = uniform(env); const reads = checkedReads(driver, env); return () => reads.get(pick()); },
+  put: (driver, env) => { const pick = uniform(env); return () => put(driver, env, pick()); },
   getBatch: (driver, env) => {
     const pick = uniform(env);
-    const reads = checkedReads(driver);
-    return () => reads.getBatch(driver, Array.from({ length: BATCH_KEYS }, pick));
+    const reads = checkedReads(driver, env);
+    return () => reads.getBatch(Array.from({ length: BATCH_KEYS }, pick));
   },
   putBatch: (driver, env) => {
     const pick = uniform(env);
-    return () => driver.putBatch(Array.from({ length: BATCH_KEYS }, pick), VALUE);
+    return () => {
+      const indices = Array.from({ length: BATCH_KEYS }, pick);
+      return driver.putBatch(indices.map((i) => env.keys[i]), indices.map((i) => env.values[i]));
+    };
   },
   ycsbA: mix(0.5, put),
   ycsbB: mix(0.95, put),
@@ -104,8 +122,10 @@ export function opFactory(kind) {
   return factory;
 }
 
+/** The point workloads' keys, their values and a random stream (one env per process and trial). */
 export function makeEnv(keyCount, seed) {
-  return { keys: makeKeys(KEY_PREFIX, keyCount), rng: makeRng(seed) };
+  const keys = makeKeys(KEY_PREFIX, keyCount);
+  return { keys, values: keys.map(valueFor), rng: makeRng(seed) };
 }
 
 const ALL = ['toondb', 'redis', 'echo'];
@@ -113,6 +133,8 @@ const DB = ['toondb', 'redis'];
 /** YCSB mixes run 64 in flight: toondb allows 64 open transactions per connection (F). */
 const YCSB_IN_FLIGHT = 64;
 const BATCH_IN_FLIGHT = 16;
+/** Processes the 256 writers of a connection each are spread over, as the 4-process rows are. */
+const DURABLE_CONN_PROCS = 4;
 
 function point(kind, inFlight, procs) {
   const what = kind === 'get' ? 'GET' : 'PUT';
@@ -134,6 +156,11 @@ export const WORKLOADS = [
     inFlight: BATCH_IN_FLIGHT, procs: 1, systems: DB, unit: 'keys/s', keysPerOp: BATCH_KEYS },
   ...[1, 16, 256].map((writers) => ({ id: `durable-put-${writers}`, title: `durable PUT, ${writers} writer${writers > 1 ? 's' : ''} on 1 conn (sync / always)`,
     config: 'sync', kind: 'put', inFlight: writers, procs: 1, systems: DB, unit: 'commits/s', keysPerOp: 1 })),
+  // The same 256 writers, each on a connection of its own: no request of one can join another's
+  // engine call, so only the group commit shares their fsyncs.
+  { id: 'durable-put-256-conns', title: `durable PUT, 256 writers on 256 conns (${DURABLE_CONN_PROCS} procs × ${256 / DURABLE_CONN_PROCS} conns, sync / always)`,
+    config: 'sync', kind: 'put', inFlight: 256 / DURABLE_CONN_PROCS, connections: 256 / DURABLE_CONN_PROCS, procs: DURABLE_CONN_PROCS,
+    systems: DB, unit: 'commits/s', keysPerOp: 1 },
   { id: 'bulk-load', title: 'bulk load (putBatch / MSET of 1000, 4 in flight)', config: 'big', special: 'load', systems: DB, unit: 'keys/s' },
   { id: 'scan', title: 'streamed prefix scan, default batches (Redis SCAN 1000+MGET)', config: 'big', special: 'scan', systems: DB, unit: 'keys/s' },
   { id: 'scan-again', title: 'the same scan run again at once', config: 'big', special: 'rescan', systems: DB, unit: 'keys/s' },
