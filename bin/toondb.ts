@@ -35,7 +35,7 @@ const CONNECT_TIMEOUT_MS = 3_000;
 const WATCH_SECONDS_MAX = 86_400;
 /** Shortest `stats --watch` period; a shorter one is raised to it. */
 const WATCH_SECONDS_MIN = 0.1;
-/** `stats --watch` with no period (DESIGN.md: `toondb stats [--json] [--watch]`). */
+/** `stats --watch` with no period (a bare --watch, as `toondb stats [--json] [--watch]` reads). */
 const WATCH_SECONDS_DEFAULT = 2;
 
 /** Connects to the daemon at --socket (a program-wide option), runs `run`, and ends the CLI with
@@ -120,7 +120,7 @@ const WATCH_RIDES_THROUGH = new Set<string>(['UNAVAILABLE', 'UNKNOWN_RESULT', 'C
 
 command('stats', 'print daemon statistics')
   .option('--json', 'print JSON')
-  .option('--watch [seconds]', `redraw every N seconds (${WATCH_SECONDS_MIN} to ${WATCH_SECONDS_MAX}; ${WATCH_SECONDS_DEFAULT} if not given) until interrupted`)
+  .option('--watch [seconds]', `redraw every N seconds (up to ${WATCH_SECONDS_MAX}; a shorter period than ${WATCH_SECONDS_MIN} is raised to it; ${WATCH_SECONDS_DEFAULT} if not given) until interrupted`)
   .action((flags: { json?: boolean; watch?: string | true }) => {
     const watchSeconds = flags.watch === true ? WATCH_SECONDS_DEFAULT : positive(flags.watch, '--watch', WATCH_SECONDS_MAX);
     return withClient(async (client) => {

@@ -280,7 +280,7 @@ program.command('start')
   .addOption(new Option('--durability <mode>', `when writes are fsynced (default: ${DURABILITY_DEFAULT})`).choices([...DURABILITY_MODES]))
   .option('--sync-interval-ms <ms>', `fsync period for --durability interval (default: ${SYNC_INTERVAL_MS_DEFAULT})`)
   .addOption(new Option('--log-level <level>', `log level (default: ${LOG_LEVEL_DEFAULT})`).choices([...LOG_LEVELS]))
-  .option('--config <file>', 'JSON file with the same settings (flags win)')
+  .option('--config <file>', 'JSON file with the same settings in camelCase, plus connectionsMax, connectionsPerUidMax and limits (flags win)')
   .option('--socket-group <group>', 'let members of this group connect (socket mode 0660; default: owner only, 0600)')
   .option('--allow-uid <uids>', 'comma-separated peer uids allowed to connect (default: any the socket mode lets in)')
   .option('--allow-gid <gids>', 'comma-separated peer gids allowed to connect (primary or supplementary group)')
@@ -288,7 +288,7 @@ program.command('start')
   .action((flags: StartFlags) => start(flags));
 
 program.command('stop')
-  .description('ask the running daemon to shut down cleanly and wait until it has stopped (its socket gone, its pid ended) (exit 0 once it has; 1 if it cannot be used or did not stop in time; 2 for a usage error; 3 if none runs there)')
+  .description('ask the running daemon to shut down cleanly and wait until it has stopped (its socket gone, then its pid ended or 2 s passed) (exit 0 once it has; 1 if it cannot be used or did not stop in time; 2 for a usage error; 3 if none runs there)')
   .option('--socket <path>', SOCKET_HELP)
   .option('--timeout-ms <ms>', `how long to wait for the daemon to stop (default: ${STOP_TIMEOUT_MS_DEFAULT})`)
   .action((flags: { socket?: string; timeoutMs?: string }) => stop(flags));

@@ -1,7 +1,7 @@
 /**
  * IpcClient: the public toondb client — one multiplexed connection to the local toondbd.
  *
- * Responsibility: the API surface of DESIGN.md. Data calls (get/put/.../scan/listPath) come from
+ * Responsibility: the client's API surface (README, "Using it from Node"). Data calls (get/put/.../scan/listPath) come from
  * DataOperations; this class adds connect, transactions, admin calls, close and events, and
  * wires them to the Connection.
  *

@@ -16,9 +16,11 @@
  *
  * Invariants:
  * - The path's own entry is lstat'ed (never followed) before the connect and again after it; both
- *   must be the same socket (device and inode) with a trusted owner. A symlink is refused: its
- *   owner can point it elsewhere between the stats and the connect (to a root-owned file for
- *   the stats, to its own socket for the connect), so its target proves nothing. A socket
+ *   must be the same socket (device and inode) with a trusted owner. A symlink is followed only
+ *   if a trusted user owns it and it names the socket directly (`endpointOf`), which is then
+ *   checked the same way; any other link is refused: its owner can point it elsewhere between
+ *   the stats and the connect (to a root-owned file for the stats, to its own socket for the
+ *   connect), so its target proves nothing. A socket
  *   owned by a trusted user cannot be replaced by another user in a sticky directory, so an
  *   entry that passes both is the one connected to, with one exception Node leaves open (it has
  *   no SO_PEERCRED for a client): if, within the connect, the real daemon removes its socket,

@@ -3,7 +3,7 @@
  *
  * Responsibility: every failure that crosses a boundary (engine -> daemon, daemon -> wire,
  * client -> caller) carries one of these stable string codes. The Rust engine returns the same
- * strings (engine/src/error.rs); a test keeps that list, this registry and PROTOCOL.md in
+ * strings (engine/src/core/error.rs); a test keeps that list, this registry and PROTOCOL.md in
  * agreement. Codes are never renamed or reused; new ones are appended.
  *
  * Invariants:
