@@ -69,6 +69,11 @@ export class DurabilityGate {
     });
   }
 
+  /** Replies waiting for a fsync (only in `sync` mode): how many writers the group commit serves. */
+  get waiting(): number {
+    return this.waiters.length;
+  }
+
   get pendingWrites(): number {
     return Math.max(0, this.engine.writtenSeq() - this.engine.durableSeq());
   }

@@ -22,6 +22,8 @@ export class EngineCalls {
   constructor(
     private readonly engine: Engine,
     private readonly log: Logger,
+    /** Whether small plain writes may commit on this thread now (see `now`). */
+    private readonly writesHereAllowed: () => boolean = () => true,
   ) {}
 
   /**
@@ -29,12 +31,16 @@ export class EngineCalls {
    * the engine round trip (two cross-CPU wake-ups): memory-only transaction steps (begin,
    * abort, writes inside a transaction; a read-modify-write transaction makes two trips
    * instead of four) and small calls of plain writes (ENGINE_WRITE_NOW_KEYS_MAX) whose commit
-   * can start at once. Null when the call is neither or the engine declined it. The caller
-   * makes sure no earlier call of the connection is still running (this one would pass it).
+   * can start at once, while `writesHereAllowed` says so (not while replies wait for a fsync:
+   * then other writers are active, and their commits are cheaper on the lanes, which take
+   * consecutive calls together, than one by one on this thread, which then has every
+   * connection's requests to read). Null when
+   * the call is none of these or the engine declined it. The caller makes sure no earlier call
+   * of the connection is still running (this one would pass it).
    */
   now(ops: EngineOp[]): EngineResult[] | null {
     const memoryOnly = isMemoryStepCall(ops);
-    if (!memoryOnly && !isSmallWriteCall(ops)) return null;
+    if (!memoryOnly && !(isSmallWriteCall(ops) && this.writesHereAllowed())) return null;
     try {
       return checked(ops, memoryOnly ? this.engine.runInMemory(ops) : this.engine.writeNow(ops));
     } catch (error) {

@@ -111,7 +111,10 @@ export class RequestRunner {
     private readonly outbox: Outbox,
     private readonly log: Logger,
   ) {
-    this.calls = new EngineCalls(ctx.engine, log);
+    // Small writes commit on this thread only while no reply waits for a fsync (`sync` mode).
+    // While some do, other writers are active and the group commit sets their pace: the lanes
+    // take their commits off this thread, several calls together (engine-calls.ts `now`).
+    this.calls = new EngineCalls(ctx.engine, log, () => ctx.gate.waiting === 0);
     this.replies = new ReplyReserver(ctx.replyBudget);
     this.readAhead = new ScanReadAhead(
       async (cursor) => (await this.calls.run([scanNextOp(cursor, this.scope)]))[0],
