@@ -73,7 +73,7 @@ export class HandleRegistry {
     readonly idleMsMax: number,
     private readonly shared: HandleCount = new HandleCount(Number.POSITIVE_INFINITY),
     /** The connection's peer is the daemon's own uid or root: it may use the operators' share. */
-    private readonly operator = true,
+    private readonly operator = false,
   ) {}
 
   get size(): number {

@@ -13,7 +13,8 @@
  * offered to the engine's row cache (`readCached`: memory only, on this thread, no pool round
  * trip); only if a row is not in memory does it become an `execute` call. Likewise a call of
  * plain writes with nothing of its connection running is committed on this thread when the
- * commit can start at once (`writeNow`), and goes to the lane otherwise. A snapshot scan's
+ * commit can start at once (`writeNow`) and no reply waits for a fsync (`sync` mode: other
+ * writers are active), and goes to the lane otherwise. A snapshot scan's
  * next batches are read as soon as one is answered (read-ahead.ts), and the client's scanNext
  * requests take them.
  *

@@ -52,8 +52,8 @@ describe('HandleRegistry', () => {
 
   it('counts every registry of a kind against the daemon-wide maximum, and gives back on every way out', () => {
     const shared = new HandleCount(5);
-    const a = new HandleRegistry(4, 1_000, shared);
-    const b = new HandleRegistry(4, 1_000, shared);
+    const a = new HandleRegistry(4, 1_000, shared, true);
+    const b = new HandleRegistry(4, 1_000, shared, true);
     for (let i = 1; i <= 3; i++) expect(a.add(i, 100 + i, 0)).toBe(true);
     expect(b.reserve()).toBe(true);
     expect(b.add(7, 107, 500)).toBe(true);
