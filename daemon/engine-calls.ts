@@ -23,7 +23,7 @@ export class EngineCalls {
     private readonly engine: Engine,
     private readonly log: Logger,
     /** Whether small plain writes may commit on this thread now (see `now`). */
-    private readonly writesHereAllowed: () => boolean = () => true,
+    private readonly writesHereAllowed: () => boolean,
   ) {}
 
   /**
@@ -34,9 +34,9 @@ export class EngineCalls {
    * can start at once, while `writesHereAllowed` says so (not while replies wait for a fsync:
    * then other writers are active, and their commits are cheaper on the lanes, which take
    * consecutive calls together, than one by one on this thread, which then has every
-   * connection's requests to read). Null when
-   * the call is none of these or the engine declined it. The caller makes sure no earlier call
-   * of the connection is still running (this one would pass it).
+   * connection's requests to read). Null when the call is none of these or the engine declined
+   * it. The caller makes sure no earlier call of the connection is still running (this one
+   * would pass it).
    */
   now(ops: EngineOp[]): EngineResult[] | null {
     const memoryOnly = isMemoryStepCall(ops);
