@@ -32,9 +32,9 @@ export class EngineCalls {
    * abort, writes inside a transaction; a read-modify-write transaction makes two trips
    * instead of four) and small calls of plain writes (ENGINE_WRITE_NOW_KEYS_MAX) whose commit
    * can start at once, while `writesHereAllowed` says so (not while replies wait for a fsync:
-   * then other writers are active, and their commits are cheaper on the lanes, which take
-   * consecutive calls together, than one by one on this thread, which then has every
-   * connection's requests to read). Null when the call is none of these or the engine declined
+   * then other writers are active, and their commits are cheaper on the lanes, which go from
+   * call to call without sleeping and hand back every outcome that finished in one notice,
+   * than one by one on this thread, which then has every connection's requests to read). Null when the call is none of these or the engine declined
    * it. The caller makes sure no earlier call of the connection is still running (this one
    * would pass it).
    */

@@ -114,7 +114,7 @@ export class RequestRunner {
   ) {
     // Small writes commit on this thread only while no reply waits for a fsync (`sync` mode).
     // While some do, other writers are active and the group commit sets their pace: the lanes
-    // take their commits off this thread, several calls together (engine-calls.ts `now`).
+    // take their commits off this thread and hand their outcomes back in bulk (engine-calls.ts `now`).
     this.calls = new EngineCalls(ctx.engine, log, () => ctx.gate.waiting === 0);
     this.replies = new ReplyReserver(ctx.replyBudget);
     this.readAhead = new ScanReadAhead(
