@@ -44,6 +44,16 @@ process.stdin.on('end', async () => {
   process.exit(0);
 });`;
 
+/** Runs `script` (an ES module) as `uid`, with CLIENT_MODULE and SOCKET (and `env`) set. */
+function asUid(uid: number, script: string, socketPath: string, env: Record<string, string> = {}): ResultPromise {
+  return execa('node', ['--input-type=module', '-e', script], { uid, gid: uid, env: { CLIENT_MODULE, SOCKET: socketPath, ...env }, reject: false });
+}
+
+/** The first chunk `child` writes to stdout, as text (the scripts above write one line, then wait). */
+function firstLine(child: ResultPromise): Promise<string> {
+  return new Promise<string>((resolve) => child.stdout?.once('data', (d: Buffer) => resolve(d.toString())));
+}
+
 describe('socket security', () => {
   const daemons: TestDaemon[] = [];
   afterEach(async () => {
@@ -71,7 +81,7 @@ describe('socket security', () => {
     const daemon = await startDaemon({ dir, args: ['--allow-uid', '4242'] });
     daemons.push(daemon);
     chmodSync(daemon.socketPath, 0o666); // file mode would stop the peer first; test the allow-list itself
-    const asNobody = () => execa('node', ['--input-type=module', '-e', PROBE], { uid: NOBODY_UID, gid: NOBODY_UID, env: { CLIENT_MODULE, SOCKET: daemon.socketPath }, reject: false });
+    const asNobody = () => asUid(NOBODY_UID, PROBE, daemon.socketPath);
     expect((await asNobody()).stdout).toBe('ACCESS_DENIED');
     // Log lines reach this process through a pipe of their own: they can trail the reply.
     await expect.poll(() => daemon.logs.some((l) => l.msg === 'refused peer not on the allow-list' && (l.peer as { uid: number }).uid === NOBODY_UID), { timeout: 5_000 }).toBe(true);
@@ -86,7 +96,7 @@ describe('socket security', () => {
     daemons.push(allowed);
     chmodSync(allowed.dir, 0o755);
     chmodSync(allowed.socketPath, 0o666);
-    const ok = await execa('node', ['--input-type=module', '-e', PROBE], { uid: NOBODY_UID, gid: NOBODY_UID, env: { CLIENT_MODULE, SOCKET: allowed.socketPath }, reject: false });
+    const ok = await asUid(NOBODY_UID, PROBE, allowed.socketPath);
     expect(ok.stdout).toBe('OK');
     // Let in, but not an operator: it may not stop the daemon for everyone (review: it could).
     const stop = await execa('node', [TOONDBD_BIN, 'stop', '--socket', allowed.socketPath], { uid: NOBODY_UID, gid: NOBODY_UID, reject: false });
@@ -165,9 +175,9 @@ await new Promise((resolve) => setTimeout(resolve, 300));
 process.stdout.write('flooding\\n');
 process.stdin.resume();
 process.stdin.on('end', () => process.exit(0));`;
-    const flood = execa('node', ['--input-type=module', '-e', FLOOD], { uid: NOBODY_UID, gid: NOBODY_UID, env: { SOCKET: daemon.socketPath }, reject: false });
+    const flood = asUid(NOBODY_UID, FLOOD, daemon.socketPath);
     try {
-      await new Promise<void>((resolve) => flood.stdout?.once('data', () => resolve()));
+      await firstLine(flood);
       const outcomes: string[] = [];
       for (let i = 0; i < 4; i++) {
         try {
@@ -208,9 +218,9 @@ for (let i = 0; i < 3; i++) await attempt(() => client.scan('', { batchSize: 1 }
 process.stdout.write(JSON.stringify(outcomes) + '\\n');
 process.stdin.resume();
 process.stdin.on('end', () => process.exit(0));`;
-    const holder = execa('node', ['--input-type=module', '-e', OPEN_ALL], { uid: NOBODY_UID, gid: NOBODY_UID, env: { CLIENT_MODULE, SOCKET: daemon.socketPath }, reject: false });
+    const holder = asUid(NOBODY_UID, OPEN_ALL, daemon.socketPath);
     try {
-      const line = await new Promise<string>((resolve) => holder.stdout?.once('data', (d: Buffer) => resolve(d.toString())));
+      const line = await firstLine(holder);
       // A daemon-wide maximum of 4 keeps 2 (half of it, below OWNER_HANDLES_RESERVED) for operators.
       expect(JSON.parse(line)).toEqual(['OK', 'OK',
         'LIMIT_EXCEEDED: the daemon already has 2 open transactions across all connections; it keeps the last 2 of its 4 for its own user and root; retry once some end',
@@ -243,10 +253,9 @@ process.stdin.on('end', () => process.exit(0));`;
     chmodSync(daemon.socketPath, 0o666);
     const holders: ResultPromise[] = [];
     const holdAs = async (uid: number, count: number): Promise<string[]> => {
-      const holder = execa('node', ['--input-type=module', '-e', HOLD], { uid, gid: uid, env: { CLIENT_MODULE, SOCKET: daemon.socketPath, COUNT: String(count) }, reject: false });
+      const holder = asUid(uid, HOLD, daemon.socketPath, { COUNT: String(count) });
       holders.push(holder);
-      const line = await new Promise<string>((resolve) => holder.stdout?.once('data', (d: Buffer) => resolve(d.toString())));
-      return JSON.parse(line) as string[];
+      return JSON.parse(await firstLine(holder)) as string[];
     };
     try {
       // connectionsMax 8 keeps 4 for operators: other users share 4, one uid holds at most 3.
