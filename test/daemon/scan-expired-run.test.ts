@@ -13,7 +13,8 @@ import type { ScanEntry } from '../../ipc-client/index.js';
 import { suiteClient } from '../helpers/daemon.js';
 import { RawPeer } from '../helpers/raw.js';
 
-const TTL_MS = 1_500;
+/** Long enough for the 40k writes and the snapshots on a loaded 2-core host (1.5 s was not). */
+const TTL_MS = 3_000;
 /** Over twice the engine's 16384 steps per batch: a scan crosses at least one empty batch. */
 const EXPIRING = 40_000;
 const PUT_BATCH = 10_000;
