@@ -16,6 +16,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isErrorCode, ToonDBError } from '../protocol/errors.js';
 import { IdSlots } from '../protocol/id-slots.js';
+import { LANE_WAKE_SHARED_OPS_MAX } from '../protocol/limits.js';
 import { decodeDone, decodeResults, encodeOps } from './abi.js';
 import type {
   CheckpointReport,
@@ -41,7 +42,8 @@ type NativeEngine = Omit<Engine, 'execute' | 'executeBounded' | 'readCached' | '
   writeNow(ops: Buffer): Buffer | null;
   startSyncer(onSynced: (error: string | null) => void): void;
   startLanes(count: number, syncResults: boolean, outputBytesMax: number, onDone: () => void): void;
-  submit(lane: number, call: number, ops: Buffer, resume: boolean): void;
+  submit(lane: number, call: number, ops: Buffer, resume: boolean, wake: boolean): void;
+  wakeLanes(): void;
   takeDone(): Buffer;
 };
 
@@ -126,6 +128,19 @@ class LoadedEngine implements Engine {
   readonly recovery: RecoveryReport;
   /** Lane calls submitted and not yet settled (IdSlots: protocol/id-slots.ts says why not a Map). */
   private readonly laneCalls = new IdSlots<LaneCall>(LANE_CALL_ID_MAX);
+  /** Small lane calls were queued without waking their lane; `wakeLanes` runs at the end of
+   * this event-loop turn (setImmediate: after the turn's socket reads). */
+  private wakeScheduled = false;
+  /** The highest ticket the group-commit thread was asked to fsync, by `requestSync` or by the
+   * lanes themselves (`syncResults`); 0 until the thread runs. The thread keeps the highest it
+   * was asked for and fsyncs until it is durable, so asking again for less does nothing. */
+  private syncAskedSeq = 0;
+  private syncerStarted = false;
+  private lanesAskForSync = false;
+  private readonly wakeLanes = (): void => {
+    this.wakeScheduled = false;
+    this.inner.wakeLanes();
+  };
 
   constructor(private readonly inner: NativeEngine) {
     this.recovery = inner.recovery;
@@ -142,14 +157,24 @@ class LoadedEngine implements Engine {
   startLanes(count: number, options: { syncResults?: boolean; outputBytesMax?: number } = {}): void {
     const outputBytesMax = options.outputBytesMax ?? Infinity;
     codedSync(() => this.inner.startLanes(count, options.syncResults ?? false, outputBytesMax, () => this.settleLaneCalls()));
+    this.lanesAskForSync = options.syncResults ?? false;
   }
 
+  /** A call of at most LANE_WAKE_SHARED_OPS_MAX ops leaves a sleeping lane asleep until the
+   * end of this event-loop turn, when one wake-up serves every small call the turn queued: with
+   * many connections each sending one write, waking a lane per write cost the JS thread more
+   * than the write (a futex syscall, then often losing its CPU to the woken lane). */
   executeOrdered(lane: number, ops: EngineOp[], resume = false): Promise<EngineResult[]> {
     const call = this.laneCalls.allocate();
+    const wakeNow = ops.length > LANE_WAKE_SHARED_OPS_MAX;
     try {
-      this.inner.submit(lane, call, encodeOps(ops), resume);
+      this.inner.submit(lane, call, encodeOps(ops), resume, wakeNow);
     } catch (error) {
       return Promise.reject(fromNative(error)); // the id is dropped: its slot stays free
+    }
+    if (!wakeNow && !this.wakeScheduled) {
+      this.wakeScheduled = true;
+      setImmediate(this.wakeLanes);
     }
     return new Promise<EngineResult[]>((resolve, reject) => this.laneCalls.put({ id: call, resolve, reject }));
   }
@@ -158,8 +183,14 @@ class LoadedEngine implements Engine {
     for (const done of decodeDone(this.inner.takeDone())) {
       const waiting = this.laneCalls.take(done.call);
       if (waiting === undefined) throw new Error(`invariant: lane call ${done.call} finished twice or was never made`);
-      if (done.results !== undefined) waiting.resolve(decodeResults(done.results));
-      else waiting.reject(fromNative(done.failure));
+      if (done.results !== undefined) {
+        const results = decodeResults(done.results);
+        // The lane asked for a fsync covering these before handing them back (or found them durable).
+        if (this.lanesAskForSync && this.syncerStarted) {
+          for (const result of results) if (result.seq > this.syncAskedSeq) this.syncAskedSeq = result.seq;
+        }
+        waiting.resolve(results);
+      } else waiting.reject(fromNative(done.failure));
     }
   }
 
@@ -184,9 +215,13 @@ class LoadedEngine implements Engine {
 
   startSyncer(onSynced: (error: ToonDBError | null) => void): void {
     codedSync(() => this.inner.startSyncer((error) => onSynced(error === null ? null : fromNative(error))));
+    this.syncerStarted = true;
+    this.syncAskedSeq = 0; // a new thread has been asked for nothing yet
   }
 
   requestSync(seq: number): void {
+    if (seq <= this.syncAskedSeq) return;
+    if (this.syncerStarted) this.syncAskedSeq = seq;
     this.inner.requestSync(seq);
   }
 

@@ -294,7 +294,8 @@ export interface Engine {
    * Starting it again replaces the thread; `close` ends it.
    */
   startSyncer(onSynced: (error: ToonDBError | null) => void): void;
-  /** Asks the group-commit thread for a fsync covering `seq` (cheap; returns at once). */
+  /** Asks the group-commit thread for a fsync covering `seq` (cheap; returns at once; a ticket
+   * at or below one already asked for, here or by a `syncResults` lane, costs nothing). */
   requestSync(seq: number): void;
   /** Highest ticket known durable (cheap, synchronous). */
   durableSeq(): number;

@@ -93,6 +93,13 @@ export const ENGINE_CALLS_PER_CONNECTION_MAX = 2;
  * connection always uses the same lane; the libuv pool keeps serving reads, fsyncs aside. */
 export const ENGINE_LANES = 2;
 
+/** Lane calls of at most this many ops do not wake their sleeping lane at once: the lanes
+ * are woken once at the end of the event-loop turn that queued them (engine/index.ts
+ * `executeOrdered`), so the single writes of many connections read in one turn share a wake-up.
+ * Larger calls wake their lane at once, to overlap with the rest of the turn. Daemon-internal
+ * tuning. */
+export const LANE_WAKE_SHARED_OPS_MAX = 8;
+
 /** Calls one connection may have queued or running on its lane: enough that the lane works on
  * the next call while the daemon sends the replies of the last. Bounds each lane's queue at
  * ENGINE_LANE_CALLS_PER_CONNECTION_MAX × CONNECTIONS_MAX calls. */

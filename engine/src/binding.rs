@@ -350,10 +350,17 @@ impl NativeEngine {
     }
 
     /// Queues a call encoded by engine/abi.ts on lane `lane` (copied here, on the JS thread);
-    /// `resume` runs the rest of a call that ended early (core/engine.rs `start_lanes`).
+    /// `resume` runs the rest of a call that ended early (core/engine.rs `start_lanes`). Without
+    /// `wake`, a sleeping lane starts it at the next `wakeLanes()`, which the caller must make.
     #[napi]
-    pub fn submit(&self, lane: u32, call: u32, ops: Buffer, resume: bool) -> Result<()> {
-        self.inner.submit(lane as usize, call, ops.to_vec(), resume).map_err(to_js_error)
+    pub fn submit(&self, lane: u32, call: u32, ops: Buffer, resume: bool, wake: bool) -> Result<()> {
+        self.inner.submit(lane as usize, call, ops.to_vec(), resume, wake).map_err(to_js_error)
+    }
+
+    /// Wakes the sleeping lanes that have calls queued by `submit` without `wake`.
+    #[napi]
+    pub fn wake_lanes(&self) {
+        self.inner.wake_lanes();
     }
 
     /// The outcomes of lane calls finished since the last take (layout `done` in core/abi.rs).

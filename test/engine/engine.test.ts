@@ -19,6 +19,7 @@ import {
 } from '../../engine/index.js';
 import { encodePath, pathPrefix } from '../../protocol/paths.js';
 import { ERROR_CODES } from '../../protocol/errors.js';
+import { LANE_WAKE_SHARED_OPS_MAX } from '../../protocol/limits.js';
 
 const LIMITS = { keyBytesMax: 1024, valueBytesMax: 1 << 20, txnBytesMax: 1 << 20, txnBytesDaemonMax: 1 << 22, batchItemsMax: 1000, batchBytesMax: 1 << 22 };
 const b = (s: string) => Buffer.from(s);
@@ -212,6 +213,24 @@ describe('engine', () => {
     });
     expect(await get('lane0')).toBe('198');
     expect(await get('lane1')).toBe('199');
+  });
+
+  it('small lane calls, whose lane wakes at the end of the turn, keep their order with large ones', async () => {
+    engine.startLanes(1);
+    const put1 = (i: number) => ({ kind: OpKind.put, key: b('order'), value: b(String(i)) });
+    const calls: Promise<EngineResult[]>[] = [];
+    // Small calls (deferred wake), then a large one (wakes the lane at once), then small ones:
+    // every call runs in submission order whichever of them woke the lane.
+    for (let i = 0; i < 5; i++) calls.push(engine.executeOrdered(0, [put1(i), { kind: OpKind.get, key: b('order') }]));
+    calls.push(engine.executeOrdered(0, Array.from({ length: LANE_WAKE_SHARED_OPS_MAX + 1 }, (_, j) => put1(100 + j))));
+    for (let i = 5; i < 10; i++) calls.push(engine.executeOrdered(0, [put1(i), { kind: OpKind.get, key: b('order') }]));
+    const results = await Promise.all(calls);
+    const reads = results.filter((call) => call.length === 2).map((call) => call[1]!.value?.toString());
+    expect(reads).toEqual(Array.from({ length: 10 }, (_, i) => String(i)));
+    expect(await get('order')).toBe('9');
+    // A lone small call, nothing else in the turn, is woken at the turn's end too.
+    expect((await engine.executeOrdered(0, [put1(42)]))[0]!.code).toBeUndefined();
+    expect(await get('order')).toBe('42');
   });
 
   it('halts a lane caller whose call ended early: its later calls are skipped until it resumes', async () => {

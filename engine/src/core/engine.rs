@@ -211,11 +211,19 @@ impl Engine {
     }
 
     /// Queues an encoded call on a lane (SHUTTING_DOWN if none runs: never started, or closed);
-    /// `resume` as `start_lanes` describes.
-    pub fn submit(&self, lane: usize, call: u32, input: Vec<u8>, resume: bool) -> EngineResult<()> {
+    /// `resume` as `start_lanes` describes; without `wake` a sleeping lane waits for the next
+    /// `wake_lanes` (lanes.rs).
+    pub fn submit(&self, lane: usize, call: u32, input: Vec<u8>, resume: bool, wake: bool) -> EngineResult<()> {
         match self.lanes.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            Some(lanes) => lanes.submit(lane, call, input, resume),
+            Some(lanes) => lanes.submit(lane, call, input, resume, wake),
             None => Err(EngineError::ShuttingDown),
+        }
+    }
+
+    /// Wakes the sleeping lanes that have calls queued without a wake; a no-op with no lanes.
+    pub fn wake_lanes(&self) {
+        if let Some(lanes) = self.lanes.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            lanes.wake();
         }
     }
 

@@ -15,6 +15,9 @@
 //!   lands after the owner's last `take_done`); the owner takes every outcome queued at once.
 //! - Queues are bounded by the owner: it submits at most a bounded number of calls per
 //!   connection, for a bounded number of connections (daemon/runner.ts).
+//! - A lane sleeps only with an empty queue, and a call queued while it sleeps wakes it: at
+//!   once (`submit` with `wake`), or at the owner's next `wake` (a deferred wake lets the small
+//!   calls of one event-loop turn share one wake-up; the owner always makes that call).
 //! - A lane with no call to run calls `idle` (outside its locks; a panic in it is contained)
 //!   before it sleeps, and again before it stops: the engine applies the row-cache effects its
 //!   commits left (rowcache.rs).
@@ -52,6 +55,9 @@ pub struct Done {
 struct LaneState {
     queue: VecDeque<(u32, LaneCall)>,
     stopping: bool,
+    /// The lane waits on `wake` and nobody has signalled it since: only then does a new call
+    /// need a signal (a futex syscall, and a cross-CPU wake-up that costs the caller more).
+    sleeping: bool,
 }
 
 #[derive(Default)]
@@ -104,18 +110,29 @@ impl Lanes {
     }
 
     /// Queues `input` (an encoded call) on lane `key` (taken modulo the lane count); the runner
-    /// gets `key` and `resume` with it.
-    pub fn submit(&self, key: usize, call: u32, input: Vec<u8>, resume: bool) -> EngineResult<()> {
+    /// gets `key` and `resume` with it. With `wake` a sleeping lane is woken now; without, it
+    /// stays asleep until the next `wake` (a running lane finds the call either way).
+    pub fn submit(&self, key: usize, call: u32, input: Vec<u8>, resume: bool, wake: bool) -> EngineResult<()> {
         let lane = &self.lanes[key % self.lanes.len()];
         let mut state = lane.state.lock().unwrap_or_else(|p| p.into_inner());
         if state.stopping {
             return Err(EngineError::ShuttingDown);
         }
         state.queue.push_back((call, LaneCall { key, resume, input }));
-        if state.queue.len() == 1 {
-            lane.wake.notify_one();
+        if wake {
+            signal_if_sleeping(lane, &mut state);
         }
         Ok(())
+    }
+
+    /// Wakes every sleeping lane that has calls queued (those `submit` queued without `wake`).
+    pub fn wake(&self) {
+        for lane in &self.lanes {
+            let mut state = lane.state.lock().unwrap_or_else(|p| p.into_inner());
+            if !state.queue.is_empty() {
+                signal_if_sleeping(lane, &mut state);
+            }
+        }
     }
 
     /// Every outcome queued so far, in completion order; re-arms the notice.
@@ -128,7 +145,9 @@ impl Lanes {
     /// Lets every lane finish what is queued, then joins them. Idempotent.
     pub fn stop(&self) {
         for lane in &self.lanes {
-            lane.state.lock().unwrap_or_else(|p| p.into_inner()).stopping = true;
+            let mut state = lane.state.lock().unwrap_or_else(|p| p.into_inner());
+            state.stopping = true;
+            state.sleeping = false;
             lane.wake.notify_one();
         }
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
@@ -156,7 +175,9 @@ fn run(lane: &Lane, outbox: &Outbox, runner: &(dyn Fn(LaneCall) -> EngineResult<
                     idle_safely(idle);
                     return;
                 }
+                state.sleeping = true;
                 state = lane.wake.wait(state).unwrap_or_else(|p| p.into_inner());
+                state.sleeping = false;
             }
             continue;
         };
@@ -166,6 +187,14 @@ fn run(lane: &Lane, outbox: &Outbox, runner: &(dyn Fn(LaneCall) -> EngineResult<
         if !outbox.pending.swap(true, Ordering::SeqCst) {
             (outbox.notify)();
         }
+    }
+}
+
+/// Signals `lane` if it sleeps, once: until it wakes, further calls find it signalled.
+fn signal_if_sleeping(lane: &Lane, state: &mut LaneState) {
+    if state.sleeping {
+        state.sleeping = false;
+        lane.wake.notify_one();
     }
 }
 
@@ -224,7 +253,10 @@ mod tests {
                 9 => b"bad".to_vec(),
                 _ => format!("{call}").into_bytes(),
             };
-            lanes.submit(call as usize, call, input, call == 12).unwrap();
+            lanes.submit(call as usize, call, input, call == 12, call % 3 != 0).unwrap();
+            if call % 10 == 9 {
+                lanes.wake();
+            }
         }
         let done = drain(&lanes, &notices, 50);
         for parity in 0..2 {
@@ -238,7 +270,7 @@ mod tests {
         assert!(matches!(by_call(9).output, Err(EngineError::InvalidArgument(_))));
         assert_eq!(by_call(11).output.as_ref().unwrap(), b"11", "the lane ran on after the panic");
         lanes.stop();
-        assert!(matches!(lanes.submit(0, 99, Vec::new(), false), Err(EngineError::ShuttingDown)));
+        assert!(matches!(lanes.submit(0, 99, Vec::new(), false, true), Err(EngineError::ShuttingDown)));
     }
 
     #[test]
@@ -270,7 +302,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(1));
         }
         for call in 0..5u32 {
-            lanes.submit(0, call, vec![call as u8], false).unwrap();
+            lanes.submit(0, call, vec![call as u8], false, true).unwrap();
         }
         all_queued.send(()).unwrap();
         lanes.stop();
@@ -281,6 +313,30 @@ mod tests {
     }
 
     #[test]
+    fn a_call_queued_without_wake_waits_for_the_next_wake() {
+        let (lanes, notices) = started(1, Arc::new(|call: LaneCall| Ok(call.input)));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !lanes.lanes[0].state.lock().unwrap().sleeping {
+            assert!(std::time::Instant::now() < deadline, "the lane never went to sleep");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        lanes.submit(0, 1, vec![1], false, false).unwrap();
+        lanes.submit(0, 2, vec![2], false, false).unwrap();
+        assert!(notices.recv_timeout(Duration::from_millis(100)).is_err(), "a sleeping lane was woken without `wake`");
+        assert!(lanes.lanes[0].state.lock().unwrap().sleeping);
+        lanes.wake();
+        let done = drain(&lanes, &notices, 2);
+        assert_eq!(done.iter().map(|d| d.call).collect::<Vec<_>>(), vec![1, 2]);
+        // Once it sleeps again, a call with `wake` runs at once.
+        while !lanes.lanes[0].state.lock().unwrap().sleeping {
+            assert!(std::time::Instant::now() < deadline, "the lane never went back to sleep");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        lanes.submit(0, 3, vec![3], false, true).unwrap();
+        assert_eq!(drain(&lanes, &notices, 1)[0].call, 3);
+    }
+
+    #[test]
     fn stop_finishes_queued_calls_first() {
         let runner: Runner = Arc::new(|call: LaneCall| {
             std::thread::sleep(Duration::from_millis(2));
@@ -288,7 +344,7 @@ mod tests {
         });
         let (lanes, _notices) = started(1, runner);
         for call in 0..10u32 {
-            lanes.submit(0, call, vec![call as u8], false).unwrap();
+            lanes.submit(0, call, vec![call as u8], false, true).unwrap();
         }
         lanes.stop();
         let done = lanes.take_done();
