@@ -7,7 +7,7 @@
  * Invariants:
  * - One server instance per (system, config), reused by all of that config's workloads:
  *   'fast' = toondb `--durability interval --sync-interval-ms 1000` / Redis `appendfsync everysec` / echo;
- *   'sync' = toondb `--durability sync` / Redis `appendfsync always`.
+ *   'sync' = toondb `--durability sync` / Redis `appendfsync always` / echo (rows that list it).
  * - Before any trial, each database gets BENCH_KEYS keys (when a workload of the config reads),
  *   each with its own value (workloads.js valueFor), so every GET finds its key. The echo daemon stores nothing and is not preloaded.
  * - Every system runs a round with the same seed: the same key sequence on every side.
@@ -28,7 +28,8 @@ import { KEY_PREFIX, keyName, makeEnv, valueFor } from './workloads.js';
 
 const STARTERS = {
   fast: { toondb: () => startToondb({ durability: 'interval' }), redis: () => startRedis({ fsync: 'everysec' }), echo: () => startEcho() },
-  sync: { toondb: () => startToondb({ durability: 'sync' }), redis: () => startRedis({ fsync: 'always' }) },
+  // The echo stores and fsyncs nothing: in a durable row it is the ceiling of any Node daemon.
+  sync: { toondb: () => startToondb({ durability: 'sync' }), redis: () => startRedis({ fsync: 'always' }), echo: () => startEcho() },
 };
 const SYSTEM_ORDER = ['toondb', 'redis', 'echo'];
 const READ_KINDS = new Set(['get', 'getBatch', 'ycsbA', 'ycsbB', 'ycsbC', 'ycsbF']);
