@@ -66,7 +66,8 @@ function targets(results, knobs, ceiling) {
       value: weakest(sharedRatio, ownRatio),
       min: 30,
       show: () => `1 conn ${formatRatio(sharedRatio)} (${formatRate(rateOf(r, 'durable-put-256', 'toondb'), 'commits/s')}), `
-        + `256 conns ${formatRatio(ownRatio)} (${formatRate(rateOf(r, 'durable-put-256-conns', 'toondb'), 'commits/s')}), `
+        + `256 conns ${formatRatio(ownRatio)} (${formatRate(rateOf(r, 'durable-put-256-conns', 'toondb'), 'commits/s')}; `
+        + `the echo daemon, storing nothing, ${formatRatio(rateOf(r, 'durable-put-256-conns', 'echo') / oneWriter)}), `
         + `vs 1 writer ${formatRate(oneWriter, 'commits/s')}`,
     },
     { label: 'getBatch ≥ 1M keys/s', value: rateOf(r, 'getBatch-100', 'toondb'), min: 1e6, show: (v) => formatRate(v, 'keys/s') },
