@@ -19,7 +19,7 @@
  * used, so this file sets it and only then imports the daemon.
  */
 
-import { availableParallelism } from 'node:os';
+import { availableParallelism, constants as osConstants } from 'node:os';
 import type { ErrorCode } from '../protocol/errors.js';
 
 process.env.UV_THREADPOOL_SIZE ??= String(Math.min(16, Math.max(4, availableParallelism() * 2)));
@@ -35,6 +35,18 @@ process.on('SIGUSR1', () => onUsr1?.());
  * is read after it. */
 let onHup: (() => void) | null = null;
 process.on('SIGHUP', () => onHup?.());
+/** SIGTERM and SIGINT: `start` sets this to stop the daemon cleanly, the other commands to exit
+ * as the default action would. Until then (the modules load: up to a second or more on a loaded
+ * host) the first one is held in `stopWhileLoading` instead of killing the process: `start` then
+ * exits 0 having created nothing (a service stopped as it starts), any other command as killed. */
+let onStop: ((signal: NodeJS.Signals) => void) | null = null;
+let stopWhileLoading: NodeJS.Signals | null = null;
+const stopSignal = (signal: NodeJS.Signals): void => {
+  if (onStop !== null) onStop(signal);
+  else stopWhileLoading ??= signal;
+};
+process.on('SIGTERM', stopSignal);
+process.on('SIGINT', stopSignal);
 
 const { Command, Option } = await import('commander');
 const { connectFailure } = await import('./connect-outcome.js');
@@ -93,6 +105,10 @@ async function start(flags: StartFlags): Promise<void> {
     die(coded.code, coded.message, EXIT_CONFIG);
   }
   const log = daemonModule.createLogger(config);
+  if (stopWhileLoading !== null) {
+    log.info({ signal: stopWhileLoading }, 'stopped before starting: the signal came while the modules loaded');
+    process.exit(0);
+  }
   // Owner-only files: the engine creates its directories and files with the process umask, and
   // a data dir that already existed (mkdir -p, a package's install step) is not made 0700, so
   // under the usual 022 every other local user could read the journal and tables, past the
@@ -111,8 +127,7 @@ async function start(flags: StartFlags): Promise<void> {
     const stopping = daemon;
     stopping.stop(`received ${signal}`).then(() => process.exit(exitCodeOf(stopping)), () => process.exit(EXIT_RUNTIME));
   };
-  process.on('SIGTERM', () => stopAndExit('SIGTERM'));
-  process.on('SIGINT', () => stopAndExit('SIGINT'));
+  onStop = stopAndExit;
   const reload = () => {
     if (daemon === null) {
       reloadRequested = true; // applied once startup is done
@@ -175,9 +190,16 @@ async function connectOrExit(socket: string | undefined, json = false, whenStopp
   }
 }
 
-/** For `status` and `stop`: a hangup (their terminal closed) ends them, as by default. */
+/** Ends the process as the default action of `signal` would have (128 + its number). */
+function exitAsSignalled(signal: NodeJS.Signals): never {
+  process.exit(128 + osConstants.signals[signal]);
+}
+
+/** For `status` and `stop`: a hangup (their terminal closed) ends them, as by default; so does a
+ * SIGTERM or SIGINT, one held while the modules loaded included. */
 function exitOnHangup(): void {
-  onHup = () => process.exit(128 + 1);
+  onHup = () => exitAsSignalled('SIGHUP');
+  if (stopWhileLoading !== null) exitAsSignalled(stopWhileLoading);
 }
 
 async function status(flags: { socket?: string; json?: boolean }): Promise<void> {
@@ -299,6 +321,8 @@ program.command('status')
   .option('--json', 'print what was found as JSON (also when not running)')
   .action((flags: { socket?: string; json?: boolean }) => status(flags));
 
+// From here on a stop signal ends any command as by default, until `start` takes it over.
+onStop = exitAsSignalled;
 try {
   await program.parseAsync(process.argv);
 } catch (error) {

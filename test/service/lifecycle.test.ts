@@ -188,6 +188,31 @@ describe('daemon lifecycle', () => {
     }
   });
 
+  it('a SIGTERM or SIGINT while its modules still load: start exits 0 having created nothing, status exits as killed', async () => {
+    // A preload sends the signal at the first timer tick after toondbd's first signal handler
+    // (SIGHUP's, set before its imports) exists: while the daemon's modules are still loading.
+    const dir = makeTempDir();
+    const signalDuringLoad = (signal: string) => join(dir, `${signal}.mjs`);
+    for (const signal of ['SIGTERM', 'SIGINT']) {
+      writeFileSync(signalDuringLoad(signal), `const t = setInterval(() => { if (process.listenerCount('SIGHUP') > 0) { clearInterval(t); process.kill(process.pid, '${signal}'); } }, 0);\n`);
+    }
+    for (const signal of ['SIGTERM', 'SIGINT']) {
+      const socketPath = join(dir, `${signal}.sock`);
+      const dataDir = join(dir, `${signal}-data`);
+      const started = await execa('node', ['--import', signalDuringLoad(signal), TOONDBD_BIN, 'start', '--socket', socketPath, '--data-dir', dataDir],
+        { reject: false, stdin: 'ignore', timeout: 30_000 });
+      expect(started.signal, `start, ${signal}: ${started.stderr}`).toBeUndefined();
+      expect(started.exitCode, `start, ${signal}: ${started.stderr}`).toBe(0);
+      expect(started.stdout).toContain('stopped before starting');
+      expect(existsSync(socketPath)).toBe(false);
+      expect(existsSync(dataDir)).toBe(false);
+    }
+    // Commands other than start keep the default action's outcome: killed by the signal.
+    const status = await execa('node', ['--import', signalDuringLoad('SIGTERM'), TOONDBD_BIN, 'status', '--socket', join(dir, 'none.sock')],
+      { reject: false, stdin: 'ignore', timeout: 30_000 });
+    expect({ exitCode: status.exitCode, signal: status.signal }, status.stderr).toEqual({ exitCode: 128 + 15, signal: undefined });
+  });
+
   it('serves every connection accepted while it is still starting', async () => {
     // Regression: the connection handler was attached only after chmod and the socket lock were
     // done, so a client that connected in that gap was accepted and never answered.
