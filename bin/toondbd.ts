@@ -197,13 +197,13 @@ function exitAsSignalled(signal: NodeJS.Signals): never {
 
 /** For `status` and `stop`: a hangup (their terminal closed) ends them, as by default; so does a
  * SIGTERM or SIGINT, one held while the modules loaded included. */
-function exitOnHangup(): void {
+function exitOnSignals(): void {
   onHup = () => exitAsSignalled('SIGHUP');
   if (stopWhileLoading !== null) exitAsSignalled(stopWhileLoading);
 }
 
 async function status(flags: { socket?: string; json?: boolean }): Promise<void> {
-  exitOnHangup();
+  exitOnSignals();
   const client = await connectOrExit(flags.socket, flags.json);
   let stats: Awaited<ReturnType<typeof client.stats>>;
   try {
@@ -224,7 +224,7 @@ async function status(flags: { socket?: string; json?: boolean }): Promise<void>
 }
 
 async function stop(flags: { socket?: string; timeoutMs?: string }): Promise<void> {
-  exitOnHangup();
+  exitOnSignals();
   const timeoutMs = flags.timeoutMs === undefined ? STOP_TIMEOUT_MS_DEFAULT : Number(flags.timeoutMs);
   if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1) die('INVALID_ARGUMENT', `--timeout-ms must be a positive integer, got ${flags.timeoutMs}`, EXIT_CONFIG);
   const deadline = Date.now() + timeoutMs;
