@@ -34,9 +34,9 @@ export class EngineCalls {
    * can start at once, while `writesHereAllowed` says so (not while replies wait for a fsync:
    * then other writers are active, and their commits are cheaper on the lanes, which go from
    * call to call without sleeping and hand back every outcome that finished in one notice,
-   * than one by one on this thread, which then has every connection's requests to read). Null when the call is none of these or the engine declined
-   * it. The caller makes sure no earlier call of the connection is still running (this one
-   * would pass it).
+   * than one by one on this thread, which then has every connection's requests to read).
+   * Null when the call is none of these or the engine declined it. The caller makes sure no
+   * earlier call of the connection is still running (this one would pass it).
    */
   now(ops: EngineOp[]): EngineResult[] | null {
     const memoryOnly = isMemoryStepCall(ops);

@@ -87,8 +87,9 @@ impl Syncer {
     /// Asks for a fsync covering `ticket`. Only a thread asleep is woken: a higher ticket wakes
     /// it, and a ticket not higher than the last one only while it polls for a requested
     /// ticket's write (VOID_POLL: it then comes from that ticket's writer). Otherwise a request
-    /// costs a lock and no system call: a ticket asked for twice (by its lane, then by the
-    /// daemon's gate) is cheap, and so is every request while the thread fsyncs back to back
+    /// costs a lock and no system call: a ticket asked for twice is cheap (the daemon's gate
+    /// no longer repeats its lanes' asks: engine/index.ts `requestSync`), and so is every
+    /// request while the thread fsyncs back to back
     /// (a wake-up is a futex call, and on a VM an interrupt to another vCPU: ~9 µs of the
     /// daemon's JS thread per durable write from 256 connections, 13 % of its time).
     pub fn request(&self, ticket: u64) {
