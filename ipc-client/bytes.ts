@@ -216,8 +216,9 @@ export function toCount(value: number | undefined, what: string, min: number, ma
 }
 
 /**
- * Copies values out of reply bodies as the simple reader reads them (a BinMaker). In a large
- * reply (a scan batch, a getBatch) a small value becomes a view of a copied window of the body,
+ * Copies values out of reply bodies as the simple reader reads them (a BinMaker), and out of a
+ * scan batch's packed entries as they are unpacked (batch-entries.ts). In a large body (a
+ * getBatch reply, a scan batch) a small value becomes a view of a copied window of the body,
  * which the values after it in the same window share (one memcpy for dozens of scan entries
  * instead of a copy each). A window is just under half of Buffer.poolSize, so it comes from
  * Node's pool like any small Buffer (a window of its own memory costs an ArrayBuffer each, and
@@ -225,7 +226,7 @@ export function toCount(value: number | undefined, what: string, min: number, ma
  * value pins at most one pool slab, as any small Buffer does, and never aliases the read buffer
  * (which the next socket read overwrites).
  *
- * Call `reset` after each reply: the copier then holds no reference to its body.
+ * Call `reset` after each reply (or batch): the copier then holds no reference to its body.
  */
 export class ValueCopier {
   /** Buffer.allocUnsafe serves sizes under half the pool size from the pool. */

@@ -14,7 +14,8 @@
  *   the hand-written encoding of protocol/simple-frames.ts (same bytes, a fraction of the CPU).
  * - Reads land in one buffer reused by every read (socket-reader.ts): nothing read out of a
  *   chunk outlives onData. Replies are decoded with their values copied (ValueCopier, the
- *   codec's copyBins), and FrameDecoder copies a frame that spans reads.
+ *   codec's copyBins), and FrameDecoder copies a frame that spans reads (a scan batch's packed
+ *   entries may stay a view of such a frame: it is no chunk, but the connection's own copy).
  * - Bounded writes: while the bytes handed to the socket and not yet flushed to the kernel
  *   reach CLIENT_WRITE_QUEUE_BYTES_MAX, new requests wait, in order and unencoded, for 'drain'.
  *   A waiting request still counts against its timeout.
@@ -38,6 +39,7 @@ import { ToonDBError, errorFromWire, toToonDBError } from '../protocol/errors.js
 import { FrameDecoder, writeFrames } from '../protocol/frame.js';
 import { CLIENT_WRITE_QUEUE_BYTES_MAX, FRAME_BYTES_MAX, FRAME_HEADER_BYTES } from '../protocol/limits.js';
 import { CONNECTION_ERROR_ID } from '../protocol/messages.js';
+import { VIEW_BINS } from '../protocol/msgpack-forms.js';
 import { readSimpleReply, simpleRequestBytesMax, writeSimpleRequest, type SimpleRequest } from '../protocol/simple-frames.js';
 import { asBuffer, ValueCopier, type WireBytes } from './bytes.js';
 import { PendingTable, type LateResult, type Pending, type ResultMap } from './pending.js';
@@ -275,7 +277,11 @@ export class Connection {
     }
     for (const body of bodies) {
       if (this.ending !== null) return;
-      const simple = readSimpleReply(body, this.values.copy);
+      // A body gathered from several reads is this connection's own (FrameDecoder); one that
+      // came whole in this read is a view of the reused read buffer. A scan batch's packed
+      // entries (copied again, a window at a time, as they are consumed) may view the former.
+      const own = body.buffer !== chunk.buffer;
+      const simple = readSimpleReply(body, this.values.copy, own ? VIEW_BINS : this.values.copy);
       this.values.reset();
       if (simple !== null) {
         this.settle(simple.id, undefined, simple.result);

@@ -13,6 +13,7 @@ import { ToonDBError } from '../protocol/errors.js';
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from '../protocol/limits.js';
 import type { StatsResult } from '../protocol/messages.js';
 import { ReadScanBatch } from '../protocol/simple-frames.js';
+import { ListedEntries, PackedEntries, type BatchEntries } from './batch-entries.js';
 import type { ScanEntry } from './scan.js';
 
 /** What the daemon said about itself in its hello reply. */
@@ -39,7 +40,7 @@ export interface PingInfo {
 export interface ScanBatch {
   cursor: number;
   /** `[key, value]`, or `[key, value, expiresAtMs | null]` for a scan opened `withExpiry`. */
-  entries: ScanEntry[];
+  entries: BatchEntries;
   done: boolean;
 }
 
@@ -106,7 +107,8 @@ export function parseBoolean(value: unknown, op: string): boolean {
 }
 
 export function parseScanBatch(value: unknown, op: string): ScanBatch {
-  if (value instanceof ReadScanBatch) return checkedCursor(value.cursor, value.entries, value.done, op);
+  // Read by the simple reader: its entries are checked pairs, unpacked as they are consumed.
+  if (value instanceof ReadScanBatch) return checkedCursor(value.cursor, new PackedEntries(value.entries), value.done, op);
   const result = record(value, op);
   if (!Array.isArray(result.entries)) throw malformed(op, 'entries is not an array');
   // The entries as the connection decoded them, checked in place (their values are already copies).
@@ -122,10 +124,10 @@ export function parseScanBatch(value: unknown, op: string): ScanBatch {
       throw malformed(op, `entries[${index}][2] is neither an expiry in ms nor null`);
     }
   }
-  return checkedCursor(toNumber(result.cursor ?? 0, op, 'cursor'), entries, result.done === true, op);
+  return checkedCursor(toNumber(result.cursor ?? 0, op, 'cursor'), new ListedEntries(entries), result.done === true, op);
 }
 
-function checkedCursor(cursor: number, entries: ScanEntry[], done: boolean, op: string): ScanBatch {
+function checkedCursor(cursor: number, entries: BatchEntries, done: boolean, op: string): ScanBatch {
   if (!done && (!Number.isSafeInteger(cursor) || cursor < 1)) throw malformed(op, 'an unfinished scan needs a cursor');
   return { cursor, entries, done };
 }

@@ -29,6 +29,7 @@
  */
 
 import { ToonDBError } from '../protocol/errors.js';
+import { NO_ENTRIES, type BatchEntries } from './batch-entries.js';
 import { parseScanBatch } from './results.js';
 
 export interface ScanOptions {
@@ -94,8 +95,8 @@ export class ScanIterable implements AsyncIterable<ScanEntry> {
 }
 
 class ScanCursor implements AsyncIterableIterator<ScanEntry> {
-  private entries: ScanEntry[] = [];
-  private index = 0;
+  /** The current batch's entries not handed out yet. */
+  private entries: BatchEntries = NO_ENTRIES;
   /** Open cursor id at the daemon, 0 when there is none (not opened yet, done, or closed). */
   private cursor = 0;
   private started = false;
@@ -122,8 +123,8 @@ class ScanCursor implements AsyncIterableIterator<ScanEntry> {
     // The common case: an entry of the current batch and nothing queued before this call. It
     // is answered at once instead of through the task chain (two promises and a microtask hop
     // per entry otherwise); order is kept because no earlier call is still pending.
-    if (this.tasksRunning === 0 && !this.finished && this.index < this.entries.length) {
-      return Promise.resolve({ done: false, value: this.entries[this.index++] });
+    if (this.tasksRunning === 0 && !this.finished && this.entries.left > 0) {
+      return Promise.resolve({ done: false, value: this.entries.take() });
     }
     return this.serialise(() => this.step());
   }
@@ -157,9 +158,8 @@ class ScanCursor implements AsyncIterableIterator<ScanEntry> {
   private async step(): Promise<IteratorResult<ScanEntry, undefined>> {
     for (;;) {
       if (this.finished) return DONE;
-      if (this.index < this.entries.length) return { done: false, value: this.entries[this.index++] };
-      this.entries = []; // drained: let the batch go before asking for the next one
-      this.index = 0;
+      if (this.entries.left > 0) return { done: false, value: this.entries.take() };
+      this.entries = NO_ENTRIES; // drained: let the batch go before asking for the next one
       if (this.started && this.serverDone) {
         this.finished = true;
         return DONE;
@@ -177,7 +177,6 @@ class ScanCursor implements AsyncIterableIterator<ScanEntry> {
       const reply = first ? await this.source.open(this.fields()) : await (pending ?? this.source.next(this.cursor));
       const batch = parseScanBatch(reply, first ? 'scan' : 'scanNext');
       this.entries = batch.entries;
-      this.index = 0;
       this.serverDone = batch.done;
       this.cursor = batch.done ? 0 : batch.cursor;
       if (this.cursor !== 0 && this.open === null) {
@@ -213,8 +212,7 @@ class ScanCursor implements AsyncIterableIterator<ScanEntry> {
   private finish(): void {
     this.finished = true;
     this.prefetched = null;
-    this.entries = [];
-    this.index = 0;
+    this.entries = NO_ENTRIES;
     if (this.cursor !== 0 && !this.serverDone) this.source.close(this.cursor);
     this.cursor = 0;
     this.forgetOpen();

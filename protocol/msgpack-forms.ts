@@ -206,6 +206,15 @@ export class MsgpackReader {
     return this.makeBin(this.body, start, start + length);
   }
 
+  /** Steps over a bin without making anything of it; false (and at = -1) for anything else. */
+  skipBin(): boolean {
+    const length = this.header(BIN_FORMS);
+    const start = this.at;
+    if (start < 0 || start + length > this.body.length) return ((this.at = -1), false);
+    this.at = start + length;
+    return true;
+  }
+
   /** An array header (fixarray, array16/32) whose count the remaining bytes can hold. */
   arrayHeader(): number {
     const count = this.header(ARRAY_FORMS);

@@ -15,8 +15,9 @@
  *   `simpleRequestBytesMax` bounds one's frame (short strings are not measured, see
  *   msgpack-forms.ts binOfBytesMax) and `writeSimpleRequest` writes it, given the request
  *   without its id;
- * - reading a reply `{ id, result }` whose result is any of those: `readSimpleReply`; reading
- *   those requests back: `readSimpleRequest` (the daemon still validates what it returns).
+ * - reading a reply `{ id, result }` whose result is any of those: `readSimpleReply` (a scan
+ *   batch's entries stay packed, see ReadScanBatch); reading those requests back:
+ *   `readSimpleRequest` (the daemon still validates what it returns).
  *
  * The MessagePack forms themselves are in msgpack-forms.ts; engine-encoded arrays in
  * packed-array.ts.
@@ -27,7 +28,8 @@
  * - The readers return null for anything they do not fully recognise, including trailing
  *   bytes; the caller then decodes with MessageCodec. So it never accepts a body MessageCodec
  *   would refuse, and decodes what it accepts exactly as MessageCodec would (a `bin` is a view
- *   of the body, as there, unless the caller asks for copies).
+ *   of the body, as there, unless the caller asks for copies), but for a scan batch's entries,
+ *   which it checks and returns packed: unpacked (`toEntries`), they are MessageCodec's pairs.
  * - Pure: no I/O; the writers write only inside the range they sized (for a request, the
  *   bound), and a request's frame header gives the bytes actually written.
  */
@@ -50,12 +52,15 @@ export interface ScanBatchResult {
   done: boolean;
 }
 
-/** A scan batch as readSimpleReply read it: its entries are already known to be `[bin, bin]`
- * pairs, so a reader of the reply need not walk them again. */
+/** A scan batch as readSimpleReply read it: its entries are still packed (one block of bytes,
+ * made by the reader's `packedBins`), already known to be exactly `count` `[bin, bin]` pairs, so a
+ * reader of the reply need not check them again and can unpack each entry as it is consumed
+ * (a batch of 8192 entries unpacked at once is ~25k objects that live until the last is used,
+ * which the GC then copies and promotes; unpacked one at a time they die young). */
 export class ReadScanBatch implements ScanBatchResult {
   constructor(
     readonly cursor: number,
-    readonly entries: [Buffer, Buffer][],
+    readonly entries: PackedArray,
     readonly done: boolean,
   ) {}
 }
@@ -332,6 +337,8 @@ export interface SimpleReply {
 
 /** The reader of the frame being read: one per module, reset by each read. */
 const reader = new MsgpackReader();
+/** What readSimpleReply makes of a scan batch's packed entries (its `packedBins`). */
+let packedBins: BinMaker = VIEW_BINS;
 
 /** A cursor as writeCursor writes it: a uint, or a float64 (read as MessageCodec reads one,
  * whatever its value; the client checks it). */
@@ -364,7 +371,7 @@ function readResult(): SimpleResult | undefined {
   return items;
 }
 
-/** An array of `[bin, bin]` pairs (scan entries, putBatch entries); null if anything else. */
+/** An array of `[bin, bin]` pairs (putBatch entries); null if anything else. */
 function readPairs(countMax = Infinity): [Buffer, Buffer][] | null {
   const body = reader.body;
   const count = reader.arrayHeader();
@@ -381,13 +388,28 @@ function readPairs(countMax = Infinity): [Buffer, Buffer][] | null {
   return pairs;
 }
 
+/** An array of `[bin, bin]` pairs, checked and left packed: its element bytes as `packedBins`
+ * makes them (a view of the body, or a copy); null if anything else. */
+function readPackedPairs(): PackedArray | null {
+  const body = reader.body;
+  const count = reader.arrayHeader();
+  const start = reader.at;
+  if (start < 0) return null;
+  for (let i = 0; i < count; i++) {
+    if (body[reader.at] !== (FIXARRAY | 2)) return null;
+    reader.at += 1;
+    if (!reader.skipBin() || !reader.skipBin()) return null;
+  }
+  return new PackedArray(count, packedBins(body, start, reader.at));
+}
+
 function readScanBatch(): ScanBatchResult | undefined {
   const body = reader.body;
   reader.at += 1;
   if (!reader.literal(KEY_CURSOR)) return undefined;
   const cursor = readCursor();
   if (!reader.literal(KEY_ENTRIES)) return undefined;
-  const entries = readPairs();
+  const entries = readPackedPairs();
   if (entries === null || !reader.literal(KEY_DONE)) return undefined;
   const done = body[reader.at];
   if (done !== TRUE && done !== FALSE) return undefined;
@@ -399,11 +421,13 @@ function readScanBatch(): ScanBatchResult | undefined {
  * Reads a reply body that is exactly `{ id: uint, result }` with a SimpleResult in the encoding
  * above; null for anything else (decode it with MessageCodec instead). `bin` values are views
  * of the body, as MessageCodec's are, or what `bins` makes of their bytes (e.g. copies, for a
- * caller that hands values out and must not let them pin the body).
+ * caller that hands values out and must not let them pin the body); a scan batch's packed
+ * entries are what `packed` makes of theirs (a caller whose body is its own may keep a view).
  */
-export function readSimpleReply(body: Buffer, bins: BinMaker = VIEW_BINS): SimpleReply | null {
+export function readSimpleReply(body: Buffer, bins: BinMaker = VIEW_BINS, packed: BinMaker = bins): SimpleReply | null {
   if (body.length < 12 || body[0] !== (FIXMAP | 2)) return null;
   reader.reset(body, 1, bins);
+  packedBins = packed;
   try {
     if (!reader.literal(KEY_ID)) return null;
     const id = reader.uint();
@@ -412,7 +436,8 @@ export function readSimpleReply(body: Buffer, bins: BinMaker = VIEW_BINS): Simpl
     const result = readResult();
     return result !== undefined && reader.done ? { id, result } : null;
   } finally {
-    reader.reset(EMPTY, 0); // keep no reference to the body or the caller's BinMaker
+    reader.reset(EMPTY, 0); // keep no reference to the body or the caller's BinMakers
+    packedBins = VIEW_BINS;
   }
 }
 

@@ -5,6 +5,10 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { IpcClient } from '../../ipc-client/index.js';
 import { ValueCopier } from '../../ipc-client/bytes.js';
+import { PackedEntries } from '../../ipc-client/batch-entries.js';
+import { MessageCodec } from '../../protocol/codec.js';
+import { FRAME_HEADER_BYTES } from '../../protocol/limits.js';
+import { PackedArray } from '../../protocol/packed-array.js';
 import { FakeServer } from './fake-server.js';
 
 const SIZES = [0, 1, 100, 4095, 4097, 8192, 70_000];
@@ -45,6 +49,23 @@ describe('values from replies', () => {
     expectExactAndUnpinned(scanned.map(([, value]) => value), SIZES);
   });
 
+  it('are exact copies that pin no batch when a scan batch arrives over many reads', async () => {
+    // ~390 KB per batch: more than one socket read (CLIENT_READ_BUFFER_BYTES), so the batch's
+    // packed entries stay a view of the frame the connection gathered, unpacked one at a time.
+    const count = 3000;
+    const key = (i: number) => `w/${String(i).padStart(6, '0')}`;
+    for (let i = 0; i < count; i++) server.store.set(key(i), valueOf(100 + (i % 50)));
+    let seen = 0;
+    for await (const [k, value] of client.scan('w/', { batchSize: count })) {
+      expect(k.toString()).toBe(key(seen));
+      expect(value.equals(valueOf(100 + (seen % 50)))).toBe(true);
+      expect(pinned(value)).toBeLessThanOrEqual(Buffer.poolSize);
+      expect(pinned(k)).toBeLessThanOrEqual(Buffer.poolSize);
+      seen++;
+    }
+    expect(seen).toBe(count);
+  });
+
   it('are copies too when a reply takes the codec path', async () => {
     // Keys in another order than the daemon writes them: the hand-written reader refuses the
     // reply and the codec decodes it.
@@ -54,6 +75,37 @@ describe('values from replies', () => {
     const scanned = await client.scan('v/').toArray();
     expectExactAndUnpinned(scanned.map(([, value]) => value), SIZES);
     expect(scanned.map(([key]) => key.toString())).toEqual(SIZES.map((size) => `k${size}`));
+  });
+});
+
+describe('PackedEntries', () => {
+  const pairs: [Buffer, Buffer][] = [[Buffer.from('k1'), Buffer.alloc(0)], [Buffer.from('k2'), valueOf(300)], [Buffer.from('k3'), valueOf(5000)]];
+  const packedOf = (entries: [Buffer, Buffer][]) => {
+    const bytes = new MessageCodec().encode(entries).subarray(FRAME_HEADER_BYTES + 1); // fixarray header off
+    return new PackedArray(entries.length, Buffer.from(bytes));
+  };
+
+  it('hands out each pair once, as copies that outlive the batch bytes', () => {
+    const packed = packedOf(pairs);
+    const entries = new PackedEntries(packed);
+    const taken = [];
+    while (entries.left > 0) taken.push(entries.take());
+    packed.bytes.fill(0); // the batch's memory is reused: what was handed out must not change
+    expect(taken).toHaveLength(3);
+    taken.forEach(([key, value], i) => {
+      expect(key.equals(pairs[i][0]) && value.equals(pairs[i][1]), `entry ${i}`).toBe(true);
+      expect(value.buffer === packed.bytes.buffer).toBe(false);
+    });
+  });
+
+  it('treats bytes that are not its count of pairs as a broken invariant', () => {
+    const packed = packedOf(pairs);
+    const short = new PackedEntries(new PackedArray(4, packed.bytes));
+    for (let i = 0; i < 3; i++) short.take();
+    expect(() => short.take()).toThrow(/invariant/);
+    const damaged = Buffer.from(packed.bytes);
+    damaged[0] = 0x93;
+    expect(() => new PackedEntries(new PackedArray(3, damaged)).take()).toThrow(/invariant/);
   });
 });
 

@@ -49,6 +49,7 @@ function generators(random: () => number) {
 /** Deep equality that compares Buffers by content (vitest's deep equality on long Buffers is
  * slow) and requires the same keys in the same order. */
 function same(a: unknown, b: unknown): boolean {
+  if (a instanceof PackedArray) return same(a.toEntries(), b); // a scan batch's entries, read packed
   if (Buffer.isBuffer(a) || Buffer.isBuffer(b)) return Buffer.isBuffer(a) && Buffer.isBuffer(b) && a.equals(b);
   if (Array.isArray(a) || Array.isArray(b)) {
     return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((item, i) => same(item, b[i]));
