@@ -17,6 +17,7 @@
 
 import { ToonDBError } from '../protocol/errors.js';
 import type { ServerLimits } from '../protocol/limits.js';
+import { bufferView } from '../protocol/views.js';
 
 /** Keys, values and bounds: raw bytes, or a string taken as its UTF-8 encoding. */
 export type Bytes = Uint8Array | string;
@@ -258,7 +259,7 @@ export class ValueCopier {
       this.windowStart = start;
       this.windowEnd = windowEnd;
     }
-    return Buffer.from(this.memory, this.memoryOffset + start - this.windowStart, length);
+    return bufferView(this.memory, this.memoryOffset + start - this.windowStart, length);
   };
 
   reset(): void {

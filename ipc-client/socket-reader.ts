@@ -17,6 +17,7 @@
 
 import { connect, type Socket } from 'node:net';
 import { CLIENT_READ_BUFFER_BYTES } from '../protocol/limits.js';
+import { bufferView } from '../protocol/views.js';
 
 export type ChunkConsumer = (chunk: Buffer) => void;
 
@@ -47,7 +48,7 @@ export class SocketReader {
 
   /** Returns false to pause reading (nobody to read for yet). */
   private onRead(bytesRead: number, buffer: Uint8Array): boolean {
-    const chunk = Buffer.from(buffer.buffer, buffer.byteOffset, bytesRead);
+    const chunk = bufferView(buffer.buffer, buffer.byteOffset, bytesRead);
     if (this.consumer !== null) {
       this.consumer(chunk);
       return true;

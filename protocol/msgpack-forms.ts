@@ -11,6 +11,8 @@
  * - Pure: no I/O.
  */
 
+import { bufferView } from './views.js';
+
 export const NIL = 0xc0;
 export const FALSE = 0xc2;
 export const TRUE = 0xc3;
@@ -143,7 +145,7 @@ export function writeBinOf(target: Buffer, at: number, source: BinSource): numbe
 export type BinMaker = (body: Buffer, start: number, end: number) => Buffer;
 
 /** Views of the body, as MessageCodec returns. */
-export const VIEW_BINS: BinMaker = (body, start, end) => body.subarray(start, end);
+export const VIEW_BINS: BinMaker = (body, start, end) => bufferView(body.buffer, body.byteOffset + start, end - start);
 
 /** Reads the forms above from one body at a time (`reset`); `at` is where the next item starts,
  * -1 once something did not match. */

@@ -1,0 +1,30 @@
+// bufferView makes ordinary Buffers over given memory, through Node's own Buffer class when
+// `Buffer[Symbol.species]` is it, and through Buffer.from when it is anything else.
+import { describe, expect, it } from 'vitest';
+import { bufferView, viewMaker } from '../../protocol/views.js';
+
+function expectView(view: Buffer, memory: ArrayBuffer, offset: number, length: number): void {
+  expect(Buffer.isBuffer(view)).toBe(true);
+  expect(Object.getPrototypeOf(view)).toBe(Buffer.prototype);
+  expect(view.buffer).toBe(memory);
+  expect([view.byteOffset, view.length]).toEqual([offset, length]);
+  new Uint8Array(memory)[offset] = 0xab; // a view, not a copy
+  expect(view[0]).toBe(0xab);
+  expect(view.toString('latin1', 1)).toBe(Buffer.from(memory, offset + 1, length - 1).toString('latin1'));
+}
+
+describe('bufferView', () => {
+  it('views the given bytes of memory as an ordinary Buffer', () => {
+    const memory = new ArrayBuffer(64);
+    Buffer.from(memory).write('0123456789abcdef', 'latin1');
+    expectView(bufferView(memory, 3, 9), memory, 3, 9);
+    expect(bufferView(memory, 64, 0).length).toBe(0);
+  });
+
+  it('falls back to Buffer.from when the species is not a Buffer class', () => {
+    for (const species of [undefined, Uint8Array, () => 1, class { constructor() { throw new Error('no'); } }]) {
+      const memory = new ArrayBuffer(16);
+      expectView(viewMaker(species)(memory, 2, 5), memory, 2, 5);
+    }
+  });
+});
