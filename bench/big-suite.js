@@ -24,6 +24,10 @@
  *   loaded, which does not count).
  * - The scan must see every key: exactly N for toondb (keys are unique, the scan is ordered);
  *   at least N for Redis (SCAN may return a key twice); the rate is N over the scan's time.
+ *   Each scan also records the CPU its client (this process) and its server (every thread,
+ *   from /proc) spent on it, and the notes give their medians: on two cores a scan is bound by
+ *   the CPU of both sides, and the split says which one moved (it found a client GC problem
+ *   that halved the first scan inside full runs).
  * - After the restart the first and last loaded keys must read back, and so must a sentinel key
  *   written just before the kill (its reply awaited, the SIGKILL sent at once): a kill -9 of the
  *   daemon must not lose acknowledged writes in either system's mode (an fsync a second later
@@ -38,7 +42,7 @@ import { abOrder, failure, failureSettled, hungProbeNote, progress, toondbWarnin
 import { makeDriver } from './drivers.js';
 import { bulkLoad } from './load.js';
 import { formatRate, formatTrial, SYSTEM_NAMES } from './report.js';
-import { killHard, rssBytes, startRedis, startToondb } from './servers.js';
+import { cpuMs, killHard, rssBytes, startRedis, startToondb } from './servers.js';
 import { median } from './stats.js';
 import { BIG_PREFIX, VALUE, keyName } from './workloads.js';
 
@@ -61,13 +65,19 @@ const SENTINEL_VALUE = Buffer.from('written just before the kill');
 /** The warning a restart after SIGKILL is supposed to log; not worth a note. */
 const EXPECTED_AFTER_KILL = /stale socket/;
 
-async function timedScan(driver, system, count) {
+/** One scan of the loaded keys: its rate, and the CPU the client (this process) and the server
+ * (all its threads) spent on it. */
+async function timedScan(driver, system, count, serverPid) {
+  const clientCpu0 = process.cpuUsage();
+  const serverCpu0 = cpuMs(serverPid);
   const t0 = process.hrtime.bigint();
   const seen = await driver.scan(BIG_PREFIX, SCAN_BATCH_ITEMS[system]);
   const elapsedNs = Number(process.hrtime.bigint() - t0);
+  const clientCpu = process.cpuUsage(clientCpu0);
+  const serverCpuMs = cpuMs(serverPid) - serverCpu0;
   const complete = system === 'toondb' ? seen === count : seen >= count;
   if (!complete) throw new Error(`the scan of prefix ${BIG_PREFIX} returned ${seen} entries, expected ${count}`);
-  return { keysPerSecond: count / (elapsedNs / 1e9) };
+  return { keysPerSecond: count / (elapsedNs / 1e9), clientCpuMs: (clientCpu.user + clientCpu.system) / 1000, serverCpuMs };
 }
 
 /** How long the restarted server spent loading its data, from its log (NaN if not logged). */
@@ -104,9 +114,9 @@ async function bigRound(system, knobs, notes) {
     const measured = await withDriver(makeDriver, first, async (driver) => {
       const load = await bulkLoad(driver, BIG_PREFIX, count, LOAD);
       step = 'scan';
-      const scan = await timedScan(driver, system, count);
+      const scan = await timedScan(driver, system, count, first.pid);
       step = 'second scan';
-      const rescan = await timedScan(driver, system, count);
+      const rescan = await timedScan(driver, system, count, first.pid);
       // After the scans, not right after the load: the engine's block cache and read buffers
       // are full by then (measured after the load, toondbd showed ~240 of its ~350 MiB).
       step = 'RSS';
@@ -128,8 +138,8 @@ async function bigRound(system, knobs, notes) {
     return {
       load: { rate: load.keysPerSecond, p50Ns: load.histogram.quantileNs(0.5), p99Ns: load.histogram.quantileNs(0.99) },
       rss: { rate: rssMiB, p50Ns: NaN, p99Ns: NaN },
-      scan: { rate: scan.keysPerSecond, p50Ns: NaN, p99Ns: NaN },
-      rescan: { rate: rescan.keysPerSecond, p50Ns: NaN, p99Ns: NaN },
+      scan: { rate: scan.keysPerSecond, p50Ns: NaN, p99Ns: NaN, clientCpuMs: scan.clientCpuMs, serverCpuMs: scan.serverCpuMs },
+      rescan: { rate: rescan.keysPerSecond, p50Ns: NaN, p99Ns: NaN, clientCpuMs: rescan.clientCpuMs, serverCpuMs: rescan.serverCpuMs },
       restart: { rate: second.readyMs, p50Ns: NaN, p99Ns: NaN, recoveryMs: recoveryMs(second) },
     };
   } catch (error) {
@@ -156,11 +166,27 @@ export async function runBigSuite(workloads, knobs, results, notes) {
         if (!trial) throw new Error(`workload ${workload.id}: unknown special ${workload.special}`);
         results.record(workload.id, system, round, trial);
         const recovery = trial.recoveryMs === undefined ? '' : ` (data load ${formatRate(trial.recoveryMs, 'ms')})`;
-        progress(`  [${workload.id}] round ${round + 1}/${knobs.rounds} ${SYSTEM_NAMES[system].padEnd(6)} ${formatTrial(trial, workload.unit)}${recovery}`);
+        const cpu = trial.clientCpuMs === undefined ? '' : ` (CPU: client ${formatRate(trial.clientCpuMs, 'ms')}, server ${formatRate(trial.serverCpuMs, 'ms')})`;
+        progress(`  [${workload.id}] round ${round + 1}/${knobs.rounds} ${SYSTEM_NAMES[system].padEnd(6)} ${formatTrial(trial, workload.unit)}${recovery}${cpu}`);
       }
     }
   }
   if (workloads.some((w) => w.special === 'restart')) notes.push(restartBreakdown(results, systems));
+  for (const workload of workloads.filter((w) => w.special === 'scan' || w.special === 'rescan')) {
+    notes.push(scanCpu(results, workload, systems, knobs.bigKeys));
+  }
+}
+
+/** One line: the CPU each system's client and server spent per scan (medians of the rounds):
+ * which side a scan's rate is bound by on a machine this small. */
+function scanCpu(results, workload, systems, keys) {
+  const parts = systems.filter((system) => workload.systems.includes(system)).map((system) => {
+    const trials = results.trials(workload.id, system);
+    const client = median(trials.map((t) => t.clientCpuMs));
+    const server = median(trials.map((t) => t.serverCpuMs));
+    return `${SYSTEM_NAMES[system]} client ${formatRate(client, 'ms')}, server ${formatRate(server, 'ms')}`;
+  });
+  return `CPU per ${workload.special === 'scan' ? 'first scan' : 'scan run again'} of ${keys} keys (medians): ${parts.join('; ')}.`;
 }
 
 /** One line: of each system's median restart, how much was loading its data. */

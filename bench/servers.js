@@ -268,6 +268,21 @@ async function stopChild(child, dir, graceMs = 10_000) {
   removeDir(dir);
 }
 
+/** Clock ticks per second of /proc/PID/stat's CPU times (USER_HZ: 100 on every Linux Node runs on). */
+const USER_HZ = 100;
+
+/** CPU time a process has used (user + system, all its threads) in ms, from /proc/PID/stat;
+ * NaN where there is no /proc (then the bench reports no CPU split). */
+export function cpuMs(pid) {
+  try {
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ').at(-1).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / USER_HZ;
+  } catch {
+    return NaN;
+  }
+}
+
 /** Resident set size of a process in bytes, from /proc/PID/status VmRSS (Linux). */
 export function rssBytes(pid) {
   const kb = Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
