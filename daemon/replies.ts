@@ -19,7 +19,7 @@ import { toToonDBError, ToonDBError } from '../protocol/errors.js';
 import { writeFrames } from '../protocol/frame.js';
 import { FRAME_HEADER_BYTES } from '../protocol/limits.js';
 import { encodableResult } from '../protocol/packed-array.js';
-import { simpleReplyBytes, writeSimpleReply, type SimpleResult } from '../protocol/simple-frames.js';
+import { simpleReplyBytes, writeSimpleReply, type SimpleResult } from '../protocol/simple-replies.js';
 import type { Counters } from './counters.js';
 import { fail, type Outcome } from './handlers/scope.js';
 

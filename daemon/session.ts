@@ -40,7 +40,7 @@ import { ToonDBError, toToonDBError } from '../protocol/errors.js';
 import { FrameDecoder } from '../protocol/frame.js';
 import { HANDSHAKE_TIMEOUT_MS, REQUEST_ITEMS_MAX } from '../protocol/limits.js';
 import { CONNECTION_ERROR_ID, OP_FAMILIES, type Request } from '../protocol/messages.js';
-import { readSimpleRequest } from '../protocol/simple-frames.js';
+import { readSimpleRequest } from '../protocol/simple-requests.js';
 import { parseRequest, requestIdOf, txnEndedBy } from '../protocol/validate.js';
 import { Flow } from './flow.js';
 import { hangUp } from './hang-up.js';

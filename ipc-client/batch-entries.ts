@@ -14,7 +14,7 @@
  *
  * Invariants:
  * - A packed batch's bytes are the batch's own (a copy out of the socket's read buffer), and
- *   hold exactly `count` `[bin, bin]` pairs (simple-frames.ts readPackedPairs checked them);
+ *   hold exactly `count` `[bin, bin]` pairs (simple-replies.ts readPackedPairs checked them);
  *   bytes that are not is a broken invariant and throws.
  * - Keys and values handed out never alias the batch's bytes: they are copies (ValueCopier's
  *   windows), so a kept value pins at most one pool slab, not a whole batch.

@@ -40,7 +40,8 @@ import { FrameDecoder, writeFrames } from '../protocol/frame.js';
 import { CLIENT_WRITE_QUEUE_BYTES_MAX, FRAME_BYTES_MAX, FRAME_HEADER_BYTES } from '../protocol/limits.js';
 import { CONNECTION_ERROR_ID } from '../protocol/messages.js';
 import { VIEW_BINS } from '../protocol/msgpack-forms.js';
-import { readSimpleReply, simpleRequestBytesMax, writeSimpleRequest, type SimpleRequest } from '../protocol/simple-frames.js';
+import { readSimpleReply } from '../protocol/simple-replies.js';
+import { simpleRequestBytesMax, writeSimpleRequest, type SimpleRequest } from '../protocol/simple-requests.js';
 import { asBuffer, ValueCopier, type WireBytes } from './bytes.js';
 import { PendingTable, type LateResult, type Pending, type ResultMap } from './pending.js';
 import type { SocketReader } from './socket-reader.js';
@@ -188,7 +189,7 @@ export class Connection {
     const message = pending.request;
     if (message === null) throw new Error(`invariant: request ${pending.id} enqueued after it was written`);
     // A get/exists/delete/put, getBatch/deleteBatch or putBatch with only its own fields is
-    // written by protocol/simple-frames.ts (-1: anything else, encoded by the codec). Its size
+    // written by protocol/simple-requests.ts (-1: anything else, encoded by the codec). Its size
     // is a bound (short strings are not measured), so one whose bound passes the daemon's
     // frame limit is encoded by the codec too, and refused only if its exact size does.
     let frameBytes = simpleRequestBytesMax(pending.id, message);

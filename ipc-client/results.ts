@@ -12,7 +12,7 @@
 import { ToonDBError } from '../protocol/errors.js';
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from '../protocol/limits.js';
 import type { StatsResult } from '../protocol/messages.js';
-import { ReadScanBatch } from '../protocol/simple-frames.js';
+import { ReadScanBatch } from '../protocol/simple-replies.js';
 import { ListedEntries, PackedEntries, type BatchEntries } from './batch-entries.js';
 import type { ScanEntry } from './scan.js';
 

@@ -280,7 +280,7 @@ export function encodeFrame(body: Uint8Array, frameBytesMax: number = FRAME_BYTE
 export interface FrameSource {
   readonly count: number;
   /** Bytes of frame i, length prefix included: exact for a ready frame, at most this many for
-   * one `write` writes (a client request's size is a bound, simple-frames.ts). */
+   * one `write` writes (a client request's size is a bound, simple-requests.ts). */
   bytes(i: number): number;
   /** Frame i if it is already encoded, else null (then `write` writes it). */
   ready(i: number): Buffer | null;

@@ -1,5 +1,5 @@
 /**
- * The MessagePack building blocks the hand-written frames use (simple-frames.ts,
+ * The MessagePack building blocks the hand-written frames use (simple-replies.ts, simple-requests.ts,
  * packed-array.ts): type tags, the tiered size forms of uint / bin / array headers, writers
  * that pick the smallest form (what msgpackr writes), and a reader of the same forms.
  *

@@ -6,7 +6,7 @@
  *
  * Responsibility: carry `count` elements in exactly the bytes MessageCodec writes for them
  * (smallest `bin` forms), so the daemon copies `bytes` into its reply as one block instead of
- * handling each key and value (simple-frames.ts writes it); and turn them back into values
+ * handling each key and value (simple-replies.ts writes it); and turn them back into values
  * where something needs them.
  *
  * Invariants: `toEntries` / `toValues` accept exactly `count` well-formed elements of their kind

@@ -1,4 +1,4 @@
-// The hand-written frames of protocol/simple-frames.ts must be exactly what MessageCodec writes
+// The hand-written frames (protocol/simple-frames.ts: simple-replies.ts, simple-requests.ts) must be exactly what MessageCodec writes
 // and reads: one wire format whichever path handled a message. Random messages of every size
 // class (fixint/uint8/16/32 ids, bin8/16/32 values, fixarray/array16 results) are compared byte
 // for byte; random mutations of reply bodies must never be accepted by the hand-written reader
@@ -7,9 +7,8 @@ import { describe, expect, it } from 'vitest';
 import { MessageCodec } from '../../protocol/codec.js';
 import { BATCH_ITEMS_MAX, FRAME_HEADER_BYTES } from '../../protocol/limits.js';
 import { encodableResult, PackedArray } from '../../protocol/packed-array.js';
-import {
-  readSimpleReply, readSimpleRequest, simpleReplyBytes, simpleRequestBytesMax, writeSimpleReply, writeSimpleRequest, type ScanBatchResult, type SimpleRequest, type SimpleResult,
-} from '../../protocol/simple-frames.js';
+import { readSimpleReply, simpleReplyBytes, writeSimpleReply, type ScanBatchResult, type SimpleResult } from '../../protocol/simple-replies.js';
+import { readSimpleRequest, simpleRequestBytesMax, writeSimpleRequest, type SimpleRequest } from '../../protocol/simple-requests.js';
 import { mulberry32, seedFrom } from '../helpers/rng.js';
 
 const SEED = seedFrom('TOONDB_SIMPLE_FRAMES_SEED');
