@@ -13,7 +13,8 @@
  * instead of ~0.65 s.
  *
  * Invariants:
- * - A packed batch's bytes are the batch's own (a copy out of the socket's read buffer), and
+ * - A packed batch's bytes are the batch's own (the frame the connection gathered from several
+ *   reads, which FrameDecoder never writes again, or a copy out of the reused read buffer), and
  *   hold exactly `count` `[bin, bin]` pairs (simple-replies.ts readPackedPairs checked them);
  *   bytes that are not is a broken invariant and throws.
  * - Keys and values handed out never alias the batch's bytes: they are copies (ValueCopier's
