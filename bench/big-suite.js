@@ -80,6 +80,12 @@ async function timedScan(driver, system, count, serverPid) {
   return { keysPerSecond: count / (elapsedNs / 1e9), clientCpuMs: (clientCpu.user + clientCpu.system) / 1000, serverCpuMs };
 }
 
+/** A scan's trial: its rate, and its CPU, in all and per key (`serverCpuUs`, as other rows). */
+function scanTrial(scan, count) {
+  const { keysPerSecond, clientCpuMs, serverCpuMs } = scan;
+  return { rate: keysPerSecond, p50Ns: NaN, p99Ns: NaN, clientCpuMs, serverCpuMs, serverCpuUs: (serverCpuMs * 1000) / count };
+}
+
 /** How long the restarted server spent loading its data, from its log (NaN if not logged). */
 function recoveryMs(server) {
   let text = '';
@@ -138,8 +144,8 @@ async function bigRound(system, knobs, notes) {
     return {
       load: { rate: load.keysPerSecond, p50Ns: load.histogram.quantileNs(0.5), p99Ns: load.histogram.quantileNs(0.99) },
       rss: { rate: rssMiB, p50Ns: NaN, p99Ns: NaN },
-      scan: { rate: scan.keysPerSecond, p50Ns: NaN, p99Ns: NaN, clientCpuMs: scan.clientCpuMs, serverCpuMs: scan.serverCpuMs },
-      rescan: { rate: rescan.keysPerSecond, p50Ns: NaN, p99Ns: NaN, clientCpuMs: rescan.clientCpuMs, serverCpuMs: rescan.serverCpuMs },
+      scan: scanTrial(scan, count),
+      rescan: scanTrial(rescan, count),
       restart: { rate: second.readyMs, p50Ns: NaN, p99Ns: NaN, recoveryMs: recoveryMs(second) },
     };
   } catch (error) {

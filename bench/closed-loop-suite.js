@@ -22,7 +22,7 @@ import { abOrder, failure, failureSettled, hungProbeNote, progress, toondbWarnin
 import { makeDriver } from './drivers.js';
 import { bulkLoad } from './load.js';
 import { formatTrial, SYSTEM_NAMES } from './report.js';
-import { exited, startEcho, startRedis, startToondb } from './servers.js';
+import { cpuMs, exited, startEcho, startRedis, startToondb } from './servers.js';
 import { closedLoop, multiProcess, openOps } from './trial.js';
 import { KEY_PREFIX, keyName, makeEnv, valueFor } from './workloads.js';
 
@@ -38,33 +38,44 @@ const PRELOAD = { chunkKeys: 1000, inFlight: 4 };
 /** Seed of round 0; round r uses SEED_BASE + r on every system. */
 const SEED_BASE = 20_250_101;
 
-function summarise(opsPerSecond, histogram, workload) {
+/** The server's CPU time (all its threads) between `start()` and `end()`, in ms (NaN off Linux). */
+function serverCpuWindow(pid) {
+  let startMs = NaN;
+  const window = { ms: NaN, start: () => { startMs = cpuMs(pid); }, end: () => { window.ms = cpuMs(pid) - startMs; } };
+  return window;
+}
+
+function summarise(opsPerSecond, histogram, workload, serverCpuMs, seconds) {
   if (histogram.total === 0) throw new Error('no operation completed inside the measured window');
+  const rate = opsPerSecond * workload.keysPerOp;
   return {
-    rate: opsPerSecond * workload.keysPerOp,
+    rate,
     p50Ns: histogram.quantileNs(0.5),
     p99Ns: histogram.quantileNs(0.99),
+    // Per unit of the rate (op, key or commit): what the server spends, whatever the host's phase.
+    serverCpuUs: (serverCpuMs * 1000) / (rate * seconds),
   };
 }
 
-/** One trial of `workload` against `server`; resolves `{ rate, p50Ns, p99Ns }`. */
+/** One trial of `workload` against `server`; resolves `{ rate, p50Ns, p99Ns, serverCpuUs }`. */
 export async function runTrial(workload, server, knobs, seed) {
   const loop = { inFlight: workload.inFlight, seconds: knobs.seconds, warmupSeconds: knobs.warmupSeconds };
   const target = { kind: server.kind, socketPath: server.socketPath };
   const connections = workload.connections ?? 1;
+  const serverCpu = serverCpuWindow(server.pid);
   if (workload.procs > 1) {
     const setup = { target, kind: workload.kind, keyCount: knobs.keys, seed, connections, ...loop };
-    const { opsPerSecond, histogram } = await multiProcess(workload.procs, setup);
-    return summarise(opsPerSecond, histogram, workload);
+    const { opsPerSecond, histogram } = await multiProcess(workload.procs, setup, serverCpu);
+    return summarise(opsPerSecond, histogram, workload, serverCpu.ms, knobs.seconds);
   }
   const opened = await openOps(makeDriver, target, workload.kind, makeEnv(knobs.keys, seed), connections);
   let trial;
   try {
-    trial = await closedLoop(opened.ops, loop);
+    trial = await closedLoop(opened.ops, loop, serverCpu);
   } finally {
     await opened.close();
   }
-  return summarise(trial.ops / (trial.elapsedNs / 1e9), trial.histogram, workload);
+  return summarise(trial.ops / (trial.elapsedNs / 1e9), trial.histogram, workload, serverCpu.ms, trial.elapsedNs / 1e9);
 }
 
 async function startServers(config, systems, preload, knobs, notes) {

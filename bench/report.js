@@ -4,7 +4,9 @@
  *
  * Invariants:
  * - A trial is `{ rate, p50Ns, p99Ns }`: `rate` in the workload's unit (ops/s, keys/s,
- *   commits/s, ms or MiB); a latency that was not measured is NaN and prints as "—".
+ *   commits/s, ms or MiB); a latency that was not measured is NaN and prints as "—". A trial
+ *   may also carry `serverCpuUs`, the server's CPU time per unit of its rate (µs per op, key or
+ *   commit; all its threads, measured over the trial's window).
  * - Reported values are medians across rounds, each taken separately (rate, p50, p99), so one
  *   disturbed round cannot move them.
  * - Ratios are always toondb ÷ peer, on the reported medians, with the range of the ratios of
@@ -40,6 +42,7 @@ export class Results {
       rate: median(trials.map((t) => t.rate)),
       p50Ns: median(trials.map((t) => t.p50Ns)),
       p99Ns: median(trials.map((t) => t.p99Ns)),
+      serverCpuUs: median(trials.map((t) => t.serverCpuUs ?? NaN)),
       rounds: trials.length,
     };
   }
@@ -109,13 +112,19 @@ export function formatTrial(trial, unit) {
   return `${formatRate(trial.rate, unit)}, p50 ${formatLatency(trial.p50Ns)}, p99 ${formatLatency(trial.p99Ns)}`;
 }
 
+/** `3.12 µs/op`: the server's CPU per unit of a rate (op, key, commit); "—" where not measured. */
+function formatServerCpu(us, unit) {
+  if (!Number.isFinite(us)) return '—';
+  return `${us.toFixed(us < 10 ? 2 : 1)} µs/${unit.replace(/s\/s$/, '')}`;
+}
+
 function row(cells) {
   return `| ${cells.join(' | ')} |`;
 }
 
 /** One markdown table: a row per (workload, system); ratios on the toondb row. */
 export function renderTable(workloads, results) {
-  const header = ['Workload', 'System', 'Result (median)', 'p50', 'p99', 'toondb ÷ Redis', 'toondb ÷ echo'];
+  const header = ['Workload', 'System', 'Result (median)', 'p50', 'p99', 'Server CPU', 'toondb ÷ Redis', 'toondb ÷ echo'];
   const lines = [row(header), row(header.map((_, i) => (i >= 2 ? '---:' : '---')))];
   for (const workload of workloads) {
     workload.systems.forEach((system, index) => {
@@ -128,6 +137,7 @@ export function renderTable(workloads, results) {
         summary ? formatRate(summary.rate, workload.unit) : 'not measured',
         summary ? formatLatency(summary.p50Ns) : '—',
         summary ? formatLatency(summary.p99Ns) : '—',
+        summary ? formatServerCpu(summary.serverCpuUs, workload.unit) : '—',
         ...ratios,
       ]));
     });
@@ -142,6 +152,8 @@ export function tableLegend(workloads, knobs) {
     'Ratios are toondb ÷ peer on the medians: above 1 means toondb is faster for rates; in brackets the lowest and highest of the rounds\' own ratios.',
   ];
   if (lowerBetter.length) lines.push(`For ${lowerBetter.join(', ')} lower is better, so a ratio below 1 favours toondb.`);
+  lines.push('Server CPU is the server process\'s CPU time (all its threads, from /proc) over the measured window per unit of the result (per op, key or commit);',
+    'for multi-process rows the window is timed from the workers\' start, within a few ms of theirs. It does not move with the host\'s phase as much as rates do.');
   lines.push('Latency is per operation (per batch call for getBatch/putBatch/bulk load), measured in the client from when the request is sent.',
     'The load is a closed loop (a fixed number in flight, each sending its next request when the last is answered), so a stall delays the requests not yet sent without being counted in them:',
     'p99s understate what clients arriving at a steady rate would see, the more so for the system that stalls more.');

@@ -35,9 +35,10 @@ const DRAIN_MS_MAX = 120_000;
 
 /** Runs `slotOps` from `inFlight` slots, slot i issuing `slotOps[i % slotOps.length]` (one op
  * per connection: slots spread over the connections in turn): warm-up, then a window of `seconds`.
+ * `window.start()` and `window.end()`, if given, are called as the window opens and closes.
  * A failing op ends the trial at once (no waiting out the window) and is rethrown once every
  * slot has stopped. */
-export async function closedLoop(slotOps, { inFlight, seconds, warmupSeconds }) {
+export async function closedLoop(slotOps, { inFlight, seconds, warmupSeconds }, window = null) {
   const histogram = new Histogram();
   let recording = false;
   let running = true;
@@ -64,11 +65,13 @@ export async function closedLoop(slotOps, { inFlight, seconds, warmupSeconds }) 
   };
   const slots = Array.from({ length: inFlight }, (_, i) => slot(slotOps[i % slotOps.length]));
   await wait(warmupSeconds * 1000);
+  window?.start();
   const start = process.hrtime.bigint();
   recording = true;
   await wait(seconds * 1000);
   running = false;
   const elapsedNs = Number(process.hrtime.bigint() - start);
+  window?.end();
   let drainTimer;
   const hung = new Promise((_, reject) => {
     drainTimer = setTimeout(() => reject(new Error(`requests still in flight ${DRAIN_MS_MAX / 1000} s after the window: the server hangs`)), DRAIN_MS_MAX);
@@ -115,12 +118,19 @@ function startWorker(index, setup) {
   return { worker, ready, done };
 }
 
-/** Runs the trial in `procs` worker processes; resolves the merged result. */
-export async function multiProcess(procs, setup) {
+/** Runs the trial in `procs` worker processes; resolves the merged result. `window.start()` and
+ * `window.end()`, if given, are called when the workers' windows open and close, as timed from
+ * their 'go' here (each worker times its own warm-up, so within a few ms of it). */
+export async function multiProcess(procs, setup, window = null) {
   const workers = Array.from({ length: procs }, (_, index) => startWorker(index, setup));
+  const timers = [];
   try {
     await Promise.all(workers.map((w) => w.ready));
     for (const { worker } of workers) worker.send({ type: 'go' });
+    if (window) {
+      timers.push(setTimeout(() => window.start(), setup.warmupSeconds * 1000));
+      timers.push(setTimeout(() => window.end(), (setup.warmupSeconds + setup.seconds) * 1000));
+    }
     const results = await Promise.all(workers.map((w) => w.done));
     const histogram = new Histogram();
     let opsPerSecond = 0;
@@ -130,6 +140,7 @@ export async function multiProcess(procs, setup) {
     }
     return { opsPerSecond, histogram };
   } finally {
+    for (const timer of timers) clearTimeout(timer);
     for (const { worker } of workers) if (worker.exitCode === null && worker.signalCode === null) worker.kill('SIGKILL');
   }
 }
