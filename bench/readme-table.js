@@ -5,7 +5,8 @@
  * Usage: node bench/readme-table.js CURRENT.json [PREVIOUS.json]
  *
  * Responsibility: one row per workload with each system's median rate and its p50 / p99, toondb's
- * ratio to each peer, and (given a previous run) toondb's rate and Redis ratio there, so the
+ * ratio to each peer, each system's server CPU per op, key or commit (for runs that measured it:
+ * `toondb / Redis / echo`), and (given a previous run) toondb's rate and Redis ratio there, so the
  * README shows what the run printed in fewer rows and a reader can see what moved; then the
  * engine's ceiling (fjall alone), when the run measured it.
  *
@@ -17,7 +18,7 @@
 
 import { readFileSync } from 'node:fs';
 import { renderCeiling } from './ceiling.js';
-import { formatLatency, formatRate, formatRatio, formatRatioWithRange, LOWER_IS_BETTER, roundRatioRange } from './report.js';
+import { formatLatency, formatRate, formatRatio, formatRatioWithRange, formatServerCpu, LOWER_IS_BETTER, roundRatioRange } from './report.js';
 
 function load(path) {
   return JSON.parse(readFileSync(path, 'utf8'));
@@ -39,6 +40,16 @@ function ratio(workload, peer) {
   return LOWER_IS_BETTER.has(workload.unit) ? `${text}, lower is better` : text;
 }
 
+/** The systems' server CPU per unit of work, `3.14 / 4.39 / 3.31 µs/op` (a dash where one of
+ * them was not measured), or '' where none was. */
+function serverCpuCell(workload) {
+  const systems = ['toondb', 'redis', 'echo'].filter((system) => workload.systems[system]);
+  const values = systems.map((system) => workload.systems[system].median?.serverCpuUs);
+  if (!values.some(Number.isFinite)) return '';
+  const unit = formatServerCpu(1, workload.unit).split(' ')[1];
+  return `${values.map((us) => (Number.isFinite(us) ? us.toFixed(us < 10 ? 2 : 1) : '—')).join(' / ')} ${unit}`;
+}
+
 function previousCell(workload) {
   const ours = workload?.systems.toondb?.median;
   if (!ours) return '';
@@ -51,11 +62,15 @@ function main([currentPath, previousPath]) {
   const current = load(currentPath);
   const previous = previousPath ? new Map(load(previousPath).workloads.map((w) => [w.id, w])) : null;
   const header = ['Workload', 'toondb (p50 / p99)', 'Redis (p50 / p99)', 'echo (p50 / p99)', 'toondb ÷ Redis', 'toondb ÷ echo'];
+  // Runs before the Server CPU column (d072465) have none: the README's older tables stay as they were.
+  const cpu = current.workloads.some((w) => serverCpuCell(w) !== '');
+  if (cpu) header.push('server CPU: toondb / Redis / echo');
   if (previous) header.push('previous run: toondb (÷ Redis)');
   const lines = [`| ${header.join(' | ')} |`, `|---|${header.slice(1).map(() => '---:').join('|')}|`];
   for (const w of current.workloads) {
     const cells = [w.title, cell(w.systems.toondb?.median, w.unit), cell(w.systems.redis?.median, w.unit),
       cell(w.systems.echo?.median, w.unit), ratio(w, 'redis'), ratio(w, 'echo')];
+    if (cpu) cells.push(serverCpuCell(w));
     if (previous) cells.push(previousCell(previous.get(w.id)));
     lines.push(`| ${cells.join(' | ')} |`);
   }

@@ -113,7 +113,7 @@ export function formatTrial(trial, unit) {
 }
 
 /** `3.12 µs/op`: the server's CPU per unit of a rate (op, key, commit); "—" where not measured. */
-function formatServerCpu(us, unit) {
+export function formatServerCpu(us, unit) {
   if (!Number.isFinite(us)) return '—';
   return `${us.toFixed(us < 10 ? 2 : 1)} µs/${unit.replace(/s\/s$/, '')}`;
 }
