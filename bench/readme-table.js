@@ -18,7 +18,7 @@
 
 import { readFileSync } from 'node:fs';
 import { renderCeiling } from './ceiling.js';
-import { formatLatency, formatRate, formatRatio, formatRatioWithRange, formatServerCpu, LOWER_IS_BETTER, roundRatioRange } from './report.js';
+import { formatCpuUs, formatLatency, formatRate, formatRatio, formatRatioWithRange, LOWER_IS_BETTER, roundRatioRange, unitOfRate } from './report.js';
 
 function load(path) {
   return JSON.parse(readFileSync(path, 'utf8'));
@@ -46,8 +46,7 @@ function serverCpuCell(workload) {
   const systems = ['toondb', 'redis', 'echo'].filter((system) => workload.systems[system]);
   const values = systems.map((system) => workload.systems[system].median?.serverCpuUs);
   if (!values.some(Number.isFinite)) return '';
-  const unit = formatServerCpu(1, workload.unit).split(' ')[1];
-  return `${values.map((us) => (Number.isFinite(us) ? us.toFixed(us < 10 ? 2 : 1) : '—')).join(' / ')} ${unit}`;
+  return `${values.map(formatCpuUs).join(' / ')} µs/${unitOfRate(workload.unit)}`;
 }
 
 function previousCell(workload) {

@@ -112,10 +112,19 @@ export function formatTrial(trial, unit) {
   return `${formatRate(trial.rate, unit)}, p50 ${formatLatency(trial.p50Ns)}, p99 ${formatLatency(trial.p99Ns)}`;
 }
 
+/** What one unit of a rate is: `op` for ops/s, `key` for keys/s, `commit` for commits/s. */
+export function unitOfRate(unit) {
+  return unit.replace(/s\/s$/, '');
+}
+
+/** `3.12`, or `31.2` from 10 up: server CPU in µs; "—" where not measured. */
+export function formatCpuUs(us) {
+  return Number.isFinite(us) ? us.toFixed(us < 10 ? 2 : 1) : '—';
+}
+
 /** `3.12 µs/op`: the server's CPU per unit of a rate (op, key, commit); "—" where not measured. */
-export function formatServerCpu(us, unit) {
-  if (!Number.isFinite(us)) return '—';
-  return `${us.toFixed(us < 10 ? 2 : 1)} µs/${unit.replace(/s\/s$/, '')}`;
+function formatServerCpu(us, unit) {
+  return Number.isFinite(us) ? `${formatCpuUs(us)} µs/${unitOfRate(unit)}` : '—';
 }
 
 function row(cells) {
