@@ -317,6 +317,12 @@ mod tests {
             assert_eq!(workers.ended(), 0);
             drop(stop_late);
             late_thread.join().unwrap();
+            // join returns once the thread cleared its tid, which the kernel does before it takes
+            // the task out of /proc: it may still be listed, under its name, for a moment.
+            while workers.ended() == 0 {
+                assert!(std::time::Instant::now() < deadline, "the ended worker was never seen to end");
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
             assert_eq!((workers.found(), workers.ended()), (1, 1));
         }
     }
