@@ -19,6 +19,7 @@ import {
   ENGINE_WRITE_BATCH_KEYS_MAX,
 } from '../protocol/limits.js';
 import type { Request } from '../protocol/messages.js';
+import { countOf } from '../protocol/packed-array.js';
 
 /** How many queued requests form the next engine call (within the bounds above, always at
  * least one), whether all are plain reads, and how many plain reads it starts with
@@ -56,7 +57,7 @@ function keysOf(req: Request): number {
   switch (req.op) {
     case 'getBatch':
     case 'deleteBatch':
-      return req.keys.length;
+      return countOf(req.keys);
     case 'putBatch':
       return req.entries.length;
     case 'listPath':

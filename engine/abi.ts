@@ -51,8 +51,11 @@ const R_EXPIRING = 1 << 13;
 
 const NUM_BYTES = 8;
 const LEN_BYTES = 4;
+/** Set in a list's count when the list is packed: MessagePack bins after a byte length. */
+const LIST_PACKED = 0x8000_0000;
 
-function listBytes(list: readonly Buffer[]): number {
+function listBytes(list: readonly Buffer[] | PackedArray): number {
+  if (list instanceof PackedArray) return 2 * LEN_BYTES + list.bytes.length;
   let total = LEN_BYTES;
   for (const item of list) total += LEN_BYTES + item.length;
   return total;
@@ -86,7 +89,13 @@ export function encodeOps(ops: readonly EngineOp[]): Buffer {
     at = out.writeUInt32LE(b.length, at);
     at += b.copy(out, at);
   };
-  const list = (l: readonly Buffer[]) => {
+  const list = (l: readonly Buffer[] | PackedArray) => {
+    if (l instanceof PackedArray) {
+      if (l.count >= LIST_PACKED) throw new Error(`invariant: a packed list of ${l.count} items`);
+      at = out.writeUInt32LE((l.count | LIST_PACKED) >>> 0, at);
+      bytes(l.bytes);
+      return;
+    }
     at = out.writeUInt32LE(l.length, at);
     for (const b of l) bytes(b);
   };

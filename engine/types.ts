@@ -18,7 +18,7 @@
  */
 
 import type { ToonDBError } from '../protocol/errors.js';
-import type { PackedArray } from '../protocol/packed-array.js';
+import { countOf, type PackedArray } from '../protocol/packed-array.js';
 
 /** Operation kinds understood by `execute`. The numbers are part of the addon ABI. */
 export const OpKind = {
@@ -53,7 +53,7 @@ export function plainWriteKeys(ops: readonly EngineOp[]): number {
       case OpKind.putBatch:
       case OpKind.deleteBatch:
         if (op.txn !== undefined) return -1;
-        keys += op.keys?.length ?? 0;
+        keys += op.keys === undefined ? 0 : countOf(op.keys);
         continue;
       default:
         return -1;
@@ -105,7 +105,8 @@ export interface EngineOp {
   txn?: number;
   key?: Buffer;
   value?: Buffer;
-  keys?: Buffer[];
+  /** Packed: a request's keys as the daemon read them (bins), passed on as one block. */
+  keys?: Buffer[] | PackedArray;
   values?: Buffer[];
   end?: Buffer;
   range?: boolean;

@@ -16,6 +16,7 @@
  */
 
 import type { ServerLimits } from './limits.js';
+import type { PackedArray } from './packed-array.js';
 
 export type Isolation = 'serializable' | 'snapshot';
 export type Durability = 'sync' | 'interval' | 'off';
@@ -77,9 +78,10 @@ export interface GetRequest extends RequestBase<'get'>, InTxn { key: WireBytes }
 export interface ExistsRequest extends RequestBase<'exists'>, InTxn { key: WireBytes }
 export interface PutRequest extends RequestBase<'put'>, InTxn { key: WireBytes; value: WireBytes; ttlSeconds?: number }
 export interface DeleteRequest extends RequestBase<'delete'>, InTxn { key: WireBytes }
-export interface GetBatchRequest extends RequestBase<'getBatch'>, InTxn { keys: WireBytes[] }
+/** `keys` as read by the daemon: an array, or packed (a PackedArray of bins, simple-requests.ts). */
+export interface GetBatchRequest extends RequestBase<'getBatch'>, InTxn { keys: WireBytes[] | PackedArray }
 export interface PutBatchRequest extends RequestBase<'putBatch'>, InTxn { entries: [WireBytes, WireBytes][]; ttlSeconds?: number }
-export interface DeleteBatchRequest extends RequestBase<'deleteBatch'>, InTxn { keys: WireBytes[] }
+export interface DeleteBatchRequest extends RequestBase<'deleteBatch'>, InTxn { keys: WireBytes[] | PackedArray }
 /** Opens a cursor. Either `prefix`, or a range `[start, end)` where an absent bound is open. */
 export interface ScanRequest extends RequestBase<'scan'>, InTxn {
   prefix?: WireBytes;

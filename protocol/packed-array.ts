@@ -2,18 +2,26 @@
  * PackedArray: the elements of a MessagePack array, already encoded, as the engine returns them
  * (engine/src/core/wire.rs): a scan batch's `entries` (each a fixarray of 2 followed by two
  * `bin`s, or for a scan opened `withExpiry` a fixarray of 3 whose third element is a `float 64`
- * or nil) or a getBatch's values (each a `bin`, or nil where missing).
+ * or nil) or a getBatch's values (each a `bin`, or nil where missing); and, the other way, a
+ * getBatch's or deleteBatch's keys as the daemon reads them from a request (each a `bin`, in
+ * whatever bin form the client wrote).
  *
  * Responsibility: carry `count` elements in exactly the bytes MessageCodec writes for them
  * (smallest `bin` forms), so the daemon copies `bytes` into its reply as one block instead of
- * handling each key and value (simple-replies.ts writes it); and turn them back into values
- * where something needs them.
+ * handling each key and value (simple-replies.ts writes it), and a request's keys into its
+ * engine call as one block (engine/abi.ts); check them without making anything of them; and
+ * turn them back into values where something needs them.
  *
  * Invariants: `toEntries` / `toValues` accept exactly `count` well-formed elements of their kind
  * and nothing after them; what they return are views of `bytes`. Pure: no I/O.
  */
 
 import { FIXARRAY, MsgpackReader, NIL } from './msgpack-forms.js';
+
+/** How many items a list holds, whether it came as an array or packed. */
+export function countOf(items: PackedArray | readonly unknown[]): number {
+  return items instanceof PackedArray ? items.count : items.length;
+}
 
 /** A scan entry: `[key, value]`, or `[key, value, expiresAtMs | null]` with `withExpiry`. */
 export type PackedEntry = [Buffer, Buffer] | [Buffer, Buffer, number | null];
@@ -89,6 +97,20 @@ export class PackedArray {
       values[i] = value;
     }
     return this.checkedEnd(reader, values);
+  }
+
+  /** The elements' total length if they are exactly `count` bins (no nil) of `lengthMin` to
+   * `lengthMax` bytes each; -1 otherwise. Makes nothing of them: how the daemon checks the keys
+   * of a getBatch or deleteBatch it read packed. */
+  binBytesWithin(lengthMin: number, lengthMax: number): number {
+    const reader = this.reader();
+    let total = 0;
+    for (let i = 0; i < this.count; i++) {
+      const length = reader.skipBinLength();
+      if (length < lengthMin || length > lengthMax) return -1;
+      total += length;
+    }
+    return reader.done ? total : -1;
   }
 
   private reader(): MsgpackReader {

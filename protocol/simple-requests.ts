@@ -6,7 +6,10 @@
  * Responsibility: `simpleRequestBytesMax` bounds a request's frame (short strings are not
  * measured, see msgpack-forms.ts binOfBytesMax) and `writeSimpleRequest` writes it, given the
  * request without its id (the client); `readSimpleRequest` reads one back as MessageCodec would
- * decode it (the daemon, which still validates what it returns).
+ * decode it (the daemon, which still validates what it returns), except that a request's
+ * `keys` stay packed (a PackedArray of their bins, a view of the body): the daemon checks
+ * them and copies them into the engine call as one block, where a Buffer per key cost it
+ * ~110 ns a key (the view, its check, its copy) of ~850 under getBatch.
  *
  * Invariants: those of simple-frames.ts; a request's frame never passes the bound
  * simpleRequestBytesMax gave, and its header gives the bytes actually written.
@@ -15,9 +18,10 @@
 import { BATCH_ITEMS_MAX, FRAME_HEADER_BYTES } from './limits.js';
 import { OP_NAMES } from './messages.js';
 import {
-  arrayHeaderBytes, binOfBytesMax, FIXARRAY, FIXMAP, FIXSTR, MsgpackReader, uintBytes, writeArrayHeader, writeBinOf, writeUint,
+  arrayHeaderBytes, binOfBytesMax, FIXARRAY, FIXMAP, FIXSTR, MsgpackReader, uintBytes, VIEW_BINS, writeArrayHeader, writeBinOf, writeUint,
   type BinSource,
 } from './msgpack-forms.js';
+import { PackedArray } from './packed-array.js';
 import { isIdNumber, KEY_ENTRIES, KEY_ID } from './simple-frames.js';
 
 /** Longest op name the request writer and reader accept (every op name fits). */
@@ -216,7 +220,7 @@ function opNameAt(body: Buffer, start: number, end: number): string {
  * Reads a request body that is exactly `{ id: uint, op: str, key: bin }`, the same with
  * `value: bin` after it, `{ id, op, keys: [bin] }` or `{ id, op, entries: [[bin, bin]] }` (as
  * writeSimpleRequest and MessageCodec write them), as the plain object MessageCodec.decode would
- * return, for the daemon to validate as
+ * return but with `keys` a PackedArray of bins (see above), for the daemon to validate as
  * usual; null for anything else (decode it with MessageCodec), and for arrays longer than any
  * batch (BATCH_ITEMS_MAX), so that MessageCodec's item bound (REQUEST_ITEMS_MAX) applies to
  * them. The op name must be ASCII letters, so reading it as Latin-1 equals MessageCodec's
@@ -242,13 +246,9 @@ export function readSimpleRequest(body: Buffer): Record<string, unknown> | null 
     // (BATCH_TOO_LARGE, or PROTOCOL_ERROR past REQUEST_ITEMS_MAX) without this reader first
     // building a view per item of a frame of millions.
     if (reader.at < 0 || count > BATCH_ITEMS_MAX) return null;
-    const keys = new Array<Buffer>(count);
-    for (let i = 0; i < count; i++) {
-      const item = reader.bin();
-      if (item === null) return null;
-      keys[i] = item;
-    }
-    return reader.done ? { id, op: op, keys } : null;
+    const start = reader.at;
+    for (let i = 0; i < count && reader.skipBin(); i++);
+    return reader.done ? { id, op: op, keys: new PackedArray(count, VIEW_BINS(body, start, reader.at)) } : null;
   }
   if (fields === (FIXMAP | 3) && reader.sees(KEY_ENTRIES)) {
     reader.at += KEY_ENTRIES.length;

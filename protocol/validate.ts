@@ -17,6 +17,7 @@
  */
 
 import { ToonDBError } from './errors.js';
+import { PackedArray } from './packed-array.js';
 import { CLIENT_NAME_BYTES_MAX, LIST_PATH_NEXT_BYTES_PAST_KEY, PROTOCOL_VERSION, PROTOCOL_VERSION_MIN, TXN_ID_CHOSEN_MAX, type ServerLimits } from './limits.js';
 import {
   REQUEST_ID_MAX, isOpName,
@@ -153,8 +154,7 @@ class Fields {
   }
 
   /** An array of at most batchItemsMax items (the item count is checked before any item). */
-  batch(name: string): unknown[] {
-    const value = this.body[name];
+  batch(name: string, value: unknown = this.body[name]): unknown[] {
     if (!Array.isArray(value)) return this.fail(name, 'an array');
     if (value.length > this.limits.batchItemsMax) {
       throw new ToonDBError('BATCH_TOO_LARGE', `${this.op}.${name} has ${value.length} items, over the limit of ${this.limits.batchItemsMax}`);
@@ -180,8 +180,16 @@ class Fields {
   }
 }
 
-function batchKeys(f: Fields): WireBytes[] {
-  const items = f.batch('keys');
+/** The keys of a getBatch or deleteBatch: as they came when they came packed and pass the
+ * checks below as they are (no Buffer per key); otherwise checked one by one, which is also
+ * how a packed list that fails gets its coded error, the same as for an array. */
+function batchKeys(f: Fields): WireBytes[] | PackedArray {
+  const packed = f.body.keys;
+  if (packed instanceof PackedArray && packed.count <= f.limits.batchItemsMax) {
+    const bytes = packed.binBytesWithin(1, f.limits.keyBytesMax);
+    if (bytes >= 0 && bytes <= f.limits.batchBytesMax) return packed;
+  }
+  const items = packed instanceof PackedArray ? f.batch('keys', packed.toValues()) : f.batch('keys');
   const keys = new Array<Buffer>(items.length);
   let bytes = 0;
   for (let i = 0; i < items.length; i++) {

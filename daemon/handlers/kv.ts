@@ -11,6 +11,7 @@
 
 import { OpKind, type EngineOp, type EngineResult } from '../../engine/types.js';
 import type { RequestOf } from '../../protocol/messages.js';
+import type { PackedArray } from '../../protocol/packed-array.js';
 import { bindTxn, engineError, fail, ok, txnRequestFailed, type Outcome, type Prepared, type SessionScope } from './scope.js';
 
 type KvRequest = RequestOf<'get' | 'exists' | 'put' | 'delete' | 'getBatch' | 'putBatch' | 'deleteBatch'>;
@@ -26,8 +27,8 @@ export function prepareKv(req: KvRequest, scope: SessionScope): Prepared {
     case 'exists': return { kind: OpKind.exists, txn, key: req.key as Buffer };
     case 'put': return { kind: OpKind.put, txn, key: req.key as Buffer, value: req.value as Buffer, ttlMs: ttlMsOf(req.ttlSeconds) };
     case 'delete': return { kind: OpKind.delete, txn, key: req.key as Buffer };
-    case 'getBatch': return { kind: OpKind.getBatch, txn, keys: req.keys as Buffer[] };
-    case 'deleteBatch': return { kind: OpKind.deleteBatch, txn, keys: req.keys as Buffer[] };
+    case 'getBatch': return { kind: OpKind.getBatch, txn, keys: req.keys as Buffer[] | PackedArray };
+    case 'deleteBatch': return { kind: OpKind.deleteBatch, txn, keys: req.keys as Buffer[] | PackedArray };
     case 'putBatch': {
       const keys = new Array<Buffer>(req.entries.length);
       const values = new Array<Buffer>(req.entries.length);

@@ -44,3 +44,23 @@ describe('PackedArray.without', () => {
     expect(() => packed.without([{ start: 0, end: packed.bytes.length + 1 }])).toThrow(/invariant/);
   });
 });
+
+describe('PackedArray.binBytesWithin', () => {
+  const bins = (...texts: string[]) => new PackedArray(texts.length, Buffer.concat(texts.map(bin)));
+
+  it('totals the bins when every one is within the lengths, in any bin form', () => {
+    expect(bins('a', 'bc', 'x'.repeat(300)).binBytesWithin(1, 300)).toBe(303);
+    expect(bins().binBytesWithin(1, 8)).toBe(0);
+  });
+
+  it('is -1 for a bin out of the lengths, a nil, another type, or a count that does not fit the bytes', () => {
+    expect(bins('a', '').binBytesWithin(1, 8)).toBe(-1);
+    expect(bins('a', 'x'.repeat(9)).binBytesWithin(1, 8)).toBe(-1);
+    const packed = bins('a', 'b');
+    expect(new PackedArray(2, Buffer.concat([bin('a'), Buffer.from([0xc0])])).binBytesWithin(0, 8)).toBe(-1);
+    expect(new PackedArray(1, Buffer.from([0xa1, 0x61])).binBytesWithin(0, 8)).toBe(-1); // a str
+    expect(new PackedArray(1, packed.bytes).binBytesWithin(1, 8)).toBe(-1); // a bin left over
+    expect(new PackedArray(3, packed.bytes).binBytesWithin(1, 8)).toBe(-1); // one missing
+    expect(new PackedArray(1, packed.bytes.subarray(0, 2)).binBytesWithin(1, 8)).toBe(-1); // cut short
+  });
+});

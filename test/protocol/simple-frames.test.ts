@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { MessageCodec } from '../../protocol/codec.js';
 import { BATCH_ITEMS_MAX, FRAME_HEADER_BYTES } from '../../protocol/limits.js';
+import { FIXARRAY } from '../../protocol/msgpack-forms.js';
 import { encodableResult, PackedArray } from '../../protocol/packed-array.js';
 import { readSimpleReply, simpleReplyBytes, writeSimpleReply, type ScanBatchResult, type SimpleResult } from '../../protocol/simple-replies.js';
 import { readSimpleRequest, simpleRequestBytesMax, writeSimpleRequest, type SimpleRequest } from '../../protocol/simple-requests.js';
@@ -48,7 +49,8 @@ function generators(random: () => number) {
 /** Deep equality that compares Buffers by content (vitest's deep equality on long Buffers is
  * slow) and requires the same keys in the same order. */
 function same(a: unknown, b: unknown): boolean {
-  if (a instanceof PackedArray) return same(a.toEntries(), b); // a scan batch's entries, read packed
+  // A scan batch's entries, or a request's keys, read packed.
+  if (a instanceof PackedArray) return same(a.count > 0 && (a.bytes[0] & 0xf0) === FIXARRAY ? a.toEntries() : a.toValues(), b);
   if (Buffer.isBuffer(a) || Buffer.isBuffer(b)) return Buffer.isBuffer(a) && Buffer.isBuffer(b) && a.equals(b);
   if (Array.isArray(a) || Array.isArray(b)) {
     return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((item, i) => same(item, b[i]));

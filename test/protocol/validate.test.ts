@@ -3,10 +3,11 @@
 // code a client can act on, and every size limit comes from the limits passed in.
 import { describe, expect, it } from 'vitest';
 import { ToonDBError, type ErrorCode } from '../../protocol/errors.js';
-import { DEFAULT_SERVER_LIMITS, type ServerLimits } from '../../protocol/limits.js';
+import { DEFAULT_SERVER_LIMITS, FRAME_HEADER_BYTES, type ServerLimits } from '../../protocol/limits.js';
 import { OP_NAMES, REQUEST_ID_MAX, type OpName } from '../../protocol/messages.js';
 import { parseRequest, requestIdOf } from '../../protocol/validate.js';
 import { MessageCodec } from '../../protocol/codec.js';
+import { PackedArray } from '../../protocol/packed-array.js';
 
 const limits: ServerLimits = { ...DEFAULT_SERVER_LIMITS, keyBytesMax: 8, valueBytesMax: 16, batchItemsMax: 3, batchBytesMax: 40, scanBatchItemsMax: 50, ttlSecondsMax: 1000 };
 const k = (s: string): Buffer => Buffer.from(s);
@@ -195,6 +196,35 @@ describe('parseRequest', () => {
     expectCode('INVALID_ARGUMENT', 'getBatch', { keys: [k('a'), 5] }, /getBatch\.keys\[1\] must be bin or str, got integer 5/);
     expectCode('INVALID_ARGUMENT', 'getBatch', { keys: [k('a'), 1e300] }, /getBatch\.keys\[1\] must be bin or str, got float 1e\+300/);
     expectCode('KEY_TOO_LARGE', 'putBatch', { entries: [[k('a'), k('b')], [k('123456789'), k('b')]] }, /entries\[1\]\[0\]/);
+  });
+
+  it('passes keys read packed on as they are when they pass, and refuses them as an array when not', () => {
+    // As the daemon's request reader leaves them: the keys' bins, a PackedArray.
+    const codec = new MessageCodec();
+    const packed = (keys: Buffer[]) => {
+      const body = codec.encode(keys).subarray(FRAME_HEADER_BYTES);
+      return new PackedArray(keys.length, body.subarray(keys.length < 16 ? 1 : 3));
+    };
+    for (const op of ['getBatch', 'deleteBatch']) {
+      const good = packed([k('a'), k('12345678'), k('b')]); // keyBytesMax 8, batchItemsMax 3
+      expect((parse(op, { keys: good }) as { keys: unknown }).keys).toBe(good);
+      expect((parse(op, { keys: packed([]) }) as { keys: PackedArray }).keys.count).toBe(0);
+      // Every refusal has the code and the message the same keys get as an array.
+      const bad = [[k('a'), k('')], [k('123456789')], [k('a'), k('b'), k('c'), k('d')]];
+      const wide = { ...limits, batchItemsMax: 20, batchBytesMax: 8 }; // 9 keys of 1 byte: over 8 bytes
+      for (const [keys, within] of [...bad.map((keys) => [keys, limits] as const), [Array(9).fill(k('a')), wide] as const]) {
+        const message = (value: unknown) => {
+          try {
+            parseRequest({ id: 1, op, keys: value }, within);
+          } catch (error) {
+            return `${(error as ToonDBError).code} ${(error as Error).message}`;
+          }
+          return 'accepted';
+        };
+        expect(message(packed(keys))).toBe(message(keys));
+        expect(message(keys)).not.toBe('accepted');
+      }
+    }
   });
 
   it('refuses scan with both a prefix and a range', () => {

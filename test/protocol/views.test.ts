@@ -1,6 +1,7 @@
 // bufferView makes ordinary Buffers over given memory, through Node's own Buffer class when
 // `Buffer[Symbol.species]` is it, and through Buffer.from when it is anything else.
 import { describe, expect, it } from 'vitest';
+import { MsgpackReader } from '../../protocol/msgpack-forms.js';
 import { bufferView, viewMaker } from '../../protocol/views.js';
 
 function expectView(view: Buffer, memory: ArrayBuffer, offset: number, length: number): void {
@@ -25,6 +26,26 @@ describe('bufferView', () => {
     for (const species of [undefined, Uint8Array, () => 1, class { constructor() { throw new Error('no'); } }]) {
       const memory = new ArrayBuffer(16);
       expectView(viewMaker(species)(memory, 2, 5), memory, 2, 5);
+    }
+  });
+});
+
+describe('MsgpackReader views', () => {
+  it('views the body it was last reset to, not the one before it', () => {
+    const reader = new MsgpackReader();
+    const bodies = [Buffer.from([0xc4, 2, 1, 2]), Buffer.concat([Buffer.alloc(5), Buffer.from([0xc4, 1, 9])]).subarray(5)];
+    for (const body of [...bodies, ...bodies]) {
+      reader.reset(body, 0);
+      const bin = reader.bin()!;
+      expect(bin.buffer).toBe(body.buffer);
+      expect(bin.byteOffset).toBe(body.byteOffset + 2);
+      expect([...bin]).toEqual([...body.subarray(2)]);
+      // A maker other than VIEW_BINS is still called with the body and the bin's bounds.
+      const made = Buffer.alloc(1);
+      const calls: unknown[][] = [];
+      reader.reset(body, 0, (...args) => (calls.push(args), made));
+      expect(reader.bin()).toBe(made);
+      expect(calls).toEqual([[body, 2, body.length]]);
     }
   });
 });

@@ -7,11 +7,13 @@
 //!
 //! Layout (little-endian; `bytes` = u32 length + that many bytes; `num` = f64):
 //!   ops:     u32 count, then per op: u8 kind, u16 flags, then the present fields in this order:
-//!            txn num (F_TXN), key bytes (F_KEY), value bytes (F_VALUE), keys u32 n + n bytes
-//!            (F_KEYS), values u32 n + n bytes (F_VALUES), end bytes (F_END), ttlMs num (F_TTL),
+//!            txn num (F_TXN), key bytes (F_KEY), value bytes (F_VALUE), keys list (F_KEYS),
+//!            values list (F_VALUES), end bytes (F_END), ttlMs num (F_TTL),
 //!            cursor num (F_CURSOR), limit num (F_LIMIT), batchItems num (F_BATCH_ITEMS),
 //!            batchBytes num (F_BATCH_BYTES), isolation u32 (F_ISOLATION), writes num (F_WRITES); flags F_RANGE,
-//!            F_REVERSE and F_EXPIRY carry booleans.
+//!            F_REVERSE and F_EXPIRY carry booleans. A list is u32 n + n bytes, or, packed
+//!            (n | LIST_PACKED, a request's keys as the daemon read them), bytes holding n
+//!            MessagePack `bin`s in any bin form.
 //!   results: u32 count, then per result: u16 flags, seq num, then the present fields: code bytes
 //!            + message bytes (R_ERROR), value bytes (R_VALUE; R_VALUE_NULL alone means null),
 //!            values u32 n + bytes holding n MessagePack `bin`s or nils (R_VALUES), keys u32 n + n
@@ -49,6 +51,8 @@ pub const F_BATCH_BYTES: u16 = 1 << 12;
 pub const F_ISOLATION: u16 = 1 << 13;
 pub const F_WRITES: u16 = 1 << 14;
 pub const F_EXPIRY: u16 = 1 << 15;
+/// Set in a list's count when the list is packed (see the layout above).
+pub const LIST_PACKED: u32 = 1 << 31;
 
 pub const R_ERROR: u16 = 1 << 0;
 pub const R_VALUE: u16 = 1 << 1;
@@ -96,18 +100,53 @@ impl<'a> Reader<'a> {
     }
 
     fn bytes(&mut self) -> EngineResult<Vec<u8>> {
+        Ok(self.take_bytes()?.to_vec())
+    }
+
+    fn take_bytes(&mut self) -> EngineResult<&'a [u8]> {
         let len = self.u32()? as usize;
-        Ok(self.take(len)?.to_vec())
+        self.take(len)
     }
 
     fn list(&mut self) -> EngineResult<Vec<Vec<u8>>> {
-        let n = self.u32()? as usize;
+        let n = self.u32()?;
+        if n & LIST_PACKED != 0 {
+            return packed_bins((n & !LIST_PACKED) as usize, self.take_bytes()?);
+        }
+        let n = n as usize;
         // Each entry needs at least its 4-byte length: refuse counts the buffer cannot hold.
         if n > (self.buf.len() - self.at) / 4 {
             return Err(EngineError::invalid(format!("op buffer claims {n} entries it cannot hold")));
         }
         (0..n).map(|_| self.bytes()).collect()
     }
+}
+
+/// The `count` MessagePack bins (bin 8, 16 or 32) that fill `bytes` exactly.
+fn packed_bins(count: usize, bytes: &[u8]) -> EngineResult<Vec<Vec<u8>>> {
+    let malformed = || EngineError::invalid(format!("packed list of {count} bins is malformed ({} bytes)", bytes.len()));
+    // Each bin takes at least its 2-byte header: refuse counts the bytes cannot hold.
+    if count > bytes.len() / 2 {
+        return Err(malformed());
+    }
+    let mut items = Vec::with_capacity(count);
+    let mut at = 0;
+    for _ in 0..count {
+        let (header, len) = match bytes.get(at) {
+            Some(0xc4) => (2, bytes.get(at + 1).map(|&b| b as usize)),
+            Some(0xc5) => (3, bytes.get(at + 1..at + 3).map(|b| u16::from_be_bytes([b[0], b[1]]) as usize)),
+            Some(0xc6) => (5, bytes.get(at + 1..at + 5).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)),
+            _ => return Err(malformed()),
+        };
+        let start = at + header;
+        let item = len.and_then(|len| bytes.get(start..start.checked_add(len)?)).ok_or_else(malformed)?;
+        items.push(item.to_vec());
+        at = start + item.len();
+    }
+    if at != bytes.len() {
+        return Err(malformed());
+    }
+    Ok(items)
 }
 
 /// A handle that is not a positive safe integer can never name anything: it becomes 0, which is
@@ -332,6 +371,42 @@ mod tests {
         let mut huge = 0xffff_ffffu32.to_le_bytes().to_vec();
         huge.extend_from_slice(&[0; 8]);
         assert!(decode_ops(&huge).is_err());
+    }
+
+    /// One op of kind 3 whose keys are `packed` (count `n`) as a packed list.
+    fn packed_keys_op(n: u32, packed: &[u8]) -> Vec<u8> {
+        let mut buf = 1u32.to_le_bytes().to_vec();
+        buf.push(3);
+        buf.extend_from_slice(&F_KEYS.to_le_bytes());
+        buf.extend_from_slice(&(n | LIST_PACKED).to_le_bytes());
+        put_bytes(&mut buf, packed);
+        buf
+    }
+
+    #[test]
+    fn decodes_packed_keys_in_every_bin_form_and_refuses_malformed_ones() {
+        let long = [b'k'; 300];
+        let mut packed = vec![0xc4, 1, b'a', 0xc4, 0];
+        packed.extend_from_slice(&[0xc5, 0x01, 0x2c]);
+        packed.extend_from_slice(&long);
+        packed.extend_from_slice(&[0xc6, 0, 0, 0, 2, b'b', b'c']);
+        let ops = decode_ops(&packed_keys_op(4, &packed)).unwrap();
+        assert_eq!(ops[0].keys, Some(vec![b"a".to_vec(), Vec::new(), long.to_vec(), b"bc".to_vec()]));
+        assert_eq!(decode_ops(&packed_keys_op(0, &[])).unwrap()[0].keys, Some(Vec::new()));
+        // One bin too many or too few for the count, a bin cut short, a nil, a str, trailing bytes.
+        for (n, bytes) in [
+            (3, &packed[..]),
+            (5, &packed[..]),
+            (1, &[0xc4, 2, b'a'][..]),
+            (1, &[0xc0][..]),
+            (1, &[0xa1, b'a'][..]),
+            (1, &[0xc4, 1, b'a', 0][..]),
+            (1, &[0xc5, 0][..]),
+            (u32::MAX >> 1, &[0xc4, 0][..]),
+        ] {
+            let refused = decode_ops(&packed_keys_op(n, bytes)).expect_err("malformed packed keys must be refused");
+            assert!(matches!(refused, EngineError::InvalidArgument(_)), "{refused:?}");
+        }
     }
 
     #[test]
