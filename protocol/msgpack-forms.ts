@@ -114,6 +114,38 @@ export function binOfBytesMax(source: unknown): number {
   return Buffer.isBuffer(source) ? binBytes(source.length) : -1;
 }
 
+/** Where touchBins leaves what it read, so that the reads are not optimised away. */
+let touchedUnits = 0;
+
+/**
+ * Reads the last byte or UTF-16 unit of each of `sources` (or of each key and value of
+ * `pairs`), before a batch of them is written. The caller's strings and Buffers lie wherever
+ * its heap put them, and a key picked at random from a large set is a cache miss or two
+ * (a concatenated string is an object that points at its characters): a short loop of
+ * independent reads lets the misses of the whole batch overlap, where writeBinOf, one bin at a
+ * time with a loop per character, takes them one after another. getBatch of 100 keys picked at
+ * random out of 100k strings: the client's CPU per key 0.82-0.97 -> 0.67-0.81 µs.
+ */
+export function touchBins(sources: readonly unknown[], pairs = false): void {
+  let units = 0;
+  for (let i = 0; i < sources.length; i++) {
+    const source = sources[i];
+    if (!pairs) units |= lastUnitOf(source);
+    else if (Array.isArray(source)) units |= lastUnitOf(source[0]) | lastUnitOf(source[1]);
+  }
+  touchedUnits = units;
+}
+
+function lastUnitOf(source: unknown): number {
+  if (typeof source === 'string') return source.length > 0 ? source.charCodeAt(source.length - 1) : 0;
+  return source instanceof Uint8Array && source.length > 0 ? source[source.length - 1] : 0;
+}
+
+/** What the last touchBins read (for tests: the reads happened). */
+export function lastTouchedUnits(): number {
+  return touchedUnits;
+}
+
 /** Writes `source` as a bin (see BinSource), in at most binOfBytesMax(source) bytes; returns
  * the offset after it. */
 export function writeBinOf(target: Buffer, at: number, source: BinSource): number {

@@ -18,7 +18,7 @@
 import { BATCH_ITEMS_MAX, FRAME_HEADER_BYTES } from './limits.js';
 import { OP_NAMES } from './messages.js';
 import {
-  arrayHeaderBytes, binOfBytesMax, FIXARRAY, FIXMAP, FIXSTR, MsgpackReader, uintBytes, VIEW_BINS, writeArrayHeader, writeBinOf, writeUint,
+  arrayHeaderBytes, binOfBytesMax, FIXARRAY, FIXMAP, FIXSTR, MsgpackReader, touchBins, uintBytes, VIEW_BINS, writeArrayHeader, writeBinOf, writeUint,
   type BinSource,
 } from './msgpack-forms.js';
 import { PackedArray } from './packed-array.js';
@@ -146,10 +146,12 @@ export function writeSimpleRequest(target: Buffer, at: number, id: number, reque
   if (keys !== undefined) {
     p += KEY_KEYS.copy(target, p);
     p = writeArrayHeader(target, p, keys.length);
+    touchBins(keys);
     for (const item of keys) p = writeBinOf(target, p, item);
   } else if (entries !== undefined) {
     p += KEY_ENTRIES.copy(target, p);
     p = writeArrayHeader(target, p, entries.length);
+    touchBins(entries, true);
     for (const [entryKey, entryValue] of entries) {
       target[p++] = FIXARRAY | 2;
       p = writeBinOf(target, p, entryKey);

@@ -1,7 +1,9 @@
-// bufferView makes ordinary Buffers over given memory, through Node's own Buffer class when
-// `Buffer[Symbol.species]` is it, and through Buffer.from when it is anything else.
+// How the protocol's readers and writers reach bytes. bufferView makes ordinary Buffers over
+// given memory, through Node's own Buffer class when `Buffer[Symbol.species]` is it, and through
+// Buffer.from when it is anything else; the MessagePack reader views the body it was last reset
+// to; touchBins reads the last unit of each key it is given.
 import { describe, expect, it } from 'vitest';
-import { MsgpackReader } from '../../protocol/msgpack-forms.js';
+import { lastTouchedUnits, MsgpackReader, touchBins } from '../../protocol/msgpack-forms.js';
 import { bufferView, viewMaker } from '../../protocol/views.js';
 
 function expectView(view: Buffer, memory: ArrayBuffer, offset: number, length: number): void {
@@ -47,5 +49,16 @@ describe('MsgpackReader views', () => {
       expect(reader.bin()).toBe(made);
       expect(calls).toEqual([[body, 2, body.length]]);
     }
+  });
+});
+
+describe('touchBins', () => {
+  it('reads the last unit or byte of every key, or of every key and value of pairs, and skips the rest', () => {
+    touchBins(['ab', Buffer.from([0x10]), '', Buffer.alloc(0), 7, null]);
+    expect(lastTouchedUnits()).toBe(0x62 | 0x10);
+    touchBins([['k', Buffer.from([0x04])], ['\u0100', ''], null, 'x'], true);
+    expect(lastTouchedUnits()).toBe(0x6b | 0x04 | 0x100);
+    touchBins([]);
+    expect(lastTouchedUnits()).toBe(0);
   });
 });
