@@ -6,11 +6,11 @@
  * getBatch's or deleteBatch's keys as the daemon reads them from a request (each a `bin`, in
  * whatever bin form the client wrote).
  *
- * Responsibility: carry `count` elements in exactly the bytes MessageCodec writes for them
- * (smallest `bin` forms), so the daemon copies `bytes` into its reply as one block instead of
- * handling each key and value (simple-replies.ts writes it), and a request's keys into its
- * engine call as one block (engine/abi.ts); check them without making anything of them; and
- * turn them back into values where something needs them.
+ * Responsibility: carry `count` elements in their encoded bytes (for a reply, exactly what
+ * MessageCodec writes: the smallest `bin` forms), so the daemon copies `bytes` into its reply
+ * as one block instead of handling each key and value (simple-replies.ts writes it), and a
+ * request's keys into its engine call as one block (engine/abi.ts); check them without making
+ * anything of them; and turn them back into values where something needs them.
  *
  * Invariants: `toEntries` / `toValues` accept exactly `count` well-formed elements of their kind
  * and nothing after them; what they return are views of `bytes`. Pure: no I/O.
