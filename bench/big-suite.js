@@ -40,6 +40,7 @@
 import { readFileSync } from 'node:fs';
 import { abOrder, failure, failureSettled, hungProbeNote, progress, toondbWarnings, withDriver } from './context.js';
 import { makeDriver } from './drivers.js';
+import { collectGarbage } from './gc.js';
 import { bulkLoad } from './load.js';
 import { formatRate, formatTrial, SYSTEM_NAMES } from './report.js';
 import { cpuMs, killHard, rssBytes, startRedis, startToondb } from './servers.js';
@@ -68,6 +69,7 @@ const EXPECTED_AFTER_KILL = /stale socket/;
 /** One scan of the loaded keys: its rate, and the CPU the client (this process) and the server
  * (all its threads) spent on it. */
 async function timedScan(driver, system, count, serverPid) {
+  collectGarbage();
   const clientCpu0 = process.cpuUsage();
   const serverCpu0 = cpuMs(serverPid);
   const t0 = process.hrtime.bigint();

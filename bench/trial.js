@@ -7,6 +7,8 @@
  * each op, recorded into a preallocated histogram (stats.js).
  *
  * Invariants:
+ * - A trial in this process starts with a full collection of its heap (gc.js), so that it does
+ *   not pay for the garbage of the trials before it.
  * - A warm-up phase runs the same loop unrecorded; the measured window starts when it ends and
  *   stops at a fixed deadline. Only ops that *complete* inside the window count, and elapsed is
  *   the window length, so ops/s is not skewed by the drain of the last in-flight requests.
@@ -21,6 +23,7 @@
 import { fork } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { collectGarbage } from './gc.js';
 import { Histogram } from './stats.js';
 import { track } from './servers.js';
 import { opFactory } from './workloads.js';
@@ -47,6 +50,7 @@ export async function closedLoop(slotOps, { inFlight, seconds, warmupSeconds }, 
   let onFailure;
   const failed = new Promise((resolve) => { onFailure = resolve; });
   const wait = (ms) => Promise.race([sleep(ms), failed]);
+  collectGarbage();
   const slot = async (op) => {
     while (running && !failure) {
       const t0 = process.hrtime.bigint();
